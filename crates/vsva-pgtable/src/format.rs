@@ -1,0 +1,86 @@
+//! The [`Format`] trait: what a walker and a builder need to know about a page-table format.
+//!
+//! Every format here is a radix tree of 4 KiB tables holding 512 little-endian 64-bit entries,
+//! indexed by 9 address bits per level, with leaves at level 1 (4 KiB), or at levels 2 and 3
+//! when the entry's PS bit (bit 7) says so. What differs between formats is how an entry says
+//! "present", which bits are reserved, which rights it grants and where its A/D bits are;
+//! that is what this trait captures. The walker ([`crate::walk()`]) and the builder
+//! ([`crate::PageTable`]) are written once against it.
+
+use vsva_mem::{Access, PageSize};
+
+use crate::fault::Stage;
+use crate::perm::Perm;
+
+/// Index bits per level.
+pub const INDEX_BITS: u32 = 9;
+/// Entries per table.
+pub const ENTRIES: u64 = 512;
+/// Bytes per table.
+pub const TABLE_BYTES: u64 = 4096;
+/// The page-size bit of x86 and VT-d second-stage PDPTEs/PDEs (SDM §4.5; VT-d 4.1 §9.8).
+pub const PS: u64 = 1 << 7;
+
+/// The index into the table at `level` for `addr`.
+#[inline]
+pub const fn index(addr: u64, level: u8) -> u64 {
+    (addr >> (12 + INDEX_BITS * (level as u32 - 1))) & (ENTRIES - 1)
+}
+
+/// Bytes spanned by one entry at `level` (4 KiB at level 1, 2 MiB at 2, ...).
+#[inline]
+pub const fn span(level: u8) -> u64 {
+    1u64 << (12 + INDEX_BITS * (level as u32 - 1))
+}
+
+/// A page-table format and the configuration it is walked with (widths, enabled features).
+pub trait Format {
+    /// The stage faults of this format are reported under.
+    const STAGE: Stage;
+
+    /// Number of levels (3, 4 or 5): the root table is at this level.
+    fn levels(&self) -> u8;
+
+    /// Is `addr` a valid input address (inside the width; canonical for x86)?
+    fn input_ok(&self, addr: u64) -> bool;
+
+    /// Does the entry map something or point to a table (x86: P=1; VT-d SS: R or W)?
+    fn is_present(&self, entry: u64) -> bool;
+
+    /// Is the present entry at `level` a leaf (a page) rather than a table pointer?
+    fn is_leaf(&self, entry: u64, level: u8) -> bool;
+
+    /// Does the present entry at `level` set a bit its format reserves?
+    fn has_reserved_bits(&self, entry: u64, level: u8) -> bool;
+
+    /// Physical address of the table a non-leaf entry points to.
+    fn table_addr(&self, entry: u64) -> u64;
+
+    /// Physical address of the page a leaf entry of `size` maps.
+    fn page_addr(&self, entry: u64, size: PageSize) -> u64;
+
+    /// Rights granted by this entry alone; a walk intersects them over its levels.
+    fn rights(&self, entry: u64) -> Perm;
+
+    /// May an access with `access` use a translation whose combined rights are `rights`?
+    fn permits(&self, rights: Perm, access: Access) -> bool;
+
+    /// The Accessed bit hardware sets in every entry it uses, if A/D updates are on.
+    fn accessed_bit(&self) -> Option<u64>;
+
+    /// The Dirty bit hardware sets in the leaf on a write, if A/D updates are on.
+    fn dirty_bit(&self) -> Option<u64>;
+
+    /// Can a leaf of `size` be mapped with this configuration?
+    fn supports(&self, size: PageSize) -> bool;
+
+    /// An entry pointing to the table at `table` (with the most permissive rights, so that
+    /// leaves alone decide).
+    fn encode_table(&self, table: u64) -> u64;
+
+    /// A leaf entry mapping `page` of `size` with `perm`.
+    fn encode_leaf(&self, page: u64, size: PageSize, perm: Perm) -> u64;
+
+    /// `entry` with its rights replaced by `perm` (address and other bits kept).
+    fn set_rights(&self, entry: u64, perm: Perm) -> u64;
+}

@@ -1,0 +1,45 @@
+//! vsva-pgtable: page-table formats as data, their walkers and their builders.
+//!
+//! The table format is kept apart from the memory it lives in (as aarch64-paging does): every
+//! walk reads entries through [`vsva_mem::PhysMem`], and every format implements one trait,
+//! [`Format`], so that one walker ([`walk()`]) and one builder ([`PageTable`]) serve them all.
+//!
+//! | module | format | spec |
+//! |---|---|---|
+//! | [`x86`] | x86-64 4- and 5-level paging: the CPU's tables and VT-d's first stage | Intel SDM Vol. 3 §4.5–4.8; VT-d 4.1 §3.6, §9.7 |
+//! | [`vtd_ss`] | VT-d second-stage tables | VT-d 4.1 §3.7, §9.8 |
+//! | [`nested`] | two-dimensional walk: first-stage table pointers are GPAs translated by stage 2 | VT-d 4.1 §3.8 |
+//!
+//! A walk that fails returns a [`Fault`] naming the stage, the level and the reason; a
+//! malformed table (reserved bits, a pointer outside memory, a loop) faults and never panics
+//! or hangs: every walk visits at most one entry per level.
+//!
+//! Levels are numbered as the SDM does: 1 is the PTE level, 4 the PML4, 5 the PML5.
+
+pub mod fault;
+pub mod format;
+pub mod nested;
+pub mod perm;
+pub mod table;
+pub mod vtd_ss;
+pub mod walk;
+pub mod x86;
+
+pub use fault::{Fault, FaultReason, Stage};
+pub use format::Format;
+pub use perm::Perm;
+pub use table::{Leaf, MapError, PageTable, Unmapped};
+pub use walk::{Translation, WalkObserver, walk};
+
+/// Helpers shared by the unit tests.
+#[cfg(test)]
+pub(crate) mod testutil {
+    use std::sync::Arc;
+    use vsva_mem::{FrameAllocator, PhysMem, PhysMemory};
+
+    /// A frame allocator over `size` bytes of fresh memory.
+    pub fn frames(size: u64) -> Arc<FrameAllocator> {
+        let mem: Arc<dyn PhysMem> = Arc::new(PhysMemory::new(size).unwrap());
+        Arc::new(FrameAllocator::new(mem, 0, size))
+    }
+}

@@ -1,0 +1,607 @@
+//! Building and editing page tables of any [`Format`]: map, unmap, protect, look up.
+//!
+//! Tables are 4 KiB frames from a [`FrameAllocator`]; entries are written with atomic stores
+//! and compare-and-swap, so walkers (CPU model, IOMMU, device) may run concurrently with the
+//! one editor and always see either the old or the new entry. New tables are installed by
+//! compare-and-swap, so two editors racing to fill the same slot end with one table.
+//!
+//! `unmap` does not free anything itself: it returns the leaves it removed and the table
+//! frames that became empty ([`Unmapped`]). The owner first invalidates whatever may cache
+//! them (TLBs, IOTLBs, device ATCs — the MMU-notifier step), then frees the frames
+//! ([`PageTable::free_tables`]). Ranges are `[start, start + len)`.
+
+use std::sync::Arc;
+
+use vsva_mem::{Access, FrameAllocator, FrameError, MemError, PageSize, PhysMem};
+
+use crate::fault::Fault;
+use crate::format::{ENTRIES, Format, TABLE_BYTES, index, span};
+use crate::perm::Perm;
+use crate::walk::{Direct, Translation, WalkObserver, walk};
+
+/// Errors of table editing.
+#[derive(Debug, thiserror::Error)]
+pub enum MapError {
+    /// An address of the request is outside the format's input range.
+    #[error("{addr:#x} is outside the input address range of the format")]
+    AddressWidth {
+        /// The offending address.
+        addr: u64,
+    },
+    /// An address is not aligned to the page size.
+    #[error("{addr:#x} is not aligned to {size}")]
+    Misaligned {
+        /// The offending address.
+        addr: u64,
+        /// The alignment required.
+        size: PageSize,
+    },
+    /// The configuration does not allow leaves of this size.
+    #[error("{size} leaves are not supported by this configuration")]
+    Unsupported {
+        /// The size asked for.
+        size: PageSize,
+    },
+    /// The range is empty or wraps around.
+    #[error("bad range start {start:#x} length {len:#x}")]
+    BadRange {
+        /// Start.
+        start: u64,
+        /// Length.
+        len: u64,
+    },
+    /// Something is already mapped (or a larger leaf covers the address).
+    #[error("{addr:#x} is already mapped")]
+    AlreadyMapped {
+        /// The address.
+        addr: u64,
+    },
+    /// The range would cut through a leaf.
+    #[error("the range cuts the {size} leaf at {leaf:#x}")]
+    SplitsLeaf {
+        /// Address of the leaf.
+        leaf: u64,
+        /// Its size.
+        size: PageSize,
+    },
+    /// No frame for a new table.
+    #[error(transparent)]
+    Frames(#[from] FrameError),
+    /// A table lies outside memory (corrupt table).
+    #[error(transparent)]
+    Mem(#[from] MemError),
+}
+
+/// Result alias.
+pub type Result<T> = std::result::Result<T, MapError>;
+
+/// A leaf slot: a mapped page, or a non-present entry that holds a value (a swap entry).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Leaf {
+    /// The input address of the start of the leaf.
+    pub va: u64,
+    /// The raw entry.
+    pub entry: u64,
+    /// The size it covers.
+    pub size: PageSize,
+    /// Is the entry present (a mapping) rather than a software value?
+    pub present: bool,
+    /// The page's output address (0 when not present).
+    pub pa: u64,
+    /// Where the entry lives.
+    pub slot: u64,
+}
+
+/// What an unmap removed.
+#[derive(Debug, Default)]
+pub struct Unmapped {
+    /// Removed leaves, in address order.
+    pub leaves: Vec<Leaf>,
+    /// Table frames that became empty and were unlinked; free them with
+    /// [`PageTable::free_tables`] once caches have been invalidated.
+    pub tables: Vec<u64>,
+}
+
+/// A page table of format `F` rooted in a frame of its own.
+pub struct PageTable<F: Format> {
+    format: F,
+    frames: Arc<FrameAllocator>,
+    root: u64,
+}
+
+impl<F: Format + std::fmt::Debug> std::fmt::Debug for PageTable<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PageTable")
+            .field("format", &self.format)
+            .field("root", &format_args!("{:#x}", self.root))
+            .finish()
+    }
+}
+
+fn sign_extend(addr: u64, bits: u32) -> u64 {
+    let shift = 64 - bits;
+    (((addr << shift) as i64) >> shift) as u64
+}
+
+impl<F: Format> PageTable<F> {
+    /// Creates an empty table (one zeroed root frame).
+    ///
+    /// # Errors
+    /// [`MapError::Frames`] when no frame is free.
+    pub fn new(format: F, frames: Arc<FrameAllocator>) -> Result<Self> {
+        let root = frames.alloc_zeroed(PageSize::Size4K)?;
+        Ok(PageTable {
+            format,
+            frames,
+            root,
+        })
+    }
+
+    /// Physical address of the root table (CR3, FSPTPTR, SSPTPTR).
+    pub fn root(&self) -> u64 {
+        self.root
+    }
+
+    /// The format and its configuration.
+    pub fn format(&self) -> &F {
+        &self.format
+    }
+
+    /// The memory the tables live in.
+    pub fn memory(&self) -> &dyn PhysMem {
+        self.frames.memory().as_ref()
+    }
+
+    /// The allocator tables are taken from.
+    pub fn frames(&self) -> &Arc<FrameAllocator> {
+        &self.frames
+    }
+
+    fn mem(&self) -> &dyn PhysMem {
+        self.frames.memory().as_ref()
+    }
+
+    /// Walks the table as hardware would (permission checks, A/D updates).
+    ///
+    /// # Errors
+    /// The walk's [`Fault`].
+    pub fn walk(&self, input: u64, access: Access) -> std::result::Result<Translation, Fault> {
+        walk(
+            &self.format,
+            self.mem(),
+            self.root,
+            input,
+            access,
+            &mut Direct,
+            &mut (),
+        )
+    }
+
+    /// Like [`walk`](Self::walk), reporting every entry read to `observer`.
+    ///
+    /// # Errors
+    /// The walk's [`Fault`].
+    pub fn walk_observed(
+        &self,
+        input: u64,
+        access: Access,
+        observer: &mut dyn WalkObserver,
+    ) -> std::result::Result<Translation, Fault> {
+        walk(
+            &self.format,
+            self.mem(),
+            self.root,
+            input,
+            access,
+            &mut Direct,
+            observer,
+        )
+    }
+
+    fn check_input(&self, addr: u64) -> Result<()> {
+        if self.format.input_ok(addr) {
+            Ok(())
+        } else {
+            Err(MapError::AddressWidth { addr })
+        }
+    }
+
+    fn check_range(&self, start: u64, len: u64) -> Result<u64> {
+        let end = start
+            .checked_add(len)
+            .filter(|_| len > 0)
+            .ok_or(MapError::BadRange { start, len })?;
+        for a in [start, end] {
+            if a % PageSize::Size4K.bytes() != 0 {
+                return Err(MapError::Misaligned {
+                    addr: a,
+                    size: PageSize::Size4K,
+                });
+            }
+        }
+        self.check_input(start)?;
+        self.check_input(end - 1)?;
+        Ok(end)
+    }
+
+    /// The entry slot for `va` at `level`, creating tables on the way when `alloc` is set.
+    /// `Ok(None)` when a table is missing and `alloc` is off.
+    fn slot(&self, va: u64, level: u8, alloc: bool) -> Result<Option<u64>> {
+        let mem = self.mem();
+        let mut table = self.root;
+        for l in ((level + 1)..=self.format.levels()).rev() {
+            let at = table + index(va, l) * 8;
+            let mut entry = mem.load_u64(at)?;
+            if !self.format.is_present(entry) {
+                if entry != 0 {
+                    return Err(MapError::AlreadyMapped { addr: va });
+                }
+                if !alloc {
+                    return Ok(None);
+                }
+                let new = self.frames.alloc_zeroed(PageSize::Size4K)?;
+                let link = self.format.encode_table(new);
+                match mem.compare_exchange_u64(at, 0, link)? {
+                    Ok(_) => entry = link,
+                    Err(actual) => {
+                        self.frames.free(new)?;
+                        entry = actual;
+                        if !self.format.is_present(entry) {
+                            return Err(MapError::AlreadyMapped { addr: va });
+                        }
+                    }
+                }
+            }
+            if self.format.is_leaf(entry, l) {
+                return Err(MapError::AlreadyMapped { addr: va });
+            }
+            table = self.format.table_addr(entry);
+        }
+        Ok(Some(table + index(va, level) * 8))
+    }
+
+    /// Maps the page of `size` at `va` to `pa` with `perm`.
+    ///
+    /// # Errors
+    /// [`MapError::Unsupported`], [`MapError::Misaligned`], [`MapError::AddressWidth`],
+    /// [`MapError::AlreadyMapped`] if anything is mapped there, [`MapError::Frames`].
+    pub fn map(&self, va: u64, pa: u64, size: PageSize, perm: Perm) -> Result<()> {
+        if !self.format.supports(size) {
+            return Err(MapError::Unsupported { size });
+        }
+        for a in [va, pa] {
+            if a & size.offset_mask() != 0 {
+                return Err(MapError::Misaligned { addr: a, size });
+            }
+        }
+        self.check_input(va)?;
+        self.check_input(va + (size.bytes() - 1))?;
+        let Some(slot) = self.slot(va, size.leaf_level(), true)? else {
+            unreachable!("slot() with alloc always returns a slot");
+        };
+        let leaf = self.format.encode_leaf(pa, size, perm);
+        match self.mem().compare_exchange_u64(slot, 0, leaf)? {
+            Ok(_) => Ok(()),
+            Err(_) => Err(MapError::AlreadyMapped { addr: va }),
+        }
+    }
+
+    /// Stores a raw value in the 4 KiB leaf slot of `va` (creating tables), replacing whatever
+    /// was there, and returns the old value. For software entries such as swap entries.
+    ///
+    /// # Errors
+    /// [`MapError::AlreadyMapped`] if a larger leaf covers `va`; [`MapError::Frames`].
+    pub fn set_pte(&self, va: u64, value: u64) -> Result<u64> {
+        self.check_input(va)?;
+        let Some(slot) = self.slot(va, 1, true)? else {
+            unreachable!("slot() with alloc always returns a slot");
+        };
+        let mem = self.mem();
+        loop {
+            let old = mem.load_u64(slot)?;
+            if mem.compare_exchange_u64(slot, old, value)?.is_ok() {
+                return Ok(old);
+            }
+        }
+    }
+
+    /// The leaf (mapped page or non-zero non-present entry) covering `va`, without checking
+    /// rights or setting A/D.
+    pub fn lookup(&self, va: u64) -> Option<Leaf> {
+        if !self.format.input_ok(va) {
+            return None;
+        }
+        let mem = self.mem();
+        let mut table = self.root;
+        for level in (1..=self.format.levels()).rev() {
+            let at = table + index(va, level) * 8;
+            let entry = mem.load_u64(at).ok()?;
+            if entry == 0 {
+                return None;
+            }
+            let size = PageSize::from_leaf_level(level);
+            if !self.format.is_present(entry) {
+                return size.map(|size| Leaf {
+                    va: va & !size.offset_mask(),
+                    entry,
+                    size,
+                    present: false,
+                    pa: 0,
+                    slot: at,
+                });
+            }
+            if self.format.is_leaf(entry, level) {
+                let size = size?;
+                return Some(Leaf {
+                    va: va & !size.offset_mask(),
+                    entry,
+                    size,
+                    present: true,
+                    pa: self.format.page_addr(entry, size),
+                    slot: at,
+                });
+            }
+            table = self.format.table_addr(entry);
+        }
+        None
+    }
+
+    /// Refuses ranges whose ends cut a leaf.
+    fn check_edges(&self, start: u64, end: u64) -> Result<()> {
+        for a in [start, end - 1] {
+            if let Some(l) = self.lookup(a) {
+                if l.va < start || l.va + l.size.bytes() > end {
+                    return Err(MapError::SplitsLeaf {
+                        leaf: l.va,
+                        size: l.size,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes every leaf in `[va, va + len)` (mapped pages and software entries) and unlinks
+    /// tables left empty. Nothing is freed: see [`Unmapped`].
+    ///
+    /// # Errors
+    /// [`MapError::SplitsLeaf`] if the range cuts a leaf (nothing is changed then),
+    /// [`MapError::Misaligned`], [`MapError::BadRange`], [`MapError::AddressWidth`].
+    pub fn unmap(&self, va: u64, len: u64) -> Result<Unmapped> {
+        let end = self.check_range(va, len)?;
+        self.check_edges(va, end)?;
+        let mut out = Unmapped::default();
+        self.unmap_in(self.root, self.format.levels(), 0, va, end, &mut out)?;
+        Ok(out)
+    }
+
+    /// Unmaps `[start, end)` inside the table at `table` (level `level`, covering addresses
+    /// from `base`); returns whether the table is now empty.
+    fn unmap_in(
+        &self,
+        table: u64,
+        level: u8,
+        base: u64,
+        start: u64,
+        end: u64,
+        out: &mut Unmapped,
+    ) -> Result<bool> {
+        let mem = self.mem();
+        let bits = 12 + 9 * self.format.levels() as u32;
+        for i in 0..ENTRIES {
+            let lo = sign_extend(base + i * span(level), bits);
+            let hi = lo.wrapping_add(span(level));
+            if hi <= start && hi != 0 || lo >= end {
+                continue;
+            }
+            let at = table + i * 8;
+            let entry = mem.load_u64(at)?;
+            if entry == 0 {
+                continue;
+            }
+            let present = self.format.is_present(entry);
+            if !present || self.format.is_leaf(entry, level) {
+                let size = PageSize::from_leaf_level(level).unwrap_or(PageSize::Size1G);
+                mem.store_u64(at, 0)?;
+                out.leaves.push(Leaf {
+                    va: lo,
+                    entry,
+                    size,
+                    present,
+                    pa: if present {
+                        self.format.page_addr(entry, size)
+                    } else {
+                        0
+                    },
+                    slot: at,
+                });
+                continue;
+            }
+            let child = self.format.table_addr(entry);
+            if self.unmap_in(child, level - 1, lo, start, end, out)? {
+                mem.store_u64(at, 0)?;
+                out.tables.push(child);
+            }
+        }
+        if table == self.root {
+            return Ok(false);
+        }
+        for i in 0..ENTRIES {
+            if mem.load_u64(table + i * 8)? != 0 {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Frees table frames returned by [`unmap`](Self::unmap).
+    ///
+    /// # Errors
+    /// [`MapError::Frames`] if a frame was not allocated (freed twice).
+    pub fn free_tables(&self, tables: &[u64]) -> Result<()> {
+        for &t in tables {
+            self.frames.free(t)?;
+        }
+        Ok(())
+    }
+
+    /// Calls `f` for every leaf (present or software) in `[va, va + len)`.
+    ///
+    /// # Errors
+    /// As [`unmap`](Self::unmap) for the range; errors of `f` are passed through.
+    pub fn for_each_leaf(
+        &self,
+        va: u64,
+        len: u64,
+        f: &mut dyn FnMut(&Leaf) -> Result<()>,
+    ) -> Result<()> {
+        let end = self.check_range(va, len)?;
+        self.visit(self.root, self.format.levels(), 0, va, end, f)
+    }
+
+    fn visit(
+        &self,
+        table: u64,
+        level: u8,
+        base: u64,
+        start: u64,
+        end: u64,
+        f: &mut dyn FnMut(&Leaf) -> Result<()>,
+    ) -> Result<()> {
+        let mem = self.mem();
+        let bits = 12 + 9 * self.format.levels() as u32;
+        for i in 0..ENTRIES {
+            let lo = sign_extend(base + i * span(level), bits);
+            let hi = lo.wrapping_add(span(level));
+            if hi <= start && hi != 0 || lo >= end {
+                continue;
+            }
+            let at = table + i * 8;
+            let entry = mem.load_u64(at)?;
+            if entry == 0 {
+                continue;
+            }
+            let present = self.format.is_present(entry);
+            if !present || self.format.is_leaf(entry, level) {
+                let size = PageSize::from_leaf_level(level).unwrap_or(PageSize::Size1G);
+                f(&Leaf {
+                    va: lo,
+                    entry,
+                    size,
+                    present,
+                    pa: if present {
+                        self.format.page_addr(entry, size)
+                    } else {
+                        0
+                    },
+                    slot: at,
+                })?;
+            } else {
+                self.visit(
+                    self.format.table_addr(entry),
+                    level - 1,
+                    lo,
+                    start,
+                    end,
+                    f,
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sets the rights of every mapped leaf in `[va, va + len)` to `perm`, keeping A/D bits
+    /// that hardware sets concurrently. Returns the number of leaves changed.
+    ///
+    /// # Errors
+    /// As [`unmap`](Self::unmap).
+    pub fn protect(&self, va: u64, len: u64, perm: Perm) -> Result<usize> {
+        let end = self.check_range(va, len)?;
+        self.check_edges(va, end)?;
+        let mem = self.mem();
+        let mut changed = 0;
+        self.visit(
+            self.root,
+            self.format.levels(),
+            0,
+            va,
+            end,
+            &mut |leaf: &Leaf| {
+                if !leaf.present {
+                    return Ok(());
+                }
+                let mut old = leaf.entry;
+                loop {
+                    let new = self.format.set_rights(old, perm);
+                    if new == old {
+                        return Ok(());
+                    }
+                    match mem.compare_exchange_u64(leaf.slot, old, new)? {
+                        Ok(_) => {
+                            changed += 1;
+                            return Ok(());
+                        }
+                        Err(actual) => old = actual,
+                    }
+                }
+            },
+        )?;
+        Ok(changed)
+    }
+
+    /// Replaces the leaf entry at `slot` if it still holds `old` (for A/D-aware edits such as
+    /// a copy-on-write break). Returns whether it did.
+    ///
+    /// # Errors
+    /// [`MapError::Mem`] if `slot` is outside memory.
+    pub fn replace_entry(&self, slot: u64, old: u64, new: u64) -> Result<bool> {
+        Ok(self.mem().compare_exchange_u64(slot, old, new)?.is_ok())
+    }
+
+    /// Number of table frames (including the root) reachable from the root.
+    pub fn table_frames(&self) -> usize {
+        self.count_tables(self.root, self.format.levels())
+    }
+
+    fn count_tables(&self, table: u64, level: u8) -> usize {
+        let mut n = 1;
+        if level == 1 {
+            return n;
+        }
+        for i in 0..ENTRIES {
+            let Ok(e) = self.mem().load_u64(table + i * 8) else {
+                continue;
+            };
+            if self.format.is_present(e) && !self.format.is_leaf(e, level) {
+                n += self.count_tables(self.format.table_addr(e), level - 1);
+            }
+        }
+        n
+    }
+
+    /// Frees every table frame (not the pages leaves point to) and consumes the table.
+    ///
+    /// # Errors
+    /// [`MapError::Frames`] if the allocator does not know a table frame.
+    pub fn destroy(self) -> Result<()> {
+        self.free_subtree(self.root, self.format.levels())
+    }
+
+    fn free_subtree(&self, table: u64, level: u8) -> Result<()> {
+        if level > 1 {
+            for i in 0..ENTRIES {
+                let e = self.mem().load_u64(table + i * 8)?;
+                if self.format.is_present(e) && !self.format.is_leaf(e, level) {
+                    self.free_subtree(self.format.table_addr(e), level - 1)?;
+                }
+            }
+        }
+        self.frames.free(table)?;
+        Ok(())
+    }
+}
+
+const _: () = assert!(ENTRIES * 8 == TABLE_BYTES);
+
+#[cfg(test)]
+mod tests;
