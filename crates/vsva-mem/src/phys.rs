@@ -348,3 +348,101 @@ pub(crate) mod tests {
         assert_eq!(mem.load_u64((4 << 20) - 8).unwrap(), 0);
     }
 }
+
+/// A window `[base, base + size)` of another memory, seen from address 0: a guest's RAM when
+/// it is one contiguous block of host memory, or any sub-range handed to a component that must
+/// not reach outside it. Accesses past the window's end fail even if the backing memory is
+/// larger.
+#[derive(Clone)]
+pub struct PhysWindow {
+    backing: std::sync::Arc<dyn PhysMem>,
+    base: u64,
+    size: u64,
+}
+
+impl std::fmt::Debug for PhysWindow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PhysWindow")
+            .field("base", &self.base)
+            .field("size", &self.size)
+            .finish()
+    }
+}
+
+impl PhysWindow {
+    /// The window `[base, base + size)` of `backing`.
+    ///
+    /// # Errors
+    /// [`MemError::OutOfRange`] if the window does not fit in `backing`.
+    pub fn new(backing: std::sync::Arc<dyn PhysMem>, base: u64, size: u64) -> Result<Self> {
+        check_range(backing.size(), base, size)?;
+        Ok(PhysWindow {
+            backing,
+            base,
+            size,
+        })
+    }
+
+    /// Where the window starts in the backing memory.
+    pub fn base(&self) -> u64 {
+        self.base
+    }
+
+    fn at(&self, pa: u64, len: u64) -> Result<u64> {
+        check_range(self.size, pa, len)?;
+        Ok(self.base + pa)
+    }
+}
+
+impl PhysMem for PhysWindow {
+    fn size(&self) -> u64 {
+        self.size
+    }
+
+    fn load_u64(&self, pa: u64) -> Result<u64> {
+        self.backing.load_u64(self.at(pa, 8)?)
+    }
+
+    fn store_u64(&self, pa: u64, val: u64) -> Result<()> {
+        self.backing.store_u64(self.at(pa, 8)?, val)
+    }
+
+    fn compare_exchange_u64(
+        &self,
+        pa: u64,
+        current: u64,
+        new: u64,
+    ) -> Result<std::result::Result<u64, u64>> {
+        self.backing
+            .compare_exchange_u64(self.at(pa, 8)?, current, new)
+    }
+
+    fn read(&self, pa: u64, buf: &mut [u8]) -> Result<()> {
+        self.backing.read(self.at(pa, buf.len() as u64)?, buf)
+    }
+
+    fn write(&self, pa: u64, buf: &[u8]) -> Result<()> {
+        self.backing.write(self.at(pa, buf.len() as u64)?, buf)
+    }
+
+    fn zero(&self, pa: u64, len: u64) -> Result<()> {
+        self.backing.zero(self.at(pa, len)?, len)
+    }
+}
+
+#[cfg(test)]
+mod window_tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn window_translates_and_confines() {
+        let host: Arc<dyn PhysMem> = Arc::new(PhysMemory::new(8 << 20).unwrap());
+        let w = PhysWindow::new(host.clone(), 4 << 20, 1 << 20).unwrap();
+        w.store_u64(0x10, 42).unwrap();
+        assert_eq!(host.load_u64((4 << 20) + 0x10).unwrap(), 42);
+        assert!(w.load_u64(1 << 20).is_err());
+        assert!(w.write((1 << 20) - 1, &[0, 0]).is_err());
+        assert!(PhysWindow::new(host, 8 << 20, 1).is_err());
+    }
+}
