@@ -27,5 +27,5 @@ pub use access::Access;
 pub use addr::{Gpa, Hpa, Iova, PageSize, Va};
 pub use frame::{FrameAllocator, FrameError};
 pub use pasid::{Pasid, PasidError};
-pub use phys::{MemError, PhysMem, PhysMemory, PhysWindow};
+pub use phys::{CreateError, MemError, PhysMem, PhysMemory, PhysWindow};
 pub use rid::{Rid, RidError};

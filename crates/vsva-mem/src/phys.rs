@@ -19,8 +19,9 @@ use vm_memory::{
     Bytes, GuestAddress, GuestMemoryMmap, GuestRegionMmap, MmapRegion, mmap::MmapRegionBuilder,
 };
 
-/// Errors of physical-memory accesses.
-#[derive(Debug, thiserror::Error)]
+/// Errors of physical-memory accesses. Small and `Copy`: walkers return it on every entry
+/// read, so it must not make their results large.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum MemError {
     /// The access `[addr, addr + len)` is not inside the memory.
     #[error("physical access [{addr:#x}, +{len:#x}) is outside memory")]
@@ -36,6 +37,11 @@ pub enum MemError {
         /// The misaligned address.
         addr: u64,
     },
+}
+
+/// Errors of creating a [`PhysMemory`].
+#[derive(Debug, thiserror::Error)]
+pub enum CreateError {
     /// The operating system refused the mapping.
     #[error("cannot map {size:#x} bytes of physical memory: {source}")]
     Map {
@@ -130,18 +136,18 @@ impl PhysMemory {
     /// Maps `size` bytes of zeroed, sparse physical memory at physical address 0.
     ///
     /// # Errors
-    /// [`MemError::Map`] if the host refuses the mapping.
-    pub fn new(size: u64) -> Result<PhysMemory> {
+    /// [`CreateError::Map`] if the host refuses the mapping.
+    pub fn new(size: u64) -> std::result::Result<PhysMemory, CreateError> {
         let region: MmapRegion = MmapRegionBuilder::new(size as usize)
             .with_mmap_prot(libc::PROT_READ | libc::PROT_WRITE)
             .with_mmap_flags(libc::MAP_ANONYMOUS | libc::MAP_PRIVATE | libc::MAP_NORESERVE)
             .build()
-            .map_err(|source| MemError::Map { size, source })?;
+            .map_err(|source| CreateError::Map { size, source })?;
         let base = region.as_ptr() as usize;
         let region = GuestRegionMmap::new(region, GuestAddress(0))
-            .ok_or_else(|| MemError::Collection("region end overflows".into()))?;
+            .ok_or_else(|| CreateError::Collection("region end overflows".into()))?;
         let guest = GuestMemoryMmap::from_regions(vec![region])
-            .map_err(|e| MemError::Collection(e.to_string()))?;
+            .map_err(|e| CreateError::Collection(e.to_string()))?;
         Ok(PhysMemory { guest, base, size })
     }
 
