@@ -286,14 +286,19 @@ impl<F: Format> PageTable<F> {
         }
     }
 
-    /// Stores a raw value in the 4 KiB leaf slot of `va` (creating tables), replacing whatever
-    /// was there, and returns the old value. For software entries such as swap entries.
+    /// Stores a raw value in the leaf slot of `size` for `va` (creating tables), replacing
+    /// whatever was there, and returns the old value. For software entries (swap entries, a
+    /// page kept while inaccessible) and for copying entries between tables.
     ///
     /// # Errors
-    /// [`MapError::AlreadyMapped`] if a larger leaf covers `va`; [`MapError::Frames`].
-    pub fn set_pte(&self, va: u64, value: u64) -> Result<u64> {
+    /// [`MapError::AlreadyMapped`] if a larger leaf covers `va`; [`MapError::Misaligned`];
+    /// [`MapError::Frames`].
+    pub fn set_leaf(&self, va: u64, size: PageSize, value: u64) -> Result<u64> {
+        if va & size.offset_mask() != 0 {
+            return Err(MapError::Misaligned { addr: va, size });
+        }
         self.check_input(va)?;
-        let Some(slot) = self.slot(va, 1, true)? else {
+        let Some(slot) = self.slot(va, size.leaf_level(), true)? else {
             unreachable!("slot() with alloc always returns a slot");
         };
         let mem = self.mem();

@@ -132,7 +132,7 @@ fn protect_changes_rights_and_keeps_accessed_dirty() {
 fn software_entries_in_leaf_slots() {
     let pt = x86();
     // a non-present entry holding a value (as a swap entry does)
-    assert_eq!(pt.set_pte(0x3000, 0xabc0).unwrap(), 0);
+    assert_eq!(pt.set_leaf(0x3000, PageSize::Size4K, 0xabc0).unwrap(), 0);
     let leaf = pt.lookup(0x3000).unwrap();
     assert!(!leaf.present);
     assert_eq!(leaf.entry, 0xabc0);

@@ -1,0 +1,83 @@
+//! Memory-manager errors and the errno Linux returns for each.
+
+use vsva_mem::{Access, Va};
+
+/// Errors of memory-manager calls.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MmError {
+    /// A bad argument: zero length, misaligned address, wrapping range, huge-page misalignment
+    /// (EINVAL).
+    #[error("invalid argument: {0}")]
+    Invalid(&'static str),
+    /// No physical memory left (ENOMEM).
+    #[error("out of memory")]
+    OutOfMemory,
+    /// Part of the range is not mapped by any VMA (ENOMEM, as mprotect/madvise report it).
+    #[error("{addr} is not mapped")]
+    NotMapped {
+        /// First unmapped address.
+        addr: Va,
+    },
+    /// No free virtual range of the requested size (ENOMEM).
+    #[error("no free virtual range of {len:#x} bytes")]
+    NoAddressSpace {
+        /// The length asked for.
+        len: u64,
+    },
+    /// A fault on an address no VMA covers (SIGSEGV, SEGV_MAPERR; EFAULT for I/O faults).
+    #[error("no mapping at {va}")]
+    NoVma {
+        /// The faulting address.
+        va: Va,
+    },
+    /// A fault the VMA's protection forbids (SIGSEGV, SEGV_ACCERR; EFAULT for I/O faults).
+    #[error("{access:?} access to {va} is not permitted")]
+    AccessDenied {
+        /// The faulting address.
+        va: Va,
+        /// What was attempted.
+        access: Access,
+    },
+    /// The process has exited (ESRCH).
+    #[error("the process has exited")]
+    Exited,
+}
+
+impl MmError {
+    /// The errno Linux returns for this case.
+    pub fn errno(&self) -> i32 {
+        const EINVAL: i32 = 22;
+        const ENOMEM: i32 = 12;
+        const EFAULT: i32 = 14;
+        const ESRCH: i32 = 3;
+        match self {
+            MmError::Invalid(_) => EINVAL,
+            MmError::OutOfMemory | MmError::NotMapped { .. } | MmError::NoAddressSpace { .. } => {
+                ENOMEM
+            }
+            MmError::NoVma { .. } | MmError::AccessDenied { .. } => EFAULT,
+            MmError::Exited => ESRCH,
+        }
+    }
+}
+
+/// Result alias.
+pub type Result<T> = std::result::Result<T, MmError>;
+
+impl From<vsva_mem::FrameError> for MmError {
+    fn from(_: vsva_mem::FrameError) -> Self {
+        MmError::OutOfMemory
+    }
+}
+
+impl From<vsva_pgtable::MapError> for MmError {
+    fn from(e: vsva_pgtable::MapError) -> Self {
+        match e {
+            vsva_pgtable::MapError::Frames(_) => MmError::OutOfMemory,
+            vsva_pgtable::MapError::AddressWidth { .. } => MmError::Invalid("address not canonical"),
+            vsva_pgtable::MapError::Misaligned { .. } => MmError::Invalid("misaligned"),
+            vsva_pgtable::MapError::SplitsLeaf { .. } => MmError::Invalid("range splits a huge page"),
+            _ => MmError::Invalid("page-table update refused"),
+        }
+    }
+}

@@ -1,0 +1,174 @@
+//! The memory manager: physical frames, their reference counts, swap, and process creation.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use vsva_mem::{FrameAllocator, PageSize, PhysMem};
+use vsva_pgtable::x86::X86Paging;
+
+use crate::error::{MmError, Result};
+use crate::process::{Pid, Process};
+use crate::swap::SwapStore;
+
+/// Counters of what the memory manager did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MmStats {
+    /// Faults that installed a fresh zeroed page.
+    pub zero_fills: u64,
+    /// Copy-on-write faults that copied a shared page.
+    pub cow_copies: u64,
+    /// Copy-on-write faults that found the page no longer shared and just made it writable.
+    pub cow_reuses: u64,
+    /// Pages written to swap.
+    pub swap_outs: u64,
+    /// Pages read back from swap.
+    pub swap_ins: u64,
+    /// Faults that found nothing to do (the entry was already fine).
+    pub spurious: u64,
+    /// Pages currently allocated to processes.
+    pub pages_in_use: u64,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub zero_fills: AtomicU64,
+    pub cow_copies: AtomicU64,
+    pub cow_reuses: AtomicU64,
+    pub swap_outs: AtomicU64,
+    pub swap_ins: AtomicU64,
+    pub spurious: AtomicU64,
+}
+
+impl Counters {
+    pub fn bump(c: &AtomicU64) {
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// The kernel's memory manager. Processes hold an `Arc` to it.
+pub struct MemoryManager {
+    frames: Arc<FrameAllocator>,
+    paging: X86Paging,
+    /// Reference counts of frames mapped by processes (more than one after fork).
+    refs: Mutex<HashMap<u64, u32>>,
+    swap: Mutex<SwapStore>,
+    next_pid: AtomicU32,
+    pub(crate) counters: Counters,
+}
+
+impl std::fmt::Debug for MemoryManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryManager")
+            .field("paging", &self.paging)
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl MemoryManager {
+    /// A memory manager handing out frames from `frames`, building process page tables of
+    /// format `paging` (4- or 5-level, with the CPU features it names).
+    pub fn new(frames: Arc<FrameAllocator>, paging: X86Paging) -> Arc<Self> {
+        Arc::new(MemoryManager {
+            frames,
+            paging,
+            refs: Mutex::new(HashMap::new()),
+            swap: Mutex::new(SwapStore::default()),
+            next_pid: AtomicU32::new(1),
+            counters: Counters::default(),
+        })
+    }
+
+    /// Creates an empty process.
+    ///
+    /// # Errors
+    /// [`MmError::OutOfMemory`] if no frame is left for its page table.
+    pub fn spawn(self: &Arc<Self>) -> Result<Arc<Process>> {
+        let pid = Pid(self.next_pid.fetch_add(1, Ordering::Relaxed));
+        Process::new(self.clone(), pid)
+    }
+
+    /// Physical memory.
+    pub fn memory(&self) -> &dyn PhysMem {
+        self.frames.memory().as_ref()
+    }
+
+    /// The frame allocator.
+    pub fn frames(&self) -> &Arc<FrameAllocator> {
+        &self.frames
+    }
+
+    /// The paging format of process page tables.
+    pub fn paging(&self) -> X86Paging {
+        self.paging
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> MmStats {
+        let c = &self.counters;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        MmStats {
+            zero_fills: get(&c.zero_fills),
+            cow_copies: get(&c.cow_copies),
+            cow_reuses: get(&c.cow_reuses),
+            swap_outs: get(&c.swap_outs),
+            swap_ins: get(&c.swap_ins),
+            spurious: get(&c.spurious),
+            pages_in_use: lock(&self.refs).len() as u64,
+        }
+    }
+
+    /// Allocates a zeroed page of `size` with one reference.
+    pub(crate) fn alloc_page(&self, size: PageSize) -> Result<u64> {
+        let pa = self.frames.alloc_zeroed(size)?;
+        lock(&self.refs).insert(pa, 1);
+        Ok(pa)
+    }
+
+    /// One more mapping of the page at `pa`.
+    pub(crate) fn get_page(&self, pa: u64) {
+        *lock(&self.refs).entry(pa).or_insert(0) += 1;
+    }
+
+    /// One mapping fewer of the page at `pa`; frees it when none is left.
+    pub(crate) fn put_page(&self, pa: u64) {
+        let mut refs = lock(&self.refs);
+        let Some(n) = refs.get_mut(&pa) else {
+            tracing::error!(pa, "put_page of a page with no references");
+            return;
+        };
+        *n -= 1;
+        if *n == 0 {
+            refs.remove(&pa);
+            drop(refs);
+            if let Err(e) = self.frames.free(pa) {
+                tracing::error!(pa, %e, "freeing a process page");
+            }
+        }
+    }
+
+    /// How many mappings the page at `pa` has.
+    pub fn page_refs(&self, pa: u64) -> u32 {
+        lock(&self.refs).get(&pa).copied().unwrap_or(0)
+    }
+
+    pub(crate) fn swap(&self) -> MutexGuard<'_, SwapStore> {
+        lock(&self.swap)
+    }
+
+    /// Pages currently in swap.
+    pub fn swapped_pages(&self) -> usize {
+        self.swap().len()
+    }
+}
+
+impl From<MmError> for std::io::Error {
+    fn from(e: MmError) -> Self {
+        std::io::Error::from_raw_os_error(e.errno())
+    }
+}
