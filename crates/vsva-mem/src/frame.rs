@@ -224,12 +224,17 @@ mod tests {
         let a = allocator(4 * MIB);
         assert!(matches!(
             a.alloc(PageSize::Size1G),
-            Err(FrameError::OutOfMemory { size: PageSize::Size1G })
+            Err(FrameError::OutOfMemory {
+                size: PageSize::Size1G
+            })
         ));
         let x = a.alloc(PageSize::Size2M).unwrap();
         let y = a.alloc(PageSize::Size2M).unwrap();
         assert_ne!(x, y);
-        assert!(matches!(a.alloc(PageSize::Size4K), Err(FrameError::OutOfMemory { .. })));
+        assert!(matches!(
+            a.alloc(PageSize::Size4K),
+            Err(FrameError::OutOfMemory { .. })
+        ));
         a.free(x).unwrap();
         assert!(a.alloc(PageSize::Size4K).is_ok());
     }
@@ -238,7 +243,10 @@ mod tests {
     fn double_free_and_stray_free_are_errors() {
         let a = allocator(4 * MIB);
         let x = a.alloc(PageSize::Size4K).unwrap();
-        assert!(matches!(a.free(x + 4096), Err(FrameError::NotAllocated { .. })));
+        assert!(matches!(
+            a.free(x + 4096),
+            Err(FrameError::NotAllocated { .. })
+        ));
         a.free(x).unwrap();
         assert!(matches!(a.free(x), Err(FrameError::NotAllocated { addr }) if addr == x));
     }
@@ -246,7 +254,9 @@ mod tests {
     #[test]
     fn freed_small_frames_merge_back_into_a_gigabyte() {
         let a = allocator(GIB);
-        let frames: Vec<u64> = (0..512).map(|_| a.alloc(PageSize::Size4K).unwrap()).collect();
+        let frames: Vec<u64> = (0..512)
+            .map(|_| a.alloc(PageSize::Size4K).unwrap())
+            .collect();
         assert!(a.alloc(PageSize::Size1G).is_err());
         for f in frames {
             a.free(f).unwrap();

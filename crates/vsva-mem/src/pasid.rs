@@ -78,7 +78,10 @@ mod tests {
         assert_eq!(Pasid::new(0).unwrap().raw(), 0);
         assert_eq!(Pasid::new(0xF_FFFF).unwrap(), Pasid::MAX);
         assert_eq!(Pasid::new(0x10_0000), Err(PasidError::TooWide(0x10_0000)));
-        assert_eq!(Pasid::try_from(u32::MAX), Err(PasidError::TooWide(u32::MAX)));
+        assert_eq!(
+            Pasid::try_from(u32::MAX),
+            Err(PasidError::TooWide(u32::MAX))
+        );
     }
 
     #[test]

@@ -178,7 +178,9 @@ impl PhysMemory {
 
 impl std::fmt::Debug for PhysMemory {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PhysMemory").field("size", &self.size).finish()
+        f.debug_struct("PhysMemory")
+            .field("size", &self.size)
+            .finish()
     }
 }
 
@@ -280,7 +282,11 @@ pub(crate) mod tests {
         // 64 touched pages; allow a wide margin for whatever else the test binary does
         // meanwhile, but far less than the 64 GiB it would cost if the space were backed.
         assert!(rss_bytes().saturating_sub(before) < 256 << 20);
-        assert_eq!(mem.load_u64(63 * GIB).unwrap(), 0, "untouched memory reads as zero");
+        assert_eq!(
+            mem.load_u64(63 * GIB).unwrap(),
+            0,
+            "untouched memory reads as zero"
+        );
     }
 
     #[test]
@@ -290,8 +296,14 @@ pub(crate) mod tests {
             mem.load_u64(1 << 20),
             Err(MemError::OutOfRange { addr, len: 8 }) if addr == 1 << 20
         ));
-        assert!(matches!(mem.load_u64(u64::MAX - 7), Err(MemError::OutOfRange { .. })));
-        assert!(matches!(mem.store_u64(4, 1), Err(MemError::Misaligned { addr: 4 })));
+        assert!(matches!(
+            mem.load_u64(u64::MAX - 7),
+            Err(MemError::OutOfRange { .. })
+        ));
+        assert!(matches!(
+            mem.store_u64(4, 1),
+            Err(MemError::Misaligned { addr: 4 })
+        ));
         let mut buf = [0u8; 16];
         assert!(mem.read((1 << 20) - 8, &mut buf).is_err());
         assert!(mem.write(u64::MAX, &buf).is_err());
@@ -321,7 +333,10 @@ pub(crate) mod tests {
                     for _ in 0..1000 {
                         loop {
                             let v = mem.load_u64(0).unwrap();
-                            if mem.compare_exchange_u64(0, v, v + (1 << (t * 16))).unwrap().is_ok()
+                            if mem
+                                .compare_exchange_u64(0, v, v + (1 << (t * 16)))
+                                .unwrap()
+                                .is_ok()
                             {
                                 break;
                             }

@@ -31,7 +31,9 @@ impl Rid {
         if function > 7 {
             return Err(RidError::Function(function));
         }
-        Ok(Rid(((bus as u16) << 8) | ((device as u16) << 3) | function as u16))
+        Ok(Rid(((bus as u16) << 8)
+            | ((device as u16) << 3)
+            | function as u16))
     }
 
     /// Wraps a raw 16-bit requester ID (every value is valid).
@@ -67,7 +69,13 @@ impl Rid {
 
 impl fmt::Display for Rid {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:02x}:{:02x}.{}", self.bus(), self.device(), self.function())
+        write!(
+            f,
+            "{:02x}:{:02x}.{}",
+            self.bus(),
+            self.device(),
+            self.function()
+        )
     }
 }
 

@@ -74,9 +74,13 @@ impl From<vsva_pgtable::MapError> for MmError {
     fn from(e: vsva_pgtable::MapError) -> Self {
         match e {
             vsva_pgtable::MapError::Frames(_) => MmError::OutOfMemory,
-            vsva_pgtable::MapError::AddressWidth { .. } => MmError::Invalid("address not canonical"),
+            vsva_pgtable::MapError::AddressWidth { .. } => {
+                MmError::Invalid("address not canonical")
+            }
             vsva_pgtable::MapError::Misaligned { .. } => MmError::Invalid("misaligned"),
-            vsva_pgtable::MapError::SplitsLeaf { .. } => MmError::Invalid("range splits a huge page"),
+            vsva_pgtable::MapError::SplitsLeaf { .. } => {
+                MmError::Invalid("range splits a huge page")
+            }
             _ => MmError::Invalid("page-table update refused"),
         }
     }

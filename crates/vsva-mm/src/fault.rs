@@ -33,7 +33,10 @@ impl Process {
 
     pub(crate) fn fault_locked(&self, space: &Space, va: u64, access: Access) -> Result<()> {
         let pt = space.pt.as_ref().ok_or(MmError::Exited)?;
-        let vma = *space.vmas.find(va).ok_or(MmError::NoVma { va: Va::new(va) })?;
+        let vma = *space
+            .vmas
+            .find(va)
+            .ok_or(MmError::NoVma { va: Va::new(va) })?;
         if !vma.prot.allows(access) {
             return Err(MmError::AccessDenied {
                 va: Va::new(va),
@@ -49,7 +52,9 @@ impl Process {
                     PteKind::Empty => self.fill_zero(pt, base, vma.page, perm)?,
                     PteKind::Swap(slot) => self.swap_in(pt, &leaf, slot, perm)?,
                     PteKind::ProtNone => {
-                        let entry = pt.format().set_rights(softpte::from_prot_none(leaf.entry), perm);
+                        let entry = pt
+                            .format()
+                            .set_rights(softpte::from_prot_none(leaf.entry), perm);
                         pt.replace_entry(leaf.slot, leaf.entry, entry)?
                     }
                     PteKind::Present => self.fix_present(pt, &leaf, access, perm)?,
@@ -88,7 +93,13 @@ impl Process {
     }
 
     /// Reads a page back from swap.
-    fn swap_in(&self, pt: &PageTable<X86Paging>, leaf: &Leaf, slot: u64, perm: Perm) -> Result<bool> {
+    fn swap_in(
+        &self,
+        pt: &PageTable<X86Paging>,
+        leaf: &Leaf,
+        slot: u64,
+        perm: Perm,
+    ) -> Result<bool> {
         let pa = self.mm.alloc_page(PageSize::Size4K)?;
         let copied = {
             let swap = self.mm.swap();
@@ -150,7 +161,11 @@ impl Process {
             self.mm.put_page(new);
             return Ok(false);
         }
-        self.notify(leaf.va, leaf.va + leaf.size.bytes(), InvalidateReason::CowBreak);
+        self.notify(
+            leaf.va,
+            leaf.va + leaf.size.bytes(),
+            InvalidateReason::CowBreak,
+        );
         self.mm.put_page(leaf.pa);
         Counters::bump(&self.counters().cow_copies);
         Ok(true)
@@ -176,11 +191,16 @@ impl Process {
     /// The fault's error if a page cannot be made writable.
     pub fn write_bytes(&self, va: Va, buf: &[u8]) -> Result<()> {
         let mut done = 0;
-        self.user_access(va, buf.len(), Access::READ | Access::WRITE, &mut |pa, len| {
-            let r = self.mm.memory().write(pa, &buf[done..done + len]);
-            done += len;
-            r.is_ok()
-        })
+        self.user_access(
+            va,
+            buf.len(),
+            Access::READ | Access::WRITE,
+            &mut |pa, len| {
+                let r = self.mm.memory().write(pa, &buf[done..done + len]);
+                done += len;
+                r.is_ok()
+            },
+        )
     }
 
     /// Walks the page table for each page of `[va, va + len)` with a user access, calling the
@@ -196,9 +216,7 @@ impl Process {
         let space = rlock(&self.space);
         let pt = space.pt.as_ref().ok_or(MmError::Exited)?;
         let mut at = va.raw();
-        let end = at
-            .checked_add(len as u64)
-            .ok_or(MmError::NoVma { va })?;
+        let end = at.checked_add(len as u64).ok_or(MmError::NoVma { va })?;
         while at < end {
             let chunk = (PageSize::Size4K.bytes() - (at & 0xfff)).min(end - at);
             let mut tries = 0;
@@ -209,7 +227,12 @@ impl Process {
                         self.fault_locked(&space, at, access)?;
                         tries += 1;
                     }
-                    Err(_) => return Err(MmError::AccessDenied { va: Va::new(at), access }),
+                    Err(_) => {
+                        return Err(MmError::AccessDenied {
+                            va: Va::new(at),
+                            access,
+                        });
+                    }
                 }
             };
             if !op(t.output, chunk as usize) {

@@ -32,8 +32,7 @@ impl Process {
                     let entry = match softpte::classify(leaf.entry) {
                         PteKind::Present => {
                             let mut e = leaf.entry;
-                            if vma.prot.contains(Prot::WRITE)
-                                && fmt.rights(e).contains(Perm::WRITE)
+                            if vma.prot.contains(Prot::WRITE) && fmt.rights(e).contains(Perm::WRITE)
                             {
                                 loop {
                                     let ro = fmt.set_rights(e, fmt.rights(e) - Perm::WRITE);

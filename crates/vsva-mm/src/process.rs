@@ -255,7 +255,9 @@ impl Process {
         let pt = space.pt.as_ref().ok_or(MmError::Exited)?;
         let top = self.task_size();
         let start = if flags.contains(MapFlags::FIXED) {
-            let a = addr.ok_or(MmError::Invalid("MAP_FIXED without address"))?.raw();
+            let a = addr
+                .ok_or(MmError::Invalid("MAP_FIXED without address"))?
+                .raw();
             if a & page.offset_mask() != 0 || a < MMAP_MIN_ADDR {
                 return Err(MmError::Invalid("MAP_FIXED address misaligned or too low"));
             }
@@ -437,7 +439,10 @@ impl Process {
         self.notify(start, end, InvalidateReason::PageOut);
         for (slot, frame) in taken {
             let mut data = vec![0u8; PageSize::Size4K.bytes() as usize].into_boxed_slice();
-            self.mm.memory().read(frame, &mut data).map_err(|_| MmError::OutOfMemory)?;
+            self.mm
+                .memory()
+                .read(frame, &mut data)
+                .map_err(|_| MmError::OutOfMemory)?;
             self.mm.swap().set(slot, data);
             self.mm.put_page(frame);
             Counters::bump(&self.counters().swap_outs);

@@ -153,7 +153,9 @@ impl VmaTree {
         self.split_at(start);
         self.split_at(end);
         let keys: Vec<u64> = self.map.range(start..end).map(|(&k, _)| k).collect();
-        keys.into_iter().filter_map(|k| self.map.remove(&k)).collect()
+        keys.into_iter()
+            .filter_map(|k| self.map.remove(&k))
+            .collect()
     }
 
     /// Sets the protection of `[start, end)` (which must be covered), splitting as needed;
@@ -259,7 +261,10 @@ mod tests {
         assert!(Prot::READ.allows(Access::READ));
         assert!(!Prot::READ.allows(Access::WRITE));
         assert!(!Prot::empty().allows(Access::READ));
-        assert!(Prot::WRITE.allows(Access::READ), "x86: writable implies readable");
+        assert!(
+            Prot::WRITE.allows(Access::READ),
+            "x86: writable implies readable"
+        );
         assert!(!Prot::RW.allows(Access::READ | Access::EXEC));
         assert_eq!(Prot::READ.perm(), Perm::USER | Perm::READ);
     }

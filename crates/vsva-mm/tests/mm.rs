@@ -75,14 +75,21 @@ impl MmuNotifier for Listener {
         if let Some((va, pa)) = *self.watch.lock().unwrap() {
             if start.raw() <= va && va < end.raw() {
                 if self.mm.frames().frame_size(pa).is_none() {
-                    self.violations
-                        .lock()
-                        .unwrap()
-                        .push(format!("{reason:?}: frame {pa:#x} freed before the notifier ran"));
+                    self.violations.lock().unwrap().push(format!(
+                        "{reason:?}: frame {pa:#x} freed before the notifier ran"
+                    ));
                 }
                 let fmt = self.mm.paging();
-                let still = walk(&fmt, self.mm.memory(), self.root, va, R, &mut Direct, &mut ())
-                    .map(|t| t.page_base());
+                let still = walk(
+                    &fmt,
+                    self.mm.memory(),
+                    self.root,
+                    va,
+                    R,
+                    &mut Direct,
+                    &mut (),
+                )
+                .map(|t| t.page_base());
                 let narrows_only = matches!(
                     reason,
                     InvalidateReason::Protect | InvalidateReason::ForkWriteProtect
@@ -106,24 +113,35 @@ impl MmuNotifier for Listener {
 fn demand_faults_fill_zeroed_pages_on_first_touch() {
     let mm = mm();
     let p = mm.spawn().unwrap();
-    let va = p.mmap(None, 16 * 4096, Prot::RW, MapFlags::empty()).unwrap();
+    let va = p
+        .mmap(None, 16 * 4096, Prot::RW, MapFlags::empty())
+        .unwrap();
     assert_eq!(va.raw() % 4096, 0);
     // nothing is mapped until touched
     let f = p.translate(va, R).unwrap_err();
     assert_eq!(f.reason, FaultReason::NotPresent);
     assert_eq!(mm.stats().pages_in_use, 0);
-    p.handle_fault(Va::new(va.raw() + 5 * 4096 + 17), R).unwrap();
+    p.handle_fault(Va::new(va.raw() + 5 * 4096 + 17), R)
+        .unwrap();
     let t = p.translate(Va::new(va.raw() + 5 * 4096), R).unwrap();
     let mut page = vec![0xffu8; 4096];
     mm.memory().read(t.page_base(), &mut page).unwrap();
-    assert!(page.iter().all(|&b| b == 0), "a fresh anonymous page reads as zeros");
+    assert!(
+        page.iter().all(|&b| b == 0),
+        "a fresh anonymous page reads as zeros"
+    );
     assert_eq!(mm.stats().zero_fills, 1);
     // the CPU path: write and read back through the page table, faulting as needed
-    p.write_bytes(Va::new(va.raw() + 4090), b"hello, world").unwrap();
+    p.write_bytes(Va::new(va.raw() + 4090), b"hello, world")
+        .unwrap();
     let mut buf = [0u8; 12];
     p.read_bytes(Va::new(va.raw() + 4090), &mut buf).unwrap();
     assert_eq!(&buf, b"hello, world");
-    assert_eq!(mm.stats().zero_fills, 3, "the write crossed into pages 0 and 1");
+    assert_eq!(
+        mm.stats().zero_fills,
+        3,
+        "the write crossed into pages 0 and 1"
+    );
     // a second fault on a mapped page is spurious and changes nothing
     p.handle_fault(va, R).unwrap();
     assert_eq!(mm.stats().zero_fills, 3);
@@ -134,10 +152,14 @@ fn faults_return_the_errors_a_kernel_gives() {
     let mm = mm();
     let p = mm.spawn().unwrap();
     let ro = p.mmap(None, 4096, Prot::READ, MapFlags::empty()).unwrap();
-    let none = p.mmap(None, 4096, Prot::empty(), MapFlags::empty()).unwrap();
+    let none = p
+        .mmap(None, 4096, Prot::empty(), MapFlags::empty())
+        .unwrap();
     assert_eq!(
         p.handle_fault(Va::new(0x1000), R),
-        Err(MmError::NoVma { va: Va::new(0x1000) })
+        Err(MmError::NoVma {
+            va: Va::new(0x1000)
+        })
     );
     assert!(matches!(
         p.handle_fault(ro, W),
@@ -189,15 +211,27 @@ fn mmap_argument_checks() {
     ));
     // a hint is used when free
     let at = p
-        .mmap(Some(Va::new(0x5000_0000)), 8192, Prot::RW, MapFlags::empty())
+        .mmap(
+            Some(Va::new(0x5000_0000)),
+            8192,
+            Prot::RW,
+            MapFlags::empty(),
+        )
         .unwrap();
     assert_eq!(at, Va::new(0x5000_0000));
     let other = p
-        .mmap(Some(Va::new(0x5000_0000)), 8192, Prot::RW, MapFlags::empty())
+        .mmap(
+            Some(Va::new(0x5000_0000)),
+            8192,
+            Prot::RW,
+            MapFlags::empty(),
+        )
         .unwrap();
     assert_ne!(other, at, "an occupied hint is not honoured");
     // mprotect/madvise of a hole: ENOMEM
-    let e = p.mprotect(Va::new(0x6000_0000), 4096, Prot::READ).unwrap_err();
+    let e = p
+        .mprotect(Va::new(0x6000_0000), 4096, Prot::READ)
+        .unwrap_err();
     assert_eq!(e.errno(), 12);
     let e = p
         .madvise(Va::new(0x6000_0000), 4096, Advice::DontNeed)
@@ -209,7 +243,9 @@ fn mmap_argument_checks() {
 fn populate_maps_every_page_now() {
     let mm = mm();
     let p = mm.spawn().unwrap();
-    let va = p.mmap(None, 8 * 4096, Prot::RW, MapFlags::POPULATE).unwrap();
+    let va = p
+        .mmap(None, 8 * 4096, Prot::RW, MapFlags::POPULATE)
+        .unwrap();
     for i in 0..8 {
         let t = p.translate(Va::new(va.raw() + i * 4096), W).unwrap();
         assert_eq!(t.size, PageSize::Size4K);
@@ -226,13 +262,19 @@ fn huge_pages_map_2m_and_1g_leaves() {
     let p = mm.spawn().unwrap();
     let two = p.mmap(None, 3 * MIB, Prot::RW, MapFlags::HUGE_2M).unwrap();
     assert_eq!(two.raw() % (2 * MIB), 0);
-    assert_eq!(p.vmas()[0].len(), 4 * MIB, "length rounded up to the huge page size");
-    p.write_bytes(Va::new(two.raw() + 3 * MIB), &[7; 64]).unwrap();
+    assert_eq!(
+        p.vmas()[0].len(),
+        4 * MIB,
+        "length rounded up to the huge page size"
+    );
+    p.write_bytes(Va::new(two.raw() + 3 * MIB), &[7; 64])
+        .unwrap();
     let t = p.translate(Va::new(two.raw() + 3 * MIB), R).unwrap();
     assert_eq!(t.size, PageSize::Size2M);
     let one = p.mmap(None, GIB, Prot::RW, MapFlags::HUGE_1G).unwrap();
     assert_eq!(one.raw() % GIB, 0);
-    p.write_bytes(Va::new(one.raw() + GIB - 8), &[1; 8]).unwrap();
+    p.write_bytes(Va::new(one.raw() + GIB - 8), &[1; 8])
+        .unwrap();
     let t = p.translate(Va::new(one.raw() + 12345), R).unwrap();
     assert_eq!(t.size, PageSize::Size1G);
     assert_eq!(t.page_base() % GIB, 0);
@@ -267,7 +309,9 @@ fn huge_pages_map_2m_and_1g_leaves() {
 fn munmap_announces_the_range_before_freeing_its_frames() {
     let mm = mm();
     let p = mm.spawn().unwrap();
-    let va = p.mmap(None, 4 * 4096, Prot::RW, MapFlags::POPULATE).unwrap();
+    let va = p
+        .mmap(None, 4 * 4096, Prot::RW, MapFlags::POPULATE)
+        .unwrap();
     let l = Listener::new(&p);
     let watched = Va::new(va.raw() + 4096);
     l.watch(watched, &p);
@@ -281,13 +325,20 @@ fn munmap_announces_the_range_before_freeing_its_frames() {
             InvalidateReason::Unmap
         )]
     );
-    assert!(l.violations.lock().unwrap().is_empty(), "{:?}", l.violations);
+    assert!(
+        l.violations.lock().unwrap().is_empty(),
+        "{:?}",
+        l.violations
+    );
     // after the call the frame is free
     assert!(mm.frames().frame_size(frame).is_none());
     assert_eq!(mm.stats().pages_in_use, 2);
     // the rest of the mapping is intact, the middle is gone
     assert!(p.translate(va, R).is_ok());
-    assert!(matches!(p.handle_fault(watched, R), Err(MmError::NoVma { .. })));
+    assert!(matches!(
+        p.handle_fault(watched, R),
+        Err(MmError::NoVma { .. })
+    ));
     // unmapping an unmapped range is fine and silent
     p.munmap(watched, 4096).unwrap();
     assert_eq!(l.events().len(), 1);
@@ -297,21 +348,36 @@ fn munmap_announces_the_range_before_freeing_its_frames() {
 fn mprotect_narrows_rights_and_announces() {
     let mm = mm();
     let p = mm.spawn().unwrap();
-    let va = p.mmap(None, 4 * 4096, Prot::RW, MapFlags::POPULATE).unwrap();
+    let va = p
+        .mmap(None, 4 * 4096, Prot::RW, MapFlags::POPULATE)
+        .unwrap();
     p.write_bytes(va, &[5; 8]).unwrap();
     let l = Listener::new(&p);
     p.mprotect(va, 2 * 4096, Prot::READ).unwrap();
     assert_eq!(
         l.events(),
-        vec![Event::Invalidate(va.raw(), va.raw() + 8192, InvalidateReason::Protect)]
+        vec![Event::Invalidate(
+            va.raw(),
+            va.raw() + 8192,
+            InvalidateReason::Protect
+        )]
     );
-    assert_eq!(p.translate(va, W).unwrap_err().reason, FaultReason::Permission);
-    assert!(matches!(p.handle_fault(va, W), Err(MmError::AccessDenied { .. })));
+    assert_eq!(
+        p.translate(va, W).unwrap_err().reason,
+        FaultReason::Permission
+    );
+    assert!(matches!(
+        p.handle_fault(va, W),
+        Err(MmError::AccessDenied { .. })
+    ));
     assert!(p.translate(Va::new(va.raw() + 2 * 4096), W).is_ok());
     assert_eq!(p.vmas().len(), 2);
     // PROT_NONE keeps the data, inaccessible; restoring brings it back
     p.mprotect(va, 4096, Prot::empty()).unwrap();
-    assert_eq!(p.translate(va, R).unwrap_err().reason, FaultReason::NotPresent);
+    assert_eq!(
+        p.translate(va, R).unwrap_err().reason,
+        FaultReason::NotPresent
+    );
     assert!(p.read_bytes(va, &mut [0u8; 1]).is_err());
     p.mprotect(va, 4096, Prot::RW).unwrap();
     let mut b = [0u8; 8];
@@ -337,9 +403,15 @@ fn madvise_dontneed_drops_pages_and_pageout_swaps_them() {
     l.watch(second, &p);
     let frame = p.translate(second, R).unwrap().page_base();
     p.madvise(second, 4096, Advice::PageOut).unwrap();
-    assert!(mm.frames().frame_size(frame).is_none(), "the frame was freed");
+    assert!(
+        mm.frames().frame_size(frame).is_none(),
+        "the frame was freed"
+    );
     assert_eq!(mm.swapped_pages(), 1);
-    assert_eq!(p.translate(second, R).unwrap_err().reason, FaultReason::NotPresent);
+    assert_eq!(
+        p.translate(second, R).unwrap_err().reason,
+        FaultReason::NotPresent
+    );
     p.read_bytes(second, &mut b).unwrap();
     assert_eq!(b, [0xaa; 4]);
     assert_eq!(mm.swapped_pages(), 0);
@@ -352,15 +424,24 @@ fn madvise_dontneed_drops_pages_and_pageout_swaps_them() {
             _ => None,
         })
         .collect();
-    assert_eq!(reasons, vec![InvalidateReason::DontNeed, InvalidateReason::PageOut]);
-    assert!(l.violations.lock().unwrap().is_empty(), "{:?}", l.violations);
+    assert_eq!(
+        reasons,
+        vec![InvalidateReason::DontNeed, InvalidateReason::PageOut]
+    );
+    assert!(
+        l.violations.lock().unwrap().is_empty(),
+        "{:?}",
+        l.violations
+    );
 }
 
 #[test]
 fn fork_shares_pages_copy_on_write() {
     let mm = mm();
     let parent = mm.spawn().unwrap();
-    let va = parent.mmap(None, 2 * 4096, Prot::RW, MapFlags::empty()).unwrap();
+    let va = parent
+        .mmap(None, 2 * 4096, Prot::RW, MapFlags::empty())
+        .unwrap();
     parent.write_bytes(va, b"parent data").unwrap();
     let l = Listener::new(&parent);
     let child = parent.fork().unwrap();
@@ -368,7 +449,11 @@ fn fork_shares_pages_copy_on_write() {
     // fork write-protected the parent's writable page and told its listener
     assert_eq!(
         l.events(),
-        vec![Event::Invalidate(va.raw(), va.raw() + 8192, InvalidateReason::ForkWriteProtect)]
+        vec![Event::Invalidate(
+            va.raw(),
+            va.raw() + 8192,
+            InvalidateReason::ForkWriteProtect
+        )]
     );
     let pt = parent.translate(va, R).unwrap();
     let ct = child.translate(va, R).unwrap();
@@ -400,7 +485,9 @@ fn fork_shares_pages_copy_on_write() {
 fn cow_break_announces_before_the_shared_frame_is_reused() {
     let mm = mm();
     let parent = mm.spawn().unwrap();
-    let va = parent.mmap(None, 4096, Prot::RW, MapFlags::empty()).unwrap();
+    let va = parent
+        .mmap(None, 4096, Prot::RW, MapFlags::empty())
+        .unwrap();
     parent.write_bytes(va, &[3; 16]).unwrap();
     let child = parent.fork().unwrap();
     let l = Listener::new(&parent);
@@ -418,9 +505,17 @@ fn cow_break_announces_before_the_shared_frame_is_reused() {
     let evs = l.events();
     assert_eq!(
         evs.last(),
-        Some(&Event::Invalidate(va.raw(), va.raw() + 4096, InvalidateReason::CowBreak))
+        Some(&Event::Invalidate(
+            va.raw(),
+            va.raw() + 4096,
+            InvalidateReason::CowBreak
+        ))
     );
-    assert!(l.violations.lock().unwrap().is_empty(), "{:?}", l.violations);
+    assert!(
+        l.violations.lock().unwrap().is_empty(),
+        "{:?}",
+        l.violations
+    );
     let mut b = [0u8; 1];
     child.read_bytes(va, &mut b).unwrap();
     assert_eq!(b, [4]);
@@ -453,24 +548,40 @@ fn exit_releases_everything_and_tells_listeners_first() {
     let mm = mm();
     let before = mm.frames().allocated_frames();
     let p = mm.spawn().unwrap();
-    let va = p.mmap(None, 64 * 4096, Prot::RW, MapFlags::POPULATE).unwrap();
-    p.mmap(None, 2 * MIB, Prot::RW, MapFlags::HUGE_2M | MapFlags::POPULATE)
+    let va = p
+        .mmap(None, 64 * 4096, Prot::RW, MapFlags::POPULATE)
         .unwrap();
+    p.mmap(
+        None,
+        2 * MIB,
+        Prot::RW,
+        MapFlags::HUGE_2M | MapFlags::POPULATE,
+    )
+    .unwrap();
     p.madvise(va, 4096, Advice::PageOut).unwrap();
     let l = Listener::new(&p);
     p.exit().unwrap();
     let ev = l.events();
     assert_eq!(ev[0], Event::Release, "release comes before the teardown");
-    assert!(ev[1..]
-        .iter()
-        .all(|e| matches!(e, Event::Invalidate(_, _, InvalidateReason::Exit))));
+    assert!(
+        ev[1..]
+            .iter()
+            .all(|e| matches!(e, Event::Invalidate(_, _, InvalidateReason::Exit)))
+    );
     assert_eq!(ev.len(), 3);
-    assert_eq!(mm.frames().allocated_frames(), before, "every page and table is freed");
+    assert_eq!(
+        mm.frames().allocated_frames(),
+        before,
+        "every page and table is freed"
+    );
     assert_eq!(mm.swapped_pages(), 0);
     assert!(p.has_exited());
     assert_eq!(p.handle_fault(va, R), Err(MmError::Exited));
     assert_eq!(p.exit(), Err(MmError::Exited));
-    assert_eq!(p.mmap(None, 4096, Prot::RW, MapFlags::empty()), Err(MmError::Exited));
+    assert_eq!(
+        p.mmap(None, 4096, Prot::RW, MapFlags::empty()),
+        Err(MmError::Exited)
+    );
 }
 
 #[test]
@@ -492,7 +603,9 @@ fn out_of_memory_is_an_error_not_a_panic() {
 fn concurrent_faults_on_the_same_pages_map_each_once() {
     let mm = mm();
     let p = mm.spawn().unwrap();
-    let va = p.mmap(None, 256 * 4096, Prot::RW, MapFlags::empty()).unwrap();
+    let va = p
+        .mmap(None, 256 * 4096, Prot::RW, MapFlags::empty())
+        .unwrap();
     let threads: Vec<_> = (0..4)
         .map(|_| {
             let p = p.clone();

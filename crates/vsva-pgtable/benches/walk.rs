@@ -41,15 +41,29 @@ fn benches(c: &mut Criterion) {
     let fmt = X86Paging::default();
     let pt = PageTable::new(fmt, frames).unwrap();
     for p in 0..PAGES {
-        pt.map(VA + p * 0x1000, 0x1000_0000 + p * 0x1000, PageSize::Size4K, Perm::USER_RW)
+        pt.map(
+            VA + p * 0x1000,
+            0x1000_0000 + p * 0x1000,
+            PageSize::Size4K,
+            Perm::USER_RW,
+        )
+        .unwrap();
+        pt.walk(VA + p * 0x1000, Access::READ | Access::WRITE)
             .unwrap();
-        pt.walk(VA + p * 0x1000, Access::READ | Access::WRITE).unwrap();
     }
     let root = pt.root();
     c.bench_function("walk4_warm", |b| {
         b.iter(|| {
             i = (i + 1) % PAGES;
-            let t = walk(&fmt, host.as_ref(), root, black_box(VA + i * 0x1000), Access::READ, &mut Direct, &mut ());
+            let t = walk(
+                &fmt,
+                host.as_ref(),
+                root,
+                black_box(VA + i * 0x1000),
+                Access::READ,
+                &mut Direct,
+                &mut (),
+            );
             black_box(t.unwrap().output)
         })
     });
@@ -60,22 +74,41 @@ fn benches(c: &mut Criterion) {
     let s2 = PageTable::new(VtdSecondStage::four_level(), pt.frames().clone()).unwrap();
     let mut gpa = 0;
     while gpa < 64 * MIB {
-        s2.map(gpa, ram_hpa + gpa, PageSize::Size4K, Perm::RW).unwrap();
+        s2.map(gpa, ram_hpa + gpa, PageSize::Size4K, Perm::RW)
+            .unwrap();
         gpa += 0x1000;
     }
     let s1 = PageTable::new(fmt, Arc::new(FrameAllocator::new(ram, 16 * MIB, 64 * MIB))).unwrap();
     for p in 0..PAGES {
-        s1.map(VA + p * 0x1000, p * 0x1000, PageSize::Size4K, Perm::USER_RW).unwrap();
+        s1.map(VA + p * 0x1000, p * 0x1000, PageSize::Size4K, Perm::USER_RW)
+            .unwrap();
     }
-    let stage2 = Stage2 { format: s2.format(), mem: host.as_ref(), root: s2.root() };
+    let stage2 = Stage2 {
+        format: s2.format(),
+        mem: host.as_ref(),
+        root: s2.root(),
+    };
     for p in 0..PAGES {
-        nested_walk(&fmt, s1.root(), &stage2, VA + p * 0x1000, Access::READ | Access::WRITE).unwrap();
+        nested_walk(
+            &fmt,
+            s1.root(),
+            &stage2,
+            VA + p * 0x1000,
+            Access::READ | Access::WRITE,
+        )
+        .unwrap();
     }
     let s1_root = s1.root();
     c.bench_function("nested_walk_warm", |b| {
         b.iter(|| {
             i = (i + 1) % PAGES;
-            let t = nested_walk(&fmt, s1_root, &stage2, black_box(VA + i * 0x1000), Access::READ);
+            let t = nested_walk(
+                &fmt,
+                s1_root,
+                &stage2,
+                black_box(VA + i * 0x1000),
+                Access::READ,
+            );
             black_box(t.unwrap().output)
         })
     });

@@ -502,14 +502,7 @@ impl<F: Format> PageTable<F> {
                     slot: at,
                 })?;
             } else {
-                self.visit(
-                    self.format.table_addr(entry),
-                    level - 1,
-                    lo,
-                    start,
-                    end,
-                    f,
-                )?;
+                self.visit(self.format.table_addr(entry), level - 1, lo, start, end, f)?;
             }
         }
         Ok(())

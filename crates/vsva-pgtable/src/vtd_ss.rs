@@ -191,10 +191,7 @@ impl Format for VtdSecondStage {
 
     fn encode_leaf(&self, page: u64, size: PageSize, perm: Perm) -> u64 {
         let ps = if size == PageSize::Size4K { 0 } else { PS };
-        self.set_rights(
-            (page & ((1 << 52) - 1) & !size.offset_mask()) | ps,
-            perm,
-        )
+        self.set_rights((page & ((1 << 52) - 1) & !size.offset_mask()) | ps, perm)
     }
 
     fn set_rights(&self, entry: u64, perm: Perm) -> u64 {

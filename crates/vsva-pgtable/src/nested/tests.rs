@@ -29,8 +29,7 @@ impl Vm {
         let host = Arc::new(PhysMemory::new(RAM_HPA + RAM_SIZE).unwrap());
         let host_dyn: Arc<dyn PhysMem> = host.clone();
         let host_frames = Arc::new(FrameAllocator::new(host_dyn.clone(), 0, 256 * MIB));
-        let ram: Arc<dyn PhysMem> =
-            Arc::new(PhysWindow::new(host_dyn, RAM_HPA, RAM_SIZE).unwrap());
+        let ram: Arc<dyn PhysMem> = Arc::new(PhysWindow::new(host_dyn, RAM_HPA, RAM_SIZE).unwrap());
         let guest_frames = Arc::new(FrameAllocator::new(ram, 16 * MIB, RAM_SIZE));
         let s2 = PageTable::new(VtdSecondStage::four_level(), host_frames).unwrap();
         let mut gpa = 0;
@@ -43,7 +42,8 @@ impl Vm {
             ..X86Paging::default()
         };
         let s1 = PageTable::new(s1_fmt, guest_frames).unwrap();
-        s1.map(VA, DATA_GPA, PageSize::Size4K, Perm::USER_RW).unwrap();
+        s1.map(VA, DATA_GPA, PageSize::Size4K, Perm::USER_RW)
+            .unwrap();
         Vm { host, s2, s1 }
     }
 
@@ -87,7 +87,11 @@ fn large_second_stage_pages_shorten_the_walk() {
     let vm = Vm::new(PageSize::Size2M, false);
     let t = vm.walk(VA, UR).unwrap();
     assert_eq!(t.refs, 19);
-    assert_eq!(t.size, PageSize::Size4K, "the smaller of the two stages' pages");
+    assert_eq!(
+        t.size,
+        PageSize::Size4K,
+        "the smaller of the two stages' pages"
+    );
 }
 
 #[test]
@@ -128,14 +132,20 @@ fn accessed_dirty_update_needs_second_stage_write() {
     vm.s2.protect(pte_gpa & !0xfff, 0x1000, Perm::READ).unwrap();
     // A read needs A set in the PTE, which is a write to a read-only table page.
     let f = vm.walk(VA, UR).unwrap_err();
-    assert_eq!((f.stage, f.reason), (Stage::Second, FaultReason::Permission));
+    assert_eq!(
+        (f.stage, f.reason),
+        (Stage::Second, FaultReason::Permission)
+    );
     assert_eq!(f.input, pte_gpa);
     // Upper levels got their A bits before the PTE update faulted.
     // Once A and D are already set, reads and writes need no update and succeed.
     let leaf = vm.s1.lookup(VA).unwrap();
     vm.s1
         .memory()
-        .store_u64(leaf.slot, leaf.entry | X86Flags::A.bits() | X86Flags::D.bits())
+        .store_u64(
+            leaf.slot,
+            leaf.entry | X86Flags::A.bits() | X86Flags::D.bits(),
+        )
         .unwrap();
     assert!(vm.walk(VA, UR).is_ok());
     assert!(vm.walk(VA, UW).is_ok());
@@ -148,7 +158,10 @@ fn rights_are_the_intersection_of_both_stages() {
     let t = vm.walk(VA, UR).unwrap();
     assert_eq!(t.rights, Perm::READ | Perm::USER);
     let f = vm.walk(VA + 8, UW).unwrap_err();
-    assert_eq!((f.stage, f.reason), (Stage::Second, FaultReason::Permission));
+    assert_eq!(
+        (f.stage, f.reason),
+        (Stage::Second, FaultReason::Permission)
+    );
     assert_eq!(f.input, DATA_GPA + 8);
     // first-stage faults are reported as such, with the VA
     let f = vm.walk(VA + 0x1000, UR).unwrap_err();
@@ -167,7 +180,13 @@ fn a_first_stage_root_outside_guest_ram_faults_in_stage_two() {
         root: vm.s2.root(),
     };
     let f = nested_walk(vm.s1.format(), RAM_SIZE + 0x1000, &s2, VA, UR).unwrap_err();
-    assert_eq!((f.stage, f.reason), (Stage::Second, FaultReason::NotPresent));
+    assert_eq!(
+        (f.stage, f.reason),
+        (Stage::Second, FaultReason::NotPresent)
+    );
     let f = nested_walk(vm.s1.format(), 1 << 50, &s2, VA, UR).unwrap_err();
-    assert_eq!((f.stage, f.reason), (Stage::Second, FaultReason::AddressWidth));
+    assert_eq!(
+        (f.stage, f.reason),
+        (Stage::Second, FaultReason::AddressWidth)
+    );
 }

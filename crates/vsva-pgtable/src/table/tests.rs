@@ -18,9 +18,13 @@ fn x86() -> PageTable<X86Paging> {
 #[test]
 fn map_lookup_unmap_4k() {
     let pt = x86();
-    pt.map(0x1000, 0x5000, PageSize::Size4K, Perm::USER_RW).unwrap();
+    pt.map(0x1000, 0x5000, PageSize::Size4K, Perm::USER_RW)
+        .unwrap();
     let leaf = pt.lookup(0x1abc).unwrap();
-    assert_eq!((leaf.va, leaf.pa, leaf.size), (0x1000, 0x5000, PageSize::Size4K));
+    assert_eq!(
+        (leaf.va, leaf.pa, leaf.size),
+        (0x1000, 0x5000, PageSize::Size4K)
+    );
     assert_eq!(pt.table_frames(), 4);
     let un = pt.unmap(0x1000, 0x1000).unwrap();
     assert_eq!(un.leaves.len(), 1);
@@ -41,8 +45,10 @@ fn map_lookup_unmap_4k() {
 #[test]
 fn tables_shared_by_neighbours_survive_a_partial_unmap() {
     let pt = x86();
-    pt.map(0x1000, 0x5000, PageSize::Size4K, Perm::USER_RW).unwrap();
-    pt.map(0x2000, 0x6000, PageSize::Size4K, Perm::USER_RW).unwrap();
+    pt.map(0x1000, 0x5000, PageSize::Size4K, Perm::USER_RW)
+        .unwrap();
+    pt.map(0x2000, 0x6000, PageSize::Size4K, Perm::USER_RW)
+        .unwrap();
     let un = pt.unmap(0x1000, 0x1000).unwrap();
     assert!(un.tables.is_empty());
     assert_eq!(pt.walk(0x2000, U).unwrap().output, 0x6000);
@@ -51,12 +57,14 @@ fn tables_shared_by_neighbours_survive_a_partial_unmap() {
 #[test]
 fn map_refuses_overlaps_and_misalignment() {
     let pt = x86();
-    pt.map(0x20_0000, 0x40_0000, PageSize::Size2M, Perm::USER_RW).unwrap();
+    pt.map(0x20_0000, 0x40_0000, PageSize::Size2M, Perm::USER_RW)
+        .unwrap();
     assert!(matches!(
         pt.map(0x20_1000, 0x1000, PageSize::Size4K, Perm::READ),
         Err(MapError::AlreadyMapped { .. })
     ));
-    pt.map(0x60_0000, 0x1000, PageSize::Size4K, Perm::READ).unwrap();
+    pt.map(0x60_0000, 0x1000, PageSize::Size4K, Perm::READ)
+        .unwrap();
     assert!(matches!(
         pt.map(0x60_0000, 0x80_0000, PageSize::Size2M, Perm::READ),
         Err(MapError::AlreadyMapped { .. })
@@ -90,7 +98,8 @@ fn map_refuses_overlaps_and_misalignment() {
 #[test]
 fn unmap_and_protect_refuse_to_split_leaves() {
     let pt = x86();
-    pt.map(GIB, 2 * GIB, PageSize::Size1G, Perm::USER_RW).unwrap();
+    pt.map(GIB, 2 * GIB, PageSize::Size1G, Perm::USER_RW)
+        .unwrap();
     assert!(matches!(
         pt.unmap(GIB + 0x1000, 0x1000),
         Err(MapError::SplitsLeaf { leaf, size: PageSize::Size1G }) if leaf == GIB
@@ -115,17 +124,24 @@ fn unmap_and_protect_refuse_to_split_leaves() {
 #[test]
 fn protect_changes_rights_and_keeps_accessed_dirty() {
     let pt = x86();
-    pt.map(0x1000, 0x5000, PageSize::Size4K, Perm::USER_RW).unwrap();
+    pt.map(0x1000, 0x5000, PageSize::Size4K, Perm::USER_RW)
+        .unwrap();
     pt.walk(0x1000, UW).unwrap(); // sets A and D
     let before = pt.lookup(0x1000).unwrap().entry;
-    assert_eq!(pt.protect(0, 0x10_0000, Perm::READ | Perm::USER).unwrap(), 1);
+    assert_eq!(
+        pt.protect(0, 0x10_0000, Perm::READ | Perm::USER).unwrap(),
+        1
+    );
     let after = pt.lookup(0x1000).unwrap().entry;
     assert_eq!(after & 0x60, before & 0x60);
     assert_eq!(
         pt.walk(0x1000, UW).unwrap_err().reason,
         FaultReason::Permission
     );
-    assert_eq!(pt.protect(0, 0x10_0000, Perm::READ | Perm::USER).unwrap(), 0);
+    assert_eq!(
+        pt.protect(0, 0x10_0000, Perm::READ | Perm::USER).unwrap(),
+        0
+    );
 }
 
 #[test]
@@ -163,7 +179,9 @@ fn higher_half_ranges() {
     })
     .unwrap();
     assert_eq!(seen, vec![kva, kva + 0x20_0000]);
-    let t = pt.walk(kva + 0x20_0010, Access::READ | Access::PRIV).unwrap();
+    let t = pt
+        .walk(kva + 0x20_0010, Access::READ | Access::PRIV)
+        .unwrap();
     assert_eq!(t.output, 0x40_0010);
     let un = pt.unmap(kva, 0x40_0000).unwrap();
     assert_eq!(un.leaves.len(), 2);
@@ -207,10 +225,7 @@ fn ref_find(r: &Reference, va: u64) -> Option<(u64, u64, PageSize, Perm)> {
 }
 
 fn ref_overlaps(r: &Reference, start: u64, end: u64) -> Vec<u64> {
-    let mut v: Vec<u64> = r
-        .range(start..end)
-        .map(|(&k, _)| k)
-        .collect();
+    let mut v: Vec<u64> = r.range(start..end).map(|(&k, _)| k).collect();
     if let Some((s, ..)) = ref_find(r, start) {
         if !v.contains(&s) {
             v.insert(0, s);
@@ -228,9 +243,21 @@ fn ref_splits(r: &Reference, start: u64, end: u64) -> bool {
 
 #[derive(Debug, Clone)]
 enum Op {
-    Map { slot: u64, size: PageSize, perm: Perm, frame: u64 },
-    Unmap { start: u64, pages: u64 },
-    Protect { start: u64, pages: u64, perm: Perm },
+    Map {
+        slot: u64,
+        size: PageSize,
+        perm: Perm,
+        frame: u64,
+    },
+    Unmap {
+        start: u64,
+        pages: u64,
+    },
+    Protect {
+        start: u64,
+        pages: u64,
+        perm: Perm,
+    },
 }
 
 /// The window the property test plays in: 4 GiB, so 1 GiB leaves fit.

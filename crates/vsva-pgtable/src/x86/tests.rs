@@ -53,7 +53,10 @@ fn decode_entries() {
     assert!(f.is_present(e));
     assert!(f.is_leaf(e, 2));
     assert!(!f.is_leaf(e & !PS, 2));
-    assert!(f.is_leaf(e & !PS, 1), "every present PTE is a leaf (bit 7 is PAT there)");
+    assert!(
+        f.is_leaf(e & !PS, 1),
+        "every present PTE is a leaf (bit 7 is PAT there)"
+    );
     assert_eq!(f.page_addr(e, PageSize::Size2M), 0x4020_0000);
     assert_eq!(f.rights(e), Perm::READ | Perm::WRITE | Perm::USER);
     assert_eq!(f.rights(0x1), Perm::READ | Perm::EXEC);
@@ -152,7 +155,10 @@ fn user_accesses_need_user_pages_and_rw_for_writes() {
 
 #[test]
 fn supervisor_writes_follow_cr0_wp() {
-    let f = X86Paging { smap: false, ..paging() };
+    let f = X86Paging {
+        smap: false,
+        ..paging()
+    };
     let ro = Perm::READ;
     assert!(!allowed(f, ro, SW));
     assert!(allowed(X86Paging { wp: false, ..f }, ro, SW));
@@ -163,9 +169,15 @@ fn supervisor_writes_follow_cr0_wp() {
 fn smap_and_smep_guard_user_pages_from_the_supervisor() {
     let f = paging();
     let user = Perm::USER_RW | Perm::EXEC;
-    assert!(!allowed(f, user, S), "SMAP blocks supervisor reads of user pages");
+    assert!(
+        !allowed(f, user, S),
+        "SMAP blocks supervisor reads of user pages"
+    );
     assert!(!allowed(f, user, SW));
-    assert!(!allowed(f, user, SX), "SMEP blocks supervisor fetches from user pages");
+    assert!(
+        !allowed(f, user, SX),
+        "SMEP blocks supervisor fetches from user pages"
+    );
     let off = X86Paging {
         smap: false,
         smep: false,
@@ -187,7 +199,8 @@ fn rights_are_intersected_over_levels() {
     let fr = frames(16 << 20);
     let f = paging();
     let pt = PageTable::new(f, fr).unwrap();
-    pt.map(0x40_0000, 0x8000, PageSize::Size4K, Perm::USER_RW).unwrap();
+    pt.map(0x40_0000, 0x8000, PageSize::Size4K, Perm::USER_RW)
+        .unwrap();
     // Clear R/W in the PDE that points to the page table: writes fault even though the PTE
     // allows them; clear U/S in the PML4E: user reads fault.
     let mem = pt.memory();
@@ -214,9 +227,15 @@ fn rights_are_intersected_over_levels() {
 fn accessed_and_dirty_are_set_only_by_successful_walks() {
     let f = paging();
     let pt = PageTable::new(f, frames(16 << 20)).unwrap();
-    pt.map(0x40_0000, 0x8000, PageSize::Size4K, Perm::USER_RW).unwrap();
-    pt.map(0x60_0000, 0x20_0000, PageSize::Size2M, Perm::READ | Perm::USER)
+    pt.map(0x40_0000, 0x8000, PageSize::Size4K, Perm::USER_RW)
         .unwrap();
+    pt.map(
+        0x60_0000,
+        0x20_0000,
+        PageSize::Size2M,
+        Perm::READ | Perm::USER,
+    )
+    .unwrap();
     let a = X86Flags::A.bits();
     let d = X86Flags::D.bits();
     let leaf = pt.lookup(0x40_0000).unwrap();
@@ -244,14 +263,16 @@ fn accessed_and_dirty_are_set_only_by_successful_walks() {
         ..f
     };
     let pt = PageTable::new(ea, frames(16 << 20)).unwrap();
-    pt.map(0x1000, 0x8000, PageSize::Size4K, Perm::READ).unwrap();
+    pt.map(0x1000, 0x8000, PageSize::Size4K, Perm::READ)
+        .unwrap();
     pt.walk(0x1000, S).unwrap();
     let e = pt.lookup(0x1000).unwrap().entry;
     assert_eq!(e & (a | X86Flags::EA.bits()), a | X86Flags::EA.bits());
     // with A/D off nothing is written
     let off = X86Paging { ad: false, ..f };
     let pt = PageTable::new(off, frames(16 << 20)).unwrap();
-    pt.map(0x1000, 0x8000, PageSize::Size4K, Perm::USER_RW).unwrap();
+    pt.map(0x1000, 0x8000, PageSize::Size4K, Perm::USER_RW)
+        .unwrap();
     pt.walk(0x1000, UW).unwrap();
     assert_eq!(pt.lookup(0x1000).unwrap().entry & (a | d), 0);
 }
@@ -341,7 +362,15 @@ fn malformed_tables_fault_and_never_hang() {
     let fault = pt.walk(1 << 47, U).unwrap_err();
     assert_eq!(fault.reason, FaultReason::AddressWidth);
     // A root outside memory.
-    let fault = crate::walk(&f, mem, u64::MAX - 0xfff, 0, U, &mut crate::walk::Direct, &mut ())
-        .unwrap_err();
+    let fault = crate::walk(
+        &f,
+        mem,
+        u64::MAX - 0xfff,
+        0,
+        U,
+        &mut crate::walk::Direct,
+        &mut (),
+    )
+    .unwrap_err();
     assert_eq!(fault.reason, FaultReason::OutsideMemory);
 }
