@@ -342,14 +342,7 @@ impl Process {
         let mut space = wlock(&self.space);
         let space = &mut *space;
         let pt = space.pt.as_ref().ok_or(MmError::Exited)?;
-        if let Some(hole) = space.vmas.first_hole(start, end) {
-            return Err(MmError::NotMapped {
-                addr: Va::new(hole),
-            });
-        }
-        if !space.vmas.huge_aligned(start, end) {
-            return Err(MmError::Invalid("range splits a huge page"));
-        }
+        check_mapped(&space.vmas, start, end)?;
         space.vmas.protect_range(start, end, prot);
         let fmt = *pt.format();
         let mut changed = false;
@@ -399,14 +392,7 @@ impl Process {
         let (start, end) = self.user_range(va.raw(), len)?;
         let space = wlock(&self.space);
         let pt = space.pt.as_ref().ok_or(MmError::Exited)?;
-        if let Some(hole) = space.vmas.first_hole(start, end) {
-            return Err(MmError::NotMapped {
-                addr: Va::new(hole),
-            });
-        }
-        if !space.vmas.huge_aligned(start, end) {
-            return Err(MmError::Invalid("range splits a huge page"));
-        }
+        check_mapped(&space.vmas, start, end)?;
         match advice {
             Advice::DontNeed => self.zap(pt, start, end, InvalidateReason::DontNeed),
             Advice::PageOut => self.page_out(pt, start, end),
@@ -449,6 +435,20 @@ impl Process {
         }
         Ok(())
     }
+}
+
+/// `[start, end)` must be mapped entirely (ENOMEM otherwise, as mprotect and madvise say)
+/// and must not cut a huge page (EINVAL).
+fn check_mapped(vmas: &VmaTree, start: u64, end: u64) -> Result<()> {
+    if let Some(hole) = vmas.first_hole(start, end) {
+        return Err(MmError::NotMapped {
+            addr: Va::new(hole),
+        });
+    }
+    if !vmas.huge_aligned(start, end) {
+        return Err(MmError::Invalid("range splits a huge page"));
+    }
+    Ok(())
 }
 
 /// A/D bits to carry over from the old entry: only when the new entry is present.

@@ -375,68 +375,17 @@ impl<F: Format> PageTable<F> {
     pub fn unmap(&self, va: u64, len: u64) -> Result<Unmapped> {
         let end = self.check_range(va, len)?;
         self.check_edges(va, end)?;
-        let mut out = Unmapped::default();
-        self.unmap_in(self.root, self.format.levels(), 0, va, end, &mut out)?;
-        Ok(out)
-    }
-
-    /// Unmaps `[start, end)` inside the table at `table` (level `level`, covering addresses
-    /// from `base`); returns whether the table is now empty.
-    fn unmap_in(
-        &self,
-        table: u64,
-        level: u8,
-        base: u64,
-        start: u64,
-        end: u64,
-        out: &mut Unmapped,
-    ) -> Result<bool> {
         let mem = self.mem();
-        let bits = 12 + 9 * self.format.levels() as u32;
-        for i in 0..ENTRIES {
-            let lo = sign_extend(base + i * span(level), bits);
-            let hi = lo.wrapping_add(span(level));
-            if hi <= start && hi != 0 || lo >= end {
-                continue;
-            }
-            let at = table + i * 8;
-            let entry = mem.load_u64(at)?;
-            if entry == 0 {
-                continue;
-            }
-            let present = self.format.is_present(entry);
-            if !present || self.format.is_leaf(entry, level) {
-                let size = PageSize::from_leaf_level(level).unwrap_or(PageSize::Size1G);
-                mem.store_u64(at, 0)?;
-                out.leaves.push(Leaf {
-                    va: lo,
-                    entry,
-                    size,
-                    present,
-                    pa: if present {
-                        self.format.page_addr(entry, size)
-                    } else {
-                        0
-                    },
-                    slot: at,
-                });
-                continue;
-            }
-            let child = self.format.table_addr(entry);
-            if self.unmap_in(child, level - 1, lo, start, end, out)? {
-                mem.store_u64(at, 0)?;
-                out.tables.push(child);
-            }
-        }
-        if table == self.root {
-            return Ok(false);
-        }
-        for i in 0..ENTRIES {
-            if mem.load_u64(table + i * 8)? != 0 {
-                return Ok(false);
-            }
-        }
-        Ok(true)
+        let mut leaves = Vec::new();
+        let mut tables = Vec::new();
+        let mut clear = |leaf: &Leaf| {
+            mem.store_u64(leaf.slot, 0)?;
+            leaves.push(*leaf);
+            Ok(())
+        };
+        let top = self.format.levels();
+        self.range_walk(self.root, top, 0, va, end, Some(&mut tables), &mut clear)?;
+        Ok(Unmapped { leaves, tables })
     }
 
     /// Frees table frames returned by [`unmap`](Self::unmap).
@@ -461,24 +410,33 @@ impl<F: Format> PageTable<F> {
         f: &mut dyn FnMut(&Leaf) -> Result<()>,
     ) -> Result<()> {
         let end = self.check_range(va, len)?;
-        self.visit(self.root, self.format.levels(), 0, va, end, f)
+        let top = self.format.levels();
+        self.range_walk(self.root, top, 0, va, end, None, f)?;
+        Ok(())
     }
 
-    fn visit(
+    /// Visits the leaves of `[start, end)` below the table at `table` (level `level`, covering
+    /// input addresses from `base`), depth first in address order. With `prune`, child tables
+    /// that are empty afterwards are unlinked and collected there, and the return value says
+    /// whether this table is empty.
+    #[allow(clippy::too_many_arguments)]
+    fn range_walk(
         &self,
         table: u64,
         level: u8,
         base: u64,
         start: u64,
         end: u64,
+        mut prune: Option<&mut Vec<u64>>,
         f: &mut dyn FnMut(&Leaf) -> Result<()>,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let mem = self.mem();
         let bits = 12 + 9 * self.format.levels() as u32;
         for i in 0..ENTRIES {
             let lo = sign_extend(base + i * span(level), bits);
+            // `hi` wraps to 0 for the very last entry of the address space.
             let hi = lo.wrapping_add(span(level));
-            if hi <= start && hi != 0 || lo >= end {
+            if (hi <= start && hi != 0) || lo >= end {
                 continue;
             }
             let at = table + i * 8;
@@ -489,23 +447,38 @@ impl<F: Format> PageTable<F> {
             let present = self.format.is_present(entry);
             if !present || self.format.is_leaf(entry, level) {
                 let size = PageSize::from_leaf_level(level).unwrap_or(PageSize::Size1G);
+                let pa = if present {
+                    self.format.page_addr(entry, size)
+                } else {
+                    0
+                };
                 f(&Leaf {
                     va: lo,
                     entry,
                     size,
                     present,
-                    pa: if present {
-                        self.format.page_addr(entry, size)
-                    } else {
-                        0
-                    },
+                    pa,
                     slot: at,
                 })?;
-            } else {
-                self.visit(self.format.table_addr(entry), level - 1, lo, start, end, f)?;
+                continue;
+            }
+            let child = self.format.table_addr(entry);
+            let emptied =
+                self.range_walk(child, level - 1, lo, start, end, prune.as_deref_mut(), f)?;
+            if let (true, Some(freed)) = (emptied, prune.as_deref_mut()) {
+                mem.store_u64(at, 0)?;
+                freed.push(child);
             }
         }
-        Ok(())
+        if prune.is_none() || table == self.root {
+            return Ok(false);
+        }
+        for i in 0..ENTRIES {
+            if mem.load_u64(table + i * 8)? != 0 {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     /// Sets the rights of every mapped leaf in `[va, va + len)` to `perm`, keeping A/D bits
@@ -518,12 +491,13 @@ impl<F: Format> PageTable<F> {
         self.check_edges(va, end)?;
         let mem = self.mem();
         let mut changed = 0;
-        self.visit(
+        self.range_walk(
             self.root,
             self.format.levels(),
             0,
             va,
             end,
+            None,
             &mut |leaf: &Leaf| {
                 if !leaf.present {
                     return Ok(());
