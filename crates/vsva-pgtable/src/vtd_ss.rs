@@ -83,6 +83,7 @@ impl VtdSecondStage {
         30 + 9 * (levels - 2)
     }
 
+    #[inline]
     fn high_reserved(&self) -> u64 {
         let haw = self.haw.min(52);
         (((1u64 << 52) - 1) & !((1u64 << haw) - 1)) | TM

@@ -99,14 +99,6 @@ impl TableMap for Direct {
     }
 }
 
-struct Used {
-    /// Address of the entry in the walked memory.
-    at: u64,
-    /// Address of the entry as the table pointer names it (differs from `at` when nested).
-    named: u64,
-    value: u64,
-}
-
 /// Translates `input` for `access` through the tables of `format` rooted at `root`.
 ///
 /// # Errors
@@ -138,14 +130,19 @@ where
     if !format.input_ok(input) {
         return Err(fault(top, FaultReason::AddressWidth, 0));
     }
+    let accessed = format.accessed_bit().unwrap_or(0);
+    let dirty = if access.is_write() {
+        format.dirty_bit().unwrap_or(0)
+    } else {
+        0
+    };
     let mut total_refs = 0u32;
     for _attempt in 0..=MAX_AD_RETRIES {
-        let mut used: [Used; 5] = std::array::from_fn(|_| Used {
-            at: 0,
-            named: 0,
-            value: 0,
-        });
+        // The entries read, root first; kept so that A/D updates can be made by
+        // compare-and-swap against exactly what the walk saw.
+        let mut seen = [0u64; 5];
         let mut n = 0usize;
+        let mut needs_update = false;
         let mut table = root;
         let mut rights = Perm::all();
         let mut level = top;
@@ -164,11 +161,8 @@ where
                 return Err(fault(level, FaultReason::Reserved, entry));
             }
             rights &= format.rights(entry);
-            used[n] = Used {
-                at,
-                named,
-                value: entry,
-            };
+            needs_update |= entry & accessed != accessed;
+            seen[n] = entry;
             n += 1;
             if format.is_leaf(entry, level) {
                 match PageSize::from_leaf_level(level) {
@@ -182,47 +176,49 @@ where
         if !format.permits(rights, access) {
             return Err(fault(level, FaultReason::Permission, leaf));
         }
+        needs_update |= leaf & dirty != dirty;
         let output = format.page_addr(leaf, size) | (input & size.offset_mask());
-        let translation = Translation {
-            output,
-            size,
-            rights,
-            refs: total_refs,
-        };
-        let Some(a) = format.accessed_bit() else {
-            return Ok(translation);
-        };
-        let d = if access.is_write() {
-            format.dirty_bit().unwrap_or(0)
-        } else {
-            0
-        };
+        if !needs_update {
+            return Ok(Translation {
+                output,
+                size,
+                rights,
+                refs: total_refs,
+            });
+        }
+        // Second pass over the same path: set A everywhere and D in the leaf.
         let mut raced = false;
-        for (i, u) in used[..n].iter().enumerate() {
-            let want = u.value | a | if i + 1 == n { d } else { 0 };
-            if want == u.value {
+        let mut table = root;
+        for (i, &value) in seen[..n].iter().enumerate() {
+            let level = top - i as u8;
+            let want = value | accessed | if i + 1 == n { dirty } else { 0 };
+            let named = table.wrapping_add(index(input, level) * 8);
+            table = format.table_addr(value);
+            if want == value {
                 continue;
             }
             let at = if T::DIRECT {
-                u.at
+                named
             } else {
-                let (at, refs) = tables.map_table(u.named, true)?;
+                let (at, refs) = tables.map_table(named, true)?;
                 total_refs += refs;
                 at
             };
-            match mem.compare_exchange_u64(at, u.value, want) {
+            match mem.compare_exchange_u64(at, value, want) {
                 Ok(Ok(_)) => {}
                 Ok(Err(_)) => {
                     raced = true;
                     break;
                 }
-                Err(_) => return Err(fault(top, FaultReason::OutsideMemory, u.value)),
+                Err(_) => return Err(fault(level, FaultReason::OutsideMemory, value)),
             }
         }
         if !raced {
             return Ok(Translation {
+                output,
+                size,
+                rights,
                 refs: total_refs,
-                ..translation
             });
         }
     }

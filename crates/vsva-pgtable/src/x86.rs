@@ -123,6 +123,7 @@ impl X86Paging {
         12 + 9 * self.levels as u32
     }
 
+    #[inline]
     fn high_reserved(&self) -> u64 {
         let mut m = ((1u64 << 52) - 1) & !((1u64 << self.maxphyaddr.min(52)) - 1);
         if !self.nxe {
