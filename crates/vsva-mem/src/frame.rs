@@ -103,8 +103,8 @@ impl FrameAllocator {
     /// range is cut into the largest naturally aligned blocks that fit.
     pub fn new(mem: Arc<dyn PhysMem>, start: u64, end: u64) -> FrameAllocator {
         let page = block_bytes(0);
-        let start = start.next_multiple_of(page);
         let end = end.min(mem.size()) & !(page - 1);
+        let start = start.checked_next_multiple_of(page).unwrap_or(end).min(end);
         let mut buddy = Buddy::default();
         let mut at = start;
         while at < end {
@@ -288,6 +288,10 @@ mod tests {
         let a = FrameAllocator::new(mem, 0x1234, 0x7fff);
         assert_eq!(a.range(), (0x2000, 0x7000));
         assert_eq!(a.free_bytes(), 0x5000);
+        let mem: Arc<dyn PhysMem> = Arc::new(PhysMemory::new(16 * MIB).unwrap());
+        let empty = FrameAllocator::new(mem, u64::MAX - 10, u64::MAX);
+        assert_eq!(empty.free_bytes(), 0);
+        assert!(empty.alloc(PageSize::Size4K).is_err());
     }
 
     proptest! {

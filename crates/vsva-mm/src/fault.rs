@@ -52,9 +52,14 @@ impl Process {
                     PteKind::Empty => self.fill_zero(pt, base, vma.page, perm)?,
                     PteKind::Swap(slot) => self.swap_in(pt, &leaf, slot, perm)?,
                     PteKind::ProtNone => {
-                        let entry = pt
-                            .format()
-                            .set_rights(softpte::from_prot_none(leaf.entry), perm);
+                        // Only reachable if the VMA and its entries disagree; make the page
+                        // accessible again, still read-only while it is shared copy-on-write.
+                        let present = softpte::from_prot_none(leaf.entry);
+                        let mut perm = perm;
+                        if self.mm.page_refs(pt.format().page_addr(present, leaf.size)) > 1 {
+                            perm.remove(Perm::WRITE);
+                        }
+                        let entry = pt.format().set_rights(present, perm);
                         pt.replace_entry(leaf.slot, leaf.entry, entry)?
                     }
                     PteKind::Present => self.fix_present(pt, &leaf, access, perm)?,

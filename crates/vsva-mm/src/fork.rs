@@ -28,41 +28,42 @@ impl Process {
             let fmt = *pt.format();
             for vma in space.vmas.iter() {
                 let mut protected = false;
-                pt.for_each_leaf(vma.start, vma.len(), &mut |leaf| {
-                    let entry = match softpte::classify(leaf.entry) {
-                        PteKind::Present => {
-                            let mut e = leaf.entry;
-                            if vma.prot.contains(Prot::WRITE) && fmt.rights(e).contains(Perm::WRITE)
-                            {
-                                loop {
-                                    let ro = fmt.set_rights(e, fmt.rights(e) - Perm::WRITE);
-                                    if pt.replace_entry(leaf.slot, e, ro)? {
-                                        e = ro;
-                                        break;
-                                    }
-                                    e = pt.memory().load_u64(leaf.slot)?;
-                                }
-                                protected = true;
+                let copied = pt.for_each_leaf(vma.start, vma.len(), &mut |leaf| {
+                    let kind = softpte::classify(leaf.entry);
+                    let mut entry = leaf.entry;
+                    if kind == PteKind::Empty {
+                        return Ok(());
+                    }
+                    if kind == PteKind::Present
+                        && vma.prot.contains(Prot::WRITE)
+                        && fmt.rights(entry).contains(Perm::WRITE)
+                    {
+                        loop {
+                            let ro = fmt.set_rights(entry, fmt.rights(entry) - Perm::WRITE);
+                            if pt.replace_entry(leaf.slot, entry, ro)? {
+                                entry = ro;
+                                break;
                             }
-                            self.mm.get_page(leaf.pa);
-                            e
+                            entry = pt.memory().load_u64(leaf.slot)?;
                         }
-                        PteKind::ProtNone => {
-                            self.mm.get_page(fmt.page_addr(leaf.entry, leaf.size));
-                            leaf.entry
-                        }
-                        PteKind::Swap(slot) => {
-                            self.mm.swap().share(slot);
-                            leaf.entry
-                        }
-                        PteKind::Empty => return Ok(()),
-                    };
+                        protected = true;
+                    }
+                    // Install first; take the reference only once the child really maps it.
                     cpt.set_leaf(leaf.va, leaf.size, entry)?;
+                    match kind {
+                        PteKind::Present | PteKind::ProtNone => {
+                            self.mm.get_page(fmt.page_addr(entry, leaf.size))
+                        }
+                        PteKind::Swap(slot) => self.mm.swap().share(slot),
+                        PteKind::Empty => {}
+                    }
                     Ok(())
-                })?;
+                });
+                // Write-protected entries are announced even if the copy failed part-way.
                 if protected {
                     self.notify(vma.start, vma.end, InvalidateReason::ForkWriteProtect);
                 }
+                copied?;
             }
         }
         Ok(child)
@@ -75,15 +76,24 @@ impl Process {
     /// # Errors
     /// [`MmError::Exited`] if the process already exited.
     pub fn exit(&self) -> Result<()> {
+        if self.has_exited() {
+            return Err(MmError::Exited);
+        }
+        // Before taking the address-space lock, as Linux's `exit_mmap` calls
+        // `mmu_notifier_release` first: a listener may drain faults that need the lock.
+        self.notify_release();
         let mut space = wlock(&self.space);
         let pt = space.pt.take().ok_or(MmError::Exited)?;
-        self.notify_release();
         let vmas: Vec<_> = space.vmas.iter().copied().collect();
+        let mut first_error = None;
         for vma in vmas {
             space.vmas.remove_range(vma.start, vma.end);
-            self.zap(&pt, vma.start, vma.end, InvalidateReason::Exit)?;
+            if let Err(e) = self.zap(&pt, vma.start, vma.end, InvalidateReason::Exit) {
+                // Keep tearing down; the tables are freed below either way.
+                first_error.get_or_insert(e);
+            }
         }
         pt.destroy()?;
-        Ok(())
+        first_error.map_or(Ok(()), Err)
     }
 }

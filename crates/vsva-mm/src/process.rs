@@ -153,14 +153,23 @@ impl Process {
         v.len() != before
     }
 
+    /// The listeners now, so that none is called with the registration lock held (a
+    /// listener may unregister itself, as an SVA unbind on `release` does).
+    fn listeners(&self) -> Vec<Arc<dyn MmuNotifier>> {
+        rlock(&self.notifiers)
+            .iter()
+            .map(|(_, n)| n.clone())
+            .collect()
+    }
+
     pub(crate) fn notify(&self, start: u64, end: u64, reason: InvalidateReason) {
-        for (_, n) in rlock(&self.notifiers).iter() {
+        for n in self.listeners() {
             n.invalidate_range(self.pid, Va::new(start), Va::new(end), reason);
         }
     }
 
     pub(crate) fn notify_release(&self) {
-        for (_, n) in rlock(&self.notifiers).iter() {
+        for n in self.listeners() {
             n.release(self.pid);
         }
     }
@@ -198,10 +207,10 @@ impl Process {
         reason: InvalidateReason,
     ) -> Result<()> {
         let unmapped = pt.unmap(start, end - start)?;
-        if unmapped.leaves.is_empty() {
-            pt.free_tables(&unmapped.tables)?;
+        if unmapped.leaves.is_empty() && unmapped.tables.is_empty() {
             return Ok(());
         }
+        // Also when only tables were unlinked: paging-structure caches may hold them.
         self.notify(start, end, reason);
         for leaf in &unmapped.leaves {
             self.release_leaf(pt, leaf);
@@ -403,7 +412,7 @@ impl Process {
     /// the range is announced, and only then is each frame's content copied and the frame freed
     /// (so a device write that raced with the PTE change is not lost).
     fn page_out(&self, pt: &PageTable<X86Paging>, start: u64, end: u64) -> Result<()> {
-        let mut taken: Vec<(u64, u64)> = Vec::new(); // (slot, frame)
+        let mut taken: Vec<(u64, u64, u64)> = Vec::new(); // (slot, frame, entry)
         pt.for_each_leaf(start, end - start, &mut |leaf| {
             if softpte::classify(leaf.entry) != PteKind::Present
                 || leaf.size != PageSize::Size4K
@@ -416,24 +425,45 @@ impl Process {
             while !pt.replace_entry(leaf.slot, old, softpte::swap_entry(slot))? {
                 old = pt.memory().load_u64(leaf.slot)?;
             }
-            taken.push((slot, leaf.pa));
+            taken.push((slot, leaf.pa, old));
             Ok(())
         })?;
         if taken.is_empty() {
             return Ok(());
         }
         self.notify(start, end, InvalidateReason::PageOut);
-        for (slot, frame) in taken {
+        for (slot, frame, entry) in taken {
             let mut data = vec![0u8; PageSize::Size4K.bytes() as usize].into_boxed_slice();
-            self.mm
-                .memory()
-                .read(frame, &mut data)
-                .map_err(|_| MmError::OutOfMemory)?;
+            // A frame of our own is always readable; should that ever fail, the page keeps its
+            // frame rather than coming back as zeros.
+            if self.mm.memory().read(frame, &mut data).is_err() {
+                tracing::error!(frame, "page-out could not read its frame; page kept");
+                self.restore_from_swap(pt, start, end, slot, entry);
+                continue;
+            }
             self.mm.swap().set(slot, data);
             self.mm.put_page(frame);
             Counters::bump(&self.counters().swap_outs);
         }
         Ok(())
+    }
+
+    /// Undoes one page-out: the swap entry naming `slot` becomes `entry` again.
+    fn restore_from_swap(
+        &self,
+        pt: &PageTable<X86Paging>,
+        start: u64,
+        end: u64,
+        slot: u64,
+        entry: u64,
+    ) {
+        let _ = pt.for_each_leaf(start, end - start, &mut |leaf| {
+            if softpte::classify(leaf.entry) == PteKind::Swap(slot) {
+                pt.replace_entry(leaf.slot, leaf.entry, entry)?;
+            }
+            Ok(())
+        });
+        self.mm.swap().release(slot);
     }
 }
 

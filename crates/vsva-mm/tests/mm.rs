@@ -622,3 +622,76 @@ fn concurrent_faults_on_the_same_pages_map_each_once() {
     assert_eq!(mm.stats().zero_fills, 256);
     assert_eq!(mm.stats().pages_in_use, 256);
 }
+
+/// A listener that unregisters itself when the process exits, as an SVA unbind does, and reads
+/// the process's memory map from `release` (allowed: release comes before the teardown).
+struct UnbindOnRelease {
+    process: std::sync::OnceLock<std::sync::Weak<Process>>,
+    id: Mutex<Option<vsva_mm::NotifierId>>,
+    vmas_at_release: Mutex<Option<usize>>,
+}
+
+impl MmuNotifier for UnbindOnRelease {
+    fn invalidate_range(&self, _: Pid, _: Va, _: Va, _: InvalidateReason) {}
+    fn release(&self, _: Pid) {
+        let p = self.process.get().and_then(|w| w.upgrade()).unwrap();
+        *self.vmas_at_release.lock().unwrap() = Some(p.vmas().len());
+        if let Some(id) = self.id.lock().unwrap().take() {
+            assert!(p.unregister_notifier(id));
+        }
+    }
+}
+
+#[test]
+fn a_listener_may_unbind_itself_on_release() {
+    let mm = mm();
+    let p = mm.spawn().unwrap();
+    p.mmap(None, 4096, Prot::RW, MapFlags::POPULATE).unwrap();
+    let l = Arc::new(UnbindOnRelease {
+        process: std::sync::OnceLock::new(),
+        id: Mutex::new(None),
+        vmas_at_release: Mutex::new(None),
+    });
+    l.process.set(Arc::downgrade(&p)).unwrap();
+    *l.id.lock().unwrap() = Some(p.register_notifier(l.clone()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let p2 = p.clone();
+    std::thread::spawn(move || tx.send(p2.exit()).unwrap());
+    let result = rx
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("exit() must not deadlock");
+    assert_eq!(result, Ok(()));
+    assert_eq!(
+        *l.vmas_at_release.lock().unwrap(),
+        Some(1),
+        "release saw the live map"
+    );
+    assert!(l.id.lock().unwrap().is_none());
+}
+
+#[test]
+fn a_fork_that_runs_out_of_memory_leaves_no_reference_behind() {
+    let mm = manager(4 * MIB);
+    let p = mm.spawn().unwrap();
+    let va = p.mmap(None, 4096, Prot::RW, MapFlags::POPULATE).unwrap();
+    let pa = p.leaf(va).unwrap().pa;
+    let l = Listener::new(&p);
+    // Leave exactly one free frame: the child's root, and nothing for its lower tables.
+    let mut hog = vec![];
+    while mm.frames().free_bytes() > 4096 {
+        hog.push(mm.frames().alloc(PageSize::Size4K).unwrap());
+    }
+    assert_eq!(p.fork().unwrap_err(), MmError::OutOfMemory);
+    assert_eq!(mm.page_refs(pa), 1, "the child's reference must not leak");
+    // the parent's page was write-protected before the failure: that was announced
+    assert!(matches!(
+        l.events().last(),
+        Some(Event::Invalidate(_, _, InvalidateReason::ForkWriteProtect))
+    ));
+    // and the parent still works: its next write reuses the page (it is not shared)
+    p.write_bytes(va, &[1]).unwrap();
+    assert_eq!(p.leaf(va).unwrap().pa, pa);
+    for f in hog {
+        mm.frames().free(f).unwrap();
+    }
+}

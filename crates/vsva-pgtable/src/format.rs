@@ -21,6 +21,12 @@ pub const TABLE_BYTES: u64 = 4096;
 /// The page-size bit of x86 and VT-d second-stage PDPTEs/PDEs (SDM §4.5; VT-d 4.1 §9.8).
 pub const PS: u64 = 1 << 7;
 
+/// Fewest levels a supported configuration has (a 39-bit VT-d second stage has 3; 2 is allowed
+/// for narrow test tables).
+pub const MIN_LEVELS: u8 = 2;
+/// Most levels (x86 5-level paging, 57-bit VT-d second stage).
+pub const MAX_LEVELS: u8 = 5;
+
 /// The index into the table at `level` for `addr`.
 #[inline]
 pub const fn index(addr: u64, level: u8) -> u64 {
@@ -43,6 +49,19 @@ pub trait Format {
 
     /// Is `addr` a valid input address (inside the width; canonical for x86)?
     fn input_ok(&self, addr: u64) -> bool;
+
+    /// The input address whose table indices are those of `addr` (bits above the width
+    /// cleared): x86 sign-extends into the upper canonical half; formats without canonical
+    /// forms return `addr`.
+    fn canonical(&self, addr: u64) -> u64 {
+        addr
+    }
+
+    /// Can a present entry grant exactly `perm`?
+    fn can_encode(&self, perm: Perm) -> bool {
+        let _ = perm;
+        true
+    }
 
     /// Does the entry map something or point to a table (x86: P=1; VT-d SS: R or W)?
     fn is_present(&self, entry: u64) -> bool;

@@ -1,9 +1,12 @@
 //! Building and editing page tables of any [`Format`]: map, unmap, protect, look up.
 //!
 //! Tables are 4 KiB frames from a [`FrameAllocator`]; entries are written with atomic stores
-//! and compare-and-swap, so walkers (CPU model, IOMMU, device) may run concurrently with the
-//! one editor and always see either the old or the new entry. New tables are installed by
-//! compare-and-swap, so two editors racing to fill the same slot end with one table.
+//! and compare-and-swap, so walkers (CPU model, IOMMU, device) may run concurrently with an
+//! editor and always see either the old or the new entry, and A/D bits they set are never lost.
+//! A table has one editor at a time: `map`/`set_leaf` calls may race each other (new tables are
+//! installed by compare-and-swap, so racing fills end with one table), but `unmap` unlinks the
+//! tables it empties and must not race any other edit — its owner serialises them (the memory
+//! manager's address-space lock, an IOMMU domain's mapping lock).
 //!
 //! `unmap` does not free anything itself: it returns the leaves it removed and the table
 //! frames that became empty ([`Unmapped`]). The owner first invalidates whatever may cache
@@ -15,7 +18,7 @@ use std::sync::Arc;
 use vsva_mem::{Access, FrameAllocator, FrameError, MemError, PageSize, PhysMem};
 
 use crate::fault::Fault;
-use crate::format::{ENTRIES, Format, TABLE_BYTES, index, span};
+use crate::format::{ENTRIES, Format, MAX_LEVELS, MIN_LEVELS, TABLE_BYTES, index, span};
 use crate::perm::Perm;
 use crate::walk::{Direct, Translation, WalkObserver, walk};
 
@@ -42,6 +45,16 @@ pub enum MapError {
         /// The size asked for.
         size: PageSize,
     },
+    /// The format cannot express these rights in a present entry (VT-d second stage needs
+    /// read or write).
+    #[error("rights {perm:?} cannot be expressed by a present entry")]
+    Rights {
+        /// The rights asked for.
+        perm: Perm,
+    },
+    /// The configuration is not one the format has (e.g. a level count outside 3..=5).
+    #[error("unsupported configuration: {0}")]
+    Config(&'static str),
     /// The range is empty or wraps around.
     #[error("bad range start {start:#x} length {len:#x}")]
     BadRange {
@@ -118,17 +131,15 @@ impl<F: Format + std::fmt::Debug> std::fmt::Debug for PageTable<F> {
     }
 }
 
-fn sign_extend(addr: u64, bits: u32) -> u64 {
-    let shift = 64 - bits;
-    (((addr << shift) as i64) >> shift) as u64
-}
-
 impl<F: Format> PageTable<F> {
     /// Creates an empty table (one zeroed root frame).
     ///
     /// # Errors
     /// [`MapError::Frames`] when no frame is free.
     pub fn new(format: F, frames: Arc<FrameAllocator>) -> Result<Self> {
+        if !(MIN_LEVELS..=MAX_LEVELS).contains(&format.levels()) {
+            return Err(MapError::Config("page tables have 2 to 5 levels"));
+        }
         let root = frames.alloc_zeroed(PageSize::Size4K)?;
         Ok(PageTable {
             format,
@@ -206,22 +217,29 @@ impl<F: Format> PageTable<F> {
         }
     }
 
+    /// Validates `[start, start + len)` and returns its last byte (inclusive, so that a range
+    /// ending at the top of the address space is expressible).
     fn check_range(&self, start: u64, len: u64) -> Result<u64> {
-        let end = start
-            .checked_add(len)
-            .filter(|_| len > 0)
+        let last = len
+            .checked_sub(1)
+            .and_then(|l| start.checked_add(l))
             .ok_or(MapError::BadRange { start, len })?;
-        for a in [start, end] {
-            if a % PageSize::Size4K.bytes() != 0 {
-                return Err(MapError::Misaligned {
-                    addr: a,
-                    size: PageSize::Size4K,
-                });
-            }
+        let page = PageSize::Size4K;
+        if start & page.offset_mask() != 0 {
+            return Err(MapError::Misaligned {
+                addr: start,
+                size: page,
+            });
+        }
+        if last & page.offset_mask() != page.offset_mask() {
+            return Err(MapError::Misaligned {
+                addr: last.wrapping_add(1),
+                size: page,
+            });
         }
         self.check_input(start)?;
-        self.check_input(end - 1)?;
-        Ok(end)
+        self.check_input(last)?;
+        Ok(last)
     }
 
     /// The entry slot for `va` at `level`, creating tables on the way when `alloc` is set.
@@ -268,6 +286,9 @@ impl<F: Format> PageTable<F> {
     pub fn map(&self, va: u64, pa: u64, size: PageSize, perm: Perm) -> Result<()> {
         if !self.format.supports(size) {
             return Err(MapError::Unsupported { size });
+        }
+        if !self.format.can_encode(perm) {
+            return Err(MapError::Rights { perm });
         }
         for a in [va, pa] {
             if a & size.offset_mask() != 0 {
@@ -352,10 +373,10 @@ impl<F: Format> PageTable<F> {
     }
 
     /// Refuses ranges whose ends cut a leaf.
-    fn check_edges(&self, start: u64, end: u64) -> Result<()> {
-        for a in [start, end - 1] {
+    fn check_edges(&self, start: u64, last: u64) -> Result<()> {
+        for a in [start, last] {
             if let Some(l) = self.lookup(a) {
-                if l.va < start || l.va + l.size.bytes() > end {
+                if l.va < start || l.va + (l.size.bytes() - 1) > last {
                     return Err(MapError::SplitsLeaf {
                         leaf: l.va,
                         size: l.size,
@@ -373,18 +394,26 @@ impl<F: Format> PageTable<F> {
     /// [`MapError::SplitsLeaf`] if the range cuts a leaf (nothing is changed then),
     /// [`MapError::Misaligned`], [`MapError::BadRange`], [`MapError::AddressWidth`].
     pub fn unmap(&self, va: u64, len: u64) -> Result<Unmapped> {
-        let end = self.check_range(va, len)?;
-        self.check_edges(va, end)?;
+        let last = self.check_range(va, len)?;
+        self.check_edges(va, last)?;
         let mem = self.mem();
         let mut leaves = Vec::new();
         let mut tables = Vec::new();
         let mut clear = |leaf: &Leaf| {
-            mem.store_u64(leaf.slot, 0)?;
-            leaves.push(*leaf);
+            // Take the entry by compare-and-swap so that Accessed/Dirty bits a walker sets
+            // meanwhile are reported, not lost.
+            let mut entry = leaf.entry;
+            loop {
+                match mem.compare_exchange_u64(leaf.slot, entry, 0)? {
+                    Ok(_) => break,
+                    Err(now) => entry = now,
+                }
+            }
+            leaves.push(Leaf { entry, ..*leaf });
             Ok(())
         };
         let top = self.format.levels();
-        self.range_walk(self.root, top, 0, va, end, Some(&mut tables), &mut clear)?;
+        self.range_walk(self.root, top, 0, va, last, Some(&mut tables), &mut clear)?;
         Ok(Unmapped { leaves, tables })
     }
 
@@ -409,13 +438,13 @@ impl<F: Format> PageTable<F> {
         len: u64,
         f: &mut dyn FnMut(&Leaf) -> Result<()>,
     ) -> Result<()> {
-        let end = self.check_range(va, len)?;
+        let last = self.check_range(va, len)?;
         let top = self.format.levels();
-        self.range_walk(self.root, top, 0, va, end, None, f)?;
+        self.range_walk(self.root, top, 0, va, last, None, f)?;
         Ok(())
     }
 
-    /// Visits the leaves of `[start, end)` below the table at `table` (level `level`, covering
+    /// Visits the leaves of `[start, last]` below the table at `table` (level `level`, covering
     /// input addresses from `base`), depth first in address order. With `prune`, child tables
     /// that are empty afterwards are unlinked and collected there, and the return value says
     /// whether this table is empty.
@@ -426,17 +455,15 @@ impl<F: Format> PageTable<F> {
         level: u8,
         base: u64,
         start: u64,
-        end: u64,
+        last: u64,
         mut prune: Option<&mut Vec<u64>>,
         f: &mut dyn FnMut(&Leaf) -> Result<()>,
     ) -> Result<bool> {
         let mem = self.mem();
-        let bits = 12 + 9 * self.format.levels() as u32;
         for i in 0..ENTRIES {
-            let lo = sign_extend(base + i * span(level), bits);
-            // `hi` wraps to 0 for the very last entry of the address space.
-            let hi = lo.wrapping_add(span(level));
-            if (hi <= start && hi != 0) || lo >= end {
+            let lo = self.format.canonical(base + i * span(level));
+            let hi = lo + (span(level) - 1);
+            if hi < start || lo > last {
                 continue;
             }
             let at = table + i * 8;
@@ -464,7 +491,7 @@ impl<F: Format> PageTable<F> {
             }
             let child = self.format.table_addr(entry);
             let emptied =
-                self.range_walk(child, level - 1, lo, start, end, prune.as_deref_mut(), f)?;
+                self.range_walk(child, level - 1, lo, start, last, prune.as_deref_mut(), f)?;
             if let (true, Some(freed)) = (emptied, prune.as_deref_mut()) {
                 mem.store_u64(at, 0)?;
                 freed.push(child);
@@ -487,8 +514,11 @@ impl<F: Format> PageTable<F> {
     /// # Errors
     /// As [`unmap`](Self::unmap).
     pub fn protect(&self, va: u64, len: u64, perm: Perm) -> Result<usize> {
-        let end = self.check_range(va, len)?;
-        self.check_edges(va, end)?;
+        if !self.format.can_encode(perm) {
+            return Err(MapError::Rights { perm });
+        }
+        let last = self.check_range(va, len)?;
+        self.check_edges(va, last)?;
         let mem = self.mem();
         let mut changed = 0;
         self.range_walk(
@@ -496,7 +526,7 @@ impl<F: Format> PageTable<F> {
             self.format.levels(),
             0,
             va,
-            end,
+            last,
             None,
             &mut |leaf: &Leaf| {
                 if !leaf.present {

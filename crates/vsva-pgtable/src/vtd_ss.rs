@@ -80,7 +80,14 @@ impl VtdSecondStage {
 
     /// The input width a table of `levels` levels covers: 39, 48 or 57 bits.
     pub const fn width_of_levels(levels: u8) -> u8 {
-        30 + 9 * (levels - 2)
+        let l = if levels < 2 {
+            2
+        } else if levels > 5 {
+            5
+        } else {
+            levels
+        };
+        30 + 9 * (l - 2)
     }
 
     #[inline]
@@ -176,6 +183,12 @@ impl Format for VtdSecondStage {
     #[inline]
     fn dirty_bit(&self) -> Option<u64> {
         self.ad.then_some(D)
+    }
+
+    /// A second-stage entry with neither R nor W is not present (§9.8), so it cannot hold
+    /// execute-only or no-access rights.
+    fn can_encode(&self, perm: Perm) -> bool {
+        perm.intersects(Perm::READ | Perm::WRITE)
     }
 
     fn supports(&self, size: PageSize) -> bool {

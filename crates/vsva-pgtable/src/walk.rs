@@ -18,7 +18,7 @@
 use vsva_mem::{Access, PageSize, PhysMem};
 
 use crate::fault::{Fault, FaultReason};
-use crate::format::{Format, index};
+use crate::format::{Format, MAX_LEVELS, MIN_LEVELS, index};
 use crate::perm::Perm;
 
 /// How many times a walk restarts because an A/D compare-and-swap lost a race.
@@ -127,7 +127,9 @@ where
         input,
         entry,
     };
-    if !format.input_ok(input) {
+    // A level count the format cannot have (only reachable through a bad configuration) is
+    // refused like an input beyond the width, never indexed with.
+    if !(MIN_LEVELS..=MAX_LEVELS).contains(&top) || !format.input_ok(input) {
         return Err(fault(top, FaultReason::AddressWidth, 0));
     }
     let accessed = format.accessed_bit().unwrap_or(0);

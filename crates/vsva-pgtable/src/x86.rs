@@ -120,7 +120,7 @@ impl Default for X86Paging {
 impl X86Paging {
     /// Linear-address width: 48 with 4 levels, 57 with 5.
     pub fn va_bits(&self) -> u32 {
-        12 + 9 * self.levels as u32
+        12 + 9 * self.levels.min(crate::format::MAX_LEVELS) as u32
     }
 
     #[inline]
@@ -162,10 +162,16 @@ impl Format for X86Paging {
     }
 
     /// Canonical: bits 63:N-1 all equal (N = 48 or 57), SDM §3.3.7.1; VT-d 4.1 §3.6.
+    /// (A CPU raises #GP, not #PF, for a non-canonical address; VT-d reports fault 0x80.)
     #[inline]
     fn input_ok(&self, addr: u64) -> bool {
-        let shift = 64 - self.va_bits();
-        (((addr << shift) as i64) >> shift) as u64 == addr
+        self.canonical(addr) == addr
+    }
+
+    #[inline]
+    fn canonical(&self, addr: u64) -> u64 {
+        let shift = 64u32.saturating_sub(self.va_bits()).min(63);
+        (((addr << shift) as i64) >> shift) as u64
     }
 
     #[inline]

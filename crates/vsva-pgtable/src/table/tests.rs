@@ -383,3 +383,104 @@ proptest! {
         prop_assert_eq!(pt.frames().allocated_frames(), 1);
     }
 }
+
+#[test]
+fn second_stage_range_ops_reach_the_top_of_the_input_range() {
+    // VT-d inputs are plain numbers below 2^AW: bit 47 set is not an "upper half".
+    let pt = PageTable::new(VtdSecondStage::four_level(), frames(16 * MIB)).unwrap();
+    let gpa = 0x8000_0000_0000u64;
+    pt.map(gpa, 0x10_0000, PageSize::Size4K, Perm::RW).unwrap();
+    let mut seen = 0;
+    pt.for_each_leaf(gpa, 0x1000, &mut |_| {
+        seen += 1;
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(seen, 1);
+    assert_eq!(pt.protect(gpa, 0x1000, Perm::READ).unwrap(), 1);
+    let un = pt.unmap(gpa, 0x1000).unwrap();
+    assert_eq!(un.leaves.len(), 1);
+    assert_eq!(
+        pt.walk(gpa, Access::READ).unwrap_err().reason,
+        FaultReason::NotPresent
+    );
+    // the very last page of a 48-bit input range
+    let top = (1 << 48) - 0x1000;
+    pt.map(top, 0x20_0000, PageSize::Size4K, Perm::RW).unwrap();
+    assert_eq!(pt.unmap(top, 0x1000).unwrap().leaves.len(), 1);
+}
+
+#[test]
+fn the_last_pages_of_the_address_space_can_be_unmapped() {
+    let pt = x86();
+    let last4k = 0xffff_ffff_ffff_f000u64;
+    pt.map(last4k, 0x20_0000, PageSize::Size4K, Perm::RW)
+        .unwrap();
+    let un = pt.unmap(last4k, 0x1000).unwrap();
+    assert_eq!(un.leaves.len(), 1);
+    let last2m = 0xffff_ffff_ffe0_0000u64;
+    pt.map(last2m, 0x20_0000, PageSize::Size2M, Perm::RW)
+        .unwrap();
+    assert!(matches!(
+        pt.unmap(last2m, 0x1000),
+        Err(MapError::SplitsLeaf { .. })
+    ));
+    assert_eq!(pt.protect(last2m, 2 * MIB, Perm::READ).unwrap(), 1);
+    assert_eq!(pt.unmap(last2m, 2 * MIB).unwrap().leaves.len(), 1);
+    assert_eq!(pt.table_frames(), 1);
+}
+
+#[test]
+fn second_stage_refuses_rights_it_cannot_encode() {
+    let pt = PageTable::new(VtdSecondStage::four_level(), frames(16 * MIB)).unwrap();
+    assert!(matches!(
+        pt.map(0x1000, 0x10_0000, PageSize::Size4K, Perm::EXEC),
+        Err(MapError::Rights { .. })
+    ));
+    pt.map(0x1000, 0x10_0000, PageSize::Size4K, Perm::RW)
+        .unwrap();
+    assert!(matches!(
+        pt.protect(0x1000, 0x1000, Perm::empty()),
+        Err(MapError::Rights { .. })
+    ));
+    let un = pt.unmap(0x1000, 0x1000).unwrap();
+    assert_eq!((un.leaves[0].pa, un.leaves[0].present), (0x10_0000, true));
+}
+
+#[test]
+fn impossible_level_counts_are_refused_not_indexed() {
+    let six = VtdSecondStage {
+        levels: 6,
+        ..VtdSecondStage::four_level()
+    };
+    assert!(matches!(
+        PageTable::new(six, frames(16 * MIB)),
+        Err(MapError::Config(_))
+    ));
+    let mem = vsva_mem::PhysMemory::new(1 << 20).unwrap();
+    for levels in [0, 1, 6, 255] {
+        let x = X86Paging {
+            levels,
+            ..X86Paging::default()
+        };
+        let f = crate::walk(&x, &mem, 0, 0, U, &mut crate::walk::Direct, &mut ()).unwrap_err();
+        assert_eq!(f.reason, FaultReason::AddressWidth);
+        let s = VtdSecondStage { levels, ..six };
+        let f = crate::walk(&s, &mem, 0, 0, U, &mut crate::walk::Direct, &mut ()).unwrap_err();
+        assert_eq!(f.reason, FaultReason::AddressWidth);
+    }
+}
+
+#[test]
+fn unmap_reports_accessed_dirty_set_after_lookup() {
+    let pt = x86();
+    pt.map(0x1000, 0x5000, PageSize::Size4K, Perm::USER_RW)
+        .unwrap();
+    pt.walk(0x1000, UW).unwrap();
+    let un = pt.unmap(0x1000, 0x1000).unwrap();
+    assert_eq!(
+        un.leaves[0].entry & 0x60,
+        0x60,
+        "A and D are in the reported entry"
+    );
+}
