@@ -27,6 +27,20 @@ pub const MIN_LEVELS: u8 = 2;
 /// Most levels (x86 5-level paging, 57-bit VT-d second stage).
 pub const MAX_LEVELS: u8 = 5;
 
+/// Bits 51:12, where every address field of these formats lies (x86 MAXPHYADDR and VT-d
+/// HAW are at most 52).
+pub const ADDR_MASK: u64 = ((1 << 52) - 1) & !0xfff;
+
+/// The mask of bits 51:`width`: the address bits above a physical-address width, reserved in
+/// every present entry (SDM §4.5; VT-d 4.1 §9.8).
+#[inline]
+pub const fn bits_above(width: u8) -> u64 {
+    let w = if width > 52 { 52 } else { width };
+    ADDR_MASK_52 & !((1u64 << w) - 1)
+}
+
+const ADDR_MASK_52: u64 = (1 << 52) - 1;
+
 /// The index into the table at `level` for `addr`.
 #[inline]
 pub const fn index(addr: u64, level: u8) -> u64 {
@@ -66,17 +80,27 @@ pub trait Format {
     /// Does the entry map something or point to a table (x86: P=1; VT-d SS: R or W)?
     fn is_present(&self, entry: u64) -> bool;
 
-    /// Is the present entry at `level` a leaf (a page) rather than a table pointer?
-    fn is_leaf(&self, entry: u64, level: u8) -> bool;
+    /// Is the present entry at `level` a leaf (a page) rather than a table pointer? Every
+    /// entry at level 1, and PDPTEs/PDEs with PS set.
+    #[inline]
+    fn is_leaf(&self, entry: u64, level: u8) -> bool {
+        level == 1 || (level <= 3 && entry & PS != 0)
+    }
 
     /// Does the present entry at `level` set a bit its format reserves?
     fn has_reserved_bits(&self, entry: u64, level: u8) -> bool;
 
     /// Physical address of the table a non-leaf entry points to.
-    fn table_addr(&self, entry: u64) -> u64;
+    #[inline]
+    fn table_addr(&self, entry: u64) -> u64 {
+        entry & ADDR_MASK
+    }
 
     /// Physical address of the page a leaf entry of `size` maps.
-    fn page_addr(&self, entry: u64, size: PageSize) -> u64;
+    #[inline]
+    fn page_addr(&self, entry: u64, size: PageSize) -> u64 {
+        entry & ADDR_MASK & !size.offset_mask()
+    }
 
     /// Rights granted by this entry alone; a walk intersects them over its levels.
     fn rights(&self, entry: u64) -> Perm;

@@ -177,15 +177,7 @@ impl<F: Format> PageTable<F> {
     /// # Errors
     /// The walk's [`Fault`].
     pub fn walk(&self, input: u64, access: Access) -> std::result::Result<Translation, Fault> {
-        walk(
-            &self.format,
-            self.mem(),
-            self.root,
-            input,
-            access,
-            &mut Direct,
-            &mut (),
-        )
+        self.walk_observed(input, access, &mut ())
     }
 
     /// Like [`walk`](Self::walk), reporting every entry read to `observer`.

@@ -26,7 +26,7 @@
 use vsva_mem::{Access, PageSize};
 
 use crate::fault::Stage;
-use crate::format::{Format, PS};
+use crate::format::{ADDR_MASK, Format, PS, bits_above};
 use crate::perm::Perm;
 
 /// Read.
@@ -92,8 +92,7 @@ impl VtdSecondStage {
 
     #[inline]
     fn high_reserved(&self) -> u64 {
-        let haw = self.haw.min(52);
-        (((1u64 << 52) - 1) & !((1u64 << haw) - 1)) | TM
+        bits_above(self.haw) | TM
     }
 }
 
@@ -120,11 +119,6 @@ impl Format for VtdSecondStage {
     }
 
     #[inline]
-    fn is_leaf(&self, entry: u64, level: u8) -> bool {
-        level == 1 || (level <= 3 && entry & PS != 0)
-    }
-
-    #[inline]
     fn has_reserved_bits(&self, entry: u64, level: u8) -> bool {
         if entry & self.high_reserved() != 0 {
             return true;
@@ -137,16 +131,6 @@ impl Format for VtdSecondStage {
             2 | 3 => entry & SNP != 0,
             _ => false,
         }
-    }
-
-    #[inline]
-    fn table_addr(&self, entry: u64) -> u64 {
-        entry & ((1 << 52) - 1) & !0xfff
-    }
-
-    #[inline]
-    fn page_addr(&self, entry: u64, size: PageSize) -> u64 {
-        entry & ((1 << 52) - 1) & !size.offset_mask()
     }
 
     #[inline]
@@ -200,12 +184,12 @@ impl Format for VtdSecondStage {
     }
 
     fn encode_table(&self, table: u64) -> u64 {
-        (table & ((1 << 52) - 1) & !0xfff) | R | W | X
+        (table & ADDR_MASK) | R | W | X
     }
 
     fn encode_leaf(&self, page: u64, size: PageSize, perm: Perm) -> u64 {
         let ps = if size == PageSize::Size4K { 0 } else { PS };
-        self.set_rights((page & ((1 << 52) - 1) & !size.offset_mask()) | ps, perm)
+        self.set_rights((page & ADDR_MASK & !size.offset_mask()) | ps, perm)
     }
 
     fn set_rights(&self, entry: u64, perm: Perm) -> u64 {

@@ -24,7 +24,7 @@ use bitflags::bitflags;
 use vsva_mem::{Access, PageSize};
 
 use crate::fault::{Fault, FaultReason, Stage};
-use crate::format::{Format, PS};
+use crate::format::{ADDR_MASK, Format, PS, bits_above};
 use crate::perm::Perm;
 
 bitflags! {
@@ -57,9 +57,6 @@ bitflags! {
         const XD = 1 << 63;
     }
 }
-
-/// Bits 51:12, where every address field of the format may lie.
-const ADDR_MASK: u64 = ((1 << 52) - 1) & !0xfff;
 
 /// Page-fault error code bits (SDM §4.7, Figure 4-12).
 pub mod pf_error {
@@ -125,7 +122,7 @@ impl X86Paging {
 
     #[inline]
     fn high_reserved(&self) -> u64 {
-        let mut m = ((1u64 << 52) - 1) & !((1u64 << self.maxphyaddr.min(52)) - 1);
+        let mut m = bits_above(self.maxphyaddr);
         if !self.nxe {
             m |= X86Flags::XD.bits();
         }
@@ -180,11 +177,6 @@ impl Format for X86Paging {
     }
 
     #[inline]
-    fn is_leaf(&self, entry: u64, level: u8) -> bool {
-        level == 1 || (level <= 3 && entry & PS != 0)
-    }
-
-    #[inline]
     fn has_reserved_bits(&self, entry: u64, level: u8) -> bool {
         if entry & self.high_reserved() != 0 {
             return true;
@@ -196,16 +188,6 @@ impl Format for X86Paging {
             2 if ps => entry & 0x1f_e000 != 0,
             _ => false,
         }
-    }
-
-    #[inline]
-    fn table_addr(&self, entry: u64) -> u64 {
-        entry & ADDR_MASK
-    }
-
-    #[inline]
-    fn page_addr(&self, entry: u64, size: PageSize) -> u64 {
-        entry & ADDR_MASK & !size.offset_mask()
     }
 
     #[inline]
