@@ -1,0 +1,12 @@
+//! Types of the Intel VT-d specification, revision 4.1 (scalable mode): registers, in-memory
+//! structures, fault reasons. Types only — the behaviour is in the modules above.
+//!
+//! Bit positions were taken from the spec's register and structure figures as Linux
+//! (`drivers/iommu/intel/iommu.h`, `pasid.h`), QEMU (`hw/i386/intel_iommu_internal.h`),
+//! VirtualBox (`include/VBox/iommu-intel.h`) and OpenVMM (`intel_vtd/src/spec`) encode them;
+//! each item cites the spec section it implements.
+
+pub mod fault;
+pub mod pasid;
+pub mod registers;
+pub mod root_context;
