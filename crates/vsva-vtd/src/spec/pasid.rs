@@ -322,15 +322,15 @@ mod tests {
             rest: [0; 5],
         };
         let q = e.to_qwords();
-        assert_eq!(q[0], 0x1_2345_000 | 1 << 9 | 3 << 6 | 2 << 2 | 1);
+        assert_eq!(q[0], 0x1234_5000 | 1 << 9 | 3 << 6 | 2 << 2 | 1);
         assert_eq!(q[1], 1 << 24 | 1 << 23 | 0xbeef);
-        assert_eq!(q[2], 0x6_7890_000 | 1 << 7 | 1 << 4 | 1 << 2 | 1);
+        assert_eq!(q[2], 0x6789_0000 | 1 << 7 | 1 << 4 | 1 << 2 | 1);
         assert_eq!(PasidEntry::from_qwords(q), e);
         assert_eq!(e.pgtt(), Some(Pgtt::Nested));
         assert_eq!(e.ss_levels(), 4);
         assert_eq!(e.fs_levels(), Some(5));
-        assert_eq!(e.ss_root(), 0x1_2345_000);
-        assert_eq!(e.fs_root(), 0x6_7890_000);
+        assert_eq!(e.ss_root(), 0x1234_5000);
+        assert_eq!(e.fs_root(), 0x6789_0000);
         assert!(!e.has_reserved_bits(&F));
         for v in [0, 5, 6, 7] {
             assert_eq!(Pgtt::from_field(v), None);
