@@ -266,6 +266,7 @@ impl Process {
                 reason: vsva_pgtable::FaultReason::NotPresent,
                 input: va.raw(),
                 entry: 0,
+                rights: vsva_pgtable::Perm::empty(),
             }),
         }
     }

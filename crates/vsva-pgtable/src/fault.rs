@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use crate::perm::Perm;
+
 /// Which stage of translation a fault belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Stage {
@@ -43,6 +45,9 @@ pub struct Fault {
     pub input: u64,
     /// The raw entry that faulted (0 where none was read).
     pub entry: u64,
+    /// For a [`FaultReason::Permission`] fault, the rights the walk found (intersected over
+    /// the levels), so a caller can tell which right was missing; empty otherwise.
+    pub rights: Perm,
 }
 
 impl fmt::Display for Fault {

@@ -126,6 +126,7 @@ where
         reason,
         input,
         entry,
+        rights: Perm::empty(),
     };
     // A level count the format cannot have (only reachable through a bad configuration) is
     // refused like an input beyond the width, never indexed with.
@@ -176,7 +177,10 @@ where
             level -= 1;
         };
         if !format.permits(rights, access) {
-            return Err(fault(level, FaultReason::Permission, leaf));
+            return Err(Fault {
+                rights,
+                ..fault(level, FaultReason::Permission, leaf)
+            });
         }
         needs_update |= leaf & dirty != dirty;
         let output = format.page_addr(leaf, size) | (input & size.offset_mask());

@@ -1,6 +1,42 @@
-//! vsva-vtd: the Intel VT-d scalable-mode IOMMU, as a hardware model and (later) the driver
-//! that programs it through registers and memory.
+//! vsva-vtd: the Intel VT-d scalable-mode remapping unit as a hardware model.
+//!
+//! | module | what |
+//! |---|---|
+//! | [`spec`] | the spec's types: registers, root/context/PASID entries, fault reasons |
+//! | [`config`] | what a unit advertises (CAP/ECAP), and clamping a guest's to a host's |
+//! | [`unit`] | the register file and the translation entry point ([`Vtd`]) |
+//! | [`lookup`] | root -> context -> PASID directory -> PASID entry, with every check |
+//! | [`translate`] | first stage, second stage, nested, pass-through; fault mapping |
+//! | [`fault_log`] | fault recording registers and the fault event |
+//! | [`interrupt`] | MSI delivery and event control registers |
+//!
+//! Advertised capabilities (defaults of [`VtdConfig`]):
+//!
+//! | capability | value |
+//! |---|---|
+//! | translation modes | scalable mode only (legacy tables are not modelled) |
+//! | PGTT | first stage, second stage, nested, pass-through |
+//! | PASID width | 20 bits |
+//! | second stage | 3/4/5 levels, MGAW 57, 2 MiB and 1 GiB pages, A/D |
+//! | first stage | 4/5 levels, 1 GiB pages, EAFE |
+//! | requests | supervisor (SRS); execute requests off by default (ERE/SSEE reserved) |
+//! | fault recording | 8 records at 0x220 |
+//!
+//! Still to come (issue 3): context/PASID/IOTLB caches, the invalidation queue, ATS
+//! translation completions, the page request queue, the driver.
 
 #![forbid(unsafe_code)]
 
+pub mod config;
+pub mod fault_log;
+pub mod interrupt;
+pub mod lookup;
+pub mod request;
 pub mod spec;
+pub mod translate;
+pub mod unit;
+
+pub use config::VtdConfig;
+pub use interrupt::{MsiLog, MsiSink};
+pub use request::{Blocked, Request, RequestKind, Translated};
+pub use unit::Vtd;

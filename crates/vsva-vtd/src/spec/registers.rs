@@ -219,7 +219,7 @@ pub struct Ecap {
 bitflags! {
     /// Global command / global status bits (§11.4.4, §11.4.5). A status bit sits at the same
     /// position as its command bit.
-    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
     pub struct Gcmd: u32 {
         /// Translation enable (persistent).
         const TE = 1 << 31;

@@ -1,0 +1,189 @@
+//! From a request to its PASID-table entry: root table -> scalable-mode context entry ->
+//! PASID directory -> PASID table (VT-d 4.1 §3.4.3, §9.2–9.6), with every check the spec
+//! names, in the order the structures are read.
+//!
+//! Every check produces the spec's fault reason; FPD bits met on the way (even in entries that
+//! are not present) are accumulated so the caller can suppress qualified faults.
+
+use vsva_mem::PhysMem;
+
+use crate::config::VtdConfig;
+use crate::request::{Request, RequestKind};
+use crate::spec::fault::FaultReason;
+use crate::spec::pasid::{self, PasidDirEntry, PasidEntry, Pgtt};
+use crate::spec::registers::Ttm;
+use crate::spec::root_context::{self, ContextEntry, RootHalf};
+
+/// The translation set up for one (requester, PASID).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Resolved {
+    /// The context entry.
+    pub context: ContextEntry,
+    /// The PASID the request was translated under (its own, or RID_PASID / 0 without one).
+    pub pasid: u32,
+    /// The PASID-table entry.
+    pub entry: PasidEntry,
+    /// Its translation type.
+    pub pgtt: Pgtt,
+    /// Whether the request is privileged (its own PR bit; requests without PASID are not).
+    pub privileged: bool,
+    /// FPD seen in the context, directory or PASID entry: qualified faults are not recorded.
+    pub fpd: bool,
+}
+
+/// A failed lookup: the reason and whether fault processing is disabled on the path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LookupFault {
+    /// The spec's reason.
+    pub reason: FaultReason,
+    /// FPD seen in the context, directory or PASID entry.
+    pub fpd: bool,
+}
+
+fn fault(reason: FaultReason, fpd: bool) -> LookupFault {
+    LookupFault { reason, fpd }
+}
+
+fn read_qwords<const N: usize>(mem: &dyn PhysMem, addr: u64) -> Option<[u64; N]> {
+    let mut q = [0u64; N];
+    for (i, w) in q.iter_mut().enumerate() {
+        *w = mem.load_u64(addr.checked_add(8 * i as u64)?).ok()?;
+    }
+    Some(q)
+}
+
+/// Resolves `req` to its PASID-table entry, given the latched root table and mode.
+///
+/// # Errors
+/// The spec's fault reason for the first check that fails.
+pub fn resolve(
+    cfg: &VtdConfig,
+    mem: &dyn PhysMem,
+    root: u64,
+    ttm: Ttm,
+    req: &Request,
+) -> Result<Resolved, LookupFault> {
+    match ttm {
+        Ttm::Scalable => {}
+        Ttm::Legacy if req.pasid.is_some() => {
+            return Err(fault(FaultReason::LegacyModeWithPasid, false));
+        }
+        // Legacy-mode tables are not modelled; the reserved and abort-DMA modes (no ADMS
+        // advertised) are invalid root-table modes.
+        _ => return Err(fault(FaultReason::RootTableAddress, false)),
+    }
+    let (bus, devfn) = (req.rid.bus(), req.rid.devfn());
+
+    // Root entry (§9.2): the half serving this devfn.
+    let half = mem
+        .load_u64(root + root_context::root_half_offset(bus, devfn))
+        .map(RootHalf::from_bits)
+        .map_err(|_| fault(FaultReason::RootAccess, false))?;
+    if !half.p() {
+        return Err(fault(FaultReason::RootNotPresent, false));
+    }
+    if half.has_reserved_bits(cfg.haw) {
+        return Err(fault(FaultReason::RootReserved, false));
+    }
+
+    // Context entry (§9.4).
+    let ctx_addr = half.table() + root_context::context_offset(devfn);
+    let context = read_qwords::<4>(mem, ctx_addr)
+        .map(ContextEntry::from_qwords)
+        .ok_or(fault(FaultReason::ContextAccess, false))?;
+    let mut fpd = context.lo.fpd();
+    if !context.lo.p() {
+        return Err(fault(FaultReason::ContextNotPresent, fpd));
+    }
+    if context.has_reserved_bits(&cfg.context_features()) {
+        return Err(fault(FaultReason::ContextReserved, fpd));
+    }
+    if req.kind != RequestKind::Untranslated && !context.lo.dte() {
+        return Err(fault(FaultReason::ContextDteClear, fpd));
+    }
+    let limit = (context.pasid_dir_entries() * 64).min(cfg.pasid_limit());
+    let (pasid, privileged) = match req.pasid {
+        Some(p) => {
+            if !context.lo.paside() {
+                return Err(fault(FaultReason::ContextPasidDisabled, fpd));
+            }
+            if p.raw() as u64 >= limit {
+                return Err(fault(FaultReason::ContextPasidTooLarge, fpd));
+            }
+            (p.raw(), req.access.is_priv())
+        }
+        None => {
+            // §3.4.3: without RID_PASID support, requests without PASID use PASID 0.
+            let p = if cfg.rid_pasid {
+                context.hi.rid_pasid()
+            } else {
+                0
+            };
+            if p as u64 >= limit {
+                return Err(fault(FaultReason::ContextRidPasid, fpd));
+            }
+            (p, false)
+        }
+    };
+
+    // PASID directory entry (§9.5).
+    let dir_addr = context.pasid_dir() + pasid::dir_index(pasid) * pasid::DIR_ENTRY_BYTES;
+    let dir = mem
+        .load_u64(dir_addr)
+        .map(PasidDirEntry::from_bits)
+        .map_err(|_| fault(FaultReason::PasidDirAccess, fpd))?;
+    fpd |= dir.fpd();
+    if !dir.p() {
+        return Err(fault(FaultReason::PasidDirNotPresent, fpd));
+    }
+    if dir.has_reserved_bits(cfg.haw) {
+        return Err(fault(FaultReason::PasidDirReserved, fpd));
+    }
+
+    // PASID-table entry (§9.6).
+    let entry_addr = dir.table() + pasid::table_index(pasid) * pasid::PASID_ENTRY_BYTES;
+    let entry = read_qwords::<8>(mem, entry_addr)
+        .map(PasidEntry::from_qwords)
+        .ok_or(fault(FaultReason::PasidAccess, fpd))?;
+    fpd |= entry.q0.fpd();
+    if !entry.q0.p() {
+        return Err(fault(FaultReason::PasidNotPresent, fpd));
+    }
+    if entry.has_reserved_bits(&cfg.pasid_features()) {
+        return Err(fault(FaultReason::PasidReserved, fpd));
+    }
+    let pgtt = entry
+        .pgtt()
+        .filter(|t| supported(cfg, &entry, *t))
+        .ok_or(fault(FaultReason::PasidInvalid, fpd))?;
+    if privileged && !entry.q2.sre() {
+        return Err(fault(FaultReason::PasidSreClear, fpd));
+    }
+    if req.access.is_exec() && (!cfg.execute_requests || !entry.q2.ere()) {
+        return Err(fault(FaultReason::PasidEreClear, fpd));
+    }
+    Ok(Resolved {
+        context,
+        pasid,
+        entry,
+        pgtt,
+        privileged,
+        fpd,
+    })
+}
+
+/// SPT.4: is this translation type, with this entry's AW and FSPM, one the unit supports?
+fn supported(cfg: &VtdConfig, e: &PasidEntry, pgtt: Pgtt) -> bool {
+    let ss_ok = || cfg.ss_levels_ok(e.ss_levels());
+    let fs_ok = || match e.fs_levels() {
+        Some(4) => true,
+        Some(5) => cfg.fs_5level,
+        _ => false,
+    };
+    match pgtt {
+        Pgtt::FirstStage => cfg.first_stage && fs_ok(),
+        Pgtt::SecondStage => cfg.second_stage && ss_ok(),
+        Pgtt::Nested => cfg.nested && ss_ok() && fs_ok(),
+        Pgtt::PassThrough => cfg.pass_through,
+    }
+}

@@ -1,0 +1,166 @@
+//! Address translation by PASID-granular translation type (VT-d 4.1 §3.6 first stage, §3.7
+//! second stage, §3.8 nested, §3.9 pass-through), on vsva-pgtable's walkers, and the mapping
+//! of walk faults to the spec's fault reasons.
+
+use vsva_mem::{Access, PageSize, PhysMem};
+use vsva_pgtable::nested::Stage2;
+use vsva_pgtable::vtd_ss::VtdSecondStage;
+use vsva_pgtable::walk::Direct;
+use vsva_pgtable::x86::X86Paging;
+use vsva_pgtable::{Fault, FaultReason as Walk, Format, Perm, Stage, walk};
+
+use crate::config::VtdConfig;
+use crate::lookup::Resolved;
+use crate::request::{Request, RequestKind, Translated};
+use crate::spec::fault::FaultReason;
+use crate::spec::pasid::{PasidEntry, Pgtt};
+
+/// The interrupt address range (§3.15): untranslated and translation requests must not reach
+/// it.
+pub const INTERRUPT_RANGE: std::ops::RangeInclusive<u64> = 0xfee0_0000..=0xfeef_ffff;
+
+/// The first-stage format a PASID entry selects (x86 paging with the entry's controls).
+pub fn first_stage_format(cfg: &VtdConfig, e: &PasidEntry) -> X86Paging {
+    X86Paging {
+        levels: e.fs_levels().unwrap_or(4),
+        maxphyaddr: cfg.haw,
+        nxe: true,
+        wp: e.q2.wpe(),
+        smep: false,
+        smap: false,
+        page_1g: cfg.fs_1g,
+        ad: true,
+        extended_accessed: cfg.eafs && e.q2.eafe(),
+    }
+}
+
+/// The second-stage format a PASID entry selects.
+pub fn second_stage_format(cfg: &VtdConfig, e: &PasidEntry) -> VtdSecondStage {
+    VtdSecondStage {
+        levels: e.ss_levels(),
+        input_width: cfg.mgaw,
+        haw: cfg.haw,
+        large_2m: cfg.ss_2m,
+        large_1g: cfg.ss_1g,
+        exec: cfg.execute_requests && e.q0.ssee(),
+        ad: cfg.ss_ad && e.q0.ssade(),
+    }
+}
+
+/// The reason for a permission fault, from the rights the walk found.
+fn permission_reason(rights: Perm, access: Access, first_stage: bool) -> FaultReason {
+    if first_stage && access.is_user() && !rights.contains(Perm::USER) {
+        FaultReason::UserSupervisor
+    } else if access.is_exec() && !rights.contains(Perm::EXEC) {
+        FaultReason::ExecDenied
+    } else if access.is_write() && !rights.contains(Perm::WRITE) {
+        FaultReason::WriteDenied
+    } else {
+        FaultReason::ReadDenied
+    }
+}
+
+/// A first-stage walk fault, in VT-d terms (SFS.x, SGN.x).
+fn first_stage_reason(f: &Fault, access: Access, top: u8) -> FaultReason {
+    match f.reason {
+        Walk::NotPresent => FaultReason::FsNotPresent,
+        Walk::Reserved => FaultReason::FsReserved,
+        Walk::AddressWidth => FaultReason::NonCanonical,
+        Walk::Permission => permission_reason(f.rights, access, true),
+        Walk::OutsideMemory if f.level == top => FaultReason::FsRootAccess,
+        Walk::OutsideMemory | Walk::Contention => FaultReason::FsAccess,
+    }
+}
+
+/// A second-stage walk fault of the final output, in VT-d terms (SSS.x, SGN.x).
+fn second_stage_reason(f: &Fault, access: Access, top: u8) -> FaultReason {
+    match f.reason {
+        Walk::NotPresent => FaultReason::SsNotPresent,
+        Walk::Reserved => FaultReason::SsReserved,
+        Walk::AddressWidth => FaultReason::AddressBeyondWidth,
+        Walk::Permission => permission_reason(f.rights, access, false),
+        Walk::OutsideMemory if f.level == top => FaultReason::SsRootInvalid,
+        Walk::OutsideMemory | Walk::Contention => FaultReason::SsAccess,
+    }
+}
+
+/// A second-stage fault met while fetching a first-stage structure (nested, SFS.5–8).
+fn nested_table_reason(f: &Fault) -> FaultReason {
+    match f.reason {
+        Walk::AddressWidth => FaultReason::NestedBeyondWidth,
+        // Reading worked only if R was there: a permission fault with R is the A/D write.
+        Walk::Permission if f.rights.contains(Perm::READ) => FaultReason::NestedEntryWrite,
+        Walk::Permission | Walk::NotPresent => FaultReason::NestedEntryRead,
+        Walk::Reserved => FaultReason::SsReserved,
+        Walk::OutsideMemory | Walk::Contention => FaultReason::SsAccess,
+    }
+}
+
+/// Translates `req` under the resolved PASID entry.
+///
+/// # Errors
+/// The spec's fault reason.
+pub fn translate(
+    cfg: &VtdConfig,
+    mem: &dyn PhysMem,
+    r: &Resolved,
+    req: &Request,
+) -> Result<Translated, FaultReason> {
+    let e = &r.entry;
+    let did = e.q1.did();
+    // The privilege the walk checks is the resolved one (requests without PASID are user).
+    let mut access = req.access;
+    access.set(Access::PRIV, r.privileged);
+    let (addr, size, perm) = match r.pgtt {
+        Pgtt::PassThrough => {
+            if req.addr >> cfg.haw.min(63) != 0 {
+                return Err(FaultReason::AddressBeyondWidth);
+            }
+            (req.addr, PageSize::Size4K, Perm::all())
+        }
+        Pgtt::SecondStage => {
+            let f = second_stage_format(cfg, e);
+            let t = walk(&f, mem, e.ss_root(), req.addr, access, &mut Direct, &mut ())
+                .map_err(|x| second_stage_reason(&x, access, f.levels()))?;
+            (t.output, t.size, t.rights)
+        }
+        Pgtt::FirstStage => {
+            let f = first_stage_format(cfg, e);
+            let t = walk(&f, mem, e.fs_root(), req.addr, access, &mut Direct, &mut ())
+                .map_err(|x| first_stage_reason(&x, access, f.levels()))?;
+            (t.output, t.size, t.rights)
+        }
+        Pgtt::Nested => {
+            let s1 = first_stage_format(cfg, e);
+            let s2f = second_stage_format(cfg, e);
+            let mut s2 = Stage2 {
+                format: &s2f,
+                mem,
+                root: e.ss_root(),
+            };
+            let first = walk(&s1, mem, e.fs_root(), req.addr, access, &mut s2, &mut ()).map_err(
+                |x| match x.stage {
+                    Stage::First => first_stage_reason(&x, access, s1.levels()),
+                    Stage::Second => nested_table_reason(&x),
+                },
+            )?;
+            let second = s2
+                .translate(first.output, access)
+                .map_err(|x| second_stage_reason(&x, access, s2f.levels()))?;
+            (
+                second.output,
+                first.size.min(second.size),
+                first.rights & second.rights,
+            )
+        }
+    };
+    if req.kind != RequestKind::Translated && INTERRUPT_RANGE.contains(&addr) {
+        return Err(FaultReason::InterruptAddress);
+    }
+    Ok(Translated {
+        addr,
+        size,
+        perm,
+        did,
+    })
+}

@@ -1,0 +1,371 @@
+//! The remapping hardware unit: its register file (§11.4) and the translation entry point.
+//!
+//! Software reaches the unit only through [`Vtd::mmio_read`] / [`Vtd::mmio_write`] (aligned
+//! 32- and 64-bit accesses, 64-bit registers also as two 32-bit halves, §11.2) and the
+//! structures it points the unit at in memory. Devices reach it through [`Vtd::translate`].
+//!
+//! The state translation needs — translation enable and the latched root-table pointer — lives
+//! in atomics, so translations take no lock; registers and the fault log sit behind one mutex
+//! that only register accesses and faults take.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use vsva_mem::{Access, PageSize, PhysMem};
+use vsva_pgtable::Perm;
+
+use crate::config::VtdConfig;
+use crate::fault_log::FaultLog;
+use crate::interrupt::{EventRegs, MsiSink};
+use crate::lookup::resolve;
+use crate::request::{Blocked, Request, RequestKind, Translated};
+use crate::spec::fault::{FaultReason, FaultRecord, RequestType};
+use crate::spec::registers::{Gcmd, Rtaddr, offset};
+use crate::translate::translate;
+
+/// VER_REG: this model implements the rev 4.x register interface (MAX 4, MIN 1).
+pub const VERSION: u32 = 0x41;
+
+/// Registers software programs, apart from the fault log.
+#[derive(Debug, Default)]
+struct Regs {
+    /// GSTS (persistent status bits and RTPS).
+    gsts: Gcmd,
+    /// RTADDR as last written (takes effect on SRTP).
+    rtaddr: u64,
+    iqh: u64,
+    iqt: u64,
+    iqa: u64,
+    ics: u32,
+    inv_event: EventRegs,
+    iqercd: u64,
+    pqh: u64,
+    pqt: u64,
+    pqa: u64,
+    prs: u32,
+    pr_event: EventRegs,
+}
+
+struct State {
+    regs: Regs,
+    faults: FaultLog,
+}
+
+/// A VT-d remapping hardware unit.
+pub struct Vtd {
+    cfg: VtdConfig,
+    cap: u64,
+    ecap: u64,
+    mem: Arc<dyn PhysMem>,
+    irq: Arc<dyn MsiSink>,
+    state: Mutex<State>,
+    /// GSTS.TES.
+    enabled: AtomicBool,
+    /// The RTADDR value latched by the last SRTP.
+    root: AtomicU64,
+}
+
+impl std::fmt::Debug for Vtd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Vtd").field("cfg", &self.cfg).finish()
+    }
+}
+
+/// Which 64-bit registers exist at `off` (8-byte aligned).
+fn is_reg64(off: u64, records: usize) -> bool {
+    matches!(
+        off,
+        offset::CAP
+            | offset::ECAP
+            | offset::RTADDR
+            | offset::CCMD
+            | offset::IQH
+            | offset::IQT
+            | offset::IQA
+            | offset::IQERCD
+            | offset::PQH
+            | offset::PQT
+            | offset::PQA
+            | offset::IVA
+            | offset::IOTLB
+    ) || (offset::FRCD0..offset::FRCD0 + 16 * records as u64).contains(&off)
+}
+
+impl Vtd {
+    /// A unit with `cfg`'s capabilities, reading tables from and writing status to `mem`,
+    /// raising interrupts through `irq`. It starts as after reset: translation disabled.
+    pub fn new(cfg: VtdConfig, mem: Arc<dyn PhysMem>, irq: Arc<dyn MsiSink>) -> Vtd {
+        Vtd {
+            cap: cfg.cap().into_bits(),
+            ecap: cfg.ecap().into_bits(),
+            state: Mutex::new(State {
+                regs: Regs::default(),
+                faults: FaultLog::new(cfg.fault_records.clamp(1, 256) as usize),
+            }),
+            cfg,
+            mem,
+            irq,
+            enabled: AtomicBool::new(false),
+            root: AtomicU64::new(0),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &VtdConfig {
+        &self.cfg
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn read32(&self, st: &State, off: u64) -> Option<u32> {
+        Some(match off {
+            offset::VER => VERSION,
+            offset::GCMD => 0,
+            offset::GSTS => st.regs.gsts.bits(),
+            offset::FSTS => st.faults.fsts(),
+            offset::FECTL => st.faults.event.control(),
+            offset::FEDATA => st.faults.event.data,
+            offset::FEADDR => st.faults.event.addr,
+            offset::FEUADDR => st.faults.event.uaddr,
+            offset::ICS => st.regs.ics,
+            offset::IECTL => st.regs.inv_event.control(),
+            offset::IEDATA => st.regs.inv_event.data,
+            offset::IEADDR => st.regs.inv_event.addr,
+            offset::IEUADDR => st.regs.inv_event.uaddr,
+            offset::PRS => st.regs.prs,
+            offset::PECTL => st.regs.pr_event.control(),
+            offset::PEDATA => st.regs.pr_event.data,
+            offset::PEADDR => st.regs.pr_event.addr,
+            offset::PEUADDR => st.regs.pr_event.uaddr,
+            _ => return None,
+        })
+    }
+
+    fn read64(&self, st: &State, off: u64) -> u64 {
+        let r = &st.regs;
+        match off {
+            offset::CAP => self.cap,
+            offset::ECAP => self.ecap,
+            offset::RTADDR => r.rtaddr,
+            offset::IQH => r.iqh,
+            offset::IQT => r.iqt,
+            offset::IQA => r.iqa,
+            offset::IQERCD => r.iqercd,
+            offset::PQH => r.pqh,
+            offset::PQT => r.pqt,
+            offset::PQA => r.pqa,
+            o if o >= offset::FRCD0 => {
+                let i = ((o - offset::FRCD0) / 16) as usize;
+                let rec = st.faults.records.get(i).copied().unwrap_or_default();
+                if (o - offset::FRCD0) % 16 == 0 {
+                    rec.0
+                } else {
+                    rec.1
+                }
+            }
+            // CCMD, IVA, IOTLB: register-based invalidation is not offered (scalable mode
+            // uses the invalidation queue); they read as zero.
+            _ => 0,
+        }
+    }
+
+    /// A register read of `size` (4 or 8) bytes at `off`. Misaligned, odd-sized and unknown
+    /// accesses read as zero (§11.2: only aligned DWORD/QWORD accesses are defined).
+    pub fn mmio_read(&self, off: u64, size: u8) -> u64 {
+        let st = self.lock();
+        let records = st.faults.records.len();
+        match size {
+            4 if off % 4 == 0 => {
+                if let Some(v) = self.read32(&st, off) {
+                    v as u64
+                } else if is_reg64(off, records) {
+                    self.read64(&st, off) & 0xffff_ffff
+                } else if off >= 4 && is_reg64(off - 4, records) {
+                    self.read64(&st, off - 4) >> 32
+                } else {
+                    0
+                }
+            }
+            8 if off % 8 == 0 && is_reg64(off, records) => self.read64(&st, off),
+            _ => 0,
+        }
+    }
+
+    /// A register write of `size` (4 or 8) bytes at `off`. Misaligned, odd-sized and unknown
+    /// accesses are ignored; read-only fields keep their values.
+    pub fn mmio_write(&self, off: u64, size: u8, value: u64) {
+        let mut st = self.lock();
+        let records = st.faults.records.len();
+        match size {
+            4 if off % 4 == 0 => {
+                let v = value as u32;
+                if self.read32(&st, off).is_some() {
+                    self.write32(&mut st, off, v);
+                } else if is_reg64(off, records) {
+                    self.write64(&mut st, off, v as u64, 0xffff_ffff);
+                } else if off >= 4 && is_reg64(off - 4, records) {
+                    self.write64(&mut st, off - 4, (v as u64) << 32, 0xffff_ffff << 32);
+                }
+            }
+            8 if off % 8 == 0 && is_reg64(off, records) => {
+                self.write64(&mut st, off, value, u64::MAX)
+            }
+            _ => tracing::debug!(off, size, "ignored VT-d register write"),
+        }
+    }
+
+    fn write32(&self, st: &mut State, off: u64, v: u32) {
+        let irq = self.irq.as_ref();
+        match off {
+            offset::GCMD => self.write_gcmd(st, Gcmd::from_bits_truncate(v)),
+            offset::FSTS => st.faults.write_fsts(v),
+            offset::FECTL => st.faults.event.write_control(v, irq),
+            offset::FEDATA => st.faults.event.data = v & 0xffff,
+            offset::FEADDR => st.faults.event.addr = v & !3,
+            offset::FEUADDR => st.faults.event.uaddr = v,
+            offset::ICS => {
+                st.regs.ics &= !(v & 1);
+                if st.regs.ics == 0 {
+                    st.regs.inv_event.pending = false;
+                }
+            }
+            offset::IECTL => st.regs.inv_event.write_control(v, irq),
+            offset::IEDATA => st.regs.inv_event.data = v & 0xffff,
+            offset::IEADDR => st.regs.inv_event.addr = v & !3,
+            offset::IEUADDR => st.regs.inv_event.uaddr = v,
+            offset::PRS => {
+                st.regs.prs &= !(v & 3);
+                if st.regs.prs == 0 {
+                    st.regs.pr_event.pending = false;
+                }
+            }
+            offset::PECTL => st.regs.pr_event.write_control(v, irq),
+            offset::PEDATA => st.regs.pr_event.data = v & 0xffff,
+            offset::PEADDR => st.regs.pr_event.addr = v & !3,
+            offset::PEUADDR => st.regs.pr_event.uaddr = v,
+            _ => {}
+        }
+    }
+
+    fn write64(&self, st: &mut State, off: u64, v: u64, mask: u64) {
+        let merge = |old: u64, writable: u64| (old & !(mask & writable)) | (v & mask & writable);
+        let r = &mut st.regs;
+        match off {
+            // RTADDR: RTA and TTM writable; bits 9:0 reserved.
+            offset::RTADDR => r.rtaddr = merge(r.rtaddr, !0x3ff),
+            // IQT: bits 18:4.
+            offset::IQT => r.iqt = merge(r.iqt, 0x7fff0),
+            // IQA: base, DW, QS (bits 10:3 reserved).
+            offset::IQA => r.iqa = merge(r.iqa, !0x7f8),
+            // PQH: bits 18:5, written by software as it consumes page requests.
+            offset::PQH => r.pqh = merge(r.pqh, 0x7ffe0),
+            // PQA: base, PQS.
+            offset::PQA => r.pqa = merge(r.pqa, !0xff8),
+            o if o >= offset::FRCD0 && (o - offset::FRCD0) % 16 == 8 => {
+                let i = ((o - offset::FRCD0) / 16) as usize;
+                st.faults.write_record_hi(i, v, mask);
+            }
+            _ => {}
+        }
+    }
+
+    /// GCMD (§11.4.4): one command per write; the status follows at once.
+    fn write_gcmd(&self, st: &mut State, cmd: Gcmd) {
+        let status = st.regs.gsts;
+        if cmd.contains(Gcmd::TE) != status.contains(Gcmd::TE) {
+            let on = cmd.contains(Gcmd::TE);
+            st.regs.gsts.set(Gcmd::TE, on);
+            self.enabled.store(on, Ordering::Release);
+        }
+        if cmd.contains(Gcmd::SRTP) {
+            // Latching the root pointer implies a global context-cache and IOTLB
+            // invalidation; this model caches nothing across the latch.
+            self.root.store(st.regs.rtaddr, Ordering::Release);
+            st.regs.gsts |= Gcmd::SRTP;
+        }
+        if cmd.contains(Gcmd::QIE) != status.contains(Gcmd::QIE) {
+            let on = cmd.contains(Gcmd::QIE);
+            st.regs.gsts.set(Gcmd::QIE, on);
+            if !on {
+                // IQH resets when queued invalidation is disabled (§11.4.9.1).
+                st.regs.iqh = 0;
+            }
+        }
+    }
+
+    /// Translates a DMA request (untranslated, or translated by ATS) as the unit would, and
+    /// records a fault where it refuses one.
+    ///
+    /// # Errors
+    /// [`Blocked`] with the spec's reason.
+    pub fn translate(&self, req: &Request) -> Result<Translated, Blocked> {
+        if !self.enabled.load(Ordering::Acquire) {
+            // Translation disabled: requests without PASID pass untranslated (§3.2);
+            // requests with PASID have nothing to be translated through.
+            if req.pasid.is_some() {
+                return Err(Blocked {
+                    reason: None,
+                    recorded: false,
+                });
+            }
+            return Ok(Translated {
+                addr: req.addr,
+                size: PageSize::Size4K,
+                perm: Perm::all(),
+                did: 0,
+            });
+        }
+        let rt = Rtaddr::from_bits(self.root.load(Ordering::Acquire));
+        let resolved = match resolve(&self.cfg, self.mem.as_ref(), rt.address(), rt.mode(), req) {
+            Ok(r) => r,
+            Err(f) => return Err(self.fault(req, f.reason, f.fpd)),
+        };
+        if req.kind == RequestKind::Translated {
+            // A translated request carries an address the unit already translated for a
+            // device whose context allows ATS (DTE checked above): it passes as is.
+            return Ok(Translated {
+                addr: req.addr,
+                size: PageSize::Size4K,
+                perm: Perm::all(),
+                did: resolved.entry.q1.did(),
+            });
+        }
+        translate(&self.cfg, self.mem.as_ref(), &resolved, req)
+            .map_err(|reason| self.fault(req, reason, resolved.fpd))
+    }
+
+    /// Records a fault unless FPD suppresses it, and builds the refusal.
+    fn fault(&self, req: &Request, reason: FaultReason, fpd: bool) -> Blocked {
+        if fpd && reason.is_qualified() {
+            return Blocked {
+                reason: Some(reason),
+                recorded: false,
+            };
+        }
+        let rec = FaultRecord {
+            addr: req.addr,
+            sid: req.rid.raw(),
+            pasid: req.pasid.map(|p| p.raw()),
+            privileged: req.access.is_priv(),
+            execute: req.access.is_exec(),
+            kind: match req.kind {
+                RequestKind::Translation => RequestType::Translation,
+                _ if req.access.contains(Access::WRITE) => RequestType::Write,
+                _ => RequestType::Read,
+            },
+            at: match req.kind {
+                RequestKind::Untranslated => 0,
+                RequestKind::Translation => 1,
+                RequestKind::Translated => 2,
+            },
+            reason,
+        };
+        let recorded = self.lock().faults.record(&rec, self.irq.as_ref());
+        Blocked {
+            reason: Some(reason),
+            recorded,
+        }
+    }
+}

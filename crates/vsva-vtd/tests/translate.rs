@@ -1,0 +1,249 @@
+//! Translation through each PGTT, driven through registers and memory only.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::*;
+use vsva_mem::{Access, FrameAllocator, PageSize, PhysMem, PhysWindow};
+use vsva_mm::{MapFlags, MemoryManager, Prot};
+use vsva_pgtable::vtd_ss::VtdSecondStage;
+use vsva_pgtable::x86::X86Paging;
+use vsva_pgtable::{PageTable, Perm};
+use vsva_vtd::spec::fault::FaultReason;
+use vsva_vtd::spec::pasid::Pgtt;
+use vsva_vtd::{RequestKind, VtdConfig};
+
+const R: Access = Access::READ;
+const W: Access = Access::READ.union(Access::WRITE);
+
+fn ss_table(rig: &Rig) -> PageTable<VtdSecondStage> {
+    PageTable::new(VtdSecondStage::four_level(), rig.frames.clone()).unwrap()
+}
+
+fn fs_table(rig: &Rig) -> PageTable<X86Paging> {
+    let f = X86Paging {
+        smap: false,
+        smep: false,
+        ..X86Paging::default()
+    };
+    PageTable::new(f, rig.frames.clone()).unwrap()
+}
+
+#[test]
+fn pass_through_returns_the_input() {
+    let rig = Rig::new(VtdConfig::default());
+    let dev = rid(0, 3, 0);
+    let dir = rig.attach_device(dev);
+    rig.write_pasid(dir, 0, &pasid_entry(Pgtt::PassThrough, 1, 0, 0));
+    let t = rig.dma(dev, None, 0x1234_5678, W).unwrap();
+    assert_eq!(t.addr, 0x1234_5678);
+    assert_eq!(t.did, 1);
+    // beyond the host address width (46 bits)
+    let f = rig.dma(dev, None, 1 << 46, R).unwrap_err();
+    assert_eq!(f.reason, Some(FaultReason::AddressBeyondWidth));
+    // the interrupt range is not DMA-able
+    let f = rig.dma(dev, None, 0xfee0_0000, W).unwrap_err();
+    assert_eq!(f.reason, Some(FaultReason::InterruptAddress));
+}
+
+#[test]
+fn second_stage_translates_iovas() {
+    let rig = Rig::new(VtdConfig::default());
+    let dev = rid(1, 0, 0);
+    let dir = rig.attach_device(dev);
+    let ss = ss_table(&rig);
+    ss.map(0x10_0000, 0x3000_0000, PageSize::Size4K, Perm::RW)
+        .unwrap();
+    ss.map(0x4000_0000, 0x8000_0000, PageSize::Size1G, Perm::READ)
+        .unwrap();
+    rig.write_pasid(dir, 0, &pasid_entry(Pgtt::SecondStage, 7, ss.root(), 0));
+    let t = rig.dma(dev, None, 0x10_0abc, W).unwrap();
+    assert_eq!((t.addr, t.size, t.did), (0x3000_0abc, PageSize::Size4K, 7));
+    let t = rig.dma(dev, None, 0x4123_4567, R).unwrap();
+    assert_eq!((t.addr, t.size), (0x8123_4567, PageSize::Size1G));
+    assert_eq!(
+        rig.dma(dev, None, 0x4000_0000, W).unwrap_err().reason,
+        Some(FaultReason::WriteDenied)
+    );
+    assert_eq!(
+        rig.dma(dev, None, 0x20_0000, R).unwrap_err().reason,
+        Some(FaultReason::SsNotPresent)
+    );
+    assert_eq!(
+        rig.dma(dev, None, 1 << 48, R).unwrap_err().reason,
+        Some(FaultReason::AddressBeyondWidth)
+    );
+}
+
+#[test]
+fn first_stage_shares_a_process_page_table() {
+    // SVA: the PASID entry's first-stage pointer is a process's CR3.
+    let rig = Rig::new(VtdConfig::default());
+    let mem: Arc<dyn PhysMem> = rig.mem.clone();
+    let frames = Arc::new(FrameAllocator::new(mem, 512 * MIB, 1 << 30));
+    let mm = MemoryManager::new(frames, X86Paging::default());
+    let p = mm.spawn().unwrap();
+    let va = p.mmap(None, 4 * 4096, Prot::RW, MapFlags::empty()).unwrap();
+    p.write_bytes(va, b"shared with the device").unwrap();
+    let ro = p.mmap(None, 4096, Prot::READ, MapFlags::POPULATE).unwrap();
+
+    let dev = rid(0, 4, 0);
+    let dir = rig.attach_device(dev);
+    let pasid = 0x1234;
+    rig.write_pasid(
+        dir,
+        pasid,
+        &pasid_entry(Pgtt::FirstStage, 9, 0, p.page_table_root().unwrap()),
+    );
+    let t = rig.dma(dev, Some(pasid), va.raw() + 3, R).unwrap();
+    let mut buf = [0u8; 19];
+    rig.mem.read(t.addr, &mut buf).unwrap();
+    assert_eq!(&buf, b"red with the device");
+    // untouched page: not present (the device must ask for it with PRI)
+    let f = rig.dma(dev, Some(pasid), va.raw() + 4096, R).unwrap_err();
+    assert_eq!(f.reason, Some(FaultReason::FsNotPresent));
+    // read-only mapping
+    let f = rig.dma(dev, Some(pasid), ro.raw(), W).unwrap_err();
+    assert_eq!(f.reason, Some(FaultReason::WriteDenied));
+    // unmapped: not present; non-canonical: SGN.1
+    let f = rig.dma(dev, Some(pasid), 1 << 47, R).unwrap_err();
+    assert_eq!(f.reason, Some(FaultReason::NonCanonical));
+    // the device's write set Dirty in the process's PTE
+    rig.dma(dev, Some(pasid), va.raw(), W).unwrap();
+    assert_ne!(p.leaf(va).unwrap().entry & 0x40, 0);
+}
+
+#[test]
+fn first_stage_privilege_rules() {
+    let rig = Rig::new(VtdConfig::default());
+    let dev = rid(0, 5, 0);
+    let dir = rig.attach_device(dev);
+    let fs = fs_table(&rig);
+    fs.map(0x1000, 0x5000, PageSize::Size4K, Perm::RW).unwrap(); // supervisor page
+    fs.map(0x2000, 0x6000, PageSize::Size4K, Perm::READ | Perm::USER)
+        .unwrap();
+    let mut e = pasid_entry(Pgtt::FirstStage, 1, 0, fs.root());
+    rig.write_pasid(dir, 1, &e);
+    let sup = R | Access::PRIV;
+    assert_eq!(rig.dma(dev, Some(1), 0x1000, sup).unwrap().addr, 0x5000);
+    assert_eq!(
+        rig.dma(dev, Some(1), 0x1000, R).unwrap_err().reason,
+        Some(FaultReason::UserSupervisor)
+    );
+    // WPE=0: supervisor writes ignore R/W; WPE=1: they honour it
+    assert!(rig.dma(dev, Some(1), 0x2000, W | Access::PRIV).is_ok());
+    e.q2.set_wpe(true);
+    rig.write_pasid(dir, 1, &e);
+    assert_eq!(
+        rig.dma(dev, Some(1), 0x2000, W | Access::PRIV)
+            .unwrap_err()
+            .reason,
+        Some(FaultReason::WriteDenied)
+    );
+    // SRE=0: privileged requests are refused at the PASID entry
+    e.q2.set_sre(false);
+    rig.write_pasid(dir, 1, &e);
+    assert_eq!(
+        rig.dma(dev, Some(1), 0x1000, sup).unwrap_err().reason,
+        Some(FaultReason::PasidSreClear)
+    );
+    // execute requests are not supported by this configuration (ERE reserved)
+    assert_eq!(
+        rig.dma(dev, Some(1), 0x2000, R | Access::EXEC)
+            .unwrap_err()
+            .reason,
+        Some(FaultReason::PasidEreClear)
+    );
+}
+
+#[test]
+fn nested_translation_walks_guest_tables_through_the_second_stage() {
+    let rig = Rig::new(VtdConfig::default());
+    // Guest RAM: 64 MiB at HPA 768 MiB; stage 2 maps GPA -> HPA with 4 KiB pages.
+    let ram_hpa = 768 * MIB;
+    let ram: Arc<dyn PhysMem> =
+        Arc::new(PhysWindow::new(rig.mem.clone(), ram_hpa, 64 * MIB).unwrap());
+    let ss = ss_table(&rig);
+    let mut gpa = 0;
+    while gpa < 64 * MIB {
+        ss.map(gpa, ram_hpa + gpa, PageSize::Size4K, Perm::RW)
+            .unwrap();
+        gpa += 4096;
+    }
+    let guest_frames = Arc::new(FrameAllocator::new(ram, 8 * MIB, 64 * MIB));
+    let s1 = PageTable::new(X86Paging::default(), guest_frames).unwrap();
+    s1.map(0x7000_0000, 0x10_0000, PageSize::Size4K, Perm::USER_RW)
+        .unwrap();
+    let dev = rid(2, 0, 0);
+    let dir = rig.attach_device(dev);
+    rig.write_pasid(dir, 5, &pasid_entry(Pgtt::Nested, 3, ss.root(), s1.root()));
+    let t = rig.dma(dev, Some(5), 0x7000_0010, W).unwrap();
+    assert_eq!(t.addr, ram_hpa + 0x10_0010);
+    // the guest's first-stage PTE got A and D (a write into guest RAM)
+    let leaf = s1.lookup(0x7000_0000).unwrap();
+    assert_eq!(leaf.entry & 0x60, 0x60);
+    // stage 2 read-only data page: write refused by the second stage
+    ss.protect(0x10_0000, 4096, Perm::READ).unwrap();
+    assert_eq!(
+        rig.dma(dev, Some(5), 0x7000_0010, W).unwrap_err().reason,
+        Some(FaultReason::WriteDenied)
+    );
+    // stage 2 hole under a first-stage table: SFS.7
+    let pt_gpa = leaf.slot & !0xfff;
+    let saved = ss.lookup(pt_gpa).unwrap();
+    ss.unmap(pt_gpa, 4096).unwrap();
+    assert_eq!(
+        rig.dma(dev, Some(5), 0x7000_0010, R).unwrap_err().reason,
+        Some(FaultReason::NestedEntryRead)
+    );
+    // read-only first-stage table page and an A/D update to make: SFS.8
+    ss.map(pt_gpa, saved.pa, PageSize::Size4K, Perm::READ)
+        .unwrap();
+    ss.protect(0x10_0000, 4096, Perm::RW).unwrap();
+    let slot_hpa = ram_hpa + leaf.slot;
+    let e = rig.mem.load_u64(slot_hpa).unwrap();
+    rig.mem.store_u64(slot_hpa, e & !0x60).unwrap();
+    assert_eq!(
+        rig.dma(dev, Some(5), 0x7000_0010, R).unwrap_err().reason,
+        Some(FaultReason::NestedEntryWrite)
+    );
+}
+
+#[test]
+fn translated_requests_need_device_tlb_enable() {
+    let rig = Rig::new(VtdConfig::default());
+    let dev = rid(0, 6, 0);
+    let dir = rig.attach_device(dev);
+    rig.write_pasid(dir, 0, &pasid_entry(Pgtt::PassThrough, 1, 0, 0));
+    let req = |kind| vsva_vtd::Request {
+        rid: dev,
+        pasid: None,
+        addr: 0x1000,
+        access: R,
+        kind,
+    };
+    assert!(rig.vtd.translate(&req(RequestKind::Translated)).is_ok());
+    // DTE off
+    let ctx_at = rig.context_slot(dev);
+    let lo = rig.mem.load_u64(ctx_at).unwrap();
+    rig.mem.store_u64(ctx_at, lo & !(1 << 2)).unwrap();
+    assert_eq!(
+        rig.vtd
+            .translate(&req(RequestKind::Translated))
+            .unwrap_err()
+            .reason,
+        Some(FaultReason::ContextDteClear)
+    );
+    assert!(rig.vtd.translate(&req(RequestKind::Untranslated)).is_ok());
+}
+
+#[test]
+fn translation_disabled_passes_requests_without_pasid_only() {
+    let rig = Rig::new(VtdConfig::default());
+    rig.w32(vsva_vtd::spec::registers::offset::GCMD, 0);
+    let dev = rid(0, 7, 0);
+    assert_eq!(rig.dma(dev, None, 0x1234, R).unwrap().addr, 0x1234);
+    let f = rig.dma(dev, Some(1), 0x1234, R).unwrap_err();
+    assert_eq!((f.reason, f.recorded), (None, false));
+}
