@@ -88,7 +88,7 @@ fn is_reg64(off: u64, records: usize) -> bool {
             | offset::PQA
             | offset::IVA
             | offset::IOTLB
-    ) || (offset::FRCD0..offset::FRCD0 + 16 * records as u64).contains(&off)
+    ) || (off % 8 == 0 && (offset::FRCD0..offset::FRCD0 + 16 * records as u64).contains(&off))
 }
 
 impl Vtd {
