@@ -6,6 +6,7 @@
 //! VirtualBox (`include/VBox/iommu-intel.h`) and OpenVMM (`intel_vtd/src/spec`) encode them;
 //! each item cites the spec section it implements.
 
+pub mod descriptors;
 pub mod fault;
 pub mod pasid;
 pub mod registers;
