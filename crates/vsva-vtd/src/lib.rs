@@ -8,6 +8,8 @@
 //! | [`lookup`] | root -> context -> PASID directory -> PASID entry, with every check |
 //! | [`translate`] | first stage, second stage, nested, pass-through; fault mapping |
 //! | [`fault_log`] | fault recording registers and the fault event |
+//! | [`inval_queue`] | the invalidation queue: descriptors, waits, device-TLB, errors |
+//! | [`devices`] | the endpoints behind the unit: ATS invalidations, page group responses |
 //! | [`interrupt`] | MSI delivery and event control registers |
 //!
 //! Advertised capabilities (defaults of [`VtdConfig`]):
@@ -22,14 +24,16 @@
 //! | requests | supervisor (SRS); execute requests off by default (ERE/SSEE reserved) |
 //! | fault recording | 8 records at 0x220 |
 //!
-//! Still to come (issue 3): context/PASID/IOTLB caches, the invalidation queue, ATS
-//! translation completions, the page request queue, the driver.
+//! Still to come (issue 3): context/PASID/IOTLB caches, ATS translation completions, the page
+//! request queue, the driver.
 
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod devices;
 pub mod fault_log;
 pub mod interrupt;
+pub mod inval_queue;
 pub mod lookup;
 pub mod request;
 pub mod spec;
@@ -37,6 +41,7 @@ pub mod translate;
 pub mod unit;
 
 pub use config::VtdConfig;
+pub use devices::{AtsInvalidation, AtsInvalidationError, Devices, NoDevices, ResponseCode};
 pub use interrupt::{MsiLog, MsiSink};
 pub use request::{Blocked, Request, RequestKind, Translated};
 pub use unit::Vtd;

@@ -15,12 +15,14 @@ use vsva_mem::{Access, PageSize, PhysMem};
 use vsva_pgtable::Perm;
 
 use crate::config::VtdConfig;
+use crate::devices::{Devices, NoDevices};
 use crate::fault_log::FaultLog;
 use crate::interrupt::{EventRegs, MsiSink};
+use crate::inval_queue::{Stats, StatsSnapshot};
 use crate::lookup::resolve;
 use crate::request::{Blocked, Request, RequestKind, Translated};
 use crate::spec::fault::{FaultReason, FaultRecord, RequestType};
-use crate::spec::registers::{Gcmd, Rtaddr, offset};
+use crate::spec::registers::{Fsts, Gcmd, Rtaddr, offset};
 use crate::translate::translate;
 
 /// VER_REG: this model implements the rev 4.x register interface (MAX 4, MIN 1).
@@ -28,36 +30,40 @@ pub const VERSION: u32 = 0x41;
 
 /// Registers software programs, apart from the fault log.
 #[derive(Debug, Default)]
-struct Regs {
+pub(crate) struct Regs {
     /// GSTS (persistent status bits and RTPS).
-    gsts: Gcmd,
+    pub gsts: Gcmd,
     /// RTADDR as last written (takes effect on SRTP).
-    rtaddr: u64,
-    iqh: u64,
-    iqt: u64,
-    iqa: u64,
-    ics: u32,
-    inv_event: EventRegs,
-    iqercd: u64,
-    pqh: u64,
-    pqt: u64,
-    pqa: u64,
-    prs: u32,
-    pr_event: EventRegs,
+    pub rtaddr: u64,
+    pub iqh: u64,
+    pub iqt: u64,
+    pub iqa: u64,
+    /// IQA as latched when queued invalidation was enabled.
+    pub iq_latched: u64,
+    pub ics: u32,
+    pub inv_event: EventRegs,
+    pub iqercd: u64,
+    pub pqh: u64,
+    pub pqt: u64,
+    pub pqa: u64,
+    pub prs: u32,
+    pub pr_event: EventRegs,
 }
 
-struct State {
-    regs: Regs,
-    faults: FaultLog,
+pub(crate) struct State {
+    pub regs: Regs,
+    pub faults: FaultLog,
 }
 
 /// A VT-d remapping hardware unit.
 pub struct Vtd {
-    cfg: VtdConfig,
+    pub(crate) cfg: VtdConfig,
     cap: u64,
     ecap: u64,
-    mem: Arc<dyn PhysMem>,
-    irq: Arc<dyn MsiSink>,
+    pub(crate) mem: Arc<dyn PhysMem>,
+    pub(crate) irq: Arc<dyn MsiSink>,
+    pub(crate) devices: Arc<dyn Devices>,
+    pub(crate) stats: Stats,
     state: Mutex<State>,
     /// GSTS.TES.
     enabled: AtomicBool,
@@ -95,7 +101,20 @@ impl Vtd {
     /// A unit with `cfg`'s capabilities, reading tables from and writing status to `mem`,
     /// raising interrupts through `irq`. It starts as after reset: translation disabled.
     pub fn new(cfg: VtdConfig, mem: Arc<dyn PhysMem>, irq: Arc<dyn MsiSink>) -> Vtd {
+        Self::with_devices(cfg, mem, irq, Arc::new(NoDevices))
+    }
+
+    /// Like [`new`](Self::new), with the endpoints that receive device-TLB invalidations and
+    /// page group responses.
+    pub fn with_devices(
+        cfg: VtdConfig,
+        mem: Arc<dyn PhysMem>,
+        irq: Arc<dyn MsiSink>,
+        devices: Arc<dyn Devices>,
+    ) -> Vtd {
         Vtd {
+            devices,
+            stats: Stats::default(),
             cap: cfg.cap().into_bits(),
             ecap: cfg.ecap().into_bits(),
             state: Mutex::new(State {
@@ -115,7 +134,12 @@ impl Vtd {
         &self.cfg
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
+    /// Counters of what the unit did.
+    pub fn stats(&self) -> StatsSnapshot {
+        self.stats.snapshot()
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -220,7 +244,14 @@ impl Vtd {
         let irq = self.irq.as_ref();
         match off {
             offset::GCMD => self.write_gcmd(st, Gcmd::from_bits_truncate(v)),
-            offset::FSTS => st.faults.write_fsts(v),
+            offset::FSTS => {
+                let resume = st.faults.status.intersects(Fsts::IQE | Fsts::ITE);
+                st.faults.write_fsts(v);
+                // Clearing IQE/ITE lets the unit fetch again from IQH (§6.5.2.11).
+                if resume && !st.faults.status.intersects(Fsts::IQE | Fsts::ITE) {
+                    self.process_queue(st);
+                }
+            }
             offset::FECTL => st.faults.event.write_control(v, irq),
             offset::FEDATA => st.faults.event.data = v & 0xffff,
             offset::FEADDR => st.faults.event.addr = v & !3,
@@ -256,7 +287,10 @@ impl Vtd {
             // RTADDR: RTA and TTM writable; bits 9:0 reserved.
             offset::RTADDR => r.rtaddr = merge(r.rtaddr, !0x3ff),
             // IQT: bits 18:4.
-            offset::IQT => r.iqt = merge(r.iqt, 0x7fff0),
+            offset::IQT => {
+                r.iqt = merge(r.iqt, 0x7fff0);
+                self.process_queue(st);
+            }
             // IQA: base, DW, QS (bits 10:3 reserved).
             offset::IQA => r.iqa = merge(r.iqa, !0x7f8),
             // PQH: bits 18:5, written by software as it consumes page requests.
@@ -288,7 +322,11 @@ impl Vtd {
         if cmd.contains(Gcmd::QIE) != status.contains(Gcmd::QIE) {
             let on = cmd.contains(Gcmd::QIE);
             st.regs.gsts.set(Gcmd::QIE, on);
-            if !on {
+            if on {
+                // The queue's base and size are latched when it is enabled.
+                st.regs.iq_latched = st.regs.iqa;
+                self.process_queue(st);
+            } else {
                 // IQH resets when queued invalidation is disabled (§11.4.9.1).
                 st.regs.iqh = 0;
             }

@@ -335,7 +335,12 @@ mod tests {
             })
         );
         // qi_flush_piotlb PSI: QI_EIOTLB_PASID | DID | GRAN(3) | type 6; AM in qw1
-        let p = [0x5u64 << 32 | 0x7 << 16 | 3 << 4 | 6, 0x7f00_0000_0000 | 9, 0, 0];
+        let p = [
+            0x5u64 << 32 | 0x7 << 16 | 3 << 4 | 6,
+            0x7f00_0000_0000 | 9,
+            0,
+            0,
+        ];
         assert_eq!(
             decode(p, &F),
             Ok(Descriptor::PasidIotlb {
@@ -347,7 +352,10 @@ mod tests {
                 ih: false
             })
         );
-        assert_eq!(decode(encode::wait(2, 0x1000, true, true), &F).map(|_| ()), Ok(()));
+        assert_eq!(
+            decode(encode::wait(2, 0x1000, true, true), &F).map(|_| ()),
+            Ok(())
+        );
         assert_eq!(
             decode(encode::page_group_response(0x18, Some(3), 0, 0x1ff), &F),
             Ok(Descriptor::PageGroupResponse {
@@ -362,10 +370,17 @@ mod tests {
     #[test]
     fn invalid_types_and_reserved_encodings() {
         for ty in [0u64, 4, 0xa, 0xb, 0xf] {
-            assert_eq!(decode([ty, 0, 0, 0], &F), Err(Iqei::InvalidType), "type {ty}");
+            assert_eq!(
+                decode([ty, 0, 0, 0], &F),
+                Err(Iqei::InvalidType),
+                "type {ty}"
+            );
         }
         // a type with bits 11:9 set is another (unknown) type
-        assert_eq!(decode([5 | 1 << 9 | 1 << 5, 0, 0, 0], &F), Err(Iqei::InvalidType));
+        assert_eq!(
+            decode([5 | 1 << 9 | 1 << 5, 0, 0, 0], &F),
+            Err(Iqei::InvalidType)
+        );
         let no_dt = QueueFeatures {
             device_tlb: false,
             page_requests: false,
@@ -390,7 +405,10 @@ mod tests {
             page_drain: false,
             ..F
         };
-        assert_eq!(decode([5 | 1 << 7, 0, 0, 0], &no_pd), Err(Iqei::ReservedField));
+        assert_eq!(
+            decode([5 | 1 << 7, 0, 0, 0], &no_pd),
+            Err(Iqei::ReservedField)
+        );
     }
 
     #[test]
@@ -401,7 +419,11 @@ mod tests {
                 (6..=8).contains(&b) || (12..=15).contains(&b) || (50..64).contains(&b) || b >= 64
             }),
             ([2 | 1 << 4, 0, 0, 0], &|b| {
-                b == 8 || (12..=15).contains(&b) || (32..64).contains(&b) || (71..=75).contains(&b) || b >= 128
+                b == 8
+                    || (12..=15).contains(&b)
+                    || (32..64).contains(&b)
+                    || (71..=75).contains(&b)
+                    || b >= 128
             }),
             ([3, 0, 0, 0], &|b| {
                 (4..=8).contains(&b)
@@ -411,13 +433,28 @@ mod tests {
                     || (65..=75).contains(&b)
                     || b >= 128
             }),
-            ([5 | 1 << 5, 0, 0, 0], &|b| b == 8 || (12..=31).contains(&b) || b == 64 || b == 65 || b >= 128),
-            ([6 | 2 << 4, 0, 0, 0], &|b| {
-                (6..=8).contains(&b) || (12..=15).contains(&b) || (52..64).contains(&b) || (71..=75).contains(&b) || b >= 128
+            ([5 | 1 << 5, 0, 0, 0], &|b| {
+                b == 8 || (12..=31).contains(&b) || b == 64 || b == 65 || b >= 128
             }),
-            ([7, 0, 0, 0], &|b| (6..=8).contains(&b) || (12..=15).contains(&b) || (52..64).contains(&b) || b >= 64),
-            ([8, 0, 0, 0], &|b| (12..=15).contains(&b) || (52..64).contains(&b) || (65..=74).contains(&b) || b >= 128),
-            ([9, 0, 0, 0], &|b| (5..=8).contains(&b) || (52..64).contains(&b) || b == 64 || b == 65 || b >= 76),
+            ([6 | 2 << 4, 0, 0, 0], &|b| {
+                (6..=8).contains(&b)
+                    || (12..=15).contains(&b)
+                    || (52..64).contains(&b)
+                    || (71..=75).contains(&b)
+                    || b >= 128
+            }),
+            ([7, 0, 0, 0], &|b| {
+                (6..=8).contains(&b) || (12..=15).contains(&b) || (52..64).contains(&b) || b >= 64
+            }),
+            ([8, 0, 0, 0], &|b| {
+                (12..=15).contains(&b)
+                    || (52..64).contains(&b)
+                    || (65..=74).contains(&b)
+                    || b >= 128
+            }),
+            ([9, 0, 0, 0], &|b| {
+                (5..=8).contains(&b) || (52..64).contains(&b) || b == 64 || b == 65 || b >= 76
+            }),
         ];
         for (base, reserved) in cases {
             assert!(decode(base, &F).is_ok(), "{base:x?}");
@@ -430,11 +467,22 @@ mod tests {
                 let r = decode(q, &F);
                 // Flipping a granularity, address-mask or response-code bit can make a
                 // reserved encoding; those fields are checked by value elsewhere.
-                let encoded = (4..=5).contains(&bit) || (64..=69).contains(&bit) || (12..=15).contains(&bit);
+                let encoded =
+                    (4..=5).contains(&bit) || (64..=69).contains(&bit) || (12..=15).contains(&bit);
                 if reserved(bit) {
-                    assert_eq!(r, Err(Iqei::ReservedField), "type {} bit {bit}", base[0] & 0xf);
+                    assert_eq!(
+                        r,
+                        Err(Iqei::ReservedField),
+                        "type {} bit {bit}",
+                        base[0] & 0xf
+                    );
                 } else if !encoded {
-                    assert_ne!(r, Err(Iqei::ReservedField), "type {} bit {bit}", base[0] & 0xf);
+                    assert_ne!(
+                        r,
+                        Err(Iqei::ReservedField),
+                        "type {} bit {bit}",
+                        base[0] & 0xf
+                    );
                 }
             }
         }

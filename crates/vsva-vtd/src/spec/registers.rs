@@ -372,7 +372,7 @@ impl Iqa {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum Iqei {
-    /// 1: the tail pointer is beyond the queue, or misaligned for 256-bit descriptors.
+    /// 1: the tail pointer is beyond the queue.
     InvalidTail = 1,
     /// 2: the descriptor could not be fetched.
     FetchError = 2,
@@ -380,8 +380,10 @@ pub enum Iqei {
     InvalidType = 3,
     /// 4: a reserved field is set in a valid descriptor.
     ReservedField = 4,
-    /// 5: a 256-bit-only descriptor in a 128-bit queue (invalid width programmed in IQA).
+    /// 5: invalid descriptor width programmed in IQA (128-bit descriptors in scalable mode).
     InvalidWidth = 5,
+    /// 6: tail not aligned to the descriptor width (IQT bit 4 set with 256-bit descriptors).
+    TailMisaligned = 6,
 }
 
 /// Page request queue address register (§11.4.10.3).

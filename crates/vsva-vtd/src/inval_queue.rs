@@ -1,0 +1,255 @@
+//! The invalidation queue (VT-d 4.1 §6.5.2): a ring of 256-bit descriptors in memory between
+//! IQH (hardware) and IQT (software), processed in order.
+//!
+//! Errors follow §6.5.2.11: an invalid tail, a fetch error, an unknown type or a reserved
+//! field sets FSTS.IQE with IQERCD.IQEI, leaves IQH on the offending descriptor and stops
+//! fetching until software clears IQE; a device-TLB invalidation nobody answers sets ITE (with
+//! IQERCD.ITESID), leaves IQH on it and stops until ITE is cleared. Either raises the fault
+//! event.
+//!
+//! This unit keeps no translation caches yet (every translation walks memory), so context-,
+//! PASID- and IOTLB-cache invalidations have nothing to drop; they are validated, counted and
+//! complete at once. Device-TLB invalidations reach the device
+//! and complete only when it answers ([`crate::devices::Devices::ats_invalidate`]); invalidation waits complete after everything before them.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use vsva_mem::{Pasid, Rid};
+
+use crate::devices::{AtsInvalidation, AtsInvalidationError, ResponseCode, ats_range};
+use crate::spec::descriptors::{Descriptor, QueueFeatures, decode};
+use crate::spec::registers::{Fsts, ICS_IWC, Iqa, Iqei};
+use crate::unit::{State, Vtd};
+
+/// Counters, one per descriptor kind, plus errors.
+#[derive(Debug, Default)]
+pub struct Stats {
+    context_cache: AtomicU64,
+    iotlb: AtomicU64,
+    pasid_cache: AtomicU64,
+    devtlb: AtomicU64,
+    waits: AtomicU64,
+    page_responses: AtomicU64,
+    queue_errors: AtomicU64,
+}
+
+/// A snapshot of [`Stats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StatsSnapshot {
+    /// Context-cache invalidations.
+    pub context_cache_invalidations: u64,
+    /// IOTLB and PASID-based IOTLB invalidations.
+    pub iotlb_invalidations: u64,
+    /// PASID-cache invalidations.
+    pub pasid_cache_invalidations: u64,
+    /// Device-TLB invalidations completed by devices.
+    pub devtlb_invalidations: u64,
+    /// Invalidation waits completed.
+    pub waits: u64,
+    /// Page group responses sent.
+    pub page_group_responses: u64,
+    /// IQE and ITE events.
+    pub queue_errors: u64,
+}
+
+impl Stats {
+    pub(crate) fn snapshot(&self) -> StatsSnapshot {
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        StatsSnapshot {
+            context_cache_invalidations: g(&self.context_cache),
+            iotlb_invalidations: g(&self.iotlb),
+            pasid_cache_invalidations: g(&self.pasid_cache),
+            devtlb_invalidations: g(&self.devtlb),
+            waits: g(&self.waits),
+            page_group_responses: g(&self.page_responses),
+            queue_errors: g(&self.queue_errors),
+        }
+    }
+}
+
+fn bump(a: &AtomicU64) {
+    a.fetch_add(1, Ordering::Relaxed);
+}
+
+impl Vtd {
+    fn queue_features(&self) -> QueueFeatures {
+        QueueFeatures {
+            device_tlb: self.cfg.device_tlb,
+            page_requests: self.cfg.page_requests,
+            page_drain: self.cfg.page_drain,
+            psi: true,
+            mamv: 18,
+            haw: self.cfg.haw,
+        }
+    }
+
+    fn queue_error(&self, st: &mut State, status: Fsts, iqercd: u64) {
+        let quiet = st.faults.pending()
+            || st
+                .faults
+                .status
+                .intersects(Fsts::PFO | Fsts::IQE | Fsts::ITE | Fsts::ICE);
+        st.faults.status |= status;
+        st.regs.iqercd = (st.regs.iqercd & !0xf) | iqercd;
+        bump(&self.stats.queue_errors);
+        if !quiet {
+            st.faults.event.fire(self.irq.as_ref());
+        }
+    }
+
+    fn iqe(&self, st: &mut State, why: Iqei) {
+        tracing::debug!(?why, iqh = st.regs.iqh, "invalidation queue error");
+        self.queue_error(st, Fsts::IQE, why as u64);
+    }
+
+    /// Processes descriptors from IQH to IQT while the queue is enabled and error-free.
+    pub(crate) fn process_queue(&self, st: &mut State) {
+        use crate::spec::registers::Gcmd;
+        if !st.regs.gsts.contains(Gcmd::QIE) || st.faults.status.intersects(Fsts::IQE | Fsts::ITE) {
+            return;
+        }
+        let iqa = Iqa::from_bits(st.regs.iq_latched);
+        let size = 4096u64 << iqa.qs();
+        let tail = st.regs.iqt & 0x7fff0;
+        if tail >= size {
+            return self.iqe(st, Iqei::InvalidTail);
+        }
+        if st.regs.iqh == tail {
+            return;
+        }
+        if !iqa.dw() {
+            // Scalable mode has no 128-bit descriptor types (Table 26).
+            return self.iqe(st, Iqei::InvalidWidth);
+        }
+        if tail & 0x10 != 0 {
+            return self.iqe(st, Iqei::TailMisaligned);
+        }
+        let base = iqa.iqa() << 12;
+        let features = self.queue_features();
+        // At most one lap: the head only moves forward to the tail.
+        while st.regs.iqh != tail {
+            let at = base + st.regs.iqh;
+            let mut q = [0u64; 4];
+            for (i, w) in q.iter_mut().enumerate() {
+                match self.mem.load_u64(at + 8 * i as u64) {
+                    Ok(v) => *w = v,
+                    Err(_) => return self.iqe(st, Iqei::FetchError),
+                }
+            }
+            let d = match decode(q, &features) {
+                Ok(d) => d,
+                Err(why) => return self.iqe(st, why),
+            };
+            if let Err(stop) = self.execute(st, &d) {
+                return stop;
+            }
+            st.regs.iqh = (st.regs.iqh + 32) % size;
+        }
+    }
+
+    /// Carries out one valid descriptor; `Err(())` stops the queue (an error was raised).
+    fn execute(&self, st: &mut State, d: &Descriptor) -> Result<(), ()> {
+        match *d {
+            Descriptor::ContextCache { .. } => bump(&self.stats.context_cache),
+            Descriptor::Iotlb { .. } | Descriptor::PasidIotlb { .. } => bump(&self.stats.iotlb),
+            Descriptor::PasidCache { .. } => bump(&self.stats.pasid_cache),
+            Descriptor::DevTlb {
+                sid, addr, size, ..
+            } => {
+                let (addr, len) = ats_range(addr, size);
+                self.devtlb(
+                    st,
+                    AtsInvalidation {
+                        sid: Rid::from_raw(sid),
+                        pasid: None,
+                        addr,
+                        len,
+                        global: false,
+                    },
+                )?;
+            }
+            Descriptor::PasidDevTlb {
+                sid,
+                pasid,
+                global,
+                addr,
+                size,
+                ..
+            } => {
+                let (addr, len) = ats_range(addr, size);
+                self.devtlb(
+                    st,
+                    AtsInvalidation {
+                        sid: Rid::from_raw(sid),
+                        pasid: if global { None } else { Pasid::new(pasid).ok() },
+                        addr,
+                        len,
+                        global,
+                    },
+                )?;
+            }
+            Descriptor::Wait {
+                interrupt,
+                status_write,
+                status_data,
+                status_addr,
+                ..
+            } => {
+                // Everything before the wait has completed (processing is in order and
+                // device-TLB invalidations finish before the next descriptor).
+                if status_write
+                    && self
+                        .mem
+                        .write(status_addr, &status_data.to_le_bytes())
+                        .is_err()
+                {
+                    self.iqe(st, Iqei::ReservedField);
+                    return Err(());
+                }
+                if interrupt && st.regs.ics & ICS_IWC == 0 {
+                    st.regs.ics |= ICS_IWC;
+                    st.regs.inv_event.fire(self.irq.as_ref());
+                }
+                bump(&self.stats.waits);
+            }
+            Descriptor::PageGroupResponse {
+                rid,
+                pasid,
+                code,
+                prgi,
+            } => {
+                self.devices.page_group_response(
+                    Rid::from_raw(rid),
+                    pasid.and_then(|p| Pasid::new(p).ok()),
+                    ResponseCode::from_field(code),
+                    prgi,
+                );
+                bump(&self.stats.page_responses);
+            }
+        }
+        Ok(())
+    }
+
+    fn devtlb(&self, st: &mut State, inv: AtsInvalidation) -> Result<(), ()> {
+        match self.devices.ats_invalidate(&inv) {
+            Ok(()) => {
+                bump(&self.stats.devtlb);
+                Ok(())
+            }
+            Err(AtsInvalidationError::Timeout) => {
+                let sid = (inv.sid.raw() as u64) << 32;
+                let keep = st.regs.iqercd & !(0xffff << 32);
+                st.regs.iqercd = keep | sid;
+                self.queue_error(st, Fsts::ITE, st.regs.iqercd & 0xf);
+                Err(())
+            }
+            Err(AtsInvalidationError::BadCompletion) => {
+                // ICE: recorded, processing continues (§6.5.2.11).
+                let sid = (inv.sid.raw() as u64) << 48;
+                st.regs.iqercd = (st.regs.iqercd & !(0xffff << 48)) | sid;
+                self.queue_error(st, Fsts::ICE, st.regs.iqercd & 0xf);
+                Ok(())
+            }
+        }
+    }
+}
