@@ -112,6 +112,6 @@ mod tests {
         assert_eq!(ats_range(0x1234_5000, true), (0x1234_4000, 16384));
         // 2 MiB at 0x20_0000: bits 19:12 set, bit 20 clear
         assert_eq!(ats_range(0x20_0000 | 0xf_f000, true), (0x20_0000, 2 << 20));
-        assert_eq!(ats_range(u64::MAX & !0xfff, true), (0, u64::MAX));
+        assert_eq!(ats_range(!0xfff, true), (0, u64::MAX));
     }
 }

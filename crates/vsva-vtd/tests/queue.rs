@@ -16,10 +16,13 @@ use vsva_vtd::{
 const IEADDR: u32 = 0xfee0_2000;
 const IEDATA: u32 = 0x42;
 
+/// A page group response as a device receives it.
+type Response = (Rid, Option<Pasid>, ResponseCode, u16);
+
 #[derive(Default)]
 struct Endpoints {
     invalidations: Mutex<Vec<AtsInvalidation>>,
-    responses: Mutex<Vec<(Rid, Option<Pasid>, ResponseCode, u16)>>,
+    responses: Mutex<Vec<Response>>,
     /// Devices that answer ATS invalidations.
     present: Vec<u16>,
 }

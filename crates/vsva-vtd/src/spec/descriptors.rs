@@ -414,7 +414,8 @@ mod tests {
     #[test]
     fn every_reserved_bit_of_every_descriptor_type() {
         // A valid instance of each type and its reserved bits (absolute positions).
-        let cases: [([u64; 4], &dyn Fn(u32) -> bool); 8] = [
+        type Case<'a> = ([u64; 4], &'a dyn Fn(u32) -> bool);
+        let cases: [Case; 8] = [
             ([1 | 1 << 4, 0, 0, 0], &|b| {
                 (6..=8).contains(&b) || (12..=15).contains(&b) || (50..64).contains(&b) || b >= 64
             }),
