@@ -10,6 +10,8 @@
 //! | [`fault_log`] | fault recording registers and the fault event |
 //! | [`inval_queue`] | the invalidation queue: descriptors, waits, device-TLB, errors |
 //! | [`devices`] | the endpoints behind the unit: ATS invalidations, page group responses |
+//! | [`ats`] | ATS translation requests and completions |
+//! | [`prq`] | the page request queue |
 //! | [`interrupt`] | MSI delivery and event control registers |
 //!
 //! Advertised capabilities (defaults of [`VtdConfig`]):
@@ -24,24 +26,28 @@
 //! | requests | supervisor (SRS); execute requests off by default (ERE/SSEE reserved) |
 //! | fault recording | 8 records at 0x220 |
 //!
-//! Still to come (issue 3): context/PASID/IOTLB caches, ATS translation completions, the page
-//! request queue, the driver.
+//! Still to come (issue 3): context/PASID/IOTLB caches and the driver.
 
 #![forbid(unsafe_code)]
 
+pub mod ats;
 pub mod config;
 pub mod devices;
 pub mod fault_log;
 pub mod interrupt;
 pub mod inval_queue;
 pub mod lookup;
+pub mod prq;
 pub mod request;
 pub mod spec;
 pub mod translate;
 pub mod unit;
 
+pub use ats::AtsCompletion;
 pub use config::VtdConfig;
 pub use devices::{AtsInvalidation, AtsInvalidationError, Devices, NoDevices, ResponseCode};
 pub use interrupt::{MsiLog, MsiSink};
+pub use prq::PageRequestOutcome;
 pub use request::{Blocked, Request, RequestKind, Translated};
+pub use spec::page_request::PageRequest;
 pub use unit::Vtd;

@@ -52,6 +52,42 @@ fn read_qwords<const N: usize>(mem: &dyn PhysMem, addr: u64) -> Option<[u64; N]>
     Some(q)
 }
 
+/// Finds and checks the scalable-mode context entry of `rid` (§9.2, §9.4): root entry,
+/// context entry, present and reserved bits.
+///
+/// # Errors
+/// SRT.x and SCT.1–3 fault reasons.
+pub fn resolve_context(
+    cfg: &VtdConfig,
+    mem: &dyn PhysMem,
+    root: u64,
+    rid: vsva_mem::Rid,
+) -> Result<ContextEntry, LookupFault> {
+    let (bus, devfn) = (rid.bus(), rid.devfn());
+    let half = mem
+        .load_u64(root + root_context::root_half_offset(bus, devfn))
+        .map(RootHalf::from_bits)
+        .map_err(|_| fault(FaultReason::RootAccess, false))?;
+    if !half.p() {
+        return Err(fault(FaultReason::RootNotPresent, false));
+    }
+    if half.has_reserved_bits(cfg.haw) {
+        return Err(fault(FaultReason::RootReserved, false));
+    }
+    let ctx_addr = half.table() + root_context::context_offset(devfn);
+    let context = read_qwords::<4>(mem, ctx_addr)
+        .map(ContextEntry::from_qwords)
+        .ok_or(fault(FaultReason::ContextAccess, false))?;
+    let fpd = context.lo.fpd();
+    if !context.lo.p() {
+        return Err(fault(FaultReason::ContextNotPresent, fpd));
+    }
+    if context.has_reserved_bits(&cfg.context_features()) {
+        return Err(fault(FaultReason::ContextReserved, fpd));
+    }
+    Ok(context)
+}
+
 /// Resolves `req` to its PASID-table entry, given the latched root table and mode.
 ///
 /// # Errors
@@ -72,32 +108,8 @@ pub fn resolve(
         // advertised) are invalid root-table modes.
         _ => return Err(fault(FaultReason::RootTableAddress, false)),
     }
-    let (bus, devfn) = (req.rid.bus(), req.rid.devfn());
-
-    // Root entry (§9.2): the half serving this devfn.
-    let half = mem
-        .load_u64(root + root_context::root_half_offset(bus, devfn))
-        .map(RootHalf::from_bits)
-        .map_err(|_| fault(FaultReason::RootAccess, false))?;
-    if !half.p() {
-        return Err(fault(FaultReason::RootNotPresent, false));
-    }
-    if half.has_reserved_bits(cfg.haw) {
-        return Err(fault(FaultReason::RootReserved, false));
-    }
-
-    // Context entry (§9.4).
-    let ctx_addr = half.table() + root_context::context_offset(devfn);
-    let context = read_qwords::<4>(mem, ctx_addr)
-        .map(ContextEntry::from_qwords)
-        .ok_or(fault(FaultReason::ContextAccess, false))?;
+    let context = resolve_context(cfg, mem, root, req.rid)?;
     let mut fpd = context.lo.fpd();
-    if !context.lo.p() {
-        return Err(fault(FaultReason::ContextNotPresent, fpd));
-    }
-    if context.has_reserved_bits(&cfg.context_features()) {
-        return Err(fault(FaultReason::ContextReserved, fpd));
-    }
     if req.kind != RequestKind::Untranslated && !context.lo.dte() {
         return Err(fault(FaultReason::ContextDteClear, fpd));
     }

@@ -66,9 +66,9 @@ pub struct Vtd {
     pub(crate) stats: Stats,
     state: Mutex<State>,
     /// GSTS.TES.
-    enabled: AtomicBool,
+    pub(crate) enabled: AtomicBool,
     /// The RTADDR value latched by the last SRTP.
-    root: AtomicU64,
+    pub(crate) root: AtomicU64,
 }
 
 impl std::fmt::Debug for Vtd {
@@ -295,6 +295,8 @@ impl Vtd {
             offset::IQA => r.iqa = merge(r.iqa, !0x7f8),
             // PQH: bits 18:5, written by software as it consumes page requests.
             offset::PQH => r.pqh = merge(r.pqh, 0x7ffe0),
+            // PQT: hardware advances it; software resets it when setting the queue up.
+            offset::PQT => r.pqt = merge(r.pqt, 0x7ffe0),
             // PQA: base, PQS.
             offset::PQA => r.pqa = merge(r.pqa, !0xff8),
             o if o >= offset::FRCD0 && (o - offset::FRCD0) % 16 == 8 => {
@@ -375,7 +377,7 @@ impl Vtd {
     }
 
     /// Records a fault unless FPD suppresses it, and builds the refusal.
-    fn fault(&self, req: &Request, reason: FaultReason, fpd: bool) -> Blocked {
+    pub(crate) fn fault(&self, req: &Request, reason: FaultReason, fpd: bool) -> Blocked {
         if fpd && reason.is_qualified() {
             return Blocked {
                 reason: Some(reason),

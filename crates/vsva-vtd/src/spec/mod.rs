@@ -8,6 +8,7 @@
 
 pub mod descriptors;
 pub mod fault;
+pub mod page_request;
 pub mod pasid;
 pub mod registers;
 pub mod root_context;

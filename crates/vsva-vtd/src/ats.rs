@@ -1,0 +1,115 @@
+//! ATS translation requests (VT-d 4.1 §4.2.3 "Handling of Translation Requests"; PCIe Base
+//! 6.0 §10.2.2 Translation Completion).
+//!
+//! A device with an ATC asks the unit for a translation and caches the answer. Faults of the
+//! remapping structures (root, context, PASID entries) are non-recoverable: they are recorded
+//! and the request fails. A page that is not present or lacks a right is not a fault here: the
+//! completion comes back with fewer (or no) rights, and the device asks for the page through
+//! PRI. A/D bits are set as for a DMA of the same kind (D only when write was asked and
+//! granted).
+
+use std::sync::atomic::Ordering;
+
+use vsva_mem::{Access, PageSize};
+use vsva_pgtable::Perm;
+
+use crate::lookup::resolve;
+use crate::request::{Blocked, Request};
+use crate::spec::fault::FaultReason;
+use crate::spec::registers::Rtaddr;
+use crate::translate::translate;
+use crate::unit::Vtd;
+
+/// A translation completion's data entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AtsCompletion {
+    /// Translated address of the start of the range.
+    pub addr: u64,
+    /// Size of the range (the page size that maps it).
+    pub size: PageSize,
+    /// R: reads allowed.
+    pub read: bool,
+    /// W: writes allowed.
+    pub write: bool,
+    /// X: execute allowed (meaningful with PASID).
+    pub exec: bool,
+    /// Priv: the translation is for privileged-mode accesses.
+    pub privileged: bool,
+    /// The domain the translation belongs to (for the unit's own bookkeeping).
+    pub did: u16,
+}
+
+impl AtsCompletion {
+    /// Does the completion grant anything at all?
+    pub fn is_empty(&self) -> bool {
+        !self.read && !self.write
+    }
+}
+
+/// Faults that mean "not present or not permitted here" rather than a broken structure.
+fn translation_fault(r: FaultReason) -> bool {
+    use FaultReason::*;
+    matches!(
+        r,
+        FsNotPresent | SsNotPresent | UserSupervisor | ExecDenied | WriteDenied | ReadDenied
+    )
+}
+
+impl Vtd {
+    /// Answers an ATS translation request (`req.kind` is taken as a translation request).
+    ///
+    /// # Errors
+    /// [`Blocked`] for non-recoverable faults (recorded as for a DMA), for translation
+    /// disabled, and for results in the interrupt range.
+    pub fn ats_translate(&self, req: &Request) -> Result<AtsCompletion, Blocked> {
+        let req = Request {
+            kind: crate::request::RequestKind::Translation,
+            ..*req
+        };
+        if !self.enabled.load(Ordering::Acquire) {
+            return Err(Blocked {
+                reason: None,
+                recorded: false,
+            });
+        }
+        let rt = Rtaddr::from_bits(self.root.load(Ordering::Acquire));
+        let resolved = resolve(&self.cfg, self.mem.as_ref(), rt.address(), rt.mode(), &req)
+            .map_err(|f| self.fault(&req, f.reason, f.fpd))?;
+        let page = req.addr & !0xfff;
+        let complete = |t: crate::request::Translated, asked: Access| AtsCompletion {
+            addr: t.addr & !t.size.offset_mask(),
+            size: t.size,
+            read: t.perm.contains(Perm::READ),
+            write: asked.is_write() && t.perm.contains(Perm::WRITE),
+            exec: asked.is_exec() && t.perm.contains(Perm::EXEC),
+            privileged: resolved.privileged,
+            did: resolved.entry.q1.did(),
+        };
+        match translate(&self.cfg, self.mem.as_ref(), &resolved, &req) {
+            Ok(t) => Ok(complete(t, req.access)),
+            Err(reason) if translation_fault(reason) => {
+                // Offer what can be granted: a read-only translation for a write request to a
+                // read-only page; nothing for a page that is not present.
+                if req.access.is_write() {
+                    let read_only = Request {
+                        access: req.access.difference(Access::WRITE) | Access::READ,
+                        ..req
+                    };
+                    if let Ok(t) = translate(&self.cfg, self.mem.as_ref(), &resolved, &read_only) {
+                        return Ok(complete(t, read_only.access));
+                    }
+                }
+                Ok(AtsCompletion {
+                    addr: page,
+                    size: PageSize::Size4K,
+                    read: false,
+                    write: false,
+                    exec: false,
+                    privileged: resolved.privileged,
+                    did: resolved.entry.q1.did(),
+                })
+            }
+            Err(reason) => Err(self.fault(&req, reason, resolved.fpd)),
+        }
+    }
+}
