@@ -13,11 +13,9 @@ use std::sync::atomic::Ordering;
 use vsva_mem::{Access, PageSize};
 use vsva_pgtable::Perm;
 
-use crate::lookup::resolve;
 use crate::request::{Blocked, Request};
 use crate::spec::fault::FaultReason;
-use crate::spec::registers::Rtaddr;
-use crate::translate::translate;
+use crate::translate::{translate, translate_cached};
 use crate::unit::Vtd;
 
 /// A translation completion's data entry.
@@ -72,9 +70,7 @@ impl Vtd {
                 recorded: false,
             });
         }
-        let rt = Rtaddr::from_bits(self.root.load(Ordering::Acquire));
-        let resolved = resolve(&self.cfg, self.mem.as_ref(), rt.address(), rt.mode(), &req)
-            .map_err(|f| self.fault(&req, f.reason, f.fpd))?;
+        let resolved = self.resolve_cached(&req)?;
         let page = req.addr & !0xfff;
         let complete = |t: crate::request::Translated, asked: Access| AtsCompletion {
             addr: t.addr & !t.size.offset_mask(),
@@ -85,7 +81,7 @@ impl Vtd {
             privileged: resolved.privileged,
             did: resolved.entry.q1.did(),
         };
-        match translate(&self.cfg, self.mem.as_ref(), &resolved, &req) {
+        match translate_cached(&self.cfg, self.mem.as_ref(), &self.caches, &resolved, &req) {
             Ok(t) => Ok(complete(t, req.access)),
             Err(reason) if translation_fault(reason) => {
                 // Offer what can be granted: a read-only translation for a write request to a

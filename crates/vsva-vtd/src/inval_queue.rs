@@ -7,17 +7,19 @@
 //! IQERCD.ITESID), leaves IQH on it and stops until ITE is cleared. Either raises the fault
 //! event.
 //!
-//! This unit keeps no translation caches yet (every translation walks memory), so context-,
-//! PASID- and IOTLB-cache invalidations have nothing to drop; they are validated, counted and
-//! complete at once. Device-TLB invalidations reach the device
+//! Context-cache, PASID-cache, IOTLB and PASID-based IOTLB invalidations drop what they
+//! select from the unit's caches ([`crate::cache`]) at once. Device-TLB invalidations reach the
+//! device
 //! and complete only when it answers ([`crate::devices::Devices::ats_invalidate`]); invalidation waits complete after everything before them.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use vsva_mem::{Pasid, Rid};
 
+use crate::cache::overlaps;
 use crate::devices::{AtsInvalidation, AtsInvalidationError, ResponseCode, ats_range};
 use crate::spec::descriptors::{Descriptor, QueueFeatures, decode};
+use crate::spec::pasid::Pgtt;
 use crate::spec::registers::{Fsts, ICS_IWC, Iqa, Iqei};
 use crate::unit::{State, Vtd};
 
@@ -150,9 +152,73 @@ impl Vtd {
     /// Carries out one valid descriptor; `Err(())` stops the queue (an error was raised).
     fn execute(&self, st: &mut State, d: &Descriptor) -> Result<(), ()> {
         match *d {
-            Descriptor::ContextCache { .. } => bump(&self.stats.context_cache),
-            Descriptor::Iotlb { .. } | Descriptor::PasidIotlb { .. } => bump(&self.stats.iotlb),
-            Descriptor::PasidCache { .. } => bump(&self.stats.pasid_cache),
+            Descriptor::ContextCache {
+                granularity,
+                sid,
+                fm,
+                ..
+            } => {
+                // Scalable mode treats domain-selective as global (§6.5.2.1); device-selective
+                // drops the requester's entries, with FM masking function-number bits.
+                let mask = !((1u16 << fm.min(3)) - 1);
+                self.caches.entries.remove_if(|k, _| {
+                    granularity != 3
+                        || (k.0 & !0x7) | ((k.0 & 0x7) & mask)
+                            == (sid & !0x7) | ((sid & 0x7) & mask)
+                });
+                bump(&self.stats.context_cache);
+            }
+            Descriptor::PasidCache {
+                granularity,
+                did,
+                pasid,
+            } => {
+                self.caches.entries.remove_if(|_, r| match granularity {
+                    0 => r.entry.q1.did() == did,
+                    1 => r.entry.q1.did() == did && r.pasid == pasid,
+                    _ => true,
+                });
+                bump(&self.stats.pasid_cache);
+            }
+            Descriptor::Iotlb {
+                granularity,
+                did,
+                addr,
+                am,
+                ..
+            } => {
+                // Page-selective invalidation is by address only for second-stage and
+                // pass-through translations; first-stage and nested entries of the domain
+                // all go (§6.5.2.3, Table 23).
+                self.caches.iotlb.remove_if(|k, e| match granularity {
+                    1 => true,
+                    2 => k.0 == did,
+                    _ => {
+                        k.0 == did
+                            && (matches!(e.pgtt, Pgtt::FirstStage | Pgtt::Nested)
+                                || overlaps(k.2, k.3, addr, am))
+                    }
+                });
+                bump(&self.stats.iotlb);
+            }
+            Descriptor::PasidIotlb {
+                granularity,
+                did,
+                pasid,
+                addr,
+                am,
+                ..
+            } => {
+                // PASID-based invalidations leave second-stage and pass-through entries alone
+                // (§6.5.2.4, Table 24).
+                self.caches.iotlb.remove_if(|k, e| {
+                    k.0 == did
+                        && k.1 == pasid
+                        && matches!(e.pgtt, Pgtt::FirstStage | Pgtt::Nested)
+                        && (granularity == 2 || overlaps(k.2, k.3, addr, am))
+                });
+                bump(&self.stats.iotlb);
+            }
             Descriptor::DevTlb {
                 sid, addr, size, ..
             } => {

@@ -6,6 +6,7 @@
 //! | [`config`] | what a unit advertises (CAP/ECAP), and clamping a guest's to a host's |
 //! | [`unit`] | the register file and the translation entry point ([`Vtd`]) |
 //! | [`lookup`] | root -> context -> PASID directory -> PASID entry, with every check |
+//! | [`cache`] | context/PASID-entry cache and IOTLB, sharded, invalidated by descriptors |
 //! | [`translate`] | first stage, second stage, nested, pass-through; fault mapping |
 //! | [`fault_log`] | fault recording registers and the fault event |
 //! | [`inval_queue`] | the invalidation queue: descriptors, waits, device-TLB, errors |
@@ -26,11 +27,12 @@
 //! | requests | supervisor (SRS); execute requests off by default (ERE/SSEE reserved) |
 //! | fault recording | 8 records at 0x220 |
 //!
-//! Still to come (issue 3): context/PASID/IOTLB caches and the driver.
+//! Still to come (issue 3): the driver.
 
 #![forbid(unsafe_code)]
 
 pub mod ats;
+pub mod cache;
 pub mod config;
 pub mod devices;
 pub mod fault_log;

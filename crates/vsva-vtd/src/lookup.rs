@@ -199,3 +199,24 @@ fn supported(cfg: &VtdConfig, e: &PasidEntry, pgtt: Pgtt) -> bool {
         Pgtt::PassThrough => cfg.pass_through,
     }
 }
+
+/// Re-checks the request-specific conditions against a cached resolution: the checks
+/// [`resolve`] makes that depend on the request rather than on the tables (SCT.5, SPT.5,
+/// SPT.6). Returns the resolution with the request's privilege.
+///
+/// # Errors
+/// The fault the full lookup would have given.
+pub fn recheck(cfg: &VtdConfig, r: &Resolved, req: &Request) -> Result<Resolved, LookupFault> {
+    let fpd = r.fpd;
+    if req.kind != RequestKind::Untranslated && !r.context.lo.dte() {
+        return Err(fault(FaultReason::ContextDteClear, fpd));
+    }
+    let privileged = req.pasid.is_some() && req.access.is_priv();
+    if privileged && !r.entry.q2.sre() {
+        return Err(fault(FaultReason::PasidSreClear, fpd));
+    }
+    if req.access.is_exec() && (!cfg.execute_requests || !r.entry.q2.ere()) {
+        return Err(fault(FaultReason::PasidEreClear, fpd));
+    }
+    Ok(Resolved { privileged, ..*r })
+}

@@ -164,3 +164,60 @@ pub fn translate(
         did,
     })
 }
+
+/// Does a cached translation with `perm` allow `access` under this entry's rules?
+fn cached_permits(cfg: &VtdConfig, e: &PasidEntry, pgtt: Pgtt, perm: Perm, access: Access) -> bool {
+    match pgtt {
+        Pgtt::PassThrough => true,
+        Pgtt::SecondStage => second_stage_format(cfg, e).permits(perm, access),
+        Pgtt::FirstStage | Pgtt::Nested => first_stage_format(cfg, e).permits(perm, access),
+    }
+}
+
+/// [`translate`] through the IOTLB: a hit that allows the access (and, for a write, was
+/// filled by a walk that set Dirty) is used as is; anything else walks and fills.
+///
+/// # Errors
+/// The spec's fault reason.
+pub fn translate_cached(
+    cfg: &VtdConfig,
+    mem: &dyn PhysMem,
+    caches: &crate::cache::Caches,
+    r: &Resolved,
+    req: &Request,
+) -> Result<Translated, FaultReason> {
+    let did = r.entry.q1.did();
+    let mut access = req.access;
+    access.set(Access::PRIV, r.privileged);
+    if r.pgtt != Pgtt::PassThrough {
+        if let Some((hit, size)) = caches.lookup(did, r.pasid, req.addr) {
+            if hit.pgtt == r.pgtt
+                && cached_permits(cfg, &r.entry, r.pgtt, hit.perm, access)
+                && (!access.is_write() || hit.dirty)
+            {
+                return Ok(Translated {
+                    addr: hit.page | (req.addr & size.offset_mask()),
+                    size,
+                    perm: hit.perm,
+                    did,
+                });
+            }
+        }
+    }
+    let t = translate(cfg, mem, r, req)?;
+    if r.pgtt != Pgtt::PassThrough {
+        caches.fill(
+            did,
+            r.pasid,
+            req.addr,
+            t.size,
+            crate::cache::IotlbEntry {
+                page: t.addr & !t.size.offset_mask(),
+                perm: t.perm,
+                pgtt: r.pgtt,
+                dirty: access.is_write(),
+            },
+        );
+    }
+    Ok(t)
+}

@@ -14,16 +14,17 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use vsva_mem::{Access, PageSize, PhysMem};
 use vsva_pgtable::Perm;
 
+use crate::cache::{Caches, NO_PASID};
 use crate::config::VtdConfig;
 use crate::devices::{Devices, NoDevices};
 use crate::fault_log::FaultLog;
 use crate::interrupt::{EventRegs, MsiSink};
 use crate::inval_queue::{Stats, StatsSnapshot};
-use crate::lookup::resolve;
+use crate::lookup::{Resolved, recheck, resolve};
 use crate::request::{Blocked, Request, RequestKind, Translated};
 use crate::spec::fault::{FaultReason, FaultRecord, RequestType};
 use crate::spec::registers::{Fsts, Gcmd, Rtaddr, offset};
-use crate::translate::translate;
+use crate::translate::translate_cached;
 
 /// VER_REG: this model implements the rev 4.x register interface (MAX 4, MIN 1).
 pub const VERSION: u32 = 0x41;
@@ -64,6 +65,7 @@ pub struct Vtd {
     pub(crate) irq: Arc<dyn MsiSink>,
     pub(crate) devices: Arc<dyn Devices>,
     pub(crate) stats: Stats,
+    pub(crate) caches: Caches,
     state: Mutex<State>,
     /// GSTS.TES.
     pub(crate) enabled: AtomicBool,
@@ -115,6 +117,7 @@ impl Vtd {
         Vtd {
             devices,
             stats: Stats::default(),
+            caches: Caches::default(),
             cap: cfg.cap().into_bits(),
             ecap: cfg.ecap().into_bits(),
             state: Mutex::new(State {
@@ -314,11 +317,13 @@ impl Vtd {
             let on = cmd.contains(Gcmd::TE);
             st.regs.gsts.set(Gcmd::TE, on);
             self.enabled.store(on, Ordering::Release);
+            self.caches.clear();
         }
         if cmd.contains(Gcmd::SRTP) {
             // Latching the root pointer implies a global context-cache and IOTLB
-            // invalidation; this model caches nothing across the latch.
+            // invalidation.
             self.root.store(st.regs.rtaddr, Ordering::Release);
+            self.caches.clear();
             st.regs.gsts |= Gcmd::SRTP;
         }
         if cmd.contains(Gcmd::QIE) != status.contains(Gcmd::QIE) {
@@ -357,11 +362,7 @@ impl Vtd {
                 did: 0,
             });
         }
-        let rt = Rtaddr::from_bits(self.root.load(Ordering::Acquire));
-        let resolved = match resolve(&self.cfg, self.mem.as_ref(), rt.address(), rt.mode(), req) {
-            Ok(r) => r,
-            Err(f) => return Err(self.fault(req, f.reason, f.fpd)),
-        };
+        let resolved = self.resolve_cached(req)?;
         if req.kind == RequestKind::Translated {
             // A translated request carries an address the unit already translated for a
             // device whose context allows ATS (DTE checked above): it passes as is.
@@ -372,8 +373,22 @@ impl Vtd {
                 did: resolved.entry.q1.did(),
             });
         }
-        translate(&self.cfg, self.mem.as_ref(), &resolved, req)
+        translate_cached(&self.cfg, self.mem.as_ref(), &self.caches, &resolved, req)
             .map_err(|reason| self.fault(req, reason, resolved.fpd))
+    }
+
+    /// The request's context and PASID entries, from the cache or the tables (filling the
+    /// cache), with the request-specific checks made.
+    pub(crate) fn resolve_cached(&self, req: &Request) -> Result<Resolved, Blocked> {
+        let key = (req.rid.raw(), req.pasid.map_or(NO_PASID, |p| p.raw()));
+        if let Some(cached) = self.caches.entries.get(&key) {
+            return recheck(&self.cfg, &cached, req).map_err(|f| self.fault(req, f.reason, f.fpd));
+        }
+        let rt = Rtaddr::from_bits(self.root.load(Ordering::Acquire));
+        let resolved = resolve(&self.cfg, self.mem.as_ref(), rt.address(), rt.mode(), req)
+            .map_err(|f| self.fault(req, f.reason, f.fpd))?;
+        self.caches.entries.insert(key, resolved);
+        Ok(resolved)
     }
 
     /// Records a fault unless FPD suppresses it, and builds the refusal.

@@ -82,6 +82,7 @@ fn translation_completions_carry_rights_and_size() {
     let ctx = rig.context_slot(dev);
     let lo = rig.mem.load_u64(ctx).unwrap();
     rig.mem.store_u64(ctx, lo & !(1 << 2)).unwrap();
+    rig.flush();
     let b = rig
         .vtd
         .ats_translate(&ats(dev, 1, 0x1000, Access::READ))

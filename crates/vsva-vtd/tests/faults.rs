@@ -23,7 +23,10 @@ fn rig() -> (Rig, vsva_mem::Rid, u64) {
     (rig, dev, dir)
 }
 
+/// The fault a DMA gets after the tables were changed (and, as software must, the caches
+/// invalidated).
 fn reason(rig: &Rig, dev: vsva_mem::Rid, pasid: Option<u32>) -> Option<FaultReason> {
+    rig.flush();
     rig.dma(dev, pasid, 0x1000, R).err().and_then(|b| b.reason)
 }
 
@@ -55,11 +58,11 @@ fn root_entry_faults() {
     rig.mem.store_u64(at, good).unwrap();
     // a root table outside memory
     rig.w64(offset::RTADDR, (1 << 40) | 1 << 10);
-    rig.w32(offset::GCMD, (1 << 31) | (1 << 30));
+    rig.w32(offset::GCMD, (1 << 31) | (1 << 30) | (1 << 26));
     assert_eq!(reason(&rig, dev, None), Some(FaultReason::RootAccess));
     // legacy mode is not modelled; with a PASID it is RTA.2
     rig.w64(offset::RTADDR, rig.root);
-    rig.w32(offset::GCMD, (1 << 31) | (1 << 30));
+    rig.w32(offset::GCMD, (1 << 31) | (1 << 30) | (1 << 26));
     assert_eq!(reason(&rig, dev, None), Some(FaultReason::RootTableAddress));
     assert_eq!(
         reason(&rig, dev, Some(1)),
@@ -153,6 +156,7 @@ fn pasid_directory_and_table_faults_and_every_reserved_bit() {
     );
     // FPD in a not-present directory entry suppresses the (qualified) fault's record
     rig.mem.store_u64(de, (good & !1) | 2).unwrap();
+    rig.flush();
     let b = rig.dma(dev, Some(0x41), 0x1000, R).unwrap_err();
     assert_eq!(
         (b.reason, b.recorded),
@@ -332,7 +336,11 @@ fn registers_read_as_the_spec_lays_them_out() {
     assert_eq!(rig.r32(offset::CAP + 4) as u64, cap >> 32);
     assert_eq!(((cap >> 24) & 0x3ff) * 16, offset::FRCD0);
     assert_eq!(rig.r32(offset::GCMD), 0, "GCMD is write-only");
-    assert_eq!(rig.r32(offset::GSTS), (1 << 31) | (1 << 30), "TES and RTPS");
+    assert_eq!(
+        rig.r32(offset::GSTS),
+        (1 << 31) | (1 << 30) | (1 << 26),
+        "TES, RTPS and QIES"
+    );
     // RTADDR: bits 9:0 reserved; written in halves
     rig.w32(offset::RTADDR, 0xffff_ffff);
     rig.w32(offset::RTADDR + 4, 0x1);

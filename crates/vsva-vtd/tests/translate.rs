@@ -135,6 +135,7 @@ fn first_stage_privilege_rules() {
     assert!(rig.dma(dev, Some(1), 0x2000, W | Access::PRIV).is_ok());
     e.q2.set_wpe(true);
     rig.write_pasid(dir, 1, &e);
+    rig.flush();
     assert_eq!(
         rig.dma(dev, Some(1), 0x2000, W | Access::PRIV)
             .unwrap_err()
@@ -144,6 +145,7 @@ fn first_stage_privilege_rules() {
     // SRE=0: privileged requests are refused at the PASID entry
     e.q2.set_sre(false);
     rig.write_pasid(dir, 1, &e);
+    rig.flush();
     assert_eq!(
         rig.dma(dev, Some(1), 0x1000, sup).unwrap_err().reason,
         Some(FaultReason::PasidSreClear)
@@ -185,6 +187,7 @@ fn nested_translation_walks_guest_tables_through_the_second_stage() {
     assert_eq!(leaf.entry & 0x60, 0x60);
     // stage 2 read-only data page: write refused by the second stage
     ss.protect(0x10_0000, 4096, Perm::READ).unwrap();
+    rig.flush();
     assert_eq!(
         rig.dma(dev, Some(5), 0x7000_0010, W).unwrap_err().reason,
         Some(FaultReason::WriteDenied)
@@ -193,6 +196,7 @@ fn nested_translation_walks_guest_tables_through_the_second_stage() {
     let pt_gpa = leaf.slot & !0xfff;
     let saved = ss.lookup(pt_gpa).unwrap();
     ss.unmap(pt_gpa, 4096).unwrap();
+    rig.flush();
     assert_eq!(
         rig.dma(dev, Some(5), 0x7000_0010, R).unwrap_err().reason,
         Some(FaultReason::NestedEntryRead)
@@ -204,6 +208,7 @@ fn nested_translation_walks_guest_tables_through_the_second_stage() {
     let slot_hpa = ram_hpa + leaf.slot;
     let e = rig.mem.load_u64(slot_hpa).unwrap();
     rig.mem.store_u64(slot_hpa, e & !0x60).unwrap();
+    rig.flush();
     assert_eq!(
         rig.dma(dev, Some(5), 0x7000_0010, R).unwrap_err().reason,
         Some(FaultReason::NestedEntryWrite)
@@ -228,6 +233,7 @@ fn translated_requests_need_device_tlb_enable() {
     let ctx_at = rig.context_slot(dev);
     let lo = rig.mem.load_u64(ctx_at).unwrap();
     rig.mem.store_u64(ctx_at, lo & !(1 << 2)).unwrap();
+    rig.flush();
     assert_eq!(
         rig.vtd
             .translate(&req(RequestKind::Translated))

@@ -21,6 +21,11 @@ pub struct Rig {
     pub vtd: Vtd,
     pub msi: Arc<MsiLog>,
     pub root: u64,
+    /// The invalidation queue (one page of 256-bit descriptors) and where software is.
+    pub iq: u64,
+    pub iq_tail: std::cell::Cell<u64>,
+    /// Where invalidation waits write their status.
+    pub status: u64,
 }
 
 impl Rig {
@@ -33,20 +38,59 @@ impl Rig {
         let msi = Arc::new(MsiLog::default());
         let vtd = Vtd::new(cfg, dynmem, msi.clone());
         let root = frames.alloc_zeroed(PageSize::Size4K).unwrap();
+        let iq = frames.alloc_zeroed(PageSize::Size4K).unwrap();
+        let status = frames.alloc_zeroed(PageSize::Size4K).unwrap();
         let rig = Rig {
             mem,
             frames,
             vtd,
             msi,
             root,
+            iq,
+            iq_tail: std::cell::Cell::new(0),
+            status,
         };
+        rig.w64(offset::IQT, 0);
+        rig.w64(offset::IQA, iq | 1 << 11);
+        rig.w32(offset::GCMD, Gcmd::QIE.bits());
         rig.w64(offset::RTADDR, root | 1 << 10);
-        rig.w32(offset::GCMD, Gcmd::SRTP.bits());
+        rig.w32(offset::GCMD, (Gcmd::SRTP | Gcmd::QIE).bits());
         rig.w32(offset::FEDATA, FEDATA);
         rig.w32(offset::FEADDR, FEADDR);
         rig.w32(offset::FECTL, 0);
-        rig.w32(offset::GCMD, Gcmd::TE.bits());
+        rig.w32(offset::GCMD, (Gcmd::TE | Gcmd::QIE).bits());
         rig
+    }
+
+    /// Submits descriptors and a wait, as a driver does, and checks the wait completed.
+    pub fn submit(&self, descs: &[[u64; 4]]) {
+        let mut tail = self.iq_tail.get();
+        let wait = vsva_vtd::spec::descriptors::encode::wait(0xd0e, self.status, false, false);
+        self.mem.store_u64(self.status, 0).unwrap();
+        for d in descs.iter().chain(std::iter::once(&wait)) {
+            for (i, w) in d.iter().enumerate() {
+                self.mem
+                    .store_u64(self.iq + tail + 8 * i as u64, *w)
+                    .unwrap();
+            }
+            tail = (tail + 32) % 4096;
+        }
+        self.iq_tail.set(tail);
+        self.w64(offset::IQT, tail);
+        assert_eq!(
+            self.mem.load_u64(self.status).unwrap(),
+            0xd0e,
+            "invalidation wait completed"
+        );
+    }
+
+    /// Global context-cache, PASID-cache and IOTLB invalidation: after changing tables.
+    pub fn flush(&self) {
+        self.submit(&[
+            [1 | 1 << 4, 0, 0, 0],
+            vsva_vtd::spec::descriptors::encode::pasid_cache(3, 0, 0),
+            [2 | 1 << 4, 0, 0, 0],
+        ]);
     }
 
     pub fn w32(&self, off: u64, v: u32) {

@@ -1,0 +1,208 @@
+//! The unit's translation caches (VT-d 4.1 §6.2): a combined context/PASID-entry cache and an
+//! IOTLB tagged by domain (DID) and PASID.
+//!
+//! Like hardware, the unit keeps using cached entries after software changes the tables in
+//! memory, until software invalidates them (§6.5: context-cache, PASID-cache, IOTLB and
+//! PASID-based IOTLB invalidations). Only successful translations are cached (this model
+//! does not cache not-present entries, which CAP.CM would allow but not require).
+//!
+//! Each cache is split into shards, each behind its own reader/writer lock, so translations
+//! on different devices and pages do not contend on one lock, and a hit allocates nothing.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hash, Hasher};
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use vsva_mem::PageSize;
+use vsva_pgtable::Perm;
+
+use crate::lookup::Resolved;
+use crate::spec::pasid::Pgtt;
+
+const SHARDS: usize = 16;
+
+/// A fast multiplicative hasher for small integer keys (the keys are not attacker-chosen
+/// collisions of any consequence: a bad distribution only costs speed).
+#[derive(Default, Clone, Copy)]
+pub struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(b as u64);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = (self.0.rotate_left(5) ^ v).wrapping_mul(0x51_7cc1_b727_220a_95);
+    }
+    fn write_u32(&mut self, v: u32) {
+        self.write_u64(v as u64);
+    }
+    fn write_u16(&mut self, v: u16) {
+        self.write_u64(v as u64);
+    }
+}
+
+type Map<K, V> = HashMap<K, V, BuildHasherDefault<KeyHasher>>;
+
+/// A map split into independently locked shards.
+pub struct Sharded<K, V> {
+    shards: Vec<RwLock<Map<K, V>>>,
+}
+
+impl<K: Hash + Eq + Copy, V: Copy> Default for Sharded<K, V> {
+    fn default() -> Self {
+        Sharded {
+            shards: (0..SHARDS).map(|_| RwLock::new(Map::default())).collect(),
+        }
+    }
+}
+
+impl<K: Hash + Eq + Copy, V: Copy> Sharded<K, V> {
+    fn shard(&self, k: &K) -> usize {
+        let mut h = KeyHasher::default();
+        k.hash(&mut h);
+        (h.finish() >> 59) as usize % SHARDS
+    }
+
+    fn read(&self, i: usize) -> RwLockReadGuard<'_, Map<K, V>> {
+        self.shards[i].read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self, i: usize) -> RwLockWriteGuard<'_, Map<K, V>> {
+        self.shards[i].write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The value for `k`.
+    pub fn get(&self, k: &K) -> Option<V> {
+        self.read(self.shard(k)).get(k).copied()
+    }
+
+    /// Stores `v` for `k`.
+    pub fn insert(&self, k: K, v: V) {
+        self.write(self.shard(&k)).insert(k, v);
+    }
+
+    /// Drops every entry for which `drop` says so.
+    pub fn remove_if(&self, mut drop: impl FnMut(&K, &V) -> bool) {
+        for i in 0..SHARDS {
+            self.write(i).retain(|k, v| !drop(k, v));
+        }
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        (0..SHARDS).map(|i| self.read(i).len()).sum()
+    }
+
+    /// Is the map empty?
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// "No PASID" in cache keys (PASIDs are 20 bits).
+pub const NO_PASID: u32 = u32::MAX;
+
+/// Context/PASID-entry cache key: requester and the request's PASID (or [`NO_PASID`]).
+pub type EntryKey = (u16, u32);
+
+/// IOTLB key: domain, the PASID translated under, page-aligned input address, page size.
+pub type IotlbKey = (u16, u32, u64, u8);
+
+/// A cached translation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IotlbEntry {
+    /// Output address of the page.
+    pub page: u64,
+    /// Rights (intersection over the walk).
+    pub perm: Perm,
+    /// The translation type it was made under (IOTLB invalidations select by it).
+    pub pgtt: Pgtt,
+    /// Whether the walk that filled it set Dirty (a write hit on an entry without it walks
+    /// again so Dirty gets set, §3.6.2).
+    pub dirty: bool,
+}
+
+fn size_code(s: PageSize) -> u8 {
+    match s {
+        PageSize::Size4K => 0,
+        PageSize::Size2M => 1,
+        PageSize::Size1G => 2,
+    }
+}
+
+/// The unit's caches.
+#[derive(Default)]
+pub struct Caches {
+    /// Context + PASID-table entries per (requester, PASID).
+    pub entries: Sharded<EntryKey, Resolved>,
+    /// Translations.
+    pub iotlb: Sharded<IotlbKey, IotlbEntry>,
+}
+
+impl Caches {
+    /// The cached translation of `addr` for (`did`, `pasid`), any page size.
+    pub fn lookup(&self, did: u16, pasid: u32, addr: u64) -> Option<(IotlbEntry, PageSize)> {
+        for size in PageSize::ALL {
+            let k = (did, pasid, addr & !size.offset_mask(), size_code(size));
+            if let Some(e) = self.iotlb.get(&k) {
+                return Some((e, size));
+            }
+        }
+        None
+    }
+
+    /// Caches a translation.
+    pub fn fill(&self, did: u16, pasid: u32, addr: u64, size: PageSize, e: IotlbEntry) {
+        self.iotlb
+            .insert((did, pasid, addr & !size.offset_mask(), size_code(size)), e);
+    }
+
+    /// Drops everything (SRTP, translation disable, global invalidations).
+    pub fn clear(&self) {
+        self.entries.remove_if(|_, _| true);
+        self.iotlb.remove_if(|_, _| true);
+    }
+}
+
+/// Does the cached page `(base, size)` overlap `[addr, addr + 2^am pages)`?
+pub fn overlaps(base: u64, size_code: u8, addr: u64, am: u8) -> bool {
+    let len = 4096u64 << am.min(52);
+    let start = addr & !(len - 1);
+    let page_len = [4096u64, 2 << 20, 1 << 30][size_code as usize % 3];
+    base < start.saturating_add(len) && start < base + page_len
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sharded_map_basics() {
+        let m: Sharded<(u16, u32), u64> = Sharded::default();
+        for i in 0..1000u32 {
+            m.insert((i as u16, i), i as u64);
+        }
+        assert_eq!(m.len(), 1000);
+        assert_eq!(m.get(&(7, 7)), Some(7));
+        m.remove_if(|k, _| k.1 % 2 == 0);
+        assert_eq!(m.len(), 500);
+        assert_eq!(m.get(&(8, 8)), None);
+    }
+
+    #[test]
+    fn range_overlap() {
+        // 2^9 pages at 0x20_0000 cover one 2 MiB page
+        assert!(overlaps(0x20_0000, 1, 0x20_0000, 9));
+        assert!(overlaps(0x20_1000, 0, 0x20_0000, 9));
+        assert!(!overlaps(0x40_0000, 0, 0x20_0000, 9));
+        // a 4 KiB invalidation inside a cached 1 GiB page hits it
+        assert!(overlaps(0x4000_0000, 2, 0x4123_4000, 0));
+        // the address is aligned down to the mask
+        assert!(overlaps(0x1000, 0, 0x1fff, 1));
+    }
+}
