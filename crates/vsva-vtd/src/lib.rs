@@ -36,6 +36,7 @@ pub mod cache;
 pub mod config;
 pub mod devices;
 pub mod fault_log;
+pub mod fuzz;
 pub mod interrupt;
 pub mod inval_queue;
 pub mod lookup;
