@@ -94,7 +94,8 @@ pub fn ats_range(addr: u64, size: bool) -> (u64, u64) {
         return (page, 4096);
     }
     let ones = (page >> 12).trailing_ones();
-    if ones >= 52 {
+    if ones >= 51 {
+        // 2^64 bytes or more: everything.
         return (0, u64::MAX);
     }
     let len = 8192u64 << ones;
@@ -113,5 +114,7 @@ mod tests {
         // 2 MiB at 0x20_0000: bits 19:12 set, bit 20 clear
         assert_eq!(ats_range(0x20_0000 | 0xf_f000, true), (0x20_0000, 2 << 20));
         assert_eq!(ats_range(!0xfff, true), (0, u64::MAX));
+        assert_eq!(ats_range((u64::MAX >> 1) & !0xfff, true), (0, u64::MAX));
+        assert_eq!(ats_range((u64::MAX >> 2) & !0xfff, true), (0, 1 << 63));
     }
 }

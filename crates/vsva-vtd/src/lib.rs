@@ -1,4 +1,4 @@
-//! vsva-vtd: the Intel VT-d scalable-mode remapping unit as a hardware model.
+//! vsva-vtd: the Intel VT-d scalable-mode remapping unit as a hardware model, and its driver.
 //!
 //! | module | what |
 //! |---|---|
@@ -27,7 +27,7 @@
 //! | requests | supervisor (SRS); execute requests off by default (ERE/SSEE reserved) |
 //! | fault recording | 8 records at 0x220 |
 //!
-//! Still to come (issue 3): the driver.
+//! The [`driver`] module is the OS side: it programs a unit through registers and memory only.
 
 #![forbid(unsafe_code)]
 
@@ -35,6 +35,7 @@ pub mod ats;
 pub mod cache;
 pub mod config;
 pub mod devices;
+pub mod driver;
 pub mod fault_log;
 pub mod fuzz;
 pub mod interrupt;
