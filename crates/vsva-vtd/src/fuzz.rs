@@ -221,7 +221,7 @@ pub fn run(data: &[u8]) -> Summary {
                 let tail = vtd.mmio_read(offset::IQT, 8);
                 let base = iqa.iqa() << 12;
                 for (i, w) in q.iter().enumerate() {
-                    let _ = mem.store_u64(base + tail + 8 * i as u64, *w);
+                    let _ = mem.store_u64(base.wrapping_add(tail + 8 * i as u64), *w);
                 }
                 let size = 4096u64 << iqa.qs();
                 vtd.mmio_write(offset::IQT, 8, (tail + 32) % size);
