@@ -355,3 +355,77 @@ fn registers_read_as_the_spec_lays_them_out() {
     rig.w32(offset::GCMD, 0);
     assert_eq!(rig.r32(offset::GSTS) & (1 << 31), 0);
 }
+
+#[test]
+fn walk_fault_reasons_of_every_stage() {
+    use vsva_mem::PageSize;
+    use vsva_pgtable::vtd_ss::VtdSecondStage;
+    use vsva_pgtable::x86::X86Paging;
+    use vsva_pgtable::{PageTable, Perm};
+    let cfg = VtdConfig {
+        execute_requests: true,
+        ..VtdConfig::default()
+    };
+    let rig = Rig::new(cfg);
+    let dev = rid(0, 3, 0);
+    let dir = rig.attach_device(dev);
+    let fs = PageTable::new(X86Paging::default(), rig.frames.clone()).unwrap();
+    fs.map(0x1000, 0x5000, PageSize::Size4K, Perm::USER_RW)
+        .unwrap();
+    fs.map(0x2000, 0x6000, PageSize::Size4K, Perm::USER_RW | Perm::EXEC)
+        .unwrap();
+    let ss = PageTable::new(VtdSecondStage::four_level(), rig.frames.clone()).unwrap();
+    ss.map(0x1000, 0x5000, PageSize::Size4K, Perm::RW).unwrap();
+    let mut fse = pasid_entry(Pgtt::FirstStage, 1, 0, fs.root());
+    fse.q2.set_ere(true);
+    rig.write_pasid(dir, 1, &fse);
+    rig.write_pasid(dir, 2, &pasid_entry(Pgtt::SecondStage, 2, ss.root(), 0));
+    let f = |pasid: u32, addr: u64, access: Access| {
+        rig.flush();
+        rig.dma(dev, Some(pasid), addr, access)
+            .err()
+            .and_then(|b| b.reason)
+    };
+    // SGN.3: execute request to an XD page (ERE set)
+    assert_eq!(
+        f(1, 0x1000, R | Access::EXEC),
+        Some(FaultReason::ExecDenied)
+    );
+    assert_eq!(f(1, 0x2000, R | Access::EXEC), None);
+    // SFS.3: a reserved bit in a first-stage PTE
+    let leaf = fs.lookup(0x1000).unwrap();
+    rig.mem.store_u64(leaf.slot, leaf.entry | 1 << 50).unwrap();
+    assert_eq!(f(1, 0x1000, R), Some(FaultReason::FsReserved));
+    // SFS.1 / SFS.4: first-stage tables outside memory (below the root / the root itself)
+    rig.mem.store_u64(leaf.slot, leaf.entry).unwrap();
+    let pml4e = rig.mem.load_u64(fs.root()).unwrap();
+    rig.mem.store_u64(fs.root(), (1 << 40) | 7).unwrap();
+    assert_eq!(f(1, 0x1000, R), Some(FaultReason::FsAccess));
+    rig.mem.store_u64(fs.root(), pml4e).unwrap();
+    let mut bad_root = fse;
+    bad_root.q2.set_fsptptr((1 << 40) >> 12);
+    rig.write_pasid(dir, 3, &bad_root);
+    assert_eq!(f(3, 0x1000, R), Some(FaultReason::FsRootAccess));
+    // SSS.3: reserved bit in a second-stage entry; SSS.1 / SSS.4: outside memory
+    let sleaf = ss.lookup(0x1000).unwrap();
+    rig.mem
+        .store_u64(sleaf.slot, sleaf.entry | 1 << 62)
+        .unwrap();
+    assert_eq!(f(2, 0x1000, R), Some(FaultReason::SsReserved));
+    rig.mem.store_u64(sleaf.slot, sleaf.entry).unwrap();
+    let spml4e = rig.mem.load_u64(ss.root()).unwrap();
+    rig.mem.store_u64(ss.root(), (1 << 40) | 3).unwrap();
+    assert_eq!(f(2, 0x1000, R), Some(FaultReason::SsAccess));
+    rig.mem.store_u64(ss.root(), spml4e).unwrap();
+    rig.write_pasid(dir, 4, &pasid_entry(Pgtt::SecondStage, 2, 1 << 40, 0));
+    assert_eq!(f(4, 0x1000, R), Some(FaultReason::SsRootInvalid));
+    // SFS.5: nested, a first-stage root GPA beyond a 3-level (39-bit) second stage
+    // (inside the host address width, so the PASID entry itself is fine)
+    let mut nested = pasid_entry(Pgtt::Nested, 5, ss.root(), 1 << 40);
+    nested.q0.set_aw(1);
+    rig.write_pasid(dir, 5, &nested);
+    assert_eq!(f(5, 0x1000, R), Some(FaultReason::NestedBeyondWidth));
+    // a pointer above the host address width is a reserved bit of the PASID entry
+    rig.write_pasid(dir, 6, &pasid_entry(Pgtt::Nested, 5, ss.root(), 1 << 50));
+    assert_eq!(f(6, 0x1000, R), Some(FaultReason::PasidReserved));
+}

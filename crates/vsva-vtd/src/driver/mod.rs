@@ -275,6 +275,8 @@ impl RecordedFault {
 struct DeviceState {
     /// PASID directory.
     dir: u64,
+    /// ATS enabled: device-TLB invalidations are needed (Linux `info->ats_enabled`).
+    ats: bool,
 }
 
 struct State {
@@ -454,7 +456,13 @@ impl VtdDriver {
             for i in (0..4).rev() {
                 self.mem.store_u64(slot + 8 * i as u64, q[i])?;
             }
-            st.devices.insert(rid.raw(), DeviceState { dir });
+            st.devices.insert(
+                rid.raw(),
+                DeviceState {
+                    dir,
+                    ats: ctx.lo.dte(),
+                },
+            );
             // Device-selective context-cache invalidation, then PASID cache and IOTLB
             // (§6.5.3.3, context entry changes).
             self.submit(
@@ -536,7 +544,7 @@ impl VtdDriver {
         }
         // Second-stage and pass-through translations are tagged by domain only.
         descs.push([2 | 2 << 4 | (old as u64) << 16, 0, 0, 0]);
-        if self.ecap.dt() {
+        if st.devices.get(&rid.raw()).is_some_and(|d| d.ats) {
             descs.push(p_devtlb(rid, pasid, 0, u64::MAX));
         }
         self.submit(st, &descs)
@@ -557,7 +565,7 @@ impl VtdDriver {
                 Some((start, am)),
                 false,
             )];
-            if self.ecap.dt() {
+            if st.devices.get(&rid.raw()).is_some_and(|d| d.ats) {
                 descs.push(p_devtlb(rid, pasid.raw(), start, 4096u64 << am));
             }
             self.submit(st, &descs)
