@@ -84,12 +84,16 @@ fn second_stage_reason(f: &Fault, access: Access, top: u8) -> FaultReason {
     }
 }
 
-/// A second-stage fault met while fetching a first-stage structure (nested, SFS.5–8).
-fn nested_table_reason(f: &Fault) -> FaultReason {
+/// A second-stage fault met while fetching a first-stage structure (nested, SFS.5–8);
+/// `fs_root` tells a fetch of the first-stage root table (SFS.6) from a lower one (SFS.7).
+fn nested_table_reason(f: &Fault, fs_root: u64) -> FaultReason {
     match f.reason {
         Walk::AddressWidth => FaultReason::NestedBeyondWidth,
         // Reading worked only if R was there: a permission fault with R is the A/D write.
         Walk::Permission if f.rights.contains(Perm::READ) => FaultReason::NestedEntryWrite,
+        Walk::Permission | Walk::NotPresent if f.input & !0xfff == fs_root & !0xfff => {
+            FaultReason::NestedRootRead
+        }
         Walk::Permission | Walk::NotPresent => FaultReason::NestedEntryRead,
         Walk::Reserved => FaultReason::SsReserved,
         Walk::OutsideMemory | Walk::Contention => FaultReason::SsAccess,
@@ -141,7 +145,7 @@ pub fn translate(
             let first = walk(&s1, mem, e.fs_root(), req.addr, access, &mut s2, &mut ()).map_err(
                 |x| match x.stage {
                     Stage::First => first_stage_reason(&x, access, s1.levels()),
-                    Stage::Second => nested_table_reason(&x),
+                    Stage::Second => nested_table_reason(&x, e.fs_root()),
                 },
             )?;
             let second = s2

@@ -425,6 +425,14 @@ fn walk_fault_reasons_of_every_stage() {
     nested.q0.set_aw(1);
     rig.write_pasid(dir, 5, &nested);
     assert_eq!(f(5, 0x1000, R), Some(FaultReason::NestedBeyondWidth));
+    // SFS.6: nested, the first-stage root table's GPA has no second-stage mapping
+    rig.write_pasid(dir, 7, &pasid_entry(Pgtt::Nested, 5, ss.root(), 0x30_0000));
+    assert_eq!(f(7, 0x1000, R), Some(FaultReason::NestedRootRead));
+    // SGN.7: a write-only second-stage page read
+    ss.map(0x3000, 0x7000, PageSize::Size4K, Perm::WRITE)
+        .unwrap();
+    assert_eq!(f(2, 0x3000, R), Some(FaultReason::ReadDenied));
+    assert_eq!(f(2, 0x3000, Access::WRITE), None);
     // a pointer above the host address width is a reserved bit of the PASID entry
     rig.write_pasid(dir, 6, &pasid_entry(Pgtt::Nested, 5, ss.root(), 1 << 50));
     assert_eq!(f(6, 0x1000, R), Some(FaultReason::PasidReserved));
