@@ -79,6 +79,17 @@ impl std::fmt::Debug for Vtd {
     }
 }
 
+/// A write to one of the four registers of an interrupt source (control, data, address,
+/// upper address at +0, +4, +8, +12; §11.4.7.2–5, §11.4.9.5–8, §11.4.11.5–8).
+fn event_write(ev: &mut EventRegs, index: u64, v: u32, irq: &dyn MsiSink) {
+    match index {
+        0 => ev.write_control(v, irq),
+        4 => ev.data = v & 0xffff,
+        8 => ev.addr = v & !3,
+        _ => ev.uaddr = v,
+    }
+}
+
 /// Which 64-bit registers exist at `off` (8-byte aligned).
 fn is_reg64(off: u64, records: usize) -> bool {
     matches!(
@@ -255,30 +266,27 @@ impl Vtd {
                     self.process_queue(st);
                 }
             }
-            offset::FECTL => st.faults.event.write_control(v, irq),
-            offset::FEDATA => st.faults.event.data = v & 0xffff,
-            offset::FEADDR => st.faults.event.addr = v & !3,
-            offset::FEUADDR => st.faults.event.uaddr = v,
             offset::ICS => {
                 st.regs.ics &= !(v & 1);
                 if st.regs.ics == 0 {
                     st.regs.inv_event.pending = false;
                 }
             }
-            offset::IECTL => st.regs.inv_event.write_control(v, irq),
-            offset::IEDATA => st.regs.inv_event.data = v & 0xffff,
-            offset::IEADDR => st.regs.inv_event.addr = v & !3,
-            offset::IEUADDR => st.regs.inv_event.uaddr = v,
             offset::PRS => {
                 st.regs.prs &= !(v & 3);
                 if st.regs.prs == 0 {
                     st.regs.pr_event.pending = false;
                 }
             }
-            offset::PECTL => st.regs.pr_event.write_control(v, irq),
-            offset::PEDATA => st.regs.pr_event.data = v & 0xffff,
-            offset::PEADDR => st.regs.pr_event.addr = v & !3,
-            offset::PEUADDR => st.regs.pr_event.uaddr = v,
+            offset::FECTL..=offset::FEUADDR => {
+                event_write(&mut st.faults.event, off - offset::FECTL, v, irq)
+            }
+            offset::IECTL..=offset::IEUADDR => {
+                event_write(&mut st.regs.inv_event, off - offset::IECTL, v, irq)
+            }
+            offset::PECTL..=offset::PEUADDR => {
+                event_write(&mut st.regs.pr_event, off - offset::PECTL, v, irq)
+            }
             _ => {}
         }
     }

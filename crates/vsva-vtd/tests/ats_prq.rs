@@ -2,7 +2,7 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use common::*;
 use vsva_mem::{Access, PageSize, Pasid, PhysMem, Rid};
@@ -12,8 +12,7 @@ use vsva_vtd::spec::fault::FaultReason;
 use vsva_vtd::spec::pasid::Pgtt;
 use vsva_vtd::spec::registers::{PRS_PPR, PRS_PRO, offset};
 use vsva_vtd::{
-    AtsInvalidation, AtsInvalidationError, Devices, MsiLog, PageRequest, PageRequestOutcome,
-    Request, RequestKind, ResponseCode, Vtd, VtdConfig,
+    MsiLog, PageRequest, PageRequestOutcome, Request, RequestKind, ResponseCode, Vtd, VtdConfig,
 };
 
 const PEADDR: u32 = 0xfee0_3000;
@@ -90,25 +89,10 @@ fn translation_completions_carry_rights_and_size() {
     assert_eq!(b.reason, Some(FaultReason::ContextDteClear));
 }
 
-/// A page group response as the device receives it.
-type Response = (Rid, Option<Pasid>, ResponseCode, u16);
-
-#[derive(Default)]
-struct Responses(Mutex<Vec<Response>>);
-
-impl Devices for Responses {
-    fn ats_invalidate(&self, _: &AtsInvalidation) -> Result<(), AtsInvalidationError> {
-        Ok(())
-    }
-    fn page_group_response(&self, rid: Rid, pasid: Option<Pasid>, code: ResponseCode, prgi: u16) {
-        self.0.lock().unwrap().push((rid, pasid, code, prgi));
-    }
-}
-
 struct Prq {
     rig: Rig,
     vtd: Vtd,
-    responses: Arc<Responses>,
+    responses: Arc<Endpoints>,
     msi: Arc<MsiLog>,
     base: u64,
 }
@@ -116,7 +100,7 @@ struct Prq {
 /// A unit sharing the rig's memory and tables, with a one-page PRQ (128 descriptors).
 fn prq() -> Prq {
     let rig = Rig::new(VtdConfig::default());
-    let responses = Arc::new(Responses::default());
+    let responses = Arc::new(Endpoints::default());
     let msi = Arc::new(MsiLog::default());
     let mem: Arc<dyn PhysMem> = rig.mem.clone();
     let vtd = Vtd::with_devices(VtdConfig::default(), mem, msi.clone(), responses.clone());
@@ -210,7 +194,7 @@ fn a_full_queue_overflows_and_last_requests_get_success() {
         PageRequestOutcome::AutoResponse(ResponseCode::Success)
     );
     assert_eq!(
-        p.responses.0.lock().unwrap().clone(),
+        p.responses.responses.lock().unwrap().clone(),
         vec![(
             dev,
             Some(Pasid::new(7).unwrap()),

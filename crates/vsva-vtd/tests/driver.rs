@@ -2,7 +2,11 @@
 //! attach devices and PASIDs of each domain type, SVA on a process page table with the MMU
 //! notifier driving IOTLB and device-TLB invalidation, page requests and responses, faults.
 
-use std::sync::{Arc, Mutex};
+mod common;
+
+use std::sync::Arc;
+
+use common::Endpoints;
 
 use vsva_mem::{Access, FrameAllocator, PageSize, Pasid, PhysMem, PhysMemory, Rid, Va};
 use vsva_mm::{InvalidateReason, MapFlags, MemoryManager, MmuNotifier, Pid, Prot};
@@ -13,35 +17,11 @@ use vsva_vtd::driver::{DeviceOptions, Domain, Mmio, VtdDriver};
 use vsva_vtd::spec::fault::FaultReason;
 use vsva_vtd::spec::registers::offset;
 use vsva_vtd::{
-    AtsInvalidation, AtsInvalidationError, Devices, MsiLog, PageRequest, PageRequestOutcome,
-    Request, RequestKind, ResponseCode, Vtd, VtdConfig,
+    MsiLog, PageRequest, PageRequestOutcome, Request, RequestKind, ResponseCode, Vtd, VtdConfig,
 };
 
 const MIB: u64 = 1 << 20;
 const R: Access = Access::READ;
-
-/// A page group response as the device receives it.
-type Response = (Rid, Option<Pasid>, ResponseCode, u16);
-
-/// Endpoints that remember what reached them.
-#[derive(Default)]
-struct Endpoints {
-    invalidations: Mutex<Vec<AtsInvalidation>>,
-    responses: Mutex<Vec<Response>>,
-}
-
-impl Devices for Endpoints {
-    fn ats_invalidate(&self, inv: &AtsInvalidation) -> Result<(), AtsInvalidationError> {
-        self.invalidations.lock().unwrap().push(*inv);
-        Ok(())
-    }
-    fn page_group_response(&self, rid: Rid, pasid: Option<Pasid>, code: ResponseCode, prgi: u16) {
-        self.responses
-            .lock()
-            .unwrap()
-            .push((rid, pasid, code, prgi));
-    }
-}
 
 struct Platform {
     mem: Arc<PhysMemory>,

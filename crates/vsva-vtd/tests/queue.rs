@@ -3,45 +3,16 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use common::*;
 use vsva_mem::{Pasid, PhysMem, PhysMemory, Rid};
 use vsva_vtd::spec::descriptors::encode;
 use vsva_vtd::spec::registers::{Fsts, Gcmd, offset};
-use vsva_vtd::{
-    AtsInvalidation, AtsInvalidationError, Devices, MsiLog, ResponseCode, Vtd, VtdConfig,
-};
+use vsva_vtd::{AtsInvalidation, MsiLog, ResponseCode, Vtd, VtdConfig};
 
 const IEADDR: u32 = 0xfee0_2000;
 const IEDATA: u32 = 0x42;
-
-/// A page group response as a device receives it.
-type Response = (Rid, Option<Pasid>, ResponseCode, u16);
-
-#[derive(Default)]
-struct Endpoints {
-    invalidations: Mutex<Vec<AtsInvalidation>>,
-    responses: Mutex<Vec<Response>>,
-    /// Devices that answer ATS invalidations.
-    present: Vec<u16>,
-}
-
-impl Devices for Endpoints {
-    fn ats_invalidate(&self, inv: &AtsInvalidation) -> Result<(), AtsInvalidationError> {
-        if !self.present.contains(&inv.sid.raw()) {
-            return Err(AtsInvalidationError::Timeout);
-        }
-        self.invalidations.lock().unwrap().push(*inv);
-        Ok(())
-    }
-    fn page_group_response(&self, rid: Rid, pasid: Option<Pasid>, code: ResponseCode, prgi: u16) {
-        self.responses
-            .lock()
-            .unwrap()
-            .push((rid, pasid, code, prgi));
-    }
-}
 
 struct Q {
     vtd: Vtd,
@@ -58,7 +29,7 @@ impl Q {
         let mem = Arc::new(PhysMemory::new(64 * MIB).unwrap());
         let msi = Arc::new(MsiLog::default());
         let dev = Arc::new(Endpoints {
-            present: vec![0x18],
+            present: Some(vec![0x18]),
             ..Endpoints::default()
         });
         let dynmem: Arc<dyn PhysMem> = mem.clone();
