@@ -1,0 +1,623 @@
+//! The IOMMU core: devices, PASID attachments, SVA bind/unbind, MMU-notifier-driven
+//! invalidation and I/O page-fault handling (Linux `iommu.c`, `iommu-sva.c`, `io-pgfault.c`).
+//!
+//! Lock order: the core's state lock, then the IOPF queue lock; neither is held while calling
+//! the driver for invalidations, nor while a fault is resolved by the memory manager (whose
+//! notifiers call back into the core).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+
+use vsva_mem::{Access, Pasid, Rid, Va};
+use vsva_mm::{InvalidateReason, MmuNotifier, NotifierId, Pid, Process};
+
+use crate::error::{IommuError, Result};
+use crate::iopf::{FaultGroup, IopfQueue, IopfStats, Reported};
+use crate::ops::{DeviceCaps, DomainSpec, IommuOps, ResponseCode, UnrecoverableFault};
+use crate::pasid::PasidAllocator;
+
+/// Who resolves the page faults of an attachment that is not SVA (e.g. a nested domain whose
+/// faults go to user space): it answers later through [`Iommu::respond`].
+pub trait IopfHandler: Send + Sync {
+    /// A complete page request group.
+    fn handle(&self, group: FaultGroup);
+}
+
+/// Receives a device's unrecoverable faults.
+pub type FaultHandler = Arc<dyn Fn(&UnrecoverableFault) + Send + Sync>;
+
+#[derive(Clone)]
+enum Attachment {
+    /// Bound to a process's address space (reference count of binds).
+    Sva { pid: Pid, binds: u32 },
+    /// Attached to a domain, with an optional fault handler.
+    Domain {
+        did: u16,
+        handler: Option<Arc<dyn IopfHandler>>,
+    },
+}
+
+struct Device {
+    caps: DeviceCaps,
+    pri_limit: u32,
+    pasids: HashMap<u32, Attachment>,
+    fault_handler: Option<FaultHandler>,
+}
+
+struct Mm {
+    process: Weak<Process>,
+    pasid: Pasid,
+    did: u16,
+    notifier: NotifierId,
+    devices: Vec<Rid>,
+    /// The process exited: its PASIDs are blocked until unbound.
+    dead: bool,
+}
+
+struct State {
+    pasids: PasidAllocator,
+    devices: HashMap<Rid, Device>,
+    mms: HashMap<Pid, Mm>,
+    next_did: u16,
+}
+
+/// A device bound to an address space.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SvaHandle {
+    /// The device.
+    pub dev: Rid,
+    /// The PASID the device must put on its requests.
+    pub pasid: Pasid,
+    pid: Pid,
+}
+
+/// Counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IommuStats {
+    /// I/O page-fault queue counters.
+    pub iopf: IopfStats,
+    /// Groups answered Success.
+    pub responses_success: u64,
+    /// Groups answered Invalid.
+    pub responses_invalid: u64,
+    /// Range invalidations sent to the driver (MMU notifier).
+    pub flushes: u64,
+    /// Unrecoverable faults taken from the hardware.
+    pub unrecoverable: u64,
+    /// Page requests from unknown devices or PASIDs without a handler.
+    pub unhandled: u64,
+}
+
+/// An IOMMU under the core's management.
+pub struct Iommu {
+    ops: Arc<dyn IommuOps>,
+    state: Mutex<State>,
+    iopf: Mutex<IopfQueue>,
+    me: Weak<Iommu>,
+    success: AtomicU64,
+    invalid: AtomicU64,
+    flushes: AtomicU64,
+    unrecoverable: AtomicU64,
+    unhandled: AtomicU64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The MMU-notifier listener of one bound address space.
+struct SvaNotifier {
+    iommu: Weak<Iommu>,
+}
+
+impl MmuNotifier for SvaNotifier {
+    fn invalidate_range(&self, pid: Pid, start: Va, end: Va, _reason: InvalidateReason) {
+        if let Some(iommu) = self.iommu.upgrade() {
+            iommu.mm_invalidate(pid, start.raw(), end.raw());
+        }
+    }
+
+    fn release(&self, pid: Pid) {
+        if let Some(iommu) = self.iommu.upgrade() {
+            iommu.mm_release(pid);
+        }
+    }
+}
+
+impl Iommu {
+    /// Takes over an IOMMU through its driver.
+    pub fn new(ops: Arc<dyn IommuOps>) -> Arc<Iommu> {
+        let bits = ops.pasid_bits();
+        Arc::new_cyclic(|me| Iommu {
+            ops,
+            state: Mutex::new(State {
+                pasids: PasidAllocator::new(bits),
+                devices: HashMap::new(),
+                mms: HashMap::new(),
+                next_did: 1,
+            }),
+            iopf: Mutex::new(IopfQueue::default()),
+            me: me.clone(),
+            success: AtomicU64::new(0),
+            invalid: AtomicU64::new(0),
+            flushes: AtomicU64::new(0),
+            unrecoverable: AtomicU64::new(0),
+            unhandled: AtomicU64::new(0),
+        })
+    }
+
+    /// The driver.
+    pub fn ops(&self) -> &Arc<dyn IommuOps> {
+        &self.ops
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> IommuStats {
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        IommuStats {
+            iopf: lock(&self.iopf).stats(),
+            responses_success: g(&self.success),
+            responses_invalid: g(&self.invalid),
+            flushes: g(&self.flushes),
+            unrecoverable: g(&self.unrecoverable),
+            unhandled: g(&self.unhandled),
+        }
+    }
+
+    /// Puts a device under the IOMMU. `pri_allocation` is the number of outstanding page
+    /// requests software allocated it (PRI Outstanding Page Request Allocation).
+    ///
+    /// # Errors
+    /// [`IommuError::DeviceExists`], driver failure.
+    pub fn add_device(&self, dev: Rid, caps: DeviceCaps, pri_allocation: u32) -> Result<()> {
+        let mut st = lock(&self.state);
+        if st.devices.contains_key(&dev) {
+            return Err(IommuError::DeviceExists(dev));
+        }
+        self.ops.attach_device(dev, caps)?;
+        st.devices.insert(
+            dev,
+            Device {
+                caps,
+                pri_limit: pri_allocation,
+                pasids: HashMap::new(),
+                fault_handler: None,
+            },
+        );
+        Ok(())
+    }
+
+    /// Routes `dev`'s unrecoverable faults to `handler`.
+    ///
+    /// # Errors
+    /// [`IommuError::NoDevice`].
+    pub fn set_fault_handler(&self, dev: Rid, handler: FaultHandler) -> Result<()> {
+        let mut st = lock(&self.state);
+        let d = st.devices.get_mut(&dev).ok_or(IommuError::NoDevice(dev))?;
+        d.fault_handler = Some(handler);
+        Ok(())
+    }
+
+    /// Removes a device: its pending page requests are answered Invalid, its PASIDs cleared,
+    /// its SVA bindings dropped.
+    ///
+    /// # Errors
+    /// [`IommuError::NoDevice`].
+    pub fn remove_device(&self, dev: Rid) -> Result<()> {
+        let pasids: Vec<(u32, Attachment)> = {
+            let st = lock(&self.state);
+            let d = st.devices.get(&dev).ok_or(IommuError::NoDevice(dev))?;
+            d.pasids.iter().map(|(p, a)| (*p, a.clone())).collect()
+        };
+        self.abort_faults(dev, None, true);
+        for (p, a) in pasids {
+            let pasid = Pasid::new(p).map_err(|_| IommuError::NotBound)?;
+            match a {
+                Attachment::Sva { pid, .. } => {
+                    // Drop every reference at once.
+                    self.unbind_all(dev, pasid, pid)?;
+                }
+                Attachment::Domain { .. } => self.detach_pasid(dev, pasid)?,
+            }
+        }
+        lock(&self.state).devices.remove(&dev);
+        Ok(())
+    }
+
+    /// Attaches (`dev`, `pasid`) to a domain; page faults of the attachment go to `handler`
+    /// (none: they are answered Invalid). Returns the domain ID used.
+    ///
+    /// # Errors
+    /// [`IommuError::NoDevice`], [`IommuError::PasidOverflow`] beyond the device's width,
+    /// [`IommuError::PasidBusy`] if the PASID is attached already, driver failure.
+    pub fn attach_pasid(
+        &self,
+        dev: Rid,
+        pasid: Pasid,
+        domain: &DomainSpec,
+        handler: Option<Arc<dyn IopfHandler>>,
+    ) -> Result<u16> {
+        let mut st = lock(&self.state);
+        let did = st.next_did;
+        let d = st.devices.get(&dev).ok_or(IommuError::NoDevice(dev))?;
+        if pasid.raw() != 0 && !pasid.fits_width(d.caps.pasid_bits as u32) {
+            return Err(IommuError::PasidOverflow { dev, pasid });
+        }
+        if d.pasids.contains_key(&pasid.raw()) {
+            return Err(IommuError::PasidBusy { dev, pasid });
+        }
+        self.ops.set_pasid(dev, pasid, did, domain)?;
+        st.next_did = st.next_did.wrapping_add(1).max(1);
+        if let Some(d) = st.devices.get_mut(&dev) {
+            d.pasids
+                .insert(pasid.raw(), Attachment::Domain { did, handler });
+        }
+        Ok(did)
+    }
+
+    /// Detaches (`dev`, `pasid`) from its domain; its pending page requests are answered
+    /// Invalid.
+    ///
+    /// # Errors
+    /// [`IommuError::NotBound`], driver failure.
+    pub fn detach_pasid(&self, dev: Rid, pasid: Pasid) -> Result<()> {
+        {
+            let mut st = lock(&self.state);
+            let d = st.devices.get_mut(&dev).ok_or(IommuError::NoDevice(dev))?;
+            match d.pasids.get(&pasid.raw()) {
+                Some(Attachment::Domain { .. }) => {
+                    d.pasids.remove(&pasid.raw());
+                }
+                _ => return Err(IommuError::NotBound),
+            }
+        }
+        self.ops.clear_pasid(dev, pasid)?;
+        self.abort_faults(dev, Some(pasid), false);
+        Ok(())
+    }
+
+    /// Binds `process`'s address space to `dev` (Linux `iommu_sva_bind_device`): the device
+    /// gets the address space's PASID, whose translation is the process's page table.
+    /// Binding the same pair again takes another reference.
+    ///
+    /// # Errors
+    /// [`IommuError::NoDevice`], [`IommuError::DeviceUnsupported`] without PASID support,
+    /// [`IommuError::NoAddressSpace`] for an exited process, [`IommuError::PasidOverflow`],
+    /// [`IommuError::NoPasid`], [`IommuError::PasidBusy`], driver failure.
+    pub fn sva_bind(&self, dev: Rid, process: &Arc<Process>) -> Result<SvaHandle> {
+        let pid = process.pid();
+        let root = process
+            .page_table_root()
+            .ok_or(IommuError::NoAddressSpace)?;
+        let levels = process.paging().levels;
+        let mut st = lock(&self.state);
+        let caps = st.devices.get(&dev).ok_or(IommuError::NoDevice(dev))?.caps;
+        if caps.pasid_bits == 0 {
+            return Err(IommuError::DeviceUnsupported { dev, what: "PASID" });
+        }
+        if st.mms.get(&pid).is_some_and(|m| m.dead) {
+            return Err(IommuError::NoAddressSpace);
+        }
+        let pasid = st
+            .pasids
+            .get_or_alloc(pid, caps.pasid_bits)
+            .map_err(|e| match e {
+                IommuError::PasidOverflow { pasid, .. } => IommuError::PasidOverflow { dev, pasid },
+                e => e,
+            })?;
+        let existing = st
+            .devices
+            .get(&dev)
+            .and_then(|d| d.pasids.get(&pasid.raw()).cloned());
+        match existing {
+            Some(Attachment::Sva { pid: p, binds }) if p == pid => {
+                if let Some(d) = st.devices.get_mut(&dev) {
+                    d.pasids.insert(
+                        pasid.raw(),
+                        Attachment::Sva {
+                            pid,
+                            binds: binds + 1,
+                        },
+                    );
+                }
+                return Ok(SvaHandle { dev, pasid, pid });
+            }
+            Some(_) => return Err(IommuError::PasidBusy { dev, pasid }),
+            None => {}
+        }
+        let new_mm = !st.mms.contains_key(&pid);
+        let did = match st.mms.get(&pid) {
+            Some(m) => m.did,
+            None => {
+                let did = st.next_did;
+                st.next_did = st.next_did.wrapping_add(1).max(1);
+                did
+            }
+        };
+        if let Err(e) = self
+            .ops
+            .set_pasid(dev, pasid, did, &DomainSpec::Sva { root, levels })
+        {
+            if new_mm {
+                st.pasids.release(pid);
+            }
+            return Err(e);
+        }
+        if new_mm {
+            let notifier = process.register_notifier(Arc::new(SvaNotifier {
+                iommu: self.me.clone(),
+            }));
+            st.mms.insert(
+                pid,
+                Mm {
+                    process: Arc::downgrade(process),
+                    pasid,
+                    did,
+                    notifier,
+                    devices: Vec::new(),
+                    dead: false,
+                },
+            );
+        }
+        if let Some(m) = st.mms.get_mut(&pid) {
+            m.devices.push(dev);
+        }
+        if let Some(d) = st.devices.get_mut(&dev) {
+            d.pasids
+                .insert(pasid.raw(), Attachment::Sva { pid, binds: 1 });
+        }
+        Ok(SvaHandle { dev, pasid, pid })
+    }
+
+    /// Drops a reference of a binding; the last one detaches the PASID from the device (its
+    /// pending page requests answered Invalid) and, when no device is left, releases the
+    /// address space's PASID.
+    ///
+    /// # Errors
+    /// [`IommuError::NotBound`], driver failure.
+    pub fn sva_unbind(&self, h: SvaHandle) -> Result<()> {
+        {
+            let mut st = lock(&self.state);
+            let d = st
+                .devices
+                .get_mut(&h.dev)
+                .ok_or(IommuError::NoDevice(h.dev))?;
+            match d.pasids.get(&h.pasid.raw()).cloned() {
+                Some(Attachment::Sva { pid, binds }) if pid == h.pid && binds > 1 => {
+                    d.pasids.insert(
+                        h.pasid.raw(),
+                        Attachment::Sva {
+                            pid,
+                            binds: binds - 1,
+                        },
+                    );
+                    return Ok(());
+                }
+                Some(Attachment::Sva { pid, .. }) if pid == h.pid => {}
+                _ => return Err(IommuError::NotBound),
+            }
+        }
+        self.unbind_all(h.dev, h.pasid, h.pid)
+    }
+
+    fn unbind_all(&self, dev: Rid, pasid: Pasid, pid: Pid) -> Result<()> {
+        let (release, process, notifier) = {
+            let mut st = lock(&self.state);
+            if let Some(d) = st.devices.get_mut(&dev) {
+                d.pasids.remove(&pasid.raw());
+            }
+            let Some(m) = st.mms.get_mut(&pid) else {
+                return Err(IommuError::NotBound);
+            };
+            m.devices.retain(|&x| x != dev);
+            if m.devices.is_empty() {
+                let m = st.mms.remove(&pid);
+                st.pasids.release(pid);
+                (
+                    true,
+                    m.as_ref().and_then(|m| m.process.upgrade()),
+                    m.map(|m| m.notifier),
+                )
+            } else {
+                (false, None, None)
+            }
+        };
+        let result = self.ops.clear_pasid(dev, pasid);
+        self.abort_faults(dev, Some(pasid), false);
+        if release {
+            if let (Some(p), Some(n)) = (process, notifier) {
+                p.unregister_notifier(n);
+            }
+        }
+        result
+    }
+
+    /// The MMU notifier saw `[start, end)` change in `pid`: invalidate every device's view.
+    fn mm_invalidate(&self, pid: Pid, start: u64, end: u64) {
+        let targets: Vec<(Rid, Pasid, u16)> = {
+            let st = lock(&self.state);
+            match st.mms.get(&pid) {
+                Some(m) => m.devices.iter().map(|&d| (d, m.pasid, m.did)).collect(),
+                None => Vec::new(),
+            }
+        };
+        for (dev, pasid, did) in targets {
+            self.flushes.fetch_add(1, Ordering::Relaxed);
+            if let Err(e) = self.ops.flush(dev, pasid, did, start, end - start) {
+                tracing::error!(%e, %dev, "invalidation after an address-space change failed");
+            }
+        }
+    }
+
+    /// The process is exiting: block its PASID on every device (Linux sets the PASID to a
+    /// blocking domain when the mm goes away) and answer its pending page requests Invalid.
+    fn mm_release(&self, pid: Pid) {
+        let targets: Vec<(Rid, Pasid, u16)> = {
+            let mut st = lock(&self.state);
+            match st.mms.get_mut(&pid) {
+                Some(m) => {
+                    m.dead = true;
+                    m.devices.iter().map(|&d| (d, m.pasid, m.did)).collect()
+                }
+                None => Vec::new(),
+            }
+        };
+        for (dev, pasid, did) in targets {
+            if let Err(e) = self.ops.set_pasid(dev, pasid, did, &DomainSpec::Blocked) {
+                tracing::error!(%e, %dev, "blocking the PASID of an exiting process failed");
+            }
+            self.abort_faults(dev, Some(pasid), false);
+        }
+    }
+
+    /// Answers every pending group of (`dev`, `pasid`) (all PASIDs if `all`) Invalid.
+    fn abort_faults(&self, dev: Rid, pasid: Option<Pasid>, all: bool) {
+        let groups = lock(&self.iopf).abort(dev, pasid, all);
+        for (p, prgi) in groups {
+            self.respond(dev, p, prgi, ResponseCode::Invalid);
+        }
+    }
+
+    /// Answers a page request group (for handlers that resolve faults later). Returns false
+    /// if no such group was pending (a late or repeated answer, dropped).
+    pub fn respond(&self, dev: Rid, pasid: Option<Pasid>, prgi: u16, code: ResponseCode) -> bool {
+        if !lock(&self.iopf).complete(dev, pasid, prgi, 1) {
+            return false;
+        }
+        match code {
+            ResponseCode::Success => self.success.fetch_add(1, Ordering::Relaxed),
+            _ => self.invalid.fetch_add(1, Ordering::Relaxed),
+        };
+        if let Err(e) = self.ops.page_response(dev, pasid, prgi, code) {
+            tracing::error!(%e, %dev, "page response failed");
+        }
+        true
+    }
+
+    /// Takes the hardware's page requests, groups them, and resolves complete groups: SVA
+    /// attachments through the process's fault handler (inline, no thread hand-off), others
+    /// through their handler. Returns the number of groups completed.
+    pub fn handle_page_requests(&self) -> usize {
+        let mut done = 0;
+        for r in self.ops.take_page_requests() {
+            let (limit, attachment) = {
+                let st = lock(&self.state);
+                match st.devices.get(&r.dev) {
+                    Some(d) => (
+                        d.pri_limit,
+                        d.pasids
+                            .get(&r.pasid.map_or(u32::MAX, |p| p.raw()))
+                            .cloned(),
+                    ),
+                    None => (0, None),
+                }
+            };
+            let reported = lock(&self.iopf).report(r, limit);
+            let group = match reported {
+                Reported::Partial => continue,
+                Reported::OverLimit => {
+                    if r.last {
+                        self.invalid.fetch_add(1, Ordering::Relaxed);
+                        let _ =
+                            self.ops
+                                .page_response(r.dev, r.pasid, r.prgi, ResponseCode::Invalid);
+                    }
+                    continue;
+                }
+                Reported::Complete(g) => g,
+            };
+            done += 1;
+            match attachment {
+                Some(Attachment::Sva { pid, .. }) => {
+                    let code = self.resolve_sva(pid, &group);
+                    self.respond_group(&group, code);
+                }
+                Some(Attachment::Domain {
+                    handler: Some(h), ..
+                }) => h.handle(group),
+                _ => {
+                    self.unhandled.fetch_add(1, Ordering::Relaxed);
+                    self.respond_group(&group, ResponseCode::Invalid);
+                }
+            }
+        }
+        done
+    }
+
+    fn respond_group(&self, g: &FaultGroup, code: ResponseCode) {
+        if lock(&self.iopf).complete(g.dev, g.pasid, g.prgi, g.pages.len()) {
+            match code {
+                ResponseCode::Success => self.success.fetch_add(1, Ordering::Relaxed),
+                _ => self.invalid.fetch_add(1, Ordering::Relaxed),
+            };
+            if let Err(e) = self.ops.page_response(g.dev, g.pasid, g.prgi, code) {
+                tracing::error!(%e, "page response failed");
+            }
+        }
+    }
+
+    /// Resolves an SVA group with the process's memory manager: every page must fault in for
+    /// the access asked; privileged requests are refused (Linux's SVA handler treats
+    /// supervisor requests on user address spaces as invalid).
+    fn resolve_sva(&self, pid: Pid, g: &FaultGroup) -> ResponseCode {
+        let process = {
+            let st = lock(&self.state);
+            match st.mms.get(&pid) {
+                Some(m) if !m.dead => m.process.upgrade(),
+                _ => None,
+            }
+        };
+        let Some(process) = process else {
+            return ResponseCode::Invalid;
+        };
+        for page in &g.pages {
+            if page.privileged || !(page.read || page.write) {
+                return ResponseCode::Invalid;
+            }
+            let mut access = Access::READ;
+            if page.write {
+                access |= Access::WRITE;
+            }
+            if page.exec {
+                access |= Access::EXEC;
+            }
+            if process.handle_fault(Va::new(page.addr), access).is_err() {
+                return ResponseCode::Invalid;
+            }
+        }
+        ResponseCode::Success
+    }
+
+    /// Takes the hardware's unrecoverable faults and hands each to its device's handler.
+    /// Returns how many there were.
+    pub fn handle_faults(&self) -> usize {
+        let faults = self.ops.take_faults();
+        for f in &faults {
+            self.unrecoverable.fetch_add(1, Ordering::Relaxed);
+            let handler = lock(&self.state)
+                .devices
+                .get(&f.dev)
+                .and_then(|d| d.fault_handler.clone());
+            match handler {
+                Some(h) => h(f),
+                None => tracing::warn!(dev = %f.dev, reason = f.reason, "unhandled DMA fault"),
+            }
+        }
+        faults.len()
+    }
+
+    /// The PASID `dev` uses for `process`, if bound.
+    pub fn pasid_of(&self, process: &Process) -> Option<Pasid> {
+        lock(&self.state).pasids.of(process.pid())
+    }
+
+    /// The domain ID of (`dev`, `pasid`)'s attachment.
+    pub fn domain_id(&self, dev: Rid, pasid: Pasid) -> Option<u16> {
+        let st = lock(&self.state);
+        match st.devices.get(&dev)?.pasids.get(&pasid.raw())? {
+            Attachment::Domain { did, .. } => Some(*did),
+            Attachment::Sva { pid, .. } => st.mms.get(pid).map(|m| m.did),
+        }
+    }
+}

@@ -1,0 +1,70 @@
+//! IOMMU-core errors and the errno Linux returns for each.
+
+use vsva_mem::{Pasid, Rid};
+
+/// Errors of the IOMMU core.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IommuError {
+    /// The device is not known to the IOMMU (ENODEV).
+    #[error("device {0} is not attached to this IOMMU")]
+    NoDevice(Rid),
+    /// The device is already known (EEXIST).
+    #[error("device {0} is already attached")]
+    DeviceExists(Rid),
+    /// The device cannot do what was asked (no PASID, ATS or PRI support) (EOPNOTSUPP).
+    #[error("device {dev} does not support {what}")]
+    DeviceUnsupported {
+        /// The device.
+        dev: Rid,
+        /// The missing feature.
+        what: &'static str,
+    },
+    /// The address space's PASID does not fit the device's PASID width (EOVERFLOW).
+    #[error("PASID {pasid} does not fit device {dev}'s width")]
+    PasidOverflow {
+        /// The device.
+        dev: Rid,
+        /// The PASID.
+        pasid: Pasid,
+    },
+    /// No PASID left (ENOSPC).
+    #[error("no free PASID")]
+    NoPasid,
+    /// The PASID of this device is bound to another address space or domain (EBUSY).
+    #[error("PASID {pasid} of device {dev} is in use")]
+    PasidBusy {
+        /// The device.
+        dev: Rid,
+        /// The PASID.
+        pasid: Pasid,
+    },
+    /// The process has exited (ESRCH).
+    #[error("the address space is gone")]
+    NoAddressSpace,
+    /// No such binding (ENOENT).
+    #[error("no such binding")]
+    NotBound,
+    /// The IOMMU driver failed (EIO).
+    #[error("IOMMU driver error: {0}")]
+    Driver(String),
+}
+
+impl IommuError {
+    /// The errno Linux returns for this case.
+    pub fn errno(&self) -> i32 {
+        match self {
+            IommuError::NoDevice(_) => 19,              // ENODEV
+            IommuError::DeviceExists(_) => 17,          // EEXIST
+            IommuError::DeviceUnsupported { .. } => 95, // EOPNOTSUPP
+            IommuError::PasidOverflow { .. } => 75,     // EOVERFLOW
+            IommuError::NoPasid => 28,                  // ENOSPC
+            IommuError::PasidBusy { .. } => 16,         // EBUSY
+            IommuError::NoAddressSpace => 3,            // ESRCH
+            IommuError::NotBound => 2,                  // ENOENT
+            IommuError::Driver(_) => 5,                 // EIO
+        }
+    }
+}
+
+/// Result alias.
+pub type Result<T> = std::result::Result<T, IommuError>;

@@ -1,0 +1,24 @@
+//! vsva-iommu: the IOMMU core, vendor-neutral (Linux `drivers/iommu/iommu.c`,
+//! `iommu-sva.c`, `io-pgfault.c`).
+//!
+//! | module | what |
+//! |---|---|
+//! | [`ops`] | the interface every IOMMU driver implements ([`IommuOps`]) and the types it speaks |
+//! | [`pasid`] | the PASID allocator: one PASID per address space, shared by all its devices |
+//! | [`iopf`] | the I/O page-fault queue: page requests grouped by PRG index, one response per group |
+//! | [`core`] | devices, attachments, SVA bind/unbind, MMU-notifier-driven invalidation, fault handling |
+//!
+//! The core never touches hardware: it calls the driver, which programs its unit through
+//! registers and memory.
+
+#![forbid(unsafe_code)]
+
+pub mod core;
+pub mod error;
+pub mod iopf;
+pub mod ops;
+pub mod pasid;
+
+pub use crate::core::{Iommu, IommuStats, SvaHandle};
+pub use error::{IommuError, Result};
+pub use ops::{DeviceCaps, DomainSpec, IommuOps, PageRequest, ResponseCode};
