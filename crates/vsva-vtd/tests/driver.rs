@@ -92,7 +92,7 @@ fn enable_turns_on_translation_queued_invalidation_and_the_root_table() {
         dma(&p.vtd, dev(), None, 0x1000, R),
         Err(Some(FaultReason::RootNotPresent))
     );
-    let faults = p.driver.take_faults();
+    let faults = p.driver.take_faults_recorded();
     assert_eq!(faults.len(), 1);
     assert_eq!(faults[0].rid, dev());
     assert_eq!(faults[0].reason(), Some(FaultReason::RootNotPresent));

@@ -12,9 +12,10 @@
 //! * [`VtdDriver::flush_range`] invalidates a range: PASID-based IOTLB, then the device TLB,
 //!   then a wait — the MMU-notifier path of SVA.
 //! * [`VtdDriver::drain_page_requests`] takes page requests from the queue;
-//!   [`VtdDriver::page_response`] answers a page group; [`VtdDriver::take_faults`] reads and
+//!   [`VtdDriver::page_response`] answers a page group; [`VtdDriver::take_faults_recorded`] reads and
 //!   clears the fault recording registers.
 
+mod ops;
 mod queue;
 
 use std::collections::HashMap;
@@ -629,7 +630,7 @@ impl VtdDriver {
     }
 
     /// Reads and clears the fault recording registers (Linux `dmar_fault`).
-    pub fn take_faults(&self) -> Vec<RecordedFault> {
+    pub fn take_faults_recorded(&self) -> Vec<RecordedFault> {
         let n = self.cap.nfr() as u64 + 1;
         let base = self.cap.fro() as u64 * 16;
         let mut out = Vec::new();

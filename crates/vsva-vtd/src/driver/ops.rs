@@ -1,0 +1,132 @@
+//! The VT-d driver as the IOMMU core sees it ([`vsva_iommu::IommuOps`]).
+
+use vsva_iommu::ops::UnrecoverableFault;
+use vsva_iommu::{DeviceCaps, DomainSpec, IommuError, IommuOps, PageRequest, ResponseCode};
+use vsva_mem::{Pasid, Rid};
+
+use super::{DeviceOptions, Domain, DriverError, VtdDriver};
+use crate::devices::ResponseCode as VtdResponse;
+
+fn err(e: DriverError) -> IommuError {
+    IommuError::Driver(e.to_string())
+}
+
+impl IommuOps for VtdDriver {
+    fn pasid_bits(&self) -> u8 {
+        self.ecap().pss() + 1
+    }
+
+    fn attach_device(&self, dev: Rid, caps: DeviceCaps) -> vsva_iommu::Result<()> {
+        VtdDriver::attach_device(
+            self,
+            dev,
+            DeviceOptions {
+                pasid: caps.pasid_bits > 0,
+                ats: caps.ats,
+                pri: caps.pri,
+            },
+        )
+        .map_err(err)
+    }
+
+    fn set_pasid(
+        &self,
+        dev: Rid,
+        pasid: Pasid,
+        did: u16,
+        domain: &DomainSpec,
+    ) -> vsva_iommu::Result<()> {
+        let d = match *domain {
+            // A blocked PASID has no entry: every request faults (PASID entry not present).
+            DomainSpec::Blocked => return self.detach_pasid(dev, pasid).map_err(err),
+            DomainSpec::Identity => Domain::PassThrough { did },
+            DomainSpec::Paging { root, levels } => Domain::SecondStage {
+                did,
+                root,
+                levels,
+                ad: false,
+            },
+            DomainSpec::Sva { root, levels } => Domain::FirstStage {
+                did,
+                root,
+                levels,
+                supervisor: false,
+                write_protect: true,
+            },
+            DomainSpec::Nested {
+                s1_root,
+                s1_levels,
+                s2_root,
+                s2_levels,
+            } => Domain::Nested {
+                did,
+                fs_root: s1_root,
+                fs_levels: s1_levels,
+                ss_root: s2_root,
+                ss_levels: s2_levels,
+                supervisor: false,
+            },
+        };
+        self.attach_pasid(dev, pasid, &d).map_err(err)
+    }
+
+    fn clear_pasid(&self, dev: Rid, pasid: Pasid) -> vsva_iommu::Result<()> {
+        self.detach_pasid(dev, pasid).map_err(err)
+    }
+
+    fn flush(
+        &self,
+        dev: Rid,
+        pasid: Pasid,
+        did: u16,
+        addr: u64,
+        len: u64,
+    ) -> vsva_iommu::Result<()> {
+        self.flush_range(did, dev, pasid, addr, len).map_err(err)
+    }
+
+    fn take_page_requests(&self) -> Vec<PageRequest> {
+        self.drain_page_requests()
+            .into_iter()
+            .map(|r| PageRequest {
+                dev: r.rid,
+                pasid: r.pasid,
+                addr: r.addr,
+                read: r.read,
+                write: r.write,
+                exec: r.exec,
+                privileged: r.privileged,
+                last: r.last,
+                prgi: r.prgi,
+            })
+            .collect()
+    }
+
+    fn page_response(
+        &self,
+        dev: Rid,
+        pasid: Option<Pasid>,
+        prgi: u16,
+        code: ResponseCode,
+    ) -> vsva_iommu::Result<()> {
+        let code = match code {
+            ResponseCode::Success => VtdResponse::Success,
+            ResponseCode::Invalid => VtdResponse::InvalidRequest,
+            ResponseCode::Failure => VtdResponse::ResponseFailure,
+        };
+        VtdDriver::page_response(self, dev, pasid, prgi, code).map_err(err)
+    }
+
+    fn take_faults(&self) -> Vec<UnrecoverableFault> {
+        self.take_faults_recorded()
+            .into_iter()
+            .map(|f| UnrecoverableFault {
+                dev: f.rid,
+                pasid: f.pasid.and_then(|p| Pasid::new(p).ok()),
+                addr: f.addr,
+                reason: f.reason,
+                write: !f.read,
+            })
+            .collect()
+    }
+}
