@@ -102,16 +102,43 @@ impl FrameAllocator {
     /// Manages the frames of `[start, end)` in `mem` (both rounded inwards to 4 KiB). The
     /// range is cut into the largest naturally aligned blocks that fit.
     pub fn new(mem: Arc<dyn PhysMem>, start: u64, end: u64) -> FrameAllocator {
+        Self::with_holes(mem, start, end, &[])
+    }
+
+    /// Like [`new`](Self::new), leaving out `holes` (each `[start, end)`): address ranges that
+    /// are not RAM on the platform, such as the interrupt window 0xFEE0_0000..0xFF00_0000 that
+    /// DMA must never target.
+    pub fn with_holes(
+        mem: Arc<dyn PhysMem>,
+        start: u64,
+        end: u64,
+        holes: &[(u64, u64)],
+    ) -> FrameAllocator {
         let page = block_bytes(0);
         let end = end.min(mem.size()) & !(page - 1);
         let start = start.checked_next_multiple_of(page).unwrap_or(end).min(end);
         let mut buddy = Buddy::default();
         let mut at = start;
         while at < end {
+            if let Some(&(_, hole_end)) = holes.iter().find(|&&(s, e)| s <= at && at < e) {
+                at = hole_end.next_multiple_of(page).max(at + page);
+                continue;
+            }
+            // The next hole above `at` bounds the block.
+            let limit = holes
+                .iter()
+                .map(|&(s, _)| s)
+                .filter(|&s| s > at)
+                .min()
+                .map_or(end, |s| s.min(end));
             let order = (0..=MAX_ORDER)
                 .rev()
-                .find(|&o| at % block_bytes(o) == 0 && at + block_bytes(o) <= end)
+                .find(|&o| at % block_bytes(o) == 0 && at + block_bytes(o) <= limit)
                 .unwrap_or(0);
+            if at + block_bytes(order) > limit {
+                at = limit;
+                continue;
+            }
             buddy.free[order].insert(at);
             buddy.free_bytes += block_bytes(order);
             at += block_bytes(order);
@@ -292,6 +319,25 @@ mod tests {
         let empty = FrameAllocator::new(mem, u64::MAX - 10, u64::MAX);
         assert_eq!(empty.free_bytes(), 0);
         assert!(empty.alloc(PageSize::Size4K).is_err());
+    }
+
+    #[test]
+    fn holes_are_never_handed_out() {
+        let mem: Arc<dyn PhysMem> = Arc::new(PhysMemory::new(8 * GIB).unwrap());
+        let window = (0xfee0_0000, 0xff00_0000);
+        let a = FrameAllocator::with_holes(mem, 0, 8 * GIB, &[window]);
+        assert_eq!(a.free_bytes(), 8 * GIB - (window.1 - window.0));
+        let mut got = vec![];
+        while let Ok(f) = a.alloc(PageSize::Size2M) {
+            assert!(f + 2 * MIB <= window.0 || f >= window.1, "{f:#x}");
+            got.push(f);
+        }
+        assert!(a.alloc(PageSize::Size4K).is_err());
+        // the 1 GiB frame holding the window is split around it
+        for f in got {
+            a.free(f).unwrap();
+        }
+        assert!(a.alloc(PageSize::Size1G).is_ok());
     }
 
     proptest! {
