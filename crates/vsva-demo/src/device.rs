@@ -1,0 +1,527 @@
+//! The demo device: a DMA engine working on virtual addresses of a bound process under a
+//! PASID, with an ATC and PRI (the device of the QEMU SVM demo series, seed 003).
+//!
+//! For every page it touches, the engine looks in its ATC; on a miss it sends an ATS
+//! translation request and caches the completion; if the completion does not grant the
+//! access (not present, or read-only for a write) it sends a page request (PRI), parks the
+//! command until the page group response arrives, then asks again. Data moves with
+//! translated-address DMAs. Privileged requests are only issued when the PASID capability's
+//! Privileged Mode Enable is set.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use vsva_mem::{Access, Pasid, Rid};
+use vsva_pcie::{Atc, AtcEntry, AtcLookup, ConfigOptions, ConfigSpace, Pri, TranslationFlags};
+use vsva_vtd::{AtsInvalidation, PageRequest, PageRequestOutcome, ResponseCode};
+
+use crate::fabric::Upstream;
+use crate::regs::{self, DeviceError, Op, Status};
+
+/// Largest piece moved by one DMA.
+const CHUNK: u64 = 64 * 1024;
+
+/// Counters of what the device did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DeviceStats {
+    /// ATS translation requests sent.
+    pub ats_translations: u64,
+    /// Translations served by the ATC.
+    pub atc_hits: u64,
+    /// Page requests sent.
+    pub page_requests: u64,
+    /// Page group responses received.
+    pub page_group_responses: u64,
+    /// ATS invalidation requests received.
+    pub atc_invalidations: u64,
+    /// Bytes read or written by DMA.
+    pub dma_bytes: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Command {
+    op: Op,
+    src: u64,
+    dst: u64,
+    len: u64,
+    pattern: u64,
+    privileged: bool,
+    pasid: Pasid,
+    done: u64,
+    checksum: u64,
+    mismatch: u64,
+    /// A page request is outstanding for this group.
+    waiting: Option<u16>,
+    /// The page whose page request was answered Success: the next translation is a retry.
+    retry: Option<u64>,
+    failed: Option<DeviceError>,
+}
+
+struct State {
+    cfg: ConfigSpace,
+    atc: Atc,
+    pri: Pri,
+    regs: [u64; 11],
+    cmd: Option<Command>,
+    stats: DeviceStats,
+    buf: Vec<u8>,
+    buf2: Vec<u8>,
+}
+
+/// What a call to [`DemoDevice::run`] ended with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// Nothing to do.
+    Idle,
+    /// The command waits for a page group response.
+    Waiting,
+    /// The command completed.
+    Done,
+    /// The command failed.
+    Failed(DeviceError),
+}
+
+/// The demo DMA device.
+pub struct DemoDevice {
+    rid: Rid,
+    up: Arc<dyn Upstream>,
+    state: Mutex<State>,
+}
+
+enum Step<T> {
+    Ready(T),
+    Wait,
+    Fail(DeviceError),
+}
+
+impl DemoDevice {
+    /// A device at `rid` with 20-bit PASIDs (exec and privileged supported), ATS with an
+    /// invalidate queue of 32, PRI with `pri_capacity` outstanding requests, and an ATC of
+    /// `atc_entries`.
+    pub fn new(
+        rid: Rid,
+        up: Arc<dyn Upstream>,
+        pri_capacity: u32,
+        atc_entries: usize,
+    ) -> DemoDevice {
+        let mut opts = ConfigOptions::new(0x1af4, 0x10f0);
+        opts.pri_capacity = pri_capacity.max(1);
+        let cfg = ConfigSpace::new(opts).expect("valid default configuration");
+        DemoDevice {
+            rid,
+            up,
+            state: Mutex::new(State {
+                cfg,
+                atc: Atc::with_capacity(atc_entries),
+                pri: Pri::new(),
+                regs: [0; 11],
+                cmd: None,
+                stats: DeviceStats::default(),
+                buf: vec![0; CHUNK as usize],
+                buf2: vec![0; CHUNK as usize],
+            }),
+        }
+    }
+
+    /// The requester ID.
+    pub fn rid(&self) -> Rid {
+        self.rid
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Configuration read (the driver's view of the PCIe capabilities).
+    pub fn config_read(&self, off: u32, size: u32) -> u32 {
+        self.lock().cfg.read(off, size)
+    }
+
+    /// Configuration write.
+    pub fn config_write(&self, off: u32, size: u32, value: u32) {
+        let mut st = self.lock();
+        st.cfg.write(off, size, value);
+        let st = &mut *st;
+        st.pri.sync(&mut st.cfg);
+        if !st.cfg.ats_enabled() {
+            st.atc.clear();
+        }
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> DeviceStats {
+        let st = self.lock();
+        let mut s = st.stats;
+        s.atc_hits = st.atc.stats().hits;
+        s
+    }
+
+    /// Entries in the ATC.
+    pub fn atc_len(&self) -> usize {
+        self.lock().atc.len()
+    }
+
+    /// Register read.
+    pub fn mmio_read(&self, off: u64) -> u64 {
+        let st = self.lock();
+        if off % 8 != 0 || off > regs::ERROR {
+            return 0;
+        }
+        st.regs[(off / 8) as usize]
+    }
+
+    /// Register write; a write of 1 to DOORBELL starts the command (it then runs as the
+    /// platform calls [`run`](Self::run)).
+    pub fn mmio_write(&self, off: u64, value: u64) {
+        let mut st = self.lock();
+        if off % 8 != 0 || off > regs::ERROR {
+            return;
+        }
+        match off {
+            regs::DOORBELL => {
+                if value & 1 != 0 {
+                    Self::start(&mut st);
+                }
+            }
+            regs::STATUS | regs::RESULT | regs::ERROR => {}
+            _ => st.regs[(off / 8) as usize] = value,
+        }
+    }
+
+    fn start(st: &mut State) {
+        let r = st.regs;
+        let reg = |o: u64| r[(o / 8) as usize];
+        let fail = |st: &mut State, e: DeviceError| {
+            st.regs[(regs::STATUS / 8) as usize] = Status::Error as u64;
+            st.regs[(regs::ERROR / 8) as usize] = e as u64;
+            st.cmd = None;
+        };
+        let op = Op::from_raw(reg(regs::COMMAND));
+        let pasid_reg = reg(regs::PASID);
+        let pasid = (pasid_reg & regs::PASID_VALID != 0)
+            .then(|| Pasid::new((pasid_reg & 0xf_ffff) as u32).ok())
+            .flatten();
+        let (src, dst, len) = (reg(regs::SRC), reg(regs::DST), reg(regs::LEN));
+        let (Some(op), Some(pasid)) = (op, pasid) else {
+            return fail(st, DeviceError::BadCommand);
+        };
+        if src.checked_add(len).is_none()
+            || dst.checked_add(len).is_none()
+            || !st.cfg.pasid_enabled()
+        {
+            return fail(st, DeviceError::BadCommand);
+        }
+        let privileged = reg(regs::FLAGS) & regs::FLAG_PRIVILEGED != 0;
+        if privileged && !st.cfg.pasid_priv_enabled() {
+            // The device does not issue privileged requests unless software enabled them.
+            return fail(st, DeviceError::PrivilegedDisabled);
+        }
+        st.cmd = Some(Command {
+            op,
+            src,
+            dst,
+            len,
+            pattern: reg(regs::PATTERN),
+            privileged,
+            pasid,
+            done: 0,
+            checksum: regs::CHECKSUM_INIT,
+            mismatch: u64::MAX,
+            waiting: None,
+            retry: None,
+            failed: None,
+        });
+        st.regs[(regs::STATUS / 8) as usize] = Status::Busy as u64;
+        st.regs[(regs::ERROR / 8) as usize] = 0;
+    }
+
+    /// Runs the current command until it completes, fails, or waits for a page.
+    pub fn run(&self) -> Progress {
+        let mut st = self.lock();
+        let st = &mut *st;
+        let Some(mut cmd) = st.cmd else {
+            return Progress::Idle;
+        };
+        if let Some(e) = cmd.failed {
+            return self.finish(st, Err(e));
+        }
+        if cmd.waiting.is_some() {
+            return Progress::Waiting;
+        }
+        while cmd.done < cmd.len {
+            match self.chunk(st, &mut cmd) {
+                Step::Ready(()) => {}
+                Step::Wait => {
+                    st.cmd = Some(cmd);
+                    return Progress::Waiting;
+                }
+                Step::Fail(e) => return self.finish(st, Err(e)),
+            }
+        }
+        let result = match cmd.op {
+            Op::ReadChecksum => cmd.checksum,
+            Op::Compare => cmd.mismatch,
+            _ => cmd.len,
+        };
+        self.finish(st, Ok(result))
+    }
+
+    fn finish(&self, st: &mut State, r: Result<u64, DeviceError>) -> Progress {
+        st.cmd = None;
+        match r {
+            Ok(v) => {
+                st.regs[(regs::RESULT / 8) as usize] = v;
+                st.regs[(regs::STATUS / 8) as usize] = Status::Done as u64;
+                Progress::Done
+            }
+            Err(e) => {
+                st.regs[(regs::STATUS / 8) as usize] = Status::Error as u64;
+                st.regs[(regs::ERROR / 8) as usize] = e as u64;
+                Progress::Failed(e)
+            }
+        }
+    }
+
+    /// Moves one piece of the command: at most to the end of the source and destination
+    /// pages, at most [`CHUNK`] bytes.
+    fn chunk(&self, st: &mut State, cmd: &mut Command) -> Step<()> {
+        let off = cmd.done;
+        let mut n = (cmd.len - off).min(CHUNK);
+        let priv_ = if cmd.privileged {
+            Access::PRIV
+        } else {
+            Access::empty()
+        };
+        let reads_src = matches!(cmd.op, Op::ReadChecksum | Op::Copy | Op::Compare);
+        let writes_dst = matches!(cmd.op, Op::WritePattern | Op::Copy | Op::Fill);
+        let reads_dst = cmd.op == Op::Compare;
+        let src = if reads_src {
+            match self.translate(st, cmd, cmd.src + off, Access::READ | priv_) {
+                Step::Ready((hpa, left)) => {
+                    n = n.min(left);
+                    Some(hpa)
+                }
+                Step::Wait => return Step::Wait,
+                Step::Fail(e) => return Step::Fail(e),
+            }
+        } else {
+            None
+        };
+        let dst = if writes_dst || reads_dst {
+            let access = if writes_dst {
+                Access::READ | Access::WRITE
+            } else {
+                Access::READ
+            };
+            match self.translate(st, cmd, cmd.dst + off, access | priv_) {
+                Step::Ready((hpa, left)) => {
+                    n = n.min(left);
+                    Some(hpa)
+                }
+                Step::Wait => return Step::Wait,
+                Step::Fail(e) => return Step::Fail(e),
+            }
+        } else {
+            None
+        };
+        let n_us = n as usize;
+        let mem = self.up.memory();
+        let pasid = Some(cmd.pasid);
+        // Translated-address DMAs: the IOMMU checks the device may use them, then memory.
+        let dma = |addr: u64, access: Access| self.up.dma(self.rid, pasid, addr, access);
+        if let Some(s) = src {
+            let Ok(hpa) = dma(s, Access::READ) else {
+                return Step::Fail(DeviceError::DmaRefused);
+            };
+            if mem.read(hpa, &mut st.buf[..n_us]).is_err() {
+                return Step::Fail(DeviceError::DmaRefused);
+            }
+            st.stats.dma_bytes += n;
+        }
+        match (cmd.op, dst) {
+            (Op::Compare, Some(d)) => {
+                let Ok(hpa) = dma(d, Access::READ) else {
+                    return Step::Fail(DeviceError::DmaRefused);
+                };
+                if mem.read(hpa, &mut st.buf2[..n_us]).is_err() {
+                    return Step::Fail(DeviceError::DmaRefused);
+                }
+                st.stats.dma_bytes += n;
+                if cmd.mismatch == u64::MAX {
+                    if let Some(i) = (0..n_us).find(|&i| st.buf[i] != st.buf2[i]) {
+                        cmd.mismatch = off + i as u64;
+                    }
+                }
+            }
+            (op, Some(d)) => {
+                match op {
+                    Op::WritePattern => {
+                        for i in 0..n_us {
+                            st.buf[i] = regs::pattern_byte(cmd.pattern, off + i as u64);
+                        }
+                    }
+                    Op::Fill => st.buf[..n_us].fill(cmd.pattern as u8),
+                    _ => {}
+                }
+                let Ok(hpa) = dma(d, Access::WRITE) else {
+                    return Step::Fail(DeviceError::DmaRefused);
+                };
+                if mem.write(hpa, &st.buf[..n_us]).is_err() {
+                    return Step::Fail(DeviceError::DmaRefused);
+                }
+                st.stats.dma_bytes += n;
+            }
+            (Op::ReadChecksum, None) => {
+                cmd.checksum = regs::checksum(&st.buf[..n_us], cmd.checksum);
+            }
+            _ => {}
+        }
+        cmd.done += n;
+        Step::Ready(())
+    }
+
+    /// The physical address for `addr` and the bytes left in its translation: from the ATC,
+    /// else from an ATS translation request, else after a page request.
+    fn translate(
+        &self,
+        st: &mut State,
+        cmd: &mut Command,
+        addr: u64,
+        access: Access,
+    ) -> Step<(u64, u64)> {
+        let pasid = Some(cmd.pasid);
+        if let AtcLookup::Hit { translated, size } = st.atc.lookup(pasid, addr, access) {
+            return Step::Ready((translated, size.bytes() - (addr & size.offset_mask())));
+        }
+        st.stats.ats_translations += 1;
+        let Ok(c) = self.up.ats_translate(self.rid, pasid, addr, access) else {
+            return Step::Fail(DeviceError::TranslationRefused);
+        };
+        let page = addr & !0xfff;
+        if c.read || c.write {
+            let mut flags = TranslationFlags::empty();
+            flags.set(TranslationFlags::READ, c.read);
+            flags.set(TranslationFlags::WRITE, c.write);
+            flags.set(TranslationFlags::EXEC, c.exec);
+            flags.set(TranslationFlags::PRIV, c.privileged);
+            let base = addr & !c.size.offset_mask();
+            let _ = st.atc.insert(
+                pasid,
+                base,
+                c.size,
+                AtcEntry {
+                    translated: c.addr,
+                    flags,
+                },
+            );
+            if let AtcLookup::Hit { translated, size } = st.atc.lookup(pasid, addr, access) {
+                cmd.retry = None;
+                return Step::Ready((translated, size.bytes() - (addr & size.offset_mask())));
+            }
+        }
+        if cmd.retry == Some(page) {
+            return Step::Fail(DeviceError::StillNotAccessible);
+        }
+        // Ask for the page (PRI): one request per group.
+        let Some(prgi) = st.pri.alloc_group() else {
+            return Step::Fail(DeviceError::PriFailure);
+        };
+        let st_ = &mut *st;
+        let Ok(msg) = st_
+            .pri
+            .request(&mut st_.cfg, prgi, pasid, page, access, true)
+        else {
+            let _ = st_.pri.release_group(prgi);
+            return Step::Fail(DeviceError::PriFailure);
+        };
+        st.stats.page_requests += 1;
+        let pr = PageRequest {
+            rid: self.rid,
+            pasid: msg.pasid,
+            addr: msg.page_addr,
+            read: access.contains(Access::READ) || !access.is_write(),
+            write: access.is_write(),
+            exec: access.is_exec(),
+            privileged: access.is_priv(),
+            last: true,
+            prgi,
+        };
+        cmd.waiting = Some(prgi);
+        cmd.retry = Some(page);
+        match self.up.page_request(&pr) {
+            PageRequestOutcome::Queued => Step::Wait,
+            PageRequestOutcome::AutoResponse(code) => {
+                Self::response(st, cmd, prgi, code);
+                match cmd.failed {
+                    Some(e) => Step::Fail(e),
+                    None => Step::Wait,
+                }
+            }
+            PageRequestOutcome::Dropped => Step::Fail(DeviceError::PriFailure),
+        }
+    }
+
+    fn response(st: &mut State, cmd: &mut Command, prgi: u16, code: ResponseCode) {
+        let code = match code {
+            ResponseCode::Success => vsva_pcie::ResponseCode::Success,
+            ResponseCode::InvalidRequest => vsva_pcie::ResponseCode::InvalidRequest,
+            ResponseCode::ResponseFailure => vsva_pcie::ResponseCode::ResponseFailure,
+        };
+        let st_ = &mut *st;
+        let ok = st_.pri.response(&mut st_.cfg, prgi, code).is_ok();
+        st.stats.page_group_responses += 1;
+        if ok && cmd.waiting == Some(prgi) {
+            cmd.waiting = None;
+            match code {
+                vsva_pcie::ResponseCode::Success => {}
+                vsva_pcie::ResponseCode::InvalidRequest => {
+                    cmd.failed = Some(DeviceError::PageRequestInvalid)
+                }
+                vsva_pcie::ResponseCode::ResponseFailure => {
+                    cmd.failed = Some(DeviceError::PriFailure)
+                }
+            }
+        }
+    }
+
+    /// A page group response from the IOMMU.
+    pub fn page_response(&self, _pasid: Option<Pasid>, prgi: u16, code: ResponseCode) {
+        let mut st = self.lock();
+        let st = &mut *st;
+        match st.cmd.as_mut() {
+            Some(cmd) => {
+                let mut c = *cmd;
+                Self::response(st, &mut c, prgi, code);
+                st.cmd = Some(c);
+            }
+            None => {
+                // A response for a group of a command that is gone: PRI bookkeeping only
+                // (an unexpected index sets UPRGI in the PRI status).
+                let code = vsva_pcie::ResponseCode::from_raw(code as u8)
+                    .unwrap_or(vsva_pcie::ResponseCode::InvalidRequest);
+                let _ = st.pri.response(&mut st.cfg, prgi, code);
+                st.stats.page_group_responses += 1;
+            }
+        }
+    }
+
+    /// An ATS invalidation request: drop the range from the ATC, then complete.
+    pub fn ats_invalidate(&self, inv: &AtsInvalidation) {
+        let mut st = self.lock();
+        st.atc.invalidate(inv.pasid, inv.addr, inv.len, inv.global);
+        st.stats.atc_invalidations += 1;
+    }
+
+    /// A DMA without ATS (untranslated address): what a device without an ATC does.
+    ///
+    /// # Errors
+    /// [`crate::fabric::Refused`] when the IOMMU refuses it.
+    pub fn dma_untranslated(
+        &self,
+        pasid: Option<Pasid>,
+        addr: u64,
+        write: bool,
+    ) -> Result<u64, crate::fabric::Refused> {
+        let access = if write { Access::WRITE } else { Access::READ };
+        self.up.dma_untranslated(self.rid, pasid, addr, access)
+    }
+}

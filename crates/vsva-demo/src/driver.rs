@@ -1,0 +1,214 @@
+//! The demo device's OS driver (seed 003's "simple driver"): it enables PASID, ATS and PRI
+//! in the device's configuration space, hands the device to the IOMMU core, binds the
+//! processes that open it, and runs their commands through the device's registers.
+
+use std::sync::Arc;
+
+use vsva_iommu::{DeviceCaps, IommuError, SvaHandle};
+use vsva_mem::Pasid;
+use vsva_mm::Process;
+use vsva_pcie::config::{
+    ATS_CAP_OFFSET, ATS_CTRL, EXT_CAP_ID_ATS, EXT_CAP_ID_PASID, EXT_CAP_ID_PRI, PASID_CAP,
+    PASID_CAP_OFFSET, PASID_CTRL, PRI_ALLOC_REQ, PRI_CAP_OFFSET, PRI_CTRL, PRI_MAX_REQ, PasidCtrl,
+    PriCtrl,
+};
+
+use crate::device::{DemoDevice, Progress};
+use crate::platform::Platform;
+use crate::regs::{self, DeviceError, Op, Status};
+
+/// Driver errors.
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    /// The device lacks a capability SVA needs.
+    #[error("the device has no {0} capability")]
+    Missing(&'static str),
+    /// The IOMMU core refused.
+    #[error(transparent)]
+    Iommu(#[from] IommuError),
+    /// The command failed on the device.
+    #[error("device error: {0}")]
+    Device(DeviceError),
+    /// The device waits for a page the host never answered.
+    #[error("the device stalled waiting for a page")]
+    Stalled,
+}
+
+/// An open file of the device: a process bound to it.
+#[derive(Debug, Clone, Copy)]
+pub struct Context {
+    handle: SvaHandle,
+}
+
+impl Context {
+    /// The PASID the device uses for this process.
+    pub fn pasid(&self) -> Pasid {
+        self.handle.pasid
+    }
+}
+
+/// One command.
+#[derive(Debug, Clone, Copy)]
+pub struct Command {
+    /// Operation.
+    pub op: Op,
+    /// Source address.
+    pub src: u64,
+    /// Destination address.
+    pub dst: u64,
+    /// Length.
+    pub len: u64,
+    /// Pattern seed / fill byte.
+    pub pattern: u64,
+    /// Issue privileged requests.
+    pub privileged: bool,
+}
+
+/// The driver of one demo device.
+pub struct DemoDriver {
+    dev: Arc<DemoDevice>,
+}
+
+impl DemoDriver {
+    /// Enables PASID (and privileged mode if `privileged`), ATS and PRI (allocating the
+    /// device's full capacity) and registers the device with the IOMMU core.
+    ///
+    /// # Errors
+    /// [`DriverError::Missing`] without the capabilities; IOMMU errors.
+    pub fn probe(
+        platform: &Platform,
+        dev: Arc<DemoDevice>,
+        privileged: bool,
+    ) -> Result<DemoDriver, DriverError> {
+        let find = |id: u16| {
+            let mut at = 0x100u32;
+            for _ in 0..64 {
+                let h = dev.config_read(at, 4);
+                if h & 0xffff == id as u32 {
+                    return Some(at);
+                }
+                at = h >> 20;
+                if at < 0x100 {
+                    return None;
+                }
+            }
+            None
+        };
+        let pasid_at = find(EXT_CAP_ID_PASID).ok_or(DriverError::Missing("PASID"))?;
+        let ats_at = find(EXT_CAP_ID_ATS).ok_or(DriverError::Missing("ATS"))?;
+        let pri_at = find(EXT_CAP_ID_PRI).ok_or(DriverError::Missing("PRI"))?;
+        debug_assert_eq!(
+            (pasid_at, ats_at, pri_at),
+            (
+                PASID_CAP_OFFSET as u32,
+                ATS_CAP_OFFSET as u32,
+                PRI_CAP_OFFSET as u32
+            )
+        );
+        let pasid_cap = dev.config_read(pasid_at + PASID_CAP as u32, 2);
+        let width = ((pasid_cap >> 8) & 0x1f) as u8;
+        let mut ctrl = PasidCtrl::ENABLE;
+        if privileged {
+            ctrl |= PasidCtrl::PRIV;
+        }
+        dev.config_write(pasid_at + PASID_CTRL as u32, 2, ctrl.bits() as u32);
+        // ATS: enable, STU 0 (4 KiB).
+        dev.config_write(ats_at + ATS_CTRL as u32, 2, 1 << 15);
+        // PRI: allocate the device's whole capacity, then enable.
+        let capacity = dev.config_read(pri_at + PRI_MAX_REQ as u32, 4);
+        dev.config_write(pri_at + PRI_ALLOC_REQ as u32, 4, capacity);
+        dev.config_write(pri_at + PRI_CTRL as u32, 2, PriCtrl::ENABLE.bits() as u32);
+        platform.iommu.add_device(
+            dev.rid(),
+            DeviceCaps {
+                pasid_bits: width,
+                ats: true,
+                pri: true,
+            },
+            capacity,
+        )?;
+        Ok(DemoDriver { dev })
+    }
+
+    /// The device.
+    pub fn device(&self) -> &Arc<DemoDevice> {
+        &self.dev
+    }
+
+    /// Binds `process` to the device (open()).
+    ///
+    /// # Errors
+    /// The IOMMU core's refusal.
+    pub fn open(
+        &self,
+        platform: &Platform,
+        process: &Arc<Process>,
+    ) -> Result<Context, DriverError> {
+        Ok(Context {
+            handle: platform.iommu.sva_bind(self.dev.rid(), process)?,
+        })
+    }
+
+    /// Unbinds (close()).
+    ///
+    /// # Errors
+    /// The IOMMU core's refusal.
+    pub fn close(&self, platform: &Platform, ctx: Context) -> Result<(), DriverError> {
+        platform.iommu.sva_unbind(ctx.handle)?;
+        Ok(())
+    }
+
+    /// Runs a command for `ctx` and returns its RESULT.
+    ///
+    /// # Errors
+    /// [`DriverError::Device`] with the device's error, [`DriverError::Stalled`].
+    pub fn run(
+        &self,
+        platform: &Platform,
+        ctx: &Context,
+        cmd: &Command,
+    ) -> Result<u64, DriverError> {
+        self.submit(ctx, cmd);
+        self.wait(platform)
+    }
+
+    /// Programs the registers and rings the doorbell (the command then runs as the platform
+    /// runs the device).
+    pub fn submit(&self, ctx: &Context, cmd: &Command) {
+        let d = &self.dev;
+        d.mmio_write(regs::PASID, ctx.pasid().raw() as u64 | regs::PASID_VALID);
+        d.mmio_write(regs::COMMAND, cmd.op as u64);
+        d.mmio_write(regs::SRC, cmd.src);
+        d.mmio_write(regs::DST, cmd.dst);
+        d.mmio_write(regs::LEN, cmd.len);
+        d.mmio_write(regs::PATTERN, cmd.pattern);
+        d.mmio_write(
+            regs::FLAGS,
+            if cmd.privileged {
+                regs::FLAG_PRIVILEGED
+            } else {
+                0
+            },
+        );
+        d.mmio_write(regs::DOORBELL, 1);
+    }
+
+    /// Runs the device until the submitted command ends.
+    ///
+    /// # Errors
+    /// As [`run`](Self::run).
+    pub fn wait(&self, platform: &Platform) -> Result<u64, DriverError> {
+        let d = &self.dev;
+        if d.mmio_read(regs::STATUS) == Status::Busy as u64
+            && platform.run_device(d) == Progress::Waiting
+        {
+            return Err(DriverError::Stalled);
+        }
+        match d.mmio_read(regs::STATUS) {
+            s if s == Status::Done as u64 => Ok(d.mmio_read(regs::RESULT)),
+            _ => Err(DriverError::Device(
+                DeviceError::from_raw(d.mmio_read(regs::ERROR)).unwrap_or(DeviceError::BadCommand),
+            )),
+        }
+    }
+}

@@ -1,0 +1,22 @@
+//! vsva-demo: shared virtual addressing end to end on one host.
+//!
+//! | module | what |
+//! |---|---|
+//! | [`regs`] | the demo device's register interface |
+//! | [`device`] | the device: a DMA engine with PASID, ATS (an ATC) and PRI |
+//! | [`fabric`] | the PCIe side: routes ATS invalidations and page responses to devices, and device requests to the IOMMU |
+//! | [`driver`] | the OS driver: enables PASID/ATS/PRI, binds a process, submits commands |
+//! | [`platform`] | a host: memory, VT-d, its driver, the IOMMU core, the memory manager, devices |
+//! | [`program`] | the userspace program: the checks of the SVA demo |
+//!
+//! The device never sees the IOMMU's tables: it asks for translations (ATS), caches them,
+//! asks for pages (PRI), and DMAs with translated addresses — as a real endpoint does.
+
+#![forbid(unsafe_code)]
+
+pub mod device;
+pub mod driver;
+pub mod fabric;
+pub mod platform;
+pub mod program;
+pub mod regs;

@@ -1,0 +1,133 @@
+//! A host: physical memory, a VT-d unit with its driver, the IOMMU core, the memory manager,
+//! and the PCIe fabric with demo devices — wired as on a real machine, each talking to the
+//! next only through its interface.
+//!
+//! Asynchrony is explicit and runs inline on one thread: when a device waits for a page, the
+//! platform runs the host's page-request interrupt handler (the IOMMU core draining the page
+//! request queue and resolving faults with the memory manager), whose responses reach the
+//! device through the fabric; then the device runs again. No thread hand-off per fault.
+
+use std::sync::Arc;
+
+use vsva_iommu::Iommu;
+use vsva_mem::{FrameAllocator, PhysMem, PhysMemory, Rid};
+use vsva_mm::MemoryManager;
+use vsva_pgtable::x86::X86Paging;
+use vsva_vtd::driver::{Mmio, VtdDriver};
+use vsva_vtd::{MsiLog, Vtd, VtdConfig};
+
+use crate::device::{DemoDevice, Progress};
+use crate::fabric::{Fabric, Upstream, VtdPort};
+
+/// The interrupt window: addresses DMA never reaches (MSI writes), and never RAM.
+pub const INTERRUPT_WINDOW: (u64, u64) = (0xfee0_0000, 0xff00_0000);
+
+const MIB: u64 = 1 << 20;
+
+/// Platform set-up errors.
+#[derive(Debug, thiserror::Error)]
+pub enum PlatformError {
+    /// Host memory could not be mapped.
+    #[error("memory: {0}")]
+    Memory(#[from] vsva_mem::CreateError),
+    /// The IOMMU driver refused the unit.
+    #[error("IOMMU driver: {0}")]
+    Driver(#[from] vsva_vtd::driver::DriverError),
+}
+
+/// A host.
+pub struct Platform {
+    /// Physical memory.
+    pub mem: Arc<PhysMemory>,
+    /// The VT-d unit.
+    pub vtd: Arc<Vtd>,
+    /// Its driver.
+    pub vtd_driver: Arc<VtdDriver>,
+    /// The IOMMU core.
+    pub iommu: Arc<Iommu>,
+    /// The memory manager.
+    pub mm: Arc<MemoryManager>,
+    /// The PCIe fabric.
+    pub fabric: Arc<Fabric>,
+    /// Interrupts raised (for traces).
+    pub irq: Arc<MsiLog>,
+    port: Arc<VtdPort>,
+}
+
+impl Platform {
+    /// A host with `memory` bytes of RAM (sparse: untouched memory costs nothing) and a VT-d
+    /// unit configured by `cfg`.
+    ///
+    /// # Errors
+    /// [`PlatformError`] if memory cannot be mapped or the driver refuses the unit.
+    pub fn new(memory: u64, cfg: VtdConfig) -> Result<Platform, PlatformError> {
+        let mem = Arc::new(PhysMemory::new(memory)?);
+        let dynmem: Arc<dyn PhysMem> = mem.clone();
+        let fabric = Arc::new(Fabric::default());
+        let irq = Arc::new(MsiLog::default());
+        let vtd = Arc::new(Vtd::with_devices(
+            cfg,
+            dynmem.clone(),
+            irq.clone(),
+            fabric.clone(),
+        ));
+        let mmio: Arc<dyn Mmio> = vtd.clone();
+        // The IOMMU driver's structures in [1 MiB, 256 MiB); processes get the rest, except
+        // the interrupt window.
+        let driver_frames = Arc::new(FrameAllocator::new(dynmem.clone(), MIB, 256 * MIB));
+        let vtd_driver = Arc::new(VtdDriver::probe(mmio, dynmem.clone(), driver_frames)?);
+        vtd_driver.enable()?;
+        let iommu = Iommu::new(vtd_driver.clone());
+        let frames = Arc::new(FrameAllocator::with_holes(
+            dynmem.clone(),
+            256 * MIB,
+            memory,
+            &[INTERRUPT_WINDOW],
+        ));
+        let mm = MemoryManager::new(frames, X86Paging::default());
+        let port = Arc::new(VtdPort {
+            vtd: vtd.clone(),
+            mem: dynmem,
+        });
+        Ok(Platform {
+            mem,
+            vtd,
+            vtd_driver,
+            iommu,
+            mm,
+            fabric,
+            irq,
+            port,
+        })
+    }
+
+    /// Plugs a demo device in at `rid`.
+    pub fn add_device(&self, rid: Rid, pri_capacity: u32, atc_entries: usize) -> Arc<DemoDevice> {
+        let up: Arc<dyn Upstream> = self.port.clone();
+        let dev = Arc::new(DemoDevice::new(rid, up, pri_capacity, atc_entries));
+        self.fabric.plug(dev.clone());
+        dev
+    }
+
+    /// The host's IOMMU interrupt handlers: page requests, then recorded faults. Returns how
+    /// much work there was.
+    pub fn service(&self) -> usize {
+        self.iommu.handle_page_requests() + self.iommu.handle_faults()
+    }
+
+    /// Runs a device until its command completes or fails, servicing its page requests.
+    /// A device still waiting when the host has nothing more to do is reported as waiting
+    /// (its page request was lost).
+    pub fn run_device(&self, dev: &DemoDevice) -> Progress {
+        loop {
+            match dev.run() {
+                Progress::Waiting => {
+                    if self.service() == 0 && dev.run() == Progress::Waiting {
+                        return Progress::Waiting;
+                    }
+                }
+                other => return other,
+            }
+        }
+    }
+}

@@ -1,0 +1,150 @@
+//! The demo device's registers (BAR 0, 64-bit registers) and commands.
+//!
+//! | offset | register | access |
+//! |---|---|---|
+//! | 0x00 | COMMAND: opcode | RW |
+//! | 0x08 | SRC: source virtual address | RW |
+//! | 0x10 | DST: destination virtual address | RW |
+//! | 0x18 | LEN: bytes | RW |
+//! | 0x20 | PATTERN: seed of the pattern, or the fill byte | RW |
+//! | 0x28 | FLAGS: bit 0 privileged request | RW |
+//! | 0x30 | PASID: bits 19:0 PASID, bit 31 valid (programmed by the driver) | RW |
+//! | 0x38 | DOORBELL: write 1 to start the command | WO |
+//! | 0x40 | STATUS: 0 idle, 1 busy (waiting for a page), 2 done, 3 error | RO |
+//! | 0x48 | RESULT: checksum (READ_CHECKSUM), first mismatch or `u64::MAX` (COMPARE), bytes (others) | RO |
+//! | 0x50 | ERROR: [`DeviceError`] code | RO |
+
+/// COMMAND register.
+pub const COMMAND: u64 = 0x00;
+/// SRC register.
+pub const SRC: u64 = 0x08;
+/// DST register.
+pub const DST: u64 = 0x10;
+/// LEN register.
+pub const LEN: u64 = 0x18;
+/// PATTERN register.
+pub const PATTERN: u64 = 0x20;
+/// FLAGS register.
+pub const FLAGS: u64 = 0x28;
+/// PASID register.
+pub const PASID: u64 = 0x30;
+/// DOORBELL register.
+pub const DOORBELL: u64 = 0x38;
+/// STATUS register.
+pub const STATUS: u64 = 0x40;
+/// RESULT register.
+pub const RESULT: u64 = 0x48;
+/// ERROR register.
+pub const ERROR: u64 = 0x50;
+
+/// FLAGS: issue privileged-mode requests.
+pub const FLAG_PRIVILEGED: u64 = 1;
+/// PASID register: the PASID is valid.
+pub const PASID_VALID: u64 = 1 << 31;
+
+/// Commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u64)]
+pub enum Op {
+    /// Write `pattern_byte(seed, i)` to DST..DST+LEN.
+    WritePattern = 1,
+    /// Read SRC..SRC+LEN and compute a checksum.
+    ReadChecksum = 2,
+    /// Copy SRC to DST.
+    Copy = 3,
+    /// Fill DST with the PATTERN byte.
+    Fill = 4,
+    /// Compare SRC with DST.
+    Compare = 5,
+}
+
+impl Op {
+    /// Decodes the COMMAND register.
+    pub fn from_raw(v: u64) -> Option<Op> {
+        Some(match v {
+            1 => Op::WritePattern,
+            2 => Op::ReadChecksum,
+            3 => Op::Copy,
+            4 => Op::Fill,
+            5 => Op::Compare,
+            _ => return None,
+        })
+    }
+}
+
+/// STATUS values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u64)]
+pub enum Status {
+    /// Nothing running.
+    Idle = 0,
+    /// Waiting for a page request to be answered.
+    Busy = 1,
+    /// The command completed.
+    Done = 2,
+    /// The command failed (see ERROR).
+    Error = 3,
+}
+
+/// Why a command failed (ERROR register).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[repr(u64)]
+pub enum DeviceError {
+    /// Unknown opcode, no valid PASID, or a length that wraps.
+    #[error("bad command")]
+    BadCommand = 1,
+    /// The IOMMU refused the translation request.
+    #[error("translation refused by the IOMMU")]
+    TranslationRefused = 2,
+    /// The page request was answered Invalid Request.
+    #[error("page request invalid")]
+    PageRequestInvalid = 3,
+    /// The page request interface failed or is stopped.
+    #[error("page request interface failed")]
+    PriFailure = 4,
+    /// The IOMMU refused the DMA with the translated address.
+    #[error("DMA refused")]
+    DmaRefused = 5,
+    /// Privileged requests are not enabled in the PASID capability.
+    #[error("privileged mode not enabled")]
+    PrivilegedDisabled = 6,
+    /// The page was still not accessible after a successful page response.
+    #[error("page still not accessible after its page request")]
+    StillNotAccessible = 7,
+}
+
+impl DeviceError {
+    /// Decodes the ERROR register.
+    pub fn from_raw(v: u64) -> Option<DeviceError> {
+        use DeviceError::*;
+        [
+            BadCommand,
+            TranslationRefused,
+            PageRequestInvalid,
+            PriFailure,
+            DmaRefused,
+            PrivilegedDisabled,
+            StillNotAccessible,
+        ]
+        .into_iter()
+        .find(|e| *e as u64 == v)
+    }
+}
+
+/// The byte WRITE_PATTERN writes at offset `i` for seed `seed`.
+pub fn pattern_byte(seed: u64, i: u64) -> u8 {
+    (seed.wrapping_add(i.wrapping_mul(0x9e37_79b9_7f4a_7c15)) >> 56) as u8 ^ (i as u8)
+}
+
+/// The checksum READ_CHECKSUM computes (FNV-1a, 64 bit) — also computed by the program on
+/// its own copy of the data to check the device.
+pub fn checksum(data: &[u8], mut state: u64) -> u64 {
+    for &b in data {
+        state ^= b as u64;
+        state = state.wrapping_mul(0x100_0000_01b3);
+    }
+    state
+}
+
+/// The checksum's initial state.
+pub const CHECKSUM_INIT: u64 = 0xcbf2_9ce4_8422_2325;
