@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use vsva_iommu::{DeviceCaps, IommuError, SvaHandle};
+use vsva_iommu::{DeviceCaps, DomainSpec, IommuError, SvaHandle};
 use vsva_mem::Pasid;
 use vsva_mm::Process;
 use vsva_pcie::config::{
@@ -67,6 +67,7 @@ pub struct Command {
 /// The driver of one demo device.
 pub struct DemoDriver {
     dev: Arc<DemoDevice>,
+    privileged: bool,
 }
 
 impl DemoDriver {
@@ -127,7 +128,15 @@ impl DemoDriver {
             },
             capacity,
         )?;
-        Ok(DemoDriver { dev })
+        // Requests without PASID (the kernel's own DMA) go through an identity domain, as
+        // with iommu=pt.
+        platform.iommu.attach_pasid(
+            dev.rid(),
+            Pasid::new(0).map_err(|_| DriverError::Missing("PASID 0"))?,
+            &DomainSpec::Identity,
+            None,
+        )?;
+        Ok(DemoDriver { dev, privileged })
     }
 
     /// The device.
@@ -144,8 +153,11 @@ impl DemoDriver {
         platform: &Platform,
         process: &Arc<Process>,
     ) -> Result<Context, DriverError> {
+        // With privileged mode enabled, the binding allows privileged requests too.
         Ok(Context {
-            handle: platform.iommu.sva_bind(self.dev.rid(), process)?,
+            handle: platform
+                .iommu
+                .sva_bind_with(self.dev.rid(), process, self.privileged)?,
         })
     }
 

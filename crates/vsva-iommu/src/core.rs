@@ -29,8 +29,9 @@ pub type FaultHandler = Arc<dyn Fn(&UnrecoverableFault) + Send + Sync>;
 
 #[derive(Clone)]
 enum Attachment {
-    /// Bound to a process's address space (reference count of binds).
-    Sva { pid: Pid, binds: u32 },
+    /// Bound to a process's address space (reference count of binds); `supervisor` when
+    /// privileged requests are allowed on it.
+    Sva { pid: Pid, binds: u32, supervisor: bool },
     /// Attached to a domain, with an optional fault handler.
     Domain {
         did: u16,
@@ -286,6 +287,16 @@ impl Iommu {
     /// [`IommuError::NoAddressSpace`] for an exited process, [`IommuError::PasidOverflow`],
     /// [`IommuError::NoPasid`], [`IommuError::PasidBusy`], driver failure.
     pub fn sva_bind(&self, dev: Rid, process: &Arc<Process>) -> Result<SvaHandle> {
+        self.sva_bind_with(dev, process, false)
+    }
+
+    /// Like [`sva_bind`](Self::sva_bind); with `supervisor`, the device's privileged requests
+    /// are allowed too (the old `SVM_FLAG_SUPERVISOR_MODE`: PASID-entry SRE on VT-d), and its
+    /// privileged page requests are resolved like user ones.
+    ///
+    /// # Errors
+    /// As [`sva_bind`](Self::sva_bind).
+    pub fn sva_bind_with(&self, dev: Rid, process: &Arc<Process>, supervisor: bool) -> Result<SvaHandle> {
         let pid = process.pid();
         let root = process
             .page_table_root()
@@ -311,13 +322,18 @@ impl Iommu {
             .get(&dev)
             .and_then(|d| d.pasids.get(&pasid.raw()).cloned());
         match existing {
-            Some(Attachment::Sva { pid: p, binds }) if p == pid => {
+            Some(Attachment::Sva {
+                pid: p,
+                binds,
+                supervisor: s,
+            }) if p == pid && s == supervisor => {
                 if let Some(d) = st.devices.get_mut(&dev) {
                     d.pasids.insert(
                         pasid.raw(),
                         Attachment::Sva {
                             pid,
                             binds: binds + 1,
+                            supervisor,
                         },
                     );
                 }
@@ -337,7 +353,16 @@ impl Iommu {
         };
         if let Err(e) = self
             .ops
-            .set_pasid(dev, pasid, did, &DomainSpec::Sva { root, levels })
+            .set_pasid(
+                dev,
+                pasid,
+                did,
+                &DomainSpec::Sva {
+                    root,
+                    levels,
+                    supervisor,
+                },
+            )
         {
             if new_mm {
                 st.pasids.release(pid);
@@ -364,8 +389,14 @@ impl Iommu {
             m.devices.push(dev);
         }
         if let Some(d) = st.devices.get_mut(&dev) {
-            d.pasids
-                .insert(pasid.raw(), Attachment::Sva { pid, binds: 1 });
+            d.pasids.insert(
+                pasid.raw(),
+                Attachment::Sva {
+                    pid,
+                    binds: 1,
+                    supervisor,
+                },
+            );
         }
         Ok(SvaHandle { dev, pasid, pid })
     }
@@ -384,12 +415,17 @@ impl Iommu {
                 .get_mut(&h.dev)
                 .ok_or(IommuError::NoDevice(h.dev))?;
             match d.pasids.get(&h.pasid.raw()).cloned() {
-                Some(Attachment::Sva { pid, binds }) if pid == h.pid && binds > 1 => {
+                Some(Attachment::Sva {
+                    pid,
+                    binds,
+                    supervisor,
+                }) if pid == h.pid && binds > 1 => {
                     d.pasids.insert(
                         h.pasid.raw(),
                         Attachment::Sva {
                             pid,
                             binds: binds - 1,
+                            supervisor,
                         },
                     );
                     return Ok(());
@@ -529,8 +565,10 @@ impl Iommu {
             };
             done += 1;
             match attachment {
-                Some(Attachment::Sva { pid, .. }) => {
-                    let code = self.resolve_sva(pid, &group);
+                Some(Attachment::Sva {
+                    pid, supervisor, ..
+                }) => {
+                    let code = self.resolve_sva(pid, supervisor, &group);
                     self.respond_group(&group, code);
                 }
                 Some(Attachment::Domain {
@@ -559,8 +597,8 @@ impl Iommu {
 
     /// Resolves an SVA group with the process's memory manager: every page must fault in for
     /// the access asked; privileged requests are refused (Linux's SVA handler treats
-    /// supervisor requests on user address spaces as invalid).
-    fn resolve_sva(&self, pid: Pid, g: &FaultGroup) -> ResponseCode {
+    /// supervisor requests on user address spaces as invalid) unless the binding allows them.
+    fn resolve_sva(&self, pid: Pid, supervisor: bool, g: &FaultGroup) -> ResponseCode {
         let process = {
             let st = lock(&self.state);
             match st.mms.get(&pid) {
@@ -572,7 +610,7 @@ impl Iommu {
             return ResponseCode::Invalid;
         };
         for page in &g.pages {
-            if page.privileged || !(page.read || page.write) {
+            if (page.privileged && !supervisor) || !(page.read || page.write) {
                 return ResponseCode::Invalid;
             }
             let mut access = Access::READ;

@@ -36,6 +36,8 @@ pub enum DomainSpec {
         root: u64,
         /// 4 or 5.
         levels: u8,
+        /// Allow privileged (supervisor) requests.
+        supervisor: bool,
     },
     /// A guest's first-stage table over a paging domain (nested translation).
     Nested {

@@ -156,7 +156,7 @@ fn two_devices_bound_to_one_process_share_its_pasid() {
         .collect();
     assert_eq!(sets.len(), 2);
     assert!(
-        matches!(sets[0], Call::Set(_, _, _, DomainSpec::Sva { root: r, levels: 4 }) if *r == root)
+        matches!(sets[0], Call::Set(_, _, _, DomainSpec::Sva { root: r, levels: 4, supervisor: false }) if *r == root)
     );
     // another process gets another PASID
     let q = mm.spawn().unwrap();

@@ -46,11 +46,15 @@ impl IommuOps for VtdDriver {
                 levels,
                 ad: false,
             },
-            DomainSpec::Sva { root, levels } => Domain::FirstStage {
+            DomainSpec::Sva {
+                root,
+                levels,
+                supervisor,
+            } => Domain::FirstStage {
                 did,
                 root,
                 levels,
-                supervisor: false,
+                supervisor,
                 write_protect: true,
             },
             DomainSpec::Nested {
