@@ -31,7 +31,11 @@ pub type FaultHandler = Arc<dyn Fn(&UnrecoverableFault) + Send + Sync>;
 enum Attachment {
     /// Bound to a process's address space (reference count of binds); `supervisor` when
     /// privileged requests are allowed on it.
-    Sva { pid: Pid, binds: u32, supervisor: bool },
+    Sva {
+        pid: Pid,
+        binds: u32,
+        supervisor: bool,
+    },
     /// Attached to a domain, with an optional fault handler.
     Domain {
         did: u16,
@@ -296,7 +300,12 @@ impl Iommu {
     ///
     /// # Errors
     /// As [`sva_bind`](Self::sva_bind).
-    pub fn sva_bind_with(&self, dev: Rid, process: &Arc<Process>, supervisor: bool) -> Result<SvaHandle> {
+    pub fn sva_bind_with(
+        &self,
+        dev: Rid,
+        process: &Arc<Process>,
+        supervisor: bool,
+    ) -> Result<SvaHandle> {
         let pid = process.pid();
         let root = process
             .page_table_root()
@@ -351,19 +360,16 @@ impl Iommu {
                 did
             }
         };
-        if let Err(e) = self
-            .ops
-            .set_pasid(
-                dev,
-                pasid,
-                did,
-                &DomainSpec::Sva {
-                    root,
-                    levels,
-                    supervisor,
-                },
-            )
-        {
+        if let Err(e) = self.ops.set_pasid(
+            dev,
+            pasid,
+            did,
+            &DomainSpec::Sva {
+                root,
+                levels,
+                supervisor,
+            },
+        ) {
             if new_mm {
                 st.pasids.release(pid);
             }
