@@ -36,6 +36,9 @@ pub struct Report {
 
 type Outcome = Result<String, String>;
 
+/// A named check of the program.
+type NamedCheck = (&'static str, fn(&Env) -> Outcome);
+
 fn cmd(op: Op, src: u64, dst: u64, len: u64, pattern: u64) -> Command {
     Command {
         op,
@@ -454,7 +457,7 @@ pub fn run(platform: &Platform) -> Result<Report, String> {
         proc_,
         ctx,
     };
-    let checks: [(&'static str, fn(&Env) -> Outcome); 12] = [
+    let checks: [NamedCheck; 12] = [
         ("fresh mmap faulted in by the device", fresh_mmap),
         ("malloc'ed and stack buffers", malloc_and_stack),
         ("2 MiB and 1 GiB huge pages", huge_pages),
