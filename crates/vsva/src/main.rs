@@ -1,10 +1,14 @@
 //! The `vsva` command.
 //!
-//! * `vsva demo [--json]` — runs the demonstration of what vsva can do so far and prints a
-//!   report (one line per check, then counters); exit status 0 only if every check passed.
+//! * `vsva demo [--json]` — the SVA demo: a userspace program on a host with a VT-d IOMMU and
+//!   a PASID/ATS/PRI DMA device runs its checks; one line per check, then counters. Exit
+//!   status 0 only if every check passed.
+//! * `vsva foundation [--json]` — the foundation walkthrough: a process faulting pages in,
+//!   its page walk explained, huge pages, fork/COW with an MMU notifier, a nested walk.
 
-mod demo;
+mod foundation;
 mod report;
+mod sva;
 
 use clap::{Parser, Subcommand};
 
@@ -21,8 +25,14 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the demonstration and print a report.
+    /// Run the SVA demo and print its report.
     Demo {
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Walk through the foundation: memory, page tables, the memory manager.
+    Foundation {
         /// Print one JSON object instead of text.
         #[arg(long)]
         json: bool,
@@ -31,18 +41,17 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    match cli.command {
-        Command::Demo { json } => {
-            let report = demo::run()?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&report.to_json())?);
-            } else {
-                print!("{}", report.to_text());
-            }
-            if !report.all_passed() {
-                std::process::exit(1);
-            }
-        }
+    let (report, json) = match cli.command {
+        Command::Demo { json } => (sva::run()?, json),
+        Command::Foundation { json } => (foundation::run()?, json),
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report.to_json())?);
+    } else {
+        print!("{}", report.to_text());
+    }
+    if !report.all_passed() {
+        std::process::exit(1);
     }
     Ok(())
 }

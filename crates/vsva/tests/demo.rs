@@ -1,59 +1,85 @@
-//! `vsva demo` end to end: the command's JSON report, as a user scripting it would read it.
+//! The `vsva` command end to end: the reports, as a user scripting them would read them.
 
 use std::process::Command;
 
-#[test]
-fn demo_json_reports_every_check_passed() {
-    let out = Command::new(env!("CARGO_BIN_EXE_vsva"))
-        .args(["demo", "--json"])
+fn run(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_vsva"))
+        .args(args)
         .output()
-        .expect("run vsva");
+        .expect("run vsva")
+}
+
+fn json(args: &[&str]) -> serde_json::Value {
+    let out = run(args);
     assert!(
         out.status.success(),
         "stderr: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    serde_json::from_slice(&out.stdout).expect("one JSON object")
+}
+
+#[test]
+fn demo_json_reports_every_sva_check_and_the_counters() {
+    let v = json(&["demo", "--json"]);
     let checks = v["checks"].as_array().expect("checks array");
-    assert!(checks.len() >= 10);
+    assert_eq!(checks.len(), 12);
     for c in checks {
         assert!(c["name"].is_string() && c["detail"].is_string());
         assert_eq!(c["passed"], true, "{c}");
     }
     let names: Vec<&str> = checks.iter().filter_map(|c| c["name"].as_str()).collect();
     for expected in [
-        "first write faults in a zeroed page",
-        "fork shares pages copy-on-write",
-        "nested 4+4 walk makes 24 memory references",
+        "fresh mmap faulted in by the device",
+        "munmap with live ATC entries: next DMA faults",
+        "two devices bound to one process share its PASID",
     ] {
-        assert!(
-            names.contains(&expected),
-            "missing check {expected:?} in {names:?}"
-        );
+        assert!(names.contains(&expected), "missing check {expected:?}");
     }
-    assert_eq!(v["counters"]["walk4_refs"], 4);
-    assert_eq!(v["counters"]["nested_walk_refs"], 24);
-    assert_eq!(v["counters"]["cow_copies"], 1);
+    for counter in [
+        "ats_translations",
+        "atc_hits",
+        "page_requests",
+        "page_group_responses",
+        "iotlb_invalidations",
+        "devtlb_invalidations",
+        "dma_bytes",
+    ] {
+        assert!(v["counters"][counter].as_u64().unwrap() > 0, "{counter}");
+    }
+    assert_eq!(
+        v["counters"]["page_requests"],
+        v["counters"]["page_group_responses"]
+    );
 }
 
 #[test]
-fn demo_text_report_lists_checks_and_counters() {
-    let out = Command::new(env!("CARGO_BIN_EXE_vsva"))
-        .arg("demo")
-        .output()
-        .expect("run vsva");
+fn demo_text_report_has_a_line_per_check_then_counters() {
+    let out = run(&["demo"]);
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("== checks: "));
-    assert!(text.contains("== counters"));
+    assert!(text.contains("== checks: 12 of 12 passed"));
+    let counters_at = text.find("== counters").expect("counters");
+    assert!(text.find("== checks").unwrap() < counters_at);
     assert!(!text.contains("FAIL"));
 }
 
 #[test]
+fn foundation_walkthrough_reports_its_checks() {
+    let v = json(&["foundation", "--json"]);
+    let names: Vec<&str> = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    assert!(names.contains(&"nested 4+4 walk makes 24 memory references"));
+    assert_eq!(v["counters"]["walk4_refs"], 4);
+    assert_eq!(v["counters"]["nested_walk_refs"], 24);
+    assert_eq!(v["all_passed"], true);
+}
+
+#[test]
 fn unknown_subcommand_is_a_usage_error() {
-    let out = Command::new(env!("CARGO_BIN_EXE_vsva"))
-        .arg("frobnicate")
-        .output()
-        .expect("run vsva");
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(run(&["frobnicate"]).status.code(), Some(2));
 }

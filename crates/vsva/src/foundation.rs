@@ -1,4 +1,4 @@
-//! The foundation demo: a process faulting pages in, its page walk explained, huge pages,
+//! The foundation walkthrough (`vsva foundation`): a process faulting pages in, its page walk explained, huge pages,
 //! permission rules, fork with copy-on-write heard by an MMU notifier, and a guest process's
 //! page table walked nested through a VT-d second stage.
 
