@@ -103,8 +103,20 @@ impl DemoDevice {
         pri_capacity: u32,
         atc_entries: usize,
     ) -> DemoDevice {
+        Self::with_pasid_width(rid, up, pri_capacity, atc_entries, 20)
+    }
+
+    /// Like [`new`](Self::new) with a narrower PASID capability (1..=20 bits).
+    pub fn with_pasid_width(
+        rid: Rid,
+        up: Arc<dyn Upstream>,
+        pri_capacity: u32,
+        atc_entries: usize,
+        pasid_width: u8,
+    ) -> DemoDevice {
         let mut opts = ConfigOptions::new(0x1af4, 0x10f0);
         opts.pri_capacity = pri_capacity.max(1);
+        opts.pasid_width = pasid_width.clamp(1, 20);
         let cfg = ConfigSpace::new(opts).expect("valid default configuration");
         DemoDevice {
             rid,
@@ -153,6 +165,16 @@ impl DemoDevice {
         let mut s = st.stats;
         s.atc_hits = st.atc.stats().hits;
         s
+    }
+
+    /// The PRI status register: (response failure, unexpected PRG index, stopped).
+    pub fn pri_status(&self) -> (bool, bool, bool) {
+        let st = self.lock();
+        (
+            st.cfg.pri_response_failure(),
+            st.cfg.pri_uprgi(),
+            st.cfg.pri_stopped(),
+        )
     }
 
     /// Entries in the ATC.

@@ -109,6 +109,26 @@ impl Platform {
         dev
     }
 
+    /// Plugs a demo device with a `pasid_width`-bit PASID capability in at `rid`.
+    pub fn add_device_with_width(
+        &self,
+        rid: Rid,
+        pri_capacity: u32,
+        atc_entries: usize,
+        pasid_width: u8,
+    ) -> Arc<DemoDevice> {
+        let up: Arc<dyn Upstream> = self.port.clone();
+        let dev = Arc::new(DemoDevice::with_pasid_width(
+            rid,
+            up,
+            pri_capacity,
+            atc_entries,
+            pasid_width,
+        ));
+        self.fabric.plug(dev.clone());
+        dev
+    }
+
     /// The host's IOMMU interrupt handlers: page requests, then recorded faults. Returns how
     /// much work there was.
     pub fn service(&self) -> usize {

@@ -76,6 +76,12 @@ impl IopfQueue {
         let n = self.outstanding.entry(r.dev.raw()).or_insert(0);
         if *n >= limit {
             self.stats.over_limit += 1;
+            if r.last {
+                // The group ends here and is answered Invalid: what it had queued goes.
+                let k = key(r.dev, r.pasid, r.prgi);
+                let dropped = self.partial.remove(&k).map_or(0, |v| v.len());
+                self.release(r.dev, dropped as u32);
+            }
             return Reported::OverLimit;
         }
         *n += 1;
@@ -222,6 +228,13 @@ mod tests {
         }
         assert_eq!(q.report(req(9, true), 4), Reported::OverLimit);
         assert_eq!(q.stats().over_limit, 1);
+        // a last request over the limit closes its group and frees what the group held
+        assert_eq!(q.report(req(3, true), 4), Reported::OverLimit);
+        assert_eq!(
+            q.report(req(3, false), 4),
+            Reported::Partial,
+            "group 3's credit came back"
+        );
         q.abort(Rid::from_raw(0x18), None, true);
         assert_eq!(
             q.report(req(9, false), 4),
