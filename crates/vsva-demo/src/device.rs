@@ -226,9 +226,12 @@ impl DemoDevice {
         let (Some(op), Some(pasid)) = (op, pasid) else {
             return fail(st, DeviceError::BadCommand);
         };
+        // The device never emits a PASID wider than its capability says (PCIe 6.0 §6.20.2.1).
+        let too_wide = !pasid.fits_width(st.cfg.pasid_width() as u32);
         if src.checked_add(len).is_none()
             || dst.checked_add(len).is_none()
             || !st.cfg.pasid_enabled()
+            || too_wide
         {
             return fail(st, DeviceError::BadCommand);
         }

@@ -118,10 +118,11 @@ fn a_pasid_beyond_the_device_width_is_refused() {
     narrow.mmio_write(vsva_demo::regs::LEN, 4096);
     narrow.mmio_write(vsva_demo::regs::DST, 0x1000);
     narrow.mmio_write(vsva_demo::regs::DOORBELL, 1);
-    assert!(matches!(
-        dn.wait(&p),
-        Err(DriverError::Device(DeviceError::BadCommand))
-    ));
+    let r = dn.wait(&p);
+    assert!(
+        matches!(r, Err(DriverError::Device(DeviceError::BadCommand))),
+        "{r:?}"
+    );
 }
 
 #[test]
