@@ -151,6 +151,17 @@ impl Vtd {
 
     /// Carries out one valid descriptor; `Err(())` stops the queue (an error was raised).
     fn execute(&self, st: &mut State, d: &Descriptor) -> Result<(), ()> {
+        if matches!(
+            d,
+            Descriptor::ContextCache { .. }
+                | Descriptor::PasidCache { .. }
+                | Descriptor::Iotlb { .. }
+                | Descriptor::PasidIotlb { .. }
+        ) {
+            // The first-level cache forgets everything; the caches behind it drop exactly
+            // what the descriptor selects.
+            self.micro.invalidate_all();
+        }
         match *d {
             Descriptor::ContextCache {
                 granularity,

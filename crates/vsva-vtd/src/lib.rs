@@ -7,6 +7,7 @@
 //! | [`unit`] | the register file and the translation entry point ([`Vtd`]) |
 //! | [`lookup`] | root -> context -> PASID directory -> PASID entry, with every check |
 //! | [`cache`] | context/PASID-entry cache and IOTLB, sharded, invalidated by descriptors |
+//! | [`microtlb`] | lock-free first-level cache of complete request results |
 //! | [`translate`] | first stage, second stage, nested, pass-through; fault mapping |
 //! | [`fault_log`] | fault recording registers and the fault event |
 //! | [`inval_queue`] | the invalidation queue: descriptors, waits, device-TLB, errors |
@@ -41,6 +42,7 @@ pub mod fuzz;
 pub mod interrupt;
 pub mod inval_queue;
 pub mod lookup;
+pub mod microtlb;
 pub mod prq;
 pub mod request;
 pub mod spec;

@@ -21,6 +21,7 @@ use crate::fault_log::FaultLog;
 use crate::interrupt::{EventRegs, MsiSink};
 use crate::inval_queue::{Stats, StatsSnapshot};
 use crate::lookup::{Resolved, recheck, resolve};
+use crate::microtlb::MicroTlb;
 use crate::request::{Blocked, Request, RequestKind, Translated};
 use crate::spec::fault::{FaultReason, FaultRecord, RequestType};
 use crate::spec::registers::{Fsts, Gcmd, Rtaddr, offset};
@@ -66,6 +67,7 @@ pub struct Vtd {
     pub(crate) devices: Arc<dyn Devices>,
     pub(crate) stats: Stats,
     pub(crate) caches: Caches,
+    pub(crate) micro: MicroTlb,
     state: Mutex<State>,
     /// GSTS.TES.
     pub(crate) enabled: AtomicBool,
@@ -129,6 +131,7 @@ impl Vtd {
             devices,
             stats: Stats::default(),
             caches: Caches::default(),
+            micro: MicroTlb::default(),
             cap: cfg.cap().into_bits(),
             ecap: cfg.ecap().into_bits(),
             state: Mutex::new(State {
@@ -326,12 +329,14 @@ impl Vtd {
             st.regs.gsts.set(Gcmd::TE, on);
             self.enabled.store(on, Ordering::Release);
             self.caches.clear();
+            self.micro.invalidate_all();
         }
         if cmd.contains(Gcmd::SRTP) {
             // Latching the root pointer implies a global context-cache and IOTLB
             // invalidation.
             self.root.store(st.regs.rtaddr, Ordering::Release);
             self.caches.clear();
+            self.micro.invalidate_all();
             st.regs.gsts |= Gcmd::SRTP;
         }
         if cmd.contains(Gcmd::QIE) != status.contains(Gcmd::QIE) {
@@ -370,6 +375,16 @@ impl Vtd {
                 did: 0,
             });
         }
+        if let Some(t) = self.micro.lookup(req) {
+            return Ok(t);
+        }
+        let generation = self.micro.generation();
+        let t = self.translate_slow(req)?;
+        self.micro.fill(req, generation, &t);
+        Ok(t)
+    }
+
+    fn translate_slow(&self, req: &Request) -> Result<Translated, Blocked> {
         let resolved = self.resolve_cached(req)?;
         if req.kind == RequestKind::Translated {
             // A translated request carries an address the unit already translated for a
