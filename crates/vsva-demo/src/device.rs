@@ -17,8 +17,10 @@ use vsva_vtd::{AtsInvalidation, PageRequest, PageRequestOutcome, ResponseCode};
 use crate::fabric::Upstream;
 use crate::regs::{self, DeviceError, Op, Status};
 
-/// Largest piece moved by one DMA.
+/// Largest piece moved through the device's own buffer (pattern, fill, checksum, compare).
 const CHUNK: u64 = 64 * 1024;
+/// Largest piece one copy moves memory to memory (bounded by the translations anyway).
+const COPY_CHUNK: u64 = 2 << 20;
 
 /// Counters of what the device did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -310,7 +312,12 @@ impl DemoDevice {
     /// pages, at most [`CHUNK`] bytes.
     fn chunk(&self, st: &mut State, cmd: &mut Command) -> Step<()> {
         let off = cmd.done;
-        let mut n = (cmd.len - off).min(CHUNK);
+        let limit = if cmd.op == Op::Copy {
+            COPY_CHUNK
+        } else {
+            CHUNK
+        };
+        let mut n = (cmd.len - off).min(limit);
         let priv_ = if cmd.privileged {
             Access::PRIV
         } else {
@@ -353,6 +360,18 @@ impl DemoDevice {
         let pasid = Some(cmd.pasid);
         // Translated-address DMAs: the IOMMU checks the device may use them, then memory.
         let dma = |addr: u64, access: Access| self.up.dma(self.rid, pasid, addr, access);
+        if let (Op::Copy, Some(s), Some(d)) = (cmd.op, src, dst) {
+            // A copy reads and writes memory directly: no bounce through the device.
+            let (Ok(from), Ok(to)) = (dma(s, Access::READ), dma(d, Access::WRITE)) else {
+                return Step::Fail(DeviceError::DmaRefused);
+            };
+            if mem.copy(from, to, n).is_err() {
+                return Step::Fail(DeviceError::DmaRefused);
+            }
+            st.stats.dma_bytes += 2 * n;
+            cmd.done += n;
+            return Step::Ready(());
+        }
         if let Some(s) = src {
             let Ok(hpa) = dma(s, Access::READ) else {
                 return Step::Fail(DeviceError::DmaRefused);
