@@ -6,6 +6,7 @@
 //! * `vsva foundation [--json]` — the foundation walkthrough: a process faulting pages in,
 //!   its page walk explained, huge pages, fork/COW with an MMU notifier, a nested walk.
 
+mod bench;
 mod foundation;
 mod report;
 mod sva;
@@ -37,13 +38,39 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Measure SVA costs against baselines run in the same process.
+    Bench {
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Fewer samples and smaller sizes (under a minute).
+        #[arg(long)]
+        quick: bool,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Command::Bench { json, quick } = cli.command {
+        let metrics = bench::run(quick)?;
+        if json {
+            let map: serde_json::Map<String, serde_json::Value> = metrics
+                .iter()
+                .map(|(k, m)| Ok((k.to_string(), serde_json::to_value(m)?)))
+                .collect::<anyhow::Result<_>>()?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&serde_json::json!({ "metrics": map }))?
+            );
+        } else {
+            print!("{}", bench::table(&metrics));
+        }
+        return Ok(());
+    }
     let (report, json) = match cli.command {
         Command::Demo { json } => (sva::run()?, json),
         Command::Foundation { json } => (foundation::run()?, json),
+        Command::Bench { .. } => unreachable!("handled above"),
     };
     if json {
         println!("{}", serde_json::to_string_pretty(&report.to_json())?);

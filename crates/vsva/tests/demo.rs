@@ -83,3 +83,27 @@ fn foundation_walkthrough_reports_its_checks() {
 fn unknown_subcommand_is_a_usage_error() {
     assert_eq!(run(&["frobnicate"]).status.code(), Some(2));
 }
+
+#[test]
+fn bench_quick_json_has_every_metric_with_its_baseline() {
+    // Structure only: no assertion on any time.
+    let v = json(&["bench", "--quick", "--json"]);
+    let m = v["metrics"].as_object().expect("metrics object");
+    for name in [
+        "iotlb_hit_ns",
+        "atc_hit_ns",
+        "walk4_ns",
+        "nested_walk_ns",
+        "sva_dma_copy_gbps",
+        "iopf_roundtrip_us",
+        "invalidation_us",
+        "pasid_scale",
+        "thread_scale",
+    ] {
+        let x = &m[name];
+        assert!(x["value"].as_f64().is_some_and(|v| v > 0.0), "{name}: {x}");
+        assert!(x["unit"].is_string(), "{name}");
+    }
+    assert!(m["iotlb_hit_ns"]["baseline"].as_f64().is_some());
+    assert!(m["sva_dma_copy_gbps"]["ratio"].as_f64().is_some());
+}

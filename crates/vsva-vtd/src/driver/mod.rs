@@ -513,6 +513,42 @@ impl VtdDriver {
         })
     }
 
+    /// Points many PASIDs of `rid`, none of them attached yet, at one domain. A not-present
+    /// entry is never cached unless the unit is in caching mode (CAP.CM), so making entries
+    /// present needs no invalidation except then — one global PASID-cache invalidation for
+    /// the whole batch (§6.5.3.3).
+    ///
+    /// # Errors
+    /// As [`attach_pasid`](Self::attach_pasid); a PASID already attached gives
+    /// [`DriverError::Unsupported`] and stops the batch.
+    pub fn attach_new_pasids(
+        &self,
+        rid: Rid,
+        pasids: &mut dyn Iterator<Item = Pasid>,
+        domain: &Domain,
+    ) -> Result<usize> {
+        self.with_state(|st| {
+            let q = domain.entry().to_qwords();
+            let mut n = 0;
+            for pasid in pasids {
+                let slot = self.pasid_slot(st, rid, pasid.raw())?;
+                if self.mem.load_u64(slot)? & 1 != 0 {
+                    return Err(DriverError::Unsupported(
+                        "attaching an attached PASID in a batch",
+                    ));
+                }
+                for i in (0..8).rev() {
+                    self.mem.store_u64(slot + 8 * i as u64, q[i])?;
+                }
+                n += 1;
+            }
+            if self.cap.cm() {
+                self.submit(st, &[encode::pasid_cache(3, 0, 0)])?;
+            }
+            Ok(n)
+        })
+    }
+
     /// Clears (`rid`, `pasid`)'s PASID entry: the PASID translates nothing afterwards.
     ///
     /// # Errors

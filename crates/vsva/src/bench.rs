@@ -1,0 +1,674 @@
+//! `vsva bench`: each SVA cost measured next to a baseline of the physical operation it stands
+//! for, in the same process and run, as the median of repeated samples after a warm-up.
+//! Every measurement checks its own result (a checksum, a translation, a fault really
+//! resolved), so a fast wrong answer cannot pass.
+
+use std::collections::HashMap;
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail, ensure};
+use serde::Serialize;
+use vsva_demo::driver::{Command, DemoDriver};
+use vsva_demo::platform::Platform;
+use vsva_demo::regs::{self, Op};
+use vsva_mem::{Access, FrameAllocator, PageSize, Pasid, PhysMem, PhysMemory, PhysWindow, Rid, Va};
+use vsva_mm::{MapFlags, Prot};
+use vsva_pcie::{Atc, AtcEntry, AtcLookup, TranslationFlags};
+use vsva_pgtable::nested::{Stage2, nested_walk};
+use vsva_pgtable::vtd_ss::VtdSecondStage;
+use vsva_pgtable::walk::Direct;
+use vsva_pgtable::x86::X86Paging;
+use vsva_pgtable::{PageTable, Perm, walk};
+use vsva_vtd::driver::Domain;
+use vsva_vtd::{Request, RequestKind, VtdConfig};
+
+const MIB: u64 = 1 << 20;
+
+/// One metric.
+#[derive(Debug, Clone, Serialize)]
+pub struct Metric {
+    pub value: f64,
+    pub unit: &'static str,
+    pub baseline: Option<f64>,
+    pub ratio: Option<f64>,
+    /// What the target is, in words (for the text table).
+    #[serde(skip)]
+    pub target: &'static str,
+    /// Whether the target is met.
+    #[serde(skip)]
+    pub met: Option<bool>,
+    /// Extra facts (memory references, counts).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// How hard to measure.
+#[derive(Debug, Clone, Copy)]
+pub struct Effort {
+    samples: usize,
+    quick: bool,
+}
+
+impl Effort {
+    pub fn new(quick: bool) -> Effort {
+        Effort {
+            samples: if quick { 5 } else { 11 },
+            quick,
+        }
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+/// Nanoseconds per call of `f`, median over samples of `iters` calls each, after a warm-up.
+fn ns_per_op(e: Effort, iters: u64, mut f: impl FnMut(u64)) -> f64 {
+    for i in 0..iters {
+        f(i);
+    }
+    let samples = (0..e.samples)
+        .map(|_| {
+            let t = Instant::now();
+            for i in 0..iters {
+                f(i);
+            }
+            t.elapsed().as_nanos() as f64 / iters as f64
+        })
+        .collect();
+    median(samples)
+}
+
+/// The baseline of the lookup metrics: `HashMap<u64, u64>::get` over 64 keys.
+fn hashmap_ns(e: Effort) -> f64 {
+    let map: HashMap<u64, u64> = (0..64u64)
+        .map(|i| (0x7f00_0000_0000 + i * 4096, i))
+        .collect();
+    ns_per_op(e, 200_000, |i| {
+        black_box(map.get(&black_box(0x7f00_0000_0000 + (i % 64) * 4096)));
+    })
+}
+
+fn ratio_metric(
+    value: f64,
+    unit: &'static str,
+    baseline: f64,
+    target: &'static str,
+    met: bool,
+) -> Metric {
+    Metric {
+        value,
+        unit,
+        baseline: Some(baseline),
+        ratio: Some(value / baseline),
+        target,
+        met: Some(met),
+        note: None,
+    }
+}
+
+/// A platform with one demo device (ATC of `atc` entries) probed and a process bound to it.
+struct Rig {
+    p: Platform,
+    drv: DemoDriver,
+    proc_: Arc<vsva_mm::Process>,
+    ctx: vsva_demo::driver::Context,
+}
+
+fn rig(atc: usize) -> Result<Rig> {
+    let p = Platform::new(64 << 30, VtdConfig::default())?;
+    let dev = p.add_device(Rid::from_bdf(0, 3, 0)?, 64, atc);
+    let drv = DemoDriver::probe(&p, dev, false)?;
+    let proc_ = p.mm.spawn()?;
+    let ctx = drv.open(&p, &proc_)?;
+    Ok(Rig { p, drv, proc_, ctx })
+}
+
+fn iotlb_hit(e: Effort, base: f64) -> Result<Metric> {
+    let r = rig(64)?;
+    let va = r
+        .proc_
+        .mmap(None, 64 * 4096, Prot::RW, MapFlags::POPULATE)?;
+    let rid = r.drv.device().rid();
+    let req = |i: u64| Request {
+        rid,
+        pasid: Some(r.ctx.pasid()),
+        addr: va.raw() + (i % 64) * 4096,
+        access: Access::READ,
+        kind: RequestKind::Untranslated,
+    };
+    for i in 0..64 {
+        let t =
+            r.p.vtd
+                .translate(&req(i))
+                .ok()
+                .context("warm translation")?;
+        let cpu = r
+            .proc_
+            .translate(Va::new(req(i).addr), Access::READ)
+            .ok()
+            .context("CPU view")?;
+        ensure!(
+            t.addr == cpu.output,
+            "the IOMMU and the CPU disagree on {:#x}",
+            req(i).addr
+        );
+    }
+    let ns = ns_per_op(e, 200_000, |i| {
+        black_box(r.p.vtd.translate(&req(black_box(i))).ok());
+    });
+    Ok(ratio_metric(
+        ns,
+        "ns",
+        base,
+        "<= 1.5x and <= 20 ns",
+        ns <= 1.5 * base && ns <= 20.0,
+    ))
+}
+
+fn atc_hit(e: Effort, base: f64) -> Result<Metric> {
+    let mut atc = Atc::with_capacity(64);
+    let pasid = Some(Pasid::new(1)?);
+    for i in 0..64u64 {
+        atc.insert(
+            pasid,
+            0x7f00_0000_0000 + i * 4096,
+            PageSize::Size4K,
+            AtcEntry {
+                translated: 0x1000_0000 + i * 4096,
+                flags: TranslationFlags::READ | TranslationFlags::WRITE,
+            },
+        )?;
+    }
+    ensure!(
+        matches!(
+            atc.lookup(pasid, 0x7f00_0000_0010, Access::READ),
+            AtcLookup::Hit {
+                translated: 0x1000_0010,
+                ..
+            }
+        ),
+        "ATC does not hit"
+    );
+    let ns = ns_per_op(e, 200_000, |i| {
+        black_box(atc.lookup(
+            pasid,
+            black_box(0x7f00_0000_0000 + (i % 64) * 4096),
+            Access::READ,
+        ));
+    });
+    Ok(ratio_metric(ns, "ns", base, "<= 1.0x", ns <= base))
+}
+
+fn walks(e: Effort, base: f64) -> Result<(Metric, Metric)> {
+    let host = Arc::new(PhysMemory::new(1 << 30)?);
+    let dynmem: Arc<dyn PhysMem> = host.clone();
+    let frames = Arc::new(FrameAllocator::new(dynmem.clone(), 0, 256 * MIB));
+    let fmt = X86Paging::default();
+    let pt = PageTable::new(fmt, frames.clone())?;
+    let va = 0x7f00_0000_0000u64;
+    for p in 0..64 {
+        pt.map(
+            va + p * 4096,
+            0x1000_0000 + p * 4096,
+            PageSize::Size4K,
+            Perm::USER_RW,
+        )?;
+        pt.walk(va + p * 4096, Access::READ | Access::WRITE)
+            .ok()
+            .context("warm walk")?;
+    }
+    let root = pt.root();
+    let w = walk(
+        &fmt,
+        host.as_ref(),
+        root,
+        va,
+        Access::READ,
+        &mut Direct,
+        &mut (),
+    )
+    .ok()
+    .context("walk")?;
+    ensure!(w.refs == 4 && w.output == 0x1000_0000, "walk4: {w:?}");
+    let walk4 = ns_per_op(e, 200_000, |i| {
+        black_box(
+            walk(
+                &fmt,
+                host.as_ref(),
+                root,
+                black_box(va + (i % 64) * 4096),
+                Access::READ,
+                &mut Direct,
+                &mut (),
+            )
+            .ok(),
+        );
+    });
+    let ram_hpa = 512 * MIB;
+    let ram: Arc<dyn PhysMem> = Arc::new(PhysWindow::new(dynmem, ram_hpa, 64 * MIB)?);
+    let s2 = PageTable::new(VtdSecondStage::four_level(), frames)?;
+    let mut gpa = 0;
+    while gpa < 64 * MIB {
+        s2.map(gpa, ram_hpa + gpa, PageSize::Size4K, Perm::RW)?;
+        gpa += 4096;
+    }
+    let s1 = PageTable::new(fmt, Arc::new(FrameAllocator::new(ram, 16 * MIB, 64 * MIB)))?;
+    for p in 0..64 {
+        s1.map(va + p * 4096, p * 4096, PageSize::Size4K, Perm::USER_RW)?;
+    }
+    let stage2 = Stage2 {
+        format: s2.format(),
+        mem: host.as_ref(),
+        root: s2.root(),
+    };
+    for p in 0..64 {
+        nested_walk(
+            &fmt,
+            s1.root(),
+            &stage2,
+            va + p * 4096,
+            Access::READ | Access::WRITE,
+        )
+        .ok()
+        .context("warm nested")?;
+    }
+    let n = nested_walk(&fmt, s1.root(), &stage2, va, Access::READ)
+        .ok()
+        .context("nested")?;
+    ensure!(n.refs == 24 && n.output == ram_hpa, "nested: {n:?}");
+    let s1_root = s1.root();
+    let nested = ns_per_op(e, 100_000, |i| {
+        black_box(
+            nested_walk(
+                &fmt,
+                s1_root,
+                &stage2,
+                black_box(va + (i % 64) * 4096),
+                Access::READ,
+            )
+            .ok(),
+        );
+    });
+    let mut m4 = ratio_metric(walk4, "ns", base, "<= 40 ns", walk4 <= 40.0);
+    m4.note = Some(format!("{} references", w.refs));
+    let mut mn = ratio_metric(nested, "ns", base, "<= 150 ns", nested <= 150.0);
+    mn.note = Some(format!("{} references", n.refs));
+    Ok((m4, mn))
+}
+
+fn sva_copy(e: Effort) -> Result<Metric> {
+    let len = 64 * MIB;
+    let r = rig(4096)?;
+    let src = r.proc_.mmap(None, len, Prot::RW, MapFlags::HUGE_2M)?;
+    let dst = r.proc_.mmap(None, len, Prot::RW, MapFlags::HUGE_2M)?;
+    // fault in and warm: the device writes a pattern into both
+    for b in [src, dst] {
+        r.drv.run(
+            &r.p,
+            &r.ctx,
+            &Command {
+                op: Op::WritePattern,
+                src: 0,
+                dst: b.raw(),
+                len,
+                pattern: 5,
+                privileged: false,
+            },
+        )?;
+    }
+    r.drv.run(
+        &r.p,
+        &r.ctx,
+        &Command {
+            op: Op::Fill,
+            src: 0,
+            dst: dst.raw(),
+            len,
+            pattern: 0,
+            privileged: false,
+        },
+    )?;
+    let copy = Command {
+        op: Op::Copy,
+        src: src.raw(),
+        dst: dst.raw(),
+        len,
+        pattern: 0,
+        privileged: false,
+    };
+    r.drv.run(&r.p, &r.ctx, &copy)?;
+    let samples: Vec<f64> = (0..e.samples)
+        .map(|_| {
+            let t = Instant::now();
+            let ok = r.drv.run(&r.p, &r.ctx, &copy).is_ok();
+            let s = t.elapsed().as_secs_f64();
+            if ok { len as f64 / s / 1e9 } else { 0.0 }
+        })
+        .collect();
+    let gbps = median(samples);
+    // verify: the device compares the two buffers, and the CPU spot-checks one page
+    let mismatch = r.drv.run(
+        &r.p,
+        &r.ctx,
+        &Command {
+            op: Op::Compare,
+            src: src.raw(),
+            dst: dst.raw(),
+            len,
+            pattern: 0,
+            privileged: false,
+        },
+    )?;
+    ensure!(mismatch == u64::MAX, "copy differs at {mismatch}");
+    let mut page = vec![0u8; 4096];
+    r.proc_
+        .read_bytes(Va::new(dst.raw() + len / 2), &mut page)?;
+    ensure!(
+        page.iter()
+            .enumerate()
+            .all(|(i, &b)| b == regs::pattern_byte(5, len / 2 + i as u64)),
+        "copied data wrong"
+    );
+    // baseline: memcpy of the same bytes
+    let a = vec![7u8; len as usize];
+    let mut b = vec![0u8; len as usize];
+    b.copy_from_slice(&a);
+    let base = median(
+        (0..e.samples)
+            .map(|_| {
+                let t = Instant::now();
+                b.copy_from_slice(black_box(&a));
+                black_box(&b);
+                len as f64 / t.elapsed().as_secs_f64() / 1e9
+            })
+            .collect(),
+    );
+    Ok(ratio_metric(
+        gbps,
+        "GB/s",
+        base,
+        ">= 0.9x memcpy",
+        gbps >= 0.9 * base,
+    ))
+}
+
+fn iopf_roundtrip(e: Effort) -> Result<Metric> {
+    let pages = if e.quick { 1024u64 } else { 4096 };
+    let r = rig(256)?;
+    let mut samples = vec![];
+    for _ in 0..e.samples.min(5) {
+        let buf = r
+            .proc_
+            .mmap(None, pages * 4096, Prot::RW, MapFlags::empty())?;
+        let before = r.drv.device().stats().page_requests;
+        let t = Instant::now();
+        r.drv.run(
+            &r.p,
+            &r.ctx,
+            &Command {
+                op: Op::WritePattern,
+                src: 0,
+                dst: buf.raw(),
+                len: pages * 4096,
+                pattern: 9,
+                privileged: false,
+            },
+        )?;
+        let us = t.elapsed().as_secs_f64() * 1e6 / pages as f64;
+        let prs = r.drv.device().stats().page_requests - before;
+        ensure!(prs == pages, "{prs} page requests for {pages} fresh pages");
+        let mut b = [0u8; 1];
+        r.proc_
+            .read_bytes(Va::new(buf.raw() + (pages - 1) * 4096), &mut b)?;
+        ensure!(
+            b[0] == regs::pattern_byte(9, (pages - 1) * 4096),
+            "fault not really resolved"
+        );
+        r.proc_.munmap(buf, pages * 4096)?;
+        samples.push(us);
+    }
+    let us = median(samples);
+    // baseline: a CPU minor write fault — a fresh anonymous mapping of the host, touched
+    // once per page (each first write faults a zeroed page in)
+    let mut base_samples = vec![];
+    for _ in 0..e.samples.min(5) {
+        let fresh = PhysMemory::new(pages * 4096)?;
+        let t = Instant::now();
+        for p in 0..pages {
+            fresh.store_u64(p * 4096, p)?;
+        }
+        base_samples.push(t.elapsed().as_secs_f64() * 1e6 / pages as f64);
+        ensure!(
+            fresh.load_u64((pages - 1) * 4096)? == pages - 1,
+            "baseline write lost"
+        );
+    }
+    let base = median(base_samples);
+    let mut m = ratio_metric(us, "us", base, "<= 3x a CPU minor fault", us <= 3.0 * base);
+    m.note = Some(format!("{pages} fresh pages per sample"));
+    Ok(m)
+}
+
+fn invalidation(e: Effort) -> Result<Metric> {
+    let r = rig(256)?;
+    let rounds = if e.quick { 200 } else { 1000 };
+    let dev = r.drv.device().clone();
+    let mut samples = Vec::with_capacity(rounds);
+    for _ in 0..rounds {
+        let va = r.proc_.mmap(None, 4096, Prot::RW, MapFlags::POPULATE)?;
+        r.drv.run(
+            &r.p,
+            &r.ctx,
+            &Command {
+                op: Op::ReadChecksum,
+                src: va.raw(),
+                dst: 0,
+                len: 4096,
+                pattern: 0,
+                privileged: false,
+            },
+        )?;
+        let inv = dev.stats().atc_invalidations;
+        let t = Instant::now();
+        r.proc_.munmap(va, 4096)?;
+        samples.push(t.elapsed().as_secs_f64() * 1e6);
+        ensure!(
+            dev.stats().atc_invalidations > inv,
+            "the device was not told"
+        );
+    }
+    let us = median(samples);
+    Ok(Metric {
+        value: us,
+        unit: "us",
+        baseline: None,
+        ratio: None,
+        target: "<= 5 us",
+        met: Some(us <= 5.0),
+        note: None,
+    })
+}
+
+fn pasid_scale(e: Effort) -> Result<Metric> {
+    let total: u32 = if e.quick { 1 << 16 } else { 1 << 20 };
+    let devices = 64u32;
+    let measure = |n_pasids: u32, n_devices: u32| -> Result<f64> {
+        let p = Platform::new(64 << 30, VtdConfig::default())?;
+        let mm = p.mm.clone();
+        let proc_ = mm.spawn()?;
+        let va = proc_.mmap(None, 64 * 4096, Prot::RW, MapFlags::POPULATE)?;
+        let root = proc_.page_table_root().context("root")?;
+        let per_dev = (n_pasids / n_devices).max(1);
+        let mut rids = vec![];
+        for d in 0..n_devices {
+            let rid = Rid::from_raw(0x100 + d as u16);
+            p.vtd_driver.attach_device(
+                rid,
+                vsva_vtd::driver::DeviceOptions {
+                    pasid: true,
+                    ats: false,
+                    pri: false,
+                },
+            )?;
+            let dom = Domain::FirstStage {
+                did: 1,
+                root,
+                levels: 4,
+                supervisor: false,
+                write_protect: true,
+            };
+            let mut it = (1..=per_dev).filter_map(|x| Pasid::new(x).ok());
+            p.vtd_driver.attach_new_pasids(rid, &mut it, &dom)?;
+            rids.push(rid);
+        }
+        // 64 hot translations spread over devices and PASIDs
+        let req = |i: u64| Request {
+            rid: rids[(i as usize * 7) % rids.len()],
+            pasid: Pasid::new(1 + ((i as u32).wrapping_mul(2_654_435_761) % per_dev)).ok(),
+            addr: va.raw() + (i % 64) * 4096,
+            access: Access::READ,
+            kind: RequestKind::Untranslated,
+        };
+        for i in 0..64 {
+            p.vtd.translate(&req(i)).ok().context("warm")?;
+        }
+        Ok(ns_per_op(e, 200_000, |i| {
+            black_box(p.vtd.translate(&req(i % 64)).ok());
+        }))
+    };
+    let many = measure(total, devices)?;
+    let one = measure(1, 1)?;
+    let ratio = many / one;
+    Ok(Metric {
+        value: ratio,
+        unit: "x",
+        baseline: Some(one),
+        ratio: Some(ratio),
+        target: "<= 1.5x",
+        met: Some(ratio <= 1.5),
+        note: Some(format!(
+            "{many:.1} ns with {total} PASIDs over {devices} devices, {one:.1} ns with 1"
+        )),
+    })
+}
+
+fn thread_scale(e: Effort) -> Result<Metric> {
+    let p = Arc::new(Platform::new(64 << 30, VtdConfig::default())?);
+    let mut work = vec![];
+    for d in 0..2u8 {
+        let dev = p.add_device(Rid::from_bdf(0, 3 + d, 0)?, 64, 256);
+        let drv = DemoDriver::probe(&p, dev, false)?;
+        let proc_ = p.mm.spawn()?;
+        let ctx = drv.open(&p, &proc_)?;
+        let len = 256 * 1024;
+        let src = proc_.mmap(None, len, Prot::RW, MapFlags::POPULATE)?;
+        let dst = proc_.mmap(None, len, Prot::RW, MapFlags::POPULATE)?;
+        let copy = Command {
+            op: Op::Copy,
+            src: src.raw(),
+            dst: dst.raw(),
+            len,
+            pattern: 0,
+            privileged: false,
+        };
+        drv.run(&p, &ctx, &copy)?;
+        work.push((drv, ctx, copy, proc_));
+    }
+    let iters = if e.quick { 2000 } else { 10_000 };
+    let work = Arc::new(work);
+    let run = |threads: usize| -> f64 {
+        let t = Instant::now();
+        std::thread::scope(|s| {
+            for w in 0..threads {
+                let (p, work) = (&p, &work);
+                s.spawn(move || {
+                    let (drv, ctx, copy, _) = &work[w];
+                    for _ in 0..iters {
+                        if drv.run(p, ctx, copy).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (threads as f64 * iters as f64 * 256.0 * 1024.0) / t.elapsed().as_secs_f64()
+    };
+    let one = median((0..e.samples.min(5)).map(|_| run(1)).collect());
+    let two = median((0..e.samples.min(5)).map(|_| run(2)).collect());
+    let ratio = two / one;
+    Ok(Metric {
+        value: ratio,
+        unit: "x",
+        baseline: Some(one / 1e9),
+        ratio: Some(ratio),
+        target: ">= 1.7x",
+        met: Some(ratio >= 1.7),
+        note: Some(format!(
+            "{:.1} GB/s with 1 thread, {:.1} GB/s with 2 (nproc {})",
+            one / 1e9,
+            two / 1e9,
+            std::thread::available_parallelism().map_or(0, |n| n.get())
+        )),
+    })
+}
+
+/// Runs every metric.
+pub fn run(quick: bool) -> Result<Vec<(&'static str, Metric)>> {
+    let e = Effort::new(quick);
+    let base = hashmap_ns(e);
+    let mut out = vec![];
+    out.push(("iotlb_hit_ns", iotlb_hit(e, base)?));
+    out.push(("atc_hit_ns", atc_hit(e, base)?));
+    let (w4, wn) = walks(e, base)?;
+    out.push(("walk4_ns", w4));
+    out.push(("nested_walk_ns", wn));
+    out.push(("sva_dma_copy_gbps", sva_copy(e)?));
+    out.push(("iopf_roundtrip_us", iopf_roundtrip(e)?));
+    out.push(("invalidation_us", invalidation(e)?));
+    out.push(("pasid_scale", pasid_scale(e)?));
+    out.push(("thread_scale", thread_scale(e)?));
+    if out.is_empty() {
+        bail!("no metric ran");
+    }
+    Ok(out)
+}
+
+/// The text table.
+pub fn table(metrics: &[(&'static str, Metric)]) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{:<20} {:>12} {:<5} {:>12} {:>8}  target",
+        "metric", "value", "unit", "baseline", "ratio"
+    );
+    for (name, m) in metrics {
+        let _ = writeln!(
+            s,
+            "{:<20} {:>12.2} {:<5} {:>12} {:>8}  {:<26} {}{}",
+            name,
+            m.value,
+            m.unit,
+            m.baseline.map_or("-".into(), |b| format!("{b:.2}")),
+            m.ratio.map_or("-".into(), |r| format!("{r:.2}")),
+            m.target,
+            match m.met {
+                Some(true) => "met",
+                Some(false) => "MISSED",
+                None => "",
+            },
+            m.note
+                .as_ref()
+                .map_or(String::new(), |n| format!("  ({n})")),
+        );
+    }
+    let _ = writeln!(
+        s,
+        "not measured yet: vsva_iopf_roundtrip_us (needs the vSVA issue), ioas_map_pages_per_s (needs iommufd)"
+    );
+    s
+}
