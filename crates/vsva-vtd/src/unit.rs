@@ -358,7 +358,17 @@ impl Vtd {
     ///
     /// # Errors
     /// [`Blocked`] with the spec's reason.
+    #[inline]
     pub fn translate(&self, req: &Request) -> Result<Translated, Blocked> {
+        if let Some(t) = self.micro.lookup(req) {
+            return Ok(t);
+        }
+        self.translate_miss(req)
+    }
+
+    /// Everything but a first-level hit (kept out of line so the hit path stays small).
+    #[inline(never)]
+    fn translate_miss(&self, req: &Request) -> Result<Translated, Blocked> {
         if !self.enabled.load(Ordering::Acquire) {
             // Translation disabled: requests without PASID pass untranslated (§3.2);
             // requests with PASID have nothing to be translated through.
@@ -374,9 +384,6 @@ impl Vtd {
                 perm: Perm::all(),
                 did: 0,
             });
-        }
-        if let Some(t) = self.micro.lookup(req) {
-            return Ok(t);
         }
         let generation = self.micro.generation();
         let t = self.translate_slow(req)?;

@@ -390,3 +390,42 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_front_hit_never_outlives_an_invalidation_or_a_replacement() {
+    let mut atc = Atc::with_capacity(8);
+    let p = Some(Pasid::new(1).unwrap());
+    let e = |t| AtcEntry {
+        translated: t,
+        flags: TranslationFlags::READ | TranslationFlags::WRITE,
+    };
+    atc.insert(p, 0x20_0000, PageSize::Size2M, e(0x4000_0000))
+        .unwrap();
+    // the first lookup fills the front, the second is served by it
+    for _ in 0..2 {
+        assert_eq!(
+            atc.lookup(p, 0x21_2345, Access::READ),
+            AtcLookup::Hit {
+                translated: 0x4001_2345,
+                size: PageSize::Size2M
+            }
+        );
+    }
+    atc.invalidate(p, 0x21_2000, 0x1000, false);
+    assert_eq!(atc.lookup(p, 0x21_2345, Access::READ), AtcLookup::Miss);
+    atc.insert(p, 0x20_0000, PageSize::Size2M, e(0x4000_0000))
+        .unwrap();
+    atc.lookup(p, 0x21_2345, Access::READ);
+    atc.insert(p, 0x20_0000, PageSize::Size2M, e(0x8000_0000))
+        .unwrap();
+    assert_eq!(
+        atc.lookup(p, 0x21_2345, Access::READ),
+        AtcLookup::Hit {
+            translated: 0x8001_2345,
+            size: PageSize::Size2M
+        }
+    );
+    atc.lookup(p, 0x21_2345, Access::READ);
+    atc.clear();
+    assert_eq!(atc.lookup(p, 0x21_2345, Access::READ), AtcLookup::Miss);
+}
