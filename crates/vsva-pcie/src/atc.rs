@@ -206,14 +206,17 @@ struct Front {
 
 const FRONT: usize = 256;
 
+#[inline]
 fn front_index(page: u64, tag: u64) -> usize {
     ((page ^ tag.rotate_left(17)).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 56) as usize % FRONT
 }
 
+#[inline]
 fn front_tag(pasid: Option<Pasid>, privileged: bool) -> u64 {
     pasid.map_or(0, |p| p.raw() as u64 + 1) | (privileged as u64) << 32
 }
 
+#[inline]
 fn size_from(code: u8) -> PageSize {
     match code {
         1 => PageSize::Size2M,

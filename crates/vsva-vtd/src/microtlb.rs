@@ -57,6 +57,7 @@ impl Default for MicroTlb {
     }
 }
 
+#[inline]
 fn key(req: &Request) -> u64 {
     let kind = match req.kind {
         RequestKind::Untranslated => 0u64,
@@ -66,6 +67,7 @@ fn key(req: &Request) -> u64 {
     req.rid.raw() as u64 | (req.pasid.map_or(0, |p| p.raw() as u64 + 1)) << 16 | kind << 40
 }
 
+#[inline]
 fn index(page: u64, key: u64) -> usize {
     let h = (page ^ key.rotate_left(29)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     (h >> 52) as usize % SLOTS
@@ -79,6 +81,7 @@ fn size_code(s: PageSize) -> u64 {
     }
 }
 
+#[inline]
 fn size_of(code: u64) -> PageSize {
     match code {
         1 => PageSize::Size2M,
