@@ -399,9 +399,7 @@ impl DemoDevice {
             (op, Some(d)) => {
                 match op {
                     Op::WritePattern => {
-                        for i in 0..n_us {
-                            st.buf[i] = regs::pattern_byte(cmd.pattern, off + i as u64);
-                        }
+                        regs::fill_pattern(cmd.pattern, off, &mut st.buf[..n_us]);
                     }
                     Op::Fill => st.buf[..n_us].fill(cmd.pattern as u8),
                     _ => {}

@@ -282,13 +282,11 @@ impl PhysMem for PhysMemory {
                 return Ok(());
             }
         }
-        let zeros = [0u8; 4096];
-        let mut off = 0;
-        while off < len {
-            let n = (len - off).min(zeros.len() as u64) as usize;
-            self.write(pa + off, &zeros[..n])?;
-            off += n as u64;
-        }
+        let to = (self.base + pa as usize) as *mut u8;
+        // SAFETY: the range lies inside the live mapping (checked above); `write_bytes` is a
+        // memset of plain bytes shared with devices and the CPU model, which are only ever
+        // accessed through raw copies and atomics, never through Rust references.
+        unsafe { std::ptr::write_bytes(to, 0, len as usize) };
         Ok(())
     }
 }

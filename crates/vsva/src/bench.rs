@@ -616,26 +616,63 @@ fn thread_scale(e: Effort) -> Result<Metric> {
     })
 }
 
-/// Runs every metric.
-pub fn run(quick: bool) -> Result<Vec<(&'static str, Metric)>> {
+/// Runs every metric, or only those named in `only` (all when it is empty).
+pub fn run(quick: bool, only: &[String]) -> Result<Vec<(&'static str, Metric)>> {
     let e = Effort::new(quick);
+    let wanted = |name: &str| only.is_empty() || only.iter().any(|o| o == name);
+    for o in only {
+        ensure!(
+            METRICS.contains(&o.as_str()),
+            "unknown metric {o:?}; known: {}",
+            METRICS.join(", ")
+        );
+    }
     let base = hashmap_ns(e);
     let mut out = vec![];
-    out.push(("iotlb_hit_ns", iotlb_hit(e, base)?));
-    out.push(("atc_hit_ns", atc_hit(e, base)?));
-    let (w4, wn) = walks(e, base)?;
-    out.push(("walk4_ns", w4));
-    out.push(("nested_walk_ns", wn));
-    out.push(("sva_dma_copy_gbps", sva_copy(e)?));
-    out.push(("iopf_roundtrip_us", iopf_roundtrip(e)?));
-    out.push(("invalidation_us", invalidation(e)?));
-    out.push(("pasid_scale", pasid_scale(e)?));
-    out.push(("thread_scale", thread_scale(e)?));
+    if wanted("iotlb_hit_ns") {
+        out.push(("iotlb_hit_ns", iotlb_hit(e, base)?));
+    }
+    if wanted("atc_hit_ns") {
+        out.push(("atc_hit_ns", atc_hit(e, base)?));
+    }
+    if wanted("walk4_ns") || wanted("nested_walk_ns") {
+        let (w4, wn) = walks(e, base)?;
+        out.push(("walk4_ns", w4));
+        out.push(("nested_walk_ns", wn));
+    }
+    if wanted("sva_dma_copy_gbps") {
+        out.push(("sva_dma_copy_gbps", sva_copy(e)?));
+    }
+    if wanted("iopf_roundtrip_us") {
+        out.push(("iopf_roundtrip_us", iopf_roundtrip(e)?));
+    }
+    if wanted("invalidation_us") {
+        out.push(("invalidation_us", invalidation(e)?));
+    }
+    if wanted("pasid_scale") {
+        out.push(("pasid_scale", pasid_scale(e)?));
+    }
+    if wanted("thread_scale") {
+        out.push(("thread_scale", thread_scale(e)?));
+    }
     if out.is_empty() {
         bail!("no metric ran");
     }
     Ok(out)
 }
+
+/// The names `run` knows, in the order it runs them.
+pub const METRICS: &[&str] = &[
+    "iotlb_hit_ns",
+    "atc_hit_ns",
+    "walk4_ns",
+    "nested_walk_ns",
+    "sva_dma_copy_gbps",
+    "iopf_roundtrip_us",
+    "invalidation_us",
+    "pasid_scale",
+    "thread_scale",
+];
 
 /// The text table.
 pub fn table(metrics: &[(&'static str, Metric)]) -> String {

@@ -46,13 +46,16 @@ enum Command {
         /// Fewer samples and smaller sizes (under a minute).
         #[arg(long)]
         quick: bool,
+        /// Run only this metric (repeatable), e.g. `--only invalidation_us`.
+        #[arg(long)]
+        only: Vec<String>,
     },
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    if let Command::Bench { json, quick } = cli.command {
-        let metrics = bench::run(quick)?;
+    if let Command::Bench { json, quick, only } = cli.command {
+        let metrics = bench::run(quick, &only)?;
         if json {
             let map: serde_json::Map<String, serde_json::Value> = metrics
                 .iter()
