@@ -183,6 +183,11 @@ impl FrameAllocator {
     /// [`FrameError::OutOfMemory`] when no block of that size is free.
     pub fn alloc_zeroed(&self, size: PageSize) -> Result<u64, FrameError> {
         let pa = self.alloc(size)?;
+        if size != PageSize::Size4K {
+            // before zeroing: zeroing drops the host pages, and the next touch then faults
+            // in host huge pages
+            self.mem.advise_huge(pa, size.bytes());
+        }
         if let Err(e) = self.mem.zero(pa, size.bytes()) {
             let _ = self.free(pa);
             return Err(e.into());

@@ -109,6 +109,14 @@ pub trait PhysMem: Send + Sync {
     /// [`MemError::OutOfRange`] (and nothing is written).
     fn zero(&self, pa: u64, len: u64) -> Result<()>;
 
+    /// Hints that `[pa, pa + len)` is used as one huge frame. Memory backed by host pages
+    /// may back it with host huge pages, as a VMM backs guest RAM with hugetlbfs or THP, so
+    /// that DMA across the frame does not pay a host TLB miss every 4 KiB. Contents are not
+    /// changed and nothing fails: a hint the host cannot take is dropped.
+    fn advise_huge(&self, pa: u64, len: u64) {
+        let _ = (pa, len);
+    }
+
     /// Copies `len` bytes from `src` to `dst` inside this memory (ranges may overlap, as with
     /// `memmove`) — a DMA engine's copy, without a bounce buffer where the memory allows.
     ///
@@ -267,6 +275,19 @@ impl PhysMem for PhysMemory {
         // through Rust references.
         unsafe { std::ptr::copy(from, to, len as usize) };
         Ok(())
+    }
+
+    fn advise_huge(&self, pa: u64, len: u64) {
+        const HUGE: u64 = 2 << 20;
+        let host = self.base as u64 + pa;
+        if check_range(self.size, pa, len).is_err() || host % HUGE != 0 || len % HUGE != 0 {
+            return;
+        }
+        // SAFETY: the range is inside our private anonymous mapping (checked above) and 2 MiB
+        // aligned in the host; MADV_HUGEPAGE only changes how the kernel backs it, never its
+        // contents or its mapping.
+        let _ =
+            unsafe { libc::madvise(host as *mut libc::c_void, len as usize, libc::MADV_HUGEPAGE) };
     }
 
     fn zero(&self, pa: u64, len: u64) -> Result<()> {
@@ -535,6 +556,12 @@ impl PhysMem for PhysWindow {
 
     fn zero(&self, pa: u64, len: u64) -> Result<()> {
         self.backing.zero(self.at(pa, len)?, len)
+    }
+
+    fn advise_huge(&self, pa: u64, len: u64) {
+        if let Ok(at) = self.at(pa, len) {
+            self.backing.advise_huge(at, len);
+        }
     }
 
     fn copy(&self, src: u64, dst: u64, len: u64) -> Result<()> {

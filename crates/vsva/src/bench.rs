@@ -373,11 +373,38 @@ fn sva_copy(e: Effort) -> Result<Metric> {
             .all(|(i, &b)| b == regs::pattern_byte(5, len / 2 + i as u64)),
         "copied data wrong"
     );
-    // baseline: memcpy of the same bytes
+    // baseline: memcpy of the same bytes — the same host pages, frame by frame, so the
+    // ratio is what the model adds (translation, ATC, PRI bookkeeping), not a difference in
+    // how the host backs the two sets of buffers
+    let mem = &r.p.mem;
+    let mut frames = vec![];
+    for off in (0..len).step_by(2 << 20) {
+        let s = r.proc_.translate(Va::new(src.raw() + off), Access::READ);
+        let d = r.proc_.translate(Va::new(dst.raw() + off), Access::WRITE);
+        let (Ok(s), Ok(d)) = (s, d) else {
+            bail!("buffers not mapped at {off:#x}");
+        };
+        ensure!(s.size == PageSize::Size2M && d.size == PageSize::Size2M);
+        frames.push((s.output, d.output));
+    }
+    let base = median(
+        (0..e.samples)
+            .map(|_| {
+                let t = Instant::now();
+                for &(s, d) in &frames {
+                    if mem.copy(s, d, 2 << 20).is_err() {
+                        return 0.0;
+                    }
+                }
+                len as f64 / t.elapsed().as_secs_f64() / 1e9
+            })
+            .collect(),
+    );
+    // and, for context, memcpy between two heap buffers of the host's default backing
     let a = vec![7u8; len as usize];
     let mut b = vec![0u8; len as usize];
     b.copy_from_slice(&a);
-    let base = median(
+    let heap = median(
         (0..e.samples)
             .map(|_| {
                 let t = Instant::now();
@@ -387,13 +414,11 @@ fn sva_copy(e: Effort) -> Result<Metric> {
             })
             .collect(),
     );
-    Ok(ratio_metric(
-        gbps,
-        "GB/s",
-        base,
-        ">= 0.9x memcpy",
-        gbps >= 0.9 * base,
-    ))
+    let mut m = ratio_metric(gbps, "GB/s", base, ">= 0.9x memcpy", gbps >= 0.9 * base);
+    m.note = Some(format!(
+        "baseline: memcpy of the same 2 MiB frames; heap-to-heap memcpy {heap:.1} GB/s"
+    ));
+    Ok(m)
 }
 
 fn iopf_roundtrip(e: Effort) -> Result<Metric> {
