@@ -38,6 +38,17 @@ pub enum MmError {
         /// What was attempted.
         access: Access,
     },
+    /// Charging more locked memory would pass RLIMIT_MEMLOCK (ENOMEM, as Linux's
+    /// locked-memory accounting reports it).
+    #[error("locked memory limit: {wanted} pages wanted, {locked} locked, limit {limit} pages")]
+    MemlockLimit {
+        /// Pages the caller tried to charge.
+        wanted: u64,
+        /// Pages already charged.
+        locked: u64,
+        /// The limit in pages.
+        limit: u64,
+    },
     /// The process has exited (ESRCH).
     #[error("the process has exited")]
     Exited,
@@ -52,9 +63,10 @@ impl MmError {
         const ESRCH: i32 = 3;
         match self {
             MmError::Invalid(_) => EINVAL,
-            MmError::OutOfMemory | MmError::NotMapped { .. } | MmError::NoAddressSpace { .. } => {
-                ENOMEM
-            }
+            MmError::OutOfMemory
+            | MmError::NotMapped { .. }
+            | MmError::NoAddressSpace { .. }
+            | MmError::MemlockLimit { .. } => ENOMEM,
             MmError::NoVma { .. } | MmError::AccessDenied { .. } => EFAULT,
             MmError::Exited => ESRCH,
         }

@@ -56,7 +56,7 @@ impl Process {
                         // accessible again, still read-only while it is shared copy-on-write.
                         let present = softpte::from_prot_none(leaf.entry);
                         let mut perm = perm;
-                        if self.mm.page_refs(pt.format().page_addr(present, leaf.size)) > 1 {
+                        if self.mm.map_count(pt.format().page_addr(present, leaf.size)) > 1 {
                             perm.remove(Perm::WRITE);
                         }
                         let entry = pt.format().set_rights(present, perm);
@@ -135,7 +135,7 @@ impl Process {
         let fmt = pt.format();
         let rights = fmt.rights(leaf.entry);
         if access.is_write() && !rights.contains(Perm::WRITE) {
-            if self.mm.page_refs(leaf.pa) <= 1 {
+            if self.mm.map_count(leaf.pa) <= 1 {
                 // No longer shared: the page is ours, make it writable.
                 let entry = fmt.set_rights(leaf.entry, perm);
                 let done = pt.replace_entry(leaf.slot, leaf.entry, entry)?;
@@ -272,20 +272,12 @@ impl Process {
     }
 }
 
-/// Copies `len` bytes of physical memory from `src` to `dst` in 64 KiB pieces.
+/// Copies `len` bytes of physical memory from `src` to `dst` (a page copy).
 pub(crate) fn copy_frame(
     mem: &dyn vsva_mem::PhysMem,
     src: u64,
     dst: u64,
     len: u64,
 ) -> std::result::Result<(), vsva_mem::MemError> {
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut off = 0;
-    while off < len {
-        let n = (len - off).min(buf.len() as u64) as usize;
-        mem.read(src + off, &mut buf[..n])?;
-        mem.write(dst + off, &buf[..n])?;
-        off += n as u64;
-    }
-    Ok(())
+    mem.copy(src, dst, len)
 }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use vsva_pgtable::{Format, Perm};
 
 use crate::error::{MmError, Result};
+use crate::fault::copy_frame;
 use crate::notifier::InvalidateReason;
 use crate::process::{Process, wlock};
 use crate::softpte::{self, PteKind};
@@ -26,12 +27,20 @@ impl Process {
             cs.vmas = space.vmas.clone();
             let cpt = cs.pt.as_ref().ok_or(MmError::Exited)?;
             let fmt = *pt.format();
+            // Pinned pages are copied for the child now rather than shared copy-on-write
+            // (as Linux does for DMA-pinned anonymous pages): a device may write them, and
+            // those writes must stay visible to the parent. (va, size, frame, rights)
+            let mut pinned = Vec::new();
             for vma in space.vmas.iter() {
                 let mut protected = false;
                 let copied = pt.for_each_leaf(vma.start, vma.len(), &mut |leaf| {
                     let kind = softpte::classify(leaf.entry);
                     let mut entry = leaf.entry;
                     if kind == PteKind::Empty {
+                        return Ok(());
+                    }
+                    if kind == PteKind::Present && self.mm.pin_count(leaf.pa) > 0 {
+                        pinned.push((leaf.va, leaf.size, leaf.pa, fmt.rights(entry)));
                         return Ok(());
                     }
                     if kind == PteKind::Present
@@ -64,6 +73,20 @@ impl Process {
                     self.notify(vma.start, vma.end, InvalidateReason::ForkWriteProtect);
                 }
                 copied?;
+            }
+            for (va, size, frame, rights) in pinned {
+                let copy = self.mm.alloc_page(size)?;
+                let installed = copy_frame(self.mm.memory(), frame, copy, size.bytes())
+                    // our own frames are always in memory; a failure is treated like no memory
+                    .map_err(|_| MmError::OutOfMemory)
+                    .and_then(|()| {
+                        cpt.set_leaf(va, size, fmt.encode_leaf(copy, size, rights))
+                            .map_err(MmError::from)
+                    });
+                if let Err(e) = installed {
+                    self.mm.put_page(copy);
+                    return Err(e);
+                }
             }
         }
         Ok(child)

@@ -33,9 +33,11 @@ pub mod vma;
 
 mod fault;
 mod fork;
+pub mod pin;
 
 pub use error::{MmError, Result};
 pub use manager::{MemoryManager, MmStats};
 pub use notifier::{InvalidateReason, MmuNotifier, NotifierId};
+pub use pin::Pinned;
 pub use process::{Advice, MapFlags, Pid, Process};
 pub use vma::{Prot, Vma};

@@ -50,8 +50,12 @@ impl Counters {
 pub struct MemoryManager {
     frames: Arc<FrameAllocator>,
     paging: X86Paging,
-    /// Reference counts of frames mapped by processes (more than one after fork).
+    /// Reference counts of frames: one per mapping by a process (more than one after fork)
+    /// plus one per pin.
     refs: Mutex<HashMap<u64, u32>>,
+    /// Pins per frame (`pin_user_pages`): pinned frames are neither paged out nor shared
+    /// copy-on-write by fork. Only changed with `refs` held.
+    pins: Mutex<HashMap<u64, u32>>,
     swap: Mutex<SwapStore>,
     next_pid: AtomicU32,
     pub(crate) counters: Counters,
@@ -78,6 +82,7 @@ impl MemoryManager {
             frames,
             paging,
             refs: Mutex::new(HashMap::new()),
+            pins: Mutex::new(HashMap::new()),
             swap: Mutex::new(SwapStore::default()),
             next_pid: AtomicU32::new(1),
             counters: Counters::default(),
@@ -155,6 +160,51 @@ impl MemoryManager {
     /// How many mappings the page at `pa` has.
     pub fn page_refs(&self, pa: u64) -> u32 {
         lock(&self.refs).get(&pa).copied().unwrap_or(0)
+    }
+
+    /// How many pins the page at `pa` has.
+    pub fn pin_count(&self, pa: u64) -> u32 {
+        lock(&self.pins).get(&pa).copied().unwrap_or(0)
+    }
+
+    /// How many process mappings the page at `pa` has: its references minus its pins. This,
+    /// not [`page_refs`](Self::page_refs), says whether a page is shared copy-on-write.
+    pub fn map_count(&self, pa: u64) -> u32 {
+        let refs = lock(&self.refs);
+        let total = refs.get(&pa).copied().unwrap_or(0);
+        total.saturating_sub(self.pin_count(pa))
+    }
+
+    /// Pins the live page at `pa`: one more reference (it outlives its mappings) and one
+    /// more pin. False, and nothing taken, if `pa` is not a live page.
+    pub(crate) fn pin_page(&self, pa: u64) -> bool {
+        let mut refs = lock(&self.refs);
+        let Some(n) = refs.get_mut(&pa) else {
+            return false;
+        };
+        *n += 1;
+        *lock(&self.pins).entry(pa).or_insert(0) += 1;
+        true
+    }
+
+    /// Drops one pin of the page at `pa` and its reference (freeing the page if nothing else
+    /// holds it). Unpinning a page that is not pinned is logged and ignored.
+    pub fn unpin_page(&self, pa: u64) {
+        {
+            let _refs = lock(&self.refs);
+            let mut pins = lock(&self.pins);
+            match pins.get_mut(&pa) {
+                Some(n) if *n > 1 => *n -= 1,
+                Some(_) => {
+                    pins.remove(&pa);
+                }
+                None => {
+                    tracing::error!(pa, "unpin of a page that is not pinned");
+                    return;
+                }
+            }
+        }
+        self.put_page(pa);
     }
 
     pub(crate) fn swap(&self) -> MutexGuard<'_, SwapStore> {

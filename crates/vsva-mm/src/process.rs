@@ -65,6 +65,10 @@ pub struct Process {
     pub(crate) space: RwLock<Space>,
     notifiers: RwLock<Vec<(NotifierId, Arc<dyn MmuNotifier>)>>,
     next_notifier: AtomicU64,
+    /// Pages charged as locked by pinning users (Linux `mm->pinned_vm`).
+    pub(crate) pinned_vm: AtomicU64,
+    /// RLIMIT_MEMLOCK in bytes (`u64::MAX`: unlimited).
+    pub(crate) memlock_limit: AtomicU64,
 }
 
 impl std::fmt::Debug for Process {
@@ -93,6 +97,8 @@ impl Process {
             }),
             notifiers: RwLock::new(Vec::new()),
             next_notifier: AtomicU64::new(1),
+            pinned_vm: AtomicU64::new(0),
+            memlock_limit: AtomicU64::new(u64::MAX),
         }))
     }
 
@@ -365,7 +371,7 @@ impl Process {
                     };
                     let mut perm = prot.perm();
                     let frame = fmt.page_addr(present, leaf.size);
-                    if self.mm.page_refs(frame) > 1 {
+                    if self.mm.map_count(frame) > 1 {
                         perm.remove(vsva_pgtable::Perm::WRITE);
                     }
                     let entry = fmt.set_rights(present, perm);
@@ -417,6 +423,7 @@ impl Process {
             if softpte::classify(leaf.entry) != PteKind::Present
                 || leaf.size != PageSize::Size4K
                 || self.mm.page_refs(leaf.pa) != 1
+            // shared, or pinned
             {
                 return Ok(());
             }
