@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use vsva_mem::{Access, Pasid, Rid, Va};
 use vsva_mm::{InvalidateReason, MmuNotifier, NotifierId, Pid, Process};
 
+use crate::domain::PagingDomain;
 use crate::error::{IommuError, Result};
 use crate::iopf::{FaultGroup, IopfQueue, IopfStats, Reported};
 use crate::ops::{DeviceCaps, DomainSpec, IommuOps, ResponseCode, UnrecoverableFault};
@@ -243,8 +244,58 @@ impl Iommu {
         domain: &DomainSpec,
         handler: Option<Arc<dyn IopfHandler>>,
     ) -> Result<u16> {
+        self.attach_with(dev, pasid, None, domain, handler)
+    }
+
+    /// A new paging domain with its own domain ID and an empty I/O page table of the
+    /// IOMMU's format (Linux `iommu_paging_domain_alloc`).
+    ///
+    /// # Errors
+    /// The driver's error (no paging domains, out of memory).
+    pub fn alloc_paging_domain(&self) -> Result<Arc<PagingDomain>> {
+        let table = self.ops.alloc_io_pgtable()?;
         let mut st = lock(&self.state);
         let did = st.next_did;
+        st.next_did = st.next_did.wrapping_add(1).max(1);
+        Ok(Arc::new(PagingDomain::new(self.ops.clone(), did, table)))
+    }
+
+    /// Attaches (`dev`, `pasid`) — PASID 0 is also the device's requests without PASID — to
+    /// the paging `domain`, under the domain's ID; unmaps of the domain then flush it.
+    ///
+    /// # Errors
+    /// As [`attach_pasid`](Self::attach_pasid).
+    pub fn attach_paging(
+        &self,
+        dev: Rid,
+        pasid: Pasid,
+        domain: &Arc<PagingDomain>,
+        handler: Option<Arc<dyn IopfHandler>>,
+    ) -> Result<()> {
+        self.attach_with(dev, pasid, Some(domain.did()), &domain.spec(), handler)?;
+        domain.add_attachment(dev, pasid);
+        Ok(())
+    }
+
+    /// Detaches (`dev`, `pasid`) from the paging `domain`.
+    ///
+    /// # Errors
+    /// As [`detach_pasid`](Self::detach_pasid).
+    pub fn detach_paging(&self, dev: Rid, pasid: Pasid, domain: &PagingDomain) -> Result<()> {
+        domain.remove_attachment(dev, pasid);
+        self.detach_pasid(dev, pasid)
+    }
+
+    fn attach_with(
+        &self,
+        dev: Rid,
+        pasid: Pasid,
+        fixed_did: Option<u16>,
+        domain: &DomainSpec,
+        handler: Option<Arc<dyn IopfHandler>>,
+    ) -> Result<u16> {
+        let mut st = lock(&self.state);
+        let did = fixed_did.unwrap_or(st.next_did);
         let d = st.devices.get(&dev).ok_or(IommuError::NoDevice(dev))?;
         if pasid.raw() != 0 && !pasid.fits_width(d.caps.pasid_bits as u32) {
             return Err(IommuError::PasidOverflow { dev, pasid });
@@ -253,7 +304,9 @@ impl Iommu {
             return Err(IommuError::PasidBusy { dev, pasid });
         }
         self.ops.set_pasid(dev, pasid, did, domain)?;
-        st.next_did = st.next_did.wrapping_add(1).max(1);
+        if fixed_did.is_none() {
+            st.next_did = st.next_did.wrapping_add(1).max(1);
+        }
         if let Some(d) = st.devices.get_mut(&dev) {
             d.pasids
                 .insert(pasid.raw(), Attachment::Domain { did, handler });

@@ -44,6 +44,15 @@ pub enum IommuError {
     /// No such binding (ENOENT).
     #[error("no such binding")]
     NotBound,
+    /// A bad argument (EINVAL).
+    #[error("invalid argument: {0}")]
+    Invalid(&'static str),
+    /// Part of the range is already mapped (EEXIST).
+    #[error("already mapped")]
+    Mapped,
+    /// Out of memory (ENOMEM).
+    #[error("out of memory")]
+    NoMemory,
     /// The IOMMU driver failed (EIO).
     #[error("IOMMU driver error: {0}")]
     Driver(String),
@@ -61,6 +70,9 @@ impl IommuError {
             IommuError::PasidBusy { .. } => 16,         // EBUSY
             IommuError::NoAddressSpace => 3,            // ESRCH
             IommuError::NotBound => 2,                  // ENOENT
+            IommuError::Invalid(_) => 22,               // EINVAL
+            IommuError::Mapped => 17,                   // EEXIST
+            IommuError::NoMemory => 12,                 // ENOMEM
             IommuError::Driver(_) => 5,                 // EIO
         }
     }

@@ -14,11 +14,13 @@
 #![forbid(unsafe_code)]
 
 pub mod core;
+pub mod domain;
 pub mod error;
 pub mod iopf;
 pub mod ops;
 pub mod pasid;
 
 pub use crate::core::{Iommu, IommuStats, SvaHandle};
+pub use domain::{FormatTable, IoPgtable, PagingDomain};
 pub use error::{IommuError, Result};
 pub use ops::{DeviceCaps, DomainSpec, IommuOps, PageRequest, ResponseCode};

@@ -135,6 +135,17 @@ pub trait IommuOps: Send + Sync {
 
     /// Takes the unrecoverable faults the hardware recorded.
     fn take_faults(&self) -> Vec<UnrecoverableFault>;
+
+    /// A new, empty I/O page table of the IOMMU's own format for a paging domain (Linux
+    /// `alloc_io_pgtable_ops`), as wide as the IOMMU translates.
+    ///
+    /// # Errors
+    /// Out of memory; a driver without paging domains says so.
+    fn alloc_io_pgtable(&self) -> Result<Box<dyn crate::domain::IoPgtable>> {
+        Err(crate::error::IommuError::Driver(
+            "this IOMMU driver has no paging domains".into(),
+        ))
+    }
 }
 
 /// A DMA the IOMMU refused, as its fault log recorded it.

@@ -18,7 +18,7 @@
 mod ops;
 mod queue;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use vsva_mem::{FrameAllocator, PageSize, Pasid, PhysMem, Rid};
@@ -278,6 +278,10 @@ struct DeviceState {
     dir: u64,
     /// ATS enabled: device-TLB invalidations are needed (Linux `info->ats_enabled`).
     ats: bool,
+    /// PASIDs whose entry translates with the second stage alone (or passes through): their
+    /// IOTLB entries are tagged by domain only and go with IOTLB invalidations, not
+    /// PASID-based ones (§6.5.2.3, §6.5.2.4).
+    second_stage: HashSet<u32>,
 }
 
 struct State {
@@ -436,9 +440,9 @@ impl VtdDriver {
             }
             // 2^(PDTS+7) directory entries of 8 bytes: PDTS 7 covers 20-bit PASIDs in
             // 128 KiB, which a 2 MiB frame holds.
-            let dir = match st.devices.get(&rid.raw()) {
-                Some(d) => d.dir,
-                None => self.frames.alloc_zeroed(PageSize::Size2M)?,
+            let (dir, second_stage) = match st.devices.get_mut(&rid.raw()) {
+                Some(d) => (d.dir, std::mem::take(&mut d.second_stage)),
+                None => (self.frames.alloc_zeroed(PageSize::Size2M)?, HashSet::new()),
             };
             let ctx = ContextEntry {
                 lo: ContextLo::new()
@@ -462,6 +466,7 @@ impl VtdDriver {
                 DeviceState {
                     dir,
                     ats: ctx.lo.dte(),
+                    second_stage,
                 },
             );
             // Device-selective context-cache invalidation, then PASID cache and IOTLB
@@ -509,8 +514,23 @@ impl VtdDriver {
             for i in (0..8).rev() {
                 self.mem.store_u64(slot + 8 * i as u64, q[i])?;
             }
+            self.note_kind(st, rid, pasid.raw(), Some(domain));
             self.pasid_changed(st, rid, pasid.raw(), old_did, domain.did())
         })
+    }
+
+    /// Records whether (`rid`, `pasid`) now translates by the second stage alone.
+    fn note_kind(&self, st: &mut State, rid: Rid, pasid: u32, domain: Option<&Domain>) {
+        if let Some(d) = st.devices.get_mut(&rid.raw()) {
+            if matches!(
+                domain,
+                Some(Domain::SecondStage { .. } | Domain::PassThrough { .. })
+            ) {
+                d.second_stage.insert(pasid);
+            } else {
+                d.second_stage.remove(&pasid);
+            }
+        }
     }
 
     /// Points many PASIDs of `rid`, none of them attached yet, at one domain. A not-present
@@ -540,6 +560,7 @@ impl VtdDriver {
                 for i in (0..8).rev() {
                     self.mem.store_u64(slot + 8 * i as u64, q[i])?;
                 }
+                self.note_kind(st, rid, pasid.raw(), Some(domain));
                 n += 1;
             }
             if self.cap.cm() {
@@ -558,6 +579,7 @@ impl VtdDriver {
             let slot = self.pasid_slot(st, rid, pasid.raw())?;
             let did = PasidQ1::from_bits(self.mem.load_u64(slot + 8)?).did();
             self.mem.store_u64(slot, 0)?;
+            self.note_kind(st, rid, pasid.raw(), None);
             self.pasid_changed(st, rid, pasid.raw(), did, did)
         })
     }
@@ -587,23 +609,42 @@ impl VtdDriver {
         self.submit(st, &descs)
     }
 
-    /// Invalidates `[addr, addr + len)` of (`rid`, `pasid`) in domain `did`: PASID-based
-    /// IOTLB, the device's TLB, then a wait — returning only once the device has dropped the
-    /// range (the SVA MMU-notifier path).
+    /// Invalidates `[addr, addr + len)` of (`rid`, `pasid`) in domain `did`, then waits —
+    /// returning only once the device has dropped the range (the SVA MMU-notifier path, and
+    /// unmaps of paging domains). A first-stage or nested PASID takes a PASID-based IOTLB
+    /// invalidation (§6.5.2.4) and a PASID-based device-TLB one (§6.5.2.6); a second-stage
+    /// one takes a page-selective IOTLB invalidation of the domain (§6.5.2.3) and, for
+    /// RID_PASID, the device-TLB invalidation of requests without PASID (§6.5.2.5).
     ///
     /// # Errors
     /// The invalidation failed (e.g. the device did not answer).
     pub fn flush_range(&self, did: u16, rid: Rid, pasid: Pasid, addr: u64, len: u64) -> Result<()> {
         self.with_state(|st| {
             let (start, am) = aligned_span(addr, len);
-            let mut descs = vec![encode::pasid_iotlb(
-                did,
-                pasid.raw(),
-                Some((start, am)),
-                false,
-            )];
-            if st.devices.get(&rid.raw()).is_some_and(|d| d.ats) {
-                descs.push(p_devtlb(rid, pasid.raw(), start, 4096u64 << am));
+            let dev = st.devices.get(&rid.raw());
+            let ats = dev.is_some_and(|d| d.ats);
+            let second_stage = dev.is_some_and(|d| d.second_stage.contains(&pasid.raw()));
+            let psi = self.cap.psi() && am <= self.cap.mamv();
+            let mut descs = Vec::with_capacity(2);
+            if second_stage {
+                descs.push(encode::iotlb(did, psi.then_some((start, am)), false));
+                if ats {
+                    descs.push(if pasid.raw() == 0 {
+                        devtlb(rid, start, 4096u64 << am)
+                    } else {
+                        p_devtlb(rid, pasid.raw(), start, 4096u64 << am)
+                    });
+                }
+            } else {
+                descs.push(encode::pasid_iotlb(
+                    did,
+                    pasid.raw(),
+                    psi.then_some((start, am)),
+                    false,
+                ));
+                if ats {
+                    descs.push(p_devtlb(rid, pasid.raw(), start, 4096u64 << am));
+                }
             }
             self.submit(st, &descs)
         })
@@ -702,24 +743,35 @@ fn aligned_span(addr: u64, len: u64) -> (u64, u8) {
     ((first >> am) << (12 + am), am)
 }
 
-/// A PASID-based device-TLB invalidation descriptor for `len` bytes at `addr` (the ATS size
-/// encoding: the bits below the size's top bit set, Linux `qi_flush_dev_iotlb_pasid`).
-fn p_devtlb(rid: Rid, pasid: u32, addr: u64, len: u64) -> [u64; 4] {
-    let q0 = 8 | (rid.raw() as u64) << 16 | (pasid as u64) << 32;
+/// The ATS size encoding of `len` bytes at `addr` (the bits below the size's top bit set,
+/// PCIe ATS §2.3.2, Linux `qi_flush_dev_iotlb`): the address field, and whether S is set.
+fn ats_span(addr: u64, len: u64) -> (u64, bool) {
     if len >= 1 << 52 {
         // Everything: the largest encodable range.
-        return [q0, (u64::MAX >> 1) & !0xfff | 1 << 11, 0, 0];
+        return ((u64::MAX >> 1) & !0xfff, true);
     }
     let pages = (len.max(4096) / 4096).next_power_of_two();
-    let q1 = if pages == 1 {
-        addr & !0xfff
-    } else {
-        let order = pages.trailing_zeros();
-        // set bits 12..(12+order-1) except the top one: 2^order pages
-        let ones = ((1u64 << (order - 1)) - 1) << 12;
-        (addr & !0xfff) | ones | 1 << 11
-    };
-    [q0, q1, 0, 0]
+    if pages == 1 {
+        return (addr & !0xfff, false);
+    }
+    let order = pages.trailing_zeros();
+    // set bits 12..(12+order-1) except the top one: 2^order pages
+    let ones = ((1u64 << (order - 1)) - 1) << 12;
+    ((addr & !0xfff) | ones, true)
+}
+
+/// A PASID-based device-TLB invalidation descriptor (type 8, S in bit 11 of qword 1).
+fn p_devtlb(rid: Rid, pasid: u32, addr: u64, len: u64) -> [u64; 4] {
+    let (a, s) = ats_span(addr, len);
+    let q0 = 8 | (rid.raw() as u64) << 16 | (pasid as u64) << 32;
+    [q0, a | (s as u64) << 11, 0, 0]
+}
+
+/// A device-TLB invalidation descriptor for requests without PASID (type 3, SID in bits
+/// 47:32, S in bit 0 of qword 1; §6.5.2.5).
+fn devtlb(rid: Rid, addr: u64, len: u64) -> [u64; 4] {
+    let (a, s) = ats_span(addr, len);
+    [3 | (rid.raw() as u64) << 32, a | s as u64, 0, 0]
 }
 
 #[cfg(test)]

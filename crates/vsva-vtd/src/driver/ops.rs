@@ -2,7 +2,10 @@
 
 use vsva_iommu::ops::UnrecoverableFault;
 use vsva_iommu::{DeviceCaps, DomainSpec, IommuError, IommuOps, PageRequest, ResponseCode};
+use vsva_iommu::{FormatTable, IoPgtable};
 use vsva_mem::{Pasid, Rid};
+use vsva_pgtable::PageTable;
+use vsva_pgtable::vtd_ss::VtdSecondStage;
 
 use super::{DeviceOptions, Domain, DriverError, VtdDriver};
 use crate::devices::ResponseCode as VtdResponse;
@@ -119,6 +122,30 @@ impl IommuOps for VtdDriver {
             ResponseCode::Failure => VtdResponse::ResponseFailure,
         };
         VtdDriver::page_response(self, dev, pasid, prgi, code).map_err(err)
+    }
+
+    fn alloc_io_pgtable(&self) -> vsva_iommu::Result<Box<dyn IoPgtable>> {
+        // The deepest table SAGAW offers, as wide as MGAW allows (§3.7, CAP.SAGAW/MGAW).
+        let cap = self.cap();
+        let levels = [5u8, 4, 3]
+            .into_iter()
+            .find(|&l| cap.sagaw() & (1 << (l - 2)) != 0)
+            .ok_or_else(|| IommuError::Driver("no second-stage table depth in SAGAW".into()))?;
+        let width = (cap.mgaw() + 1).min(VtdSecondStage::width_of_levels(levels));
+        let format = VtdSecondStage {
+            levels,
+            input_width: width,
+            // HAW comes from the platform's DMAR table, which the driver does not have; the
+            // unit checks its own when it walks, and frames come from memory below it.
+            haw: 52,
+            large_2m: cap.sllps() & 1 != 0,
+            large_1g: cap.sllps() & 2 != 0,
+            exec: false,
+            ad: false,
+        };
+        let table =
+            PageTable::new(format, self.frames.clone()).map_err(|_| IommuError::NoMemory)?;
+        Ok(Box::new(FormatTable::new(table, (1u64 << width) - 1)))
     }
 
     fn take_faults(&self) -> Vec<UnrecoverableFault> {

@@ -296,6 +296,15 @@ pub mod encode {
         ]
     }
 
+    /// IOTLB invalidation (type 2) of domain `did`: page-selective when `addr_am` is given,
+    /// domain-selective otherwise (§6.5.2.3).
+    pub fn iotlb(did: u16, addr_am: Option<(u64, u8)>, ih: bool) -> [u64; 4] {
+        let g: u64 = if addr_am.is_some() { 3 } else { 2 };
+        let hi = addr_am.map_or(0, |(a, am)| (a & !0xfff) | (am as u64 & 0x3f))
+            | if ih { 1 << 6 } else { 0 };
+        [2 | g << 4 | (did as u64) << 16, hi, 0, 0]
+    }
+
     /// Page group response.
     pub fn page_group_response(rid: u16, pasid: Option<u32>, code: u8, prgi: u16) -> [u64; 4] {
         let mut lo = 9 | (code as u64 & 0xf) << 12 | (rid as u64) << 16;

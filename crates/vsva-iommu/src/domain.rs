@@ -1,0 +1,229 @@
+//! Paging domains: I/O page tables of the IOMMU's own format, shared by every (device,
+//! PASID) attached to them under one domain ID (Linux `iommu_domain` of type
+//! `IOMMU_DOMAIN_UNMANAGED` with its `io_pgtable_ops`).
+//!
+//! The table format is the IOMMU's (VT-d second stage, SMMUv3 stage 2, …); the driver hands
+//! one out through [`IommuOps::alloc_io_pgtable`], and everything else — choosing page sizes,
+//! flushing every attachment on unmap before table pages are freed — is shared here.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use vsva_mem::{PageSize, Pasid, Rid};
+use vsva_pgtable::table::{PageTable, Unmapped};
+use vsva_pgtable::{Format, MapError, Perm};
+
+use crate::error::{IommuError, Result};
+use crate::ops::{DomainSpec, IommuOps};
+
+/// An I/O page table as a paging domain uses it (Linux `io_pgtable_ops`).
+pub trait IoPgtable: Send + Sync {
+    /// Root table address (what the IOMMU's context/PASID entry points at).
+    fn root(&self) -> u64;
+    /// Levels.
+    fn levels(&self) -> u8;
+    /// Last input address the table translates.
+    fn last_iova(&self) -> u64;
+    /// Whether leaves of `size` can be used.
+    fn supports(&self, size: PageSize) -> bool;
+    /// Maps one page.
+    ///
+    /// # Errors
+    /// The table's error (already mapped, misaligned, out of memory, …).
+    fn map(
+        &self,
+        iova: u64,
+        pa: u64,
+        size: PageSize,
+        perm: Perm,
+    ) -> std::result::Result<(), MapError>;
+    /// Unmaps `[iova, iova + len)`, returning what was removed; the caller frees the emptied
+    /// tables once no IOTLB can hold them.
+    ///
+    /// # Errors
+    /// The table's error.
+    fn unmap(&self, iova: u64, len: u64) -> std::result::Result<Unmapped, MapError>;
+    /// Frees tables [`unmap`](Self::unmap) unlinked.
+    fn free_tables(&self, tables: &[u64]);
+}
+
+/// A [`PageTable`] of any format with the last address its hardware translates.
+pub struct FormatTable<F: Format> {
+    table: PageTable<F>,
+    last_iova: u64,
+}
+
+impl<F: Format> FormatTable<F> {
+    /// Wraps `table`, which translates up to `last_iova`.
+    pub fn new(table: PageTable<F>, last_iova: u64) -> FormatTable<F> {
+        FormatTable { table, last_iova }
+    }
+}
+
+impl<F: Format + Send + Sync> IoPgtable for FormatTable<F> {
+    fn root(&self) -> u64 {
+        self.table.root()
+    }
+    fn levels(&self) -> u8 {
+        self.table.format().levels()
+    }
+    fn last_iova(&self) -> u64 {
+        self.last_iova
+    }
+    fn supports(&self, size: PageSize) -> bool {
+        self.table.format().supports(size)
+    }
+    fn map(
+        &self,
+        iova: u64,
+        pa: u64,
+        size: PageSize,
+        perm: Perm,
+    ) -> std::result::Result<(), MapError> {
+        self.table.map(iova, pa, size, perm)
+    }
+    fn unmap(&self, iova: u64, len: u64) -> std::result::Result<Unmapped, MapError> {
+        self.table.unmap(iova, len)
+    }
+    fn free_tables(&self, tables: &[u64]) {
+        if let Err(e) = self.table.free_tables(tables) {
+            tracing::error!(%e, "freeing I/O page-table pages");
+        }
+    }
+}
+
+/// A paging domain.
+pub struct PagingDomain {
+    ops: Arc<dyn IommuOps>,
+    did: u16,
+    table: Box<dyn IoPgtable>,
+    /// Attached (device, PASID) pairs; also the single-editor lock of the table.
+    attached: Mutex<Vec<(Rid, Pasid)>>,
+}
+
+impl std::fmt::Debug for PagingDomain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PagingDomain")
+            .field("did", &self.did)
+            .field("root", &format_args!("{:#x}", self.table.root()))
+            .finish()
+    }
+}
+
+fn table_err(e: MapError) -> IommuError {
+    match e {
+        MapError::AlreadyMapped { .. } => IommuError::Mapped,
+        MapError::Frames(_) => IommuError::NoMemory,
+        e => IommuError::Driver(e.to_string()),
+    }
+}
+
+impl PagingDomain {
+    pub(crate) fn new(ops: Arc<dyn IommuOps>, did: u16, table: Box<dyn IoPgtable>) -> Self {
+        PagingDomain {
+            ops,
+            did,
+            table,
+            attached: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Vec<(Rid, Pasid)>> {
+        self.attached.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The domain ID every attachment is tagged with.
+    pub fn did(&self) -> u16 {
+        self.did
+    }
+
+    /// What the IOMMU's entries point at.
+    pub fn spec(&self) -> DomainSpec {
+        DomainSpec::Paging {
+            root: self.table.root(),
+            levels: self.table.levels(),
+        }
+    }
+
+    /// The last IOVA the domain translates.
+    pub fn last_iova(&self) -> u64 {
+        self.table.last_iova()
+    }
+
+    /// The (device, PASID) pairs attached.
+    pub fn attachments(&self) -> Vec<(Rid, Pasid)> {
+        self.lock().clone()
+    }
+
+    pub(crate) fn add_attachment(&self, dev: Rid, pasid: Pasid) {
+        self.lock().push((dev, pasid));
+    }
+
+    pub(crate) fn remove_attachment(&self, dev: Rid, pasid: Pasid) {
+        self.lock().retain(|&a| a != (dev, pasid));
+    }
+
+    /// Maps `[iova, iova + len)` to `[pa, pa + len)` with `perm`, using the largest pages
+    /// alignment allows when `large` (Linux `iommu_map` splitting by `pgsize_bitmap`).
+    ///
+    /// # Errors
+    /// [`IommuError::Invalid`] for a range not 4 KiB aligned or beyond the domain;
+    /// [`IommuError::Mapped`] if part is mapped; [`IommuError::NoMemory`]. Nothing stays
+    /// mapped on error.
+    pub fn map(&self, iova: u64, pa: u64, len: u64, perm: Perm, large: bool) -> Result<()> {
+        let page = PageSize::Size4K.bytes();
+        let beyond = iova
+            .checked_add(len.wrapping_sub(1))
+            .is_none_or(|last| last > self.table.last_iova());
+        if len == 0 || (iova | pa | len) % page != 0 || beyond {
+            return Err(IommuError::Invalid("paging-domain range"));
+        }
+        let edit = self.lock();
+        let mut off = 0;
+        while off < len {
+            let size = [PageSize::Size1G, PageSize::Size2M, PageSize::Size4K]
+                .into_iter()
+                .find(|&s| {
+                    let b = s.bytes();
+                    (s == PageSize::Size4K || large && self.table.supports(s))
+                        && (iova + off) % b == 0
+                        && (pa + off) % b == 0
+                        && len - off >= b
+                })
+                .unwrap_or(PageSize::Size4K);
+            if let Err(e) = self.table.map(iova + off, pa + off, size, perm) {
+                if off > 0 {
+                    if let Ok(u) = self.table.unmap(iova, off) {
+                        // attached devices may already have walked the new entries
+                        self.flush_locked(&edit, iova, off);
+                        self.table.free_tables(&u.tables);
+                    }
+                }
+                return Err(table_err(e));
+            }
+            off += size.bytes();
+        }
+        Ok(())
+    }
+
+    /// Unmaps `[iova, iova + len)` and flushes every attachment's IOTLB and device TLB before
+    /// the emptied tables are freed. Returns the bytes that were mapped.
+    pub fn unmap(&self, iova: u64, len: u64) -> u64 {
+        let edit = self.lock();
+        let Ok(u) = self.table.unmap(iova, len) else {
+            return 0;
+        };
+        if !u.leaves.is_empty() || !u.tables.is_empty() {
+            self.flush_locked(&edit, iova, len);
+        }
+        self.table.free_tables(&u.tables);
+        u.leaves.iter().map(|l| l.size.bytes()).sum()
+    }
+
+    fn flush_locked(&self, attached: &[(Rid, Pasid)], iova: u64, len: u64) {
+        for &(dev, pasid) in attached {
+            if let Err(e) = self.ops.flush(dev, pasid, self.did, iova, len) {
+                tracing::error!(%dev, %e, "paging-domain flush failed");
+            }
+        }
+    }
+}

@@ -1,0 +1,640 @@
+//! The IOAS's address space (Linux `struct io_pagetable`, `io_pagetable.c`): areas mapping
+//! IOVA ranges to user pages, reserved ranges, the allowed list, and the domains kept filled.
+//!
+//! Rules kept from Linux:
+//! * An area is unmapped whole or not at all: an unmap range that cuts an area is `ENOENT`,
+//!   a range with no area is `ENOENT`, and `[0, U64_MAX]` unmaps everything (and succeeds on
+//!   an empty IOAS).
+//! * A kernel-chosen IOVA keeps the user address's alignment up to the length rounded to a
+//!   power of two (so huge pages can be used), is never 0, lies inside the allowed ranges (by
+//!   default `[PAGE_SIZE, U64_MAX - PAGE_SIZE]`) and avoids reserved ranges and areas
+//!   (`iopt_alloc_iova`); `ENOSPC` when no hole fits.
+//! * A fixed IOVA must be aligned to the IOAS's alignment (`EINVAL`), not wrap (`EOVERFLOW`),
+//!   avoid reserved ranges (`EINVAL`) and existing areas (`EEXIST`) (`iopt_check_iova`).
+//! * The alignment is 1 until a domain is attached, then the largest minimum page size of
+//!   the attached domains; lengths must be multiples of it (`EINVAL`).
+//! * While domains are attached, every area's pages are pinned and mapped in each of them;
+//!   attaching a domain fills it with every area, and a failure leaves nothing behind.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use vsva_mm::{Pinned, Process};
+
+use crate::abi::Errno;
+use crate::domain::{IoDomain, IoProt};
+use crate::pages::Pages;
+
+const PAGE: u64 = 4096;
+
+/// `EADDRINUSE`: a reserved range would overlap an area or an allowed range.
+pub const EADDRINUSE: Errno = Errno(98);
+
+/// Who reserved an IOVA range (so it can be released with its owner).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ReservedBy {
+    /// Outside the aperture of an attached domain.
+    Domain(u32),
+    /// A device's reserved region (e.g. the x86 interrupt window), while it is attached.
+    Device(u32),
+}
+
+/// One mapping of the IOAS.
+#[derive(Debug, Clone)]
+pub struct Area {
+    /// First IOVA.
+    pub iova: u64,
+    /// Last IOVA (inclusive).
+    pub last: u64,
+    /// The memory.
+    pub pages: Arc<Pages>,
+    /// Offset of the area's first byte from `pages.base()`.
+    pub start_byte: u64,
+    /// Rights.
+    pub prot: IoProt,
+}
+
+impl Area {
+    fn len(&self) -> u64 {
+        self.last - self.iova + 1
+    }
+}
+
+struct Inner {
+    areas: BTreeMap<u64, Area>,
+    reserved: BTreeMap<u64, (u64, ReservedBy)>,
+    /// Sorted, disjoint `[start, last]` ranges; empty means "everything".
+    allowed: Vec<(u64, u64)>,
+    domains: Vec<(u32, Arc<dyn IoDomain>)>,
+    large_pages: bool,
+}
+
+/// An IOAS's I/O page table.
+pub struct IoPageTable {
+    inner: Mutex<Inner>,
+}
+
+impl Default for IoPageTable {
+    fn default() -> Self {
+        IoPageTable {
+            inner: Mutex::new(Inner {
+                areas: BTreeMap::new(),
+                reserved: BTreeMap::new(),
+                allowed: Vec::new(),
+                domains: Vec::new(),
+                large_pages: true,
+            }),
+        }
+    }
+}
+
+fn overlaps<'a, V>(
+    map: &'a BTreeMap<u64, V>,
+    start: u64,
+    last: u64,
+    last_of: impl Fn(&V) -> u64 + 'a,
+) -> impl Iterator<Item = (&'a u64, &'a V)> + 'a {
+    // the entry starting at or before `start` may reach into the range
+    let before = map
+        .range(..start)
+        .next_back()
+        .filter(move |(_, v)| last_of(v) >= start);
+    before.into_iter().chain(map.range(start..=last))
+}
+
+fn align_up(x: u64, a: u64) -> Option<u64> {
+    x.checked_add(a - 1).map(|v| v & !(a - 1))
+}
+
+impl Inner {
+    fn alignment(&self) -> u64 {
+        self.domains
+            .iter()
+            .map(|(_, d)| d.page_size())
+            .max()
+            .unwrap_or(1)
+    }
+
+    fn reserved_hit(&self, start: u64, last: u64) -> bool {
+        overlaps(&self.reserved, start, last, |v| v.0)
+            .next()
+            .is_some()
+    }
+
+    fn area_hit(&self, start: u64, last: u64) -> bool {
+        overlaps(&self.areas, start, last, |a| a.last)
+            .next()
+            .is_some()
+    }
+
+    /// `iopt_check_iova`.
+    fn check_iova(&self, iova: u64, length: u64) -> Result<(), Errno> {
+        if iova & (self.alignment() - 1) != 0 {
+            return Err(Errno::EINVAL);
+        }
+        let last = iova.checked_add(length - 1).ok_or(Errno::EOVERFLOW)?;
+        if self.reserved_hit(iova, last) {
+            return Err(Errno::EINVAL);
+        }
+        if self.area_hit(iova, last) {
+            return Err(Errno::EEXIST);
+        }
+        Ok(())
+    }
+
+    /// `iopt_alloc_iova`: the lowest fitting IOVA.
+    fn alloc_iova(&self, uptr: u64, length: u64) -> Result<u64, Errno> {
+        if length == 0 || length >= u64::MAX / 2 {
+            return Err(Errno::EOVERFLOW);
+        }
+        let page_offset = uptr % PAGE;
+        let pow = length.next_power_of_two();
+        let align = if uptr == 0 {
+            pow
+        } else {
+            pow.min(1u64 << uptr.trailing_zeros())
+        };
+        if align < self.alignment() {
+            return Err(Errno::EINVAL);
+        }
+        let spans: Vec<(u64, u64)> = if self.allowed.is_empty() {
+            vec![(PAGE, u64::MAX - PAGE)]
+        } else {
+            self.allowed
+                .iter()
+                .filter_map(|&(s, l)| {
+                    let s = s.max(PAGE);
+                    let l = l.min(u64::MAX - PAGE);
+                    (s <= l).then_some((s, l))
+                })
+                .collect()
+        };
+        // Used ranges (reserved and areas) in address order.
+        let mut used: Vec<(u64, u64)> = self
+            .reserved
+            .iter()
+            .map(|(&s, &(l, _))| (s, l))
+            .chain(self.areas.values().map(|a| (a.iova, a.last)))
+            .collect();
+        used.sort_unstable();
+        for (span_start, span_last) in spans {
+            let mut hole_start = span_start;
+            let fits = |hs: u64, hl: u64| -> Option<u64> {
+                let start = align_up(hs, align)? | page_offset;
+                (start <= hl && hl - start >= length - 1).then_some(start)
+            };
+            for &(us, ul) in used
+                .iter()
+                .filter(|&&(s, l)| l >= span_start && s <= span_last)
+            {
+                if us > hole_start {
+                    if let Some(iova) = fits(hole_start, us - 1) {
+                        return Ok(iova);
+                    }
+                }
+                hole_start = hole_start.max(ul.saturating_add(1));
+                if ul == u64::MAX {
+                    hole_start = u64::MAX;
+                    break;
+                }
+            }
+            if hole_start <= span_last {
+                if let Some(iova) = fits(hole_start, span_last) {
+                    return Ok(iova);
+                }
+            }
+        }
+        Err(Errno::ENOSPC)
+    }
+}
+
+/// Maps the pinned runs of `area` into `domain`; on failure unmaps what it mapped.
+fn fill_domain(
+    domain: &dyn IoDomain,
+    area: &Area,
+    runs: &[Pinned],
+    large: bool,
+) -> Result<(), Errno> {
+    let first = area.pages.base() + area.start_byte;
+    let end = first + area.len();
+    let mut done: Vec<(u64, u64)> = Vec::new();
+    for r in runs {
+        let (rs, re) = (r.va.raw(), r.va.raw() + r.len);
+        let (s, e) = (rs.max(first), re.min(end));
+        if s >= e {
+            continue;
+        }
+        let iova = area.iova + (s - first);
+        let pa = r.pa + (s - rs);
+        if let Err(err) = domain.map(iova, pa, e - s, area.prot, large) {
+            for &(i, l) in &done {
+                domain.unmap(i, l);
+            }
+            return Err(err);
+        }
+        done.push((iova, e - s));
+    }
+    Ok(())
+}
+
+impl IoPageTable {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// `IOMMU_IOAS_MAP`: maps `[user_va, user_va + length)` of `process` at `iova` (fixed) or
+    /// at an IOVA the IOAS chooses. Returns the IOVA.
+    ///
+    /// # Errors
+    /// As the module says; `EINVAL` for an empty `prot`; pinning errors (`ENOMEM`, `EFAULT`)
+    /// when domains are attached.
+    pub fn map_user(
+        &self,
+        process: &Arc<Process>,
+        user_va: u64,
+        length: u64,
+        prot: IoProt,
+        iova: Option<u64>,
+    ) -> Result<u64, Errno> {
+        if prot.is_empty() {
+            return Err(Errno::EINVAL);
+        }
+        let pages = Pages::new(
+            process.clone(),
+            user_va,
+            length,
+            prot.contains(IoProt::WRITE),
+        )?;
+        let start_byte = user_va - pages.base();
+        self.map_pages(pages, start_byte, length, prot, iova, user_va)
+    }
+
+    fn map_pages(
+        &self,
+        pages: Arc<Pages>,
+        start_byte: u64,
+        length: u64,
+        prot: IoProt,
+        iova: Option<u64>,
+        uptr: u64,
+    ) -> Result<u64, Errno> {
+        let mut st = self.lock();
+        let align = st.alignment();
+        if length == 0 || length & (align - 1) != 0 {
+            return Err(Errno::EINVAL);
+        }
+        let iova = match iova {
+            Some(i) => {
+                st.check_iova(i, length)?;
+                i
+            }
+            None => st.alloc_iova(uptr, length)?,
+        };
+        if prot.contains(IoProt::WRITE) && !pages.writable() {
+            return Err(Errno::EPERM);
+        }
+        if (start_byte % PAGE) & (align - 1) != 0 {
+            return Err(Errno::EINVAL);
+        }
+        let last = iova.checked_add(length - 1).ok_or(Errno::EOVERFLOW)?;
+        let area = Area {
+            iova,
+            last,
+            pages,
+            start_byte,
+            prot,
+        };
+        if !st.domains.is_empty() {
+            let runs = area.pages.pin()?;
+            for (k, (_, d)) in st.domains.iter().enumerate() {
+                if let Err(e) = fill_domain(d.as_ref(), &area, &runs, st.large_pages) {
+                    for (_, done) in &st.domains[..k] {
+                        done.unmap(area.iova, area.len());
+                    }
+                    area.pages.unpin();
+                    return Err(e);
+                }
+            }
+        }
+        st.areas.insert(iova, area);
+        Ok(iova)
+    }
+
+    /// `IOMMU_IOAS_COPY` (source side): the areas covering `[iova, iova + length)`, which
+    /// must be mapped contiguously; `ENOENT` otherwise.
+    fn get_pages(&self, iova: u64, length: u64) -> Result<Vec<(Arc<Pages>, u64, u64)>, Errno> {
+        if length == 0 {
+            return Err(Errno::EINVAL);
+        }
+        let last = iova.checked_add(length - 1).ok_or(Errno::EOVERFLOW)?;
+        let st = self.lock();
+        let mut out = Vec::new();
+        let mut at = iova;
+        for (_, a) in overlaps(&st.areas, iova, last, |a| a.last) {
+            if a.iova > at {
+                break;
+            }
+            let end = a.last.min(last);
+            out.push((a.pages.clone(), a.start_byte + (at - a.iova), end - at + 1));
+            if end == last {
+                return Ok(out);
+            }
+            at = end + 1;
+        }
+        Err(Errno::ENOENT)
+    }
+
+    /// `IOMMU_IOAS_COPY`: maps the memory behind `[src_iova, src_iova + length)` of `src`
+    /// into this IOAS at `dst_iova` or a chosen IOVA, as one area per source area. Returns
+    /// the IOVA.
+    ///
+    /// # Errors
+    /// `ENOENT` if the source range is not fully mapped; as [`map_user`](Self::map_user).
+    pub fn copy_from(
+        &self,
+        src: &IoPageTable,
+        src_iova: u64,
+        length: u64,
+        prot: IoProt,
+        dst_iova: Option<u64>,
+    ) -> Result<u64, Errno> {
+        if prot.is_empty() {
+            return Err(Errno::EINVAL);
+        }
+        let pieces = src.get_pages(src_iova, length)?;
+        let uptr = pieces[0].0.base() + pieces[0].1;
+        // Reserve the whole range first so the pieces land contiguously.
+        let first = {
+            let st = self.lock();
+            let align = st.alignment();
+            if length & (align - 1) != 0 {
+                return Err(Errno::EINVAL);
+            }
+            match dst_iova {
+                Some(i) => {
+                    st.check_iova(i, length)?;
+                    i
+                }
+                None => st.alloc_iova(uptr, length)?,
+            }
+        };
+        let mut at = first;
+        let mut mapped = Vec::new();
+        for (pages, start_byte, len) in pieces {
+            let up = pages.base() + start_byte;
+            match self.map_pages(pages, start_byte, len, prot, Some(at), up) {
+                Ok(i) => mapped.push((i, len)),
+                Err(e) => {
+                    for (i, l) in mapped {
+                        let _ = self.unmap(i, l);
+                    }
+                    return Err(e);
+                }
+            }
+            at += len;
+        }
+        Ok(first)
+    }
+
+    /// `IOMMU_IOAS_UNMAP` of `[iova, iova + length)`: removes the whole areas inside it and
+    /// returns the bytes unmapped.
+    ///
+    /// # Errors
+    /// `EINVAL` for length 0, `EOVERFLOW` if the range wraps, `ENOENT` if it holds no area or
+    /// cuts one (nothing is unmapped then).
+    pub fn unmap(&self, iova: u64, length: u64) -> Result<u64, Errno> {
+        if length == 0 {
+            return Err(Errno::EINVAL);
+        }
+        let last = iova.checked_add(length - 1).ok_or(Errno::EOVERFLOW)?;
+        self.unmap_range(iova, last)
+    }
+
+    /// `IOMMU_IOAS_UNMAP` with iova 0 and length `U64_MAX`: everything (0 bytes is fine).
+    pub fn unmap_all(&self) -> u64 {
+        self.unmap_range(0, u64::MAX).unwrap_or(0)
+    }
+
+    fn unmap_range(&self, start: u64, last: u64) -> Result<u64, Errno> {
+        let mut st = self.lock();
+        let hit: Vec<u64> = overlaps(&st.areas, start, last, |a| a.last)
+            .map(|(&k, _)| k)
+            .collect();
+        if hit.is_empty() {
+            return Err(Errno::ENOENT);
+        }
+        if hit.iter().any(|k| {
+            let a = &st.areas[k];
+            a.iova < start || a.last > last
+        }) {
+            return Err(Errno::ENOENT);
+        }
+        let mut bytes = 0;
+        for k in hit {
+            let Some(a) = st.areas.remove(&k) else {
+                continue;
+            };
+            if !st.domains.is_empty() {
+                for (_, d) in &st.domains {
+                    d.unmap(a.iova, a.len());
+                }
+                a.pages.unpin();
+            }
+            bytes += a.len();
+        }
+        Ok(bytes)
+    }
+
+    /// `IOMMU_IOAS_IOVA_RANGES`: the holes between reserved ranges over the whole 64-bit
+    /// space, and the IOVA alignment.
+    pub fn iova_ranges(&self) -> (Vec<(u64, u64)>, u64) {
+        let st = self.lock();
+        let mut out = Vec::new();
+        let mut at = 0u64;
+        let mut done = false;
+        for (&s, &(l, _)) in &st.reserved {
+            if s > at {
+                out.push((at, s - 1));
+            }
+            if l == u64::MAX {
+                done = true;
+                break;
+            }
+            at = at.max(l + 1);
+        }
+        if !done {
+            out.push((at, u64::MAX));
+        }
+        (out, st.alignment())
+    }
+
+    /// `IOMMU_IOAS_ALLOW_IOVAS`: replaces the allowed list (empty: everything allowed).
+    ///
+    /// # Errors
+    /// `EINVAL` for a range with `start >= last` or ranges that overlap; `EADDRINUSE` if a
+    /// range overlaps a reserved one. The old list stays on error.
+    pub fn allow_iovas(&self, ranges: &[(u64, u64)]) -> Result<(), Errno> {
+        let mut sorted = ranges.to_vec();
+        sorted.sort_unstable();
+        if sorted.iter().any(|&(s, l)| s >= l) || sorted.windows(2).any(|w| w[1].0 <= w[0].1) {
+            return Err(Errno::EINVAL);
+        }
+        let mut st = self.lock();
+        if sorted.iter().any(|&(s, l)| st.reserved_hit(s, l)) {
+            return Err(EADDRINUSE);
+        }
+        st.allowed = sorted;
+        Ok(())
+    }
+
+    /// Reserves `[start, last]` for `owner` (`iopt_reserve_iova`).
+    ///
+    /// # Errors
+    /// `EADDRINUSE` if an area or an allowed range overlaps it; `EINVAL` if `start > last`.
+    pub fn reserve(&self, start: u64, last: u64, owner: ReservedBy) -> Result<(), Errno> {
+        let mut st = self.lock();
+        Self::reserve_locked(&mut st, start, last, owner)
+    }
+
+    fn reserve_locked(
+        st: &mut Inner,
+        start: u64,
+        last: u64,
+        owner: ReservedBy,
+    ) -> Result<(), Errno> {
+        if start > last {
+            return Err(Errno::EINVAL);
+        }
+        let allowed_hit = st.allowed.iter().any(|&(s, l)| s <= last && l >= start);
+        if st.area_hit(start, last) || allowed_hit {
+            return Err(EADDRINUSE);
+        }
+        // Ranges may overlap other owners' ranges; keep each under a distinct start.
+        let mut key = start;
+        while st.reserved.contains_key(&key) {
+            key += 1;
+            if key > last {
+                return Ok(()); // an identical range is already reserved by someone
+            }
+        }
+        st.reserved.insert(key, (last, owner));
+        Ok(())
+    }
+
+    /// Releases every range `owner` reserved.
+    pub fn unreserve(&self, owner: ReservedBy) {
+        self.lock().reserved.retain(|_, (_, o)| *o != owner);
+    }
+
+    /// Attaches `domain` (id `id`): reserves what lies beyond its aperture, then pins and maps
+    /// every area into it (`iopt_table_add_domain`).
+    ///
+    /// # Errors
+    /// `EINVAL` if an area lies beyond the aperture or is not aligned to the domain's page
+    /// size; `EEXIST` if `id` is attached; pinning and mapping errors. Nothing stays changed.
+    pub fn attach_domain(&self, id: u32, domain: Arc<dyn IoDomain>) -> Result<(), Errno> {
+        let mut st = self.lock();
+        if st.domains.iter().any(|(i, _)| *i == id) {
+            return Err(Errno::EEXIST);
+        }
+        let ps = domain.page_size();
+        if st
+            .areas
+            .values()
+            .any(|a| a.iova % ps != 0 || (a.last + 1) % ps != 0 || a.last > domain.aperture_last())
+        {
+            return Err(Errno::EINVAL);
+        }
+        let ap = domain.aperture_last();
+        if ap < u64::MAX {
+            Self::reserve_locked(&mut st, ap + 1, u64::MAX, ReservedBy::Domain(id))?;
+        }
+        let first = st.domains.is_empty();
+        let areas: Vec<Area> = st.areas.values().cloned().collect();
+        let mut filled: Vec<&Area> = Vec::new();
+        let mut failure = None;
+        for a in &areas {
+            // The first domain pins every area; later ones map what is already pinned.
+            let runs = if first {
+                a.pages.pin()
+            } else {
+                a.pages.pinned_runs().ok_or(Errno::EINVAL)
+            };
+            let runs = match runs {
+                Ok(r) => r,
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            };
+            if let Err(e) = fill_domain(domain.as_ref(), a, &runs, st.large_pages) {
+                if first {
+                    a.pages.unpin();
+                }
+                failure = Some(e);
+                break;
+            }
+            filled.push(a);
+        }
+        if let Some(e) = failure {
+            for a in filled {
+                domain.unmap(a.iova, a.len());
+                if first {
+                    a.pages.unpin();
+                }
+            }
+            st.reserved.retain(|_, (_, o)| *o != ReservedBy::Domain(id));
+            return Err(e);
+        }
+        st.domains.push((id, domain));
+        Ok(())
+    }
+
+    /// Detaches domain `id`: unmaps every area from it; the last domain's detach unpins
+    /// the pages. Unknown ids are ignored.
+    pub fn detach_domain(&self, id: u32) {
+        let mut st = self.lock();
+        let Some(k) = st.domains.iter().position(|(i, _)| *i == id) else {
+            return;
+        };
+        let (_, d) = st.domains.remove(k);
+        let last = st.domains.is_empty();
+        for a in st.areas.values() {
+            d.unmap(a.iova, a.len());
+            if last {
+                a.pages.unpin();
+            }
+        }
+        st.reserved.retain(|_, (_, o)| *o != ReservedBy::Domain(id));
+    }
+
+    /// `IOMMU_OPTION_HUGE_PAGES`: whether domains may use pages above their minimum. Changing
+    /// it with domains attached is `EBUSY` (Linux would re-map them; vsva asks the user to
+    /// set it first).
+    ///
+    /// # Errors
+    /// `EBUSY` as said.
+    pub fn set_large_pages(&self, on: bool) -> Result<(), Errno> {
+        let mut st = self.lock();
+        if st.large_pages != on && !st.domains.is_empty() {
+            return Err(Errno::EBUSY);
+        }
+        st.large_pages = on;
+        Ok(())
+    }
+
+    /// Whether large pages are allowed.
+    pub fn large_pages(&self) -> bool {
+        self.lock().large_pages
+    }
+
+    /// A snapshot of the areas, in IOVA order.
+    pub fn areas(&self) -> Vec<Area> {
+        self.lock().areas.values().cloned().collect()
+    }
+
+    /// The IOVA alignment now in force.
+    pub fn alignment(&self) -> u64 {
+        self.lock().alignment()
+    }
+}
