@@ -97,6 +97,7 @@ fn bench_quick_json_has_every_metric_with_its_baseline() {
         "sva_dma_copy_gbps",
         "iopf_roundtrip_us",
         "invalidation_us",
+        "ioas_map_pages_per_s",
         "pasid_scale",
         "thread_scale",
     ] {
@@ -106,4 +107,15 @@ fn bench_quick_json_has_every_metric_with_its_baseline() {
     }
     assert!(m["iotlb_hit_ns"]["baseline"].as_f64().is_some());
     assert!(m["sva_dma_copy_gbps"]["ratio"].as_f64().is_some());
+    assert!(m["ioas_map_pages_per_s"]["baseline"].as_f64().is_some());
+}
+
+#[test]
+fn bench_only_runs_the_named_metric_and_refuses_unknown_names() {
+    let v = json(&["bench", "--quick", "--json", "--only", "invalidation_us"]);
+    let m = v["metrics"].as_object().expect("metrics object");
+    assert_eq!(m.keys().collect::<Vec<_>>(), ["invalidation_us"]);
+    let out = run(&["bench", "--quick", "--only", "no_such_metric"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown metric"));
 }
