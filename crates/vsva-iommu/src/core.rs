@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use vsva_mem::{Access, Pasid, Rid, Va};
 use vsva_mm::{InvalidateReason, MmuNotifier, NotifierId, Pid, Process};
 
-use crate::domain::PagingDomain;
+use crate::domain::{NestedDomain, NestedS1, PagingDomain};
 use crate::error::{IommuError, Result};
 use crate::iopf::{FaultGroup, IopfQueue, IopfStats, Reported};
 use crate::ops::{DeviceCaps, DomainSpec, IommuOps, ResponseCode, UnrecoverableFault};
@@ -282,6 +282,57 @@ impl Iommu {
     /// # Errors
     /// As [`detach_pasid`](Self::detach_pasid).
     pub fn detach_paging(&self, dev: Rid, pasid: Pasid, domain: &PagingDomain) -> Result<()> {
+        domain.remove_attachment(dev, pasid);
+        self.detach_pasid(dev, pasid)
+    }
+
+    /// A nested domain: the first stage `s1` (a guest's table, addressed through `parent`)
+    /// over the paging domain `parent` (Linux `IOMMU_HWPT_ALLOC` of a nested HWPT).
+    ///
+    /// # Errors
+    /// [`IommuError::Invalid`] for a first stage of other than 4 or 5 levels or a root that
+    /// is not 4 KiB aligned or lies beyond the parent.
+    pub fn alloc_nested_domain(
+        &self,
+        parent: &Arc<PagingDomain>,
+        s1: NestedS1,
+    ) -> Result<Arc<NestedDomain>> {
+        if !(4..=5).contains(&s1.levels) {
+            return Err(IommuError::Invalid("first-stage levels"));
+        }
+        if s1.root % 4096 != 0 || s1.root > parent.last_iova() {
+            return Err(IommuError::Invalid("first-stage root"));
+        }
+        let mut st = lock(&self.state);
+        let did = st.next_did;
+        st.next_did = st.next_did.wrapping_add(1).max(1);
+        drop(st);
+        Ok(NestedDomain::new(self.ops.clone(), did, parent.clone(), s1))
+    }
+
+    /// Attaches (`dev`, `pasid`) to the nested `domain`; its page faults go to `handler`
+    /// (for a guest, the VMM's fault queue).
+    ///
+    /// # Errors
+    /// As [`attach_pasid`](Self::attach_pasid).
+    pub fn attach_nested(
+        &self,
+        dev: Rid,
+        pasid: Pasid,
+        domain: &Arc<NestedDomain>,
+        handler: Option<Arc<dyn IopfHandler>>,
+    ) -> Result<()> {
+        self.attach_with(dev, pasid, Some(domain.did()), &domain.spec(), handler)?;
+        domain.add_attachment(dev, pasid);
+        Ok(())
+    }
+
+    /// Detaches (`dev`, `pasid`) from the nested `domain`; its pending page requests are
+    /// answered Invalid.
+    ///
+    /// # Errors
+    /// As [`detach_pasid`](Self::detach_pasid).
+    pub fn detach_nested(&self, dev: Rid, pasid: Pasid, domain: &NestedDomain) -> Result<()> {
         domain.remove_attachment(dev, pasid);
         self.detach_pasid(dev, pasid)
     }

@@ -6,7 +6,7 @@
 //! one out through [`IommuOps::alloc_io_pgtable`], and everything else — choosing page sizes,
 //! flushing every attachment on unmap before table pages are freed — is shared here.
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use vsva_mem::{PageSize, Pasid, Rid};
 use vsva_pgtable::table::{PageTable, Unmapped};
@@ -98,6 +98,113 @@ pub struct PagingDomain {
     table: Box<dyn IoPgtable>,
     /// Attached (device, PASID) pairs; also the single-editor lock of the table.
     attached: Mutex<Vec<(Rid, Pasid)>>,
+    /// Nested domains whose second stage this is: an unmap must reach their caches too.
+    children: Mutex<Vec<Weak<NestedDomain>>>,
+}
+
+/// A guest's first-stage table nested on a paging domain (Linux `IOMMU_DOMAIN_NESTED`, a
+/// nested HWPT): the first-stage root is an address the parent translates, and the IOMMU
+/// walks both. It has a domain ID of its own.
+pub struct NestedDomain {
+    ops: Arc<dyn IommuOps>,
+    did: u16,
+    parent: Arc<PagingDomain>,
+    s1: NestedS1,
+    attached: Mutex<Vec<(Rid, Pasid)>>,
+}
+
+/// The first stage of a nested domain (what `struct iommu_hwpt_vtd_s1` carries).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NestedS1 {
+    /// First-stage root: an input address of the parent (a guest physical address).
+    pub root: u64,
+    /// 4 or 5 levels.
+    pub levels: u8,
+    /// Privileged requests allowed (SRE).
+    pub supervisor: bool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn flush_all(ops: &dyn IommuOps, did: u16, attached: &[(Rid, Pasid)], iova: u64, len: u64) {
+    for &(dev, pasid) in attached {
+        if let Err(e) = ops.flush(dev, pasid, did, iova, len) {
+            tracing::error!(%dev, %e, did, "domain flush failed");
+        }
+    }
+}
+
+impl NestedDomain {
+    pub(crate) fn new(
+        ops: Arc<dyn IommuOps>,
+        did: u16,
+        parent: Arc<PagingDomain>,
+        s1: NestedS1,
+    ) -> Arc<Self> {
+        let d = Arc::new(NestedDomain {
+            ops,
+            did,
+            parent: parent.clone(),
+            s1,
+            attached: Mutex::new(Vec::new()),
+        });
+        let mut children = lock(&parent.children);
+        children.retain(|w| w.strong_count() > 0);
+        children.push(Arc::downgrade(&d));
+        d
+    }
+
+    /// The domain ID.
+    pub fn did(&self) -> u16 {
+        self.did
+    }
+
+    /// The second stage it is nested on.
+    pub fn parent(&self) -> &Arc<PagingDomain> {
+        &self.parent
+    }
+
+    /// The first stage.
+    pub fn s1(&self) -> NestedS1 {
+        self.s1
+    }
+
+    /// What the IOMMU's entries point at.
+    pub fn spec(&self) -> DomainSpec {
+        let DomainSpec::Paging { root, levels } = self.parent.spec() else {
+            unreachable!("a paging domain's spec is Paging");
+        };
+        DomainSpec::Nested {
+            s1_root: self.s1.root,
+            s1_levels: self.s1.levels,
+            s2_root: root,
+            s2_levels: levels,
+            supervisor: self.s1.supervisor,
+        }
+    }
+
+    /// The (device, PASID) pairs attached.
+    pub fn attachments(&self) -> Vec<(Rid, Pasid)> {
+        lock(&self.attached).clone()
+    }
+
+    pub(crate) fn add_attachment(&self, dev: Rid, pasid: Pasid) {
+        lock(&self.attached).push((dev, pasid));
+    }
+
+    pub(crate) fn remove_attachment(&self, dev: Rid, pasid: Pasid) {
+        lock(&self.attached).retain(|&a| a != (dev, pasid));
+    }
+
+    /// Invalidates first-stage translations of `[addr, addr + len)` (a guest's
+    /// invalidation of its own table, `IOMMU_HWPT_INVALIDATE` with `iommu_hwpt_vtd_s1_invalidate`)
+    /// in the IOTLB and every attached device's TLB; returns when they are gone.
+    pub fn invalidate(&self, addr: u64, len: u64) {
+        let attached = lock(&self.attached);
+        flush_all(self.ops.as_ref(), self.did, &attached, addr, len);
+    }
 }
 
 impl std::fmt::Debug for PagingDomain {
@@ -124,11 +231,12 @@ impl PagingDomain {
             did,
             table,
             attached: Mutex::new(Vec::new()),
+            children: Mutex::new(Vec::new()),
         }
     }
 
     fn lock(&self) -> MutexGuard<'_, Vec<(Rid, Pasid)>> {
-        self.attached.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.attached)
     }
 
     /// The domain ID every attachment is tagged with.
@@ -220,10 +328,17 @@ impl PagingDomain {
     }
 
     fn flush_locked(&self, attached: &[(Rid, Pasid)], iova: u64, len: u64) {
-        for &(dev, pasid) in attached {
-            if let Err(e) = self.ops.flush(dev, pasid, self.did, iova, len) {
-                tracing::error!(%dev, %e, "paging-domain flush failed");
-            }
+        flush_all(self.ops.as_ref(), self.did, attached, iova, len);
+        // Nested domains cache translations that went through this stage; which of their
+        // input addresses map to `[iova, iova + len)` is unknown here, so they lose
+        // everything (Linux flushes nested domains of a parent domain-wide too).
+        let children: Vec<Arc<NestedDomain>> = lock(&self.children)
+            .iter()
+            .filter_map(Weak::upgrade)
+            .collect();
+        for c in children {
+            let attached = c.attachments();
+            flush_all(self.ops.as_ref(), c.did, &attached, 0, u64::MAX);
         }
     }
 }

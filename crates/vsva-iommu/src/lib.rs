@@ -21,6 +21,6 @@ pub mod ops;
 pub mod pasid;
 
 pub use crate::core::{Iommu, IommuStats, SvaHandle};
-pub use domain::{FormatTable, IoPgtable, PagingDomain};
+pub use domain::{FormatTable, IoPgtable, NestedDomain, NestedS1, PagingDomain};
 pub use error::{IommuError, Result};
 pub use ops::{DeviceCaps, DomainSpec, IommuOps, PageRequest, ResponseCode};

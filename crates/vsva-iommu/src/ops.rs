@@ -49,6 +49,8 @@ pub enum DomainSpec {
         s2_root: u64,
         /// Second-stage levels.
         s2_levels: u8,
+        /// Allow privileged requests (VT-d SRE).
+        supervisor: bool,
     },
 }
 

@@ -740,7 +740,8 @@ fn aligned_span(addr: u64, len: u64) -> (u64, u8) {
     while am < 52 && (first >> am) != (last >> am) {
         am += 1;
     }
-    ((first >> am) << (12 + am), am)
+    // a span of 2^52 pages starts at 0 (the shift would leave the 64 bits)
+    ((first >> am).checked_shl(12 + am as u32).unwrap_or(0), am)
 }
 
 /// The ATS size encoding of `len` bytes at `addr` (the bits below the size's top bit set,
@@ -777,6 +778,12 @@ fn devtlb(rid: Rid, addr: u64, len: u64) -> [u64; 4] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_whole_space_is_one_span_from_zero() {
+        assert_eq!(aligned_span(0, u64::MAX), (0, 52));
+        assert_eq!(aligned_span(0x1234_5000, u64::MAX), (0, 52));
+    }
 
     #[test]
     fn spans_and_size_encodings() {

@@ -65,13 +65,14 @@ impl IommuOps for VtdDriver {
                 s1_levels,
                 s2_root,
                 s2_levels,
+                supervisor,
             } => Domain::Nested {
                 did,
                 fs_root: s1_root,
                 fs_levels: s1_levels,
                 ss_root: s2_root,
                 ss_levels: s2_levels,
-                supervisor: false,
+                supervisor,
             },
         };
         self.attach_pasid(dev, pasid, &d).map_err(err)

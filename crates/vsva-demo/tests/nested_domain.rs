@@ -1,0 +1,126 @@
+//! A guest's first-stage table nested on a paging domain, on the VT-d model: the unit walks
+//! the guest's x86 table (its pointers are guest-physical, translated by the second stage),
+//! a parent unmap reaches the nested domain's cached translations, and a guest invalidation
+//! reaches the IOTLB.
+
+use std::sync::Arc;
+
+use vsva_demo::platform::Platform;
+use vsva_iommu::{DeviceCaps, NestedS1};
+use vsva_mem::{Access, FrameAllocator, PageSize, Pasid, PhysMem, PhysWindow, Rid};
+use vsva_mm::{MapFlags, Prot};
+use vsva_pgtable::x86::X86Paging;
+use vsva_pgtable::{PageTable, Perm};
+use vsva_vtd::config::VtdConfig;
+
+const GIB: u64 = 1 << 30;
+const MIB: u64 = 1 << 20;
+
+#[test]
+fn a_guest_first_stage_nested_on_a_paging_domain() {
+    let p = Platform::new(8 * GIB, VtdConfig::default()).unwrap();
+    let rid = Rid::from_bdf(0, 3, 0).unwrap();
+    let dev = p.add_device(rid, 32, 64);
+    p.iommu
+        .add_device(
+            rid,
+            DeviceCaps {
+                pasid_bits: 20,
+                ats: false,
+                pri: false,
+            },
+            0,
+        )
+        .unwrap();
+
+    // Guest RAM: 1 GiB of the VMM's memory in one host frame, at GPA 0.
+    let vmm = p.mm.spawn().unwrap();
+    let ram = vmm
+        .mmap(None, GIB, Prot::RW, MapFlags::HUGE_1G | MapFlags::POPULATE)
+        .unwrap();
+    let ram_hpa = vmm.translate(ram, Access::READ).unwrap().output;
+    let s2 = p.iommu.alloc_paging_domain().unwrap();
+    s2.map(0, ram_hpa, GIB, Perm::RW, true).unwrap();
+
+    // The guest builds a page table in its RAM: guest VA 0x4000_0000 -> GPA 0x10_0000.
+    let guest_mem: Arc<dyn PhysMem> =
+        Arc::new(PhysWindow::new(p.mem.clone(), ram_hpa, GIB).unwrap());
+    let guest_frames = Arc::new(FrameAllocator::new(guest_mem.clone(), 16 * MIB, 64 * MIB));
+    let gpt = PageTable::new(X86Paging::default(), guest_frames).unwrap();
+    gpt.map(0x4000_0000, 0x10_0000, PageSize::Size4K, Perm::USER_RW)
+        .unwrap();
+    guest_mem.write(0x10_0000 + 8, b"guest data").unwrap();
+
+    let pasid = Pasid::new(5).unwrap();
+    let s1 = NestedS1 {
+        root: gpt.root(),
+        levels: 4,
+        supervisor: false,
+    };
+    let nested = p.iommu.alloc_nested_domain(&s2, s1).unwrap();
+    assert_ne!(
+        nested.did(),
+        s2.did(),
+        "a nested domain has a domain ID of its own"
+    );
+    p.iommu.attach_nested(rid, pasid, &nested, None).unwrap();
+
+    // DMA with the PASID walks both stages and lands in the guest's page.
+    let hpa = dev
+        .dma_untranslated(Some(pasid), 0x4000_0008, false)
+        .unwrap();
+    assert_eq!(hpa, ram_hpa + 0x10_0008);
+    let mut got = [0u8; 10];
+    p.mem.read(hpa, &mut got).unwrap();
+    assert_eq!(&got, b"guest data");
+    assert!(
+        dev.dma_untranslated(Some(pasid), 0x5000_0000, false)
+            .is_err(),
+        "unmapped VA"
+    );
+
+    // The guest unmaps the page: until it invalidates, the IOTLB may still translate (as
+    // hardware would); after, the DMA faults.
+    gpt.unmap(0x4000_0000, 4096).unwrap();
+    nested.invalidate(0x4000_0000, 4096);
+    assert!(
+        dev.dma_untranslated(Some(pasid), 0x4000_0000, false)
+            .is_err()
+    );
+
+    // Map it again, warm the IOTLB, then the VMM takes the guest page away in stage 2: the
+    // parent's unmap reaches the nested domain's cached translation.
+    gpt.map(0x4000_0000, 0x10_0000, PageSize::Size4K, Perm::USER_RW)
+        .unwrap();
+    nested.invalidate(0x4000_0000, 4096);
+    assert!(
+        dev.dma_untranslated(Some(pasid), 0x4000_0000, false)
+            .is_ok()
+    );
+    assert_eq!(s2.unmap(0, GIB), GIB);
+    assert!(
+        dev.dma_untranslated(Some(pasid), 0x4000_0000, false)
+            .is_err()
+    );
+
+    // bad first stages are refused before they reach the unit
+    let bad = |root, levels| {
+        p.iommu
+            .alloc_nested_domain(
+                &s2,
+                NestedS1 {
+                    root,
+                    levels,
+                    supervisor: false,
+                },
+            )
+            .map(|_| ())
+            .unwrap_err()
+            .errno()
+    };
+    assert_eq!(bad(0x1001, 4), 22);
+    assert_eq!(bad(0x1000, 3), 22);
+    assert_eq!(bad(1 << 60, 4), 22);
+    p.iommu.detach_nested(rid, pasid, &nested).unwrap();
+    assert!(nested.attachments().is_empty());
+}
