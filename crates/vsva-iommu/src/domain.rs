@@ -44,6 +44,17 @@ pub trait IoPgtable: Send + Sync {
     fn unmap(&self, iova: u64, len: u64) -> std::result::Result<Unmapped, MapError>;
     /// Frees tables [`unmap`](Self::unmap) unlinked.
     fn free_tables(&self, tables: &[u64]);
+    /// Reports (and with `clear`, clears) the dirty leaves of `[iova, iova + len)`.
+    ///
+    /// # Errors
+    /// The table's error.
+    fn read_and_clear_dirty(
+        &self,
+        iova: u64,
+        len: u64,
+        clear: bool,
+        f: &mut dyn FnMut(u64, PageSize),
+    ) -> std::result::Result<usize, MapError>;
 }
 
 /// A [`PageTable`] of any format with the last address its hardware translates.
@@ -89,6 +100,15 @@ impl<F: Format + Send + Sync> IoPgtable for FormatTable<F> {
             tracing::error!(%e, "freeing I/O page-table pages");
         }
     }
+    fn read_and_clear_dirty(
+        &self,
+        iova: u64,
+        len: u64,
+        clear: bool,
+        f: &mut dyn FnMut(u64, PageSize),
+    ) -> std::result::Result<usize, MapError> {
+        self.table.read_and_clear_dirty(iova, len, clear, f)
+    }
 }
 
 /// A paging domain.
@@ -100,6 +120,8 @@ pub struct PagingDomain {
     attached: Mutex<Vec<(Rid, Pasid)>>,
     /// Nested domains whose second stage this is: an unmap must reach their caches too.
     children: Mutex<Vec<Weak<NestedDomain>>>,
+    /// Dirty tracking on: attachments are (re)programmed to record dirty pages.
+    dirty: std::sync::atomic::AtomicBool,
 }
 
 /// A guest's first-stage table nested on a paging domain (Linux `IOMMU_DOMAIN_NESTED`, a
@@ -173,7 +195,7 @@ impl NestedDomain {
 
     /// What the IOMMU's entries point at.
     pub fn spec(&self) -> DomainSpec {
-        let DomainSpec::Paging { root, levels } = self.parent.spec() else {
+        let DomainSpec::Paging { root, levels, .. } = self.parent.spec() else {
             unreachable!("a paging domain's spec is Paging");
         };
         DomainSpec::Nested {
@@ -232,6 +254,7 @@ impl PagingDomain {
             table,
             attached: Mutex::new(Vec::new()),
             children: Mutex::new(Vec::new()),
+            dirty: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -249,7 +272,63 @@ impl PagingDomain {
         DomainSpec::Paging {
             root: self.table.root(),
             levels: self.table.levels(),
+            dirty_tracking: self.dirty_tracking(),
         }
+    }
+
+    /// Whether dirty tracking is on.
+    pub fn dirty_tracking(&self) -> bool {
+        self.dirty.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Turns dirty tracking on or off (`IOMMU_HWPT_SET_DIRTY_TRACKING`): every attachment is
+    /// reprogrammed (VT-d: SSADE in its PASID entry), and later attachments follow.
+    ///
+    /// # Errors
+    /// [`IommuError::DeviceUnsupported`]-like driver refusal when the IOMMU cannot track
+    /// dirty pages; the driver's error reprogramming an attachment (the flag is restored).
+    pub fn set_dirty_tracking(&self, on: bool) -> Result<()> {
+        if on && !self.ops.dirty_tracking() {
+            return Err(IommuError::Invalid("the IOMMU does not track dirty pages"));
+        }
+        let attached = self.lock();
+        let was = self.dirty.swap(on, std::sync::atomic::Ordering::AcqRel);
+        if was == on {
+            return Ok(());
+        }
+        let spec = self.spec();
+        for &(dev, pasid) in attached.iter() {
+            if let Err(e) = self.ops.set_pasid(dev, pasid, self.did, &spec) {
+                self.dirty.store(was, std::sync::atomic::Ordering::Release);
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// Reports the dirty pages of `[iova, iova + len)` to `f` (IOVA and page size) and,
+    /// with `clear`, clears them and flushes the IOTLB so that the next write marks them
+    /// again (`IOMMU_HWPT_GET_DIRTY_BITMAP`; `IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR` without
+    /// `clear`). Returns the number of dirty pages reported.
+    ///
+    /// # Errors
+    /// [`IommuError::Invalid`] for a range beyond the domain or not 4 KiB aligned.
+    pub fn read_and_clear_dirty(
+        &self,
+        iova: u64,
+        len: u64,
+        clear: bool,
+        f: &mut dyn FnMut(u64, PageSize),
+    ) -> Result<usize> {
+        let attached = self.lock();
+        let n = self
+            .table
+            .read_and_clear_dirty(iova, len, clear, f)
+            .map_err(|_| IommuError::Invalid("dirty-bitmap range"))?;
+        if clear && n > 0 {
+            flush_all(self.ops.as_ref(), self.did, &attached, iova, len);
+        }
+        Ok(n)
     }
 
     /// The last IOVA the domain translates.

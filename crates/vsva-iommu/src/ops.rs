@@ -29,6 +29,8 @@ pub enum DomainSpec {
         root: u64,
         /// Levels.
         levels: u8,
+        /// Hardware records accessed/dirty in the table (dirty tracking, VT-d SSADE).
+        dirty_tracking: bool,
     },
     /// A process's CPU page table (x86 format): shared virtual addressing.
     Sva {
@@ -137,6 +139,11 @@ pub trait IommuOps: Send + Sync {
 
     /// Takes the unrecoverable faults the hardware recorded.
     fn take_faults(&self) -> Vec<UnrecoverableFault>;
+
+    /// Whether paging domains can track dirty pages (Linux `IOMMU_CAP_DIRTY_TRACKING`).
+    fn dirty_tracking(&self) -> bool {
+        false
+    }
 
     /// A new, empty I/O page table of the IOMMU's own format for a paging domain (Linux
     /// `alloc_io_pgtable_ops`), as wide as the IOMMU translates.

@@ -564,6 +564,46 @@ impl<F: Format> PageTable<F> {
         Ok(self.mem().compare_exchange_u64(slot, old, new)?.is_ok())
     }
 
+    /// Reports every present leaf of `[va, va + len)` whose dirty bit is set, in address
+    /// order, and with `clear` clears the bit (by compare-and-swap, so a concurrent
+    /// hardware update is not lost). A format without a dirty bit reports nothing. Returns
+    /// the number of dirty leaves.
+    ///
+    /// The caller flushes the IOTLB afterwards where hardware caches that an entry is dirty
+    /// (VT-d does: a cached translation does not set D again).
+    ///
+    /// # Errors
+    /// As [`unmap`](Self::unmap) for the range.
+    pub fn read_and_clear_dirty(
+        &self,
+        va: u64,
+        len: u64,
+        clear: bool,
+        f: &mut dyn FnMut(u64, PageSize),
+    ) -> Result<usize> {
+        let Some(dirty) = self.format.dirty_bit() else {
+            return Ok(0);
+        };
+
+        let mem = self.mem();
+        let mut n = 0;
+        self.for_each_leaf(va, len, &mut |leaf| {
+            if !leaf.present || leaf.entry & dirty == 0 {
+                return Ok(());
+            }
+            f(leaf.va, leaf.size);
+            n += 1;
+            if clear {
+                let mut old = leaf.entry;
+                while old & dirty != 0 && !self.replace_entry(leaf.slot, old, old & !dirty)? {
+                    old = mem.load_u64(leaf.slot)?;
+                }
+            }
+            Ok(())
+        })?;
+        Ok(n)
+    }
+
     /// Number of table frames (including the root) reachable from the root.
     pub fn table_frames(&self) -> usize {
         self.count_tables(self.root, self.format.levels())

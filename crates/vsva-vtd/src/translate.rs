@@ -124,6 +124,7 @@ pub fn translate(
         }
         Pgtt::SecondStage => {
             let f = second_stage_format(cfg, e);
+
             let t = walk(&f, mem, e.ss_root(), req.addr, access, &mut Direct, &mut ())
                 .map_err(|x| second_stage_reason(&x, access, f.levels()))?;
             (t.output, t.size, t.rights)

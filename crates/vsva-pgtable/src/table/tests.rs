@@ -484,3 +484,55 @@ fn unmap_reports_accessed_dirty_set_after_lookup() {
         "A and D are in the reported entry"
     );
 }
+
+#[test]
+fn dirty_leaves_are_reported_in_order_and_cleared() {
+    let fmt = VtdSecondStage {
+        ad: true,
+        ..VtdSecondStage::four_level()
+    };
+    let pt = PageTable::new(fmt, frames(64 * MIB)).unwrap();
+    pt.map(0x1000, 0x5000, PageSize::Size4K, Perm::RW).unwrap();
+    pt.map(0x2000, 0x6000, PageSize::Size4K, Perm::RW).unwrap();
+    pt.map(0x20_0000, 0x40_0000, PageSize::Size2M, Perm::RW)
+        .unwrap();
+    // software walks set A/D as the unit would: a read sets A only, a write A and D
+    pt.walk(0x1008, U).unwrap();
+    pt.walk(0x2008, UW).unwrap();
+    pt.walk(0x30_0000, UW).unwrap();
+    let mut seen = vec![];
+    let n = pt
+        .read_and_clear_dirty(0, GIB, false, &mut |va, s| seen.push((va, s)))
+        .unwrap();
+    assert_eq!(n, 2);
+    assert_eq!(
+        seen,
+        [(0x2000, PageSize::Size4K), (0x20_0000, PageSize::Size2M)]
+    );
+    // the range limits what is reported; clearing keeps the rest of the entry
+    let mut seen = vec![];
+    pt.read_and_clear_dirty(0x20_0000, 2 * MIB, true, &mut |va, s| seen.push((va, s)))
+        .unwrap();
+    assert_eq!(seen, [(0x20_0000, PageSize::Size2M)]);
+    let leaf = pt.lookup(0x20_0000).unwrap();
+    assert_eq!(leaf.entry & crate::vtd_ss::D, 0);
+    assert_ne!(leaf.entry & crate::vtd_ss::A, 0, "A stays");
+    assert_eq!(pt.walk(0x20_0008, U).unwrap().output, 0x40_0008);
+    let mut all = 0;
+    pt.read_and_clear_dirty(0, GIB, true, &mut |_, _| all += 1)
+        .unwrap();
+    assert_eq!(all, 1, "only 0x2000 was left");
+    pt.read_and_clear_dirty(0, GIB, false, &mut |_, _| panic!("nothing dirty"))
+        .unwrap();
+    // a format without A/D reports nothing
+    let plain = PageTable::new(VtdSecondStage::four_level(), frames(64 * MIB)).unwrap();
+    plain
+        .map(0x1000, 0x5000, PageSize::Size4K, Perm::RW)
+        .unwrap();
+    assert_eq!(
+        plain
+            .read_and_clear_dirty(0, GIB, true, &mut |_, _| {})
+            .unwrap(),
+        0
+    );
+}

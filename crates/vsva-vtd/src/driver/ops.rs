@@ -43,11 +43,15 @@ impl IommuOps for VtdDriver {
             // A blocked PASID has no entry: every request faults (PASID entry not present).
             DomainSpec::Blocked => return self.detach_pasid(dev, pasid).map_err(err),
             DomainSpec::Identity => Domain::PassThrough { did },
-            DomainSpec::Paging { root, levels } => Domain::SecondStage {
+            DomainSpec::Paging {
+                root,
+                levels,
+                dirty_tracking,
+            } => Domain::SecondStage {
                 did,
                 root,
                 levels,
-                ad: false,
+                ad: dirty_tracking,
             },
             DomainSpec::Sva {
                 root,
@@ -125,6 +129,11 @@ impl IommuOps for VtdDriver {
         VtdDriver::page_response(self, dev, pasid, prgi, code).map_err(err)
     }
 
+    fn dirty_tracking(&self) -> bool {
+        // Second-stage accessed/dirty (ECAP.SSADS, §3.6.2): Linux `ssads_supported`.
+        self.ecap().ssads()
+    }
+
     fn alloc_io_pgtable(&self) -> vsva_iommu::Result<Box<dyn IoPgtable>> {
         // The deepest table SAGAW offers, as wide as MGAW allows (§3.7, CAP.SAGAW/MGAW).
         let cap = self.cap();
@@ -142,7 +151,9 @@ impl IommuOps for VtdDriver {
             large_2m: cap.sllps() & 1 != 0,
             large_1g: cap.sllps() & 2 != 0,
             exec: false,
-            ad: false,
+            // the D bit's position, for reading dirty pages; whether the unit sets it is
+            // the PASID entry's SSADE
+            ad: self.ecap().ssads(),
         };
         let table =
             PageTable::new(format, self.frames.clone()).map_err(|_| IommuError::NoMemory)?;

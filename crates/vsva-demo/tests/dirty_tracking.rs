@@ -1,0 +1,84 @@
+//! Dirty tracking of a paging domain on the VT-d model (second-stage A/D, SSADE): the unit
+//! marks what devices write, reading the bitmap clears it, and the IOTLB flush that follows
+//! makes the next write mark the page again.
+
+use vsva_demo::platform::Platform;
+use vsva_iommu::DeviceCaps;
+use vsva_mem::{PageSize, Pasid, Rid};
+use vsva_pgtable::Perm;
+use vsva_vtd::config::VtdConfig;
+
+const PAGE: u64 = 4096;
+
+fn dirty(d: &vsva_iommu::PagingDomain, clear: bool) -> Vec<(u64, PageSize)> {
+    let mut v = vec![];
+    d.read_and_clear_dirty(0, 1 << 30, clear, &mut |iova, size| v.push((iova, size)))
+        .unwrap();
+    v
+}
+
+#[test]
+fn writes_are_recorded_and_cleared() {
+    let p = Platform::new(4 << 30, VtdConfig::default()).unwrap();
+    let rid = Rid::from_bdf(0, 3, 0).unwrap();
+    let dev = p.add_device(rid, 32, 64);
+    let caps = DeviceCaps {
+        pasid_bits: 20,
+        ats: false,
+        pri: false,
+    };
+    p.iommu.add_device(rid, caps, 0).unwrap();
+    let d = p.iommu.alloc_paging_domain().unwrap();
+    d.map(0x10_0000, 0x4000_0000, 4 * PAGE, Perm::RW, true)
+        .unwrap();
+    d.map(0x20_0000, 0x4020_0000, 2 << 20, Perm::RW, true)
+        .unwrap();
+    let pasid0 = Pasid::new(0).unwrap();
+    p.iommu.attach_paging(rid, pasid0, &d, None).unwrap();
+
+    // tracking off: the unit sets nothing
+    dev.dma_untranslated(None, 0x10_1000, true).unwrap();
+    assert!(dirty(&d, true).is_empty());
+
+    d.set_dirty_tracking(true).unwrap();
+    assert!(d.dirty_tracking());
+    dev.dma_untranslated(None, 0x10_2000, true).unwrap();
+    dev.dma_untranslated(None, 0x10_3000, false).unwrap();
+    dev.dma_untranslated(None, 0x30_0000, true).unwrap();
+    let want = vec![(0x10_2000, PageSize::Size4K), (0x20_0000, PageSize::Size2M)];
+    assert_eq!(
+        dirty(&d, false),
+        want,
+        "a read is not a write; NO_CLEAR keeps them"
+    );
+    assert_eq!(dirty(&d, true), want);
+    assert!(dirty(&d, true).is_empty(), "cleared");
+    // the same page written again is marked again (the IOTLB did not keep "dirty")
+    dev.dma_untranslated(None, 0x10_2008, true).unwrap();
+    assert_eq!(dirty(&d, true), vec![(0x10_2000, PageSize::Size4K)]);
+
+    d.set_dirty_tracking(false).unwrap();
+    dev.dma_untranslated(None, 0x10_2000, true).unwrap();
+    assert!(dirty(&d, true).is_empty());
+    // a later attachment follows the domain's setting
+    d.set_dirty_tracking(true).unwrap();
+    let rid2 = Rid::from_bdf(0, 4, 0).unwrap();
+    let dev2 = p.add_device(rid2, 32, 64);
+    p.iommu.add_device(rid2, caps, 0).unwrap();
+    p.iommu.attach_paging(rid2, pasid0, &d, None).unwrap();
+    dev2.dma_untranslated(None, 0x10_0000, true).unwrap();
+    assert_eq!(dirty(&d, true), vec![(0x10_0000, PageSize::Size4K)]);
+}
+
+#[test]
+fn a_unit_without_second_stage_ad_refuses_dirty_tracking() {
+    let cfg = VtdConfig {
+        ss_ad: false,
+        ..VtdConfig::default()
+    };
+    let p = Platform::new(4 << 30, cfg).unwrap();
+    let d = p.iommu.alloc_paging_domain().unwrap();
+    assert_eq!(d.set_dirty_tracking(true).unwrap_err().errno(), 22);
+    assert!(!d.dirty_tracking());
+    d.set_dirty_tracking(false).unwrap();
+}
