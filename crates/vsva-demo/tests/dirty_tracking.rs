@@ -82,3 +82,28 @@ fn a_unit_without_second_stage_ad_refuses_dirty_tracking() {
     assert!(!d.dirty_tracking());
     d.set_dirty_tracking(false).unwrap();
 }
+
+#[test]
+fn hw_info_is_what_the_unit_reports_in_its_registers() {
+    use vsva_vtd::driver::Mmio;
+    use vsva_vtd::spec::registers::offset;
+    let cfg = VtdConfig {
+        ss_ad: false,
+        ..VtdConfig::default()
+    };
+    let p = Platform::new(1 << 30, cfg).unwrap();
+    let info = p.iommu.ops().hw_info();
+    let want = vsva_iommu::HwInfo::Vtd {
+        cap: p.vtd.read(offset::CAP, 8),
+        ecap: p.vtd.read(offset::ECAP, 8),
+    };
+    assert_eq!(info, want);
+    let vsva_iommu::HwInfo::Vtd { ecap, .. } = info else {
+        unreachable!()
+    };
+    // ECAP.SSADS (bit 45, §11.4.3; Linux `ecap_slads`) follows the configuration, and
+    // SMTS (bit 43) is there
+    assert_eq!(ecap >> 45 & 1, 0);
+    assert_eq!(ecap >> 43 & 1, 1);
+    assert!(!p.iommu.ops().dirty_tracking());
+}

@@ -23,4 +23,4 @@ pub mod pasid;
 pub use crate::core::{Iommu, IommuStats, SvaHandle};
 pub use domain::{FormatTable, IoPgtable, NestedDomain, NestedS1, PagingDomain};
 pub use error::{IommuError, Result};
-pub use ops::{DeviceCaps, DomainSpec, IommuOps, PageRequest, ResponseCode};
+pub use ops::{DeviceCaps, DomainSpec, HwInfo, IommuOps, PageRequest, ResponseCode};

@@ -56,6 +56,21 @@ pub enum DomainSpec {
     },
 }
 
+/// Vendor-specific hardware information (Linux `iommu_ops::hw_info`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HwInfo {
+    /// The driver reports nothing (`IOMMU_HW_INFO_TYPE_NONE`).
+    None,
+    /// Intel VT-d: the unit's capability and extended capability registers
+    /// (`struct iommu_hw_info_vtd`).
+    Vtd {
+        /// CAP_REG.
+        cap: u64,
+        /// ECAP_REG.
+        ecap: u64,
+    },
+}
+
 /// A page request from a device, as the driver read it from its hardware queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PageRequest {
@@ -139,6 +154,12 @@ pub trait IommuOps: Send + Sync {
 
     /// Takes the unrecoverable faults the hardware recorded.
     fn take_faults(&self) -> Vec<UnrecoverableFault>;
+
+    /// What the hardware reports of itself, for user space deciding what to emulate
+    /// (`IOMMU_GET_HW_INFO`).
+    fn hw_info(&self) -> HwInfo {
+        HwInfo::None
+    }
 
     /// Whether paging domains can track dirty pages (Linux `IOMMU_CAP_DIRTY_TRACKING`).
     fn dirty_tracking(&self) -> bool {

@@ -1,7 +1,7 @@
 //! The VT-d driver as the IOMMU core sees it ([`vsva_iommu::IommuOps`]).
 
 use vsva_iommu::ops::UnrecoverableFault;
-use vsva_iommu::{DeviceCaps, DomainSpec, IommuError, IommuOps, PageRequest, ResponseCode};
+use vsva_iommu::{DeviceCaps, DomainSpec, HwInfo, IommuError, IommuOps, PageRequest, ResponseCode};
 use vsva_iommu::{FormatTable, IoPgtable};
 use vsva_mem::{Pasid, Rid};
 use vsva_pgtable::PageTable;
@@ -127,6 +127,13 @@ impl IommuOps for VtdDriver {
             ResponseCode::Failure => VtdResponse::ResponseFailure,
         };
         VtdDriver::page_response(self, dev, pasid, prgi, code).map_err(err)
+    }
+
+    fn hw_info(&self) -> HwInfo {
+        HwInfo::Vtd {
+            cap: self.cap().into_bits(),
+            ecap: self.ecap().into_bits(),
+        }
     }
 
     fn dirty_tracking(&self) -> bool {
