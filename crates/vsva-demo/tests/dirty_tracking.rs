@@ -106,4 +106,10 @@ fn hw_info_is_what_the_unit_reports_in_its_registers() {
     assert_eq!(ecap >> 45 & 1, 0);
     assert_eq!(ecap >> 43 & 1, 1);
     assert!(!p.iommu.ops().dirty_tracking());
+    // and the interrupt window is every device's reserved region
+    let rid = Rid::from_bdf(0, 3, 0).unwrap();
+    assert_eq!(
+        p.iommu.ops().reserved_regions(rid),
+        vec![(0xfee0_0000, 0xfeef_ffff)]
+    );
 }

@@ -155,6 +155,14 @@ pub trait IommuOps: Send + Sync {
     /// Takes the unrecoverable faults the hardware recorded.
     fn take_faults(&self) -> Vec<UnrecoverableFault>;
 
+    /// IOVA ranges `[start, last]` a device's DMA can never reach through a paging domain
+    /// (Linux `iommu_get_resv_regions`): an IOAS must not map them while the device is
+    /// attached.
+    fn reserved_regions(&self, dev: Rid) -> Vec<(u64, u64)> {
+        let _ = dev;
+        Vec::new()
+    }
+
     /// What the hardware reports of itself, for user space deciding what to emulate
     /// (`IOMMU_GET_HW_INFO`).
     fn hw_info(&self) -> HwInfo {

@@ -129,6 +129,12 @@ impl IommuOps for VtdDriver {
         VtdDriver::page_response(self, dev, pasid, prgi, code).map_err(err)
     }
 
+    fn reserved_regions(&self, _dev: Rid) -> Vec<(u64, u64)> {
+        // Requests to the interrupt address range are interrupt requests, never translated
+        // (§3.14, §5.1): Linux reports it as IOMMU_RESV_MSI for every device.
+        vec![(0xfee0_0000, 0xfeef_ffff)]
+    }
+
     fn hw_info(&self) -> HwInfo {
         HwInfo::Vtd {
             cap: self.cap().into_bits(),
