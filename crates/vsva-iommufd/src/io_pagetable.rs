@@ -2,9 +2,10 @@
 //! IOVA ranges to user pages, reserved ranges, the allowed list, and the domains kept filled.
 //!
 //! Rules kept from Linux:
-//! * An area is unmapped whole or not at all: an unmap range that cuts an area is `ENOENT`,
-//!   a range with no area is `ENOENT`, and `[0, U64_MAX]` unmaps everything (and succeeds on
-//!   an empty IOAS).
+//! * An area is unmapped whole or not at all: an unmap range with no area is `ENOENT`, and
+//!   `[0, U64_MAX]` unmaps everything (and succeeds on an empty IOAS). Areas are removed in
+//!   IOVA order and the first one the range cuts stops the unmap with `ENOENT`, leaving the
+//!   areas before it unmapped — `iopt_unmap_iova_range()` is not atomic either.
 //! * A kernel-chosen IOVA keeps the user address's alignment up to the length rounded to a
 //!   power of two (so huge pages can be used), is never 0, lies inside the allowed ranges (by
 //!   default `[PAGE_SIZE, U64_MAX - PAGE_SIZE]`) and avoids reserved ranges and areas
@@ -12,7 +13,8 @@
 //! * A fixed IOVA must be aligned to the IOAS's alignment (`EINVAL`), not wrap (`EOVERFLOW`),
 //!   avoid reserved ranges (`EINVAL`) and existing areas (`EEXIST`) (`iopt_check_iova`).
 //! * The alignment is 1 until a domain is attached, then the largest minimum page size of
-//!   the attached domains; lengths must be multiples of it (`EINVAL`).
+//!   the attached domains; lengths must be multiples of it (`EINVAL`). With large pages
+//!   disabled it is at least `PAGE_SIZE` (`iopt_calculate_iova_alignment`).
 //! * While domains are attached, every area's pages are pinned and mapped in each of them;
 //!   attaching a domain fills it with every area, and a failure leaves nothing behind.
 
@@ -57,6 +59,28 @@ pub struct Area {
 impl Area {
     fn len(&self) -> u64 {
         self.last - self.iova + 1
+    }
+}
+
+/// The memory behind an IOVA range, as [`IoPageTable::get_pages`] found it (Linux's
+/// `pages_list`): each piece is `(pages, offset of its first byte from pages.base(), bytes)`
+/// and holds a reference on its pages, so the memory stays valid even if the source range is
+/// unmapped before the list is mapped elsewhere.
+#[derive(Debug, Clone)]
+pub struct PagesList {
+    pieces: Vec<(Arc<Pages>, u64, u64)>,
+}
+
+impl PagesList {
+    /// Bytes the list covers.
+    pub fn len(&self) -> u64 {
+        self.pieces.iter().map(|&(_, _, len)| len).sum()
+    }
+
+    /// Whether the list covers nothing (never true for a list from
+    /// [`IoPageTable::get_pages`]).
+    pub fn is_empty(&self) -> bool {
+        self.pieces.is_empty()
     }
 }
 
@@ -107,12 +131,25 @@ fn align_up(x: u64, a: u64) -> Option<u64> {
 }
 
 impl Inner {
+    /// `iopt_calculate_iova_alignment`: the largest minimum page size of the attached
+    /// domains, at least `PAGE_SIZE` while large pages are disabled, else at least 1.
     fn alignment(&self) -> u64 {
+        let floor = if self.large_pages { 1 } else { PAGE };
         self.domains
             .iter()
             .map(|(_, d)| d.page_size())
-            .max()
-            .unwrap_or(1)
+            .fold(floor, u64::max)
+    }
+
+    /// `iopt_check_iova_alignment`: whether every area's IOVA, length and offset in its first
+    /// page are multiples of `alignment`.
+    fn areas_aligned(&self, alignment: u64) -> bool {
+        let mask = alignment - 1;
+        self.areas.values().all(|a| {
+            a.iova & mask == 0
+                && a.len() & mask == 0
+                && ((a.pages.base() + a.start_byte) % PAGE) & mask == 0
+        })
     }
 
     fn reserved_hit(&self, start: u64, last: u64) -> bool {
@@ -320,49 +357,54 @@ impl IoPageTable {
         Ok(iova)
     }
 
-    /// `IOMMU_IOAS_COPY` (source side): the areas covering `[iova, iova + length)`, which
-    /// must be mapped contiguously; `ENOENT` otherwise.
-    fn get_pages(&self, iova: u64, length: u64) -> Result<Vec<(Arc<Pages>, u64, u64)>, Errno> {
+    /// `iopt_get_pages`, the source half of `IOMMU_IOAS_COPY`: the memory behind
+    /// `[iova, iova + length)`, which must be covered by areas without a gap.
+    ///
+    /// # Errors
+    /// `EINVAL` for length 0, `EOVERFLOW` if the range wraps, `ENOENT` if part of it is not
+    /// mapped.
+    pub fn get_pages(&self, iova: u64, length: u64) -> Result<PagesList, Errno> {
         if length == 0 {
             return Err(Errno::EINVAL);
         }
         let last = iova.checked_add(length - 1).ok_or(Errno::EOVERFLOW)?;
         let st = self.lock();
-        let mut out = Vec::new();
+        let mut pieces = Vec::new();
         let mut at = iova;
         for (_, a) in overlaps(&st.areas, iova, last, |a| a.last) {
             if a.iova > at {
                 break;
             }
             let end = a.last.min(last);
-            out.push((a.pages.clone(), a.start_byte + (at - a.iova), end - at + 1));
+            pieces.push((a.pages.clone(), a.start_byte + (at - a.iova), end - at + 1));
             if end == last {
-                return Ok(out);
+                return Ok(PagesList { pieces });
             }
             at = end + 1;
         }
         Err(Errno::ENOENT)
     }
 
-    /// `IOMMU_IOAS_COPY`: maps the memory behind `[src_iova, src_iova + length)` of `src`
-    /// into this IOAS at `dst_iova` or a chosen IOVA, as one area per source area. Returns
-    /// the IOVA.
+    /// `iopt_map_pages`, the destination half of `IOMMU_IOAS_COPY`: maps `list` at `dst_iova`
+    /// or at an IOVA chosen for the first piece's user address, one area per piece, all
+    /// contiguous. Returns the IOVA.
     ///
     /// # Errors
-    /// `ENOENT` if the source range is not fully mapped; as [`map_user`](Self::map_user).
-    pub fn copy_from(
+    /// As [`map_user`](Self::map_user); nothing stays mapped on error.
+    pub fn map_pages_list(
         &self,
-        src: &IoPageTable,
-        src_iova: u64,
-        length: u64,
+        list: PagesList,
         prot: IoProt,
         dst_iova: Option<u64>,
     ) -> Result<u64, Errno> {
         if prot.is_empty() {
             return Err(Errno::EINVAL);
         }
-        let pieces = src.get_pages(src_iova, length)?;
-        let uptr = pieces[0].0.base() + pieces[0].1;
+        let length = list.len();
+        let Some((first_pages, first_start, _)) = list.pieces.first() else {
+            return Err(Errno::EINVAL);
+        };
+        let uptr = first_pages.base() + first_start;
         // Reserve the whole range first so the pieces land contiguously.
         let first = {
             let st = self.lock();
@@ -380,7 +422,7 @@ impl IoPageTable {
         };
         let mut at = first;
         let mut mapped = Vec::new();
-        for (pages, start_byte, len) in pieces {
+        for (pages, start_byte, len) in list.pieces {
             let up = pages.base() + start_byte;
             match self.map_pages(pages, start_byte, len, prot, Some(at), up) {
                 Ok(i) => mapped.push((i, len)),
@@ -396,12 +438,33 @@ impl IoPageTable {
         Ok(first)
     }
 
+    /// `IOMMU_IOAS_COPY`: maps the memory behind `[src_iova, src_iova + length)` of `src`
+    /// into this IOAS at `dst_iova` or a chosen IOVA, as one area per source area. Returns
+    /// the IOVA. [`get_pages`](Self::get_pages) then [`map_pages_list`](Self::map_pages_list).
+    ///
+    /// # Errors
+    /// `ENOENT` if the source range is not fully mapped; as [`map_user`](Self::map_user).
+    pub fn copy_from(
+        &self,
+        src: &IoPageTable,
+        src_iova: u64,
+        length: u64,
+        prot: IoProt,
+        dst_iova: Option<u64>,
+    ) -> Result<u64, Errno> {
+        if prot.is_empty() {
+            return Err(Errno::EINVAL);
+        }
+        let list = src.get_pages(src_iova, length)?;
+        self.map_pages_list(list, prot, dst_iova)
+    }
+
     /// `IOMMU_IOAS_UNMAP` of `[iova, iova + length)`: removes the whole areas inside it and
     /// returns the bytes unmapped.
     ///
     /// # Errors
     /// `EINVAL` for length 0, `EOVERFLOW` if the range wraps, `ENOENT` if it holds no area or
-    /// cuts one (nothing is unmapped then).
+    /// cuts one (the areas before the cut one are unmapped all the same, as in Linux).
     pub fn unmap(&self, iova: u64, length: u64) -> Result<u64, Errno> {
         if length == 0 {
             return Err(Errno::EINVAL);
@@ -415,22 +478,23 @@ impl IoPageTable {
         self.unmap_range(0, u64::MAX).unwrap_or(0)
     }
 
+    /// `iopt_unmap_iova_range`: removes the areas inside `[start, last]` in IOVA order; the
+    /// first area that sticks out of the range stops it with `ENOENT`, after the ones before
+    /// it are gone, as in Linux.
     fn unmap_range(&self, start: u64, last: u64) -> Result<u64, Errno> {
         let mut st = self.lock();
         let hit: Vec<u64> = overlaps(&st.areas, start, last, |a| a.last)
             .map(|(&k, _)| k)
             .collect();
-        if hit.is_empty() {
-            return Err(Errno::ENOENT);
-        }
-        if hit.iter().any(|k| {
-            let a = &st.areas[k];
-            a.iova < start || a.last > last
-        }) {
-            return Err(Errno::ENOENT);
-        }
         let mut bytes = 0;
         for k in hit {
+            let cut = st
+                .areas
+                .get(&k)
+                .is_some_and(|a| a.iova < start || a.last > last);
+            if cut {
+                return Err(Errno::ENOENT);
+            }
             let Some(a) = st.areas.remove(&k) else {
                 continue;
             };
@@ -441,6 +505,9 @@ impl IoPageTable {
                 a.pages.unpin();
             }
             bytes += a.len();
+        }
+        if bytes == 0 {
+            return Err(Errno::ENOENT);
         }
         Ok(bytes)
     }
@@ -608,18 +675,32 @@ impl IoPageTable {
         st.reserved.retain(|_, (_, o)| *o != ReservedBy::Domain(id));
     }
 
-    /// `IOMMU_OPTION_HUGE_PAGES`: whether domains may use pages above their minimum. Changing
-    /// it with domains attached is `EBUSY` (Linux would re-map them; vsva asks the user to
-    /// set it first).
+    /// `IOMMU_OPTION_HUGE_PAGES` (`iopt_enable_large_pages` / `iopt_disable_large_pages`):
+    /// whether domains may map with pages above their minimum. Disabling also raises the IOVA
+    /// alignment to at least `PAGE_SIZE`, as Linux maps everything with base pages then.
+    ///
+    /// Enabling always succeeds; mappings made while disabled keep their base pages.
     ///
     /// # Errors
-    /// `EBUSY` as said.
+    /// Disabling only: `EINVAL` while domains are attached and hold mappings (their IOPTEs may
+    /// already be large); `EADDRINUSE` if an existing area is not aligned to the raised IOVA
+    /// alignment. Nothing changes on error.
     pub fn set_large_pages(&self, on: bool) -> Result<(), Errno> {
         let mut st = self.lock();
-        if st.large_pages != on && !st.domains.is_empty() {
-            return Err(Errno::EBUSY);
+        if on || !st.large_pages {
+            st.large_pages = on;
+            return Ok(());
         }
-        st.large_pages = on;
+        if !st.domains.is_empty() && !st.areas.is_empty() {
+            return Err(Errno::EINVAL);
+        }
+        let old = st.alignment();
+        st.large_pages = false;
+        let new = st.alignment();
+        if new > old && !st.areas_aligned(new) {
+            st.large_pages = true;
+            return Err(EADDRINUSE);
+        }
         Ok(())
     }
 

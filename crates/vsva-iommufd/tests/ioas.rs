@@ -403,3 +403,32 @@ fn copy_maps_the_same_pages_into_another_ioas() {
     assert_eq!(dst.unmap_all(), 2 * PAGE);
     assert_eq!(p.locked_pages(), 0);
 }
+
+#[test]
+fn large_pages_are_disabled_only_before_domains_hold_mappings() {
+    // iopt_disable_large_pages(): EINVAL once attached domains hold mappings (their IOPTEs
+    // may be large already); enabling always succeeds.
+    let (_mm, p) = setup();
+    let va = p.mmap(None, 4 * PAGE, Prot::RW, MapFlags::empty()).unwrap();
+    let ioas = IoPageTable::default();
+    let d = Recorder::new(u64::MAX);
+    ioas.attach_domain(1, d.clone()).unwrap();
+    assert_eq!(
+        ioas.set_large_pages(false),
+        Ok(()),
+        "a domain but no mapping"
+    );
+    assert_eq!(ioas.set_large_pages(true), Ok(()));
+    ioas.map_user(&p, va.raw(), 4 * PAGE, RW, Some(0x10_0000))
+        .unwrap();
+    assert_eq!(ioas.set_large_pages(false), Err(Errno::EINVAL));
+    assert!(ioas.large_pages());
+    ioas.detach_domain(1);
+    // Without domains it may be disabled, which raises the alignment to PAGE_SIZE
+    // (iopt_calculate_iova_alignment); enabling brings it back to 1.
+    assert_eq!(ioas.set_large_pages(false), Ok(()));
+    assert_eq!(ioas.set_large_pages(false), Ok(()), "already disabled");
+    assert_eq!(ioas.alignment(), PAGE);
+    assert_eq!(ioas.set_large_pages(true), Ok(()));
+    assert_eq!(ioas.alignment(), 1);
+}
