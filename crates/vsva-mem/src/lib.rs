@@ -22,6 +22,7 @@ pub mod frame;
 pub mod pasid;
 pub mod phys;
 pub mod rid;
+pub mod segments;
 
 pub use access::Access;
 pub use addr::{Gpa, Hpa, Iova, PageSize, Va};
@@ -29,3 +30,4 @@ pub use frame::{FrameAllocator, FrameError};
 pub use pasid::{Pasid, PasidError};
 pub use phys::{CreateError, MemError, PhysMem, PhysMemory, PhysWindow};
 pub use rid::{Rid, RidError};
+pub use segments::{SegmentError, SegmentedMemory};
