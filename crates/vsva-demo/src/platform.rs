@@ -38,7 +38,7 @@ pub enum PlatformError {
 /// A host.
 pub struct Platform {
     /// Physical memory.
-    pub mem: Arc<PhysMemory>,
+    pub mem: Arc<dyn PhysMem>,
     /// The VT-d unit.
     pub vtd: Arc<Vtd>,
     /// Its driver.
@@ -61,7 +61,21 @@ impl Platform {
     /// # Errors
     /// [`PlatformError`] if memory cannot be mapped or the driver refuses the unit.
     pub fn new(memory: u64, cfg: VtdConfig) -> Result<Platform, PlatformError> {
-        let mem = Arc::new(PhysMemory::new(memory)?);
+        Self::with_memory(Arc::new(PhysMemory::new(memory)?), memory, cfg)
+    }
+
+    /// A host whose physical memory is `mem`, of which `[0, ram)` is RAM the platform hands
+    /// out (anything above — e.g. the file-backed segments of a
+    /// [`vsva_mem::SegmentedMemory`] — is reachable by DMA but never allocated).
+    ///
+    /// # Errors
+    /// [`PlatformError`] if the driver refuses the unit.
+    pub fn with_memory(
+        mem: Arc<dyn PhysMem>,
+        ram: u64,
+        cfg: VtdConfig,
+    ) -> Result<Platform, PlatformError> {
+        let memory = ram.min(mem.size());
         let dynmem: Arc<dyn PhysMem> = mem.clone();
         let fabric = Arc::new(Fabric::default());
         let irq = Arc::new(MsiLog::default());

@@ -10,7 +10,7 @@ use vsva_demo::platform::Platform;
 use vsva_iommu::{DeviceCaps, PagingDomain};
 use vsva_iommufd::domain::IoProt;
 use vsva_iommufd::io_pagetable::IoPageTable;
-use vsva_mem::{Access, Pasid, PhysMem, Rid, Va};
+use vsva_mem::{Access, Pasid, Rid, Va};
 use vsva_mm::{MapFlags, Prot};
 use vsva_vtd::config::VtdConfig;
 
