@@ -304,6 +304,19 @@ impl Vtd {
                 bump(&self.stats.page_responses);
             }
         }
+        if let Some(b) = self.backend.get() {
+            // After the unit's own caches, before the next descriptor: a wait behind this
+            // one completes only once the backend has carried the invalidation out.
+            if matches!(
+                d,
+                Descriptor::ContextCache { .. }
+                    | Descriptor::PasidCache { .. }
+                    | Descriptor::Iotlb { .. }
+                    | Descriptor::PasidIotlb { .. }
+            ) {
+                b.invalidated(d);
+            }
+        }
         Ok(())
     }
 

@@ -33,6 +33,7 @@
 #![forbid(unsafe_code)]
 
 pub mod ats;
+pub mod backend;
 pub mod cache;
 pub mod config;
 pub mod devices;

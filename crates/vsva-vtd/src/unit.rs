@@ -9,11 +9,12 @@
 //! that only register accesses and faults take.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use vsva_mem::{Access, PageSize, PhysMem};
 use vsva_pgtable::Perm;
 
+use crate::backend::VirtualBackend;
 use crate::cache::{Caches, NO_PASID};
 use crate::config::VtdConfig;
 use crate::devices::{Devices, NoDevices};
@@ -73,6 +74,8 @@ pub struct Vtd {
     pub(crate) enabled: AtomicBool,
     /// The RTADDR value latched by the last SRTP.
     pub(crate) root: AtomicU64,
+    /// The VMM behind a virtual unit (none for a physical one).
+    pub(crate) backend: OnceLock<Arc<dyn VirtualBackend>>,
 }
 
 impl std::fmt::Debug for Vtd {
@@ -143,7 +146,20 @@ impl Vtd {
             irq,
             enabled: AtomicBool::new(false),
             root: AtomicU64::new(0),
+            backend: OnceLock::new(),
         }
+    }
+
+    /// Makes this unit a virtual one: `backend` hears every cache invalidation the queue
+    /// executes. Set once, before the guest enables the queue.
+    ///
+    /// # Errors
+    /// The backend given, if one is already set.
+    pub fn set_backend(
+        &self,
+        backend: Arc<dyn VirtualBackend>,
+    ) -> Result<(), Arc<dyn VirtualBackend>> {
+        self.backend.set(backend)
     }
 
     /// The configuration.
