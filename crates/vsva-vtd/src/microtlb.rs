@@ -21,6 +21,9 @@ use crate::request::{Request, RequestKind, Translated};
 
 const SLOTS: usize = 4096;
 
+/// One cache line each, so a lookup touches one line and writers of neighbouring slots do
+/// not disturb it.
+#[repr(align(64))]
 struct Slot {
     /// Even: stable; odd: being written.
     seq: AtomicU64,
