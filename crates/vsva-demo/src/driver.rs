@@ -184,11 +184,30 @@ impl DemoDriver {
         self.wait(platform)
     }
 
+    /// Runs a command under `pasid`, whatever it is attached to (an SVA bind made elsewhere,
+    /// a nested domain a VMM set up): the kernel-internal use of the device.
+    ///
+    /// # Errors
+    /// As [`run`](Self::run).
+    pub fn run_pasid(
+        &self,
+        platform: &Platform,
+        pasid: Pasid,
+        cmd: &Command,
+    ) -> Result<u64, DriverError> {
+        self.submit_pasid(pasid, cmd);
+        self.wait(platform)
+    }
+
     /// Programs the registers and rings the doorbell (the command then runs as the platform
     /// runs the device).
     pub fn submit(&self, ctx: &Context, cmd: &Command) {
+        self.submit_pasid(ctx.pasid(), cmd);
+    }
+
+    fn submit_pasid(&self, pasid: Pasid, cmd: &Command) {
         let d = &self.dev;
-        d.mmio_write(regs::PASID, ctx.pasid().raw() as u64 | regs::PASID_VALID);
+        d.mmio_write(regs::PASID, pasid.raw() as u64 | regs::PASID_VALID);
         d.mmio_write(regs::COMMAND, cmd.op as u64);
         d.mmio_write(regs::SRC, cmd.src);
         d.mmio_write(regs::DST, cmd.dst);

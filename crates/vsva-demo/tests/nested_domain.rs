@@ -124,3 +124,107 @@ fn a_guest_first_stage_nested_on_a_paging_domain() {
     p.iommu.detach_nested(rid, pasid, &nested).unwrap();
     assert!(nested.attachments().is_empty());
 }
+
+/// A VMM's side of a nested PASID's faults, as a test double: each group is recorded, the
+/// guest's table gets the page (as the guest's own fault handler would), and the group is
+/// answered.
+struct GuestFaults {
+    iommu: std::sync::Weak<vsva_iommu::Iommu>,
+    gpt: Arc<PageTable<X86Paging>>,
+    next_gpa: std::sync::Mutex<u64>,
+    groups: std::sync::Mutex<Vec<vsva_iommu::iopf::FaultGroup>>,
+}
+
+impl vsva_iommu::core::IopfHandler for GuestFaults {
+    fn handle(&self, group: vsva_iommu::iopf::FaultGroup) {
+        for page in &group.pages {
+            let mut gpa = self.next_gpa.lock().unwrap();
+            let _ = self
+                .gpt
+                .map(page.addr & !0xfff, *gpa, PageSize::Size4K, Perm::USER_RW);
+            *gpa += 4096;
+        }
+        let (dev, pasid, prgi) = (group.dev, group.pasid, group.prgi);
+        self.groups.lock().unwrap().push(group);
+        if let Some(iommu) = self.iommu.upgrade() {
+            assert!(iommu.respond(dev, pasid, prgi, vsva_iommu::ResponseCode::Success));
+        }
+    }
+}
+
+#[test]
+fn a_nested_pasids_page_requests_reach_its_handler_and_the_answer_resumes_the_device() {
+    use vsva_demo::driver::{Command, DemoDriver};
+    use vsva_demo::regs::{self, Op};
+
+    let p = Platform::new(8 * GIB, VtdConfig::default()).unwrap();
+    let rid = Rid::from_bdf(0, 3, 0).unwrap();
+    let dev = p.add_device(rid, 32, 64);
+    let drv = DemoDriver::probe(&p, dev.clone(), false).unwrap();
+
+    let vmm = p.mm.spawn().unwrap();
+    let ram = vmm
+        .mmap(None, GIB, Prot::RW, MapFlags::HUGE_1G | MapFlags::POPULATE)
+        .unwrap();
+    let ram_hpa = vmm.translate(ram, Access::READ).unwrap().output;
+    let s2 = p.iommu.alloc_paging_domain().unwrap();
+    s2.map(0, ram_hpa, GIB, Perm::RW, true).unwrap();
+    let guest_mem: Arc<dyn PhysMem> =
+        Arc::new(PhysWindow::new(p.mem.clone(), ram_hpa, GIB).unwrap());
+    let guest_frames = Arc::new(FrameAllocator::new(guest_mem.clone(), 16 * MIB, 64 * MIB));
+    let gpt = Arc::new(PageTable::new(X86Paging::default(), guest_frames).unwrap());
+
+    let nested = p
+        .iommu
+        .alloc_nested_domain(
+            &s2,
+            NestedS1 {
+                root: gpt.root(),
+                levels: 4,
+                supervisor: false,
+            },
+        )
+        .unwrap();
+    let faults = Arc::new(GuestFaults {
+        iommu: Arc::downgrade(&p.iommu),
+        gpt: gpt.clone(),
+        next_gpa: std::sync::Mutex::new(0x20_0000),
+        groups: std::sync::Mutex::new(vec![]),
+    });
+    let pasid = Pasid::new(9).unwrap();
+    p.iommu
+        .attach_nested(rid, pasid, &nested, Some(faults.clone()))
+        .unwrap();
+
+    // The guest's buffer is not mapped yet: the device's ATS translations fail, it asks with
+    // PRI, the handler maps the pages, and the answer lets it finish.
+    let va = 0x4000_0000;
+    let cmd = Command {
+        op: Op::WritePattern,
+        src: 0,
+        dst: va,
+        len: 3 * 4096,
+        pattern: 11,
+        privileged: false,
+    };
+    drv.run_pasid(&p, pasid, &cmd).unwrap();
+    let groups = faults.groups.lock().unwrap().clone();
+    assert_eq!(groups.len(), 3, "one group per missing page");
+    for (i, g) in groups.iter().enumerate() {
+        assert_eq!((g.dev, g.pasid), (rid, Some(pasid)));
+        assert_eq!(g.pages[0].addr & !0xfff, va + i as u64 * 4096);
+        assert!(g.pages[0].write && g.pages.last().unwrap().last);
+    }
+    // what the device wrote is in guest memory, at the GPAs the handler chose
+    let mut got = vec![0u8; 3 * 4096];
+    guest_mem.read(0x20_0000, &mut got).unwrap();
+    assert!(
+        got.iter()
+            .enumerate()
+            .all(|(i, &b)| b == regs::pattern_byte(11, i as u64))
+    );
+    // a second run finds everything mapped: no more page requests
+    drv.run_pasid(&p, pasid, &cmd).unwrap();
+    assert_eq!(faults.groups.lock().unwrap().len(), 3);
+    p.iommu.detach_nested(rid, pasid, &nested).unwrap();
+}
