@@ -3,22 +3,33 @@
 //! `IOMMU_DESTROY` and `IOMMU_OPTION`.
 //!
 //! The commands of each object family are `impl Iommufd` blocks in that family's module
-//! ([`ioas`](crate::ioas), [`vfio_compat`](crate::vfio_compat)), as Linux has one file per
-//! family with the context as first argument; [`ioctl`](crate::ioctl) turns an ioctl's bytes
-//! into those calls.
+//! ([`ioas`](crate::ioas), [`device`](crate::device), [`hw_pagetable`](crate::hw_pagetable),
+//! [`attach`](crate::attach), [`dirty`](crate::dirty), [`vfio_compat`](crate::vfio_compat)), as
+//! Linux has one file per family with the context as first argument; [`ioctl`](crate::ioctl)
+//! turns an ioctl's bytes into those calls.
 //!
 //! # Locking
-//! The context's state lock (the table, the compatibility IOAS, the accounting mode — what
-//! Linux keeps under `xa_lock(&ictx->objects)`) is held only to look objects up, publish and
-//! remove them. No other lock is taken under it, and objects are dropped (destroyed) after it
-//! is released, so an object's destroy work may take its own locks freely.
+//! In order (a lock is only taken while holding those above it):
+//! 1. the attach lock: serializes creating HWPTs, binding, unbinding, attaching and detaching
+//!    devices (what Linux does with `ioas->mutex` and `igroup->lock`);
+//! 2. the state lock (the table, the bound devices, the compatibility IOAS, the accounting
+//!    mode — what Linux keeps under `xa_lock(&ictx->objects)`), held only to look objects up,
+//!    publish and remove them;
+//! 3. a device's attachment lock;
+//! 4. an IOAS's address-space lock, then the IOMMU core's own locks.
+//!
+//! Objects are dropped (destroyed) after the state lock is released, so an object's destroy
+//! work may take the locks below it freely.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use vsva_iommu::Iommu;
 use vsva_mm::Process;
 
 use crate::abi::{Errno, IommuDestroy, IommuOption, OptionId, OptionOp, check_zero};
+use crate::device::Device;
 use crate::ioas::Ioas;
 use crate::object::{Held, IommufdObject, Object, ObjectTable, ObjectType};
 
@@ -47,27 +58,36 @@ pub(crate) struct State {
     pub(crate) vfio_ioas: Option<u32>,
     /// The RLIMIT_MEMLOCK accounting mode.
     pub(crate) account_mode: AccountMode,
+    /// The binders' references on the devices bound to the context, by device ID (what
+    /// `iommufd_device_bind()` keeps in `users` until `iommufd_device_unbind()`).
+    pub(crate) bound: BTreeMap<u32, Held<Device>>,
 }
 
 /// One open `/dev/iommu`: the iommufd context.
 ///
 /// Created by the process that opens the file; that process's memory is what `user_va` of
-/// `IOMMU_IOAS_MAP` names, and its RLIMIT_MEMLOCK is charged for pinned pages. Dropping it is
-/// closing the file: every object is destroyed, leaves first (a HWPT before its IOAS), every
-/// IOAS unmapped and its pages unpinned.
+/// `IOMMU_IOAS_MAP` names, and its RLIMIT_MEMLOCK is charged for pinned pages. The devices
+/// bound to it sit behind `iommu`. Dropping it is closing the file: devices still bound are
+/// unbound, then every object is destroyed, leaves first (a device before its HWPTs, a HWPT
+/// before its IOAS), every IOAS unmapped and its pages unpinned.
 pub struct Iommufd {
     process: Arc<Process>,
+    iommu: Arc<Iommu>,
     privileged: AtomicBool,
+    attach: Mutex<()>,
     state: Mutex<State>,
 }
 
 impl Iommufd {
-    /// Opens an iommufd for `process` (`iommufd_fops_open()`): no objects, pinned pages
-    /// charged in [`AccountMode::User`] mode, the caller without `CAP_SYS_RESOURCE`.
-    pub fn new(process: Arc<Process>) -> Self {
+    /// Opens an iommufd for `process` (`iommufd_fops_open()`) on the IOMMU `iommu`: no
+    /// objects, pinned pages charged in [`AccountMode::User`] mode, the caller without
+    /// `CAP_SYS_RESOURCE`.
+    pub fn new(process: Arc<Process>, iommu: Arc<Iommu>) -> Self {
         Iommufd {
             process,
+            iommu,
             privileged: AtomicBool::new(false),
+            attach: Mutex::new(()),
             state: Mutex::new(State::default()),
         }
     }
@@ -75,6 +95,16 @@ impl Iommufd {
     /// The process that opened the context.
     pub fn process(&self) -> &Arc<Process> {
         &self.process
+    }
+
+    /// The IOMMU the context's devices are behind.
+    pub fn iommu(&self) -> &Arc<Iommu> {
+        &self.iommu
+    }
+
+    /// Takes the attach lock (see the module's locking rules).
+    pub(crate) fn attach_lock(&self) -> MutexGuard<'_, ()> {
+        self.attach.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Sets whether the task issuing ioctls has `CAP_SYS_RESOURCE`, which setting
@@ -245,6 +275,12 @@ impl Iommufd {
 impl Drop for Iommufd {
     /// Closing the file (`iommufd_fops_release()`): destroys every object, leaves first.
     fn drop(&mut self) {
+        let bound: Vec<u32> = self.state().bound.keys().copied().collect();
+        for dev_id in bound {
+            if let Err(errno) = self.unbind_device(dev_id) {
+                tracing::error!(dev_id, %errno, "unbinding at close failed");
+            }
+        }
         let state = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
         state.vfio_ioas = None;
         state.objects.destroy_all();

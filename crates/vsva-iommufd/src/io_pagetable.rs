@@ -84,9 +84,20 @@ impl PagesList {
     }
 }
 
+/// A reserved IOVA range `[start, last]` and who reserved it. Reserved ranges may overlap
+/// one another (two devices reserve the same interrupt window), as in Linux's
+/// `reserved_itree`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Reserved {
+    start: u64,
+    last: u64,
+    owner: ReservedBy,
+}
+
 struct Inner {
     areas: BTreeMap<u64, Area>,
-    reserved: BTreeMap<u64, (u64, ReservedBy)>,
+    /// Sorted by start; few entries (one per attached domain and device), so scanned.
+    reserved: Vec<Reserved>,
     /// Sorted, disjoint `[start, last]` ranges; empty means "everything".
     allowed: Vec<(u64, u64)>,
     domains: Vec<(u32, Arc<dyn IoDomain>)>,
@@ -103,7 +114,7 @@ impl Default for IoPageTable {
         IoPageTable {
             inner: Mutex::new(Inner {
                 areas: BTreeMap::new(),
-                reserved: BTreeMap::new(),
+                reserved: Vec::new(),
                 allowed: Vec::new(),
                 domains: Vec::new(),
                 large_pages: true,
@@ -153,9 +164,14 @@ impl Inner {
     }
 
     fn reserved_hit(&self, start: u64, last: u64) -> bool {
-        overlaps(&self.reserved, start, last, |v| v.0)
-            .next()
-            .is_some()
+        self.reserved
+            .iter()
+            .any(|r| r.start <= last && r.last >= start)
+    }
+
+    /// Forgets every range `owner` reserved.
+    fn unreserve(&mut self, owner: ReservedBy) {
+        self.reserved.retain(|r| r.owner != owner);
     }
 
     fn area_hit(&self, start: u64, last: u64) -> bool {
@@ -210,7 +226,7 @@ impl Inner {
         let mut used: Vec<(u64, u64)> = self
             .reserved
             .iter()
-            .map(|(&s, &(l, _))| (s, l))
+            .map(|r| (r.start, r.last))
             .chain(self.areas.values().map(|a| (a.iova, a.last)))
             .collect();
         used.sort_unstable();
@@ -519,15 +535,15 @@ impl IoPageTable {
         let mut out = Vec::new();
         let mut at = 0u64;
         let mut done = false;
-        for (&s, &(l, _)) in &st.reserved {
-            if s > at {
-                out.push((at, s - 1));
+        for r in &st.reserved {
+            if r.start > at {
+                out.push((at, r.start - 1));
             }
-            if l == u64::MAX {
+            if r.last == u64::MAX {
                 done = true;
                 break;
             }
-            at = at.max(l + 1);
+            at = at.max(r.last + 1);
         }
         if !done {
             out.push((at, u64::MAX));
@@ -554,7 +570,8 @@ impl IoPageTable {
         Ok(())
     }
 
-    /// Reserves `[start, last]` for `owner` (`iopt_reserve_iova`).
+    /// Reserves `[start, last]` for `owner` (`iopt_reserve_iova`). Ranges of different owners,
+    /// or of the same owner, may overlap.
     ///
     /// # Errors
     /// `EADDRINUSE` if an area or an allowed range overlaps it; `EINVAL` if `start > last`.
@@ -576,21 +593,41 @@ impl IoPageTable {
         if st.area_hit(start, last) || allowed_hit {
             return Err(EADDRINUSE);
         }
-        // Ranges may overlap other owners' ranges; keep each under a distinct start.
-        let mut key = start;
-        while st.reserved.contains_key(&key) {
-            key += 1;
-            if key > last {
-                return Ok(()); // an identical range is already reserved by someone
-            }
-        }
-        st.reserved.insert(key, (last, owner));
+        let at = st.reserved.partition_point(|r| r.start <= start);
+        st.reserved.insert(at, Reserved { start, last, owner });
         Ok(())
     }
 
-    /// Releases every range `owner` reserved.
+    /// Reserves every range of `ranges` for `owner`, or none of them
+    /// (`iopt_table_enforce_dev_resv_regions`: on a failure every range the owner holds in
+    /// this IOAS is released again).
+    ///
+    /// # Errors
+    /// As [`reserve`](Self::reserve), for the first range that fails.
+    pub fn reserve_all(&self, ranges: &[(u64, u64)], owner: ReservedBy) -> Result<(), Errno> {
+        let mut st = self.lock();
+        for &(start, last) in ranges {
+            if let Err(errno) = Self::reserve_locked(&mut st, start, last, owner) {
+                st.unreserve(owner);
+                return Err(errno);
+            }
+        }
+        Ok(())
+    }
+
+    /// Releases every range `owner` reserved (`iopt_remove_reserved_iova`).
     pub fn unreserve(&self, owner: ReservedBy) {
-        self.lock().reserved.retain(|_, (_, o)| *o != owner);
+        self.lock().unreserve(owner);
+    }
+
+    /// The ranges `owner` holds reserved, in order.
+    pub fn reserved_by(&self, owner: ReservedBy) -> Vec<(u64, u64)> {
+        self.lock()
+            .reserved
+            .iter()
+            .filter(|r| r.owner == owner)
+            .map(|r| (r.start, r.last))
+            .collect()
     }
 
     /// Attaches `domain` (id `id`): reserves what lies beyond its aperture, then pins and maps
@@ -650,7 +687,7 @@ impl IoPageTable {
                     a.pages.unpin();
                 }
             }
-            st.reserved.retain(|_, (_, o)| *o != ReservedBy::Domain(id));
+            st.unreserve(ReservedBy::Domain(id));
             return Err(e);
         }
         st.domains.push((id, domain));
@@ -672,7 +709,7 @@ impl IoPageTable {
                 a.pages.unpin();
             }
         }
-        st.reserved.retain(|_, (_, o)| *o != ReservedBy::Domain(id));
+        st.unreserve(ReservedBy::Domain(id));
     }
 
     /// `IOMMU_OPTION_HUGE_PAGES` (`iopt_enable_large_pages` / `iopt_disable_large_pages`):

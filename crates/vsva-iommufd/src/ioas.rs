@@ -50,7 +50,6 @@ impl IommufdObject for Ioas {
     fn downcast(object: &Object) -> Option<&Arc<Self>> {
         match object {
             Object::Ioas(ioas) => Some(ioas),
-            #[allow(unreachable_patterns)]
             _ => None,
         }
     }

@@ -14,19 +14,18 @@
 //!    `copy_struct_from_user()` (`E2BIG` for non-zero bytes past the kernel's struct).
 //! 5. The command runs; on success its result goes back to the argument bytes as
 //!    `iommufd_ucmd_respond()` does — the first `min(size, sizeof)` bytes of the struct — for
-//!    the commands that respond at all (DESTROY, ALLOW_IOVAS, CHANGE_PROCESS and
-//!    `VFIO_IOAS` SET/CLEAR do not; OPTION returns only `val64`). `IOMMU_IOAS_IOVA_RANGES`
-//!    also responds before failing with `EMSGSIZE`.
+//!    the commands that respond at all (DESTROY, ALLOW_IOVAS, CHANGE_PROCESS,
+//!    SET_DIRTY_TRACKING, GET_DIRTY_BITMAP and `VFIO_IOAS` SET/CLEAR do not; OPTION returns
+//!    only `val64`). `IOMMU_IOAS_IOVA_RANGES` also responds before failing with `EMSGSIZE`,
+//!    and `IOMMU_HWPT_INVALIDATE` responds (with the entries handled) whatever happened.
 //!
 //! After a successful [`decode`] the argument holds at least `min(size, sizeof)` bytes, so the
-//! response cannot fault; where Linux responds before publishing a new object (IOAS_ALLOC),
-//! vsva publishes first without anything becoming observable out of order.
+//! response cannot fault; where Linux responds before publishing a new object (IOAS_ALLOC,
+//! HWPT_ALLOC), vsva publishes first without anything becoming observable out of order.
 //!
 //! Commands whose object families are not modelled yet return `EOPNOTSUPP` after their
-//! argument has been decoded: `IOMMU_HWPT_ALLOC`, `IOMMU_GET_HW_INFO`,
-//! `IOMMU_HWPT_SET_DIRTY_TRACKING`, `IOMMU_HWPT_GET_DIRTY_BITMAP`, `IOMMU_HWPT_INVALIDATE`,
-//! `IOMMU_FAULT_QUEUE_ALLOC`, `IOMMU_VIOMMU_ALLOC`, `IOMMU_VDEVICE_ALLOC`,
-//! `IOMMU_VEVENTQ_ALLOC` and `IOMMU_HW_QUEUE_ALLOC`.
+//! argument has been decoded: `IOMMU_FAULT_QUEUE_ALLOC`, `IOMMU_VIOMMU_ALLOC`,
+//! `IOMMU_VDEVICE_ALLOC`, `IOMMU_VEVENTQ_ALLOC` and `IOMMU_HW_QUEUE_ALLOC`.
 
 use zerocopy::{Immutable, IntoBytes};
 
@@ -123,12 +122,23 @@ impl Iommufd {
                 }
                 Ok(())
             }
-            Request::HwptAlloc(_)
-            | Request::GetHwInfo(_)
-            | Request::HwptSetDirtyTracking(_)
-            | Request::HwptGetDirtyBitmap(_)
-            | Request::HwptInvalidate(_)
-            | Request::FaultQueueAlloc(_)
+            Request::HwptAlloc(mut cmd) => {
+                self.hwpt_alloc(&mut cmd, mem)?;
+                respond(&cmd, arg)
+            }
+            Request::GetHwInfo(mut cmd) => {
+                self.get_hw_info(&mut cmd, mem)?;
+                respond(&cmd, arg)
+            }
+            Request::HwptSetDirtyTracking(cmd) => self.hwpt_set_dirty_tracking(&cmd),
+            Request::HwptGetDirtyBitmap(cmd) => self.hwpt_get_dirty_bitmap(&cmd, mem),
+            Request::HwptInvalidate(mut cmd) => {
+                // entry_num goes back on errors too (iommufd_hwpt_invalidate()).
+                let result = self.hwpt_invalidate(&mut cmd, mem);
+                respond(&cmd, arg)?;
+                result
+            }
+            Request::FaultQueueAlloc(_)
             | Request::ViommuAlloc(_)
             | Request::VdeviceAlloc(_)
             | Request::VeventqAlloc(_)

@@ -11,14 +11,21 @@
 //!   `IOMMU_DESTROY`, `IOMMU_OPTION`, closing.
 //! * [`object`] — the object table: IDs, users, two-step creation, typed lookup.
 //! * [`ioas`] — the IOAS object and its commands (`ioas.c`).
+//! * [`device`] — bound devices and `IOMMU_GET_HW_INFO` (`device.c`).
+//! * [`hw_pagetable`] — paging and nested HWPTs, `IOMMU_HWPT_ALLOC`, dirty tracking,
+//!   `IOMMU_HWPT_INVALIDATE` (`hw_pagetable.c`); [`dirty`] — `IOMMU_HWPT_GET_DIRTY_BITMAP`.
+//! * [`attach`] — attaching devices and PASIDs to IOASes and HWPTs (`device.c`).
+//! * [`vfio_cdev`] — the VFIO device cdev ioctls that bind and attach a device
+//!   (`drivers/vfio/device_cdev.c`).
 //! * [`vfio_compat`] — `IOMMU_VFIO_IOAS` (`vfio_compat.c`).
 //! * [`ioctl`] — [`Iommufd::ioctl`]: request number and argument bytes to a command and back.
 //! * [`user_memory`] — [`UserMemory`], the caller's memory behind pointers in an argument.
 //! * [`io_pagetable`], [`pages`], [`domain`] — the engine under an IOAS: its address space,
 //!   the pinned user pages, and the I/O page tables it keeps filled.
+//! * [`vtd`] — the VT-d register bits iommufd's answers depend on.
 //!
 //! Object families still to come, one module each as in Linux's `drivers/iommu/iommufd/`:
-//! HWPT paging and nested, device, fault queue, vIOMMU, vDEVICE.
+//! fault queue, vIOMMU, vDEVICE.
 
 #![forbid(unsafe_code)]
 
@@ -26,17 +33,26 @@
 compile_error!("vsva models little-endian hardware and only builds on little-endian hosts");
 
 pub mod abi;
+pub mod attach;
 pub mod ctx;
+pub mod device;
+pub mod dirty;
 pub mod domain;
+pub mod hw_pagetable;
 pub mod io_pagetable;
 pub mod ioas;
 pub mod ioctl;
 pub mod object;
 pub mod pages;
 pub mod user_memory;
+pub mod vfio_cdev;
 pub mod vfio_compat;
+pub mod vtd;
 
 pub use ctx::{AccountMode, Iommufd};
+pub use device::{Device, DeviceInfo};
+pub use hw_pagetable::{HwptNested, HwptPaging, HwptRef};
 pub use ioas::Ioas;
 pub use object::{Held, IommufdObject, Object, ObjectType};
 pub use user_memory::{ProcessMemory, UserMemory};
+pub use vfio_cdev::{VfioDevice, VfioDeviceFile};

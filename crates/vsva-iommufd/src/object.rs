@@ -28,6 +28,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use crate::abi::Errno;
+use crate::device::Device;
+use crate::hw_pagetable::{HwptNested, HwptPaging};
 use crate::ioas::Ioas;
 
 /// The largest object ID (`xa_limit_31b`: IDs fit a non-negative `int`).
@@ -102,14 +104,20 @@ pub trait IommufdObject: Send + Sync + Sized + 'static {
 
 /// A published object of the table, one variant per kind that exists in vsva so far.
 ///
-/// The kinds still to come (HWPT, device, fault queue, vIOMMU, vDEVICE, access) join as
-/// variants, each holding its dependencies as [`Held`] references: a HWPT holds its IOAS, an
-/// attached device its HWPT, which keeps each of them from being destroyed first.
+/// Each holds its dependencies as [`Held`] references — a paging HWPT its IOAS, a nested HWPT
+/// its parent, an attached device its HWPTs — which keeps each of them from being destroyed
+/// first. The kinds still to come (fault queue, vIOMMU, vDEVICE, access) join the same way.
 #[derive(Clone)]
 #[non_exhaustive]
 pub enum Object {
     /// An I/O address space.
     Ioas(Arc<Ioas>),
+    /// A device bound to the context.
+    Device(Arc<Device>),
+    /// A kernel-managed I/O page table filled from an IOAS.
+    HwptPaging(Arc<HwptPaging>),
+    /// A user-managed first stage nested on a paging HWPT.
+    HwptNested(Arc<HwptNested>),
     /// The unit tests' stand-in for an object of a second kind.
     #[cfg(test)]
     Selftest(Arc<tests::Selftest>),
@@ -120,6 +128,9 @@ impl Object {
     pub fn kind(&self) -> ObjectType {
         match self {
             Object::Ioas(_) => ObjectType::Ioas,
+            Object::Device(_) => ObjectType::Device,
+            Object::HwptPaging(_) => ObjectType::HwptPaging,
+            Object::HwptNested(_) => ObjectType::HwptNested,
             #[cfg(test)]
             Object::Selftest(_) => ObjectType::Selftest,
         }
@@ -129,6 +140,9 @@ impl Object {
     pub fn header(&self) -> &ObjectHeader {
         match self {
             Object::Ioas(ioas) => ioas.header(),
+            Object::Device(device) => device.header(),
+            Object::HwptPaging(hwpt) => hwpt.header(),
+            Object::HwptNested(hwpt) => hwpt.header(),
             #[cfg(test)]
             Object::Selftest(object) => object.header(),
         }
@@ -167,9 +181,22 @@ impl<T: IommufdObject> Held<T> {
         }
     }
 
+    /// Counts a user of `object` while it is still being built, before it is published — as
+    /// Linux takes `users` references on an object between `iommufd_object_alloc()` and
+    /// `iommufd_object_finalize()` (an automatic HWPT is attached to its device before it is
+    /// published). The count carries over to the published object.
+    pub(crate) fn unpublished(object: &Arc<T>) -> Self {
+        Held::new(object)
+    }
+
     /// The object's ID.
     pub fn id(&self) -> u32 {
         self.object.header().id()
+    }
+
+    /// The shared object itself, for code that must keep it past the table's lifetime rules.
+    pub(crate) fn arc(&self) -> &Arc<T> {
+        &self.object
     }
 }
 
@@ -259,6 +286,14 @@ impl ObjectTable {
         }
     }
 
+    /// Whether object `id` is published and is `object` itself.
+    pub fn is_same<T: IommufdObject>(&self, id: u32, object: &Arc<T>) -> bool {
+        match self.slots.get(&id) {
+            Some(Slot::Live(live)) => T::downcast(live).is_some_and(|o| Arc::ptr_eq(o, object)),
+            _ => false,
+        }
+    }
+
     /// The kind of object `id`, if it is published.
     pub fn kind(&self, id: u32) -> Option<ObjectType> {
         match self.slots.get(&id) {
@@ -281,6 +316,20 @@ impl ObjectTable {
                 _ => Err(Errno::ENOENT),
             },
             _ => Err(Errno::ENOENT),
+        }
+    }
+
+    /// Takes object `id` out of the table whatever its users, as a driver's
+    /// `iommufd_object_destroy_user()` does for the objects it created (a device at unbind).
+    /// Holders keep the object alive, unpublished, until they let go.
+    pub fn remove_owned(&mut self, id: u32) -> Option<Object> {
+        match self.slots.remove(&id) {
+            Some(Slot::Live(object)) => Some(object),
+            Some(Slot::Reserved) => {
+                self.slots.insert(id, Slot::Reserved);
+                None
+            }
+            None => None,
         }
     }
 

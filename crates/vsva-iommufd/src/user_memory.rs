@@ -13,7 +13,13 @@ use std::sync::Arc;
 use vsva_mem::Va;
 use vsva_mm::Process;
 
+use zerocopy::{FromBytes, IntoBytes, KnownLayout};
+
 use crate::abi::Errno;
+
+/// The granule user memory faults at: a read or write that stays inside one such block
+/// either succeeds or faults as a whole.
+const PAGE: u64 = 4096;
 
 /// The calling process's memory, as `copy_from_user()` / `copy_to_user()` see it.
 pub trait UserMemory {
@@ -77,5 +83,155 @@ impl<M: UserMemory + ?Sized> UserMemory for &M {
 
     fn write(&self, addr: u64, buf: &[u8]) -> Result<(), Errno> {
         (**self).write(addr, buf)
+    }
+}
+
+/// Splits `[addr, addr + len)` at page boundaries, so each piece faults as a whole.
+fn page_pieces(addr: u64, len: u64) -> impl Iterator<Item = (u64, u64)> {
+    let mut at = addr;
+    let mut left = len;
+    std::iter::from_fn(move || {
+        if left == 0 {
+            return None;
+        }
+        let room = PAGE - at % PAGE;
+        let n = room.min(left);
+        let piece = (at, n);
+        at = at.wrapping_add(n);
+        left -= n;
+        Some(piece)
+    })
+}
+
+/// Reads a driver's struct of `len` user bytes at `addr` the way `iommu_copy_struct_from_user()`
+/// (`include/linux/iommu.h`) does: `len` below `min_len` is `EINVAL`; then
+/// `copy_struct_from_user()` — bytes past `size_of::<T>()` must be zero (`E2BIG`, found page by
+/// page before any fault further on, as `check_zeroed_user()` scans), then the first
+/// `min(len, size_of::<T>())` bytes are copied and the rest of `T` is zero.
+///
+/// # Errors
+/// `EINVAL`, `E2BIG` as said; `EFAULT` if a byte that must be read cannot be, or the range
+/// wraps.
+pub fn copy_struct_from_user_at<T>(
+    mem: &dyn UserMemory,
+    addr: u64,
+    len: u64,
+    min_len: usize,
+) -> Result<T, Errno>
+where
+    T: FromBytes + IntoBytes + KnownLayout,
+{
+    if len < min_len as u64 {
+        return Err(Errno::EINVAL);
+    }
+    addr.checked_add(len).ok_or(Errno::EFAULT)?;
+    let ksize = size_of::<T>() as u64;
+    if len > ksize {
+        let mut buf = [0u8; PAGE as usize];
+        for (at, n) in page_pieces(addr + ksize, len - ksize) {
+            let chunk = &mut buf[..n as usize];
+            mem.read(at, chunk)?;
+            if chunk.iter().any(|&byte| byte != 0) {
+                return Err(Errno::E2BIG);
+            }
+        }
+    }
+    let copied = len.min(ksize) as usize;
+    let mut value = T::new_zeroed();
+    mem.read(addr, &mut value.as_mut_bytes()[..copied])?;
+    Ok(value)
+}
+
+/// Writes `len` zero bytes at `addr` (`clear_user()`), page by page; the pages before a
+/// faulting one stay written.
+///
+/// # Errors
+/// `EFAULT` if a byte cannot be written or the range wraps.
+pub fn clear_user(mem: &dyn UserMemory, addr: u64, len: u64) -> Result<(), Errno> {
+    addr.checked_add(len).ok_or(Errno::EFAULT)?;
+    let zeros = [0u8; PAGE as usize];
+    for (at, n) in page_pieces(addr, len) {
+        mem.write(at, &zeros[..n as usize])?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    /// Two readable pages at 0x1000..0x3000; everything else faults.
+    struct TwoPages(Mutex<Vec<u8>>);
+
+    impl UserMemory for TwoPages {
+        fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), Errno> {
+            let end = addr.checked_add(buf.len() as u64).ok_or(Errno::EFAULT)?;
+            if addr < 0x1000 || end > 0x3000 {
+                return Err(Errno::EFAULT);
+            }
+            let at = (addr - 0x1000) as usize;
+            buf.copy_from_slice(&self.0.lock().unwrap()[at..at + buf.len()]);
+            Ok(())
+        }
+
+        fn write(&self, addr: u64, buf: &[u8]) -> Result<(), Errno> {
+            let end = addr.checked_add(buf.len() as u64).ok_or(Errno::EFAULT)?;
+            if addr < 0x1000 || end > 0x3000 {
+                return Err(Errno::EFAULT);
+            }
+            let at = (addr - 0x1000) as usize;
+            self.0.lock().unwrap()[at..at + buf.len()].copy_from_slice(buf);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn struct_reads_follow_copy_struct_from_user() {
+        let mem = TwoPages(Mutex::new(vec![0; 0x2000]));
+        mem.write(0x1ff8, &7u64.to_le_bytes()).unwrap();
+        // exactly the struct, shorter (zero-filled), below the minimum
+        assert_eq!(copy_struct_from_user_at::<u64>(&mem, 0x1ff8, 8, 8), Ok(7));
+        assert_eq!(copy_struct_from_user_at::<u64>(&mem, 0x1ff8, 4, 4), Ok(7));
+        assert_eq!(
+            copy_struct_from_user_at::<u64>(&mem, 0x1ff8, 4, 8),
+            Err(Errno::EINVAL)
+        );
+        // a longer struct needs a zero tail, across the page boundary
+        assert_eq!(copy_struct_from_user_at::<u64>(&mem, 0x1ff8, 24, 8), Ok(7));
+        mem.write(0x200f, &[1]).unwrap();
+        assert_eq!(
+            copy_struct_from_user_at::<u64>(&mem, 0x1ff8, 24, 8),
+            Err(Errno::E2BIG)
+        );
+        // a non-zero byte before unreadable memory is E2BIG, a zero tail into it EFAULT
+        mem.write(0x2ff8, &[0, 0, 0, 0, 0, 0, 0, 0]).unwrap();
+        mem.write(0x2ffc, &[9]).unwrap();
+        assert_eq!(
+            copy_struct_from_user_at::<u64>(&mem, 0x2ff0, 0x100, 8),
+            Err(Errno::E2BIG)
+        );
+        mem.write(0x2ffc, &[0]).unwrap();
+        assert_eq!(
+            copy_struct_from_user_at::<u64>(&mem, 0x2ff0, 0x100, 8),
+            Err(Errno::EFAULT)
+        );
+        assert_eq!(
+            copy_struct_from_user_at::<u64>(&mem, u64::MAX - 3, 8, 8),
+            Err(Errno::EFAULT)
+        );
+    }
+
+    #[test]
+    fn clear_user_zeroes_up_to_a_fault() {
+        let mem = TwoPages(Mutex::new(vec![0xee; 0x2000]));
+        clear_user(&mem, 0x1ffc, 8).unwrap();
+        let mut got = [0u8; 12];
+        mem.read(0x1ffa, &mut got).unwrap();
+        assert_eq!(got, [0xee, 0xee, 0, 0, 0, 0, 0, 0, 0, 0, 0xee, 0xee]);
+        assert_eq!(clear_user(&mem, 0x2ff0, 0x20), Err(Errno::EFAULT));
+        mem.read(0x2ff0, &mut got[..8]).unwrap();
+        assert_eq!(&got[..8], &[0; 8], "the page before the fault was cleared");
+        assert_eq!(clear_user(&mem, 0x1000, 0), Ok(()));
     }
 }

@@ -10,12 +10,12 @@ use std::sync::Arc;
 use common::{FIXED_RW, Fixture, MIB, PAGE, RW, Recorder, open};
 use vsva_iommufd::ObjectType;
 use vsva_iommufd::abi::ioctl::{
-    IOMMU_HWPT_ALLOC, IOMMU_IOAS_ALLOC, IOMMU_IOAS_ALLOW_IOVAS, IOMMU_IOAS_CHANGE_PROCESS,
-    IOMMU_IOAS_COPY, IOMMU_IOAS_IOVA_RANGES, IOMMU_IOAS_MAP, IOMMU_IOAS_MAP_FILE, IOMMU_OPTION,
-    IOMMU_VFIO_IOAS, VFIO_DEVICE_BIND_IOMMUFD, iowr,
+    IOMMU_FAULT_QUEUE_ALLOC, IOMMU_HWPT_ALLOC, IOMMU_IOAS_ALLOC, IOMMU_IOAS_ALLOW_IOVAS,
+    IOMMU_IOAS_CHANGE_PROCESS, IOMMU_IOAS_COPY, IOMMU_IOAS_IOVA_RANGES, IOMMU_IOAS_MAP,
+    IOMMU_IOAS_MAP_FILE, IOMMU_OPTION, IOMMU_VFIO_IOAS, VFIO_DEVICE_BIND_IOMMUFD, iowr,
 };
 use vsva_iommufd::abi::{
-    Errno, IoasMapFlags, IommuHwptAlloc, IommuIoasAlloc, IommuIoasAllowIovas,
+    Errno, IoasMapFlags, IommuFaultAlloc, IommuHwptAlloc, IommuIoasAlloc, IommuIoasAllowIovas,
     IommuIoasChangeProcess, IommuIoasCopy, IommuIoasIovaRanges, IommuIoasMap, IommuIoasMapFile,
     IommuIovaRange, IommuOption, IommuVfioIoas, OptionId, OptionOp, VfioIoasOp,
 };
@@ -115,14 +115,29 @@ fn struct_extension_rules_apply_to_every_ioctl() {
         f.raw(u64::from(IOMMU_IOAS_ALLOC), &mut bytes),
         Err(Errno::EFAULT)
     );
-    // Commands still to come decode first (EINVAL for a short struct), then EOPNOTSUPP.
+    // A short struct is EINVAL before the command looks at anything: HWPT_ALLOC's minimum
+    // ends at __reserved (24); a full one then fails on its unknown device.
     let mut hwpt = IommuHwptAlloc {
-        size: 48,
+        size: 20,
         ..Default::default()
     };
-    assert_eq!(f.call(IOMMU_HWPT_ALLOC, &mut hwpt), Err(Errno::EOPNOTSUPP));
-    hwpt.size = 20;
     assert_eq!(f.call(IOMMU_HWPT_ALLOC, &mut hwpt), Err(Errno::EINVAL));
+    hwpt.size = 48;
+    assert_eq!(f.call(IOMMU_HWPT_ALLOC, &mut hwpt), Err(Errno::ENOENT));
+    // Commands still to come decode first (EINVAL for a short struct), then EOPNOTSUPP.
+    let mut fault = IommuFaultAlloc {
+        size: 12,
+        ..Default::default()
+    };
+    assert_eq!(
+        f.call(IOMMU_FAULT_QUEUE_ALLOC, &mut fault),
+        Err(Errno::EINVAL)
+    );
+    fault.size = 16;
+    assert_eq!(
+        f.call(IOMMU_FAULT_QUEUE_ALLOC, &mut fault),
+        Err(Errno::EOPNOTSUPP)
+    );
 }
 
 #[test]

@@ -1,23 +1,30 @@
-//! The test fixture of `tests/ctx.rs`: a process, an iommufd it opened, and helpers that
-//! issue each command through `Iommufd::ioctl` with the bytes of its uAPI struct.
+//! The test fixture of the iommufd tests: a host (the demo platform: memory, a VT-d unit and
+//! its driver under the IOMMU core, the memory manager), a process, an iommufd it opened, and
+//! helpers that issue each command through `Iommufd::ioctl` with the bytes of its uAPI
+//! struct.
+
+#![allow(dead_code)]
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
+use vsva_demo::device::DemoDevice;
+use vsva_demo::platform::Platform;
+use vsva_iommu::DeviceCaps;
 use vsva_iommufd::abi::ioctl::{
-    IOMMU_DESTROY, IOMMU_IOAS_ALLOC, IOMMU_IOAS_ALLOW_IOVAS, IOMMU_IOAS_IOVA_RANGES,
-    IOMMU_IOAS_MAP, IOMMU_IOAS_UNMAP, IOMMU_OPTION, IOMMU_VFIO_IOAS,
+    IOMMU_DESTROY, IOMMU_HWPT_ALLOC, IOMMU_IOAS_ALLOC, IOMMU_IOAS_ALLOW_IOVAS,
+    IOMMU_IOAS_IOVA_RANGES, IOMMU_IOAS_MAP, IOMMU_IOAS_UNMAP, IOMMU_OPTION, IOMMU_VFIO_IOAS,
 };
 use vsva_iommufd::abi::{
-    Errno, IoasMapFlags, IommuDestroy, IommuIoasAlloc, IommuIoasAllowIovas, IommuIoasIovaRanges,
-    IommuIoasMap, IommuIoasUnmap, IommuIovaRange, IommuOption, IommuVfioIoas, OptionId, OptionOp,
-    VfioIoasOp,
+    Errno, HwptDataType, IoasMapFlags, IommuDestroy, IommuHwptAlloc, IommuIoasAlloc,
+    IommuIoasAllowIovas, IommuIoasIovaRanges, IommuIoasMap, IommuIoasUnmap, IommuIovaRange,
+    IommuOption, IommuVfioIoas, OptionId, OptionOp, VfioIoasOp,
 };
 use vsva_iommufd::domain::{IoDomain, IoProt};
-use vsva_iommufd::{Iommufd, ProcessMemory};
-use vsva_mem::{FrameAllocator, PhysMem, PhysMemory, Va};
-use vsva_mm::{MapFlags, MemoryManager, Process, Prot};
-use vsva_pgtable::x86::X86Paging;
+use vsva_iommufd::{DeviceInfo, Iommufd, ProcessMemory};
+use vsva_mem::{Rid, Va};
+use vsva_mm::{MapFlags, Process, Prot};
+use vsva_vtd::config::VtdConfig;
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 pub const PAGE: u64 = 4096;
@@ -26,22 +33,26 @@ pub const RW: u32 = IoasMapFlags::READABLE.bits() | IoasMapFlags::WRITEABLE.bits
 pub const FIXED_RW: u32 = RW | IoasMapFlags::FIXED_IOVA.bits();
 
 pub struct Fixture {
-    pub _mm: Arc<MemoryManager>,
     pub p: Arc<Process>,
-    pub fd: Iommufd,
+    pub fd: Arc<Iommufd>,
     pub mem: ProcessMemory,
+    pub host: Platform,
 }
 
+/// A host with the default VT-d unit and an iommufd opened by a new process.
 pub fn open() -> Fixture {
-    let mem: Arc<dyn PhysMem> = Arc::new(PhysMemory::new(1 << 30).unwrap());
-    let frames = Arc::new(FrameAllocator::new(mem, 0, 1 << 30));
-    let mm = MemoryManager::new(frames, X86Paging::default());
-    let p = mm.spawn().unwrap();
+    open_with(VtdConfig::default())
+}
+
+/// As [`open`], with a unit configured by `cfg`.
+pub fn open_with(cfg: VtdConfig) -> Fixture {
+    let host = Platform::new(2 << 30, cfg).unwrap();
+    let p = host.mm.spawn().unwrap();
     Fixture {
-        _mm: mm,
-        fd: Iommufd::new(p.clone()),
+        fd: Arc::new(Iommufd::new(p.clone(), host.iommu.clone())),
         mem: ProcessMemory::new(p.clone()),
         p,
+        host,
     }
 }
 
@@ -182,6 +193,105 @@ impl Fixture {
             .unwrap();
         self.p.write_bytes(va, &[0xee; PAGE as usize]).unwrap();
         va.raw()
+    }
+
+    /// A fresh zeroed buffer of `len` bytes of the process's memory.
+    pub fn buffer(&self, len: u64) -> u64 {
+        self.p
+            .mmap(None, len.max(1), Prot::RW, MapFlags::empty())
+            .unwrap()
+            .raw()
+    }
+
+    /// `bytes` copied into a fresh buffer; returns its address.
+    pub fn user_bytes(&self, bytes: &[u8]) -> u64 {
+        let at = self.buffer(bytes.len() as u64);
+        self.p.write_bytes(Va::new(at), bytes).unwrap();
+        at
+    }
+
+    /// `len` bytes of the process's memory at `addr`.
+    pub fn read_user(&self, addr: u64, len: usize) -> Vec<u8> {
+        let mut bytes = vec![0; len];
+        self.p.read_bytes(Va::new(addr), &mut bytes).unwrap();
+        bytes
+    }
+
+    /// The IOAS's usable IOVA ranges (IOMMU_IOAS_IOVA_RANGES, room for 16).
+    pub fn ranges(&self, ioas: u32) -> Vec<(u64, u64)> {
+        let array = self.buffer(16 * 16);
+        let (result, cmd) = self.iova_ranges(ioas, 16, array);
+        result.unwrap();
+        (0..u64::from(cmd.num_iovas))
+            .map(|i| {
+                let r = self.read_range(array + 16 * i);
+                (r.start, r.last)
+            })
+            .collect()
+    }
+
+    /// Plugs demo device `00:dev.0` in, with 20-bit PASIDs, no ATS and no PRI, and adds it to
+    /// the IOMMU core.
+    pub fn plug(&self, dev: u8) -> (Arc<DemoDevice>, DeviceInfo) {
+        self.plug_with(
+            dev,
+            DeviceCaps {
+                pasid_bits: 20,
+                ats: false,
+                pri: false,
+            },
+        )
+    }
+
+    /// As [`plug`](Self::plug), with `caps`.
+    pub fn plug_with(&self, dev: u8, caps: DeviceCaps) -> (Arc<DemoDevice>, DeviceInfo) {
+        let rid = Rid::from_bdf(0, dev, 0).unwrap();
+        let demo = if caps.pasid_bits == 20 {
+            self.host.add_device(rid, 32, 64)
+        } else {
+            self.host
+                .add_device_with_width(rid, 32, 64, caps.pasid_bits)
+        };
+        self.host.iommu.add_device(rid, caps, 32).unwrap();
+        (demo, DeviceInfo::new(rid, caps))
+    }
+
+    /// Plugs device `00:dev.0` in and binds it; returns the device and its ID.
+    pub fn plug_and_bind(&self, dev: u8) -> (Arc<DemoDevice>, u32) {
+        let (demo, info) = self.plug(dev);
+        (demo, self.fd.bind_device(info).unwrap())
+    }
+
+    /// IOMMU_HWPT_ALLOC; `data` goes to a fresh buffer (none if empty). Returns out_hwpt_id.
+    pub fn hwpt_alloc(
+        &self,
+        dev_id: u32,
+        pt_id: u32,
+        flags: u32,
+        data_type: HwptDataType,
+        data: &[u8],
+    ) -> Result<u32, Errno> {
+        let mut cmd = IommuHwptAlloc {
+            size: 48,
+            flags,
+            dev_id,
+            pt_id,
+            data_type,
+            data_len: data.len() as u32,
+            data_uptr: if data.is_empty() {
+                0
+            } else {
+                self.user_bytes(data)
+            },
+            ..Default::default()
+        };
+        self.call(IOMMU_HWPT_ALLOC, &mut cmd)?;
+        Ok(cmd.out_hwpt_id)
+    }
+
+    /// A paging HWPT on `ioas` for `dev_id` with `flags`.
+    pub fn hwpt_paging(&self, dev_id: u32, ioas: u32, flags: u32) -> Result<u32, Errno> {
+        self.hwpt_alloc(dev_id, ioas, flags, HwptDataType::NONE, &[])
     }
 
     pub fn read_range(&self, addr: u64) -> IommuIovaRange {

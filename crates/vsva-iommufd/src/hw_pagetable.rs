@@ -1,0 +1,686 @@
+//! HWPT objects and their commands (Linux `struct iommufd_hwpt_paging` /
+//! `struct iommufd_hwpt_nested`, `drivers/iommu/iommufd/hw_pagetable.c`).
+//!
+//! * A **paging HWPT** ([`HwptPaging`]) is an IOMMU-core paging domain that its IOAS keeps
+//!   filled with the IOAS's mappings; it holds the IOAS. It is made by `IOMMU_HWPT_ALLOC` with
+//!   an IOAS as `pt_id`, or automatically when a device is attached to an IOAS
+//!   ([`attach`](crate::attach)) — an *automatic* HWPT, shared by every device attached to that
+//!   IOAS that way and destroyed with its last device.
+//! * A **nested HWPT** ([`HwptNested`]) is a user-managed first stage (a guest's page table,
+//!   described by `struct iommu_hwpt_vtd_s1`) over a paging HWPT allocated with
+//!   `IOMMU_HWPT_ALLOC_NEST_PARENT`; it holds that parent. Its caches are invalidated by
+//!   `IOMMU_HWPT_INVALIDATE`.
+//!
+//! Both kinds are attached to devices through [`HwptRef`]. Dirty tracking
+//! (`IOMMU_HWPT_SET_DIRTY_TRACKING`) is here; reading the dirty bitmap is in
+//! [`dirty`](crate::dirty).
+//!
+//! Driver-specific rules are those of the Intel driver (`drivers/iommu/intel/iommu.c`
+//! `intel_iommu_domain_alloc_paging_flags`, `drivers/iommu/intel/nested.c`), the only IOMMU
+//! vsva models so far.
+
+use std::sync::Arc;
+
+use vsva_iommu::{Iommu, NestedDomain, NestedS1, PagingDomain};
+use vsva_mem::{Pasid, Rid};
+
+use crate::abi::{
+    DirtyTrackingFlags, Errno, HwptAllocFlags, HwptDataType, HwptInvalidateDataType,
+    IommuHwptAlloc, IommuHwptInvalidate, IommuHwptSetDirtyTracking, IommuHwptVtdS1,
+    IommuHwptVtdS1Invalidate, VtdInvalidateFlags, VtdS1Flags, offset_of_end,
+};
+use crate::ctx::Iommufd;
+use crate::device::Device;
+use crate::domain::{IoDomain, IoProt};
+use crate::ioas::Ioas;
+use crate::object::{Held, IommufdObject, Object, ObjectHeader, ObjectType};
+use crate::user_memory::{UserMemory, copy_struct_from_user_at};
+use crate::vtd::VtdRegs;
+
+/// The errno of an IOMMU-core error.
+pub(crate) fn core_errno(e: vsva_iommu::IommuError) -> Errno {
+    Errno(e.errno())
+}
+
+/// A paging HWPT: an I/O page table of the IOMMU's own format, filled from its IOAS.
+pub struct HwptPaging {
+    header: ObjectHeader,
+    ioas: Held<Ioas>,
+    domain: Arc<PagingDomain>,
+    nest_parent: bool,
+    dirty_ops: bool,
+    pasid_compat: bool,
+    auto_domain: bool,
+}
+
+impl HwptPaging {
+    /// Allocates the paging domain of a new HWPT on `ioas`, with flags already validated
+    /// (`iommufd_hwpt_paging_alloc()` up to `iopt_table_add_domain()`). The domain is empty
+    /// and not yet filled: see [`fill`](Self::fill).
+    ///
+    /// # Errors
+    /// The IOMMU core's error allocating the domain.
+    pub(crate) fn alloc(
+        id: u32,
+        ioas: Held<Ioas>,
+        iommu: &Iommu,
+        flags: HwptAllocFlags,
+        auto_domain: bool,
+    ) -> Result<Arc<HwptPaging>, Errno> {
+        let domain = iommu.alloc_paging_domain().map_err(core_errno)?;
+        Ok(Arc::new(HwptPaging {
+            header: ObjectHeader::new(id),
+            ioas,
+            domain,
+            nest_parent: flags.contains(HwptAllocFlags::NEST_PARENT),
+            dirty_ops: flags.contains(HwptAllocFlags::DIRTY_TRACKING),
+            pasid_compat: flags.contains(HwptAllocFlags::PASID),
+            auto_domain,
+        }))
+    }
+
+    /// Adds the domain to its IOAS, which maps every area into it (`iopt_table_add_domain()`).
+    /// Undone when the HWPT is dropped.
+    ///
+    /// # Errors
+    /// [`IoPageTable::attach_domain`](crate::io_pagetable::IoPageTable::attach_domain)'s:
+    /// `EINVAL` if an area lies beyond the domain's aperture (or, on a nesting parent, is
+    /// read-only), pinning errors.
+    pub(crate) fn fill(&self) -> Result<(), Errno> {
+        let io_domain = Arc::new(HwptIoDomain {
+            domain: self.domain.clone(),
+            nest_parent: self.nest_parent,
+        });
+        self.ioas.iopt().attach_domain(self.id(), io_domain)
+    }
+
+    /// The HWPT's object ID.
+    pub fn id(&self) -> u32 {
+        self.header.id()
+    }
+
+    /// The IOAS it is filled from.
+    pub fn ioas(&self) -> &Ioas {
+        &self.ioas
+    }
+
+    /// The IOMMU-core paging domain.
+    pub fn domain(&self) -> &Arc<PagingDomain> {
+        &self.domain
+    }
+
+    /// Allocated with `IOMMU_HWPT_ALLOC_NEST_PARENT`: nested HWPTs may be built on it.
+    pub fn nest_parent(&self) -> bool {
+        self.nest_parent
+    }
+
+    /// Allocated with `IOMMU_HWPT_ALLOC_DIRTY_TRACKING`: the domain has dirty-tracking
+    /// operations (Linux `domain->dirty_ops`).
+    pub fn dirty_ops(&self) -> bool {
+        self.dirty_ops
+    }
+
+    /// Allocated with `IOMMU_HWPT_ALLOC_PASID`: may be attached to PASIDs
+    /// (`hwpt->pasid_compat`).
+    pub fn pasid_compat(&self) -> bool {
+        self.pasid_compat
+    }
+
+    /// Made by attaching a device to an IOAS rather than by `IOMMU_HWPT_ALLOC`.
+    pub fn auto_domain(&self) -> bool {
+        self.auto_domain
+    }
+}
+
+impl IommufdObject for HwptPaging {
+    const TYPE: ObjectType = ObjectType::HwptPaging;
+
+    fn header(&self) -> &ObjectHeader {
+        &self.header
+    }
+
+    fn downcast(object: &Object) -> Option<&Arc<Self>> {
+        match object {
+            Object::HwptPaging(hwpt) => Some(hwpt),
+            _ => None,
+        }
+    }
+}
+
+impl Drop for HwptPaging {
+    /// `iommufd_hwpt_paging_destroy()`: out of the IOAS (which unmaps it and unpins the pages
+    /// if it was the last domain); the IOAS is released with the `Held`.
+    fn drop(&mut self) {
+        self.ioas.iopt().detach_domain(self.id());
+    }
+}
+
+impl std::fmt::Debug for HwptPaging {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HwptPaging")
+            .field("id", &self.id())
+            .field("ioas", &self.ioas.id())
+            .field("did", &self.domain.did())
+            .field("nest_parent", &self.nest_parent)
+            .field("auto_domain", &self.auto_domain)
+            .finish()
+    }
+}
+
+/// What an IOAS fills for a paging HWPT: its domain, refusing read-only mappings when it is a
+/// nesting parent. Linux's Intel driver refuses them there (`__domain_mapping()`, `EINVAL`)
+/// because of erratum 772415, and says so to user space with
+/// `IOMMU_HW_INFO_VTD_ERRATA_772415_SPR17`, which vsva reports as Linux does.
+struct HwptIoDomain {
+    domain: Arc<PagingDomain>,
+    nest_parent: bool,
+}
+
+impl IoDomain for HwptIoDomain {
+    fn aperture_last(&self) -> u64 {
+        self.domain.last_iova()
+    }
+
+    fn map(&self, iova: u64, pa: u64, len: u64, prot: IoProt, large: bool) -> Result<(), Errno> {
+        if self.nest_parent && !prot.contains(IoProt::WRITE) {
+            return Err(Errno::EINVAL);
+        }
+        IoDomain::map(&*self.domain, iova, pa, len, prot, large)
+    }
+
+    fn unmap(&self, iova: u64, len: u64) {
+        IoDomain::unmap(&*self.domain, iova, len);
+    }
+}
+
+/// A nested HWPT: a guest's first-stage table over a nesting-parent paging HWPT.
+pub struct HwptNested {
+    header: ObjectHeader,
+    parent: Held<HwptPaging>,
+    domain: Arc<NestedDomain>,
+    pasid_compat: bool,
+}
+
+impl HwptNested {
+    /// The HWPT's object ID.
+    pub fn id(&self) -> u32 {
+        self.header.id()
+    }
+
+    /// The paging HWPT it is nested on (its second stage).
+    pub fn parent(&self) -> &HwptPaging {
+        &self.parent
+    }
+
+    /// The IOMMU-core nested domain.
+    pub fn domain(&self) -> &Arc<NestedDomain> {
+        &self.domain
+    }
+
+    /// Allocated with `IOMMU_HWPT_ALLOC_PASID`.
+    pub fn pasid_compat(&self) -> bool {
+        self.pasid_compat
+    }
+}
+
+impl IommufdObject for HwptNested {
+    const TYPE: ObjectType = ObjectType::HwptNested;
+
+    fn header(&self) -> &ObjectHeader {
+        &self.header
+    }
+
+    fn downcast(object: &Object) -> Option<&Arc<Self>> {
+        match object {
+            Object::HwptNested(hwpt) => Some(hwpt),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Debug for HwptNested {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HwptNested")
+            .field("id", &self.id())
+            .field("parent", &self.parent.id())
+            .field("did", &self.domain.did())
+            .finish()
+    }
+}
+
+/// A counted reference to a HWPT of either kind — what a device attachment holds (Linux's
+/// `struct iommufd_hw_pagetable *` with its `users` reference).
+#[derive(Clone, Debug)]
+pub enum HwptRef {
+    /// A paging HWPT.
+    Paging(Held<HwptPaging>),
+    /// A nested HWPT.
+    Nested(Held<HwptNested>),
+}
+
+impl HwptRef {
+    /// The HWPT's object ID.
+    pub fn id(&self) -> u32 {
+        match self {
+            HwptRef::Paging(hwpt) => hwpt.id(),
+            HwptRef::Nested(hwpt) => hwpt.id(),
+        }
+    }
+
+    /// Whether it may be attached to PASIDs (`hwpt->pasid_compat`).
+    pub fn pasid_compat(&self) -> bool {
+        match self {
+            HwptRef::Paging(hwpt) => hwpt.pasid_compat(),
+            HwptRef::Nested(hwpt) => hwpt.pasid_compat(),
+        }
+    }
+
+    /// The paging HWPT whose IOAS the translation ends in: itself, or a nested HWPT's parent
+    /// (`find_hwpt_paging()`). Device reserved regions are reserved in its IOAS.
+    pub fn paging(&self) -> &HwptPaging {
+        match self {
+            HwptRef::Paging(hwpt) => hwpt,
+            HwptRef::Nested(hwpt) => hwpt.parent(),
+        }
+    }
+
+    /// Whether both name the same HWPT.
+    pub fn same(&self, other: &HwptRef) -> bool {
+        match (self, other) {
+            (HwptRef::Paging(a), HwptRef::Paging(b)) => Arc::ptr_eq(a.arc(), b.arc()),
+            (HwptRef::Nested(a), HwptRef::Nested(b)) => Arc::ptr_eq(a.arc(), b.arc()),
+            _ => false,
+        }
+    }
+
+    /// Points (`rid`, `pasid`) at this HWPT's domain in the IOMMU core.
+    pub(crate) fn core_attach(&self, iommu: &Iommu, rid: Rid, pasid: Pasid) -> Result<(), Errno> {
+        match self {
+            HwptRef::Paging(hwpt) => iommu.attach_paging(rid, pasid, hwpt.domain(), None),
+            HwptRef::Nested(hwpt) => iommu.attach_nested(rid, pasid, hwpt.domain(), None),
+        }
+        .map_err(core_errno)
+    }
+
+    /// Takes (`rid`, `pasid`) off this HWPT's domain in the IOMMU core.
+    pub(crate) fn core_detach(&self, iommu: &Iommu, rid: Rid, pasid: Pasid) -> Result<(), Errno> {
+        match self {
+            HwptRef::Paging(hwpt) => iommu.detach_paging(rid, pasid, hwpt.domain()),
+            HwptRef::Nested(hwpt) => iommu.detach_nested(rid, pasid, hwpt.domain()),
+        }
+        .map_err(core_errno)
+    }
+}
+
+/// The flag checks of a paging HWPT for `dev`, in Linux's order: `iommufd_hwpt_paging_alloc()`
+/// (unknown flags; `DIRTY_TRACKING` on an IOMMU without dirty tracking; `FAULT_ID_VALID` with
+/// `NEST_PARENT`), then the Intel driver's `intel_iommu_domain_alloc_paging_flags()` (any
+/// driver data; `NEST_PARENT` on a unit without nested translation). All `EOPNOTSUPP`.
+pub(crate) fn check_paging_flags(
+    iommu: &Iommu,
+    flags: u32,
+    has_data: bool,
+) -> Result<HwptAllocFlags, Errno> {
+    let flags = HwptAllocFlags::from_bits(flags).ok_or(Errno::EOPNOTSUPP)?;
+    if flags.contains(HwptAllocFlags::DIRTY_TRACKING) && !iommu.ops().dirty_tracking() {
+        return Err(Errno::EOPNOTSUPP);
+    }
+    if flags.contains(HwptAllocFlags::FAULT_ID_VALID | HwptAllocFlags::NEST_PARENT) {
+        return Err(Errno::EOPNOTSUPP);
+    }
+    if has_data {
+        return Err(Errno::EOPNOTSUPP);
+    }
+    let nests = VtdRegs::of(iommu).is_none_or(|regs| regs.nest());
+    if flags.contains(HwptAllocFlags::NEST_PARENT) && !nests {
+        return Err(Errno::EOPNOTSUPP);
+    }
+    Ok(flags)
+}
+
+/// `struct iommu_hwpt_vtd_s1` to the IOMMU core's first stage, with the checks Linux makes when
+/// the nested domain is first attached (`intel_pasid_setup_nested()`), which vsva makes at
+/// allocation because the core needs the depth to build the domain:
+/// * `addr_width` 48 is 4 levels, 57 is 5 levels if CAP.FS5LP, anything else `EINVAL`;
+/// * `SRE` without ECAP.SRS, or `EAFE` without ECAP.EAFS, is `EINVAL`.
+///
+/// vsva is stricter than Linux, which ignores them: flag bits the header does not define and
+/// a non-zero `__reserved` are `EOPNOTSUPP`, and so are `EAFE` and `WPE`, which the core's
+/// first stage cannot express yet.
+fn vtd_s1(regs: VtdRegs, data: &IommuHwptVtdS1) -> Result<NestedS1, Errno> {
+    let flags = VtdS1Flags::from_bits(data.flags).ok_or(Errno::EOPNOTSUPP)?;
+    if data.__reserved != 0 {
+        return Err(Errno::EOPNOTSUPP);
+    }
+    let levels = match data.addr_width {
+        48 => 4,
+        57 if regs.fs5lp() => 5,
+        _ => return Err(Errno::EINVAL),
+    };
+    if flags.contains(VtdS1Flags::SRE) && !regs.srs() {
+        return Err(Errno::EINVAL);
+    }
+    if flags.contains(VtdS1Flags::EAFE) && !regs.eafs() {
+        return Err(Errno::EINVAL);
+    }
+    if flags.intersects(VtdS1Flags::EAFE | VtdS1Flags::WPE) {
+        return Err(Errno::EOPNOTSUPP);
+    }
+    Ok(NestedS1 {
+        root: data.pgtbl_addr,
+        levels,
+        supervisor: flags.contains(VtdS1Flags::SRE),
+    })
+}
+
+impl Iommufd {
+    /// The paging HWPT `id` (`iommufd_get_hwpt_paging()`).
+    ///
+    /// # Errors
+    /// `ENOENT` if `id` is not a paging HWPT.
+    pub fn get_hwpt_paging(&self, id: u32) -> Result<Held<HwptPaging>, Errno> {
+        self.get(id)
+    }
+
+    /// The nested HWPT `id` (`iommufd_get_hwpt_nested()`).
+    ///
+    /// # Errors
+    /// `ENOENT` if `id` is not a nested HWPT.
+    pub fn get_hwpt_nested(&self, id: u32) -> Result<Held<HwptNested>, Errno> {
+        self.get(id)
+    }
+
+    /// `IOMMU_HWPT_ALLOC` (`iommufd_hwpt_alloc()`): a paging HWPT on the IOAS `cmd.pt_id`, or a
+    /// nested HWPT on the nesting-parent paging HWPT `cmd.pt_id`, for the device `cmd.dev_id`.
+    /// Returns the new ID in `cmd.out_hwpt_id`.
+    ///
+    /// # Errors
+    /// In Linux's order:
+    /// 1. `EOPNOTSUPP` for a non-zero `__reserved` (`__reserved2` is not checked);
+    /// 2. `EINVAL` if `data_type` is NONE with a non-zero `data_len` or another type with 0;
+    /// 3. `ENOENT` if `dev_id` is not a device;
+    /// 4. `EINVAL` if `pt_id` is no object, or neither an IOAS nor a paging HWPT;
+    /// 5. for an IOAS, `EOPNOTSUPP` for unknown flags, `DIRTY_TRACKING` on an IOMMU that
+    ///    cannot track, `FAULT_ID_VALID` with `NEST_PARENT`, any driver data, or
+    ///    `NEST_PARENT` on a unit without nested translation; the core's allocation error;
+    ///    then filling errors (`EINVAL` for an area beyond the aperture or, on a nesting
+    ///    parent, a read-only one);
+    /// 6. for a paging HWPT: `EOPNOTSUPP` for flags other than `FAULT_ID_VALID` and `PASID` or
+    ///    no data; `EINVAL` if the parent is automatic or not a nesting parent; then the Intel
+    ///    driver's (`intel_iommu_domain_alloc_nested()`): `EOPNOTSUPP` without nesting support
+    ///    or for a `data_type` other than VTD_S1; reading the data as
+    ///    [`copy_struct_from_user_at`] does (`EINVAL` below 24 bytes, `E2BIG`, `EFAULT`); then
+    ///    the first stage's: `EINVAL` for an `addr_width` other than 48 or 57 (57 needs
+    ///    CAP.FS5LP), `SRE` without ECAP.SRS or `EAFE` without ECAP.EAFS (Linux checks these
+    ///    at the first attach, `intel_pasid_setup_nested()`; vsva's core needs the depth to
+    ///    build the domain); `EOPNOTSUPP` — stricter than Linux, which ignores them — for
+    ///    undefined flag bits or a non-zero `__reserved`, and for `EAFE` and `WPE`, which the
+    ///    core cannot express yet; and the core's `EINVAL` for a misaligned or out-of-range
+    ///    root;
+    /// 7. with `FAULT_ID_VALID`, `ENOENT`: `fault_id` must name a fault queue, and vsva has
+    ///    none yet (`IOMMU_FAULT_QUEUE_ALLOC` is `EOPNOTSUPP`), so it never does — what
+    ///    `iommufd_get_fault()` answers for an ID that is not one. The HWPT is not kept.
+    pub fn hwpt_alloc(&self, cmd: &mut IommuHwptAlloc, mem: &dyn UserMemory) -> Result<(), Errno> {
+        if cmd.__reserved != 0 {
+            return Err(Errno::EOPNOTSUPP);
+        }
+        let no_type = cmd.data_type == HwptDataType::NONE;
+        if no_type == (cmd.data_len != 0) {
+            return Err(Errno::EINVAL);
+        }
+        let dev = self.get_device(cmd.dev_id)?;
+        let _serial = self.attach_lock();
+        let kind = self.state().objects.kind(cmd.pt_id);
+        cmd.out_hwpt_id = match kind {
+            Some(ObjectType::Ioas) => {
+                let ioas = self.get_ioas(cmd.pt_id).map_err(|_| Errno::EINVAL)?;
+                self.hwpt_paging_alloc(&dev, ioas, cmd)?
+            }
+            Some(ObjectType::HwptPaging) => {
+                let parent = self.get_hwpt_paging(cmd.pt_id).map_err(|_| Errno::EINVAL)?;
+                self.hwpt_nested_alloc(&dev, parent, cmd, mem)?
+            }
+            _ => return Err(Errno::EINVAL),
+        };
+        Ok(())
+    }
+
+    /// The paging branch of [`hwpt_alloc`](Self::hwpt_alloc).
+    fn hwpt_paging_alloc(
+        &self,
+        _dev: &Device,
+        ioas: Held<Ioas>,
+        cmd: &IommuHwptAlloc,
+    ) -> Result<u32, Errno> {
+        let flags = check_paging_flags(self.iommu(), cmd.flags, cmd.data_len != 0)?;
+        self.create(|id| {
+            let hwpt = HwptPaging::alloc(id, ioas, self.iommu(), flags, false)?;
+            hwpt.fill()?;
+            if flags.contains(HwptAllocFlags::FAULT_ID_VALID) {
+                self.fault_queue(cmd.fault_id)?;
+            }
+            Ok(Object::HwptPaging(hwpt))
+        })
+    }
+
+    /// The nested branch of [`hwpt_alloc`](Self::hwpt_alloc).
+    fn hwpt_nested_alloc(
+        &self,
+        _dev: &Device,
+        parent: Held<HwptPaging>,
+        cmd: &IommuHwptAlloc,
+        mem: &dyn UserMemory,
+    ) -> Result<u32, Errno> {
+        let flags = HwptAllocFlags::from_bits(cmd.flags)
+            .filter(|f| (HwptAllocFlags::FAULT_ID_VALID | HwptAllocFlags::PASID).contains(*f))
+            .ok_or(Errno::EOPNOTSUPP)?;
+        if cmd.data_len == 0 {
+            return Err(Errno::EOPNOTSUPP);
+        }
+        if parent.auto_domain() || !parent.nest_parent() {
+            return Err(Errno::EINVAL);
+        }
+        let regs = VtdRegs::of(self.iommu())
+            .filter(|regs| regs.nest())
+            .ok_or(Errno::EOPNOTSUPP)?;
+        if cmd.data_type != HwptDataType::VTD_S1 {
+            return Err(Errno::EOPNOTSUPP);
+        }
+        let data: IommuHwptVtdS1 = copy_struct_from_user_at(
+            mem,
+            cmd.data_uptr,
+            u64::from(cmd.data_len),
+            offset_of_end!(IommuHwptVtdS1, __reserved),
+        )?;
+        let s1 = vtd_s1(regs, &data)?;
+        self.create(|id| {
+            let domain = self
+                .iommu()
+                .alloc_nested_domain(parent.domain(), s1)
+                .map_err(core_errno)?;
+            if flags.contains(HwptAllocFlags::FAULT_ID_VALID) {
+                self.fault_queue(cmd.fault_id)?;
+            }
+            Ok(Object::HwptNested(Arc::new(HwptNested {
+                header: ObjectHeader::new(id),
+                parent,
+                domain,
+                pasid_compat: flags.contains(HwptAllocFlags::PASID),
+            })))
+        })
+    }
+
+    /// The fault queue `id` (`iommufd_get_fault()`). vsva has no fault queue objects yet, so
+    /// no ID names one.
+    ///
+    /// # Errors
+    /// Always `ENOENT`.
+    fn fault_queue(&self, id: u32) -> Result<(), Errno> {
+        tracing::debug!(id, "no fault queue objects exist yet");
+        Err(Errno::ENOENT)
+    }
+
+    /// `IOMMU_HWPT_SET_DIRTY_TRACKING` (`iommufd_hwpt_set_dirty_tracking()`,
+    /// `iopt_set_dirty_tracking()`): turns dirty tracking of the paging HWPT `cmd.hwpt_id` on
+    /// (`ENABLE`) or off. Turning it on first clears every dirty bit the domain holds for the
+    /// IOAS's mappings, so tracking starts from a clean snapshot.
+    ///
+    /// # Errors
+    /// In order: `EOPNOTSUPP` for unknown flags (`__reserved` is not checked, as in Linux);
+    /// `ENOENT` if `hwpt_id` is not a paging HWPT; `EOPNOTSUPP` if it was not allocated with
+    /// `IOMMU_HWPT_ALLOC_DIRTY_TRACKING`; the domain's error.
+    pub fn hwpt_set_dirty_tracking(&self, cmd: &IommuHwptSetDirtyTracking) -> Result<(), Errno> {
+        let flags = DirtyTrackingFlags::from_bits(cmd.flags).ok_or(Errno::EOPNOTSUPP)?;
+        let hwpt = self.get_hwpt_paging(cmd.hwpt_id)?;
+        if !hwpt.dirty_ops() {
+            return Err(Errno::EOPNOTSUPP);
+        }
+        let enable = flags.contains(DirtyTrackingFlags::ENABLE);
+        if enable {
+            for area in hwpt.ioas().iopt().areas() {
+                hwpt.domain()
+                    .read_and_clear_dirty(
+                        area.iova,
+                        area.last - area.iova + 1,
+                        true,
+                        &mut |_, _| {},
+                    )
+                    .map_err(core_errno)?;
+            }
+        }
+        hwpt.domain().set_dirty_tracking(enable).map_err(core_errno)
+    }
+
+    /// `IOMMU_HWPT_INVALIDATE` (`iommufd_hwpt_invalidate()`) on a nested HWPT: handles the
+    /// `cmd.entry_num` entries of `cmd.entry_len` bytes at `cmd.data_uptr` in order and sets
+    /// `cmd.entry_num` to the number handled — on errors too, so the caller (as Linux does)
+    /// returns the struct either way. `entry_num` 0 only probes the data type.
+    ///
+    /// Each VTD_S1 entry ([`IommuHwptVtdS1Invalidate`]) invalidates `npages` 4 KiB pages of the
+    /// first stage from `addr` in the IOTLB and every attached device's TLB
+    /// ([`NestedDomain::invalidate`]); `addr` 0 with `npages` `u64::MAX` is everything, as is a
+    /// range that would run past the top of the address space. The `LEAF` hint is accepted
+    /// and ignored: invalidating the paging-structure caches too is always correct. An entry
+    /// with `npages` 0 is accepted and invalidates nothing (Linux accepts it too).
+    ///
+    /// # Errors
+    /// In order: `EOPNOTSUPP` for a non-zero `__reserved`; `EINVAL` if `entry_num` is non-zero
+    /// with a zero `data_uptr` or `entry_len`; `ENOENT` if `hwpt_id` is no object, `EINVAL` if
+    /// it is not a nested HWPT (vIOMMUs do not exist yet); then the Intel driver's
+    /// (`intel_nested_cache_invalidate_user()`): `EINVAL` for a data type other than VTD_S1;
+    /// per entry, reading it as [`copy_struct_from_user_at`] does (`EINVAL` for `entry_len`
+    /// below 24, `E2BIG`, `EFAULT`), `EOPNOTSUPP` for unknown flags or a non-zero
+    /// `__reserved`, `EINVAL` for an `addr` not 4 KiB aligned or `npages` `u64::MAX` with a
+    /// non-zero `addr`. Processing stops at the first bad entry.
+    pub fn hwpt_invalidate(
+        &self,
+        cmd: &mut IommuHwptInvalidate,
+        mem: &dyn UserMemory,
+    ) -> Result<(), Errno> {
+        let mut done = 0;
+        let result = self.hwpt_invalidate_entries(cmd, mem, &mut done);
+        cmd.entry_num = done;
+        result
+    }
+
+    fn hwpt_invalidate_entries(
+        &self,
+        cmd: &IommuHwptInvalidate,
+        mem: &dyn UserMemory,
+        done: &mut u32,
+    ) -> Result<(), Errno> {
+        if cmd.__reserved != 0 {
+            return Err(Errno::EOPNOTSUPP);
+        }
+        if cmd.entry_num != 0 && (cmd.data_uptr == 0 || cmd.entry_len == 0) {
+            return Err(Errno::EINVAL);
+        }
+        let kind = self.state().objects.kind(cmd.hwpt_id);
+        let hwpt = match kind {
+            None => return Err(Errno::ENOENT),
+            Some(ObjectType::HwptNested) => self.get_hwpt_nested(cmd.hwpt_id)?,
+            Some(_) => return Err(Errno::EINVAL),
+        };
+        if cmd.data_type != HwptInvalidateDataType::VTD_S1 {
+            return Err(Errno::EINVAL);
+        }
+        let entry_len = u64::from(cmd.entry_len);
+        for index in 0..cmd.entry_num {
+            let addr = entry_len
+                .checked_mul(u64::from(index))
+                .and_then(|offset| cmd.data_uptr.checked_add(offset))
+                .ok_or(Errno::EFAULT)?;
+            let entry: IommuHwptVtdS1Invalidate = copy_struct_from_user_at(
+                mem,
+                addr,
+                entry_len,
+                offset_of_end!(IommuHwptVtdS1Invalidate, __reserved),
+            )?;
+            if VtdInvalidateFlags::from_bits(entry.flags).is_none() || entry.__reserved != 0 {
+                return Err(Errno::EOPNOTSUPP);
+            }
+            if entry.addr % 4096 != 0 || (entry.npages == u64::MAX && entry.addr != 0) {
+                return Err(Errno::EINVAL);
+            }
+            if entry.npages != 0 {
+                let len = entry
+                    .npages
+                    .checked_mul(4096)
+                    .filter(|&len| entry.addr.checked_add(len).is_some());
+                match len {
+                    Some(len) => hwpt.domain().invalidate(entry.addr, len),
+                    None => hwpt.domain().invalidate(0, u64::MAX),
+                }
+            }
+            *done += 1;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const REGS: VtdRegs = VtdRegs {
+        cap: 1 << 60,
+        ecap: 1 << 26 | 1 << 31 | 1 << 34,
+    };
+
+    fn s1(flags: u64, addr_width: u32) -> IommuHwptVtdS1 {
+        IommuHwptVtdS1 {
+            flags,
+            pgtbl_addr: 0x1000,
+            addr_width,
+            __reserved: 0,
+        }
+    }
+
+    #[test]
+    fn vtd_s1_widths_and_flags() {
+        let four = vtd_s1(REGS, &s1(0, 48)).unwrap();
+        assert_eq!(
+            (four.root, four.levels, four.supervisor),
+            (0x1000, 4, false)
+        );
+        assert_eq!(vtd_s1(REGS, &s1(1, 57)).unwrap().levels, 5);
+        assert!(vtd_s1(REGS, &s1(1, 57)).unwrap().supervisor);
+        for width in [0, 39, 47, 56, 64] {
+            assert_eq!(vtd_s1(REGS, &s1(0, width)), Err(Errno::EINVAL), "{width}");
+        }
+        let no5 = VtdRegs { cap: 0, ..REGS };
+        assert_eq!(vtd_s1(no5, &s1(0, 57)), Err(Errno::EINVAL));
+        let no_srs = VtdRegs {
+            ecap: 1 << 26,
+            ..REGS
+        };
+        assert_eq!(vtd_s1(no_srs, &s1(1, 48)), Err(Errno::EINVAL));
+        assert_eq!(vtd_s1(no_srs, &s1(2, 48)), Err(Errno::EINVAL), "no EAFS");
+        assert_eq!(vtd_s1(REGS, &s1(2, 48)), Err(Errno::EOPNOTSUPP), "EAFE");
+        assert_eq!(vtd_s1(REGS, &s1(4, 48)), Err(Errno::EOPNOTSUPP), "WPE");
+        assert_eq!(vtd_s1(REGS, &s1(8, 48)), Err(Errno::EOPNOTSUPP), "unknown");
+        let mut reserved = s1(0, 48);
+        reserved.__reserved = 1;
+        assert_eq!(vtd_s1(REGS, &reserved), Err(Errno::EOPNOTSUPP));
+    }
+}
