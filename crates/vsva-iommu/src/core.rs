@@ -760,6 +760,11 @@ impl Iommu {
         lock(&self.state).pasids.of(process.pid())
     }
 
+    /// What `dev` was added with, if it is under this IOMMU (what iommufd checks at bind).
+    pub fn device_caps(&self, dev: Rid) -> Option<DeviceCaps> {
+        lock(&self.state).devices.get(&dev).map(|d| d.caps)
+    }
+
     /// The domain ID of (`dev`, `pasid`)'s attachment.
     pub fn domain_id(&self, dev: Rid, pasid: Pasid) -> Option<u16> {
         let st = lock(&self.state);

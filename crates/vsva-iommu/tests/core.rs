@@ -465,3 +465,13 @@ fn unrecoverable_faults_reach_the_device_handler() {
     assert_eq!(iommu.handle_faults(), 1);
     assert_eq!(*seen.lock().unwrap(), vec![f]);
 }
+
+#[test]
+fn device_caps_are_what_the_device_was_added_with() {
+    let (iommu, _rec, _mm) = setup();
+    assert_eq!(iommu.device_caps(dev(3)), None);
+    iommu.add_device(dev(3), SVA, 32).unwrap();
+    assert_eq!(iommu.device_caps(dev(3)), Some(SVA));
+    iommu.remove_device(dev(3)).unwrap();
+    assert_eq!(iommu.device_caps(dev(3)), None);
+}
