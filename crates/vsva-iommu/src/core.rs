@@ -628,7 +628,7 @@ impl Iommu {
     /// Answers a page request group (for handlers that resolve faults later). Returns false
     /// if no such group was pending (a late or repeated answer, dropped).
     pub fn respond(&self, dev: Rid, pasid: Option<Pasid>, prgi: u16, code: ResponseCode) -> bool {
-        if !lock(&self.iopf).complete(dev, pasid, prgi, 1) {
+        if !lock(&self.iopf).complete(dev, pasid, prgi) {
             return false;
         }
         match code {
@@ -652,9 +652,8 @@ impl Iommu {
                 match st.devices.get(&r.dev) {
                     Some(d) => (
                         d.pri_limit,
-                        d.pasids
-                            .get(&r.pasid.map_or(u32::MAX, |p| p.raw()))
-                            .cloned(),
+                        // requests without PASID use the RID_PASID attachment (PASID 0)
+                        d.pasids.get(&r.pasid.map_or(0, |p| p.raw())).cloned(),
                     ),
                     None => (0, None),
                 }
@@ -694,7 +693,7 @@ impl Iommu {
     }
 
     fn respond_group(&self, g: &FaultGroup, code: ResponseCode) {
-        if lock(&self.iopf).complete(g.dev, g.pasid, g.prgi, g.pages.len()) {
+        if lock(&self.iopf).complete(g.dev, g.pasid, g.prgi) {
             match code {
                 ResponseCode::Success => self.success.fetch_add(1, Ordering::Relaxed),
                 _ => self.invalid.fetch_add(1, Ordering::Relaxed),

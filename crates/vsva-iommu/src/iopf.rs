@@ -7,7 +7,7 @@
 //! or device removal aborts the (device, PASID)'s groups: partial ones are discarded, pending
 //! ones must be answered Invalid.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use vsva_mem::{Pasid, Rid};
 
@@ -52,7 +52,9 @@ pub struct IopfStats {
 #[derive(Debug, Default)]
 pub struct IopfQueue {
     partial: HashMap<GroupKey, Vec<PageRequest>>,
-    pending: HashSet<GroupKey>,
+    /// Complete groups awaiting their response, with the requests each holds of its
+    /// device's outstanding allocation (released by the response, whoever sends it).
+    pending: HashMap<GroupKey, u32>,
     outstanding: HashMap<u16, u32>,
     stats: IopfStats,
 }
@@ -92,7 +94,7 @@ impl IopfQueue {
             return Reported::Partial;
         }
         let pages = self.partial.remove(&k).unwrap_or_default();
-        self.pending.insert(k);
+        self.pending.insert(k, pages.len() as u32);
         self.stats.groups += 1;
         Reported::Complete(FaultGroup {
             dev: r.dev,
@@ -104,12 +106,12 @@ impl IopfQueue {
 
     /// A response is about to be sent for a group: true if it was pending (send it), false if
     /// it is late or unknown (drop it).
-    pub fn complete(&mut self, dev: Rid, pasid: Option<Pasid>, prgi: u16, pages: usize) -> bool {
-        if !self.pending.remove(&key(dev, pasid, prgi)) {
+    pub fn complete(&mut self, dev: Rid, pasid: Option<Pasid>, prgi: u16) -> bool {
+        let Some(pages) = self.pending.remove(&key(dev, pasid, prgi)) else {
             self.stats.late_responses += 1;
             return false;
-        }
-        self.release(dev, pages as u32);
+        };
+        self.release(dev, pages);
         self.stats.responses += 1;
         true
     }
@@ -142,7 +144,7 @@ impl IopfQueue {
         }
         let pending: Vec<GroupKey> = self
             .pending
-            .iter()
+            .keys()
             .filter(|k| matches(k))
             .copied()
             .collect();
@@ -197,11 +199,8 @@ mod tests {
         };
         assert_eq!(g.pages.len(), 2);
         assert_eq!(q.pending(), 2);
-        assert!(q.complete(g.dev, g.pasid, 3, 2));
-        assert!(
-            !q.complete(g.dev, g.pasid, 3, 2),
-            "a second response is late"
-        );
+        assert!(q.complete(g.dev, g.pasid, 3));
+        assert!(!q.complete(g.dev, g.pasid, 3), "a second response is late");
         assert_eq!(q.stats().late_responses, 1);
     }
 
@@ -218,6 +217,32 @@ mod tests {
             panic!()
         };
         assert_eq!(g.pages.len(), 1);
+    }
+
+    #[test]
+    fn a_response_releases_every_request_of_its_group() {
+        let mut q = IopfQueue::default();
+        let page = |prgi, n: u64, last| PageRequest {
+            addr: 0x10_0000 + n * 0x1000,
+            ..req(prgi, last)
+        };
+        assert_eq!(q.report(page(7, 0, false), 2), Reported::Partial);
+        let Reported::Complete(g) = q.report(page(7, 1, true), 2) else {
+            panic!("group of two")
+        };
+        assert_eq!(g.pages.len(), 2);
+        assert_eq!(
+            q.report(page(8, 0, true), 2),
+            Reported::OverLimit,
+            "both credits in use"
+        );
+        // whoever answers gives both credits back, without saying how many pages it had
+        assert!(q.complete(g.dev, g.pasid, g.prgi));
+        assert_eq!(q.report(page(9, 0, false), 2), Reported::Partial);
+        assert!(matches!(
+            q.report(page(9, 1, true), 2),
+            Reported::Complete(_)
+        ));
     }
 
     #[test]

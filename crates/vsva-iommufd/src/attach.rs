@@ -282,7 +282,7 @@ impl Iommufd {
         }
         let attached = pasid_compat(&st, pasid, hwpt)
             .and_then(|()| core_pasid(dev, pasid))
-            .and_then(|core| hwpt.core_attach(self.iommu(), dev.rid(), core));
+            .and_then(|core| hwpt.core_attach(self.iommu(), dev.id(), dev.rid(), core));
         if let Err(errno) = attached {
             if resv {
                 unreserve_regions(dev, hwpt);
@@ -339,9 +339,9 @@ impl Iommufd {
         new: &HwptRef,
     ) -> Result<(), Errno> {
         old.core_detach(self.iommu(), dev.rid(), pasid)?;
-        let attached = new.core_attach(self.iommu(), dev.rid(), pasid);
+        let attached = new.core_attach(self.iommu(), dev.id(), dev.rid(), pasid);
         if attached.is_err() {
-            if let Err(errno) = old.core_attach(self.iommu(), dev.rid(), pasid) {
+            if let Err(errno) = old.core_attach(self.iommu(), dev.id(), dev.rid(), pasid) {
                 tracing::error!(dev = dev.id(), %errno, "restoring the old attachment failed");
             }
         }

@@ -16,7 +16,8 @@
 //!    mode — what Linux keeps under `xa_lock(&ictx->objects)`), held only to look objects up,
 //!    publish and remove them;
 //! 3. a device's attachment lock;
-//! 4. an IOAS's address-space lock, then the IOMMU core's own locks.
+//! 4. an IOAS's address-space lock, then the IOMMU core's own locks;
+//! 5. a fault queue's lock, never held while calling the IOMMU core.
 //!
 //! Objects are dropped (destroyed) after the state lock is released, so an object's destroy
 //! work may take the locks below it freely.
@@ -30,6 +31,7 @@ use vsva_mm::Process;
 
 use crate::abi::{Errno, IommuDestroy, IommuOption, OptionId, OptionOp, check_zero};
 use crate::device::Device;
+use crate::fault::FaultFile;
 use crate::ioas::Ioas;
 use crate::object::{Held, IommufdObject, Object, ObjectTable, ObjectType};
 
@@ -61,6 +63,9 @@ pub(crate) struct State {
     /// The binders' references on the devices bound to the context, by device ID (what
     /// `iommufd_device_bind()` keeps in `users` until `iommufd_device_unbind()`).
     pub(crate) bound: BTreeMap<u32, Held<Device>>,
+    /// The open fault queue files, by number ([`fault`](crate::fault)); each holds its fault
+    /// object.
+    pub(crate) fault_files: BTreeMap<u32, Arc<FaultFile>>,
 }
 
 /// One open `/dev/iommu`: the iommufd context.
@@ -282,6 +287,8 @@ impl Drop for Iommufd {
             }
         }
         let state = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
+        // The files close first, so their fault objects can go as leaves.
+        state.fault_files.clear();
         state.vfio_ioas = None;
         state.objects.destroy_all();
     }

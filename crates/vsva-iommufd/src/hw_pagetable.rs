@@ -19,8 +19,9 @@
 //! `intel_iommu_domain_alloc_paging_flags`, `drivers/iommu/intel/nested.c`), the only IOMMU
 //! vsva models so far.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
+use vsva_iommu::core::IopfHandler;
 use vsva_iommu::{Iommu, NestedDomain, NestedS1, PagingDomain};
 use vsva_mem::{Pasid, Rid};
 
@@ -32,6 +33,7 @@ use crate::abi::{
 use crate::ctx::Iommufd;
 use crate::device::Device;
 use crate::domain::{IoDomain, IoProt};
+use crate::fault::{Fault, FaultHandler};
 use crate::ioas::Ioas;
 use crate::object::{Held, IommufdObject, Object, ObjectHeader, ObjectType};
 use crate::user_memory::{UserMemory, copy_struct_from_user_at};
@@ -51,6 +53,8 @@ pub struct HwptPaging {
     dirty_ops: bool,
     pasid_compat: bool,
     auto_domain: bool,
+    /// The fault queue of `IOMMU_HWPT_FAULT_ID_VALID`, set before the HWPT is published.
+    fault: OnceLock<Held<Fault>>,
 }
 
 impl HwptPaging {
@@ -76,6 +80,7 @@ impl HwptPaging {
             dirty_ops: flags.contains(HwptAllocFlags::DIRTY_TRACKING),
             pasid_compat: flags.contains(HwptAllocFlags::PASID),
             auto_domain,
+            fault: OnceLock::new(),
         }))
     }
 
@@ -129,6 +134,11 @@ impl HwptPaging {
     /// Made by attaching a device to an IOAS rather than by `IOMMU_HWPT_ALLOC`.
     pub fn auto_domain(&self) -> bool {
         self.auto_domain
+    }
+
+    /// The fault queue its attachments' page requests go to (`hwpt->fault`).
+    pub fn fault(&self) -> Option<&Fault> {
+        self.fault.get().map(|held| &**held)
     }
 }
 
@@ -199,6 +209,7 @@ pub struct HwptNested {
     parent: Held<HwptPaging>,
     domain: Arc<NestedDomain>,
     pasid_compat: bool,
+    fault: Option<Held<Fault>>,
 }
 
 impl HwptNested {
@@ -220,6 +231,11 @@ impl HwptNested {
     /// Allocated with `IOMMU_HWPT_ALLOC_PASID`.
     pub fn pasid_compat(&self) -> bool {
         self.pasid_compat
+    }
+
+    /// The fault queue its attachments' page requests go to (`hwpt->fault`).
+    pub fn fault(&self) -> Option<&Fault> {
+        self.fault.as_deref()
     }
 }
 
@@ -293,22 +309,54 @@ impl HwptRef {
         }
     }
 
-    /// Points (`rid`, `pasid`) at this HWPT's domain in the IOMMU core.
-    pub(crate) fn core_attach(&self, iommu: &Iommu, rid: Rid, pasid: Pasid) -> Result<(), Errno> {
+    /// The fault queue it was allocated with, as the shared object.
+    fn fault_arc(&self) -> Option<&Arc<Fault>> {
         match self {
-            HwptRef::Paging(hwpt) => iommu.attach_paging(rid, pasid, hwpt.domain(), None),
-            HwptRef::Nested(hwpt) => iommu.attach_nested(rid, pasid, hwpt.domain(), None),
+            HwptRef::Paging(hwpt) => hwpt.fault.get(),
+            HwptRef::Nested(hwpt) => hwpt.fault.as_ref(),
+        }
+        .map(Held::arc)
+    }
+
+    /// Points (`rid`, `pasid`) of device `dev_id` at this HWPT's domain in the IOMMU core.
+    /// With a fault queue, the attachment's page request groups go to it, tagged with
+    /// `dev_id` (`iommufd_hwpt_attach_device()` with an `iommufd_attach_handle`); without
+    /// one, the core answers them INVALID.
+    pub(crate) fn core_attach(
+        &self,
+        iommu: &Iommu,
+        dev_id: u32,
+        rid: Rid,
+        pasid: Pasid,
+    ) -> Result<(), Errno> {
+        let handler = self.fault_arc().map(|fault| {
+            Arc::new(FaultHandler {
+                fault: fault.clone(),
+                dev_id,
+                hwpt_id: self.id(),
+            }) as Arc<dyn IopfHandler>
+        });
+        match self {
+            HwptRef::Paging(hwpt) => iommu.attach_paging(rid, pasid, hwpt.domain(), handler),
+            HwptRef::Nested(hwpt) => iommu.attach_nested(rid, pasid, hwpt.domain(), handler),
         }
         .map_err(core_errno)
     }
 
-    /// Takes (`rid`, `pasid`) off this HWPT's domain in the IOMMU core.
+    /// Takes (`rid`, `pasid`) off this HWPT's domain in the IOMMU core, then answers INVALID
+    /// what its fault queue still holds of that attachment (`iommufd_hwpt_detach_device()`
+    /// and `iommufd_hwpt_replace_device()` call `iommufd_auto_response_faults()` after the
+    /// core detach).
     pub(crate) fn core_detach(&self, iommu: &Iommu, rid: Rid, pasid: Pasid) -> Result<(), Errno> {
-        match self {
+        let detached = match self {
             HwptRef::Paging(hwpt) => iommu.detach_paging(rid, pasid, hwpt.domain()),
             HwptRef::Nested(hwpt) => iommu.detach_nested(rid, pasid, hwpt.domain()),
         }
-        .map_err(core_errno)
+        .map_err(core_errno);
+        if let Some(fault) = self.fault_arc() {
+            fault.auto_respond(rid, pasid, self.id());
+        }
+        detached
     }
 }
 
@@ -417,9 +465,11 @@ impl Iommufd {
     ///    undefined flag bits or a non-zero `__reserved`, and for `EAFE` and `WPE`, which the
     ///    core cannot express yet; and the core's `EINVAL` for a misaligned or out-of-range
     ///    root;
-    /// 7. with `FAULT_ID_VALID`, `ENOENT`: `fault_id` must name a fault queue, and vsva has
-    ///    none yet (`IOMMU_FAULT_QUEUE_ALLOC` is `EOPNOTSUPP`), so it never does — what
-    ///    `iommufd_get_fault()` answers for an ID that is not one. The HWPT is not kept.
+    /// 7. with `FAULT_ID_VALID`, `ENOENT` if `fault_id` is not a fault queue
+    ///    (`iommufd_get_fault()`); the HWPT is not kept. Otherwise the HWPT holds the queue
+    ///    (its `IOMMU_DESTROY` is `EBUSY` until the HWPT goes) and its attachments' page
+    ///    request groups are queued there ([`fault`](crate::fault)). Linux looks the queue up
+    ///    after building the HWPT, so every error above comes first.
     pub fn hwpt_alloc(&self, cmd: &mut IommuHwptAlloc, mem: &dyn UserMemory) -> Result<(), Errno> {
         if cmd.__reserved != 0 {
             return Err(Errno::EOPNOTSUPP);
@@ -457,7 +507,9 @@ impl Iommufd {
             let hwpt = HwptPaging::alloc(id, ioas, self.iommu(), flags, false)?;
             hwpt.fill()?;
             if flags.contains(HwptAllocFlags::FAULT_ID_VALID) {
-                self.fault_queue(cmd.fault_id)?;
+                let fault = self.get_fault(cmd.fault_id)?;
+                // Set once, on a HWPT nobody else can see yet.
+                let _ = hwpt.fault.set(fault);
             }
             Ok(Object::HwptPaging(hwpt))
         })
@@ -498,26 +550,19 @@ impl Iommufd {
                 .iommu()
                 .alloc_nested_domain(parent.domain(), s1)
                 .map_err(core_errno)?;
-            if flags.contains(HwptAllocFlags::FAULT_ID_VALID) {
-                self.fault_queue(cmd.fault_id)?;
-            }
+            let fault = if flags.contains(HwptAllocFlags::FAULT_ID_VALID) {
+                Some(self.get_fault(cmd.fault_id)?)
+            } else {
+                None
+            };
             Ok(Object::HwptNested(Arc::new(HwptNested {
                 header: ObjectHeader::new(id),
                 parent,
                 domain,
                 pasid_compat: flags.contains(HwptAllocFlags::PASID),
+                fault,
             })))
         })
-    }
-
-    /// The fault queue `id` (`iommufd_get_fault()`). vsva has no fault queue objects yet, so
-    /// no ID names one.
-    ///
-    /// # Errors
-    /// Always `ENOENT`.
-    fn fault_queue(&self, id: u32) -> Result<(), Errno> {
-        tracing::debug!(id, "no fault queue objects exist yet");
-        Err(Errno::ENOENT)
     }
 
     /// `IOMMU_HWPT_SET_DIRTY_TRACKING` (`iommufd_hwpt_set_dirty_tracking()`,

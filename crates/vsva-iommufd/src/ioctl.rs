@@ -21,11 +21,12 @@
 //!
 //! After a successful [`decode`] the argument holds at least `min(size, sizeof)` bytes, so the
 //! response cannot fault; where Linux responds before publishing a new object (IOAS_ALLOC,
-//! HWPT_ALLOC), vsva publishes first without anything becoming observable out of order.
+//! HWPT_ALLOC, FAULT_QUEUE_ALLOC), vsva publishes first without anything becoming observable
+//! out of order.
 //!
 //! Commands whose object families are not modelled yet return `EOPNOTSUPP` after their
-//! argument has been decoded: `IOMMU_FAULT_QUEUE_ALLOC`, `IOMMU_VIOMMU_ALLOC`,
-//! `IOMMU_VDEVICE_ALLOC`, `IOMMU_VEVENTQ_ALLOC` and `IOMMU_HW_QUEUE_ALLOC`.
+//! argument has been decoded: `IOMMU_VIOMMU_ALLOC`, `IOMMU_VDEVICE_ALLOC`,
+//! `IOMMU_VEVENTQ_ALLOC` and `IOMMU_HW_QUEUE_ALLOC`.
 
 use zerocopy::{Immutable, IntoBytes};
 
@@ -138,8 +139,11 @@ impl Iommufd {
                 respond(&cmd, arg)?;
                 result
             }
-            Request::FaultQueueAlloc(_)
-            | Request::ViommuAlloc(_)
+            Request::FaultQueueAlloc(mut cmd) => {
+                self.fault_alloc(&mut cmd)?;
+                respond(&cmd, arg)
+            }
+            Request::ViommuAlloc(_)
             | Request::VdeviceAlloc(_)
             | Request::VeventqAlloc(_)
             | Request::HwQueueAlloc(_) => Err(Errno::EOPNOTSUPP),

@@ -14,6 +14,8 @@
 //! * [`device`] — bound devices and `IOMMU_GET_HW_INFO` (`device.c`).
 //! * [`hw_pagetable`] — paging and nested HWPTs, `IOMMU_HWPT_ALLOC`, dirty tracking,
 //!   `IOMMU_HWPT_INVALIDATE` (`hw_pagetable.c`); [`dirty`] — `IOMMU_HWPT_GET_DIRTY_BITMAP`.
+//! * [`fault`] — fault queues: `IOMMU_FAULT_QUEUE_ALLOC`, the fault file's read, write and
+//!   poll, and the answers owed when attachments or queues go (`eventq.c`).
 //! * [`attach`] — attaching devices and PASIDs to IOASes and HWPTs (`device.c`).
 //! * [`vfio_cdev`] — the VFIO device cdev ioctls that bind and attach a device
 //!   (`drivers/vfio/device_cdev.c`).
@@ -25,7 +27,7 @@
 //! * [`vtd`] — the VT-d register bits iommufd's answers depend on.
 //!
 //! Object families still to come, one module each as in Linux's `drivers/iommu/iommufd/`:
-//! fault queue, vIOMMU, vDEVICE.
+//! vIOMMU, vDEVICE.
 
 #![forbid(unsafe_code)]
 
@@ -38,6 +40,7 @@ pub mod ctx;
 pub mod device;
 pub mod dirty;
 pub mod domain;
+pub mod fault;
 pub mod hw_pagetable;
 pub mod io_pagetable;
 pub mod ioas;
@@ -51,6 +54,7 @@ pub mod vtd;
 
 pub use ctx::{AccountMode, Iommufd};
 pub use device::{Device, DeviceInfo};
+pub use fault::{Fault, FaultFile, PollFlags};
 pub use hw_pagetable::{HwptNested, HwptPaging, HwptRef};
 pub use ioas::Ioas;
 pub use object::{Held, IommufdObject, Object, ObjectType};

@@ -29,6 +29,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use crate::abi::Errno;
 use crate::device::Device;
+use crate::fault::Fault;
 use crate::hw_pagetable::{HwptNested, HwptPaging};
 use crate::ioas::Ioas;
 
@@ -105,8 +106,9 @@ pub trait IommufdObject: Send + Sync + Sized + 'static {
 /// A published object of the table, one variant per kind that exists in vsva so far.
 ///
 /// Each holds its dependencies as [`Held`] references — a paging HWPT its IOAS, a nested HWPT
-/// its parent, an attached device its HWPTs — which keeps each of them from being destroyed
-/// first. The kinds still to come (fault queue, vIOMMU, vDEVICE, access) join the same way.
+/// its parent, an attached device its HWPTs, a HWPT its fault queue — which keeps each of
+/// them from being destroyed first. The kinds still to come (vIOMMU, vDEVICE, access) join
+/// the same way.
 #[derive(Clone)]
 #[non_exhaustive]
 pub enum Object {
@@ -118,6 +120,8 @@ pub enum Object {
     HwptPaging(Arc<HwptPaging>),
     /// A user-managed first stage nested on a paging HWPT.
     HwptNested(Arc<HwptNested>),
+    /// A fault queue.
+    Fault(Arc<Fault>),
     /// The unit tests' stand-in for an object of a second kind.
     #[cfg(test)]
     Selftest(Arc<tests::Selftest>),
@@ -131,6 +135,7 @@ impl Object {
             Object::Device(_) => ObjectType::Device,
             Object::HwptPaging(_) => ObjectType::HwptPaging,
             Object::HwptNested(_) => ObjectType::HwptNested,
+            Object::Fault(_) => ObjectType::Fault,
             #[cfg(test)]
             Object::Selftest(_) => ObjectType::Selftest,
         }
@@ -143,6 +148,7 @@ impl Object {
             Object::Device(device) => device.header(),
             Object::HwptPaging(hwpt) => hwpt.header(),
             Object::HwptNested(hwpt) => hwpt.header(),
+            Object::Fault(fault) => fault.header(),
             #[cfg(test)]
             Object::Selftest(object) => object.header(),
         }

@@ -12,12 +12,13 @@ use vsva_iommufd::ObjectType;
 use vsva_iommufd::abi::ioctl::{
     IOMMU_FAULT_QUEUE_ALLOC, IOMMU_HWPT_ALLOC, IOMMU_IOAS_ALLOC, IOMMU_IOAS_ALLOW_IOVAS,
     IOMMU_IOAS_CHANGE_PROCESS, IOMMU_IOAS_COPY, IOMMU_IOAS_IOVA_RANGES, IOMMU_IOAS_MAP,
-    IOMMU_IOAS_MAP_FILE, IOMMU_OPTION, IOMMU_VFIO_IOAS, VFIO_DEVICE_BIND_IOMMUFD, iowr,
+    IOMMU_IOAS_MAP_FILE, IOMMU_OPTION, IOMMU_VFIO_IOAS, IOMMU_VIOMMU_ALLOC,
+    VFIO_DEVICE_BIND_IOMMUFD, iowr,
 };
 use vsva_iommufd::abi::{
     Errno, IoasMapFlags, IommuFaultAlloc, IommuHwptAlloc, IommuIoasAlloc, IommuIoasAllowIovas,
     IommuIoasChangeProcess, IommuIoasCopy, IommuIoasIovaRanges, IommuIoasMap, IommuIoasMapFile,
-    IommuIovaRange, IommuOption, IommuVfioIoas, OptionId, OptionOp, VfioIoasOp,
+    IommuIovaRange, IommuOption, IommuVfioIoas, IommuViommuAlloc, OptionId, OptionOp, VfioIoasOp,
 };
 use vsva_iommufd::io_pagetable::{EADDRINUSE, ReservedBy};
 use vsva_mm::{MapFlags, Prot};
@@ -124,7 +125,7 @@ fn struct_extension_rules_apply_to_every_ioctl() {
     assert_eq!(f.call(IOMMU_HWPT_ALLOC, &mut hwpt), Err(Errno::EINVAL));
     hwpt.size = 48;
     assert_eq!(f.call(IOMMU_HWPT_ALLOC, &mut hwpt), Err(Errno::ENOENT));
-    // Commands still to come decode first (EINVAL for a short struct), then EOPNOTSUPP.
+    // FAULT_QUEUE_ALLOC's minimum ends at out_fault_fd (16).
     let mut fault = IommuFaultAlloc {
         size: 12,
         ..Default::default()
@@ -134,8 +135,17 @@ fn struct_extension_rules_apply_to_every_ioctl() {
         Err(Errno::EINVAL)
     );
     fault.size = 16;
+    assert_eq!(f.call(IOMMU_FAULT_QUEUE_ALLOC, &mut fault), Ok(()));
+    assert_eq!((fault.out_fault_id, fault.out_fault_fd), (2, 3));
+    // Commands still to come decode first (EINVAL for a short struct), then EOPNOTSUPP.
+    let mut viommu = IommuViommuAlloc {
+        size: 20,
+        ..Default::default()
+    };
+    assert_eq!(f.call(IOMMU_VIOMMU_ALLOC, &mut viommu), Err(Errno::EINVAL));
+    viommu.size = 40;
     assert_eq!(
-        f.call(IOMMU_FAULT_QUEUE_ALLOC, &mut fault),
+        f.call(IOMMU_VIOMMU_ALLOC, &mut viommu),
         Err(Errno::EOPNOTSUPP)
     );
 }

@@ -86,7 +86,7 @@ fn paging_alloc_checks_in_linux_order() {
         Err(Errno::EOPNOTSUPP),
         "the Intel driver takes no data for a paging domain"
     );
-    // FAULT_ID_VALID needs a fault queue; none can exist yet: ENOENT, nothing kept
+    // FAULT_ID_VALID needs a fault queue; fault_id 0 names none: ENOENT, nothing kept
     assert_eq!(
         f.hwpt_alloc(dev_id, ioas, FAULT_ID_VALID, none, &[]),
         Err(Errno::ENOENT)
@@ -398,7 +398,7 @@ fn nested_alloc_checks_in_linux_order() {
         .unwrap();
     assert_eq!(f.fd.get_hwpt_nested(sre).unwrap().domain().s1().levels, 5);
     assert!(f.fd.get_hwpt_nested(sre).unwrap().domain().s1().supervisor);
-    // a fault queue cannot be named yet; a nested HWPT is no parent
+    // fault_id 0 names no fault queue (ENOENT); a nested HWPT is no parent
     assert_eq!(
         f.hwpt_alloc(dev_id, s2, FAULT_ID_VALID, vtd, good.as_bytes()),
         Err(Errno::ENOENT)

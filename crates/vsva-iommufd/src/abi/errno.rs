@@ -40,6 +40,8 @@ impl Errno {
     pub const ENODEV: Self = Self(19);
     /// The request was understood but a field is wrong.
     pub const EINVAL: Self = Self(22);
+    /// Too many open files: no file descriptor is free for a new fault queue.
+    pub const EMFILE: Self = Self(24);
     /// The ioctl number is not supported at all. (Linux's internal `ENOIOCTLCMD`, returned by
     /// `main.c` when a slot's number does not match, reaches user space as this.)
     pub const ENOTTY: Self = Self(25);
@@ -88,6 +90,7 @@ const fn errno_name(errno: i32) -> Option<&'static str> {
         17 => "EEXIST",
         19 => "ENODEV",
         22 => "EINVAL",
+        24 => "EMFILE",
         25 => "ENOTTY",
         28 => "ENOSPC",
         29 => "ESPIPE",
@@ -131,6 +134,7 @@ mod tests {
             (Errno::EEXIST, 17),
             (Errno::ENODEV, 19),
             (Errno::EINVAL, 22),
+            (Errno::EMFILE, 24),
             (Errno::ENOTTY, 25),
             (Errno::ENOSPC, 28),
             (Errno::ESPIPE, 29),
