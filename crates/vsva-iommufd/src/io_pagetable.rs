@@ -21,11 +21,11 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use vsva_mm::{Pinned, Process};
+use vsva_mm::Pinned;
 
 use crate::abi::Errno;
 use crate::domain::{IoDomain, IoProt};
-use crate::pages::Pages;
+use crate::pages::{AddressSpace, Pages};
 
 const PAGE: u64 = 4096;
 
@@ -295,15 +295,15 @@ impl IoPageTable {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// `IOMMU_IOAS_MAP`: maps `[user_va, user_va + length)` of `process` at `iova` (fixed) or
-    /// at an IOVA the IOAS chooses. Returns the IOVA.
+    /// `IOMMU_IOAS_MAP`: maps `[user_va, user_va + length)` of the address space `process`
+    /// at `iova` (fixed) or at an IOVA the IOAS chooses. Returns the IOVA.
     ///
     /// # Errors
     /// As the module says; `EINVAL` for an empty `prot`; pinning errors (`ENOMEM`, `EFAULT`)
     /// when domains are attached.
     pub fn map_user(
         &self,
-        process: &Arc<Process>,
+        process: Arc<dyn AddressSpace>,
         user_va: u64,
         length: u64,
         prot: IoProt,
@@ -312,12 +312,7 @@ impl IoPageTable {
         if prot.is_empty() {
             return Err(Errno::EINVAL);
         }
-        let pages = Pages::new(
-            process.clone(),
-            user_va,
-            length,
-            prot.contains(IoProt::WRITE),
-        )?;
+        let pages = Pages::new(process, user_va, length, prot.contains(IoProt::WRITE))?;
         let start_byte = user_va - pages.base();
         self.map_pages(pages, start_byte, length, prot, iova, user_va)
     }

@@ -216,9 +216,9 @@ impl Iommufd {
         check_zero(&cmd.__reserved)?;
         let (prot, fixed) = check_map(flags, &[cmd.iova, cmd.length], cmd.iova)?;
         let ioas = self.get_ioas(cmd.ioas_id)?;
-        cmd.iova = ioas
-            .iopt
-            .map_user(self.process(), cmd.user_va, cmd.length, prot, fixed)?;
+        cmd.iova =
+            ioas.iopt
+                .map_user(self.process().clone(), cmd.user_va, cmd.length, prot, fixed)?;
         Ok(())
     }
 

@@ -15,9 +15,59 @@ use crate::abi::Errno;
 
 const PAGE: u64 = 4096;
 
+/// The memory `user_va` refers to: an address space whose pages can be pinned for DMA and
+/// charged as locked memory. A process of vsva's memory manager is one; the `/dev/iommu`
+/// shim provides another for the real program that opened it.
+pub trait AddressSpace: Send + Sync {
+    /// A name for traces (a pid).
+    fn name(&self) -> String;
+
+    /// Faults in and pins `[va, va + len)` (page aligned); `write` asks for pages DMA may
+    /// write. Returns the physical runs in address order; on error nothing stays pinned.
+    ///
+    /// # Errors
+    /// `EFAULT` for memory the space does not have (or cannot write), `ENOMEM`.
+    fn pin(&self, va: u64, len: u64, write: bool) -> Result<Vec<Pinned>, Errno>;
+
+    /// Drops pins `pin` took.
+    fn unpin(&self, runs: &[Pinned]);
+
+    /// Charges `pages` of locked memory.
+    ///
+    /// # Errors
+    /// `ENOMEM` past the limit (nothing charged then).
+    fn account(&self, pages: u64) -> Result<(), Errno>;
+
+    /// Returns a charge.
+    fn unaccount(&self, pages: u64);
+}
+
+impl AddressSpace for Process {
+    fn name(&self) -> String {
+        format!("pid {}", self.pid())
+    }
+
+    fn pin(&self, va: u64, len: u64, write: bool) -> Result<Vec<Pinned>, Errno> {
+        self.pin_pages(Va::new(va), len, write)
+            .map_err(|e| Errno(e.errno()))
+    }
+
+    fn unpin(&self, runs: &[Pinned]) {
+        self.unpin_pages(runs);
+    }
+
+    fn account(&self, pages: u64) -> Result<(), Errno> {
+        self.account_locked(pages).map_err(|e| Errno(e.errno()))
+    }
+
+    fn unaccount(&self, pages: u64) {
+        self.unaccount_locked(pages);
+    }
+}
+
 /// A user range that areas of one or more IOASes map (COPY shares it).
 pub struct Pages {
-    process: Arc<Process>,
+    process: Arc<dyn AddressSpace>,
     /// First byte of the first page (the user address rounded down to a page).
     base: u64,
     /// Pages in the range.
@@ -36,7 +86,7 @@ struct PinState {
 impl std::fmt::Debug for Pages {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Pages")
-            .field("pid", &self.process.pid())
+            .field("space", &self.process.name())
             .field("base", &format_args!("{:#x}", self.base))
             .field("npages", &self.npages)
             .field("writable", &self.writable)
@@ -55,7 +105,7 @@ impl Pages {
     /// `EINVAL` for a zero length or one too large to round up to pages; `EOVERFLOW` if the
     /// range wraps.
     pub fn new(
-        process: Arc<Process>,
+        process: Arc<dyn AddressSpace>,
         uptr: u64,
         length: u64,
         writable: bool,
@@ -95,8 +145,8 @@ impl Pages {
         self.writable
     }
 
-    /// The owning process.
-    pub fn process(&self) -> &Arc<Process> {
+    /// The address space the pages belong to.
+    pub fn process(&self) -> &Arc<dyn AddressSpace> {
         &self.process
     }
 
@@ -109,17 +159,12 @@ impl Pages {
     pub fn pin(&self) -> Result<Vec<Pinned>, Errno> {
         let mut st = lock(&self.pins);
         if st.users == 0 {
-            self.process
-                .account_locked(self.npages)
-                .map_err(|e| Errno(e.errno()))?;
-            match self
-                .process
-                .pin_pages(Va::new(self.base), self.len(), self.writable)
-            {
+            self.process.account(self.npages)?;
+            match self.process.pin(self.base, self.len(), self.writable) {
                 Ok(runs) => st.runs = runs,
                 Err(e) => {
-                    self.process.unaccount_locked(self.npages);
-                    return Err(Errno(e.errno()));
+                    self.process.unaccount(self.npages);
+                    return Err(e);
                 }
             }
         }
@@ -135,8 +180,8 @@ impl Pages {
             1 => {
                 st.users = 0;
                 let runs = std::mem::take(&mut st.runs);
-                self.process.unpin_pages(&runs);
-                self.process.unaccount_locked(self.npages);
+                self.process.unpin(&runs);
+                self.process.unaccount(self.npages);
             }
             _ => st.users -= 1,
         }

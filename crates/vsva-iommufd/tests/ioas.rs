@@ -86,7 +86,9 @@ fn map_without_a_domain_records_but_does_not_pin() {
     let (_mm, p) = setup();
     let va = p.mmap(None, 4 * MIB, Prot::RW, MapFlags::HUGE_2M).unwrap();
     let ioas = IoPageTable::default();
-    let iova = ioas.map_user(&p, va.raw(), 2 * MIB, RW, None).unwrap();
+    let iova = ioas
+        .map_user(p.clone(), va.raw(), 2 * MIB, RW, None)
+        .unwrap();
     assert!(iova >= PAGE, "never IOVA 0");
     assert_eq!(
         iova % (2 * MIB),
@@ -108,7 +110,7 @@ fn attaching_a_domain_pins_and_maps_every_area_as_the_process_sees_it() {
         .unwrap();
     let ioas = IoPageTable::default();
     let iova = ioas
-        .map_user(&p, va.raw(), 8 * PAGE, RW, Some(0x10_0000))
+        .map_user(p.clone(), va.raw(), 8 * PAGE, RW, Some(0x10_0000))
         .unwrap();
     assert_eq!(iova, 0x10_0000);
     let d = Recorder::new((1 << 48) - 1);
@@ -150,9 +152,11 @@ fn map_and_unmap_with_domains_attached_keep_them_in_step() {
     ioas.attach_domain(2, d2.clone()).unwrap();
     assert_eq!(ioas.attach_domain(2, d2.clone()), Err(Errno::EEXIST));
     let va = p.mmap(None, 4 * PAGE, Prot::RW, MapFlags::empty()).unwrap();
-    let a = ioas.map_user(&p, va.raw(), 2 * PAGE, RW, None).unwrap();
+    let a = ioas
+        .map_user(p.clone(), va.raw(), 2 * PAGE, RW, None)
+        .unwrap();
     let b = ioas
-        .map_user(&p, va.raw() + 2 * PAGE, 2 * PAGE, IoProt::READ, None)
+        .map_user(p.clone(), va.raw() + 2 * PAGE, 2 * PAGE, IoProt::READ, None)
         .unwrap();
     assert_eq!((d1.pages(), d2.pages()), (4, 4));
     assert_eq!(p.locked_pages(), 4);
@@ -180,9 +184,9 @@ fn unmap_takes_whole_areas_only() {
     let (_mm, p) = setup();
     let va = p.mmap(None, 8 * PAGE, Prot::RW, MapFlags::empty()).unwrap();
     let ioas = IoPageTable::default();
-    ioas.map_user(&p, va.raw(), 4 * PAGE, RW, Some(0x1_0000))
+    ioas.map_user(p.clone(), va.raw(), 4 * PAGE, RW, Some(0x1_0000))
         .unwrap();
-    ioas.map_user(&p, va.raw() + 4 * PAGE, 4 * PAGE, RW, Some(0x1_4000))
+    ioas.map_user(p.clone(), va.raw() + 4 * PAGE, 4 * PAGE, RW, Some(0x1_4000))
         .unwrap();
     assert_eq!(
         ioas.unmap(0x1_0000, PAGE),
@@ -213,38 +217,41 @@ fn fixed_iovas_are_checked_as_linux_checks_them() {
     let ioas = IoPageTable::default();
     ioas.reserve(0xfee0_0000, 0xfeef_ffff, ReservedBy::Device(7))
         .unwrap();
-    ioas.map_user(&p, va.raw(), 2 * PAGE, RW, Some(0x4000))
+    ioas.map_user(p.clone(), va.raw(), 2 * PAGE, RW, Some(0x4000))
         .unwrap();
     assert_eq!(
-        ioas.map_user(&p, va.raw(), 2 * PAGE, RW, Some(0x5000)),
+        ioas.map_user(p.clone(), va.raw(), 2 * PAGE, RW, Some(0x5000)),
         Err(Errno::EEXIST)
     );
     assert_eq!(
-        ioas.map_user(&p, va.raw(), 2 * PAGE, RW, Some(0xfeef_f000)),
+        ioas.map_user(p.clone(), va.raw(), 2 * PAGE, RW, Some(0xfeef_f000)),
         Err(Errno::EINVAL),
         "overlaps the reserved interrupt window"
     );
     assert_eq!(
-        ioas.map_user(&p, va.raw(), 2 * PAGE, IoProt::empty(), None),
+        ioas.map_user(p.clone(), va.raw(), 2 * PAGE, IoProt::empty(), None),
         Err(Errno::EINVAL)
     );
-    assert_eq!(ioas.map_user(&p, va.raw(), 0, RW, None), Err(Errno::EINVAL));
     assert_eq!(
-        ioas.map_user(&p, u64::MAX - PAGE, 2 * PAGE, RW, None),
+        ioas.map_user(p.clone(), va.raw(), 0, RW, None),
+        Err(Errno::EINVAL)
+    );
+    assert_eq!(
+        ioas.map_user(p.clone(), u64::MAX - PAGE, 2 * PAGE, RW, None),
         Err(Errno::EOVERFLOW)
     );
     assert_eq!(
-        ioas.map_user(&p, va.raw(), 2 * PAGE, RW, Some(u64::MAX - PAGE)),
+        ioas.map_user(p.clone(), va.raw(), 2 * PAGE, RW, Some(u64::MAX - PAGE)),
         Err(Errno::EOVERFLOW)
     );
     // with a 4 KiB domain attached, IOVAs and lengths must be page multiples
     ioas.attach_domain(1, Recorder::new(u64::MAX)).unwrap();
     assert_eq!(
-        ioas.map_user(&p, va.raw(), 2 * PAGE, RW, Some(0x8800)),
+        ioas.map_user(p.clone(), va.raw(), 2 * PAGE, RW, Some(0x8800)),
         Err(Errno::EINVAL)
     );
     assert_eq!(
-        ioas.map_user(&p, va.raw(), PAGE + 1, RW, None),
+        ioas.map_user(p.clone(), va.raw(), PAGE + 1, RW, None),
         Err(Errno::EINVAL)
     );
     // the reserved window and what lies around it
@@ -266,11 +273,15 @@ fn chosen_iovas_stay_inside_the_allowed_ranges_and_run_out_with_enospc() {
         .unwrap();
     let ioas = IoPageTable::default();
     ioas.allow_iovas(&[(0x40_0000, 0x40_3fff)]).unwrap();
-    let a = ioas.map_user(&p, va.raw(), 2 * PAGE, RW, None).unwrap();
-    let b = ioas.map_user(&p, va.raw(), 2 * PAGE, RW, None).unwrap();
+    let a = ioas
+        .map_user(p.clone(), va.raw(), 2 * PAGE, RW, None)
+        .unwrap();
+    let b = ioas
+        .map_user(p.clone(), va.raw(), 2 * PAGE, RW, None)
+        .unwrap();
     assert_eq!((a, b), (0x40_0000, 0x40_2000));
     assert_eq!(
-        ioas.map_user(&p, va.raw(), PAGE, RW, None),
+        ioas.map_user(p.clone(), va.raw(), PAGE, RW, None),
         Err(Errno::ENOSPC)
     );
     // an allowed list is checked before it replaces the old one
@@ -286,11 +297,11 @@ fn chosen_iovas_stay_inside_the_allowed_ranges_and_run_out_with_enospc() {
         Err(EADDRINUSE)
     );
     assert_eq!(
-        ioas.map_user(&p, va.raw(), PAGE, RW, None),
+        ioas.map_user(p.clone(), va.raw(), PAGE, RW, None),
         Err(Errno::ENOSPC)
     );
     ioas.allow_iovas(&[]).unwrap();
-    let c = ioas.map_user(&p, va.raw(), PAGE, RW, None).unwrap();
+    let c = ioas.map_user(p.clone(), va.raw(), PAGE, RW, None).unwrap();
     assert_eq!(c, PAGE, "lowest hole above page 0");
 }
 
@@ -300,8 +311,9 @@ fn pinning_is_charged_against_the_locked_memory_limit() {
     p.set_memlock_limit(4 * PAGE);
     let va = p.mmap(None, 8 * PAGE, Prot::RW, MapFlags::empty()).unwrap();
     let ioas = IoPageTable::default();
-    ioas.map_user(&p, va.raw(), 3 * PAGE, RW, None).unwrap();
-    ioas.map_user(&p, va.raw() + 3 * PAGE, 3 * PAGE, RW, None)
+    ioas.map_user(p.clone(), va.raw(), 3 * PAGE, RW, None)
+        .unwrap();
+    ioas.map_user(p.clone(), va.raw() + 3 * PAGE, 3 * PAGE, RW, None)
         .unwrap();
     let d = Recorder::new(u64::MAX);
     assert_eq!(ioas.attach_domain(1, d.clone()), Err(Errno::ENOMEM));
@@ -309,10 +321,11 @@ fn pinning_is_charged_against_the_locked_memory_limit() {
     assert_eq!(mm.stats().pages_in_use, 3, "faulted in, not pinned");
     assert_eq!(ioas.unmap_all(), 6 * PAGE);
     ioas.attach_domain(1, d.clone()).unwrap();
-    ioas.map_user(&p, va.raw(), 4 * PAGE, RW, None).unwrap();
+    ioas.map_user(p.clone(), va.raw(), 4 * PAGE, RW, None)
+        .unwrap();
     assert_eq!(p.locked_pages(), 4);
     assert_eq!(
-        ioas.map_user(&p, va.raw(), PAGE, RW, None),
+        ioas.map_user(p.clone(), va.raw(), PAGE, RW, None),
         Err(Errno::ENOMEM)
     );
     assert_eq!(ioas.areas().len(), 1);
@@ -324,22 +337,22 @@ fn memory_the_process_does_not_have_is_efault_when_pinned() {
     let ioas = IoPageTable::default();
     let ro = p.mmap(None, PAGE, Prot::READ, MapFlags::empty()).unwrap();
     // lazily accepted: nothing is pinned yet
-    ioas.map_user(&p, 0x7000_0000, PAGE, RW, Some(0x1000))
+    ioas.map_user(p.clone(), 0x7000_0000, PAGE, RW, Some(0x1000))
         .unwrap();
     let d = Recorder::new(u64::MAX);
     assert_eq!(ioas.attach_domain(1, d.clone()), Err(Errno::EFAULT));
     ioas.unmap_all();
     ioas.attach_domain(1, d.clone()).unwrap();
     assert_eq!(
-        ioas.map_user(&p, 0x7000_0000, PAGE, RW, None),
+        ioas.map_user(p.clone(), 0x7000_0000, PAGE, RW, None),
         Err(Errno::EFAULT)
     );
     assert_eq!(
-        ioas.map_user(&p, ro.raw(), PAGE, RW, None),
+        ioas.map_user(p.clone(), ro.raw(), PAGE, RW, None),
         Err(Errno::EFAULT),
         "not writable"
     );
-    ioas.map_user(&p, ro.raw(), PAGE, IoProt::READ, None)
+    ioas.map_user(p.clone(), ro.raw(), PAGE, IoProt::READ, None)
         .unwrap();
     assert_eq!(d.pages(), 1);
 }
@@ -350,7 +363,7 @@ fn a_failing_domain_leaves_nothing_mapped_or_pinned() {
     let va = p.mmap(None, 8 * PAGE, Prot::RW, MapFlags::empty()).unwrap();
     let ioas = IoPageTable::default();
     for i in 0..4 {
-        ioas.map_user(&p, va.raw() + 2 * i * PAGE, 2 * PAGE, RW, None)
+        ioas.map_user(p.clone(), va.raw() + 2 * i * PAGE, 2 * PAGE, RW, None)
             .unwrap();
     }
     let d = Recorder::new(u64::MAX);
@@ -375,10 +388,16 @@ fn copy_maps_the_same_pages_into_another_ioas() {
     let dst = IoPageTable::default();
     let d = Recorder::new(u64::MAX);
     dst.attach_domain(1, d.clone()).unwrap();
-    src.map_user(&p, va.raw(), 2 * PAGE, RW, Some(0x10_0000))
+    src.map_user(p.clone(), va.raw(), 2 * PAGE, RW, Some(0x10_0000))
         .unwrap();
-    src.map_user(&p, va.raw() + 2 * PAGE, 2 * PAGE, RW, Some(0x10_2000))
-        .unwrap();
+    src.map_user(
+        p.clone(),
+        va.raw() + 2 * PAGE,
+        2 * PAGE,
+        RW,
+        Some(0x10_2000),
+    )
+    .unwrap();
     // a copy spanning both source areas, starting inside the first
     let at = dst
         .copy_from(&src, 0x10_1000, 2 * PAGE, RW, Some(0x20_0000))
@@ -419,7 +438,7 @@ fn large_pages_are_disabled_only_before_domains_hold_mappings() {
         "a domain but no mapping"
     );
     assert_eq!(ioas.set_large_pages(true), Ok(()));
-    ioas.map_user(&p, va.raw(), 4 * PAGE, RW, Some(0x10_0000))
+    ioas.map_user(p.clone(), va.raw(), 4 * PAGE, RW, Some(0x10_0000))
         .unwrap();
     assert_eq!(ioas.set_large_pages(false), Err(Errno::EINVAL));
     assert!(ioas.large_pages());
@@ -431,4 +450,76 @@ fn large_pages_are_disabled_only_before_domains_hold_mappings() {
     assert_eq!(ioas.alignment(), PAGE);
     assert_eq!(ioas.set_large_pages(true), Ok(()));
     assert_eq!(ioas.alignment(), 1);
+}
+
+/// An address space that is not a vsva process (as the shim's real program will be): its
+/// pages sit at a fixed physical offset, and it counts pins and charges.
+struct FixedSpace {
+    phys_base: u64,
+    pinned: Mutex<u64>,
+    charged: Mutex<u64>,
+}
+
+impl vsva_iommufd::pages::AddressSpace for FixedSpace {
+    fn name(&self) -> String {
+        "fixed".into()
+    }
+    fn pin(&self, va: u64, len: u64, _write: bool) -> Result<Vec<vsva_mm::Pinned>, Errno> {
+        if va >= 1 << 40 {
+            return Err(Errno::EFAULT);
+        }
+        *self.pinned.lock().unwrap() += len / PAGE;
+        Ok(vec![vsva_mm::Pinned {
+            va: Va::new(va),
+            pa: self.phys_base + va,
+            len,
+            frame: self.phys_base + va,
+        }])
+    }
+    fn unpin(&self, runs: &[vsva_mm::Pinned]) {
+        *self.pinned.lock().unwrap() -= runs.iter().map(|r| r.len / PAGE).sum::<u64>();
+    }
+    fn account(&self, pages: u64) -> Result<(), Errno> {
+        *self.charged.lock().unwrap() += pages;
+        Ok(())
+    }
+    fn unaccount(&self, pages: u64) {
+        *self.charged.lock().unwrap() -= pages;
+    }
+}
+
+#[test]
+fn any_address_space_can_back_an_ioas() {
+    let space = Arc::new(FixedSpace {
+        phys_base: 0x8000_0000,
+        pinned: Mutex::new(0),
+        charged: Mutex::new(0),
+    });
+    let ioas = IoPageTable::default();
+    let d = Recorder::new(u64::MAX);
+    ioas.attach_domain(1, d.clone()).unwrap();
+    let iova = ioas
+        .map_user(space.clone(), 0x10_0000, 4 * PAGE, RW, Some(0x40_0000))
+        .unwrap();
+    assert_eq!(d.translate(iova + PAGE + 3), Some(0x8010_1003));
+    assert_eq!(
+        (
+            *space.pinned.lock().unwrap(),
+            *space.charged.lock().unwrap()
+        ),
+        (4, 4)
+    );
+    assert_eq!(
+        ioas.map_user(space.clone(), 1 << 40, PAGE, RW, None),
+        Err(Errno::EFAULT),
+        "the space's own refusal"
+    );
+    assert_eq!(ioas.unmap_all(), 4 * PAGE);
+    assert_eq!(
+        (
+            *space.pinned.lock().unwrap(),
+            *space.charged.lock().unwrap()
+        ),
+        (0, 0)
+    );
 }

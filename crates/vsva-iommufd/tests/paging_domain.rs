@@ -67,9 +67,17 @@ fn dma_through_an_ioas_paging_domain_reaches_the_mapped_process_memory() {
             .unwrap();
     }
     assert_eq!(domain.attachments().len(), 2);
-    let big = ioas.map_user(&vmm, buf.raw(), 4 * MIB, RW, None).unwrap();
+    let big = ioas
+        .map_user(vmm.clone(), buf.raw(), 4 * MIB, RW, None)
+        .unwrap();
     let ro = ioas
-        .map_user(&vmm, small.raw(), 4 * PAGE, IoProt::READ, Some(0x10_0000))
+        .map_user(
+            vmm.clone(),
+            small.raw(),
+            4 * PAGE,
+            IoProt::READ,
+            Some(0x10_0000),
+        )
         .unwrap();
     assert_eq!(big % (2 * MIB), 0);
 
@@ -109,7 +117,7 @@ fn dma_through_an_ioas_paging_domain_reaches_the_mapped_process_memory() {
     p.iommu
         .detach_paging(a.rid(), Pasid::new(0).unwrap(), &domain)
         .unwrap();
-    ioas.map_user(&vmm, buf.raw(), 2 * MIB, RW, Some(0x4000_0000))
+    ioas.map_user(vmm.clone(), buf.raw(), 2 * MIB, RW, Some(0x4000_0000))
         .unwrap();
     assert!(a.dma_untranslated(None, 0x4000_0000, false).is_err());
     assert!(b.dma_untranslated(None, 0x4000_0000, false).is_ok());

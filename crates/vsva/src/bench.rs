@@ -549,7 +549,13 @@ fn ioas_map(e: Effort) -> Result<Metric> {
         let va = vmm.mmap(None, len, Prot::RW, MapFlags::empty())?;
         let t = Instant::now();
         let iova = ioas
-            .map_user(&vmm, va.raw(), len, IoProt::READ | IoProt::WRITE, None)
+            .map_user(
+                vmm.clone(),
+                va.raw(),
+                len,
+                IoProt::READ | IoProt::WRITE,
+                None,
+            )
             .map_err(|e| anyhow::anyhow!("IOAS_MAP: {e}"))?;
         let mapped_at = t.elapsed();
         // self-check between the two halves (not timed): the device's view is the VMM's
