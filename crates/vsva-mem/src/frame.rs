@@ -117,11 +117,16 @@ impl FrameAllocator {
         let page = block_bytes(0);
         let end = end.min(mem.size()) & !(page - 1);
         let start = start.checked_next_multiple_of(page).unwrap_or(end).min(end);
+        // Holes widened to whole pages, so every frame handed out stays page aligned.
+        let holes: Vec<(u64, u64)> = holes
+            .iter()
+            .map(|&(s, e)| (s & !(page - 1), e.min(end).next_multiple_of(page)))
+            .collect();
         let mut buddy = Buddy::default();
         let mut at = start;
         while at < end {
             if let Some(&(_, hole_end)) = holes.iter().find(|&&(s, e)| s <= at && at < e) {
-                at = hole_end.next_multiple_of(page).max(at + page);
+                at = hole_end.max(at + page);
                 continue;
             }
             // The next hole above `at` bounds the block.
@@ -343,6 +348,19 @@ mod tests {
             a.free(f).unwrap();
         }
         assert!(a.alloc(PageSize::Size1G).is_ok());
+    }
+
+    #[test]
+    fn unaligned_holes_cover_whole_pages_and_frames_stay_aligned() {
+        let mem: Arc<dyn PhysMem> = Arc::new(PhysMemory::new(MIB).unwrap());
+        let a =
+            FrameAllocator::with_holes(mem, 0, 0x10000, &[(0x1800, 0x1900), (0x8000, u64::MAX)]);
+        // pages 0x1000 and 0x8000.. are out; the rest is 7 pages
+        assert_eq!(a.free_bytes(), 7 * 4096);
+        while let Ok(f) = a.alloc(PageSize::Size4K) {
+            assert_eq!(f % 4096, 0, "{f:#x}");
+            assert!(f != 0x1000 && f < 0x8000, "{f:#x}");
+        }
     }
 
     proptest! {

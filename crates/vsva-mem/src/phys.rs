@@ -125,21 +125,28 @@ pub trait PhysMem: Send + Sync {
     fn copy(&self, src: u64, dst: u64, len: u64) -> Result<()> {
         check_range(self.size(), src, len)?;
         check_range(self.size(), dst, len)?;
-        let mut buf = [0u8; 4096];
-        // Copy in the direction that keeps overlapping ranges right.
-        let chunks: Vec<u64> = (0..len).step_by(buf.len()).collect();
-        let order: Box<dyn Iterator<Item = &u64>> = if dst > src {
-            Box::new(chunks.iter().rev())
-        } else {
-            Box::new(chunks.iter())
-        };
-        for &off in order {
-            let n = (len - off).min(buf.len() as u64) as usize;
-            self.read(src + off, &mut buf[..n])?;
-            self.write(dst + off, &buf[..n])?;
-        }
-        Ok(())
+        copy_buffered(self, src, dst, len)
     }
+}
+
+/// Copies through a page-sized buffer, in the direction that keeps overlapping ranges right
+/// (what a memory without one host mapping does for [`PhysMem::copy`]). The caller has
+/// checked both ranges.
+///
+/// # Errors
+/// A read or write the memory refuses (the copy stops there).
+pub fn copy_buffered<M: PhysMem + ?Sized>(mem: &M, src: u64, dst: u64, len: u64) -> Result<()> {
+    let mut buf = [0u8; 4096];
+    let step = buf.len() as u64;
+    let chunks = len.div_ceil(step);
+    for k in 0..chunks {
+        let k = if dst > src { chunks - 1 - k } else { k };
+        let off = k * step;
+        let n = (len - off).min(step) as usize;
+        mem.read(src + off, &mut buf[..n])?;
+        mem.write(dst + off, &buf[..n])?;
+    }
+    Ok(())
 }
 
 /// Checks that `[pa, pa + len)` lies inside `size` bytes.
@@ -279,8 +286,11 @@ impl PhysMem for PhysMemory {
 
     fn advise_huge(&self, pa: u64, len: u64) {
         const HUGE: u64 = 2 << 20;
+        if check_range(self.size, pa, len).is_err() {
+            return;
+        }
         let host = self.base as u64 + pa;
-        if check_range(self.size, pa, len).is_err() || host % HUGE != 0 || len % HUGE != 0 {
+        if host % HUGE != 0 || len % HUGE != 0 {
             return;
         }
         // SAFETY: the range is inside our private anonymous mapping (checked above) and 2 MiB
@@ -343,6 +353,16 @@ pub(crate) mod tests {
             0,
             "untouched memory reads as zero"
         );
+    }
+
+    #[test]
+    fn hints_outside_memory_are_dropped() {
+        let mem = PhysMemory::new(4 << 20).unwrap();
+        mem.advise_huge(u64::MAX, 0);
+        mem.advise_huge(u64::MAX - 4096, 8192);
+        mem.advise_huge(0, 8 << 20);
+        mem.store_u64(0, 1).unwrap();
+        assert_eq!(mem.load_u64(0).unwrap(), 1);
     }
 
     #[test]

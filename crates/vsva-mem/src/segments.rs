@@ -20,7 +20,7 @@ use std::sync::{Arc, RwLock, RwLockReadGuard};
 use vm_memory::volatile_memory::VolatileMemory;
 use vm_memory::{FileOffset, MmapRegion};
 
-use crate::phys::{MemError, PhysMem, Result, check_range};
+use crate::phys::{MemError, PhysMem, Result, check_range, copy_buffered};
 
 const GIB: u64 = 1 << 30;
 const SEGMENT_ALIGN: u64 = 2 << 20;
@@ -88,7 +88,9 @@ impl SegmentedMemory {
         self.window
     }
 
-    /// Maps `len` bytes of `file` from `offset` as a new segment; returns its address.
+    /// Maps `len` bytes of `file` from `offset` as a new segment; returns its address. The
+    /// file must not shrink afterwards (a memfd sealed with `F_SEAL_SHRINK`): an access past
+    /// its end would fault in the host.
     ///
     /// # Errors
     /// [`SegmentError::Invalid`], [`SegmentError::NoSpace`], [`SegmentError::Map`].
@@ -99,6 +101,11 @@ impl SegmentedMemory {
         len: u64,
     ) -> std::result::Result<u64, SegmentError> {
         if len == 0 || len % 4096 != 0 || offset % 4096 != 0 {
+            return Err(SegmentError::Invalid);
+        }
+        // A mapping past the end of the file would fault (SIGBUS) on access: refuse it.
+        let file_len = file.metadata().map_err(|_| SegmentError::Invalid)?.len();
+        if offset.checked_add(len).is_none_or(|e| e > file_len) {
             return Err(SegmentError::Invalid);
         }
         let region = vm_memory::mmap::MmapRegionBuilder::new(len as usize)
@@ -168,7 +175,8 @@ impl SegmentedMemory {
             return Err(MemError::Misaligned { addr: pa });
         }
         match self.place(pa, 8)? {
-            Place::Ram => unreachable!("RAM atomics are forwarded before place()"),
+            // callers forward RAM atomics before asking; answer consistently anyway
+            Place::Ram => Err(MemError::OutOfRange { addr: pa, len: 8 }),
             Place::Segment(segs, start) => {
                 let s = &segs[&start];
                 let a = s
@@ -267,21 +275,7 @@ impl PhysMem for SegmentedMemory {
         // Both ranges must be whole before anything moves (nothing is copied on error).
         drop(self.place(src, len)?);
         drop(self.place(dst, len)?);
-        // Between places (or inside a segment): through a buffer, in the direction that
-        // keeps overlapping ranges right.
-        let mut buf = vec![0u8; len.min(64 * 1024) as usize];
-        let step = buf.len() as u64;
-        let offsets: Vec<u64> = (0..len).step_by(step as usize).collect();
-        let ordered: Box<dyn Iterator<Item = &u64>> = if dst > src {
-            Box::new(offsets.iter().rev())
-        } else {
-            Box::new(offsets.iter())
-        };
-        for &off in ordered {
-            let n = (len - off).min(step) as usize;
-            self.read(src + off, &mut buf[..n])?;
-            self.write(dst + off, &buf[..n])?;
-        }
-        Ok(())
+        // Between places (or inside a segment): through a buffer.
+        copy_buffered(self, src, dst, len)
     }
 }
