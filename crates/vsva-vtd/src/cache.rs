@@ -171,7 +171,10 @@ impl Caches {
 
 /// Does the cached page `(base, size)` overlap `[addr, addr + 2^am pages)`?
 pub fn overlaps(base: u64, size_code: u8, addr: u64, am: u8) -> bool {
-    let len = 4096u64 << am.min(52);
+    // 2^am pages; from 2^52 pages on, the whole 64-bit space
+    let Some(len) = 1u64.checked_shl(12 + am as u32).filter(|&l| l != 0) else {
+        return true;
+    };
     let start = addr & !(len - 1);
     let page_len = [4096u64, 2 << 20, 1 << 30][size_code as usize % 3];
     base < start.saturating_add(len) && start < base + page_len
@@ -180,6 +183,16 @@ pub fn overlaps(base: u64, size_code: u8, addr: u64, am: u8) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_mask_of_the_whole_space_overlaps_everything() {
+        for am in [52, 60, 63] {
+            assert!(overlaps(0, 0, 0, am));
+            assert!(overlaps(0xffff_ffff_ffff_f000, 2, 0x1234_5000, am));
+        }
+        assert!(overlaps(0x5000, 0, 0x4000, 1));
+        assert!(!overlaps(0x6000, 0, 0x4000, 1));
+    }
 
     #[test]
     fn sharded_map_basics() {

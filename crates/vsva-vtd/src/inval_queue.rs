@@ -151,17 +151,13 @@ impl Vtd {
 
     /// Carries out one valid descriptor; `Err(())` stops the queue (an error was raised).
     fn execute(&self, st: &mut State, d: &Descriptor) -> Result<(), ()> {
-        if matches!(
+        let purges = matches!(
             d,
             Descriptor::ContextCache { .. }
                 | Descriptor::PasidCache { .. }
                 | Descriptor::Iotlb { .. }
                 | Descriptor::PasidIotlb { .. }
-        ) {
-            // The first-level cache forgets everything; the caches behind it drop exactly
-            // what the descriptor selects.
-            self.micro.invalidate_all();
-        }
+        );
         match *d {
             Descriptor::ContextCache {
                 granularity,
@@ -171,12 +167,11 @@ impl Vtd {
             } => {
                 // Scalable mode treats domain-selective as global (§6.5.2.1); device-selective
                 // drops the requester's entries, with FM masking function-number bits.
-                let mask = !((1u16 << fm.min(3)) - 1);
-                self.caches.entries.remove_if(|k, _| {
-                    granularity != 3
-                        || (k.0 & !0x7) | ((k.0 & 0x7) & mask)
-                            == (sid & !0x7) | ((sid & 0x7) & mask)
-                });
+                // FM 1, 2, 3 mask SID bit 2, bits 2:1, bits 2:0 (§6.5.2.1).
+                let ignored = [0u16, 0b100, 0b110, 0b111][fm as usize & 3];
+                self.caches
+                    .entries
+                    .remove_if(|k, _| granularity != 3 || k.0 & !ignored == sid & !ignored);
                 bump(&self.stats.context_cache);
             }
             Descriptor::PasidCache {
@@ -304,16 +299,16 @@ impl Vtd {
                 bump(&self.stats.page_responses);
             }
         }
+        if purges {
+            // The first-level cache forgets everything — after the caches behind it dropped
+            // what the descriptor selects, so a lookup in between cannot refill it from a
+            // stale entry under the new generation.
+            self.micro.invalidate_all();
+        }
         if let Some(b) = self.backend.get() {
             // After the unit's own caches, before the next descriptor: a wait behind this
             // one completes only once the backend has carried the invalidation out.
-            if matches!(
-                d,
-                Descriptor::ContextCache { .. }
-                    | Descriptor::PasidCache { .. }
-                    | Descriptor::Iotlb { .. }
-                    | Descriptor::PasidIotlb { .. }
-            ) {
+            if purges {
                 b.invalidated(d);
             }
         }

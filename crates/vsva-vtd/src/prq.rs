@@ -90,7 +90,10 @@ impl Vtd {
             }
             return Err(ResponseCode::Success);
         }
-        let at = (pqa.pqa() << 12) + tail;
+        // PQA is the guest's to write: a base at the top of the space cannot hold the queue.
+        let Some(at) = (pqa.pqa() << 12).checked_add(tail) else {
+            return Err(ResponseCode::ResponseFailure);
+        };
         for (i, w) in pr.encode().iter().enumerate() {
             if self.mem.store_u64(at + 8 * i as u64, *w).is_err() {
                 // The queue itself is unreachable: the request cannot be delivered.

@@ -238,3 +238,34 @@ fn page_requests_from_a_device_without_pre_are_refused() {
         PageRequestOutcome::Dropped
     );
 }
+
+#[test]
+fn a_page_request_queue_at_the_top_of_the_space_fails_the_request_cleanly() {
+    // PQA and PQT are the guest's to write: a base whose sum with the tail leaves the 64-bit
+    // space must not wrap onto low memory.
+    let rig = Rig::new(VtdConfig::default());
+    let dev = rid(0, 3, 0);
+    rig.attach_device(dev);
+    rig.w64(offset::PQA, 0xffff_ffff_ffff_f007);
+    rig.w64(offset::PQH, 0x20);
+    rig.w64(offset::PQT, 0x7ffe0);
+    let pr = PageRequest {
+        rid: dev,
+        pasid: None,
+        addr: 0x1000,
+        read: true,
+        write: false,
+        exec: false,
+        privileged: false,
+        last: true,
+        prgi: 1,
+    };
+    let before = rig.mem.load_u64(0x7_ffe0).unwrap();
+    let out = rig.vtd.page_request(&pr);
+    assert!(!matches!(out, PageRequestOutcome::Queued), "{out:?}");
+    assert_eq!(
+        rig.mem.load_u64(0x7_ffe0).unwrap(),
+        before,
+        "nothing written low"
+    );
+}

@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use vsva_mem::{Access, PageSize};
+use vsva_mem::{Access, PageSize, PhysMem};
 use vsva_pgtable::vtd_ss::VtdSecondStage;
 use vsva_pgtable::x86::X86Paging;
 use vsva_pgtable::{PageTable, Perm};
@@ -150,4 +150,26 @@ fn a_write_hit_on_a_read_filled_entry_walks_to_set_dirty() {
         0x40,
         "D set by the write"
     );
+}
+
+#[test]
+fn context_cache_function_mask_covers_the_masked_function_bits() {
+    // §6.5.2.1: FM 1 masks SID bit 2, FM 3 bits 2:0 — so an invalidation naming 00:03.0
+    // with FM 1 reaches 00:03.4, and with FM 0 it does not.
+    let rig = Rig::new(VtdConfig::default());
+    let a = rid(0, 3, 4);
+    let dir = rig.attach_device(a);
+    rig.write_pasid(dir, 0, &pasid_entry(Pgtt::PassThrough, 1, 0, 0));
+    assert!(rig.dma(a, None, 0x1000, R).is_ok());
+    let slot = rig.context_slot(a);
+    let q0 = rig.mem.load_u64(slot).unwrap();
+    rig.mem.store_u64(slot, q0 & !1).unwrap();
+    let sid = 0x18u64; // 00:03.0
+    rig.submit(&[[1 | 3 << 4 | sid << 32, 0, 0, 0]]);
+    assert!(
+        rig.dma(a, None, 0x1000, R).is_ok(),
+        "FM 0: 00:03.4 keeps its entry"
+    );
+    rig.submit(&[[1 | 3 << 4 | sid << 32 | 1 << 48, 0, 0, 0]]);
+    assert!(rig.dma(a, None, 0x1000, R).is_err(), "FM 1 reaches 00:03.4");
 }

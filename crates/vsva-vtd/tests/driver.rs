@@ -313,3 +313,51 @@ fn nested_domain_through_the_driver() {
         .unwrap();
     assert_eq!(dma(&p.vtd, dev(), Some(1), 0x4010, R), Ok(ram_hpa + 0x2010));
 }
+
+#[test]
+fn a_whole_space_flush_reaches_the_whole_device_tlb() {
+    let p = platform();
+    let dev = Rid::from_bdf(0, 3, 0).unwrap();
+    p.driver
+        .attach_device(
+            dev,
+            DeviceOptions {
+                pasid: true,
+                ats: true,
+                pri: false,
+            },
+        )
+        .unwrap();
+    let pasid = Pasid::new(5).unwrap();
+    p.driver
+        .attach_pasid(dev, pasid, &Domain::PassThrough { did: 2 })
+        .unwrap();
+    p.endpoints.invalidations.lock().unwrap().clear();
+    p.driver.flush_range(2, dev, pasid, 0, u64::MAX).unwrap();
+    let sent = p.endpoints.invalidations.lock().unwrap().clone();
+    assert_eq!(sent.len(), 1);
+    assert_eq!((sent[0].addr, sent[0].len), (0, u64::MAX), "{sent:?}");
+}
+
+#[test]
+fn every_recorded_code_is_named_even_exec_without_ere() {
+    let p = platform();
+    let dev = Rid::from_bdf(0, 3, 0).unwrap();
+    p.driver
+        .attach_device(
+            dev,
+            DeviceOptions {
+                pasid: true,
+                ats: false,
+                pri: false,
+            },
+        )
+        .unwrap();
+    p.driver
+        .attach_pasid(dev, Pasid::new(0).unwrap(), &Domain::PassThrough { did: 2 })
+        .unwrap();
+    assert!(dma(&p.vtd, dev, None, 0x1000, Access::READ | Access::EXEC).is_err());
+    let f = p.driver.take_faults_recorded();
+    assert_eq!(f[0].reason, 0x5c);
+    assert_eq!(f[0].reason(), Some(FaultReason::PasidEreClear));
+}

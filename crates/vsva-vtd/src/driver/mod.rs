@@ -236,40 +236,7 @@ pub struct RecordedFault {
 impl RecordedFault {
     /// The reason, if the code is one the spec defines.
     pub fn reason(&self) -> Option<FaultReason> {
-        use FaultReason::*;
-        [
-            RootNotPresent,
-            RootReserved,
-            RootAccess,
-            ContextNotPresent,
-            ContextReserved,
-            ContextAccess,
-            ContextDteClear,
-            ContextPasidDisabled,
-            ContextPasidTooLarge,
-            ContextPreClear,
-            PasidDirNotPresent,
-            PasidDirReserved,
-            PasidNotPresent,
-            PasidReserved,
-            PasidInvalid,
-            PasidSreClear,
-            FsNotPresent,
-            FsReserved,
-            SsNotPresent,
-            SsReserved,
-            NonCanonical,
-            UserSupervisor,
-            WriteDenied,
-            ReadDenied,
-            InterruptAddress,
-            AddressBeyondWidth,
-            ExecDenied,
-            NestedEntryRead,
-            NestedEntryWrite,
-        ]
-        .into_iter()
-        .find(|r| r.code() == self.reason)
+        FaultReason::from_code(self.reason)
     }
 }
 
@@ -404,7 +371,7 @@ impl VtdDriver {
             &[
                 [1 | 1 << 4, 0, 0, 0],
                 encode::pasid_cache(3, 0, 0),
-                [2 | 1 << 4, 0, 0, 0],
+                encode::iotlb_global(),
             ],
         )?;
         self.gcmd(Gcmd::TE, Gcmd::empty());
@@ -475,7 +442,7 @@ impl VtdDriver {
                 st,
                 &[
                     [1 | 3 << 4 | (rid.raw() as u64) << 32, 0, 0, 0],
-                    [2 | 1 << 4, 0, 0, 0],
+                    encode::iotlb_global(),
                 ],
             )
         })
@@ -602,9 +569,9 @@ impl VtdDriver {
             descs.push(encode::pasid_cache(1, new, pasid));
         }
         // Second-stage and pass-through translations are tagged by domain only.
-        descs.push([2 | 2 << 4 | (old as u64) << 16, 0, 0, 0]);
+        descs.push(encode::iotlb(old, None, false));
         if st.devices.get(&rid.raw()).is_some_and(|d| d.ats) {
-            descs.push(p_devtlb(rid, pasid, 0, u64::MAX));
+            descs.push(encode::pasid_dev_tlb(rid.raw(), pasid, 0, 52));
         }
         self.submit(st, &descs)
     }
@@ -630,9 +597,9 @@ impl VtdDriver {
                 descs.push(encode::iotlb(did, psi.then_some((start, am)), false));
                 if ats {
                     descs.push(if pasid.raw() == 0 {
-                        devtlb(rid, start, 4096u64 << am)
+                        encode::dev_tlb(rid.raw(), start, am)
                     } else {
-                        p_devtlb(rid, pasid.raw(), start, 4096u64 << am)
+                        encode::pasid_dev_tlb(rid.raw(), pasid.raw(), start, am)
                     });
                 }
             } else {
@@ -643,19 +610,11 @@ impl VtdDriver {
                     false,
                 ));
                 if ats {
-                    descs.push(p_devtlb(rid, pasid.raw(), start, 4096u64 << am));
+                    descs.push(encode::pasid_dev_tlb(rid.raw(), pasid.raw(), start, am));
                 }
             }
             self.submit(st, &descs)
         })
-    }
-
-    /// Invalidates a whole second-stage domain (IOTLB, domain-selective).
-    ///
-    /// # Errors
-    /// The invalidation failed.
-    pub fn flush_domain(&self, did: u16) -> Result<()> {
-        self.with_state(|st| self.submit(st, &[[2 | 2 << 4 | (did as u64) << 16, 0, 0, 0]]))
     }
 
     /// Takes the page requests the unit queued (Linux `prq_event_thread`: clear PPR, read
@@ -667,8 +626,11 @@ impl VtdDriver {
                 return Ok(());
             }
             self.mmio.write(offset::PRS, 4, PRS_PPR as u64);
-            let tail = self.mmio.read(offset::PQT, 8) & 0x7ffe0;
-            let mut head = self.mmio.read(offset::PQH, 8) & 0x7ffe0;
+            // Both inside the ring we allocated, whatever the registers say (Linux
+            // PRQ_RING_MASK), so the walk from head to tail always ends.
+            let ring = st.prq_size - 32;
+            let tail = self.mmio.read(offset::PQT, 8) & ring;
+            let mut head = self.mmio.read(offset::PQH, 8) & ring;
             while head != tail {
                 let mut q = [0u64; 4];
                 for (i, w) in q.iter_mut().enumerate() {
@@ -744,37 +706,6 @@ fn aligned_span(addr: u64, len: u64) -> (u64, u8) {
     ((first >> am).checked_shl(12 + am as u32).unwrap_or(0), am)
 }
 
-/// The ATS size encoding of `len` bytes at `addr` (the bits below the size's top bit set,
-/// PCIe ATS §2.3.2, Linux `qi_flush_dev_iotlb`): the address field, and whether S is set.
-fn ats_span(addr: u64, len: u64) -> (u64, bool) {
-    if len >= 1 << 52 {
-        // Everything: the largest encodable range.
-        return ((u64::MAX >> 1) & !0xfff, true);
-    }
-    let pages = (len.max(4096) / 4096).next_power_of_two();
-    if pages == 1 {
-        return (addr & !0xfff, false);
-    }
-    let order = pages.trailing_zeros();
-    // set bits 12..(12+order-1) except the top one: 2^order pages
-    let ones = ((1u64 << (order - 1)) - 1) << 12;
-    ((addr & !0xfff) | ones, true)
-}
-
-/// A PASID-based device-TLB invalidation descriptor (type 8, S in bit 11 of qword 1).
-fn p_devtlb(rid: Rid, pasid: u32, addr: u64, len: u64) -> [u64; 4] {
-    let (a, s) = ats_span(addr, len);
-    let q0 = 8 | (rid.raw() as u64) << 16 | (pasid as u64) << 32;
-    [q0, a | (s as u64) << 11, 0, 0]
-}
-
-/// A device-TLB invalidation descriptor for requests without PASID (type 3, SID in bits
-/// 47:32, S in bit 0 of qword 1; §6.5.2.5).
-fn devtlb(rid: Rid, addr: u64, len: u64) -> [u64; 4] {
-    let (a, s) = ats_span(addr, len);
-    [3 | (rid.raw() as u64) << 32, a | s as u64, 0, 0]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -790,12 +721,24 @@ mod tests {
         assert_eq!(aligned_span(0x1000, 0x1000), (0x1000, 0));
         assert_eq!(aligned_span(0x1000, 0x2000), (0x0, 2));
         assert_eq!(aligned_span(0x20_0000, 2 << 20), (0x20_0000, 9));
-        let d = p_devtlb(Rid::from_raw(0x18), 5, 0x1234_4000, 16384);
+        let d = encode::pasid_dev_tlb(0x18, 5, 0x1234_4000, 2);
         assert_eq!(
             crate::devices::ats_range(d[1] & !0x800, d[1] & 0x800 != 0),
             (0x1234_4000, 16384)
         );
-        let d = p_devtlb(Rid::from_raw(0x18), 5, 0x5000, 4096);
+        let d = encode::pasid_dev_tlb(0x18, 5, 0x5000, 0);
         assert_eq!(crate::devices::ats_range(d[1], false), (0x5000, 4096));
+        // the whole space is one device-TLB invalidation of everything, not one page
+        let (start, am) = aligned_span(0, u64::MAX);
+        for d in [
+            encode::pasid_dev_tlb(0x18, 5, start, am),
+            encode::dev_tlb(0x18, start, am),
+        ] {
+            let size = d[1] & 0x801 != 0;
+            assert_eq!(
+                crate::devices::ats_range(d[1] & !0x801, size),
+                (0, u64::MAX)
+            );
+        }
     }
 }

@@ -132,7 +132,8 @@ impl IommuOps for VtdDriver {
     fn reserved_regions(&self, _dev: Rid) -> Vec<(u64, u64)> {
         // Requests to the interrupt address range are interrupt requests, never translated
         // (§3.14, §5.1): Linux reports it as IOMMU_RESV_MSI for every device.
-        vec![(0xfee0_0000, 0xfeef_ffff)]
+        let r = crate::translate::INTERRUPT_RANGE;
+        vec![(*r.start(), *r.end())]
     }
 
     fn hw_info(&self) -> HwInfo {

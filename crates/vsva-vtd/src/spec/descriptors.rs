@@ -305,6 +305,46 @@ pub mod encode {
         [2 | g << 4 | (did as u64) << 16, hi, 0, 0]
     }
 
+    /// Global IOTLB invalidation (type 2, granularity 1).
+    pub fn iotlb_global() -> [u64; 4] {
+        [2 | 1 << 4, 0, 0, 0]
+    }
+
+    /// Device-selective context-cache invalidation of `sid` (type 1, granularity 3, FM 0).
+    pub fn context_cache_device(sid: u16) -> [u64; 4] {
+        [1 | 3 << 4 | (sid as u64) << 32, 0, 0, 0]
+    }
+
+    /// The address field and S bit of a device-TLB invalidation of 2^`am` pages at `start`
+    /// (PCIe ATS §2.3.2: the bits below the size's top bit are set; from 2^52 pages on, the
+    /// largest encodable range — everything).
+    pub fn ats_size(start: u64, am: u8) -> (u64, bool) {
+        match am {
+            0 => (start & !0xfff, false),
+            1..=51 => ((start & !0xfff) | ((1u64 << (am - 1)) - 1) << 12, true),
+            _ => ((u64::MAX >> 1) & !0xfff, true),
+        }
+    }
+
+    /// Device-TLB invalidation for requests without PASID (type 3: SID in bits 47:32, S in
+    /// bit 0 of qword 1; §6.5.2.5).
+    pub fn dev_tlb(sid: u16, start: u64, am: u8) -> [u64; 4] {
+        let (a, s) = ats_size(start, am);
+        [3 | (sid as u64) << 32, a | s as u64, 0, 0]
+    }
+
+    /// PASID-based device-TLB invalidation (type 8: SID in bits 31:16, PASID in 51:32, S in
+    /// bit 11 of qword 1; §6.5.2.6).
+    pub fn pasid_dev_tlb(sid: u16, pasid: u32, start: u64, am: u8) -> [u64; 4] {
+        let (a, s) = ats_size(start, am);
+        [
+            8 | (sid as u64) << 16 | (pasid as u64) << 32,
+            a | (s as u64) << 11,
+            0,
+            0,
+        ]
+    }
+
     /// Page group response.
     pub fn page_group_response(rid: u16, pasid: Option<u32>, code: u8, prgi: u16) -> [u64; 4] {
         let mut lo = 9 | (code as u64 & 0xf) << 12 | (rid as u64) << 16;

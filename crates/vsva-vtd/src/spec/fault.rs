@@ -98,9 +98,65 @@ pub enum FaultReason {
 }
 
 impl FaultReason {
+    /// Every reason the spec defines, in code order.
+    pub const ALL: [FaultReason; 44] = {
+        use FaultReason::*;
+        [
+            RootTableAddress,
+            LegacyModeWithPasid,
+            LegacyModePageRequest,
+            RootAccess,
+            RootNotPresent,
+            RootReserved,
+            ContextAccess,
+            ContextNotPresent,
+            ContextReserved,
+            ContextInvalid,
+            ContextDteClear,
+            ContextPasidDisabled,
+            ContextPasidTooLarge,
+            ContextPreClear,
+            ContextRidPasid,
+            PasidDirAccess,
+            PasidDirNotPresent,
+            PasidDirReserved,
+            PasidAccess,
+            PasidNotPresent,
+            PasidReserved,
+            PasidInvalid,
+            PasidEreClear,
+            PasidSreClear,
+            FsAccess,
+            FsNotPresent,
+            FsReserved,
+            FsRootAccess,
+            NestedBeyondWidth,
+            NestedRootRead,
+            NestedEntryRead,
+            NestedEntryWrite,
+            SsAccess,
+            SsNotPresent,
+            SsReserved,
+            SsRootInvalid,
+            NonCanonical,
+            UserSupervisor,
+            ExecDenied,
+            AddressBeyondWidth,
+            OutputBeyondWidth,
+            WriteDenied,
+            ReadDenied,
+            InterruptAddress,
+        ]
+    };
+
     /// The 8-bit code recorded in FRCD.FR.
     pub const fn code(self) -> u8 {
         self as u8
+    }
+
+    /// The reason a recorded code stands for, if the spec defines it.
+    pub fn from_code(code: u8) -> Option<FaultReason> {
+        Self::ALL.into_iter().find(|r| r.code() == code)
     }
 
     /// May a set FPD (fault processing disable) bit suppress recording this fault?
@@ -201,6 +257,19 @@ impl FaultRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_code_decodes_to_its_reason() {
+        for r in FaultReason::ALL {
+            assert_eq!(FaultReason::from_code(r.code()), Some(r));
+        }
+        assert_eq!(
+            FaultReason::from_code(0x5c),
+            Some(FaultReason::PasidEreClear)
+        );
+        assert_eq!(FaultReason::from_code(0x00), None);
+        assert_eq!(FaultReason::from_code(0xff), None);
+    }
 
     #[test]
     fn codes_match_the_spec_table() {
