@@ -20,7 +20,6 @@ use vsva_iommu::PagingDomain;
 
 use crate::abi::{Errno, GetDirtyBitmapFlags, IommuHwptGetDirtyBitmap};
 use crate::ctx::Iommufd;
-use crate::hw_pagetable::core_errno;
 use crate::user_memory::UserMemory;
 
 /// Bitmap bytes handled at a time.
@@ -129,7 +128,7 @@ impl Bitmap<'_> {
                 .read_and_clear_dirty(start, end - start + 1, clear, &mut |va, size| {
                     dirty.push((va, size.bytes()));
                 })
-                .map_err(core_errno)?;
+                .map_err(Errno::from)?;
             for (va, size) in dirty {
                 let from = va.max(start);
                 let to = va.saturating_add(size - 1).min(self.last);

@@ -58,8 +58,7 @@ impl IoDomain for vsva_iommu::PagingDomain {
         if prot.contains(IoProt::WRITE) {
             perm |= vsva_pgtable::Perm::WRITE;
         }
-        vsva_iommu::PagingDomain::map(self, iova, pa, len, perm, large)
-            .map_err(|e| Errno(e.errno()))
+        vsva_iommu::PagingDomain::map(self, iova, pa, len, perm, large).map_err(Errno::from)
     }
 
     fn unmap(&self, iova: u64, len: u64) {

@@ -39,11 +39,6 @@ use crate::object::{Held, IommufdObject, Object, ObjectHeader, ObjectType};
 use crate::user_memory::{UserMemory, copy_struct_from_user_at};
 use crate::vtd::VtdRegs;
 
-/// The errno of an IOMMU-core error.
-pub(crate) fn core_errno(e: vsva_iommu::IommuError) -> Errno {
-    Errno(e.errno())
-}
-
 /// A paging HWPT: an I/O page table of the IOMMU's own format, filled from its IOAS.
 pub struct HwptPaging {
     header: ObjectHeader,
@@ -71,7 +66,7 @@ impl HwptPaging {
         flags: HwptAllocFlags,
         auto_domain: bool,
     ) -> Result<Arc<HwptPaging>, Errno> {
-        let domain = iommu.alloc_paging_domain().map_err(core_errno)?;
+        let domain = iommu.alloc_paging_domain().map_err(Errno::from)?;
         Ok(Arc::new(HwptPaging {
             header: ObjectHeader::new(id),
             ioas,
@@ -340,7 +335,7 @@ impl HwptRef {
             HwptRef::Paging(hwpt) => iommu.attach_paging(rid, pasid, hwpt.domain(), handler),
             HwptRef::Nested(hwpt) => iommu.attach_nested(rid, pasid, hwpt.domain(), handler),
         }
-        .map_err(core_errno)
+        .map_err(Errno::from)
     }
 
     /// Takes (`rid`, `pasid`) off this HWPT's domain in the IOMMU core, then answers INVALID
@@ -352,7 +347,7 @@ impl HwptRef {
             HwptRef::Paging(hwpt) => iommu.detach_paging(rid, pasid, hwpt.domain()),
             HwptRef::Nested(hwpt) => iommu.detach_nested(rid, pasid, hwpt.domain()),
         }
-        .map_err(core_errno);
+        .map_err(Errno::from);
         if let Some(fault) = self.fault_arc() {
             fault.auto_respond(rid, pasid, self.id());
         }
@@ -549,7 +544,7 @@ impl Iommufd {
             let domain = self
                 .iommu()
                 .alloc_nested_domain(parent.domain(), s1)
-                .map_err(core_errno)?;
+                .map_err(Errno::from)?;
             let fault = if flags.contains(HwptAllocFlags::FAULT_ID_VALID) {
                 Some(self.get_fault(cmd.fault_id)?)
             } else {
@@ -590,10 +585,12 @@ impl Iommufd {
                         true,
                         &mut |_, _| {},
                     )
-                    .map_err(core_errno)?;
+                    .map_err(Errno::from)?;
             }
         }
-        hwpt.domain().set_dirty_tracking(enable).map_err(core_errno)
+        hwpt.domain()
+            .set_dirty_tracking(enable)
+            .map_err(Errno::from)
     }
 
     /// `IOMMU_HWPT_INVALIDATE` (`iommufd_hwpt_invalidate()`) on a nested HWPT: handles the

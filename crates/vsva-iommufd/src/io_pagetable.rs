@@ -30,7 +30,7 @@ use crate::pages::{AddressSpace, Pages};
 const PAGE: u64 = 4096;
 
 /// `EADDRINUSE`: a reserved range would overlap an area or an allowed range.
-pub const EADDRINUSE: Errno = Errno(98);
+pub const EADDRINUSE: Errno = Errno::EADDRINUSE;
 
 /// Who reserved an IOVA range (so it can be released with its owner).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -497,7 +497,10 @@ impl IoPageTable {
         let hit: Vec<u64> = overlaps(&st.areas, start, last, |a| a.last)
             .map(|(&k, _)| k)
             .collect();
-        let mut bytes = 0;
+        // Areas may together cover the whole 64-bit space: the byte count wraps as Linux's
+        // does, and "nothing there" is decided by whether an area was found.
+        let mut bytes = 0u64;
+        let mut found = false;
         for k in hit {
             let cut = st
                 .areas
@@ -515,9 +518,10 @@ impl IoPageTable {
                 }
                 a.pages.unpin();
             }
-            bytes += a.len();
+            bytes = bytes.wrapping_add(a.len());
+            found = true;
         }
-        if bytes == 0 {
+        if !found {
             return Err(Errno::ENOENT);
         }
         Ok(bytes)
@@ -640,7 +644,7 @@ impl IoPageTable {
         if st
             .areas
             .values()
-            .any(|a| a.iova % ps != 0 || (a.last + 1) % ps != 0 || a.last > domain.aperture_last())
+            .any(|a| a.iova % ps != 0 || a.len() % ps != 0 || a.last > domain.aperture_last())
         {
             return Err(Errno::EINVAL);
         }

@@ -48,8 +48,7 @@ impl AddressSpace for Process {
     }
 
     fn pin(&self, va: u64, len: u64, write: bool) -> Result<Vec<Pinned>, Errno> {
-        self.pin_pages(Va::new(va), len, write)
-            .map_err(|e| Errno(e.errno()))
+        self.pin_pages(Va::new(va), len, write).map_err(Errno::from)
     }
 
     fn unpin(&self, runs: &[Pinned]) {
@@ -57,7 +56,7 @@ impl AddressSpace for Process {
     }
 
     fn account(&self, pages: u64) -> Result<(), Errno> {
-        self.account_locked(pages).map_err(|e| Errno(e.errno()))
+        self.account_locked(pages).map_err(Errno::from)
     }
 
     fn unaccount(&self, pages: u64) {
@@ -116,10 +115,15 @@ impl Pages {
         let end = uptr.checked_add(length).ok_or(Errno::EOVERFLOW)?;
         let base = uptr & !(PAGE - 1);
         let last_page = (end - 1) & !(PAGE - 1);
+        let npages = (last_page - base) / PAGE + 1;
+        // whole pages must still be countable in bytes (a range of 2^52 pages is not)
+        if npages.checked_mul(PAGE).is_none() {
+            return Err(Errno::EINVAL);
+        }
         Ok(Arc::new(Pages {
             process,
             base,
-            npages: (last_page - base) / PAGE + 1,
+            npages,
             writable,
             pins: Mutex::new(PinState::default()),
         }))

@@ -523,3 +523,40 @@ fn any_address_space_can_back_an_ioas() {
         (0, 0)
     );
 }
+
+#[test]
+fn areas_at_the_top_of_the_space_and_covering_all_of_it_are_handled() {
+    let (_mm, p) = setup();
+    let ioas = IoPageTable::default();
+    // the last page of the IOVA space
+    ioas.map_user(p.clone(), 0x10_0000, PAGE, RW, Some(u64::MAX - PAGE + 1))
+        .unwrap();
+    let narrow = Recorder::new((1 << 48) - 1);
+    assert_eq!(
+        ioas.attach_domain(1, narrow),
+        Err(Errno::EINVAL),
+        "beyond the aperture"
+    );
+    assert_eq!(ioas.unmap_all(), PAGE);
+    // two halves covering all 2^64 bytes (nothing pinned without a domain): the count
+    // wraps as Linux's does, and everything goes
+    ioas.map_user(p.clone(), 0x1000, 1 << 63, RW, Some(0))
+        .unwrap();
+    ioas.map_user(p.clone(), 0x1000, 1 << 63, RW, Some(1 << 63))
+        .unwrap();
+    assert_eq!(ioas.unmap_all(), 0);
+    assert!(ioas.areas().is_empty());
+    // and a range that stops one byte short cuts the top half: the areas before it go
+    // (as in Linux's iopt_unmap_iova_range), then ENOENT
+    ioas.map_user(p.clone(), 0x1000, 1 << 63, RW, Some(0))
+        .unwrap();
+    ioas.map_user(p.clone(), 0x1000, 1 << 63, RW, Some(1 << 63))
+        .unwrap();
+    assert_eq!(ioas.unmap(0, u64::MAX), Err(Errno::ENOENT));
+    assert_eq!(ioas.unmap_all(), 1 << 63);
+    // a user range of 2^52 pages cannot be counted in bytes
+    assert_eq!(
+        ioas.map_user(p.clone(), 0xfff, u64::MAX - 0x1000, RW, None),
+        Err(Errno::EINVAL)
+    );
+}

@@ -61,6 +61,10 @@ impl Errno {
     pub const EMSGSIZE: Self = Self(90);
     /// A known field holds a value this kernel does not support.
     pub const EOPNOTSUPP: Self = Self(95);
+    /// A range is taken: a reserved IOVA range overlaps a mapping or an allowed range.
+    pub const EADDRINUSE: Self = Self(98);
+    /// No such process: the address space behind a request has exited.
+    pub const ESRCH: Self = Self(3);
 
     /// The value an ioctl returns for this error (`-errno`).
     pub const fn ioctl_return(self) -> i32 {
@@ -99,6 +103,8 @@ const fn errno_name(errno: i32) -> Option<&'static str> {
         77 => "EBADFD",
         90 => "EMSGSIZE",
         95 => "EOPNOTSUPP",
+        98 => "EADDRINUSE",
+        3 => "ESRCH",
         _ => return None,
     })
 }
@@ -143,6 +149,8 @@ mod tests {
             (Errno::EBADFD, 77),
             (Errno::EMSGSIZE, 90),
             (Errno::EOPNOTSUPP, 95),
+            (Errno::EADDRINUSE, 98),
+            (Errno::ESRCH, 3),
         ];
         for (errno, value) in table {
             assert_eq!(errno.0, value);
@@ -157,5 +165,19 @@ mod tests {
         assert_eq!(format!("{:?}", Errno(200)), "Errno(200)");
         assert_eq!(Errno(200).to_string(), "unknown error (errno 200)");
         assert_eq!(Errno::EOPNOTSUPP.ioctl_return(), -95);
+    }
+}
+
+/// The IOMMU core's errors carry the errno Linux gives for them.
+impl From<vsva_iommu::IommuError> for Errno {
+    fn from(e: vsva_iommu::IommuError) -> Self {
+        Errno(e.errno())
+    }
+}
+
+/// The memory manager's errors carry the errno Linux gives for them.
+impl From<vsva_mm::MmError> for Errno {
+    fn from(e: vsva_mm::MmError) -> Self {
+        Errno(e.errno())
     }
 }
