@@ -118,6 +118,20 @@ impl fmt::Debug for Errno {
     }
 }
 
+/// The IOMMU core's errors carry the errno Linux gives for them.
+impl From<vsva_iommu::IommuError> for Errno {
+    fn from(e: vsva_iommu::IommuError) -> Self {
+        Errno(e.errno())
+    }
+}
+
+/// The memory manager's errors carry the errno Linux gives for them.
+impl From<vsva_mm::MmError> for Errno {
+    fn from(e: vsva_mm::MmError) -> Self {
+        Errno(e.errno())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -165,19 +179,5 @@ mod tests {
         assert_eq!(format!("{:?}", Errno(200)), "Errno(200)");
         assert_eq!(Errno(200).to_string(), "unknown error (errno 200)");
         assert_eq!(Errno::EOPNOTSUPP.ioctl_return(), -95);
-    }
-}
-
-/// The IOMMU core's errors carry the errno Linux gives for them.
-impl From<vsva_iommu::IommuError> for Errno {
-    fn from(e: vsva_iommu::IommuError) -> Self {
-        Errno(e.errno())
-    }
-}
-
-/// The memory manager's errors carry the errno Linux gives for them.
-impl From<vsva_mm::MmError> for Errno {
-    fn from(e: vsva_mm::MmError) -> Self {
-        Errno(e.errno())
     }
 }
