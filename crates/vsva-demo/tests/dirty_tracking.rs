@@ -113,3 +113,43 @@ fn hw_info_is_what_the_unit_reports_in_its_registers() {
         vec![(0xfee0_0000, 0xfeef_ffff)]
     );
 }
+
+#[test]
+fn detaching_by_any_path_leaves_the_domain_and_frees_its_id() {
+    let p = Platform::new(1 << 30, VtdConfig::default()).unwrap();
+    let rid = Rid::from_bdf(0, 3, 0).unwrap();
+    let dev = p.add_device(rid, 32, 64);
+    let caps = DeviceCaps {
+        pasid_bits: 20,
+        ats: false,
+        pri: false,
+    };
+    p.iommu.add_device(rid, caps, 0).unwrap();
+    let d = p.iommu.alloc_paging_domain().unwrap();
+    let other = p.iommu.alloc_paging_domain().unwrap();
+    assert_ne!(d.did(), other.did());
+    d.map(0x10_0000, 0x4000_0000, PAGE, Perm::RW, true).unwrap();
+    let pasid0 = Pasid::new(0).unwrap();
+    p.iommu.attach_paging(rid, pasid0, &d, None).unwrap();
+    assert_eq!(d.attachments(), vec![(rid, pasid0)]);
+    // detaching from a domain it is not attached to is refused, and changes nothing
+    assert_eq!(
+        p.iommu
+            .detach_paging(rid, pasid0, &other)
+            .unwrap_err()
+            .errno(),
+        2
+    );
+    assert_eq!(d.attachments(), vec![(rid, pasid0)]);
+    // removing the device detaches it from the domain too: reprogramming the domain's
+    // attachments (dirty tracking) must not bring its DMA back
+    p.iommu.remove_device(rid).unwrap();
+    assert!(d.attachments().is_empty());
+    d.set_dirty_tracking(true).unwrap();
+    assert!(dev.dma_untranslated(None, 0x10_0000, false).is_err());
+    // a live domain's ID is never handed out again
+    drop(other);
+    for _ in 0..3 {
+        assert_ne!(p.iommu.alloc_paging_domain().unwrap().did(), d.did());
+    }
+}

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use vsva_mem::{Access, Pasid, Rid, Va};
 use vsva_mm::{InvalidateReason, MmuNotifier, NotifierId, Pid, Process};
 
+use crate::did::DomainIds;
 use crate::domain::{NestedDomain, NestedS1, PagingDomain};
 use crate::error::{IommuError, Result};
 use crate::iopf::{FaultGroup, IopfQueue, IopfStats, Reported};
@@ -41,7 +42,54 @@ enum Attachment {
     Domain {
         did: u16,
         handler: Option<Arc<dyn IopfHandler>>,
+        owner: Owner,
     },
+}
+
+/// Who an attachment's domain ID belongs to, and whose attachment list holds it: detaching
+/// — by whatever path, device removal included — undoes exactly what attaching did.
+#[derive(Clone)]
+enum Owner {
+    /// The attachment allocated its own ID ([`Iommu::attach_pasid`]).
+    Attachment,
+    /// A paging domain's.
+    Paging(Weak<PagingDomain>),
+    /// A nested domain's.
+    Nested(Weak<NestedDomain>),
+}
+
+impl Owner {
+    fn add(&self, dev: Rid, pasid: Pasid) {
+        match self {
+            Owner::Attachment => {}
+            Owner::Paging(w) => {
+                if let Some(d) = w.upgrade() {
+                    d.add_attachment(dev, pasid);
+                }
+            }
+            Owner::Nested(w) => {
+                if let Some(d) = w.upgrade() {
+                    d.add_attachment(dev, pasid);
+                }
+            }
+        }
+    }
+
+    fn remove(&self, dev: Rid, pasid: Pasid) {
+        match self {
+            Owner::Attachment => {}
+            Owner::Paging(w) => {
+                if let Some(d) = w.upgrade() {
+                    d.remove_attachment(dev, pasid);
+                }
+            }
+            Owner::Nested(w) => {
+                if let Some(d) = w.upgrade() {
+                    d.remove_attachment(dev, pasid);
+                }
+            }
+        }
+    }
 }
 
 struct Device {
@@ -65,7 +113,6 @@ struct State {
     pasids: PasidAllocator,
     devices: HashMap<Rid, Device>,
     mms: HashMap<Pid, Mm>,
-    next_did: u16,
 }
 
 /// A device bound to an address space.
@@ -98,6 +145,7 @@ pub struct IommuStats {
 /// An IOMMU under the core's management.
 pub struct Iommu {
     ops: Arc<dyn IommuOps>,
+    dids: Arc<DomainIds>,
     state: Mutex<State>,
     iopf: Mutex<IopfQueue>,
     me: Weak<Iommu>,
@@ -141,8 +189,8 @@ impl Iommu {
                 pasids: PasidAllocator::new(bits),
                 devices: HashMap::new(),
                 mms: HashMap::new(),
-                next_did: 1,
             }),
+            dids: Arc::new(DomainIds::default()),
             iopf: Mutex::new(IopfQueue::default()),
             me: me.clone(),
             success: AtomicU64::new(0),
@@ -244,7 +292,7 @@ impl Iommu {
         domain: &DomainSpec,
         handler: Option<Arc<dyn IopfHandler>>,
     ) -> Result<u16> {
-        self.attach_with(dev, pasid, None, domain, handler)
+        self.attach_with(dev, pasid, None, Owner::Attachment, domain, handler)
     }
 
     /// A new paging domain with its own domain ID and an empty I/O page table of the
@@ -254,10 +302,13 @@ impl Iommu {
     /// The driver's error (no paging domains, out of memory).
     pub fn alloc_paging_domain(&self) -> Result<Arc<PagingDomain>> {
         let table = self.ops.alloc_io_pgtable()?;
-        let mut st = lock(&self.state);
-        let did = st.next_did;
-        st.next_did = st.next_did.wrapping_add(1).max(1);
-        Ok(Arc::new(PagingDomain::new(self.ops.clone(), did, table)))
+        let did = self.dids.alloc()?;
+        Ok(Arc::new(PagingDomain::new(
+            self.ops.clone(),
+            self.dids.clone(),
+            did,
+            table,
+        )))
     }
 
     /// Attaches (`dev`, `pasid`) — PASID 0 is also the device's requests without PASID — to
@@ -272,18 +323,25 @@ impl Iommu {
         domain: &Arc<PagingDomain>,
         handler: Option<Arc<dyn IopfHandler>>,
     ) -> Result<()> {
-        self.attach_with(dev, pasid, Some(domain.did()), &domain.spec(), handler)?;
-        domain.add_attachment(dev, pasid);
+        let owner = Owner::Paging(Arc::downgrade(domain));
+        self.attach_with(
+            dev,
+            pasid,
+            Some(domain.did()),
+            owner,
+            &domain.spec(),
+            handler,
+        )?;
         Ok(())
     }
 
     /// Detaches (`dev`, `pasid`) from the paging `domain`.
     ///
     /// # Errors
-    /// As [`detach_pasid`](Self::detach_pasid).
+    /// [`IommuError::NotBound`] if it is attached to another domain; as
+    /// [`detach_pasid`](Self::detach_pasid).
     pub fn detach_paging(&self, dev: Rid, pasid: Pasid, domain: &PagingDomain) -> Result<()> {
-        domain.remove_attachment(dev, pasid);
-        self.detach_pasid(dev, pasid)
+        self.detach_from(dev, pasid, domain.did())
     }
 
     /// A nested domain: the first stage `s1` (a guest's table, addressed through `parent`)
@@ -303,11 +361,14 @@ impl Iommu {
         if s1.root % 4096 != 0 || s1.root > parent.last_iova() {
             return Err(IommuError::Invalid("first-stage root"));
         }
-        let mut st = lock(&self.state);
-        let did = st.next_did;
-        st.next_did = st.next_did.wrapping_add(1).max(1);
-        drop(st);
-        Ok(NestedDomain::new(self.ops.clone(), did, parent.clone(), s1))
+        let did = self.dids.alloc()?;
+        Ok(NestedDomain::new(
+            self.ops.clone(),
+            self.dids.clone(),
+            did,
+            parent.clone(),
+            s1,
+        ))
     }
 
     /// Attaches (`dev`, `pasid`) to the nested `domain`; its page faults go to `handler`
@@ -322,8 +383,15 @@ impl Iommu {
         domain: &Arc<NestedDomain>,
         handler: Option<Arc<dyn IopfHandler>>,
     ) -> Result<()> {
-        self.attach_with(dev, pasid, Some(domain.did()), &domain.spec(), handler)?;
-        domain.add_attachment(dev, pasid);
+        let owner = Owner::Nested(Arc::downgrade(domain));
+        self.attach_with(
+            dev,
+            pasid,
+            Some(domain.did()),
+            owner,
+            &domain.spec(),
+            handler,
+        )?;
         Ok(())
     }
 
@@ -331,9 +399,22 @@ impl Iommu {
     /// answered Invalid.
     ///
     /// # Errors
-    /// As [`detach_pasid`](Self::detach_pasid).
+    /// [`IommuError::NotBound`] if it is attached to another domain; as
+    /// [`detach_pasid`](Self::detach_pasid).
     pub fn detach_nested(&self, dev: Rid, pasid: Pasid, domain: &NestedDomain) -> Result<()> {
-        domain.remove_attachment(dev, pasid);
+        self.detach_from(dev, pasid, domain.did())
+    }
+
+    /// Detaches (`dev`, `pasid`) if it is attached to the domain tagged `did`.
+    fn detach_from(&self, dev: Rid, pasid: Pasid, did: u16) -> Result<()> {
+        let attached = {
+            let st = lock(&self.state);
+            let d = st.devices.get(&dev).ok_or(IommuError::NoDevice(dev))?;
+            matches!(d.pasids.get(&pasid.raw()), Some(Attachment::Domain { did: a, .. }) if *a == did)
+        };
+        if !attached {
+            return Err(IommuError::NotBound);
+        }
         self.detach_pasid(dev, pasid)
     }
 
@@ -341,12 +422,12 @@ impl Iommu {
         &self,
         dev: Rid,
         pasid: Pasid,
-        fixed_did: Option<u16>,
+        domain_did: Option<u16>,
+        owner: Owner,
         domain: &DomainSpec,
         handler: Option<Arc<dyn IopfHandler>>,
     ) -> Result<u16> {
         let mut st = lock(&self.state);
-        let did = fixed_did.unwrap_or(st.next_did);
         let d = st.devices.get(&dev).ok_or(IommuError::NoDevice(dev))?;
         if pasid.raw() != 0 && !pasid.fits_width(d.caps.pasid_bits as u32) {
             return Err(IommuError::PasidOverflow { dev, pasid });
@@ -354,13 +435,29 @@ impl Iommu {
         if d.pasids.contains_key(&pasid.raw()) {
             return Err(IommuError::PasidBusy { dev, pasid });
         }
-        self.ops.set_pasid(dev, pasid, did, domain)?;
-        if fixed_did.is_none() {
-            st.next_did = st.next_did.wrapping_add(1).max(1);
+        let did = match domain_did {
+            Some(did) => did,
+            None => self.dids.alloc()?,
+        };
+        // In the domain's list before the entry points at it, so no unmap in between can
+        // miss flushing this attachment.
+        owner.add(dev, pasid);
+        if let Err(e) = self.ops.set_pasid(dev, pasid, did, domain) {
+            owner.remove(dev, pasid);
+            if domain_did.is_none() {
+                self.dids.release(did);
+            }
+            return Err(e);
         }
         if let Some(d) = st.devices.get_mut(&dev) {
-            d.pasids
-                .insert(pasid.raw(), Attachment::Domain { did, handler });
+            d.pasids.insert(
+                pasid.raw(),
+                Attachment::Domain {
+                    did,
+                    handler,
+                    owner,
+                },
+            );
         }
         Ok(did)
     }
@@ -376,7 +473,14 @@ impl Iommu {
             let d = st.devices.get_mut(&dev).ok_or(IommuError::NoDevice(dev))?;
             match d.pasids.get(&pasid.raw()) {
                 Some(Attachment::Domain { .. }) => {
-                    d.pasids.remove(&pasid.raw());
+                    if let Some(Attachment::Domain { did, owner, .. }) =
+                        d.pasids.remove(&pasid.raw())
+                    {
+                        owner.remove(dev, pasid);
+                        if matches!(owner, Owner::Attachment) {
+                            self.dids.release(did);
+                        }
+                    }
                 }
                 _ => return Err(IommuError::NotBound),
             }
@@ -458,11 +562,13 @@ impl Iommu {
         let new_mm = !st.mms.contains_key(&pid);
         let did = match st.mms.get(&pid) {
             Some(m) => m.did,
-            None => {
-                let did = st.next_did;
-                st.next_did = st.next_did.wrapping_add(1).max(1);
-                did
-            }
+            None => match self.dids.alloc() {
+                Ok(did) => did,
+                Err(e) => {
+                    st.pasids.release(pid);
+                    return Err(e);
+                }
+            },
         };
         if let Err(e) = self.ops.set_pasid(
             dev,
@@ -476,6 +582,7 @@ impl Iommu {
         ) {
             if new_mm {
                 st.pasids.release(pid);
+                self.dids.release(did);
             }
             return Err(e);
         }
@@ -560,6 +667,9 @@ impl Iommu {
             if m.devices.is_empty() {
                 let m = st.mms.remove(&pid);
                 st.pasids.release(pid);
+                if let Some(m) = &m {
+                    self.dids.release(m.did);
+                }
                 (
                     true,
                     m.as_ref().and_then(|m| m.process.upgrade()),
@@ -693,15 +803,7 @@ impl Iommu {
     }
 
     fn respond_group(&self, g: &FaultGroup, code: ResponseCode) {
-        if lock(&self.iopf).complete(g.dev, g.pasid, g.prgi) {
-            match code {
-                ResponseCode::Success => self.success.fetch_add(1, Ordering::Relaxed),
-                _ => self.invalid.fetch_add(1, Ordering::Relaxed),
-            };
-            if let Err(e) = self.ops.page_response(g.dev, g.pasid, g.prgi, code) {
-                tracing::error!(%e, "page response failed");
-            }
-        }
+        self.respond(g.dev, g.pasid, g.prgi, code);
     }
 
     /// Resolves an SVA group with the process's memory manager: every page must fault in for

@@ -12,6 +12,7 @@ use vsva_mem::{PageSize, Pasid, Rid};
 use vsva_pgtable::table::{PageTable, Unmapped};
 use vsva_pgtable::{Format, MapError, Perm};
 
+use crate::did::DomainIds;
 use crate::error::{IommuError, Result};
 use crate::ops::{DomainSpec, IommuOps};
 
@@ -114,6 +115,7 @@ impl<F: Format + Send + Sync> IoPgtable for FormatTable<F> {
 /// A paging domain.
 pub struct PagingDomain {
     ops: Arc<dyn IommuOps>,
+    dids: Arc<DomainIds>,
     did: u16,
     table: Box<dyn IoPgtable>,
     /// Attached (device, PASID) pairs; also the single-editor lock of the table.
@@ -129,6 +131,7 @@ pub struct PagingDomain {
 /// walks both. It has a domain ID of its own.
 pub struct NestedDomain {
     ops: Arc<dyn IommuOps>,
+    dids: Arc<DomainIds>,
     did: u16,
     parent: Arc<PagingDomain>,
     s1: NestedS1,
@@ -161,12 +164,14 @@ fn flush_all(ops: &dyn IommuOps, did: u16, attached: &[(Rid, Pasid)], iova: u64,
 impl NestedDomain {
     pub(crate) fn new(
         ops: Arc<dyn IommuOps>,
+        dids: Arc<DomainIds>,
         did: u16,
         parent: Arc<PagingDomain>,
         s1: NestedS1,
     ) -> Arc<Self> {
         let d = Arc::new(NestedDomain {
             ops,
+            dids,
             did,
             parent: parent.clone(),
             s1,
@@ -247,9 +252,15 @@ fn table_err(e: MapError) -> IommuError {
 }
 
 impl PagingDomain {
-    pub(crate) fn new(ops: Arc<dyn IommuOps>, did: u16, table: Box<dyn IoPgtable>) -> Self {
+    pub(crate) fn new(
+        ops: Arc<dyn IommuOps>,
+        dids: Arc<DomainIds>,
+        did: u16,
+        table: Box<dyn IoPgtable>,
+    ) -> Self {
         PagingDomain {
             ops,
+            dids,
             did,
             table,
             attached: Mutex::new(Vec::new()),
@@ -419,5 +430,19 @@ impl PagingDomain {
             let attached = c.attachments();
             flush_all(self.ops.as_ref(), c.did, &attached, 0, u64::MAX);
         }
+    }
+}
+
+/// A domain's ID is free again when the domain goes (attachments hold no reference to it:
+/// their owners detach them before dropping the domain).
+impl Drop for PagingDomain {
+    fn drop(&mut self) {
+        self.dids.release(self.did);
+    }
+}
+
+impl Drop for NestedDomain {
+    fn drop(&mut self) {
+        self.dids.release(self.did);
     }
 }

@@ -30,6 +30,9 @@ pub enum IommuError {
     /// No PASID left (ENOSPC).
     #[error("no free PASID")]
     NoPasid,
+    /// No free domain ID (ENOSPC).
+    #[error("no free domain ID")]
+    NoDomainId,
     /// The PASID of this device is bound to another address space or domain (EBUSY).
     #[error("PASID {pasid} of device {dev} is in use")]
     PasidBusy {
@@ -67,6 +70,7 @@ impl IommuError {
             IommuError::DeviceUnsupported { .. } => 95, // EOPNOTSUPP
             IommuError::PasidOverflow { .. } => 75,     // EOVERFLOW
             IommuError::NoPasid => 28,                  // ENOSPC
+            IommuError::NoDomainId => 28,               // ENOSPC
             IommuError::PasidBusy { .. } => 16,         // EBUSY
             IommuError::NoAddressSpace => 3,            // ESRCH
             IommuError::NotBound => 2,                  // ENOENT

@@ -94,7 +94,8 @@ impl IopfQueue {
             return Reported::Partial;
         }
         let pages = self.partial.remove(&k).unwrap_or_default();
-        self.pending.insert(k, pages.len() as u32);
+        // A device may reuse a PRG index whose response is still due: its requests add up.
+        *self.pending.entry(k).or_default() += pages.len() as u32;
         self.stats.groups += 1;
         Reported::Complete(FaultGroup {
             dev: r.dev,
@@ -130,8 +131,12 @@ impl IopfQueue {
         pasid: Option<Pasid>,
         all: bool,
     ) -> Vec<(Option<Pasid>, u16)> {
-        let matches =
-            |k: &GroupKey| k.0 == dev.raw() && (all || k.1 == pasid.map_or(u32::MAX, |p| p.raw()));
+        // Requests without PASID are kept under no PASID but belong to the RID_PASID (0)
+        // attachment: detaching PASID 0 aborts them too.
+        let wanted = pasid.map_or(u32::MAX, |p| p.raw());
+        let matches = |k: &GroupKey| {
+            k.0 == dev.raw() && (all || k.1 == wanted || (wanted == 0 && k.1 == u32::MAX))
+        };
         let partial: Vec<GroupKey> = self
             .partial
             .keys()
@@ -217,6 +222,36 @@ mod tests {
             panic!()
         };
         assert_eq!(g.pages.len(), 1);
+    }
+
+    #[test]
+    fn a_reused_prg_index_keeps_all_its_credits_due() {
+        let mut q = IopfQueue::default();
+        let page = |n: u64, last| PageRequest {
+            addr: 0x10_0000 + n * 0x1000,
+            ..req(7, last)
+        };
+        q.report(page(0, false), 4);
+        assert!(matches!(q.report(page(1, true), 4), Reported::Complete(_)));
+        // the same index again before the answer
+        assert!(matches!(q.report(page(2, true), 4), Reported::Complete(_)));
+        assert!(q.complete(Rid::from_raw(0x18), Some(Pasid::new(5).unwrap()), 7));
+        // all three credits came back
+        for n in 0..3 {
+            assert_eq!(q.report(page(10 + n, false), 4), Reported::Partial);
+        }
+    }
+
+    #[test]
+    fn aborting_pasid_0_takes_the_requests_without_pasid() {
+        let mut q = IopfQueue::default();
+        let r = PageRequest {
+            pasid: None,
+            ..req(3, true)
+        };
+        assert!(matches!(q.report(r, 4), Reported::Complete(_)));
+        let aborted = q.abort(r.dev, Some(Pasid::new(0).unwrap()), false);
+        assert_eq!(aborted, vec![(None, 3)]);
     }
 
     #[test]

@@ -14,6 +14,7 @@
 #![forbid(unsafe_code)]
 
 pub mod core;
+pub mod did;
 pub mod domain;
 pub mod error;
 pub mod iopf;
