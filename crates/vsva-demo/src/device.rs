@@ -60,7 +60,6 @@ struct Command {
 
 struct State {
     cfg: ConfigSpace,
-    atc: Atc,
     pri: Pri,
     regs: [u64; 11],
     cmd: Option<Command>,
@@ -87,6 +86,16 @@ pub struct DemoDevice {
     rid: Rid,
     up: Arc<dyn Upstream>,
     state: Mutex<State>,
+    /// The ATC has a lock of its own: the IOMMU invalidates it while the device may be in
+    /// the middle of a command that is waiting on the IOMMU (holding `state`), so an ATS
+    /// invalidation must never wait for `state`. Taken only briefly, never across a call
+    /// upstream.
+    atc: Mutex<Atc>,
+    atc_invalidations: std::sync::atomic::AtomicU64,
+    /// Page group responses not yet seen by the command: the IOMMU may answer while the
+    /// device is inside a call to it (an automatic response), so answers are posted here
+    /// and taken by the device itself.
+    inbox: Mutex<Vec<(u16, ResponseCode)>>,
 }
 
 enum Step<T> {
@@ -123,9 +132,11 @@ impl DemoDevice {
         DemoDevice {
             rid,
             up,
+            atc: Mutex::new(Atc::with_capacity(atc_entries)),
+            atc_invalidations: std::sync::atomic::AtomicU64::new(0),
+            inbox: Mutex::new(Vec::new()),
             state: Mutex::new(State {
                 cfg,
-                atc: Atc::with_capacity(atc_entries),
                 pri: Pri::new(),
                 regs: [0; 11],
                 cmd: None,
@@ -145,9 +156,36 @@ impl DemoDevice {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    fn atc(&self) -> MutexGuard<'_, Atc> {
+        self.atc.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Applies the page group responses posted since the last look.
+    fn take_responses(&self, st: &mut State) {
+        let posted = std::mem::take(&mut *self.inbox.lock().unwrap_or_else(|e| e.into_inner()));
+        for (prgi, code) in posted {
+            match st.cmd {
+                Some(mut c) => {
+                    Self::response(st, &mut c, prgi, code);
+                    st.cmd = Some(c);
+                }
+                None => {
+                    // A response for a group of a command that is gone: PRI bookkeeping
+                    // only (an unexpected index sets UPRGI in the PRI status).
+                    let code = vsva_pcie::ResponseCode::from_raw(code.field())
+                        .unwrap_or(vsva_pcie::ResponseCode::InvalidRequest);
+                    let _ = st.pri.response(&mut st.cfg, prgi, code);
+                    st.stats.page_group_responses += 1;
+                }
+            }
+        }
+    }
+
     /// Configuration read (the driver's view of the PCIe capabilities).
     pub fn config_read(&self, off: u32, size: u32) -> u32 {
-        self.lock().cfg.read(off, size)
+        let mut st = self.lock();
+        self.take_responses(&mut st);
+        st.cfg.read(off, size)
     }
 
     /// Configuration write.
@@ -157,21 +195,26 @@ impl DemoDevice {
         let st = &mut *st;
         st.pri.sync(&mut st.cfg);
         if !st.cfg.ats_enabled() {
-            st.atc.clear();
+            self.atc().clear();
         }
     }
 
     /// Counters.
     pub fn stats(&self) -> DeviceStats {
-        let st = self.lock();
+        let mut st = self.lock();
+        self.take_responses(&mut st);
         let mut s = st.stats;
-        s.atc_hits = st.atc.stats().hits;
+        s.atc_hits = self.atc().stats().hits;
+        s.atc_invalidations = self
+            .atc_invalidations
+            .load(std::sync::atomic::Ordering::Relaxed);
         s
     }
 
     /// The PRI status register: (response failure, unexpected PRG index, stopped).
     pub fn pri_status(&self) -> (bool, bool, bool) {
-        let st = self.lock();
+        let mut st = self.lock();
+        self.take_responses(&mut st);
         (
             st.cfg.pri_response_failure(),
             st.cfg.pri_uprgi(),
@@ -181,7 +224,7 @@ impl DemoDevice {
 
     /// Entries in the ATC.
     pub fn atc_len(&self) -> usize {
-        self.lock().atc.len()
+        self.atc().len()
     }
 
     /// Register read.
@@ -265,6 +308,7 @@ impl DemoDevice {
     pub fn run(&self) -> Progress {
         let mut st = self.lock();
         let st = &mut *st;
+        self.take_responses(st);
         let Some(mut cmd) = st.cmd else {
             return Progress::Idle;
         };
@@ -431,7 +475,7 @@ impl DemoDevice {
         access: Access,
     ) -> Step<(u64, u64)> {
         let pasid = Some(cmd.pasid);
-        if let AtcLookup::Hit { translated, size } = st.atc.lookup(pasid, addr, access) {
+        if let AtcLookup::Hit { translated, size } = self.atc().lookup(pasid, addr, access) {
             return Step::Ready((translated, size.bytes() - (addr & size.offset_mask())));
         }
         st.stats.ats_translations += 1;
@@ -446,18 +490,17 @@ impl DemoDevice {
             flags.set(TranslationFlags::EXEC, c.exec);
             flags.set(TranslationFlags::PRIV, c.privileged);
             let base = addr & !c.size.offset_mask();
-            let _ = st.atc.insert(
-                pasid,
-                base,
-                c.size,
-                AtcEntry {
-                    translated: c.addr,
-                    flags,
-                },
-            );
-            if let AtcLookup::Hit { translated, size } = st.atc.lookup(pasid, addr, access) {
+            let entry = AtcEntry {
+                translated: c.addr,
+                flags,
+            };
+            // Cached best-effort (an ATC of no entries caches nothing); the completion
+            // itself decides whether this access may go ahead.
+            let _ = self.atc().insert(pasid, base, c.size, entry);
+            if entry.permits(access) {
                 cmd.retry = None;
-                return Step::Ready((translated, size.bytes() - (addr & size.offset_mask())));
+                let off = addr & c.size.offset_mask();
+                return Step::Ready(((c.addr & !c.size.offset_mask()) + off, c.size.bytes() - off));
             }
         }
         if cmd.retry == Some(page) {
@@ -491,8 +534,14 @@ impl DemoDevice {
         cmd.retry = Some(page);
         match self.up.page_request(&pr) {
             PageRequestOutcome::Queued => Step::Wait,
-            PageRequestOutcome::AutoResponse(code) => {
-                Self::response(st, cmd, prgi, code);
+            PageRequestOutcome::AutoResponse(_) => {
+                // The unit answered at once, through `page_response` (posted, not applied:
+                // this thread holds the state); take it now.
+                st.cmd = Some(*cmd);
+                self.take_responses(st);
+                if let Some(c) = st.cmd {
+                    *cmd = c;
+                }
                 match cmd.failed {
                     Some(e) => Step::Fail(e),
                     None => Step::Wait,
@@ -525,32 +574,21 @@ impl DemoDevice {
         }
     }
 
-    /// A page group response from the IOMMU.
+    /// A page group response from the IOMMU: posted for the device to apply (it may
+    /// arrive while the device is inside a call to the IOMMU).
     pub fn page_response(&self, _pasid: Option<Pasid>, prgi: u16, code: ResponseCode) {
-        let mut st = self.lock();
-        let st = &mut *st;
-        match st.cmd.as_mut() {
-            Some(cmd) => {
-                let mut c = *cmd;
-                Self::response(st, &mut c, prgi, code);
-                st.cmd = Some(c);
-            }
-            None => {
-                // A response for a group of a command that is gone: PRI bookkeeping only
-                // (an unexpected index sets UPRGI in the PRI status).
-                let code = vsva_pcie::ResponseCode::from_raw(code.field())
-                    .unwrap_or(vsva_pcie::ResponseCode::InvalidRequest);
-                let _ = st.pri.response(&mut st.cfg, prgi, code);
-                st.stats.page_group_responses += 1;
-            }
-        }
+        self.inbox
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((prgi, code));
     }
 
     /// An ATS invalidation request: drop the range from the ATC, then complete.
     pub fn ats_invalidate(&self, inv: &AtsInvalidation) {
-        let mut st = self.lock();
-        st.atc.invalidate(inv.pasid, inv.addr, inv.len, inv.global);
-        st.stats.atc_invalidations += 1;
+        self.atc()
+            .invalidate(inv.pasid, inv.addr, inv.len, inv.global);
+        self.atc_invalidations
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// A DMA without ATS (untranslated address): what a device without an ATC does.

@@ -63,6 +63,18 @@ pub struct AtcEntry {
     pub flags: TranslationFlags,
 }
 
+impl AtcEntry {
+    /// Does this translation allow `access` (R for reads, W for writes, Exe with R for
+    /// execute; an entry with neither R nor W allows nothing)?
+    pub fn permits(&self, access: Access) -> bool {
+        let f = self.flags;
+        f.intersects(TranslationFlags::READ | TranslationFlags::WRITE)
+            && (!access.contains(Access::READ) || f.contains(TranslationFlags::READ))
+            && (!access.is_write() || f.contains(TranslationFlags::WRITE))
+            && (!access.is_exec() || f.contains(TranslationFlags::EXEC | TranslationFlags::READ))
+    }
+}
+
 /// What a lookup found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AtcLookup {
@@ -371,12 +383,7 @@ impl Atc {
     }
 
     fn check(&self, entry: AtcEntry, offset: u64, size: PageSize, access: Access) -> AtcLookup {
-        let f = entry.flags;
-        let allowed = f.intersects(TranslationFlags::READ | TranslationFlags::WRITE)
-            && (!access.contains(Access::READ) || f.contains(TranslationFlags::READ))
-            && (!access.is_write() || f.contains(TranslationFlags::WRITE))
-            && (!access.is_exec() || f.contains(TranslationFlags::EXEC | TranslationFlags::READ));
-        if allowed {
+        if entry.permits(access) {
             bump(&self.hits);
             AtcLookup::Hit {
                 translated: entry.translated | offset,
