@@ -31,6 +31,13 @@ pub enum MapError {
         /// The offending address.
         addr: u64,
     },
+    /// An output address the format cannot express (beyond its address field or the host
+    /// address width).
+    #[error("{addr:#x} cannot be the output of an entry of this format")]
+    OutputWidth {
+        /// The offending address.
+        addr: u64,
+    },
     /// An address is not aligned to the page size.
     #[error("{addr:#x} is not aligned to {size}")]
     Misaligned {
@@ -188,7 +195,7 @@ impl<F: Format> PageTable<F> {
         &self,
         input: u64,
         access: Access,
-        observer: &mut dyn WalkObserver,
+        observer: &mut (impl WalkObserver + ?Sized),
     ) -> std::result::Result<Translation, Fault> {
         walk(
             &self.format,
@@ -289,10 +296,17 @@ impl<F: Format> PageTable<F> {
         }
         self.check_input(va)?;
         self.check_input(va + (size.bytes() - 1))?;
+        // An output address the entry cannot hold would be silently truncated, or leave
+        // reserved bits set so every walk faults: refuse it here instead.
+        let leaf = self.format.encode_leaf(pa, size, perm);
+        if self.format.page_addr(leaf, size) != pa
+            || self.format.has_reserved_bits(leaf, size.leaf_level())
+        {
+            return Err(MapError::OutputWidth { addr: pa });
+        }
         let Some(slot) = self.slot(va, size.leaf_level(), true)? else {
             unreachable!("slot() with alloc always returns a slot");
         };
-        let leaf = self.format.encode_leaf(pa, size, perm);
         match self.mem().compare_exchange_u64(slot, 0, leaf)? {
             Ok(_) => Ok(()),
             Err(_) => Err(MapError::AlreadyMapped { addr: va }),

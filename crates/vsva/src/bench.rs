@@ -769,8 +769,12 @@ pub fn run(quick: bool, only: &[String]) -> Result<Vec<(&'static str, Metric)>> 
     }
     if wanted("walk4_ns") || wanted("nested_walk_ns") {
         let (w4, wn) = walks(e, base)?;
-        out.push(("walk4_ns", w4));
-        out.push(("nested_walk_ns", wn));
+        if wanted("walk4_ns") {
+            out.push(("walk4_ns", w4));
+        }
+        if wanted("nested_walk_ns") {
+            out.push(("nested_walk_ns", wn));
+        }
     }
     if wanted("sva_dma_copy_gbps") {
         out.push(("sva_dma_copy_gbps", sva_copy(e)?));

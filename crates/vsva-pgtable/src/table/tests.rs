@@ -536,3 +536,22 @@ fn dirty_leaves_are_reported_in_order_and_cleared() {
         0
     );
 }
+
+#[test]
+fn outputs_an_entry_cannot_hold_are_refused() {
+    let pt = x86(); // MAXPHYADDR 46
+    for pa in [1u64 << 52, 1 << 47, !0xfff] {
+        assert!(
+            matches!(
+                pt.map(0x1000, pa, PageSize::Size4K, Perm::USER_RW),
+                Err(MapError::OutputWidth { addr }) if addr == pa
+            ),
+            "{pa:#x}"
+        );
+    }
+    assert!(pt.lookup(0x1000).is_none(), "nothing was mapped");
+    pt.map(0x1000, (1 << 46) - 4096, PageSize::Size4K, Perm::USER_RW)
+        .unwrap();
+    let ss = PageTable::new(VtdSecondStage::four_level(), frames(4 * MIB)).unwrap(); // HAW 46
+    assert!(ss.map(0, 1 << 46, PageSize::Size4K, Perm::RW).is_err());
+}
