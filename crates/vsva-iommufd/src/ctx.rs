@@ -27,13 +27,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use vsva_iommu::Iommu;
-use vsva_mm::Process;
 
 use crate::abi::{Errno, IommuDestroy, IommuOption, OptionId, OptionOp, check_zero};
 use crate::device::Device;
 use crate::fault::FaultFile;
 use crate::ioas::Ioas;
 use crate::object::{Held, IommufdObject, Object, ObjectTable, ObjectType};
+use crate::pages::AddressSpace;
 
 /// How pinned pages are charged against RLIMIT_MEMLOCK (`IOMMU_OPTION_RLIMIT_MODE`; Linux's
 /// `IOPT_PAGES_ACCOUNT_USER` / `IOPT_PAGES_ACCOUNT_MM` of `io_pagetable.h`).
@@ -76,7 +76,7 @@ pub(crate) struct State {
 /// unbound, then every object is destroyed, leaves first (a device before its HWPTs, a HWPT
 /// before its IOAS), every IOAS unmapped and its pages unpinned.
 pub struct Iommufd {
-    process: Arc<Process>,
+    process: Arc<dyn AddressSpace>,
     iommu: Arc<Iommu>,
     privileged: AtomicBool,
     attach: Mutex<()>,
@@ -86,8 +86,9 @@ pub struct Iommufd {
 impl Iommufd {
     /// Opens an iommufd for `process` (`iommufd_fops_open()`) on the IOMMU `iommu`: no
     /// objects, pinned pages charged in [`AccountMode::User`] mode, the caller without
-    /// `CAP_SYS_RESOURCE`.
-    pub fn new(process: Arc<Process>, iommu: Arc<Iommu>) -> Self {
+    /// `CAP_SYS_RESOURCE`. `process` is a [`vsva_mm::Process`] of the memory manager, or the
+    /// real program the `/dev/iommu` shim serves.
+    pub fn new(process: Arc<dyn AddressSpace>, iommu: Arc<Iommu>) -> Self {
         Iommufd {
             process,
             iommu,
@@ -97,8 +98,8 @@ impl Iommufd {
         }
     }
 
-    /// The process that opened the context.
-    pub fn process(&self) -> &Arc<Process> {
+    /// The address space of the process that opened the context.
+    pub fn process(&self) -> &Arc<dyn AddressSpace> {
         &self.process
     }
 
@@ -297,7 +298,7 @@ impl Drop for Iommufd {
 impl std::fmt::Debug for Iommufd {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Iommufd")
-            .field("pid", &self.process.pid())
+            .field("process", &self.process.name())
             .field("objects", &self.objects())
             .finish()
     }
