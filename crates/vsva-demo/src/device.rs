@@ -605,3 +605,42 @@ impl DemoDevice {
         self.up.dma_untranslated(self.rid, pasid, addr, access)
     }
 }
+
+impl crate::machine::Endpoint for DemoDevice {
+    fn rid(&self) -> Rid {
+        self.rid
+    }
+
+    fn config_read(&self, off: u32, size: u32) -> u32 {
+        DemoDevice::config_read(self, off, size)
+    }
+
+    fn config_write(&self, off: u32, size: u32, value: u32) {
+        DemoDevice::config_write(self, off, size, value);
+    }
+
+    fn mmio_read(&self, off: u64) -> u64 {
+        DemoDevice::mmio_read(self, off)
+    }
+
+    fn mmio_write(&self, off: u64, value: u64) {
+        DemoDevice::mmio_write(self, off, value);
+    }
+
+    fn run(&self) -> Progress {
+        DemoDevice::run(self)
+    }
+
+    fn stats(&self) -> DeviceStats {
+        DemoDevice::stats(self)
+    }
+
+    fn dma_untranslated(
+        &self,
+        pasid: Option<Pasid>,
+        addr: u64,
+        write: bool,
+    ) -> Result<u64, crate::fabric::Refused> {
+        DemoDevice::dma_untranslated(self, pasid, addr, write)
+    }
+}

@@ -13,8 +13,8 @@ use vsva_pcie::config::{
     PriCtrl,
 };
 
-use crate::device::{DemoDevice, Progress};
-use crate::platform::Platform;
+use crate::device::Progress;
+use crate::machine::{Endpoint, Machine};
 use crate::regs::{self, DeviceError, Op, Status};
 
 /// Driver errors.
@@ -66,7 +66,7 @@ pub struct Command {
 
 /// The driver of one demo device.
 pub struct DemoDriver {
-    dev: Arc<DemoDevice>,
+    dev: Arc<dyn Endpoint>,
     privileged: bool,
 }
 
@@ -77,8 +77,8 @@ impl DemoDriver {
     /// # Errors
     /// [`DriverError::Missing`] without the capabilities; IOMMU errors.
     pub fn probe(
-        platform: &Platform,
-        dev: Arc<DemoDevice>,
+        machine: &dyn Machine,
+        dev: Arc<dyn Endpoint>,
         privileged: bool,
     ) -> Result<DemoDriver, DriverError> {
         let find = |id: u16| {
@@ -119,7 +119,7 @@ impl DemoDriver {
         let capacity = dev.config_read(pri_at + PRI_MAX_REQ as u32, 4);
         dev.config_write(pri_at + PRI_ALLOC_REQ as u32, 4, capacity);
         dev.config_write(pri_at + PRI_CTRL as u32, 2, PriCtrl::ENABLE.bits() as u32);
-        platform.iommu.add_device(
+        machine.iommu().add_device(
             dev.rid(),
             DeviceCaps {
                 pasid_bits: width,
@@ -130,7 +130,7 @@ impl DemoDriver {
         )?;
         // Requests without PASID (the kernel's own DMA) go through an identity domain, as
         // with iommu=pt.
-        platform.iommu.attach_pasid(
+        machine.iommu().attach_pasid(
             dev.rid(),
             Pasid::new(0).map_err(|_| DriverError::Missing("PASID 0"))?,
             &DomainSpec::Identity,
@@ -140,7 +140,7 @@ impl DemoDriver {
     }
 
     /// The device.
-    pub fn device(&self) -> &Arc<DemoDevice> {
+    pub fn device(&self) -> &Arc<dyn Endpoint> {
         &self.dev
     }
 
@@ -150,13 +150,13 @@ impl DemoDriver {
     /// The IOMMU core's refusal.
     pub fn open(
         &self,
-        platform: &Platform,
+        machine: &dyn Machine,
         process: &Arc<Process>,
     ) -> Result<Context, DriverError> {
         // With privileged mode enabled, the binding allows privileged requests too.
         Ok(Context {
-            handle: platform
-                .iommu
+            handle: machine
+                .iommu()
                 .sva_bind_with(self.dev.rid(), process, self.privileged)?,
         })
     }
@@ -165,8 +165,8 @@ impl DemoDriver {
     ///
     /// # Errors
     /// The IOMMU core's refusal.
-    pub fn close(&self, platform: &Platform, ctx: Context) -> Result<(), DriverError> {
-        platform.iommu.sva_unbind(ctx.handle)?;
+    pub fn close(&self, machine: &dyn Machine, ctx: Context) -> Result<(), DriverError> {
+        machine.iommu().sva_unbind(ctx.handle)?;
         Ok(())
     }
 
@@ -176,12 +176,12 @@ impl DemoDriver {
     /// [`DriverError::Device`] with the device's error, [`DriverError::Stalled`].
     pub fn run(
         &self,
-        platform: &Platform,
+        machine: &dyn Machine,
         ctx: &Context,
         cmd: &Command,
     ) -> Result<u64, DriverError> {
         self.submit(ctx, cmd);
-        self.wait(platform)
+        self.wait(machine)
     }
 
     /// Runs a command under `pasid`, whatever it is attached to (an SVA bind made elsewhere,
@@ -191,12 +191,12 @@ impl DemoDriver {
     /// As [`run`](Self::run).
     pub fn run_pasid(
         &self,
-        platform: &Platform,
+        machine: &dyn Machine,
         pasid: Pasid,
         cmd: &Command,
     ) -> Result<u64, DriverError> {
         self.submit_pasid(pasid, cmd);
-        self.wait(platform)
+        self.wait(machine)
     }
 
     /// Programs the registers and rings the doorbell (the command then runs as the platform
@@ -228,10 +228,10 @@ impl DemoDriver {
     ///
     /// # Errors
     /// As [`run`](Self::run).
-    pub fn wait(&self, platform: &Platform) -> Result<u64, DriverError> {
+    pub fn wait(&self, machine: &dyn Machine) -> Result<u64, DriverError> {
         let d = &self.dev;
         if d.mmio_read(regs::STATUS) == Status::Busy as u64
-            && platform.run_device(d) == Progress::Waiting
+            && machine.run_device(d.as_ref()) == Progress::Waiting
         {
             return Err(DriverError::Stalled);
         }

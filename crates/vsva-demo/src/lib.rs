@@ -5,6 +5,7 @@
 //! | [`regs`] | the demo device's register interface |
 //! | [`device`] | the device: a DMA engine with PASID, ATS (an ATC) and PRI |
 //! | [`fabric`] | the PCIe side: routes ATS invalidations and page responses to devices, and device requests to the IOMMU |
+//! | [`machine`] | what the driver and program run on: a [`machine::Machine`] (host or guest) and its [`machine::Endpoint`]s |
 //! | [`driver`] | the OS driver: enables PASID/ATS/PRI, binds a process, submits commands |
 //! | [`platform`] | a host: memory, VT-d, its driver, the IOMMU core, the memory manager, devices |
 //! | [`program`] | the userspace program: the checks of the SVA demo |
@@ -17,6 +18,7 @@
 pub mod device;
 pub mod driver;
 pub mod fabric;
+pub mod machine;
 pub mod platform;
 pub mod program;
 pub mod regs;

@@ -18,6 +18,7 @@ use vsva_vtd::{MsiLog, Vtd, VtdConfig};
 
 use crate::device::{DemoDevice, Progress};
 use crate::fabric::{Fabric, Upstream, VtdPort};
+use crate::machine::{Endpoint, Machine};
 
 /// The interrupt window: addresses DMA never reaches (MSI writes), and never RAM.
 pub const INTERRUPT_WINDOW: (u64, u64) = (0xfee0_0000, 0xff00_0000);
@@ -152,7 +153,7 @@ impl Platform {
     /// Runs a device until its command completes or fails, servicing its page requests.
     /// A device still waiting when the host has nothing more to do is reported as waiting
     /// (its page request was lost).
-    pub fn run_device(&self, dev: &DemoDevice) -> Progress {
+    pub fn run_device(&self, dev: &dyn Endpoint) -> Progress {
         loop {
             match dev.run() {
                 Progress::Waiting => {
@@ -163,5 +164,41 @@ impl Platform {
                 other => return other,
             }
         }
+    }
+}
+
+impl Machine for Platform {
+    fn iommu(&self) -> &Arc<Iommu> {
+        &self.iommu
+    }
+
+    fn mm(&self) -> &Arc<MemoryManager> {
+        &self.mm
+    }
+
+    fn add_device(
+        &self,
+        rid: Rid,
+        pri_capacity: u32,
+        atc_entries: usize,
+    ) -> Result<Arc<dyn Endpoint>, String> {
+        Ok(Platform::add_device(self, rid, pri_capacity, atc_entries))
+    }
+
+    fn run_device(&self, dev: &dyn Endpoint) -> Progress {
+        Platform::run_device(self, dev)
+    }
+
+    fn take_faults_recorded(&self) -> Vec<vsva_vtd::driver::RecordedFault> {
+        self.vtd_driver.take_faults_recorded()
+    }
+
+    fn unit_stats(&self) -> vsva_vtd::inval_queue::StatsSnapshot {
+        self.vtd.stats()
+    }
+
+    fn top_ram_page_below_interrupts(&self) -> u64 {
+        // Requests without PASID go through an identity mapping of all memory.
+        (INTERRUPT_WINDOW.0.min(self.mem.size()) - 4096) & !0xfff
     }
 }

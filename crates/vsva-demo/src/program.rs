@@ -11,7 +11,8 @@ use vsva_mm::{Advice, MapFlags, Process, Prot};
 
 use crate::device::Progress;
 use crate::driver::{Command, Context, DemoDriver, DriverError};
-use crate::platform::{INTERRUPT_WINDOW, Platform};
+use crate::machine::Machine;
+use crate::platform::INTERRUPT_WINDOW;
 use crate::regs::{self, DeviceError, Op};
 
 /// One named check.
@@ -61,7 +62,7 @@ fn expect_pattern(p: &Process, va: u64, len: u64, seed: u64) -> Result<(), Strin
 }
 
 struct Env<'a> {
-    p: &'a Platform,
+    p: &'a dyn Machine,
     drv: &'a DemoDriver,
     proc_: Arc<Process>,
     ctx: Context,
@@ -220,8 +221,8 @@ fn interrupt_window(e: &Env) -> Outcome {
     // with SGN.8 (VT-d 4.1 §3.15), the address below it is plain memory.
     let dev = e.drv.device();
     let blocked = dev.dma_untranslated(None, INTERRUPT_WINDOW.0 + 0x100, true);
-    let allowed = dev.dma_untranslated(None, INTERRUPT_WINDOW.0 - 0x1000, true);
-    let faults = e.p.vtd_driver.take_faults_recorded();
+    let allowed = dev.dma_untranslated(None, e.p.top_ram_page_below_interrupts(), true);
+    let faults = e.p.take_faults_recorded();
     let reason = faults
         .iter()
         .find(|f| f.rid == dev.rid() && f.addr == INTERRUPT_WINDOW.0)
@@ -232,7 +233,10 @@ fn interrupt_window(e: &Env) -> Outcome {
         ));
     }
     // and no process page is ever backed by a frame in the window
-    Ok("DMA to 0xFEE00100 refused (fault reason 0x87 recorded); 0xFEDFF000 reachable; the window is not RAM".into())
+    Ok(format!(
+        "DMA to 0xFEE00100 refused (fault reason 0x87 recorded); {:#X} reachable; the window is not RAM",
+        e.p.top_ram_page_below_interrupts()
+    ))
 }
 
 fn privileged(e: &Env) -> Outcome {
@@ -252,7 +256,7 @@ fn privileged(e: &Env) -> Outcome {
     }
     // A second device with privileged mode enabled, bound for supervisor requests.
     let dev2 =
-        e.p.add_device(Rid::from_bdf(0, 6, 0).unwrap_or_default(), 32, 64);
+        e.p.add_device(Rid::from_bdf(0, 6, 0).unwrap_or_default(), 32, 64)?;
     let drv2 = DemoDriver::probe(e.p, dev2, true).map_err(|x| x.to_string())?;
     let ctx2 = drv2.open(e.p, &e.proc_).map_err(|x| x.to_string())?;
     drv2.run(e.p, &ctx2, &c)
@@ -260,7 +264,7 @@ fn privileged(e: &Env) -> Outcome {
     let mut b = [0u8; 1];
     e.proc_.read_bytes(buf, &mut b).map_err(|x| x.to_string())?;
     drv2.close(e.p, ctx2).map_err(|x| x.to_string())?;
-    e.p.iommu
+    e.p.iommu()
         .remove_device(drv2.device().rid())
         .map_err(|x| x.to_string())?;
     if b[0] != 7 {
@@ -309,7 +313,7 @@ fn page_out(e: &Env) -> Outcome {
         .proc_
         .mmap(None, pages * 4096, Prot::RW, MapFlags::empty())
         .map_err(|x| x.to_string())?;
-    let swap_ins = e.p.mm.stats().swap_ins;
+    let swap_ins = e.p.mm().stats().swap_ins;
     for round in 0..8u64 {
         let data: Vec<u8> = (0..pages * 4096)
             .map(|i| regs::pattern_byte(round, i))
@@ -338,7 +342,7 @@ fn page_out(e: &Env) -> Outcome {
             .map_err(|x| x.to_string())?;
         expect_pattern(&e.proc_, buf.raw(), pages * 4096, round + 100)?;
     }
-    let ins = e.p.mm.stats().swap_ins - swap_ins;
+    let ins = e.p.mm().stats().swap_ins - swap_ins;
     Ok(format!(
         "8 rounds of page-out of {pages} pages; {ins} swap-ins, data intact both ways"
     ))
@@ -388,7 +392,7 @@ fn fork(e: &Env) -> Outcome {
 }
 
 fn exit_pending(e: &Env) -> Outcome {
-    let victim = e.p.mm.spawn().map_err(|x| x.to_string())?;
+    let victim = e.p.mm().spawn().map_err(|x| x.to_string())?;
     let vctx = e.drv.open(e.p, &victim).map_err(|x| x.to_string())?;
     let buf = victim
         .mmap(None, 4096, Prot::RW, MapFlags::empty())
@@ -416,7 +420,7 @@ fn exit_pending(e: &Env) -> Outcome {
 
 fn two_devices(e: &Env) -> Outcome {
     let dev2 =
-        e.p.add_device(Rid::from_bdf(0, 5, 0).unwrap_or_default(), 32, 64);
+        e.p.add_device(Rid::from_bdf(0, 5, 0).unwrap_or_default(), 32, 64)?;
     let drv2 = DemoDriver::probe(e.p, dev2, false).map_err(|x| x.to_string())?;
     let ctx2 = drv2.open(e.p, &e.proc_).map_err(|x| x.to_string())?;
     if ctx2.pasid() != e.ctx.pasid() {
@@ -442,14 +446,14 @@ fn two_devices(e: &Env) -> Outcome {
     ))
 }
 
-/// Runs the program on `platform` with a demo device at 00:03.0.
+/// Runs the program on `platform` (a host, or a guest) with a demo device at 00:03.0.
 ///
 /// # Errors
 /// A string when the device or the process cannot be set up at all.
-pub fn run(platform: &Platform) -> Result<Report, String> {
-    let dev = platform.add_device(Rid::from_bdf(0, 3, 0).map_err(|e| e.to_string())?, 32, 256);
+pub fn run(platform: &dyn Machine) -> Result<Report, String> {
+    let dev = platform.add_device(Rid::from_bdf(0, 3, 0).map_err(|e| e.to_string())?, 32, 256)?;
     let drv = DemoDriver::probe(platform, dev.clone(), false).map_err(|e| e.to_string())?;
-    let proc_ = platform.mm.spawn().map_err(|e| e.to_string())?;
+    let proc_ = platform.mm().spawn().map_err(|e| e.to_string())?;
     let ctx = drv.open(platform, &proc_).map_err(|e| e.to_string())?;
     let env = Env {
         p: platform,
@@ -497,8 +501,8 @@ pub fn run(platform: &Platform) -> Result<Report, String> {
     }
     drv.close(platform, env.ctx).map_err(|e| e.to_string())?;
     let d = dev.stats();
-    let v = platform.vtd.stats();
-    let io = platform.iommu.stats();
+    let v = platform.unit_stats();
+    let io = platform.iommu().stats();
     report.counters = vec![
         ("ats_translations", d.ats_translations),
         ("atc_hits", d.atc_hits),
@@ -511,7 +515,7 @@ pub fn run(platform: &Platform) -> Result<Report, String> {
         ("iopf_success", io.responses_success),
         ("iopf_invalid", io.responses_invalid),
         ("mmu_notifier_flushes", io.flushes),
-        ("swap_ins", platform.mm.stats().swap_ins),
+        ("swap_ins", platform.mm().stats().swap_ins),
     ];
     Ok(report)
 }

@@ -202,9 +202,9 @@ fn munmap_while_the_device_faults_does_not_deadlock() {
         let p = std::sync::Arc::new(platform());
         let rid = Rid::from_bdf(0, 3, 0).unwrap();
         let dev = p.add_device(rid, 64, 16);
-        let drv = DemoDriver::probe(&p, dev, false).unwrap();
+        let drv = DemoDriver::probe(p.as_ref(), dev, false).unwrap();
         let proc_ = p.mm.spawn().unwrap();
-        let ctx = drv.open(&p, &proc_).unwrap();
+        let ctx = drv.open(p.as_ref(), &proc_).unwrap();
         let (p2, proc2) = (p.clone(), proc_.clone());
         let churn = std::thread::spawn(move || {
             for _ in 0..300 {
@@ -219,7 +219,8 @@ fn munmap_while_the_device_faults_does_not_deadlock() {
             let buf = proc_
                 .mmap(None, 4 * 4096, Prot::RW, MapFlags::empty())
                 .unwrap();
-            drv.run(&p, &ctx, &fill(buf.raw(), 4 * 4096, 2)).unwrap();
+            drv.run(p.as_ref(), &ctx, &fill(buf.raw(), 4 * 4096, 2))
+                .unwrap();
             proc_.munmap(buf, 4 * 4096).unwrap();
         }
         churn.join().unwrap();

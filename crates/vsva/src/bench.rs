@@ -693,9 +693,9 @@ fn thread_scale(e: Effort) -> Result<Metric> {
     let mut work = vec![];
     for d in 0..2u8 {
         let dev = p.add_device(Rid::from_bdf(0, 3 + d, 0)?, 64, 256);
-        let drv = DemoDriver::probe(&p, dev, false)?;
+        let drv = DemoDriver::probe(p.as_ref(), dev, false)?;
         let proc_ = p.mm.spawn()?;
-        let ctx = drv.open(&p, &proc_)?;
+        let ctx = drv.open(p.as_ref(), &proc_)?;
         let len = 256 * 1024;
         let src = proc_.mmap(None, len, Prot::RW, MapFlags::POPULATE)?;
         let dst = proc_.mmap(None, len, Prot::RW, MapFlags::POPULATE)?;
@@ -707,7 +707,7 @@ fn thread_scale(e: Effort) -> Result<Metric> {
             pattern: 0,
             privileged: false,
         };
-        drv.run(&p, &ctx, &copy)?;
+        drv.run(p.as_ref(), &ctx, &copy)?;
         work.push((drv, ctx, copy, proc_));
     }
     let iters = if e.quick { 2000 } else { 10_000 };
@@ -720,7 +720,7 @@ fn thread_scale(e: Effort) -> Result<Metric> {
                 s.spawn(move || {
                     let (drv, ctx, copy, _) = &work[w];
                     for _ in 0..iters {
-                        if drv.run(p, ctx, copy).is_err() {
+                        if drv.run(p.as_ref(), ctx, copy).is_err() {
                             return;
                         }
                     }

@@ -1,0 +1,80 @@
+//! What the demo driver and program run on, as two interfaces: the [`Machine`] (the OS's
+//! IOMMU core and memory manager, the IOMMU driver's fault log, plugging devices, the loop
+//! that runs a device and services its interrupts) and the [`Endpoint`] (a demo device as its
+//! driver reaches it: configuration space and BAR registers).
+//!
+//! A host [`Platform`](crate::platform::Platform) is one machine, its
+//! [`DemoDevice`](crate::device::DemoDevice)s the endpoints. A guest of `vsva-vmm` is another:
+//! there the endpoint is a host device assigned to the VM, whose registers the VMM passes
+//! through (rewriting the PASID register, as PASIDs are virtualized), and the IOMMU core and
+//! memory manager are the guest OS's, over guest-physical memory. The same driver and program
+//! run unchanged on both (seed 000's "the same flows in a guest").
+
+use std::sync::Arc;
+
+use vsva_iommu::Iommu;
+use vsva_mem::{Pasid, Rid};
+use vsva_mm::MemoryManager;
+use vsva_vtd::driver::RecordedFault;
+use vsva_vtd::inval_queue::StatsSnapshot;
+
+use crate::device::{DeviceStats, Progress};
+use crate::fabric::Refused;
+
+/// A demo device as its driver reaches it.
+pub trait Endpoint: Send + Sync {
+    /// Its requester ID as the machine's IOMMU sees it.
+    fn rid(&self) -> Rid;
+    /// Reads `size` bytes of configuration space at `off`.
+    fn config_read(&self, off: u32, size: u32) -> u32;
+    /// Writes `size` bytes of configuration space at `off`.
+    fn config_write(&self, off: u32, size: u32, value: u32);
+    /// Reads the BAR register at `off` (see [`crate::regs`]).
+    fn mmio_read(&self, off: u64) -> u64;
+    /// Writes the BAR register at `off`.
+    fn mmio_write(&self, off: u64, value: u64);
+    /// Lets the device work on its command (see [`DemoDevice::run`](crate::device::DemoDevice::run)).
+    fn run(&self) -> Progress;
+    /// What the device did so far.
+    fn stats(&self) -> DeviceStats;
+    /// A DMA without ATS (an untranslated address), for probing what the IOMMU lets through.
+    ///
+    /// # Errors
+    /// [`Refused`] when the IOMMU refuses it.
+    fn dma_untranslated(
+        &self,
+        pasid: Option<Pasid>,
+        addr: u64,
+        write: bool,
+    ) -> Result<u64, Refused>;
+}
+
+/// The machine a demo driver and program run on.
+pub trait Machine {
+    /// The OS's IOMMU core.
+    fn iommu(&self) -> &Arc<Iommu>;
+    /// The OS's memory manager.
+    fn mm(&self) -> &Arc<MemoryManager>;
+    /// Plugs a demo device in at `rid` with `pri_capacity` outstanding page requests and an
+    /// ATC of `atc_entries`.
+    ///
+    /// # Errors
+    /// A description when the device cannot be plugged in.
+    fn add_device(
+        &self,
+        rid: Rid,
+        pri_capacity: u32,
+        atc_entries: usize,
+    ) -> Result<Arc<dyn Endpoint>, String>;
+    /// Runs `dev` until its command completes or fails, servicing the interrupts its work
+    /// raises (page requests, on every level the machine has); `Waiting` when nothing is
+    /// left to service and the device still waits.
+    fn run_device(&self, dev: &dyn Endpoint) -> Progress;
+    /// The fault records the OS's IOMMU driver read and cleared since the last call.
+    fn take_faults_recorded(&self) -> Vec<RecordedFault>;
+    /// The counters of the remapping unit the OS programs.
+    fn unit_stats(&self) -> StatsSnapshot;
+    /// The highest RAM page below the interrupt window: what a DMA without PASID through the
+    /// OS's identity mapping reaches.
+    fn top_ram_page_below_interrupts(&self) -> u64;
+}
