@@ -36,6 +36,46 @@ pub enum PlatformError {
     Driver(#[from] vsva_vtd::driver::DriverError),
 }
 
+/// The OS of a machine as the demo needs it: the VT-d driver, the IOMMU core on it, and the
+/// memory manager. A host boots one over host memory; a guest of `vsva-vmm` boots the same
+/// over guest-physical memory and its vIOMMU.
+pub struct Os {
+    /// The VT-d driver.
+    pub vtd_driver: Arc<VtdDriver>,
+    /// The IOMMU core.
+    pub iommu: Arc<Iommu>,
+    /// The memory manager.
+    pub mm: Arc<MemoryManager>,
+}
+
+impl Os {
+    /// Boots on `mem` (of which `[0, ram)` is RAM) with the unit `vtd`: the driver's
+    /// structures in [1 MiB, 256 MiB), processes' frames in the rest of RAM except the
+    /// interrupt window; the driver probes and enables the unit.
+    ///
+    /// # Errors
+    /// [`PlatformError::Driver`] if the driver refuses the unit.
+    pub fn boot(mem: Arc<dyn PhysMem>, vtd: Arc<Vtd>, ram: u64) -> Result<Os, PlatformError> {
+        let mmio: Arc<dyn Mmio> = vtd;
+        let driver_frames = Arc::new(FrameAllocator::new(mem.clone(), MIB, 256 * MIB));
+        let vtd_driver = Arc::new(VtdDriver::probe(mmio, mem.clone(), driver_frames)?);
+        vtd_driver.enable()?;
+        let iommu = Iommu::new(vtd_driver.clone());
+        let frames = Arc::new(FrameAllocator::with_holes(
+            mem,
+            256 * MIB,
+            ram,
+            &[INTERRUPT_WINDOW],
+        ));
+        let mm = MemoryManager::new(frames, X86Paging::default());
+        Ok(Os {
+            vtd_driver,
+            iommu,
+            mm,
+        })
+    }
+}
+
 /// A host.
 pub struct Platform {
     /// Physical memory.
@@ -86,20 +126,11 @@ impl Platform {
             irq.clone(),
             fabric.clone(),
         ));
-        let mmio: Arc<dyn Mmio> = vtd.clone();
-        // The IOMMU driver's structures in [1 MiB, 256 MiB); processes get the rest, except
-        // the interrupt window.
-        let driver_frames = Arc::new(FrameAllocator::new(dynmem.clone(), MIB, 256 * MIB));
-        let vtd_driver = Arc::new(VtdDriver::probe(mmio, dynmem.clone(), driver_frames)?);
-        vtd_driver.enable()?;
-        let iommu = Iommu::new(vtd_driver.clone());
-        let frames = Arc::new(FrameAllocator::with_holes(
-            dynmem.clone(),
-            256 * MIB,
-            memory,
-            &[INTERRUPT_WINDOW],
-        ));
-        let mm = MemoryManager::new(frames, X86Paging::default());
+        let Os {
+            vtd_driver,
+            iommu,
+            mm,
+        } = Os::boot(dynmem.clone(), vtd.clone(), memory)?;
         let port = Arc::new(VtdPort {
             vtd: vtd.clone(),
             mem: dynmem,

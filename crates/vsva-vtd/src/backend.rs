@@ -21,3 +21,100 @@ pub trait VirtualBackend: Send + Sync {
     /// IOTLB invalidation).
     fn invalidated(&self, d: &Descriptor);
 }
+
+impl crate::unit::Vtd {
+    /// The guest's PASID-table entry for (`rid`, `pasid`) as the unit would find it now —
+    /// read from guest memory through the root table the guest latched, with every check of
+    /// a translation ([`crate::lookup::resolve`]) and without caching anything. `None` for
+    /// `pasid` names the entry requests without PASID use (RID_PASID).
+    ///
+    /// A VMM calls this after a PASID-cache invalidation to learn what the guest programmed.
+    ///
+    /// # Errors
+    /// The fault reason a DMA would meet (translation disabled gives `RootTableAddress`).
+    pub fn guest_pasid_entry(
+        &self,
+        rid: vsva_mem::Rid,
+        pasid: Option<vsva_mem::Pasid>,
+    ) -> Result<crate::lookup::Resolved, crate::lookup::LookupFault> {
+        use crate::spec::registers::Rtaddr;
+        use std::sync::atomic::Ordering;
+        if !self.enabled.load(Ordering::Acquire) {
+            return Err(crate::lookup::LookupFault {
+                reason: crate::spec::fault::FaultReason::RootTableAddress,
+                fpd: false,
+            });
+        }
+        let rt = Rtaddr::from_bits(self.root.load(Ordering::Acquire));
+        let req = crate::request::Request {
+            rid,
+            pasid,
+            addr: 0,
+            access: vsva_mem::Access::READ,
+            kind: crate::request::RequestKind::Untranslated,
+        };
+        crate::lookup::resolve(
+            self.config(),
+            self.mem.as_ref(),
+            rt.address(),
+            rt.mode(),
+            &req,
+        )
+    }
+
+    /// Records `rec` in the unit's fault log as if the unit had met the fault itself
+    /// (§7.2.1: collapsed, overflowed, signalled as the log's state says). A VMM reports
+    /// through this the host faults of a guest's DMA, translated into the guest's names.
+    /// Returns whether a record was written.
+    pub fn report_fault(&self, rec: &crate::spec::fault::FaultRecord) -> bool {
+        self.lock().faults.record(rec, self.irq.as_ref())
+    }
+}
+
+impl crate::unit::Vtd {
+    /// The PASIDs whose entries are present in the guest's PASID table of `rid` now, in
+    /// order — what a VMM rescans after a domain-selective or global PASID-cache
+    /// invalidation, which does not name the PASIDs that changed. Bounded by the context
+    /// entry's PASID directory size and the unit's PASID width; empty if the context entry
+    /// cannot be read.
+    pub fn guest_present_pasids(&self, rid: vsva_mem::Rid) -> Vec<u32> {
+        use crate::spec::pasid::PasidDirEntry;
+        use crate::spec::registers::Rtaddr;
+        use std::sync::atomic::Ordering;
+        let mut out = Vec::new();
+        if !self.enabled.load(Ordering::Acquire) {
+            return out;
+        }
+        let rt = Rtaddr::from_bits(self.root.load(Ordering::Acquire));
+        let Ok(context) =
+            crate::lookup::resolve_context(self.config(), self.mem.as_ref(), rt.address(), rid)
+        else {
+            return out;
+        };
+        if !context.lo.paside() {
+            return out;
+        }
+        let limit = (context.pasid_dir_entries() * 64).min(self.config().pasid_limit());
+        let dir = context.pasid_dir();
+        for d in 0..limit.div_ceil(64) {
+            let Ok(raw) = self.mem.load_u64(dir + 8 * d) else {
+                break;
+            };
+            let de = PasidDirEntry::from_bits(raw);
+            if !de.p() {
+                continue;
+            }
+            for i in 0..64u64 {
+                // the P bit of each 64-byte entry's first qword
+                let present = self
+                    .mem
+                    .load_u64(de.table() + 64 * i)
+                    .is_ok_and(|q0| q0 & 1 != 0);
+                if present && d * 64 + i < limit {
+                    out.push((d * 64 + i) as u32);
+                }
+            }
+        }
+        out
+    }
+}

@@ -163,6 +163,38 @@ impl VtdConfig {
         }
     }
 
+    /// What a unit advertising `cap` and `ecap` can do — how a VMM reads the host's unit
+    /// from `IOMMU_GET_HW_INFO` (`struct iommu_hw_info_vtd`) before deciding what to expose.
+    /// The host address width is not in either register (ACPI DMAR reports it): `haw` is
+    /// taken from the caller.
+    pub fn from_registers(cap: Cap, ecap: Ecap, haw: u8) -> VtdConfig {
+        let sagaw = cap.sagaw();
+        VtdConfig {
+            haw,
+            mgaw: cap.mgaw() + 1,
+            ss_levels: [sagaw & 2 != 0, sagaw & 4 != 0, sagaw & 8 != 0],
+            pasid_bits: if ecap.pasid() { ecap.pss() + 1 } else { 1 },
+            first_stage: ecap.fsts(),
+            second_stage: ecap.ssts(),
+            nested: ecap.nest(),
+            pass_through: ecap.pt(),
+            fs_1g: cap.fs1gp(),
+            fs_5level: cap.fs5lp(),
+            ss_2m: cap.sllps() & 1 != 0,
+            ss_1g: cap.sllps() & 2 != 0,
+            ss_ad: ecap.ssads(),
+            eafs: ecap.eafs(),
+            device_tlb: ecap.dt(),
+            page_requests: ecap.prs(),
+            page_drain: ecap.pds(),
+            supervisor_requests: ecap.srs(),
+            execute_requests: ecap.ers(),
+            rid_pasid: ecap.rps(),
+            caching_mode: cap.cm(),
+            fault_records: u16::from(cap.nfr()) + 1,
+        }
+    }
+
     /// This configuration with nothing the `host` cannot do: what a VMM may expose to a guest
     /// when the guest's operations are carried out by `host`.
     pub fn clamp_to(&self, host: &VtdConfig) -> VtdConfig {
@@ -200,6 +232,21 @@ impl VtdConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn registers_give_back_the_configuration() {
+        let mut c = VtdConfig {
+            fs_1g: false,
+            ss_levels: [false, true, false],
+            pasid_bits: 14,
+            caching_mode: true,
+            fault_records: 3,
+            ..VtdConfig::default()
+        };
+        assert_eq!(VtdConfig::from_registers(c.cap(), c.ecap(), c.haw), c);
+        c = VtdConfig::default();
+        assert_eq!(VtdConfig::from_registers(c.cap(), c.ecap(), c.haw), c);
+    }
 
     #[test]
     fn default_advertises_everything_it_models() {

@@ -100,6 +100,16 @@ fn nested_table_reason(f: &Fault, fs_root: u64) -> FaultReason {
     }
 }
 
+/// Is `req` an interrupt request rather than a DMA? VT-d 4.1 §3.15: requests without PASID
+/// to 0xFEEx_xxxx are potential interrupt requests and are not subjected to DMA remapping
+/// "even if translation structures specify a mapping for this range". With no interrupt
+/// remapping modelled, such a request is refused with reason 0x87, whatever the entry says.
+fn interrupt_request(req: &Request) -> bool {
+    req.pasid.is_none()
+        && req.kind != RequestKind::Translated
+        && INTERRUPT_RANGE.contains(&req.addr)
+}
+
 /// Translates `req` under the resolved PASID entry.
 ///
 /// # Errors
@@ -110,6 +120,9 @@ pub fn translate(
     r: &Resolved,
     req: &Request,
 ) -> Result<Translated, FaultReason> {
+    if interrupt_request(req) {
+        return Err(FaultReason::InterruptAddress);
+    }
     let e = &r.entry;
     let did = e.q1.did();
     // The privilege the walk checks is the resolved one (requests without PASID are user).
@@ -191,6 +204,9 @@ pub fn translate_cached(
     r: &Resolved,
     req: &Request,
 ) -> Result<Translated, FaultReason> {
+    if interrupt_request(req) {
+        return Err(FaultReason::InterruptAddress);
+    }
     let did = r.entry.q1.did();
     let mut access = req.access;
     access.set(Access::PRIV, r.privileged);

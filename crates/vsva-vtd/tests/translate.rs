@@ -77,6 +77,32 @@ fn second_stage_translates_iovas() {
 }
 
 #[test]
+fn requests_without_pasid_to_the_interrupt_range_are_never_remapped() {
+    // §3.15: even where the second stage maps 0xFEEx_xxxx, a request without PASID there is
+    // an interrupt request, not a DMA: refused with 0x87 (no interrupt remapping modelled),
+    // while the same IOVA under a PASID is translated like any other.
+    let rig = Rig::new(VtdConfig::default());
+    let dev = rid(1, 2, 0);
+    let dir = rig.attach_device(dev);
+    let ss = ss_table(&rig);
+    ss.map(0xfee0_0000, 0x3000_0000, PageSize::Size4K, Perm::RW)
+        .unwrap();
+    rig.write_pasid(dir, 0, &pasid_entry(Pgtt::SecondStage, 7, ss.root(), 0));
+    rig.write_pasid(dir, 5, &pasid_entry(Pgtt::SecondStage, 7, ss.root(), 0));
+    for access in [R, W] {
+        let f = rig.dma(dev, None, 0xfee0_0010, access).unwrap_err();
+        assert_eq!(f.reason, Some(FaultReason::InterruptAddress));
+    }
+    let t = rig.dma(dev, Some(5), 0xfee0_0010, W).unwrap();
+    assert_eq!(t.addr, 0x3000_0010);
+    // just below the range: an ordinary second-stage miss
+    assert_eq!(
+        rig.dma(dev, None, 0xfedf_f000, R).unwrap_err().reason,
+        Some(FaultReason::SsNotPresent)
+    );
+}
+
+#[test]
 fn first_stage_shares_a_process_page_table() {
     // SVA: the PASID entry's first-stage pointer is a process's CR3.
     let rig = Rig::new(VtdConfig::default());

@@ -1,0 +1,229 @@
+//! A virtual machine: the [`Vmm`], the guest's vIOMMU (a VT-d unit in its virtual role), and
+//! the guest OS booted on guest RAM — the same VT-d driver, IOMMU core and memory manager as
+//! the host's ([`Os`]). A [`Vm`] is a [`Machine`], so the demo driver and program run in it
+//! unchanged.
+//!
+//! Running a device inside the guest is one loop on one thread, as on the host: when the
+//! device waits for a page, the host services its IOMMU interrupts (the page request lands in
+//! the iommufd fault queue), the VMM moves the queue's requests into the guest's vIOMMU, and
+//! the guest services its own (the guest's IOMMU core resolves the fault with the guest's
+//! memory manager and answers through its vIOMMU, which the VMM relays back down). No thread
+//! hand-off anywhere.
+
+use std::sync::Arc;
+
+use vsva_demo::device::Progress;
+use vsva_demo::machine::{Endpoint, Machine};
+use vsva_demo::platform::{INTERRUPT_WINDOW, Os, Platform, PlatformError};
+use vsva_iommu::Iommu;
+use vsva_mem::{PhysMem, Rid};
+use vsva_mm::MemoryManager;
+use vsva_vtd::driver::RecordedFault;
+use vsva_vtd::inval_queue::StatsSnapshot;
+use vsva_vtd::{MsiLog, Vtd, VtdConfig};
+
+use crate::assigned::AssignedDevice;
+use crate::viommu::Relay;
+use crate::vmm::{VmConfig, Vmm, VmmError};
+
+/// The guest's first device, assigned when the VM starts (the VMM learns the host IOMMU's
+/// capabilities through it).
+pub const BOOT_DEVICE: (u8, u8, u8) = (0, 3, 0);
+/// PRI requests and ATC entries of the devices the VM plugs in itself.
+const BOOT_PRI: u32 = 32;
+const BOOT_ATC: usize = 256;
+
+/// VM errors.
+#[derive(Debug, thiserror::Error)]
+pub enum VmError {
+    /// The VMM failed.
+    #[error(transparent)]
+    Vmm(#[from] VmmError),
+    /// The guest OS failed to boot.
+    #[error("guest boot: {0}")]
+    Boot(#[from] PlatformError),
+}
+
+/// The host unit's capabilities as the VMM reads them, and what it exposes: first-stage
+/// translation only (the guest's page tables are bound to the host as nested first stages;
+/// no shadowing of guest second stages), pass-through, ATS, PRI, caching mode — each only
+/// where the host has it (PASID width, address widths, 1 GiB and 5-level first stage,
+/// supervisor requests), and PASIDs no wider than the device's.
+pub fn guest_unit_config(cap: u64, ecap: u64, device_pasid_bits: u8) -> VtdConfig {
+    use vsva_vtd::spec::registers::{Cap, Ecap};
+    let wanted = VtdConfig::default();
+    let host = VtdConfig::from_registers(Cap::from_bits(cap), Ecap::from_bits(ecap), wanted.haw);
+    let mut cfg = VtdConfig {
+        second_stage: false,
+        nested: false,
+        ss_ad: false,
+        caching_mode: true,
+        ..wanted
+    }
+    .clamp_to(&host);
+    cfg.pasid_bits = cfg.pasid_bits.min(device_pasid_bits.max(1));
+    cfg
+}
+
+/// A running VM.
+pub struct Vm {
+    vmm: Arc<Vmm>,
+    unit: Arc<Vtd>,
+    os: Os,
+    irq: Arc<MsiLog>,
+}
+
+impl Vm {
+    /// Starts a VMM on `host` with `cfg`, assigns the boot device, builds the vIOMMU from the
+    /// host's `IOMMU_GET_HW_INFO`, and boots the guest OS.
+    ///
+    /// # Errors
+    /// [`VmError`].
+    pub fn boot(host: Arc<Platform>, cfg: VmConfig) -> Result<Vm, VmError> {
+        let vmm = Vmm::start(host, cfg)?;
+        let boot = Rid::from_bdf(BOOT_DEVICE.0, BOOT_DEVICE.1, BOOT_DEVICE.2)
+            .map_err(|e| VmmError::Config(e.to_string()))?;
+        vmm.assign(boot, BOOT_PRI, BOOT_ATC)?;
+        let (unit, os, irq) = Self::boot_guest(&vmm, boot)?;
+        Ok(Vm { vmm, unit, os, irq })
+    }
+
+    fn boot_guest(vmm: &Arc<Vmm>, boot: Rid) -> Result<(Arc<Vtd>, Os, Arc<MsiLog>), VmError> {
+        let (cap, ecap, pasid_bits) = vmm.hw_info(boot).map_err(VmmError::from)?;
+        let cfg = guest_unit_config(cap, ecap, pasid_bits);
+        let relay = Relay::new(vmm);
+        let irq = Arc::new(MsiLog::default());
+        let ram: Arc<dyn PhysMem> = vmm.ram().clone();
+        let unit = Arc::new(Vtd::with_devices(
+            cfg,
+            ram.clone(),
+            irq.clone(),
+            relay.clone(),
+        ));
+        // Cannot fail: the unit is new.
+        let _ = unit.set_backend(relay);
+        vmm.set_unit(&unit);
+        let os = Os::boot(ram, unit.clone(), vmm.ram_size())?;
+        Ok((unit, os, irq))
+    }
+
+    /// Reboots the guest: the vIOMMU is reset (every nested HWPT detached and freed, every
+    /// host PASID released, pending page requests answered INVALID by iommufd) and a fresh
+    /// guest OS boots on the same RAM and devices.
+    ///
+    /// # Errors
+    /// [`VmError`] if the guest cannot boot again.
+    pub fn reboot(&mut self) -> Result<(), VmError> {
+        self.vmm.reset_bindings();
+        self.vmm.unclaim_all();
+        let boot = Rid::from_bdf(BOOT_DEVICE.0, BOOT_DEVICE.1, BOOT_DEVICE.2)
+            .map_err(|e| VmmError::Config(e.to_string()))?;
+        let (unit, os, irq) = Self::boot_guest(&self.vmm, boot)?;
+        self.unit = unit;
+        self.os = os;
+        self.irq = irq;
+        Ok(())
+    }
+
+    /// Stops the VM: see [`Vmm::shutdown`].
+    ///
+    /// # Errors
+    /// [`VmError`].
+    pub fn shutdown(self) -> Result<(), VmError> {
+        self.vmm.shutdown()?;
+        Ok(())
+    }
+
+    /// The VMM.
+    pub fn vmm(&self) -> &Arc<Vmm> {
+        &self.vmm
+    }
+
+    /// The guest's vIOMMU.
+    pub fn unit(&self) -> &Arc<Vtd> {
+        &self.unit
+    }
+
+    /// The guest OS.
+    pub fn os(&self) -> &Os {
+        &self.os
+    }
+
+    /// Interrupts the vIOMMU raised.
+    pub fn irq(&self) -> &Arc<MsiLog> {
+        &self.irq
+    }
+
+    /// Every interrupt handler on the way up, once: the host's (page requests into the fault
+    /// queue, faults into the guest's log), the VMM's fault-queue reader, the guest's.
+    /// Returns how much work there was.
+    pub fn service(&self) -> usize {
+        self.vmm.host().service()
+            + self.vmm.pump_faults()
+            + self.os.iommu.handle_page_requests()
+            + self.os.iommu.handle_faults()
+    }
+}
+
+impl Machine for Vm {
+    fn iommu(&self) -> &Arc<Iommu> {
+        &self.os.iommu
+    }
+
+    fn mm(&self) -> &Arc<MemoryManager> {
+        &self.os.mm
+    }
+
+    fn add_device(
+        &self,
+        rid: Rid,
+        pri_capacity: u32,
+        atc_entries: usize,
+    ) -> Result<Arc<dyn Endpoint>, String> {
+        let claimed = match self.vmm.claim(rid) {
+            Some(c) => c,
+            None => {
+                self.vmm
+                    .assign(rid, pri_capacity, atc_entries)
+                    .map_err(|e| e.to_string())?;
+                self.vmm
+                    .claim(rid)
+                    .ok_or_else(|| format!("{rid} is plugged in already"))?
+            }
+        };
+        let (host, reg) = claimed;
+        Ok(Arc::new(AssignedDevice::new(
+            rid,
+            host,
+            self.vmm.clone(),
+            reg,
+        )))
+    }
+
+    fn run_device(&self, dev: &dyn Endpoint) -> Progress {
+        loop {
+            match dev.run() {
+                Progress::Waiting => {
+                    if self.service() == 0 && dev.run() == Progress::Waiting {
+                        return Progress::Waiting;
+                    }
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn take_faults_recorded(&self) -> Vec<RecordedFault> {
+        // the host's fault interrupt first: it reports the guest's faults into its log
+        self.vmm.host().service();
+        self.os.vtd_driver.take_faults_recorded()
+    }
+
+    fn unit_stats(&self) -> StatsSnapshot {
+        self.unit.stats()
+    }
+
+    fn top_ram_page_below_interrupts(&self) -> u64 {
+        (INTERRUPT_WINDOW.0.min(self.vmm.ram_size()) - 4096) & !0xfff
+    }
+}

@@ -1,0 +1,907 @@
+//! The VMM: a process of the host's memory manager whose anonymous memory is guest RAM, an
+//! iommufd it opened, and the devices assigned to its guest.
+//!
+//! What it sets up at start (as QEMU's `hw/vfio` + `backends/iommufd.c` do with an
+//! `intel-iommu` that has `x-flts=on`): guest RAM as 1 GiB hugetlb-backed anonymous memory,
+//! pinned; an IOAS mapping GPA 0.. to it; a fault queue; at the first assigned device, a
+//! nesting-parent HWPT on the IOAS (the stage 2), to which each assigned device's requests
+//! without PASID are attached.
+//!
+//! What it does while the guest runs — the four vSVA flows, driven by the guest's vIOMMU
+//! ([`crate::viommu`]):
+//! 1. bind: a guest PASID entry with a first-stage table becomes a nested HWPT
+//!    (`IOMMU_HWPT_DATA_VTD_S1`) on the stage 2, attached to the device under a host PASID
+//!    the VMM chose for that guest PASID (PASIDs are virtualized: the device's PASID
+//!    register is rewritten as the guest programs it, [`crate::assigned`]);
+//! 2. invalidate: guest PASID-IOTLB and device-TLB invalidations become `IOMMU_HWPT_INVALIDATE`;
+//! 3. fault: page requests read from the fault queue become guest page requests (guest RID,
+//!    guest PASID, the device's PRG index);
+//! 4. respond: the guest's page group response becomes a fault-queue write with the cookie of
+//!    the group it answers. Answers for groups the guest never received are dropped.
+//!
+//! Unrecoverable host faults of an assigned device's DMA are reported into the guest's fault
+//! log, named as the guest names things (Linux has no such path for VT-d yet; it is what
+//! `IOMMU_VEVENTQ_ALLOC` does for SMMUv3).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
+
+use vsva_demo::device::DemoDevice;
+use vsva_demo::platform::Platform;
+use vsva_iommu::DeviceCaps;
+use vsva_iommu::ops::UnrecoverableFault;
+use vsva_iommufd::abi::{
+    Errno, IommuHwptPageResponse, IommuHwptPgfault, IommuHwptVtdS1, IommuHwptVtdS1Invalidate,
+    PageResponseCode, PgfaultFlags, PgfaultPerm, VtdInvalidateFlags, VtdS1Flags,
+};
+use vsva_iommufd::{DeviceInfo, FaultFile, Iommufd, VfioDevice, VfioDeviceFile};
+use vsva_mem::{Pasid, PhysMem, Rid};
+use vsva_mm::{MapFlags, Process, Prot};
+use vsva_vtd::lookup::Resolved;
+use vsva_vtd::spec::fault::{FaultReason, FaultRecord, RequestType};
+use vsva_vtd::spec::pasid::Pgtt;
+use vsva_vtd::{PageRequest, ResponseCode, Vtd};
+use zerocopy::FromBytes;
+
+use crate::guest_ram::GuestRam;
+use crate::uapi::Uapi;
+
+const GIB: u64 = 1 << 30;
+/// The host PASID an unbound guest PASID is rewritten to: never attached, so DMA under it
+/// faults on the host and reaches nothing.
+pub const BLOCKED_HOST_PASID: u32 = 0xf_ffff;
+/// The first host PASID the VMM hands out (above the guest's, to show they differ).
+const FIRST_HOST_PASID: u32 = 0x400;
+/// Fault records read from the queue at a time.
+const READ_BATCH: usize = 32;
+
+/// VMM errors.
+#[derive(Debug, thiserror::Error)]
+pub enum VmmError {
+    /// An iommufd command failed.
+    #[error("iommufd: {0}")]
+    Iommufd(#[from] Errno),
+    /// The host memory manager refused.
+    #[error("host memory: {0}")]
+    Mm(#[from] vsva_mm::MmError),
+    /// Guest RAM could not be assembled.
+    #[error("guest RAM: {0}")]
+    Ram(#[from] crate::guest_ram::GuestRamError),
+    /// Bad configuration.
+    #[error("{0}")]
+    Config(String),
+}
+
+/// What the VMM counts of the four flows (`vsva demo --vm`'s counters).
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Nested HWPTs allocated and attached for guest PASID entries.
+    pub nested_binds: AtomicU64,
+    /// `IOMMU_HWPT_INVALIDATE` calls made for guest invalidations.
+    pub invalidations_propagated: AtomicU64,
+    /// Page requests delivered to the guest's vIOMMU.
+    pub faults_to_guest: AtomicU64,
+    /// Guest page group responses written to the fault queue.
+    pub page_responses_relayed: AtomicU64,
+    /// Guest responses for groups it never received, dropped.
+    pub responses_dropped: AtomicU64,
+    /// Guest PASID entries the host refused (bad table pointer width, unsupported type...).
+    pub bind_errors: AtomicU64,
+    /// Unrecoverable host faults reported into the guest's fault log.
+    pub faults_reported: AtomicU64,
+}
+
+/// A snapshot of [`Counters`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CountersSnapshot {
+    /// See [`Counters::nested_binds`].
+    pub nested_binds: u64,
+    /// See [`Counters::invalidations_propagated`].
+    pub invalidations_propagated: u64,
+    /// See [`Counters::faults_to_guest`].
+    pub faults_to_guest: u64,
+    /// See [`Counters::page_responses_relayed`].
+    pub page_responses_relayed: u64,
+    /// See [`Counters::responses_dropped`].
+    pub responses_dropped: u64,
+    /// See [`Counters::bind_errors`].
+    pub bind_errors: u64,
+    /// See [`Counters::faults_reported`].
+    pub faults_reported: u64,
+}
+
+impl Counters {
+    fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The values now.
+    pub fn snapshot(&self) -> CountersSnapshot {
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        CountersSnapshot {
+            nested_binds: g(&self.nested_binds),
+            invalidations_propagated: g(&self.invalidations_propagated),
+            faults_to_guest: g(&self.faults_to_guest),
+            page_responses_relayed: g(&self.page_responses_relayed),
+            responses_dropped: g(&self.responses_dropped),
+            bind_errors: g(&self.bind_errors),
+            faults_reported: g(&self.faults_reported),
+        }
+    }
+}
+
+/// How a VM is built.
+#[derive(Debug, Clone, Copy)]
+pub struct VmConfig {
+    /// Guest RAM in bytes (whole GiB; backed by 1 GiB pages).
+    pub ram: u64,
+    /// The host PCI bus the VM's devices are plugged into (devices keep their guest
+    /// device/function numbers there), so that several VMs can share one host.
+    pub host_bus: u8,
+}
+
+impl Default for VmConfig {
+    fn default() -> Self {
+        VmConfig {
+            ram: 3 * GIB,
+            host_bus: 1,
+        }
+    }
+}
+
+/// A host device assigned to the guest.
+struct Assigned {
+    host: Arc<DemoDevice>,
+    file: VfioDeviceFile,
+    dev_id: u32,
+    /// The device's PASID register as the guest last wrote it.
+    guest_pasid_reg: Arc<AtomicU64>,
+    /// Handed to the guest OS (plugged in).
+    claimed: bool,
+}
+
+/// What a guest PASID entry asks of the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Want {
+    /// First-stage translation of the guest table at `root` (a GPA): a nested HWPT.
+    Nested {
+        root: u64,
+        addr_width: u32,
+        supervisor: bool,
+        did: u16,
+    },
+    /// Pass-through: the guest's GPAs as IOVAs — the stage 2 itself.
+    Parent,
+}
+
+/// A guest PASID (or RID_PASID) of a device as the host carries it out.
+#[derive(Debug, Clone, Copy)]
+struct Bind {
+    want: Want,
+    /// The nested HWPT, for [`Want::Nested`].
+    hwpt: Option<u32>,
+}
+
+/// Guest PASID -> host PASID, VM-wide (one host PASID per guest PASID, whatever the device).
+#[derive(Debug, Default)]
+struct PasidMap {
+    to_host: BTreeMap<u32, u32>,
+    to_guest: BTreeMap<u32, u32>,
+    users: BTreeMap<u32, u32>,
+    free: Vec<u32>,
+    next: u32,
+}
+
+impl PasidMap {
+    fn get_or_alloc(&mut self, guest: u32) -> Option<u32> {
+        if let Some(&host) = self.to_host.get(&guest) {
+            *self.users.entry(guest).or_default() += 1;
+            return Some(host);
+        }
+        let host = match self.free.pop() {
+            Some(h) => h,
+            None => {
+                let h = self.next.max(FIRST_HOST_PASID);
+                if h >= BLOCKED_HOST_PASID {
+                    return None;
+                }
+                self.next = h + 1;
+                h
+            }
+        };
+        self.to_host.insert(guest, host);
+        self.to_guest.insert(host, guest);
+        self.users.insert(guest, 1);
+        Some(host)
+    }
+
+    fn put(&mut self, guest: u32) {
+        let Some(n) = self.users.get_mut(&guest) else {
+            return;
+        };
+        *n -= 1;
+        if *n == 0 {
+            self.users.remove(&guest);
+            if let Some(host) = self.to_host.remove(&guest) {
+                self.to_guest.remove(&host);
+                self.free.push(host);
+            }
+        }
+    }
+}
+
+/// The key of a page request group the guest owes an answer: (guest RID, guest PASID, PRG
+/// index).
+type GroupKey = (u16, Option<u32>, u16);
+
+#[derive(Default)]
+struct State {
+    /// By guest RID.
+    devices: BTreeMap<u16, Assigned>,
+    pasids: PasidMap,
+    /// By (guest RID, guest PASID; `None` for RID_PASID).
+    binds: BTreeMap<(u16, Option<u32>), Bind>,
+    /// Groups delivered to the guest and not yet answered, with their fault-queue cookie.
+    cookies: HashMap<GroupKey, u32>,
+    /// The stage 2, once the first device is assigned.
+    s2: Option<u32>,
+}
+
+/// The VMM.
+pub struct Vmm {
+    host: Arc<Platform>,
+    cfg: VmConfig,
+    process: Arc<Process>,
+    uapi: Uapi,
+    ioas: u32,
+    fault_id: u32,
+    fault: Arc<FaultFile>,
+    ram: Arc<GuestRam>,
+    /// The VMM's own pins of guest RAM (the CPU view), dropped at shutdown.
+    ram_pins: Mutex<Vec<vsva_mm::Pinned>>,
+    state: Mutex<State>,
+    /// The guest's vIOMMU (replaced when the guest reboots).
+    unit: RwLock<Weak<Vtd>>,
+    counters: Counters,
+    me: Weak<Vmm>,
+}
+
+impl Vmm {
+    /// Starts a VMM on `host`: its process, guest RAM (mapped with 1 GiB pages and pinned),
+    /// an iommufd with an IOAS mapping all of guest RAM at GPA 0, and a fault queue.
+    ///
+    /// # Errors
+    /// [`VmmError`] when the host cannot provide any of it.
+    pub fn start(host: Arc<Platform>, cfg: VmConfig) -> Result<Arc<Vmm>, VmmError> {
+        if cfg.ram == 0 || cfg.ram % GIB != 0 {
+            return Err(VmmError::Config(format!(
+                "guest RAM {:#x} is not a whole number of GiB",
+                cfg.ram
+            )));
+        }
+        let process = host.mm.spawn()?;
+        let ram_va = process.mmap(
+            None,
+            cfg.ram,
+            Prot::RW,
+            MapFlags::HUGE_1G | MapFlags::POPULATE,
+        )?;
+        // The guest's CPU view: the frames behind guest RAM, pinned for the VM's life (what
+        // KVM reaches through the VMM's page tables, fixed here since VFIO pins it anyway).
+        let runs = process.pin_pages(ram_va, cfg.ram, true)?;
+        let frames: Vec<u64> = (0..cfg.ram / GIB)
+            .map(|i| {
+                let va = ram_va.raw() + i * GIB;
+                runs.iter()
+                    .find(|r| (r.va.raw()..r.va.raw() + r.len).contains(&va))
+                    .map_or(u64::MAX, |r| r.pa + (va - r.va.raw()))
+            })
+            .collect();
+        let ram = Arc::new(GuestRam::new(host.mem.clone(), GIB, frames)?);
+        let fd = Arc::new(Iommufd::new(process.clone(), host.iommu.clone()));
+        let uapi = Uapi::new(fd.clone(), process.clone())?;
+        let ioas = uapi.ioas_alloc()?;
+        uapi.ioas_map(ioas, ram_va, cfg.ram, 0)?;
+        let (fault_id, fault_fd) = uapi.fault_alloc()?;
+        let fault = fd.fault_file(fault_fd)?;
+        Ok(Arc::new_cyclic(|me| Vmm {
+            host,
+            cfg,
+            process,
+            uapi,
+            ioas,
+            fault_id,
+            fault,
+            ram,
+            ram_pins: Mutex::new(runs),
+            state: Mutex::new(State::default()),
+            unit: RwLock::new(Weak::new()),
+            counters: Counters::default(),
+            me: me.clone(),
+        }))
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The host.
+    pub fn host(&self) -> &Arc<Platform> {
+        &self.host
+    }
+
+    /// The VMM's process on the host.
+    pub fn process(&self) -> &Arc<Process> {
+        &self.process
+    }
+
+    /// Guest RAM.
+    pub fn ram(&self) -> &Arc<GuestRam> {
+        &self.ram
+    }
+
+    /// The iommufd.
+    pub fn iommufd(&self) -> &Arc<Iommufd> {
+        self.uapi.fd()
+    }
+
+    /// The VM's configuration.
+    pub fn config(&self) -> &VmConfig {
+        &self.cfg
+    }
+
+    /// The flow counters.
+    pub fn counters(&self) -> CountersSnapshot {
+        self.counters.snapshot()
+    }
+
+    /// Connects the guest's vIOMMU (at boot and after each reboot).
+    pub fn set_unit(&self, unit: &Arc<Vtd>) {
+        *self.unit.write().unwrap_or_else(|e| e.into_inner()) = Arc::downgrade(unit);
+    }
+
+    pub(crate) fn unit(&self) -> Option<Arc<Vtd>> {
+        self.unit
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .upgrade()
+    }
+
+    /// The host RID of guest device `rid`: the same device/function on the VM's host bus.
+    pub fn host_rid(&self, rid: Rid) -> Rid {
+        Rid::from_raw(u16::from(self.cfg.host_bus) << 8 | rid.devfn() as u16)
+    }
+
+    /// Plugs a demo device into the host for guest RID `rid` and assigns it to the VM: the
+    /// host kernel probes it (IOMMU core), the VMM opens its VFIO cdev, binds it to its
+    /// iommufd and attaches its requests without PASID to the stage 2 (allocated on the
+    /// first device). Returns the iommufd device ID.
+    ///
+    /// # Errors
+    /// [`VmmError`]; `EEXIST` if a device is already assigned at `rid`.
+    pub fn assign(&self, rid: Rid, pri_capacity: u32, atc_entries: usize) -> Result<u32, VmmError> {
+        let mut st = self.state();
+        if st.devices.contains_key(&rid.raw()) {
+            return Err(Errno::EEXIST.into());
+        }
+        let host_rid = self.host_rid(rid);
+        let caps = DeviceCaps {
+            pasid_bits: 20,
+            ats: true,
+            pri: true,
+        };
+        let dev = self.host.add_device(host_rid, pri_capacity, atc_entries);
+        self.host
+            .iommu
+            .add_device(host_rid, caps, pri_capacity)
+            .map_err(|e| VmmError::Config(e.to_string()))?;
+        let me = self.me.clone();
+        self.host
+            .iommu
+            .set_fault_handler(
+                host_rid,
+                Arc::new(move |f: &UnrecoverableFault| {
+                    if let Some(vmm) = me.upgrade() {
+                        vmm.report_host_fault(f);
+                    }
+                }),
+            )
+            .map_err(|e| VmmError::Config(e.to_string()))?;
+        let file = VfioDevice::new(DeviceInfo::new(host_rid, caps)).open();
+        let dev_id = file.bind(self.uapi.fd().clone())?;
+        let s2 = match st.s2 {
+            Some(s2) => s2,
+            None => {
+                let s2 = self.uapi.hwpt_nest_parent(dev_id, self.ioas)?;
+                st.s2 = Some(s2);
+                s2
+            }
+        };
+        file.attach(s2, None)?;
+        st.devices.insert(
+            rid.raw(),
+            Assigned {
+                host: dev,
+                file,
+                dev_id,
+                guest_pasid_reg: Arc::new(AtomicU64::new(0)),
+                claimed: false,
+            },
+        );
+        Ok(dev_id)
+    }
+
+    /// The host unit's capabilities and the PASID width of the device assigned at `rid`, from
+    /// `IOMMU_GET_HW_INFO`: (CAP, ECAP, PASID bits).
+    ///
+    /// # Errors
+    /// `ENODEV` if nothing is assigned there; the command's errno.
+    pub fn hw_info(&self, rid: Rid) -> Result<(u64, u64, u8), Errno> {
+        let dev_id = self
+            .state()
+            .devices
+            .get(&rid.raw())
+            .map(|a| a.dev_id)
+            .ok_or(Errno::ENODEV)?;
+        self.uapi.vtd_hw_info(dev_id)
+    }
+
+    /// Hands the device assigned at `rid` to the guest OS (once): the host device and the
+    /// cell of its guest-written PASID register. `None` if none is assigned or it was handed
+    /// out already.
+    pub(crate) fn claim(&self, rid: Rid) -> Option<(Arc<DemoDevice>, Arc<AtomicU64>)> {
+        let mut st = self.state();
+        let a = st.devices.get_mut(&rid.raw())?;
+        if a.claimed {
+            return None;
+        }
+        a.claimed = true;
+        Some((a.host.clone(), a.guest_pasid_reg.clone()))
+    }
+
+    /// Makes every assigned device available to the guest OS again (it rebooted).
+    pub(crate) fn unclaim_all(&self) {
+        for a in self.state().devices.values_mut() {
+            a.claimed = false;
+            a.guest_pasid_reg.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// The host PASID standing for guest PASID `guest` right now, if the guest has bound it.
+    pub fn host_pasid(&self, guest: u32) -> Option<u32> {
+        self.state().pasids.to_host.get(&guest).copied()
+    }
+
+    /// The host PASIDs attached now, by (guest RID, guest PASID), for tests and traces.
+    pub fn bindings(&self) -> Vec<(Rid, u32, u32)> {
+        let st = self.state();
+        st.binds
+            .iter()
+            .filter_map(|(&(rid, gp), _)| {
+                let gp = gp?;
+                Some((Rid::from_raw(rid), gp, *st.pasids.to_host.get(&gp)?))
+            })
+            .collect()
+    }
+
+    // ---- flow 1: bind ---------------------------------------------------------------
+
+    /// Brings the host in line with the guest's PASID entry of (`rid`, `pasid`) (`None`:
+    /// RID_PASID), after the guest invalidated its PASID cache or context cache.
+    pub(crate) fn sync_entry(&self, unit: &Vtd, rid: Rid, pasid: Option<u32>) {
+        let want = self.read_entry(unit, rid, pasid);
+        let mut st = self.state();
+        let key = (rid.raw(), pasid);
+        let current = st.binds.get(&key).map(|b| b.want);
+        if current == want || !st.devices.contains_key(&rid.raw()) {
+            return;
+        }
+        if current.is_some() {
+            self.unbind(&mut st, key);
+        }
+        if let Some(want) = want {
+            if let Err(e) = self.bind(&mut st, key, want) {
+                Counters::bump(&self.counters.bind_errors);
+                tracing::warn!(%rid, ?pasid, %e, "guest PASID entry refused by the host");
+            }
+        }
+    }
+
+    /// Every PASID entry of `rid` the guest has present now, and every one bound: what a
+    /// domain-selective or global invalidation may have changed.
+    pub(crate) fn sync_device(&self, unit: &Vtd, rid: Rid) {
+        let mut pasids: Vec<Option<u32>> = self
+            .state()
+            .binds
+            .keys()
+            .filter(|(r, _)| *r == rid.raw())
+            .map(|&(_, p)| p)
+            .collect();
+        pasids.extend(unit.guest_present_pasids(rid).into_iter().map(Some));
+        pasids.push(None);
+        pasids.sort_unstable();
+        pasids.dedup();
+        for pasid in pasids {
+            self.sync_entry(unit, rid, pasid);
+        }
+    }
+
+    /// The guest RIDs of the assigned devices.
+    pub(crate) fn guest_rids(&self) -> Vec<Rid> {
+        self.state()
+            .devices
+            .keys()
+            .map(|&r| Rid::from_raw(r))
+            .collect()
+    }
+
+    fn read_entry(&self, unit: &Vtd, rid: Rid, pasid: Option<u32>) -> Option<Want> {
+        let p = match pasid {
+            Some(p) => Some(Pasid::new(p).ok()?),
+            None => None,
+        };
+        let r: Resolved = unit.guest_pasid_entry(rid, p).ok()?;
+        match r.pgtt {
+            Pgtt::FirstStage => Some(Want::Nested {
+                root: r.entry.fs_root(),
+                addr_width: if r.entry.fs_levels() == Some(5) {
+                    57
+                } else {
+                    48
+                },
+                supervisor: r.entry.q2.sre(),
+                did: r.entry.q1.did(),
+            }),
+            Pgtt::PassThrough => Some(Want::Parent),
+            // The vIOMMU advertises neither second-stage nor nested translation.
+            _ => None,
+        }
+    }
+
+    fn bind(&self, st: &mut State, key: (u16, Option<u32>), want: Want) -> Result<(), Errno> {
+        let (rid, pasid) = key;
+        let s2 = st.s2.ok_or(Errno::ENODEV)?;
+        let dev_id = st.devices.get(&rid).ok_or(Errno::ENODEV)?.dev_id;
+        let host_pasid = match pasid {
+            Some(gp) => Some(st.pasids.get_or_alloc(gp).ok_or(Errno::ENOSPC)?),
+            None => None,
+        };
+        let result = (|| {
+            let file = &st.devices.get(&rid).ok_or(Errno::ENODEV)?.file;
+            match want {
+                Want::Parent => {
+                    file.attach(s2, host_pasid)?;
+                    Ok(None)
+                }
+                Want::Nested {
+                    root,
+                    addr_width,
+                    supervisor,
+                    ..
+                } => {
+                    let flags = if supervisor {
+                        VtdS1Flags::SRE.bits()
+                    } else {
+                        0
+                    };
+                    let s1 = IommuHwptVtdS1 {
+                        flags,
+                        pgtbl_addr: root,
+                        addr_width,
+                        __reserved: 0,
+                    };
+                    let hwpt = self.uapi.hwpt_nested(dev_id, s2, &s1, self.fault_id)?;
+                    if let Err(e) = file.attach(hwpt, host_pasid) {
+                        let _ = self.uapi.destroy(hwpt);
+                        return Err(e);
+                    }
+                    Counters::bump(&self.counters.nested_binds);
+                    Ok(Some(hwpt))
+                }
+            }
+        })();
+        match result {
+            Ok(hwpt) => {
+                st.binds.insert(key, Bind { want, hwpt });
+                Ok(())
+            }
+            Err(e) => {
+                if let Some(gp) = pasid {
+                    st.pasids.put(gp);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn unbind(&self, st: &mut State, key: (u16, Option<u32>)) {
+        let Some(bind) = st.binds.remove(&key) else {
+            return;
+        };
+        let (rid, pasid) = key;
+        let host_pasid = pasid.and_then(|gp| st.pasids.to_host.get(&gp).copied());
+        if let Some(a) = st.devices.get(&rid) {
+            let result = match (pasid, st.s2) {
+                // Requests without PASID go back to the stage 2.
+                (None, Some(s2)) => a.file.attach(s2, None).map(|_| ()),
+                _ => a.file.detach(host_pasid),
+            };
+            if let Err(e) = result {
+                tracing::warn!(rid, ?pasid, %e, "detach failed");
+            }
+        }
+        if let Some(hwpt) = bind.hwpt {
+            if let Err(e) = self.uapi.destroy(hwpt) {
+                tracing::warn!(hwpt, %e, "destroy failed");
+            }
+        }
+        if let Some(gp) = pasid {
+            st.pasids.put(gp);
+        }
+        // Groups of that PASID the guest still owes are answered by iommufd (INVALID) on
+        // detach; their cookies are gone.
+        st.cookies.retain(|&(r, p, _), _| (r, p) != key);
+    }
+
+    /// Drops every binding (the vIOMMU was reset: guest reboot). Pending page requests are
+    /// answered INVALID by iommufd as their PASIDs are detached.
+    pub fn reset_bindings(&self) {
+        let mut st = self.state();
+        let keys: Vec<_> = st.binds.keys().copied().collect();
+        for key in keys {
+            self.unbind(&mut st, key);
+        }
+        st.cookies.clear();
+    }
+
+    // ---- flow 2: invalidate ----------------------------------------------------------
+
+    /// The guest invalidated `[addr, addr + len)` (everything for `len` `u64::MAX`) of the
+    /// first stage of guest PASID `pasid`, on device `rid` or (`None`) on every device with
+    /// domain `did` (`None`: any).
+    pub(crate) fn invalidate(
+        &self,
+        rid: Option<Rid>,
+        pasid: u32,
+        did: Option<u16>,
+        addr: u64,
+        len: u64,
+        leaf: bool,
+    ) {
+        let hwpts: Vec<u32> = {
+            let st = self.state();
+            let mut v: Vec<u32> = st
+                .binds
+                .iter()
+                .filter(|&(&(r, p), b)| {
+                    p == Some(pasid)
+                        && rid.is_none_or(|rid| rid.raw() == r)
+                        && match b.want {
+                            Want::Nested { did: d, .. } => did.is_none_or(|did| did == d),
+                            Want::Parent => false,
+                        }
+                })
+                .filter_map(|(_, b)| b.hwpt)
+                .collect();
+            v.sort_unstable();
+            v.dedup();
+            v
+        };
+        let entry = if len == u64::MAX {
+            IommuHwptVtdS1Invalidate {
+                addr: 0,
+                npages: u64::MAX,
+                flags: 0,
+                __reserved: 0,
+            }
+        } else {
+            IommuHwptVtdS1Invalidate {
+                addr: addr & !0xfff,
+                npages: (len.div_ceil(4096)).max(1),
+                flags: if leaf {
+                    VtdInvalidateFlags::LEAF.bits()
+                } else {
+                    0
+                },
+                __reserved: 0,
+            }
+        };
+        for hwpt in hwpts {
+            match self.uapi.hwpt_invalidate(hwpt, &[entry]) {
+                Ok(_) => Counters::bump(&self.counters.invalidations_propagated),
+                Err(e) => tracing::warn!(hwpt, %e, "HWPT_INVALIDATE failed"),
+            }
+        }
+    }
+
+    // ---- flows 3 and 4: fault and respond ---------------------------------------------
+
+    /// Reads the fault queue and delivers each page request to the guest's vIOMMU. Groups
+    /// of PASIDs the guest no longer has are answered INVALID at once. Returns the number of
+    /// requests delivered.
+    pub fn pump_faults(&self) -> usize {
+        let Some(unit) = self.unit() else {
+            return 0;
+        };
+        let mut delivered = 0;
+        let mut buf = vec![0u8; READ_BATCH * size_of::<IommuHwptPgfault>()];
+        loop {
+            let n = match self.fault.read(&mut buf, 0) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            let mut requests = Vec::new();
+            let mut refuse = Vec::new();
+            {
+                let mut st = self.state();
+                for chunk in buf[..n].chunks_exact(size_of::<IommuHwptPgfault>()) {
+                    let Ok(rec) = IommuHwptPgfault::read_from_bytes(chunk) else {
+                        continue;
+                    };
+                    let flags = PgfaultFlags::from_bits_retain(rec.flags);
+                    let last = flags.contains(PgfaultFlags::LAST_PAGE);
+                    let rid = st
+                        .devices
+                        .iter()
+                        .find(|(_, a)| a.dev_id == rec.dev_id)
+                        .map(|(&r, _)| r);
+                    let pasid = if flags.contains(PgfaultFlags::PASID_VALID) {
+                        st.pasids.to_guest.get(&rec.pasid).copied().map(Some)
+                    } else {
+                        Some(None)
+                    };
+                    let (Some(rid), Some(pasid)) = (rid, pasid) else {
+                        if last {
+                            refuse.push(rec.cookie);
+                        }
+                        continue;
+                    };
+                    let prgi = (rec.grpid & 0x1ff) as u16;
+                    st.cookies.insert((rid, pasid, prgi), rec.cookie);
+                    let perm = PgfaultPerm::from_bits_retain(rec.perm);
+                    requests.push(PageRequest {
+                        rid: Rid::from_raw(rid),
+                        pasid: pasid.and_then(|p| Pasid::new(p).ok()),
+                        addr: rec.addr & !0xfff,
+                        read: perm.contains(PgfaultPerm::READ),
+                        write: perm.contains(PgfaultPerm::WRITE),
+                        exec: perm.contains(PgfaultPerm::EXEC),
+                        privileged: perm.contains(PgfaultPerm::PRIV),
+                        last,
+                        prgi,
+                    });
+                }
+            }
+            for cookie in refuse {
+                self.write_response(cookie, PageResponseCode::INVALID);
+            }
+            for pr in requests {
+                // A full guest queue answers the group itself, through `page_response`.
+                unit.page_request(&pr);
+                Counters::bump(&self.counters.faults_to_guest);
+                delivered += 1;
+            }
+        }
+        delivered
+    }
+
+    /// The guest's page group response for (`rid`, `pasid`, `prgi`): written to the fault
+    /// queue with the cookie of the group it answers; dropped if the guest never received
+    /// such a group.
+    pub(crate) fn page_response(
+        &self,
+        rid: Rid,
+        pasid: Option<Pasid>,
+        code: ResponseCode,
+        prgi: u16,
+    ) {
+        let cookie = self
+            .state()
+            .cookies
+            .remove(&(rid.raw(), pasid.map(|p| p.raw()), prgi));
+        let Some(cookie) = cookie else {
+            Counters::bump(&self.counters.responses_dropped);
+            tracing::debug!(%rid, ?pasid, prgi, "response to no pending group dropped");
+            return;
+        };
+        let code = match code {
+            ResponseCode::Success => PageResponseCode::SUCCESS,
+            // iommufd has no FAILURE code: a failure is not retried either.
+            _ => PageResponseCode::INVALID,
+        };
+        self.write_response(cookie, code);
+        Counters::bump(&self.counters.page_responses_relayed);
+    }
+
+    fn write_response(&self, cookie: u32, code: PageResponseCode) {
+        let response = IommuHwptPageResponse { cookie, code };
+        if let Err(e) = self
+            .fault
+            .write(zerocopy::IntoBytes::as_bytes(&response), 0)
+        {
+            tracing::warn!(cookie, %e, "fault queue refused a response");
+        }
+    }
+
+    /// An unrecoverable host fault of an assigned device, into the guest's fault log.
+    fn report_host_fault(&self, f: &UnrecoverableFault) {
+        let Some(unit) = self.unit() else {
+            return;
+        };
+        let Some(reason) = FaultReason::from_code(f.reason) else {
+            return;
+        };
+        let (rid, pasid) = {
+            let st = self.state();
+            let Some((&rid, a)) = st
+                .devices
+                .iter()
+                .find(|&(&r, _)| self.host_rid(Rid::from_raw(r)) == f.dev)
+            else {
+                return;
+            };
+            let pasid = f.pasid.and_then(|hp| {
+                st.pasids.to_guest.get(&hp.raw()).copied().or_else(|| {
+                    // the blocked PASID: the one the guest wrote in the device's register
+                    (hp.raw() == BLOCKED_HOST_PASID)
+                        .then(|| (a.guest_pasid_reg.load(Ordering::Relaxed) & 0xf_ffff) as u32)
+                })
+            });
+            (rid, pasid)
+        };
+        let rec = FaultRecord {
+            addr: f.addr & !0xfff,
+            sid: rid,
+            pasid,
+            privileged: false,
+            execute: false,
+            kind: if f.write {
+                RequestType::Write
+            } else {
+                RequestType::Read
+            },
+            at: 0,
+            reason,
+        };
+        unit.report_fault(&rec);
+        Counters::bump(&self.counters.faults_reported);
+    }
+
+    /// Guest-physical `gpa` as the host sees it, if it is guest RAM.
+    pub fn gpa_to_hpa(&self, gpa: u64) -> Option<u64> {
+        self.ram.hpa(gpa)
+    }
+
+    /// The size of guest RAM.
+    pub fn ram_size(&self) -> u64 {
+        self.ram.size()
+    }
+
+    /// Shuts the VMM down: every binding dropped, every device file closed (unbinding it
+    /// from the iommufd), the iommufd closed (its objects destroyed, its pages unpinned),
+    /// and the process exits (guest RAM freed). Pending page requests are answered INVALID.
+    ///
+    /// # Errors
+    /// The process's exit error.
+    pub fn shutdown(&self) -> Result<(), VmmError> {
+        self.reset_bindings();
+        let devices = std::mem::take(&mut self.state().devices);
+        for (_, a) in devices {
+            let _ = a.file.detach(None);
+            // closing the file unbinds the device
+            drop(a.file);
+        }
+        let s2 = self.state().s2.take();
+        // (the fault queue goes when the context is closed, as the VMM's file reference drops)
+        for id in s2.into_iter().chain([self.ioas]) {
+            if let Err(e) = self.uapi.destroy(id) {
+                tracing::warn!(id, %e, "destroy at shutdown failed");
+            }
+        }
+        let runs = std::mem::take(&mut *self.ram_pins.lock().unwrap_or_else(|e| e.into_inner()));
+        self.process.unpin_pages(&runs);
+        self.process.exit()?;
+        Ok(())
+    }
+}
