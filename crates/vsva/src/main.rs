@@ -1,8 +1,9 @@
 //! The `vsva` command.
 //!
-//! * `vsva demo [--json]` — the SVA demo: a userspace program on a host with a VT-d IOMMU and
-//!   a PASID/ATS/PRI DMA device runs its checks; one line per check, then counters. Exit
-//!   status 0 only if every check passed.
+//! * `vsva demo [--vm] [--json]` — the SVA demo: a userspace program on a host with a VT-d
+//!   IOMMU and a PASID/ATS/PRI DMA device runs its checks, then the same program inside a
+//!   guest through a virtual VT-d bound onto host nesting (`--vm`: only the guest); one line
+//!   per check, then counters. Exit status 0 only if every check passed.
 //! * `vsva foundation [--json]` — the foundation walkthrough: a process faulting pages in,
 //!   its page walk explained, huge pages, fork/COW with an MMU notifier, a nested walk.
 
@@ -31,6 +32,9 @@ enum Command {
         /// Print one JSON object instead of text.
         #[arg(long)]
         json: bool,
+        /// Run the program only inside a guest (vSVA).
+        #[arg(long)]
+        vm: bool,
     },
     /// Walk through the foundation: memory, page tables, the memory manager.
     Foundation {
@@ -71,7 +75,14 @@ fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     let (report, json) = match cli.command {
-        Command::Demo { json } => (sva::run()?, json),
+        Command::Demo { json, vm } => {
+            let place = if vm {
+                sva::Where::Guest
+            } else {
+                sva::Where::HostThenGuest
+            };
+            (sva::run(place)?, json)
+        }
         Command::Foundation { json } => (foundation::run()?, json),
         Command::Bench { .. } => unreachable!("handled above"),
     };

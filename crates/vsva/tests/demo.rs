@@ -23,7 +23,8 @@ fn json(args: &[&str]) -> serde_json::Value {
 fn demo_json_reports_every_sva_check_and_the_counters() {
     let v = json(&["demo", "--json"]);
     let checks = v["checks"].as_array().expect("checks array");
-    assert_eq!(checks.len(), 12);
+    // the host's twelve, then the same twelve inside a guest
+    assert_eq!(checks.len(), 24);
     for c in checks {
         assert!(c["name"].is_string() && c["detail"].is_string());
         assert_eq!(c["passed"], true, "{c}");
@@ -35,6 +36,8 @@ fn demo_json_reports_every_sva_check_and_the_counters() {
         "two devices bound to one process share its PASID",
     ] {
         assert!(names.contains(&expected), "missing check {expected:?}");
+        let in_guest = format!("guest: {expected}");
+        assert!(names.contains(&in_guest.as_str()), "missing {in_guest:?}");
     }
     for counter in [
         "ats_translations",
@@ -51,6 +54,33 @@ fn demo_json_reports_every_sva_check_and_the_counters() {
         v["counters"]["page_requests"],
         v["counters"]["page_group_responses"]
     );
+    // the guest's flows through the VMM
+    for counter in [
+        "nested_binds",
+        "invalidations_propagated",
+        "faults_to_guest",
+        "page_responses_relayed",
+    ] {
+        assert!(v["counters"][counter].as_u64().unwrap() > 0, "{counter}");
+    }
+    // every page request the guest received, the guest answered through the VMM
+    assert_eq!(
+        v["counters"]["faults_to_guest"],
+        v["counters"]["page_responses_relayed"]
+    );
+}
+
+#[test]
+fn demo_vm_runs_only_the_guest() {
+    let v = json(&["demo", "--vm", "--json"]);
+    let checks = v["checks"].as_array().expect("checks array");
+    assert_eq!(checks.len(), 12);
+    assert!(checks.iter().all(|c| c["passed"] == true));
+    assert!(
+        v["counters"]["nested_binds"].as_u64().unwrap() >= 2,
+        "parent and forked child"
+    );
+    assert!(v["counters"]["guest_page_requests"].is_null());
 }
 
 #[test]
@@ -58,7 +88,8 @@ fn demo_text_report_has_a_line_per_check_then_counters() {
     let out = run(&["demo"]);
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("== checks: 12 of 12 passed"));
+    assert!(text.contains("== checks: 24 of 24 passed"));
+    assert!(text.contains("vSVA demo"));
     let counters_at = text.find("== counters").expect("counters");
     assert!(text.find("== checks").unwrap() < counters_at);
     assert!(!text.contains("FAIL"));
