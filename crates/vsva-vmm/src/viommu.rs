@@ -72,10 +72,6 @@ impl VirtualBackend for Relay {
                 for rid in vmm.guest_rids() {
                     if granularity == 1 {
                         vmm.sync_entry(&unit, rid, Some(pasid));
-                        if pasid == 0 {
-                            // RID_PASID is PASID 0: requests without PASID use its entry
-                            vmm.sync_entry(&unit, rid, None);
-                        }
                     } else {
                         vmm.sync_device(&unit, rid);
                     }

@@ -490,6 +490,9 @@ impl Vmm {
     /// Brings the host in line with the guest's PASID entry of (`rid`, `pasid`) (`None`:
     /// RID_PASID), after the guest invalidated its PASID cache or context cache.
     pub(crate) fn sync_entry(&self, unit: &Vtd, rid: Rid, pasid: Option<u32>) {
+        // The guest's PASID 0 entry is its RID_PASID entry (the vIOMMU's context entries keep
+        // RID_PASID 0): requests without PASID, carried by the device's RID on the host.
+        let pasid = pasid.filter(|&p| p != 0);
         let want = self.read_entry(unit, rid, pasid);
         let mut st = self.state();
         let key = (rid.raw(), pasid);
