@@ -41,7 +41,12 @@ pub struct Bound {
 }
 
 pub fn bind(vm: &Vm) -> Bound {
-    let rid = Rid::from_bdf(0, 3, 0).unwrap();
+    bind_at(vm, 3)
+}
+
+/// As [`bind`], with device 00:`dev`.0 (plugged in if the VM does not have it yet).
+pub fn bind_at(vm: &Vm, dev: u8) -> Bound {
+    let rid = Rid::from_bdf(0, dev, 0).unwrap();
     let dev = vm.add_device(rid, 32, 256).unwrap();
     let drv = DemoDriver::probe(vm, dev, false).unwrap();
     let process = vm.mm().spawn().unwrap();

@@ -1,0 +1,138 @@
+//! Isolation: while one guest runs the whole demo program, another programs garbage — a
+//! first-stage pointer outside its RAM, a table whose leaves point outside its RAM, a PASID
+//! it never bound, a page response for a group it never received, an invalidation storm.
+//! The bad guest gets faults and errors; the good one passes every check; the host and the
+//! bad guest keep working afterwards.
+
+mod common;
+
+use common::{GIB, bind, cmd, guest, host};
+use vsva_demo::driver::DriverError;
+use vsva_demo::regs::Op;
+use vsva_mem::{PageSize, Pasid, Rid};
+use vsva_mm::{MapFlags, Prot};
+use vsva_pgtable::x86::X86Paging;
+use vsva_pgtable::{PageTable, Perm};
+use vsva_vtd::ResponseCode;
+use vsva_vtd::driver::Domain;
+
+/// Binds guest PASID `pasid` of `rid` to a first-stage table at `root` through the guest's
+/// own VT-d driver (what a buggy or hostile guest kernel can do), which writes the PASID
+/// entry and invalidates the PASID cache.
+fn program_entry(vm: &vsva_vmm::Vm, rid: Rid, pasid: u32, root: u64) {
+    vm.os()
+        .vtd_driver
+        .attach_pasid(
+            rid,
+            Pasid::new(pasid).unwrap(),
+            &Domain::FirstStage {
+                did: 0x300 + pasid as u16,
+                root,
+                levels: 4,
+                supervisor: false,
+                write_protect: false,
+            },
+        )
+        .unwrap();
+}
+
+fn expect_device_error(result: Result<u64, DriverError>, what: &str) {
+    match result {
+        Err(DriverError::Device(_)) => {}
+        other => panic!("{what}: {other:?}"),
+    }
+}
+
+fn misbehave(bad: &vsva_vmm::Vm) {
+    let b = bind(bad);
+    let rid = Rid::from_bdf(0, 3, 0).unwrap();
+    let fill = |va| cmd(Op::Fill, 0, va, 4096, 0xee);
+
+    // 1. A first-stage table pointer beyond guest RAM (GPA 256 GiB): the host's stage 2
+    //    refuses the table fetch; the device's command fails.
+    program_entry(bad, rid, 0x55, 256 * GIB);
+    assert_eq!(bad.vmm().counters().bind_errors, 0, "iommufd takes any GPA");
+    expect_device_error(
+        b.drv
+            .run_pasid(bad, Pasid::new(0x55).unwrap(), &fill(0x4000_0000)),
+        "table outside RAM",
+    );
+    let faults = vsva_demo::machine::Machine::take_faults_recorded(bad);
+    assert!(
+        faults.iter().any(|f| f.pasid == Some(0x55)),
+        "the guest sees the fault under its own PASID: {faults:?}"
+    );
+
+    // 2. A table in guest RAM whose leaf points outside guest RAM (GPA 100 GiB).
+    let frames = bad.os().mm.frames().clone();
+    let table = PageTable::new(X86Paging::default(), frames).unwrap();
+    table
+        .map(0x7000_0000, 100 * GIB, PageSize::Size4K, Perm::USER_RW)
+        .unwrap();
+    program_entry(bad, rid, 0x56, table.root());
+    expect_device_error(
+        b.drv
+            .run_pasid(bad, Pasid::new(0x56).unwrap(), &fill(0x7000_0000)),
+        "leaf outside RAM",
+    );
+
+    // 3. A PASID the guest never bound: the VMM rewrites it to the blocked host PASID.
+    expect_device_error(
+        b.drv
+            .run_pasid(bad, Pasid::new(0x77).unwrap(), &fill(0x4000_0000)),
+        "unbound PASID",
+    );
+
+    // 4. A page group response for a group it never received: dropped.
+    let dropped = bad.vmm().counters().responses_dropped;
+    for prgi in [0, 7, 0x1ff] {
+        bad.os()
+            .vtd_driver
+            .page_response(rid, Some(b.ctx.pasid()), prgi, ResponseCode::Success)
+            .unwrap();
+    }
+    assert_eq!(bad.vmm().counters().responses_dropped, dropped + 3);
+
+    // 5. An invalidation storm on its real binding: every one reaches the host and returns.
+    let did = bad.os().iommu.domain_id(rid, b.ctx.pasid()).unwrap();
+    let before = bad.vmm().counters().invalidations_propagated;
+    for i in 0..2000u64 {
+        bad.os()
+            .vtd_driver
+            .flush_range(did, rid, b.ctx.pasid(), (i % 512) << 12, 4096)
+            .unwrap();
+    }
+    assert!(bad.vmm().counters().invalidations_propagated >= before + 2000);
+
+    // The bad guest itself still works for honest requests.
+    let buf = b
+        .process
+        .mmap(None, 4 * 4096, Prot::RW, MapFlags::empty())
+        .unwrap();
+    b.drv
+        .run(bad, &b.ctx, &cmd(Op::Fill, 0, buf.raw(), 4 * 4096, 0x42))
+        .unwrap();
+    let mut got = [0u8; 4];
+    b.process.read_bytes(buf, &mut got).unwrap();
+    assert_eq!(got, [0x42; 4]);
+}
+
+#[test]
+fn a_guest_programming_garbage_reaches_nothing_and_stops_nobody() {
+    let host = host();
+    let good = guest(&host, 1);
+    let bad = guest(&host, 2);
+    let host_faults_before = host.iommu.stats().unrecoverable;
+    std::thread::scope(|s| {
+        let good_run = s.spawn(|| vsva_demo::program::run(&good).unwrap());
+        s.spawn(|| misbehave(&bad)).join().unwrap();
+        let report = good_run.join().unwrap();
+        for c in &report.checks {
+            assert!(c.passed, "{}: {}", c.name, c.detail);
+        }
+    });
+    assert!(host.iommu.stats().unrecoverable > host_faults_before);
+    // The host keeps working for its own SVA too.
+    let host_report = vsva_demo::program::run(host.as_ref()).unwrap();
+    assert!(host_report.checks.iter().all(|c| c.passed));
+}
