@@ -6,7 +6,6 @@ mod common;
 
 use common::{bind, cmd, guest, host};
 use vsva_demo::driver::DriverError;
-use vsva_demo::machine::Machine;
 use vsva_demo::regs::{self, DeviceError, Op};
 use vsva_mem::{Pasid, Rid, Va};
 use vsva_mm::{MapFlags, Prot};
