@@ -6,7 +6,6 @@ mod common;
 
 use common::{GIB, bind, bind_at, cmd, guest, host};
 use vsva_demo::device::Progress;
-use vsva_demo::machine::Machine;
 use vsva_demo::regs::{DeviceError, Op};
 use vsva_iommufd::ObjectType;
 use vsva_mem::Pasid;
