@@ -127,6 +127,7 @@ fn bench_quick_json_has_every_metric_with_its_baseline() {
         "nested_walk_ns",
         "sva_dma_copy_gbps",
         "iopf_roundtrip_us",
+        "vsva_iopf_roundtrip_us",
         "invalidation_us",
         "ioas_map_pages_per_s",
         "pasid_scale",
@@ -139,6 +140,7 @@ fn bench_quick_json_has_every_metric_with_its_baseline() {
     assert!(m["iotlb_hit_ns"]["baseline"].as_f64().is_some());
     assert!(m["sva_dma_copy_gbps"]["ratio"].as_f64().is_some());
     assert!(m["ioas_map_pages_per_s"]["baseline"].as_f64().is_some());
+    assert!(m["vsva_iopf_roundtrip_us"]["baseline"].as_f64().is_some());
 }
 
 #[test]
