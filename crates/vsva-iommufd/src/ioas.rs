@@ -238,12 +238,7 @@ impl Iommufd {
         let (prot, fixed) = check_map(flags, &[cmd.iova, cmd.length], cmd.iova)?;
         let ioas = self.get_ioas(cmd.ioas_id)?;
         let resolver = self.file_resolver().ok_or(Errno::EBADF)?;
-        let file = resolver.resolve(
-            cmd.fd,
-            cmd.start,
-            cmd.length,
-            prot.contains(IoProt::WRITE),
-        )?;
+        let file = resolver.resolve(cmd.fd, cmd.start, cmd.length, prot.contains(IoProt::WRITE))?;
         cmd.iova = ioas
             .iopt
             .map_user(file, cmd.start, cmd.length, prot, fixed)?;
