@@ -29,6 +29,8 @@ compile_error!(
 );
 
 pub mod config;
+#[cfg(test)]
+mod fault_flow;
 pub mod files;
 #[cfg(not(test))]
 pub mod interpose;

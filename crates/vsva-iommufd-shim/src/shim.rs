@@ -10,6 +10,7 @@ use iommufd::abi::{Command, Errno, IommuDestroy};
 use iommufd::fault::{PGFAULT_SIZE, RESPONSE_SIZE};
 use iommufd::{DeviceInfo, Iommufd, PollFlags, VfioDevice};
 use libc::c_int;
+use vsva_demo::device::DemoDevice;
 use vsva_demo::platform::Platform;
 use vsva_iommu::DeviceCaps;
 use vsva_mem::{PhysMem, PhysMemory, SegmentedMemory};
@@ -33,6 +34,8 @@ pub struct Machine {
     pub resolver: Arc<MemfdResolver>,
     /// `/dev/vfio/devices/vfio<i>` is `devices[i]`.
     pub devices: Vec<Arc<VfioDevice>>,
+    /// The demo endpoint behind each device (its DMA engine runs inside the model only).
+    pub endpoints: Vec<Arc<DemoDevice>>,
 }
 
 impl Machine {
@@ -49,6 +52,7 @@ impl Machine {
         let platform = Platform::with_memory(phys, cfg.ram_bytes(), cfg.vtd_config())
             .map_err(|e| e.to_string())?;
         let mut devices = Vec::new();
+        let mut endpoints = Vec::new();
         for ep in &cfg.endpoints {
             let rid = parse_rid(&ep.rid)?;
             let caps = DeviceCaps {
@@ -56,12 +60,12 @@ impl Machine {
                 ats: ep.ats,
                 pri: ep.pri,
             };
-            platform.add_device_with_width(
+            endpoints.push(platform.add_device_with_width(
                 rid,
                 ep.pri_capacity,
                 ep.atc_entries,
                 ep.pasid_bits.max(1),
-            );
+            ));
             platform
                 .iommu
                 .add_device(rid, caps, ep.pri_capacity)
@@ -75,6 +79,7 @@ impl Machine {
             platform,
             mem,
             devices,
+            endpoints,
         })
     }
 }

@@ -46,8 +46,12 @@ fn build_library() -> PathBuf {
             cargo.args(["--profile", other]);
         }
     }
-    let status = cargo.status().expect("run cargo");
-    assert!(status.success(), "building the shim failed");
+    let out = cargo.output().expect("run cargo");
+    assert!(
+        out.status.success(),
+        "building the shim failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let lib = dir.join("libvsva_iommufd.so");
     assert!(lib.exists(), "{} was not built", lib.display());
     lib
