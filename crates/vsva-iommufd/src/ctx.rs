@@ -31,6 +31,7 @@ use vsva_iommu::Iommu;
 use crate::abi::{Errno, IommuDestroy, IommuOption, OptionId, OptionOp, check_zero};
 use crate::device::Device;
 use crate::fault::FaultFile;
+use crate::file::FileResolver;
 use crate::ioas::Ioas;
 use crate::object::{Held, IommufdObject, Object, ObjectTable, ObjectType};
 use crate::pages::AddressSpace;
@@ -81,6 +82,8 @@ pub struct Iommufd {
     privileged: AtomicBool,
     attach: Mutex<()>,
     state: Mutex<State>,
+    /// How descriptors in `IOMMU_IOAS_MAP_FILE` become memory ([`crate::file`]).
+    files: Mutex<Option<Arc<dyn FileResolver>>>,
 }
 
 impl Iommufd {
@@ -95,6 +98,7 @@ impl Iommufd {
             privileged: AtomicBool::new(false),
             attach: Mutex::new(()),
             state: Mutex::new(State::default()),
+            files: Mutex::new(None),
         }
     }
 
@@ -106,6 +110,18 @@ impl Iommufd {
     /// The IOMMU the context's devices are behind.
     pub fn iommu(&self) -> &Arc<Iommu> {
         &self.iommu
+    }
+
+    /// Sets how the descriptors `IOMMU_IOAS_MAP_FILE` names are resolved (the owner of the
+    /// caller's file table provides it; see [`crate::file`]). Without one, every descriptor is
+    /// `EBADF`.
+    pub fn set_file_resolver(&self, resolver: Option<Arc<dyn FileResolver>>) {
+        *self.files.lock().unwrap_or_else(|e| e.into_inner()) = resolver;
+    }
+
+    /// The file resolver, if one is set.
+    pub fn file_resolver(&self) -> Option<Arc<dyn FileResolver>> {
+        self.files.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Takes the attach lock (see the module's locking rules).

@@ -222,21 +222,27 @@ impl Iommufd {
         Ok(())
     }
 
-    /// `IOMMU_IOAS_MAP_FILE` (`iommufd_ioas_map_file()`): map part of a memfd.
-    ///
-    /// vsva has no file descriptor table yet, so every `fd` is bad: after the argument checks
-    /// Linux makes before it looks at the file, this fails as `fget()` of a bad descriptor
-    /// does. Mapping memfds is future work.
+    /// `IOMMU_IOAS_MAP_FILE` (`iommufd_ioas_map_file()`, then `iopt_map_file_pages()`): maps
+    /// `cmd.length` bytes of the memfd `cmd.fd` from byte `cmd.start` into the IOAS, at
+    /// `cmd.iova` with `FIXED_IOVA`, else at an IOVA chosen and returned in `cmd.iova`. The
+    /// descriptor is resolved by the context's [`FileResolver`](crate::FileResolver); the
+    /// file's pages are then pinned lazily and shared by COPY like those of `IOMMU_IOAS_MAP`.
     ///
     /// # Errors
     /// In order: `EOPNOTSUPP` for unknown flags; `EOVERFLOW` if `iova` or `length` is
     /// `u64::MAX`; `EINVAL` without `READABLE` or `WRITEABLE`; `ENOENT` if `ioas_id` is not an
-    /// IOAS; `EBADF`.
+    /// IOAS; `EBADF` for a bad descriptor (always, when the context has no resolver); the
+    /// resolver's `EINVAL` / `EPERM`; then [`IoPageTable::map_user`]'s errors.
     pub fn ioas_map_file(&self, cmd: &mut IommuIoasMapFile) -> Result<(), Errno> {
         let flags = IoasMapFlags::from_bits(cmd.flags).ok_or(Errno::EOPNOTSUPP)?;
-        check_map(flags, &[cmd.iova, cmd.length], cmd.iova)?;
-        let _ioas = self.get_ioas(cmd.ioas_id)?;
-        Err(Errno::EBADF)
+        let (prot, fixed) = check_map(flags, &[cmd.iova, cmd.length], cmd.iova)?;
+        let ioas = self.get_ioas(cmd.ioas_id)?;
+        let resolver = self.file_resolver().ok_or(Errno::EBADF)?;
+        let file = resolver.resolve(cmd.fd, cmd.start, cmd.length, prot.contains(IoProt::WRITE))?;
+        cmd.iova = ioas
+            .iopt
+            .map_user(file, cmd.start, cmd.length, prot, fixed)?;
+        Ok(())
     }
 
     /// `IOMMU_IOAS_COPY` (`iommufd_ioas_copy()`): maps into `cmd.dst_ioas_id` the memory that
@@ -289,9 +295,9 @@ impl Iommufd {
 
     /// `IOMMU_IOAS_CHANGE_PROCESS` (`iommufd_ioas_change_process()`): charge every pinned page
     /// of the context to the calling process. Linux refuses with `EINVAL` if any IOAS holds a
-    /// mapping not made by `IOMMU_IOAS_MAP_FILE`; since vsva cannot map files yet, every
-    /// mapping is such a one, so the call succeeds exactly when no IOAS maps anything (and
-    /// then has nothing to move).
+    /// mapping not made by `IOMMU_IOAS_MAP_FILE`; vsva does not tell file mappings apart yet
+    /// and treats every mapping as such a one, so the call succeeds exactly when no IOAS maps
+    /// anything (and then has nothing to move).
     ///
     /// # Errors
     /// `EOPNOTSUPP` for non-zero `__reserved`; `EINVAL` if any IOAS has a mapping.

@@ -20,6 +20,7 @@
 //! * [`vfio_cdev`] — the VFIO device cdev ioctls that bind and attach a device
 //!   (`drivers/vfio/device_cdev.c`).
 //! * [`vfio_compat`] — `IOMMU_VFIO_IOAS` (`vfio_compat.c`).
+//! * [`file`] — [`FileResolver`]: how the descriptor of `IOMMU_IOAS_MAP_FILE` becomes memory.
 //! * [`ioctl`] — [`Iommufd::ioctl`]: request number and argument bytes to a command and back.
 //! * [`user_memory`] — [`UserMemory`], the caller's memory behind pointers in an argument.
 //! * [`io_pagetable`], [`pages`], [`domain`] — the engine under an IOAS: its address space,
@@ -41,6 +42,7 @@ pub mod device;
 pub mod dirty;
 pub mod domain;
 pub mod fault;
+pub mod file;
 pub mod hw_pagetable;
 pub mod io_pagetable;
 pub mod ioas;
@@ -55,6 +57,7 @@ pub mod vtd;
 pub use ctx::{AccountMode, Iommufd};
 pub use device::{Device, DeviceInfo};
 pub use fault::{Fault, FaultFile, PollFlags};
+pub use file::FileResolver;
 pub use hw_pagetable::{HwptNested, HwptPaging, HwptRef};
 pub use ioas::Ioas;
 pub use object::{Held, IommufdObject, Object, ObjectType};

@@ -1,0 +1,41 @@
+//! `libvsva_iommufd.so`: run an unmodified program against vsva's iommufd model with
+//! `LD_PRELOAD`. `open("/dev/iommu")` returns a descriptor served by a
+//! [`vsva_iommufd::Iommufd`](iommufd::Iommufd) context; `open("/dev/vfio/devices/vfioN")` one
+//! served by the VFIO cdev front end of the N-th demo endpoint of a modelled host (VT-d,
+//! the IOMMU core, demo PCIe devices with PASID/ATS/PRI). Every other descriptor and path
+//! goes straight to the kernel.
+//!
+//! * [`interpose`] — the libc entry points (`open*`, `close`, `ioctl`, `read`, `write`,
+//!   `poll`, `ppoll`, `dup*`, `fcntl`), built only into the library, not the unit tests;
+//! * [`shim`] — what they do with the shim's files: ioctl arguments read and written with
+//!   `process_vm_readv` / `process_vm_writev` (a bad pointer is `EFAULT`), fault queues as
+//!   real pollable descriptors;
+//! * [`files`] — the shim's descriptors (socket pairs, named by inode) and their release;
+//! * [`program`] — the program's memory as the contexts' address space: pinned ranges are
+//!   moved onto memfds shared with the model's physical memory;
+//! * [`mapfile`] — `IOMMU_IOAS_MAP_FILE`'s memfds;
+//! * [`config`] — the modelled machine, from `VSVA_SHIM_CONFIG`;
+//! * [`maps`] — `/proc/self/maps`; [`sys`] — raw system calls.
+//!
+//! See README.md, "/dev/iommu from C", for use and the differences from Linux.
+
+#[cfg(target_endian = "big")]
+compile_error!("vsva models little-endian hardware and only builds on little-endian hosts");
+
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+compile_error!(
+    "the shim reads the optional argument of variadic libc functions as a fixed one, which \
+     holds on x86-64 and AArch64 Linux only"
+);
+
+pub mod config;
+#[cfg(test)]
+mod fault_flow;
+pub mod files;
+#[cfg(not(test))]
+pub mod interpose;
+pub mod mapfile;
+pub mod maps;
+pub mod program;
+pub mod shim;
+pub mod sys;
