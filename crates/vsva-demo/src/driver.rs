@@ -64,10 +64,98 @@ pub struct Command {
     pub privileged: bool,
 }
 
+impl Command {
+    /// `op` on `len` bytes from `src` to `dst` with `pattern`, unprivileged.
+    pub fn new(op: Op, src: u64, dst: u64, len: u64, pattern: u64) -> Command {
+        Command {
+            op,
+            src,
+            dst,
+            len,
+            pattern,
+            privileged: false,
+        }
+    }
+}
+
 /// The driver of one demo device.
 pub struct DemoDriver {
     dev: Arc<dyn Endpoint>,
     privileged: bool,
+}
+
+/// What the driver's probe does to the device's configuration space before SVA can be used:
+/// finds the PASID, ATS and PRI extended capabilities, enables PASID (with Privileged Mode
+/// if `privileged`), ATS with a 4 KiB smallest translation unit, and PRI with the device's
+/// whole outstanding-request capacity allocated (PCIe 6.0 §10.5.2, §10.5.3, §7.8.9). Returns
+/// (PASID width, PRI requests allocated). Anyone playing a driver — a VMM's or a test's —
+/// enables a demo device through this.
+///
+/// # Errors
+/// [`DriverError::Missing`] without one of the capabilities.
+pub fn enable_sva_capabilities(
+    dev: &dyn Endpoint,
+    privileged: bool,
+) -> Result<(u8, u32), DriverError> {
+    let find = |id: u16| {
+        let mut at = 0x100u32;
+        for _ in 0..64 {
+            let h = dev.config_read(at, 4);
+            if h & 0xffff == id as u32 {
+                return Some(at);
+            }
+            at = h >> 20;
+            if at < 0x100 {
+                return None;
+            }
+        }
+        None
+    };
+    let pasid_at = find(EXT_CAP_ID_PASID).ok_or(DriverError::Missing("PASID"))?;
+    let ats_at = find(EXT_CAP_ID_ATS).ok_or(DriverError::Missing("ATS"))?;
+    let pri_at = find(EXT_CAP_ID_PRI).ok_or(DriverError::Missing("PRI"))?;
+    debug_assert_eq!(
+        (pasid_at, ats_at, pri_at),
+        (
+            PASID_CAP_OFFSET as u32,
+            ATS_CAP_OFFSET as u32,
+            PRI_CAP_OFFSET as u32
+        )
+    );
+    let pasid_cap = dev.config_read(pasid_at + PASID_CAP as u32, 2);
+    let width = ((pasid_cap >> 8) & 0x1f) as u8;
+    let mut ctrl = PasidCtrl::ENABLE;
+    if privileged {
+        ctrl |= PasidCtrl::PRIV;
+    }
+    dev.config_write(pasid_at + PASID_CTRL as u32, 2, ctrl.bits() as u32);
+    // ATS: enable, STU 0 (4 KiB).
+    dev.config_write(ats_at + ATS_CTRL as u32, 2, 1 << 15);
+    // PRI: allocate the device's whole capacity, then enable.
+    let capacity = dev.config_read(pri_at + PRI_MAX_REQ as u32, 4);
+    dev.config_write(pri_at + PRI_ALLOC_REQ as u32, 4, capacity);
+    dev.config_write(pri_at + PRI_CTRL as u32, 2, PriCtrl::ENABLE.bits() as u32);
+    Ok((width, capacity))
+}
+
+/// Programs `cmd` under `pasid` into the device's registers and rings the doorbell (the
+/// command then runs as the machine runs the device).
+pub fn submit_to(dev: &dyn Endpoint, pasid: Pasid, cmd: &Command) {
+    dev.mmio_write(regs::PASID, pasid.raw() as u64 | regs::PASID_VALID);
+    dev.mmio_write(regs::COMMAND, cmd.op as u64);
+    dev.mmio_write(regs::SRC, cmd.src);
+    dev.mmio_write(regs::DST, cmd.dst);
+    dev.mmio_write(regs::LEN, cmd.len);
+    dev.mmio_write(regs::PATTERN, cmd.pattern);
+    dev.mmio_write(
+        regs::FLAGS,
+        if cmd.privileged {
+            regs::FLAG_PRIVILEGED
+        } else {
+            0
+        },
+    );
+    dev.mmio_write(regs::DOORBELL, 1);
 }
 
 impl DemoDriver {
@@ -81,44 +169,7 @@ impl DemoDriver {
         dev: Arc<dyn Endpoint>,
         privileged: bool,
     ) -> Result<DemoDriver, DriverError> {
-        let find = |id: u16| {
-            let mut at = 0x100u32;
-            for _ in 0..64 {
-                let h = dev.config_read(at, 4);
-                if h & 0xffff == id as u32 {
-                    return Some(at);
-                }
-                at = h >> 20;
-                if at < 0x100 {
-                    return None;
-                }
-            }
-            None
-        };
-        let pasid_at = find(EXT_CAP_ID_PASID).ok_or(DriverError::Missing("PASID"))?;
-        let ats_at = find(EXT_CAP_ID_ATS).ok_or(DriverError::Missing("ATS"))?;
-        let pri_at = find(EXT_CAP_ID_PRI).ok_or(DriverError::Missing("PRI"))?;
-        debug_assert_eq!(
-            (pasid_at, ats_at, pri_at),
-            (
-                PASID_CAP_OFFSET as u32,
-                ATS_CAP_OFFSET as u32,
-                PRI_CAP_OFFSET as u32
-            )
-        );
-        let pasid_cap = dev.config_read(pasid_at + PASID_CAP as u32, 2);
-        let width = ((pasid_cap >> 8) & 0x1f) as u8;
-        let mut ctrl = PasidCtrl::ENABLE;
-        if privileged {
-            ctrl |= PasidCtrl::PRIV;
-        }
-        dev.config_write(pasid_at + PASID_CTRL as u32, 2, ctrl.bits() as u32);
-        // ATS: enable, STU 0 (4 KiB).
-        dev.config_write(ats_at + ATS_CTRL as u32, 2, 1 << 15);
-        // PRI: allocate the device's whole capacity, then enable.
-        let capacity = dev.config_read(pri_at + PRI_MAX_REQ as u32, 4);
-        dev.config_write(pri_at + PRI_ALLOC_REQ as u32, 4, capacity);
-        dev.config_write(pri_at + PRI_CTRL as u32, 2, PriCtrl::ENABLE.bits() as u32);
+        let (width, capacity) = enable_sva_capabilities(dev.as_ref(), privileged)?;
         machine.iommu().add_device(
             dev.rid(),
             DeviceCaps {
@@ -206,22 +257,7 @@ impl DemoDriver {
     }
 
     fn submit_pasid(&self, pasid: Pasid, cmd: &Command) {
-        let d = &self.dev;
-        d.mmio_write(regs::PASID, pasid.raw() as u64 | regs::PASID_VALID);
-        d.mmio_write(regs::COMMAND, cmd.op as u64);
-        d.mmio_write(regs::SRC, cmd.src);
-        d.mmio_write(regs::DST, cmd.dst);
-        d.mmio_write(regs::LEN, cmd.len);
-        d.mmio_write(regs::PATTERN, cmd.pattern);
-        d.mmio_write(
-            regs::FLAGS,
-            if cmd.privileged {
-                regs::FLAG_PRIVILEGED
-            } else {
-                0
-            },
-        );
-        d.mmio_write(regs::DOORBELL, 1);
+        submit_to(self.dev.as_ref(), pasid, cmd);
     }
 
     /// Runs the device until the submitted command ends.

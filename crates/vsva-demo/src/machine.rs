@@ -78,3 +78,26 @@ pub trait Machine {
     /// OS's identity mapping reaches.
     fn top_ram_page_below_interrupts(&self) -> u64;
 }
+
+/// Runs `dev` until its command completes or fails, calling `service` — the machine's
+/// interrupt handlers, returning how much work they found — whenever the device waits. A
+/// device still waiting when `service` finds nothing to do is reported as waiting (its page
+/// request was lost).
+pub fn run_until_done(dev: &dyn Endpoint, service: impl Fn() -> usize) -> Progress {
+    loop {
+        match dev.run() {
+            Progress::Waiting => {
+                if service() == 0 && dev.run() == Progress::Waiting {
+                    return Progress::Waiting;
+                }
+            }
+            other => return other,
+        }
+    }
+}
+
+/// The highest 4 KiB page below the interrupt window of a machine with `ram` bytes of RAM
+/// from address 0.
+pub fn top_ram_page_below(ram: u64) -> u64 {
+    (crate::platform::INTERRUPT_WINDOW.0.min(ram) - 4096) & !0xfff
+}

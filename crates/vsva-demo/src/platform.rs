@@ -185,16 +185,7 @@ impl Platform {
     /// A device still waiting when the host has nothing more to do is reported as waiting
     /// (its page request was lost).
     pub fn run_device(&self, dev: &dyn Endpoint) -> Progress {
-        loop {
-            match dev.run() {
-                Progress::Waiting => {
-                    if self.service() == 0 && dev.run() == Progress::Waiting {
-                        return Progress::Waiting;
-                    }
-                }
-                other => return other,
-            }
-        }
+        crate::machine::run_until_done(dev, || self.service())
     }
 }
 
@@ -230,6 +221,6 @@ impl Machine for Platform {
 
     fn top_ram_page_below_interrupts(&self) -> u64 {
         // Requests without PASID go through an identity mapping of all memory.
-        (INTERRUPT_WINDOW.0.min(self.mem.size()) - 4096) & !0xfff
+        crate::machine::top_ram_page_below(self.mem.size())
     }
 }

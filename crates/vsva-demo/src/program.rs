@@ -41,14 +41,7 @@ type Outcome = Result<String, String>;
 type NamedCheck = (&'static str, fn(&Env) -> Outcome);
 
 fn cmd(op: Op, src: u64, dst: u64, len: u64, pattern: u64) -> Command {
-    Command {
-        op,
-        src,
-        dst,
-        len,
-        pattern,
-        privileged: false,
-    }
+    Command::new(op, src, dst, len, pattern)
 }
 
 fn expect_pattern(p: &Process, va: u64, len: u64, seed: u64) -> Result<(), String> {

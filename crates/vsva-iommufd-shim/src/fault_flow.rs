@@ -17,10 +17,6 @@ use iommufd::abi::{
 };
 use vsva_demo::device::{DemoDevice, Progress};
 use vsva_demo::regs::{self, Op};
-use vsva_pcie::config::{
-    ATS_CAP_OFFSET, ATS_CTRL, PASID_CAP_OFFSET, PASID_CTRL, PRI_ALLOC_REQ, PRI_CAP_OFFSET,
-    PRI_CTRL, PRI_MAX_REQ,
-};
 
 use crate::files::{self, OpenFile};
 use crate::shim;
@@ -44,11 +40,8 @@ fn call<T>(file: &OpenFile, number: u32, cmd: &mut T) -> Result<(), iommufd::abi
 }
 
 fn enable_pasid_ats_pri(dev: &DemoDevice) {
-    dev.config_write(u32::from(PASID_CAP_OFFSET + PASID_CTRL), 2, 1);
-    dev.config_write(u32::from(ATS_CAP_OFFSET + ATS_CTRL), 2, 1 << 15);
-    let capacity = dev.config_read(u32::from(PRI_CAP_OFFSET + PRI_MAX_REQ), 4);
-    dev.config_write(u32::from(PRI_CAP_OFFSET + PRI_ALLOC_REQ), 4, capacity);
-    dev.config_write(u32::from(PRI_CAP_OFFSET + PRI_CTRL), 2, 1);
+    vsva_demo::driver::enable_sva_capabilities(dev, false)
+        .expect("a demo device has PASID, ATS and PRI");
 }
 
 fn readable(fd: i32) -> bool {

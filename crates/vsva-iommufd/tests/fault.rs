@@ -22,10 +22,6 @@ use vsva_iommufd::abi::{
 use vsva_iommufd::{FaultFile, ObjectType, PollFlags};
 use vsva_mem::{Access, FrameAllocator, PageSize, Pasid, PhysMem, PhysWindow, Rid};
 use vsva_mm::{MapFlags, Prot};
-use vsva_pcie::config::{
-    ATS_CAP_OFFSET, ATS_CTRL, PASID_CAP_OFFSET, PASID_CTRL, PRI_ALLOC_REQ, PRI_CAP_OFFSET,
-    PRI_CTRL, PRI_MAX_REQ,
-};
 use vsva_pgtable::x86::X86Paging;
 use vsva_pgtable::{PageTable, Perm};
 use zerocopy::{FromBytes, IntoBytes};
@@ -61,11 +57,7 @@ struct Guest {
 /// What a driver's probe does to the demo device's capabilities (as `DemoDriver::probe`):
 /// PASID, ATS (STU 4 KiB) and PRI with the device's whole request capacity.
 fn enable_pasid_ats_pri(dev: &DemoDevice) {
-    dev.config_write(u32::from(PASID_CAP_OFFSET + PASID_CTRL), 2, 1);
-    dev.config_write(u32::from(ATS_CAP_OFFSET + ATS_CTRL), 2, 1 << 15);
-    let capacity = dev.config_read(u32::from(PRI_CAP_OFFSET + PRI_MAX_REQ), 4);
-    dev.config_write(u32::from(PRI_CAP_OFFSET + PRI_ALLOC_REQ), 4, capacity);
-    dev.config_write(u32::from(PRI_CAP_OFFSET + PRI_CTRL), 2, 1);
+    vsva_demo::driver::enable_sva_capabilities(dev, false).unwrap();
 }
 
 fn fault_alloc(f: &Fixture, flags: u32) -> Result<(u32, u32), Errno> {
@@ -158,14 +150,12 @@ fn guest() -> Guest {
 /// Rings the device's doorbell for `op` on `len` bytes at `dst` under PASID 9, through its
 /// registers (what `DemoDriver::submit` does).
 fn submit(dev: &DemoDevice, op: Op, dst: u64, len: u64, pattern: u64) {
-    dev.mmio_write(regs::PASID, u64::from(PASID) | regs::PASID_VALID);
-    dev.mmio_write(regs::COMMAND, op as u64);
-    dev.mmio_write(regs::SRC, 0);
-    dev.mmio_write(regs::DST, dst);
-    dev.mmio_write(regs::LEN, len);
-    dev.mmio_write(regs::PATTERN, pattern);
-    dev.mmio_write(regs::FLAGS, 0);
-    dev.mmio_write(regs::DOORBELL, 1);
+    let pasid = Pasid::new(PASID).unwrap();
+    vsva_demo::driver::submit_to(
+        dev,
+        pasid,
+        &vsva_demo::driver::Command::new(op, 0, dst, len, pattern),
+    );
 }
 
 /// Runs the device until it waits for a page, then runs the host's page-request handler.

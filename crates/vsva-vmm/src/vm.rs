@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use vsva_demo::device::Progress;
 use vsva_demo::machine::{Endpoint, Machine};
-use vsva_demo::platform::{INTERRUPT_WINDOW, Os, Platform, PlatformError};
+use vsva_demo::platform::{Os, Platform, PlatformError};
 use vsva_iommu::Iommu;
 use vsva_mem::{PhysMem, Rid};
 use vsva_mm::MemoryManager;
@@ -201,16 +201,7 @@ impl Machine for Vm {
     }
 
     fn run_device(&self, dev: &dyn Endpoint) -> Progress {
-        loop {
-            match dev.run() {
-                Progress::Waiting => {
-                    if self.service() == 0 && dev.run() == Progress::Waiting {
-                        return Progress::Waiting;
-                    }
-                }
-                other => return other,
-            }
-        }
+        vsva_demo::machine::run_until_done(dev, || self.service())
     }
 
     fn take_faults_recorded(&self) -> Vec<RecordedFault> {
@@ -224,6 +215,6 @@ impl Machine for Vm {
     }
 
     fn top_ram_page_below_interrupts(&self) -> u64 {
-        (INTERRUPT_WINDOW.0.min(self.vmm.ram_size()) - 4096) & !0xfff
+        vsva_demo::machine::top_ram_page_below(self.vmm.ram_size())
     }
 }

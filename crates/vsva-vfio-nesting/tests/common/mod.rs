@@ -9,16 +9,12 @@ use std::sync::Arc;
 
 use vsva_demo::device::{DemoDevice, Progress};
 use vsva_demo::platform::Platform;
-use vsva_demo::regs::{self, Op};
+use vsva_demo::regs::Op;
 use vsva_iommu::DeviceCaps;
 use vsva_iommufd::abi::Errno;
 use vsva_iommufd::{DeviceInfo, Iommufd, VfioDevice};
 use vsva_mem::{Access, FrameAllocator, PageSize, PhysMem, PhysWindow, Rid};
 use vsva_mm::{MapFlags, Process, Prot};
-use vsva_pcie::config::{
-    ATS_CAP_OFFSET, ATS_CTRL, PASID_CAP_OFFSET, PASID_CTRL, PRI_ALLOC_REQ, PRI_CAP_OFFSET,
-    PRI_CTRL, PRI_MAX_REQ,
-};
 use vsva_pgtable::x86::X86Paging;
 use vsva_pgtable::{PageTable, Perm};
 use vsva_vfio_nesting::uapi::*;
@@ -51,11 +47,7 @@ pub struct Vm {
 /// What a driver's probe does to the demo device (as `DemoDriver::probe`): PASID, ATS and PRI
 /// with the device's whole request capacity.
 pub fn enable_pasid_ats_pri(dev: &DemoDevice) {
-    dev.config_write(u32::from(PASID_CAP_OFFSET + PASID_CTRL), 2, 1);
-    dev.config_write(u32::from(ATS_CAP_OFFSET + ATS_CTRL), 2, 1 << 15);
-    let capacity = dev.config_read(u32::from(PRI_CAP_OFFSET + PRI_MAX_REQ), 4);
-    dev.config_write(u32::from(PRI_CAP_OFFSET + PRI_ALLOC_REQ), 4, capacity);
-    dev.config_write(u32::from(PRI_CAP_OFFSET + PRI_CTRL), 2, 1);
+    vsva_demo::driver::enable_sva_capabilities(dev, false).unwrap();
 }
 
 /// A host, a VMM with 2 MiB of guest RAM, and an empty nesting container (no device yet).
@@ -227,14 +219,9 @@ pub fn invalidate(c: &NestingContainer, info: &IommuCacheInvalidateInfo) -> Resu
 /// Rings the device's doorbell for `op` on `len` bytes at `dst` under `pasid`, through its
 /// registers (what `DemoDriver::submit` does).
 pub fn submit(dev: &DemoDevice, pasid: u32, op: Op, dst: u64, len: u64, pattern: u64) {
-    dev.mmio_write(regs::PASID, u64::from(pasid) | regs::PASID_VALID);
-    dev.mmio_write(regs::COMMAND, op as u64);
-    dev.mmio_write(regs::SRC, 0);
-    dev.mmio_write(regs::DST, dst);
-    dev.mmio_write(regs::LEN, len);
-    dev.mmio_write(regs::PATTERN, pattern);
-    dev.mmio_write(regs::FLAGS, 0);
-    dev.mmio_write(regs::DOORBELL, 1);
+    let pasid = vsva_mem::Pasid::new(pasid).unwrap();
+    let cmd = vsva_demo::driver::Command::new(op, 0, dst, len, pattern);
+    vsva_demo::driver::submit_to(dev, pasid, &cmd);
 }
 
 impl Vm {

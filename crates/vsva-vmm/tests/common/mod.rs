@@ -55,12 +55,5 @@ pub fn bind_at(vm: &Vm, dev: u8) -> Bound {
 }
 
 pub fn cmd(op: Op, src: u64, dst: u64, len: u64, pattern: u64) -> Command {
-    Command {
-        op,
-        src,
-        dst,
-        len,
-        pattern,
-        privileged: false,
-    }
+    Command::new(op, src, dst, len, pattern)
 }
