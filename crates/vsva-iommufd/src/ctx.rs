@@ -80,6 +80,8 @@ pub struct Iommufd {
     process: Arc<dyn AddressSpace>,
     iommu: Arc<Iommu>,
     privileged: AtomicBool,
+    /// Whether `IOMMU_VIOMMU_TYPE_DEFAULT` is accepted ([`crate::viommu`]).
+    pub(crate) core_viommu: AtomicBool,
     attach: Mutex<()>,
     state: Mutex<State>,
     /// How descriptors in `IOMMU_IOAS_MAP_FILE` become memory ([`crate::file`]).
@@ -96,6 +98,7 @@ impl Iommufd {
             process,
             iommu,
             privileged: AtomicBool::new(false),
+            core_viommu: AtomicBool::new(false),
             attach: Mutex::new(()),
             state: Mutex::new(State::default()),
             files: Mutex::new(None),

@@ -73,6 +73,8 @@ pub struct Device {
     info: DeviceInfo,
     iommu: Arc<Iommu>,
     attachments: Mutex<Attachments>,
+    /// The device's vDEVICE, by object ID (`idev->vdev`).
+    vdevice: Mutex<Option<u32>>,
 }
 
 impl Device {
@@ -136,6 +138,17 @@ impl Device {
                 .unreserve(ReservedBy::Device(self.id()));
         }
         Some(hwpt)
+    }
+}
+
+impl Device {
+    /// The object ID of the device's vDEVICE, if it has one.
+    pub fn vdevice(&self) -> Option<u32> {
+        *self.vdevice.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn set_vdevice(&self, id: Option<u32>) {
+        *self.vdevice.lock().unwrap_or_else(|e| e.into_inner()) = id;
     }
 }
 
@@ -209,6 +222,7 @@ impl Iommufd {
                 info,
                 iommu: self.iommu().clone(),
                 attachments: Mutex::new(Attachments::default()),
+                vdevice: Mutex::new(None),
             });
             binder = Some(Held::unpublished(&device));
             Ok(Object::Device(device))
@@ -221,13 +235,22 @@ impl Iommufd {
 
     /// Unbinds device `dev_id` (`iommufd_device_unbind()`, after VFIO's
     /// `vfio_iommufd_physical_unbind()` detached it): every attachment is taken down (an
-    /// automatic HWPT goes with its last device) and the device leaves the object table.
+    /// automatic HWPT goes with its last device) and the device leaves the object table. Its
+    /// vDEVICE, if any, is destroyed first and its ID stays taken
+    /// ([`vdevice`](crate::vdevice)).
     ///
     /// # Errors
     /// `ENOENT` if `dev_id` is not a device bound to this context.
     pub fn unbind_device(&self, dev_id: u32) -> Result<(), Errno> {
         let _serial = self.attach_lock();
         let held = self.state().bound.remove(&dev_id).ok_or(Errno::ENOENT)?;
+        // `iommufd_device_pre_destroy()`: no new vDEVICE, and the one it has is destroyed,
+        // leaving a tombstone.
+        held.lock().unbound = true;
+        let vdevice = held
+            .vdevice()
+            .and_then(|id| self.state().objects.tombstone(id));
+        drop(vdevice);
         let detached: Vec<HwptRef> = {
             let mut st = held.lock();
             st.unbound = true;

@@ -442,7 +442,7 @@ impl Iommufd {
     /// 1. `EOPNOTSUPP` for a non-zero `__reserved` (`__reserved2` is not checked);
     /// 2. `EINVAL` if `data_type` is NONE with a non-zero `data_len` or another type with 0;
     /// 3. `ENOENT` if `dev_id` is not a device;
-    /// 4. `EINVAL` if `pt_id` is no object, or neither an IOAS nor a paging HWPT;
+    /// 4. `EINVAL` if `pt_id` is no object, or not an IOAS, a paging HWPT or a vIOMMU;
     /// 5. for an IOAS, `EOPNOTSUPP` for unknown flags, `DIRTY_TRACKING` on an IOMMU that
     ///    cannot track, `FAULT_ID_VALID` with `NEST_PARENT`, any driver data, or
     ///    `NEST_PARENT` on a unit without nested translation; the core's allocation error;
@@ -460,7 +460,11 @@ impl Iommufd {
     ///    undefined flag bits or a non-zero `__reserved`, and for `EAFE` and `WPE`, which the
     ///    core cannot express yet; and the core's `EINVAL` for a misaligned or out-of-range
     ///    root;
-    /// 7. with `FAULT_ID_VALID`, `ENOENT` if `fault_id` is not a fault queue
+    /// 7. for a vIOMMU (`iommufd_viommu_alloc_hwpt_nested()`): `EINVAL` if the device is
+    ///    behind another IOMMU; then `EOPNOTSUPP` for flags other than `FAULT_ID_VALID`, for
+    ///    no data, and for a vIOMMU without driver operations — which every vIOMMU vsva can
+    ///    make is, so no HWPT is ever allocated on one;
+    /// 8. with `FAULT_ID_VALID`, `ENOENT` if `fault_id` is not a fault queue
     ///    (`iommufd_get_fault()`); the HWPT is not kept. Otherwise the HWPT holds the queue
     ///    (its `IOMMU_DESTROY` is `EBUSY` until the HWPT goes) and its attachments' page
     ///    request groups are queued there ([`fault`](crate::fault)). Linux looks the queue up
@@ -484,6 +488,16 @@ impl Iommufd {
             Some(ObjectType::HwptPaging) => {
                 let parent = self.get_hwpt_paging(cmd.pt_id).map_err(|_| Errno::EINVAL)?;
                 self.hwpt_nested_alloc(&dev, parent, cmd, mem)?
+            }
+            Some(ObjectType::Viommu) => {
+                let viommu = self.get_viommu(cmd.pt_id).map_err(|_| Errno::EINVAL)?;
+                if !Arc::ptr_eq(viommu.iommu(), dev.iommu()) {
+                    return Err(Errno::EINVAL);
+                }
+                // `iommufd_viommu_alloc_hwpt_nested()`: flags other than FAULT_ID_VALID, no
+                // data, or a vIOMMU without `alloc_domain_nested` — every vIOMMU here, as
+                // the core-managed one has no operations — are all EOPNOTSUPP.
+                return Err(Errno::EOPNOTSUPP);
             }
             _ => return Err(Errno::EINVAL),
         };
@@ -608,7 +622,9 @@ impl Iommufd {
     /// # Errors
     /// In order: `EOPNOTSUPP` for a non-zero `__reserved`; `EINVAL` if `entry_num` is non-zero
     /// with a zero `data_uptr` or `entry_len`; `ENOENT` if `hwpt_id` is no object, `EINVAL` if
-    /// it is not a nested HWPT (vIOMMUs do not exist yet); then the Intel driver's
+    /// it is neither a nested HWPT nor a vIOMMU, `EOPNOTSUPP` for a vIOMMU (none has a
+    /// `cache_invalidate` operation: Linux's Intel driver has no vIOMMU type, and the
+    /// core-managed one has no operations); then the Intel driver's
     /// (`intel_nested_cache_invalidate_user()`): `EINVAL` for a data type other than VTD_S1;
     /// per entry, reading it as [`copy_struct_from_user_at`] does (`EINVAL` for `entry_len`
     /// below 24, `E2BIG`, `EFAULT`), `EOPNOTSUPP` for unknown flags or a non-zero
@@ -641,6 +657,8 @@ impl Iommufd {
         let hwpt = match kind {
             None => return Err(Errno::ENOENT),
             Some(ObjectType::HwptNested) => self.get_hwpt_nested(cmd.hwpt_id)?,
+            // A vIOMMU without `cache_invalidate`: the core-managed one has no operations.
+            Some(ObjectType::Viommu) => return Err(Errno::EOPNOTSUPP),
             Some(_) => return Err(Errno::EINVAL),
         };
         if cmd.data_type != HwptInvalidateDataType::VTD_S1 {

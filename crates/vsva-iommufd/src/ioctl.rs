@@ -25,8 +25,7 @@
 //! out of order.
 //!
 //! Commands whose object families are not modelled yet return `EOPNOTSUPP` after their
-//! argument has been decoded: `IOMMU_VIOMMU_ALLOC`, `IOMMU_VDEVICE_ALLOC`,
-//! `IOMMU_VEVENTQ_ALLOC` and `IOMMU_HW_QUEUE_ALLOC`.
+//! argument has been decoded: `IOMMU_VEVENTQ_ALLOC` and `IOMMU_HW_QUEUE_ALLOC`.
 
 use zerocopy::{Immutable, IntoBytes};
 
@@ -143,10 +142,15 @@ impl Iommufd {
                 self.fault_alloc(&mut cmd)?;
                 respond(&cmd, arg)
             }
-            Request::ViommuAlloc(_)
-            | Request::VdeviceAlloc(_)
-            | Request::VeventqAlloc(_)
-            | Request::HwQueueAlloc(_) => Err(Errno::EOPNOTSUPP),
+            Request::ViommuAlloc(mut cmd) => {
+                self.viommu_alloc(&mut cmd)?;
+                respond(&cmd, arg)
+            }
+            Request::VdeviceAlloc(mut cmd) => {
+                self.vdevice_alloc(&mut cmd)?;
+                respond(&cmd, arg)
+            }
+            Request::VeventqAlloc(_) | Request::HwQueueAlloc(_) => Err(Errno::EOPNOTSUPP),
             // Filtered out above: these are issued on a VFIO device file.
             Request::VfioDeviceBindIommufd(_)
             | Request::VfioDeviceAttachIommufdPt(_)

@@ -16,6 +16,8 @@
 //!   `IOMMU_HWPT_INVALIDATE` (`hw_pagetable.c`); [`dirty`] — `IOMMU_HWPT_GET_DIRTY_BITMAP`.
 //! * [`fault`] — fault queues: `IOMMU_FAULT_QUEUE_ALLOC`, the fault file's read, write and
 //!   poll, and the answers owed when attachments or queues go (`eventq.c`).
+//! * [`viommu`] — vIOMMUs and `IOMMU_VIOMMU_ALLOC` (`viommu.c`); [`vdevice`] — vDEVICEs and
+//!   `IOMMU_VDEVICE_ALLOC`.
 //! * [`attach`] — attaching devices and PASIDs to IOASes and HWPTs (`device.c`).
 //! * [`vfio_cdev`] — the VFIO device cdev ioctls that bind and attach a device
 //!   (`drivers/vfio/device_cdev.c`).
@@ -26,9 +28,6 @@
 //! * [`io_pagetable`], [`pages`], [`domain`] — the engine under an IOAS: its address space,
 //!   the pinned user pages, and the I/O page tables it keeps filled.
 //! * [`vtd`] — the VT-d register bits iommufd's answers depend on.
-//!
-//! Object families still to come, one module each as in Linux's `drivers/iommu/iommufd/`:
-//! vIOMMU, vDEVICE.
 
 #![forbid(unsafe_code)]
 
@@ -50,8 +49,10 @@ pub mod ioctl;
 pub mod object;
 pub mod pages;
 pub mod user_memory;
+pub mod vdevice;
 pub mod vfio_cdev;
 pub mod vfio_compat;
+pub mod viommu;
 pub mod vtd;
 
 pub use ctx::{AccountMode, Iommufd};
@@ -62,4 +63,6 @@ pub use hw_pagetable::{HwptNested, HwptPaging, HwptRef};
 pub use ioas::Ioas;
 pub use object::{Held, IommufdObject, Object, ObjectType};
 pub use user_memory::{ProcessMemory, UserMemory};
+pub use vdevice::Vdevice;
 pub use vfio_cdev::{VfioDevice, VfioDeviceFile};
+pub use viommu::Viommu;

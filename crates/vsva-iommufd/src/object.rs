@@ -32,6 +32,8 @@ use crate::device::Device;
 use crate::fault::Fault;
 use crate::hw_pagetable::{HwptNested, HwptPaging};
 use crate::ioas::Ioas;
+use crate::vdevice::Vdevice;
+use crate::viommu::Viommu;
 
 /// The largest object ID (`xa_limit_31b`: IDs fit a non-negative `int`).
 pub const MAX_OBJECT_ID: u32 = i32::MAX as u32;
@@ -107,8 +109,8 @@ pub trait IommufdObject: Send + Sync + Sized + 'static {
 ///
 /// Each holds its dependencies as [`Held`] references — a paging HWPT its IOAS, a nested HWPT
 /// its parent, an attached device its HWPTs, a HWPT its fault queue — which keeps each of
-/// them from being destroyed first. The kinds still to come (vIOMMU, vDEVICE, access) join
-/// the same way.
+/// them from being destroyed first; a vIOMMU holds its nesting parent, a vDEVICE its vIOMMU
+/// and device, an access its IOAS.
 #[derive(Clone)]
 #[non_exhaustive]
 pub enum Object {
@@ -122,6 +124,10 @@ pub enum Object {
     HwptNested(Arc<HwptNested>),
     /// A fault queue.
     Fault(Arc<Fault>),
+    /// A virtual IOMMU.
+    Viommu(Arc<Viommu>),
+    /// A device's ID on a vIOMMU.
+    Vdevice(Arc<Vdevice>),
     /// The unit tests' stand-in for an object of a second kind.
     #[cfg(test)]
     Selftest(Arc<tests::Selftest>),
@@ -136,6 +142,8 @@ impl Object {
             Object::HwptPaging(_) => ObjectType::HwptPaging,
             Object::HwptNested(_) => ObjectType::HwptNested,
             Object::Fault(_) => ObjectType::Fault,
+            Object::Viommu(_) => ObjectType::Viommu,
+            Object::Vdevice(_) => ObjectType::Vdevice,
             #[cfg(test)]
             Object::Selftest(_) => ObjectType::Selftest,
         }
@@ -149,6 +157,8 @@ impl Object {
             Object::HwptPaging(hwpt) => hwpt.header(),
             Object::HwptNested(hwpt) => hwpt.header(),
             Object::Fault(fault) => fault.header(),
+            Object::Viommu(viommu) => viommu.header(),
+            Object::Vdevice(vdev) => vdev.header(),
             #[cfg(test)]
             Object::Selftest(object) => object.header(),
         }
@@ -336,6 +346,20 @@ impl ObjectTable {
                 None
             }
             None => None,
+        }
+    }
+
+    /// Takes object `id` out of the table whatever its users and leaves its ID taken but
+    /// naming nothing — a tombstone, as `iommufd_object_tombstone_user()` leaves
+    /// `XA_ZERO_ENTRY` — so the ID is not handed out again while the context is open. Lookups
+    /// and `IOMMU_DESTROY` of it are `ENOENT`; closing the context clears it.
+    pub fn tombstone(&mut self, id: u32) -> Option<Object> {
+        match self.slots.get(&id) {
+            Some(Slot::Live(_)) => match self.slots.insert(id, Slot::Reserved) {
+                Some(Slot::Live(object)) => Some(object),
+                _ => None,
+            },
+            _ => None,
         }
     }
 

@@ -65,6 +65,9 @@ impl Errno {
     pub const EADDRINUSE: Self = Self(98);
     /// No such process: the address space behind a request has exited.
     pub const ESRCH: Self = Self(3);
+    /// Deadlock avoided (`EDEADLK`, spelled `EDEADLOCK` in iommufd): something holding pages
+    /// of a range being unmapped does not let go of them.
+    pub const EDEADLOCK: Self = Self(35);
 
     /// The value an ioctl returns for this error (`-errno`).
     pub const fn ioctl_return(self) -> i32 {
@@ -105,6 +108,7 @@ const fn errno_name(errno: i32) -> Option<&'static str> {
         95 => "EOPNOTSUPP",
         98 => "EADDRINUSE",
         3 => "ESRCH",
+        35 => "EDEADLOCK",
         _ => return None,
     })
 }
@@ -165,6 +169,7 @@ mod tests {
             (Errno::EOPNOTSUPP, 95),
             (Errno::EADDRINUSE, 98),
             (Errno::ESRCH, 3),
+            (Errno::EDEADLOCK, 35),
         ];
         for (errno, value) in table {
             assert_eq!(errno.0, value);

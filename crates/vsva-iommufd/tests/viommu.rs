@@ -1,0 +1,256 @@
+//! `IOMMU_VIOMMU_ALLOC` and `IOMMU_VDEVICE_ALLOC` through ioctl bytes, and the vIOMMU as a
+//! `pt_id` of `IOMMU_HWPT_ALLOC` / `hwpt_id` of `IOMMU_HWPT_INVALIDATE`. Expected errnos are
+//! those of `iommufd_viommu_alloc_ioctl()`, `iommufd_vdevice_alloc_ioctl()`,
+//! `iommufd_hwpt_alloc()` and `iommufd_hwpt_invalidate()`.
+
+mod common;
+
+use common::*;
+use vsva_iommufd::ObjectType;
+use vsva_iommufd::abi::ioctl::{IOMMU_HWPT_INVALIDATE, IOMMU_VDEVICE_ALLOC, IOMMU_VIOMMU_ALLOC};
+use vsva_iommufd::abi::{
+    Errno, HwptAllocFlags, HwptDataType, HwptInvalidateDataType, IommuHwptInvalidate,
+    IommuVdeviceAlloc, IommuViommuAlloc, ViommuType,
+};
+
+const NEST_PARENT: u32 = HwptAllocFlags::NEST_PARENT.bits();
+
+fn viommu_alloc(
+    f: &Fixture,
+    flags: u32,
+    type_: ViommuType,
+    dev_id: u32,
+    hwpt_id: u32,
+) -> Result<u32, Errno> {
+    let mut cmd = IommuViommuAlloc {
+        size: 40,
+        flags,
+        type_,
+        dev_id,
+        hwpt_id,
+        ..Default::default()
+    };
+    f.call(IOMMU_VIOMMU_ALLOC, &mut cmd)?;
+    Ok(cmd.out_viommu_id)
+}
+
+fn vdevice_alloc(f: &Fixture, viommu_id: u32, dev_id: u32, virt_id: u64) -> Result<u32, Errno> {
+    let mut cmd = IommuVdeviceAlloc {
+        size: 24,
+        viommu_id,
+        dev_id,
+        virt_id,
+        ..Default::default()
+    };
+    f.call(IOMMU_VDEVICE_ALLOC, &mut cmd)?;
+    Ok(cmd.out_vdevice_id)
+}
+
+/// A context with the core-managed vIOMMU on, a bound device, an IOAS and a nesting parent.
+fn setup() -> (Fixture, u32, u32, u32) {
+    let f = open();
+    f.fd.set_core_viommu(true);
+    let (_, dev_id) = f.plug_and_bind(3);
+    let ioas = f.alloc().unwrap();
+    let s2 = f.hwpt_paging(dev_id, ioas, NEST_PARENT).unwrap();
+    (f, dev_id, ioas, s2)
+}
+
+#[test]
+fn mainline_refuses_every_viommu_type_on_vtd() {
+    let f = open();
+    let (_, dev_id) = f.plug_and_bind(3);
+    let ioas = f.alloc().unwrap();
+    let s2 = f.hwpt_paging(dev_id, ioas, NEST_PARENT).unwrap();
+    // DEFAULT is refused before the device is looked up.
+    assert_eq!(
+        viommu_alloc(&f, 0, ViommuType::DEFAULT, 99, s2),
+        Err(Errno::EOPNOTSUPP)
+    );
+    // Other types: the device first, then the Intel driver has no vIOMMU ops.
+    assert_eq!(
+        viommu_alloc(&f, 0, ViommuType::ARM_SMMUV3, 99, s2),
+        Err(Errno::ENOENT)
+    );
+    assert_eq!(
+        viommu_alloc(&f, 0, ViommuType::ARM_SMMUV3, dev_id, s2),
+        Err(Errno::EOPNOTSUPP)
+    );
+    assert_eq!(
+        viommu_alloc(&f, 0, ViommuType::TEGRA241_CMDQV, dev_id, s2),
+        Err(Errno::EOPNOTSUPP)
+    );
+}
+
+#[test]
+fn viommu_alloc_checks_in_linux_order() {
+    let (f, dev_id, ioas, s2) = setup();
+    let plain = f.hwpt_paging(dev_id, ioas, 0).unwrap();
+    let d = ViommuType::DEFAULT;
+    // flags first, even with nothing else valid
+    assert_eq!(viommu_alloc(&f, 1, d, 99, 99), Err(Errno::EOPNOTSUPP));
+    assert_eq!(
+        viommu_alloc(&f, 1 << 31, d, dev_id, s2),
+        Err(Errno::EOPNOTSUPP)
+    );
+    // then the device
+    assert_eq!(viommu_alloc(&f, 0, d, 99, 99), Err(Errno::ENOENT));
+    assert_eq!(
+        viommu_alloc(&f, 0, d, ioas, s2),
+        Err(Errno::ENOENT),
+        "an IOAS is no device"
+    );
+    // then the type (no driver vIOMMU ops), before the HWPT
+    assert_eq!(
+        viommu_alloc(&f, 0, ViommuType::ARM_SMMUV3, dev_id, 99),
+        Err(Errno::EOPNOTSUPP)
+    );
+    assert_eq!(
+        viommu_alloc(&f, 0, ViommuType(7), dev_id, 99),
+        Err(Errno::EOPNOTSUPP)
+    );
+    // then the HWPT: a paging HWPT (ENOENT otherwise), a nesting parent (EINVAL otherwise)
+    assert_eq!(viommu_alloc(&f, 0, d, dev_id, 99), Err(Errno::ENOENT));
+    assert_eq!(viommu_alloc(&f, 0, d, dev_id, ioas), Err(Errno::ENOENT));
+    assert_eq!(viommu_alloc(&f, 0, d, dev_id, plain), Err(Errno::EINVAL));
+    assert_eq!(f.fd.objects().len(), 4, "nothing was left behind");
+    let viommu = viommu_alloc(&f, 0, d, dev_id, s2).unwrap();
+    assert_eq!(viommu, 5);
+    assert_eq!(f.fd.objects().last(), Some(&(viommu, ObjectType::Viommu)));
+    assert_eq!(f.fd.get_viommu(viommu).unwrap().hwpt().id(), s2);
+}
+
+#[test]
+fn a_viommu_holds_its_parent_but_not_its_device() {
+    let (f, dev_id, ioas, s2) = setup();
+    let viommu = viommu_alloc(&f, 0, ViommuType::DEFAULT, dev_id, s2).unwrap();
+    assert_eq!(f.destroy(s2), Err(Errno::EBUSY));
+    assert_eq!(f.destroy(ioas), Err(Errno::EBUSY));
+    // Two vIOMMUs may share one parent.
+    let second = viommu_alloc(&f, 0, ViommuType::DEFAULT, dev_id, s2).unwrap();
+    f.destroy(second).unwrap();
+    f.fd.unbind_device(dev_id).unwrap();
+    assert!(f.fd.get_viommu(viommu).is_ok(), "the device is not held");
+    f.destroy(viommu).unwrap();
+    f.destroy(s2).unwrap();
+    f.destroy(ioas).unwrap();
+    assert!(f.fd.objects().is_empty());
+}
+
+#[test]
+fn nested_hwpts_and_invalidation_on_a_default_viommu_are_eopnotsupp() {
+    let (f, dev_id, _ioas, s2) = setup();
+    let viommu = viommu_alloc(&f, 0, ViommuType::DEFAULT, dev_id, s2).unwrap();
+    let vtd = HwptDataType::VTD_S1;
+    // iommufd_viommu_alloc_hwpt_nested(): bad flags, no data, no ops: all EOPNOTSUPP.
+    assert_eq!(
+        f.hwpt_alloc(dev_id, viommu, NEST_PARENT, vtd, &[0; 24]),
+        Err(Errno::EOPNOTSUPP)
+    );
+    assert_eq!(
+        f.hwpt_alloc(dev_id, viommu, 0, HwptDataType::NONE, &[]),
+        Err(Errno::EOPNOTSUPP)
+    );
+    assert_eq!(
+        f.hwpt_alloc(dev_id, viommu, 0, vtd, &[0; 24]),
+        Err(Errno::EOPNOTSUPP)
+    );
+    // The checks before the branch still come first.
+    assert_eq!(
+        f.hwpt_alloc(99, viommu, 0, vtd, &[0; 24]),
+        Err(Errno::ENOENT)
+    );
+    assert_eq!(
+        f.hwpt_alloc(dev_id, viommu, 0, vtd, &[]),
+        Err(Errno::EINVAL)
+    );
+
+    let mut cmd = IommuHwptInvalidate {
+        size: 32,
+        hwpt_id: viommu,
+        data_type: HwptInvalidateDataType::VTD_S1,
+        entry_num: 3,
+        entry_len: 24,
+        data_uptr: f.buffer(72),
+        ..Default::default()
+    };
+    assert_eq!(
+        f.call(IOMMU_HWPT_INVALIDATE, &mut cmd),
+        Err(Errno::EOPNOTSUPP)
+    );
+    assert_eq!(cmd.entry_num, 0, "nothing was done and that is reported");
+    assert_eq!(f.destroy(viommu), Ok(()));
+}
+
+#[test]
+fn vdevice_alloc_checks_in_linux_order() {
+    let (f, dev_id, ioas, s2) = setup();
+    let viommu = viommu_alloc(&f, 0, ViommuType::DEFAULT, dev_id, s2).unwrap();
+    let (_, other) = f.plug_and_bind(4);
+    assert_eq!(
+        vdevice_alloc(&f, 99, 99, 1),
+        Err(Errno::ENOENT),
+        "the vIOMMU first"
+    );
+    assert_eq!(vdevice_alloc(&f, s2, dev_id, 1), Err(Errno::ENOENT));
+    assert_eq!(vdevice_alloc(&f, viommu, 99, 1), Err(Errno::ENOENT));
+    assert_eq!(vdevice_alloc(&f, viommu, ioas, 1), Err(Errno::ENOENT));
+    let vdev = vdevice_alloc(&f, viommu, dev_id, 0x18).unwrap();
+    assert_eq!(f.fd.objects().last(), Some(&(vdev, ObjectType::Vdevice)));
+    assert_eq!(f.fd.get_vdevice(vdev).unwrap().virt_id(), 0x18);
+    // one per device, whatever the virtual ID
+    assert_eq!(vdevice_alloc(&f, viommu, dev_id, 0x20), Err(Errno::EEXIST));
+    // one per virtual ID on a vIOMMU
+    assert_eq!(vdevice_alloc(&f, viommu, other, 0x18), Err(Errno::EEXIST));
+    let second = vdevice_alloc(&f, viommu, other, u64::MAX).unwrap();
+    assert_eq!(
+        f.fd.get_viommu(viommu).unwrap().vdevices(),
+        vec![(0x18, vdev), (u64::MAX, second)]
+    );
+    // The same virtual ID on another vIOMMU is fine, but the device already has one.
+    let viommu2 = viommu_alloc(&f, 0, ViommuType::DEFAULT, dev_id, s2).unwrap();
+    assert_eq!(vdevice_alloc(&f, viommu2, dev_id, 0x18), Err(Errno::EEXIST));
+    f.destroy(vdev).unwrap();
+    let again = vdevice_alloc(&f, viommu2, dev_id, 0x18).unwrap();
+    assert_eq!(again, vdev, "the freed ID is reused");
+}
+
+#[test]
+fn vdevices_hold_the_viommu_and_go_with_their_device() {
+    let (f, dev_id, _ioas, s2) = setup();
+    let viommu = viommu_alloc(&f, 0, ViommuType::DEFAULT, dev_id, s2).unwrap();
+    let vdev = vdevice_alloc(&f, viommu, dev_id, 7).unwrap();
+    assert_eq!(f.destroy(viommu), Err(Errno::EBUSY));
+    assert_eq!(
+        f.destroy(dev_id),
+        Err(Errno::EBUSY),
+        "the binder holds the device"
+    );
+    // Unbinding destroys the vDEVICE and leaves its ID a tombstone.
+    f.fd.unbind_device(dev_id).unwrap();
+    assert_eq!(f.fd.get_vdevice(vdev).err(), Some(Errno::ENOENT));
+    assert_eq!(f.destroy(vdev), Err(Errno::ENOENT));
+    assert!(f.fd.get_viommu(viommu).unwrap().vdevices().is_empty());
+    // IDs were 1 device, 2 IOAS, 3 parent, 4 vIOMMU, 5 vDEVICE: the device's 1 is free again,
+    // the tombstone's 5 is not.
+    assert_eq!((dev_id, vdev), (1, 5));
+    let (_, other) = f.plug_and_bind(4);
+    assert_eq!(other, 1);
+    assert_eq!(f.alloc().unwrap(), 6, "the tombstone keeps its ID taken");
+    assert_eq!(vdevice_alloc(&f, viommu, 99, 7), Err(Errno::ENOENT));
+    let reused_virt = vdevice_alloc(&f, viommu, other, 7).unwrap();
+    f.destroy(reused_virt).unwrap();
+    f.destroy(viommu).unwrap();
+    f.destroy(s2).unwrap();
+}
+
+#[test]
+fn closing_with_viommu_objects_destroys_leaves_first() {
+    let (f, dev_id, _ioas, s2) = setup();
+    let viommu = viommu_alloc(&f, 0, ViommuType::DEFAULT, dev_id, s2).unwrap();
+    vdevice_alloc(&f, viommu, dev_id, 1).unwrap();
+    let Fixture { fd, .. } = f;
+    let weak = std::sync::Arc::downgrade(&fd);
+    drop(fd);
+    assert!(weak.upgrade().is_none());
+}
