@@ -490,9 +490,9 @@ impl Vmm {
     /// Brings the host in line with the guest's PASID entry of (`rid`, `pasid`) (`None`:
     /// RID_PASID), after the guest invalidated its PASID cache or context cache.
     pub(crate) fn sync_entry(&self, unit: &Vtd, rid: Rid, pasid: Option<u32>) {
-        // The guest's PASID 0 entry is its RID_PASID entry (the vIOMMU's context entries keep
-        // RID_PASID 0): requests without PASID, carried by the device's RID on the host.
-        let pasid = pasid.filter(|&p| p != 0);
+        // The guest's RID_PASID entry (the PASID its context entry gives requests without
+        // PASID) is carried by the device's RID on the host, not by a host PASID.
+        let pasid = pasid.filter(|&p| p != Self::rid_pasid(unit, rid));
         let want = self.read_entry(unit, rid, pasid);
         let mut st = self.state();
         let key = (rid.raw(), pasid);
@@ -537,6 +537,13 @@ impl Vmm {
             .keys()
             .map(|&r| Rid::from_raw(r))
             .collect()
+    }
+
+    /// The PASID `rid`'s guest context entry names for requests without PASID (RID_PASID,
+    /// §9.4): what the lookup of such a request resolves to; 0 (the reset value) when the
+    /// context cannot be read.
+    fn rid_pasid(unit: &Vtd, rid: Rid) -> u32 {
+        unit.guest_pasid_entry(rid, None).map_or(0, |r| r.pasid)
     }
 
     fn read_entry(&self, unit: &Vtd, rid: Rid, pasid: Option<u32>) -> Option<Want> {
@@ -869,11 +876,6 @@ impl Vmm {
         };
         unit.report_fault(&rec);
         Counters::bump(&self.counters.faults_reported);
-    }
-
-    /// Guest-physical `gpa` as the host sees it, if it is guest RAM.
-    pub fn gpa_to_hpa(&self, gpa: u64) -> Option<u64> {
-        self.ram.hpa(gpa)
     }
 
     /// The size of guest RAM.

@@ -4,12 +4,24 @@
 
 mod common;
 
-use common::{GIB, bind, bind_at, cmd, guest, host};
+use common::{Bound, GIB, bind, bind_at, cmd, guest, host};
 use vsva_demo::device::Progress;
 use vsva_demo::regs::{DeviceError, Op};
 use vsva_iommufd::ObjectType;
 use vsva_mem::Pasid;
 use vsva_mm::{MapFlags, Prot};
+
+/// Submits a fill of a fresh page and runs the device until it waits for that page; the
+/// host's page-request handler queues the request on the VMM's fault queue.
+fn leave_waiting(host: &vsva_demo::platform::Platform, b: &Bound) {
+    let buf = b
+        .process
+        .mmap(None, 4096, Prot::RW, MapFlags::empty())
+        .unwrap();
+    b.drv.submit(&b.ctx, &cmd(Op::Fill, 0, buf.raw(), 4096, 3));
+    assert_eq!(b.drv.device().run(), Progress::Waiting);
+    assert!(host.service() > 0, "the page request reached the host");
+}
 
 #[test]
 fn reboot_releases_every_binding_and_answers_what_the_guest_owed() {
@@ -19,13 +31,7 @@ fn reboot_releases_every_binding_and_answers_what_the_guest_owed() {
     let (rid, _, hp) = vm.vmm().bindings()[0];
     let host_rid = vm.vmm().host_rid(rid);
     // A command waits on a page request the guest has received but not answered.
-    let buf = b
-        .process
-        .mmap(None, 4096, Prot::RW, MapFlags::empty())
-        .unwrap();
-    b.drv.submit(&b.ctx, &cmd(Op::Fill, 0, buf.raw(), 4096, 3));
-    assert_eq!(b.drv.device().run(), Progress::Waiting);
-    host.service();
+    leave_waiting(&host, &b);
     assert_eq!(vm.vmm().pump_faults(), 1, "delivered to the guest");
     let nested = |vm: &vsva_vmm::Vm| {
         vm.vmm()
@@ -70,13 +76,7 @@ fn vmm_exit_gives_the_host_back_every_page_and_pin() {
     assert!(report.checks.iter().all(|c| c.passed));
     // leave a binding and a pending request behind, on a hot-plugged device
     let b = bind_at(&vm, 4);
-    let buf = b
-        .process
-        .mmap(None, 4096, Prot::RW, MapFlags::empty())
-        .unwrap();
-    b.drv.submit(&b.ctx, &cmd(Op::Fill, 0, buf.raw(), 4096, 3));
-    assert_eq!(b.drv.device().run(), Progress::Waiting);
-    host.service();
+    leave_waiting(&host, &b);
     let (rid, _, hp) = vm.vmm().bindings()[0];
     let host_rid = vm.vmm().host_rid(rid);
     let device = b.drv.device().clone();
