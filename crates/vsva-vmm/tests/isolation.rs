@@ -136,3 +136,47 @@ fn a_guest_programming_garbage_reaches_nothing_and_stops_nobody() {
     let host_report = vsva_demo::program::run(host.as_ref()).unwrap();
     assert!(host_report.checks.iter().all(|c| c.passed));
 }
+
+#[test]
+fn entry_types_the_viommu_does_not_offer_stay_unbound() {
+    // The vIOMMU advertises neither second-stage nor nested translation (ECAP.SSTS/NEST
+    // clear). A guest that writes such an entry anyway gets nothing on the host: no binding,
+    // and DMA under that PASID faults instead of reaching the table it named.
+    let host = host();
+    let vm = guest(&host, 1);
+    let b = bind(&vm);
+    assert!(!vm.unit().config().second_stage && !vm.unit().config().nested);
+    let rid = Rid::from_bdf(0, 3, 0).unwrap();
+    let frames = vm.os().mm.frames().clone();
+    let ss = PageTable::new(vsva_pgtable::vtd_ss::VtdSecondStage::four_level(), frames).unwrap();
+    ss.map(0x4000_0000, 0x1000_0000, PageSize::Size4K, Perm::RW)
+        .unwrap();
+    for domain in [
+        Domain::SecondStage {
+            did: 0x61,
+            root: ss.root(),
+            levels: 4,
+            ad: false,
+        },
+        Domain::Nested {
+            did: 0x62,
+            fs_root: b.process.page_table_root().unwrap(),
+            fs_levels: 4,
+            ss_root: ss.root(),
+            ss_levels: 4,
+            supervisor: false,
+        },
+    ] {
+        let pasid = Pasid::new(0x60).unwrap();
+        let _ = vm.os().vtd_driver.attach_pasid(rid, pasid, &domain);
+        assert!(
+            vm.vmm().bindings().iter().all(|&(_, gp, _)| gp != 0x60),
+            "{domain:?} bound"
+        );
+        expect_device_error(
+            b.drv
+                .run_pasid(&vm, pasid, &cmd(Op::Fill, 0, 0x4000_0000, 4096, 1)),
+            "unsupported entry type",
+        );
+    }
+}
