@@ -241,113 +241,99 @@ pub fn memlock_limit_pages() -> Option<u64> {
     Some(rl.rlim_cur / 4096)
 }
 
-/// The largest number of iovecs one `process_vm_readv` / `writev` takes.
-const IOV_MAX: usize = 1024;
 const PAGE: u64 = 4096;
 
-/// Splits `[addr, addr + len)` at page boundaries: `process_vm_readv` never splits one
-/// iovec, so page-sized pieces let a partial transfer stop exactly at the first bad page.
-fn pieces(addr: u64, len: usize) -> Vec<(u64, usize)> {
-    let mut out = Vec::new();
-    let mut at = addr;
-    let mut left = len;
-    while left > 0 {
-        let room = (PAGE - at % PAGE) as usize;
-        let n = room.min(left);
-        out.push((at, n));
-        at = at.wrapping_add(n as u64);
-        left -= n;
-    }
-    out
+/// Remote iovecs per `process_vm_readv` / `writev` call, kept on the stack: the transfers
+/// run on paths that must not allocate (every `open` peeks at its path through one).
+const IOVS: usize = 16;
+
+/// Which way [`vm_transfer`] copies.
+#[derive(Clone, Copy)]
+enum Dir {
+    /// From this process's memory at the address into the buffer.
+    Read,
+    /// From the buffer to this process's memory at the address.
+    Write,
 }
 
-/// Reads this process's memory at `addr` into `buf` with `process_vm_readv` on its own pid,
-/// so a bad address is an error rather than a crash. Returns the bytes read: the prefix
-/// before the first page that cannot be read.
+/// Copies between `local` and this process's memory at `addr` with `process_vm_readv` /
+/// `process_vm_writev` on its own pid, so a bad address is an error rather than a crash.
+/// The remote side is split at page boundaries (the kernel never splits one iovec, so a
+/// partial transfer then stops exactly at the first bad page). Returns the bytes copied: the
+/// prefix before the first page that cannot be reached. No heap allocation.
+fn vm_transfer(dir: Dir, addr: u64, local: *mut u8, len: usize) -> usize {
+    if addr.checked_add(len as u64).is_none() {
+        return 0;
+    }
+    let empty = libc::iovec {
+        iov_base: std::ptr::null_mut(),
+        iov_len: 0,
+    };
+    let mut done = 0;
+    while done < len {
+        let mut remote = [empty; IOVS];
+        let mut count = 0;
+        let mut want = 0;
+        while count < IOVS && done + want < len {
+            let at = addr + (done + want) as u64;
+            let n = ((PAGE - at % PAGE) as usize).min(len - done - want);
+            remote[count] = libc::iovec {
+                iov_base: at as *mut c_void,
+                iov_len: n,
+            };
+            count += 1;
+            want += n;
+        }
+        let here = libc::iovec {
+            // SAFETY: `done < len`, so the offset stays inside the caller's buffer.
+            iov_base: unsafe { local.add(done) }.cast(),
+            iov_len: want,
+        };
+        // SAFETY: `here` covers `want` bytes of the caller's buffer, which the kernel writes
+        // (Read, the buffer is writable) or only reads (Write); the remote iovecs are checked
+        // by the kernel against this process's mappings.
+        let rc = unsafe {
+            match dir {
+                Dir::Read => libc::process_vm_readv(
+                    libc::getpid(),
+                    &here,
+                    1,
+                    remote.as_ptr(),
+                    count as libc::c_ulong,
+                    0,
+                ),
+                Dir::Write => libc::process_vm_writev(
+                    libc::getpid(),
+                    &here,
+                    1,
+                    remote.as_ptr(),
+                    count as libc::c_ulong,
+                    0,
+                ),
+            }
+        };
+        if rc < 0 {
+            return done;
+        }
+        done += rc as usize;
+        if rc as usize != want {
+            return done;
+        }
+    }
+    done
+}
+
+/// Reads this process's memory at `addr` into `buf` without trusting the address. Returns
+/// the bytes read: the prefix before the first page that cannot be read.
 pub fn vm_read_prefix(addr: u64, buf: &mut [u8]) -> usize {
-    if addr.checked_add(buf.len() as u64).is_none() {
-        return 0;
-    }
-    let mut done = 0;
-    let all = pieces(addr, buf.len());
-    for chunk in all.chunks(IOV_MAX) {
-        let want: usize = chunk.iter().map(|&(_, n)| n).sum();
-        let local = libc::iovec {
-            iov_base: buf[done..].as_mut_ptr().cast(),
-            iov_len: want,
-        };
-        let remote: Vec<libc::iovec> = chunk
-            .iter()
-            .map(|&(at, n)| libc::iovec {
-                iov_base: at as *mut c_void,
-                iov_len: n,
-            })
-            .collect();
-        // SAFETY: `local` covers `want` writable bytes of `buf`; the remote iovecs are only
-        // read by the kernel, which checks them against this process's mappings.
-        let rc = unsafe {
-            libc::process_vm_readv(
-                libc::getpid(),
-                &local,
-                1,
-                remote.as_ptr(),
-                remote.len() as libc::c_ulong,
-                0,
-            )
-        };
-        if rc < 0 {
-            return done;
-        }
-        done += rc as usize;
-        if rc as usize != want {
-            return done;
-        }
-    }
-    done
+    vm_transfer(Dir::Read, addr, buf.as_mut_ptr(), buf.len())
 }
 
-/// Writes `buf` to this process's memory at `addr` with `process_vm_writev`. Returns the bytes
-/// written (a prefix, as for [`vm_read_prefix`]).
+/// Writes `buf` to this process's memory at `addr`. Returns the bytes written (a prefix, as
+/// for [`vm_read_prefix`]).
 pub fn vm_write_prefix(addr: u64, buf: &[u8]) -> usize {
-    if addr.checked_add(buf.len() as u64).is_none() {
-        return 0;
-    }
-    let mut done = 0;
-    let all = pieces(addr, buf.len());
-    for chunk in all.chunks(IOV_MAX) {
-        let want: usize = chunk.iter().map(|&(_, n)| n).sum();
-        let local = libc::iovec {
-            iov_base: buf[done..].as_ptr() as *mut c_void,
-            iov_len: want,
-        };
-        let remote: Vec<libc::iovec> = chunk
-            .iter()
-            .map(|&(at, n)| libc::iovec {
-                iov_base: at as *mut c_void,
-                iov_len: n,
-            })
-            .collect();
-        // SAFETY: `local` covers `want` readable bytes of `buf` (the kernel only reads it);
-        // the kernel checks the remote iovecs against this process's mappings.
-        let rc = unsafe {
-            libc::process_vm_writev(
-                libc::getpid(),
-                &local,
-                1,
-                remote.as_ptr(),
-                remote.len() as libc::c_ulong,
-                0,
-            )
-        };
-        if rc < 0 {
-            return done;
-        }
-        done += rc as usize;
-        if rc as usize != want {
-            return done;
-        }
-    }
-    done
+    // The buffer is only read by `process_vm_writev`, never written through this pointer.
+    vm_transfer(Dir::Write, addr, buf.as_ptr().cast_mut(), buf.len())
 }
 
 #[cfg(test)]
@@ -374,5 +360,39 @@ mod tests {
         assert_eq!(&buf[..16], &[7u8; 16]);
         assert_eq!(vm_read_prefix(u64::MAX - 3, &mut buf[..8]), 0);
         assert_eq!(vm_read_prefix(0, &mut buf[..8]), 0);
+    }
+
+    #[test]
+    fn transfers_longer_than_one_call_stop_at_the_first_bad_page() {
+        let pages = 2 * IOVS as u64 + 4;
+        let base = mmap(
+            0,
+            pages * PAGE,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+        )
+        .unwrap();
+        let bad = pages - 2;
+        // SAFETY: one page of the fresh mapping is ours to protect.
+        unsafe {
+            libc::mprotect(
+                (base + bad * PAGE) as *mut c_void,
+                PAGE as usize,
+                libc::PROT_NONE,
+            )
+        };
+        let len = (pages * PAGE) as usize;
+        let pattern: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+        // Unaligned start: the first and last pieces are partial pages.
+        let start = base + 100;
+        let reachable = (bad * PAGE - 100) as usize;
+        assert_eq!(vm_write_prefix(start, &pattern[..len - 100]), reachable);
+        let mut back = vec![0u8; len - 100];
+        assert_eq!(vm_read_prefix(start, &mut back), reachable);
+        assert_eq!(back[..reachable], pattern[..reachable]);
+        assert_eq!(vm_read_prefix(start, &mut []), 0);
+        // SAFETY: the mapping is ours and nothing refers to it any more.
+        unsafe { libc::munmap(base as *mut c_void, len) };
     }
 }
