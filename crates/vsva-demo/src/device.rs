@@ -370,34 +370,36 @@ impl DemoDevice {
         let reads_src = matches!(cmd.op, Op::ReadChecksum | Op::Copy | Op::Compare);
         let writes_dst = matches!(cmd.op, Op::WritePattern | Op::Copy | Op::Fill);
         let reads_dst = cmd.op == Op::Compare;
-        let src = if reads_src {
-            match self.translate(st, cmd, cmd.src + off, Access::READ | priv_) {
+        let (src_va, dst_va) = (cmd.src + off, cmd.dst + off);
+        // Translates one side of the copy (if the operation touches it) and shortens the
+        // piece to what that translation covers.
+        let mut side = |used: bool, va: u64, access: Access| -> Step<Option<u64>> {
+            if !used {
+                return Step::Ready(None);
+            }
+            match self.translate(st, cmd, va, access | priv_) {
                 Step::Ready((hpa, left)) => {
                     n = n.min(left);
-                    Some(hpa)
+                    Step::Ready(Some(hpa))
                 }
-                Step::Wait => return Step::Wait,
-                Step::Fail(e) => return Step::Fail(e),
+                Step::Wait => Step::Wait,
+                Step::Fail(e) => Step::Fail(e),
             }
-        } else {
-            None
         };
-        let dst = if writes_dst || reads_dst {
-            let access = if writes_dst {
-                Access::READ | Access::WRITE
-            } else {
-                Access::READ
-            };
-            match self.translate(st, cmd, cmd.dst + off, access | priv_) {
-                Step::Ready((hpa, left)) => {
-                    n = n.min(left);
-                    Some(hpa)
-                }
-                Step::Wait => return Step::Wait,
-                Step::Fail(e) => return Step::Fail(e),
-            }
+        let src = match side(reads_src, src_va, Access::READ) {
+            Step::Ready(hpa) => hpa,
+            Step::Wait => return Step::Wait,
+            Step::Fail(e) => return Step::Fail(e),
+        };
+        let dst_access = if writes_dst {
+            Access::READ | Access::WRITE
         } else {
-            None
+            Access::READ
+        };
+        let dst = match side(writes_dst || reads_dst, dst_va, dst_access) {
+            Step::Ready(hpa) => hpa,
+            Step::Wait => return Step::Wait,
+            Step::Fail(e) => return Step::Fail(e),
         };
         let n_us = n as usize;
         let mem = self.up.memory();

@@ -2,8 +2,10 @@
 //! marks what devices write, reading the bitmap clears it, and the IOTLB flush that follows
 //! makes the next write mark the page again.
 
+mod common;
+
+use common::plain_device;
 use vsva_demo::platform::Platform;
-use vsva_iommu::DeviceCaps;
 use vsva_mem::{PageSize, Pasid, Rid};
 use vsva_pgtable::Perm;
 use vsva_vtd::config::VtdConfig;
@@ -21,13 +23,7 @@ fn dirty(d: &vsva_iommu::PagingDomain, clear: bool) -> Vec<(u64, PageSize)> {
 fn writes_are_recorded_and_cleared() {
     let p = Platform::new(4 << 30, VtdConfig::default()).unwrap();
     let rid = Rid::from_bdf(0, 3, 0).unwrap();
-    let dev = p.add_device(rid, 32, 64);
-    let caps = DeviceCaps {
-        pasid_bits: 20,
-        ats: false,
-        pri: false,
-    };
-    p.iommu.add_device(rid, caps, 0).unwrap();
+    let dev = plain_device(&p, rid);
     let d = p.iommu.alloc_paging_domain().unwrap();
     d.map(0x10_0000, 0x4000_0000, 4 * PAGE, Perm::RW, true)
         .unwrap();
@@ -63,8 +59,7 @@ fn writes_are_recorded_and_cleared() {
     // a later attachment follows the domain's setting
     d.set_dirty_tracking(true).unwrap();
     let rid2 = Rid::from_bdf(0, 4, 0).unwrap();
-    let dev2 = p.add_device(rid2, 32, 64);
-    p.iommu.add_device(rid2, caps, 0).unwrap();
+    let dev2 = plain_device(&p, rid2);
     p.iommu.attach_paging(rid2, pasid0, &d, None).unwrap();
     dev2.dma_untranslated(None, 0x10_0000, true).unwrap();
     assert_eq!(dirty(&d, true), vec![(0x10_0000, PageSize::Size4K)]);
@@ -118,13 +113,7 @@ fn hw_info_is_what_the_unit_reports_in_its_registers() {
 fn detaching_by_any_path_leaves_the_domain_and_frees_its_id() {
     let p = Platform::new(1 << 30, VtdConfig::default()).unwrap();
     let rid = Rid::from_bdf(0, 3, 0).unwrap();
-    let dev = p.add_device(rid, 32, 64);
-    let caps = DeviceCaps {
-        pasid_bits: 20,
-        ats: false,
-        pri: false,
-    };
-    p.iommu.add_device(rid, caps, 0).unwrap();
+    let dev = plain_device(&p, rid);
     let d = p.iommu.alloc_paging_domain().unwrap();
     let other = p.iommu.alloc_paging_domain().unwrap();
     assert_ne!(d.did(), other.did());

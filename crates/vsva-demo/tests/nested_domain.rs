@@ -3,49 +3,34 @@
 //! a parent unmap reaches the nested domain's cached translations, and a guest invalidation
 //! reaches the IOTLB.
 
+mod common;
+
 use std::sync::Arc;
 
+use common::{GIB, GuestRam, guest_ram, plain_device};
+
 use vsva_demo::platform::Platform;
-use vsva_iommu::{DeviceCaps, NestedS1};
-use vsva_mem::{Access, FrameAllocator, PageSize, Pasid, PhysMem, PhysWindow, Rid};
-use vsva_mm::{MapFlags, Prot};
+use vsva_iommu::NestedS1;
+use vsva_mem::{PageSize, Pasid, Rid};
 use vsva_pgtable::x86::X86Paging;
 use vsva_pgtable::{PageTable, Perm};
 use vsva_vtd::config::VtdConfig;
-
-const GIB: u64 = 1 << 30;
-const MIB: u64 = 1 << 20;
 
 #[test]
 fn a_guest_first_stage_nested_on_a_paging_domain() {
     let p = Platform::new(8 * GIB, VtdConfig::default()).unwrap();
     let rid = Rid::from_bdf(0, 3, 0).unwrap();
-    let dev = p.add_device(rid, 32, 64);
-    p.iommu
-        .add_device(
-            rid,
-            DeviceCaps {
-                pasid_bits: 20,
-                ats: false,
-                pri: false,
-            },
-            0,
-        )
-        .unwrap();
+    let dev = plain_device(&p, rid);
 
     // Guest RAM: 1 GiB of the VMM's memory in one host frame, at GPA 0.
-    let vmm = p.mm.spawn().unwrap();
-    let ram = vmm
-        .mmap(None, GIB, Prot::RW, MapFlags::HUGE_1G | MapFlags::POPULATE)
-        .unwrap();
-    let ram_hpa = vmm.translate(ram, Access::READ).unwrap().output;
-    let s2 = p.iommu.alloc_paging_domain().unwrap();
-    s2.map(0, ram_hpa, GIB, Perm::RW, true).unwrap();
+    let GuestRam {
+        hpa: ram_hpa,
+        s2,
+        mem: guest_mem,
+        frames: guest_frames,
+    } = guest_ram(&p);
 
     // The guest builds a page table in its RAM: guest VA 0x4000_0000 -> GPA 0x10_0000.
-    let guest_mem: Arc<dyn PhysMem> =
-        Arc::new(PhysWindow::new(p.mem.clone(), ram_hpa, GIB).unwrap());
-    let guest_frames = Arc::new(FrameAllocator::new(guest_mem.clone(), 16 * MIB, 64 * MIB));
     let gpt = PageTable::new(X86Paging::default(), guest_frames).unwrap();
     gpt.map(0x4000_0000, 0x10_0000, PageSize::Size4K, Perm::USER_RW)
         .unwrap();
@@ -162,16 +147,12 @@ fn a_nested_pasids_page_requests_reach_its_handler_and_the_answer_resumes_the_de
     let dev = p.add_device(rid, 32, 64);
     let drv = DemoDriver::probe(&p, dev.clone(), false).unwrap();
 
-    let vmm = p.mm.spawn().unwrap();
-    let ram = vmm
-        .mmap(None, GIB, Prot::RW, MapFlags::HUGE_1G | MapFlags::POPULATE)
-        .unwrap();
-    let ram_hpa = vmm.translate(ram, Access::READ).unwrap().output;
-    let s2 = p.iommu.alloc_paging_domain().unwrap();
-    s2.map(0, ram_hpa, GIB, Perm::RW, true).unwrap();
-    let guest_mem: Arc<dyn PhysMem> =
-        Arc::new(PhysWindow::new(p.mem.clone(), ram_hpa, GIB).unwrap());
-    let guest_frames = Arc::new(FrameAllocator::new(guest_mem.clone(), 16 * MIB, 64 * MIB));
+    let GuestRam {
+        hpa: _,
+        s2,
+        mem: guest_mem,
+        frames: guest_frames,
+    } = guest_ram(&p);
     let gpt = Arc::new(PageTable::new(X86Paging::default(), guest_frames).unwrap());
 
     let nested = p
