@@ -619,16 +619,6 @@ impl IoPageTable {
         self.lock().unreserve(owner);
     }
 
-    /// The ranges `owner` holds reserved, in order.
-    pub fn reserved_by(&self, owner: ReservedBy) -> Vec<(u64, u64)> {
-        self.lock()
-            .reserved
-            .iter()
-            .filter(|r| r.owner == owner)
-            .map(|r| (r.start, r.last))
-            .collect()
-    }
-
     /// Attaches `domain` (id `id`): reserves what lies beyond its aperture, then pins and maps
     /// every area into it (`iopt_table_add_domain`).
     ///

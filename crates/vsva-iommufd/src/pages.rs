@@ -196,9 +196,4 @@ impl Pages {
         let st = lock(&self.pins);
         (st.users > 0).then(|| st.runs.clone())
     }
-
-    /// Pin users now.
-    pub fn pin_users(&self) -> u32 {
-        lock(&self.pins).users
-    }
 }

@@ -223,6 +223,31 @@ mod tests {
     }
 
     #[test]
+    fn array_entries_follow_copy_struct_from_user() {
+        use crate::abi::IommuHwptVtdS1Invalidate;
+        // An invalidation array at 0x2fc0 laid out with 32-byte entries (a newer VMM): entry 1
+        // starts at byte 32, its last 8 bytes must be zero; the array ends with the memory.
+        let mem = TwoPages(Mutex::new(vec![0; 0x2000]));
+        let entry = IommuHwptVtdS1Invalidate {
+            addr: 0x4000,
+            npages: 2,
+            flags: 1,
+            __reserved: 0,
+        };
+        let array = 0x2fc0;
+        mem.write(array + 32, entry.as_bytes()).unwrap();
+        let read = copy_struct_from_user_at::<IommuHwptVtdS1Invalidate>;
+        assert_eq!(read(&mem, array + 32, 32, 24), Ok(entry));
+        mem.write(array + 60, &[1]).unwrap();
+        assert_eq!(read(&mem, array + 32, 32, 24), Err(Errno::E2BIG));
+        // entries shorter than the driver's minimum
+        assert_eq!(read(&mem, array, 16, 24), Err(Errno::EINVAL));
+        assert_eq!(read(&mem, array, 20, 24), Err(Errno::EINVAL));
+        // entry 2 lies past the accessible memory
+        assert_eq!(read(&mem, array + 64, 32, 24), Err(Errno::EFAULT));
+    }
+
+    #[test]
     fn clear_user_zeroes_up_to_a_fault() {
         let mem = TwoPages(Mutex::new(vec![0xee; 0x2000]));
         clear_user(&mem, 0x1ffc, 8).unwrap();

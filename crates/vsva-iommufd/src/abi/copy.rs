@@ -64,7 +64,7 @@ pub fn user_size(user: &[u8]) -> Result<u32, Errno> {
 
 /// Reads the argument of an iommufd command (or `VFIO_DEVICE_BIND_IOMMUFD`) with the
 /// dispatch rules of `main.c`: the declared size from the leading `u32`, `EINVAL` below
-/// `min_size`, then [`copy_struct_from_user`] of the declared size.
+/// `min_size`, then `copy_struct_from_user()` of the declared size.
 ///
 /// `user` is the memory the caller can access from the argument pointer on; only its first
 /// `size` bytes are the struct. Pass [`Command::min_size`](super::Command::min_size) as
@@ -85,27 +85,7 @@ where
     copy_struct_from_user_sized(user, size)
 }
 
-/// `copy_struct_from_user(dst, sizeof(T), src, src.len())` of `include/linux/uaccess.h`: read
-/// a user struct of `src.len()` bytes into a `T`.
-///
-/// * `src` shorter than `T`: copied, the rest of `T` zero;
-/// * same size: copied;
-/// * longer: the bytes past `size_of::<T>()` must all be zero, then `T` is copied.
-///
-/// Drivers read their own data this way (`iommu_copy_struct_from_user()`), e.g. the
-/// [`IommuHwptVtdS1`](super::IommuHwptVtdS1) of a nested `IOMMU_HWPT_ALLOC`, after checking
-/// the length against their minimum (see [`read_user_data`]).
-///
-/// # Errors
-/// `E2BIG` if a byte past `size_of::<T>()` is non-zero.
-pub fn copy_struct_from_user<T>(src: &[u8]) -> Result<T, Errno>
-where
-    T: FromBytes + IntoBytes + KnownLayout,
-{
-    copy_struct_from_user_sized(src, src.len())
-}
-
-/// [`copy_struct_from_user`] of a struct the caller declared as `size` bytes, of which only
+/// `copy_struct_from_user()` of a struct the caller declared as `size` bytes, of which only
 /// the first `accessible.len()` can be read: the scan for non-zero trailing bytes stops at the
 /// first one found (`E2BIG`) before it can run into inaccessible memory (`EFAULT`), as
 /// Linux's `check_zeroed_user()` does.
@@ -130,47 +110,6 @@ where
     let mut value = T::new_zeroed();
     value.as_mut_bytes()[..copied].copy_from_slice(src);
     Ok(value)
-}
-
-/// Reads driver-specific data of `data.len()` bytes (`data_len` of the command) the way
-/// `iommu_copy_struct_from_user()` does: shorter than `min_len` (the end of the last field the
-/// driver requires) is `EINVAL`, then [`copy_struct_from_user`].
-///
-/// # Errors
-/// `EINVAL` below `min_len`; `E2BIG` as [`copy_struct_from_user`].
-pub fn read_user_data<T>(data: &[u8], min_len: usize) -> Result<T, Errno>
-where
-    T: FromBytes + IntoBytes + KnownLayout,
-{
-    if data.len() < min_len {
-        return Err(Errno::EINVAL);
-    }
-    copy_struct_from_user(data)
-}
-
-/// Reads entry `index` of a user array whose entries are `entry_len` bytes apart, the way
-/// `iommu_copy_struct_from_user_array()` reads `IOMMU_HWPT_INVALIDATE` requests: `entry_len`
-/// below `min_len` is `EINVAL`, then [`copy_struct_from_user`] of `entry_len` bytes. `array`
-/// is the memory accessible from `data_uptr` on.
-///
-/// # Errors
-/// `EINVAL` if `entry_len < min_len`; `EFAULT` if the entry lies outside `array`; `E2BIG` as
-/// [`copy_struct_from_user`].
-pub fn read_user_array_entry<T>(
-    array: &[u8],
-    entry_len: usize,
-    index: usize,
-    min_len: usize,
-) -> Result<T, Errno>
-where
-    T: FromBytes + IntoBytes + KnownLayout,
-{
-    if entry_len < min_len {
-        return Err(Errno::EINVAL);
-    }
-    let start = entry_len.checked_mul(index).ok_or(Errno::EFAULT)?;
-    let accessible = array.get(start..).ok_or(Errno::EFAULT)?;
-    copy_struct_from_user_sized(accessible, entry_len)
 }
 
 /// Reads the argument of `VFIO_DEVICE_ATTACH_IOMMUFD_PT` or `VFIO_DEVICE_DETACH_IOMMUFD_PT`
@@ -299,8 +238,8 @@ pub fn known_flags<F: bitflags::Flags>(bits: F::Bits) -> Result<F, Errno> {
 mod tests {
     use super::*;
     use crate::abi::{
-        Command, IoasMapFlags, IommuDestroy, IommuHwInfo, IommuHwptAlloc, IommuHwptVtdS1Invalidate,
-        IommuIoasMap, IommuOption, VfioDeviceAttachIommufdPt,
+        Command, IoasMapFlags, IommuDestroy, IommuHwInfo, IommuHwptAlloc, IommuIoasMap,
+        IommuOption, VfioDeviceAttachIommufdPt,
     };
 
     /// A user buffer holding `bytes`, with `size` in its leading `u32`.
@@ -487,43 +426,6 @@ mod tests {
             Ok(IoasMapFlags::FIXED_IOVA | IoasMapFlags::READABLE | IoasMapFlags::WRITEABLE)
         );
         assert_eq!(known_flags::<IoasMapFlags>(8), Err(Errno::EOPNOTSUPP));
-    }
-
-    #[test]
-    fn user_data_and_array_entries() {
-        // An invalidation array laid out with 32-byte entries (a newer VMM): entry 1 starts at
-        // byte 32, its last 8 bytes must be zero.
-        let entry = IommuHwptVtdS1Invalidate {
-            addr: 0x4000,
-            npages: 2,
-            flags: 1,
-            __reserved: 0,
-        };
-        let mut array = vec![0u8; 64];
-        array[32..56].copy_from_slice(entry.as_bytes());
-        let read: IommuHwptVtdS1Invalidate = read_user_array_entry(&array, 32, 1, 24).unwrap();
-        assert_eq!(read, entry);
-        array[60] = 1;
-        assert_eq!(
-            read_user_array_entry::<IommuHwptVtdS1Invalidate>(&array, 32, 1, 24),
-            Err(Errno::E2BIG)
-        );
-        assert_eq!(
-            read_user_array_entry::<IommuHwptVtdS1Invalidate>(&array, 16, 0, 24),
-            Err(Errno::EINVAL)
-        );
-        assert_eq!(
-            read_user_array_entry::<IommuHwptVtdS1Invalidate>(&array, 32, 2, 24),
-            Err(Errno::EFAULT)
-        );
-        assert_eq!(
-            read_user_array_entry::<IommuHwptVtdS1Invalidate>(&array, usize::MAX, 2, 24),
-            Err(Errno::EFAULT)
-        );
-        assert_eq!(
-            read_user_data::<IommuHwptVtdS1Invalidate>(&array[..20], 24),
-            Err(Errno::EINVAL)
-        );
     }
 
     #[test]

@@ -47,8 +47,8 @@ pub mod vfio;
 pub mod viommu;
 
 pub use copy::{
-    check_zero, copy_struct_from_user, known_flags, read_user_array_entry, read_user_data,
-    read_user_struct, read_vfio_flag_extended, user_size, write_back, write_back_range,
+    check_zero, known_flags, read_user_struct, read_vfio_flag_extended, user_size, write_back,
+    write_back_range,
 };
 pub use errno::Errno;
 pub use fault::*;
