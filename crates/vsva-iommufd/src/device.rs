@@ -17,7 +17,7 @@ use zerocopy::IntoBytes;
 
 use crate::abi::{
     Errno, HwCapabilities, HwInfoFlags, HwInfoType, HwInfoVtdFlags, IommuHwInfo, IommuHwInfoVtd,
-    check_zero,
+    check_zero, known_flags,
 };
 use crate::ctx::Iommufd;
 use crate::hw_pagetable::HwptRef;
@@ -290,7 +290,7 @@ impl Iommufd {
     /// `EOPNOTSUPP` if `INPUT_TYPE` asks a VT-d unit for a type other than DEFAULT or
     /// INTEL_VTD; `EFAULT` if the data cannot be written or cleared.
     pub fn get_hw_info(&self, cmd: &mut IommuHwInfo, mem: &dyn UserMemory) -> Result<(), Errno> {
-        let flags = HwInfoFlags::from_bits(cmd.flags).ok_or(Errno::EOPNOTSUPP)?;
+        let flags = known_flags::<HwInfoFlags>(cmd.flags)?;
         check_zero(&cmd.__reserved)?;
         if !flags.contains(HwInfoFlags::INPUT_TYPE) {
             cmd.data_type = HwInfoType::DEFAULT;

@@ -18,7 +18,7 @@
 
 use vsva_iommu::PagingDomain;
 
-use crate::abi::{Errno, GetDirtyBitmapFlags, IommuHwptGetDirtyBitmap};
+use crate::abi::{Errno, GetDirtyBitmapFlags, IommuHwptGetDirtyBitmap, check_zero, known_flags};
 use crate::ctx::Iommufd;
 use crate::user_memory::UserMemory;
 
@@ -168,10 +168,8 @@ impl Iommufd {
         cmd: &IommuHwptGetDirtyBitmap,
         mem: &dyn UserMemory,
     ) -> Result<(), Errno> {
-        let flags = GetDirtyBitmapFlags::from_bits(cmd.flags).ok_or(Errno::EOPNOTSUPP)?;
-        if cmd.__reserved != 0 {
-            return Err(Errno::EOPNOTSUPP);
-        }
+        let flags = known_flags::<GetDirtyBitmapFlags>(cmd.flags)?;
+        check_zero(&cmd.__reserved)?;
         let hwpt = self.get_hwpt_paging(cmd.hwpt_id)?;
         let iopt = hwpt.ioas().iopt();
         let last = check_iova_range(iopt.alignment(), cmd.iova, cmd.length, cmd.page_size)?;

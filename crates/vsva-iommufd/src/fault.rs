@@ -49,7 +49,7 @@ use zerocopy::{FromBytes, IntoBytes};
 
 use crate::abi::{
     Errno, IommuFaultAlloc, IommuHwptPageResponse, IommuHwptPgfault, PageResponseCode,
-    PgfaultFlags, PgfaultPerm,
+    PgfaultFlags, PgfaultPerm, check_zero,
 };
 use crate::ctx::Iommufd;
 use crate::object::{Held, IommufdObject, Object, ObjectHeader, ObjectType};
@@ -449,9 +449,7 @@ impl Iommufd {
     /// In Linux's order: `EOPNOTSUPP` for non-zero `flags`; `EBUSY` when no object ID is free;
     /// `EMFILE` when no file number is free.
     pub fn fault_alloc(&self, cmd: &mut IommuFaultAlloc) -> Result<(), Errno> {
-        if cmd.flags != 0 {
-            return Err(Errno::EOPNOTSUPP);
-        }
+        check_zero(&cmd.flags)?;
         let mut fd = 0;
         let id = self.create(|id| {
             let fault = Arc::new(Fault {

@@ -28,7 +28,8 @@ use vsva_mem::{Pasid, Rid};
 use crate::abi::{
     DirtyTrackingFlags, Errno, HwptAllocFlags, HwptDataType, HwptInvalidateDataType,
     IommuHwptAlloc, IommuHwptInvalidate, IommuHwptSetDirtyTracking, IommuHwptVtdS1,
-    IommuHwptVtdS1Invalidate, VtdInvalidateFlags, VtdS1Flags, offset_of_end,
+    IommuHwptVtdS1Invalidate, VtdInvalidateFlags, VtdS1Flags, check_zero, known_flags,
+    offset_of_end,
 };
 use crate::ctx::Iommufd;
 use crate::device::Device;
@@ -364,7 +365,7 @@ pub(crate) fn check_paging_flags(
     flags: u32,
     has_data: bool,
 ) -> Result<HwptAllocFlags, Errno> {
-    let flags = HwptAllocFlags::from_bits(flags).ok_or(Errno::EOPNOTSUPP)?;
+    let flags = known_flags::<HwptAllocFlags>(flags)?;
     if flags.contains(HwptAllocFlags::DIRTY_TRACKING) && !iommu.ops().dirty_tracking() {
         return Err(Errno::EOPNOTSUPP);
     }
@@ -391,10 +392,8 @@ pub(crate) fn check_paging_flags(
 /// a non-zero `__reserved` are `EOPNOTSUPP`, and so are `EAFE` and `WPE`, which the core's
 /// first stage cannot express yet.
 fn vtd_s1(regs: VtdRegs, data: &IommuHwptVtdS1) -> Result<NestedS1, Errno> {
-    let flags = VtdS1Flags::from_bits(data.flags).ok_or(Errno::EOPNOTSUPP)?;
-    if data.__reserved != 0 {
-        return Err(Errno::EOPNOTSUPP);
-    }
+    let flags = known_flags::<VtdS1Flags>(data.flags)?;
+    check_zero(&data.__reserved)?;
     let levels = match data.addr_width {
         48 => 4,
         57 if regs.fs5lp() => 5,
@@ -470,9 +469,7 @@ impl Iommufd {
     ///    request groups are queued there ([`fault`](crate::fault)). Linux looks the queue up
     ///    after building the HWPT, so every error above comes first.
     pub fn hwpt_alloc(&self, cmd: &mut IommuHwptAlloc, mem: &dyn UserMemory) -> Result<(), Errno> {
-        if cmd.__reserved != 0 {
-            return Err(Errno::EOPNOTSUPP);
-        }
+        check_zero(&cmd.__reserved)?;
         let no_type = cmd.data_type == HwptDataType::NONE;
         if no_type == (cmd.data_len != 0) {
             return Err(Errno::EINVAL);
@@ -584,7 +581,7 @@ impl Iommufd {
     /// `ENOENT` if `hwpt_id` is not a paging HWPT; `EOPNOTSUPP` if it was not allocated with
     /// `IOMMU_HWPT_ALLOC_DIRTY_TRACKING`; the domain's error.
     pub fn hwpt_set_dirty_tracking(&self, cmd: &IommuHwptSetDirtyTracking) -> Result<(), Errno> {
-        let flags = DirtyTrackingFlags::from_bits(cmd.flags).ok_or(Errno::EOPNOTSUPP)?;
+        let flags = known_flags::<DirtyTrackingFlags>(cmd.flags)?;
         let hwpt = self.get_hwpt_paging(cmd.hwpt_id)?;
         if !hwpt.dirty_ops() {
             return Err(Errno::EOPNOTSUPP);
@@ -647,9 +644,7 @@ impl Iommufd {
         mem: &dyn UserMemory,
         done: &mut u32,
     ) -> Result<(), Errno> {
-        if cmd.__reserved != 0 {
-            return Err(Errno::EOPNOTSUPP);
-        }
+        check_zero(&cmd.__reserved)?;
         if cmd.entry_num != 0 && (cmd.data_uptr == 0 || cmd.entry_len == 0) {
             return Err(Errno::EINVAL);
         }
@@ -676,9 +671,8 @@ impl Iommufd {
                 entry_len,
                 offset_of_end!(IommuHwptVtdS1Invalidate, __reserved),
             )?;
-            if VtdInvalidateFlags::from_bits(entry.flags).is_none() || entry.__reserved != 0 {
-                return Err(Errno::EOPNOTSUPP);
-            }
+            known_flags::<VtdInvalidateFlags>(entry.flags)?;
+            check_zero(&entry.__reserved)?;
             if entry.addr % 4096 != 0 || (entry.npages == u64::MAX && entry.addr != 0) {
                 return Err(Errno::EINVAL);
             }

@@ -14,7 +14,7 @@ use zerocopy::IntoBytes;
 use crate::abi::{
     Errno, IoasMapFlags, IommuIoasAlloc, IommuIoasAllowIovas, IommuIoasChangeProcess,
     IommuIoasCopy, IommuIoasIovaRanges, IommuIoasMap, IommuIoasMapFile, IommuIoasUnmap,
-    IommuIovaRange, IommuOption, OptionId, OptionOp, check_zero,
+    IommuIovaRange, IommuOption, OptionId, OptionOp, check_zero, known_flags,
 };
 use crate::ctx::Iommufd;
 use crate::domain::IoProt;
@@ -212,7 +212,7 @@ impl Iommufd {
     /// without `READABLE` or `WRITEABLE`; `ENOENT` if `ioas_id` is not an IOAS; then
     /// [`IoPageTable::map_user`]'s errors.
     pub fn ioas_map(&self, cmd: &mut IommuIoasMap) -> Result<(), Errno> {
-        let flags = IoasMapFlags::from_bits(cmd.flags).ok_or(Errno::EOPNOTSUPP)?;
+        let flags = known_flags::<IoasMapFlags>(cmd.flags)?;
         check_zero(&cmd.__reserved)?;
         let (prot, fixed) = check_map(flags, &[cmd.iova, cmd.length], cmd.iova)?;
         let ioas = self.get_ioas(cmd.ioas_id)?;
@@ -234,7 +234,7 @@ impl Iommufd {
     /// IOAS; `EBADF` for a bad descriptor (always, when the context has no resolver); the
     /// resolver's `EINVAL` / `EPERM`; then [`IoPageTable::map_user`]'s errors.
     pub fn ioas_map_file(&self, cmd: &mut IommuIoasMapFile) -> Result<(), Errno> {
-        let flags = IoasMapFlags::from_bits(cmd.flags).ok_or(Errno::EOPNOTSUPP)?;
+        let flags = known_flags::<IoasMapFlags>(cmd.flags)?;
         let (prot, fixed) = check_map(flags, &[cmd.iova, cmd.length], cmd.iova)?;
         let ioas = self.get_ioas(cmd.ioas_id)?;
         let resolver = self.file_resolver().ok_or(Errno::EBADF)?;
@@ -256,7 +256,7 @@ impl Iommufd {
     /// `src_ioas_id` is not an IOAS; [`IoPageTable::get_pages`]'s errors on the source;
     /// `ENOENT` if `dst_ioas_id` is not an IOAS; [`IoPageTable::map_pages_list`]'s errors.
     pub fn ioas_copy(&self, cmd: &mut IommuIoasCopy) -> Result<(), Errno> {
-        let flags = IoasMapFlags::from_bits(cmd.flags).ok_or(Errno::EOPNOTSUPP)?;
+        let flags = known_flags::<IoasMapFlags>(cmd.flags)?;
         let (prot, fixed) = check_map(
             flags,
             &[cmd.length, cmd.src_iova, cmd.dst_iova],

@@ -26,7 +26,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use vsva_iommu::Iommu;
 
-use crate::abi::{Errno, IommuViommuAlloc, ViommuType};
+use crate::abi::{Errno, IommuViommuAlloc, ViommuType, check_zero};
 use crate::ctx::Iommufd;
 use crate::hw_pagetable::HwptPaging;
 use crate::object::{Held, IommufdObject, Object, ObjectHeader, ObjectType};
@@ -136,7 +136,8 @@ impl Iommufd {
     /// are not read (the series that had `DEFAULT` had no such fields); `__reserved` is not
     /// checked, as in Linux.
     pub fn viommu_alloc(&self, cmd: &mut IommuViommuAlloc) -> Result<(), Errno> {
-        if cmd.flags != 0 || (cmd.type_ == ViommuType::DEFAULT && !self.core_viommu()) {
+        check_zero(&cmd.flags)?;
+        if cmd.type_ == ViommuType::DEFAULT && !self.core_viommu() {
             return Err(Errno::EOPNOTSUPP);
         }
         let dev = self.get_device(cmd.dev_id)?;
