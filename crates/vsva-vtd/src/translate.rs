@@ -110,19 +110,18 @@ fn interrupt_request(req: &Request) -> bool {
         && INTERRUPT_RANGE.contains(&req.addr)
 }
 
-/// Translates `req` under the resolved PASID entry.
+/// Walks `req`'s address under the resolved PASID entry, for a request [`translate_cached`]
+/// admitted (it refuses interrupt requests before any cache or walk); the result is still
+/// checked against the interrupt range (SGN.8).
 ///
 /// # Errors
 /// The spec's fault reason.
-pub fn translate(
+pub(crate) fn translate(
     cfg: &VtdConfig,
     mem: &dyn PhysMem,
     r: &Resolved,
     req: &Request,
 ) -> Result<Translated, FaultReason> {
-    if interrupt_request(req) {
-        return Err(FaultReason::InterruptAddress);
-    }
     let e = &r.entry;
     let did = e.q1.did();
     // The privilege the walk checks is the resolved one (requests without PASID are user).
@@ -192,8 +191,14 @@ fn cached_permits(cfg: &VtdConfig, e: &PasidEntry, pgtt: Pgtt, perm: Perm, acces
     }
 }
 
-/// [`translate`] through the IOTLB: a hit that allows the access (and, for a write, was
-/// filled by a walk that set Dirty) is used as is; anything else walks and fills.
+/// Translates `req` under the resolved PASID entry, through the IOTLB: a hit that allows the
+/// access (and, for a write, was filled by a walk that set Dirty) is used as is; anything else
+/// walks and fills.
+///
+/// Every untranslated DMA and ATS translation request comes through here, so this is where
+/// interrupt requests (§3.15) are refused: before the IOTLB, whose entries are tagged by the
+/// PASID translated under and so are shared between requests without PASID and requests
+/// with the RID_PASID value as their PASID.
 ///
 /// # Errors
 /// The spec's fault reason.

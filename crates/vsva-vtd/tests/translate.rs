@@ -103,6 +103,34 @@ fn requests_without_pasid_to_the_interrupt_range_are_never_remapped() {
 }
 
 #[test]
+fn an_iotlb_entry_of_the_rid_pasid_does_not_admit_interrupt_requests() {
+    // Requests without PASID translate under RID_PASID (0 here), so they share IOTLB entries
+    // with requests that carry PASID 0. A DMA with PASID 0 to 0xFEE0_0000 fills the IOTLB;
+    // the same address without PASID is still an interrupt request (§3.15: reason 0x87),
+    // for a DMA and for an ATS translation request alike.
+    let rig = Rig::new(VtdConfig::default());
+    let dev = rid(1, 3, 0);
+    let dir = rig.attach_device(dev);
+    let ss = ss_table(&rig);
+    ss.map(0xfee0_0000, 0x3000_0000, PageSize::Size4K, Perm::RW)
+        .unwrap();
+    rig.write_pasid(dir, 0, &pasid_entry(Pgtt::SecondStage, 7, ss.root(), 0));
+    let t = rig.dma(dev, Some(0), 0xfee0_0010, R).unwrap();
+    assert_eq!(t.addr, 0x3000_0010);
+    let f = rig.dma(dev, None, 0xfee0_0010, R).unwrap_err();
+    assert_eq!(f.reason, Some(FaultReason::InterruptAddress));
+    let ats = vsva_vtd::Request {
+        rid: dev,
+        pasid: None,
+        addr: 0xfee0_0010,
+        access: R,
+        kind: RequestKind::Translation,
+    };
+    let f = rig.vtd.ats_translate(&ats).unwrap_err();
+    assert_eq!(f.reason, Some(FaultReason::InterruptAddress));
+}
+
+#[test]
 fn first_stage_shares_a_process_page_table() {
     // SVA: the PASID entry's first-stage pointer is a process's CR3.
     let rig = Rig::new(VtdConfig::default());
