@@ -241,9 +241,8 @@ impl<F: Format> PageTable<F> {
         Ok(last)
     }
 
-    /// The entry slot for `va` at `level`, creating tables on the way when `alloc` is set.
-    /// `Ok(None)` when a table is missing and `alloc` is off.
-    fn slot(&self, va: u64, level: u8, alloc: bool) -> Result<Option<u64>> {
+    /// The entry slot for `va` at `level`, creating the tables on the way.
+    fn slot(&self, va: u64, level: u8) -> Result<u64> {
         let mem = self.mem();
         let mut table = self.root;
         for l in ((level + 1)..=self.format.levels()).rev() {
@@ -252,9 +251,6 @@ impl<F: Format> PageTable<F> {
             if !self.format.is_present(entry) {
                 if entry != 0 {
                     return Err(MapError::AlreadyMapped { addr: va });
-                }
-                if !alloc {
-                    return Ok(None);
                 }
                 let new = self.frames.alloc_zeroed(PageSize::Size4K)?;
                 let link = self.format.encode_table(new);
@@ -274,7 +270,7 @@ impl<F: Format> PageTable<F> {
             }
             table = self.format.table_addr(entry);
         }
-        Ok(Some(table + index(va, level) * 8))
+        Ok(table + index(va, level) * 8)
     }
 
     /// Maps the page of `size` at `va` to `pa` with `perm`.
@@ -304,9 +300,7 @@ impl<F: Format> PageTable<F> {
         {
             return Err(MapError::OutputWidth { addr: pa });
         }
-        let Some(slot) = self.slot(va, size.leaf_level(), true)? else {
-            unreachable!("slot() with alloc always returns a slot");
-        };
+        let slot = self.slot(va, size.leaf_level())?;
         match self.mem().compare_exchange_u64(slot, 0, leaf)? {
             Ok(_) => Ok(()),
             Err(_) => Err(MapError::AlreadyMapped { addr: va }),
@@ -325,9 +319,7 @@ impl<F: Format> PageTable<F> {
             return Err(MapError::Misaligned { addr: va, size });
         }
         self.check_input(va)?;
-        let Some(slot) = self.slot(va, size.leaf_level(), true)? else {
-            unreachable!("slot() with alloc always returns a slot");
-        };
+        let slot = self.slot(va, size.leaf_level())?;
         let mem = self.mem();
         loop {
             let old = mem.load_u64(slot)?;
