@@ -288,12 +288,13 @@ impl Atc {
         size: PageSize,
         entry: AtcEntry,
     ) -> Result<(), AtcError> {
-        self.clear_front();
         for addr in [untranslated, entry.translated] {
             if addr & size.offset_mask() != 0 {
                 return Err(AtcError::Misaligned { addr, size });
             }
         }
+        // The new entry may replace or evict one the front cache holds.
+        self.clear_front();
         let mut entry = entry;
         let tag = match pasid {
             None => {
@@ -412,7 +413,6 @@ impl Atc {
         range: AtsRange,
         global: bool,
     ) -> usize {
-        self.clear_front();
         self.invalidate_inclusive(pasid, range.base, range.last, global)
     }
 
