@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use vsva_iommufd::abi::{
     Errno, HwptAllocFlags, HwptDataType, IoasMapFlags, IommuDestroy, IommuFaultAlloc, IommuHwInfo,
-    IommuHwInfoVtd, IommuHwptAlloc, IommuIoasAlloc, IommuIoasMap, IommuIoasUnmap,
+    IommuHwInfoVtd, IommuHwptAlloc, IommuIoasAlloc, IommuIoasMap, IommuIoasUnmap, user_size,
 };
 use vsva_iommufd::{FaultFile, Iommufd, VfioDevice, VfioDeviceFile};
 use zerocopy::{FromBytes, IntoBytes, KnownLayout};
@@ -114,10 +114,10 @@ pub fn read_vfio<T: FromBytes + IntoBytes + KnownLayout>(
     bytes: &[u8],
     minsz: usize,
 ) -> Result<T, Errno> {
-    if bytes.len() < minsz.max(4) {
+    if bytes.len() < minsz {
         return Err(Errno::EFAULT);
     }
-    let argsz = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as usize;
+    let argsz = user_size(bytes)? as usize;
     if argsz < minsz {
         return Err(Errno::EINVAL);
     }
