@@ -64,6 +64,13 @@ impl Listener {
     fn events(&self) -> Vec<Event> {
         self.events.lock().unwrap().clone()
     }
+
+    /// Fails the test if any invalidation came after the frame was freed or while the watched
+    /// address still mapped it.
+    fn assert_no_violations(&self) {
+        let v = self.violations.lock().unwrap();
+        assert!(v.is_empty(), "{v:?}");
+    }
 }
 
 impl MmuNotifier for Listener {
@@ -210,23 +217,18 @@ fn mmap_argument_checks() {
         Err(MmError::Invalid(_)) | Err(MmError::NoAddressSpace { .. })
     ));
     // a hint is used when free
-    let at = p
-        .mmap(
+    let hinted = || {
+        p.mmap(
             Some(Va::new(0x5000_0000)),
             8192,
             Prot::RW,
             MapFlags::empty(),
         )
-        .unwrap();
+        .unwrap()
+    };
+    let at = hinted();
     assert_eq!(at, Va::new(0x5000_0000));
-    let other = p
-        .mmap(
-            Some(Va::new(0x5000_0000)),
-            8192,
-            Prot::RW,
-            MapFlags::empty(),
-        )
-        .unwrap();
+    let other = hinted();
     assert_ne!(other, at, "an occupied hint is not honoured");
     // mprotect/madvise of a hole: ENOMEM
     let e = p
@@ -325,11 +327,7 @@ fn munmap_announces_the_range_before_freeing_its_frames() {
             InvalidateReason::Unmap
         )]
     );
-    assert!(
-        l.violations.lock().unwrap().is_empty(),
-        "{:?}",
-        l.violations
-    );
+    l.assert_no_violations();
     // after the call the frame is free
     assert!(mm.frames().frame_size(frame).is_none());
     assert_eq!(mm.stats().pages_in_use, 2);
@@ -428,11 +426,7 @@ fn madvise_dontneed_drops_pages_and_pageout_swaps_them() {
         reasons,
         vec![InvalidateReason::DontNeed, InvalidateReason::PageOut]
     );
-    assert!(
-        l.violations.lock().unwrap().is_empty(),
-        "{:?}",
-        l.violations
-    );
+    l.assert_no_violations();
 }
 
 #[test]
@@ -511,11 +505,7 @@ fn cow_break_announces_before_the_shared_frame_is_reused() {
             InvalidateReason::CowBreak
         ))
     );
-    assert!(
-        l.violations.lock().unwrap().is_empty(),
-        "{:?}",
-        l.violations
-    );
+    l.assert_no_violations();
     let mut b = [0u8; 1];
     child.read_bytes(va, &mut b).unwrap();
     assert_eq!(b, [4]);

@@ -13,19 +13,9 @@ use vsva_vfio_nesting::pasid::EACCES;
 use vsva_vfio_nesting::uapi::*;
 use zerocopy::IntoBytes;
 
-/// A VM with one device joined and one PASID allocated (not bound).
-fn joined() -> (Vm, u32) {
-    let vm = vm();
-    let (_dev, vdev) = plug(&vm.host, 3);
-    vm.c.add_device(&vdev).unwrap();
-    map_dma(&vm.c, vm.ram_va, 0, 2 * MIB).unwrap();
-    let hpasid = alloc_pasid(&vm.c).unwrap();
-    (vm, hpasid)
-}
-
 #[test]
 fn nesting_op_header() {
-    let (vm, hpasid) = joined();
+    let (vm, _dev, hpasid) = joined();
     let data = bind_data(hpasid, vm.table.root(), None);
     let mut bytes = VfioIommuType1NestingOp { argsz: 7, flags: 0 }
         .as_bytes()
@@ -83,7 +73,7 @@ fn ops_before_a_device_joined_are_not_supported() {
 
 #[test]
 fn bind_data_checks() {
-    let (vm, hpasid) = joined();
+    let (vm, _dev, hpasid) = joined();
     let ok = bind_data(hpasid, vm.table.root(), Some(9));
     let cases: Vec<(&str, IommuGpasidBindData, Errno)> = vec![
         (
@@ -251,7 +241,7 @@ fn bind_data_checks() {
 
 #[test]
 fn unbind_data_checks() {
-    let (vm, hpasid) = joined();
+    let (vm, _dev, hpasid) = joined();
     let ok = bind_data(hpasid, vm.table.root(), None);
     bind(&vm.c, &ok).unwrap();
     for (what, data) in [
@@ -279,8 +269,7 @@ fn unbind_data_checks() {
 
 #[test]
 fn invalidation_checks() {
-    let (vm, hpasid) = joined();
-    bind(&vm.c, &bind_data(hpasid, vm.table.root(), None)).unwrap();
+    let (vm, _dev, hpasid) = bound();
     let ok = inv_addr(
         CacheInvType::IOTLB | CacheInvType::DEV_IOTLB,
         hpasid,
@@ -395,7 +384,7 @@ fn invalidation_checks() {
 
 #[test]
 fn page_response_checks() {
-    let (vm, hpasid) = joined();
+    let (vm, _dev, hpasid) = joined();
     let ok = response(hpasid, 0, IOMMU_PAGE_RESP_SUCCESS);
     for (what, msg) in [
         ("version 0", IommuPageResponse { version: 0, ..ok }),

@@ -276,12 +276,7 @@ fn a_bound_guest_table_serves_page_requests_and_the_writes_land_in_guest_ram() {
 
 #[test]
 fn faults_read_as_bytes_and_invalid_answers_stop_the_device() {
-    let vm = vm();
-    let (dev, vdev) = plug(&vm.host, 3);
-    vm.c.add_device(&vdev).unwrap();
-    map_dma(&vm.c, vm.ram_va, 0, 2 * MIB).unwrap();
-    let hpasid = alloc_pasid(&vm.c).unwrap();
-    bind(&vm.c, &bind_data(hpasid, vm.table.root(), None)).unwrap();
+    let (vm, dev, hpasid) = bound();
     submit(&dev, hpasid, Op::WritePattern, GVA, 4096, 1);
     assert_eq!(dev.run(), Progress::Waiting);
     assert!(vm.host.service() > 0);
@@ -311,12 +306,7 @@ fn faults_read_as_bytes_and_invalid_answers_stop_the_device() {
 
 #[test]
 fn cache_invalidation_drops_the_device_atc() {
-    let vm = vm();
-    let (dev, vdev) = plug(&vm.host, 3);
-    vm.c.add_device(&vdev).unwrap();
-    map_dma(&vm.c, vm.ram_va, 0, 2 * MIB).unwrap();
-    let hpasid = alloc_pasid(&vm.c).unwrap();
-    bind(&vm.c, &bind_data(hpasid, vm.table.root(), None)).unwrap();
+    let (vm, dev, hpasid) = bound();
     submit(&dev, hpasid, Op::WritePattern, GVA, 3 * 4096, 1);
     vm.run_serving_faults(&dev, hpasid);
 

@@ -101,6 +101,24 @@ pub fn plug(host: &Platform, dev: u8) -> (Arc<DemoDevice>, Arc<VfioDevice>) {
     (demo, VfioDevice::new(DeviceInfo::new(rid, caps)))
 }
 
+/// A VM with device 3 joined, its 2 MiB of RAM mapped at IOVA 0, and one PASID allocated
+/// (not bound).
+pub fn joined() -> (Vm, Arc<DemoDevice>, u32) {
+    let vm = vm();
+    let (dev, vdev) = plug(&vm.host, 3);
+    vm.c.add_device(&vdev).unwrap();
+    map_dma(&vm.c, vm.ram_va, 0, 2 * MIB).unwrap();
+    let hpasid = alloc_pasid(&vm.c).unwrap();
+    (vm, dev, hpasid)
+}
+
+/// [`joined`] with the guest's table bound to the PASID (4 levels, no guest PASID).
+pub fn bound() -> (Vm, Arc<DemoDevice>, u32) {
+    let (vm, dev, hpasid) = joined();
+    bind(&vm.c, &bind_data(hpasid, vm.table.root(), None)).unwrap();
+    (vm, dev, hpasid)
+}
+
 /// `ioctl(container, number, &cmd)` with the struct's bytes; the bytes come back into `cmd`.
 pub fn call<T>(c: &NestingContainer, number: u32, cmd: &mut T) -> Result<u32, Errno>
 where
