@@ -15,8 +15,9 @@
 //! * [`FaultFile::poll`] (`iommufd_eventq_fops_poll()`): always writable, readable while a
 //!   group waits on the deliver list.
 //! * Groups still queued or awaiting a response are answered INVALID when their attachment
-//!   goes — detach, replace, unbind (`iommufd_auto_response_faults()`) — and when the object is
-//!   destroyed (`iommufd_fault_destroy()`).
+//!   goes — detach, replace, unbind (`iommufd_auto_response_faults()`; vsva's IOMMU core sends
+//!   those answers as it detaches, and the queue only forgets the groups) — and when the object
+//!   is destroyed (`iommufd_fault_destroy()`).
 //!
 //! # Files
 //! Linux returns a real file descriptor; vsva's context keeps a table of open fault files
@@ -163,11 +164,16 @@ impl Fault {
         }
     }
 
-    /// Answers every group that came through the attachment of (`rid`, `pasid`) to HWPT
-    /// `hwpt_id` INVALID, queued or awaiting a response (`iommufd_auto_response_faults()`).
-    /// Called after the attachment left the IOMMU core, which has answered its pending groups
-    /// itself; the answers here then find nothing pending and are dropped by the core.
-    pub(crate) fn auto_respond(&self, rid: Rid, pasid: Pasid, hwpt_id: u32) {
+    /// Takes off the queue every group that came through the attachment of (`rid`, `pasid`)
+    /// to HWPT `hwpt_id`, queued or awaiting a response (`iommufd_auto_response_faults()`),
+    /// and answers them INVALID if `answer`.
+    ///
+    /// Linux's core leaves a detached attachment's groups to iommufd. vsva's IOMMU core
+    /// answers them itself when the detach succeeds (`Iommu::detach_pasid`), so after a
+    /// successful detach they are only forgotten here: answering them again would reach the
+    /// core late and be counted as late responses. Only a failed detach, where the core may
+    /// not have answered, has them answered here.
+    pub(crate) fn auto_respond(&self, rid: Rid, pasid: Pasid, hwpt_id: u32, answer: bool) {
         let gone: Vec<Queued> = {
             let mut queues = self.lock();
             let mut gone = Vec::new();
@@ -193,8 +199,10 @@ impl Fault {
             );
             gone
         };
-        for queued in gone {
-            self.answer(&queued.group, ResponseCode::Invalid);
+        if answer {
+            for queued in gone {
+                self.answer(&queued.group, ResponseCode::Invalid);
+            }
         }
     }
 

@@ -339,10 +339,11 @@ impl HwptRef {
         .map_err(Errno::from)
     }
 
-    /// Takes (`rid`, `pasid`) off this HWPT's domain in the IOMMU core, then answers INVALID
-    /// what its fault queue still holds of that attachment (`iommufd_hwpt_detach_device()`
-    /// and `iommufd_hwpt_replace_device()` call `iommufd_auto_response_faults()` after the
-    /// core detach).
+    /// Takes (`rid`, `pasid`) off this HWPT's domain in the IOMMU core, then takes off its
+    /// fault queue what it still holds of that attachment (`iommufd_hwpt_detach_device()` and
+    /// `iommufd_hwpt_replace_device()` call `iommufd_auto_response_faults()` after the core
+    /// detach). The core answers those groups INVALID itself when the detach succeeds; the
+    /// queue answers them only if it failed (see `Fault::auto_respond`).
     pub(crate) fn core_detach(&self, iommu: &Iommu, rid: Rid, pasid: Pasid) -> Result<(), Errno> {
         let detached = match self {
             HwptRef::Paging(hwpt) => iommu.detach_paging(rid, pasid, hwpt.domain()),
@@ -350,7 +351,7 @@ impl HwptRef {
         }
         .map_err(Errno::from);
         if let Some(fault) = self.fault_arc() {
-            fault.auto_respond(rid, pasid, self.id());
+            fault.auto_respond(rid, pasid, self.id(), detached.is_err());
         }
         detached
     }
