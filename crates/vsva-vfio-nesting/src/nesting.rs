@@ -38,6 +38,11 @@ use crate::uapi::{
 /// Bytes of one fault report ([`IommuFault`]).
 pub const FAULT_SIZE: usize = size_of::<IommuFault>();
 
+/// The most reports one [`NestingContainer::read_faults`] returns: the buffer read from the
+/// fault queue is sized by the caller's count, so a larger count reads fewer, as a `read()`
+/// may, instead of allocating without bound.
+pub const MAX_READ_RECORDS: usize = 1 << 16;
+
 /// A page request read from the container, with the iommufd ID of the device that sent it
 /// (the series reported faults per device, through the device's VFIO fault region).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -355,7 +360,7 @@ impl NestingContainer {
     }
 
     /// Reads the page request groups queued for the container's devices — whole groups, up to
-    /// `max_records` reports — and remembers each group for [`page_response`](Self::page_response).
+    /// `max_records` (at most [`MAX_READ_RECORDS`]) reports — and remembers each group for [`page_response`](Self::page_response).
     /// Each report is a `struct iommu_fault` of type `IOMMU_FAULT_PAGE_REQ` with the host
     /// PASID (PASID_VALID and, as VT-d sets it, RESPONSE_NEEDS_PASID), LAST_PAGE on a group's
     /// last request, the PRG index, the access asked and the page address.
@@ -368,7 +373,8 @@ impl NestingContainer {
         let Some(nesting) = st.nesting.as_ref() else {
             return Vec::new();
         };
-        let mut buf = vec![0u8; max_records.saturating_mul(size_of::<IommuHwptPgfault>())];
+        let records = max_records.min(MAX_READ_RECORDS);
+        let mut buf = vec![0u8; records * size_of::<IommuHwptPgfault>()];
         let n = match nesting.fault.read(&mut buf, 0) {
             Ok(n) => n,
             Err(errno) => {

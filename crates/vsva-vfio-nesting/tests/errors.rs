@@ -407,3 +407,11 @@ fn page_response_checks() {
         Err(Errno::EFAULT)
     );
 }
+
+/// A fault read asking for any number of reports allocates a bounded buffer.
+#[test]
+fn fault_reads_of_any_size_are_bounded() {
+    let (vm, _dev, _hpasid) = bound();
+    assert!(vm.c.read_faults(usize::MAX).is_empty());
+    assert_eq!(vm.c.read_faults_bytes(&mut []), Ok(0));
+}
