@@ -11,7 +11,7 @@ use vsva_iommufd::abi::Errno;
 use vsva_vfio_nesting::NestingContainer;
 use vsva_vfio_nesting::pasid::EACCES;
 use vsva_vfio_nesting::uapi::*;
-use zerocopy::IntoBytes;
+use zerocopy::{FromBytes, IntoBytes};
 
 #[test]
 fn nesting_op_header() {
@@ -406,6 +406,175 @@ fn page_response_checks() {
         nesting_op(&vm.c, VFIO_IOMMU_NESTING_OP_PAGE_RESP, &ok.as_bytes()[..20]),
         Err(Errno::EFAULT)
     );
+}
+
+/// 64-bit PASID fields beyond any PASID: the bind's `hpasid` is refused by range (v7's
+/// `intel_svm_bind_gpasid()`: `hpasid >= PASID_MAX` is `EINVAL`), an invalidation's or a
+/// response's PASID belongs to nobody.
+#[test]
+fn pasids_past_32_bits_are_refused() {
+    let (vm, _dev, hpasid) = bound();
+    let data = IommuGpasidBindData {
+        hpasid: u64::MAX,
+        ..bind_data(hpasid, vm.table.root(), None)
+    };
+    assert_eq!(bind(&vm.c, &data), Err(Errno::EINVAL));
+    assert_eq!(unbind(&vm.c, &data), Err(Errno::EINVAL));
+    let mut info = inv_addr(CacheInvType::IOTLB, hpasid, GVA, 1);
+    for pasid in [u64::from(u32::MAX), 1 << 32 | u64::from(hpasid), u64::MAX] {
+        info.addr_info.pasid = pasid;
+        assert_eq!(invalidate(&vm.c, &info), Err(Errno::ENOENT), "{pasid:#x}");
+    }
+    // Granules whose byte count overflows: everything is flushed, no error.
+    let huge = inv_addr(CacheInvType::IOTLB, hpasid, u64::MAX - 4095, u64::MAX);
+    assert_eq!(invalidate(&vm.c, &huge), Ok(0));
+    let msg = IommuPageResponse {
+        pasid: u32::MAX,
+        grpid: u32::MAX,
+        ..response(hpasid, 0, IOMMU_PAGE_RESP_SUCCESS)
+    };
+    assert_eq!(page_resp(&vm.c, &msg), Err(Errno::EINVAL));
+    assert!(vm.c.binding(hpasid).is_some(), "none of those unbound it");
+}
+
+/// `VFIO_IOMMU_MAP_DMA` / `UNMAP_DMA` inputs `vfio_dma_do_map()` / `vfio_dma_do_unmap()`
+/// refuse, each with `EINVAL`, beyond those of `dma_map_and_unmap_follow_type1`.
+#[test]
+fn dma_map_and_unmap_bad_input() {
+    let (vm, _dev, _hpasid) = joined();
+    for (what, vaddr, iova, size) in [
+        ("iova unaligned", vm.ram_va, 4 * MIB + 8, 4096),
+        ("size unaligned", vm.ram_va, 4 * MIB, 4097),
+        ("vaddr wraps", u64::MAX - 4095, 4 * MIB, 8192),
+        ("iova wraps", vm.ram_va, u64::MAX - 4095, 8192),
+        ("size u64::MAX", vm.ram_va, 4 * MIB, u64::MAX),
+    ] {
+        assert_eq!(
+            map_dma(&vm.c, vaddr, iova, size),
+            Err(Errno::EINVAL),
+            "{what}"
+        );
+    }
+    let ok = VfioIommuType1DmaUnmap {
+        argsz: 24,
+        flags: 0,
+        iova: 0,
+        size: 2 * MIB,
+    };
+    for (what, mut unmap) in [
+        ("argsz 23", VfioIommuType1DmaUnmap { argsz: 23, ..ok }),
+        ("iova unaligned", VfioIommuType1DmaUnmap { iova: 8, ..ok }),
+        ("size 0", VfioIommuType1DmaUnmap { size: 0, ..ok }),
+        (
+            "size unaligned",
+            VfioIommuType1DmaUnmap { size: 4097, ..ok },
+        ),
+        (
+            "wraps",
+            VfioIommuType1DmaUnmap {
+                iova: u64::MAX - 4095,
+                size: 8192,
+                ..ok
+            },
+        ),
+        (
+            "dirty bitmap",
+            VfioIommuType1DmaUnmap {
+                flags: u32::MAX,
+                ..ok
+            },
+        ),
+    ] {
+        assert_eq!(
+            call(&vm.c, VFIO_IOMMU_UNMAP_DMA, &mut unmap),
+            Err(Errno::EINVAL),
+            "{what}"
+        );
+    }
+    // None of them unmapped anything.
+    let mut unmap = ok;
+    assert_eq!(call(&vm.c, VFIO_IOMMU_UNMAP_DMA, &mut unmap), Ok(0));
+    assert_eq!(unmap.size, 2 * MIB);
+}
+
+/// Every container ioctl whose argument buffer ends before what must be read is `EFAULT`
+/// (`copy_from_user()` of `minsz`, then of the part `argsz` asks for), never a panic; a larger
+/// `argsz` than the struct is fine (VFIO reads `minsz`); the ioctl number is 32 bits, as the
+/// system call's `unsigned int cmd`.
+#[test]
+fn short_buffers_are_efault_and_long_argsz_is_ignored() {
+    let (vm, _dev, hpasid) = bound();
+    let numbers = [
+        VFIO_IOMMU_GET_INFO,
+        VFIO_IOMMU_MAP_DMA,
+        VFIO_IOMMU_UNMAP_DMA,
+        VFIO_IOMMU_PASID_REQUEST,
+        VFIO_IOMMU_NESTING_OP,
+    ];
+    for number in numbers {
+        for len in [0, 1, 3, 4, 7] {
+            let mut bytes = vec![0u8; len];
+            if len >= 4 {
+                bytes[..4].copy_from_slice(&64u32.to_le_bytes());
+            }
+            assert_eq!(
+                vm.c.ioctl(u64::from(number), &mut bytes),
+                Err(Errno::EFAULT),
+                "{number:#x}, {len} bytes"
+            );
+        }
+    }
+    // The mandatory part is there, the rest argsz declares is not.
+    let map = VfioIommuType1DmaMap {
+        argsz: 32,
+        flags: (DmaMapFlags::READ | DmaMapFlags::WRITE).bits(),
+        vaddr: vm.ram_va,
+        iova: 4 * MIB,
+        size: 4096,
+    };
+    let mut bytes = map.as_bytes().to_vec();
+    assert_eq!(
+        vm.c.ioctl(u64::from(VFIO_IOMMU_MAP_DMA), &mut bytes[..31]),
+        Err(Errno::EFAULT)
+    );
+    let info = inv_addr(CacheInvType::IOTLB, hpasid, GVA, 1);
+    let mut op = VfioIommuType1NestingOp {
+        argsz: 8,
+        flags: VFIO_IOMMU_NESTING_OP_CACHE_INVLD,
+    }
+    .as_bytes()
+    .to_vec();
+    op.extend_from_slice(&info.as_bytes()[..40]);
+    assert_eq!(
+        vm.c.ioctl(u64::from(VFIO_IOMMU_NESTING_OP), &mut op),
+        Err(Errno::EFAULT),
+        "ADDR data cut inside addr_info"
+    );
+    // argsz past the struct: the struct is read, the rest ignored (no E2BIG, unlike iommufd).
+    bytes[..4].copy_from_slice(&u32::MAX.to_le_bytes());
+    assert_eq!(vm.c.ioctl(u64::from(VFIO_IOMMU_MAP_DMA), &mut bytes), Ok(0));
+    let mut unmap = VfioIommuType1DmaUnmap {
+        argsz: u32::MAX,
+        flags: 0,
+        iova: 4 * MIB,
+        size: 4096,
+    };
+    assert_eq!(call(&vm.c, VFIO_IOMMU_UNMAP_DMA, &mut unmap), Ok(0));
+    assert_eq!((unmap.argsz, unmap.size), (u32::MAX, 4096));
+    // Bits above 32 of the number are not part of it.
+    let mut unmap = VfioIommuType1DmaUnmap {
+        argsz: 24,
+        flags: 0,
+        iova: 0,
+        size: 2 * MIB,
+    };
+    let mut bytes = unmap.as_bytes().to_vec();
+    assert_eq!(
+        vm.c.ioctl(1 << 32 | u64::from(VFIO_IOMMU_UNMAP_DMA), &mut bytes),
+        Ok(0)
+    );
+    unmap = VfioIommuType1DmaUnmap::read_from_bytes(&bytes).unwrap();
+    assert_eq!(unmap.size, 2 * MIB);
 }
 
 /// A fault read asking for any number of reports allocates a bounded buffer.
