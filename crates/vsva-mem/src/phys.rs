@@ -522,8 +522,13 @@ impl PhysWindow {
     /// The window `[base, base + size)` of `backing`.
     ///
     /// # Errors
+    /// [`MemError::Misaligned`] if `base` is not 4 KiB aligned (the window's pages must be the
+    /// backing's pages, and its 8-byte words the backing's aligned words);
     /// [`MemError::OutOfRange`] if the window does not fit in `backing`.
     pub fn new(backing: std::sync::Arc<dyn PhysMem>, base: u64, size: u64) -> Result<Self> {
+        if base % 4096 != 0 {
+            return Err(MemError::Misaligned { addr: base });
+        }
         check_range(backing.size(), base, size)?;
         Ok(PhysWindow {
             backing,
@@ -541,6 +546,15 @@ impl PhysWindow {
         check_range(self.size, pa, len)?;
         Ok(self.base + pa)
     }
+
+    /// [`at`](Self::at) for an 8-byte atomic, so that errors name the window's address.
+    #[inline]
+    fn word(&self, pa: u64) -> Result<u64> {
+        if pa & 7 != 0 {
+            return Err(MemError::Misaligned { addr: pa });
+        }
+        self.at(pa, 8)
+    }
 }
 
 impl PhysMem for PhysWindow {
@@ -549,11 +563,11 @@ impl PhysMem for PhysWindow {
     }
 
     fn load_u64(&self, pa: u64) -> Result<u64> {
-        self.backing.load_u64(self.at(pa, 8)?)
+        self.backing.load_u64(self.word(pa)?)
     }
 
     fn store_u64(&self, pa: u64, val: u64) -> Result<()> {
-        self.backing.store_u64(self.at(pa, 8)?, val)
+        self.backing.store_u64(self.word(pa)?, val)
     }
 
     fn compare_exchange_u64(
@@ -563,7 +577,7 @@ impl PhysMem for PhysWindow {
         new: u64,
     ) -> Result<std::result::Result<u64, u64>> {
         self.backing
-            .compare_exchange_u64(self.at(pa, 8)?, current, new)
+            .compare_exchange_u64(self.word(pa)?, current, new)
     }
 
     fn read(&self, pa: u64, buf: &mut [u8]) -> Result<()> {
@@ -604,5 +618,38 @@ mod window_tests {
         assert!(w.load_u64(1 << 20).is_err());
         assert!(w.write((1 << 20) - 1, &[0, 0]).is_err());
         assert!(PhysWindow::new(host, 8 << 20, 1).is_err());
+    }
+
+    #[test]
+    fn bad_windows_and_accesses_are_errors_in_window_addresses() {
+        let host: Arc<dyn PhysMem> = Arc::new(PhysMemory::new(8 << 20).unwrap());
+        // A base off a page boundary would make every aligned word of the window a misaligned
+        // host word.
+        assert_eq!(
+            PhysWindow::new(host.clone(), 0x1001, 4096).unwrap_err(),
+            MemError::Misaligned { addr: 0x1001 }
+        );
+        assert!(matches!(
+            PhysWindow::new(host.clone(), u64::MAX & !0xfff, 0x2000),
+            Err(MemError::OutOfRange { .. })
+        ));
+        let w = PhysWindow::new(host, 4 << 20, 1 << 20).unwrap();
+        assert_eq!(
+            w.store_u64(4, 1).unwrap_err(),
+            MemError::Misaligned { addr: 4 }
+        );
+        assert_eq!(
+            w.compare_exchange_u64(0x13, 0, 1).unwrap_err(),
+            MemError::Misaligned { addr: 0x13 }
+        );
+        assert_eq!(
+            w.load_u64(u64::MAX - 7).unwrap_err(),
+            MemError::OutOfRange {
+                addr: u64::MAX - 7,
+                len: 8
+            }
+        );
+        assert!(w.copy(0, u64::MAX - 3, 8).is_err());
+        assert!(w.zero((1 << 20) - 8, 16).is_err());
     }
 }
