@@ -10,7 +10,7 @@ mod common;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use common::{FIXED_RW, Fixture, MIB, open};
+use common::{Fixture, GuestRam, open};
 use vsva_demo::device::{DemoDevice, Progress};
 use vsva_demo::regs::{self, DeviceError, Op};
 use vsva_iommu::DeviceCaps;
@@ -20,8 +20,7 @@ use vsva_iommufd::abi::{
     IommuHwptPgfault, IommuHwptVtdS1, PageResponseCode, PgfaultFlags, PgfaultPerm,
 };
 use vsva_iommufd::{FaultFile, ObjectType, PollFlags};
-use vsva_mem::{Access, FrameAllocator, PageSize, Pasid, PhysMem, PhysWindow, Rid};
-use vsva_mm::{MapFlags, Prot};
+use vsva_mem::{PageSize, Pasid, PhysMem, Rid};
 use vsva_pgtable::x86::X86Paging;
 use vsva_pgtable::{PageTable, Perm};
 use zerocopy::{FromBytes, IntoBytes};
@@ -70,29 +69,6 @@ fn fault_alloc(f: &Fixture, flags: u32) -> Result<(u32, u32), Errno> {
     Ok((cmd.out_fault_id, cmd.out_fault_fd))
 }
 
-fn hwpt_alloc_with_fault(
-    f: &Fixture,
-    dev_id: u32,
-    pt_id: u32,
-    flags: u32,
-    data: &IommuHwptVtdS1,
-    fault_id: u32,
-) -> Result<u32, Errno> {
-    let mut cmd = IommuHwptAlloc {
-        size: 48,
-        flags,
-        dev_id,
-        pt_id,
-        data_type: HwptDataType::VTD_S1,
-        data_len: data.as_bytes().len() as u32,
-        data_uptr: f.user_bytes(data.as_bytes()),
-        fault_id,
-        ..Default::default()
-    };
-    f.call(IOMMU_HWPT_ALLOC, &mut cmd)?;
-    Ok(cmd.out_hwpt_id)
-}
-
 fn guest() -> Guest {
     let f = open();
     let (dev, info) = f.plug_with(
@@ -106,20 +82,7 @@ fn guest() -> Guest {
     enable_pasid_ats_pri(&dev);
     let dev_id = f.fd.bind_device(info).unwrap();
     let ioas = f.alloc().unwrap();
-    let ram =
-        f.p.mmap(
-            None,
-            2 * MIB,
-            Prot::RW,
-            MapFlags::HUGE_2M | MapFlags::POPULATE,
-        )
-        .unwrap();
-    let ram_hpa = f.p.translate(ram, Access::READ).unwrap().output;
-    assert_eq!(f.map(ioas, FIXED_RW, ram.raw(), 2 * MIB, 0), Ok(0));
-    let mem: Arc<dyn PhysMem> =
-        Arc::new(PhysWindow::new(f.host.mem.clone(), ram_hpa, 2 * MIB).unwrap());
-    let frames = Arc::new(FrameAllocator::new(mem.clone(), MIB, 2 * MIB));
-    let table = PageTable::new(X86Paging::default(), frames).unwrap();
+    let GuestRam { mem, table, .. } = f.guest_ram(ioas);
     let s2 = f.hwpt_paging(dev_id, ioas, NEST_PARENT).unwrap();
     let (fault_id, fd) = fault_alloc(&f, 0).unwrap();
     let data = IommuHwptVtdS1 {
@@ -128,9 +91,16 @@ fn guest() -> Guest {
         addr_width: 48,
         __reserved: 0,
     };
-    let nested =
-        hwpt_alloc_with_fault(&f, dev_id, s2, FAULT_ID_VALID | PASID_FLAG, &data, fault_id)
-            .unwrap();
+    let nested = f
+        .hwpt_alloc_with_fault(
+            dev_id,
+            s2,
+            FAULT_ID_VALID | PASID_FLAG,
+            HwptDataType::VTD_S1,
+            data.as_bytes(),
+            fault_id,
+        )
+        .unwrap();
     f.fd.attach(dev_id, nested, Some(PASID)).unwrap();
     let file = f.fd.fault_file(fd).unwrap();
     Guest {

@@ -6,8 +6,6 @@
 
 mod common;
 
-use std::sync::Arc;
-
 use common::{FIXED_RW, Fixture, MIB, PAGE, open, open_with};
 use vsva_iommufd::ObjectType;
 use vsva_iommufd::abi::ioctl::{
@@ -19,7 +17,7 @@ use vsva_iommufd::abi::{
     IommuHwptGetDirtyBitmap, IommuHwptInvalidate, IommuHwptSetDirtyTracking, IommuHwptVtdS1,
     IommuHwptVtdS1Invalidate,
 };
-use vsva_mem::{Access, FrameAllocator, PageSize, Pasid, PhysMem, PhysWindow};
+use vsva_mem::{PageSize, Pasid};
 use vsva_mm::{MapFlags, Prot};
 use vsva_pgtable::x86::X86Paging;
 use vsva_pgtable::{PageTable, Perm};
@@ -156,25 +154,15 @@ const GVA: u64 = 0x4000_0000;
 const GPA: u64 = 0x8000;
 
 fn guest(f: &Fixture, ioas: u32) -> Guest {
-    let ram =
-        f.p.mmap(
-            None,
-            2 * MIB,
-            Prot::RW,
-            MapFlags::HUGE_2M | MapFlags::POPULATE,
-        )
-        .unwrap();
-    let ram_hpa = f.p.translate(ram, Access::READ).unwrap().output;
-    assert_eq!(f.map(ioas, FIXED_RW, ram.raw(), 2 * MIB, 0), Ok(0));
-    let mem: Arc<dyn PhysMem> =
-        Arc::new(PhysWindow::new(f.host.mem.clone(), ram_hpa, 2 * MIB).unwrap());
-    let frames = Arc::new(FrameAllocator::new(mem.clone(), MIB, 2 * MIB));
-    let table = PageTable::new(X86Paging::default(), frames).unwrap();
-    table
+    let ram = f.guest_ram(ioas);
+    ram.table
         .map(GVA, GPA, PageSize::Size4K, Perm::USER_RW)
         .unwrap();
-    mem.write(GPA + 8, b"guest data").unwrap();
-    Guest { ram_hpa, table }
+    ram.mem.write(GPA + 8, b"guest data").unwrap();
+    Guest {
+        ram_hpa: ram.hpa,
+        table: ram.table,
+    }
 }
 
 fn s1_data(root: u64, flags: u64, addr_width: u32) -> IommuHwptVtdS1 {

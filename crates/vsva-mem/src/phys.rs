@@ -630,7 +630,7 @@ mod window_tests {
             MemError::Misaligned { addr: 0x1001 }
         );
         assert!(matches!(
-            PhysWindow::new(host.clone(), u64::MAX & !0xfff, 0x2000),
+            PhysWindow::new(host.clone(), !0xfff, 0x2000),
             Err(MemError::OutOfRange { .. })
         ));
         let w = PhysWindow::new(host, 4 << 20, 1 << 20).unwrap();

@@ -22,8 +22,10 @@ use vsva_iommufd::abi::{
 };
 use vsva_iommufd::domain::{IoDomain, IoProt};
 use vsva_iommufd::{DeviceInfo, Iommufd, ProcessMemory};
-use vsva_mem::{Rid, Va};
+use vsva_mem::{Access, FrameAllocator, PhysMem, PhysWindow, Rid, Va};
 use vsva_mm::{MapFlags, Process, Prot};
+use vsva_pgtable::PageTable;
+use vsva_pgtable::x86::X86Paging;
 use vsva_vtd::config::VtdConfig;
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
@@ -31,6 +33,18 @@ pub const PAGE: u64 = 4096;
 pub const MIB: u64 = 1 << 20;
 pub const RW: u32 = IoasMapFlags::READABLE.bits() | IoasMapFlags::WRITEABLE.bits();
 pub const FIXED_RW: u32 = RW | IoasMapFlags::FIXED_IOVA.bits();
+
+/// A guest's RAM as the tests build it: 2 MiB of the process (one populated 2 MiB page)
+/// mapped at GPA 0 of an IOAS, and an empty guest first-stage table whose frames come from
+/// GPA 1 MiB up.
+pub struct GuestRam {
+    /// The host-physical address of GPA 0.
+    pub hpa: u64,
+    /// The RAM by guest-physical address.
+    pub mem: Arc<dyn PhysMem>,
+    /// The guest's first-stage table.
+    pub table: PageTable<X86Paging>,
+}
 
 pub struct Fixture {
     pub p: Arc<Process>,
@@ -271,6 +285,19 @@ impl Fixture {
         data_type: HwptDataType,
         data: &[u8],
     ) -> Result<u32, Errno> {
+        self.hwpt_alloc_with_fault(dev_id, pt_id, flags, data_type, data, 0)
+    }
+
+    /// As [`hwpt_alloc`](Self::hwpt_alloc), with `fault_id` (read with `FAULT_ID_VALID`).
+    pub fn hwpt_alloc_with_fault(
+        &self,
+        dev_id: u32,
+        pt_id: u32,
+        flags: u32,
+        data_type: HwptDataType,
+        data: &[u8],
+        fault_id: u32,
+    ) -> Result<u32, Errno> {
         let mut cmd = IommuHwptAlloc {
             size: 48,
             flags,
@@ -283,6 +310,7 @@ impl Fixture {
             } else {
                 self.user_bytes(data)
             },
+            fault_id,
             ..Default::default()
         };
         self.call(IOMMU_HWPT_ALLOC, &mut cmd)?;
@@ -292,6 +320,26 @@ impl Fixture {
     /// A paging HWPT on `ioas` for `dev_id` with `flags`.
     pub fn hwpt_paging(&self, dev_id: u32, ioas: u32, flags: u32) -> Result<u32, Errno> {
         self.hwpt_alloc(dev_id, ioas, flags, HwptDataType::NONE, &[])
+    }
+
+    /// Guest RAM in `ioas` (see [`GuestRam`]).
+    pub fn guest_ram(&self, ioas: u32) -> GuestRam {
+        let ram = self
+            .p
+            .mmap(
+                None,
+                2 * MIB,
+                Prot::RW,
+                MapFlags::HUGE_2M | MapFlags::POPULATE,
+            )
+            .unwrap();
+        let hpa = self.p.translate(ram, Access::READ).unwrap().output;
+        assert_eq!(self.map(ioas, FIXED_RW, ram.raw(), 2 * MIB, 0), Ok(0));
+        let mem: Arc<dyn PhysMem> =
+            Arc::new(PhysWindow::new(self.host.mem.clone(), hpa, 2 * MIB).unwrap());
+        let frames = Arc::new(FrameAllocator::new(mem.clone(), MIB, 2 * MIB));
+        let table = PageTable::new(X86Paging::default(), frames).unwrap();
+        GuestRam { hpa, mem, table }
     }
 
     pub fn read_range(&self, addr: u64) -> IommuIovaRange {
