@@ -78,14 +78,18 @@ impl crate::unit::Vtd {
     /// entry's PASID directory size and the unit's PASID width; empty if the context entry
     /// cannot be read.
     pub fn guest_present_pasids(&self, rid: vsva_mem::Rid) -> Vec<u32> {
-        use crate::spec::pasid::PasidDirEntry;
-        use crate::spec::registers::Rtaddr;
+        use crate::spec::pasid::{DIR_ENTRY_BYTES, PASID_ENTRY_BYTES, PasidDirEntry};
+        use crate::spec::registers::{Rtaddr, Ttm};
         use std::sync::atomic::Ordering;
         let mut out = Vec::new();
         if !self.enabled.load(Ordering::Acquire) {
             return out;
         }
         let rt = Rtaddr::from_bits(self.root.load(Ordering::Acquire));
+        if rt.mode() != Ttm::Scalable {
+            // Only scalable-mode tables have PASID tables (legacy tables are not modelled).
+            return out;
+        }
         let Ok(context) =
             crate::lookup::resolve_context(self.config(), self.mem.as_ref(), rt.address(), rid)
         else {
@@ -94,23 +98,28 @@ impl crate::unit::Vtd {
         if !context.lo.paside() {
             return out;
         }
+        // PASIDs below `limit` are the ones a request may carry (SCT.5 otherwise).
         let limit = (context.pasid_dir_entries() * 64).min(self.config().pasid_limit());
         let dir = context.pasid_dir();
         for d in 0..limit.div_ceil(64) {
-            let Ok(raw) = self.mem.load_u64(dir + 8 * d) else {
+            let de = dir
+                .checked_add(d * DIR_ENTRY_BYTES)
+                .and_then(|at| self.mem.load_u64(at).ok())
+                .map(PasidDirEntry::from_bits);
+            let Some(de) = de else {
                 break;
             };
-            let de = PasidDirEntry::from_bits(raw);
             if !de.p() {
                 continue;
             }
-            for i in 0..64u64 {
-                // the P bit of each 64-byte entry's first qword
-                let present = self
-                    .mem
-                    .load_u64(de.table() + 64 * i)
-                    .is_ok_and(|q0| q0 & 1 != 0);
-                if present && d * 64 + i < limit {
+            for i in 0..(limit - d * 64).min(64) {
+                // the P bit of each entry's first qword
+                let present = de
+                    .table()
+                    .checked_add(i * PASID_ENTRY_BYTES)
+                    .and_then(|at| self.mem.load_u64(at).ok())
+                    .is_some_and(|q0| q0 & 1 != 0);
+                if present {
                     out.push((d * 64 + i) as u32);
                 }
             }
