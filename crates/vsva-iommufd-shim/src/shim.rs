@@ -370,9 +370,13 @@ pub fn read(file: &OpenFile, fd: c_int, buf: u64, count: usize) -> Result<usize,
     }
     let n = count.min(FAULT_IO_CAP);
     // The records are consumed once read: make sure they can be delivered first, by
-    // rewriting the buffer's own bytes.
+    // rewriting the buffer's own bytes. Linux touches the buffer only to copy a group out, so
+    // a bad buffer with nothing queued reads 0, not EFAULT.
     let mut out = vec![0u8; n];
     if sys::vm_read_prefix(buf, &mut out) < n || sys::vm_write_prefix(buf, &out) < n {
+        if !entry.file.poll().contains(PollFlags::IN) {
+            return Ok(0);
+        }
         return Err(Errno::EFAULT);
     }
     let result = entry.file.read(&mut out, 0);

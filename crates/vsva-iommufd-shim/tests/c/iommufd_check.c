@@ -261,6 +261,17 @@ int main(void)
 	unsigned char records[80];
 	CHECK_ERR("read of the fault fd, size not a multiple of 40: ESPIPE", read(ffd, records, 39), ESPIPE);
 	CHECK("read of the fault fd with nothing queued: 0", read(ffd, records, 80) == 0);
+	void *volatile bad_ptr = (void *)8; /* volatile: no object size for the fortify checks */
+	CHECK("read of the fault fd into a bad buffer with nothing queued: 0 (nothing is copied)",
+	      read(ffd, bad_ptr, 80) == 0);
+	CHECK_ERR("write of the fault fd from a bad buffer: EFAULT", write(ffd, bad_ptr, 8), EFAULT);
+	CHECK_ERR("ioctl of the fault fd: ENOTTY", ioctl(ffd, IOMMU_IOAS_ALLOC, &ir), ENOTTY);
+	CHECK_ERR("read of the iommufd: EINVAL", read(fd, records, 8), EINVAL);
+	CHECK_ERR("write of the iommufd: EINVAL", write(fd, records, 8), EINVAL);
+	CHECK_ERR("ioctl of an unknown number: ENOTTY", ioctl(fd, IOMMUFD_CMD(0x7f), &ir), ENOTTY);
+	CHECK_ERR("open of /dev/iommu with O_CREAT | O_EXCL: EEXIST",
+	          open("/dev/iommu", O_RDWR | O_CREAT | O_EXCL, 0600), EEXIST);
+	CHECK_ERR("open of /dev/iommu with O_DIRECTORY: ENOTDIR", open("/dev/iommu", O_RDONLY | O_DIRECTORY), ENOTDIR);
 	struct iommu_hwpt_page_response resp = { .cookie = 777, .code = 0 };
 	CHECK_ERR("write of a bogus cookie: EINVAL", write(ffd, &resp, sizeof(resp)), EINVAL);
 	CHECK_ERR("write of a partial record: ESPIPE", write(ffd, &resp, 5), ESPIPE);
