@@ -50,7 +50,7 @@ impl FaultLog {
 
     /// Conditions whose presence means a new one raises no new interrupt (§7.2.1: an event is
     /// generated only when no fault status was already pending).
-    fn quiet(&self) -> bool {
+    pub(crate) fn quiet(&self) -> bool {
         self.pending()
             || self
                 .status

@@ -86,11 +86,7 @@ impl Vtd {
     }
 
     fn queue_error(&self, st: &mut State, status: Fsts, iqercd: u64) {
-        let quiet = st.faults.pending()
-            || st
-                .faults
-                .status
-                .intersects(Fsts::PFO | Fsts::IQE | Fsts::ITE | Fsts::ICE);
+        let quiet = st.faults.quiet();
         st.faults.status |= status;
         st.regs.iqercd = (st.regs.iqercd & !0xf) | iqercd;
         bump(&self.stats.queue_errors);
@@ -130,12 +126,15 @@ impl Vtd {
         let features = self.queue_features();
         // At most one lap: the head only moves forward to the tail.
         while st.regs.iqh != tail {
-            let at = base + st.regs.iqh;
             let mut q = [0u64; 4];
             for (i, w) in q.iter_mut().enumerate() {
-                match self.mem.load_u64(at + 8 * i as u64) {
-                    Ok(v) => *w = v,
-                    Err(_) => return self.iqe(st, Iqei::FetchError),
+                // IQA is the guest's: a base at the top of the space cannot hold the queue.
+                let at = base
+                    .checked_add(st.regs.iqh + 8 * i as u64)
+                    .map(|at| self.mem.load_u64(at));
+                match at {
+                    Some(Ok(v)) => *w = v,
+                    _ => return self.iqe(st, Iqei::FetchError),
                 }
             }
             let d = match decode(q, &features) {

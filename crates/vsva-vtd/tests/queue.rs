@@ -183,6 +183,16 @@ fn bad_tails_and_widths() {
     r.tail = 0;
     r.vtd.mmio_write(offset::IQT, 8, 32);
     assert_eq!(r.iqei(), 2, "fetch error");
+    // a queue based at the top of the 64-bit space (IQA is the guest's to write): a fetch
+    // error, not an address that wraps around
+    let mut t = Q::new();
+    t.vtd.mmio_write(offset::GCMD, 4, 0);
+    t.vtd
+        .mmio_write(offset::IQA, 8, 0xffff_ffff_ffff_f000 | 7 | 1 << 11);
+    t.vtd.mmio_write(offset::GCMD, 4, Gcmd::QIE.bits() as u64);
+    t.vtd.mmio_write(offset::IQT, 8, 0x7_ffe0);
+    assert_eq!((t.fsts() & Fsts::IQE.bits() != 0, t.iqei()), (true, 2));
+    assert_eq!(t.iqh(), 0, "IQH stays on the descriptor it could not fetch");
 }
 
 #[test]
