@@ -249,6 +249,10 @@ fn release_only_empty_groups() {
     let h = pri.alloc_group().unwrap();
     pri.release_group(h).unwrap();
     assert_eq!(pri.release_group(h), Err(PriError::BadGroup { prgi: h }));
+    // The PRG index is 9 bits (§10.4.1): 512 and above name no group.
+    for prgi in [PRG_INDEX_COUNT, u16::MAX] {
+        assert_eq!(pri.release_group(prgi), Err(PriError::BadGroup { prgi }));
+    }
 }
 
 #[test]
