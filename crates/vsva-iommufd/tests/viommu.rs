@@ -12,6 +12,7 @@ use vsva_iommufd::abi::{
     Errno, HwptAllocFlags, HwptDataType, HwptInvalidateDataType, IommuHwptInvalidate,
     IommuVdeviceAlloc, IommuViommuAlloc, ViommuType,
 };
+use zerocopy::IntoBytes;
 
 const NEST_PARENT: u32 = HwptAllocFlags::NEST_PARENT.bits();
 
@@ -253,4 +254,77 @@ fn closing_with_viommu_objects_destroys_leaves_first() {
     let weak = std::sync::Arc::downgrade(&fd);
     drop(fd);
     assert!(weak.upgrade().is_none());
+}
+
+#[test]
+fn viommu_and_vdevice_bytes_from_the_caller() {
+    let (f, dev_id, _ioas, s2) = setup();
+    // An unknown type: the device is looked up first, then no driver has it (EOPNOTSUPP).
+    let unknown = ViommuType(0x1234);
+    assert_eq!(viommu_alloc(&f, 0, unknown, 99, s2), Err(Errno::ENOENT));
+    assert_eq!(
+        viommu_alloc(&f, 0, unknown, dev_id, s2),
+        Err(Errno::EOPNOTSUPP)
+    );
+    // Every flag bit is refused, the top one too.
+    assert_eq!(
+        viommu_alloc(&f, 1 << 31, ViommuType::DEFAULT, dev_id, s2),
+        Err(Errno::EOPNOTSUPP)
+    );
+    // `__reserved` is not checked and the driver data is not read: a pointer to nothing and
+    // any length are accepted.
+    let mut cmd = IommuViommuAlloc {
+        size: 40,
+        type_: ViommuType::DEFAULT,
+        dev_id,
+        hwpt_id: s2,
+        data_len: u32::MAX,
+        __reserved: u32::MAX,
+        data_uptr: u64::MAX,
+        ..Default::default()
+    };
+    assert_eq!(f.call(IOMMU_VIOMMU_ALLOC, &mut cmd), Ok(()));
+    let viommu = cmd.out_viommu_id;
+    assert_eq!(f.fd.objects().last(), Some(&(viommu, ObjectType::Viommu)));
+
+    // IOMMU_VDEVICE_ALLOC's struct: below its last field EINVAL; a longer one only with zeros
+    // past it (E2BIG otherwise, nothing created).
+    let alloc = IommuVdeviceAlloc {
+        size: 24,
+        viommu_id: viommu,
+        dev_id,
+        out_vdevice_id: 0,
+        virt_id: 0x18,
+    };
+    let mut short = alloc.as_bytes().to_vec();
+    short[..4].copy_from_slice(&23u32.to_le_bytes());
+    assert_eq!(
+        f.raw(u64::from(IOMMU_VDEVICE_ALLOC), &mut short),
+        Err(Errno::EINVAL)
+    );
+    let mut long = alloc.as_bytes().to_vec();
+    long.extend_from_slice(&[0; 8]);
+    long[..4].copy_from_slice(&32u32.to_le_bytes());
+    long[31] = 1;
+    assert_eq!(
+        f.raw(u64::from(IOMMU_VDEVICE_ALLOC), &mut long),
+        Err(Errno::E2BIG)
+    );
+    assert_eq!(f.fd.objects().last(), Some(&(viommu, ObjectType::Viommu)));
+    long[31] = 0;
+    assert_eq!(f.raw(u64::from(IOMMU_VDEVICE_ALLOC), &mut long), Ok(()));
+    let vdev = u32::from_le_bytes(long[12..16].try_into().unwrap());
+    assert_eq!(f.fd.objects().last(), Some(&(vdev, ObjectType::Vdevice)));
+    assert_eq!(&long[24..], &[0; 8], "nothing is written past the struct");
+
+    // IDs of the wrong kind: a vDEVICE is no vIOMMU, a vIOMMU no device (ENOENT).
+    let (_, other) = f.plug_and_bind(4);
+    assert_eq!(vdevice_alloc(&f, vdev, other, 1), Err(Errno::ENOENT));
+    assert_eq!(vdevice_alloc(&f, viommu, viommu, 1), Err(Errno::ENOENT));
+    assert_eq!(vdevice_alloc(&f, viommu, vdev, 1), Err(Errno::ENOENT));
+    // A vDEVICE's tombstone names nothing.
+    f.fd.unbind_device(dev_id).unwrap();
+    assert_eq!(vdevice_alloc(&f, vdev, other, 1), Err(Errno::ENOENT));
+    assert_eq!(vdevice_alloc(&f, viommu, vdev, 1), Err(Errno::ENOENT));
+    assert!(vdevice_alloc(&f, viommu, other, 0x18).is_ok());
 }
