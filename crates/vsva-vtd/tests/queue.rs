@@ -185,7 +185,7 @@ fn bad_tails_and_widths() {
     assert_eq!(r.iqei(), 2, "fetch error");
     // a queue based at the top of the 64-bit space (IQA is the guest's to write): a fetch
     // error, not an address that wraps around
-    let mut t = Q::new();
+    let t = Q::new();
     t.vtd.mmio_write(offset::GCMD, 4, 0);
     t.vtd
         .mmio_write(offset::IQA, 8, 0xffff_ffff_ffff_f000 | 7 | 1 << 11);
