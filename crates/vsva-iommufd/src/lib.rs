@@ -22,7 +22,7 @@
 //! * [`vfio_cdev`] — the VFIO device cdev ioctls that bind and attach a device
 //!   (`drivers/vfio/device_cdev.c`).
 //! * [`vfio_compat`] — `IOMMU_VFIO_IOAS` (`vfio_compat.c`).
-//! * [`file`] — [`FileResolver`]: how the descriptor of `IOMMU_IOAS_MAP_FILE` becomes memory.
+//! * [`file`](mod@file) — [`FileResolver`]: how the descriptor of `IOMMU_IOAS_MAP_FILE` becomes memory.
 //! * [`ioctl`] — [`Iommufd::ioctl`]: request number and argument bytes to a command and back.
 //! * [`user_memory`] — [`UserMemory`], the caller's memory behind pointers in an argument.
 //! * [`io_pagetable`], [`pages`], [`domain`] — the engine under an IOAS: its address space,
