@@ -20,6 +20,14 @@ bitflags! {
     }
 }
 
+impl IoProt {
+    /// The right an access's pin or copy needs (`check_area_prot()`): `WRITE` for a write
+    /// (`IOMMUFD_ACCESS_RW_WRITE`), `READ` otherwise.
+    pub fn for_access(write: bool) -> IoProt {
+        if write { IoProt::WRITE } else { IoProt::READ }
+    }
+}
+
 /// An I/O page table an IOAS keeps filled.
 pub trait IoDomain: Send + Sync {
     /// The smallest page the domain maps: IOVAs and lengths mapped into it are multiples.

@@ -17,15 +17,22 @@
 //!   disabled it is at least `PAGE_SIZE` (`iopt_calculate_iova_alignment`).
 //! * While domains are attached, every area's pages are pinned and mapped in each of them;
 //!   attaching a domain fills it with every area, and a failure leaves nothing behind.
+//! * Accesses ([`crate::access`]) attached to the IOAS raise the alignment to their own
+//!   (`PAGE_SIZE` for those that pin) and pin pages of areas. An area with pages pinned by
+//!   accesses cannot go: unmapping it marks it `prevent_access` (no new pins), drops the lock
+//!   and asks every attached access to unpin (`iommufd_access_notify_unmap()`), then looks
+//!   again — and gives up with `EDEADLOCK` after 100 tries on one area, as
+//!   `iopt_unmap_iova_range()` does when a driver does not answer.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
+use vsva_mem::PhysMem;
 use vsva_mm::Pinned;
 
 use crate::abi::Errno;
 use crate::domain::{IoDomain, IoProt};
-use crate::pages::{AddressSpace, Pages};
+use crate::pages::{AddressSpace, Pages, RwBuf};
 
 const PAGE: u64 = 4096;
 
@@ -54,12 +61,56 @@ pub struct Area {
     pub start_byte: u64,
     /// Rights.
     pub prot: IoProt,
+    /// Page pins accesses hold through this area (Linux counts `num_accesses` per pin call;
+    /// vsva counts pages, so an unbalanced unpin cannot wrap the count).
+    pub num_accesses: u64,
+    /// Set by an unmap waiting for accesses to let go: no new access pins or reads.
+    pub prevent_access: bool,
 }
 
 impl Area {
     fn len(&self) -> u64 {
         self.last - self.iova + 1
     }
+
+    /// Byte offset of `iova` from `pages.base()` (`iopt_area_start_byte()`).
+    fn start_byte(&self, iova: u64) -> u64 {
+        self.start_byte + (iova - self.iova)
+    }
+
+    /// Index of the page of `pages` holding `iova` (`iopt_area_iova_to_index()`).
+    fn index(&self, iova: u64) -> u64 {
+        self.start_byte(iova) / PAGE
+    }
+}
+
+/// What an IOAS needs of an access attached to it (implemented by
+/// [`crate::access::Access`]; kept as a trait so the engine does not depend on the object).
+pub trait IoptAccess: Send + Sync {
+    /// Unpin everything pinned in `[iova, iova + length)`: the IOAS wants to unmap it
+    /// (`ops->unmap`). Called without the IOAS's locks.
+    fn notify_unmap(&self, iova: u64, length: u64);
+}
+
+/// How many times one area's unmap asks the accesses to let go before it gives up.
+pub const UNMAP_TRIES: u32 = 100;
+
+/// The areas over `[iova, last]` from `iova` on without a gap (`iopt_for_each_contig_area`):
+/// their keys, and whether they reach `last`.
+fn contig_areas(areas: &BTreeMap<u64, Area>, iova: u64, last: u64) -> (Vec<u64>, bool) {
+    let mut keys = Vec::new();
+    let mut at = iova;
+    for (&k, a) in overlaps(areas, iova, last, |a| a.last) {
+        if a.iova > at {
+            break;
+        }
+        keys.push(k);
+        if a.last >= last {
+            return (keys, true);
+        }
+        at = a.last + 1;
+    }
+    (keys, false)
 }
 
 /// The memory behind an IOVA range, as [`IoPageTable::get_pages`] found it (Linux's
@@ -101,6 +152,8 @@ struct Inner {
     /// Sorted, disjoint `[start, last]` ranges; empty means "everything".
     allowed: Vec<(u64, u64)>,
     domains: Vec<(u32, Arc<dyn IoDomain>)>,
+    /// Attached accesses by list ID (`iopt->access_list`), with their IOVA alignment.
+    accesses: BTreeMap<u32, (u64, Weak<dyn IoptAccess>)>,
     large_pages: bool,
 }
 
@@ -117,6 +170,7 @@ impl Default for IoPageTable {
                 reserved: Vec::new(),
                 allowed: Vec::new(),
                 domains: Vec::new(),
+                accesses: BTreeMap::new(),
                 large_pages: true,
             }),
         }
@@ -143,12 +197,14 @@ fn align_up(x: u64, a: u64) -> Option<u64> {
 
 impl Inner {
     /// `iopt_calculate_iova_alignment`: the largest minimum page size of the attached
-    /// domains, at least `PAGE_SIZE` while large pages are disabled, else at least 1.
+    /// domains and alignment of the attached accesses, at least `PAGE_SIZE` while large pages
+    /// are disabled, else at least 1.
     fn alignment(&self) -> u64 {
         let floor = if self.large_pages { 1 } else { PAGE };
         self.domains
             .iter()
             .map(|(_, d)| d.page_size())
+            .chain(self.accesses.values().map(|&(a, _)| a))
             .fold(floor, u64::max)
     }
 
@@ -351,6 +407,8 @@ impl IoPageTable {
             pages,
             start_byte,
             prot,
+            num_accesses: 0,
+            prevent_access: false,
         };
         if !st.domains.is_empty() {
             let runs = area.pages.pin()?;
@@ -491,26 +549,58 @@ impl IoPageTable {
 
     /// `iopt_unmap_iova_range`: removes the areas inside `[start, last]` in IOVA order; the
     /// first area that sticks out of the range stops it with `ENOENT`, after the ones before
-    /// it are gone, as in Linux.
+    /// it are gone, as in Linux. An area with access pins is marked `prevent_access`, the
+    /// accesses are asked to unpin it with the lock dropped, and the search starts again from
+    /// it; `EDEADLOCK` after [`UNMAP_TRIES`] tries on one area.
     fn unmap_range(&self, start: u64, last: u64) -> Result<u64, Errno> {
-        let mut st = self.lock();
-        let hit: Vec<u64> = overlaps(&st.areas, start, last, |a| a.last)
-            .map(|(&k, _)| k)
-            .collect();
         // Areas may together cover the whole 64-bit space: the byte count wraps as Linux's
         // does, and "nothing there" is decided by whether an area was found.
         let mut bytes = 0u64;
         let mut found = false;
-        for k in hit {
-            let cut = st
-                .areas
-                .get(&k)
-                .is_some_and(|a| a.iova < start || a.last > last);
-            if cut {
+        let mut from = start;
+        // the area the accesses were last asked about, and how often
+        let mut retry_at = None;
+        let mut tries = 0u32;
+        loop {
+            let mut st = self.lock();
+            let Some(k) = overlaps(&st.areas, from, last, |a| a.last)
+                .map(|(&k, _)| k)
+                .next()
+            else {
+                break;
+            };
+            let Some(a) = st.areas.get_mut(&k) else {
+                break;
+            };
+            if a.iova < start || a.last > last {
                 return Err(Errno::ENOENT);
             }
-            let Some(a) = st.areas.remove(&k) else {
+            if retry_at != Some(a.iova) {
+                tries = 0;
+            }
+            if a.num_accesses > 0 {
+                retry_at = Some(a.iova);
+                from = a.iova;
+                a.prevent_access = true;
+                let (iova, len) = (a.iova, a.len());
+                let accesses: Vec<Arc<dyn IoptAccess>> = st
+                    .accesses
+                    .values()
+                    .filter_map(|(_, w)| w.upgrade())
+                    .collect();
+                drop(st);
+                for access in accesses {
+                    access.notify_unmap(iova, len);
+                }
+                tries += 1;
+                if tries > UNMAP_TRIES {
+                    tracing::warn!(iova, len, "an access does not unpin: unmap gives up");
+                    return Err(Errno::EDEADLOCK);
+                }
                 continue;
+            }
+            let Some(a) = st.areas.remove(&k) else {
+                break;
             };
             if !st.domains.is_empty() {
                 for (_, d) in &st.domains {
@@ -520,11 +610,182 @@ impl IoPageTable {
             }
             bytes = bytes.wrapping_add(a.len());
             found = true;
+            if a.last >= last {
+                break;
+            }
+            from = a.last + 1;
         }
         if !found {
             return Err(Errno::ENOENT);
         }
         Ok(bytes)
+    }
+
+    /// Attaches an access with IOVA alignment `alignment` (`iopt_add_access()`): the IOAS's
+    /// alignment rises to it. Returns the access's list ID.
+    ///
+    /// # Errors
+    /// `EADDRINUSE` if an existing area is not aligned to the raised alignment
+    /// (`iopt_check_iova_alignment()`); `EBUSY` if 65536 accesses are attached
+    /// (`xa_limit_16b`).
+    pub fn add_access(&self, access: Weak<dyn IoptAccess>, alignment: u64) -> Result<u32, Errno> {
+        let mut st = self.lock();
+        let id = (0..=u32::from(u16::MAX))
+            .find(|i| !st.accesses.contains_key(i))
+            .ok_or(Errno::EBUSY)?;
+        let old = st.alignment();
+        st.accesses.insert(id, (alignment.max(1), access));
+        let new = st.alignment();
+        if new > old && !st.areas_aligned(new) {
+            st.accesses.remove(&id);
+            return Err(EADDRINUSE);
+        }
+        Ok(id)
+    }
+
+    /// Detaches access `id` (`iopt_remove_access()`); the alignment falls back.
+    pub fn remove_access(&self, id: u32) {
+        self.lock().accesses.remove(&id);
+    }
+
+    /// Pins the pages behind `[iova, last]` for an access (the body of
+    /// `iommufd_access_pin_pages()` under the IOAS lock), in Linux's order per area:
+    /// `EINVAL` if the area is being unmapped, if the range does not start on a page of the
+    /// memory or a join between areas is not on a page boundary
+    /// (`iopt_area_contig_is_aligned()`), `EPERM` without the right asked for (write, or
+    /// read: `check_area_prot()`), then the pinning's own errors; `ENOENT` if the areas stop before `last`. On an
+    /// error, what this call pinned is unpinned. Returns each page's physical address.
+    ///
+    /// # Errors
+    /// As above.
+    pub fn access_pin(&self, iova: u64, last: u64, write: bool) -> Result<Vec<u64>, Errno> {
+        let mut st = self.lock();
+        let (keys, done) = contig_areas(&st.areas, iova, last);
+        let mut out = Vec::new();
+        let mut taken: Vec<(u64, u64, u64)> = Vec::new();
+        let mut failure = None;
+        let n = keys.len();
+        for (i, k) in keys.iter().enumerate() {
+            let Some(a) = st.areas.get_mut(k) else {
+                failure = Some(Errno::ENOENT);
+                break;
+            };
+            let cur = a.iova.max(iova);
+            let end = a.last.min(last);
+            let starts_page = a.start_byte(cur) % PAGE == 0;
+            let ends_page = i + 1 == n || a.start_byte(end) % PAGE == PAGE - 1;
+            if a.prevent_access || !starts_page || !ends_page {
+                failure = Some(Errno::EINVAL);
+                break;
+            }
+            if !a.prot.contains(IoProt::for_access(write)) {
+                failure = Some(Errno::EPERM);
+                break;
+            }
+            let (first, last_index) = (a.index(cur), a.index(end));
+            match a.pages.pin_for_access(first, last_index) {
+                Ok(pas) => out.extend(pas),
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            }
+            a.num_accesses += last_index - first + 1;
+            taken.push((*k, first, last_index));
+        }
+        if failure.is_none() && !done {
+            failure = Some(Errno::ENOENT);
+        }
+        if let Some(e) = failure {
+            for (k, first, last_index) in taken {
+                if let Some(a) = st.areas.get_mut(&k) {
+                    a.pages.unpin_for_access(first, last_index);
+                    a.num_accesses = a.num_accesses.saturating_sub(last_index - first + 1);
+                }
+            }
+            return Err(e);
+        }
+        Ok(out)
+    }
+
+    /// Drops an access's pins of `[iova, last]` (`iommufd_access_unpin_pages()`). Pins the
+    /// access does not hold, or a range with a gap, are the driver's bug: logged.
+    pub fn access_unpin(&self, iova: u64, last: u64) {
+        let mut st = self.lock();
+        let (keys, done) = contig_areas(&st.areas, iova, last);
+        for k in keys {
+            if let Some(a) = st.areas.get_mut(&k) {
+                let (first, last_index) = (a.index(a.iova.max(iova)), a.index(a.last.min(last)));
+                a.pages.unpin_for_access(first, last_index);
+                let n = last_index - first + 1;
+                if a.num_accesses < n {
+                    tracing::error!(iova = a.iova, "access unpin of more than was pinned");
+                }
+                a.num_accesses = a.num_accesses.saturating_sub(n);
+            }
+        }
+        if !done {
+            tracing::error!(iova, last, "access unpin of a range that is not mapped");
+        }
+    }
+
+    /// Reads or writes `[iova, iova + buf.len())` for an access (the body of
+    /// `iommufd_access_rw()`), area by area: `EINVAL` for an area being unmapped, `EPERM`
+    /// without the right asked for, the copy's errors, `ENOENT` where the areas stop. Areas before
+    /// the failing one have been copied, as in Linux.
+    ///
+    /// # Errors
+    /// As above; `EINVAL` for an empty buffer, `EOVERFLOW` if the range wraps.
+    pub fn access_rw(&self, iova: u64, mut buf: RwBuf<'_>, mem: &dyn PhysMem) -> Result<(), Errno> {
+        let len = buf.len() as u64;
+        if len == 0 {
+            return Err(Errno::EINVAL);
+        }
+        let last = iova.checked_add(len - 1).ok_or(Errno::EOVERFLOW)?;
+        let (pieces, done) = {
+            let st = self.lock();
+            let (keys, done) = contig_areas(&st.areas, iova, last);
+            let mut pieces = Vec::new();
+            for k in keys {
+                let Some(a) = st.areas.get(&k) else { break };
+                let cur = a.iova.max(iova);
+                let end = a.last.min(last);
+                let piece = if a.prevent_access {
+                    Err(Errno::EINVAL)
+                } else if !a.prot.contains(IoProt::for_access(buf.is_write())) {
+                    Err(Errno::EPERM)
+                } else {
+                    Ok((
+                        a.pages.clone(),
+                        a.start_byte(cur),
+                        cur - iova,
+                        end - cur + 1,
+                    ))
+                };
+                let stop = piece.is_err();
+                pieces.push(piece);
+                if stop {
+                    break;
+                }
+            }
+            (pieces, done)
+        };
+        // The pages are held by the pieces' references: copying needs no IOAS lock (Linux
+        // copies under the IOAS's read lock; an unmap racing a copy here copies into pages
+        // the area no longer names, which the caller cannot tell from copying just before).
+        for piece in pieces {
+            let (pages, start_byte, at, n) = piece?;
+            let (lo, hi) = (at as usize, (at + n) as usize);
+            let part = match &mut buf {
+                RwBuf::Read(b) => RwBuf::Read(&mut b[lo..hi]),
+                RwBuf::Write(b) => RwBuf::Write(&b[lo..hi]),
+            };
+            pages.rw(start_byte, part, mem)?;
+        }
+        if !done {
+            return Err(Errno::ENOENT);
+        }
+        Ok(())
     }
 
     /// `IOMMU_IOAS_IOVA_RANGES`: the holes between reserved ranges over the whole 64-bit

@@ -18,6 +18,8 @@
 //!   poll, and the answers owed when attachments or queues go (`eventq.c`).
 //! * [`viommu`] — vIOMMUs and `IOMMU_VIOMMU_ALLOC` (`viommu.c`); [`vdevice`] — vDEVICEs and
 //!   `IOMMU_VDEVICE_ALLOC`.
+//! * [`access`] — accesses: emulated devices pinning and copying through an IOAS
+//!   (`iommufd_access_*()` of `device.c`).
 //! * [`attach`] — attaching devices and PASIDs to IOASes and HWPTs (`device.c`).
 //! * [`vfio_cdev`] — the VFIO device cdev ioctls that bind and attach a device
 //!   (`drivers/vfio/device_cdev.c`).
@@ -35,6 +37,7 @@
 compile_error!("vsva models little-endian hardware and only builds on little-endian hosts");
 
 pub mod abi;
+pub mod access;
 pub mod attach;
 pub mod ctx;
 pub mod device;
@@ -55,6 +58,7 @@ pub mod vfio_compat;
 pub mod viommu;
 pub mod vtd;
 
+pub use access::{Access, AccessOps};
 pub use ctx::{AccountMode, Iommufd};
 pub use device::{Device, DeviceInfo};
 pub use fault::{Fault, FaultFile, PollFlags};

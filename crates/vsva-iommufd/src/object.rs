@@ -28,6 +28,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use crate::abi::Errno;
+use crate::access::Access;
 use crate::device::Device;
 use crate::fault::Fault;
 use crate::hw_pagetable::{HwptNested, HwptPaging};
@@ -128,6 +129,8 @@ pub enum Object {
     Viommu(Arc<Viommu>),
     /// A device's ID on a vIOMMU.
     Vdevice(Arc<Vdevice>),
+    /// An emulated device's access to an IOAS.
+    Access(Arc<Access>),
     /// The unit tests' stand-in for an object of a second kind.
     #[cfg(test)]
     Selftest(Arc<tests::Selftest>),
@@ -144,6 +147,7 @@ impl Object {
             Object::Fault(_) => ObjectType::Fault,
             Object::Viommu(_) => ObjectType::Viommu,
             Object::Vdevice(_) => ObjectType::Vdevice,
+            Object::Access(_) => ObjectType::Access,
             #[cfg(test)]
             Object::Selftest(_) => ObjectType::Selftest,
         }
@@ -159,6 +163,7 @@ impl Object {
             Object::Fault(fault) => fault.header(),
             Object::Viommu(viommu) => viommu.header(),
             Object::Vdevice(vdev) => vdev.header(),
+            Object::Access(access) => access.header(),
             #[cfg(test)]
             Object::Selftest(object) => object.header(),
         }

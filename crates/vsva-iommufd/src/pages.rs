@@ -4,11 +4,18 @@
 //! Linux pins lazily: `IOMMU_IOAS_MAP` with no domain attached only records the user range,
 //! and the pages are pinned (and charged as locked memory) when the first domain must be
 //! filled. vsva does the same, at the granularity of the whole range: a `Pages` is pinned
-//! once, by its first user, and unpinned by its last.
+//! once, by its first domain user, and unpinned by its last.
+//!
+//! Accesses (emulated devices, [`crate::access`]) pin single pages instead, as Linux's
+//! `iopt_pages_add_access()` keeps them in `pages->pinned_pfns`: each page has a count of the
+//! access pins on it. Locked memory is charged once per page whoever pins it — a page pinned
+//! by an access and then by a domain is charged once (Linux's `npinned`), so the charge is
+//! "every page" while a domain holds the range and "the access-pinned pages" otherwise.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use vsva_mem::Va;
+use vsva_mem::{PhysMem, Va};
 use vsva_mm::{Pinned, Process};
 
 use crate::abi::Errno;
@@ -64,6 +71,35 @@ impl AddressSpace for Process {
     }
 }
 
+/// The caller's side of an access read or write ([`Pages::rw`]).
+#[derive(Debug)]
+pub enum RwBuf<'a> {
+    /// Read the pages into this buffer.
+    Read(&'a mut [u8]),
+    /// Write this data to the pages.
+    Write(&'a [u8]),
+}
+
+impl RwBuf<'_> {
+    /// Bytes to move.
+    pub fn len(&self) -> usize {
+        match self {
+            RwBuf::Read(b) => b.len(),
+            RwBuf::Write(b) => b.len(),
+        }
+    }
+
+    /// Whether nothing is to move.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether it writes to the pages.
+    pub fn is_write(&self) -> bool {
+        matches!(self, RwBuf::Write(_))
+    }
+}
+
 /// A user range that areas of one or more IOASes map (COPY shares it).
 pub struct Pages {
     process: Arc<dyn AddressSpace>,
@@ -78,8 +114,29 @@ pub struct Pages {
 
 #[derive(Default)]
 struct PinState {
+    /// Domain users of the whole range.
     users: u32,
+    /// The whole range's pinned runs while `users > 0`.
     runs: Vec<Pinned>,
+    /// Pages pinned by accesses: page index -> its pins and its pinned frame.
+    access: BTreeMap<u64, AccessPin>,
+}
+
+/// One page pinned by accesses.
+struct AccessPin {
+    count: u32,
+    run: Pinned,
+}
+
+impl PinState {
+    /// Pages charged as locked memory now.
+    fn charged(&self, npages: u64) -> u64 {
+        if self.users > 0 {
+            npages
+        } else {
+            self.access.len() as u64
+        }
+    }
 }
 
 impl std::fmt::Debug for Pages {
@@ -163,11 +220,13 @@ impl Pages {
     pub fn pin(&self) -> Result<Vec<Pinned>, Errno> {
         let mut st = lock(&self.pins);
         if st.users == 0 {
-            self.process.account(self.npages)?;
+            // pages accesses pinned are charged already
+            let charge = self.npages - st.access.len() as u64;
+            self.process.account(charge)?;
             match self.process.pin(self.base, self.len(), self.writable) {
                 Ok(runs) => st.runs = runs,
                 Err(e) => {
-                    self.process.unaccount(self.npages);
+                    self.process.unaccount(charge);
                     return Err(e);
                 }
             }
@@ -185,7 +244,7 @@ impl Pages {
                 st.users = 0;
                 let runs = std::mem::take(&mut st.runs);
                 self.process.unpin(&runs);
-                self.process.unaccount(self.npages);
+                self.process.unaccount(self.npages - st.access.len() as u64);
             }
             _ => st.users -= 1,
         }
@@ -195,5 +254,164 @@ impl Pages {
     pub fn pinned_runs(&self) -> Option<Vec<Pinned>> {
         let st = lock(&self.pins);
         (st.users > 0).then(|| st.runs.clone())
+    }
+
+    /// Pins pages `first..=last` (indexes from [`base`](Self::base)) for an access
+    /// (`iopt_pages_add_access()`): each page's access count goes up; a page no access had
+    /// pinned is faulted in and pinned on its own (for writing if the pages are writable,
+    /// whatever the access asked, as Linux pins them) and charged unless a domain holds the
+    /// range. Returns each page's physical address.
+    ///
+    /// # Errors
+    /// `EINVAL` for indexes outside the range; `ENOMEM` past RLIMIT_MEMLOCK; `EFAULT` if a
+    /// page cannot be pinned. Nothing changes on error.
+    pub fn pin_for_access(&self, first: u64, last: u64) -> Result<Vec<u64>, Errno> {
+        if first > last || last >= self.npages {
+            return Err(Errno::EINVAL);
+        }
+        let mut st = lock(&self.pins);
+        let fresh = (first..=last)
+            .filter(|i| !st.access.contains_key(i))
+            .count() as u64;
+        let charge = if st.users > 0 { 0 } else { fresh };
+        self.process.account(charge)?;
+        let mut pinned: Vec<(u64, Pinned)> = Vec::new();
+        for index in first..=last {
+            if st.access.contains_key(&index) {
+                continue;
+            }
+            match self
+                .process
+                .pin(self.base + index * PAGE, PAGE, self.writable)
+            {
+                Ok(runs) => match runs.as_slice() {
+                    [run] => pinned.push((index, *run)),
+                    _ => {
+                        self.process.unpin(&runs);
+                        Self::unpin_runs(self.process.as_ref(), &pinned);
+                        self.process.unaccount(charge);
+                        return Err(Errno::EFAULT);
+                    }
+                },
+                Err(e) => {
+                    Self::unpin_runs(self.process.as_ref(), &pinned);
+                    self.process.unaccount(charge);
+                    return Err(e);
+                }
+            }
+        }
+        for (index, run) in pinned {
+            st.access.insert(index, AccessPin { count: 0, run });
+        }
+        let mut out = Vec::with_capacity((last - first + 1) as usize);
+        for index in first..=last {
+            if let Some(pin) = st.access.get_mut(&index) {
+                pin.count += 1;
+                out.push(pin.run.pa);
+            }
+        }
+        Ok(out)
+    }
+
+    fn unpin_runs(process: &dyn AddressSpace, pinned: &[(u64, Pinned)]) {
+        let runs: Vec<Pinned> = pinned.iter().map(|&(_, run)| run).collect();
+        process.unpin(&runs);
+    }
+
+    /// Drops one access pin of pages `first..=last` (`iopt_pages_remove_access()`); a page's
+    /// last pin unpins it and returns its charge unless a domain holds the range. A page
+    /// without access pins is a caller's bug: logged and skipped (Linux warns).
+    pub fn unpin_for_access(&self, first: u64, last: u64) {
+        let mut st = lock(&self.pins);
+        let mut freed = Vec::new();
+        for index in first..=last.min(self.npages.saturating_sub(1)) {
+            match st.access.get_mut(&index) {
+                Some(pin) if pin.count > 1 => pin.count -= 1,
+                Some(_) => {
+                    if let Some(pin) = st.access.remove(&index) {
+                        freed.push(pin.run);
+                    }
+                }
+                None => tracing::error!(index, "access unpin of a page no access pinned"),
+            }
+        }
+        if !freed.is_empty() {
+            self.process.unpin(&freed);
+            if st.users == 0 {
+                self.process.unaccount(freed.len() as u64);
+            }
+        }
+    }
+
+    /// The physical address of page `index` if it is pinned (by a domain or an access).
+    pub fn pinned_page(&self, index: u64) -> Option<u64> {
+        let st = lock(&self.pins);
+        if let Some(pin) = st.access.get(&index) {
+            return Some(pin.run.pa);
+        }
+        if st.users == 0 {
+            return None;
+        }
+        let va = self.base + index * PAGE;
+        st.runs
+            .iter()
+            .find(|r| r.va.raw() <= va && va - r.va.raw() < r.len)
+            .map(|r| r.pa + (va - r.va.raw()))
+    }
+
+    /// Pages charged as locked memory now (for tests and traces).
+    pub fn charged_pages(&self) -> u64 {
+        lock(&self.pins).charged(self.npages)
+    }
+
+    /// Reads or writes `buf.len()` bytes from byte `start_byte` of the range through `mem`
+    /// (`iopt_pages_rw_access()`). Linux copies through the pinned pages when it has them and
+    /// otherwise pins the pages for the copy (`iopt_pages_rw_slow()`); vsva always does the
+    /// latter — a pin on a pinned page only counts — and does not charge those short pins.
+    ///
+    /// # Errors
+    /// `EINVAL` outside the range; `EFAULT` if the pages cannot be pinned or `mem` refuses
+    /// the access; `ENOMEM`.
+    pub fn rw(&self, start_byte: u64, mut buf: RwBuf<'_>, mem: &dyn PhysMem) -> Result<(), Errno> {
+        let len = buf.len() as u64;
+        if len == 0 {
+            return Ok(());
+        }
+        let end = start_byte.checked_add(len).ok_or(Errno::EINVAL)?;
+        if end > self.len() {
+            return Err(Errno::EINVAL);
+        }
+        let first = start_byte / PAGE;
+        let last = (end - 1) / PAGE;
+        let va0 = self.base + first * PAGE;
+        let runs = self
+            .process
+            .pin(va0, (last - first + 1) * PAGE, self.writable)?;
+        let mut result = Ok(());
+        let mut done = 0u64;
+        let want = self.base + start_byte;
+        for run in &runs {
+            let (rs, re) = (run.va.raw(), run.va.raw() + run.len);
+            let (s, e) = (rs.max(want + done), re.min(want + len));
+            if s >= e || s != want + done {
+                continue;
+            }
+            let pa = run.pa + (s - rs);
+            let (lo, hi) = (done as usize, (done + e - s) as usize);
+            let moved = match &mut buf {
+                RwBuf::Read(b) => mem.read(pa, &mut b[lo..hi]),
+                RwBuf::Write(b) => mem.write(pa, &b[lo..hi]),
+            };
+            if moved.is_err() {
+                result = Err(Errno::EFAULT);
+                break;
+            }
+            done += e - s;
+        }
+        if result.is_ok() && done != len {
+            result = Err(Errno::EFAULT);
+        }
+        self.process.unpin(&runs);
+        result
     }
 }
