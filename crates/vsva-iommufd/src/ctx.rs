@@ -77,7 +77,9 @@ pub(crate) struct State {
 /// unbound, then every object is destroyed, leaves first (a device before its HWPTs, a HWPT
 /// before its IOAS), every IOAS unmapped and its pages unpinned.
 pub struct Iommufd {
-    process: Arc<dyn AddressSpace>,
+    /// The process whose memory `IOMMU_IOAS_MAP` maps (changed by
+    /// `IOMMU_IOAS_CHANGE_PROCESS`).
+    process: Mutex<Arc<dyn AddressSpace>>,
     iommu: Arc<Iommu>,
     privileged: AtomicBool,
     /// Whether `IOMMU_VIOMMU_TYPE_DEFAULT` is accepted ([`crate::viommu`]).
@@ -95,7 +97,7 @@ impl Iommufd {
     /// real program the `/dev/iommu` shim serves.
     pub fn new(process: Arc<dyn AddressSpace>, iommu: Arc<Iommu>) -> Self {
         Iommufd {
-            process,
+            process: Mutex::new(process),
             iommu,
             privileged: AtomicBool::new(false),
             core_viommu: AtomicBool::new(false),
@@ -105,9 +107,18 @@ impl Iommufd {
         }
     }
 
-    /// The address space of the process that opened the context.
-    pub fn process(&self) -> &Arc<dyn AddressSpace> {
-        &self.process
+    /// The address space of the process using the context: the one that opened it, or the
+    /// last caller of `IOMMU_IOAS_CHANGE_PROCESS`.
+    pub fn process(&self) -> Arc<dyn AddressSpace> {
+        self.process
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Makes `process` the context's process.
+    pub(crate) fn set_process(&self, process: Arc<dyn AddressSpace>) {
+        *self.process.lock().unwrap_or_else(|e| e.into_inner()) = process;
     }
 
     /// The IOMMU the context's devices are behind.
@@ -317,7 +328,7 @@ impl Drop for Iommufd {
 impl std::fmt::Debug for Iommufd {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Iommufd")
-            .field("process", &self.process.name())
+            .field("process", &self.process().name())
             .field("objects", &self.objects())
             .finish()
     }

@@ -373,6 +373,58 @@ impl IoPageTable {
         self.map_pages(pages, start_byte, length, prot, iova, user_va)
     }
 
+    /// `IOMMU_IOAS_MAP_FILE`: maps `[start, start + length)` of `file` (byte offsets),
+    /// charged to `owner`, at `iova` (fixed) or at an IOVA the IOAS chooses. Returns the
+    /// IOVA.
+    ///
+    /// # Errors
+    /// As [`map_user`](Self::map_user).
+    pub fn map_file(
+        &self,
+        file: Arc<dyn AddressSpace>,
+        owner: Arc<dyn AddressSpace>,
+        start: u64,
+        length: u64,
+        prot: IoProt,
+        iova: Option<u64>,
+    ) -> Result<u64, Errno> {
+        if prot.is_empty() {
+            return Err(Errno::EINVAL);
+        }
+        let pages = Pages::new_file(file, owner, start, length, prot.contains(IoProt::WRITE))?;
+        let start_byte = start - pages.base();
+        self.map_pages(pages, start_byte, length, prot, iova, start)
+    }
+
+    /// The charge move of `IOMMU_IOAS_CHANGE_PROCESS` over `tables`, every IOAS of a context
+    /// (`iommufd_ioas_change_process()`): with every table locked (in the order given, so
+    /// nothing is pinned or unpinned meanwhile), `EINVAL` if any area is not a file's; then
+    /// `to` is charged at once for every pinned page another owner carries (`ENOMEM` past its
+    /// limit, nothing changed), and each `Pages` changes owner. Pages shared by several areas
+    /// are counted once.
+    ///
+    /// # Errors
+    /// As said.
+    pub fn change_owner(tables: &[&IoPageTable], to: &Arc<dyn AddressSpace>) -> Result<(), Errno> {
+        let guards: Vec<MutexGuard<'_, Inner>> = tables.iter().map(|t| t.lock()).collect();
+        let areas = || guards.iter().flat_map(|g| g.areas.values());
+        if areas().any(|a| !a.pages.is_file()) {
+            return Err(Errno::EINVAL);
+        }
+        let mut pages: Vec<&Arc<Pages>> = Vec::new();
+        for a in areas() {
+            if !pages.iter().any(|p| Arc::ptr_eq(p, &a.pages)) {
+                pages.push(&a.pages);
+            }
+        }
+        let total: u64 = pages.iter().map(|p| p.charge_to_move(to)).sum();
+        to.account(total)?;
+        for p in pages {
+            p.move_charge(to);
+        }
+        Ok(())
+    }
+
     fn map_pages(
         &self,
         pages: Arc<Pages>,

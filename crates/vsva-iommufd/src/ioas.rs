@@ -20,6 +20,7 @@ use crate::ctx::Iommufd;
 use crate::domain::IoProt;
 use crate::io_pagetable::IoPageTable;
 use crate::object::{IommufdObject, Object, ObjectHeader, ObjectType};
+use crate::pages::AddressSpace;
 use crate::user_memory::UserMemory;
 
 /// An I/O address space: the IOVA -> user memory map that paging HWPTs are filled from.
@@ -216,9 +217,9 @@ impl Iommufd {
         check_zero(&cmd.__reserved)?;
         let (prot, fixed) = check_map(flags, &[cmd.iova, cmd.length], cmd.iova)?;
         let ioas = self.get_ioas(cmd.ioas_id)?;
-        cmd.iova =
-            ioas.iopt
-                .map_user(self.process().clone(), cmd.user_va, cmd.length, prot, fixed)?;
+        cmd.iova = ioas
+            .iopt
+            .map_user(self.process(), cmd.user_va, cmd.length, prot, fixed)?;
         Ok(())
     }
 
@@ -241,7 +242,7 @@ impl Iommufd {
         let file = resolver.resolve(cmd.fd, cmd.start, cmd.length, prot.contains(IoProt::WRITE))?;
         cmd.iova = ioas
             .iopt
-            .map_user(file, cmd.start, cmd.length, prot, fixed)?;
+            .map_file(file, self.process(), cmd.start, cmd.length, prot, fixed)?;
         Ok(())
     }
 
@@ -293,23 +294,29 @@ impl Iommufd {
         Ok(())
     }
 
-    /// `IOMMU_IOAS_CHANGE_PROCESS` (`iommufd_ioas_change_process()`): charge every pinned page
-    /// of the context to the calling process. Linux refuses with `EINVAL` if any IOAS holds a
-    /// mapping not made by `IOMMU_IOAS_MAP_FILE`; vsva does not tell file mappings apart yet
-    /// and treats every mapping as such a one, so the call succeeds exactly when no IOAS maps
-    /// anything (and then has nothing to move).
+    /// `IOMMU_IOAS_CHANGE_PROCESS` (`iommufd_ioas_change_process()`): the calling process
+    /// `caller` takes the context over — the charge for every pinned page moves to it, and
+    /// later `IOMMU_IOAS_MAP`s map its memory — as a VMM hands its iommufd to the process
+    /// that replaces it (live update). Only possible when every mapping is a file's, since
+    /// the old process's memory cannot follow. `None` (a caller the context cannot name) is
+    /// the process that opened it.
     ///
     /// # Errors
-    /// `EOPNOTSUPP` for non-zero `__reserved`; `EINVAL` if any IOAS has a mapping.
-    pub fn ioas_change_process(&self, cmd: &IommuIoasChangeProcess) -> Result<(), Errno> {
+    /// In order: `EOPNOTSUPP` for non-zero `__reserved`; `EINVAL` if any IOAS holds a
+    /// mapping not made by `IOMMU_IOAS_MAP_FILE`; `ENOMEM` if the pinned pages do not fit
+    /// the caller's RLIMIT_MEMLOCK. Nothing changes on error.
+    pub fn ioas_change_process(
+        &self,
+        cmd: &IommuIoasChangeProcess,
+        caller: Option<Arc<dyn AddressSpace>>,
+    ) -> Result<(), Errno> {
         check_zero(&cmd.__reserved)?;
-        if self
-            .all::<Ioas>()
-            .iter()
-            .any(|ioas| !ioas.iopt.areas().is_empty())
-        {
-            return Err(Errno::EINVAL);
-        }
+        let caller = caller.unwrap_or_else(|| self.process());
+        let _serial = self.attach_lock();
+        let ioases = self.all::<Ioas>();
+        let tables: Vec<&IoPageTable> = ioases.iter().map(|ioas| &ioas.iopt).collect();
+        IoPageTable::change_owner(&tables, &caller)?;
+        self.set_process(caller);
         Ok(())
     }
 

@@ -108,7 +108,7 @@ impl Iommufd {
                 self.ioas_unmap(&mut cmd)?;
                 respond(&cmd, arg)
             }
-            Request::IoasChangeProcess(cmd) => self.ioas_change_process(&cmd),
+            Request::IoasChangeProcess(cmd) => self.ioas_change_process(&cmd, mem.address_space()),
             Request::Option(mut cmd) => {
                 self.option(&mut cmd)?;
                 let val64 = core::mem::offset_of!(IommuOption, val64);

@@ -102,7 +102,13 @@ impl RwBuf<'_> {
 
 /// A user range that areas of one or more IOASes map (COPY shares it).
 pub struct Pages {
+    /// Where the pages come from: the mapping process, or a file (`IOMMU_IOAS_MAP_FILE`).
     process: Arc<dyn AddressSpace>,
+    /// Who is charged for the pinned pages (`source_mm` / `source_user`): the process that
+    /// mapped them, until `IOMMU_IOAS_CHANGE_PROCESS` moves the charge. Locked after `pins`.
+    owner: Mutex<Arc<dyn AddressSpace>>,
+    /// Whether the pages are a file's (`IOPT_ADDRESS_FILE`).
+    file: bool,
     /// First byte of the first page (the user address rounded down to a page).
     base: u64,
     /// Pages in the range.
@@ -166,6 +172,32 @@ impl Pages {
         length: u64,
         writable: bool,
     ) -> Result<Arc<Pages>, Errno> {
+        Self::build(process.clone(), process, false, uptr, length, writable)
+    }
+
+    /// The pages holding `[start, start + length)` of the file `file`, charged to `owner`
+    /// (`iopt_alloc_file_pages()`).
+    ///
+    /// # Errors
+    /// As [`new`](Self::new).
+    pub fn new_file(
+        file: Arc<dyn AddressSpace>,
+        owner: Arc<dyn AddressSpace>,
+        start: u64,
+        length: u64,
+        writable: bool,
+    ) -> Result<Arc<Pages>, Errno> {
+        Self::build(file, owner, true, start, length, writable)
+    }
+
+    fn build(
+        process: Arc<dyn AddressSpace>,
+        owner: Arc<dyn AddressSpace>,
+        file: bool,
+        uptr: u64,
+        length: u64,
+        writable: bool,
+    ) -> Result<Arc<Pages>, Errno> {
         if length == 0 || length > u64::MAX - PAGE {
             return Err(Errno::EINVAL);
         }
@@ -179,6 +211,8 @@ impl Pages {
         }
         Ok(Arc::new(Pages {
             process,
+            owner: Mutex::new(owner),
+            file,
             base,
             npages,
             writable,
@@ -211,6 +245,38 @@ impl Pages {
         &self.process
     }
 
+    /// Whether the pages are a file's (mapped with `IOMMU_IOAS_MAP_FILE`).
+    pub fn is_file(&self) -> bool {
+        self.file
+    }
+
+    /// Who is charged for the pinned pages.
+    pub fn owner(&self) -> Arc<dyn AddressSpace> {
+        lock(&self.owner).clone()
+    }
+
+    /// The pages charged now to an owner other than `to`: what `IOMMU_IOAS_CHANGE_PROCESS`
+    /// moves to `to` (0 if `to` owns them already). Stable while the caller holds the lock of
+    /// every IOAS mapping these pages, as every pin and unpin is made under one.
+    pub(crate) fn charge_to_move(&self, to: &Arc<dyn AddressSpace>) -> u64 {
+        let st = lock(&self.pins);
+        if std::ptr::addr_eq(Arc::as_ptr(&self.owner()), Arc::as_ptr(to)) {
+            0
+        } else {
+            st.charged(self.npages)
+        }
+    }
+
+    /// Makes `to` the owner — the caller has charged `to` already — and takes the charge off
+    /// the old owner (`change_mm()` after `charge_current()`).
+    pub(crate) fn move_charge(&self, to: &Arc<dyn AddressSpace>) {
+        let st = lock(&self.pins);
+        let old = std::mem::replace(&mut *lock(&self.owner), to.clone());
+        if !std::ptr::addr_eq(Arc::as_ptr(&old), Arc::as_ptr(to)) {
+            old.unaccount(st.charged(self.npages));
+        }
+    }
+
     /// Takes a pin user: the first one faults the range in, pins it and charges the process's
     /// locked memory. Returns the pinned runs.
     ///
@@ -222,11 +288,11 @@ impl Pages {
         if st.users == 0 {
             // pages accesses pinned are charged already
             let charge = self.npages - st.access.len() as u64;
-            self.process.account(charge)?;
+            self.owner().account(charge)?;
             match self.process.pin(self.base, self.len(), self.writable) {
                 Ok(runs) => st.runs = runs,
                 Err(e) => {
-                    self.process.unaccount(charge);
+                    self.owner().unaccount(charge);
                     return Err(e);
                 }
             }
@@ -244,7 +310,7 @@ impl Pages {
                 st.users = 0;
                 let runs = std::mem::take(&mut st.runs);
                 self.process.unpin(&runs);
-                self.process.unaccount(self.npages - st.access.len() as u64);
+                self.owner().unaccount(self.npages - st.access.len() as u64);
             }
             _ => st.users -= 1,
         }
@@ -274,7 +340,7 @@ impl Pages {
             .filter(|i| !st.access.contains_key(i))
             .count() as u64;
         let charge = if st.users > 0 { 0 } else { fresh };
-        self.process.account(charge)?;
+        self.owner().account(charge)?;
         let mut pinned: Vec<(u64, Pinned)> = Vec::new();
         for index in first..=last {
             if st.access.contains_key(&index) {
@@ -289,13 +355,13 @@ impl Pages {
                     _ => {
                         self.process.unpin(&runs);
                         Self::unpin_runs(self.process.as_ref(), &pinned);
-                        self.process.unaccount(charge);
+                        self.owner().unaccount(charge);
                         return Err(Errno::EFAULT);
                     }
                 },
                 Err(e) => {
                     Self::unpin_runs(self.process.as_ref(), &pinned);
-                    self.process.unaccount(charge);
+                    self.owner().unaccount(charge);
                     return Err(e);
                 }
             }
@@ -338,7 +404,7 @@ impl Pages {
         if !freed.is_empty() {
             self.process.unpin(&freed);
             if st.users == 0 {
-                self.process.unaccount(freed.len() as u64);
+                self.owner().unaccount(freed.len() as u64);
             }
         }
     }

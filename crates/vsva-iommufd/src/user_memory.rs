@@ -16,6 +16,7 @@ use vsva_mm::Process;
 use zerocopy::{FromBytes, IntoBytes, KnownLayout};
 
 use crate::abi::Errno;
+use crate::pages::AddressSpace;
 
 /// The granule user memory faults at: a read or write that stays inside one such block
 /// either succeeds or faults as a whole.
@@ -35,6 +36,13 @@ pub trait UserMemory {
     /// # Errors
     /// `EFAULT` if any byte cannot be written.
     fn write(&self, addr: u64, buf: &[u8]) -> Result<(), Errno>;
+
+    /// The calling process as an address space, when the memory can name it (Linux's
+    /// `current->mm`): what `IOMMU_IOAS_CHANGE_PROCESS` hands the context to. `None` means
+    /// the context's own process.
+    fn address_space(&self) -> Option<Arc<dyn AddressSpace>> {
+        None
+    }
 }
 
 /// A [`vsva_mm::Process`]'s memory: accesses fault pages in (and break copy-on-write) as the
@@ -74,6 +82,10 @@ impl UserMemory for ProcessMemory {
             .write_bytes(Va::new(addr), buf)
             .map_err(|_| Errno::EFAULT)
     }
+
+    fn address_space(&self) -> Option<Arc<dyn AddressSpace>> {
+        Some(self.process.clone())
+    }
 }
 
 impl<M: UserMemory + ?Sized> UserMemory for &M {
@@ -83,6 +95,10 @@ impl<M: UserMemory + ?Sized> UserMemory for &M {
 
     fn write(&self, addr: u64, buf: &[u8]) -> Result<(), Errno> {
         (**self).write(addr, buf)
+    }
+
+    fn address_space(&self) -> Option<Arc<dyn AddressSpace>> {
+        (**self).address_space()
     }
 }
 

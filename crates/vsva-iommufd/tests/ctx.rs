@@ -8,7 +8,6 @@ mod common;
 use std::sync::Arc;
 
 use common::{FIXED_RW, Fixture, MIB, PAGE, RW, Recorder, open};
-use vsva_iommufd::ObjectType;
 use vsva_iommufd::abi::ioctl::{
     IOMMU_FAULT_QUEUE_ALLOC, IOMMU_HWPT_ALLOC, IOMMU_IOAS_ALLOC, IOMMU_IOAS_ALLOW_IOVAS,
     IOMMU_IOAS_CHANGE_PROCESS, IOMMU_IOAS_COPY, IOMMU_IOAS_IOVA_RANGES, IOMMU_IOAS_MAP,
@@ -21,7 +20,9 @@ use vsva_iommufd::abi::{
     IommuIovaRange, IommuOption, IommuVfioIoas, IommuViommuAlloc, OptionId, OptionOp, VfioIoasOp,
 };
 use vsva_iommufd::io_pagetable::{EADDRINUSE, ReservedBy};
-use vsva_mm::{MapFlags, Prot};
+use vsva_iommufd::pages::AddressSpace;
+use vsva_iommufd::{FileResolver, ObjectType, ProcessMemory};
+use vsva_mm::{MapFlags, Process, Prot};
 use zerocopy::IntoBytes;
 
 #[test]
@@ -627,6 +628,94 @@ fn change_process_needs_file_mappings_only() {
         f.call(IOMMU_IOAS_CHANGE_PROCESS, &mut cmd),
         Err(Errno::EOPNOTSUPP)
     );
+}
+
+/// A "memfd" for the tests: the memory of a process of its own, offsets being its addresses.
+struct ShmemResolver(Arc<Process>);
+
+impl FileResolver for ShmemResolver {
+    fn resolve(
+        &self,
+        fd: i32,
+        _start: u64,
+        _length: u64,
+        _writable: bool,
+    ) -> Result<Arc<dyn AddressSpace>, Errno> {
+        if fd == 3 {
+            Ok(self.0.clone())
+        } else {
+            Err(Errno::EBADF)
+        }
+    }
+}
+
+#[test]
+fn change_process_moves_the_charge_of_file_mappings_to_the_caller() {
+    let f = open();
+    let shmem = f.host.mm.spawn().unwrap();
+    let file = shmem
+        .mmap(None, 4 * PAGE, Prot::RW, MapFlags::empty())
+        .unwrap()
+        .raw();
+    f.fd.set_file_resolver(Some(Arc::new(ShmemResolver(shmem.clone()))));
+    let ioas = f.alloc().unwrap();
+    let domain = Arc::new(Recorder::default());
+    f.fd.get_ioas(ioas)
+        .unwrap()
+        .iopt()
+        .attach_domain(1, domain.clone())
+        .unwrap();
+    let mut map = IommuIoasMapFile {
+        size: 40,
+        flags: FIXED_RW,
+        ioas_id: ioas,
+        fd: 3,
+        start: file,
+        length: 4 * PAGE,
+        iova: 0x10_0000,
+    };
+    f.call(IOMMU_IOAS_MAP_FILE, &mut map).unwrap();
+    assert_eq!(f.p.locked_pages(), 4, "the mapper is charged, not the file");
+    assert_eq!(shmem.locked_pages(), 0);
+
+    let mut cmd = IommuIoasChangeProcess {
+        size: 8,
+        __reserved: 0,
+    };
+    let change = |by: &Arc<Process>, cmd: &mut IommuIoasChangeProcess| {
+        let mut bytes = cmd.as_bytes().to_vec();
+        f.fd.ioctl(
+            u64::from(IOMMU_IOAS_CHANGE_PROCESS),
+            &mut bytes,
+            &ProcessMemory::new(by.clone()),
+        )
+    };
+    // a new process over its limit: ENOMEM, nothing moves
+    let small = f.host.mm.spawn().unwrap();
+    small.set_memlock_limit(2 * PAGE);
+    assert_eq!(change(&small, &mut cmd), Err(Errno::ENOMEM));
+    assert_eq!((f.p.locked_pages(), small.locked_pages()), (4, 0));
+
+    let next = f.host.mm.spawn().unwrap();
+    assert_eq!(change(&next, &mut cmd), Ok(()));
+    assert_eq!((f.p.locked_pages(), next.locked_pages()), (0, 4));
+    assert_eq!(change(&next, &mut cmd), Ok(()), "nothing left to move");
+    assert_eq!(next.locked_pages(), 4);
+    // the context is the new process's now: its IOAS_MAP maps the new process's memory
+    assert!(f.fd.process().name().contains(&next.pid().to_string()));
+    let va = next
+        .mmap(None, PAGE, Prot::RW, MapFlags::empty())
+        .unwrap()
+        .raw();
+    assert!(f.map(ioas, FIXED_RW, va, PAGE, 0x20_0000).is_ok());
+    assert_eq!(next.locked_pages(), 5);
+    // ... and with a mapping of user memory in the context, no move is possible
+    assert_eq!(change(&f.p, &mut cmd), Err(Errno::EINVAL));
+    assert_eq!((f.p.locked_pages(), next.locked_pages()), (0, 5));
+    f.unmap(ioas, 0x20_0000, PAGE).unwrap();
+    // the charge goes with the pages when they are unmapped
+    f.unmap(ioas, 0x10_0000, 4 * PAGE).unwrap();
+    assert_eq!(next.locked_pages(), 0);
 }
 
 /// Maps 4 pages of real memory into IOAS `ioas` with a domain attached, so they are pinned.
