@@ -90,12 +90,34 @@ pub struct FaultEntry {
     pub file: Arc<FaultFile>,
 }
 
+/// An open VFIO device cdev.
+pub struct VfioEntry {
+    /// The model's file.
+    pub file: Arc<VfioDeviceFile>,
+    /// Its endpoint: `/dev/vfio/devices/vfio<endpoint>`.
+    pub endpoint: usize,
+    /// The file position `read` and `write` use (`f_pos`, region-encoded like a `pread`
+    /// offset), shared by every descriptor of the file as Linux shares it.
+    pub pos: Mutex<u64>,
+}
+
+impl VfioEntry {
+    /// A fresh open of endpoint `endpoint`'s device: position 0 (BAR 0, offset 0).
+    pub fn new(file: Arc<VfioDeviceFile>, endpoint: usize) -> VfioEntry {
+        VfioEntry {
+            file,
+            endpoint,
+            pos: Mutex::new(0),
+        }
+    }
+}
+
 /// What a shim file is.
 pub enum Kind {
     /// `/dev/iommu`.
     Iommufd(Arc<Iommufd>),
     /// `/dev/vfio/devices/vfioN`.
-    Vfio(Arc<VfioDeviceFile>),
+    Vfio(VfioEntry),
     /// A fault queue's file, from `IOMMU_FAULT_QUEUE_ALLOC`.
     Fault(FaultEntry),
 }
