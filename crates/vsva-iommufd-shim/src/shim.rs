@@ -179,7 +179,11 @@ fn open_shim(which: ShimPath, flags: c_int) -> Result<c_int, i32> {
         ShimPath::Vfio(n) => {
             let device = m.devices.get(n).ok_or(libc::ENOENT)?;
             let file = Arc::new(device.open());
-            files::install(|_| Kind::Vfio(VfioEntry::new(file, n)), cloexec, nonblock)
+            files::install(
+                |_| Kind::Vfio(VfioEntry::new(file, n, flags)),
+                cloexec,
+                nonblock,
+            )
         }
     }
 }
@@ -524,10 +528,20 @@ fn positioned(
         Kind::Fault(_) => Err(Errno::ESPIPE),
         Kind::Iommufd(_) => Err(Errno::EINVAL),
         Kind::Vfio(entry) => {
+            check_mode(entry, dir)?;
             verify_area(offset as u64, count)?;
             vfio_rw(entry, offset as u64, buf, count, dir)
         }
     }
+}
+
+/// `vfs_read()` / `vfs_write()`: a file not open for the direction is `EBADF`.
+fn check_mode(entry: &VfioEntry, dir: Dir) -> Result<(), Errno> {
+    let open_for = match dir {
+        Dir::Read => entry.readable(),
+        Dir::Write => entry.writable(),
+    };
+    if open_for { Ok(()) } else { Err(Errno::EBADF) }
 }
 
 /// `rw_verify_area()`: a count that is negative as a `ssize_t`, or that carries the
@@ -540,6 +554,7 @@ fn verify_area(pos: u64, count: usize) -> Result<(), Errno> {
 
 /// `read` or `write` of a VFIO device at, and advancing, the file position.
 fn vfio_rw_at_pos(entry: &VfioEntry, buf: u64, count: usize, dir: Dir) -> Result<usize, Errno> {
+    check_mode(entry, dir)?;
     let mut pos = entry.pos.lock().unwrap_or_else(|e| e.into_inner());
     verify_area(*pos, count)?;
     let done = vfio_rw(entry, *pos, buf, count, dir)?;

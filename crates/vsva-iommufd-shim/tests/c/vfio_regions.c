@@ -305,6 +305,13 @@ int main(void)
 	CHECK("read at the file position reads COMMAND", read(dev, &word, 8) == 8 && word == 0xc0de);
 	CHECK("the next read reads SRC", read(dev, &word, 8) == 8 && word == 0x5eed);
 
+	/* A second open, read-only: it is not bound, and cannot be written. */
+	int ro = open("/dev/vfio/devices/vfio0", O_RDONLY);
+	CHECK("open of the device read-only", ro >= 0);
+	CHECK_ERR("pwrite of a read-only device file: EBADF", pwrite(ro, &word, 8, bar0), EBADF);
+	CHECK_ERR("pread of the unbound second file: EINVAL", pread(ro, &word, 8, bar0), EINVAL);
+	CHECK_OK("close of the read-only file", close(ro));
+
 	/* A buffer of this program mapped at a fixed IOVA, the device's RID and PASID 5 on it. */
 	struct iommu_ioas_alloc ia = { .size = sizeof(ia) };
 	CHECK_OK("IOAS_ALLOC", ioctl(fd, IOMMU_IOAS_ALLOC, &ia));
