@@ -90,12 +90,50 @@ pub struct FaultEntry {
     pub file: Arc<FaultFile>,
 }
 
+/// An open VFIO device cdev.
+pub struct VfioEntry {
+    /// The model's file.
+    pub file: Arc<VfioDeviceFile>,
+    /// Its endpoint: `/dev/vfio/devices/vfio<endpoint>`.
+    pub endpoint: usize,
+    /// The file position `read` and `write` use (`f_pos`, region-encoded like a `pread`
+    /// offset), shared by every descriptor of the file as Linux shares it.
+    pub pos: Mutex<u64>,
+    /// The access mode it was opened with (`O_RDONLY`, `O_WRONLY` or `O_RDWR`): a read of a
+    /// file not open for reading, or a write of one not open for writing, is `EBADF`
+    /// (`vfs_read()` / `vfs_write()`: `FMODE_READ` / `FMODE_WRITE`).
+    pub access: c_int,
+}
+
+impl VfioEntry {
+    /// A fresh open of endpoint `endpoint`'s device with `open` flags `flags`: position 0
+    /// (BAR 0, offset 0).
+    pub fn new(file: Arc<VfioDeviceFile>, endpoint: usize, flags: c_int) -> VfioEntry {
+        VfioEntry {
+            file,
+            endpoint,
+            pos: Mutex::new(0),
+            access: flags & libc::O_ACCMODE,
+        }
+    }
+
+    /// Whether the file was opened for reading.
+    pub fn readable(&self) -> bool {
+        self.access != libc::O_WRONLY
+    }
+
+    /// Whether the file was opened for writing.
+    pub fn writable(&self) -> bool {
+        self.access != libc::O_RDONLY
+    }
+}
+
 /// What a shim file is.
 pub enum Kind {
     /// `/dev/iommu`.
     Iommufd(Arc<Iommufd>),
     /// `/dev/vfio/devices/vfioN`.
-    Vfio(Arc<VfioDeviceFile>),
+    Vfio(VfioEntry),
     /// A fault queue's file, from `IOMMU_FAULT_QUEUE_ALLOC`.
     Fault(FaultEntry),
 }

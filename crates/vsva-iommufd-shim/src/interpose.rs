@@ -13,7 +13,7 @@
 use std::ffi::CStr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use libc::{c_char, c_int, c_long, c_ulong, c_void, mode_t, nfds_t, pollfd, size_t};
+use libc::{c_char, c_int, c_long, c_ulong, c_void, mode_t, nfds_t, off_t, pollfd, size_t};
 
 use crate::files;
 use crate::shim;
@@ -204,6 +204,119 @@ pub unsafe extern "C" fn write(fd: c_int, buf: *const c_void, count: size_t) -> 
             ret(result.map(|n| n as i64).map_err(|errno| errno.0)) as isize
         }
     })
+}
+
+fn pread_common(fd: c_int, buf: *mut c_void, count: size_t, offset: off_t) -> isize {
+    guarded(-1, || match files::lookup(fd) {
+        None => sys::pread_syscall(fd, buf as u64, count, offset) as isize,
+        Some(file) => {
+            let result = shim::pread(&file, buf as u64, count, offset);
+            ret(result.map(|n| n as i64).map_err(|errno| errno.0)) as isize
+        }
+    })
+}
+
+fn pwrite_common(fd: c_int, buf: *const c_void, count: size_t, offset: off_t) -> isize {
+    guarded(-1, || match files::lookup(fd) {
+        None => sys::pwrite_syscall(fd, buf as u64, count, offset) as isize,
+        Some(file) => {
+            let result = shim::pwrite(&file, buf as u64, count, offset);
+            ret(result.map(|n| n as i64).map_err(|errno| errno.0)) as isize
+        }
+    })
+}
+
+/// `pread(2)`: on a VFIO device, a read of the region the offset names.
+///
+/// # Safety
+/// As the C function.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn pread(fd: c_int, buf: *mut c_void, count: size_t, offset: off_t) -> isize {
+    pread_common(fd, buf, count, offset)
+}
+
+/// `pread64`, the same call on 64-bit systems.
+///
+/// # Safety
+/// As the C function.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn pread64(
+    fd: c_int,
+    buf: *mut c_void,
+    count: size_t,
+    offset: off_t,
+) -> isize {
+    pread_common(fd, buf, count, offset)
+}
+
+unsafe extern "C" {
+    /// glibc's report of a fortified call's buffer overflow; it aborts the program.
+    fn __chk_fail() -> !;
+}
+
+/// `__pread_chk`, what `pread` becomes under `_FORTIFY_SOURCE` when the buffer's size is
+/// known but the count is not constant: a count larger than the buffer aborts, as glibc's
+/// does.
+///
+/// # Safety
+/// As the C function.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn __pread_chk(
+    fd: c_int,
+    buf: *mut c_void,
+    count: size_t,
+    offset: off_t,
+    buflen: size_t,
+) -> isize {
+    if count > buflen {
+        // SAFETY: glibc's own handler of the same check; it does not return.
+        unsafe { __chk_fail() }
+    }
+    pread_common(fd, buf, count, offset)
+}
+
+/// `__pread64_chk`.
+///
+/// # Safety
+/// As [`__pread_chk`].
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn __pread64_chk(
+    fd: c_int,
+    buf: *mut c_void,
+    count: size_t,
+    offset: off_t,
+    buflen: size_t,
+) -> isize {
+    // SAFETY: the same contract.
+    unsafe { __pread_chk(fd, buf, count, offset, buflen) }
+}
+
+/// `pwrite(2)`: on a VFIO device, a write of the region the offset names.
+///
+/// # Safety
+/// As the C function.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn pwrite(
+    fd: c_int,
+    buf: *const c_void,
+    count: size_t,
+    offset: off_t,
+) -> isize {
+    pwrite_common(fd, buf, count, offset)
+}
+
+/// `pwrite64`, the same call on 64-bit systems.
+///
+/// # Safety
+/// As the C function.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn pwrite64(
+    fd: c_int,
+    buf: *const c_void,
+    count: size_t,
+    offset: off_t,
+) -> isize {
+    pwrite_common(fd, buf, count, offset)
 }
 
 /// Marks the result of a duplication of `old` as the shim's when `old` may be.

@@ -6,11 +6,14 @@
 //! goes straight to the kernel.
 //!
 //! * [`interpose`] — the libc entry points (`open*`, `close`, `ioctl`, `read`, `write`,
-//!   `poll`, `ppoll`, `dup*`, `fcntl`), built only into the library, not the unit tests;
+//!   `pread*`, `pwrite*`, `poll`, `ppoll`, `dup*`, `fcntl`), built only into the library,
+//!   not the unit tests;
 //! * [`shim`] — what they do with the shim's files: ioctl arguments read and written with
 //!   `process_vm_readv` / `process_vm_writev` (a bad pointer is `EFAULT`), fault queues as
 //!   real pollable descriptors;
 //! * [`files`] — the shim's descriptors (socket pairs, named by inode) and their release;
+//! * [`regions`] — the VFIO device's regions (BAR 0, configuration space) and how the
+//!   demo endpoint runs when the program touches them;
 //! * [`program`] — the program's memory as the contexts' address space: pinned ranges are
 //!   moved onto memfds shared with the model's physical memory;
 //! * [`mapfile`] — `IOMMU_IOAS_MAP_FILE`'s memfds;
@@ -37,5 +40,6 @@ pub mod interpose;
 pub mod mapfile;
 pub mod maps;
 pub mod program;
+pub mod regions;
 pub mod shim;
 pub mod sys;

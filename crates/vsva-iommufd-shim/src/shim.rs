@@ -11,14 +11,16 @@ use iommufd::fault::{PGFAULT_SIZE, RESPONSE_SIZE};
 use iommufd::{DeviceInfo, Iommufd, PollFlags, VfioDevice};
 use libc::c_int;
 use vsva_demo::device::DemoDevice;
+use vsva_demo::driver::enable_sva_capabilities;
 use vsva_demo::platform::Platform;
 use vsva_iommu::DeviceCaps;
 use vsva_mem::{PhysMem, PhysMemory, SegmentedMemory};
 
 use crate::config::{ShimConfig, parse_rid};
-use crate::files::{self, FaultEntry, Kind, OpenFile};
+use crate::files::{self, FaultEntry, Kind, OpenFile, VfioEntry};
 use crate::mapfile::MemfdResolver;
 use crate::program::{Locked, OwnMemory, ProgramMemory};
+use crate::regions::{self, Dir, UserBuf};
 use crate::sys;
 
 /// The modelled machine: the host platform (memory, VT-d, IOMMU core, demo endpoints), the
@@ -34,7 +36,7 @@ pub struct Machine {
     pub resolver: Arc<MemfdResolver>,
     /// `/dev/vfio/devices/vfio<i>` is `devices[i]`.
     pub devices: Vec<Arc<VfioDevice>>,
-    /// The demo endpoint behind each device (its DMA engine runs inside the model only).
+    /// The demo endpoint behind each device.
     pub endpoints: Vec<Arc<DemoDevice>>,
 }
 
@@ -60,12 +62,20 @@ impl Machine {
                 ats: ep.ats,
                 pri: ep.pri,
             };
-            endpoints.push(platform.add_device_with_width(
+            let endpoint = platform.add_device_with_width(
                 rid,
                 ep.pri_capacity,
                 ep.atc_entries,
                 ep.pasid_bits.max(1),
-            ));
+            );
+            // The host's IOMMU driver enables PASID, ATS and PRI of a capable endpoint (Linux
+            // `intel_iommu_probe_device()` and the IOPF enable of an attach); the program
+            // sees them enabled and cannot change them ([`crate::regions`]).
+            if ep.pasid_bits > 0 && ep.ats && ep.pri {
+                enable_sva_capabilities(&*endpoint, false)
+                    .map_err(|e| format!("{}: {e}", ep.rid))?;
+            }
+            endpoints.push(endpoint);
             platform
                 .iommu
                 .add_device(rid, caps, ep.pri_capacity)
@@ -81,6 +91,23 @@ impl Machine {
             devices,
             endpoints,
         })
+    }
+
+    /// Runs every endpoint with a command in flight until it completes, fails or waits for
+    /// a page, servicing the page requests it raises: the host's page-request handler drains
+    /// the VT-d page request queue into the IOMMU core, which queues the faults of a HWPT
+    /// with a fault queue on iommufd's fault file ([`Platform::run_device`]). An idle
+    /// endpoint returns at once.
+    pub fn run_endpoints(&self) {
+        for endpoint in &self.endpoints {
+            self.run_endpoint(endpoint);
+        }
+    }
+
+    /// Runs one endpoint as [`run_endpoints`](Self::run_endpoints) does.
+    pub fn run_endpoint(&self, endpoint: &DemoDevice) {
+        let progress = self.platform.run_device(endpoint);
+        tracing::trace!(rid = %endpoint.rid(), ?progress, "endpoint ran");
     }
 }
 
@@ -152,7 +179,11 @@ fn open_shim(which: ShimPath, flags: c_int) -> Result<c_int, i32> {
         ShimPath::Vfio(n) => {
             let device = m.devices.get(n).ok_or(libc::ENOENT)?;
             let file = Arc::new(device.open());
-            files::install(|_| Kind::Vfio(file), cloexec, nonblock)
+            files::install(
+                |_| Kind::Vfio(VfioEntry::new(file, n, flags)),
+                cloexec,
+                nonblock,
+            )
         }
     }
 }
@@ -266,15 +297,46 @@ fn check_zero_tail(addr: u64, len: u64) -> Result<(), Errno> {
 pub fn ioctl(file: &OpenFile, number: u64, addr: u64) -> Result<c_int, Errno> {
     match &file.kind {
         Kind::Iommufd(ictx) => iommufd_ioctl(ictx, number, addr),
-        Kind::Vfio(vfio) => {
+        Kind::Vfio(entry) => {
+            if let Some(result) = region_ioctl(entry, number, addr) {
+                return result.map(|()| 0);
+            }
             let mut arg = Arg::read(number, addr)?;
-            let result = vfio.ioctl(number, &mut arg.bytes, &OwnMemory, &iommufd_of_fd);
+            let result = entry
+                .file
+                .ioctl(number, &mut arg.bytes, &OwnMemory, &iommufd_of_fd);
             arg.write_back()?;
             result.map(|()| 0)
         }
         // The fault queue file has no ioctl (`iommufd_fault_fops`).
         Kind::Fault(_) => Err(Errno::ENOTTY),
     }
+}
+
+/// The vfio-pci ioctls of a device file ([`crate::regions`]); `None` for the others. Like
+/// every device ioctl but bind, they are `EINVAL` until the file is bound
+/// (`vfio_device_fops_unl_ioctl()`: `df->access_granted`).
+fn region_ioctl(entry: &VfioEntry, number: u64, addr: u64) -> Option<Result<(), Errno>> {
+    // The kernel's ioctl command is an `unsigned int`.
+    let number = number as u32;
+    if ![
+        regions::VFIO_DEVICE_GET_INFO,
+        regions::VFIO_DEVICE_GET_REGION_INFO,
+        regions::VFIO_DEVICE_RESET,
+    ]
+    .contains(&number)
+    {
+        return None;
+    }
+    if entry.file.dev_id().is_none() {
+        return Some(Err(Errno::EINVAL));
+    }
+    Some(match number {
+        regions::VFIO_DEVICE_GET_INFO => regions::get_info(&OwnMemory, addr),
+        regions::VFIO_DEVICE_GET_REGION_INFO => regions::get_region_info(&OwnMemory, addr),
+        // `vfio_pci_ioctl_reset()`: the demo function has no reset (`reset_works` is false).
+        _ => Err(Errno::EINVAL),
+    })
 }
 
 /// `iommufd_ctx_from_fd()`: `EBADF` for a bad descriptor, `EBADFD` for one that is not an
@@ -361,9 +423,11 @@ pub const FAULT_IO_CAP: usize = PGFAULT_SIZE * RESPONSE_SIZE * 4096;
 
 /// `read(fd, buf, count)` on a shim file.
 pub fn read(file: &OpenFile, fd: c_int, buf: u64, count: usize) -> Result<usize, Errno> {
-    let Kind::Fault(entry) = &file.kind else {
-        // Neither iommufd nor a VFIO device without regions can be read.
-        return Err(Errno::EINVAL);
+    let entry = match &file.kind {
+        Kind::Fault(entry) => entry,
+        Kind::Vfio(entry) => return vfio_rw_at_pos(entry, buf, count, Dir::Read),
+        // iommufd has no `read` (`vfs_read()`: no `FMODE_CAN_READ`).
+        Kind::Iommufd(_) => return Err(Errno::EINVAL),
     };
     if count % PGFAULT_SIZE != 0 {
         return Err(Errno::ESPIPE);
@@ -400,10 +464,14 @@ fn rearm(file: &OpenFile, fd: c_int) {
     }
 }
 
-/// `write(fd, buf, count)` on a shim file.
+/// `write(fd, buf, count)` on a shim file. A page response written to a fault queue lets
+/// the endpoint that waited for it go on: the shim runs the endpoints before returning
+/// ([`Machine::run_endpoints`]), as real hardware would have resumed by itself.
 pub fn write(file: &OpenFile, buf: u64, count: usize) -> Result<usize, Errno> {
-    let Kind::Fault(entry) = &file.kind else {
-        return Err(Errno::EINVAL);
+    let entry = match &file.kind {
+        Kind::Fault(entry) => entry,
+        Kind::Vfio(entry) => return vfio_rw_at_pos(entry, buf, count, Dir::Write),
+        Kind::Iommufd(_) => return Err(Errno::EINVAL),
     };
     if count % RESPONSE_SIZE != 0 {
         return Err(Errno::ESPIPE);
@@ -417,7 +485,114 @@ pub fn write(file: &OpenFile, buf: u64, count: usize) -> Result<usize, Errno> {
     if whole == 0 && n > 0 {
         return Err(Errno::EFAULT);
     }
-    entry.file.write(&records[..whole], 0)
+    let written = entry.file.write(&records[..whole], 0)?;
+    if written > 0 {
+        if let Ok(m) = machine() {
+            m.run_endpoints();
+        }
+    }
+    Ok(written)
+}
+
+/// `pread(fd, buf, count, offset)` on a shim file (`ksys_pread64()`): a negative offset is
+/// `EINVAL`; a fault queue cannot be read at an offset (its anonymous file has no
+/// `FMODE_PREAD`: `ESPIPE`); iommufd cannot be read (`EINVAL`); a VFIO device reads the
+/// region `offset` names ([`crate::regions::rw`]).
+///
+/// # Errors
+/// As said.
+pub fn pread(file: &OpenFile, buf: u64, count: usize, offset: i64) -> Result<usize, Errno> {
+    positioned(file, buf, count, offset, Dir::Read)
+}
+
+/// `pwrite(fd, buf, count, offset)` on a shim file (`ksys_pwrite64()`), with the rules of
+/// [`pread`].
+///
+/// # Errors
+/// As for [`pread`].
+pub fn pwrite(file: &OpenFile, buf: u64, count: usize, offset: i64) -> Result<usize, Errno> {
+    positioned(file, buf, count, offset, Dir::Write)
+}
+
+fn positioned(
+    file: &OpenFile,
+    buf: u64,
+    count: usize,
+    offset: i64,
+    dir: Dir,
+) -> Result<usize, Errno> {
+    if offset < 0 {
+        return Err(Errno::EINVAL);
+    }
+    match &file.kind {
+        Kind::Fault(_) => Err(Errno::ESPIPE),
+        Kind::Iommufd(_) => Err(Errno::EINVAL),
+        Kind::Vfio(entry) => {
+            check_mode(entry, dir)?;
+            verify_area(offset as u64, count)?;
+            vfio_rw(entry, offset as u64, buf, count, dir)
+        }
+    }
+}
+
+/// `vfs_read()` / `vfs_write()`: a file not open for the direction is `EBADF`.
+fn check_mode(entry: &VfioEntry, dir: Dir) -> Result<(), Errno> {
+    let open_for = match dir {
+        Dir::Read => entry.readable(),
+        Dir::Write => entry.writable(),
+    };
+    if open_for { Ok(()) } else { Err(Errno::EBADF) }
+}
+
+/// `rw_verify_area()`: a count that is negative as a `ssize_t`, or that carries the
+/// position past the largest `loff_t`, is `EINVAL`.
+fn verify_area(pos: u64, count: usize) -> Result<(), Errno> {
+    let count = i64::try_from(count).map_err(|_| Errno::EINVAL)?;
+    let pos = i64::try_from(pos).map_err(|_| Errno::EINVAL)?;
+    pos.checked_add(count).map(drop).ok_or(Errno::EINVAL)
+}
+
+/// `read` or `write` of a VFIO device at, and advancing, the file position.
+fn vfio_rw_at_pos(entry: &VfioEntry, buf: u64, count: usize, dir: Dir) -> Result<usize, Errno> {
+    check_mode(entry, dir)?;
+    let mut pos = entry.pos.lock().unwrap_or_else(|e| e.into_inner());
+    verify_area(*pos, count)?;
+    let done = vfio_rw(entry, *pos, buf, count, dir)?;
+    *pos += done as u64;
+    Ok(done)
+}
+
+/// A region access of a VFIO device file: `EINVAL` until the file is bound
+/// (`vfio_device_fops_read()` / `_write()`: `df->access_granted`), then
+/// [`crate::regions::rw`] on its endpoint.
+fn vfio_rw(entry: &VfioEntry, pos: u64, buf: u64, count: usize, dir: Dir) -> Result<usize, Errno> {
+    if entry.file.dev_id().is_none() {
+        return Err(Errno::EINVAL);
+    }
+    let m = machine().map_err(Errno)?;
+    let endpoint = m.endpoints.get(entry.endpoint).ok_or(Errno::ENODEV)?;
+    let run = || m.run_endpoint(endpoint);
+    regions::rw(&**endpoint, &run, pos, count, &ProgramBuf(buf), dir)
+}
+
+/// The program's buffer at an address, reached with `process_vm_readv` / `_writev` (a bad
+/// address is `EFAULT`, never a crash).
+struct ProgramBuf(u64);
+
+impl UserBuf for ProgramBuf {
+    fn read(&self, at: usize, out: &mut [u8]) -> bool {
+        let Some(addr) = self.0.checked_add(at as u64) else {
+            return false;
+        };
+        sys::vm_read_prefix(addr, out) == out.len()
+    }
+
+    fn write(&self, at: usize, data: &[u8]) -> bool {
+        let Some(addr) = self.0.checked_add(at as u64) else {
+            return false;
+        };
+        sys::vm_write_prefix(addr, data) == data.len()
+    }
 }
 
 /// The events a `poll` of `fd` reports when the shim answers for it: iommufd and VFIO device

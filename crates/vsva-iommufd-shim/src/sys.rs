@@ -69,6 +69,20 @@ pub fn pwrite_raw(fd: c_int, buf: u64, count: usize, offset: u64) -> Result<usiz
     check(rc).map(|n| n as usize)
 }
 
+/// `pread64(fd, buf, count, offset)` with the caller's pointer and the kernel's result
+/// convention (the kernel checks the pointer).
+pub fn pread_syscall(fd: c_int, buf: u64, count: usize, offset: i64) -> c_long {
+    // SAFETY: the kernel validates `buf`; a bad pointer is EFAULT, not a fault here.
+    unsafe { libc::syscall(libc::SYS_pread64, fd, buf, count, offset) }
+}
+
+/// `pwrite64(fd, buf, count, offset)` with the caller's pointer and the kernel's result
+/// convention.
+pub fn pwrite_syscall(fd: c_int, buf: u64, count: usize, offset: i64) -> c_long {
+    // SAFETY: the kernel validates `buf`.
+    unsafe { libc::syscall(libc::SYS_pwrite64, fd, buf, count, offset) }
+}
+
 /// `ioctl(fd, request, arg)`.
 pub fn ioctl_raw(fd: c_int, request: libc::c_ulong, arg: u64) -> c_long {
     // SAFETY: the kernel validates `arg` for the request.

@@ -2,7 +2,10 @@
 //! (`tests/c/iommufd_check.c`) carries its own copies of the uAPI structs and checks
 //! allocation, mapping of its own memory and of a memfd, COPY, UNMAP, IOVA ranges, a VFIO
 //! device bound, attached to a nesting parent and to a nested HWPT with a fault queue, the
-//! fault fd's read/write/poll rules, the errno of each bad argument, dup and close.
+//! fault fd's read/write/poll rules, the errno of each bad argument, dup and close. A second
+//! program (`tests/c/vfio_regions.c`) is a user-space driver of the demo device: it reads the
+//! VFIO device's regions, programs DMA into its own memory through BAR 0 and serves a page
+//! fault from its fault queue.
 //!
 //! The library is built with the test's own profile by invoking cargo (a test cannot depend
 //! on a cdylib). Without a C compiler the test prints `SKIP` and passes.
@@ -64,15 +67,11 @@ fn have_cc() -> bool {
         .is_ok_and(|out| out.status.success())
 }
 
-#[test]
-fn c_program_drives_dev_iommu_through_the_shim() {
-    if !have_cc() {
-        println!("SKIP c_program_drives_dev_iommu_through_the_shim: no C compiler (cc)");
-        return;
-    }
-    let lib = build_library();
-    let src = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/c/iommufd_check.c");
-    let exe = profile_dir().join("vsva-iommufd-check");
+/// Compiles `tests/c/<name>.c` strictly and runs it under the shim with the default machine;
+/// the program must print its closing `all N checks passed` line and no `FAIL`.
+fn compile_and_run(lib: &Path, name: &str) {
+    let src = format!("{}/tests/c/{name}.c", env!("CARGO_MANIFEST_DIR"));
+    let exe = profile_dir().join(format!("vsva-{name}"));
     let cc = Command::new("cc")
         .args([
             "-std=gnu11",
@@ -84,7 +83,7 @@ fn c_program_drives_dev_iommu_through_the_shim() {
         ])
         .arg("-o")
         .arg(&exe)
-        .arg(src)
+        .arg(&src)
         .output()
         .expect("run cc");
     assert!(
@@ -93,7 +92,7 @@ fn c_program_drives_dev_iommu_through_the_shim() {
         String::from_utf8_lossy(&cc.stderr)
     );
     let run = Command::new(&exe)
-        .env("LD_PRELOAD", &lib)
+        .env("LD_PRELOAD", lib)
         .env_remove("VSVA_SHIM_CONFIG")
         .output()
         .expect("run the C program");
@@ -102,11 +101,29 @@ fn c_program_drives_dev_iommu_through_the_shim() {
     eprintln!("{}", String::from_utf8_lossy(&run.stderr));
     assert!(
         run.status.success(),
-        "the C program failed: {:?}",
+        "the C program {name} failed: {:?}",
         run.status
     );
     assert!(stdout.contains("all "), "the program did not finish");
     assert!(!stdout.contains("FAIL"));
+}
+
+#[test]
+fn c_program_drives_dev_iommu_through_the_shim() {
+    if !have_cc() {
+        println!("SKIP c_program_drives_dev_iommu_through_the_shim: no C compiler (cc)");
+        return;
+    }
+    compile_and_run(&build_library(), "iommufd_check");
+}
+
+#[test]
+fn c_driver_runs_the_demo_device_through_vfio_regions() {
+    if !have_cc() {
+        println!("SKIP c_driver_runs_the_demo_device_through_vfio_regions: no C compiler (cc)");
+        return;
+    }
+    compile_and_run(&build_library(), "vfio_regions");
 }
 
 #[test]
