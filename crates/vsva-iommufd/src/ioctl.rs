@@ -24,8 +24,9 @@
 //! HWPT_ALLOC, FAULT_QUEUE_ALLOC), vsva publishes first without anything becoming observable
 //! out of order.
 //!
-//! Commands whose object families are not modelled yet return `EOPNOTSUPP` after their
-//! argument has been decoded: `IOMMU_VEVENTQ_ALLOC` and `IOMMU_HW_QUEUE_ALLOC`.
+//! `IOMMU_VEVENTQ_ALLOC` and `IOMMU_HW_QUEUE_ALLOC` make no objects (no VT-d vIOMMU has
+//! events or hardware queues): they check their arguments in Linux's order and end in
+//! `EOPNOTSUPP` (see [`veventq_alloc`](Iommufd::veventq_alloc)).
 
 use zerocopy::{Immutable, IntoBytes};
 
@@ -150,7 +151,8 @@ impl Iommufd {
                 self.vdevice_alloc(&mut cmd)?;
                 respond(&cmd, arg)
             }
-            Request::VeventqAlloc(_) | Request::HwQueueAlloc(_) => Err(Errno::EOPNOTSUPP),
+            Request::VeventqAlloc(cmd) => self.veventq_alloc(&cmd),
+            Request::HwQueueAlloc(cmd) => self.hw_queue_alloc(&cmd),
             // Filtered out above: these are issued on a VFIO device file.
             Request::VfioDeviceBindIommufd(_)
             | Request::VfioDeviceAttachIommufdPt(_)

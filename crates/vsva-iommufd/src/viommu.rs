@@ -26,7 +26,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use vsva_iommu::Iommu;
 
-use crate::abi::{Errno, IommuViommuAlloc, ViommuType, check_zero};
+use crate::abi::{
+    Errno, HwQueueType, IommuHwQueueAlloc, IommuVeventqAlloc, IommuViommuAlloc, VeventqType,
+    ViommuType, check_zero,
+};
 use crate::ctx::Iommufd;
 use crate::hw_pagetable::HwptPaging;
 use crate::object::{Held, IommufdObject, Object, ObjectHeader, ObjectType};
@@ -160,5 +163,57 @@ impl Iommufd {
             })))
         })?;
         Ok(())
+    }
+
+    /// `IOMMU_VEVENTQ_ALLOC` (`iommufd_veventq_alloc()` of `eventq.c`), as far as vsva goes:
+    /// Linux's checks in its order, then `EOPNOTSUPP` where Linux would create the queue.
+    /// vsva has no vEVENTQ objects: the only event records Linux defines are SMMUv3's and
+    /// Tegra241 CMDQV's, which no VT-d model reports (VT-d faults of a guest's DMA reach it
+    /// through the fault queue or, in vsva-vmm, the guest's fault log). On a mainline VT-d
+    /// context no vIOMMU exists, so a well-formed request ends at `ENOENT`, as on Linux.
+    ///
+    /// # Errors
+    /// 1. `EOPNOTSUPP` for non-zero `flags` or `__reserved`, or type `DEFAULT`;
+    /// 2. `EINVAL` for a depth of 0;
+    /// 3. `ENOENT` if `viommu_id` is not a vIOMMU;
+    /// 4. `EOPNOTSUPP` (a difference from Linux, which would create the queue).
+    pub fn veventq_alloc(&self, cmd: &IommuVeventqAlloc) -> Result<(), Errno> {
+        check_zero(&cmd.flags)?;
+        check_zero(&cmd.__reserved)?;
+        if cmd.type_ == VeventqType::DEFAULT {
+            return Err(Errno::EOPNOTSUPP);
+        }
+        if cmd.veventq_depth == 0 {
+            return Err(Errno::EINVAL);
+        }
+        let _viommu = self.get_viommu(cmd.viommu_id)?;
+        Err(Errno::EOPNOTSUPP)
+    }
+
+    /// `IOMMU_HW_QUEUE_ALLOC` (`iommufd_hw_queue_alloc_ioctl()` of `viommu.c`): a queue the
+    /// hardware reads straight from guest memory, which needs the vIOMMU driver's
+    /// `get_hw_queue_size` / `hw_queue_init_phys`. No VT-d vIOMMU has them (the Intel driver
+    /// has no vIOMMU operations; the core-managed one has none at all), so every request
+    /// that gets past the core's checks is `EOPNOTSUPP`, as on Linux.
+    ///
+    /// # Errors
+    /// 1. `EOPNOTSUPP` for non-zero `flags` or type `DEFAULT`;
+    /// 2. `EINVAL` for a length of 0;
+    /// 3. `EOVERFLOW` if `nesting_parent_iova + length - 1` wraps;
+    /// 4. `ENOENT` if `viommu_id` is not a vIOMMU;
+    /// 5. `EOPNOTSUPP`: the vIOMMU has no HW queue operations.
+    pub fn hw_queue_alloc(&self, cmd: &IommuHwQueueAlloc) -> Result<(), Errno> {
+        check_zero(&cmd.flags)?;
+        if cmd.type_ == HwQueueType::DEFAULT {
+            return Err(Errno::EOPNOTSUPP);
+        }
+        if cmd.length == 0 {
+            return Err(Errno::EINVAL);
+        }
+        cmd.nesting_parent_iova
+            .checked_add(cmd.length - 1)
+            .ok_or(Errno::EOVERFLOW)?;
+        let _viommu = self.get_viommu(cmd.viommu_id)?;
+        Err(Errno::EOPNOTSUPP)
     }
 }

@@ -7,10 +7,14 @@ mod common;
 
 use common::*;
 use vsva_iommufd::ObjectType;
-use vsva_iommufd::abi::ioctl::{IOMMU_HWPT_INVALIDATE, IOMMU_VDEVICE_ALLOC, IOMMU_VIOMMU_ALLOC};
+use vsva_iommufd::abi::ioctl::{
+    IOMMU_HW_QUEUE_ALLOC, IOMMU_HWPT_INVALIDATE, IOMMU_VDEVICE_ALLOC, IOMMU_VEVENTQ_ALLOC,
+    IOMMU_VIOMMU_ALLOC,
+};
 use vsva_iommufd::abi::{
-    Errno, HwptAllocFlags, HwptDataType, HwptInvalidateDataType, IommuHwptInvalidate,
-    IommuVdeviceAlloc, IommuViommuAlloc, ViommuType,
+    Errno, HwQueueType, HwptAllocFlags, HwptDataType, HwptInvalidateDataType, IommuHwQueueAlloc,
+    IommuHwptInvalidate, IommuVdeviceAlloc, IommuVeventqAlloc, IommuViommuAlloc, VeventqType,
+    ViommuType,
 };
 use zerocopy::IntoBytes;
 
@@ -327,4 +331,77 @@ fn viommu_and_vdevice_bytes_from_the_caller() {
     assert_eq!(vdevice_alloc(&f, vdev, other, 1), Err(Errno::ENOENT));
     assert_eq!(vdevice_alloc(&f, viommu, vdev, 1), Err(Errno::ENOENT));
     assert!(vdevice_alloc(&f, viommu, other, 0x18).is_ok());
+}
+
+#[test]
+fn veventq_and_hw_queue_alloc_check_in_linux_order() {
+    let (f, dev_id, _, s2) = setup();
+    let viommu = viommu_alloc(&f, 0, ViommuType::DEFAULT, dev_id, s2).unwrap();
+    let veventq = |flags: u32, viommu_id: u32, type_: VeventqType, depth: u32, rsv: u32| {
+        let mut cmd = IommuVeventqAlloc {
+            size: 32,
+            flags,
+            viommu_id,
+            type_,
+            veventq_depth: depth,
+            __reserved: rsv,
+            ..Default::default()
+        };
+        f.call(IOMMU_VEVENTQ_ALLOC, &mut cmd)
+    };
+    let smmu = VeventqType::ARM_SMMUV3;
+    assert_eq!(
+        veventq(1, 99, smmu, 0, 0),
+        Err(Errno::EOPNOTSUPP),
+        "flags first"
+    );
+    assert_eq!(
+        veventq(0, 99, smmu, 0, 1),
+        Err(Errno::EOPNOTSUPP),
+        "__reserved"
+    );
+    assert_eq!(
+        veventq(0, 99, VeventqType::DEFAULT, 0, 0),
+        Err(Errno::EOPNOTSUPP),
+        "DEFAULT is reserved"
+    );
+    assert_eq!(
+        veventq(0, 99, smmu, 0, 0),
+        Err(Errno::EINVAL),
+        "depth before the lookup"
+    );
+    assert_eq!(veventq(0, 99, smmu, 8, 0), Err(Errno::ENOENT));
+    assert_eq!(
+        veventq(0, dev_id, smmu, 8, 0),
+        Err(Errno::ENOENT),
+        "not a vIOMMU"
+    );
+    assert_eq!(veventq(0, viommu, smmu, 8, 0), Err(Errno::EOPNOTSUPP));
+
+    let hw_queue = |flags: u32, viommu_id: u32, type_: HwQueueType, iova: u64, length: u64| {
+        let mut cmd = IommuHwQueueAlloc {
+            size: 40,
+            flags,
+            viommu_id,
+            type_,
+            nesting_parent_iova: iova,
+            length,
+            ..Default::default()
+        };
+        f.call(IOMMU_HW_QUEUE_ALLOC, &mut cmd)
+    };
+    let cmdqv = HwQueueType::TEGRA241_CMDQV;
+    assert_eq!(hw_queue(2, 99, cmdqv, 0, 0), Err(Errno::EOPNOTSUPP));
+    assert_eq!(
+        hw_queue(0, 99, HwQueueType::DEFAULT, 0, 0),
+        Err(Errno::EOPNOTSUPP)
+    );
+    assert_eq!(hw_queue(0, 99, cmdqv, 0, 0), Err(Errno::EINVAL), "length 0");
+    assert_eq!(hw_queue(0, 99, cmdqv, u64::MAX, 2), Err(Errno::EOVERFLOW));
+    assert_eq!(hw_queue(0, 99, cmdqv, 0x1000, 0x1000), Err(Errno::ENOENT));
+    assert_eq!(
+        hw_queue(0, viommu, cmdqv, 0x1000, 0x1000),
+        Err(Errno::EOPNOTSUPP),
+        "no VT-d vIOMMU has hardware queues"
+    );
 }
