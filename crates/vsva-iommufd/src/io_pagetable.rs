@@ -365,12 +365,8 @@ impl IoPageTable {
         prot: IoProt,
         iova: Option<u64>,
     ) -> Result<u64, Errno> {
-        if prot.is_empty() {
-            return Err(Errno::EINVAL);
-        }
-        let pages = Pages::new(process, user_va, length, prot.contains(IoProt::WRITE))?;
-        let start_byte = user_va - pages.base();
-        self.map_pages(pages, start_byte, length, prot, iova, user_va)
+        let make = |writable| Pages::new(process, user_va, length, writable);
+        self.map_new(make, user_va, length, prot, iova)
     }
 
     /// `IOMMU_IOAS_MAP_FILE`: maps `[start, start + length)` of `file` (byte offsets),
@@ -388,12 +384,26 @@ impl IoPageTable {
         prot: IoProt,
         iova: Option<u64>,
     ) -> Result<u64, Errno> {
+        let make = |writable| Pages::new_file(file, owner, start, length, writable);
+        self.map_new(make, start, length, prot, iova)
+    }
+
+    /// Maps new pages `make` builds (writable if the mapping is) for `[addr, addr + length)`
+    /// of their source.
+    fn map_new(
+        &self,
+        make: impl FnOnce(bool) -> Result<Arc<Pages>, Errno>,
+        addr: u64,
+        length: u64,
+        prot: IoProt,
+        iova: Option<u64>,
+    ) -> Result<u64, Errno> {
         if prot.is_empty() {
             return Err(Errno::EINVAL);
         }
-        let pages = Pages::new_file(file, owner, start, length, prot.contains(IoProt::WRITE))?;
-        let start_byte = start - pages.base();
-        self.map_pages(pages, start_byte, length, prot, iova, start)
+        let pages = make(prot.contains(IoProt::WRITE))?;
+        let start_byte = addr - pages.base();
+        self.map_pages(pages, start_byte, length, prot, iova, addr)
     }
 
     /// The charge move of `IOMMU_IOAS_CHANGE_PROCESS` over `tables`, every IOAS of a context

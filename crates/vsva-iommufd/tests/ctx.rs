@@ -659,12 +659,7 @@ fn change_process_moves_the_charge_of_file_mappings_to_the_caller() {
         .raw();
     f.fd.set_file_resolver(Some(Arc::new(ShmemResolver(shmem.clone()))));
     let ioas = f.alloc().unwrap();
-    let domain = Arc::new(Recorder::default());
-    f.fd.get_ioas(ioas)
-        .unwrap()
-        .iopt()
-        .attach_domain(1, domain.clone())
-        .unwrap();
+    attach_recorder(&f, ioas);
     let mut map = IommuIoasMapFile {
         size: 40,
         flags: FIXED_RW,
@@ -718,14 +713,20 @@ fn change_process_moves_the_charge_of_file_mappings_to_the_caller() {
     assert_eq!(next.locked_pages(), 0);
 }
 
-/// Maps 4 pages of real memory into IOAS `ioas` with a domain attached, so they are pinned.
-fn map_pinned(f: &Fixture, ioas: u32) -> Arc<Recorder> {
+/// Attaches a recording domain (ID 1) to IOAS `ioas`: its areas are pinned from now on.
+fn attach_recorder(f: &Fixture, ioas: u32) -> Arc<Recorder> {
     let domain = Arc::new(Recorder::default());
     f.fd.get_ioas(ioas)
         .unwrap()
         .iopt()
         .attach_domain(1, domain.clone())
         .unwrap();
+    domain
+}
+
+/// Maps 4 pages of real memory into IOAS `ioas` with a domain attached, so they are pinned.
+fn map_pinned(f: &Fixture, ioas: u32) -> Arc<Recorder> {
+    let domain = attach_recorder(f, ioas);
     let va =
         f.p.mmap(None, 4 * PAGE, Prot::RW, MapFlags::empty())
             .unwrap();
