@@ -27,10 +27,6 @@ pub const DEFAULT_PASID_QUOTA: usize = 1000;
 /// The last PASID of a 20-bit space (`PASID_MAX - 1`).
 pub const PASID_LAST: u32 = (1 << 20) - 1;
 
-/// `EACCES`: a PASID another set owns (`ioasid_find()`). Not among `vsva_iommufd`'s named
-/// constants.
-pub const EACCES: Errno = Errno(13);
-
 /// A set's identity inside a [`HostPasids`].
 type SetId = u64;
 
@@ -166,7 +162,7 @@ impl PasidSet {
     /// Whether this set owns `pasid` (`ioasid_find(set, pasid)`).
     ///
     /// # Errors
-    /// `ENOENT` if nobody allocated it; [`EACCES`] if another set did.
+    /// `ENOENT` if nobody allocated it; `EACCES` if another set did.
     pub fn check(&self, pasid: u64) -> Result<u32, Errno> {
         let space = self.host.lock();
         let owner = u32::try_from(pasid)
@@ -175,7 +171,7 @@ impl PasidSet {
         match owner {
             None => Err(Errno::ENOENT),
             Some((p, set)) if set == self.id => Ok(p),
-            Some(_) => Err(EACCES),
+            Some(_) => Err(Errno::EACCES),
         }
     }
 }
@@ -203,7 +199,7 @@ mod tests {
         assert_eq!(a.alloc(5, 6), Ok(6));
         assert_eq!(a.alloc(7, 100), Err(Errno::ENOSPC), "quota of 3");
         assert_eq!(a.check(5), Ok(5));
-        assert_eq!(a.check(2), Err(EACCES));
+        assert_eq!(a.check(2), Err(Errno::EACCES));
         assert_eq!(a.check(3), Err(Errno::ENOENT));
         assert_eq!(a.check(u64::MAX), Err(Errno::ENOENT));
         assert_eq!(a.free_range(0, 5), vec![1, 5]);

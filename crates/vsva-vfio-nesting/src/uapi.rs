@@ -52,12 +52,7 @@ pub const VFIO_IOMMU_NESTING_OP: u32 = vfio_io(VFIO_BASE + 19);
 /// nesting (upstream `vfio.h`).
 pub const VFIO_TYPE1_NESTING_IOMMU: u32 = 6;
 
-/// Pins a struct's size and alignment at compile time.
-macro_rules! assert_layout {
-    ($ty:ty, size = $size:expr, align = $align:expr) => {
-        const _: () = assert!(size_of::<$ty>() == $size && align_of::<$ty>() == $align);
-    };
-}
+use vsva_iommufd::assert_layout;
 
 /// Derives shared by every uAPI struct.
 macro_rules! uapi_struct {

@@ -9,7 +9,6 @@ mod common;
 use common::*;
 use vsva_iommufd::abi::Errno;
 use vsva_vfio_nesting::NestingContainer;
-use vsva_vfio_nesting::pasid::EACCES;
 use vsva_vfio_nesting::uapi::*;
 use zerocopy::{FromBytes, IntoBytes};
 
@@ -230,8 +229,8 @@ fn bind_data_checks() {
     let c2 = NestingContainer::new(vm.ictx.clone(), &vm.pasids).unwrap();
     let (_dev4, vdev4) = plug(&vm.host, 4);
     c2.add_device(&vdev4).unwrap();
-    assert_eq!(bind(&c2, &ok), Err(EACCES));
-    assert_eq!(unbind(&c2, &ok), Err(EACCES));
+    assert_eq!(bind(&c2, &ok), Err(Errno::EACCES));
+    assert_eq!(unbind(&c2, &ok), Err(Errno::EACCES));
     assert_eq!(
         vm.c.binding(hpasid).map(|b| b.1),
         Some(Some(9)),

@@ -28,6 +28,8 @@ impl Errno {
     pub const EBADF: Self = Self(9);
     /// Try again (nothing to read on a non-blocking queue).
     pub const EAGAIN: Self = Self(11);
+    /// Permission denied (e.g. a PASID another owner allocated, `ioasid_find()`).
+    pub const EACCES: Self = Self(13);
     /// Out of memory.
     pub const ENOMEM: Self = Self(12);
     /// A user pointer (or the user buffer itself) cannot be accessed.
@@ -92,6 +94,7 @@ const fn errno_name(errno: i32) -> Option<&'static str> {
         9 => "EBADF",
         11 => "EAGAIN",
         12 => "ENOMEM",
+        13 => "EACCES",
         14 => "EFAULT",
         16 => "EBUSY",
         17 => "EEXIST",
@@ -148,6 +151,7 @@ mod tests {
             (Errno::ENOENT, 2),
             (Errno::EINTR, 4),
             (Errno::EIO, 5),
+            (Errno::EACCES, 13),
             (Errno::ENXIO, 6),
             (Errno::E2BIG, 7),
             (Errno::EBADF, 9),

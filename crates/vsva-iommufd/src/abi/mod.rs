@@ -133,10 +133,14 @@ pub(crate) const fn field_size<T, F>(_project: fn(&T) -> &F) -> usize {
     size_of::<F>()
 }
 
-/// Pins a struct's size and alignment at compile time, as worked out from the header.
+/// Pins a struct's size and alignment at compile time, as worked out from the header
+/// (exported for other crates' uAPI structs, such as `vsva-vfio-nesting`'s).
+#[macro_export]
 macro_rules! assert_layout {
     ($ty:ty, size = $size:expr, align = $align:expr) => {
-        const _: () = assert!(size_of::<$ty>() == $size && align_of::<$ty>() == $align);
+        const _: () = assert!(
+            ::core::mem::size_of::<$ty>() == $size && ::core::mem::align_of::<$ty>() == $align
+        );
     };
 }
 pub(crate) use assert_layout;
