@@ -465,10 +465,14 @@ impl VfioDeviceFile {
             return;
         };
         if let Backing::Emulated { access, .. } = &self.device.backing {
-            let taken = lock(access).take();
-            if let Some(access) = taken {
-                binding.ictx.access_destroy(access);
+            // The access stays the device's while it is destroyed: the driver's `dma_unmap`
+            // unpins through it, as `vfio_iommufd_emulated_unbind()` clears
+            // `vdev->iommufd_access` only after `iommufd_access_destroy()`.
+            let held = lock(access).clone();
+            if let Some(held) = held {
+                binding.ictx.access_destroy(held);
             }
+            lock(access).take();
             *self.device.opened() = false;
             return;
         }

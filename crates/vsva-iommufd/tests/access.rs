@@ -555,9 +555,16 @@ fn vfio_emulated_device_binds_as_an_access() {
         Err(Errno::EOPNOTSUPP)
     );
 
-    // closing the file destroys the access: the IOAS is free to go
+    // closing the file destroys the access, and the driver unpins on the way: the IOAS is
+    // free to go
+    f.map(ioas, FIXED_RW, va, PAGE, IOVA).unwrap();
+    vdev.pin_pages(IOVA, 1, true).unwrap();
+    mdev.pinned.lock().unwrap().push((IOVA, 1));
+    assert_eq!(f.p.locked_pages(), 1);
     assert_eq!(f.destroy(ioas), Err(Errno::EBUSY));
     drop(file);
+    assert_eq!(f.p.locked_pages(), 0, "the driver could still unpin");
+    assert!(mdev.pinned.lock().unwrap().is_empty());
     assert_eq!(
         mdev.unmaps.load(Ordering::Relaxed),
         2,
