@@ -172,8 +172,6 @@ impl DemoDevice {
                 None => {
                     // A response for a group of a command that is gone: PRI bookkeeping
                     // only (an unexpected index sets UPRGI in the PRI status).
-                    let code = vsva_pcie::ResponseCode::from_raw(code.field())
-                        .unwrap_or(vsva_pcie::ResponseCode::InvalidRequest);
                     let _ = st.pri.response(&mut st.cfg, prgi, code);
                     st.stats.page_group_responses += 1;
                 }

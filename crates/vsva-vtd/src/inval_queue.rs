@@ -17,11 +17,21 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use vsva_mem::{Pasid, Rid};
 
 use crate::cache::overlaps;
-use crate::devices::{AtsInvalidation, AtsInvalidationError, ResponseCode, ats_range};
+use vsva_pcie::AtsRange;
+
+use crate::devices::{AtsInvalidation, AtsInvalidationError, ResponseCode};
 use crate::spec::descriptors::{Descriptor, QueueFeatures, decode};
 use crate::spec::pasid::Pgtt;
 use crate::spec::registers::{Fsts, ICS_IWC, Iqa, Iqei};
 use crate::unit::{State, Vtd};
+
+/// The range a device-TLB descriptor's address and S bit name, as the ATS invalidation
+/// request carries them (PCIe Base 6.0 §10.3.1): start and length, `u64::MAX` for the whole
+/// space.
+fn ats_span(addr: u64, size: bool) -> (u64, u64) {
+    let range = AtsRange::decode(addr, size);
+    (range.base, range.size().unwrap_or(u64::MAX))
+}
 
 /// Counters, one per descriptor kind, plus errors.
 #[derive(Debug, Default)]
@@ -227,7 +237,7 @@ impl Vtd {
             Descriptor::DevTlb {
                 sid, addr, size, ..
             } => {
-                let (addr, len) = ats_range(addr, size);
+                let (addr, len) = ats_span(addr, size);
                 self.devtlb(
                     st,
                     AtsInvalidation {
@@ -247,7 +257,7 @@ impl Vtd {
                 size,
                 ..
             } => {
-                let (addr, len) = ats_range(addr, size);
+                let (addr, len) = ats_span(addr, size);
                 self.devtlb(
                     st,
                     AtsInvalidation {
@@ -292,7 +302,8 @@ impl Vtd {
                 self.devices.page_group_response(
                     Rid::from_raw(rid),
                     pasid.and_then(|p| Pasid::new(p).ok()),
-                    ResponseCode::from_field(code),
+                    // reserved codes are refused when the descriptor is validated
+                    ResponseCode::from_raw(code).unwrap_or(ResponseCode::ResponseFailure),
                     prgi,
                 );
                 bump(&self.stats.page_responses);

@@ -663,7 +663,7 @@ impl VtdDriver {
     ) -> Result<()> {
         self.with_state(|st| {
             let d =
-                encode::page_group_response(rid.raw(), pasid.map(|p| p.raw()), code.field(), prgi);
+                encode::page_group_response(rid.raw(), pasid.map(|p| p.raw()), code.raw(), prgi);
             self.submit(st, &[d])
         })
     }
@@ -709,6 +709,7 @@ fn aligned_span(addr: u64, len: u64) -> (u64, u8) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use vsva_pcie::AtsRange;
 
     #[test]
     fn the_whole_space_is_one_span_from_zero() {
@@ -722,12 +723,11 @@ mod tests {
         assert_eq!(aligned_span(0x1000, 0x2000), (0x0, 2));
         assert_eq!(aligned_span(0x20_0000, 2 << 20), (0x20_0000, 9));
         let d = encode::pasid_dev_tlb(0x18, 5, 0x1234_4000, 2);
-        assert_eq!(
-            crate::devices::ats_range(d[1] & !0x800, d[1] & 0x800 != 0),
-            (0x1234_4000, 16384)
-        );
+        let range = AtsRange::decode(d[1] & !0x800, d[1] & 0x800 != 0);
+        assert_eq!((range.base, range.size()), (0x1234_4000, Some(16384)));
         let d = encode::pasid_dev_tlb(0x18, 5, 0x5000, 0);
-        assert_eq!(crate::devices::ats_range(d[1], false), (0x5000, 4096));
+        let range = AtsRange::decode(d[1], false);
+        assert_eq!((range.base, range.size()), (0x5000, Some(4096)));
         // the whole space is one device-TLB invalidation of everything, not one page
         let (start, am) = aligned_span(0, u64::MAX);
         for d in [
@@ -735,10 +735,8 @@ mod tests {
             encode::dev_tlb(0x18, start, am),
         ] {
             let size = d[1] & 0x801 != 0;
-            assert_eq!(
-                crate::devices::ats_range(d[1] & !0x801, size),
-                (0, u64::MAX)
-            );
+            let range = AtsRange::decode(d[1] & !0x801, size);
+            assert_eq!((range.base, range.size()), (0, None));
         }
     }
 }
