@@ -70,6 +70,7 @@ impl Vtd {
                 recorded: false,
             });
         }
+        let epoch = self.caches.epoch();
         let resolved = self.resolve_cached(&req)?;
         let page = req.addr & !0xfff;
         let complete = |t: crate::request::Translated, asked: Access| AtsCompletion {
@@ -81,7 +82,14 @@ impl Vtd {
             privileged: resolved.privileged,
             did: resolved.entry.q1.did(),
         };
-        match translate_cached(&self.cfg, self.mem.as_ref(), &self.caches, &resolved, &req) {
+        match translate_cached(
+            &self.cfg,
+            self.mem.as_ref(),
+            &self.caches,
+            &resolved,
+            &req,
+            epoch,
+        ) {
             Ok(t) => Ok(complete(t, req.access)),
             Err(reason) if translation_fault(reason) => {
                 // Offer what can be granted: a read-only translation for a write request to a

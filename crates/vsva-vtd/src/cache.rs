@@ -11,6 +11,7 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use vsva_mem::PageSize;
@@ -86,6 +87,16 @@ impl<K: Hash + Eq + Copy, V: Copy> Sharded<K, V> {
         self.write(self.shard(&k)).insert(k, v);
     }
 
+    /// Stores `v` for `k` if `still_valid`, asked with the shard locked, says so: a purge
+    /// that takes this shard's lock after the check removes the entry, one that began before
+    /// it made `still_valid` false.
+    pub fn insert_if(&self, k: K, v: V, still_valid: impl FnOnce() -> bool) {
+        let mut shard = self.write(self.shard(&k));
+        if still_valid() {
+            shard.insert(k, v);
+        }
+    }
+
     /// Drops every entry for which `drop` says so.
     pub fn remove_if(&self, mut drop: impl FnMut(&K, &V) -> bool) {
         for i in 0..SHARDS {
@@ -136,15 +147,50 @@ fn size_code(s: PageSize) -> u8 {
 }
 
 /// The unit's caches.
+///
+/// A lookup that misses walks the tables without any cache lock and fills the caches
+/// afterwards; an invalidation that completes meanwhile must not be undone by that fill (the
+/// walk may have read entries the invalidation was about). So every purge first bumps an
+/// epoch, and a fill is made only if the epoch is still the one read before the lookup began
+/// ([`epoch`](Self::epoch), checked under the shard lock): a walk that raced a purge caches
+/// nothing and returns its result once, as hardware may for a request already in flight.
 #[derive(Default)]
 pub struct Caches {
     /// Context + PASID-table entries per (requester, PASID).
     pub entries: Sharded<EntryKey, Resolved>,
     /// Translations.
     pub iotlb: Sharded<IotlbKey, IotlbEntry>,
+    /// Purges so far.
+    epoch: AtomicU64,
 }
 
 impl Caches {
+    /// The purge epoch: read before a lookup that may fill the caches.
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    fn still(&self, epoch: u64) -> impl FnOnce() -> bool + '_ {
+        move || self.epoch.load(Ordering::Acquire) == epoch
+    }
+
+    /// Caches the entries `r` resolved for `key`, by a lookup begun at `epoch`.
+    pub fn fill_entry(&self, key: EntryKey, r: Resolved, epoch: u64) {
+        self.entries.insert_if(key, r, self.still(epoch));
+    }
+
+    /// Drops the cached entries `drop` selects (context- and PASID-cache invalidations).
+    pub fn purge_entries(&self, drop: impl FnMut(&EntryKey, &Resolved) -> bool) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        self.entries.remove_if(drop);
+    }
+
+    /// Drops the cached translations `drop` selects (IOTLB and PASID-IOTLB invalidations).
+    pub fn purge_iotlb(&self, drop: impl FnMut(&IotlbKey, &IotlbEntry) -> bool) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        self.iotlb.remove_if(drop);
+    }
+
     /// The cached translation of `addr` for (`did`, `pasid`), any page size.
     pub fn lookup(&self, did: u16, pasid: u32, addr: u64) -> Option<(IotlbEntry, PageSize)> {
         for size in PageSize::ALL {
@@ -156,16 +202,16 @@ impl Caches {
         None
     }
 
-    /// Caches a translation.
-    pub fn fill(&self, did: u16, pasid: u32, addr: u64, size: PageSize, e: IotlbEntry) {
-        self.iotlb
-            .insert((did, pasid, addr & !size.offset_mask(), size_code(size)), e);
+    /// Caches a translation made by a lookup begun at `epoch`.
+    pub fn fill(&self, did: u16, pasid: u32, addr: u64, size: PageSize, e: IotlbEntry, epoch: u64) {
+        let key = (did, pasid, addr & !size.offset_mask(), size_code(size));
+        self.iotlb.insert_if(key, e, self.still(epoch));
     }
 
     /// Drops everything (SRTP, translation disable, global invalidations).
     pub fn clear(&self) {
-        self.entries.remove_if(|_, _| true);
-        self.iotlb.remove_if(|_, _| true);
+        self.purge_entries(|_, _| true);
+        self.purge_iotlb(|_, _| true);
     }
 }
 
@@ -183,6 +229,40 @@ pub fn overlaps(base: u64, size_code: u8, addr: u64, am: u8) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn entry(page: u64) -> IotlbEntry {
+        IotlbEntry {
+            page,
+            perm: Perm::READ,
+            pgtt: Pgtt::FirstStage,
+            dirty: false,
+        }
+    }
+
+    #[test]
+    fn a_walk_that_raced_a_purge_fills_nothing() {
+        let caches = Caches::default();
+        let before = caches.epoch();
+        // an invalidation completes while the walk is in flight
+        caches.purge_iotlb(|_, _| true);
+        caches.fill(1, 2, 0x5000, PageSize::Size4K, entry(0xa000), before);
+        assert!(
+            caches.lookup(1, 2, 0x5000).is_none(),
+            "the stale walk is not cached"
+        );
+        // an entry-cache purge counts too (the walk may have used a stale PASID entry)
+        let before = caches.epoch();
+        caches.purge_entries(|_, _| false);
+        caches.fill(1, 2, 0x5000, PageSize::Size4K, entry(0xa000), before);
+        assert!(caches.lookup(1, 2, 0x5000).is_none());
+        // a walk with no purge since it began is cached
+        let now = caches.epoch();
+        caches.fill(1, 2, 0x5000, PageSize::Size4K, entry(0xb000), now);
+        assert_eq!(
+            caches.lookup(1, 2, 0x5123).map(|(e, _)| e.page),
+            Some(0xb000)
+        );
+    }
 
     #[test]
     fn a_mask_of_the_whole_space_overlaps_everything() {

@@ -188,7 +188,7 @@ impl Vtd {
                 did,
                 pasid,
             } => {
-                self.caches.entries.remove_if(|_, r| match granularity {
+                self.caches.purge_entries(|_, r| match granularity {
                     0 => r.entry.q1.did() == did,
                     1 => r.entry.q1.did() == did && r.pasid == pasid,
                     _ => true,
@@ -205,7 +205,7 @@ impl Vtd {
                 // Page-selective invalidation is by address only for second-stage and
                 // pass-through translations; first-stage and nested entries of the domain
                 // all go (§6.5.2.3, Table 23).
-                self.caches.iotlb.remove_if(|k, e| match granularity {
+                self.caches.purge_iotlb(|k, e| match granularity {
                     1 => true,
                     2 => k.0 == did,
                     _ => {
@@ -226,7 +226,7 @@ impl Vtd {
             } => {
                 // PASID-based invalidations leave second-stage and pass-through entries alone
                 // (§6.5.2.4, Table 24).
-                self.caches.iotlb.remove_if(|k, e| {
+                self.caches.purge_iotlb(|k, e| {
                     k.0 == did
                         && k.1 == pasid
                         && matches!(e.pgtt, Pgtt::FirstStage | Pgtt::Nested)

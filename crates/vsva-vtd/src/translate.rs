@@ -200,6 +200,9 @@ fn cached_permits(cfg: &VtdConfig, e: &PasidEntry, pgtt: Pgtt, perm: Perm, acces
 /// PASID translated under and so are shared between requests without PASID and requests
 /// with the RID_PASID value as their PASID.
 ///
+/// `epoch` is [`Caches::epoch`](crate::cache::Caches::epoch) as read before `r` was resolved:
+/// the walk's result is cached only if no invalidation ran since.
+///
 /// # Errors
 /// The spec's fault reason.
 pub fn translate_cached(
@@ -208,6 +211,7 @@ pub fn translate_cached(
     caches: &crate::cache::Caches,
     r: &Resolved,
     req: &Request,
+    epoch: u64,
 ) -> Result<Translated, FaultReason> {
     if interrupt_request(req) {
         return Err(FaultReason::InterruptAddress);
@@ -243,6 +247,7 @@ pub fn translate_cached(
                 pgtt: r.pgtt,
                 dirty: access.is_write(),
             },
+            epoch,
         );
     }
     Ok(t)

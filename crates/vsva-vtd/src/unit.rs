@@ -408,6 +408,7 @@ impl Vtd {
     }
 
     fn translate_slow(&self, req: &Request) -> Result<Translated, Blocked> {
+        let epoch = self.caches.epoch();
         let resolved = self.resolve_cached(req)?;
         if req.kind == RequestKind::Translated {
             // A translated request carries an address the unit already translated for a
@@ -419,21 +420,29 @@ impl Vtd {
                 did: resolved.entry.q1.did(),
             });
         }
-        translate_cached(&self.cfg, self.mem.as_ref(), &self.caches, &resolved, req)
-            .map_err(|reason| self.fault(req, reason, resolved.fpd))
+        translate_cached(
+            &self.cfg,
+            self.mem.as_ref(),
+            &self.caches,
+            &resolved,
+            req,
+            epoch,
+        )
+        .map_err(|reason| self.fault(req, reason, resolved.fpd))
     }
 
     /// The request's context and PASID entries, from the cache or the tables (filling the
     /// cache), with the request-specific checks made.
     pub(crate) fn resolve_cached(&self, req: &Request) -> Result<Resolved, Blocked> {
         let key = (req.rid.raw(), req.pasid.map_or(NO_PASID, |p| p.raw()));
+        let epoch = self.caches.epoch();
         if let Some(cached) = self.caches.entries.get(&key) {
             return recheck(&self.cfg, &cached, req).map_err(|f| self.fault(req, f.reason, f.fpd));
         }
         let rt = Rtaddr::from_bits(self.root.load(Ordering::Acquire));
         let resolved = resolve(&self.cfg, self.mem.as_ref(), rt.address(), rt.mode(), req)
             .map_err(|f| self.fault(req, f.reason, f.fpd))?;
-        self.caches.entries.insert(key, resolved);
+        self.caches.fill_entry(key, resolved, epoch);
         Ok(resolved)
     }
 
