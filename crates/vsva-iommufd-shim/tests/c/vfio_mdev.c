@@ -20,6 +20,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 /* include/uapi/linux/iommufd.h */
@@ -81,7 +82,7 @@ enum {
 enum { OP_WRITE_PATTERN = 1, OP_READ_CHECKSUM = 2, OP_COPY = 3, OP_FILL = 4, OP_COMPARE = 5 };
 enum { STATUS_DONE = 2, STATUS_ERROR = 3 };
 #define FLAG_PIN (1ull << 1)
-enum { ERR_BAD_COMMAND = 1, ERR_NOT_MAPPED = 2, ERR_DENIED = 3 };
+enum { ERR_BAD_COMMAND = 1, ERR_NOT_MAPPED = 2, ERR_DENIED = 3, ERR_NO_MEMORY = 5 };
 
 /* The default machine: vfio0 and vfio1 are demo endpoints, vfio2 the copy engine. */
 #define MDEV_PATH "/dev/vfio/devices/vfio2"
@@ -349,6 +350,22 @@ int main(void)
 	      reg_read(REG_ERROR) == ERR_NOT_MAPPED && reg_read(REG_RESULT) == ENOENT);
 	CHECK("a copying FILL there: not mapped either",
 	      submit(OP_FILL, 0, 0, pin_iova, 8, 0) == STATUS_ERROR && reg_read(REG_ERROR) == ERR_NOT_MAPPED);
+	/* Pins are charged to RLIMIT_MEMLOCK for as long as the driver holds them; a copy
+	 * pins only while it copies, uncharged. */
+	struct rlimit old;
+	CHECK_OK("getrlimit(RLIMIT_MEMLOCK)", getrlimit(RLIMIT_MEMLOCK, &old));
+	struct rlimit two = { .rlim_cur = 2 * PAGE, .rlim_max = old.rlim_max };
+	if (old.rlim_max != RLIM_INFINITY && old.rlim_max < two.rlim_cur)
+		two.rlim_cur = old.rlim_max;
+	CHECK_OK("setrlimit(RLIMIT_MEMLOCK) to 2 pages", setrlimit(RLIMIT_MEMLOCK, &two));
+	CHECK("a copying READ_CHECKSUM of 3 pages: done",
+	      submit(OP_READ_CHECKSUM, 0, iova, 0, 3 * PAGE, 0) == STATUS_DONE);
+	CHECK("a pinning READ_CHECKSUM of 3 pages: STATUS error",
+	      submit(OP_READ_CHECKSUM, FLAG_PIN, iova, 0, 3 * PAGE, 0) == STATUS_ERROR);
+	CHECK("... ERROR no memory, RESULT ENOMEM",
+	      reg_read(REG_ERROR) == ERR_NO_MEMORY && reg_read(REG_RESULT) == ENOMEM);
+	CHECK_OK("setrlimit(RLIMIT_MEMLOCK) back", setrlimit(RLIMIT_MEMLOCK, &old));
+
 	/* Pins in the main buffer, left for the detach to take back. */
 	CHECK("a pinning READ_CHECKSUM of the buffer",
 	      submit(OP_READ_CHECKSUM, FLAG_PIN, iova, 0, 3 * PAGE, 0) == STATUS_DONE &&
