@@ -24,8 +24,8 @@
 //! | 0x48 | RESULT: as the demo's (bytes, checksum, first mismatch or `u64::MAX`); on error, the errno VFIO returned (0 for a bad command) | RO |
 //! | 0x50 | ERROR: a [`MdevError`] code | RO |
 //!
-//! Offsets past ERROR, and accesses narrower than a register, are handled by
-//! [`crate::regions`] (reads 0, writes dropped).
+//! As for the demo device ([`crate::regions`]): a read narrower than a register returns its
+//! bytes, a narrower write is dropped, and offsets past ERROR read 0 and drop writes.
 //!
 //! # Two ways to memory
 //! * Without [`FLAG_PIN`], each piece of a command is one [`VfioDevice::dma_rw`]
