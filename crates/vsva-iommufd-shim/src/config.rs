@@ -9,10 +9,13 @@
 //!   "endpoints": [
 //!     { "rid": "00:01.0", "pasid_bits": 20, "ats": true, "pri": true,
 //!       "atc_entries": 64, "pri_capacity": 32 }
-//!   ]
+//!   ],
+//!   "emulated": [ {} ]
 //! }
 //! ```
-//! Every field is optional; `endpoints[i]` is `/dev/vfio/devices/vfio<i>`.
+//! Every field is optional; `endpoints[i]` is `/dev/vfio/devices/vfio<i>`, and
+//! `emulated[j]`, an emulated copy engine bound through an iommufd access
+//! ([`crate::mdev`]), is `/dev/vfio/devices/vfio<endpoints.len() + j>`.
 
 use serde::Deserialize;
 use vsva_mem::Rid;
@@ -25,7 +28,8 @@ const MIB: u64 = 1 << 20;
 /// The demo platform reserves its first 256 MiB for the IOMMU driver's tables.
 pub const MIN_RAM_MIB: u64 = 256;
 
-/// Endpoints a configuration may declare (VFIO device numbers are small in practice).
+/// VFIO devices a configuration may declare, endpoints and emulated devices together (VFIO
+/// device numbers are small in practice).
 pub const MAX_ENDPOINTS: usize = 64;
 
 /// The shim's configuration.
@@ -41,7 +45,16 @@ pub struct ShimConfig {
     pub vtd: VtdOptions,
     /// The demo endpoints, one VFIO device each.
     pub endpoints: Vec<EndpointConfig>,
+    /// The emulated devices, one VFIO device each, numbered after the endpoints.
+    pub emulated: Vec<EmulatedConfig>,
 }
+
+/// One emulated copy engine ([`crate::mdev`]). It has nothing to configure yet: it sits
+/// behind no IOMMU, so it has no requester ID, PASID, ATS or PRI; the object is there so
+/// that options can be added without changing the format.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EmulatedConfig {}
 
 /// The VT-d options a configuration may change; the rest are `VtdConfig::default()`.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
@@ -80,7 +93,8 @@ pub struct EndpointConfig {
 }
 
 impl Default for ShimConfig {
-    /// 256 MiB of RAM, a 64 GiB window, the default VT-d unit, two endpoints.
+    /// 256 MiB of RAM, a 64 GiB window, the default VT-d unit, two endpoints (`vfio0`,
+    /// `vfio1`) and one emulated device (`vfio2`).
     fn default() -> Self {
         ShimConfig {
             ram_mib: MIN_RAM_MIB,
@@ -93,6 +107,7 @@ impl Default for ShimConfig {
                     ..EndpointConfig::default()
                 },
             ],
+            emulated: vec![EmulatedConfig::default()],
         }
     }
 }
@@ -178,8 +193,10 @@ impl ShimConfig {
         if !(1..=20).contains(&self.vtd.pasid_bits) {
             return Err("vtd.pasid_bits must be 1..=20".into());
         }
-        if self.endpoints.len() > MAX_ENDPOINTS {
-            return Err(format!("at most {MAX_ENDPOINTS} endpoints"));
+        if self.endpoints.len().saturating_add(self.emulated.len()) > MAX_ENDPOINTS {
+            return Err(format!(
+                "at most {MAX_ENDPOINTS} VFIO devices (endpoints and emulated together)"
+            ));
         }
         let mut seen = std::collections::BTreeSet::new();
         for ep in &self.endpoints {
@@ -229,11 +246,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn defaults_are_two_endpoints_on_256_mib() {
+    fn defaults_are_two_endpoints_and_one_emulated_device_on_256_mib() {
         let cfg = ShimConfig::parse("{}").unwrap();
         assert_eq!(cfg, ShimConfig::default());
         assert_eq!(cfg.ram_bytes(), 256 << 20);
         assert_eq!(cfg.endpoints.len(), 2);
+        assert_eq!(cfg.emulated.len(), 1);
         assert_eq!(
             parse_rid(&cfg.endpoints[1].rid).unwrap(),
             Rid::from_bdf(0, 2, 0).unwrap()
@@ -261,6 +279,33 @@ mod tests {
             (5, false, true, 64)
         );
         assert!(!cfg.vtd_config().nested);
+        assert_eq!(
+            cfg.emulated.len(),
+            1,
+            "emulated devices default when not given"
+        );
+    }
+
+    #[test]
+    fn emulated_devices_are_a_list_of_objects() {
+        let cfg = ShimConfig::parse(r#"{"emulated": [{}, {}, {}]}"#).unwrap();
+        assert_eq!(cfg.emulated.len(), 3);
+        let none = ShimConfig::parse(r#"{"emulated": []}"#).unwrap();
+        assert!(none.emulated.is_empty());
+        let full = format!(
+            r#"{{"endpoints": [], "emulated": [{}]}}"#,
+            vec!["{}"; MAX_ENDPOINTS].join(",")
+        );
+        assert_eq!(
+            ShimConfig::parse(&full).unwrap().emulated.len(),
+            MAX_ENDPOINTS
+        );
+        // with the two default endpoints, one device too many
+        let over = format!(
+            r#"{{"emulated": [{}]}}"#,
+            vec!["{}"; MAX_ENDPOINTS - 1].join(",")
+        );
+        assert!(ShimConfig::parse(&over).is_err());
     }
 
     #[test]
@@ -277,6 +322,8 @@ mod tests {
             r#"{"endpoints": [{"pasid_bits": 21}]}"#,
             r#"{"endpoints": [{"pri_capacity": 0}]}"#,
             r#"{"unknown": 1}"#,
+            r#"{"emulated": [{"rid": "00:03.0"}]}"#,
+            r#"{"emulated": 1}"#,
             "not json",
         ] {
             assert!(ShimConfig::parse(bad).is_err(), "{bad}");

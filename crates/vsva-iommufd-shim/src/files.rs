@@ -94,8 +94,8 @@ pub struct FaultEntry {
 pub struct VfioEntry {
     /// The model's file.
     pub file: Arc<VfioDeviceFile>,
-    /// Its endpoint: `/dev/vfio/devices/vfio<endpoint>`.
-    pub endpoint: usize,
+    /// Its number: `/dev/vfio/devices/vfio<index>` ([`crate::shim::Machine::function`]).
+    pub index: usize,
     /// The file position `read` and `write` use (`f_pos`, region-encoded like a `pread`
     /// offset), shared by every descriptor of the file as Linux shares it.
     pub pos: Mutex<u64>,
@@ -106,12 +106,12 @@ pub struct VfioEntry {
 }
 
 impl VfioEntry {
-    /// A fresh open of endpoint `endpoint`'s device with `open` flags `flags`: position 0
-    /// (BAR 0, offset 0).
-    pub fn new(file: Arc<VfioDeviceFile>, endpoint: usize, flags: c_int) -> VfioEntry {
+    /// A fresh open of device `index` with `open` flags `flags`: position 0 (BAR 0,
+    /// offset 0).
+    pub fn new(file: Arc<VfioDeviceFile>, index: usize, flags: c_int) -> VfioEntry {
         VfioEntry {
             file,
-            endpoint,
+            index,
             pos: Mutex::new(0),
             access: flags & libc::O_ACCMODE,
         }

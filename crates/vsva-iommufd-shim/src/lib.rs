@@ -2,8 +2,9 @@
 //! `LD_PRELOAD`. `open("/dev/iommu")` returns a descriptor served by a
 //! [`vsva_iommufd::Iommufd`](iommufd::Iommufd) context; `open("/dev/vfio/devices/vfioN")` one
 //! served by the VFIO cdev front end of the N-th demo endpoint of a modelled host (VT-d,
-//! the IOMMU core, demo PCIe devices with PASID/ATS/PRI). Every other descriptor and path
-//! goes straight to the kernel.
+//! the IOMMU core, demo PCIe devices with PASID/ATS/PRI) or, after the endpoints, of an
+//! emulated device that reaches memory through an iommufd access. Every other descriptor
+//! and path goes straight to the kernel.
 //!
 //! * [`interpose`] — the libc entry points (`open*`, `close`, `ioctl`, `read`, `write`,
 //!   `pread*`, `pwrite*`, `poll`, `ppoll`, `dup*`, `fcntl`), built only into the library,
@@ -14,6 +15,8 @@
 //! * [`files`] — the shim's descriptors (socket pairs, named by inode) and their release;
 //! * [`regions`] — the VFIO device's regions (BAR 0, configuration space) and how the
 //!   demo endpoint runs when the program touches them;
+//! * [`mdev`] — the emulated copy engine: a VFIO device with no IOMMU, bound through an
+//!   iommufd access as a mediated device is;
 //! * [`program`] — the program's memory as the contexts' address space: pinned ranges are
 //!   moved onto memfds shared with the model's physical memory;
 //! * [`mapfile`] — `IOMMU_IOAS_MAP_FILE`'s memfds;
@@ -39,6 +42,7 @@ pub mod files;
 pub mod interpose;
 pub mod mapfile;
 pub mod maps;
+pub mod mdev;
 pub mod program;
 pub mod regions;
 pub mod shim;

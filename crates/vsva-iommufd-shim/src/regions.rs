@@ -1,15 +1,18 @@
-//! The regions of a demo endpoint's VFIO device, as vfio-pci presents a PCI function
-//! (Linux `include/uapi/linux/vfio.h`, `drivers/vfio/pci/vfio_pci_core.c`,
-//! `vfio_pci_rdwr.c`, `vfio_pci_config.c`): `VFIO_DEVICE_GET_INFO`,
+//! The regions of a VFIO device, as vfio-pci presents a PCI function (Linux
+//! `include/uapi/linux/vfio.h`, `drivers/vfio/pci/vfio_pci_core.c`, `vfio_pci_rdwr.c`,
+//! `vfio_pci_config.c`) and as a mediated device's driver presents its emulated one with
+//! the same layout (`samples/vfio-mdev/mtty.c`): `VFIO_DEVICE_GET_INFO`,
 //! `VFIO_DEVICE_GET_REGION_INFO`, and reads and writes of the device file at
-//! `(region index << 40) + offset` (`VFIO_PCI_INDEX_TO_OFFSET`).
+//! `(region index << 40) + offset` (`VFIO_PCI_INDEX_TO_OFFSET`). What is behind BAR 0 and
+//! configuration space is a [`PciFunction`]: a demo endpoint, or an emulated copy engine
+//! ([`crate::mdev`]).
 //!
 //! | index | region | size | flags |
 //! |---|---|---|---|
-//! | 0 | BAR 0: the demo registers ([`vsva_demo::regs`]) | [`BAR0_SIZE`] (4 KiB) | READ, WRITE |
+//! | 0 | BAR 0: 64-bit registers ([`vsva_demo::regs`], [`crate::mdev`]) | [`BAR0_SIZE`] (4 KiB) | READ, WRITE |
 //! | 1..=5 | BARs 1-5: not implemented | 0 | none |
 //! | 6 | expansion ROM: none | 0 | none |
-//! | 7 | configuration space | [`CONFIG_SIZE`] (4 KiB) | READ, WRITE |
+//! | 7 | configuration space | [`PciFunction::config_size`]: [`CONFIG_SIZE`] (4 KiB) for a PCIe endpoint, 256 bytes for the emulated device | READ, WRITE |
 //! | 8 | VGA: not a VGA device | `EINVAL` | |
 //!
 //! No region can be `mmap`ed (no `VFIO_REGION_INFO_FLAG_MMAP`): every access is a `pread` or
@@ -26,14 +29,17 @@
 //!
 //! # The device runs when the program looks
 //! A real function works on its own once its doorbell rings; the demo device advances only
-//! when [`Endpoint::run`] is called. So the shim runs it synchronously — until it completes,
-//! fails, or waits for a page — right after a write to DOORBELL, before a read of STATUS, and
-//! (in [`crate::shim`]) after a page response is written to a fault queue. A program that
-//! rings the doorbell and polls STATUS sees what it would on hardware, without a thread.
+//! when [`DemoDevice::run`] is called. So the shim runs it synchronously — until it
+//! completes, fails, or waits for a page — right after a write to DOORBELL, before a read of
+//! STATUS, and (in [`crate::shim`]) after a page response is written to a fault queue. A
+//! program that rings the doorbell and polls STATUS sees what it would on hardware, without
+//! a thread. (The emulated device does its work inside the DOORBELL write itself, as an
+//! mdev driver's `write` handler does.)
 //!
 //! # Configuration space
 //! Accesses are cut into aligned 4-, 2- and 1-byte pieces (`vfio_config_do_rw()`), each a
-//! configuration read or write of the endpoint. The host kernel owns the PASID, ATS and Page
+//! configuration read or write of the function (the emulated device's header is its own:
+//! [`crate::mdev`]). The host kernel owns the PASID, ATS and Page
 //! Request capabilities (the shim enables them when it builds the machine, as the IOMMU
 //! driver does at probe): writes to them are dropped, as vfio-pci's default permissions for
 //! extended capabilities allow no writes (`ecap_perms`). Everything else passes through; the
@@ -43,7 +49,7 @@
 use iommufd::UserMemory;
 use iommufd::abi::Errno;
 use iommufd::abi::ioctl::{VFIO_BASE, VFIO_TYPE, io};
-use vsva_demo::machine::Endpoint;
+use vsva_demo::device::DemoDevice;
 use vsva_demo::regs;
 use vsva_pcie::config::{
     CONFIG_SPACE_SIZE, EXT_CAP_ID_ATS, EXT_CAP_ID_PASID, EXT_CAP_ID_PRI, EXT_CAP_START,
@@ -93,6 +99,45 @@ pub const BAR0_SIZE: u64 = {
 /// the endpoint has extended capabilities.
 pub const CONFIG_SIZE: u64 = CONFIG_SPACE_SIZE as u64;
 
+/// What is behind a VFIO device's BAR 0 and configuration space.
+pub trait PciFunction {
+    /// The configuration region's size (`pdev->cfg_size`): 4 KiB for a PCIe function with
+    /// extended capabilities, 256 bytes for a conventional header.
+    fn config_size(&self) -> u64;
+    /// Reads `size` (1, 2 or 4) bytes of configuration space at `off`, naturally aligned and
+    /// inside [`config_size`](Self::config_size).
+    fn config_read(&self, off: u32, size: u32) -> u32;
+    /// Writes `size` (1, 2 or 4) bytes of configuration space at `off`, as for
+    /// [`config_read`](Self::config_read).
+    fn config_write(&self, off: u32, size: u32, value: u32);
+    /// Reads the 64-bit BAR 0 register at `off` (8-byte aligned, below [`BAR0_SIZE`]).
+    fn mmio_read(&self, off: u64) -> u64;
+    /// Writes the 64-bit BAR 0 register at `off`, as for [`mmio_read`](Self::mmio_read).
+    fn mmio_write(&self, off: u64, value: u64);
+}
+
+impl PciFunction for DemoDevice {
+    fn config_size(&self) -> u64 {
+        CONFIG_SIZE
+    }
+
+    fn config_read(&self, off: u32, size: u32) -> u32 {
+        DemoDevice::config_read(self, off, size)
+    }
+
+    fn config_write(&self, off: u32, size: u32, value: u32) {
+        DemoDevice::config_write(self, off, size, value);
+    }
+
+    fn mmio_read(&self, off: u64) -> u64 {
+        DemoDevice::mmio_read(self, off)
+    }
+
+    fn mmio_write(&self, off: u64, value: u64) {
+        DemoDevice::mmio_write(self, off, value);
+    }
+}
+
 /// `offsetofend(struct vfio_device_info, num_irqs)`: the least `argsz`.
 const DEVICE_INFO_MINSZ: usize = 16;
 /// `offsetofend(struct vfio_device_info, cap_offset)`: with room for it, it is written (0).
@@ -114,9 +159,10 @@ pub struct RegionInfo {
     pub flags: u32,
 }
 
-/// Region `index`, as `vfio_pci_ioctl_get_region_info()` describes it; `None` (`EINVAL`) for
-/// the VGA region of a device that is not VGA, and for indexes past the last region.
-pub fn region_info(index: u32) -> Option<RegionInfo> {
+/// Region `index` of `dev`, as `vfio_pci_ioctl_get_region_info()` describes it; `None`
+/// (`EINVAL`) for the VGA region of a device that is not VGA, and for indexes past the last
+/// region.
+pub fn region_info(dev: &dyn PciFunction, index: u32) -> Option<RegionInfo> {
     let rw = VFIO_REGION_INFO_FLAG_READ | VFIO_REGION_INFO_FLAG_WRITE;
     let empty = RegionInfo { size: 0, flags: 0 };
     match index {
@@ -127,7 +173,7 @@ pub fn region_info(index: u32) -> Option<RegionInfo> {
         // Unimplemented BARs, and no expansion ROM: size 0, no flags.
         1..=BAR5_INDEX | ROM_INDEX => Some(empty),
         CONFIG_INDEX => Some(RegionInfo {
-            size: CONFIG_SIZE,
+            size: dev.config_size(),
             flags: rw,
         }),
         _ => None,
@@ -175,7 +221,7 @@ pub fn get_info(mem: &dyn UserMemory, addr: u64) -> Result<(), Errno> {
     mem.write(addr, &info[..out])
 }
 
-/// `VFIO_DEVICE_GET_REGION_INFO` with `struct vfio_region_info` at `addr`
+/// `VFIO_DEVICE_GET_REGION_INFO` of `dev` with `struct vfio_region_info` at `addr`
 /// (`vfio_pci_ioctl_get_region_info()`): the 32 bytes are read (`EFAULT`); `argsz` below 32
 /// is `EINVAL`, and so is an `index` with no region ([`region_info`]); then the struct is
 /// written back with `flags`, `size` and `offset` filled in (`argsz`, `index` and
@@ -183,14 +229,18 @@ pub fn get_info(mem: &dyn UserMemory, addr: u64) -> Result<(), Errno> {
 ///
 /// # Errors
 /// As said.
-pub fn get_region_info(mem: &dyn UserMemory, addr: u64) -> Result<(), Errno> {
+pub fn get_region_info(
+    dev: &dyn PciFunction,
+    mem: &dyn UserMemory,
+    addr: u64,
+) -> Result<(), Errno> {
     let mut info = [0u8; REGION_INFO_SIZE];
     mem.read(addr, &mut info)?;
     if (get_u32(&info, 0) as usize) < REGION_INFO_SIZE {
         return Err(Errno::EINVAL);
     }
     let index = get_u32(&info, 8);
-    let region = region_info(index).ok_or(Errno::EINVAL)?;
+    let region = region_info(dev, index).ok_or(Errno::EINVAL)?;
     put_u32(&mut info, 4, region.flags);
     put_u64(&mut info, 16, region.size);
     put_u64(&mut info, 24, index_to_offset(index));
@@ -232,7 +282,7 @@ pub trait UserBuf {
 /// # Errors
 /// As said.
 pub fn rw(
-    dev: &dyn Endpoint,
+    dev: &dyn PciFunction,
     run: &dyn Fn(),
     pos: u64,
     count: usize,
@@ -262,7 +312,7 @@ fn piece(at: u64, left: usize, sizes: &[usize]) -> usize {
 }
 
 fn bar0_rw(
-    dev: &dyn Endpoint,
+    dev: &dyn PciFunction,
     run: &dyn Fn(),
     off: u64,
     count: usize,
@@ -300,7 +350,7 @@ fn bar0_rw(
 /// One naturally aligned read of `out.len()` (1, 2, 4 or 8) bytes at `at`: the bytes of the
 /// register holding them. STATUS is read after the device has run, so a program polling it
 /// sees the command progress.
-fn bar0_read(dev: &dyn Endpoint, run: &dyn Fn(), at: u64, out: &mut [u8]) {
+fn bar0_read(dev: &dyn PciFunction, run: &dyn Fn(), at: u64, out: &mut [u8]) {
     let reg = at & !7;
     if reg == regs::STATUS {
         run();
@@ -311,7 +361,7 @@ fn bar0_read(dev: &dyn Endpoint, run: &dyn Fn(), at: u64, out: &mut [u8]) {
 
 /// One naturally aligned write of `data.len()` (1, 2, 4 or 8) bytes at `at`: only a whole
 /// register write reaches the device; DOORBELL then runs it.
-fn bar0_write(dev: &dyn Endpoint, run: &dyn Fn(), at: u64, data: &[u8]) {
+fn bar0_write(dev: &dyn PciFunction, run: &dyn Fn(), at: u64, data: &[u8]) {
     let Ok(word) = <[u8; 8]>::try_from(data) else {
         return;
     };
@@ -322,7 +372,7 @@ fn bar0_write(dev: &dyn Endpoint, run: &dyn Fn(), at: u64, data: &[u8]) {
 }
 
 fn config_rw(
-    dev: &dyn Endpoint,
+    dev: &dyn PciFunction,
     off: u64,
     count: usize,
     buf: &dyn UserBuf,
@@ -330,7 +380,7 @@ fn config_rw(
 ) -> Result<usize, Errno> {
     if off
         .checked_add(count as u64)
-        .is_none_or(|end| end > CONFIG_SIZE)
+        .is_none_or(|end| end > dev.config_size().min(CONFIG_SIZE))
     {
         return Err(Errno::EFAULT);
     }
@@ -338,7 +388,7 @@ fn config_rw(
     while done < count {
         let at = off + done as u64;
         let size = piece(at, count - done, &[4, 2, 1]);
-        // In range: `at + size <= CONFIG_SIZE`, 4 KiB.
+        // In range: `at + size <= CONFIG_SIZE`, 4 KiB, so the offset fits a `u32`.
         let (at32, size32) = (at as u32, size as u32);
         let mut bytes = [0u8; 4];
         match dir {
@@ -367,7 +417,7 @@ fn config_rw(
 /// PASID, ATS or Page Request, found by walking the extended capability list (PCIe 6.0
 /// §7.6.3) with each one's size (`PCI_EXT_CAP_PASID_SIZEOF` 8, `PCI_EXT_CAP_ATS_SIZEOF` 8,
 /// `PCI_EXT_CAP_PRI_SIZEOF` 16).
-fn host_owned(dev: &dyn Endpoint, at: u32) -> bool {
+fn host_owned(dev: &dyn PciFunction, at: u32) -> bool {
     let start = u32::from(EXT_CAP_START);
     if at < start {
         return false;

@@ -19,12 +19,13 @@ use vsva_mem::{PhysMem, PhysMemory, SegmentedMemory};
 use crate::config::{ShimConfig, parse_rid};
 use crate::files::{self, FaultEntry, Kind, OpenFile, VfioEntry};
 use crate::mapfile::MemfdResolver;
+use crate::mdev::CopyEngine;
 use crate::program::{Locked, OwnMemory, ProgramMemory};
-use crate::regions::{self, Dir, UserBuf};
+use crate::regions::{self, Dir, PciFunction, UserBuf};
 use crate::sys;
 
 /// The modelled machine: the host platform (memory, VT-d, IOMMU core, demo endpoints), the
-/// program's memory, and one VFIO device per endpoint.
+/// program's memory, one VFIO device per endpoint, then one per emulated device.
 pub struct Machine {
     /// The host.
     pub platform: Platform,
@@ -34,10 +35,32 @@ pub struct Machine {
     pub program: Arc<ProgramMemory>,
     /// `IOMMU_IOAS_MAP_FILE`'s descriptors.
     pub resolver: Arc<MemfdResolver>,
-    /// `/dev/vfio/devices/vfio<i>` is `devices[i]`.
+    /// `/dev/vfio/devices/vfio<i>` is `devices[i]`: the endpoints', then the emulated
+    /// devices'.
     pub devices: Vec<Arc<VfioDevice>>,
-    /// The demo endpoint behind each device.
+    /// The demo endpoint behind each of the first `endpoints.len()` devices.
     pub endpoints: Vec<Arc<DemoDevice>>,
+    /// The copy engine behind each of the devices after them.
+    pub emulated: Vec<Arc<CopyEngine>>,
+}
+
+/// What is behind a VFIO device's regions.
+#[derive(Clone, Copy)]
+pub enum Function<'a> {
+    /// A demo endpoint behind the IOMMU.
+    Endpoint(&'a Arc<DemoDevice>),
+    /// An emulated copy engine behind an access.
+    Emulated(&'a Arc<CopyEngine>),
+}
+
+impl Function<'_> {
+    /// Its BAR 0 and configuration space.
+    pub fn pci(&self) -> &dyn PciFunction {
+        match self {
+            Function::Endpoint(endpoint) => &***endpoint,
+            Function::Emulated(engine) => &***engine,
+        }
+    }
 }
 
 impl Machine {
@@ -51,7 +74,7 @@ impl Machine {
             Arc::new(PhysMemory::new(cfg.ram_bytes()).map_err(|e| e.to_string())?);
         let mem = Arc::new(SegmentedMemory::new(ram, cfg.window_bytes()));
         let phys: Arc<dyn PhysMem> = mem.clone();
-        let platform = Platform::with_memory(phys, cfg.ram_bytes(), cfg.vtd_config())
+        let platform = Platform::with_memory(phys.clone(), cfg.ram_bytes(), cfg.vtd_config())
             .map_err(|e| e.to_string())?;
         let mut devices = Vec::new();
         let mut endpoints = Vec::new();
@@ -82,6 +105,14 @@ impl Machine {
                 .map_err(|e| format!("{}: {e}", ep.rid))?;
             devices.push(VfioDevice::new(DeviceInfo::new(rid, caps)));
         }
+        let mut emulated = Vec::new();
+        for _ in &cfg.emulated {
+            // An mdev has no requester ID and no IOMMU: it reaches memory only through its
+            // access, whose pins and copies land in the machine's physical memory.
+            let (engine, vdev) = CopyEngine::new_vfio(phys.clone());
+            emulated.push(engine);
+            devices.push(vdev);
+        }
         let locked = Arc::new(Locked::default());
         Ok(Machine {
             program: Arc::new(ProgramMemory::new(mem.clone(), locked.clone())),
@@ -90,7 +121,19 @@ impl Machine {
             mem,
             devices,
             endpoints,
+            emulated,
         })
+    }
+
+    /// What is behind `/dev/vfio/devices/vfio<n>`.
+    pub fn function(&self, n: usize) -> Option<Function<'_>> {
+        match self.endpoints.get(n) {
+            Some(endpoint) => Some(Function::Endpoint(endpoint)),
+            None => self
+                .emulated
+                .get(n - self.endpoints.len())
+                .map(Function::Emulated),
+        }
     }
 
     /// Runs every endpoint with a command in flight until it completes, fails or waits for
@@ -333,8 +376,11 @@ fn region_ioctl(entry: &VfioEntry, number: u64, addr: u64) -> Option<Result<(), 
     }
     Some(match number {
         regions::VFIO_DEVICE_GET_INFO => regions::get_info(&OwnMemory, addr),
-        regions::VFIO_DEVICE_GET_REGION_INFO => regions::get_region_info(&OwnMemory, addr),
-        // `vfio_pci_ioctl_reset()`: the demo function has no reset (`reset_works` is false).
+        regions::VFIO_DEVICE_GET_REGION_INFO => {
+            function_of(entry).and_then(|f| regions::get_region_info(f.pci(), &OwnMemory, addr))
+        }
+        // `vfio_pci_ioctl_reset()`: neither the demo function nor the copy engine has a
+        // reset (`reset_works` is false).
         _ => Err(Errno::EINVAL),
     })
 }
@@ -562,17 +608,28 @@ fn vfio_rw_at_pos(entry: &VfioEntry, buf: u64, count: usize, dir: Dir) -> Result
     Ok(done)
 }
 
+/// What is behind the device of an open VFIO file.
+fn function_of(entry: &VfioEntry) -> Result<Function<'static>, Errno> {
+    let m = machine().map_err(Errno)?;
+    m.function(entry.index).ok_or(Errno::ENODEV)
+}
+
 /// A region access of a VFIO device file: `EINVAL` until the file is bound
 /// (`vfio_device_fops_read()` / `_write()`: `df->access_granted`), then
-/// [`crate::regions::rw`] on its endpoint.
+/// [`crate::regions::rw`] on what is behind it. A demo endpoint is run when the program
+/// looks ([`crate::regions`]); the copy engine works inside the DOORBELL write itself.
 fn vfio_rw(entry: &VfioEntry, pos: u64, buf: u64, count: usize, dir: Dir) -> Result<usize, Errno> {
     if entry.file.dev_id().is_none() {
         return Err(Errno::EINVAL);
     }
     let m = machine().map_err(Errno)?;
-    let endpoint = m.endpoints.get(entry.endpoint).ok_or(Errno::ENODEV)?;
-    let run = || m.run_endpoint(endpoint);
-    regions::rw(&**endpoint, &run, pos, count, &ProgramBuf(buf), dir)
+    let function = function_of(entry)?;
+    let run = || {
+        if let Function::Endpoint(endpoint) = function {
+            m.run_endpoint(endpoint);
+        }
+    };
+    regions::rw(function.pci(), &run, pos, count, &ProgramBuf(buf), dir)
 }
 
 /// The program's buffer at an address, reached with `process_vm_readv` / `_writev` (a bad

@@ -5,7 +5,9 @@
 //! fault fd's read/write/poll rules, the errno of each bad argument, dup and close. A second
 //! program (`tests/c/vfio_regions.c`) is a user-space driver of the demo device: it reads the
 //! VFIO device's regions, programs DMA into its own memory through BAR 0 and serves a page
-//! fault from its fault queue.
+//! fault from its fault queue. A third (`tests/c/vfio_mdev.c`) drives the emulated copy engine
+//! as a VMM drives a mediated device: bound as an iommufd access, attached to an IOAS only,
+//! DMA by copy and by pinned pages that an `IOMMU_IOAS_UNMAP` makes its driver give back.
 //!
 //! The library is built with the test's own profile by invoking cargo (a test cannot depend
 //! on a cdylib). Without a C compiler the test prints `SKIP` and passes.
@@ -124,6 +126,15 @@ fn c_driver_runs_the_demo_device_through_vfio_regions() {
         return;
     }
     compile_and_run(&build_library(), "vfio_regions");
+}
+
+#[test]
+fn c_driver_runs_the_emulated_device_through_an_access() {
+    if !have_cc() {
+        println!("SKIP c_driver_runs_the_emulated_device_through_an_access: no C compiler (cc)");
+        return;
+    }
+    compile_and_run(&build_library(), "vfio_mdev");
 }
 
 #[test]

@@ -80,6 +80,8 @@ fn regions_are_vfio_pci_s() {
     assert_eq!(VFIO_DEVICE_GET_REGION_INFO, 0x3b6c);
     assert_eq!(VFIO_DEVICE_RESET, 0x3b6f);
     assert_eq!(index_to_offset(CONFIG_INDEX), 0x700_0000_0000);
+    let (_platform, dev) = device();
+    let region_info = |index| region_info(&*dev, index);
     let rw = VFIO_REGION_INFO_FLAG_READ | VFIO_REGION_INFO_FLAG_WRITE;
     assert_eq!(
         region_info(0),
@@ -134,6 +136,8 @@ fn get_info_writes_what_argsz_has_room_for() {
 
 #[test]
 fn get_region_info_fills_flags_size_and_offset() {
+    let (_platform, dev) = device();
+    let get_region_info = |mem: &dyn UserMemory, addr| get_region_info(&*dev, mem, addr);
     let mut info = [0u8; 32];
     info[..4].copy_from_slice(&32u32.to_le_bytes());
     info[8..12].copy_from_slice(&CONFIG_INDEX.to_le_bytes());
@@ -319,4 +323,32 @@ fn doorbell_writes_and_status_reads_run_the_device() {
         access(&dev, bar0(regs::RESULT), &out, 8, Dir::Read),
         (Ok(8), 0)
     );
+}
+
+#[test]
+fn an_emulated_device_has_a_256_byte_configuration_region() {
+    let mem: Arc<dyn vsva_mem::PhysMem> = Arc::new(vsva_mem::PhysMemory::new(1 << 20).unwrap());
+    let (engine, _vdev) = crate::mdev::CopyEngine::new_vfio(mem);
+    let dev: &dyn PciFunction = &*engine;
+    assert_eq!(
+        region_info(dev, CONFIG_INDEX),
+        Some(RegionInfo {
+            size: 256,
+            flags: VFIO_REGION_INFO_FLAG_READ | VFIO_REGION_INFO_FLAG_WRITE
+        })
+    );
+    assert_eq!(region_info(dev, BAR0_INDEX).map(|r| r.size), Some(4096));
+    let buf = TestBuf::zeroed(8);
+    let nothing = || {};
+    let rw = |pos, count, dir| rw(dev, &nothing, pos, count, &buf, dir);
+    assert_eq!(rw(config(0), 4, Dir::Read), Ok(4));
+    assert_eq!(buf.bytes.borrow()[..4], [0xf4, 0x1a, 0xf1, 0x10]);
+    assert_eq!(rw(config(252), 4, Dir::Read), Ok(4));
+    assert_eq!(rw(config(253), 4, Dir::Read), Err(Errno::EFAULT));
+    assert_eq!(rw(config(256), 1, Dir::Write), Err(Errno::EFAULT));
+    // BAR 0 is the engine's registers, cut the same way as the demo's
+    *buf.bytes.borrow_mut() = 0x1122_3344_5566_7788u64.to_le_bytes().to_vec();
+    assert_eq!(rw(bar0(regs::PATTERN), 8, Dir::Write), Ok(8));
+    assert_eq!(rw(bar0(regs::PATTERN + 4), 4, Dir::Read), Ok(4));
+    assert_eq!(buf.bytes.borrow()[..4], [0x44, 0x33, 0x22, 0x11]);
 }
