@@ -83,30 +83,7 @@ struct vfio_device_detach_iommufd_pt { uint32_t argsz; uint32_t flags; uint32_t 
 #define MFD_CLOEXEC_ 1U
 #define MFD_ALLOW_SEALING_ 2U
 
-static int checks;
-
-static void pass(const char *what)
-{
-	printf("ok %d - %s\n", ++checks, what);
-	fflush(stdout);
-}
-
-static void fail(const char *what, const char *why)
-{
-	printf("FAIL %d - %s: %s (errno %d %s)\n", checks + 1, what, why, errno, strerror(errno));
-	fflush(stdout);
-	exit(1);
-}
-
-/* The call succeeded. */
-#define CHECK_OK(what, call) do { if ((call) < 0) fail(what, "failed"); pass(what); } while (0)
-/* The call failed with errno `e`. */
-#define CHECK_ERR(what, call, e) do { \
-	errno = 0; \
-	if ((call) != -1) fail(what, "succeeded"); \
-	if (errno != (e)) fail(what, "wrong errno (wanted " #e ")"); \
-	pass(what); } while (0)
-#define CHECK(what, cond) do { if (!(cond)) fail(what, "condition false: " #cond); pass(what); } while (0)
+#include "check.h"
 
 static uint32_t ioas_alloc(int fd)
 {
@@ -305,6 +282,6 @@ int main(void)
 	CHECK_OK("close of the iommufd", close(fd));
 	CHECK_ERR("ioctl on the closed iommufd: EBADF", ioctl(fd, IOMMU_IOAS_ALLOC, &ir), EBADF);
 	CHECK_ERR("plain files still pass through", open("/nonexistent/vsva", O_RDONLY), ENOENT);
-	printf("all %d checks passed\n", checks);
+	all_passed();
 	return 0;
 }

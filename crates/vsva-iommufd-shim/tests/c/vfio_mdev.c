@@ -89,28 +89,7 @@ enum { ERR_BAD_COMMAND = 1, ERR_NOT_MAPPED = 2, ERR_DENIED = 3, ERR_NO_MEMORY = 
 #define PHYS_PATH "/dev/vfio/devices/vfio0"
 #define PAGE 4096ull
 
-static int checks;
-
-static void pass(const char *what)
-{
-	printf("ok %d - %s\n", ++checks, what);
-	fflush(stdout);
-}
-
-static void fail(const char *what, const char *why)
-{
-	printf("FAIL %d - %s: %s (errno %d %s)\n", checks + 1, what, why, errno, strerror(errno));
-	fflush(stdout);
-	exit(1);
-}
-
-#define CHECK_OK(what, call) do { if ((call) < 0) fail(what, "failed"); pass(what); } while (0)
-#define CHECK_ERR(what, call, e) do { \
-	errno = 0; \
-	if ((call) != -1) fail(what, "succeeded"); \
-	if (errno != (e)) fail(what, "wrong errno (wanted " #e ")"); \
-	pass(what); } while (0)
-#define CHECK(what, cond) do { if (!(cond)) fail(what, "condition false: " #cond); pass(what); } while (0)
+#include "check.h"
 
 static int iommufd, dev;
 static const uint64_t bar0 = VFIO_PCI_INDEX_TO_OFFSET(VFIO_PCI_BAR0_REGION_INDEX);
@@ -392,6 +371,6 @@ int main(void)
 	CHECK_ERR("... as a new access, held by VFIO: EBUSY", destroy(again), EBUSY);
 	CHECK_OK("close of it", close(dev));
 	CHECK_OK("close of the iommufd", close(iommufd));
-	printf("all %d checks passed\n", checks);
+	all_passed();
 	return 0;
 }
