@@ -540,10 +540,10 @@ impl Vmm {
     }
 
     /// The PASID `rid`'s guest context entry names for requests without PASID (RID_PASID,
-    /// §9.4): what the lookup of such a request resolves to; 0 (the reset value) when the
+    /// §9.4), whether or not its PASID entry is present; 0 (the reset value) when the
     /// context cannot be read.
     fn rid_pasid(unit: &Vtd, rid: Rid) -> u32 {
-        unit.guest_pasid_entry(rid, None).map_or(0, |r| r.pasid)
+        unit.guest_rid_pasid(rid).unwrap_or(0)
     }
 
     fn read_entry(&self, unit: &Vtd, rid: Rid, pasid: Option<u32>) -> Option<Want> {

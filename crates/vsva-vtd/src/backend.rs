@@ -72,6 +72,30 @@ impl crate::unit::Vtd {
 }
 
 impl crate::unit::Vtd {
+    /// The PASID the guest's context entry of `rid` gives requests without PASID (RID_PASID
+    /// §9.4, or 0 without `ECAP.RPS`, §3.4.3), read from the context entry alone — so it is
+    /// known even while the PASID entry it names is not present. `None` if translation is
+    /// off, the tables are not scalable-mode, or the context entry cannot be read.
+    pub fn guest_rid_pasid(&self, rid: vsva_mem::Rid) -> Option<u32> {
+        use crate::spec::registers::{Rtaddr, Ttm};
+        use std::sync::atomic::Ordering;
+        if !self.enabled.load(Ordering::Acquire) {
+            return None;
+        }
+        let rt = Rtaddr::from_bits(self.root.load(Ordering::Acquire));
+        if rt.mode() != Ttm::Scalable {
+            return None;
+        }
+        let context =
+            crate::lookup::resolve_context(self.config(), self.mem.as_ref(), rt.address(), rid)
+                .ok()?;
+        Some(if self.config().rid_pasid {
+            context.hi.rid_pasid()
+        } else {
+            0
+        })
+    }
+
     /// The PASIDs whose entries are present in the guest's PASID table of `rid` now, in
     /// order — what a VMM rescans after a domain-selective or global PASID-cache
     /// invalidation, which does not name the PASIDs that changed. Bounded by the context

@@ -170,6 +170,60 @@ fn guest_present_pasids_stays_within_the_directory_and_the_pasid_width() {
 }
 
 #[test]
+fn guest_rid_pasid_comes_from_the_context_entry_alone() {
+    use common::rid;
+    use vsva_vtd::spec::fault::FaultReason;
+    use vsva_vtd::spec::root_context::{ContextEntry, ContextHi, ContextLo};
+    let rig = common::Rig::new(VtdConfig::default());
+    let dev = rid(0, 7, 0);
+    assert_eq!(
+        rig.vtd.guest_rid_pasid(dev),
+        None,
+        "no root entry for the bus"
+    );
+    let dir = rig.frames.alloc_zeroed(vsva_mem::PageSize::Size2M).unwrap();
+    rig.write_context(
+        dev,
+        &ContextEntry {
+            lo: ContextLo::new()
+                .with_p(true)
+                .with_paside(true)
+                .with_pdts(0)
+                .with_pasiddirptr(dir >> 12),
+            hi: ContextHi::new().with_rid_pasid(7),
+            reserved: [0, 0],
+        },
+    );
+    // no PASID entry for 7: the DMA view faults, the context still names 7
+    assert_eq!(
+        rig.vtd.guest_pasid_entry(dev, None).unwrap_err().reason,
+        FaultReason::PasidDirNotPresent
+    );
+    assert_eq!(rig.vtd.guest_rid_pasid(dev), Some(7));
+    // a unit without RID_PASID support (ECAP.RPS clear) uses PASID 0 (§3.4.3)
+    let plain = common::Rig::new(VtdConfig {
+        rid_pasid: false,
+        ..VtdConfig::default()
+    });
+    let dir = plain
+        .frames
+        .alloc_zeroed(vsva_mem::PageSize::Size2M)
+        .unwrap();
+    plain.write_context(
+        dev,
+        &ContextEntry {
+            lo: ContextLo::new()
+                .with_p(true)
+                .with_paside(true)
+                .with_pasiddirptr(dir >> 12),
+            hi: ContextHi::new().with_rid_pasid(7),
+            reserved: [0, 0],
+        },
+    );
+    assert_eq!(plain.vtd.guest_rid_pasid(dev), Some(0));
+}
+
+#[test]
 fn guest_views_of_a_unit_that_cannot_translate_are_empty() {
     use common::{pasid_entry, rid};
     use vsva_vtd::spec::fault::FaultReason;
