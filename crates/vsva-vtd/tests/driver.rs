@@ -13,12 +13,10 @@ use vsva_mm::{InvalidateReason, MapFlags, MemoryManager, MmuNotifier, Pid, Prot}
 use vsva_pgtable::vtd_ss::VtdSecondStage;
 use vsva_pgtable::x86::X86Paging;
 use vsva_pgtable::{PageTable, Perm};
-use vsva_vtd::driver::{DeviceOptions, Domain, Mmio, VtdDriver};
+use vsva_vtd::driver::{DeviceOptions, Domain, VtdDriver};
 use vsva_vtd::spec::fault::FaultReason;
 use vsva_vtd::spec::registers::offset;
-use vsva_vtd::{
-    MsiLog, PageRequest, PageRequestOutcome, Request, RequestKind, ResponseCode, Vtd, VtdConfig,
-};
+use vsva_vtd::{PageRequest, PageRequestOutcome, Request, RequestKind, ResponseCode, Vtd};
 
 const MIB: u64 = 1 << 20;
 const R: Access = Access::READ;
@@ -33,20 +31,8 @@ struct Platform {
 }
 
 fn platform() -> Platform {
-    let mem = Arc::new(PhysMemory::new(2 << 30).unwrap());
-    let dynmem: Arc<dyn PhysMem> = mem.clone();
-    let endpoints = Arc::new(Endpoints::default());
-    let vtd = Arc::new(Vtd::with_devices(
-        VtdConfig::default(),
-        dynmem.clone(),
-        Arc::new(MsiLog::default()),
-        endpoints.clone(),
-    ));
-    let driver_frames = Arc::new(FrameAllocator::new(dynmem.clone(), MIB, 256 * MIB));
-    let mmio: Arc<dyn Mmio> = vtd.clone();
-    let driver = Arc::new(VtdDriver::probe(mmio, dynmem.clone(), driver_frames).unwrap());
-    driver.enable().unwrap();
-    let frames = Arc::new(FrameAllocator::new(dynmem, 256 * MIB, 2 << 30));
+    let (mem, vtd, endpoints, driver) = common::unit_and_driver(2 << 30);
+    let frames = Arc::new(FrameAllocator::new(mem.clone(), 256 * MIB, 2 << 30));
     Platform {
         mem,
         vtd,
@@ -103,16 +89,7 @@ fn enable_turns_on_translation_queued_invalidation_and_the_root_table() {
 #[test]
 fn second_stage_and_pass_through_domains() {
     let p = platform();
-    p.driver
-        .attach_device(
-            dev(),
-            DeviceOptions {
-                pasid: true,
-                ats: true,
-                pri: true,
-            },
-        )
-        .unwrap();
+    p.driver.attach_device(dev(), DeviceOptions::ALL).unwrap();
     let ss = PageTable::new(VtdSecondStage::four_level(), p.frames.clone()).unwrap();
     ss.map(0x20_0000, 0x4000_0000, PageSize::Size2M, Perm::RW)
         .unwrap();
@@ -181,16 +158,7 @@ fn sva_on_a_process_page_table_with_notifier_driven_invalidation() {
         .mmap(None, 4 * 4096, Prot::RW, MapFlags::POPULATE)
         .unwrap();
     proc_.write_bytes(va, b"device sees this").unwrap();
-    driver
-        .attach_device(
-            dev(),
-            DeviceOptions {
-                pasid: true,
-                ats: true,
-                pri: true,
-            },
-        )
-        .unwrap();
+    driver.attach_device(dev(), DeviceOptions::ALL).unwrap();
     let pasid = Pasid::new(0x42).unwrap();
     let dom = Domain::FirstStage {
         did: 9,
@@ -235,16 +203,7 @@ fn sva_on_a_process_page_table_with_notifier_driven_invalidation() {
 #[test]
 fn page_requests_reach_the_driver_and_responses_reach_the_device() {
     let p = platform();
-    p.driver
-        .attach_device(
-            dev(),
-            DeviceOptions {
-                pasid: true,
-                ats: true,
-                pri: true,
-            },
-        )
-        .unwrap();
+    p.driver.attach_device(dev(), DeviceOptions::ALL).unwrap();
     let pr = PageRequest {
         rid: dev(),
         pasid: Some(Pasid::new(3).unwrap()),

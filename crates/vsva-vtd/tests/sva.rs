@@ -12,10 +12,7 @@ use vsva_iommu::{DeviceCaps, Iommu};
 use vsva_mem::{Access, FrameAllocator, Pasid, PhysMem, PhysMemory, Rid, Va};
 use vsva_mm::{MapFlags, MemoryManager, Prot};
 use vsva_pgtable::x86::X86Paging;
-use vsva_vtd::driver::{Mmio, VtdDriver};
-use vsva_vtd::{
-    MsiLog, PageRequest, PageRequestOutcome, Request, RequestKind, ResponseCode, Vtd, VtdConfig,
-};
+use vsva_vtd::{PageRequest, PageRequestOutcome, Request, RequestKind, ResponseCode, Vtd};
 
 const MIB: u64 = 1 << 20;
 
@@ -28,28 +25,10 @@ struct Host {
 }
 
 fn host() -> Host {
-    let mem = Arc::new(PhysMemory::new(2 << 30).unwrap());
-    let dynmem: Arc<dyn PhysMem> = mem.clone();
-    let endpoints = Arc::new(Endpoints::default());
-    let vtd = Arc::new(Vtd::with_devices(
-        VtdConfig::default(),
-        dynmem.clone(),
-        Arc::new(MsiLog::default()),
-        endpoints.clone(),
-    ));
-    let mmio: Arc<dyn Mmio> = vtd.clone();
-    let driver = Arc::new(
-        VtdDriver::probe(
-            mmio,
-            dynmem.clone(),
-            Arc::new(FrameAllocator::new(dynmem.clone(), MIB, 256 * MIB)),
-        )
-        .unwrap(),
-    );
-    driver.enable().unwrap();
+    let (mem, vtd, endpoints, driver) = common::unit_and_driver(2 << 30);
     let iommu = Iommu::new(driver);
     let mm = MemoryManager::new(
-        Arc::new(FrameAllocator::new(dynmem, 256 * MIB, 2 << 30)),
+        Arc::new(FrameAllocator::new(mem.clone(), 256 * MIB, 2 << 30)),
         X86Paging::default(),
     );
     Host {

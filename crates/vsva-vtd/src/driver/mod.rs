@@ -218,6 +218,15 @@ pub struct DeviceOptions {
     pub pri: bool,
 }
 
+impl DeviceOptions {
+    /// Requests with PASID, ATS and PRI: what an SVA-capable device gets.
+    pub const ALL: DeviceOptions = DeviceOptions {
+        pasid: true,
+        ats: true,
+        pri: true,
+    };
+}
+
 /// A fault the unit recorded, as the driver decodes it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RecordedFault {
