@@ -771,19 +771,25 @@ impl IoPageTable {
     }
 
     /// Drops an access's pins of `[iova, last]` (`iommufd_access_unpin_pages()`). Pins the
-    /// access does not hold, or a range with a gap, are the driver's bug: logged.
+    /// access does not hold, or a range with a gap, are the driver's bug: logged. Such a bug
+    /// neither unpins through an area no access pinned through (its memory may be another
+    /// IOAS's, pinned there) nor uncounts pins it did not drop, so an unmap still waits for
+    /// the pins that are real.
     pub fn access_unpin(&self, iova: u64, last: u64) {
         let mut st = self.lock();
         let (keys, done) = contig_areas(&st.areas, iova, last);
         for k in keys {
             if let Some(a) = st.areas.get_mut(&k) {
+                if a.num_accesses == 0 {
+                    tracing::error!(iova = a.iova, "access unpin in an area with no pins");
+                    continue;
+                }
                 let (first, last_index) = (a.index(a.iova.max(iova)), a.index(a.last.min(last)));
-                a.pages.unpin_for_access(first, last_index);
-                let n = last_index - first + 1;
-                if a.num_accesses < n {
+                let dropped = a.pages.unpin_for_access(first, last_index);
+                if a.num_accesses < dropped {
                     tracing::error!(iova = a.iova, "access unpin of more than was pinned");
                 }
-                a.num_accesses = a.num_accesses.saturating_sub(n);
+                a.num_accesses = a.num_accesses.saturating_sub(dropped);
             }
         }
         if !done {

@@ -386,10 +386,12 @@ impl Pages {
 
     /// Drops one access pin of pages `first..=last` (`iopt_pages_remove_access()`); a page's
     /// last pin unpins it and returns its charge unless a domain holds the range. A page
-    /// without access pins is a caller's bug: logged and skipped (Linux warns).
-    pub fn unpin_for_access(&self, first: u64, last: u64) {
+    /// without access pins is a caller's bug: logged and skipped (Linux warns). Returns the
+    /// pins dropped: the pages that had one.
+    pub fn unpin_for_access(&self, first: u64, last: u64) -> u64 {
         let mut st = lock(&self.pins);
         let mut freed = Vec::new();
+        let mut dropped = 0;
         for index in first..=last.min(self.npages.saturating_sub(1)) {
             match st.access.get_mut(&index) {
                 Some(pin) if pin.count > 1 => pin.count -= 1,
@@ -398,8 +400,12 @@ impl Pages {
                         freed.push(pin.run);
                     }
                 }
-                None => tracing::error!(index, "access unpin of a page no access pinned"),
+                None => {
+                    tracing::error!(index, "access unpin of a page no access pinned");
+                    continue;
+                }
             }
+            dropped += 1;
         }
         if !freed.is_empty() {
             self.process.unpin(&freed);
@@ -407,6 +413,7 @@ impl Pages {
                 self.owner().unaccount(freed.len() as u64);
             }
         }
+        dropped
     }
 
     /// The physical address of page `index` if it is pinned (by a domain or an access).

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use common::{FIXED_RW, Fixture, PAGE, open};
 use vsva_iommufd::abi::ioctl::VFIO_DEVICE_ATTACH_IOMMUFD_PT;
-use vsva_iommufd::abi::{Errno, IoasMapFlags, VfioDeviceAttachIommufdPt};
+use vsva_iommufd::abi::{Errno, IoasMapFlags, IommuIoasCopy, VfioDeviceAttachIommufdPt};
 use vsva_iommufd::access::{Access, AccessOps};
 use vsva_iommufd::object::{Held, ObjectType};
 use vsva_iommufd::pages::RwBuf;
@@ -326,6 +326,67 @@ fn an_access_that_never_unpins_makes_unmap_fail_with_edeadlock() {
     assert_eq!(f.unmap(ioas, IOVA, 2 * PAGE), Ok(2 * PAGE));
     assert_eq!(f.p.locked_pages(), 0);
     f.fd.access_destroy(access);
+}
+
+#[test]
+fn unpins_of_pages_never_pinned_leave_the_real_pins_counted() {
+    let f = open();
+    let (ioas, _) = ioas_with(&f, 4);
+    let driver = Driver::new(true, true);
+    let access = create(&f, &driver);
+    access.attach(ioas).unwrap();
+    let pas = driver.pin(&access, IOVA, PAGE, true).unwrap();
+    // driver bugs: logged, nothing unpinned
+    access.unpin_pages(IOVA + PAGE, PAGE);
+    access.unpin_pages(IOVA + PAGE, 2 * PAGE);
+    access.unpin_pages(IOVA, 0);
+    access.unpin_pages(u64::MAX - PAGE + 1, 2 * PAGE);
+    access.unpin_pages(IOVA + 8 * PAGE, PAGE);
+    assert!(f.host.mm.pin_count(pas[0]) > 0);
+    assert_eq!(f.p.locked_pages(), 1);
+    // the area still counts the real pin: its unmap asks the driver, which lets go
+    assert_eq!(f.unmap(ioas, IOVA, 4 * PAGE), Ok(4 * PAGE));
+    assert_eq!(driver.calls(), vec![(IOVA, 4 * PAGE)]);
+    assert_eq!(f.host.mm.pin_count(pas[0]), 0);
+    assert_eq!(f.p.locked_pages(), 0);
+    f.fd.access_destroy(access);
+}
+
+#[test]
+fn an_unpin_through_another_ioas_does_not_take_a_pin_it_does_not_hold() {
+    let f = open();
+    let (ioas, _) = ioas_with(&f, 2);
+    let other = f.alloc().unwrap();
+    let mut copy = IommuIoasCopy {
+        size: 40,
+        flags: FIXED_RW,
+        dst_ioas_id: other,
+        src_ioas_id: ioas,
+        length: 2 * PAGE,
+        dst_iova: IOVA,
+        src_iova: IOVA,
+    };
+    f.fd.ioas_copy(&mut copy).unwrap();
+    let pinner = Driver::new(true, true);
+    let a = create(&f, &pinner);
+    a.attach(ioas).unwrap();
+    let pas = pinner.pin(&a, IOVA, PAGE, true).unwrap();
+    // another access unpins the same page of the shared memory through its own IOAS, where
+    // it pinned nothing: a driver bug, logged
+    let buggy = create(&f, &Driver::new(true, true));
+    buggy.attach(other).unwrap();
+    buggy.unpin_pages(IOVA, PAGE);
+    assert!(
+        f.host.mm.pin_count(pas[0]) > 0,
+        "the pin is still the first access's"
+    );
+    assert_eq!(f.p.locked_pages(), 1);
+    assert_eq!(f.unmap(ioas, IOVA, 2 * PAGE), Ok(2 * PAGE));
+    assert_eq!(pinner.calls().len(), 1);
+    assert_eq!(f.host.mm.pin_count(pas[0]), 0);
+    assert_eq!(f.p.locked_pages(), 0);
+    f.fd.access_destroy(a);
+    f.fd.access_destroy(buggy);
 }
 
 #[test]
