@@ -416,27 +416,6 @@ impl Pages {
         dropped
     }
 
-    /// The physical address of page `index` if it is pinned (by a domain or an access).
-    pub fn pinned_page(&self, index: u64) -> Option<u64> {
-        let st = lock(&self.pins);
-        if let Some(pin) = st.access.get(&index) {
-            return Some(pin.run.pa);
-        }
-        if st.users == 0 {
-            return None;
-        }
-        let va = self.base + index * PAGE;
-        st.runs
-            .iter()
-            .find(|r| r.va.raw() <= va && va - r.va.raw() < r.len)
-            .map(|r| r.pa + (va - r.va.raw()))
-    }
-
-    /// Pages charged as locked memory now (for tests and traces).
-    pub fn charged_pages(&self) -> u64 {
-        lock(&self.pins).charged(self.npages)
-    }
-
     /// Reads or writes `buf.len()` bytes from byte `start_byte` of the range through `mem`
     /// (`iopt_pages_rw_access()`). Linux copies through the pinned pages when it has them and
     /// otherwise pins the pages for the copy (`iopt_pages_rw_slow()`); vsva always does the
