@@ -9,8 +9,10 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use common::{FIXED_RW, Fixture, PAGE, open};
-use vsva_iommufd::abi::ioctl::VFIO_DEVICE_ATTACH_IOMMUFD_PT;
-use vsva_iommufd::abi::{Errno, IoasMapFlags, IommuIoasCopy, VfioDeviceAttachIommufdPt};
+use vsva_iommufd::abi::ioctl::{VFIO_DEVICE_ATTACH_IOMMUFD_PT, VFIO_DEVICE_DETACH_IOMMUFD_PT};
+use vsva_iommufd::abi::{
+    Errno, IoasMapFlags, IommuIoasCopy, VfioDeviceAttachIommufdPt, VfioDeviceDetachIommufdPt,
+};
 use vsva_iommufd::access::{Access, AccessOps};
 use vsva_iommufd::object::{Held, ObjectType};
 use vsva_iommufd::pages::RwBuf;
@@ -633,4 +635,101 @@ fn vfio_emulated_device_binds_as_an_access() {
     );
     f.destroy(ioas).unwrap();
     assert_eq!(f.destroy(dev_id), Err(Errno::ENOENT));
+}
+
+#[test]
+fn vfio_emulated_device_bad_input() {
+    let f = open();
+    let (ioas, _) = ioas_with(&f, 2);
+    let mdev = Arc::new(Mdev::default());
+    let vdev = VfioDevice::emulated(mdev.clone(), f.host.mem.clone());
+    let file = vdev.open();
+    // an unbound file: every driver call and every ioctl but bind is EINVAL
+    assert_eq!(
+        vdev.dma_rw(IOVA, RwBuf::Read(&mut [0u8; 4])),
+        Err(Errno::EINVAL)
+    );
+    vdev.unpin_pages(IOVA, 1); // a driver bug: logged
+    assert_eq!(file.attach(ioas, None), Err(Errno::EINVAL));
+    assert_eq!(file.detach(None), Err(Errno::EINVAL));
+
+    let dev_id = file.bind(f.fd.clone()).unwrap();
+    assert_eq!(file.bind(f.fd.clone()), Err(Errno::EINVAL), "bound already");
+    assert_eq!(
+        vdev.pin_pages(IOVA, 1, false),
+        Err(Errno::ENOENT),
+        "not attached"
+    );
+    assert_eq!(file.attach(999, None), Err(Errno::ENOENT));
+    file.attach(ioas, None).unwrap();
+    // the page-rounded range wraps; a page at the top of the space is simply not mapped
+    assert_eq!(vdev.pin_pages(u64::MAX, 2, false), Err(Errno::EOVERFLOW));
+    assert_eq!(vdev.pin_pages(u64::MAX, 1, false), Err(Errno::ENOENT));
+    assert_eq!(
+        vdev.pin_pages(IOVA, u32::MAX, false),
+        Err(Errno::ENOENT),
+        "runs past the area"
+    );
+    assert_eq!(
+        vdev.dma_rw(u64::MAX - 1, RwBuf::Read(&mut [0u8; 4])),
+        Err(Errno::EOVERFLOW)
+    );
+    vdev.unpin_pages(IOVA, 0); // a driver bug: logged
+    vdev.unpin_pages(u64::MAX, u32::MAX); // likewise
+    assert_eq!(f.p.locked_pages(), 0);
+    // no PASIDs, typed or by ioctl
+    assert_eq!(file.detach(Some(1)), Err(Errno::EOPNOTSUPP));
+    let mem = ProcessMemory::new(f.p.clone());
+    let never = |_: i32| Err(Errno::EBADF);
+    let mut detach = VfioDeviceDetachIommufdPt {
+        argsz: 12,
+        flags: 1,
+        pasid: 1,
+    };
+    assert_eq!(
+        file.ioctl(
+            u64::from(VFIO_DEVICE_DETACH_IOMMUFD_PT),
+            detach.as_mut_bytes(),
+            &mem,
+            &never
+        ),
+        Err(Errno::EOPNOTSUPP)
+    );
+    // a move to an IOAS the access cannot use leaves it where it was
+    let unaligned = f.alloc().unwrap();
+    let va = f.buffer(PAGE);
+    f.map(unaligned, FIXED_RW, va, 0x800, IOVA).unwrap();
+    assert_eq!(file.attach(unaligned, None), Err(Errno::EADDRINUSE));
+    let pas = vdev.pin_pages(IOVA, 1, true).unwrap();
+    mdev.pinned.lock().unwrap().push((IOVA, 1));
+    assert!(
+        f.host.mm.pin_count(pas[0]) > 0,
+        "still attached to the first IOAS"
+    );
+    // detaching twice is no error; the driver unpinned on the first
+    file.detach(None).unwrap();
+    assert_eq!(f.p.locked_pages(), 0);
+    file.detach(None).unwrap();
+    assert_eq!(vdev.pin_pages(IOVA, 1, false), Err(Errno::ENOENT));
+    drop(file);
+    assert_eq!(f.destroy(dev_id), Err(Errno::ENOENT));
+}
+
+#[test]
+fn a_physical_vfio_device_cannot_pin_or_copy() {
+    let f = open();
+    let (ioas, _) = ioas_with(&f, 1);
+    let (_demo, info) = f.plug(3);
+    let vdev = VfioDevice::new(info);
+    let file = vdev.open();
+    let dev_id = file.bind(f.fd.clone()).unwrap();
+    file.attach(ioas, None).unwrap();
+    assert!(!vdev.is_emulated());
+    assert_eq!(vdev.pin_pages(IOVA, 1, false), Err(Errno::EINVAL));
+    assert_eq!(
+        vdev.dma_rw(IOVA, RwBuf::Read(&mut [0u8; 4])),
+        Err(Errno::EINVAL)
+    );
+    vdev.unpin_pages(IOVA, 1); // a driver bug: logged
+    assert_eq!(f.fd.get_device(dev_id).map(|d| d.id()), Ok(dev_id));
 }
