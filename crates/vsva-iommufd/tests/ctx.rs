@@ -7,7 +7,7 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{FIXED_RW, Fixture, MIB, PAGE, RW, Recorder, open};
+use common::{FIXED_RW, Fixture, MIB, PAGE, RW, Recorder, ShmemResolver, open};
 use vsva_iommufd::abi::ioctl::{
     IOMMU_FAULT_QUEUE_ALLOC, IOMMU_HWPT_ALLOC, IOMMU_IOAS_ALLOC, IOMMU_IOAS_ALLOW_IOVAS,
     IOMMU_IOAS_CHANGE_PROCESS, IOMMU_IOAS_COPY, IOMMU_IOAS_IOVA_RANGES, IOMMU_IOAS_MAP,
@@ -20,8 +20,7 @@ use vsva_iommufd::abi::{
     IommuIovaRange, IommuOption, IommuVfioIoas, IommuViommuAlloc, OptionId, OptionOp, VfioIoasOp,
 };
 use vsva_iommufd::io_pagetable::{EADDRINUSE, ReservedBy};
-use vsva_iommufd::pages::AddressSpace;
-use vsva_iommufd::{FileResolver, ObjectType, ProcessMemory};
+use vsva_iommufd::{ObjectType, ProcessMemory};
 use vsva_mm::{MapFlags, Process, Prot};
 use zerocopy::IntoBytes;
 
@@ -628,25 +627,6 @@ fn change_process_needs_file_mappings_only() {
         f.call(IOMMU_IOAS_CHANGE_PROCESS, &mut cmd),
         Err(Errno::EOPNOTSUPP)
     );
-}
-
-/// A "memfd" for the tests: the memory of a process of its own, offsets being its addresses.
-struct ShmemResolver(Arc<Process>);
-
-impl FileResolver for ShmemResolver {
-    fn resolve(
-        &self,
-        fd: i32,
-        _start: u64,
-        _length: u64,
-        _writable: bool,
-    ) -> Result<Arc<dyn AddressSpace>, Errno> {
-        if fd == 3 {
-            Ok(self.0.clone())
-        } else {
-            Err(Errno::EBADF)
-        }
-    }
 }
 
 #[test]

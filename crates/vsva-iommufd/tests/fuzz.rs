@@ -13,7 +13,7 @@ mod common;
 
 use std::sync::{Arc, Mutex};
 
-use common::{FIXED_RW, Fixture, MIB, PAGE, open};
+use common::{FIXED_RW, Fixture, MIB, PAGE, ShmemResolver, open};
 use proptest::prelude::*;
 use vsva_iommufd::abi::{
     Command, Errno, FdKind, HwInfoType, HwQueueType, HwptAllocFlags, HwptDataType,
@@ -26,8 +26,7 @@ use vsva_iommufd::abi::{
     VfioDeviceAttachIommufdPt, VfioDeviceBindIommufd, VfioDeviceDetachIommufdPt, VfioIoasOp,
     ViommuType,
 };
-use vsva_iommufd::file::FileResolver;
-use vsva_iommufd::pages::{AddressSpace, RwBuf};
+use vsva_iommufd::pages::RwBuf;
 use vsva_iommufd::vfio_cdev::EmulatedDriver;
 use vsva_iommufd::{Iommufd, VfioDevice, VfioDeviceFile};
 use vsva_mem::Va;
@@ -61,24 +60,6 @@ const MAP_IOVA: u64 = 0x40_0000;
 
 /// Where the memory of the file `IOMMU_IOAS_MAP_FILE` maps is (8 pages).
 const SHMEM: u64 = 0x1000_0000;
-
-/// A file resolver whose descriptor 3 is a memfd-like second process.
-struct Shmem(Arc<Process>);
-
-impl FileResolver for Shmem {
-    fn resolve(
-        &self,
-        fd: i32,
-        _start: u64,
-        _length: u64,
-        _writable: bool,
-    ) -> Result<Arc<dyn AddressSpace>, Errno> {
-        match fd {
-            3 => Ok(self.0.clone()),
-            _ => Err(Errno::EBADF),
-        }
-    }
-}
 
 /// An emulated device's driver that keeps a record of its pins and, as it must, unpins them in
 /// `dma_unmap`.
@@ -341,7 +322,7 @@ fn template(command: Command, variant: u8) -> Vec<u8> {
         .as_bytes()
         .to_vec(),
         Command::IoasMapFile => IommuIoasMapFile {
-            size: 48,
+            size: 40,
             flags: rw,
             ioas_id: IOAS + v % 2,
             fd: 3,
@@ -429,7 +410,7 @@ fn argument(command: Command, variant: u8, size: SizeChoice, edits: &[(usize, u3
     bytes.resize(command.size() + 8, 0);
     let len = bytes.len();
     match size {
-        SizeChoice::Exact => {}
+        SizeChoice::Exact => bytes[..4].copy_from_slice(&(command.size() as u32).to_le_bytes()),
         SizeChoice::Min => bytes[..4].copy_from_slice(&(command.min_size() as u32).to_le_bytes()),
         SizeChoice::Bigger => bytes[..4].copy_from_slice(&(len as u32).to_le_bytes()),
         SizeChoice::Random(s) => bytes[..4].copy_from_slice(&s.to_le_bytes()),
@@ -506,7 +487,7 @@ fn world(buffer: &[u8]) -> World {
         .mmap(Some(Va::new(SHMEM)), 8 * PAGE, Prot::RW, MapFlags::empty())
         .unwrap();
     assert_eq!(file.raw(), SHMEM);
-    f.fd.set_file_resolver(Some(Arc::new(Shmem(shmem.clone()))));
+    f.fd.set_file_resolver(Some(Arc::new(ShmemResolver(shmem.clone()))));
     let buf =
         f.p.mmap(Some(Va::new(BUF)), BUF_LEN, Prot::RW, MapFlags::empty())
             .unwrap();

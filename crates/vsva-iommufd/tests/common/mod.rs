@@ -21,7 +21,8 @@ use vsva_iommufd::abi::{
     IommuOption, IommuVfioIoas, OptionId, OptionOp, VfioIoasOp,
 };
 use vsva_iommufd::domain::{IoDomain, IoProt};
-use vsva_iommufd::{DeviceInfo, Iommufd, ProcessMemory};
+use vsva_iommufd::pages::AddressSpace;
+use vsva_iommufd::{DeviceInfo, FileResolver, Iommufd, ProcessMemory};
 use vsva_mem::{Access, FrameAllocator, PhysMem, PhysWindow, Rid, Va};
 use vsva_mm::{MapFlags, Process, Prot};
 use vsva_pgtable::PageTable;
@@ -348,6 +349,26 @@ impl Fixture {
             .read_bytes(Va::new(addr), entry.as_mut_bytes())
             .unwrap();
         entry
+    }
+}
+
+/// A "memfd" for the tests: descriptor 3 is the memory of a process of its own, offsets
+/// being its addresses.
+pub struct ShmemResolver(pub Arc<Process>);
+
+impl FileResolver for ShmemResolver {
+    fn resolve(
+        &self,
+        fd: i32,
+        _start: u64,
+        _length: u64,
+        _writable: bool,
+    ) -> Result<Arc<dyn AddressSpace>, Errno> {
+        if fd == 3 {
+            Ok(self.0.clone())
+        } else {
+            Err(Errno::EBADF)
+        }
     }
 }
 
