@@ -8,16 +8,21 @@ mod common;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
-use common::{FIXED_RW, Fixture, PAGE, open};
-use vsva_iommufd::abi::ioctl::{VFIO_DEVICE_ATTACH_IOMMUFD_PT, VFIO_DEVICE_DETACH_IOMMUFD_PT};
+use common::{FIXED_RW, Fixture, PAGE, ShmemResolver, open};
+use vsva_iommufd::abi::ioctl::{
+    IOMMU_IOAS_CHANGE_PROCESS, IOMMU_IOAS_MAP_FILE, VFIO_DEVICE_ATTACH_IOMMUFD_PT,
+    VFIO_DEVICE_DETACH_IOMMUFD_PT,
+};
 use vsva_iommufd::abi::{
-    Errno, IoasMapFlags, IommuIoasCopy, VfioDeviceAttachIommufdPt, VfioDeviceDetachIommufdPt,
+    Errno, IoasMapFlags, IommuIoasChangeProcess, IommuIoasCopy, IommuIoasMapFile,
+    VfioDeviceAttachIommufdPt, VfioDeviceDetachIommufdPt,
 };
 use vsva_iommufd::access::{Access, AccessOps};
 use vsva_iommufd::object::{Held, ObjectType};
 use vsva_iommufd::pages::RwBuf;
 use vsva_iommufd::vfio_cdev::EmulatedDriver;
 use vsva_iommufd::{ProcessMemory, VfioDevice};
+use vsva_mm::{MapFlags, Prot};
 use zerocopy::IntoBytes;
 
 const FIXED_RO: u32 = IoasMapFlags::READABLE.bits() | IoasMapFlags::FIXED_IOVA.bits();
@@ -527,6 +532,75 @@ fn pin_past_rlimit_memlock_is_enomem_and_charges_nothing() {
     );
     access.unpin_pages(IOVA, 2 * PAGE);
     f.fd.access_destroy(access);
+}
+
+#[test]
+fn change_process_moves_the_charge_of_access_pins_once() {
+    let f = open();
+    let shmem = f.host.mm.spawn().unwrap();
+    let file = shmem
+        .mmap(None, 4 * PAGE, Prot::RW, MapFlags::empty())
+        .unwrap()
+        .raw();
+    f.fd.set_file_resolver(Some(Arc::new(ShmemResolver(shmem.clone()))));
+    let ioas = f.alloc().unwrap();
+    let mut map = IommuIoasMapFile {
+        size: 40,
+        flags: FIXED_RW,
+        ioas_id: ioas,
+        fd: 3,
+        start: file,
+        length: 4 * PAGE,
+        iova: IOVA,
+    };
+    f.call(IOMMU_IOAS_MAP_FILE, &mut map).unwrap();
+    // a second IOAS maps the same pages
+    let other = f.alloc().unwrap();
+    let mut copy = IommuIoasCopy {
+        size: 40,
+        flags: FIXED_RW,
+        dst_ioas_id: other,
+        src_ioas_id: ioas,
+        length: 4 * PAGE,
+        dst_iova: IOVA,
+        src_iova: IOVA,
+    };
+    f.fd.ioas_copy(&mut copy).unwrap();
+    let driver = Driver::new(true, true);
+    let a = create(&f, &driver);
+    a.attach(ioas).unwrap();
+    driver.pin(&a, IOVA, 2 * PAGE, true).unwrap();
+    let b = create(&f, &Driver::new(true, true));
+    b.attach(other).unwrap();
+    let pas = b.pin_pages(IOVA, PAGE, false).unwrap();
+    assert_eq!(f.p.locked_pages(), 2, "the mapper is charged once per page");
+
+    let change = |by: &Arc<vsva_mm::Process>| {
+        let mut cmd = IommuIoasChangeProcess {
+            size: 8,
+            __reserved: 0,
+        };
+        f.fd.ioctl(
+            u64::from(IOMMU_IOAS_CHANGE_PROCESS),
+            cmd.as_mut_bytes(),
+            &ProcessMemory::new(by.clone()),
+        )
+    };
+    let small = f.host.mm.spawn().unwrap();
+    small.set_memlock_limit(PAGE);
+    assert_eq!(change(&small), Err(Errno::ENOMEM));
+    assert_eq!((f.p.locked_pages(), small.locked_pages()), (2, 0));
+    let next = f.host.mm.spawn().unwrap();
+    assert_eq!(change(&next), Ok(()));
+    assert_eq!((f.p.locked_pages(), next.locked_pages()), (0, 2));
+
+    // the pins' charge now comes back to the new owner
+    b.unpin_pages(IOVA, PAGE);
+    assert!(f.host.mm.pin_count(pas[0]) > 0, "still the first access's");
+    assert_eq!(next.locked_pages(), 2);
+    f.fd.access_destroy(a);
+    assert_eq!((f.p.locked_pages(), next.locked_pages()), (0, 0));
+    f.fd.access_destroy(b);
 }
 
 /// An emulated device's driver: it pins through VFIO and unpins in `dma_unmap`.
