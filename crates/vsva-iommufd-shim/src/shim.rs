@@ -249,7 +249,7 @@ impl Arg {
     /// Reads the argument at `addr`: the leading `u32` size, then that many bytes (up to
     /// [`ARG_CAP`]) — as many as are readable, so the model reports `EFAULT` exactly where
     /// Linux would, after the checks Linux makes first.
-    fn read(number: u64, addr: u64) -> Result<Arg, Errno> {
+    fn read(number: u32, addr: u64) -> Result<Arg, Errno> {
         let mut head = [0u8; 4];
         let mut arg = Arg {
             addr,
@@ -306,8 +306,8 @@ impl Arg {
 /// Whether a command's struct is read with `copy_struct_from_user()` (its bytes past the
 /// kernel's struct must be zero): the iommufd commands and VFIO's bind; VFIO's attach and
 /// detach read only their minimum.
-fn checks_tail(number: u64) -> bool {
-    Command::from_ioctl(number).is_some_and(|command| {
+fn checks_tail(number: u32) -> bool {
+    Command::from_ioctl(u64::from(number)).is_some_and(|command| {
         !matches!(
             command,
             Command::VfioDeviceAttachIommufdPt | Command::VfioDeviceDetachIommufdPt
@@ -336,8 +336,11 @@ fn check_zero_tail(addr: u64, len: u64) -> Result<(), Errno> {
     Ok(())
 }
 
-/// `ioctl(fd, number, arg)` on a shim file.
-pub fn ioctl(file: &OpenFile, number: u64, addr: u64) -> Result<c_int, Errno> {
+/// `ioctl(fd, request, arg)` on a shim file.
+pub fn ioctl(file: &OpenFile, request: u64, addr: u64) -> Result<c_int, Errno> {
+    // The system call's command is an `unsigned int`: the upper half of the register is
+    // dropped before any rule of any command is applied.
+    let number = request as u32;
     match &file.kind {
         Kind::Iommufd(ictx) => iommufd_ioctl(ictx, number, addr),
         Kind::Vfio(entry) => {
@@ -345,9 +348,12 @@ pub fn ioctl(file: &OpenFile, number: u64, addr: u64) -> Result<c_int, Errno> {
                 return result.map(|()| 0);
             }
             let mut arg = Arg::read(number, addr)?;
-            let result = entry
-                .file
-                .ioctl(number, &mut arg.bytes, &OwnMemory, &iommufd_of_fd);
+            let result = entry.file.ioctl(
+                u64::from(number),
+                &mut arg.bytes,
+                &OwnMemory,
+                &iommufd_of_fd,
+            );
             arg.write_back()?;
             result.map(|()| 0)
         }
@@ -359,9 +365,7 @@ pub fn ioctl(file: &OpenFile, number: u64, addr: u64) -> Result<c_int, Errno> {
 /// The vfio-pci ioctls of a device file ([`crate::regions`]); `None` for the others. Like
 /// every device ioctl but bind, they are `EINVAL` until the file is bound
 /// (`vfio_device_fops_unl_ioctl()`: `df->access_granted`).
-fn region_ioctl(entry: &VfioEntry, number: u64, addr: u64) -> Option<Result<(), Errno>> {
-    // The kernel's ioctl command is an `unsigned int`.
-    let number = number as u32;
+fn region_ioctl(entry: &VfioEntry, number: u32, addr: u64) -> Option<Result<(), Errno>> {
     if ![
         regions::VFIO_DEVICE_GET_INFO,
         regions::VFIO_DEVICE_GET_REGION_INFO,
@@ -398,10 +402,10 @@ fn iommufd_of_fd(fd: i32) -> Result<Arc<Iommufd>, Errno> {
     }
 }
 
-fn iommufd_ioctl(ictx: &Arc<Iommufd>, number: u64, addr: u64) -> Result<c_int, Errno> {
+fn iommufd_ioctl(ictx: &Arc<Iommufd>, number: u32, addr: u64) -> Result<c_int, Errno> {
     let mut arg = Arg::read(number, addr)?;
-    let result = ictx.ioctl(number, &mut arg.bytes, &OwnMemory);
-    if result.is_ok() && number as u32 == IOMMU_FAULT_QUEUE_ALLOC {
+    let result = ictx.ioctl(u64::from(number), &mut arg.bytes, &OwnMemory);
+    if result.is_ok() && number == IOMMU_FAULT_QUEUE_ALLOC {
         give_fault_fd(ictx, &mut arg.bytes)?;
     }
     arg.write_back()?;

@@ -169,6 +169,16 @@ int main(void)
 	struct { struct iommu_ioas_map map; uint64_t tail; } longer = { .map = bad, .tail = 1 };
 	longer.map.size = sizeof(longer);
 	CHECK_ERR("IOAS_MAP with non-zero trailing bytes: E2BIG", ioctl(fd, IOMMU_IOAS_MAP, &longer), E2BIG);
+	/* The kernel's ioctl command is an unsigned int: the upper half of the request is
+	 * dropped, for every rule of the command (here the zero tail past the shim's 4 KiB). */
+	static struct { struct iommu_ioas_alloc cmd; uint8_t tail[8192]; } big;
+	const unsigned long high = 1ul << 32;
+	big.cmd = (struct iommu_ioas_alloc){ .size = sizeof(big) };
+	CHECK_OK("IOAS_ALLOC with the request's upper half set, size 8 KiB, zero tail",
+		 ioctl(fd, high | IOMMU_IOAS_ALLOC, &big));
+	CHECK("... allocated an IOAS", big.cmd.out_ioas_id != 0);
+	big.tail[5000] = 1;
+	CHECK_ERR("... and with a non-zero byte past 4 KiB: E2BIG", ioctl(fd, high | IOMMU_IOAS_ALLOC, &big), E2BIG);
 	CHECK_ERR("ioctl with a bad pointer: EFAULT", ioctl(fd, IOMMU_IOAS_ALLOC, (void *)8), EFAULT);
 	CHECK_ERR("ioctl with an unmapped pointer: EFAULT", ioctl(fd, IOMMU_IOAS_MAP, (void *)(buf + len + (1 << 30))), EFAULT);
 
