@@ -479,6 +479,7 @@ pub fn read(file: &OpenFile, fd: c_int, buf: u64, count: usize) -> Result<usize,
         // iommufd has no `read` (`vfs_read()`: no `FMODE_CAN_READ`).
         Kind::Iommufd(_) => return Err(Errno::EINVAL),
     };
+    access_ok(buf, count)?;
     if count % PGFAULT_SIZE != 0 {
         return Err(Errno::ESPIPE);
     }
@@ -523,6 +524,7 @@ pub fn write(file: &OpenFile, buf: u64, count: usize) -> Result<usize, Errno> {
         Kind::Vfio(entry) => return vfio_rw_at_pos(entry, buf, count, Dir::Write),
         Kind::Iommufd(_) => return Err(Errno::EINVAL),
     };
+    access_ok(buf, count)?;
     if count % RESPONSE_SIZE != 0 {
         return Err(Errno::ESPIPE);
     }
@@ -546,8 +548,9 @@ pub fn write(file: &OpenFile, buf: u64, count: usize) -> Result<usize, Errno> {
 
 /// `pread(fd, buf, count, offset)` on a shim file (`ksys_pread64()`): a negative offset is
 /// `EINVAL`; a fault queue cannot be read at an offset (its anonymous file has no
-/// `FMODE_PREAD`: `ESPIPE`); iommufd cannot be read (`EINVAL`); a VFIO device reads the
-/// region `offset` names ([`crate::regions::rw`]).
+/// `FMODE_PREAD`: `ESPIPE`); iommufd cannot be read (`EINVAL`); a VFIO device, after
+/// `vfs_read()`'s checks ([`check_mode`], [`access_ok`], [`verify_area`]), reads the region
+/// `offset` names ([`crate::regions::rw`]).
 ///
 /// # Errors
 /// As said.
@@ -579,6 +582,7 @@ fn positioned(
         Kind::Iommufd(_) => Err(Errno::EINVAL),
         Kind::Vfio(entry) => {
             check_mode(entry, dir)?;
+            access_ok(buf, count)?;
             verify_area(offset as u64, count)?;
             vfio_rw(entry, offset as u64, buf, count, dir)
         }
@@ -594,6 +598,18 @@ fn check_mode(entry: &VfioEntry, dir: Dir) -> Result<(), Errno> {
     if open_for { Ok(()) } else { Err(Errno::EBADF) }
 }
 
+/// `access_ok()` of a `read` or `write` buffer, which `vfs_read()` / `vfs_write()` check
+/// right after the file's mode, before the count and position (x86-64 `__access_ok()`): a
+/// buffer that wraps or ends in the upper half of the address space is `EFAULT`. Every Linux
+/// host refuses that much; one with a smaller user address space refuses more, which the
+/// shim cannot know, and the copy then fails with `EFAULT` as far as the buffer is unmapped.
+fn access_ok(buf: u64, count: usize) -> Result<(), Errno> {
+    match buf.checked_add(count as u64) {
+        Some(end) if end <= i64::MAX as u64 => Ok(()),
+        _ => Err(Errno::EFAULT),
+    }
+}
+
 /// `rw_verify_area()`: a count that is negative as a `ssize_t`, or that carries the
 /// position past the largest `loff_t`, is `EINVAL`.
 fn verify_area(pos: u64, count: usize) -> Result<(), Errno> {
@@ -605,6 +621,7 @@ fn verify_area(pos: u64, count: usize) -> Result<(), Errno> {
 /// `read` or `write` of a VFIO device at, and advancing, the file position.
 fn vfio_rw_at_pos(entry: &VfioEntry, buf: u64, count: usize, dir: Dir) -> Result<usize, Errno> {
     check_mode(entry, dir)?;
+    access_ok(buf, count)?;
     let mut pos = entry.pos.lock().unwrap_or_else(|e| e.into_inner());
     verify_area(*pos, count)?;
     let done = vfio_rw(entry, *pos, buf, count, dir)?;
@@ -695,6 +712,20 @@ mod tests {
         ] {
             assert_eq!(classify(other), None, "{}", String::from_utf8_lossy(other));
         }
+    }
+
+    #[test]
+    fn buffers_ending_in_the_upper_half_fail_access_ok() {
+        assert_eq!(access_ok(0x1000, 8), Ok(()));
+        assert_eq!(
+            access_ok(8, 0),
+            Ok(()),
+            "a bad pointer passes: the copy faults"
+        );
+        assert_eq!(access_ok(0, i64::MAX as usize), Ok(()));
+        assert_eq!(access_ok(1, i64::MAX as usize), Err(Errno::EFAULT));
+        assert_eq!(access_ok(0x1000, usize::MAX), Err(Errno::EFAULT), "wraps");
+        assert_eq!(access_ok(1 << 63, 0), Err(Errno::EFAULT));
     }
 
     #[test]

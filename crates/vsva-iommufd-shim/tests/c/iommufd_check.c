@@ -262,6 +262,11 @@ int main(void)
 	CHECK("read of the fault fd into a bad buffer with nothing queued: 0 (nothing is copied)",
 	      read(ffd, bad_ptr, 80) == 0);
 	CHECK_ERR("write of the fault fd from a bad buffer: EFAULT", write(ffd, bad_ptr, 8), EFAULT);
+	/* access_ok() comes before the record-size rule and before anything is copied. */
+	volatile size_t records_wrap = SIZE_MAX - 15, responses_wrap = SIZE_MAX - 7, all = SIZE_MAX;
+	CHECK_ERR("read of the fault fd with a count that wraps: EFAULT", read(ffd, bad_ptr, records_wrap), EFAULT);
+	CHECK_ERR("write of the fault fd with a count that wraps: EFAULT", write(ffd, records, responses_wrap), EFAULT);
+	CHECK_ERR("... even one that is no whole record: EFAULT", write(ffd, records, all), EFAULT);
 	CHECK_ERR("ioctl of the fault fd: ENOTTY", ioctl(ffd, IOMMU_IOAS_ALLOC, &ir), ENOTTY);
 	CHECK_ERR("read of the iommufd: EINVAL", read(fd, records, 8), EINVAL);
 	CHECK_ERR("write of the iommufd: EINVAL", write(fd, records, 8), EINVAL);

@@ -265,7 +265,13 @@ int main(void)
 	CHECK_ERR("pwrite of the ROM: EINVAL", pwrite(dev, &word, 8, VFIO_PCI_INDEX_TO_OFFSET(6)), EINVAL);
 	CHECK_ERR("pread of region index 9: EINVAL", pread(dev, &word, 8, VFIO_PCI_INDEX_TO_OFFSET(9)), EINVAL);
 	CHECK_ERR("pread at a negative offset: EINVAL", pread(dev, &word, 8, -8), EINVAL);
+	CHECK_ERR("pread whose end passes the largest offset: EINVAL", pread(dev, &word, 8, INT64_MAX - 4), EINVAL);
 	void *volatile bad_ptr = (void *)8; /* volatile: no object size for the fortify checks */
+	/* volatile: sizes the compiler would refuse as constants */
+	volatile size_t all = SIZE_MAX, upper = (size_t)1 << 63;
+	CHECK_ERR("pread of a count that wraps the buffer: EFAULT (access_ok)", pread(dev, bad_ptr, all, bar0), EFAULT);
+	CHECK_ERR("read of a count past the user address space: EFAULT", read(dev, bad_ptr, upper), EFAULT);
+	CHECK_ERR("pwrite of a count that wraps the buffer: EFAULT", pwrite(dev, bad_ptr, all, bar0), EFAULT);
 	CHECK_ERR("pread into a bad buffer: EFAULT", pread(dev, bad_ptr, 8, bar0 + REG_STATUS), EFAULT);
 	CHECK_ERR("pwrite from a bad buffer: EFAULT", pwrite(dev, bad_ptr, 8, bar0 + REG_PATTERN), EFAULT);
 	CHECK("pread of 0 bytes anywhere: 0", pread(dev, &word, 0, VFIO_PCI_INDEX_TO_OFFSET(9)) == 0);
