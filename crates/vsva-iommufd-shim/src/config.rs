@@ -32,6 +32,11 @@ pub const MIN_RAM_MIB: u64 = 256;
 /// device numbers are small in practice).
 pub const MAX_ENDPOINTS: usize = 64;
 
+/// The largest ATC an endpoint may have. The ATC reserves room for all its entries when it
+/// is made, so a larger value could exhaust memory (an abort, not an error); real ATCs hold
+/// tens to thousands of entries.
+pub const MAX_ATC_ENTRIES: usize = 1 << 16;
+
 /// The shim's configuration.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -86,7 +91,7 @@ pub struct EndpointConfig {
     pub ats: bool,
     /// PRI enabled.
     pub pri: bool,
-    /// ATC entries of the device.
+    /// ATC entries of the device (at most [`MAX_ATC_ENTRIES`]).
     pub atc_entries: usize,
     /// Outstanding page requests the device may have (PRI capacity and allocation).
     pub pri_capacity: u32,
@@ -207,6 +212,12 @@ impl ShimConfig {
             if ep.pasid_bits > 20 {
                 return Err(format!("{}: pasid_bits must be 0..=20", ep.rid));
             }
+            if ep.atc_entries > MAX_ATC_ENTRIES {
+                return Err(format!(
+                    "{}: atc_entries must be at most {MAX_ATC_ENTRIES}",
+                    ep.rid
+                ));
+            }
             if ep.pri && ep.pri_capacity == 0 {
                 return Err(format!(
                     "{}: pri_capacity must be non-zero with PRI",
@@ -321,6 +332,10 @@ mod tests {
             r#"{"endpoints": [{"rid": "00:01.8"}]}"#,
             r#"{"endpoints": [{"pasid_bits": 21}]}"#,
             r#"{"endpoints": [{"pri_capacity": 0}]}"#,
+            // an ATC this large would abort the program when the machine is built
+            r#"{"endpoints": [{"atc_entries": 65537}]}"#,
+            r#"{"endpoints": [{"atc_entries": 1000000000000}]}"#,
+            r#"{"endpoints": [{"atc_entries": 18446744073709551615}]}"#,
             r#"{"unknown": 1}"#,
             r#"{"emulated": [{"rid": "00:03.0"}]}"#,
             r#"{"emulated": 1}"#,
@@ -328,5 +343,7 @@ mod tests {
         ] {
             assert!(ShimConfig::parse(bad).is_err(), "{bad}");
         }
+        let largest = format!(r#"{{"endpoints": [{{"atc_entries": {MAX_ATC_ENTRIES}}}]}}"#);
+        assert!(ShimConfig::parse(&largest).is_ok());
     }
 }

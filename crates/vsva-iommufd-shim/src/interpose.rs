@@ -191,6 +191,28 @@ pub unsafe extern "C" fn read(fd: c_int, buf: *mut c_void, count: size_t) -> isi
     })
 }
 
+/// `__read_chk`, what `read` becomes under `_FORTIFY_SOURCE` when the buffer's size is known
+/// but the count is not constant: a count larger than the buffer aborts, as glibc's does.
+/// glibc's own reads through its internal `__read`, past the shim, so without this a shim
+/// file would be read as the socket behind it.
+///
+/// # Safety
+/// As [`read`].
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn __read_chk(
+    fd: c_int,
+    buf: *mut c_void,
+    count: size_t,
+    buflen: size_t,
+) -> isize {
+    if count > buflen {
+        // SAFETY: glibc's own handler of the same check; it does not return.
+        unsafe { __chk_fail() }
+    }
+    // SAFETY: the same contract.
+    unsafe { read(fd, buf, count) }
+}
+
 /// `write(2)`.
 ///
 /// # Safety
@@ -532,6 +554,27 @@ pub unsafe extern "C" fn poll(fds: *mut pollfd, nfds: nfds_t, timeout: c_int) ->
     poll_common(fds, nfds, timeout, std::ptr::null())
 }
 
+/// `__poll_chk`, what `poll` becomes under `_FORTIFY_SOURCE` when the array's size is known
+/// but the count is not constant: more entries than the array holds abort, as glibc's
+/// check does (glibc's own polls through its internal `__poll`, past the shim).
+///
+/// # Safety
+/// As [`poll`].
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn __poll_chk(
+    fds: *mut pollfd,
+    nfds: nfds_t,
+    timeout: c_int,
+    fdslen: size_t,
+) -> c_int {
+    if (fdslen / size_of::<pollfd>()) < nfds as usize {
+        // SAFETY: glibc's own handler of the same check; it does not return.
+        unsafe { __chk_fail() }
+    }
+    // SAFETY: the same contract.
+    unsafe { poll(fds, nfds, timeout) }
+}
+
 /// `ppoll(2)`.
 ///
 /// # Safety
@@ -543,5 +586,24 @@ pub unsafe extern "C" fn ppoll(
     timeout: *const libc::timespec,
     sigmask: *const libc::sigset_t,
 ) -> c_int {
+    poll_common(fds, nfds, timeout, sigmask)
+}
+
+/// `__ppoll_chk`, as [`__poll_chk`] for `ppoll`.
+///
+/// # Safety
+/// As [`ppoll`].
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn __ppoll_chk(
+    fds: *mut pollfd,
+    nfds: nfds_t,
+    timeout: *const libc::timespec,
+    sigmask: *const libc::sigset_t,
+    fdslen: size_t,
+) -> c_int {
+    if (fdslen / size_of::<pollfd>()) < nfds as usize {
+        // SAFETY: glibc's own handler of the same check; it does not return.
+        unsafe { __chk_fail() }
+    }
     poll_common(fds, nfds, timeout, sigmask)
 }

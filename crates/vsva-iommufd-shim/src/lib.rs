@@ -7,8 +7,8 @@
 //! and path goes straight to the kernel.
 //!
 //! * [`interpose`] — the libc entry points (`open*`, `close`, `ioctl`, `read`, `write`,
-//!   `pread*`, `pwrite*`, `poll`, `ppoll`, `dup*`, `fcntl`), built only into the library,
-//!   not the unit tests;
+//!   `pread*`, `pwrite*`, `poll`, `ppoll`, `dup*`, `fcntl`, and the `_FORTIFY_SOURCE` forms
+//!   glibc would otherwise serve itself), built only into the library, not the unit tests;
 //! * [`shim`] — what they do with the shim's files: ioctl arguments read and written with
 //!   `process_vm_readv` / `process_vm_writev` (a bad pointer is `EFAULT`), fault queues as
 //!   real pollable descriptors;

@@ -311,6 +311,44 @@ fn piece(at: u64, left: usize, sizes: &[usize]) -> usize {
         .unwrap_or(1)
 }
 
+/// Moves `count` bytes between the program's buffer and the device at `off`, one naturally
+/// aligned piece (the largest of `sizes`, at most 8 bytes) at a time: a read piece is fetched
+/// with `read` and copied out, a write piece copied in and given to `write`. A buffer piece
+/// that cannot be reached is `EFAULT`, after the pieces before it reached the device.
+fn pieces(
+    off: u64,
+    count: usize,
+    sizes: &[usize],
+    buf: &dyn UserBuf,
+    dir: Dir,
+    mut read: impl FnMut(u64, &mut [u8]),
+    mut write: impl FnMut(u64, &[u8]),
+) -> Result<usize, Errno> {
+    let mut done = 0;
+    while done < count {
+        let at = off + done as u64;
+        let size = piece(at, count - done, sizes);
+        let mut bytes = [0u8; 8];
+        let bytes = &mut bytes[..size];
+        match dir {
+            Dir::Read => {
+                read(at, bytes);
+                if !buf.write(done, bytes) {
+                    return Err(Errno::EFAULT);
+                }
+            }
+            Dir::Write => {
+                if !buf.read(done, bytes) {
+                    return Err(Errno::EFAULT);
+                }
+                write(at, bytes);
+            }
+        }
+        done += size;
+    }
+    Ok(done)
+}
+
 fn bar0_rw(
     dev: &dyn PciFunction,
     run: &dyn Fn(),
@@ -323,28 +361,15 @@ fn bar0_rw(
         return Err(Errno::EINVAL);
     }
     let count = count.min((BAR0_SIZE - off) as usize);
-    let mut done = 0;
-    while done < count {
-        let at = off + done as u64;
-        let size = piece(at, count - done, &[8, 4, 2, 1]);
-        let mut bytes = [0u8; 8];
-        match dir {
-            Dir::Read => {
-                bar0_read(dev, run, at, &mut bytes[..size]);
-                if !buf.write(done, &bytes[..size]) {
-                    return Err(Errno::EFAULT);
-                }
-            }
-            Dir::Write => {
-                if !buf.read(done, &mut bytes[..size]) {
-                    return Err(Errno::EFAULT);
-                }
-                bar0_write(dev, run, at, &bytes[..size]);
-            }
-        }
-        done += size;
-    }
-    Ok(done)
+    pieces(
+        off,
+        count,
+        &[8, 4, 2, 1],
+        buf,
+        dir,
+        |at, out| bar0_read(dev, run, at, out),
+        |at, data| bar0_write(dev, run, at, data),
+    )
 }
 
 /// One naturally aligned read of `out.len()` (1, 2, 4 or 8) bytes at `at`: the bytes of the
@@ -384,33 +409,26 @@ fn config_rw(
     {
         return Err(Errno::EFAULT);
     }
-    let mut done = 0;
-    while done < count {
-        let at = off + done as u64;
-        let size = piece(at, count - done, &[4, 2, 1]);
-        // In range: `at + size <= CONFIG_SIZE`, 4 KiB, so the offset fits a `u32`.
-        let (at32, size32) = (at as u32, size as u32);
-        let mut bytes = [0u8; 4];
-        match dir {
-            Dir::Read => {
-                let value = dev.config_read(at32, size32);
-                bytes = value.to_le_bytes();
-                if !buf.write(done, &bytes[..size]) {
-                    return Err(Errno::EFAULT);
-                }
+    // In range: every offset is below `CONFIG_SIZE`, 4 KiB, so it fits a `u32`; pieces are
+    // 1, 2 or 4 bytes.
+    pieces(
+        off,
+        count,
+        &[4, 2, 1],
+        buf,
+        dir,
+        |at, out| {
+            let value = dev.config_read(at as u32, out.len() as u32);
+            out.copy_from_slice(&value.to_le_bytes()[..out.len()]);
+        },
+        |at, data| {
+            let mut word = [0u8; 4];
+            word[..data.len()].copy_from_slice(data);
+            if !host_owned(dev, at as u32) {
+                dev.config_write(at as u32, data.len() as u32, u32::from_le_bytes(word));
             }
-            Dir::Write => {
-                if !buf.read(done, &mut bytes[..size]) {
-                    return Err(Errno::EFAULT);
-                }
-                if !host_owned(dev, at32) {
-                    dev.config_write(at32, size32, u32::from_le_bytes(bytes));
-                }
-            }
-        }
-        done += size;
-    }
-    Ok(done)
+        },
+    )
 }
 
 /// Whether configuration offset `at` lies in an extended capability the host kernel owns:

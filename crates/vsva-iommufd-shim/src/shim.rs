@@ -249,7 +249,7 @@ impl Arg {
     /// Reads the argument at `addr`: the leading `u32` size, then that many bytes (up to
     /// [`ARG_CAP`]) — as many as are readable, so the model reports `EFAULT` exactly where
     /// Linux would, after the checks Linux makes first.
-    fn read(number: u64, addr: u64) -> Result<Arg, Errno> {
+    fn read(number: u32, addr: u64) -> Result<Arg, Errno> {
         let mut head = [0u8; 4];
         let mut arg = Arg {
             addr,
@@ -306,8 +306,8 @@ impl Arg {
 /// Whether a command's struct is read with `copy_struct_from_user()` (its bytes past the
 /// kernel's struct must be zero): the iommufd commands and VFIO's bind; VFIO's attach and
 /// detach read only their minimum.
-fn checks_tail(number: u64) -> bool {
-    Command::from_ioctl(number).is_some_and(|command| {
+fn checks_tail(number: u32) -> bool {
+    Command::from_ioctl(u64::from(number)).is_some_and(|command| {
         !matches!(
             command,
             Command::VfioDeviceAttachIommufdPt | Command::VfioDeviceDetachIommufdPt
@@ -336,8 +336,11 @@ fn check_zero_tail(addr: u64, len: u64) -> Result<(), Errno> {
     Ok(())
 }
 
-/// `ioctl(fd, number, arg)` on a shim file.
-pub fn ioctl(file: &OpenFile, number: u64, addr: u64) -> Result<c_int, Errno> {
+/// `ioctl(fd, request, arg)` on a shim file.
+pub fn ioctl(file: &OpenFile, request: u64, addr: u64) -> Result<c_int, Errno> {
+    // The system call's command is an `unsigned int`: the upper half of the register is
+    // dropped before any rule of any command is applied.
+    let number = request as u32;
     match &file.kind {
         Kind::Iommufd(ictx) => iommufd_ioctl(ictx, number, addr),
         Kind::Vfio(entry) => {
@@ -345,9 +348,12 @@ pub fn ioctl(file: &OpenFile, number: u64, addr: u64) -> Result<c_int, Errno> {
                 return result.map(|()| 0);
             }
             let mut arg = Arg::read(number, addr)?;
-            let result = entry
-                .file
-                .ioctl(number, &mut arg.bytes, &OwnMemory, &iommufd_of_fd);
+            let result = entry.file.ioctl(
+                u64::from(number),
+                &mut arg.bytes,
+                &OwnMemory,
+                &iommufd_of_fd,
+            );
             arg.write_back()?;
             result.map(|()| 0)
         }
@@ -359,9 +365,7 @@ pub fn ioctl(file: &OpenFile, number: u64, addr: u64) -> Result<c_int, Errno> {
 /// The vfio-pci ioctls of a device file ([`crate::regions`]); `None` for the others. Like
 /// every device ioctl but bind, they are `EINVAL` until the file is bound
 /// (`vfio_device_fops_unl_ioctl()`: `df->access_granted`).
-fn region_ioctl(entry: &VfioEntry, number: u64, addr: u64) -> Option<Result<(), Errno>> {
-    // The kernel's ioctl command is an `unsigned int`.
-    let number = number as u32;
+fn region_ioctl(entry: &VfioEntry, number: u32, addr: u64) -> Option<Result<(), Errno>> {
     if ![
         regions::VFIO_DEVICE_GET_INFO,
         regions::VFIO_DEVICE_GET_REGION_INFO,
@@ -398,10 +402,10 @@ fn iommufd_of_fd(fd: i32) -> Result<Arc<Iommufd>, Errno> {
     }
 }
 
-fn iommufd_ioctl(ictx: &Arc<Iommufd>, number: u64, addr: u64) -> Result<c_int, Errno> {
+fn iommufd_ioctl(ictx: &Arc<Iommufd>, number: u32, addr: u64) -> Result<c_int, Errno> {
     let mut arg = Arg::read(number, addr)?;
-    let result = ictx.ioctl(number, &mut arg.bytes, &OwnMemory);
-    if result.is_ok() && number as u32 == IOMMU_FAULT_QUEUE_ALLOC {
+    let result = ictx.ioctl(u64::from(number), &mut arg.bytes, &OwnMemory);
+    if result.is_ok() && number == IOMMU_FAULT_QUEUE_ALLOC {
         give_fault_fd(ictx, &mut arg.bytes)?;
     }
     arg.write_back()?;
@@ -475,6 +479,7 @@ pub fn read(file: &OpenFile, fd: c_int, buf: u64, count: usize) -> Result<usize,
         // iommufd has no `read` (`vfs_read()`: no `FMODE_CAN_READ`).
         Kind::Iommufd(_) => return Err(Errno::EINVAL),
     };
+    access_ok(buf, count)?;
     if count % PGFAULT_SIZE != 0 {
         return Err(Errno::ESPIPE);
     }
@@ -519,6 +524,7 @@ pub fn write(file: &OpenFile, buf: u64, count: usize) -> Result<usize, Errno> {
         Kind::Vfio(entry) => return vfio_rw_at_pos(entry, buf, count, Dir::Write),
         Kind::Iommufd(_) => return Err(Errno::EINVAL),
     };
+    access_ok(buf, count)?;
     if count % RESPONSE_SIZE != 0 {
         return Err(Errno::ESPIPE);
     }
@@ -542,8 +548,9 @@ pub fn write(file: &OpenFile, buf: u64, count: usize) -> Result<usize, Errno> {
 
 /// `pread(fd, buf, count, offset)` on a shim file (`ksys_pread64()`): a negative offset is
 /// `EINVAL`; a fault queue cannot be read at an offset (its anonymous file has no
-/// `FMODE_PREAD`: `ESPIPE`); iommufd cannot be read (`EINVAL`); a VFIO device reads the
-/// region `offset` names ([`crate::regions::rw`]).
+/// `FMODE_PREAD`: `ESPIPE`); iommufd cannot be read (`EINVAL`); a VFIO device, after
+/// `vfs_read()`'s checks ([`check_mode`], [`access_ok`], [`verify_area`]), reads the region
+/// `offset` names ([`crate::regions::rw`]).
 ///
 /// # Errors
 /// As said.
@@ -575,6 +582,7 @@ fn positioned(
         Kind::Iommufd(_) => Err(Errno::EINVAL),
         Kind::Vfio(entry) => {
             check_mode(entry, dir)?;
+            access_ok(buf, count)?;
             verify_area(offset as u64, count)?;
             vfio_rw(entry, offset as u64, buf, count, dir)
         }
@@ -590,6 +598,18 @@ fn check_mode(entry: &VfioEntry, dir: Dir) -> Result<(), Errno> {
     if open_for { Ok(()) } else { Err(Errno::EBADF) }
 }
 
+/// `access_ok()` of a `read` or `write` buffer, which `vfs_read()` / `vfs_write()` check
+/// right after the file's mode, before the count and position (x86-64 `__access_ok()`): a
+/// buffer that wraps or ends in the upper half of the address space is `EFAULT`. Every Linux
+/// host refuses that much; one with a smaller user address space refuses more, which the
+/// shim cannot know, and the copy then fails with `EFAULT` as far as the buffer is unmapped.
+fn access_ok(buf: u64, count: usize) -> Result<(), Errno> {
+    match buf.checked_add(count as u64) {
+        Some(end) if end <= i64::MAX as u64 => Ok(()),
+        _ => Err(Errno::EFAULT),
+    }
+}
+
 /// `rw_verify_area()`: a count that is negative as a `ssize_t`, or that carries the
 /// position past the largest `loff_t`, is `EINVAL`.
 fn verify_area(pos: u64, count: usize) -> Result<(), Errno> {
@@ -601,6 +621,7 @@ fn verify_area(pos: u64, count: usize) -> Result<(), Errno> {
 /// `read` or `write` of a VFIO device at, and advancing, the file position.
 fn vfio_rw_at_pos(entry: &VfioEntry, buf: u64, count: usize, dir: Dir) -> Result<usize, Errno> {
     check_mode(entry, dir)?;
+    access_ok(buf, count)?;
     let mut pos = entry.pos.lock().unwrap_or_else(|e| e.into_inner());
     verify_area(*pos, count)?;
     let done = vfio_rw(entry, *pos, buf, count, dir)?;
@@ -691,6 +712,20 @@ mod tests {
         ] {
             assert_eq!(classify(other), None, "{}", String::from_utf8_lossy(other));
         }
+    }
+
+    #[test]
+    fn buffers_ending_in_the_upper_half_fail_access_ok() {
+        assert_eq!(access_ok(0x1000, 8), Ok(()));
+        assert_eq!(
+            access_ok(8, 0),
+            Ok(()),
+            "a bad pointer passes: the copy faults"
+        );
+        assert_eq!(access_ok(0, i64::MAX as usize), Ok(()));
+        assert_eq!(access_ok(1, i64::MAX as usize), Err(Errno::EFAULT));
+        assert_eq!(access_ok(0x1000, usize::MAX), Err(Errno::EFAULT), "wraps");
+        assert_eq!(access_ok(1 << 63, 0), Err(Errno::EFAULT));
     }
 
     #[test]

@@ -3,9 +3,9 @@
  * under LD_PRELOAD=libvsva_iommufd.so by the shim's tests. One line per check; the first
  * failure exits non-zero.
  *
- * The structs and ioctl numbers are this program's own copies of Linux's
- * include/uapi/linux/iommufd.h and include/uapi/linux/vfio.h, so it builds without kernel
- * headers.
+ * The structs and ioctl numbers are the programs' own copies of Linux's
+ * include/uapi/linux/iommufd.h and include/uapi/linux/vfio.h (uapi.h), so it builds without
+ * kernel headers.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -19,71 +19,11 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-/* include/uapi/linux/iommufd.h */
-#define IOMMUFD_TYPE ';'
-#define IOMMUFD_CMD(nr) _IO(IOMMUFD_TYPE, 0x80 + (nr))
-#define IOMMU_DESTROY IOMMUFD_CMD(0)
-#define IOMMU_IOAS_ALLOC IOMMUFD_CMD(1)
-#define IOMMU_IOAS_COPY IOMMUFD_CMD(3)
-#define IOMMU_IOAS_IOVA_RANGES IOMMUFD_CMD(4)
-#define IOMMU_IOAS_MAP IOMMUFD_CMD(5)
-#define IOMMU_IOAS_UNMAP IOMMUFD_CMD(6)
-#define IOMMU_HWPT_ALLOC IOMMUFD_CMD(9)
-#define IOMMU_FAULT_QUEUE_ALLOC IOMMUFD_CMD(14)
-#define IOMMU_IOAS_MAP_FILE IOMMUFD_CMD(15)
-
-struct iommu_destroy { uint32_t size; uint32_t id; };
-struct iommu_ioas_alloc { uint32_t size; uint32_t flags; uint32_t out_ioas_id; };
-struct iommu_iova_range { uint64_t start; uint64_t last; };
-struct iommu_ioas_iova_ranges {
-	uint32_t size; uint32_t ioas_id; uint32_t num_iovas; uint32_t __reserved;
-	uint64_t allowed_iovas; uint64_t out_iova_alignment;
-};
-enum { IOMMU_IOAS_MAP_FIXED_IOVA = 1, IOMMU_IOAS_MAP_WRITEABLE = 2, IOMMU_IOAS_MAP_READABLE = 4 };
-struct iommu_ioas_map {
-	uint32_t size; uint32_t flags; uint32_t ioas_id; uint32_t __reserved;
-	uint64_t user_va; uint64_t length; uint64_t iova;
-};
-struct iommu_ioas_map_file {
-	uint32_t size; uint32_t flags; uint32_t ioas_id; int32_t fd;
-	uint64_t start; uint64_t length; uint64_t iova;
-};
-struct iommu_ioas_copy {
-	uint32_t size; uint32_t flags; uint32_t dst_ioas_id; uint32_t src_ioas_id;
-	uint64_t length; uint64_t dst_iova; uint64_t src_iova;
-};
-struct iommu_ioas_unmap { uint32_t size; uint32_t ioas_id; uint64_t iova; uint64_t length; };
-enum {
-	IOMMU_HWPT_ALLOC_NEST_PARENT = 1, IOMMU_HWPT_FAULT_ID_VALID = 4, IOMMU_HWPT_ALLOC_PASID = 8,
-};
-enum { IOMMU_HWPT_DATA_NONE = 0, IOMMU_HWPT_DATA_VTD_S1 = 1 };
-struct iommu_hwpt_vtd_s1 { uint64_t flags; uint64_t pgtbl_addr; uint32_t addr_width; uint32_t __reserved; };
-struct iommu_hwpt_alloc {
-	uint32_t size; uint32_t flags; uint32_t dev_id; uint32_t pt_id;
-	uint32_t out_hwpt_id; uint32_t __reserved; uint32_t data_type; uint32_t data_len;
-	uint64_t data_uptr; uint32_t fault_id; uint32_t __reserved2;
-};
-struct iommu_fault_alloc { uint32_t size; uint32_t flags; uint32_t out_fault_id; uint32_t out_fault_fd; };
-struct iommu_hwpt_page_response { uint32_t cookie; uint32_t code; };
-
-/* include/uapi/linux/vfio.h */
-#define VFIO_TYPE ';'
-#define VFIO_BASE 100
-#define VFIO_DEVICE_BIND_IOMMUFD _IO(VFIO_TYPE, VFIO_BASE + 18)
-#define VFIO_DEVICE_ATTACH_IOMMUFD_PT _IO(VFIO_TYPE, VFIO_BASE + 19)
-#define VFIO_DEVICE_DETACH_IOMMUFD_PT _IO(VFIO_TYPE, VFIO_BASE + 20)
-struct vfio_device_bind_iommufd {
-	uint32_t argsz; uint32_t flags; int32_t iommufd; uint32_t out_devid; uint64_t token_uuid_ptr;
-};
-#define VFIO_DEVICE_ATTACH_PASID 1
-struct vfio_device_attach_iommufd_pt { uint32_t argsz; uint32_t flags; uint32_t pt_id; uint32_t pasid; };
-#define VFIO_DEVICE_DETACH_PASID 1
-struct vfio_device_detach_iommufd_pt { uint32_t argsz; uint32_t flags; uint32_t pasid; };
+#include "check.h"
+#include "uapi.h"
 
 #define MFD_CLOEXEC_ 1U
 #define MFD_ALLOW_SEALING_ 2U
-
-#include "check.h"
 
 static uint32_t ioas_alloc(int fd)
 {
@@ -169,6 +109,16 @@ int main(void)
 	struct { struct iommu_ioas_map map; uint64_t tail; } longer = { .map = bad, .tail = 1 };
 	longer.map.size = sizeof(longer);
 	CHECK_ERR("IOAS_MAP with non-zero trailing bytes: E2BIG", ioctl(fd, IOMMU_IOAS_MAP, &longer), E2BIG);
+	/* The kernel's ioctl command is an unsigned int: the upper half of the request is
+	 * dropped, for every rule of the command (here the zero tail past the shim's 4 KiB). */
+	static struct { struct iommu_ioas_alloc cmd; uint8_t tail[8192]; } big;
+	const unsigned long high = 1ul << 32;
+	big.cmd = (struct iommu_ioas_alloc){ .size = sizeof(big) };
+	CHECK_OK("IOAS_ALLOC with the request's upper half set, size 8 KiB, zero tail",
+		 ioctl(fd, high | IOMMU_IOAS_ALLOC, &big));
+	CHECK("... allocated an IOAS", big.cmd.out_ioas_id != 0);
+	big.tail[5000] = 1;
+	CHECK_ERR("... and with a non-zero byte past 4 KiB: E2BIG", ioctl(fd, high | IOMMU_IOAS_ALLOC, &big), E2BIG);
 	CHECK_ERR("ioctl with a bad pointer: EFAULT", ioctl(fd, IOMMU_IOAS_ALLOC, (void *)8), EFAULT);
 	CHECK_ERR("ioctl with an unmapped pointer: EFAULT", ioctl(fd, IOMMU_IOAS_MAP, (void *)(buf + len + (1 << 30))), EFAULT);
 
@@ -190,6 +140,16 @@ int main(void)
 	CHECK("ioctl on the dup", ioas_alloc(dupfd) > 0);
 	struct pollfd pfd = { .fd = fd, .events = POLLIN | POLLOUT };
 	CHECK("poll of the iommufd: always ready", poll(&pfd, 1, 0) == 1 && (pfd.revents & POLLIN));
+	/* A count the compiler cannot see over an array whose size it knows: under
+	 * _FORTIFY_SOURCE the calls are __poll_chk and __ppoll_chk, answered by the shim too. */
+	volatile nfds_t one = 1;
+	pfd.revents = 0;
+	CHECK("a fortified poll (__poll_chk) of the iommufd: always ready",
+	      poll(&pfd, one, 0) == 1 && (pfd.revents & POLLIN));
+	const struct timespec no_wait = { 0, 0 };
+	pfd.revents = 0;
+	CHECK("a fortified ppoll (__ppoll_chk) of the iommufd: always ready",
+	      ppoll(&pfd, one, &no_wait, NULL) == 1 && (pfd.revents & POLLIN));
 	int dev = open("/dev/vfio/devices/vfio0", O_RDWR);
 	CHECK("open /dev/vfio/devices/vfio0", dev >= 0);
 	CHECK_ERR("open of a missing endpoint: ENOENT", open("/dev/vfio/devices/vfio99", O_RDWR), ENOENT);
@@ -242,6 +202,11 @@ int main(void)
 	CHECK("read of the fault fd into a bad buffer with nothing queued: 0 (nothing is copied)",
 	      read(ffd, bad_ptr, 80) == 0);
 	CHECK_ERR("write of the fault fd from a bad buffer: EFAULT", write(ffd, bad_ptr, 8), EFAULT);
+	/* access_ok() comes before the record-size rule and before anything is copied. */
+	volatile size_t records_wrap = SIZE_MAX - 15, responses_wrap = SIZE_MAX - 7, all = SIZE_MAX;
+	CHECK_ERR("read of the fault fd with a count that wraps: EFAULT", read(ffd, bad_ptr, records_wrap), EFAULT);
+	CHECK_ERR("write of the fault fd with a count that wraps: EFAULT", write(ffd, records, responses_wrap), EFAULT);
+	CHECK_ERR("... even one that is no whole record: EFAULT", write(ffd, records, all), EFAULT);
 	CHECK_ERR("ioctl of the fault fd: ENOTTY", ioctl(ffd, IOMMU_IOAS_ALLOC, &ir), ENOTTY);
 	CHECK_ERR("read of the iommufd: EINVAL", read(fd, records, 8), EINVAL);
 	CHECK_ERR("write of the iommufd: EINVAL", write(fd, records, 8), EINVAL);

@@ -7,9 +7,10 @@
  * pages with vfio_pin_pages(), which it gives back when the IOAS unmaps them. One line per
  * check; the first failure exits non-zero.
  *
- * The structs and numbers are this program's own copies of Linux's
- * include/uapi/linux/iommufd.h and include/uapi/linux/vfio.h, and of the engine's register
- * map (crates/vsva-iommufd-shim/src/mdev.rs, which reuses crates/vsva-demo/src/regs.rs).
+ * The structs and numbers are the programs' own copies of Linux's
+ * include/uapi/linux/iommufd.h and include/uapi/linux/vfio.h (uapi.h), and of the engine's
+ * register map (dma_regs.h; crates/vsva-iommufd-shim/src/mdev.rs reuses
+ * crates/vsva-demo/src/regs.rs).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -23,64 +24,12 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
-/* include/uapi/linux/iommufd.h */
-#define IOMMUFD_TYPE ';'
-#define IOMMUFD_CMD(nr) _IO(IOMMUFD_TYPE, 0x80 + (nr))
-#define IOMMU_DESTROY IOMMUFD_CMD(0)
-#define IOMMU_IOAS_ALLOC IOMMUFD_CMD(1)
-#define IOMMU_IOAS_MAP IOMMUFD_CMD(5)
-#define IOMMU_IOAS_UNMAP IOMMUFD_CMD(6)
-#define IOMMU_HWPT_ALLOC IOMMUFD_CMD(9)
-struct iommu_destroy { uint32_t size; uint32_t id; };
-struct iommu_ioas_alloc { uint32_t size; uint32_t flags; uint32_t out_ioas_id; };
-enum { IOMMU_IOAS_MAP_FIXED_IOVA = 1, IOMMU_IOAS_MAP_WRITEABLE = 2, IOMMU_IOAS_MAP_READABLE = 4 };
-struct iommu_ioas_map {
-	uint32_t size; uint32_t flags; uint32_t ioas_id; uint32_t __reserved;
-	uint64_t user_va; uint64_t length; uint64_t iova;
-};
-struct iommu_ioas_unmap { uint32_t size; uint32_t ioas_id; uint64_t iova; uint64_t length; };
-struct iommu_hwpt_alloc {
-	uint32_t size; uint32_t flags; uint32_t dev_id; uint32_t pt_id;
-	uint32_t out_hwpt_id; uint32_t __reserved; uint32_t data_type; uint32_t data_len;
-	uint64_t data_uptr; uint32_t fault_id; uint32_t __reserved2;
-};
+#include "check.h"
+#include "dma_regs.h"
+#include "uapi.h"
 
-/* include/uapi/linux/vfio.h */
-#define VFIO_TYPE ';'
-#define VFIO_BASE 100
-#define VFIO_DEVICE_GET_INFO _IO(VFIO_TYPE, VFIO_BASE + 7)
-#define VFIO_DEVICE_GET_REGION_INFO _IO(VFIO_TYPE, VFIO_BASE + 8)
-#define VFIO_DEVICE_BIND_IOMMUFD _IO(VFIO_TYPE, VFIO_BASE + 18)
-#define VFIO_DEVICE_ATTACH_IOMMUFD_PT _IO(VFIO_TYPE, VFIO_BASE + 19)
-#define VFIO_DEVICE_DETACH_IOMMUFD_PT _IO(VFIO_TYPE, VFIO_BASE + 20)
-struct vfio_device_info {
-	uint32_t argsz; uint32_t flags; uint32_t num_regions; uint32_t num_irqs;
-	uint32_t cap_offset; uint32_t pad;
-};
-#define VFIO_DEVICE_FLAGS_PCI (1 << 1)
-struct vfio_region_info {
-	uint32_t argsz; uint32_t flags; uint32_t index; uint32_t cap_offset;
-	uint64_t size; uint64_t offset;
-};
-#define VFIO_REGION_INFO_FLAG_READ (1 << 0)
-#define VFIO_REGION_INFO_FLAG_WRITE (1 << 1)
-enum { VFIO_PCI_BAR0_REGION_INDEX = 0, VFIO_PCI_CONFIG_REGION_INDEX = 7 };
-#define VFIO_PCI_INDEX_TO_OFFSET(index) ((uint64_t)(index) << 40)
-struct vfio_device_bind_iommufd {
-	uint32_t argsz; uint32_t flags; int32_t iommufd; uint32_t out_devid; uint64_t token_uuid_ptr;
-};
-#define VFIO_DEVICE_ATTACH_PASID 1
-struct vfio_device_attach_iommufd_pt { uint32_t argsz; uint32_t flags; uint32_t pt_id; uint32_t pasid; };
-struct vfio_device_detach_iommufd_pt { uint32_t argsz; uint32_t flags; uint32_t pasid; };
-
-/* The copy engine: BAR 0 registers, 64-bit each (crates/vsva-iommufd-shim/src/mdev.rs). */
-enum {
-	REG_COMMAND = 0x00, REG_SRC = 0x08, REG_DST = 0x10, REG_LEN = 0x18, REG_PATTERN = 0x20,
-	REG_FLAGS = 0x28, REG_DOORBELL = 0x38, REG_STATUS = 0x40, REG_RESULT = 0x48,
-	REG_ERROR = 0x50,
-};
-enum { OP_WRITE_PATTERN = 1, OP_READ_CHECKSUM = 2, OP_COPY = 3, OP_FILL = 4, OP_COMPARE = 5 };
-enum { STATUS_DONE = 2, STATUS_ERROR = 3 };
+/* The copy engine: the demo device's registers (dma_regs.h) without PASID, FLAGS.PIN, and
+ * its own ERROR codes (crates/vsva-iommufd-shim/src/mdev.rs). */
 #define FLAG_PIN (1ull << 1)
 enum { ERR_BAD_COMMAND = 1, ERR_NOT_MAPPED = 2, ERR_DENIED = 3, ERR_NO_MEMORY = 5 };
 
@@ -89,25 +38,7 @@ enum { ERR_BAD_COMMAND = 1, ERR_NOT_MAPPED = 2, ERR_DENIED = 3, ERR_NO_MEMORY = 
 #define PHYS_PATH "/dev/vfio/devices/vfio0"
 #define PAGE 4096ull
 
-#include "check.h"
-
-static int iommufd, dev;
-static const uint64_t bar0 = VFIO_PCI_INDEX_TO_OFFSET(VFIO_PCI_BAR0_REGION_INDEX);
-static const uint64_t cfg = VFIO_PCI_INDEX_TO_OFFSET(VFIO_PCI_CONFIG_REGION_INDEX);
-
-static void reg_write(uint64_t reg, uint64_t value)
-{
-	if (pwrite(dev, &value, 8, bar0 + reg) != 8)
-		fail("pwrite of a register", "short or failed");
-}
-
-static uint64_t reg_read(uint64_t reg)
-{
-	uint64_t value;
-	if (pread(dev, &value, 8, bar0 + reg) != 8)
-		fail("pread of a register", "short or failed");
-	return value;
-}
+static int iommufd;
 
 /* Runs a command: the engine works inside the DOORBELL write, so STATUS is final at once. */
 static uint64_t submit(uint64_t op, uint64_t flags, uint64_t src, uint64_t dst, uint64_t len,
@@ -121,29 +52,6 @@ static uint64_t submit(uint64_t op, uint64_t flags, uint64_t src, uint64_t dst, 
 	reg_write(REG_PATTERN, pattern);
 	reg_write(REG_DOORBELL, 1);
 	return reg_read(REG_STATUS);
-}
-
-/* vsva-demo's pattern_word / pattern_byte (crates/vsva-demo/src/regs.rs). */
-static uint64_t pattern_word(uint64_t seed, uint64_t w)
-{
-	uint64_t rot = (seed << 32) | (seed >> 32);
-	return ((w + rot) * 0x9e3779b97f4a7c15ull) ^ w;
-}
-
-static uint8_t pattern_byte(uint64_t seed, uint64_t i)
-{
-	return (uint8_t)(pattern_word(seed, i / 8) >> (8 * (i % 8)));
-}
-
-/* READ_CHECKSUM: FNV-1a, 64 bit. */
-static uint64_t checksum(const uint8_t *data, uint64_t len)
-{
-	uint64_t state = 0xcbf29ce484222325ull;
-	for (uint64_t i = 0; i < len; i++) {
-		state ^= data[i];
-		state *= 0x100000001b3ull;
-	}
-	return state;
 }
 
 static uint32_t ioas_alloc(void)

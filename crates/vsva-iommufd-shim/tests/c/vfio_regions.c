@@ -6,9 +6,9 @@
  * in its buffer, then serves a page fault of a nested HWPT from its fault queue. One line
  * per check; the first failure exits non-zero.
  *
- * The structs and numbers are this program's own copies of Linux's
- * include/uapi/linux/iommufd.h and include/uapi/linux/vfio.h, and of the demo device's
- * register map (crates/vsva-demo/src/regs.rs).
+ * The structs and numbers are the programs' own copies of Linux's
+ * include/uapi/linux/iommufd.h and include/uapi/linux/vfio.h (uapi.h), and of the demo
+ * device's register map (dma_regs.h, from crates/vsva-demo/src/regs.rs).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -22,104 +22,16 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-/* include/uapi/linux/iommufd.h */
-#define IOMMUFD_TYPE ';'
-#define IOMMUFD_CMD(nr) _IO(IOMMUFD_TYPE, 0x80 + (nr))
-#define IOMMU_IOAS_ALLOC IOMMUFD_CMD(1)
-#define IOMMU_IOAS_MAP IOMMUFD_CMD(5)
-#define IOMMU_HWPT_ALLOC IOMMUFD_CMD(9)
-#define IOMMU_FAULT_QUEUE_ALLOC IOMMUFD_CMD(14)
-struct iommu_ioas_alloc { uint32_t size; uint32_t flags; uint32_t out_ioas_id; };
-enum { IOMMU_IOAS_MAP_FIXED_IOVA = 1, IOMMU_IOAS_MAP_WRITEABLE = 2, IOMMU_IOAS_MAP_READABLE = 4 };
-struct iommu_ioas_map {
-	uint32_t size; uint32_t flags; uint32_t ioas_id; uint32_t __reserved;
-	uint64_t user_va; uint64_t length; uint64_t iova;
-};
-enum {
-	IOMMU_HWPT_ALLOC_NEST_PARENT = 1, IOMMU_HWPT_FAULT_ID_VALID = 4, IOMMU_HWPT_ALLOC_PASID = 8,
-};
-enum { IOMMU_HWPT_DATA_NONE = 0, IOMMU_HWPT_DATA_VTD_S1 = 1 };
-struct iommu_hwpt_vtd_s1 { uint64_t flags; uint64_t pgtbl_addr; uint32_t addr_width; uint32_t __reserved; };
-struct iommu_hwpt_alloc {
-	uint32_t size; uint32_t flags; uint32_t dev_id; uint32_t pt_id;
-	uint32_t out_hwpt_id; uint32_t __reserved; uint32_t data_type; uint32_t data_len;
-	uint64_t data_uptr; uint32_t fault_id; uint32_t __reserved2;
-};
-struct iommu_fault_alloc { uint32_t size; uint32_t flags; uint32_t out_fault_id; uint32_t out_fault_fd; };
-struct iommu_hwpt_pgfault {
-	uint32_t flags; uint32_t dev_id; uint32_t pasid; uint32_t grpid; uint32_t perm;
-	uint32_t __reserved; uint64_t addr; uint32_t length; uint32_t cookie;
-};
-struct iommu_hwpt_page_response { uint32_t cookie; uint32_t code; };
+#include "check.h"
+#include "dma_regs.h"
+#include "uapi.h"
 
-/* include/uapi/linux/vfio.h */
-#define VFIO_TYPE ';'
-#define VFIO_BASE 100
-#define VFIO_DEVICE_GET_INFO _IO(VFIO_TYPE, VFIO_BASE + 7)
-#define VFIO_DEVICE_GET_REGION_INFO _IO(VFIO_TYPE, VFIO_BASE + 8)
-#define VFIO_DEVICE_RESET _IO(VFIO_TYPE, VFIO_BASE + 11)
-#define VFIO_DEVICE_BIND_IOMMUFD _IO(VFIO_TYPE, VFIO_BASE + 18)
-#define VFIO_DEVICE_ATTACH_IOMMUFD_PT _IO(VFIO_TYPE, VFIO_BASE + 19)
-struct vfio_device_info {
-	uint32_t argsz; uint32_t flags; uint32_t num_regions; uint32_t num_irqs;
-	uint32_t cap_offset; uint32_t pad;
-};
-#define VFIO_DEVICE_FLAGS_RESET (1 << 0)
-#define VFIO_DEVICE_FLAGS_PCI (1 << 1)
-struct vfio_region_info {
-	uint32_t argsz; uint32_t flags; uint32_t index; uint32_t cap_offset;
-	uint64_t size; uint64_t offset;
-};
-#define VFIO_REGION_INFO_FLAG_READ (1 << 0)
-#define VFIO_REGION_INFO_FLAG_WRITE (1 << 1)
-#define VFIO_REGION_INFO_FLAG_MMAP (1 << 2)
-enum {
-	VFIO_PCI_BAR0_REGION_INDEX, VFIO_PCI_BAR1_REGION_INDEX, VFIO_PCI_BAR2_REGION_INDEX,
-	VFIO_PCI_BAR3_REGION_INDEX, VFIO_PCI_BAR4_REGION_INDEX, VFIO_PCI_BAR5_REGION_INDEX,
-	VFIO_PCI_ROM_REGION_INDEX, VFIO_PCI_CONFIG_REGION_INDEX, VFIO_PCI_VGA_REGION_INDEX,
-	VFIO_PCI_NUM_REGIONS,
-};
-#define VFIO_PCI_NUM_IRQS 5
-#define VFIO_PCI_INDEX_TO_OFFSET(index) ((uint64_t)(index) << 40)
-struct vfio_device_bind_iommufd {
-	uint32_t argsz; uint32_t flags; int32_t iommufd; uint32_t out_devid; uint64_t token_uuid_ptr;
-};
-#define VFIO_DEVICE_ATTACH_PASID 1
-struct vfio_device_attach_iommufd_pt { uint32_t argsz; uint32_t flags; uint32_t pt_id; uint32_t pasid; };
-
-/* The demo device: BAR 0 registers, 64-bit each (crates/vsva-demo/src/regs.rs). */
-enum {
-	REG_COMMAND = 0x00, REG_SRC = 0x08, REG_DST = 0x10, REG_LEN = 0x18, REG_PATTERN = 0x20,
-	REG_FLAGS = 0x28, REG_PASID = 0x30, REG_DOORBELL = 0x38, REG_STATUS = 0x40,
-	REG_RESULT = 0x48, REG_ERROR = 0x50,
-};
-enum { OP_WRITE_PATTERN = 1, OP_READ_CHECKSUM = 2, OP_COPY = 3, OP_FILL = 4, OP_COMPARE = 5 };
-enum { STATUS_IDLE = 0, STATUS_BUSY = 1, STATUS_DONE = 2, STATUS_ERROR = 3 };
+/* The demo device: BAR 0 registers, 64-bit each (dma_regs.h), and its ERROR codes. */
 enum { ERROR_BAD_COMMAND = 1, ERROR_PAGE_REQUEST_INVALID = 3 };
 #define PASID_VALID (1ull << 31)
 /* PCIe extended capability IDs and the PASID control register */
 #define EXT_CAP_ID_PASID 0x1b
 #define PASID_CTRL 6
-
-#include "check.h"
-
-static int dev;
-static const uint64_t bar0 = VFIO_PCI_INDEX_TO_OFFSET(VFIO_PCI_BAR0_REGION_INDEX);
-static const uint64_t cfg = VFIO_PCI_INDEX_TO_OFFSET(VFIO_PCI_CONFIG_REGION_INDEX);
-
-static void reg_write(uint64_t reg, uint64_t value)
-{
-	if (pwrite(dev, &value, 8, bar0 + reg) != 8)
-		fail("pwrite of a register", "short or failed");
-}
-
-static uint64_t reg_read(uint64_t reg)
-{
-	uint64_t value;
-	if (pread(dev, &value, 8, bar0 + reg) != 8)
-		fail("pread of a register", "short or failed");
-	return value;
-}
 
 /* Starts a command and polls STATUS until it is no longer busy (bounded). */
 static uint64_t submit(uint64_t op, uint64_t pasid, uint64_t src, uint64_t dst, uint64_t len,
@@ -139,28 +51,6 @@ static uint64_t submit(uint64_t op, uint64_t pasid, uint64_t src, uint64_t dst, 
 	return status;
 }
 
-/* vsva-demo's pattern_word / pattern_byte (crates/vsva-demo/src/regs.rs). */
-static uint64_t pattern_word(uint64_t seed, uint64_t w)
-{
-	uint64_t rot = (seed << 32) | (seed >> 32);
-	return ((w + rot) * 0x9e3779b97f4a7c15ull) ^ w;
-}
-
-static uint8_t pattern_byte(uint64_t seed, uint64_t i)
-{
-	return (uint8_t)(pattern_word(seed, i / 8) >> (8 * (i % 8)));
-}
-
-/* The device's READ_CHECKSUM: FNV-1a, 64 bit. */
-static uint64_t checksum(const uint8_t *data, uint64_t len)
-{
-	uint64_t state = 0xcbf29ce484222325ull;
-	for (uint64_t i = 0; i < len; i++) {
-		state ^= data[i];
-		state *= 0x100000001b3ull;
-	}
-	return state;
-}
 
 static int region_info(uint32_t index, struct vfio_region_info *info)
 {
@@ -265,7 +155,13 @@ int main(void)
 	CHECK_ERR("pwrite of the ROM: EINVAL", pwrite(dev, &word, 8, VFIO_PCI_INDEX_TO_OFFSET(6)), EINVAL);
 	CHECK_ERR("pread of region index 9: EINVAL", pread(dev, &word, 8, VFIO_PCI_INDEX_TO_OFFSET(9)), EINVAL);
 	CHECK_ERR("pread at a negative offset: EINVAL", pread(dev, &word, 8, -8), EINVAL);
+	CHECK_ERR("pread whose end passes the largest offset: EINVAL", pread(dev, &word, 8, INT64_MAX - 4), EINVAL);
 	void *volatile bad_ptr = (void *)8; /* volatile: no object size for the fortify checks */
+	/* volatile: sizes the compiler would refuse as constants */
+	volatile size_t all = SIZE_MAX, upper = (size_t)1 << 63;
+	CHECK_ERR("pread of a count that wraps the buffer: EFAULT (access_ok)", pread(dev, bad_ptr, all, bar0), EFAULT);
+	CHECK_ERR("read of a count past the user address space: EFAULT", read(dev, bad_ptr, upper), EFAULT);
+	CHECK_ERR("pwrite of a count that wraps the buffer: EFAULT", pwrite(dev, bad_ptr, all, bar0), EFAULT);
 	CHECK_ERR("pread into a bad buffer: EFAULT", pread(dev, bad_ptr, 8, bar0 + REG_STATUS), EFAULT);
 	CHECK_ERR("pwrite from a bad buffer: EFAULT", pwrite(dev, bad_ptr, 8, bar0 + REG_PATTERN), EFAULT);
 	CHECK("pread of 0 bytes anywhere: 0", pread(dev, &word, 0, VFIO_PCI_INDEX_TO_OFFSET(9)) == 0);
@@ -283,6 +179,11 @@ int main(void)
 	reg_write(REG_SRC, 0x5eed);
 	CHECK("read at the file position reads COMMAND", read(dev, &word, 8) == 8 && word == 0xc0de);
 	CHECK("the next read reads SRC", read(dev, &word, 8) == 8 && word == 0x5eed);
+	/* A count the compiler cannot see into a buffer whose size it knows: under
+	 * _FORTIFY_SOURCE the call is __read_chk, which must reach the device too. */
+	volatile size_t eight = 8;
+	reg_write(REG_DST, 0xd57);
+	CHECK("a fortified read (__read_chk) reads DST next", read(dev, &word, eight) == 8 && word == 0xd57);
 
 	/* A second open, read-only: it is not bound, and cannot be written. */
 	int ro = open("/dev/vfio/devices/vfio0", O_RDONLY);

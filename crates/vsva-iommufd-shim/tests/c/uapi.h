@@ -1,0 +1,101 @@
+/*
+ * The C programs' own copies of the Linux uAPI they use, so they build without kernel
+ * headers: include/uapi/linux/iommufd.h and include/uapi/linux/vfio.h (the structs, ioctl
+ * numbers and flags the programs pass; not the whole files).
+ */
+#ifndef VSVA_UAPI_H
+#define VSVA_UAPI_H
+
+#include <stdint.h>
+#include <sys/ioctl.h>
+
+/* include/uapi/linux/iommufd.h */
+#define IOMMUFD_TYPE ';'
+#define IOMMUFD_CMD(nr) _IO(IOMMUFD_TYPE, 0x80 + (nr))
+#define IOMMU_DESTROY IOMMUFD_CMD(0)
+#define IOMMU_IOAS_ALLOC IOMMUFD_CMD(1)
+#define IOMMU_IOAS_COPY IOMMUFD_CMD(3)
+#define IOMMU_IOAS_IOVA_RANGES IOMMUFD_CMD(4)
+#define IOMMU_IOAS_MAP IOMMUFD_CMD(5)
+#define IOMMU_IOAS_UNMAP IOMMUFD_CMD(6)
+#define IOMMU_HWPT_ALLOC IOMMUFD_CMD(9)
+#define IOMMU_FAULT_QUEUE_ALLOC IOMMUFD_CMD(14)
+#define IOMMU_IOAS_MAP_FILE IOMMUFD_CMD(15)
+
+struct iommu_destroy { uint32_t size; uint32_t id; };
+struct iommu_ioas_alloc { uint32_t size; uint32_t flags; uint32_t out_ioas_id; };
+struct iommu_iova_range { uint64_t start; uint64_t last; };
+struct iommu_ioas_iova_ranges {
+	uint32_t size; uint32_t ioas_id; uint32_t num_iovas; uint32_t __reserved;
+	uint64_t allowed_iovas; uint64_t out_iova_alignment;
+};
+enum { IOMMU_IOAS_MAP_FIXED_IOVA = 1, IOMMU_IOAS_MAP_WRITEABLE = 2, IOMMU_IOAS_MAP_READABLE = 4 };
+struct iommu_ioas_map {
+	uint32_t size; uint32_t flags; uint32_t ioas_id; uint32_t __reserved;
+	uint64_t user_va; uint64_t length; uint64_t iova;
+};
+struct iommu_ioas_map_file {
+	uint32_t size; uint32_t flags; uint32_t ioas_id; int32_t fd;
+	uint64_t start; uint64_t length; uint64_t iova;
+};
+struct iommu_ioas_copy {
+	uint32_t size; uint32_t flags; uint32_t dst_ioas_id; uint32_t src_ioas_id;
+	uint64_t length; uint64_t dst_iova; uint64_t src_iova;
+};
+struct iommu_ioas_unmap { uint32_t size; uint32_t ioas_id; uint64_t iova; uint64_t length; };
+enum {
+	IOMMU_HWPT_ALLOC_NEST_PARENT = 1, IOMMU_HWPT_FAULT_ID_VALID = 4, IOMMU_HWPT_ALLOC_PASID = 8,
+};
+enum { IOMMU_HWPT_DATA_NONE = 0, IOMMU_HWPT_DATA_VTD_S1 = 1 };
+struct iommu_hwpt_vtd_s1 { uint64_t flags; uint64_t pgtbl_addr; uint32_t addr_width; uint32_t __reserved; };
+struct iommu_hwpt_alloc {
+	uint32_t size; uint32_t flags; uint32_t dev_id; uint32_t pt_id;
+	uint32_t out_hwpt_id; uint32_t __reserved; uint32_t data_type; uint32_t data_len;
+	uint64_t data_uptr; uint32_t fault_id; uint32_t __reserved2;
+};
+struct iommu_fault_alloc { uint32_t size; uint32_t flags; uint32_t out_fault_id; uint32_t out_fault_fd; };
+struct iommu_hwpt_pgfault {
+	uint32_t flags; uint32_t dev_id; uint32_t pasid; uint32_t grpid; uint32_t perm;
+	uint32_t __reserved; uint64_t addr; uint32_t length; uint32_t cookie;
+};
+struct iommu_hwpt_page_response { uint32_t cookie; uint32_t code; };
+
+/* include/uapi/linux/vfio.h */
+#define VFIO_TYPE ';'
+#define VFIO_BASE 100
+#define VFIO_DEVICE_GET_INFO _IO(VFIO_TYPE, VFIO_BASE + 7)
+#define VFIO_DEVICE_GET_REGION_INFO _IO(VFIO_TYPE, VFIO_BASE + 8)
+#define VFIO_DEVICE_RESET _IO(VFIO_TYPE, VFIO_BASE + 11)
+#define VFIO_DEVICE_BIND_IOMMUFD _IO(VFIO_TYPE, VFIO_BASE + 18)
+#define VFIO_DEVICE_ATTACH_IOMMUFD_PT _IO(VFIO_TYPE, VFIO_BASE + 19)
+#define VFIO_DEVICE_DETACH_IOMMUFD_PT _IO(VFIO_TYPE, VFIO_BASE + 20)
+struct vfio_device_info {
+	uint32_t argsz; uint32_t flags; uint32_t num_regions; uint32_t num_irqs;
+	uint32_t cap_offset; uint32_t pad;
+};
+#define VFIO_DEVICE_FLAGS_RESET (1 << 0)
+#define VFIO_DEVICE_FLAGS_PCI (1 << 1)
+struct vfio_region_info {
+	uint32_t argsz; uint32_t flags; uint32_t index; uint32_t cap_offset;
+	uint64_t size; uint64_t offset;
+};
+#define VFIO_REGION_INFO_FLAG_READ (1 << 0)
+#define VFIO_REGION_INFO_FLAG_WRITE (1 << 1)
+#define VFIO_REGION_INFO_FLAG_MMAP (1 << 2)
+enum {
+	VFIO_PCI_BAR0_REGION_INDEX, VFIO_PCI_BAR1_REGION_INDEX, VFIO_PCI_BAR2_REGION_INDEX,
+	VFIO_PCI_BAR3_REGION_INDEX, VFIO_PCI_BAR4_REGION_INDEX, VFIO_PCI_BAR5_REGION_INDEX,
+	VFIO_PCI_ROM_REGION_INDEX, VFIO_PCI_CONFIG_REGION_INDEX, VFIO_PCI_VGA_REGION_INDEX,
+	VFIO_PCI_NUM_REGIONS,
+};
+#define VFIO_PCI_NUM_IRQS 5
+#define VFIO_PCI_INDEX_TO_OFFSET(index) ((uint64_t)(index) << 40)
+struct vfio_device_bind_iommufd {
+	uint32_t argsz; uint32_t flags; int32_t iommufd; uint32_t out_devid; uint64_t token_uuid_ptr;
+};
+#define VFIO_DEVICE_ATTACH_PASID 1
+struct vfio_device_attach_iommufd_pt { uint32_t argsz; uint32_t flags; uint32_t pt_id; uint32_t pasid; };
+#define VFIO_DEVICE_DETACH_PASID 1
+struct vfio_device_detach_iommufd_pt { uint32_t argsz; uint32_t flags; uint32_t pasid; };
+
+#endif
