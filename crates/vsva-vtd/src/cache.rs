@@ -223,7 +223,8 @@ pub fn overlaps(base: u64, size_code: u8, addr: u64, am: u8) -> bool {
     };
     let start = addr & !(len - 1);
     let page_len = [4096u64, 2 << 20, 1 << 30][size_code as usize % 3];
-    base < start.saturating_add(len) && start < base + page_len
+    // inclusive lasts: the last page of the space ends at 2^64
+    base <= start + (len - 1) && start <= base + (page_len - 1)
 }
 
 #[cfg(test)]
@@ -297,5 +298,9 @@ mod tests {
         assert!(overlaps(0x4000_0000, 2, 0x4123_4000, 0));
         // the address is aligned down to the mask
         assert!(overlaps(0x1000, 0, 0x1fff, 1));
+        // the last pages of the space, which end at 2^64
+        assert!(overlaps(0xffff_ffff_c000_0000, 2, 0xffff_ffff_f000_0000, 0));
+        assert!(overlaps(0xffff_ffff_ffff_f000, 0, 0xffff_ffff_ffff_f000, 0));
+        assert!(!overlaps(0xffff_ffff_c000_0000, 2, 0x1000, 0));
     }
 }
