@@ -552,24 +552,15 @@ impl DemoDevice {
     }
 
     fn response(st: &mut State, cmd: &mut Command, prgi: u16, code: ResponseCode) {
-        let code = match code {
-            ResponseCode::Success => vsva_pcie::ResponseCode::Success,
-            ResponseCode::InvalidRequest => vsva_pcie::ResponseCode::InvalidRequest,
-            ResponseCode::ResponseFailure => vsva_pcie::ResponseCode::ResponseFailure,
-        };
         let st_ = &mut *st;
         let ok = st_.pri.response(&mut st_.cfg, prgi, code).is_ok();
         st.stats.page_group_responses += 1;
         if ok && cmd.waiting == Some(prgi) {
             cmd.waiting = None;
             match code {
-                vsva_pcie::ResponseCode::Success => {}
-                vsva_pcie::ResponseCode::InvalidRequest => {
-                    cmd.failed = Some(DeviceError::PageRequestInvalid)
-                }
-                vsva_pcie::ResponseCode::ResponseFailure => {
-                    cmd.failed = Some(DeviceError::PriFailure)
-                }
+                ResponseCode::Success => {}
+                ResponseCode::InvalidRequest => cmd.failed = Some(DeviceError::PageRequestInvalid),
+                ResponseCode::ResponseFailure => cmd.failed = Some(DeviceError::PriFailure),
             }
         }
     }
