@@ -519,17 +519,7 @@ impl DemoDevice {
             return Step::Fail(DeviceError::PriFailure);
         };
         st.stats.page_requests += 1;
-        let pr = PageRequest {
-            rid: self.rid,
-            pasid: msg.pasid,
-            addr: msg.page_addr,
-            read: access.contains(Access::READ) || !access.is_write(),
-            write: access.is_write(),
-            exec: access.is_exec(),
-            privileged: access.is_priv(),
-            last: true,
-            prgi,
-        };
+        let pr = PageRequest::from_msg(self.rid, &msg);
         cmd.waiting = Some(prgi);
         cmd.retry = Some(page);
         match self.up.page_request(&pr) {
