@@ -220,11 +220,6 @@ impl DemoDevice {
         )
     }
 
-    /// Entries in the ATC.
-    pub fn atc_len(&self) -> usize {
-        self.atc().len()
-    }
-
     /// Register read.
     pub fn mmio_read(&self, off: u64) -> u64 {
         let st = self.lock();

@@ -157,14 +157,6 @@ impl Fabric {
             .insert(dev.rid().raw(), dev);
     }
 
-    /// Unplugs a device.
-    pub fn unplug(&self, rid: Rid) -> Option<Arc<DemoDevice>> {
-        self.devices
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&rid.raw())
-    }
-
     fn get(&self, rid: Rid) -> Option<Arc<DemoDevice>> {
         self.devices
             .read()
