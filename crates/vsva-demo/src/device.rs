@@ -220,11 +220,6 @@ impl DemoDevice {
         )
     }
 
-    /// Entries in the ATC.
-    pub fn atc_len(&self) -> usize {
-        self.atc().len()
-    }
-
     /// Register read.
     pub fn mmio_read(&self, off: u64) -> u64 {
         let st = self.lock();
@@ -519,17 +514,7 @@ impl DemoDevice {
             return Step::Fail(DeviceError::PriFailure);
         };
         st.stats.page_requests += 1;
-        let pr = PageRequest {
-            rid: self.rid,
-            pasid: msg.pasid,
-            addr: msg.page_addr,
-            read: access.contains(Access::READ) || !access.is_write(),
-            write: access.is_write(),
-            exec: access.is_exec(),
-            privileged: access.is_priv(),
-            last: true,
-            prgi,
-        };
+        let pr = PageRequest::from_msg(self.rid, &msg);
         cmd.waiting = Some(prgi);
         cmd.retry = Some(page);
         match self.up.page_request(&pr) {
@@ -552,24 +537,15 @@ impl DemoDevice {
     }
 
     fn response(st: &mut State, cmd: &mut Command, prgi: u16, code: ResponseCode) {
-        let code = match code {
-            ResponseCode::Success => vsva_pcie::ResponseCode::Success,
-            ResponseCode::InvalidRequest => vsva_pcie::ResponseCode::InvalidRequest,
-            ResponseCode::ResponseFailure => vsva_pcie::ResponseCode::ResponseFailure,
-        };
         let st_ = &mut *st;
         let ok = st_.pri.response(&mut st_.cfg, prgi, code).is_ok();
         st.stats.page_group_responses += 1;
         if ok && cmd.waiting == Some(prgi) {
             cmd.waiting = None;
             match code {
-                vsva_pcie::ResponseCode::Success => {}
-                vsva_pcie::ResponseCode::InvalidRequest => {
-                    cmd.failed = Some(DeviceError::PageRequestInvalid)
-                }
-                vsva_pcie::ResponseCode::ResponseFailure => {
-                    cmd.failed = Some(DeviceError::PriFailure)
-                }
+                ResponseCode::Success => {}
+                ResponseCode::InvalidRequest => cmd.failed = Some(DeviceError::PageRequestInvalid),
+                ResponseCode::ResponseFailure => cmd.failed = Some(DeviceError::PriFailure),
             }
         }
     }

@@ -5,10 +5,10 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use vsva_mem::{Access, PageSize, Pasid, PhysMem, Rid};
+use vsva_mem::{Access, Pasid, PhysMem, Rid};
 use vsva_vtd::{
-    AtsInvalidation, AtsInvalidationError, Devices, PageRequest, PageRequestOutcome, Request,
-    RequestKind, ResponseCode, Vtd,
+    AtsCompletion, AtsInvalidation, AtsInvalidationError, Devices, PageRequest, PageRequestOutcome,
+    Request, RequestKind, ResponseCode, Vtd,
 };
 
 use crate::device::DemoDevice;
@@ -18,23 +18,6 @@ use crate::device::DemoDevice;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("the IOMMU refused the request")]
 pub struct Refused;
-
-/// A translation completion as the device receives it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Completion {
-    /// Translated address of the start of the range.
-    pub addr: u64,
-    /// Range size.
-    pub size: PageSize,
-    /// Reads allowed.
-    pub read: bool,
-    /// Writes allowed.
-    pub write: bool,
-    /// Execute allowed.
-    pub exec: bool,
-    /// For privileged accesses.
-    pub privileged: bool,
-}
 
 /// What a device sends upstream.
 pub trait Upstream: Send + Sync {
@@ -48,7 +31,7 @@ pub trait Upstream: Send + Sync {
         pasid: Option<Pasid>,
         addr: u64,
         access: Access,
-    ) -> Result<Completion, Refused>;
+    ) -> Result<AtsCompletion, Refused>;
 
     /// A page request message.
     fn page_request(&self, pr: &PageRequest) -> PageRequestOutcome;
@@ -96,9 +79,8 @@ impl Upstream for VtdPort {
         pasid: Option<Pasid>,
         addr: u64,
         access: Access,
-    ) -> Result<Completion, Refused> {
-        let c = self
-            .vtd
+    ) -> Result<AtsCompletion, Refused> {
+        self.vtd
             .ats_translate(&Request {
                 rid,
                 pasid,
@@ -106,15 +88,7 @@ impl Upstream for VtdPort {
                 access,
                 kind: RequestKind::Translation,
             })
-            .map_err(|_| Refused)?;
-        Ok(Completion {
-            addr: c.addr,
-            size: c.size,
-            read: c.read,
-            write: c.write,
-            exec: c.exec,
-            privileged: c.privileged,
-        })
+            .map_err(|_| Refused)
     }
 
     fn page_request(&self, pr: &PageRequest) -> PageRequestOutcome {
@@ -181,14 +155,6 @@ impl Fabric {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert(dev.rid().raw(), dev);
-    }
-
-    /// Unplugs a device.
-    pub fn unplug(&self, rid: Rid) -> Option<Arc<DemoDevice>> {
-        self.devices
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&rid.raw())
     }
 
     fn get(&self, rid: Rid) -> Option<Arc<DemoDevice>> {

@@ -51,16 +51,7 @@ fn benches(c: &mut Criterion) {
         .unwrap();
     }
     let rid = Rid::from_bdf(0, 3, 0).unwrap();
-    driver
-        .attach_device(
-            rid,
-            DeviceOptions {
-                pasid: true,
-                ats: false,
-                pri: false,
-            },
-        )
-        .unwrap();
+    driver.attach_device(rid, DeviceOptions::PASID).unwrap();
     let pasid = Pasid::new(1).unwrap();
     driver
         .attach_pasid(

@@ -25,7 +25,7 @@ const SHARDS: usize = 16;
 /// A fast multiplicative hasher for small integer keys (the keys are not attacker-chosen
 /// collisions of any consequence: a bad distribution only costs speed).
 #[derive(Default, Clone, Copy)]
-pub struct KeyHasher(u64);
+struct KeyHasher(u64);
 
 impl Hasher for KeyHasher {
     fn finish(&self) -> u64 {
@@ -50,7 +50,7 @@ impl Hasher for KeyHasher {
 type Map<K, V> = HashMap<K, V, BuildHasherDefault<KeyHasher>>;
 
 /// A map split into independently locked shards.
-pub struct Sharded<K, V> {
+struct Sharded<K, V> {
     shards: Vec<RwLock<Map<K, V>>>,
 }
 
@@ -78,19 +78,20 @@ impl<K: Hash + Eq + Copy, V: Copy> Sharded<K, V> {
     }
 
     /// The value for `k`.
-    pub fn get(&self, k: &K) -> Option<V> {
+    fn get(&self, k: &K) -> Option<V> {
         self.read(self.shard(k)).get(k).copied()
     }
 
     /// Stores `v` for `k`.
-    pub fn insert(&self, k: K, v: V) {
+    #[cfg(test)]
+    fn insert(&self, k: K, v: V) {
         self.write(self.shard(&k)).insert(k, v);
     }
 
     /// Stores `v` for `k` if `still_valid`, asked with the shard locked, says so: a purge
     /// that takes this shard's lock after the check removes the entry, one that began before
     /// it made `still_valid` false.
-    pub fn insert_if(&self, k: K, v: V, still_valid: impl FnOnce() -> bool) {
+    fn insert_if(&self, k: K, v: V, still_valid: impl FnOnce() -> bool) {
         let mut shard = self.write(self.shard(&k));
         if still_valid() {
             shard.insert(k, v);
@@ -98,20 +99,16 @@ impl<K: Hash + Eq + Copy, V: Copy> Sharded<K, V> {
     }
 
     /// Drops every entry for which `drop` says so.
-    pub fn remove_if(&self, mut drop: impl FnMut(&K, &V) -> bool) {
+    fn remove_if(&self, mut drop: impl FnMut(&K, &V) -> bool) {
         for i in 0..SHARDS {
             self.write(i).retain(|k, v| !drop(k, v));
         }
     }
 
     /// Number of entries.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         (0..SHARDS).map(|i| self.read(i).len()).sum()
-    }
-
-    /// Is the map empty?
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 
@@ -156,10 +153,11 @@ fn size_code(s: PageSize) -> u8 {
 /// nothing and returns its result once, as hardware may for a request already in flight.
 #[derive(Default)]
 pub struct Caches {
-    /// Context + PASID-table entries per (requester, PASID).
-    pub entries: Sharded<EntryKey, Resolved>,
+    /// Context + PASID-table entries per (requester, PASID). Private, as is `iotlb`: every
+    /// removal goes through a `purge_*`, which bumps the epoch.
+    entries: Sharded<EntryKey, Resolved>,
     /// Translations.
-    pub iotlb: Sharded<IotlbKey, IotlbEntry>,
+    iotlb: Sharded<IotlbKey, IotlbEntry>,
     /// Purges so far.
     epoch: AtomicU64,
 }
@@ -172,6 +170,11 @@ impl Caches {
 
     fn still(&self, epoch: u64) -> impl FnOnce() -> bool + '_ {
         move || self.epoch.load(Ordering::Acquire) == epoch
+    }
+
+    /// The cached context and PASID entries for `key`.
+    pub fn entry(&self, key: &EntryKey) -> Option<Resolved> {
+        self.entries.get(key)
     }
 
     /// Caches the entries `r` resolved for `key`, by a lookup begun at `epoch`.
@@ -223,7 +226,8 @@ pub fn overlaps(base: u64, size_code: u8, addr: u64, am: u8) -> bool {
     };
     let start = addr & !(len - 1);
     let page_len = [4096u64, 2 << 20, 1 << 30][size_code as usize % 3];
-    base < start.saturating_add(len) && start < base + page_len
+    // inclusive lasts: the last page of the space ends at 2^64
+    base <= start + (len - 1) && start <= base + (page_len - 1)
 }
 
 #[cfg(test)]
@@ -297,5 +301,9 @@ mod tests {
         assert!(overlaps(0x4000_0000, 2, 0x4123_4000, 0));
         // the address is aligned down to the mask
         assert!(overlaps(0x1000, 0, 0x1fff, 1));
+        // the last pages of the space, which end at 2^64
+        assert!(overlaps(0xffff_ffff_c000_0000, 2, 0xffff_ffff_f000_0000, 0));
+        assert!(overlaps(0xffff_ffff_ffff_f000, 0, 0xffff_ffff_ffff_f000, 0));
+        assert!(!overlaps(0xffff_ffff_c000_0000, 2, 0x1000, 0));
     }
 }

@@ -179,8 +179,7 @@ impl Vtd {
                 // FM 1, 2, 3 mask SID bit 2, bits 2:1, bits 2:0 (§6.5.2.1).
                 let ignored = [0u16, 0b100, 0b110, 0b111][fm as usize & 3];
                 self.caches
-                    .entries
-                    .remove_if(|k, _| granularity != 3 || k.0 & !ignored == sid & !ignored);
+                    .purge_entries(|k, _| granularity != 3 || k.0 & !ignored == sid & !ignored);
                 bump(&self.stats.context_cache);
             }
             Descriptor::PasidCache {
@@ -345,6 +344,48 @@ impl Vtd {
                 self.queue_error(st, Fsts::ICE, st.regs.iqercd & 0xf);
                 Ok(())
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use vsva_mem::{PhysMem, PhysMemory};
+
+    use crate::spec::descriptors::encode;
+    use crate::spec::registers::{Gcmd, offset};
+    use crate::{MsiLog, Vtd, VtdConfig};
+
+    #[test]
+    fn every_cache_invalidation_descriptor_bumps_the_purge_epoch() {
+        // A walk that raced any of them must not fill the caches (cache::Caches).
+        let mem = Arc::new(PhysMemory::new(1 << 20).unwrap());
+        let vtd = Vtd::new(
+            VtdConfig::default(),
+            mem.clone(),
+            Arc::new(MsiLog::default()),
+        );
+        let iq = 0x1000;
+        vtd.mmio_write(offset::IQA, 8, iq | 1 << 11);
+        vtd.mmio_write(offset::GCMD, 4, Gcmd::QIE.bits() as u64);
+        let descriptors = [
+            [1 | 1 << 4, 0, 0, 0],
+            encode::context_cache_device(0x18),
+            encode::pasid_cache(1, 3, 5),
+            encode::iotlb(3, Some((0x4000, 0)), false),
+            encode::pasid_iotlb(3, 5, None, false),
+        ];
+        for (i, d) in descriptors.iter().enumerate() {
+            let at = iq + 32 * i as u64;
+            for (j, w) in d.iter().enumerate() {
+                mem.store_u64(at + 8 * j as u64, *w).unwrap();
+            }
+            let before = vtd.caches.epoch();
+            vtd.mmio_write(offset::IQT, 8, 32 * (i as u64 + 1));
+            assert_eq!(vtd.mmio_read(offset::IQH, 8), 32 * (i as u64 + 1));
+            assert!(vtd.caches.epoch() > before, "descriptor {i}: {d:x?}");
         }
     }
 }

@@ -31,10 +31,13 @@ struct Slot {
     page: AtomicU64,
     /// Requester, PASID + 1 (0: none), kind.
     key: AtomicU64,
-    /// Output page | size code (bits 1:0).
+    /// Output page | rights (bits 5:2) | size code (bits 1:0).
     out: AtomicU64,
-    /// Generation (bits 63:32) | allowed-access mask (bits 15:0) | DID (bits 31:16).
+    /// DID (bits 31:16) | allowed-access mask (bits 15:0).
     meta: AtomicU64,
+    /// The generation the fill began at (all 64 bits: a truncated one would match again
+    /// after enough invalidations, and a stale slot would hit).
+    generation: AtomicU64,
 }
 
 /// The cache.
@@ -53,6 +56,7 @@ impl Default for MicroTlb {
                     key: AtomicU64::new(u64::MAX),
                     out: AtomicU64::new(0),
                     meta: AtomicU64::new(0),
+                    generation: AtomicU64::new(0),
                 })
                 .collect(),
             generation: AtomicU64::new(1),
@@ -125,17 +129,18 @@ impl MicroTlb {
         if s1 & 1 != 0 {
             return None;
         }
-        let (p, k, out, meta) = (
+        let (p, k, out, meta, generation) = (
             slot.page.load(Ordering::Relaxed),
             slot.key.load(Ordering::Relaxed),
             slot.out.load(Ordering::Relaxed),
             slot.meta.load(Ordering::Relaxed),
+            slot.generation.load(Ordering::Relaxed),
         );
         fence(Ordering::Acquire);
         if slot.seq.load(Ordering::Relaxed) != s1 || p != page || k != key {
             return None;
         }
-        if meta >> 32 != self.generation.load(Ordering::Acquire) & 0xffff_ffff {
+        if generation != self.generation.load(Ordering::Acquire) {
             return None;
         }
         if (meta >> (req.access.bits() as u64 & 0xf)) & 1 == 0 {
@@ -144,7 +149,7 @@ impl MicroTlb {
         Some(Translated {
             addr: (out & !0xfff) | (req.addr & 0xfff),
             size: size_of(out & 3),
-            perm: Perm::all(),
+            perm: Perm::from_bits_truncate((out >> 2) as u8 & 0xf),
             did: (meta >> 16) as u16,
         })
     }
@@ -167,12 +172,15 @@ impl MicroTlb {
         fence(Ordering::Release);
         slot.page.store(page, Ordering::Relaxed);
         slot.key.store(key, Ordering::Relaxed);
-        slot.out
-            .store((t.addr & !0xfff) | size_code(t.size), Ordering::Relaxed);
-        slot.meta.store(
-            (generation & 0xffff_ffff) << 32 | (t.did as u64) << 16 | allowed_mask(req.access),
+        slot.out.store(
+            (t.addr & !0xfff) | (t.perm.bits() as u64 & 0xf) << 2 | size_code(t.size),
             Ordering::Relaxed,
         );
+        slot.meta.store(
+            (t.did as u64) << 16 | allowed_mask(req.access),
+            Ordering::Relaxed,
+        );
+        slot.generation.store(generation, Ordering::Relaxed);
         slot.seq.store(s + 2, Ordering::Release);
     }
 }
@@ -205,6 +213,7 @@ mod tests {
         m.fill(&req(0x1123, Access::READ | Access::WRITE), g, &t);
         let hit = m.lookup(&req(0x1fff, Access::READ)).unwrap();
         assert_eq!((hit.addr, hit.did), (0x5fff, 7));
+        assert_eq!(hit.perm, Perm::all(), "the rights the fill recorded");
         assert!(
             m.lookup(&req(0x1000, Access::READ | Access::WRITE))
                 .is_some()
@@ -240,10 +249,43 @@ mod tests {
             m.lookup(&req(0x1000, Access::READ)).unwrap().size,
             PageSize::Size2M
         );
+        assert_eq!(
+            m.lookup(&req(0x1000, Access::READ)).unwrap().perm,
+            Perm::all()
+        );
         m.invalidate_all();
         assert!(m.lookup(&req(0x1000, Access::READ)).is_none());
         // a result computed before the invalidation is never used
         m.fill(&req(0x1000, Access::READ), g, &t);
+        assert!(m.lookup(&req(0x1000, Access::READ)).is_none());
+    }
+
+    #[test]
+    fn hits_return_the_rights_the_walk_found() {
+        let m = MicroTlb::default();
+        let t = Translated {
+            addr: 0x7000,
+            size: PageSize::Size4K,
+            perm: Perm::READ | Perm::USER,
+            did: 2,
+        };
+        m.fill(&req(0x3000, Access::READ), m.generation(), &t);
+        assert_eq!(m.lookup(&req(0x3000, Access::READ)), Some(t));
+    }
+
+    #[test]
+    fn a_slot_filled_2_pow_32_invalidations_ago_misses() {
+        let m = MicroTlb::default();
+        let t = Translated {
+            addr: 0x5000,
+            size: PageSize::Size4K,
+            perm: Perm::all(),
+            did: 1,
+        };
+        let g = m.generation();
+        m.fill(&req(0x1000, Access::READ), g, &t);
+        // as many invalidations as the low 32 bits of the generation count
+        m.generation.fetch_add(1 << 32, Ordering::AcqRel);
         assert!(m.lookup(&req(0x1000, Access::READ)).is_none());
     }
 }

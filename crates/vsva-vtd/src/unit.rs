@@ -436,7 +436,7 @@ impl Vtd {
     pub(crate) fn resolve_cached(&self, req: &Request) -> Result<Resolved, Blocked> {
         let key = (req.rid.raw(), req.pasid.map_or(NO_PASID, |p| p.raw()));
         let epoch = self.caches.epoch();
-        if let Some(cached) = self.caches.entries.get(&key) {
+        if let Some(cached) = self.caches.entry(&key) {
             return recheck(&self.cfg, &cached, req).map_err(|f| self.fault(req, f.reason, f.fpd));
         }
         let rt = Rtaddr::from_bits(self.root.load(Ordering::Acquire));

@@ -53,16 +53,7 @@ fn the_backend_hears_each_invalidation_before_its_wait_completes() {
     let driver = VtdDriver::probe(mmio, frames.memory().clone(), frames).unwrap();
     driver.enable().unwrap();
     let rid = Rid::from_bdf(0, 3, 0).unwrap();
-    driver
-        .attach_device(
-            rid,
-            DeviceOptions {
-                pasid: true,
-                ats: false,
-                pri: false,
-            },
-        )
-        .unwrap();
+    driver.attach_device(rid, DeviceOptions::PASID).unwrap();
     let before = rec.heard.lock().unwrap().len();
     let waits_before = vtd.stats().waits;
     driver

@@ -173,3 +173,36 @@ fn context_cache_function_mask_covers_the_masked_function_bits() {
     rig.submit(&[[1 | 3 << 4 | sid << 32 | 1 << 48, 0, 0, 0]]);
     assert!(rig.dma(a, None, 0x1000, R).is_err(), "FM 1 reaches 00:03.4");
 }
+
+#[test]
+fn a_page_selective_invalidation_reaches_the_last_1g_page_of_the_space() {
+    // A supervisor first-stage 1 GiB page at the top of the canonical space ends at 2^64:
+    // the overlap check of a page-selective PASID-based invalidation must neither overflow
+    // nor miss it.
+    let rig = Rig::new(VtdConfig::default());
+    let dev = rid(0, 3, 0);
+    let dir = rig.attach_device(dev);
+    let t = fs(&rig);
+    let top = 0xffff_ffff_c000_0000;
+    t.map(top, 0x4000_0000, PageSize::Size1G, Perm::RW).unwrap();
+    rig.write_pasid(dir, 4, &pasid_entry(Pgtt::FirstStage, 2, 0, t.root()));
+    let sup = R | Access::PRIV;
+    assert_eq!(
+        rig.dma(dev, Some(4), top + 0x1234, sup).unwrap().addr,
+        0x4000_1234
+    );
+    t.unmap(top, 1 << 30).unwrap();
+    // another page of the space: the cached page stays
+    rig.submit(&[encode::pasid_iotlb(2, 4, Some((0x1000, 0)), false)]);
+    assert!(rig.dma(dev, Some(4), top + 0x1234, sup).is_ok());
+    rig.submit(&[encode::pasid_iotlb(
+        2,
+        4,
+        Some((top + 0x3000_0000, 0)),
+        false,
+    )]);
+    assert_eq!(
+        rig.dma(dev, Some(4), top + 0x1234, sup).unwrap_err().reason,
+        Some(FaultReason::FsNotPresent)
+    );
+}

@@ -231,16 +231,7 @@ fn page_requests_reach_the_driver_and_responses_reach_the_device() {
 #[test]
 fn nested_domain_through_the_driver() {
     let p = platform();
-    p.driver
-        .attach_device(
-            dev(),
-            DeviceOptions {
-                pasid: true,
-                ats: false,
-                pri: false,
-            },
-        )
-        .unwrap();
+    p.driver.attach_device(dev(), DeviceOptions::PASID).unwrap();
     // guest RAM: 16 MiB at HPA 1 GiB, second stage 2 MiB pages
     let ram_hpa = 1 << 30;
     let ss = PageTable::new(VtdSecondStage::four_level(), p.frames.clone()).unwrap();
@@ -281,9 +272,8 @@ fn a_whole_space_flush_reaches_the_whole_device_tlb() {
         .attach_device(
             dev,
             DeviceOptions {
-                pasid: true,
-                ats: true,
                 pri: false,
+                ..DeviceOptions::ALL
             },
         )
         .unwrap();
@@ -302,16 +292,7 @@ fn a_whole_space_flush_reaches_the_whole_device_tlb() {
 fn every_recorded_code_is_named_even_exec_without_ere() {
     let p = platform();
     let dev = Rid::from_bdf(0, 3, 0).unwrap();
-    p.driver
-        .attach_device(
-            dev,
-            DeviceOptions {
-                pasid: true,
-                ats: false,
-                pri: false,
-            },
-        )
-        .unwrap();
+    p.driver.attach_device(dev, DeviceOptions::PASID).unwrap();
     p.driver
         .attach_pasid(dev, Pasid::new(0).unwrap(), &Domain::PassThrough { did: 2 })
         .unwrap();

@@ -24,9 +24,17 @@ struct Host {
     mm: Arc<MemoryManager>,
 }
 
+/// The unit, its driver and the IOMMU core over them, with [`DEV`] added (20-bit PASIDs,
+/// ATS, PRI), and a memory manager for processes.
 fn host() -> Host {
     let (mem, vtd, endpoints, driver) = common::unit_and_driver(2 << 30);
     let iommu = Iommu::new(driver);
+    let caps = DeviceCaps {
+        pasid_bits: 20,
+        ats: true,
+        pri: true,
+    };
+    iommu.add_device(DEV, caps, 32).unwrap();
     let mm = MemoryManager::new(
         Arc::new(FrameAllocator::new(mem.clone(), 256 * MIB, 2 << 30)),
         X86Paging::default(),
@@ -96,17 +104,6 @@ fn device_access(h: &Host, pasid: Pasid, va: u64, write: bool) -> Result<u64, Re
 #[test]
 fn a_device_faults_in_a_fresh_mmap_and_writes_into_the_process() {
     let h = host();
-    h.iommu
-        .add_device(
-            DEV,
-            DeviceCaps {
-                pasid_bits: 20,
-                ats: true,
-                pri: true,
-            },
-            32,
-        )
-        .unwrap();
     let p = h.mm.spawn().unwrap();
     let bind = h.iommu.sva_bind(DEV, &p).unwrap();
     let va = p.mmap(None, 4 * 4096, Prot::RW, MapFlags::empty()).unwrap();
@@ -155,17 +152,6 @@ fn a_device_faults_in_a_fresh_mmap_and_writes_into_the_process() {
 #[test]
 fn process_exit_blocks_the_device_and_the_system_keeps_working() {
     let h = host();
-    h.iommu
-        .add_device(
-            DEV,
-            DeviceCaps {
-                pasid_bits: 20,
-                ats: true,
-                pri: true,
-            },
-            32,
-        )
-        .unwrap();
     let p = h.mm.spawn().unwrap();
     let bind = h.iommu.sva_bind(DEV, &p).unwrap();
     let va = p.mmap(None, 4096, Prot::RW, MapFlags::POPULATE).unwrap();

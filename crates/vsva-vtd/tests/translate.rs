@@ -62,6 +62,8 @@ fn second_stage_translates_iovas() {
     assert_eq!((t.addr, t.size, t.did), (0x3000_0abc, PageSize::Size4K, 7));
     let t = rig.dma(dev, None, 0x4123_4567, R).unwrap();
     assert_eq!((t.addr, t.size), (0x8123_4567, PageSize::Size1G));
+    // the repeat hits the first-level cache and answers the same, rights included
+    assert_eq!(rig.dma(dev, None, 0x4123_4567, R), Ok(t));
     assert_eq!(
         rig.dma(dev, None, 0x4000_0000, W).unwrap_err().reason,
         Some(FaultReason::WriteDenied)

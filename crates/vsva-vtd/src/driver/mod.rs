@@ -225,6 +225,13 @@ impl DeviceOptions {
         ats: true,
         pri: true,
     };
+
+    /// Requests with PASID only (no ATS, no PRI).
+    pub const PASID: DeviceOptions = DeviceOptions {
+        pasid: true,
+        ats: false,
+        pri: false,
+    };
 }
 
 /// A fault the unit recorded, as the driver decodes it.

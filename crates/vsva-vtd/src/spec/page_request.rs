@@ -1,7 +1,9 @@
 //! The page request descriptor (VT-d 4.1 §7.4.1.1, Figure 7-1): what the unit writes into the
 //! page request queue for each PCIe Page Request Message, 32 bytes.
 
-use vsva_mem::{Pasid, Rid};
+use vsva_mem::{Access, Pasid, Rid};
+use vsva_pcie::PageRequestMsg;
+use vsva_pcie::pri::PageRequestWord;
 
 /// A page request (PCIe Base 6.0 §10.4.1 Page Request Message, as the unit records it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,6 +29,21 @@ pub struct PageRequest {
 }
 
 impl PageRequest {
+    /// The request `rid` sends as the Page Request Message `msg`.
+    pub fn from_msg(rid: Rid, msg: &PageRequestMsg) -> PageRequest {
+        PageRequest {
+            rid,
+            pasid: msg.pasid,
+            addr: msg.page_addr & !0xfff,
+            read: msg.access.contains(Access::READ),
+            write: msg.access.is_write(),
+            exec: msg.access.is_exec(),
+            privileged: msg.access.is_priv(),
+            last: msg.last,
+            prgi: msg.prgi,
+        }
+    }
+
     /// Encodes the 32-byte descriptor (type 01h).
     pub fn encode(&self) -> [u64; 4] {
         let mut q0 = 1u64 | (self.rid.raw() as u64) << 16;
@@ -39,12 +56,14 @@ impl PageRequest {
         if self.privileged {
             q0 |= 1 << 53;
         }
-        let q1 = self.read as u64
-            | (self.write as u64) << 1
-            | (self.last as u64) << 2
-            | (self.prgi as u64 & 0x1ff) << 3
-            | (self.addr & !0xfff);
-        [q0, q1, 0, 0]
+        // Bits 63:0 of the second qword are the message's own (PCIe Base 6.0 Figure 10-16).
+        let q1 = PageRequestWord::new()
+            .with_r(self.read)
+            .with_w(self.write)
+            .with_l(self.last)
+            .with_prgi(self.prgi & 0x1ff)
+            .with_page(self.addr >> 12);
+        [q0, q1.into_bits(), 0, 0]
     }
 
     /// Decodes a descriptor (as a driver reads it from the queue); `None` if the type is not
@@ -54,6 +73,7 @@ impl PageRequest {
             return None;
         }
         let pp = q[0] & (1 << 8) != 0;
+        let w = PageRequestWord::from_bits(q[1]);
         Some(PageRequest {
             rid: Rid::from_raw((q[0] >> 16) as u16),
             pasid: if pp {
@@ -61,13 +81,13 @@ impl PageRequest {
             } else {
                 None
             },
-            addr: q[1] & !0xfff,
-            read: q[1] & 1 != 0,
-            write: q[1] & 2 != 0,
+            addr: w.page() << 12,
+            read: w.r(),
+            write: w.w(),
             exec: q[0] & (1 << 52) != 0,
             privileged: q[0] & (1 << 53) != 0,
-            last: q[1] & 4 != 0,
-            prgi: ((q[1] >> 3) & 0x1ff) as u16,
+            last: w.l(),
+            prgi: w.prgi(),
         })
     }
 }
@@ -96,5 +116,23 @@ mod tests {
         assert_eq!(q[1], 1 | 2 | 4 | 0x1a5 << 3 | 0x7fff_1234_5000);
         assert_eq!(PageRequest::decode(q), Some(r));
         assert_eq!(PageRequest::decode([2, 0, 0, 0]), None);
+        // a device's PRGI beyond 9 bits is cut to its field, never spills into the address
+        let wide = PageRequest { prgi: 0xffff, ..r };
+        assert_eq!(wide.encode()[1], 7 | 0x1ff << 3 | 0x7fff_1234_5000);
+    }
+
+    #[test]
+    fn the_descriptor_of_a_page_request_message() {
+        let msg = PageRequestMsg {
+            pasid: Some(Pasid::new(9).unwrap()),
+            access: Access::WRITE | Access::PRIV,
+            page_addr: 0x4000,
+            prgi: 3,
+            last: true,
+        };
+        let r = PageRequest::from_msg(Rid::from_raw(0x18), &msg);
+        assert_eq!(r.encode()[1], msg.word().into_bits());
+        assert!(!r.read && r.write && r.privileged && !r.exec && r.last);
+        assert_eq!((r.rid.raw(), r.pasid, r.prgi), (0x18, msg.pasid, 3));
     }
 }
