@@ -2,7 +2,7 @@
 //! first-stage pointer outside its RAM, a table whose leaves point outside its RAM, a PASID
 //! it never bound, a page response for a group it never received, an invalidation storm.
 //! The bad guest gets faults and errors; the good one passes every check; the host and the
-//! bad guest keep working afterwards.
+//! bad guest keep working afterwards. Then a page-selective invalidation as the VMM relays it.
 
 mod common;
 
@@ -13,8 +13,11 @@ use vsva_mem::{PageSize, Pasid, Rid};
 use vsva_mm::{MapFlags, Prot};
 use vsva_pgtable::x86::X86Paging;
 use vsva_pgtable::{PageTable, Perm};
+use vsva_vmm::viommu::Relay;
 use vsva_vtd::ResponseCode;
+use vsva_vtd::backend::VirtualBackend;
 use vsva_vtd::driver::Domain;
+use vsva_vtd::spec::descriptors::Descriptor;
 
 /// Binds guest PASID `pasid` of `rid` to a first-stage table at `root` through the guest's
 /// own VT-d driver (what a buggy or hostile guest kernel can do), which writes the PASID
@@ -177,6 +180,45 @@ fn entry_types_the_viommu_does_not_offer_stay_unbound() {
             b.drv
                 .run_pasid(&vm, pasid, &cmd(Op::Fill, 0, 0x4000_0000, 4096, 1)),
             "unsupported entry type",
+        );
+    }
+}
+
+#[test]
+fn a_page_selective_invalidation_covers_the_aligned_block_its_mask_names() {
+    // PASID-based IOTLB invalidation, page-selective: ADDR's low AM page bits are ignored —
+    // the naturally aligned 2^AM pages holding ADDR go (§6.5.2.4); from 2^52 pages on that is
+    // the whole space. Seen from the device: after the invalidation, every page of the block
+    // needs a fresh ATS translation.
+    let host = host();
+    let vm = guest(&host, 1);
+    let b = bind(&vm);
+    let rid = Rid::from_bdf(0, 3, 0).unwrap();
+    let did = vm.os().iommu.domain_id(rid, b.ctx.pasid()).unwrap();
+    let relay = Relay::new(vm.vmm());
+    let mapped = b
+        .process
+        .mmap(None, 8 * 4096, Prot::RW, MapFlags::POPULATE)
+        .unwrap();
+    // four pages aligned to four pages
+    let block = (mapped.raw() + 4 * 4096 - 1) & !(4 * 4096 - 1);
+    let read = cmd(Op::ReadChecksum, block, 0, 4 * 4096, 0);
+    for (addr, am) in [(block + 4096, 2), (0, 52), (block, 63)] {
+        b.drv.run(&vm, &b.ctx, &read).unwrap();
+        let before = b.drv.device().stats().ats_translations;
+        relay.invalidated(&Descriptor::PasidIotlb {
+            granularity: 3,
+            did,
+            pasid: b.ctx.pasid().raw(),
+            addr,
+            am,
+            ih: false,
+        });
+        b.drv.run(&vm, &b.ctx, &read).unwrap();
+        assert_eq!(
+            b.drv.device().stats().ats_translations - before,
+            4,
+            "ADDR {addr:#x} AM {am}"
         );
     }
 }
