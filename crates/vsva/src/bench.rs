@@ -344,14 +344,13 @@ fn sva_copy(e: Effort) -> Result<Metric> {
         privileged: false,
     };
     r.drv.run(&r.p, &r.ctx, &copy)?;
-    let samples: Vec<f64> = (0..e.samples)
+    let samples = (0..e.samples)
         .map(|_| {
             let t = Instant::now();
-            let ok = r.drv.run(&r.p, &r.ctx, &copy).is_ok();
-            let s = t.elapsed().as_secs_f64();
-            if ok { len as f64 / s / 1e9 } else { 0.0 }
+            r.drv.run(&r.p, &r.ctx, &copy)?;
+            Ok(len as f64 / t.elapsed().as_secs_f64() / 1e9)
         })
-        .collect();
+        .collect::<Result<Vec<f64>>>()?;
     let gbps = median(samples);
     // verify: the device compares the two buffers, and the CPU spot-checks one page
     let mismatch = r.drv.run(
@@ -395,13 +394,11 @@ fn sva_copy(e: Effort) -> Result<Metric> {
             .map(|_| {
                 let t = Instant::now();
                 for &(s, d) in &frames {
-                    if mem.copy(s, d, 2 << 20).is_err() {
-                        return 0.0;
-                    }
+                    mem.copy(s, d, 2 << 20)?;
                 }
-                len as f64 / t.elapsed().as_secs_f64() / 1e9
+                Ok(len as f64 / t.elapsed().as_secs_f64() / 1e9)
             })
-            .collect(),
+            .collect::<Result<Vec<f64>>>()?,
     );
     // and, for context, memcpy between two heap buffers of the host's default backing
     let a = vec![7u8; len as usize];
@@ -757,42 +754,55 @@ fn thread_scale(e: Effort) -> Result<Metric> {
         let len = 256 * 1024;
         let src = proc_.mmap(None, len, Prot::RW, MapFlags::POPULATE)?;
         let dst = proc_.mmap(None, len, Prot::RW, MapFlags::POPULATE)?;
-        let copy = Command {
-            op: Op::Copy,
-            src: src.raw(),
-            dst: dst.raw(),
-            len,
-            pattern: 0,
-            privileged: false,
-        };
+        // warm-up, checked: the copy really moves the pattern
+        drv.run(
+            p.as_ref(),
+            &ctx,
+            &Command::new(Op::WritePattern, 0, src.raw(), len, u64::from(d) + 7),
+        )?;
+        let copy = Command::new(Op::Copy, src.raw(), dst.raw(), len, 0);
         drv.run(p.as_ref(), &ctx, &copy)?;
+        let compare = Command::new(Op::Compare, src.raw(), dst.raw(), len, 0);
+        let mismatch = drv.run(p.as_ref(), &ctx, &compare)?;
+        ensure!(
+            mismatch == u64::MAX,
+            "thread_scale copy differs at {mismatch}"
+        );
         work.push((drv, ctx, copy, proc_));
     }
     let iters = if e.quick { 2000 } else { 10_000 };
     let work = Arc::new(work);
-    let run = |threads: usize| -> f64 {
+    // Bytes per second of `threads` threads copying at once; a failed copy fails the metric
+    // (a thread that stopped early would otherwise count bytes it never moved).
+    let run = |threads: usize| -> Result<f64> {
         let t = Instant::now();
-        std::thread::scope(|s| {
-            for w in 0..threads {
-                let (p, work) = (&p, &work);
-                s.spawn(move || {
-                    let (drv, ctx, copy, _) = &work[w];
-                    for _ in 0..iters {
-                        if drv.run(p.as_ref(), ctx, copy).is_err() {
-                            return;
-                        }
-                    }
-                });
-            }
+        let failed = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..threads)
+                .map(|w| {
+                    let (p, work) = (&p, &work);
+                    s.spawn(move || {
+                        let (drv, ctx, copy, _) = &work[w];
+                        (0..iters)
+                            .filter(|_| drv.run(p.as_ref(), ctx, copy).is_err())
+                            .count()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or(iters))
+                .sum::<usize>()
         });
-        (threads as f64 * iters as f64 * 256.0 * 1024.0) / t.elapsed().as_secs_f64()
+        let took = t.elapsed().as_secs_f64();
+        ensure!(failed == 0, "{failed} of the copies failed");
+        Ok((threads * iters) as f64 * 256.0 * 1024.0 / took)
     };
     // One and two threads alternate, and each pair gives a ratio: this VM's single-thread
     // speed drifts between runs (25 and 33 GB/s seen minutes apart), and measuring all
     // one-thread samples before all two-thread ones turned that drift into the ratio.
     let (mut ones, mut twos, mut ratios) = (vec![], vec![], vec![]);
     for _ in 0..e.samples.max(5) {
-        let (one, two) = (run(1), run(2));
+        let (one, two) = (run(1)?, run(2)?);
         ratios.push(two / one);
         ones.push(one);
         twos.push(two);
