@@ -206,13 +206,22 @@ fn atc_hit(e: Effort, base: f64) -> Result<Metric> {
     Ok(ratio_metric(ns, "ns", base, "<= 1.0x", ns <= base))
 }
 
-fn walks(e: Effort, base: f64) -> Result<(Metric, Metric)> {
+/// Where the walk metrics map their 64 pages.
+const WALK_VA: u64 = 0x7f00_0000_0000;
+
+/// 1 GiB of host memory (its concrete type: the walks are timed with static dispatch) and
+/// an allocator of its first 256 MiB, for page tables.
+fn walk_memory() -> Result<(Arc<PhysMemory>, Arc<FrameAllocator>)> {
     let host = Arc::new(PhysMemory::new(1 << 30)?);
-    let dynmem: Arc<dyn PhysMem> = host.clone();
-    let frames = Arc::new(FrameAllocator::new(dynmem.clone(), 0, 256 * MIB));
+    let frames = Arc::new(FrameAllocator::new(host.clone(), 0, 256 * MIB));
+    Ok((host, frames))
+}
+
+fn walk4(e: Effort, base: f64) -> Result<Metric> {
+    let (host, frames) = walk_memory()?;
     let fmt = X86Paging::default();
-    let pt = PageTable::new(fmt, frames.clone())?;
-    let va = 0x7f00_0000_0000u64;
+    let pt = PageTable::new(fmt, frames)?;
+    let va = WALK_VA;
     for p in 0..64 {
         pt.map(
             va + p * 4096,
@@ -251,8 +260,17 @@ fn walks(e: Effort, base: f64) -> Result<(Metric, Metric)> {
             .ok(),
         );
     });
+    let mut m = ratio_metric(walk4, "ns", base, "<= 40 ns", walk4 <= 40.0);
+    m.note = Some(format!("{} references", w.refs));
+    Ok(m)
+}
+
+fn nested(e: Effort, base: f64) -> Result<Metric> {
+    let (host, frames) = walk_memory()?;
+    let fmt = X86Paging::default();
+    let va = WALK_VA;
     let ram_hpa = 512 * MIB;
-    let ram: Arc<dyn PhysMem> = Arc::new(PhysWindow::new(dynmem, ram_hpa, 64 * MIB)?);
+    let ram: Arc<dyn PhysMem> = Arc::new(PhysWindow::new(host.clone(), ram_hpa, 64 * MIB)?);
     let s2 = PageTable::new(VtdSecondStage::four_level(), frames)?;
     let mut gpa = 0;
     while gpa < 64 * MIB {
@@ -296,11 +314,9 @@ fn walks(e: Effort, base: f64) -> Result<(Metric, Metric)> {
             .ok(),
         );
     });
-    let mut m4 = ratio_metric(walk4, "ns", base, "<= 40 ns", walk4 <= 40.0);
-    m4.note = Some(format!("{} references", w.refs));
-    let mut mn = ratio_metric(nested, "ns", base, "<= 150 ns", nested <= 150.0);
-    mn.note = Some(format!("{} references", n.refs));
-    Ok((m4, mn))
+    let mut m = ratio_metric(nested, "ns", base, "<= 150 ns", nested <= 150.0);
+    m.note = Some(format!("{} references", n.refs));
+    Ok(m)
 }
 
 fn sva_copy(e: Effort) -> Result<Metric> {
@@ -831,75 +847,46 @@ fn thread_scale(e: Effort) -> Result<Metric> {
     })
 }
 
+/// How a metric is measured, given the effort and the lookup baseline (ns per
+/// `HashMap::get`, measured once per run).
+type Measure = fn(Effort, f64) -> Result<Metric>;
+
+/// Every metric, in the order [`run`] runs them.
+const METRICS: &[(&str, Measure)] = &[
+    ("iotlb_hit_ns", iotlb_hit),
+    ("atc_hit_ns", atc_hit),
+    ("walk4_ns", walk4),
+    ("nested_walk_ns", nested),
+    ("sva_dma_copy_gbps", |e, _| sva_copy(e)),
+    ("iopf_roundtrip_us", |e, _| iopf_roundtrip(e)),
+    ("vsva_iopf_roundtrip_us", |e, _| vsva_iopf_roundtrip(e)),
+    ("invalidation_us", |e, _| invalidation(e)),
+    ("ioas_map_pages_per_s", |e, _| ioas_map(e)),
+    ("pasid_scale", |e, _| pasid_scale(e)),
+    ("thread_scale", |e, _| thread_scale(e)),
+];
+
 /// Runs every metric, or only those named in `only` (all when it is empty).
 pub fn run(quick: bool, only: &[String]) -> Result<Vec<(&'static str, Metric)>> {
-    let e = Effort::new(quick);
-    let wanted = |name: &str| only.is_empty() || only.iter().any(|o| o == name);
     for o in only {
         ensure!(
-            METRICS.contains(&o.as_str()),
+            METRICS.iter().any(|(name, _)| name == o),
             "unknown metric {o:?}; known: {}",
-            METRICS.join(", ")
+            METRICS
+                .iter()
+                .map(|(name, _)| *name)
+                .collect::<Vec<_>>()
+                .join(", ")
         );
     }
+    let e = Effort::new(quick);
     let base = hashmap_ns(e);
-    let mut out = vec![];
-    if wanted("iotlb_hit_ns") {
-        out.push(("iotlb_hit_ns", iotlb_hit(e, base)?));
-    }
-    if wanted("atc_hit_ns") {
-        out.push(("atc_hit_ns", atc_hit(e, base)?));
-    }
-    if wanted("walk4_ns") || wanted("nested_walk_ns") {
-        let (w4, wn) = walks(e, base)?;
-        if wanted("walk4_ns") {
-            out.push(("walk4_ns", w4));
-        }
-        if wanted("nested_walk_ns") {
-            out.push(("nested_walk_ns", wn));
-        }
-    }
-    if wanted("sva_dma_copy_gbps") {
-        out.push(("sva_dma_copy_gbps", sva_copy(e)?));
-    }
-    if wanted("iopf_roundtrip_us") {
-        out.push(("iopf_roundtrip_us", iopf_roundtrip(e)?));
-    }
-    if wanted("vsva_iopf_roundtrip_us") {
-        out.push(("vsva_iopf_roundtrip_us", vsva_iopf_roundtrip(e)?));
-    }
-    if wanted("invalidation_us") {
-        out.push(("invalidation_us", invalidation(e)?));
-    }
-    if wanted("ioas_map_pages_per_s") {
-        out.push(("ioas_map_pages_per_s", ioas_map(e)?));
-    }
-    if wanted("pasid_scale") {
-        out.push(("pasid_scale", pasid_scale(e)?));
-    }
-    if wanted("thread_scale") {
-        out.push(("thread_scale", thread_scale(e)?));
-    }
-    if out.is_empty() {
-        bail!("no metric ran");
-    }
-    Ok(out)
+    METRICS
+        .iter()
+        .filter(|(name, _)| only.is_empty() || only.iter().any(|o| o == name))
+        .map(|&(name, measure)| Ok((name, measure(e, base)?)))
+        .collect()
 }
-
-/// The names `run` knows, in the order it runs them.
-pub const METRICS: &[&str] = &[
-    "iotlb_hit_ns",
-    "atc_hit_ns",
-    "walk4_ns",
-    "nested_walk_ns",
-    "sva_dma_copy_gbps",
-    "iopf_roundtrip_us",
-    "vsva_iopf_roundtrip_us",
-    "invalidation_us",
-    "ioas_map_pages_per_s",
-    "pasid_scale",
-    "thread_scale",
-];
 
 /// The text table.
 pub fn table(metrics: &[(&'static str, Metric)]) -> String {
