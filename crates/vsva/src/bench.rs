@@ -329,36 +329,12 @@ fn sva_copy(e: Effort) -> Result<Metric> {
         r.drv.run(
             &r.p,
             &r.ctx,
-            &Command {
-                op: Op::WritePattern,
-                src: 0,
-                dst: b.raw(),
-                len,
-                pattern: 5,
-                privileged: false,
-            },
+            &Command::new(Op::WritePattern, 0, b.raw(), len, 5),
         )?;
     }
-    r.drv.run(
-        &r.p,
-        &r.ctx,
-        &Command {
-            op: Op::Fill,
-            src: 0,
-            dst: dst.raw(),
-            len,
-            pattern: 0,
-            privileged: false,
-        },
-    )?;
-    let copy = Command {
-        op: Op::Copy,
-        src: src.raw(),
-        dst: dst.raw(),
-        len,
-        pattern: 0,
-        privileged: false,
-    };
+    r.drv
+        .run(&r.p, &r.ctx, &Command::new(Op::Fill, 0, dst.raw(), len, 0))?;
+    let copy = Command::new(Op::Copy, src.raw(), dst.raw(), len, 0);
     r.drv.run(&r.p, &r.ctx, &copy)?;
     let samples = (0..e.samples)
         .map(|_| {
@@ -372,14 +348,7 @@ fn sva_copy(e: Effort) -> Result<Metric> {
     let mismatch = r.drv.run(
         &r.p,
         &r.ctx,
-        &Command {
-            op: Op::Compare,
-            src: src.raw(),
-            dst: dst.raw(),
-            len,
-            pattern: 0,
-            privileged: false,
-        },
+        &Command::new(Op::Compare, src.raw(), dst.raw(), len, 0),
     )?;
     ensure!(mismatch == u64::MAX, "copy differs at {mismatch}");
     let mut page = vec![0u8; 4096];
@@ -454,14 +423,7 @@ fn iopf_sample(
     drv.run(
         machine,
         ctx,
-        &Command {
-            op: Op::WritePattern,
-            src: 0,
-            dst: buf.raw(),
-            len: pages * 4096,
-            pattern: 9,
-            privileged: false,
-        },
+        &Command::new(Op::WritePattern, 0, buf.raw(), pages * 4096, 9),
     )?;
     let us = t.elapsed().as_secs_f64() * 1e6 / pages as f64;
     let prs = drv.device().stats().page_requests - before;
@@ -572,14 +534,7 @@ fn invalidation(e: Effort) -> Result<Metric> {
         r.drv.run(
             &r.p,
             &r.ctx,
-            &Command {
-                op: Op::ReadChecksum,
-                src: va.raw(),
-                dst: 0,
-                len: 4096,
-                pattern: 0,
-                privileged: false,
-            },
+            &Command::new(Op::ReadChecksum, va.raw(), 0, 4096, 0),
         )?;
         let inv = dev.stats().atc_invalidations;
         let t = Instant::now();
