@@ -28,7 +28,10 @@ use crate::vmm::{VmConfig, Vmm, VmmError};
 
 /// The guest's first device, assigned when the VM starts (the VMM learns the host IOMMU's
 /// capabilities through it).
-pub const BOOT_DEVICE: (u8, u8, u8) = (0, 3, 0);
+pub const BOOT_DEVICE: Rid = match Rid::from_bdf(0, 3, 0) {
+    Ok(rid) => rid,
+    Err(_) => panic!("00:03.0 is a valid RID"),
+};
 /// PRI requests and ATC entries of the devices the VM plugs in itself.
 const BOOT_PRI: u32 = 32;
 const BOOT_ATC: usize = 256;
@@ -81,15 +84,13 @@ impl Vm {
     /// [`VmError`].
     pub fn boot(host: Arc<Platform>, cfg: VmConfig) -> Result<Vm, VmError> {
         let vmm = Vmm::start(host, cfg)?;
-        let boot = Rid::from_bdf(BOOT_DEVICE.0, BOOT_DEVICE.1, BOOT_DEVICE.2)
-            .map_err(|e| VmmError::Config(e.to_string()))?;
-        vmm.assign(boot, BOOT_PRI, BOOT_ATC)?;
-        let (unit, os, irq) = Self::boot_guest(&vmm, boot)?;
+        vmm.assign(BOOT_DEVICE, BOOT_PRI, BOOT_ATC)?;
+        let (unit, os, irq) = Self::boot_guest(&vmm)?;
         Ok(Vm { vmm, unit, os, irq })
     }
 
-    fn boot_guest(vmm: &Arc<Vmm>, boot: Rid) -> Result<(Arc<Vtd>, Os, Arc<MsiLog>), VmError> {
-        let (cap, ecap, pasid_bits) = vmm.hw_info(boot).map_err(VmmError::from)?;
+    fn boot_guest(vmm: &Arc<Vmm>) -> Result<(Arc<Vtd>, Os, Arc<MsiLog>), VmError> {
+        let (cap, ecap, pasid_bits) = vmm.hw_info(BOOT_DEVICE).map_err(VmmError::from)?;
         let cfg = guest_unit_config(cap, ecap, pasid_bits);
         let relay = Relay::new(vmm);
         let irq = Arc::new(MsiLog::default());
@@ -116,9 +117,7 @@ impl Vm {
     pub fn reboot(&mut self) -> Result<(), VmError> {
         self.vmm.reset_bindings();
         self.vmm.unclaim_all();
-        let boot = Rid::from_bdf(BOOT_DEVICE.0, BOOT_DEVICE.1, BOOT_DEVICE.2)
-            .map_err(|e| VmmError::Config(e.to_string()))?;
-        let (unit, os, irq) = Self::boot_guest(&self.vmm, boot)?;
+        let (unit, os, irq) = Self::boot_guest(&self.vmm)?;
         self.unit = unit;
         self.os = os;
         self.irq = irq;
