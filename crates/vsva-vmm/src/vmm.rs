@@ -735,7 +735,7 @@ impl Vmm {
             return 0;
         };
         let mut delivered = 0;
-        let mut buf = vec![0u8; READ_BATCH * size_of::<IommuHwptPgfault>()];
+        let mut buf = [0u8; READ_BATCH * size_of::<IommuHwptPgfault>()];
         loop {
             let n = match self.fault.read(&mut buf, 0) {
                 Ok(0) | Err(_) => break,
