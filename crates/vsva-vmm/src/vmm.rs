@@ -331,11 +331,6 @@ impl Vmm {
         &self.host
     }
 
-    /// The VMM's process on the host.
-    pub fn process(&self) -> &Arc<Process> {
-        &self.process
-    }
-
     /// Guest RAM.
     pub fn ram(&self) -> &Arc<GuestRam> {
         &self.ram
@@ -344,11 +339,6 @@ impl Vmm {
     /// The iommufd.
     pub fn iommufd(&self) -> &Arc<Iommufd> {
         self.uapi.fd()
-    }
-
-    /// The VM's configuration.
-    pub fn config(&self) -> &VmConfig {
-        &self.cfg
     }
 
     /// The flow counters.
