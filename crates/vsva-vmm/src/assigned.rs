@@ -39,11 +39,6 @@ impl AssignedDevice {
         }
     }
 
-    /// The host device.
-    pub fn host_device(&self) -> &Arc<DemoDevice> {
-        &self.host
-    }
-
     fn host_pasid(&self, guest: u32) -> u32 {
         self.vmm.host_pasid(guest).unwrap_or(BLOCKED_HOST_PASID)
     }

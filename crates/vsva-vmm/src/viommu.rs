@@ -85,10 +85,11 @@ impl VirtualBackend for Relay {
                 am,
                 ih,
             } => {
-                let len = if granularity == 3 {
-                    4096u64 << am.min(52)
-                } else {
-                    u64::MAX
+                // Page-selective: the naturally aligned 2^AM pages holding ADDR (§6.5.2.4);
+                // from 2^52 pages on, and PASID-selective, everything.
+                let (addr, len) = match 1u64.checked_shl(12 + u32::from(am)) {
+                    Some(len) if granularity == 3 => (addr & !(len - 1), len),
+                    _ => (0, u64::MAX),
                 };
                 vmm.invalidate(None, pasid, Some(did), addr, len, ih);
             }

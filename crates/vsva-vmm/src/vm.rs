@@ -28,7 +28,10 @@ use crate::vmm::{VmConfig, Vmm, VmmError};
 
 /// The guest's first device, assigned when the VM starts (the VMM learns the host IOMMU's
 /// capabilities through it).
-pub const BOOT_DEVICE: (u8, u8, u8) = (0, 3, 0);
+pub const BOOT_DEVICE: Rid = match Rid::from_bdf(0, 3, 0) {
+    Ok(rid) => rid,
+    Err(_) => panic!("00:03.0 is a valid RID"),
+};
 /// PRI requests and ATC entries of the devices the VM plugs in itself.
 const BOOT_PRI: u32 = 32;
 const BOOT_ATC: usize = 256;
@@ -70,7 +73,6 @@ pub struct Vm {
     vmm: Arc<Vmm>,
     unit: Arc<Vtd>,
     os: Os,
-    irq: Arc<MsiLog>,
 }
 
 impl Vm {
@@ -81,30 +83,27 @@ impl Vm {
     /// [`VmError`].
     pub fn boot(host: Arc<Platform>, cfg: VmConfig) -> Result<Vm, VmError> {
         let vmm = Vmm::start(host, cfg)?;
-        let boot = Rid::from_bdf(BOOT_DEVICE.0, BOOT_DEVICE.1, BOOT_DEVICE.2)
-            .map_err(|e| VmmError::Config(e.to_string()))?;
-        vmm.assign(boot, BOOT_PRI, BOOT_ATC)?;
-        let (unit, os, irq) = Self::boot_guest(&vmm, boot)?;
-        Ok(Vm { vmm, unit, os, irq })
+        vmm.assign(BOOT_DEVICE, BOOT_PRI, BOOT_ATC)?;
+        let (unit, os) = Self::boot_guest(&vmm)?;
+        Ok(Vm { vmm, unit, os })
     }
 
-    fn boot_guest(vmm: &Arc<Vmm>, boot: Rid) -> Result<(Arc<Vtd>, Os, Arc<MsiLog>), VmError> {
-        let (cap, ecap, pasid_bits) = vmm.hw_info(boot).map_err(VmmError::from)?;
+    fn boot_guest(vmm: &Arc<Vmm>) -> Result<(Arc<Vtd>, Os), VmError> {
+        let (cap, ecap, pasid_bits) = vmm.hw_info(BOOT_DEVICE).map_err(VmmError::from)?;
         let cfg = guest_unit_config(cap, ecap, pasid_bits);
         let relay = Relay::new(vmm);
-        let irq = Arc::new(MsiLog::default());
         let ram: Arc<dyn PhysMem> = vmm.ram().clone();
         let unit = Arc::new(Vtd::with_devices(
             cfg,
             ram.clone(),
-            irq.clone(),
+            Arc::new(MsiLog::default()),
             relay.clone(),
         ));
         // Cannot fail: the unit is new.
         let _ = unit.set_backend(relay);
         vmm.set_unit(&unit);
         let os = Os::boot(ram, unit.clone(), vmm.ram_size())?;
-        Ok((unit, os, irq))
+        Ok((unit, os))
     }
 
     /// Reboots the guest: the vIOMMU is reset (every nested HWPT detached and freed, every
@@ -116,12 +115,9 @@ impl Vm {
     pub fn reboot(&mut self) -> Result<(), VmError> {
         self.vmm.reset_bindings();
         self.vmm.unclaim_all();
-        let boot = Rid::from_bdf(BOOT_DEVICE.0, BOOT_DEVICE.1, BOOT_DEVICE.2)
-            .map_err(|e| VmmError::Config(e.to_string()))?;
-        let (unit, os, irq) = Self::boot_guest(&self.vmm, boot)?;
+        let (unit, os) = Self::boot_guest(&self.vmm)?;
         self.unit = unit;
         self.os = os;
-        self.irq = irq;
         Ok(())
     }
 
@@ -147,11 +143,6 @@ impl Vm {
     /// The guest OS.
     pub fn os(&self) -> &Os {
         &self.os
-    }
-
-    /// Interrupts the vIOMMU raised.
-    pub fn irq(&self) -> &Arc<MsiLog> {
-        &self.irq
     }
 
     /// Every interrupt handler on the way up, once: the host's (page requests into the fault

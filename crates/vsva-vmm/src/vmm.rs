@@ -331,11 +331,6 @@ impl Vmm {
         &self.host
     }
 
-    /// The VMM's process on the host.
-    pub fn process(&self) -> &Arc<Process> {
-        &self.process
-    }
-
     /// Guest RAM.
     pub fn ram(&self) -> &Arc<GuestRam> {
         &self.ram
@@ -344,11 +339,6 @@ impl Vmm {
     /// The iommufd.
     pub fn iommufd(&self) -> &Arc<Iommufd> {
         self.uapi.fd()
-    }
-
-    /// The VM's configuration.
-    pub fn config(&self) -> &VmConfig {
-        &self.cfg
     }
 
     /// The flow counters.
@@ -735,7 +725,7 @@ impl Vmm {
             return 0;
         };
         let mut delivered = 0;
-        let mut buf = vec![0u8; READ_BATCH * size_of::<IommuHwptPgfault>()];
+        let mut buf = [0u8; READ_BATCH * size_of::<IommuHwptPgfault>()];
         loop {
             let n = match self.fault.read(&mut buf, 0) {
                 Ok(0) | Err(_) => break,

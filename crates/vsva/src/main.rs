@@ -6,6 +6,8 @@
 //!   per check, then counters. Exit status 0 only if every check passed.
 //! * `vsva foundation [--json]` — the foundation walkthrough: a process faulting pages in,
 //!   its page walk explained, huge pages, fork/COW with an MMU notifier, a nested walk.
+//! * `vsva bench [--quick] [--json] [--only METRIC]...` — each SVA cost against a baseline
+//!   measured in the same run.
 
 mod bench;
 mod foundation;
@@ -56,25 +58,28 @@ enum Command {
     },
 }
 
+/// `vsva bench`: the table, or one JSON object of metrics by name.
+fn bench(json: bool, quick: bool, only: &[String]) -> anyhow::Result<()> {
+    let metrics = bench::run(quick, only)?;
+    if json {
+        let map: serde_json::Map<String, serde_json::Value> = metrics
+            .iter()
+            .map(|(k, m)| Ok((k.to_string(), serde_json::to_value(m)?)))
+            .collect::<anyhow::Result<_>>()?;
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({ "metrics": map }))?
+        );
+    } else {
+        print!("{}", bench::table(&metrics));
+    }
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    if let Command::Bench { json, quick, only } = cli.command {
-        let metrics = bench::run(quick, &only)?;
-        if json {
-            let map: serde_json::Map<String, serde_json::Value> = metrics
-                .iter()
-                .map(|(k, m)| Ok((k.to_string(), serde_json::to_value(m)?)))
-                .collect::<anyhow::Result<_>>()?;
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&serde_json::json!({ "metrics": map }))?
-            );
-        } else {
-            print!("{}", bench::table(&metrics));
-        }
-        return Ok(());
-    }
     let (report, json) = match cli.command {
+        Command::Bench { json, quick, only } => return bench(json, quick, &only),
         Command::Demo { json, vm } => {
             let place = if vm {
                 sva::Where::Guest
@@ -84,7 +89,6 @@ fn main() -> anyhow::Result<()> {
             (sva::run(place)?, json)
         }
         Command::Foundation { json } => (foundation::run()?, json),
-        Command::Bench { .. } => unreachable!("handled above"),
     };
     if json {
         println!("{}", serde_json::to_string_pretty(&report.to_json())?);

@@ -136,6 +136,10 @@ fn bench_quick_json_has_every_metric_with_its_baseline() {
         let x = &m[name];
         assert!(x["value"].as_f64().is_some_and(|v| v > 0.0), "{name}: {x}");
         assert!(x["unit"].is_string(), "{name}");
+        assert!(
+            x["baseline"].as_f64().is_some_and(|b| b > 0.0),
+            "{name}: every metric has its same-run baseline: {x}"
+        );
     }
     assert!(m["iotlb_hit_ns"]["baseline"].as_f64().is_some());
     assert!(m["sva_dma_copy_gbps"]["ratio"].as_f64().is_some());
