@@ -18,7 +18,7 @@ use std::sync::{Arc, Weak};
 
 use vsva_mem::{Pasid, Rid};
 use vsva_vtd::backend::VirtualBackend;
-use vsva_vtd::spec::descriptors::Descriptor;
+use vsva_vtd::spec::descriptors::{Descriptor, am_block, sid_selected};
 use vsva_vtd::{AtsInvalidation, AtsInvalidationError, Devices, ResponseCode};
 
 use crate::vmm::Vmm;
@@ -37,14 +37,6 @@ impl Relay {
     }
 }
 
-/// Does `rid` match a device-selective context-cache invalidation of `sid` with function
-/// mask `fm` (§6.5.2.1: FM 1, 2, 3 mask function bits 2, 2:1, 2:0)?
-fn sid_matches(rid: Rid, sid: u16, fm: u8) -> bool {
-    let fm = u32::from(fm.min(3));
-    let mask = ((1u16 << fm) - 1) << (3 - fm);
-    rid.raw() & !mask == sid & !mask
-}
-
 impl VirtualBackend for Relay {
     fn invalidated(&self, d: &Descriptor) {
         let Some(vmm) = self.vmm.upgrade() else {
@@ -61,7 +53,7 @@ impl VirtualBackend for Relay {
                 ..
             } => {
                 for rid in vmm.guest_rids() {
-                    if granularity != 3 || sid_matches(rid, sid, fm) {
+                    if granularity != 3 || sid_selected(sid, fm, rid.raw()) {
                         vmm.sync_device(&unit, rid);
                     }
                 }
@@ -87,8 +79,8 @@ impl VirtualBackend for Relay {
             } => {
                 // Page-selective: the naturally aligned 2^AM pages holding ADDR (§6.5.2.4);
                 // from 2^52 pages on, and PASID-selective, everything.
-                let (addr, len) = match 1u64.checked_shl(12 + u32::from(am)) {
-                    Some(len) if granularity == 3 => (addr & !(len - 1), len),
+                let (addr, len) = match am_block(addr, am) {
+                    Some(block) if granularity == 3 => block,
                     _ => (0, u64::MAX),
                 };
                 vmm.invalidate(None, pasid, Some(did), addr, len, ih);
@@ -137,12 +129,19 @@ mod tests {
     fn function_masks_follow_the_context_cache_descriptor() {
         let rid = Rid::from_bdf(0, 3, 5).unwrap();
         let sid = |f| Rid::from_bdf(0, 3, f).unwrap().raw();
-        assert!(sid_matches(rid, sid(5), 0));
-        assert!(!sid_matches(rid, sid(1), 0));
-        assert!(sid_matches(rid, sid(1), 1), "FM 1 masks function bit 2");
-        assert!(!sid_matches(rid, sid(4), 1));
-        assert!(sid_matches(rid, sid(7), 2), "FM 2 masks bits 2:1");
-        assert!(sid_matches(rid, sid(0), 3), "FM 3 masks bits 2:0");
-        assert!(!sid_matches(rid, Rid::from_bdf(0, 4, 5).unwrap().raw(), 3));
+        assert!(sid_selected(sid(5), 0, rid.raw()));
+        assert!(!sid_selected(sid(1), 0, rid.raw()));
+        assert!(
+            sid_selected(sid(1), 1, rid.raw()),
+            "FM 1 masks function bit 2"
+        );
+        assert!(!sid_selected(sid(4), 1, rid.raw()));
+        assert!(sid_selected(sid(7), 2, rid.raw()), "FM 2 masks bits 2:1");
+        assert!(sid_selected(sid(0), 3, rid.raw()), "FM 3 masks bits 2:0");
+        assert!(!sid_selected(
+            Rid::from_bdf(0, 4, 5).unwrap().raw(),
+            3,
+            rid.raw()
+        ));
     }
 }

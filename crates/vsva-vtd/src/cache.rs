@@ -18,6 +18,7 @@ use vsva_mem::PageSize;
 use vsva_pgtable::Perm;
 
 use crate::lookup::Resolved;
+use crate::spec::descriptors::am_block;
 use crate::spec::pasid::Pgtt;
 
 const SHARDS: usize = 16;
@@ -186,12 +187,18 @@ impl Caches {
     pub fn purge_entries(&self, drop: impl FnMut(&EntryKey, &Resolved) -> bool) {
         self.epoch.fetch_add(1, Ordering::AcqRel);
         self.entries.remove_if(drop);
+        // again after: a lookup that began during the purge (and may have used an entry it
+        // was about to drop) fills nothing once the purge is over; a fill made while the
+        // purge still runs is left to the IOTLB invalidation the spec requires after a
+        // PASID-cache one (§6.5.2.2)
+        self.epoch.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Drops the cached translations `drop` selects (IOTLB and PASID-IOTLB invalidations).
     pub fn purge_iotlb(&self, drop: impl FnMut(&IotlbKey, &IotlbEntry) -> bool) {
         self.epoch.fetch_add(1, Ordering::AcqRel);
         self.iotlb.remove_if(drop);
+        self.epoch.fetch_add(1, Ordering::AcqRel);
     }
 
     /// The cached translation of `addr` for (`did`, `pasid`), any page size.
@@ -220,11 +227,9 @@ impl Caches {
 
 /// Does the cached page `(base, size)` overlap `[addr, addr + 2^am pages)`?
 pub fn overlaps(base: u64, size_code: u8, addr: u64, am: u8) -> bool {
-    // 2^am pages; from 2^52 pages on, the whole 64-bit space
-    let Some(len) = 1u64.checked_shl(12 + am as u32).filter(|&l| l != 0) else {
+    let Some((start, len)) = am_block(addr, am) else {
         return true;
     };
-    let start = addr & !(len - 1);
     let page_len = [4096u64, 2 << 20, 1 << 30][size_code as usize % 3];
     // inclusive lasts: the last page of the space ends at 2^64
     base <= start + (len - 1) && start <= base + (page_len - 1)

@@ -20,7 +20,7 @@ use crate::cache::overlaps;
 use vsva_pcie::AtsRange;
 
 use crate::devices::{AtsInvalidation, AtsInvalidationError, ResponseCode};
-use crate::spec::descriptors::{Descriptor, QueueFeatures, decode};
+use crate::spec::descriptors::{Descriptor, QueueFeatures, decode, sid_selected};
 use crate::spec::pasid::Pgtt;
 use crate::spec::registers::{Fsts, ICS_IWC, Iqa, Iqei};
 use crate::unit::{State, Vtd};
@@ -176,10 +176,8 @@ impl Vtd {
             } => {
                 // Scalable mode treats domain-selective as global (§6.5.2.1); device-selective
                 // drops the requester's entries, with FM masking function-number bits.
-                // FM 1, 2, 3 mask SID bit 2, bits 2:1, bits 2:0 (§6.5.2.1).
-                let ignored = [0u16, 0b100, 0b110, 0b111][fm as usize & 3];
                 self.caches
-                    .purge_entries(|k, _| granularity != 3 || k.0 & !ignored == sid & !ignored);
+                    .purge_entries(|k, _| granularity != 3 || sid_selected(sid, fm, k.0));
                 bump(&self.stats.context_cache);
             }
             Descriptor::PasidCache {

@@ -671,14 +671,8 @@ fn pasid_scale(e: Effort) -> Result<Metric> {
         let mut rids = vec![];
         for d in 0..n_devices {
             let rid = Rid::from_raw(0x100 + d as u16);
-            p.vtd_driver.attach_device(
-                rid,
-                vsva_vtd::driver::DeviceOptions {
-                    pasid: true,
-                    ats: false,
-                    pri: false,
-                },
-            )?;
+            p.vtd_driver
+                .attach_device(rid, vsva_vtd::driver::DeviceOptions::PASID)?;
             let dom = Domain::FirstStage {
                 did: 1,
                 root,

@@ -126,6 +126,22 @@ pub struct QueueFeatures {
     pub haw: u8,
 }
 
+/// Does a device-selective context-cache invalidation of `sid` with function mask `fm`
+/// select requester `rid`? FM 1, 2, 3 mask function-number bit 2, bits 2:1, bits 2:0
+/// (§6.5.2.1, Table 21).
+pub fn sid_selected(sid: u16, fm: u8, rid: u16) -> bool {
+    let ignored = [0u16, 0b100, 0b110, 0b111][usize::from(fm & 3)];
+    rid & !ignored == sid & !ignored
+}
+
+/// The range a page-selective invalidation names: the naturally aligned block of 2^`am`
+/// 4-KiB pages holding `addr` (§6.5.2.3, §6.5.2.4), as (start, length); `None` from 2^52
+/// pages on, which is the whole 64-bit space.
+pub fn am_block(addr: u64, am: u8) -> Option<(u64, u64)> {
+    let len = 1u64.checked_shl(12 + u32::from(am))?;
+    Some((addr & !(len - 1), len))
+}
+
 fn bits(v: u64, lo: u32, n: u32) -> u64 {
     (v >> lo) & ((1u64 << n) - 1)
 }
