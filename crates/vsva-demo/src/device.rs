@@ -582,11 +582,7 @@ impl DemoDevice {
     }
 }
 
-impl crate::machine::Endpoint for DemoDevice {
-    fn rid(&self) -> Rid {
-        self.rid
-    }
-
+impl crate::machine::Function for DemoDevice {
     fn config_read(&self, off: u32, size: u32) -> u32 {
         DemoDevice::config_read(self, off, size)
     }
@@ -601,6 +597,12 @@ impl crate::machine::Endpoint for DemoDevice {
 
     fn mmio_write(&self, off: u64, value: u64) {
         DemoDevice::mmio_write(self, off, value);
+    }
+}
+
+impl crate::machine::Endpoint for DemoDevice {
+    fn rid(&self) -> Rid {
+        self.rid
     }
 
     fn run(&self) -> Progress {

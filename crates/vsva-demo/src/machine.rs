@@ -21,18 +21,29 @@ use vsva_vtd::inval_queue::StatsSnapshot;
 use crate::device::{DeviceStats, Progress};
 use crate::fabric::Refused;
 
+/// A PCI function as software reaches it: configuration space and the 64-bit registers of
+/// BAR 0. A driver in the OS, a VMM passing a device through, and the VFIO regions of the
+/// `/dev/iommu` shim all go through this.
+pub trait Function: Send + Sync {
+    /// The configuration space's size (`pdev->cfg_size`): 4 KiB for a PCIe function with
+    /// extended capabilities, 256 bytes for a conventional header.
+    fn config_size(&self) -> u64 {
+        u64::from(vsva_pcie::config::CONFIG_SPACE_SIZE)
+    }
+    /// Reads `size` (1, 2 or 4) bytes of configuration space at `off`.
+    fn config_read(&self, off: u32, size: u32) -> u32;
+    /// Writes `size` (1, 2 or 4) bytes of configuration space at `off`.
+    fn config_write(&self, off: u32, size: u32, value: u32);
+    /// Reads the BAR 0 register at `off` (see [`crate::regs`]).
+    fn mmio_read(&self, off: u64) -> u64;
+    /// Writes the BAR 0 register at `off`.
+    fn mmio_write(&self, off: u64, value: u64);
+}
+
 /// A demo device as its driver reaches it.
-pub trait Endpoint: Send + Sync {
+pub trait Endpoint: Function {
     /// Its requester ID as the machine's IOMMU sees it.
     fn rid(&self) -> Rid;
-    /// Reads `size` bytes of configuration space at `off`.
-    fn config_read(&self, off: u32, size: u32) -> u32;
-    /// Writes `size` bytes of configuration space at `off`.
-    fn config_write(&self, off: u32, size: u32, value: u32);
-    /// Reads the BAR register at `off` (see [`crate::regs`]).
-    fn mmio_read(&self, off: u64) -> u64;
-    /// Writes the BAR register at `off`.
-    fn mmio_write(&self, off: u64, value: u64);
     /// Lets the device work on its command (see [`DemoDevice::run`](crate::device::DemoDevice::run)).
     fn run(&self) -> Progress;
     /// What the device did so far.

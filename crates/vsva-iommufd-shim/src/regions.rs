@@ -29,7 +29,7 @@
 //!
 //! # The device runs when the program looks
 //! A real function works on its own once its doorbell rings; the demo device advances only
-//! when [`DemoDevice::run`] is called. So the shim runs it synchronously — until it
+//! when [`DemoDevice::run`](vsva_demo::device::DemoDevice::run) is called. So the shim runs it synchronously — until it
 //! completes, fails, or waits for a page — right after a write to DOORBELL, before a read of
 //! STATUS, and (in [`crate::shim`]) after a page response is written to a fault queue. A
 //! program that rings the doorbell and polls STATUS sees what it would on hardware, without
@@ -49,7 +49,6 @@
 use iommufd::UserMemory;
 use iommufd::abi::Errno;
 use iommufd::abi::ioctl::{VFIO_BASE, VFIO_TYPE, io};
-use vsva_demo::device::DemoDevice;
 use vsva_demo::regs;
 use vsva_pcie::config::{
     CONFIG_SPACE_SIZE, EXT_CAP_ID_ATS, EXT_CAP_ID_PASID, EXT_CAP_ID_PRI, EXT_CAP_START,
@@ -99,44 +98,9 @@ pub const BAR0_SIZE: u64 = {
 /// the endpoint has extended capabilities.
 pub const CONFIG_SIZE: u64 = CONFIG_SPACE_SIZE as u64;
 
-/// What is behind a VFIO device's BAR 0 and configuration space.
-pub trait PciFunction {
-    /// The configuration region's size (`pdev->cfg_size`): 4 KiB for a PCIe function with
-    /// extended capabilities, 256 bytes for a conventional header.
-    fn config_size(&self) -> u64;
-    /// Reads `size` (1, 2 or 4) bytes of configuration space at `off`, naturally aligned and
-    /// inside [`config_size`](Self::config_size).
-    fn config_read(&self, off: u32, size: u32) -> u32;
-    /// Writes `size` (1, 2 or 4) bytes of configuration space at `off`, as for
-    /// [`config_read`](Self::config_read).
-    fn config_write(&self, off: u32, size: u32, value: u32);
-    /// Reads the 64-bit BAR 0 register at `off` (8-byte aligned, below [`BAR0_SIZE`]).
-    fn mmio_read(&self, off: u64) -> u64;
-    /// Writes the 64-bit BAR 0 register at `off`, as for [`mmio_read`](Self::mmio_read).
-    fn mmio_write(&self, off: u64, value: u64);
-}
-
-impl PciFunction for DemoDevice {
-    fn config_size(&self) -> u64 {
-        CONFIG_SIZE
-    }
-
-    fn config_read(&self, off: u32, size: u32) -> u32 {
-        DemoDevice::config_read(self, off, size)
-    }
-
-    fn config_write(&self, off: u32, size: u32, value: u32) {
-        DemoDevice::config_write(self, off, size, value);
-    }
-
-    fn mmio_read(&self, off: u64) -> u64 {
-        DemoDevice::mmio_read(self, off)
-    }
-
-    fn mmio_write(&self, off: u64, value: u64) {
-        DemoDevice::mmio_write(self, off, value);
-    }
-}
+/// What is behind a VFIO device's BAR 0 and configuration space: a PCI function as
+/// vsva-demo defines it (a demo endpoint, or the emulated copy engine).
+pub use vsva_demo::machine::Function as PciFunction;
 
 /// `offsetofend(struct vfio_device_info, num_irqs)`: the least `argsz`.
 const DEVICE_INFO_MINSZ: usize = 16;

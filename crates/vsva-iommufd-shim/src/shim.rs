@@ -549,7 +549,7 @@ pub fn write(file: &OpenFile, buf: u64, count: usize) -> Result<usize, Errno> {
 /// `pread(fd, buf, count, offset)` on a shim file (`ksys_pread64()`): a negative offset is
 /// `EINVAL`; a fault queue cannot be read at an offset (its anonymous file has no
 /// `FMODE_PREAD`: `ESPIPE`); iommufd cannot be read (`EINVAL`); a VFIO device, after
-/// `vfs_read()`'s checks ([`check_mode`], [`access_ok`], [`verify_area`]), reads the region
+/// `vfs_read()`'s checks (`check_mode`, `access_ok`, `verify_area`), reads the region
 /// `offset` names ([`crate::regions::rw`]).
 ///
 /// # Errors

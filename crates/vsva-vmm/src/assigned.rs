@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use vsva_demo::device::{DemoDevice, DeviceStats, Progress};
 use vsva_demo::fabric::Refused;
-use vsva_demo::machine::Endpoint;
+use vsva_demo::machine::{Endpoint, Function};
 use vsva_demo::regs;
 use vsva_mem::{Pasid, Rid};
 
@@ -44,11 +44,7 @@ impl AssignedDevice {
     }
 }
 
-impl Endpoint for AssignedDevice {
-    fn rid(&self) -> Rid {
-        self.rid
-    }
-
+impl Function for AssignedDevice {
     fn config_read(&self, off: u32, size: u32) -> u32 {
         self.host.config_read(off, size)
     }
@@ -76,6 +72,12 @@ impl Endpoint for AssignedDevice {
             return;
         }
         self.host.mmio_write(off, value);
+    }
+}
+
+impl Endpoint for AssignedDevice {
+    fn rid(&self) -> Rid {
+        self.rid
     }
 
     fn run(&self) -> Progress {
