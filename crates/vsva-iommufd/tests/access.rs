@@ -90,6 +90,23 @@ fn ioas_with(f: &Fixture, pages: u64) -> (u32, u64) {
     (ioas, va)
 }
 
+/// A new IOAS mapping at [`IOVA`] what `ioas` maps there, `length` bytes (IOAS_COPY: the
+/// same pages, shared).
+fn copy_to_new_ioas(f: &Fixture, ioas: u32, length: u64) -> u32 {
+    let other = f.alloc().unwrap();
+    let mut copy = IommuIoasCopy {
+        size: 40,
+        flags: FIXED_RW,
+        dst_ioas_id: other,
+        src_ioas_id: ioas,
+        length,
+        dst_iova: IOVA,
+        src_iova: IOVA,
+    };
+    f.fd.ioas_copy(&mut copy).unwrap();
+    other
+}
+
 fn create(f: &Fixture, driver: &Arc<Driver>) -> Held<Access> {
     f.fd.access_create(driver.clone(), f.host.mem.clone())
         .unwrap()
@@ -363,17 +380,7 @@ fn unpins_of_pages_never_pinned_leave_the_real_pins_counted() {
 fn an_unpin_through_another_ioas_does_not_take_a_pin_it_does_not_hold() {
     let f = open();
     let (ioas, _) = ioas_with(&f, 2);
-    let other = f.alloc().unwrap();
-    let mut copy = IommuIoasCopy {
-        size: 40,
-        flags: FIXED_RW,
-        dst_ioas_id: other,
-        src_ioas_id: ioas,
-        length: 2 * PAGE,
-        dst_iova: IOVA,
-        src_iova: IOVA,
-    };
-    f.fd.ioas_copy(&mut copy).unwrap();
+    let other = copy_to_new_ioas(&f, ioas, 2 * PAGE);
     let pinner = Driver::new(true, true);
     let a = create(&f, &pinner);
     a.attach(ioas).unwrap();
@@ -555,17 +562,7 @@ fn change_process_moves_the_charge_of_access_pins_once() {
     };
     f.call(IOMMU_IOAS_MAP_FILE, &mut map).unwrap();
     // a second IOAS maps the same pages
-    let other = f.alloc().unwrap();
-    let mut copy = IommuIoasCopy {
-        size: 40,
-        flags: FIXED_RW,
-        dst_ioas_id: other,
-        src_ioas_id: ioas,
-        length: 4 * PAGE,
-        dst_iova: IOVA,
-        src_iova: IOVA,
-    };
-    f.fd.ioas_copy(&mut copy).unwrap();
+    let other = copy_to_new_ioas(&f, ioas, 4 * PAGE);
     let driver = Driver::new(true, true);
     let a = create(&f, &driver);
     a.attach(ioas).unwrap();
