@@ -67,7 +67,7 @@ impl crate::unit::Vtd {
     /// through this the host faults of a guest's DMA, translated into the guest's names.
     /// Returns whether a record was written.
     pub fn report_fault(&self, rec: &crate::spec::fault::FaultRecord) -> bool {
-        self.lock().faults.record(rec, self.irq.as_ref())
+        self.faults().record(rec, self.irq.as_ref())
     }
 }
 

@@ -96,12 +96,13 @@ impl Vtd {
     }
 
     fn queue_error(&self, st: &mut State, status: Fsts, iqercd: u64) {
-        let quiet = st.faults.quiet();
-        st.faults.status |= status;
         st.regs.iqercd = (st.regs.iqercd & !0xf) | iqercd;
         bump(&self.stats.queue_errors);
+        let mut faults = self.faults();
+        let quiet = faults.quiet();
+        faults.status |= status;
         if !quiet {
-            st.faults.event.fire(self.irq.as_ref());
+            faults.event.fire(self.irq.as_ref());
         }
     }
 
@@ -113,7 +114,9 @@ impl Vtd {
     /// Processes descriptors from IQH to IQT while the queue is enabled and error-free.
     pub(crate) fn process_queue(&self, st: &mut State) {
         use crate::spec::registers::Gcmd;
-        if !st.regs.gsts.contains(Gcmd::QIE) || st.faults.status.intersects(Fsts::IQE | Fsts::ITE) {
+        if !st.regs.gsts.contains(Gcmd::QIE)
+            || self.faults().status.intersects(Fsts::IQE | Fsts::ITE)
+        {
             return;
         }
         let iqa = Iqa::from_bits(st.regs.iq_latched);

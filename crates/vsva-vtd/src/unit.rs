@@ -5,8 +5,11 @@
 //! structures it points the unit at in memory. Devices reach it through [`Vtd::translate`].
 //!
 //! The state translation needs — translation enable and the latched root-table pointer — lives
-//! in atomics, so translations take no lock; registers and the fault log sit behind one mutex
-//! that only register accesses and faults take.
+//! in atomics, so translations take no lock. Registers sit behind one mutex that register
+//! accesses and the invalidation queue take; the fault log behind another, the only one a DMA
+//! may take (to record a fault). The queue holds the register lock while a device-TLB
+//! invalidation waits for the device's DMA in flight (PCIe Base 6.0 §10.3.1), and that DMA
+//! may fault: lock order registers, then fault log.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
@@ -55,7 +58,6 @@ pub(crate) struct Regs {
 
 pub(crate) struct State {
     pub regs: Regs,
-    pub faults: FaultLog,
 }
 
 /// A VT-d remapping hardware unit.
@@ -70,6 +72,10 @@ pub struct Vtd {
     pub(crate) caches: Caches,
     pub(crate) micro: MicroTlb,
     state: Mutex<State>,
+    /// The fault log (after `state` in the lock order; see the module doc).
+    faults: Mutex<FaultLog>,
+    /// Its number of recording registers (fixed at reset).
+    records: usize,
     /// GSTS.TES.
     pub(crate) enabled: AtomicBool,
     /// The RTADDR value latched by the last SRTP.
@@ -139,8 +145,9 @@ impl Vtd {
             ecap: cfg.ecap().into_bits(),
             state: Mutex::new(State {
                 regs: Regs::default(),
-                faults: FaultLog::new(cfg.fault_records.clamp(1, 256) as usize),
             }),
+            faults: Mutex::new(FaultLog::new(cfg.fault_records.clamp(1, 256) as usize)),
+            records: cfg.fault_records.clamp(1, 256) as usize,
             cfg,
             mem,
             irq,
@@ -176,16 +183,21 @@ impl Vtd {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The fault log; taken after [`lock`](Self::lock) when both are needed.
+    pub(crate) fn faults(&self) -> MutexGuard<'_, FaultLog> {
+        self.faults.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn read32(&self, st: &State, off: u64) -> Option<u32> {
         Some(match off {
             offset::VER => VERSION,
             offset::GCMD => 0,
             offset::GSTS => st.regs.gsts.bits(),
-            offset::FSTS => st.faults.fsts(),
-            offset::FECTL => st.faults.event.control(),
-            offset::FEDATA => st.faults.event.data,
-            offset::FEADDR => st.faults.event.addr,
-            offset::FEUADDR => st.faults.event.uaddr,
+            offset::FSTS => self.faults().fsts(),
+            offset::FECTL => self.faults().event.control(),
+            offset::FEDATA => self.faults().event.data,
+            offset::FEADDR => self.faults().event.addr,
+            offset::FEUADDR => self.faults().event.uaddr,
             offset::ICS => st.regs.ics,
             offset::IECTL => st.regs.inv_event.control(),
             offset::IEDATA => st.regs.inv_event.data,
@@ -215,7 +227,7 @@ impl Vtd {
             offset::PQA => r.pqa,
             o if o >= offset::FRCD0 => {
                 let i = ((o - offset::FRCD0) / 16) as usize;
-                let rec = st.faults.records.get(i).copied().unwrap_or_default();
+                let rec = self.faults().records.get(i).copied().unwrap_or_default();
                 if (o - offset::FRCD0) % 16 == 0 {
                     rec.0
                 } else {
@@ -232,7 +244,7 @@ impl Vtd {
     /// accesses read as zero (§11.2: only aligned DWORD/QWORD accesses are defined).
     pub fn mmio_read(&self, off: u64, size: u8) -> u64 {
         let st = self.lock();
-        let records = st.faults.records.len();
+        let records = self.records;
         match size {
             4 if off % 4 == 0 => {
                 if let Some(v) = self.read32(&st, off) {
@@ -254,7 +266,7 @@ impl Vtd {
     /// accesses are ignored; read-only fields keep their values.
     pub fn mmio_write(&self, off: u64, size: u8, value: u64) {
         let mut st = self.lock();
-        let records = st.faults.records.len();
+        let records = self.records;
         match size {
             4 if off % 4 == 0 => {
                 let v = value as u32;
@@ -278,10 +290,14 @@ impl Vtd {
         match off {
             offset::GCMD => self.write_gcmd(st, Gcmd::from_bits_truncate(v)),
             offset::FSTS => {
-                let resume = st.faults.status.intersects(Fsts::IQE | Fsts::ITE);
-                st.faults.write_fsts(v);
+                let resumed = {
+                    let mut faults = self.faults();
+                    let stopped = faults.status.intersects(Fsts::IQE | Fsts::ITE);
+                    faults.write_fsts(v);
+                    stopped && !faults.status.intersects(Fsts::IQE | Fsts::ITE)
+                };
                 // Clearing IQE/ITE lets the unit fetch again from IQH (§6.5.2.11).
-                if resume && !st.faults.status.intersects(Fsts::IQE | Fsts::ITE) {
+                if resumed {
                     self.process_queue(st);
                 }
             }
@@ -298,7 +314,7 @@ impl Vtd {
                 }
             }
             offset::FECTL..=offset::FEUADDR => {
-                event_write(&mut st.faults.event, off - offset::FECTL, v, irq)
+                event_write(&mut self.faults().event, off - offset::FECTL, v, irq)
             }
             offset::IECTL..=offset::IEUADDR => {
                 event_write(&mut st.regs.inv_event, off - offset::IECTL, v, irq)
@@ -331,7 +347,7 @@ impl Vtd {
             offset::PQA => r.pqa = merge(r.pqa, !0xff8),
             o if o >= offset::FRCD0 && (o - offset::FRCD0) % 16 == 8 => {
                 let i = ((o - offset::FRCD0) / 16) as usize;
-                st.faults.write_record_hi(i, v, mask);
+                self.faults().write_record_hi(i, v, mask);
             }
             _ => {}
         }
@@ -472,7 +488,7 @@ impl Vtd {
             },
             reason,
         };
-        let recorded = self.lock().faults.record(&rec, self.irq.as_ref());
+        let recorded = self.faults().record(&rec, self.irq.as_ref());
         Blocked {
             reason: Some(reason),
             recorded,
