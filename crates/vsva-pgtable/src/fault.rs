@@ -27,7 +27,10 @@ pub enum FaultReason {
     AddressWidth,
     /// A table, or an entry, lies outside the memory being walked.
     OutsideMemory,
-    /// Accessed/Dirty updates kept losing against concurrent changes of the same entries.
+    /// Setting Accessed/Dirty flags lost [`crate::walk::MAX_AD_RETRIES`] compare-and-swaps to
+    /// writes by others: only a writer that rewrites an entry continuously gets this (a walk
+    /// racing with ordinary edits ends with the old or the new entry). `level` and `entry`
+    /// name the entry and the last value found in it.
     Contention,
 }
 

@@ -31,15 +31,5 @@ pub use perm::Perm;
 pub use table::{Leaf, MapError, PageTable, Unmapped};
 pub use walk::{Translation, WalkObserver, walk};
 
-/// Helpers shared by the unit tests.
 #[cfg(test)]
-pub(crate) mod testutil {
-    use std::sync::Arc;
-    use vsva_mem::{FrameAllocator, PhysMem, PhysMemory};
-
-    /// A frame allocator over `size` bytes of fresh memory.
-    pub fn frames(size: u64) -> Arc<FrameAllocator> {
-        let mem: Arc<dyn PhysMem> = Arc::new(PhysMemory::new(size).unwrap());
-        Arc::new(FrameAllocator::new(mem, 0, size))
-    }
-}
+pub(crate) mod testutil;
