@@ -8,6 +8,10 @@
 //!   descriptor behind the invalidation completes, §6.5.2.9, so the guest's wait covers the
 //!   host's work). IOTLB invalidations (type 2) concern only the guest's pass-through
 //!   entries, whose stage 2 the host owns: nothing to do.
+//! * [`VirtualBackend::translation_changed`] — the guest clearing GCMD.TE unbinds every
+//!   nested HWPT on the host (its unit now blocks requests with PASID, §3.2), setting it
+//!   again or latching a root table (SRTP) re-reads every device's entries; both before the
+//!   guest's GCMD write returns (QEMU switches address spaces on the same writes).
 //! * [`Devices::ats_invalidate`] — the guest's device-TLB invalidations become
 //!   `IOMMU_HWPT_INVALIDATE` on the PASID's nested HWPT (the host invalidates the device's
 //!   ATC with it) and complete when it returns.
@@ -87,6 +91,16 @@ impl VirtualBackend for Relay {
             }
             _ => {}
         }
+    }
+
+    fn translation_changed(&self, enabled: bool) {
+        let Some(vmm) = self.vmm.upgrade() else {
+            return;
+        };
+        let Some(unit) = vmm.unit() else {
+            return;
+        };
+        vmm.translation_changed(&unit, enabled);
     }
 }
 

@@ -482,7 +482,13 @@ impl Vmm {
     pub(crate) fn sync_entry(&self, unit: &Vtd, rid: Rid, pasid: Option<u32>) {
         // The guest's RID_PASID entry (the PASID its context entry gives requests without
         // PASID) is carried by the device's RID on the host, not by a host PASID.
-        let pasid = pasid.filter(|&p| p != Self::rid_pasid(unit, rid));
+        let rid_pasid = Self::rid_pasid(unit, rid);
+        if pasid == Some(rid_pasid) {
+            // Bound under a host PASID while another value was RID_PASID (a new context
+            // entry or root table since): that binding names no guest entry any more.
+            self.unbind(&mut self.state(), (rid.raw(), pasid));
+        }
+        let pasid = pasid.filter(|&p| p != rid_pasid);
         let want = self.read_entry(unit, rid, pasid);
         let mut st = self.state();
         let key = (rid.raw(), pasid);
@@ -648,11 +654,41 @@ impl Vmm {
     /// answered INVALID by iommufd as their PASIDs are detached.
     pub fn reset_bindings(&self) {
         let mut st = self.state();
+        self.unbind_all(&mut st);
+        st.cookies.clear();
+    }
+
+    /// Detaches and destroys every binding: each PASID's DMA is blocked again, requests
+    /// without PASID are back on the stage 2.
+    fn unbind_all(&self, st: &mut State) {
         let keys: Vec<_> = st.binds.keys().copied().collect();
         for key in keys {
-            self.unbind(&mut st, key);
+            self.unbind(st, key);
         }
-        st.cookies.clear();
+    }
+
+    /// The guest set or cleared TE, or latched a root table (GCMD, §11.4.4; `enabled` is its
+    /// TE after the write), from inside the guest's GCMD write.
+    ///
+    /// * TE clear: the guest's unit passes requests without PASID untranslated and blocks
+    ///   requests with PASID (§3.2). Every binding is torn down as [`unbind`](Self::unbind)
+    ///   does — each host PASID detached (iommufd answers its pending page requests
+    ///   INVALID) and its nested HWPT destroyed; requests without PASID go back to the stage
+    ///   2, which is the GPA -> HPA translation untranslated guest DMA means.
+    /// * TE set, or SRTP: every device's entries are read again through the new tables
+    ///   ([`sync_device`](Self::sync_device)), binding and unbinding to match them.
+    ///
+    /// Host detach returns only after the host unit's PASID-cache, IOTLB and device-TLB
+    /// invalidations have completed, so when the guest's write returns no host translation
+    /// of an old binding remains.
+    pub(crate) fn translation_changed(&self, unit: &Vtd, enabled: bool) {
+        if enabled {
+            for rid in self.guest_rids() {
+                self.sync_device(unit, rid);
+            }
+        } else {
+            self.unbind_all(&mut self.state());
+        }
     }
 
     // ---- flow 2: invalidate ----------------------------------------------------------

@@ -8,10 +8,14 @@
 //! dropping its own cached state and before the next descriptor — so an invalidation wait
 //! queued behind it completes only once the host has done the same (§6.5.2.9 ordering).
 //! Device-TLB invalidations and page group responses already leave the unit through
-//! [`crate::devices::Devices`].
+//! [`crate::devices::Devices`]. Global commands that change every device's translation at
+//! once — TE set or cleared, a root-table pointer latched by SRTP (§11.4.4) — reach the
+//! backend too, before the GCMD write that made them returns.
 //!
-//! The backend runs with the unit's queue in progress: it may read guest memory and call
-//! the host, but must not program this unit again from inside the call.
+//! The backend runs with the unit's register lock held (the queue in progress, or the GCMD
+//! write): it may read guest memory, read the guest's tables through the accessors below
+//! (which take no register lock) and call the host, but must not program this unit again
+//! from inside the call.
 
 use crate::spec::descriptors::Descriptor;
 
@@ -20,6 +24,25 @@ pub trait VirtualBackend: Send + Sync {
     /// The guest's queue executed `d` (a context-cache, PASID-cache, IOTLB or PASID-based
     /// IOTLB invalidation).
     fn invalidated(&self, d: &Descriptor);
+
+    /// The guest changed what every device's translation is through GCMD (§11.4.4): it set
+    /// or cleared TE, or latched a root-table pointer with SRTP (which the unit treats as
+    /// the global context-cache, PASID-cache and IOTLB invalidations software follows it
+    /// with, §6.5.2.1–3). `enabled` is GSTS.TES after the write.
+    ///
+    /// With TE clear the unit passes requests without PASID untranslated and blocks
+    /// requests with PASID (§3.2): a backend must leave the host translating nothing the
+    /// guest's tables named. The unit calls this once per GCMD write that did either, after
+    /// dropping its own cached state and updating GSTS, and before the write returns; the
+    /// guest's tables read through [`guest_pasid_entry`] and the other accessors already
+    /// show the new state.
+    ///
+    /// The default does nothing (a backend that keeps no translations of its own).
+    ///
+    /// [`guest_pasid_entry`]: crate::unit::Vtd::guest_pasid_entry
+    fn translation_changed(&self, enabled: bool) {
+        let _ = enabled;
+    }
 }
 
 impl crate::unit::Vtd {
@@ -149,5 +172,112 @@ impl crate::unit::Vtd {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex, Weak};
+
+    use vsva_mem::{PhysMem, PhysMemory, Rid};
+
+    use super::VirtualBackend;
+    use crate::spec::descriptors::Descriptor;
+    use crate::spec::fault::FaultReason;
+    use crate::spec::registers::{Gcmd, offset};
+    use crate::{MsiLog, Vtd, VtdConfig};
+
+    /// What the backend heard (TE after the write), with what the guest's tables read like
+    /// from inside the call: the fault a request without PASID of [`RID`] would meet, and
+    /// the PASIDs present.
+    type Heard = (bool, Option<FaultReason>, Vec<u32>);
+
+    /// Records each GCMD change it hears.
+    struct Recorder {
+        vtd: Mutex<Weak<Vtd>>,
+        heard: Mutex<Vec<Heard>>,
+    }
+
+    const RID: Rid = Rid::from_raw(0x18);
+
+    impl VirtualBackend for Recorder {
+        fn invalidated(&self, _: &Descriptor) {}
+
+        fn translation_changed(&self, enabled: bool) {
+            let Some(vtd) = self.vtd.lock().unwrap().upgrade() else {
+                return;
+            };
+            // Reading the guest's tables from inside takes no register lock (no deadlock).
+            let reason = vtd.guest_pasid_entry(RID, None).err().map(|f| f.reason);
+            let present = vtd.guest_present_pasids(RID);
+            self.heard.lock().unwrap().push((enabled, reason, present));
+        }
+    }
+
+    fn unit() -> (Arc<Vtd>, Arc<Recorder>) {
+        let mem: Arc<dyn PhysMem> = Arc::new(PhysMemory::new(1 << 24).unwrap());
+        let vtd = Arc::new(Vtd::new(
+            VtdConfig::default(),
+            mem,
+            Arc::new(MsiLog::default()),
+        ));
+        let rec = Arc::new(Recorder {
+            vtd: Mutex::new(Arc::downgrade(&vtd)),
+            heard: Mutex::new(vec![]),
+        });
+        assert!(vtd.set_backend(rec.clone()).is_ok());
+        (vtd, rec)
+    }
+
+    fn heard(rec: &Recorder) -> Vec<Heard> {
+        std::mem::take(&mut *rec.heard.lock().unwrap())
+    }
+
+    #[test]
+    fn the_backend_hears_te_and_srtp_after_the_unit_has_applied_them() {
+        let (vtd, rec) = unit();
+        // a scalable-mode root table of nothing present
+        vtd.mmio_write(offset::RTADDR, 8, 0x10_0000 | 1 << 10);
+        vtd.mmio_write(offset::GCMD, 4, Gcmd::SRTP.bits().into());
+        assert_eq!(
+            heard(&rec),
+            [(false, Some(FaultReason::RootTableAddress), vec![])],
+            "SRTP with translation off"
+        );
+        vtd.mmio_write(offset::GCMD, 4, Gcmd::TE.bits().into());
+        assert_eq!(
+            heard(&rec),
+            [(true, Some(FaultReason::RootNotPresent), vec![])],
+            "TE set: the unit already walks the latched root table"
+        );
+        assert!(vtd.mmio_read(offset::GSTS, 4) & u64::from(Gcmd::TE.bits()) != 0);
+        // the same TE again changes nothing: nothing heard
+        vtd.mmio_write(offset::GCMD, 4, Gcmd::TE.bits().into());
+        assert_eq!(heard(&rec), []);
+        // SRTP with TE kept: heard with translation on
+        vtd.mmio_write(offset::GCMD, 4, (Gcmd::TE | Gcmd::SRTP).bits().into());
+        assert_eq!(
+            heard(&rec),
+            [(true, Some(FaultReason::RootNotPresent), vec![])]
+        );
+        // TE cleared: the unit no longer translates by the time the backend hears it
+        vtd.mmio_write(offset::GCMD, 4, 0);
+        assert_eq!(
+            heard(&rec),
+            [(false, Some(FaultReason::RootTableAddress), vec![])]
+        );
+        // QIE alone is no translation change
+        vtd.mmio_write(offset::GCMD, 4, Gcmd::QIE.bits().into());
+        assert_eq!(heard(&rec), []);
+        // TE and SRTP in one write: heard once
+        vtd.mmio_write(
+            offset::GCMD,
+            4,
+            (Gcmd::QIE | Gcmd::TE | Gcmd::SRTP).bits().into(),
+        );
+        assert_eq!(
+            heard(&rec),
+            [(true, Some(FaultReason::RootNotPresent), vec![])]
+        );
     }
 }

@@ -353,15 +353,21 @@ impl Vtd {
         }
     }
 
-    /// GCMD (§11.4.4): one command per write; the status follows at once.
+    /// GCMD (§11.4.4): one command per write; the status follows at once. A TE change or an
+    /// SRTP changes every device's translation: a virtual unit's backend hears it
+    /// ([`VirtualBackend::translation_changed`]) once the unit's caches are empty and GSTS
+    /// shows it, before the write returns — so when the guest sees the new status, the host
+    /// behind it no longer translates by the old state either.
     fn write_gcmd(&self, st: &mut State, cmd: Gcmd) {
         let status = st.regs.gsts;
+        let mut translation_changed = false;
         if cmd.contains(Gcmd::TE) != status.contains(Gcmd::TE) {
             let on = cmd.contains(Gcmd::TE);
             st.regs.gsts.set(Gcmd::TE, on);
             self.enabled.store(on, Ordering::Release);
             self.caches.clear();
             self.micro.invalidate_all();
+            translation_changed = true;
         }
         if cmd.contains(Gcmd::SRTP) {
             // Latching the root pointer implies a global context-cache and IOTLB
@@ -370,6 +376,14 @@ impl Vtd {
             self.caches.clear();
             self.micro.invalidate_all();
             st.regs.gsts |= Gcmd::SRTP;
+            translation_changed = true;
+        }
+        if translation_changed {
+            // The backend reads the guest's tables through accessors that take no register
+            // lock, and does not program this unit (backend.rs).
+            if let Some(backend) = self.backend.get() {
+                backend.translation_changed(st.regs.gsts.contains(Gcmd::TE));
+            }
         }
         if cmd.contains(Gcmd::QIE) != status.contains(Gcmd::QIE) {
             let on = cmd.contains(Gcmd::QIE);
