@@ -165,10 +165,32 @@ impl AtsRange {
 
 /// Which requests an entry serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-enum Tag {
+pub(crate) enum Tag {
     NoPasid,
     Pasid(Pasid),
     Global,
+}
+
+impl Tag {
+    /// The tag a completion for `pasid` with `flags` is cached under.
+    pub(crate) fn of(pasid: Option<Pasid>, flags: TranslationFlags) -> Tag {
+        match pasid {
+            None => Tag::NoPasid,
+            Some(_) if flags.contains(TranslationFlags::GLOBAL) => Tag::Global,
+            Some(p) => Tag::Pasid(p),
+        }
+    }
+
+    /// Does an Invalidate Request for `pasid` (with Global Invalidate if `global`) reach
+    /// entries of this tag? (The rules of the module doc.)
+    pub(crate) fn invalidated_by(self, pasid: Option<Pasid>, global: bool) -> bool {
+        match (pasid, self) {
+            (None, _) => true,
+            (Some(_), Tag::NoPasid) => false,
+            (Some(_), Tag::Global) => true,
+            (Some(p), Tag::Pasid(q)) => global || p == q,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -296,16 +318,12 @@ impl Atc {
         // The new entry may replace or evict one the front cache holds.
         self.clear_front();
         let mut entry = entry;
-        let tag = match pasid {
-            None => {
-                entry
-                    .flags
-                    .remove(TranslationFlags::GLOBAL | TranslationFlags::PRIV);
-                Tag::NoPasid
-            }
-            Some(_) if entry.flags.contains(TranslationFlags::GLOBAL) => Tag::Global,
-            Some(p) => Tag::Pasid(p),
-        };
+        if pasid.is_none() {
+            entry
+                .flags
+                .remove(TranslationFlags::GLOBAL | TranslationFlags::PRIV);
+        }
+        let tag = Tag::of(pasid, entry.flags);
         let key = Key {
             tag,
             privileged: entry.flags.contains(TranslationFlags::PRIV),
@@ -424,12 +442,7 @@ impl Atc {
         global: bool,
     ) -> usize {
         self.clear_front();
-        let in_scope = |tag: Tag| match (pasid, tag) {
-            (None, _) => true,
-            (Some(_), Tag::NoPasid) => false,
-            (Some(_), Tag::Global) => true,
-            (Some(p), Tag::Pasid(q)) => global || p == q,
-        };
+        let in_scope = |tag: Tag| tag.invalidated_by(pasid, global);
         let before = self.entries.len();
         let order = &mut self.order;
         self.entries.retain(|key, slot| {

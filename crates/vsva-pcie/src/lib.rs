@@ -7,6 +7,9 @@
 //!   capabilities, with the spec's RO/RW/RW1C register rules.
 //! * [`atc`] — the Address Translation Cache (device TLB): translation completions in,
 //!   lookups on the DMA path, Invalidate Requests out.
+//! * [`ordering`] — the ATC shared between a Function's DMA engine and the invalidations
+//!   the host sends, with §10.3.1's ordering: no stale completion cached, no invalidation
+//!   completed before the accesses that used the old translation.
 //! * [`pri`] — the Page Request Interface: credits, Page Request Group indexes, Page Request
 //!   Messages and PRG Responses.
 //!
@@ -32,8 +35,10 @@ compile_error!("vsva models little-endian hardware and only builds on little-end
 
 pub mod atc;
 pub mod config;
+pub mod ordering;
 pub mod pri;
 
 pub use atc::{Atc, AtcEntry, AtcError, AtcLookup, AtcStats, AtsRange, TranslationFlags};
 pub use config::{ConfigError, ConfigOptions, ConfigSpace};
+pub use ordering::{AtcAccess, AtsHook, AtsPoint, Fill, OrderedAtc, TranslationTicket};
 pub use pri::{GroupCompletion, PageRequestMsg, Pri, PriError, ResponseCode};
