@@ -7,11 +7,19 @@
 //! command until the page group response arrives, then asks again. Data moves with
 //! translated-address DMAs. Privileged requests are only issued when the PASID capability's
 //! Privileged Mode Enable is set.
+//!
+//! The ATC is vsva-pcie's [`OrderedAtc`]: a completion that an ATS invalidation overtook is
+//! asked for again instead of used, and each piece's lookups and memory accesses happen inside
+//! one [`AtcAccess`] that invalidations wait for (PCIe Base 6.0 §10.3.1) — so once the host's
+//! invalidation completes, no access with the old translation is still to come.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use vsva_mem::{Access, Pasid, Rid};
-use vsva_pcie::{Atc, AtcEntry, AtcLookup, ConfigOptions, ConfigSpace, Pri, TranslationFlags};
+use vsva_mem::{Access, PageSize, Pasid, Rid};
+use vsva_pcie::{
+    AtcAccess, AtcEntry, AtcLookup, AtsHook, AtsPoint, ConfigOptions, ConfigSpace, Fill,
+    OrderedAtc, Pri, TranslationFlags, TranslationTicket,
+};
 use vsva_vtd::{AtsInvalidation, PageRequest, PageRequestOutcome, ResponseCode};
 
 use crate::fabric::Upstream;
@@ -88,9 +96,9 @@ pub struct DemoDevice {
     state: Mutex<State>,
     /// The ATC has a lock of its own: the IOMMU invalidates it while the device may be in
     /// the middle of a command that is waiting on the IOMMU (holding `state`), so an ATS
-    /// invalidation must never wait for `state`. Taken only briefly, never across a call
-    /// upstream.
-    atc: Mutex<Atc>,
+    /// invalidation must never wait for `state`. An access holds it from lookup to the end of
+    /// the piece's memory accesses, never across a translation or page request.
+    atc: OrderedAtc,
     atc_invalidations: std::sync::atomic::AtomicU64,
     /// Page group responses not yet seen by the command: the IOMMU may answer while the
     /// device is inside a call to it (an automatic response), so answers are posted here
@@ -102,6 +110,64 @@ enum Step<T> {
     Ready(T),
     Wait,
     Fail(DeviceError),
+}
+
+/// A Translation Completion that grants its side's access, with the ticket of its request.
+#[derive(Clone, Copy)]
+struct Completion {
+    ticket: TranslationTicket,
+    base: u64,
+    size: PageSize,
+    entry: AtcEntry,
+}
+
+/// One side (source or destination) of a piece: the address, the access it needs, and a
+/// completion received for it that is not yet known to be cached.
+struct Side {
+    used: bool,
+    va: u64,
+    access: Access,
+    completion: Option<Completion>,
+}
+
+impl Side {
+    fn new(used: bool, va: u64, access: Access) -> Side {
+        Side {
+            used,
+            va,
+            access,
+            completion: None,
+        }
+    }
+
+    /// Inside `access`: `Some(None)` for a side the operation does not use,
+    /// `Some(Some((translated address, bytes left in the translation)))`, or `None` when the
+    /// side needs a translation (a completion that an invalidation overtook is dropped).
+    fn resolve(
+        &mut self,
+        access: &mut AtcAccess<'_>,
+        pasid: Option<Pasid>,
+    ) -> Option<Option<(u64, u64)>> {
+        if !self.used {
+            return Some(None);
+        }
+        let va = self.va;
+        if let Some(c) = self.completion {
+            // A fresh completion goes in without a lookup first (the lookup just missed).
+            if access.fill(c.ticket, pasid, c.base, c.size, c.entry) == Ok(Fill::Usable) {
+                let off = va & c.size.offset_mask();
+                return Some(Some((c.entry.translated + off, c.size.bytes() - off)));
+            }
+            self.completion = None;
+            return None;
+        }
+        match access.lookup(pasid, va, self.access) {
+            AtcLookup::Hit { translated, size } => {
+                Some(Some((translated, size.bytes() - (va & size.offset_mask()))))
+            }
+            _ => None,
+        }
+    }
 }
 
 impl DemoDevice {
@@ -132,7 +198,7 @@ impl DemoDevice {
         DemoDevice {
             rid,
             up,
-            atc: Mutex::new(Atc::with_capacity(atc_entries)),
+            atc: OrderedAtc::with_capacity(atc_entries),
             atc_invalidations: std::sync::atomic::AtomicU64::new(0),
             inbox: Mutex::new(Vec::new()),
             state: Mutex::new(State {
@@ -156,8 +222,17 @@ impl DemoDevice {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn atc(&self) -> MutexGuard<'_, Atc> {
-        self.atc.lock().unwrap_or_else(|e| e.into_inner())
+    /// Installs a hook at the points of the ATS protocol (tests place racing calls there).
+    ///
+    /// # Errors
+    /// The hook given, if one is set already.
+    pub fn set_ats_hook(&self, hook: AtsHook) -> Result<(), AtsHook> {
+        self.atc.set_hook(hook)
+    }
+
+    /// The number of translations the ATC holds.
+    pub fn atc_len(&self) -> usize {
+        self.atc.len()
     }
 
     /// Applies the page group responses posted since the last look.
@@ -193,7 +268,7 @@ impl DemoDevice {
         let st = &mut *st;
         st.pri.sync(&mut st.cfg);
         if !st.cfg.ats_enabled() {
-            self.atc().clear();
+            self.atc.clear();
         }
     }
 
@@ -202,7 +277,7 @@ impl DemoDevice {
         let mut st = self.lock();
         self.take_responses(&mut st);
         let mut s = st.stats;
-        s.atc_hits = self.atc().stats().hits;
+        s.atc_hits = self.atc.stats().hits;
         s.atc_invalidations = self
             .atc_invalidations
             .load(std::sync::atomic::Ordering::Relaxed);
@@ -346,54 +421,89 @@ impl DemoDevice {
     }
 
     /// Moves one piece of the command: at most to the end of the source and destination
-    /// pages, at most [`CHUNK`] bytes.
+    /// pages, at most [`CHUNK`] bytes. The piece's translations are looked up (or taken from
+    /// fresh completions) and used inside one ATC access; a side without one is translated
+    /// (or paged in) with no access held, and the piece starts over.
     fn chunk(&self, st: &mut State, cmd: &mut Command) -> Step<()> {
         let off = cmd.done;
-        let limit = if cmd.op == Op::Copy {
-            COPY_CHUNK
-        } else {
-            CHUNK
-        };
-        let mut n = (cmd.len - off).min(limit);
         let priv_ = if cmd.privileged {
             Access::PRIV
         } else {
             Access::empty()
         };
-        let reads_src = matches!(cmd.op, Op::ReadChecksum | Op::Copy | Op::Compare);
         let writes_dst = matches!(cmd.op, Op::WritePattern | Op::Copy | Op::Fill);
-        let reads_dst = cmd.op == Op::Compare;
-        let (src_va, dst_va) = (cmd.src + off, cmd.dst + off);
-        // Translates one side of the copy (if the operation touches it) and shortens the
-        // piece to what that translation covers.
-        let mut side = |used: bool, va: u64, access: Access| -> Step<Option<u64>> {
-            if !used {
-                return Step::Ready(None);
-            }
-            match self.translate(st, cmd, va, access | priv_) {
-                Step::Ready((hpa, left)) => {
-                    n = n.min(left);
-                    Step::Ready(Some(hpa))
-                }
-                Step::Wait => Step::Wait,
-                Step::Fail(e) => Step::Fail(e),
-            }
-        };
-        let src = match side(reads_src, src_va, Access::READ) {
-            Step::Ready(hpa) => hpa,
-            Step::Wait => return Step::Wait,
-            Step::Fail(e) => return Step::Fail(e),
-        };
         let dst_access = if writes_dst {
             Access::READ | Access::WRITE
         } else {
             Access::READ
         };
-        let dst = match side(writes_dst || reads_dst, dst_va, dst_access) {
-            Step::Ready(hpa) => hpa,
-            Step::Wait => return Step::Wait,
-            Step::Fail(e) => return Step::Fail(e),
-        };
+        let mut sides = [
+            Side::new(
+                matches!(cmd.op, Op::ReadChecksum | Op::Copy | Op::Compare),
+                cmd.src + off,
+                Access::READ | priv_,
+            ),
+            Side::new(
+                writes_dst || cmd.op == Op::Compare,
+                cmd.dst + off,
+                dst_access | priv_,
+            ),
+        ];
+        let pasid = Some(cmd.pasid);
+        let mut missing_src;
+        loop {
+            {
+                let mut access = self.atc.access();
+                let src = sides[0].resolve(&mut access, pasid);
+                let dst = sides[1].resolve(&mut access, pasid);
+                missing_src = src.is_none();
+                if src.is_some() && dst.is_some() {
+                    let limit = if cmd.op == Op::Copy {
+                        COPY_CHUNK
+                    } else {
+                        CHUNK
+                    };
+                    let mut n = (cmd.len - off).min(limit);
+                    for (_, left) in src.into_iter().chain(dst).flatten() {
+                        n = n.min(left);
+                    }
+                    self.atc.at(AtsPoint::Accessing {
+                        pasid,
+                        addr: if sides[0].used {
+                            sides[0].va
+                        } else {
+                            sides[1].va
+                        },
+                    });
+                    let (src, dst) = (src.flatten().map(|t| t.0), dst.flatten().map(|t| t.0));
+                    return self.move_data(st, cmd, n, src, dst, &access);
+                }
+            }
+            let side = if missing_src {
+                &mut sides[0]
+            } else {
+                &mut sides[1]
+            };
+            match self.translate(st, cmd, side) {
+                Step::Ready(()) => {}
+                Step::Wait => return Step::Wait,
+                Step::Fail(e) => return Step::Fail(e),
+            }
+        }
+    }
+
+    /// Moves `n` bytes between the translated `src` and `dst` (those the operation uses),
+    /// inside the ATC `_access` that holds their translations valid.
+    fn move_data(
+        &self,
+        st: &mut State,
+        cmd: &mut Command,
+        n: u64,
+        src: Option<u64>,
+        dst: Option<u64>,
+        _access: &AtcAccess<'_>,
+    ) -> Step<()> {
+        let off = cmd.done;
         let n_us = n as usize;
         let mem = self.up.memory();
         let pasid = Some(cmd.pasid);
@@ -460,23 +570,16 @@ impl DemoDevice {
         Step::Ready(())
     }
 
-    /// The physical address for `addr` and the bytes left in its translation: from the ATC,
-    /// else from an ATS translation request, else after a page request.
-    fn translate(
-        &self,
-        st: &mut State,
-        cmd: &mut Command,
-        addr: u64,
-        access: Access,
-    ) -> Step<(u64, u64)> {
-        let pasid = Some(cmd.pasid);
-        if let AtcLookup::Hit { translated, size } = self.atc().lookup(pasid, addr, access) {
-            return Step::Ready((translated, size.bytes() - (addr & size.offset_mask())));
-        }
+    /// Gets `side` a completion that grants its access: an ATS translation request, and a
+    /// page request if the completion does not grant it (the command then waits).
+    fn translate(&self, st: &mut State, cmd: &mut Command, side: &mut Side) -> Step<()> {
+        let (pasid, addr, access) = (Some(cmd.pasid), side.va, side.access);
         st.stats.ats_translations += 1;
+        let ticket = self.atc.ticket();
         let Ok(c) = self.up.ats_translate(self.rid, pasid, addr, access) else {
             return Step::Fail(DeviceError::TranslationRefused);
         };
+        self.atc.at(AtsPoint::CompletionReceived { pasid, addr });
         let page = addr & !0xfff;
         if c.read || c.write {
             let mut flags = TranslationFlags::empty();
@@ -484,19 +587,26 @@ impl DemoDevice {
             flags.set(TranslationFlags::WRITE, c.write);
             flags.set(TranslationFlags::EXEC, c.exec);
             flags.set(TranslationFlags::PRIV, c.privileged);
-            let base = addr & !c.size.offset_mask();
             let entry = AtcEntry {
-                translated: c.addr,
+                translated: c.addr & !c.size.offset_mask(),
                 flags,
             };
-            // Cached best-effort (an ATC of no entries caches nothing); the completion
-            // itself decides whether this access may go ahead.
-            let _ = self.atc().insert(pasid, base, c.size, entry);
+            let completion = Completion {
+                ticket,
+                base: addr & !c.size.offset_mask(),
+                size: c.size,
+                entry,
+            };
             if entry.permits(access) {
                 cmd.retry = None;
-                let off = addr & c.size.offset_mask();
-                return Step::Ready(((c.addr & !c.size.offset_mask()) + off, c.size.bytes() - off));
+                side.completion = Some(completion);
+                return Step::Ready(());
             }
+            // Cached for the accesses it does grant (a read-only page serves reads).
+            let _ = self
+                .atc
+                .access()
+                .fill(ticket, pasid, completion.base, c.size, entry);
         }
         if cmd.retry == Some(page) {
             return Step::Fail(DeviceError::StillNotAccessible);
@@ -561,7 +671,7 @@ impl DemoDevice {
 
     /// An ATS invalidation request: drop the range from the ATC, then complete.
     pub fn ats_invalidate(&self, inv: &AtsInvalidation) {
-        self.atc()
+        self.atc
             .invalidate(inv.pasid, inv.addr, inv.len, inv.global);
         self.atc_invalidations
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);

@@ -188,7 +188,9 @@ impl OrderedAtc {
             base: addr,
             last,
         });
-        inner.atc.invalidate_range(pasid, AtsRange { base: addr, last }, global)
+        inner
+            .atc
+            .invalidate_range(pasid, AtsRange { base: addr, last }, global)
     }
 
     /// Drops every entry (ATS disabled), after any access in progress, and makes every

@@ -32,7 +32,10 @@ fn a_completion_with_no_invalidation_since_its_request_is_cached_and_usable() {
     );
     assert!(matches!(
         a.lookup(pasid(1), VA + 8, Access::WRITE),
-        AtcLookup::Hit { translated: 0x5008, .. }
+        AtcLookup::Hit {
+            translated: 0x5008,
+            ..
+        }
     ));
 }
 
@@ -173,10 +176,11 @@ fn an_atc_of_no_entries_lets_the_same_completion_serve_again_until_invalidated()
 fn a_misaligned_completion_is_refused_not_cached() {
     let atc = OrderedAtc::with_capacity(8);
     let t = atc.ticket();
-    assert!(atc
-        .access()
-        .fill(t, pasid(1), VA + 8, PageSize::Size4K, rw(0x5000))
-        .is_err());
+    assert!(
+        atc.access()
+            .fill(t, pasid(1), VA + 8, PageSize::Size4K, rw(0x5000))
+            .is_err()
+    );
     assert!(atc.is_empty());
 }
 
@@ -219,7 +223,10 @@ fn an_invalidation_returns_only_after_the_access_in_progress_ends() {
     drop(access);
     assert_eq!(inv.join().unwrap(), 1);
     assert!(returned.load(Ordering::SeqCst));
-    assert_eq!(atc.access().lookup(pasid(1), VA, Access::READ), AtcLookup::Miss);
+    assert_eq!(
+        atc.access().lookup(pasid(1), VA, Access::READ),
+        AtcLookup::Miss
+    );
 }
 
 #[test]
@@ -236,13 +243,9 @@ fn racing_fills_and_invalidations_never_leave_an_entry_from_before_the_last_inva
             for _ in 0..20_000 {
                 let t = atc.ticket();
                 // The "translated address" says which ticket the completion came with.
-                let _ = atc.access().fill(
-                    t,
-                    pasid(1),
-                    VA,
-                    PageSize::Size4K,
-                    rw(t.generation << 12),
-                );
+                let _ =
+                    atc.access()
+                        .fill(t, pasid(1), VA, PageSize::Size4K, rw(t.generation << 12));
             }
         })
     };
@@ -250,9 +253,12 @@ fn racing_fills_and_invalidations_never_leave_an_entry_from_before_the_last_inva
     for _ in 0..5_000 {
         atc.invalidate(pasid(1), VA, 4096, false);
         let now = atc.ticket().generation;
-        if let AtcLookup::Hit { translated, .. } = atc.access().lookup(pasid(1), VA, Access::READ)
-        {
-            assert!(translated >> 12 >= now, "{:#x} cached from before {now}", translated);
+        if let AtcLookup::Hit { translated, .. } = atc.access().lookup(pasid(1), VA, Access::READ) {
+            assert!(
+                translated >> 12 >= now,
+                "{:#x} cached from before {now}",
+                translated
+            );
         }
     }
     filler.join().unwrap();
