@@ -1,16 +1,43 @@
 //! The IOMMU core: devices, PASID attachments, SVA bind/unbind, MMU-notifier-driven
 //! invalidation and I/O page-fault handling (Linux `iommu.c`, `iommu-sva.c`, `io-pgfault.c`).
 //!
-//! Lock order: the core's state lock, then the IOPF queue lock; neither is held while calling
-//! the driver for invalidations, nor while a fault is resolved by the memory manager (whose
-//! notifiers call back into the core).
+//! # Teardown order
+//! Unbind and detach clear the PASID entry — the driver's `clear_pasid` flushes the IOTLB and
+//! the device TLB — while the attachment is still on the list that address-space changes
+//! (the MMU notifier's device list) and domain unmaps flush; only then does it leave that list
+//! and its PASID or domain ID become free (Linux `iommu_sva_unbind_device`:
+//! `iommu_detach_device_pasid` before `mmu_notifier_put`). Attach and bind do the reverse: on
+//! the list first, then the entry. A bind holds the process's address space
+//! ([`Process::hold`]) from reading the page-table root until its notifier is registered and
+//! its entry set, so exit either waits for it (and its `release` then blocks the PASID) or
+//! has begun and the bind fails.
+//!
+//! # Lock order
+//! 1. The configuration lock: serializes add/remove device, attach/detach, bind/unbind and
+//!    the exit notifier (`release`), and is held across their driver calls (Linux's
+//!    `iommu_sva_lock` and group mutex). Never taken by the invalidation notifier nor by
+//!    fault handling.
+//! 2. A process's hold ([`Process::hold`], taken by bind under 1; it briefly reads the
+//!    address-space lock) and its notifier list (bind, unbind under 1).
+//! 3. A domain's attachment lock (under 1, or alone by map/unmap).
+//! 4. The state lock (devices, attachments, address spaces), short, never held across a
+//!    driver call, then the IOPF queue lock.
+//!
+//! The memory manager calls the invalidation notifier with the address-space lock held, so
+//! that lock comes before the state lock and nothing holding the state lock waits for it; the
+//! invalidation notifier never takes the configuration lock (bind waits for the address-space
+//! lock under it). Exit calls `release` with no memory-manager lock held, after every hold is
+//! gone, so `release` may take the configuration lock. A process reference the core upgraded
+//! is dropped only outside the configuration lock: the last one runs exit, whose `release`
+//! takes it. The state and IOPF locks are not held while a fault is resolved by the memory
+//! manager.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 
-use vsva_mem::{Access, Pasid, Rid, Va};
-use vsva_mm::{InvalidateReason, MmuNotifier, NotifierId, Pid, Process};
+use vsva_mem::{Pasid, Rid};
+use vsva_mm::{NotifierId, Pid, Process};
 
 use crate::did::DomainIds;
 use crate::domain::{NestedDomain, NestedS1, PagingDomain};
@@ -18,6 +45,8 @@ use crate::error::{IommuError, Result};
 use crate::iopf::{FaultGroup, IopfQueue, IopfStats, Reported};
 use crate::ops::{DeviceCaps, DomainSpec, IommuOps, ResponseCode, UnrecoverableFault};
 use crate::pasid::PasidAllocator;
+
+mod sva;
 
 /// Who resolves the page faults of an attachment that is not SVA (e.g. a nested domain whose
 /// faults go to user space): it answers later through [`Iommu::respond`].
@@ -71,6 +100,16 @@ impl Owner {
                 if let Some(d) = w.upgrade() {
                     d.add_attachment(dev, pasid);
                 }
+            }
+        }
+    }
+
+    /// (`dev`, `pasid`)'s entry is about to be cleared (`true`): the domain no longer
+    /// reprograms it, but still flushes it; or it stays after all (`false`).
+    fn set_leaving(&self, dev: Rid, pasid: Pasid, leaving: bool) {
+        if let Owner::Paging(w) = self {
+            if let Some(d) = w.upgrade() {
+                d.set_leaving(dev, pasid, leaving);
             }
         }
     }
@@ -142,10 +181,46 @@ pub struct IommuStats {
     pub unhandled: u64,
 }
 
+/// A point of the bind/unbind/detach protocol where a test may place a racing call
+/// ([`Iommu::set_hook`]). The configuration lock is held at each (so a racing bind, unbind,
+/// attach, detach or exit must run on another thread); the state lock is not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CorePoint {
+    /// Unbind cleared (`dev`, `pasid`)'s entry and flushed; the device is still on the
+    /// address space's notifier list.
+    UnbindCleared {
+        /// The device.
+        dev: Rid,
+        /// Its PASID.
+        pasid: Pasid,
+    },
+    /// Detach cleared (`dev`, `pasid`)'s entry and flushed; the attachment is still on its
+    /// domain's list.
+    DetachCleared {
+        /// The device.
+        dev: Rid,
+        /// The PASID.
+        pasid: Pasid,
+    },
+    /// Bind read `pid`'s page-table root (holding its address space) and has not set the
+    /// PASID entry yet.
+    BindRootRead {
+        /// The device.
+        dev: Rid,
+        /// The process.
+        pid: Pid,
+    },
+}
+
+/// A test hook: called at each [`CorePoint`].
+pub type CoreHook = Arc<dyn Fn(CorePoint) + Send + Sync>;
+
 /// An IOMMU under the core's management.
 pub struct Iommu {
     ops: Arc<dyn IommuOps>,
     dids: Arc<DomainIds>,
+    /// Serializes configuration changes across their driver calls (see the module doc).
+    config: Mutex<()>,
     state: Mutex<State>,
     iopf: Mutex<IopfQueue>,
     me: Weak<Iommu>,
@@ -154,29 +229,11 @@ pub struct Iommu {
     flushes: AtomicU64,
     unrecoverable: AtomicU64,
     unhandled: AtomicU64,
+    hook: OnceLock<CoreHook>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// The MMU-notifier listener of one bound address space.
-struct SvaNotifier {
-    iommu: Weak<Iommu>,
-}
-
-impl MmuNotifier for SvaNotifier {
-    fn invalidate_range(&self, pid: Pid, start: Va, end: Va, _reason: InvalidateReason) {
-        if let Some(iommu) = self.iommu.upgrade() {
-            iommu.mm_invalidate(pid, start.raw(), end.raw());
-        }
-    }
-
-    fn release(&self, pid: Pid) {
-        if let Some(iommu) = self.iommu.upgrade() {
-            iommu.mm_release(pid);
-        }
-    }
 }
 
 impl Iommu {
@@ -185,6 +242,7 @@ impl Iommu {
         let bits = ops.pasid_bits();
         Arc::new_cyclic(|me| Iommu {
             ops,
+            config: Mutex::new(()),
             state: Mutex::new(State {
                 pasids: PasidAllocator::new(bits),
                 devices: HashMap::new(),
@@ -198,7 +256,27 @@ impl Iommu {
             flushes: AtomicU64::new(0),
             unrecoverable: AtomicU64::new(0),
             unhandled: AtomicU64::new(0),
+            hook: OnceLock::new(),
         })
+    }
+
+    /// Installs a hook called at every [`CorePoint`] (tests place racing calls there). Set
+    /// once.
+    ///
+    /// # Errors
+    /// The hook given, if one is set already.
+    pub fn set_hook(&self, hook: CoreHook) -> std::result::Result<(), CoreHook> {
+        self.hook.set(hook)
+    }
+
+    fn at(&self, point: CorePoint) {
+        if let Some(h) = self.hook.get() {
+            h(point);
+        }
+    }
+
+    fn config(&self) -> MutexGuard<'_, ()> {
+        lock(&self.config)
     }
 
     /// The driver.
@@ -225,12 +303,12 @@ impl Iommu {
     /// # Errors
     /// [`IommuError::DeviceExists`], driver failure.
     pub fn add_device(&self, dev: Rid, caps: DeviceCaps, pri_allocation: u32) -> Result<()> {
-        let mut st = lock(&self.state);
-        if st.devices.contains_key(&dev) {
+        let _config = self.config();
+        if lock(&self.state).devices.contains_key(&dev) {
             return Err(IommuError::DeviceExists(dev));
         }
         self.ops.attach_device(dev, caps)?;
-        st.devices.insert(
+        lock(&self.state).devices.insert(
             dev,
             Device {
                 caps,
@@ -259,6 +337,10 @@ impl Iommu {
     /// # Errors
     /// [`IommuError::NoDevice`].
     pub fn remove_device(&self, dev: Rid) -> Result<()> {
+        // Declared before the lock is taken, so dropped after it is released (the last
+        // reference to a process runs its exit, whose notifier takes the lock).
+        let mut released: Vec<Arc<Process>> = Vec::new();
+        let _config = self.config();
         let pasids: Vec<(u32, Attachment)> = {
             let st = lock(&self.state);
             let d = st.devices.get(&dev).ok_or(IommuError::NoDevice(dev))?;
@@ -270,9 +352,9 @@ impl Iommu {
             match a {
                 Attachment::Sva { pid, .. } => {
                     // Drop every reference at once.
-                    self.unbind_all(dev, pasid, pid)?;
+                    released.extend(self.unbind_all(dev, pasid, pid)?);
                 }
-                Attachment::Domain { .. } => self.detach_pasid(dev, pasid)?,
+                Attachment::Domain { .. } => self.detach_locked(dev, pasid)?,
             }
         }
         lock(&self.state).devices.remove(&dev);
@@ -407,6 +489,7 @@ impl Iommu {
 
     /// Detaches (`dev`, `pasid`) if it is attached to the domain tagged `did`.
     fn detach_from(&self, dev: Rid, pasid: Pasid, did: u16) -> Result<()> {
+        let _config = self.config();
         let attached = {
             let st = lock(&self.state);
             let d = st.devices.get(&dev).ok_or(IommuError::NoDevice(dev))?;
@@ -415,7 +498,7 @@ impl Iommu {
         if !attached {
             return Err(IommuError::NotBound);
         }
-        self.detach_pasid(dev, pasid)
+        self.detach_locked(dev, pasid)
     }
 
     fn attach_with(
@@ -427,304 +510,87 @@ impl Iommu {
         domain: &DomainSpec,
         handler: Option<Arc<dyn IopfHandler>>,
     ) -> Result<u16> {
-        let mut st = lock(&self.state);
-        let d = st.devices.get(&dev).ok_or(IommuError::NoDevice(dev))?;
-        if pasid.raw() != 0 && !pasid.fits_width(d.caps.pasid_bits as u32) {
-            return Err(IommuError::PasidOverflow { dev, pasid });
-        }
-        if d.pasids.contains_key(&pasid.raw()) {
-            return Err(IommuError::PasidBusy { dev, pasid });
+        let _config = self.config();
+        {
+            let st = lock(&self.state);
+            let d = st.devices.get(&dev).ok_or(IommuError::NoDevice(dev))?;
+            if pasid.raw() != 0 && !pasid.fits_width(d.caps.pasid_bits as u32) {
+                return Err(IommuError::PasidOverflow { dev, pasid });
+            }
+            if d.pasids.contains_key(&pasid.raw()) {
+                return Err(IommuError::PasidBusy { dev, pasid });
+            }
         }
         let did = match domain_did {
             Some(did) => did,
             None => self.dids.alloc()?,
         };
-        // In the domain's list before the entry points at it, so no unmap in between can
-        // miss flushing this attachment.
+        // In the domain's list (and routing page requests) before the entry points at it, so
+        // no unmap in between can miss flushing this attachment.
         owner.add(dev, pasid);
+        if let Some(d) = lock(&self.state).devices.get_mut(&dev) {
+            d.pasids.insert(
+                pasid.raw(),
+                Attachment::Domain {
+                    did,
+                    handler,
+                    owner: owner.clone(),
+                },
+            );
+        }
         if let Err(e) = self.ops.set_pasid(dev, pasid, did, domain) {
+            if let Some(d) = lock(&self.state).devices.get_mut(&dev) {
+                d.pasids.remove(&pasid.raw());
+            }
             owner.remove(dev, pasid);
             if domain_did.is_none() {
                 self.dids.release(did);
             }
             return Err(e);
         }
-        if let Some(d) = st.devices.get_mut(&dev) {
-            d.pasids.insert(
-                pasid.raw(),
-                Attachment::Domain {
-                    did,
-                    handler,
-                    owner,
-                },
-            );
-        }
         Ok(did)
     }
 
     /// Detaches (`dev`, `pasid`) from its domain; its pending page requests are answered
-    /// Invalid.
+    /// Invalid. The entry is cleared and flushed before the attachment leaves its domain's
+    /// list, so an unmap of the domain meanwhile still flushes it; when this returns, the
+    /// device reaches nothing through it. On a driver failure the attachment stays.
     ///
     /// # Errors
-    /// [`IommuError::NotBound`], driver failure.
+    /// [`IommuError::NoDevice`], [`IommuError::NotBound`], driver failure.
     pub fn detach_pasid(&self, dev: Rid, pasid: Pasid) -> Result<()> {
-        {
-            let mut st = lock(&self.state);
-            let d = st.devices.get_mut(&dev).ok_or(IommuError::NoDevice(dev))?;
+        let _config = self.config();
+        self.detach_locked(dev, pasid)
+    }
+
+    /// [`detach_pasid`](Self::detach_pasid) under the configuration lock.
+    fn detach_locked(&self, dev: Rid, pasid: Pasid) -> Result<()> {
+        let owner = {
+            let st = lock(&self.state);
+            let d = st.devices.get(&dev).ok_or(IommuError::NoDevice(dev))?;
             match d.pasids.get(&pasid.raw()) {
-                Some(Attachment::Domain { .. }) => {
-                    if let Some(Attachment::Domain { did, owner, .. }) =
-                        d.pasids.remove(&pasid.raw())
-                    {
-                        owner.remove(dev, pasid);
-                        if matches!(owner, Owner::Attachment) {
-                            self.dids.release(did);
-                        }
-                    }
-                }
+                Some(Attachment::Domain { owner, .. }) => owner.clone(),
                 _ => return Err(IommuError::NotBound),
             }
-        }
-        self.ops.clear_pasid(dev, pasid)?;
-        self.abort_faults(dev, Some(pasid), false);
-        Ok(())
-    }
-
-    /// Binds `process`'s address space to `dev` (Linux `iommu_sva_bind_device`): the device
-    /// gets the address space's PASID, whose translation is the process's page table.
-    /// Binding the same pair again takes another reference.
-    ///
-    /// # Errors
-    /// [`IommuError::NoDevice`], [`IommuError::DeviceUnsupported`] without PASID support,
-    /// [`IommuError::NoAddressSpace`] for an exited process, [`IommuError::PasidOverflow`],
-    /// [`IommuError::NoPasid`], [`IommuError::PasidBusy`], driver failure.
-    pub fn sva_bind(&self, dev: Rid, process: &Arc<Process>) -> Result<SvaHandle> {
-        self.sva_bind_with(dev, process, false)
-    }
-
-    /// Like [`sva_bind`](Self::sva_bind); with `supervisor`, the device's privileged requests
-    /// are allowed too (the old `SVM_FLAG_SUPERVISOR_MODE`: PASID-entry SRE on VT-d), and its
-    /// privileged page requests are resolved like user ones.
-    ///
-    /// # Errors
-    /// As [`sva_bind`](Self::sva_bind).
-    pub fn sva_bind_with(
-        &self,
-        dev: Rid,
-        process: &Arc<Process>,
-        supervisor: bool,
-    ) -> Result<SvaHandle> {
-        let pid = process.pid();
-        let root = process
-            .page_table_root()
-            .ok_or(IommuError::NoAddressSpace)?;
-        let levels = process.paging().levels;
-        let mut st = lock(&self.state);
-        let caps = st.devices.get(&dev).ok_or(IommuError::NoDevice(dev))?.caps;
-        if caps.pasid_bits == 0 {
-            return Err(IommuError::DeviceUnsupported { dev, what: "PASID" });
-        }
-        if st.mms.get(&pid).is_some_and(|m| m.dead) {
-            return Err(IommuError::NoAddressSpace);
-        }
-        let pasid = st
-            .pasids
-            .get_or_alloc(pid, caps.pasid_bits)
-            .map_err(|e| match e {
-                IommuError::PasidOverflow { pasid, .. } => IommuError::PasidOverflow { dev, pasid },
-                e => e,
-            })?;
-        let existing = st
-            .devices
-            .get(&dev)
-            .and_then(|d| d.pasids.get(&pasid.raw()).cloned());
-        match existing {
-            Some(Attachment::Sva {
-                pid: p,
-                binds,
-                supervisor: s,
-            }) if p == pid && s == supervisor => {
-                if let Some(d) = st.devices.get_mut(&dev) {
-                    d.pasids.insert(
-                        pasid.raw(),
-                        Attachment::Sva {
-                            pid,
-                            binds: binds + 1,
-                            supervisor,
-                        },
-                    );
-                }
-                return Ok(SvaHandle { dev, pasid, pid });
-            }
-            Some(_) => return Err(IommuError::PasidBusy { dev, pasid }),
-            None => {}
-        }
-        let new_mm = !st.mms.contains_key(&pid);
-        let did = match st.mms.get(&pid) {
-            Some(m) => m.did,
-            None => match self.dids.alloc() {
-                Ok(did) => did,
-                Err(e) => {
-                    st.pasids.release(pid);
-                    return Err(e);
-                }
-            },
         };
-        if let Err(e) = self.ops.set_pasid(
-            dev,
-            pasid,
-            did,
-            &DomainSpec::Sva {
-                root,
-                levels,
-                supervisor,
-            },
-        ) {
-            if new_mm {
-                st.pasids.release(pid);
-                self.dids.release(did);
-            }
+        owner.set_leaving(dev, pasid, true);
+        if let Err(e) = self.ops.clear_pasid(dev, pasid) {
+            owner.set_leaving(dev, pasid, false);
             return Err(e);
         }
-        if new_mm {
-            let notifier = process.register_notifier(Arc::new(SvaNotifier {
-                iommu: self.me.clone(),
-            }));
-            st.mms.insert(
-                pid,
-                Mm {
-                    process: Arc::downgrade(process),
-                    pasid,
-                    did,
-                    notifier,
-                    devices: Vec::new(),
-                    dead: false,
-                },
-            );
-        }
-        if let Some(m) = st.mms.get_mut(&pid) {
-            m.devices.push(dev);
-        }
-        if let Some(d) = st.devices.get_mut(&dev) {
-            d.pasids.insert(
-                pasid.raw(),
-                Attachment::Sva {
-                    pid,
-                    binds: 1,
-                    supervisor,
-                },
-            );
-        }
-        Ok(SvaHandle { dev, pasid, pid })
-    }
-
-    /// Drops a reference of a binding; the last one detaches the PASID from the device (its
-    /// pending page requests answered Invalid) and, when no device is left, releases the
-    /// address space's PASID.
-    ///
-    /// # Errors
-    /// [`IommuError::NotBound`], driver failure.
-    pub fn sva_unbind(&self, h: SvaHandle) -> Result<()> {
-        {
-            let mut st = lock(&self.state);
-            let d = st
-                .devices
-                .get_mut(&h.dev)
-                .ok_or(IommuError::NoDevice(h.dev))?;
-            match d.pasids.get(&h.pasid.raw()).cloned() {
-                Some(Attachment::Sva {
-                    pid,
-                    binds,
-                    supervisor,
-                }) if pid == h.pid && binds > 1 => {
-                    d.pasids.insert(
-                        h.pasid.raw(),
-                        Attachment::Sva {
-                            pid,
-                            binds: binds - 1,
-                            supervisor,
-                        },
-                    );
-                    return Ok(());
-                }
-                Some(Attachment::Sva { pid, .. }) if pid == h.pid => {}
-                _ => return Err(IommuError::NotBound),
+        self.at(CorePoint::DetachCleared { dev, pasid });
+        let removed = lock(&self.state)
+            .devices
+            .get_mut(&dev)
+            .and_then(|d| d.pasids.remove(&pasid.raw()));
+        if let Some(Attachment::Domain { did, owner, .. }) = removed {
+            owner.remove(dev, pasid);
+            if matches!(owner, Owner::Attachment) {
+                self.dids.release(did);
             }
         }
-        self.unbind_all(h.dev, h.pasid, h.pid)
-    }
-
-    fn unbind_all(&self, dev: Rid, pasid: Pasid, pid: Pid) -> Result<()> {
-        let (release, process, notifier) = {
-            let mut st = lock(&self.state);
-            if let Some(d) = st.devices.get_mut(&dev) {
-                d.pasids.remove(&pasid.raw());
-            }
-            let Some(m) = st.mms.get_mut(&pid) else {
-                return Err(IommuError::NotBound);
-            };
-            m.devices.retain(|&x| x != dev);
-            if m.devices.is_empty() {
-                let m = st.mms.remove(&pid);
-                st.pasids.release(pid);
-                if let Some(m) = &m {
-                    self.dids.release(m.did);
-                }
-                (
-                    true,
-                    m.as_ref().and_then(|m| m.process.upgrade()),
-                    m.map(|m| m.notifier),
-                )
-            } else {
-                (false, None, None)
-            }
-        };
-        let result = self.ops.clear_pasid(dev, pasid);
         self.abort_faults(dev, Some(pasid), false);
-        if release {
-            if let (Some(p), Some(n)) = (process, notifier) {
-                p.unregister_notifier(n);
-            }
-        }
-        result
-    }
-
-    /// The MMU notifier saw `[start, end)` change in `pid`: invalidate every device's view.
-    fn mm_invalidate(&self, pid: Pid, start: u64, end: u64) {
-        let targets: Vec<(Rid, Pasid, u16)> = {
-            let st = lock(&self.state);
-            match st.mms.get(&pid) {
-                Some(m) => m.devices.iter().map(|&d| (d, m.pasid, m.did)).collect(),
-                None => Vec::new(),
-            }
-        };
-        for (dev, pasid, did) in targets {
-            self.flushes.fetch_add(1, Ordering::Relaxed);
-            if let Err(e) = self.ops.flush(dev, pasid, did, start, end - start) {
-                tracing::error!(%e, %dev, "invalidation after an address-space change failed");
-            }
-        }
-    }
-
-    /// The process is exiting: block its PASID on every device (Linux sets the PASID to a
-    /// blocking domain when the mm goes away) and answer its pending page requests Invalid.
-    fn mm_release(&self, pid: Pid) {
-        let targets: Vec<(Rid, Pasid, u16)> = {
-            let mut st = lock(&self.state);
-            match st.mms.get_mut(&pid) {
-                Some(m) => {
-                    m.dead = true;
-                    m.devices.iter().map(|&d| (d, m.pasid, m.did)).collect()
-                }
-                None => Vec::new(),
-            }
-        };
-        for (dev, pasid, did) in targets {
-            if let Err(e) = self.ops.set_pasid(dev, pasid, did, &DomainSpec::Blocked) {
-                tracing::error!(%e, %dev, "blocking the PASID of an exiting process failed");
-            }
-            self.abort_faults(dev, Some(pasid), false);
-        }
+        Ok(())
     }
 
     /// Answers every pending group of (`dev`, `pasid`) (all PASIDs if `all`) Invalid.
@@ -804,38 +670,6 @@ impl Iommu {
 
     fn respond_group(&self, g: &FaultGroup, code: ResponseCode) {
         self.respond(g.dev, g.pasid, g.prgi, code);
-    }
-
-    /// Resolves an SVA group with the process's memory manager: every page must fault in for
-    /// the access asked; privileged requests are refused (Linux's SVA handler treats
-    /// supervisor requests on user address spaces as invalid) unless the binding allows them.
-    fn resolve_sva(&self, pid: Pid, supervisor: bool, g: &FaultGroup) -> ResponseCode {
-        let process = {
-            let st = lock(&self.state);
-            match st.mms.get(&pid) {
-                Some(m) if !m.dead => m.process.upgrade(),
-                _ => None,
-            }
-        };
-        let Some(process) = process else {
-            return ResponseCode::Invalid;
-        };
-        for page in &g.pages {
-            if (page.privileged && !supervisor) || !(page.read || page.write) {
-                return ResponseCode::Invalid;
-            }
-            let mut access = Access::READ;
-            if page.write {
-                access |= Access::WRITE;
-            }
-            if page.exec {
-                access |= Access::EXEC;
-            }
-            if process.handle_fault(Va::new(page.addr), access).is_err() {
-                return ResponseCode::Invalid;
-            }
-        }
-        ResponseCode::Success
     }
 
     /// Takes the hardware's unrecoverable faults and hands each to its device's handler.

@@ -119,7 +119,7 @@ pub struct PagingDomain {
     did: u16,
     table: Box<dyn IoPgtable>,
     /// Attached (device, PASID) pairs; also the single-editor lock of the table.
-    attached: Mutex<Vec<(Rid, Pasid)>>,
+    attached: Mutex<Attached>,
     /// Nested domains whose second stage this is: an unmap must reach their caches too.
     children: Mutex<Vec<Weak<NestedDomain>>>,
     /// Dirty tracking on: attachments are (re)programmed to record dirty pages.
@@ -147,6 +147,17 @@ pub struct NestedS1 {
     pub levels: u8,
     /// Privileged requests allowed (SRE).
     pub supervisor: bool,
+}
+
+/// A paging domain's attachments.
+#[derive(Debug, Default)]
+struct Attached {
+    /// Every (device, PASID) whose entry may point at the table: unmaps flush them all.
+    pairs: Vec<(Rid, Pasid)>,
+    /// Those being detached: their entries are being cleared, so they are not reprogrammed
+    /// (which would point them at the table again after the detach), but are still flushed
+    /// until they leave `pairs`.
+    leaving: Vec<(Rid, Pasid)>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -263,13 +274,13 @@ impl PagingDomain {
             dids,
             did,
             table,
-            attached: Mutex::new(Vec::new()),
+            attached: Mutex::new(Attached::default()),
             children: Mutex::new(Vec::new()),
             dirty: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, Vec<(Rid, Pasid)>> {
+    fn lock(&self) -> MutexGuard<'_, Attached> {
         lock(&self.attached)
     }
 
@@ -308,7 +319,11 @@ impl PagingDomain {
             return Ok(());
         }
         let spec = self.spec();
-        for &(dev, pasid) in attached.iter() {
+        let staying = attached
+            .pairs
+            .iter()
+            .filter(|a| !attached.leaving.contains(a));
+        for &(dev, pasid) in staying {
             if let Err(e) = self.ops.set_pasid(dev, pasid, self.did, &spec) {
                 self.dirty.store(was, std::sync::atomic::Ordering::Release);
                 return Err(e);
@@ -337,7 +352,7 @@ impl PagingDomain {
             .read_and_clear_dirty(iova, len, clear, f)
             .map_err(|_| IommuError::Invalid("dirty-bitmap range"))?;
         if clear && n > 0 {
-            flush_all(self.ops.as_ref(), self.did, &attached, iova, len);
+            flush_all(self.ops.as_ref(), self.did, &attached.pairs, iova, len);
         }
         Ok(n)
     }
@@ -347,17 +362,28 @@ impl PagingDomain {
         self.table.last_iova()
     }
 
-    /// The (device, PASID) pairs attached.
+    /// The (device, PASID) pairs attached (those being detached included).
     pub fn attachments(&self) -> Vec<(Rid, Pasid)> {
-        self.lock().clone()
+        self.lock().pairs.clone()
     }
 
     pub(crate) fn add_attachment(&self, dev: Rid, pasid: Pasid) {
-        self.lock().push((dev, pasid));
+        self.lock().pairs.push((dev, pasid));
+    }
+
+    /// (`dev`, `pasid`)'s entry is about to be cleared (`true`), or stays after all (`false`).
+    pub(crate) fn set_leaving(&self, dev: Rid, pasid: Pasid, leaving: bool) {
+        let mut a = self.lock();
+        a.leaving.retain(|&x| x != (dev, pasid));
+        if leaving {
+            a.leaving.push((dev, pasid));
+        }
     }
 
     pub(crate) fn remove_attachment(&self, dev: Rid, pasid: Pasid) {
-        self.lock().retain(|&a| a != (dev, pasid));
+        let mut a = self.lock();
+        a.pairs.retain(|&x| x != (dev, pasid));
+        a.leaving.retain(|&x| x != (dev, pasid));
     }
 
     /// Maps `[iova, iova + len)` to `[pa, pa + len)` with `perm`, using the largest pages
@@ -392,7 +418,7 @@ impl PagingDomain {
                 if off > 0 {
                     if let Ok(u) = self.table.unmap(iova, off) {
                         // attached devices may already have walked the new entries
-                        self.flush_locked(&edit, iova, off);
+                        self.flush_locked(&edit.pairs, iova, off);
                         self.table.free_tables(&u.tables);
                     }
                 }
@@ -411,7 +437,7 @@ impl PagingDomain {
             return 0;
         };
         if !u.leaves.is_empty() || !u.tables.is_empty() {
-            self.flush_locked(&edit, iova, len);
+            self.flush_locked(&edit.pairs, iova, len);
         }
         self.table.free_tables(&u.tables);
         u.leaves.iter().map(|l| l.size.bytes()).sum()

@@ -21,7 +21,7 @@ pub mod iopf;
 pub mod ops;
 pub mod pasid;
 
-pub use crate::core::{Iommu, IommuStats, SvaHandle};
+pub use crate::core::{CoreHook, CorePoint, Iommu, IommuStats, SvaHandle};
 pub use domain::{FormatTable, IoPgtable, NestedDomain, NestedS1, PagingDomain};
 pub use error::{IommuError, Result};
 pub use ops::{DeviceCaps, DomainSpec, HwInfo, IommuOps, PageRequest, ResponseCode};

@@ -92,14 +92,18 @@ impl Process {
         Ok(child)
     }
 
-    /// Tears the address space down: listeners hear `release`, then every mapped range is
-    /// unmapped (and announced with [`InvalidateReason::Exit`]), then frames and tables are
-    /// freed.
+    /// Tears the address space down: no new [`hold`](Process::hold) is granted and the live
+    /// ones are waited for, then listeners hear `release`, then every mapped range is unmapped
+    /// (and announced with [`InvalidateReason::Exit`]), then frames and tables are freed.
+    ///
+    /// Must not be called by a thread holding the address space ([`Process::hold`]).
     ///
     /// # Errors
-    /// [`MmError::Exited`] if the process already exited.
+    /// [`MmError::Exited`] if the process exited, or began exiting, already.
     pub fn exit(&self) -> Result<()> {
-        if self.has_exited() {
+        // Marked before the listeners are snapshotted: a holder that registered a listener
+        // is waited for, so `release` reaches it; a later one finds the process exiting.
+        if !self.life.begin_exit() {
             return Err(MmError::Exited);
         }
         // Before taking the address-space lock, as Linux's `exit_mmap` calls

@@ -21,7 +21,10 @@
 //! `mprotect`, `madvise`, `fork` and `exit` take it for writing; faults take it for reading
 //! and install entries by compare-and-swap, so faults from several devices and CPUs run in
 //! parallel. Notifiers are called with the lock held and must not call back into the same
-//! process's memory manager.
+//! process's memory manager — except `release`, which exit calls before it takes the lock.
+//! [`Process::hold`] keeps exit from starting (Linux `mmget_not_zero`) without taking the
+//! lock: a user of the page table that is not the process itself (an SVA bind) holds it while
+//! it registers its notifier and hands the root out.
 
 pub mod error;
 pub mod manager;
@@ -33,9 +36,11 @@ pub mod vma;
 
 mod fault;
 mod fork;
+mod live;
 pub mod pin;
 
 pub use error::{MmError, Result};
+pub use live::LiveSpace;
 pub use manager::{MemoryManager, MmStats};
 pub use notifier::{InvalidateReason, MmuNotifier, NotifierId};
 pub use pin::Pinned;

@@ -26,8 +26,11 @@ pub enum InvalidateReason {
 
 /// A listener registered on a process's address space.
 ///
-/// Called with the process's address-space lock held: an implementation must not call back
-/// into the same process's memory manager.
+/// `invalidate_range` is called with the process's address-space lock held: an implementation
+/// must not call back into the same process's memory manager, nor wait for anything that does.
+/// `release` is called without it, once nobody holds the address space ([`Process::hold`]).
+///
+/// [`Process::hold`]: crate::Process::hold
 pub trait MmuNotifier: Send + Sync {
     /// Translations of `[start, end)` changed. The page table already holds the new entries;
     /// the frames they mapped are freed or reused only after this returns.

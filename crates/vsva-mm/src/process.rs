@@ -10,6 +10,7 @@ use vsva_pgtable::x86::X86Paging;
 use vsva_pgtable::{Format, Leaf, PageTable};
 
 use crate::error::{MmError, Result};
+use crate::live::Life;
 use crate::manager::{Counters, MemoryManager};
 use crate::notifier::{InvalidateReason, MmuNotifier, NotifierId};
 use crate::softpte::{self, PteKind};
@@ -69,6 +70,8 @@ pub struct Process {
     pub(crate) pinned_vm: AtomicU64,
     /// RLIMIT_MEMLOCK in bytes (`u64::MAX`: unlimited).
     pub(crate) memlock_limit: AtomicU64,
+    /// Exit's progress and the holders of the address space ([`Process::hold`]).
+    pub(crate) life: Life,
 }
 
 impl std::fmt::Debug for Process {
@@ -99,6 +102,7 @@ impl Process {
             next_notifier: AtomicU64::new(1),
             pinned_vm: AtomicU64::new(0),
             memlock_limit: AtomicU64::new(u64::MAX),
+            life: Life::default(),
         }))
     }
 
@@ -112,8 +116,9 @@ impl Process {
         &self.mm
     }
 
-    /// Physical address of the page table's root (CR3; an IOMMU's first-stage pointer for
-    /// SVA), or `None` after exit.
+    /// Physical address of the page table's root (CR3), or `None` after exit. The table may be
+    /// freed as soon as this returns: whoever hands the root to a device (SVA) holds the
+    /// address space with [`Process::hold`] instead.
     pub fn page_table_root(&self) -> Option<u64> {
         rlock(&self.space).pt.as_ref().map(|pt| pt.root())
     }
@@ -123,7 +128,8 @@ impl Process {
         self.mm.paging()
     }
 
-    /// Has the process exited?
+    /// Has the process exited (its address space torn down)? See also
+    /// [`is_exiting`](Process::is_exiting).
     pub fn has_exited(&self) -> bool {
         rlock(&self.space).pt.is_none()
     }
