@@ -8,10 +8,15 @@
 //!   its page walk explained, huge pages, fork/COW with an MMU notifier, a nested walk.
 //! * `vsva bench [--quick] [--json] [--only METRIC]...` — each SVA cost against a baseline
 //!   measured in the same run.
+//! * `vsva stress [--seconds N] [--only NAME] [--json]` — device DMA on another thread while
+//!   the main thread unmaps, protects, pages out, forks, unbinds, exits, unmaps an IOAS,
+//!   detaches, or (in a guest) clears TE and unbinds; the frames each operation took away
+//!   are poisoned and watched. Exit status 0 only if no stale access was seen.
 
 mod bench;
 mod foundation;
 mod report;
+mod stress;
 mod sva;
 
 use clap::{Parser, Subcommand};
@@ -56,6 +61,38 @@ enum Command {
         #[arg(long)]
         only: Vec<String>,
     },
+    /// Race device DMA against every operation that takes memory from a device, and watch
+    /// the memory taken for stale accesses.
+    Stress {
+        /// Seconds in all, split evenly over the scenarios run.
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+        /// Run only this scenario (munmap, mprotect, pageout, dontneed, fork, unbind, exit,
+        /// ioas_unmap, detach, guest_te_clear, guest_pasid_inval).
+        #[arg(long)]
+        only: Option<String>,
+        /// Stop each scenario after this many operations (the short run of the tests).
+        #[arg(long)]
+        iterations: Option<u64>,
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `vsva stress`: the table, or one JSON object; exit status 1 on a stale access or a
+/// scenario that could not run.
+fn stress(opts: &stress::Options, json: bool) -> anyhow::Result<()> {
+    let report = stress::run(opts)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.to_text());
+    }
+    if !report.passed() {
+        std::process::exit(1);
+    }
+    Ok(())
 }
 
 /// `vsva bench`: the table, or one JSON object of metrics by name.
@@ -80,6 +117,19 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let (report, json) = match cli.command {
         Command::Bench { json, quick, only } => return bench(json, quick, &only),
+        Command::Stress {
+            seconds,
+            only,
+            iterations,
+            json,
+        } => {
+            let opts = stress::Options {
+                seconds,
+                only,
+                iterations,
+            };
+            return stress(&opts, json);
+        }
         Command::Demo { json, vm } => {
             let place = if vm {
                 sva::Where::Guest

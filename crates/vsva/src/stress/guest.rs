@@ -1,0 +1,168 @@
+//! vSVA scenarios: a guest process bound to the guest's demo device through the guest's
+//! vIOMMU (a nested HWPT on the host under a host PASID the VMM chose) while the guest clears
+//! its vIOMMU's GCMD.TE, or unbinds the PASID (its VT-d driver clears the PASID entry and
+//! issues the PASID-cache invalidation the VMM turns into a host detach).
+
+use std::sync::Arc;
+
+use anyhow::{Context as _, Result};
+use vsva_demo::driver::{Context, DemoDriver};
+use vsva_demo::machine::{Endpoint, Machine};
+use vsva_demo::platform::Platform;
+use vsva_mem::{FrameAllocator, Va};
+use vsva_mm::{MapFlags, Process, Prot};
+use vsva_vmm::{Vm, VmConfig};
+use vsva_vtd::VtdConfig;
+use vsva_vtd::spec::registers::{Gcmd, offset};
+
+use super::dma::Dma;
+use super::watch::{Accesses, WatchedMemory};
+use super::{Content, Frames, PAGES, Release, Rules, Scenario};
+
+const GIB: u64 = 1 << 30;
+/// Host RAM: the guest's RAM and the host's own.
+const HOST_RAM: u64 = 4 * GIB;
+const LEN: u64 = PAGES * 4096;
+
+/// Which operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// The guest clears GCMD.TE of its vIOMMU.
+    TeClear,
+    /// The guest unbinds its PASID (PASID entry cleared, PASID-cache invalidation).
+    PasidInval,
+}
+
+struct Guest {
+    mem: Arc<WatchedMemory>,
+    host: Arc<Platform>,
+    vm: Arc<Vm>,
+    dev: Arc<dyn Endpoint>,
+    drv: DemoDriver,
+    kind: Kind,
+    process: Arc<Process>,
+    ctx: Option<Context>,
+    buf: Va,
+}
+
+pub fn build(kind: Kind) -> Result<Box<dyn Scenario>> {
+    let mem = Arc::new(WatchedMemory::new(HOST_RAM)?);
+    let host = Arc::new(Platform::with_memory(
+        mem.clone(),
+        HOST_RAM,
+        VtdConfig::default(),
+    )?);
+    let vm = Arc::new(Vm::boot(
+        host.clone(),
+        VmConfig {
+            ram: GIB,
+            host_bus: 1,
+        },
+    )?);
+    let dev = vm
+        .add_device(vsva_vmm::vm::BOOT_DEVICE, 32, 256)
+        .map_err(anyhow::Error::msg)?;
+    let drv = DemoDriver::probe(vm.as_ref(), dev.clone(), false)?;
+    let process = vm.mm().spawn()?;
+    let ctx = drv.open(vm.as_ref(), &process)?;
+    let buf = process.mmap(None, LEN, Prot::RW, MapFlags::POPULATE)?;
+    Ok(Box::new(Guest {
+        mem,
+        host,
+        vm,
+        dev,
+        drv,
+        kind,
+        process,
+        ctx: Some(ctx),
+        buf,
+    }))
+}
+
+impl Guest {
+    /// Writes the vIOMMU's GCMD as a guest driver does (Linux `iommu_disable_translation`):
+    /// GSTS's persistent bits, with `set` added and `clear` taken away.
+    fn gcmd(&self, set: Gcmd, clear: Gcmd) {
+        let unit = self.vm.unit();
+        let status = Gcmd::from_bits_truncate(unit.mmio_read(offset::GSTS, 4) as u32);
+        let cmd = (status - Gcmd::ONE_SHOT - clear) | set;
+        unit.mmio_write(offset::GCMD, 4, cmd.bits().into());
+    }
+}
+
+impl Scenario for Guest {
+    fn device(&self) -> Arc<dyn Endpoint> {
+        self.dev.clone()
+    }
+
+    fn service(&self) -> Arc<dyn Fn() -> usize + Send + Sync> {
+        let vm = self.vm.clone();
+        Arc::new(move || vm.service())
+    }
+
+    fn memory(&self) -> (&WatchedMemory, &FrameAllocator) {
+        (self.mem.as_ref(), self.host.mm.frames().as_ref())
+    }
+
+    fn rules(&self) -> Rules {
+        // The guest page stays the guest process's; nothing but the device could reach it.
+        Rules {
+            accesses: Accesses::All,
+            content: Content::Poison,
+            release: Release::Keep,
+        }
+    }
+
+    fn prepare(&mut self, dma: &Dma) -> Result<()> {
+        let ctx = self.ctx.context("not bound")?;
+        dma.target(ctx.pasid(), self.buf.raw(), PAGES);
+        Ok(())
+    }
+
+    fn frames(&self) -> Result<Frames> {
+        let ram = self.vm.vmm().ram();
+        let data = (0..PAGES)
+            .map(|i| {
+                let gpa = self
+                    .process
+                    .leaf(Va::new(self.buf.raw() + i * 4096))
+                    .filter(|l| l.present)
+                    .with_context(|| format!("guest page {i} is not present"))?
+                    .pa;
+                ram.hpa(gpa)
+                    .with_context(|| format!("GPA {gpa:#x} is not guest RAM"))
+            })
+            .collect::<Result<_>>()?;
+        Ok(Frames {
+            data,
+            tables: Vec::new(),
+        })
+    }
+
+    fn operate(&mut self) -> Result<()> {
+        match self.kind {
+            Kind::TeClear => self.gcmd(Gcmd::empty(), Gcmd::TE),
+            Kind::PasidInval => {
+                let ctx = self.ctx.take().context("not bound")?;
+                self.drv.close(self.vm.as_ref(), ctx)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn restore(&mut self) -> Result<()> {
+        match self.kind {
+            Kind::TeClear => {
+                self.gcmd(Gcmd::TE, Gcmd::empty());
+                anyhow::ensure!(
+                    !self.vm.vmm().bindings().is_empty(),
+                    "setting TE again did not bind the guest's PASID on the host"
+                );
+            }
+            Kind::PasidInval => {
+                self.ctx = Some(self.drv.open(self.vm.as_ref(), &self.process)?);
+            }
+        }
+        Ok(())
+    }
+}
