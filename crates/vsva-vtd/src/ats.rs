@@ -70,6 +70,7 @@ impl Vtd {
                 recorded: false,
             });
         }
+        let _walk = self.walks.begin();
         let epoch = self.caches.epoch();
         let resolved = self.resolve_cached(&req)?;
         let page = req.addr & !0xfff;

@@ -310,10 +310,7 @@ impl Vtd {
             }
         }
         if purges {
-            // The first-level cache forgets everything — after the caches behind it dropped
-            // what the descriptor selects, so a lookup in between cannot refill it from a
-            // stale entry under the new generation.
-            self.micro.invalidate_all();
+            self.purged();
         }
         if let Some(b) = self.backend.get() {
             // After the unit's own caches, before the next descriptor: a wait behind this

@@ -49,6 +49,7 @@ pub mod request;
 pub mod spec;
 pub mod translate;
 pub mod unit;
+mod walks;
 
 pub use ats::AtsCompletion;
 pub use config::VtdConfig;

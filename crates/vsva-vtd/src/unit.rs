@@ -30,6 +30,7 @@ use crate::request::{Blocked, Request, RequestKind, Translated};
 use crate::spec::fault::{FaultReason, FaultRecord, RequestType};
 use crate::spec::registers::{Fsts, Gcmd, Rtaddr, offset};
 use crate::translate::translate_cached;
+use crate::walks::Walks;
 
 /// VER_REG: this model implements the rev 4.x register interface (MAX 4, MIN 1).
 pub const VERSION: u32 = 0x41;
@@ -71,6 +72,8 @@ pub struct Vtd {
     pub(crate) stats: Stats,
     pub(crate) caches: Caches,
     pub(crate) micro: MicroTlb,
+    /// Walks in flight, which every cache purge waits for.
+    pub(crate) walks: Walks,
     state: Mutex<State>,
     /// The fault log (after `state` in the lock order; see the module doc).
     faults: Mutex<FaultLog>,
@@ -141,6 +144,7 @@ impl Vtd {
             stats: Stats::default(),
             caches: Caches::default(),
             micro: MicroTlb::default(),
+            walks: Walks::default(),
             cap: cfg.cap().into_bits(),
             ecap: cfg.ecap().into_bits(),
             state: Mutex::new(State {
@@ -366,7 +370,7 @@ impl Vtd {
             st.regs.gsts.set(Gcmd::TE, on);
             self.enabled.store(on, Ordering::Release);
             self.caches.clear();
-            self.micro.invalidate_all();
+            self.purged();
             translation_changed = true;
         }
         if cmd.contains(Gcmd::SRTP) {
@@ -374,7 +378,7 @@ impl Vtd {
             // invalidation.
             self.root.store(st.regs.rtaddr, Ordering::Release);
             self.caches.clear();
-            self.micro.invalidate_all();
+            self.purged();
             st.regs.gsts |= Gcmd::SRTP;
             translation_changed = true;
         }
@@ -397,6 +401,15 @@ impl Vtd {
                 st.regs.iqh = 0;
             }
         }
+    }
+
+    /// After the caches dropped entries: the first-level cache forgets everything too (after
+    /// the caches behind it, so a lookup in between cannot refill it from a stale entry under
+    /// the new generation), and walks begun before are waited for — when the invalidation
+    /// completes, no walk still reads the old tables (see [`crate::walks`]).
+    pub(crate) fn purged(&self) {
+        self.micro.invalidate_all();
+        self.walks.drain();
     }
 
     /// Translates a DMA request (untranslated, or translated by ATS) as the unit would, and
@@ -438,6 +451,7 @@ impl Vtd {
     }
 
     fn translate_slow(&self, req: &Request) -> Result<Translated, Blocked> {
+        let _walk = self.walks.begin();
         let epoch = self.caches.epoch();
         let resolved = self.resolve_cached(req)?;
         if req.kind == RequestKind::Translated {
