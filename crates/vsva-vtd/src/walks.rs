@@ -13,8 +13,8 @@
 //! serialized, so the slot a drain waits on receives no new walks while it waits. A walk costs
 //! two atomic adds and two loads, on the miss path only; the cache-hit path is untouched.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The walks in flight of one unit.
 #[derive(Debug, Default)]
@@ -100,7 +100,10 @@ mod tests {
         }
         let late = walks.begin();
         thread::sleep(std::time::Duration::from_millis(20));
-        assert!(!drained.load(Ordering::SeqCst), "the drain ended under a walk begun before it");
+        assert!(
+            !drained.load(Ordering::SeqCst),
+            "the drain ended under a walk begun before it"
+        );
         drop(early);
         t.join().unwrap();
         assert!(drained.load(Ordering::SeqCst));
@@ -134,7 +137,10 @@ mod tests {
             walks.drain();
             if before != 0 {
                 let after = busy.load(Ordering::SeqCst);
-                assert_ne!(after, before, "walk {before} outlived a drain begun after it");
+                assert_ne!(
+                    after, before,
+                    "walk {before} outlived a drain begun after it"
+                );
             }
         }
         stop.store(true, Ordering::SeqCst);
