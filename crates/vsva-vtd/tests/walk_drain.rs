@@ -1,0 +1,468 @@
+//! Cache purges wait for the table walks begun before them (VT-d 4.1 §6.5.2, §6.5.2.9;
+//! DESIGN.md: an IOMMU invalidation wait completes only when no cached or in-flight use of the
+//! old entry remains). Software frees page-table frames as soon as the invalidation completes
+//! (munmap, exit), so a walk still reading then would read a freed frame.
+//!
+//! Each test parks a walk on a leaf-table entry — the memory under the unit blocks the load of
+//! that one address until the test lets it go — then purges the caches from another thread
+//! (an invalidation through the queue, or a GCMD write) and checks that the purge does not
+//! complete until the parked walk has read its entry and ended.
+
+mod common;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread;
+use std::time::Duration;
+
+use common::{MIB, pasid_entry};
+use vsva_mem::{Access, FrameAllocator, PageSize, Pasid, PhysMem, PhysMemory, Rid};
+use vsva_pgtable::x86::X86Paging;
+use vsva_pgtable::{PageTable, Perm};
+use vsva_vtd::spec::descriptors::encode;
+use vsva_vtd::spec::pasid::{self, PasidDirEntry, PasidEntry, Pgtt};
+use vsva_vtd::spec::registers::{Gcmd, offset};
+use vsva_vtd::spec::root_context::{self, ContextEntry, ContextHi, ContextLo, RootHalf};
+use vsva_vtd::{MsiLog, Request, RequestKind, Vtd, VtdConfig};
+
+/// How long a purge that must wait is watched before the walk is let go.
+const HOLD: Duration = Duration::from_millis(50);
+/// Bound on every other wait, so that a regression fails instead of hanging.
+const BOUND: Duration = Duration::from_secs(5);
+
+/// What the gate has seen of the armed address.
+#[derive(Default)]
+struct GateState {
+    /// The address whose next load parks (cleared once a load has parked on it).
+    armed: Option<u64>,
+    /// A load is parked (or was).
+    parked: bool,
+    /// The test let the parked load go.
+    released: bool,
+    /// The parked load has read memory and returned to the walk.
+    loaded: bool,
+}
+
+/// Physical memory whose armed address blocks one load until the test releases it.
+struct Gated {
+    inner: Arc<PhysMemory>,
+    state: Mutex<GateState>,
+    changed: Condvar,
+}
+
+impl Gated {
+    fn state(&self) -> MutexGuard<'_, GateState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The next load of `pa` parks.
+    fn arm(&self, pa: u64) {
+        *self.state() = GateState {
+            armed: Some(pa),
+            ..GateState::default()
+        };
+    }
+
+    /// Waits (bounded) until a load has parked on the armed address.
+    fn wait_parked(&self) -> bool {
+        let st = self.state();
+        let (st, _) = self
+            .changed
+            .wait_timeout_while(st, BOUND, |s| !s.parked)
+            .unwrap_or_else(|e| e.into_inner());
+        st.parked
+    }
+
+    /// Lets the parked load go.
+    fn release(&self) {
+        self.state().released = true;
+        self.changed.notify_all();
+    }
+
+    /// Has the parked load read memory and returned?
+    fn loaded(&self) -> bool {
+        self.state().loaded
+    }
+}
+
+impl PhysMem for Gated {
+    fn size(&self) -> u64 {
+        self.inner.size()
+    }
+
+    fn load_u64(&self, pa: u64) -> vsva_mem::phys::Result<u64> {
+        let mut st = self.state();
+        if st.armed != Some(pa) {
+            drop(st);
+            return self.inner.load_u64(pa);
+        }
+        st.armed = None;
+        st.parked = true;
+        self.changed.notify_all();
+        // Bounded: if the test never releases (it failed), the walk goes on by itself.
+        let (mut st, _) = self
+            .changed
+            .wait_timeout_while(st, BOUND, |s| !s.released)
+            .unwrap_or_else(|e| e.into_inner());
+        let v = self.inner.load_u64(pa);
+        st.loaded = true;
+        v
+    }
+
+    fn store_u64(&self, pa: u64, val: u64) -> vsva_mem::phys::Result<()> {
+        self.inner.store_u64(pa, val)
+    }
+
+    fn compare_exchange_u64(
+        &self,
+        pa: u64,
+        current: u64,
+        new: u64,
+    ) -> vsva_mem::phys::Result<Result<u64, u64>> {
+        self.inner.compare_exchange_u64(pa, current, new)
+    }
+
+    fn read(&self, pa: u64, buf: &mut [u8]) -> vsva_mem::phys::Result<()> {
+        self.inner.read(pa, buf)
+    }
+
+    fn write(&self, pa: u64, buf: &[u8]) -> vsva_mem::phys::Result<()> {
+        self.inner.write(pa, buf)
+    }
+
+    fn zero(&self, pa: u64, len: u64) -> vsva_mem::phys::Result<()> {
+        self.inner.zero(pa, len)
+    }
+
+    fn advise_huge(&self, pa: u64, len: u64) {
+        self.inner.advise_huge(pa, len);
+    }
+
+    fn copy(&self, src: u64, dst: u64, len: u64) -> vsva_mem::phys::Result<()> {
+        self.inner.copy(src, dst, len)
+    }
+}
+
+const DEV: Rid = Rid::from_raw(0x18);
+const PASID: u32 = 5;
+const DID: u16 = 3;
+/// Where the invalidation waits write their status, and what.
+const WAIT_DATA: u32 = 0xd0e;
+
+/// A unit over gated memory, translation and queued invalidation on, and [`DEV`]'s
+/// [`PASID`] translated first-stage by `fs`. Tables are written to the memory directly, as a
+/// driver's CPU stores would be.
+struct Rig {
+    mem: Arc<PhysMemory>,
+    gate: Arc<Gated>,
+    vtd: Vtd,
+    fs: PageTable<X86Paging>,
+    iq: u64,
+    iq_tail: AtomicU64,
+    status: u64,
+}
+
+impl Rig {
+    fn new() -> Rig {
+        let mem = Arc::new(PhysMemory::new(64 * MIB).unwrap());
+        let gate = Arc::new(Gated {
+            inner: mem.clone(),
+            state: Mutex::default(),
+            changed: Condvar::new(),
+        });
+        let plain: Arc<dyn PhysMem> = mem.clone();
+        let frames = Arc::new(FrameAllocator::new(plain, MIB, 64 * MIB));
+        let gated: Arc<dyn PhysMem> = gate.clone();
+        let vtd = Vtd::new(VtdConfig::default(), gated, Arc::new(MsiLog::default()));
+        let page = || frames.alloc_zeroed(PageSize::Size4K).unwrap();
+        let (root, iq, status) = (page(), page(), page());
+
+        // Root → context (PASIDs and ATS on) → PASID directory → PASID entry.
+        let dir = frames.alloc_zeroed(PageSize::Size2M).unwrap();
+        let half = RootHalf::pointing_to(page());
+        let at = root + root_context::root_half_offset(DEV.bus(), DEV.devfn());
+        mem.store_u64(at, half.into_bits()).unwrap();
+        let context = ContextEntry {
+            lo: ContextLo::new()
+                .with_p(true)
+                .with_dte(true)
+                .with_paside(true)
+                .with_pre(true)
+                .with_pdts(7)
+                .with_pasiddirptr(dir >> 12),
+            hi: ContextHi::new(),
+            reserved: [0, 0],
+        };
+        store(
+            &mem,
+            half.table() + root_context::context_offset(DEV.devfn()),
+            &context.to_qwords(),
+        );
+        let table = PasidDirEntry::pointing_to(page());
+        mem.store_u64(dir + pasid::dir_index(PASID) * 8, table.into_bits())
+            .unwrap();
+        let fs = PageTable::new(
+            X86Paging {
+                smap: false,
+                smep: false,
+                ..X86Paging::default()
+            },
+            frames.clone(),
+        )
+        .unwrap();
+        let e: PasidEntry = pasid_entry(Pgtt::FirstStage, DID, 0, fs.root());
+        store(
+            &mem,
+            table.table() + pasid::table_index(PASID) * 64,
+            &e.to_qwords(),
+        );
+
+        let rig = Rig {
+            mem,
+            gate,
+            vtd,
+            fs,
+            iq,
+            iq_tail: AtomicU64::new(0),
+            status,
+        };
+        rig.w64(offset::IQT, 0);
+        rig.w64(offset::IQA, iq | 1 << 11);
+        rig.w32(offset::GCMD, Gcmd::QIE.bits());
+        rig.w64(offset::RTADDR, root | 1 << 10);
+        rig.w32(offset::GCMD, (Gcmd::SRTP | Gcmd::QIE).bits());
+        rig.w32(offset::GCMD, (Gcmd::TE | Gcmd::QIE).bits());
+        rig
+    }
+
+    fn w32(&self, off: u64, v: u32) {
+        self.vtd.mmio_write(off, 4, v as u64);
+    }
+
+    fn w64(&self, off: u64, v: u64) {
+        self.vtd.mmio_write(off, 8, v);
+    }
+
+    /// Submits `descs` and a status-writing wait as a driver does (descriptors in memory,
+    /// then IQT); returns the status the wait left once the IQT write returned.
+    fn submit(&self, descs: &[[u64; 4]]) -> u64 {
+        let mut tail = self.iq_tail.load(Ordering::SeqCst);
+        self.mem.store_u64(self.status, 0).unwrap();
+        let wait = encode::wait(WAIT_DATA, self.status, false, false);
+        for d in descs.iter().chain(std::iter::once(&wait)) {
+            store(&self.mem, self.iq + tail, d);
+            tail = (tail + 32) % 4096;
+        }
+        self.iq_tail.store(tail, Ordering::SeqCst);
+        self.w64(offset::IQT, tail);
+        self.mem.load_u64(self.status).unwrap()
+    }
+
+    /// Maps `va` (4 KiB, user read/write) to `pa`; returns the address of its leaf entry.
+    fn map(&self, va: u64, pa: u64) -> u64 {
+        self.fs
+            .map(va, pa, PageSize::Size4K, Perm::USER_RW)
+            .unwrap();
+        self.fs.lookup(va).unwrap().slot
+    }
+}
+
+fn store(mem: &PhysMemory, at: u64, qwords: &[u64]) {
+    for (i, q) in qwords.iter().enumerate() {
+        mem.store_u64(at + 8 * i as u64, *q).unwrap();
+    }
+}
+
+fn request(addr: u64, kind: RequestKind) -> Request {
+    Request {
+        rid: DEV,
+        pasid: Some(Pasid::new(PASID).unwrap()),
+        addr,
+        access: Access::READ,
+        kind,
+    }
+}
+
+/// What a purge reported when it returned.
+struct Purged {
+    /// Its own result (the wait's status, or what GSTS showed).
+    result: u64,
+    /// Had the parked walk read its entry by then?
+    walk_had_loaded: bool,
+}
+
+/// What the race showed.
+struct Race<T> {
+    /// The purge returned while the walk was still parked ([`HOLD`] after it began).
+    finished_under_the_walk: bool,
+    purged: Purged,
+    walked: T,
+}
+
+/// Parks `walk` (on its own thread) on the load of `armed`, runs `purge` on another thread
+/// once it is parked, and lets the walk go [`HOLD`] later. Every wait is bounded; the walk is
+/// let go before anything is asserted, so that a failure does not leave it parked.
+fn race<T: Send + 'static>(
+    rig: &Arc<Rig>,
+    armed: u64,
+    walk: impl FnOnce(&Rig) -> T + Send + 'static,
+    purge: impl FnOnce(&Rig) -> u64 + Send + 'static,
+) -> Race<T> {
+    rig.gate.arm(armed);
+    let (walked_tx, walked_rx) = mpsc::channel();
+    let walker = {
+        let rig = rig.clone();
+        thread::spawn(move || walked_tx.send(walk(&rig)).unwrap())
+    };
+    assert!(
+        rig.gate.wait_parked(),
+        "the walk never read the armed leaf entry (it hit a cache?)"
+    );
+
+    let (purged_tx, purged_rx) = mpsc::channel();
+    let purger = {
+        let rig = rig.clone();
+        thread::spawn(move || {
+            let result = purge(&rig);
+            let walk_had_loaded = rig.gate.loaded();
+            purged_tx
+                .send(Purged {
+                    result,
+                    walk_had_loaded,
+                })
+                .unwrap();
+        })
+    };
+    let early = purged_rx.recv_timeout(HOLD);
+    rig.gate.release();
+    let finished_under_the_walk = early.is_ok();
+    let purged = match early {
+        Ok(p) => p,
+        Err(RecvTimeoutError::Timeout) => purged_rx
+            .recv_timeout(BOUND)
+            .expect("the purge never completed after the walk ended"),
+        Err(e) => panic!("the purging thread died: {e}"),
+    };
+    let walked = walked_rx
+        .recv_timeout(BOUND)
+        .expect("the walk never ended after it was let go");
+    walker.join().unwrap();
+    purger.join().unwrap();
+    Race {
+        finished_under_the_walk,
+        purged,
+        walked,
+    }
+}
+
+#[test]
+fn a_pasid_iotlb_invalidation_completes_only_after_a_walk_begun_before_it_has_ended() {
+    let rig = Arc::new(Rig::new());
+    rig.map(0x40_0000, 0x80_0000);
+    let slot = rig.map(0x40_1000, 0x81_0000);
+    // Warm the context and PASID caches on the neighbouring page: the parked walk then reads
+    // only its page-table entries. 0x40_1000 itself has never been translated, so neither the
+    // IOTLB nor the first-level cache holds it.
+    let t = rig
+        .vtd
+        .translate(&request(0x40_0010, RequestKind::Untranslated))
+        .unwrap();
+    assert_eq!(t.addr, 0x80_0010);
+
+    let r = race(
+        &rig,
+        slot,
+        |rig| {
+            rig.vtd
+                .translate(&request(0x40_1234, RequestKind::Untranslated))
+        },
+        |rig| rig.submit(&[encode::pasid_iotlb(DID, PASID, Some((0x40_1000, 0)), false)]),
+    );
+    assert!(
+        !r.finished_under_the_walk,
+        "the invalidation wait completed while a walk begun before it still read the tables"
+    );
+    assert!(
+        r.purged.walk_had_loaded,
+        "the wait completed before the walk had read its entry"
+    );
+    assert_eq!(
+        r.purged.result, WAIT_DATA as u64,
+        "the wait wrote its status"
+    );
+    // The walk saw the entry as it was (nothing changed it).
+    let t = r.walked.unwrap();
+    assert_eq!((t.addr, t.size, t.did), (0x81_0234, PageSize::Size4K, DID));
+    assert_eq!(rig.vtd.stats().waits, 1);
+}
+
+#[test]
+fn an_iotlb_invalidation_completes_only_after_an_ats_translation_begun_before_it_has_ended() {
+    let rig = Arc::new(Rig::new());
+    rig.map(0x40_0000, 0x80_0000);
+    let slot = rig.map(0x40_1000, 0x81_0000);
+    let c = rig
+        .vtd
+        .ats_translate(&request(0x40_0000, RequestKind::Translation))
+        .unwrap();
+    assert_eq!(c.addr, 0x80_0000);
+
+    let r = race(
+        &rig,
+        slot,
+        |rig| {
+            rig.vtd
+                .ats_translate(&request(0x40_1000, RequestKind::Translation))
+        },
+        |rig| rig.submit(&[encode::iotlb_global()]),
+    );
+    assert!(
+        !r.finished_under_the_walk,
+        "the invalidation wait completed while a translation request begun before it still \
+         read the tables"
+    );
+    assert!(r.purged.walk_had_loaded);
+    assert_eq!(r.purged.result, WAIT_DATA as u64);
+    let c = r.walked.unwrap();
+    assert_eq!((c.addr, c.read, c.did), (0x81_0000, true, DID));
+}
+
+#[test]
+fn clearing_translation_enable_completes_only_after_a_walk_begun_before_it_has_ended() {
+    let rig = Arc::new(Rig::new());
+    let slot = rig.map(0x40_1000, 0x81_0000);
+
+    let r = race(
+        &rig,
+        slot,
+        |rig| {
+            rig.vtd
+                .translate(&request(0x40_1000, RequestKind::Untranslated))
+        },
+        |rig| {
+            // TE off, the queue left on; GSTS reads back once the write returned.
+            rig.w32(offset::GCMD, Gcmd::QIE.bits());
+            rig.vtd.mmio_read(offset::GSTS, 4)
+        },
+    );
+    assert!(
+        !r.finished_under_the_walk,
+        "the GCMD write that cleared TE returned while a walk begun before it still read the \
+         tables"
+    );
+    assert!(r.purged.walk_had_loaded);
+    let gsts = Gcmd::from_bits_truncate(r.purged.result as u32);
+    assert!(
+        !gsts.contains(Gcmd::TE) && gsts.contains(Gcmd::QIE),
+        "{gsts:?}"
+    );
+    // The walk began with translation on and finishes as it began.
+    assert_eq!(r.walked.unwrap().addr, 0x81_0000);
+    // Now off: a request with PASID has nothing to be translated through.
+    assert!(
+        rig.vtd
+            .translate(&request(0x40_1000, RequestKind::Untranslated))
+            .is_err()
+    );
+}
