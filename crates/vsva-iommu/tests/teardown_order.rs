@@ -339,28 +339,52 @@ fn run_racing<T: Send + 'static>(
     (t, done)
 }
 
+/// An exit of a process that a hook of the core starts on another thread ([`run_racing`],
+/// 200 ms of patience) each time the core reaches a point the hook's filter accepts.
+struct RacingExit(Arc<Mutex<Option<Started>>>);
+
+/// An exit on its thread, and whether it finished while the hook waited.
+type Started = (thread::JoinHandle<vsva_mm::Result<()>>, bool);
+
+impl RacingExit {
+    /// Sets `iommu`'s hook: `p` exits at every point `at` accepts.
+    fn at(iommu: &Iommu, p: &Arc<Process>, at: fn(&CorePoint) -> bool) -> RacingExit {
+        let exit = RacingExit(Arc::default());
+        let (p2, e2) = (p.clone(), exit.0.clone());
+        iommu
+            .set_hook(Arc::new(move |pt| {
+                if at(&pt) {
+                    let p3 = p2.clone();
+                    *e2.lock().unwrap() =
+                        Some(run_racing(move || p3.exit(), Duration::from_millis(200)));
+                }
+            }))
+            .ok()
+            .unwrap();
+        exit
+    }
+
+    /// Waits for the exit the hook started, which must succeed; returns whether it had
+    /// finished while the hook waited.
+    fn join(&self) -> bool {
+        let (t, finished_inside) = self.0.lock().unwrap().take().expect("the hook ran");
+        t.join().unwrap().unwrap();
+        finished_inside
+    }
+}
+
 #[test]
 fn an_exit_between_reading_the_root_and_setting_the_entry_ends_with_the_pasid_blocked() {
     let (iommu, unit, mm) = setup();
     let p = mm.spawn().unwrap();
     let root = p.page_table_root().unwrap();
-    let exit: Arc<Mutex<Option<(thread::JoinHandle<_>, bool)>>> = Arc::default();
-    let (p2, e2) = (p.clone(), exit.clone());
-    iommu
-        .set_hook(Arc::new(move |pt| {
-            if let CorePoint::BindRootRead { .. } = pt {
-                let p3 = p2.clone();
-                // The bind holds the address space, so exit waits for it; without that hold
-                // exit would finish here and free the table the entry is about to point at.
-                *e2.lock().unwrap() =
-                    Some(run_racing(move || p3.exit(), Duration::from_millis(200)));
-            }
-        }))
-        .ok()
-        .unwrap();
+    // The bind holds the address space, so exit waits for it; without that hold exit would
+    // finish at this point and free the table the entry is about to point at.
+    let exit = RacingExit::at(&iommu, &p, |pt| {
+        matches!(pt, CorePoint::BindRootRead { .. })
+    });
     let bound = iommu.sva_bind(dev(), &p);
-    let (t, _finished_inside) = exit.lock().unwrap().take().expect("the hook ran");
-    t.join().unwrap().unwrap();
+    exit.join();
     assert!(p.has_exited());
     match bound {
         Ok(h) => {
@@ -381,22 +405,12 @@ fn an_exit_while_unbind_clears_the_entry_does_not_program_it_again() {
     let (iommu, unit, mm) = setup();
     let p = mm.spawn().unwrap();
     let h = iommu.sva_bind(dev(), &p).unwrap();
-    let exit: Arc<Mutex<Option<(thread::JoinHandle<_>, bool)>>> = Arc::default();
-    let (p2, e2) = (p.clone(), exit.clone());
-    iommu
-        .set_hook(Arc::new(move |pt| {
-            if let CorePoint::UnbindCleared { .. } = pt {
-                let p3 = p2.clone();
-                // exit's release waits for the unbind to finish
-                *e2.lock().unwrap() =
-                    Some(run_racing(move || p3.exit(), Duration::from_millis(200)));
-            }
-        }))
-        .ok()
-        .unwrap();
+    // exit's release waits for the unbind to finish
+    let exit = RacingExit::at(&iommu, &p, |pt| {
+        matches!(pt, CorePoint::UnbindCleared { .. })
+    });
     iommu.sva_unbind(h).unwrap();
-    let (t, _) = exit.lock().unwrap().take().expect("the hook ran");
-    t.join().unwrap().unwrap();
+    exit.join();
     assert_eq!(
         unit.entry(dev(), h.pasid),
         None,
@@ -460,6 +474,26 @@ impl Budget {
     fn going(&self) -> bool {
         !self.stop.load(Ordering::Relaxed) && Instant::now() < self.until
     }
+
+    /// Runs `round` (given its number) on this thread for as long as the budget goes on;
+    /// returns how many rounds ran.
+    fn rounds(&self, mut round: impl FnMut(u64)) -> u64 {
+        let mut n = 0;
+        while self.going() {
+            round(n);
+            n += 1;
+        }
+        n
+    }
+
+    /// As [`Budget::rounds`], on another thread.
+    fn repeat(
+        self: &Arc<Budget>,
+        mut round: impl FnMut() + Send + 'static,
+    ) -> thread::JoinHandle<u64> {
+        let budget = self.clone();
+        thread::spawn(move || budget.rounds(|_| round()))
+    }
 }
 
 #[test]
@@ -468,20 +502,14 @@ fn munmaps_racing_binds_and_unbinds_never_leave_the_device_a_freed_frame() {
     let p = mm.spawn().unwrap();
     let budget = Budget::new(250);
     let binder = {
-        let (iommu, p, budget) = (iommu.clone(), p.clone(), budget.clone());
-        thread::spawn(move || {
-            let mut n = 0;
-            while budget.going() {
-                let h = iommu.sva_bind(dev(), &p).unwrap();
-                thread::yield_now();
-                iommu.sva_unbind(h).unwrap();
-                n += 1;
-            }
-            n
+        let (iommu, p) = (iommu.clone(), p.clone());
+        budget.repeat(move || {
+            let h = iommu.sva_bind(dev(), &p).unwrap();
+            thread::yield_now();
+            iommu.sva_unbind(h).unwrap();
         })
     };
-    let mut rounds = 0;
-    while budget.going() {
+    let rounds = budget.rounds(|round| {
         let (va, frame) = populated_page(&p);
         // the device uses the page through whatever PASID it has now
         if let Some(pasid) = iommu.pasid_of(&p) {
@@ -490,10 +518,9 @@ fn munmaps_racing_binds_and_unbinds_never_leave_the_device_a_freed_frame() {
         p.munmap(va, PAGE).unwrap();
         assert!(
             !unit.reaches(dev(), va.raw(), frame),
-            "round {rounds}: the freed frame is still reachable"
+            "round {round}: the freed frame is still reachable"
         );
-        rounds += 1;
-    }
+    });
     assert!(binder.join().unwrap() > 0 && rounds > 0);
 }
 
@@ -505,31 +532,24 @@ fn domain_unmaps_racing_attaches_and_detaches_never_leave_the_device_the_page() 
     let pasid = Pasid::new(7).unwrap();
     let budget = Budget::new(250);
     let attacher = {
-        let (iommu, dom, budget) = (iommu.clone(), dom.clone(), budget.clone());
-        thread::spawn(move || {
-            let mut n = 0;
-            while budget.going() {
-                iommu.attach_paging(dev(), pasid, &dom, None).unwrap();
-                thread::yield_now();
-                iommu.detach_paging(dev(), pasid, &dom).unwrap();
-                n += 1;
-            }
-            n
+        let (iommu, dom) = (iommu.clone(), dom.clone());
+        budget.repeat(move || {
+            iommu.attach_paging(dev(), pasid, &dom, None).unwrap();
+            thread::yield_now();
+            iommu.detach_paging(dev(), pasid, &dom).unwrap();
         })
     };
-    let mut rounds = 0;
     let iova = 0x80_0000;
-    while budget.going() {
+    let rounds = budget.rounds(|round| {
         dom.map(iova, frame, PAGE, Perm::READ | Perm::WRITE, false)
             .unwrap();
         unit.translate(dev(), pasid, iova);
         dom.unmap(iova, PAGE);
         assert!(
             !unit.reaches(dev(), iova, frame),
-            "round {rounds}: the unmapped page is still reachable"
+            "round {round}: the unmapped page is still reachable"
         );
-        rounds += 1;
-    }
+    });
     assert!(attacher.join().unwrap() > 0 && rounds > 0);
 }
 
@@ -538,13 +558,12 @@ fn binds_racing_exits_never_leave_an_entry_on_a_dead_address_space() {
     let (iommu, unit, mm) = setup();
     let budget = Budget::new(250);
     let mut bound = 0;
-    let mut rounds = 0;
-    while budget.going() {
+    let rounds = budget.rounds(|round| {
         let p = mm.spawn().unwrap();
         let p2 = p.clone();
         let exit = thread::spawn(move || p2.exit());
         // vary who comes first
-        for _ in 0..rounds % 16 {
+        for _ in 0..round % 16 {
             thread::yield_now();
         }
         match iommu.sva_bind(dev(), &p) {
@@ -559,8 +578,7 @@ fn binds_racing_exits_never_leave_an_entry_on_a_dead_address_space() {
                 exit.join().unwrap().unwrap();
             }
         }
-        assert_eq!(unit.sva_entries(dev()), vec![], "round {rounds}");
-        rounds += 1;
-    }
+        assert_eq!(unit.sva_entries(dev()), vec![], "round {round}");
+    });
     assert!(rounds > 0, "{bound} of {rounds} binds won");
 }

@@ -16,7 +16,7 @@ use vsva_demo::machine::Machine;
 use vsva_demo::platform::Platform;
 use vsva_demo::regs::Op;
 use vsva_iommufd::ObjectType;
-use vsva_mem::{PageSize, Pasid, PhysMem, Va};
+use vsva_mem::{PageSize, Pasid, PhysMem, Rid, Va};
 use vsva_mm::{MapFlags, Prot};
 use vsva_vmm::Vm;
 use vsva_vtd::spec::pasid::Pgtt;
@@ -41,6 +41,17 @@ fn nested_hwpts(vm: &Vm) -> usize {
         .iter()
         .filter(|(_, t)| *t == ObjectType::HwptNested)
         .count()
+}
+
+/// A host, a guest on it with the demo driver bound ([`bind`]), that one binding (guest RID,
+/// guest PASID, host PASID), and the device's RID on the host.
+fn bound_guest() -> (Arc<Platform>, Vm, Bound, (Rid, u32, u32), Rid) {
+    let host = host();
+    let vm = guest(&host, 1);
+    let b = bind(&vm);
+    let binding = vm.vmm().bindings()[0];
+    let host_rid = vm.vmm().host_rid(binding.0);
+    (host, vm, b, binding, host_rid)
 }
 
 /// A page of the bound process, filled with `byte` by the device.
@@ -90,12 +101,8 @@ fn assert_on_stage_2(host: &Platform, vm: &Vm, b: &Bound) {
 
 #[test]
 fn clearing_te_in_the_guest_unbinds_its_pasids_on_the_host_until_te_is_set_again() {
-    let host = host();
-    let vm = guest(&host, 1);
-    let b = bind(&vm);
+    let (host, vm, b, (rid, gp, hp), host_rid) = bound_guest();
     let buf = filled_page(&vm, &b, 1);
-    let (rid, gp, hp) = vm.vmm().bindings()[0];
-    let host_rid = vm.vmm().host_rid(rid);
     assert_eq!(nested_hwpts(&vm), 1);
     assert_on_stage_2(&host, &vm, &b);
 
@@ -142,12 +149,8 @@ fn clearing_te_in_the_guest_unbinds_its_pasids_on_the_host_until_te_is_set_again
 
 #[test]
 fn latching_a_root_table_without_the_devices_entries_unbinds_them_on_the_host() {
-    let host = host();
-    let vm = guest(&host, 1);
-    let b = bind(&vm);
+    let (host, vm, b, (rid, gp, hp), host_rid) = bound_guest();
     let buf = filled_page(&vm, &b, 1);
-    let (rid, gp, hp) = vm.vmm().bindings()[0];
-    let host_rid = vm.vmm().host_rid(rid);
     let old_root = vm.unit().mmio_read(offset::RTADDR, 8);
     // A scalable-mode root table with no root entry present.
     let empty = vm.mm().frames().alloc_zeroed(PageSize::Size4K).unwrap();
@@ -195,11 +198,7 @@ fn copy_table(vm: &Vm, from: u64) -> u64 {
 #[test]
 fn a_bound_pasid_that_a_new_context_entry_makes_rid_pasid_loses_its_host_pasid() {
     use vsva_vtd::spec::root_context::{ContextEntry, RootHalf, context_offset, root_half_offset};
-    let host = host();
-    let vm = guest(&host, 1);
-    let b = bind(&vm);
-    let (rid, gp, hp) = vm.vmm().bindings()[0];
-    let host_rid = vm.vmm().host_rid(rid);
+    let (host, vm, b, (rid, gp, hp), host_rid) = bound_guest();
     let ram = vm.vmm().ram();
     // The guest's tables again, except that the device's context entry names the bound
     // PASID as the one requests without PASID use.
@@ -249,9 +248,7 @@ fn no_device_write_under_the_guest_pasid_lands_after_the_guest_clears_te() {
     /// Fills attempted after the poison before the thread is stopped.
     const AFTER_POISON: u64 = 2_000;
     const POISON: u8 = 0xa5;
-    let host = host();
-    let vm = guest(&host, 1);
-    let b = bind(&vm);
+    let (_host, vm, b, ..) = bound_guest();
     let buf = filled_page(&vm, &b, 1);
     let dev = b.drv.device().clone();
     let pasid = b.ctx.pasid();

@@ -10,21 +10,20 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::ops::Deref;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
 use std::time::Duration;
 
-use common::{MIB, pasid_entry};
-use vsva_mem::{Access, FrameAllocator, PageSize, Pasid, PhysMem, PhysMemory, Rid};
+use common::{WAIT_DATA, pasid_entry};
+use vsva_mem::{Access, PageSize, Pasid, PhysMem, PhysMemory, Rid};
 use vsva_pgtable::x86::X86Paging;
 use vsva_pgtable::{PageTable, Perm};
 use vsva_vtd::spec::descriptors::encode;
-use vsva_vtd::spec::pasid::{self, PasidDirEntry, PasidEntry, Pgtt};
+use vsva_vtd::spec::pasid::Pgtt;
 use vsva_vtd::spec::registers::{Gcmd, offset};
-use vsva_vtd::spec::root_context::{self, ContextEntry, ContextHi, ContextLo, RootHalf};
-use vsva_vtd::{MsiLog, Request, RequestKind, Vtd, VtdConfig};
+use vsva_vtd::{AtsCompletion, Blocked, Request, RequestKind, Translated, VtdConfig};
 
 /// How long a purge that must wait is watched before the walk is let go.
 const HOLD: Duration = Duration::from_millis(50);
@@ -147,116 +146,67 @@ impl PhysMem for Gated {
 const DEV: Rid = Rid::from_raw(0x18);
 const PASID: u32 = 5;
 const DID: u16 = 3;
-/// Where the invalidation waits write their status, and what.
-const WAIT_DATA: u32 = 0xd0e;
 
-/// A unit over gated memory, translation and queued invalidation on, and [`DEV`]'s
-/// [`PASID`] translated first-stage by `fs`. Tables are written to the memory directly, as a
-/// driver's CPU stores would be.
+/// The common [`common::Rig`] with the unit over gated memory, and [`DEV`]'s [`PASID`]
+/// translated first-stage by `fs`. Tables are written to the memory directly, as a driver's
+/// CPU stores would be.
 struct Rig {
-    mem: Arc<PhysMemory>,
+    unit: common::Rig,
     gate: Arc<Gated>,
-    vtd: Vtd,
     fs: PageTable<X86Paging>,
-    iq: u64,
-    iq_tail: AtomicU64,
-    status: u64,
+}
+
+impl Deref for Rig {
+    type Target = common::Rig;
+
+    fn deref(&self) -> &common::Rig {
+        &self.unit
+    }
 }
 
 impl Rig {
     fn new() -> Rig {
-        let mem = Arc::new(PhysMemory::new(64 * MIB).unwrap());
+        let mem = Arc::new(PhysMemory::new(1 << 30).unwrap());
         let gate = Arc::new(Gated {
             inner: mem.clone(),
             state: Mutex::default(),
             changed: Condvar::new(),
         });
-        let plain: Arc<dyn PhysMem> = mem.clone();
-        let frames = Arc::new(FrameAllocator::new(plain, MIB, 64 * MIB));
-        let gated: Arc<dyn PhysMem> = gate.clone();
-        let vtd = Vtd::new(VtdConfig::default(), gated, Arc::new(MsiLog::default()));
-        let page = || frames.alloc_zeroed(PageSize::Size4K).unwrap();
-        let (root, iq, status) = (page(), page(), page());
-
-        // Root → context (PASIDs and ATS on) → PASID directory → PASID entry.
-        let dir = frames.alloc_zeroed(PageSize::Size2M).unwrap();
-        let half = RootHalf::pointing_to(page());
-        let at = root + root_context::root_half_offset(DEV.bus(), DEV.devfn());
-        mem.store_u64(at, half.into_bits()).unwrap();
-        let context = ContextEntry {
-            lo: ContextLo::new()
-                .with_p(true)
-                .with_dte(true)
-                .with_paside(true)
-                .with_pre(true)
-                .with_pdts(7)
-                .with_pasiddirptr(dir >> 12),
-            hi: ContextHi::new(),
-            reserved: [0, 0],
-        };
-        store(
-            &mem,
-            half.table() + root_context::context_offset(DEV.devfn()),
-            &context.to_qwords(),
-        );
-        let table = PasidDirEntry::pointing_to(page());
-        mem.store_u64(dir + pasid::dir_index(PASID) * 8, table.into_bits())
-            .unwrap();
+        let unit = common::Rig::over(VtdConfig::default(), mem, gate.clone());
+        // Context (PASIDs and ATS on) → PASID directory → PASID entry. Nothing was
+        // translated yet, so no cache holds the old (empty) entries.
+        let dir = unit.attach_device(DEV);
         let fs = PageTable::new(
             X86Paging {
                 smap: false,
                 smep: false,
                 ..X86Paging::default()
             },
-            frames.clone(),
+            unit.frames.clone(),
         )
         .unwrap();
-        let e: PasidEntry = pasid_entry(Pgtt::FirstStage, DID, 0, fs.root());
-        store(
-            &mem,
-            table.table() + pasid::table_index(PASID) * 64,
-            &e.to_qwords(),
+        unit.write_pasid(
+            dir,
+            PASID,
+            &pasid_entry(Pgtt::FirstStage, DID, 0, fs.root()),
         );
-
-        let rig = Rig {
-            mem,
-            gate,
-            vtd,
-            fs,
-            iq,
-            iq_tail: AtomicU64::new(0),
-            status,
-        };
-        rig.w64(offset::IQT, 0);
-        rig.w64(offset::IQA, iq | 1 << 11);
-        rig.w32(offset::GCMD, Gcmd::QIE.bits());
-        rig.w64(offset::RTADDR, root | 1 << 10);
-        rig.w32(offset::GCMD, (Gcmd::SRTP | Gcmd::QIE).bits());
-        rig.w32(offset::GCMD, (Gcmd::TE | Gcmd::QIE).bits());
-        rig
+        Rig { unit, gate, fs }
     }
 
-    fn w32(&self, off: u64, v: u32) {
-        self.vtd.mmio_write(off, 4, v as u64);
+    /// A read of `addr` by [`DEV`] under [`PASID`], untranslated.
+    fn read(&self, addr: u64) -> Result<Translated, Blocked> {
+        self.dma(DEV, Some(PASID), addr, Access::READ)
     }
 
-    fn w64(&self, off: u64, v: u64) {
-        self.vtd.mmio_write(off, 8, v);
-    }
-
-    /// Submits `descs` and a status-writing wait as a driver does (descriptors in memory,
-    /// then IQT); returns the status the wait left once the IQT write returned.
-    fn submit(&self, descs: &[[u64; 4]]) -> u64 {
-        let mut tail = self.iq_tail.load(Ordering::SeqCst);
-        self.mem.store_u64(self.status, 0).unwrap();
-        let wait = encode::wait(WAIT_DATA, self.status, false, false);
-        for d in descs.iter().chain(std::iter::once(&wait)) {
-            store(&self.mem, self.iq + tail, d);
-            tail = (tail + 32) % 4096;
-        }
-        self.iq_tail.store(tail, Ordering::SeqCst);
-        self.w64(offset::IQT, tail);
-        self.mem.load_u64(self.status).unwrap()
+    /// An ATS translation request of [`DEV`] under [`PASID`] for `addr`.
+    fn ats_translate(&self, addr: u64) -> Result<AtsCompletion, Blocked> {
+        self.vtd.ats_translate(&Request {
+            rid: DEV,
+            pasid: Some(Pasid::new(PASID).unwrap()),
+            addr,
+            access: Access::READ,
+            kind: RequestKind::Translation,
+        })
     }
 
     /// Maps `va` (4 KiB, user read/write) to `pa`; returns the address of its leaf entry.
@@ -265,22 +215,6 @@ impl Rig {
             .map(va, pa, PageSize::Size4K, Perm::USER_RW)
             .unwrap();
         self.fs.lookup(va).unwrap().slot
-    }
-}
-
-fn store(mem: &PhysMemory, at: u64, qwords: &[u64]) {
-    for (i, q) in qwords.iter().enumerate() {
-        mem.store_u64(at + 8 * i as u64, *q).unwrap();
-    }
-}
-
-fn request(addr: u64, kind: RequestKind) -> Request {
-    Request {
-        rid: DEV,
-        pasid: Some(Pasid::new(PASID).unwrap()),
-        addr,
-        access: Access::READ,
-        kind,
     }
 }
 
@@ -364,20 +298,14 @@ fn a_pasid_iotlb_invalidation_completes_only_after_a_walk_begun_before_it_has_en
     // Warm the context and PASID caches on the neighbouring page: the parked walk then reads
     // only its page-table entries. 0x40_1000 itself has never been translated, so neither the
     // IOTLB nor the first-level cache holds it.
-    let t = rig
-        .vtd
-        .translate(&request(0x40_0010, RequestKind::Untranslated))
-        .unwrap();
+    let t = rig.read(0x40_0010).unwrap();
     assert_eq!(t.addr, 0x80_0010);
 
     let r = race(
         &rig,
         slot,
-        |rig| {
-            rig.vtd
-                .translate(&request(0x40_1234, RequestKind::Untranslated))
-        },
-        |rig| rig.submit(&[encode::pasid_iotlb(DID, PASID, Some((0x40_1000, 0)), false)]),
+        |rig| rig.read(0x40_1234),
+        |rig| rig.submit_status(&[encode::pasid_iotlb(DID, PASID, Some((0x40_1000, 0)), false)]),
     );
     assert!(
         !r.finished_under_the_walk,
@@ -402,20 +330,14 @@ fn an_iotlb_invalidation_completes_only_after_an_ats_translation_begun_before_it
     let rig = Arc::new(Rig::new());
     rig.map(0x40_0000, 0x80_0000);
     let slot = rig.map(0x40_1000, 0x81_0000);
-    let c = rig
-        .vtd
-        .ats_translate(&request(0x40_0000, RequestKind::Translation))
-        .unwrap();
+    let c = rig.ats_translate(0x40_0000).unwrap();
     assert_eq!(c.addr, 0x80_0000);
 
     let r = race(
         &rig,
         slot,
-        |rig| {
-            rig.vtd
-                .ats_translate(&request(0x40_1000, RequestKind::Translation))
-        },
-        |rig| rig.submit(&[encode::iotlb_global()]),
+        |rig| rig.ats_translate(0x40_1000),
+        |rig| rig.submit_status(&[encode::iotlb_global()]),
     );
     assert!(
         !r.finished_under_the_walk,
@@ -436,10 +358,7 @@ fn clearing_translation_enable_completes_only_after_a_walk_begun_before_it_has_e
     let r = race(
         &rig,
         slot,
-        |rig| {
-            rig.vtd
-                .translate(&request(0x40_1000, RequestKind::Untranslated))
-        },
+        |rig| rig.read(0x40_1000),
         |rig| {
             // TE off, the queue left on; GSTS reads back once the write returned.
             rig.w32(offset::GCMD, Gcmd::QIE.bits());
@@ -460,9 +379,5 @@ fn clearing_translation_enable_completes_only_after_a_walk_begun_before_it_has_e
     // The walk began with translation on and finishes as it began.
     assert_eq!(r.walked.unwrap().addr, 0x81_0000);
     // Now off: a request with PASID has nothing to be translated through.
-    assert!(
-        rig.vtd
-            .translate(&request(0x40_1000, RequestKind::Untranslated))
-            .is_err()
-    );
+    assert!(rig.read(0x40_1000).is_err());
 }

@@ -58,6 +58,16 @@ fn walk_on<F: Format>(
     )
 }
 
+/// A write walk on `mem` ends at `OLD` without a restart (4 references, 3 loads besides the
+/// PTE's), after two swaps on the PTE, and leaves A and D set there.
+fn assert_write_sets_d_in_a_second_swap(pt: &PageTable<X86Paging>, mem: &Racing) {
+    let t = walk_on(pt, mem, UW).unwrap();
+    assert_eq!((t.page_base(), t.refs), (OLD, 4));
+    assert_eq!(mem.other_loads.load(Relaxed), 3);
+    assert_eq!(mem.swaps.load(Relaxed), 2);
+    assert_eq!(pt.lookup(VA).unwrap().entry, pte(OLD) | A | D);
+}
+
 #[test]
 fn a_concurrent_accessed_dirty_setter_costs_no_restart() {
     // Another walker sets A and D in the PTE between this write's reads and its swap there:
@@ -73,11 +83,7 @@ fn a_concurrent_accessed_dirty_setter_costs_no_restart() {
     // When the other walker only read (set A), this one still sets D, on the value found.
     let pt = table();
     let mem = Racing::new(pt.memory(), slot(&pt, 1), [|e: u64| e | A]);
-    let t = walk_on(&pt, &mem, UW).unwrap();
-    assert_eq!((t.page_base(), t.refs), (OLD, 4));
-    assert_eq!(mem.other_loads.load(Relaxed), 3);
-    assert_eq!(mem.swaps.load(Relaxed), 2);
-    assert_eq!(pt.lookup(VA).unwrap().entry, pte(OLD) | A | D);
+    assert_write_sets_d_in_a_second_swap(&pt, &mem);
 }
 
 #[test]
@@ -86,11 +92,7 @@ fn accessed_cleared_by_software_meanwhile_is_set_again_without_restart() {
     pt.walk(VA, U).unwrap();
     // Ageing clears A between this write's reads (A set, D clear) and its swap for D.
     let mem = Racing::new(pt.memory(), slot(&pt, 1), [|e: u64| e & !A]);
-    let t = walk_on(&pt, &mem, UW).unwrap();
-    assert_eq!((t.page_base(), t.refs), (OLD, 4));
-    assert_eq!(mem.other_loads.load(Relaxed), 3);
-    assert_eq!(mem.swaps.load(Relaxed), 2);
-    assert_eq!(pt.lookup(VA).unwrap().entry, pte(OLD) | A | D);
+    assert_write_sets_d_in_a_second_swap(&pt, &mem);
 }
 
 #[test]

@@ -3,9 +3,9 @@
 
 #![allow(dead_code)]
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
-use std::sync::Mutex;
 use vsva_mem::{Access, FrameAllocator, PageSize, Pasid, PhysMem, PhysMemory, Rid};
 use vsva_vtd::spec::pasid::{self, PasidDirEntry, PasidEntry, PasidQ0, PasidQ1, PasidQ2, Pgtt};
 use vsva_vtd::spec::registers::{Gcmd, offset};
@@ -18,6 +18,8 @@ use vsva_vtd::{
 pub const MIB: u64 = 1 << 20;
 pub const FEADDR: u32 = 0xfee0_1000;
 pub const FEDATA: u32 = 0x41;
+/// What the invalidation waits of [`Rig::submit`] write to their status address.
+pub const WAIT_DATA: u32 = 0xd0e;
 
 pub struct Rig {
     pub mem: Arc<PhysMemory>,
@@ -27,7 +29,7 @@ pub struct Rig {
     pub root: u64,
     /// The invalidation queue (one page of 256-bit descriptors) and where software is.
     pub iq: u64,
-    pub iq_tail: std::cell::Cell<u64>,
+    pub iq_tail: AtomicU64,
     /// Where invalidation waits write their status.
     pub status: u64,
 }
@@ -37,10 +39,17 @@ impl Rig {
     /// the fault event unmasked.
     pub fn new(cfg: VtdConfig) -> Rig {
         let mem = Arc::new(PhysMemory::new(1 << 30).unwrap());
+        Rig::over(cfg, mem.clone(), mem)
+    }
+
+    /// As [`Rig::new`], with the unit reading and writing `unit_mem` — `mem` itself, or a
+    /// wrapper over it — while the rig writes tables and the queue to `mem` directly, as a
+    /// driver's CPU stores would be. `mem` holds at least 512 MiB.
+    pub fn over(cfg: VtdConfig, mem: Arc<PhysMemory>, unit_mem: Arc<dyn PhysMem>) -> Rig {
         let dynmem: Arc<dyn PhysMem> = mem.clone();
-        let frames = Arc::new(FrameAllocator::new(dynmem.clone(), 16 * MIB, 512 * MIB));
+        let frames = Arc::new(FrameAllocator::new(dynmem, 16 * MIB, 512 * MIB));
         let msi = Arc::new(MsiLog::default());
-        let vtd = Vtd::new(cfg, dynmem, msi.clone());
+        let vtd = Vtd::new(cfg, unit_mem, msi.clone());
         let root = frames.alloc_zeroed(PageSize::Size4K).unwrap();
         let iq = frames.alloc_zeroed(PageSize::Size4K).unwrap();
         let status = frames.alloc_zeroed(PageSize::Size4K).unwrap();
@@ -51,7 +60,7 @@ impl Rig {
             msi,
             root,
             iq,
-            iq_tail: std::cell::Cell::new(0),
+            iq_tail: AtomicU64::new(0),
             status,
         };
         rig.w64(offset::IQT, 0);
@@ -68,24 +77,33 @@ impl Rig {
 
     /// Submits descriptors and a wait, as a driver does, and checks the wait completed.
     pub fn submit(&self, descs: &[[u64; 4]]) {
-        let mut tail = self.iq_tail.get();
-        let wait = vsva_vtd::spec::descriptors::encode::wait(0xd0e, self.status, false, false);
-        self.mem.store_u64(self.status, 0).unwrap();
-        for d in descs.iter().chain(std::iter::once(&wait)) {
-            for (i, w) in d.iter().enumerate() {
-                self.mem
-                    .store_u64(self.iq + tail + 8 * i as u64, *w)
-                    .unwrap();
-            }
-            tail = (tail + 32) % 4096;
-        }
-        self.iq_tail.set(tail);
-        self.w64(offset::IQT, tail);
         assert_eq!(
-            self.mem.load_u64(self.status).unwrap(),
-            0xd0e,
+            self.submit_status(descs),
+            WAIT_DATA as u64,
             "invalidation wait completed"
         );
+    }
+
+    /// Submits `descs` and a status-writing wait as a driver does (descriptors in memory,
+    /// then IQT); returns the status the wait left once the IQT write returned.
+    pub fn submit_status(&self, descs: &[[u64; 4]]) -> u64 {
+        let mut tail = self.iq_tail.load(Ordering::SeqCst);
+        let wait = vsva_vtd::spec::descriptors::encode::wait(WAIT_DATA, self.status, false, false);
+        self.mem.store_u64(self.status, 0).unwrap();
+        for d in descs.iter().chain(std::iter::once(&wait)) {
+            self.store(self.iq + tail, d);
+            tail = (tail + 32) % 4096;
+        }
+        self.iq_tail.store(tail, Ordering::SeqCst);
+        self.w64(offset::IQT, tail);
+        self.mem.load_u64(self.status).unwrap()
+    }
+
+    /// Stores `qwords` at `at` and on.
+    pub fn store(&self, at: u64, qwords: &[u64]) {
+        for (i, q) in qwords.iter().enumerate() {
+            self.mem.store_u64(at + 8 * i as u64, *q).unwrap();
+        }
     }
 
     /// Global context-cache, PASID-cache and IOTLB invalidation: after changing tables.
@@ -127,9 +145,7 @@ impl Rig {
 
     pub fn write_context(&self, rid: Rid, e: &ContextEntry) -> u64 {
         let at = self.context_slot(rid);
-        for (i, q) in e.to_qwords().iter().enumerate() {
-            self.mem.store_u64(at + 8 * i as u64, *q).unwrap();
-        }
+        self.store(at, &e.to_qwords());
         at
     }
 
@@ -165,9 +181,7 @@ impl Rig {
 
     pub fn write_pasid(&self, dir: u64, pasid: u32, e: &PasidEntry) -> u64 {
         let at = self.pasid_slot(dir, pasid);
-        for (i, q) in e.to_qwords().iter().enumerate() {
-            self.mem.store_u64(at + 8 * i as u64, *q).unwrap();
-        }
+        self.store(at, &e.to_qwords());
         at
     }
 

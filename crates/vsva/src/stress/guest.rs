@@ -12,12 +12,12 @@ use vsva_demo::platform::Platform;
 use vsva_mem::{FrameAllocator, Va};
 use vsva_mm::{MapFlags, Process, Prot};
 use vsva_vmm::{Vm, VmConfig};
-use vsva_vtd::VtdConfig;
 use vsva_vtd::spec::registers::{Gcmd, offset};
 
 use super::dma::Dma;
-use super::watch::{Accesses, WatchedMemory};
-use super::{Content, Frames, PAGES, Release, Rules, Scenario};
+use super::host::watched_platform;
+use super::watch::WatchedMemory;
+use super::{Frames, PAGES, Rules, Scenario, buffer_leaves};
 
 const GIB: u64 = 1 << 30;
 /// Host RAM: the guest's RAM and the host's own.
@@ -46,12 +46,7 @@ struct Guest {
 }
 
 pub fn build(kind: Kind) -> Result<Box<dyn Scenario>> {
-    let mem = Arc::new(WatchedMemory::new(HOST_RAM)?);
-    let host = Arc::new(Platform::with_memory(
-        mem.clone(),
-        HOST_RAM,
-        VtdConfig::default(),
-    )?);
+    let (mem, host) = watched_platform(HOST_RAM)?;
     let vm = Arc::new(Vm::boot(
         host.clone(),
         VmConfig {
@@ -106,11 +101,7 @@ impl Scenario for Guest {
 
     fn rules(&self) -> Rules {
         // The guest page stays the guest process's; nothing but the device could reach it.
-        Rules {
-            accesses: Accesses::All,
-            content: Content::Poison,
-            release: Release::Keep,
-        }
+        Rules::KEPT_FROM_THE_DEVICE
     }
 
     fn prepare(&mut self, dma: &Dma) -> Result<()> {
@@ -121,21 +112,16 @@ impl Scenario for Guest {
 
     fn frames(&self) -> Result<Frames> {
         let ram = self.vm.vmm().ram();
-        let data = (0..PAGES)
-            .map(|i| {
-                let gpa = self
-                    .process
-                    .leaf(Va::new(self.buf.raw() + i * 4096))
-                    .filter(|l| l.present)
-                    .with_context(|| format!("guest page {i} is not present"))?
-                    .pa;
-                ram.hpa(gpa)
-                    .with_context(|| format!("GPA {gpa:#x} is not guest RAM"))
+        let data = buffer_leaves(&self.process, self.buf, "the guest's buffer")?
+            .into_iter()
+            .map(|l| {
+                ram.hpa(l.pa)
+                    .with_context(|| format!("GPA {:#x} is not guest RAM", l.pa))
             })
             .collect::<Result<_>>()?;
         Ok(Frames {
             data,
-            tables: Vec::new(),
+            ..Frames::default()
         })
     }
 

@@ -13,11 +13,18 @@ use vsva_vtd::VtdConfig;
 
 use super::dma::Dma;
 use super::watch::{Accesses, WatchedMemory};
-use super::{Content, Frames, PAGES, Release, Rules, Scenario};
+use super::{Content, Frames, PAGES, Release, Rules, Scenario, buffer_leaves};
 
 /// Host RAM (sparse: only what is touched costs).
 pub const HOST_RAM: u64 = 2 << 30;
 const LEN: u64 = PAGES * 4096;
+
+/// A host of `ram` bytes of watched memory, with no device yet.
+pub fn watched_platform(ram: u64) -> Result<(Arc<WatchedMemory>, Arc<Platform>)> {
+    let mem = Arc::new(WatchedMemory::new(ram)?);
+    let p = Platform::with_memory(mem.clone(), ram, VtdConfig::default())?;
+    Ok((mem, Arc::new(p)))
+}
 
 /// A host with watched memory and one demo device (not yet probed).
 pub struct HostRig {
@@ -29,12 +36,7 @@ pub struct HostRig {
 impl HostRig {
     /// A host of `ram` bytes with the demo device plugged in at 00:03.0.
     pub fn new(ram: u64) -> Result<HostRig> {
-        let mem = Arc::new(WatchedMemory::new(ram)?);
-        let p = Arc::new(Platform::with_memory(
-            mem.clone(),
-            ram,
-            VtdConfig::default(),
-        )?);
+        let (mem, p) = watched_platform(ram)?;
         let dev: Arc<dyn Endpoint> = p.add_device(Rid::from_bdf(0, 3, 0)?, 32, 64);
         Ok(HostRig { mem, p, dev })
     }
@@ -141,12 +143,7 @@ impl Scenario for Sva {
 
     fn frames(&self) -> Result<Frames> {
         let mut f = Frames::default();
-        for i in 0..PAGES {
-            let leaf = self
-                .process
-                .leaf(self.page(i))
-                .filter(|l| l.present)
-                .with_context(|| format!("page {i} of the buffer is not present"))?;
+        for leaf in buffer_leaves(&self.process, self.buf, "the buffer")? {
             f.data.push(leaf.pa);
             let table = leaf.slot & !0xfff;
             if !f.tables.contains(&table) {

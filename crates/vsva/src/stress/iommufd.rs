@@ -23,8 +23,8 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 use super::dma::Dma;
 use super::host::{HOST_RAM, HostRig};
-use super::watch::{Accesses, WatchedMemory};
-use super::{Content, Frames, PAGES, Release, Rules, Scenario};
+use super::watch::WatchedMemory;
+use super::{Frames, PAGES, Rules, Scenario, buffer_leaves};
 
 const LEN: u64 = PAGES * 4096;
 /// Where the IOAS maps the buffer.
@@ -149,11 +149,7 @@ impl Scenario for Ioas {
 
     fn rules(&self) -> Rules {
         // The buffer stays the VMM's: nobody but the device could reach it.
-        Rules {
-            accesses: Accesses::All,
-            content: Content::Poison,
-            release: Release::Keep,
-        }
+        Rules::KEPT_FROM_THE_DEVICE
     }
 
     fn prepare(&mut self, dma: &Dma) -> Result<()> {
@@ -162,18 +158,10 @@ impl Scenario for Ioas {
     }
 
     fn frames(&self) -> Result<Frames> {
-        let data = (0..PAGES)
-            .map(|i| {
-                self.vmm
-                    .leaf(Va::new(self.buf.raw() + i * 4096))
-                    .filter(|l| l.present)
-                    .map(|l| l.pa)
-                    .ok_or_else(|| anyhow!("page {i} of the VMM's buffer is not present"))
-            })
-            .collect::<Result<_>>()?;
+        let leaves = buffer_leaves(&self.vmm, self.buf, "the VMM's buffer")?;
         Ok(Frames {
-            data,
-            tables: Vec::new(),
+            data: leaves.iter().map(|l| l.pa).collect(),
+            ..Frames::default()
         })
     }
 

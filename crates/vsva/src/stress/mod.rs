@@ -36,10 +36,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, anyhow, ensure};
+use anyhow::{Context as _, Result, anyhow, ensure};
 use serde::Serialize;
 use vsva_demo::machine::Endpoint;
-use vsva_mem::FrameAllocator;
+use vsva_mem::{FrameAllocator, Va};
+use vsva_mm::Process;
+use vsva_pgtable::Leaf;
 
 use dma::Dma;
 use watch::{Accesses, WatchedMemory};
@@ -82,6 +84,16 @@ pub(crate) struct Rules {
     pub release: Release,
 }
 
+impl Rules {
+    /// The frames stay their owner's, and nobody but the device could reach them: every
+    /// access is stale, and the poison must stay.
+    pub const KEPT_FROM_THE_DEVICE: Rules = Rules {
+        accesses: Accesses::All,
+        content: Content::Poison,
+        release: Release::Keep,
+    };
+}
+
 /// The host frames an operation takes away.
 #[derive(Debug, Default)]
 pub(crate) struct Frames {
@@ -89,6 +101,19 @@ pub(crate) struct Frames {
     pub data: Vec<u64>,
     /// Page-table frames: watched only if the operation freed them.
     pub tables: Vec<u64>,
+}
+
+/// The present leaf entries of the [`PAGES`] pages from `buf` in `process`'s page table;
+/// `what` names the buffer in the error.
+pub(crate) fn buffer_leaves(process: &Process, buf: Va, what: &str) -> Result<Vec<Leaf>> {
+    (0..PAGES)
+        .map(|i| {
+            process
+                .leaf(Va::new(buf.raw() + i * 4096))
+                .filter(|l| l.present)
+                .with_context(|| format!("page {i} of {what} is not present"))
+        })
+        .collect()
 }
 
 /// One scenario: a machine, a device, a buffer, an operation.
