@@ -6,17 +6,17 @@
 //! readable, the program filling its page table and answering SUCCESS — which runs the
 //! device on inside the write — and the device's write landing in the program's memory.
 
-use iommufd::abi::ioctl::{
+use vsva_demo::device::{DemoDevice, Progress};
+use vsva_demo::regs::{self, Op, Status};
+use vsva_iommufd::abi::ioctl::{
     IOMMU_FAULT_QUEUE_ALLOC, IOMMU_HWPT_ALLOC, IOMMU_IOAS_ALLOC, IOMMU_IOAS_MAP,
     VFIO_DEVICE_ATTACH_IOMMUFD_PT, VFIO_DEVICE_BIND_IOMMUFD,
 };
-use iommufd::abi::{
+use vsva_iommufd::abi::{
     HwptAllocFlags, HwptDataType, IoasMapFlags, IommuFaultAlloc, IommuHwptAlloc,
     IommuHwptPageResponse, IommuHwptPgfault, IommuHwptVtdS1, IommuIoasAlloc, IommuIoasMap,
     PageResponseCode, VfioAttachFlags, VfioDeviceAttachIommufdPt, VfioDeviceBindIommufd,
 };
-use vsva_demo::device::{DemoDevice, Progress};
-use vsva_demo::regs::{self, Op, Status};
 
 use crate::files::{self, OpenFile};
 use crate::shim;
@@ -30,7 +30,7 @@ const GVA: u64 = 0x5000_0000;
 const PML4: u64 = 0x1000;
 const DATA: u64 = 0x8000;
 
-fn call<T>(file: &OpenFile, number: u32, cmd: &mut T) -> Result<(), iommufd::abi::Errno> {
+fn call<T>(file: &OpenFile, number: u32, cmd: &mut T) -> Result<(), vsva_iommufd::abi::Errno> {
     let addr = cmd as *mut T as u64;
     let result = shim::ioctl(file, u64::from(number), addr).map(drop);
     // SAFETY: `cmd` is a valid `T` the shim rewrote through process_vm_writev; the volatile

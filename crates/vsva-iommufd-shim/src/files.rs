@@ -23,8 +23,8 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use iommufd::{FaultFile, Iommufd, VfioDeviceFile};
 use libc::c_int;
+use vsva_iommufd::{FaultFile, Iommufd, VfioDeviceFile};
 
 use crate::sys;
 

@@ -1,6 +1,6 @@
-//! `libvsva_iommufd.so`: run an unmodified program against vsva's iommufd model with
+//! `libvsva_iommufd_shim.so`: run an unmodified program against vsva's iommufd model with
 //! `LD_PRELOAD`. `open("/dev/iommu")` returns a descriptor served by a
-//! [`vsva_iommufd::Iommufd`](iommufd::Iommufd) context; `open("/dev/vfio/devices/vfioN")` one
+//! [`vsva_iommufd::Iommufd`] context; `open("/dev/vfio/devices/vfioN")` one
 //! served by the VFIO cdev front end of the N-th demo endpoint of a modelled host (VT-d,
 //! the IOMMU core, demo PCIe devices with PASID/ATS/PRI) or, after the endpoints, of an
 //! emulated device that reaches memory through an iommufd access. Every other descriptor

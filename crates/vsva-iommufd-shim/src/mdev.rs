@@ -66,11 +66,11 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 
-use iommufd::VfioDevice;
-use iommufd::abi::Errno;
-use iommufd::pages::RwBuf;
-use iommufd::vfio_cdev::EmulatedDriver;
 use vsva_demo::regs::{self, CHECKSUM_INIT, Op, Status, checksum, fill_pattern};
+use vsva_iommufd::VfioDevice;
+use vsva_iommufd::abi::Errno;
+use vsva_iommufd::pages::RwBuf;
+use vsva_iommufd::vfio_cdev::EmulatedDriver;
 use vsva_mem::PhysMem;
 
 use crate::regions::PciFunction;

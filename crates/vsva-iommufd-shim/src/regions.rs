@@ -46,10 +46,10 @@
 //! demo's type-0 header is a stub whose registers read 0 (so there is no Memory Space Enable
 //! for `__vfio_pci_memory_enabled()` to check, and BAR accesses never fail with `EIO`).
 
-use iommufd::UserMemory;
-use iommufd::abi::Errno;
-use iommufd::abi::ioctl::{VFIO_BASE, VFIO_TYPE, io};
 use vsva_demo::regs;
+use vsva_iommufd::UserMemory;
+use vsva_iommufd::abi::Errno;
+use vsva_iommufd::abi::ioctl::{VFIO_BASE, VFIO_TYPE, io};
 use vsva_pcie::config::{
     CONFIG_SPACE_SIZE, EXT_CAP_ID_ATS, EXT_CAP_ID_PASID, EXT_CAP_ID_PRI, EXT_CAP_START,
 };

@@ -1,4 +1,4 @@
-//! Runs a C program against `/dev/iommu` under `LD_PRELOAD=libvsva_iommufd.so`: the program
+//! Runs a C program against `/dev/iommu` under `LD_PRELOAD=libvsva_iommufd_shim.so`: the program
 //! (`tests/c/iommufd_check.c`) carries its own copies of the uAPI structs and checks
 //! allocation, mapping of its own memory and of a memfd, COPY, UNMAP, IOVA ranges, a VFIO
 //! device bound, attached to a nesting parent and to a nested HWPT with a fault queue, the
@@ -25,7 +25,7 @@ fn profile_dir() -> PathBuf {
         .to_path_buf()
 }
 
-/// Builds `libvsva_iommufd.so` for this test's profile and returns its path.
+/// Builds `libvsva_iommufd_shim.so` for this test's profile and returns its path.
 fn build_library() -> PathBuf {
     let dir = profile_dir();
     let profile = dir.file_name().and_then(|n| n.to_str()).unwrap_or("debug");
@@ -57,7 +57,7 @@ fn build_library() -> PathBuf {
         "building the shim failed:\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let lib = dir.join("libvsva_iommufd.so");
+    let lib = dir.join("libvsva_iommufd_shim.so");
     assert!(lib.exists(), "{} was not built", lib.display());
     lib
 }

@@ -4,9 +4,9 @@
 
 use std::sync::Arc;
 
-use iommufd::abi::{IoasMapFlags, IommuDestroy, IommuIoasAlloc, IommuIoasMap, IommuIoasUnmap};
-use iommufd::{Iommufd, VfioDeviceFile};
 use vsva_demo::regs::pattern_byte;
+use vsva_iommufd::abi::{IoasMapFlags, IommuDestroy, IommuIoasAlloc, IommuIoasMap, IommuIoasUnmap};
+use vsva_iommufd::{Iommufd, VfioDeviceFile};
 use vsva_mem::PhysMemory;
 
 use super::*;

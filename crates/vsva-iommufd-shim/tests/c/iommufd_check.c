@@ -1,6 +1,6 @@
 /*
  * A plain C program that drives /dev/iommu and a VFIO device cdev the way a VMM does, run
- * under LD_PRELOAD=libvsva_iommufd.so by the shim's tests. One line per check; the first
+ * under LD_PRELOAD=libvsva_iommufd_shim.so by the shim's tests. One line per check; the first
  * failure exits non-zero.
  *
  * The structs and ioctl numbers are the programs' own copies of Linux's

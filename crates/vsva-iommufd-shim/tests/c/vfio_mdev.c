@@ -1,7 +1,7 @@
 /*
  * A user-space driver of the shim's emulated copy engine, the way a VMM drives a VFIO
  * mediated device (an mdev, e.g. samples/vfio-mdev/mtty.c) through iommufd: run under
- * LD_PRELOAD=libvsva_iommufd.so by the shim's tests. The device has no IOMMU: binding it
+ * LD_PRELOAD=libvsva_iommufd_shim.so by the shim's tests. The device has no IOMMU: binding it
  * makes an iommufd *access* whose object ID is the device ID, attaching takes an IOAS only,
  * and the device's driver reaches this program's memory by vfio_dma_rw() or by pinning
  * pages with vfio_pin_pages(), which it gives back when the IOAS unmaps them. One line per

@@ -1,6 +1,6 @@
 /*
  * A user-space driver of the demo DMA device, written the way a DPDK-like driver or a VMM
- * drives a vfio-pci function: run under LD_PRELOAD=libvsva_iommufd.so by the shim's tests.
+ * drives a vfio-pci function: run under LD_PRELOAD=libvsva_iommufd_shim.so by the shim's tests.
  * It reads the device's regions, maps a buffer of its own memory into an IOAS, programs the
  * device through BAR 0 with pwrite, polls STATUS with pread, checks the device's DMA landed
  * in its buffer, then serves a page fault of a nested HWPT from its fault queue. One line
