@@ -76,6 +76,17 @@ struct State {
     buf2: Vec<u8>,
 }
 
+/// The Page Request Status register's error and state bits (PCIe Base 6.0 §10.5.2.3).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PriStatus {
+    /// Response Failure: a PRG Response Failure arrived.
+    pub response_failure: bool,
+    /// Unexpected PRG Index: a response named a group with no request outstanding.
+    pub unexpected_prg_index: bool,
+    /// Stopped: the interface is disabled and no request is outstanding.
+    pub stopped: bool,
+}
+
 /// What a call to [`DemoDevice::run`] ended with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Progress {
@@ -284,15 +295,15 @@ impl DemoDevice {
         s
     }
 
-    /// The PRI status register: (response failure, unexpected PRG index, stopped).
-    pub fn pri_status(&self) -> (bool, bool, bool) {
+    /// The Page Request Status register (PCIe Base 6.0 §10.5.2.3).
+    pub fn pri_status(&self) -> PriStatus {
         let mut st = self.lock();
         self.take_responses(&mut st);
-        (
-            st.cfg.pri_response_failure(),
-            st.cfg.pri_uprgi(),
-            st.cfg.pri_stopped(),
-        )
+        PriStatus {
+            response_failure: st.cfg.pri_response_failure(),
+            unexpected_prg_index: st.cfg.pri_uprgi(),
+            stopped: st.cfg.pri_stopped(),
+        }
     }
 
     /// Register read.

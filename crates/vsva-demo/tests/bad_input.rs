@@ -88,7 +88,14 @@ fn responses_for_unknown_groups_are_dropped_and_flagged() {
     p.vtd_driver
         .page_response(rid, Some(ctx.pasid()), 300, vsva_vtd::ResponseCode::Success)
         .unwrap();
-    assert_eq!(dev.pri_status(), (false, true, false));
+    assert_eq!(
+        dev.pri_status(),
+        vsva_demo::device::PriStatus {
+            response_failure: false,
+            unexpected_prg_index: true,
+            stopped: false,
+        }
+    );
     // the device still works
     let buf = proc_.mmap(None, 4096, Prot::RW, MapFlags::empty()).unwrap();
     drv.run(&p, &ctx, &fill(buf.raw(), 4096, 1)).unwrap();
