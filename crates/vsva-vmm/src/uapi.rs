@@ -30,6 +30,18 @@ pub struct Uapi {
     scratch: Mutex<u64>,
 }
 
+/// What `IOMMU_GET_HW_INFO` tells of a device behind a VT-d unit (`struct
+/// iommu_hw_info_vtd` and `out_max_pasid_log2`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VtdHwInfo {
+    /// The unit's capability register (`cap_reg`).
+    pub cap: u64,
+    /// The unit's extended capability register (`ecap_reg`).
+    pub ecap: u64,
+    /// The PASID width the device and unit support together (`out_max_pasid_log2`).
+    pub pasid_bits: u8,
+}
+
 impl Uapi {
     /// Opens `/dev/iommu` for `process` on `fd`'s IOMMU (the context itself is made by the
     /// caller, as the kernel makes it at `open()`), with a scratch buffer in the process.
@@ -117,11 +129,11 @@ impl Uapi {
         Ok((cmd.out_fault_id, cmd.out_fault_fd))
     }
 
-    /// `IOMMU_GET_HW_INFO` of a VT-d device: (CAP, ECAP, the device's PASID width).
+    /// `IOMMU_GET_HW_INFO` of a VT-d device.
     ///
     /// # Errors
     /// The command's errno; `EOPNOTSUPP` if the IOMMU is not VT-d.
-    pub fn vtd_hw_info(&self, dev_id: u32) -> Result<(u64, u64, u8), Errno> {
+    pub fn vtd_hw_info(&self, dev_id: u32) -> Result<VtdHwInfo, Errno> {
         let len = size_of::<IommuHwInfoVtd>();
         let (result, cmd, scratch) = self.with_data(&vec![0u8; len], |uptr| {
             let mut cmd = IommuHwInfo {
@@ -141,7 +153,11 @@ impl Uapi {
         let mut bytes = vec![0u8; len];
         self.mem.read(scratch, &mut bytes)?;
         let info = IommuHwInfoVtd::read_from_bytes(&bytes).map_err(|_| Errno::EFAULT)?;
-        Ok((info.cap_reg, info.ecap_reg, cmd.out_max_pasid_log2))
+        Ok(VtdHwInfo {
+            cap: info.cap_reg,
+            ecap: info.ecap_reg,
+            pasid_bits: cmd.out_max_pasid_log2,
+        })
     }
 
     /// `IOMMU_HWPT_ALLOC` of a paging HWPT on `ioas` that can be a nesting parent and be

@@ -89,8 +89,8 @@ impl Vm {
     }
 
     fn boot_guest(vmm: &Arc<Vmm>) -> Result<(Arc<Vtd>, Os), VmError> {
-        let (cap, ecap, pasid_bits) = vmm.hw_info(BOOT_DEVICE).map_err(VmmError::from)?;
-        let cfg = guest_unit_config(cap, ecap, pasid_bits);
+        let info = vmm.hw_info(BOOT_DEVICE).map_err(VmmError::from)?;
+        let cfg = guest_unit_config(info.cap, info.ecap, info.pasid_bits);
         let relay = Relay::new(vmm);
         let ram: Arc<dyn PhysMem> = vmm.ram().clone();
         let unit = Arc::new(Vtd::with_devices(

@@ -45,7 +45,7 @@ use vsva_vtd::{PageRequest, ResponseCode, Vtd};
 use zerocopy::FromBytes;
 
 use crate::guest_ram::GuestRam;
-use crate::uapi::Uapi;
+use crate::uapi::{Uapi, VtdHwInfo};
 
 const GIB: u64 = 1 << 30;
 /// The host PASID an unbound guest PASID is rewritten to: never attached, so DMA under it
@@ -423,11 +423,11 @@ impl Vmm {
     }
 
     /// The host unit's capabilities and the PASID width of the device assigned at `rid`, from
-    /// `IOMMU_GET_HW_INFO`: (CAP, ECAP, PASID bits).
+    /// `IOMMU_GET_HW_INFO`.
     ///
     /// # Errors
     /// `ENODEV` if nothing is assigned there; the command's errno.
-    pub fn hw_info(&self, rid: Rid) -> Result<(u64, u64, u8), Errno> {
+    pub fn hw_info(&self, rid: Rid) -> Result<VtdHwInfo, Errno> {
         let dev_id = self
             .state()
             .devices
