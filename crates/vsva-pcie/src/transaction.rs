@@ -238,7 +238,10 @@ mod tests {
         );
         assert_eq!(pr.msg(), msg);
         // the message's L/W/R/PRGI/address quadword (Figure 10-16)
-        assert_eq!(pr.msg().word().into_bits(), 1 | 4 | 0x1a5 << 3 | 0x7fff_1234_5000);
+        assert_eq!(
+            pr.msg().word().into_bits(),
+            1 | 4 | 0x1a5 << 3 | 0x7fff_1234_5000
+        );
         let write = PageRequestMsg {
             pasid: None,
             access: Access::WRITE,

@@ -16,13 +16,14 @@ use vsva_demo::regs::{self, Op};
 use vsva_mem::{Access, FrameAllocator, PageSize, Pasid, PhysMem, PhysMemory, PhysWindow, Rid, Va};
 use vsva_mm::{MapFlags, Prot};
 use vsva_pcie::{Atc, AtcEntry, AtcLookup, TranslationFlags};
+use vsva_pcie::{Request, RequestKind};
 use vsva_pgtable::nested::{Stage2, nested_walk};
 use vsva_pgtable::vtd_ss::VtdSecondStage;
 use vsva_pgtable::walk::Direct;
 use vsva_pgtable::x86::X86Paging;
 use vsva_pgtable::{PageTable, Perm, walk};
+use vsva_vtd::VtdConfig;
 use vsva_vtd::driver::Domain;
-use vsva_vtd::{Request, RequestKind, VtdConfig};
 
 const MIB: u64 = 1 << 20;
 
@@ -594,12 +595,12 @@ fn ioas_map(e: Effort) -> Result<Metric> {
         // self-check between the two halves (not timed): the device's view is the VMM's
         for off in [0, len / 2, len - 4096] {
             let want = vmm.translate(Va::new(va.raw() + off), Access::READ);
-            let got = p.vtd.translate(&vsva_vtd::request::Request {
+            let got = p.vtd.translate(&vsva_pcie::Request {
                 rid,
                 pasid: None,
                 addr: iova + off,
                 access: Access::READ,
-                kind: vsva_vtd::request::RequestKind::Untranslated,
+                kind: vsva_pcie::RequestKind::Untranslated,
             });
             ensure!(
                 matches!((&want, &got), (Ok(w), Ok(g)) if w.output == g.addr),
