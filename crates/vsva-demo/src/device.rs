@@ -17,12 +17,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use vsva_mem::{Access, PageSize, Pasid, Rid};
 use vsva_pcie::{
-    AtcAccess, AtcEntry, AtcLookup, AtsHook, AtsPoint, ConfigOptions, ConfigSpace, Fill,
-    OrderedAtc, Pri, TranslationFlags, TranslationTicket,
+    AtcAccess, AtcEntry, AtcLookup, AtsHook, AtsInvalidation, AtsPoint, ConfigOptions, ConfigSpace,
+    Fill, OrderedAtc, PageRequest, PageRequestOutcome, Pri, Refused, ResponseCode,
+    TranslationFlags, TranslationTicket, Upstream,
 };
-use vsva_vtd::{AtsInvalidation, PageRequest, PageRequestOutcome, ResponseCode};
 
-use crate::fabric::Upstream;
 use crate::regs::{self, DeviceError, Op, Status};
 
 /// Largest piece moved through the device's own buffer (pattern, fill, checksum, compare).
@@ -691,13 +690,13 @@ impl DemoDevice {
     /// A DMA without ATS (untranslated address): what a device without an ATC does.
     ///
     /// # Errors
-    /// [`crate::fabric::Refused`] when the IOMMU refuses it.
+    /// [`Refused`] when the IOMMU refuses it.
     pub fn dma_untranslated(
         &self,
         pasid: Option<Pasid>,
         addr: u64,
         write: bool,
-    ) -> Result<u64, crate::fabric::Refused> {
+    ) -> Result<u64, Refused> {
         let access = if write { Access::WRITE } else { Access::READ };
         self.up.dma_untranslated(self.rid, pasid, addr, access)
     }
@@ -739,7 +738,7 @@ impl crate::machine::Endpoint for DemoDevice {
         pasid: Option<Pasid>,
         addr: u64,
         write: bool,
-    ) -> Result<u64, crate::fabric::Refused> {
+    ) -> Result<u64, Refused> {
         DemoDevice::dma_untranslated(self, pasid, addr, write)
     }
 }

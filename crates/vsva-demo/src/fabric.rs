@@ -1,146 +1,15 @@
-//! The PCIe fabric between the demo devices and the IOMMU: upstream, a device's translation
-//! requests, page requests and DMAs reach the IOMMU; downstream, ATS invalidations and page
-//! group responses reach the device they name.
+//! The PCIe fabric below the IOMMU, downstream: ATS invalidations and page group responses
+//! reach the demo device they name ([`vsva_pcie::Downstream`]). Upstream, a device's
+//! translation requests, page requests and DMAs reach the IOMMU through its
+//! [`vsva_pcie::Upstream`] port.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use vsva_mem::{Access, Pasid, PhysMem, Rid};
-use vsva_vtd::{
-    AtsCompletion, AtsInvalidation, AtsInvalidationError, Devices, PageRequest, PageRequestOutcome,
-    Request, RequestKind, ResponseCode, Vtd,
-};
+use vsva_mem::{Pasid, Rid};
+use vsva_pcie::{AtsInvalidation, AtsInvalidationError, Downstream, ResponseCode};
 
 use crate::device::DemoDevice;
-
-/// The IOMMU refused a request (the PCIe completion status Unsupported Request or
-/// Completer Abort).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("the IOMMU refused the request")]
-pub struct Refused;
-
-/// What a device sends upstream.
-pub trait Upstream: Send + Sync {
-    /// An ATS translation request.
-    ///
-    /// # Errors
-    /// [`Refused`] when the IOMMU refused it (Unsupported Request / Completer Abort).
-    fn ats_translate(
-        &self,
-        rid: Rid,
-        pasid: Option<Pasid>,
-        addr: u64,
-        access: Access,
-    ) -> Result<AtsCompletion, Refused>;
-
-    /// A page request message.
-    fn page_request(&self, pr: &PageRequest) -> PageRequestOutcome;
-
-    /// A DMA with a translated address: the physical address it may use.
-    ///
-    /// # Errors
-    /// [`Refused`] when the IOMMU refused it.
-    fn dma(
-        &self,
-        rid: Rid,
-        pasid: Option<Pasid>,
-        addr: u64,
-        access: Access,
-    ) -> Result<u64, Refused>;
-
-    /// A DMA with an untranslated address (no ATS): the physical address it reaches.
-    ///
-    /// # Errors
-    /// [`Refused`] when the IOMMU refused it.
-    fn dma_untranslated(
-        &self,
-        rid: Rid,
-        pasid: Option<Pasid>,
-        addr: u64,
-        access: Access,
-    ) -> Result<u64, Refused>;
-
-    /// The memory DMAs reach.
-    fn memory(&self) -> &dyn PhysMem;
-}
-
-/// The upstream side of a VT-d unit.
-pub struct VtdPort {
-    /// The unit.
-    pub vtd: Arc<Vtd>,
-    /// Host memory.
-    pub mem: Arc<dyn PhysMem>,
-}
-
-impl Upstream for VtdPort {
-    fn ats_translate(
-        &self,
-        rid: Rid,
-        pasid: Option<Pasid>,
-        addr: u64,
-        access: Access,
-    ) -> Result<AtsCompletion, Refused> {
-        self.vtd
-            .ats_translate(&Request {
-                rid,
-                pasid,
-                addr,
-                access,
-                kind: RequestKind::Translation,
-            })
-            .map_err(|_| Refused)
-    }
-
-    fn page_request(&self, pr: &PageRequest) -> PageRequestOutcome {
-        self.vtd.page_request(pr)
-    }
-
-    fn dma(
-        &self,
-        rid: Rid,
-        pasid: Option<Pasid>,
-        addr: u64,
-        access: Access,
-    ) -> Result<u64, Refused> {
-        self.translate(rid, pasid, addr, access, RequestKind::Translated)
-    }
-
-    fn dma_untranslated(
-        &self,
-        rid: Rid,
-        pasid: Option<Pasid>,
-        addr: u64,
-        access: Access,
-    ) -> Result<u64, Refused> {
-        self.translate(rid, pasid, addr, access, RequestKind::Untranslated)
-    }
-
-    fn memory(&self) -> &dyn PhysMem {
-        self.mem.as_ref()
-    }
-}
-
-impl VtdPort {
-    fn translate(
-        &self,
-        rid: Rid,
-        pasid: Option<Pasid>,
-        addr: u64,
-        access: Access,
-        kind: RequestKind,
-    ) -> Result<u64, Refused> {
-        self.vtd
-            .translate(&Request {
-                rid,
-                pasid,
-                addr,
-                access,
-                kind,
-            })
-            .map(|t| t.addr)
-            .map_err(|_| Refused)
-    }
-}
 
 /// Devices by requester ID, for the downstream direction.
 #[derive(Default)]
@@ -166,7 +35,7 @@ impl Fabric {
     }
 }
 
-impl Devices for Fabric {
+impl Downstream for Fabric {
     fn ats_invalidate(&self, inv: &AtsInvalidation) -> Result<(), AtsInvalidationError> {
         match self.get(inv.sid) {
             Some(d) => {

@@ -19,7 +19,7 @@ use vsva_vtd::driver::RecordedFault;
 use vsva_vtd::inval_queue::StatsSnapshot;
 
 use crate::device::{DeviceStats, Progress};
-use crate::fabric::Refused;
+use vsva_pcie::Refused;
 
 /// A PCI function as software reaches it: configuration space and the 64-bit registers of
 /// BAR 0. A driver in the OS, a VMM passing a device through, and the VFIO regions of the

@@ -12,12 +12,13 @@ use std::sync::Arc;
 use vsva_iommu::Iommu;
 use vsva_mem::{FrameAllocator, PhysMem, PhysMemory, Rid};
 use vsva_mm::MemoryManager;
+use vsva_pcie::Upstream;
 use vsva_pgtable::x86::X86Paging;
 use vsva_vtd::driver::{Mmio, VtdDriver};
-use vsva_vtd::{MsiLog, Vtd, VtdConfig};
+use vsva_vtd::{MsiLog, Vtd, VtdConfig, VtdPort};
 
 use crate::device::{DemoDevice, Progress};
-use crate::fabric::{Fabric, Upstream, VtdPort};
+use crate::fabric::Fabric;
 use crate::machine::{Endpoint, Machine};
 
 /// The interrupt window: addresses DMA never reaches (MSI writes), and never RAM.

@@ -8,7 +8,8 @@ use vsva_demo::regs::{DeviceError, Op};
 use vsva_iommu::ResponseCode;
 use vsva_mem::{Rid, Va};
 use vsva_mm::{MapFlags, Prot};
-use vsva_vtd::{PageRequest, PageRequestOutcome, VtdConfig};
+use vsva_pcie::{PageRequest, PageRequestOutcome};
+use vsva_vtd::VtdConfig;
 
 fn fill(dst: u64, len: u64, byte: u64) -> Command {
     Command {
@@ -86,7 +87,12 @@ fn responses_for_unknown_groups_are_dropped_and_flagged() {
     // device side: a page group response the device never asked for (sent by a buggy
     // driver straight through the queue) sets UPRGI in its PRI status
     p.vtd_driver
-        .page_response(rid, Some(ctx.pasid()), 300, vsva_vtd::ResponseCode::Success)
+        .page_response(
+            rid,
+            Some(ctx.pasid()),
+            300,
+            vsva_pcie::ResponseCode::Success,
+        )
         .unwrap();
     assert_eq!(
         dev.pri_status(),

@@ -597,7 +597,7 @@ impl Iommu {
     fn abort_faults(&self, dev: Rid, pasid: Option<Pasid>, all: bool) {
         let groups = lock(&self.iopf).abort(dev, pasid, all);
         for (p, prgi) in groups {
-            self.respond(dev, p, prgi, ResponseCode::Invalid);
+            self.respond(dev, p, prgi, ResponseCode::InvalidRequest);
         }
     }
 
@@ -625,7 +625,7 @@ impl Iommu {
         for r in self.ops.take_page_requests() {
             let (limit, attachment) = {
                 let st = lock(&self.state);
-                match st.devices.get(&r.dev) {
+                match st.devices.get(&r.rid) {
                     Some(d) => (
                         d.pri_limit,
                         // requests without PASID use the RID_PASID attachment (PASID 0)
@@ -640,9 +640,12 @@ impl Iommu {
                 Reported::OverLimit => {
                     if r.last {
                         self.invalid.fetch_add(1, Ordering::Relaxed);
-                        let _ =
-                            self.ops
-                                .page_response(r.dev, r.pasid, r.prgi, ResponseCode::Invalid);
+                        let _ = self.ops.page_response(
+                            r.rid,
+                            r.pasid,
+                            r.prgi,
+                            ResponseCode::InvalidRequest,
+                        );
                     }
                     continue;
                 }
@@ -661,7 +664,7 @@ impl Iommu {
                 }) => h.handle(group),
                 _ => {
                     self.unhandled.fetch_add(1, Ordering::Relaxed);
-                    self.respond_group(&group, ResponseCode::Invalid);
+                    self.respond_group(&group, ResponseCode::InvalidRequest);
                 }
             }
         }

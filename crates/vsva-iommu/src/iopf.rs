@@ -75,19 +75,19 @@ impl IopfQueue {
     /// Adds a request from a device allowed `limit` outstanding requests.
     pub fn report(&mut self, r: PageRequest, limit: u32) -> Reported {
         self.stats.requests += 1;
-        let n = self.outstanding.entry(r.dev.raw()).or_insert(0);
+        let n = self.outstanding.entry(r.rid.raw()).or_insert(0);
         if *n >= limit {
             self.stats.over_limit += 1;
             if r.last {
                 // The group ends here and is answered Invalid: what it had queued goes.
-                let k = key(r.dev, r.pasid, r.prgi);
+                let k = key(r.rid, r.pasid, r.prgi);
                 let dropped = self.partial.remove(&k).map_or(0, |v| v.len());
-                self.release(r.dev, dropped as u32);
+                self.release(r.rid, dropped as u32);
             }
             return Reported::OverLimit;
         }
         *n += 1;
-        let k = key(r.dev, r.pasid, r.prgi);
+        let k = key(r.rid, r.pasid, r.prgi);
         let list = self.partial.entry(k).or_default();
         list.push(r);
         if !r.last {
@@ -98,7 +98,7 @@ impl IopfQueue {
         *self.pending.entry(k).or_default() += pages.len() as u32;
         self.stats.groups += 1;
         Reported::Complete(FaultGroup {
-            dev: r.dev,
+            dev: r.rid,
             pasid: r.pasid,
             prgi: r.prgi,
             pages,
@@ -179,7 +179,7 @@ mod tests {
 
     fn req(prgi: u16, last: bool) -> PageRequest {
         PageRequest {
-            dev: Rid::from_raw(0x18),
+            rid: Rid::from_raw(0x18),
             pasid: Some(Pasid::new(5).unwrap()),
             addr: 0x1000 * prgi as u64,
             read: true,
@@ -250,7 +250,7 @@ mod tests {
             ..req(3, true)
         };
         assert!(matches!(q.report(r, 4), Reported::Complete(_)));
-        let aborted = q.abort(r.dev, Some(Pasid::new(0).unwrap()), false);
+        let aborted = q.abort(r.rid, Some(Pasid::new(0).unwrap()), false);
         assert_eq!(aborted, vec![(None, 3)]);
     }
 

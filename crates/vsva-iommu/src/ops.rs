@@ -71,39 +71,15 @@ pub enum HwInfo {
     },
 }
 
-/// A page request from a device, as the driver read it from its hardware queue.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PageRequest {
-    /// Requester.
-    pub dev: Rid,
-    /// PASID, if any.
-    pub pasid: Option<Pasid>,
-    /// Page address.
-    pub addr: u64,
-    /// Read requested.
-    pub read: bool,
-    /// Write requested.
-    pub write: bool,
-    /// Execute requested.
-    pub exec: bool,
-    /// Privileged mode requested.
-    pub privileged: bool,
-    /// Last page in group.
-    pub last: bool,
-    /// Page request group index.
-    pub prgi: u16,
-}
+/// A page request from a device, as the driver read it from its hardware queue: the PCIe
+/// Page Request Message with its Requester ID.
+pub use vsva_pcie::PageRequest;
 
-/// A page group response (PCIe Base 6.0 §10.4.2).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ResponseCode {
-    /// The pages are there: retry.
-    Success,
-    /// The request cannot be satisfied: do not retry.
-    Invalid,
-    /// Catastrophic: the device stops issuing page requests.
-    Failure,
-}
+/// A page group response code: the PCIe PRG Response Code (Base 6.0 §10.4.2), which Linux's
+/// `enum iommu_page_response_code` names `IOMMU_PAGE_RESP_SUCCESS` (Success),
+/// `IOMMU_PAGE_RESP_INVALID` (Invalid Request) and `IOMMU_PAGE_RESP_FAILURE` (Response
+/// Failure).
+pub use vsva_pcie::ResponseCode;
 
 /// The driver interface (Linux `struct iommu_ops` + `iommu_domain_ops`, reduced to what
 /// the core uses). Calls return once the hardware has taken the change, including every

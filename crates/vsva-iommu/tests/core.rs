@@ -126,7 +126,7 @@ fn dev(n: u8) -> Rid {
 
 fn pr(d: Rid, pasid: Pasid, addr: u64, write: bool, last: bool, prgi: u16) -> PageRequest {
     PageRequest {
-        dev: d,
+        rid: d,
         pasid: Some(pasid),
         addr,
         read: true,
@@ -299,8 +299,8 @@ fn page_request_groups_are_resolved_by_the_memory_manager() {
         rec.responses(),
         vec![
             Call::Respond(dev(3), p_, 7, ResponseCode::Success),
-            Call::Respond(dev(3), p_, 8, ResponseCode::Invalid),
-            Call::Respond(dev(3), p_, 9, ResponseCode::Invalid),
+            Call::Respond(dev(3), p_, 8, ResponseCode::InvalidRequest),
+            Call::Respond(dev(3), p_, 9, ResponseCode::InvalidRequest),
         ]
     );
     // the pages are there now, writable
@@ -354,19 +354,19 @@ fn bad_page_requests_are_answered_and_counted() {
         dev(9),
         Some(h.pasid.raw()),
         1,
-        ResponseCode::Invalid
+        ResponseCode::InvalidRequest
     )));
     assert!(r.contains(&Call::Respond(
         dev(3),
         Some(0x777),
         2,
-        ResponseCode::Invalid
+        ResponseCode::InvalidRequest
     )));
     assert!(r.contains(&Call::Respond(
         dev(3),
         Some(h.pasid.raw()),
         3,
-        ResponseCode::Invalid
+        ResponseCode::InvalidRequest
     )));
     let s = iommu.stats();
     assert_eq!(s.unhandled, 1);
@@ -393,7 +393,7 @@ fn exit_blocks_the_pasid_and_answers_pending_groups() {
             dev(3),
             Some(h.pasid.raw()),
             4,
-            ResponseCode::Invalid
+            ResponseCode::InvalidRequest
         )]
     );
     // unbind still cleans up
@@ -437,7 +437,12 @@ fn deferred_handlers_answer_later_and_removal_answers_for_them() {
     // removing the device answers the other group Invalid
     iommu.remove_device(dev(3)).unwrap();
     let r = rec.take();
-    assert!(r.contains(&Call::Respond(dev(3), Some(12), 2, ResponseCode::Invalid)));
+    assert!(r.contains(&Call::Respond(
+        dev(3),
+        Some(12),
+        2,
+        ResponseCode::InvalidRequest
+    )));
     assert!(r.contains(&Call::Clear(dev(3), 12)));
     assert_eq!(
         iommu.remove_device(dev(3)),

@@ -201,7 +201,7 @@ impl Fault {
         };
         if answer {
             for queued in gone {
-                self.answer(&queued.group, ResponseCode::Invalid);
+                self.answer(&queued.group, ResponseCode::InvalidRequest);
             }
         }
     }
@@ -259,7 +259,7 @@ impl Fault {
                 };
                 let code = match response.code {
                     PageResponseCode::SUCCESS => ResponseCode::Success,
-                    PageResponseCode::INVALID => ResponseCode::Invalid,
+                    PageResponseCode::INVALID => ResponseCode::InvalidRequest,
                     _ => {
                         rc = Err(Errno::EINVAL);
                         break;
@@ -342,7 +342,7 @@ impl Drop for Fault {
             .into_iter()
             .chain(queues.response.into_values());
         for queued in groups {
-            self.answer(&queued.group, ResponseCode::Invalid);
+            self.answer(&queued.group, ResponseCode::InvalidRequest);
         }
     }
 }
@@ -533,7 +533,7 @@ mod tests {
 
     fn page(pasid: Option<u32>, last: bool) -> vsva_iommu::PageRequest {
         vsva_iommu::PageRequest {
-            dev: Rid::from_raw(0x18),
+            rid: Rid::from_raw(0x18),
             pasid: pasid.map(|p| Pasid::new(p).unwrap()),
             addr: 0x7000,
             read: true,

@@ -263,7 +263,7 @@ fn reads_and_writes_take_whole_records_at_offset_zero() {
     // A group of two requests, straight into the unit's page request queue: PRG index 7 on
     // PASID 9, an exec read then a privileged write closing the group.
     let pasid = Some(Pasid::new(PASID).unwrap());
-    let request = |addr, write, exec, privileged, last| vsva_vtd::PageRequest {
+    let request = |addr, write, exec, privileged, last| vsva_pcie::PageRequest {
         rid: g.rid,
         pasid,
         addr,

@@ -1,4 +1,5 @@
-//! vsva-pcie: the endpoint (device) side of PCIe PASID, ATS and PRI (PCIe Base 6.0).
+//! vsva-pcie: the PCIe vocabulary of PASID, ATS and PRI (PCIe Base 6.0) shared by endpoints
+//! and IOMMUs, and the endpoint (device) side of it.
 //!
 //! The pieces a DMA device model needs to take part in Shared Virtual Addressing, and that an
 //! IOMMU model talks to through PCIe messages:
@@ -12,6 +13,11 @@
 //!   completed before the accesses that used the old translation.
 //! * [`pri`] — the Page Request Interface: credits, Page Request Group indexes, Page Request
 //!   Messages and PRG Responses.
+//! * [`transaction`] — the transactions every Function and every IOMMU share: memory
+//!   requests (Requester ID, PASID prefix, AT field), Translation Completions, Invalidate
+//!   Requests, Page Requests.
+//! * [`port`] — the two directions: [`Upstream`] (what a Function sends to its IOMMU, which
+//!   each IOMMU model implements) and [`Downstream`] (what the IOMMU sends to the Functions).
 //!
 //! # What is modelled
 //!
@@ -36,9 +42,16 @@ compile_error!("vsva models little-endian hardware and only builds on little-end
 pub mod atc;
 pub mod config;
 pub mod ordering;
+pub mod port;
 pub mod pri;
+pub mod transaction;
 
 pub use atc::{Atc, AtcEntry, AtcError, AtcLookup, AtcStats, AtsRange, TranslationFlags};
 pub use config::{ConfigError, ConfigOptions, ConfigSpace};
 pub use ordering::{AtcAccess, AtsHook, AtsPoint, Fill, OrderedAtc, TranslationTicket};
+pub use port::{Downstream, NoDevices, Refused, Upstream};
 pub use pri::{GroupCompletion, PageRequestMsg, Pri, PriError, ResponseCode};
+pub use transaction::{
+    AtsInvalidation, AtsInvalidationError, PageRequest, PageRequestOutcome, Request, RequestKind,
+    TranslationCompletion,
+};

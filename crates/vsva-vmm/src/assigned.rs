@@ -9,10 +9,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use vsva_demo::device::{DemoDevice, DeviceStats, Progress};
-use vsva_demo::fabric::Refused;
 use vsva_demo::machine::{Endpoint, Function};
 use vsva_demo::regs;
 use vsva_mem::{Pasid, Rid};
+use vsva_pcie::Refused;
 
 use crate::vmm::{BLOCKED_HOST_PASID, Vmm};
 

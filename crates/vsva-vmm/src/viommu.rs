@@ -12,18 +12,18 @@
 //!   nested HWPT on the host (its unit now blocks requests with PASID, §3.2), setting it
 //!   again or latching a root table (SRTP) re-reads every device's entries; both before the
 //!   guest's GCMD write returns (QEMU switches address spaces on the same writes).
-//! * [`Devices::ats_invalidate`] — the guest's device-TLB invalidations become
+//! * [`Downstream::ats_invalidate`] — the guest's device-TLB invalidations become
 //!   `IOMMU_HWPT_INVALIDATE` on the PASID's nested HWPT (the host invalidates the device's
 //!   ATC with it) and complete when it returns.
-//! * [`Devices::page_group_response`] — the guest's page group responses become fault-queue
+//! * [`Downstream::page_group_response`] — the guest's page group responses become fault-queue
 //!   writes.
 
 use std::sync::{Arc, Weak};
 
 use vsva_mem::{Pasid, Rid};
+use vsva_pcie::{AtsInvalidation, AtsInvalidationError, Downstream, ResponseCode};
 use vsva_vtd::backend::VirtualBackend;
 use vsva_vtd::spec::descriptors::{Descriptor, am_block, sid_selected};
-use vsva_vtd::{AtsInvalidation, AtsInvalidationError, Devices, ResponseCode};
 
 use crate::vmm::Vmm;
 
@@ -104,7 +104,7 @@ impl VirtualBackend for Relay {
     }
 }
 
-impl Devices for Relay {
+impl Downstream for Relay {
     fn ats_invalidate(&self, inv: &AtsInvalidation) -> Result<(), AtsInvalidationError> {
         let vmm = self.vmm.upgrade().ok_or(AtsInvalidationError::Timeout)?;
         if !vmm.guest_rids().contains(&inv.sid) {

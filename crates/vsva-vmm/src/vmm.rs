@@ -38,10 +38,11 @@ use vsva_iommufd::abi::{
 use vsva_iommufd::{DeviceInfo, FaultFile, Iommufd, VfioDevice, VfioDeviceFile};
 use vsva_mem::{Pasid, PhysMem, Rid};
 use vsva_mm::{MapFlags, Process, Prot};
+use vsva_pcie::{PageRequest, ResponseCode};
+use vsva_vtd::Vtd;
 use vsva_vtd::lookup::Resolved;
 use vsva_vtd::spec::fault::{FaultReason, FaultRecord, RequestType};
 use vsva_vtd::spec::pasid::Pgtt;
-use vsva_vtd::{PageRequest, ResponseCode, Vtd};
 use zerocopy::FromBytes;
 
 use crate::guest_ram::GuestRam;

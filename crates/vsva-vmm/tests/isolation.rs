@@ -13,13 +13,13 @@ use vsva_demo::driver::DriverError;
 use vsva_demo::regs::{self, Op};
 use vsva_mem::{PageSize, Pasid, Rid};
 use vsva_mm::{MapFlags, Prot};
+use vsva_pcie::{AtsInvalidation, AtsInvalidationError, Downstream, ResponseCode};
 use vsva_pgtable::x86::X86Paging;
 use vsva_pgtable::{PageTable, Perm};
 use vsva_vmm::viommu::Relay;
 use vsva_vtd::backend::VirtualBackend;
 use vsva_vtd::driver::Domain;
 use vsva_vtd::spec::descriptors::Descriptor;
-use vsva_vtd::{AtsInvalidation, AtsInvalidationError, Devices, ResponseCode};
 
 /// Binds guest PASID `pasid` of `rid` to a first-stage table at `root` through the guest's
 /// own VT-d driver (what a buggy or hostile guest kernel can do), which writes the PASID

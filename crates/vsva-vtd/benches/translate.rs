@@ -7,10 +7,11 @@ use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use vsva_mem::{Access, FrameAllocator, PageSize, Pasid, PhysMem, PhysMemory, Rid};
+use vsva_pcie::{Request, RequestKind};
 use vsva_pgtable::x86::X86Paging;
 use vsva_pgtable::{PageTable, Perm};
 use vsva_vtd::driver::{DeviceOptions, Domain, Mmio, VtdDriver};
-use vsva_vtd::{MsiLog, Request, RequestKind, Vtd, VtdConfig};
+use vsva_vtd::{MsiLog, Vtd, VtdConfig};
 
 const PAGES: u64 = 64;
 const VA: u64 = 0x7f00_0000_0000;

@@ -11,6 +11,7 @@
 use std::sync::atomic::Ordering;
 
 use vsva_mem::{Access, PageSize};
+use vsva_pcie::TranslationCompletion;
 use vsva_pgtable::Perm;
 
 use crate::request::{Blocked, Request};
@@ -18,30 +19,14 @@ use crate::spec::fault::FaultReason;
 use crate::translate::{translate, translate_cached};
 use crate::unit::Vtd;
 
-/// A translation completion's data entry.
+/// A Translation Completion, with the domain the unit found it in (its own bookkeeping: a
+/// PCIe completion carries no domain).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AtsCompletion {
-    /// Translated address of the start of the range.
-    pub addr: u64,
-    /// Size of the range (the page size that maps it).
-    pub size: PageSize,
-    /// R: reads allowed.
-    pub read: bool,
-    /// W: writes allowed.
-    pub write: bool,
-    /// X: execute allowed (meaningful with PASID).
-    pub exec: bool,
-    /// Priv: the translation is for privileged-mode accesses.
-    pub privileged: bool,
-    /// The domain the translation belongs to (for the unit's own bookkeeping).
+pub struct AtsTranslated {
+    /// What goes back to the device.
+    pub completion: TranslationCompletion,
+    /// The domain the translation belongs to.
     pub did: u16,
-}
-
-impl AtsCompletion {
-    /// Does the completion grant anything at all?
-    pub fn is_empty(&self) -> bool {
-        !self.read && !self.write
-    }
 }
 
 /// Faults that mean "not present or not permitted here" rather than a broken structure.
@@ -59,7 +44,7 @@ impl Vtd {
     /// # Errors
     /// [`Blocked`] for non-recoverable faults (recorded as for a DMA), for translation
     /// disabled, and for results in the interrupt range.
-    pub fn ats_translate(&self, req: &Request) -> Result<AtsCompletion, Blocked> {
+    pub fn ats_translate(&self, req: &Request) -> Result<AtsTranslated, Blocked> {
         let req = Request {
             kind: crate::request::RequestKind::Translation,
             ..*req
@@ -74,14 +59,17 @@ impl Vtd {
         let epoch = self.caches.epoch();
         let resolved = self.resolve_cached(&req)?;
         let page = req.addr & !0xfff;
-        let complete = |t: crate::request::Translated, asked: Access| AtsCompletion {
-            addr: t.addr & !t.size.offset_mask(),
-            size: t.size,
-            read: t.perm.contains(Perm::READ),
-            write: asked.is_write() && t.perm.contains(Perm::WRITE),
-            exec: asked.is_exec() && t.perm.contains(Perm::EXEC),
-            privileged: resolved.privileged,
-            did: resolved.entry.q1.did(),
+        let did = resolved.entry.q1.did();
+        let complete = |t: crate::request::Translated, asked: Access| AtsTranslated {
+            completion: TranslationCompletion {
+                addr: t.addr & !t.size.offset_mask(),
+                size: t.size,
+                read: t.perm.contains(Perm::READ),
+                write: asked.is_write() && t.perm.contains(Perm::WRITE),
+                exec: asked.is_exec() && t.perm.contains(Perm::EXEC),
+                privileged: resolved.privileged,
+            },
+            did,
         };
         match translate_cached(
             &self.cfg,
@@ -104,14 +92,16 @@ impl Vtd {
                         return Ok(complete(t, read_only.access));
                     }
                 }
-                Ok(AtsCompletion {
-                    addr: page,
-                    size: PageSize::Size4K,
-                    read: false,
-                    write: false,
-                    exec: false,
-                    privileged: resolved.privileged,
-                    did: resolved.entry.q1.did(),
+                Ok(AtsTranslated {
+                    completion: TranslationCompletion {
+                        addr: page,
+                        size: PageSize::Size4K,
+                        read: false,
+                        write: false,
+                        exec: false,
+                        privileged: resolved.privileged,
+                    },
+                    did,
                 })
             }
             Err(reason) => Err(self.fault(&req, reason, resolved.fpd)),

@@ -8,7 +8,7 @@
 //! dropping its own cached state and before the next descriptor — so an invalidation wait
 //! queued behind it completes only once the host has done the same (§6.5.2.9 ordering).
 //! Device-TLB invalidations and page group responses already leave the unit through
-//! [`crate::devices::Devices`]. Global commands that change every device's translation at
+//! [`vsva_pcie::Downstream`]. Global commands that change every device's translation at
 //! once — TE set or cleared, a root-table pointer latched by SRTP (§11.4.4) — reach the
 //! backend too, before the GCMD write that made them returns.
 //!

@@ -11,10 +11,9 @@
 use std::sync::{Arc, Mutex};
 
 use vsva_mem::{Access, Pasid, PhysMem, PhysMemory, Rid};
+use vsva_pcie::{AtsInvalidation, AtsInvalidationError, Downstream, PageRequest, ResponseCode};
 
-use crate::devices::{AtsInvalidation, AtsInvalidationError, Devices, ResponseCode};
 use crate::request::{Request, RequestKind};
-use crate::spec::page_request::PageRequest;
 use crate::spec::registers::{Iqa, Pqa, offset};
 use crate::unit::Vtd;
 use crate::{MsiLog, VtdConfig};
@@ -75,7 +74,7 @@ struct FuzzDevices {
     responses: Mutex<u64>,
 }
 
-impl Devices for FuzzDevices {
+impl Downstream for FuzzDevices {
     fn ats_invalidate(&self, inv: &AtsInvalidation) -> Result<(), AtsInvalidationError> {
         match inv.sid.raw() {
             s if s % 3 == 0 => Err(AtsInvalidationError::BadCompletion),

@@ -10,7 +10,7 @@
 //! Context-cache, PASID-cache, IOTLB and PASID-based IOTLB invalidations drop what they
 //! select from the unit's caches ([`crate::cache`]) at once. Device-TLB invalidations reach the
 //! device
-//! and complete only when it answers ([`crate::devices::Devices::ats_invalidate`]); invalidation waits complete after everything before them.
+//! and complete only when it answers ([`vsva_pcie::Downstream::ats_invalidate`]); invalidation waits complete after everything before them.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -19,11 +19,11 @@ use vsva_mem::{Pasid, Rid};
 use crate::cache::overlaps;
 use vsva_pcie::AtsRange;
 
-use crate::devices::{AtsInvalidation, AtsInvalidationError, ResponseCode};
 use crate::spec::descriptors::{Descriptor, QueueFeatures, decode, sid_selected};
 use crate::spec::pasid::Pgtt;
 use crate::spec::registers::{Fsts, ICS_IWC, Iqa, Iqei};
 use crate::unit::{State, Vtd};
+use vsva_pcie::{AtsInvalidation, AtsInvalidationError, ResponseCode};
 
 /// The range a device-TLB descriptor's address and S bit name, as the ATS invalidation
 /// request carries them (PCIe Base 6.0 §10.3.1): start and length, `u64::MAX` for the whole

@@ -5,16 +5,20 @@
 //! | [`spec`] | the spec's types: registers, root/context/PASID entries, fault reasons |
 //! | [`config`] | what a unit advertises (CAP/ECAP), and clamping a guest's to a host's |
 //! | [`unit`] | the register file and the translation entry point ([`Vtd`]) |
+//! | [`request`] | the unit's answers to a memory request: [`Translated`], [`Blocked`] |
 //! | [`lookup`] | root -> context -> PASID directory -> PASID entry, with every check |
 //! | [`cache`] | context/PASID-entry cache and IOTLB, sharded, invalidated by descriptors |
 //! | [`microtlb`] | lock-free first-level cache of complete request results |
 //! | [`translate`] | first stage, second stage, nested, pass-through; fault mapping |
 //! | [`fault_log`] | fault recording registers and the fault event |
 //! | [`inval_queue`] | the invalidation queue: descriptors, waits, device-TLB, errors |
-//! | [`devices`] | the endpoints behind the unit: ATS invalidations, page group responses |
 //! | [`ats`] | ATS translation requests and completions |
+//! | [`port`] | the unit as the Functions' PCIe upstream port ([`vsva_pcie::Upstream`]) |
 //! | [`prq`] | the page request queue |
 //! | [`interrupt`] | MSI delivery and event control registers |
+//!
+//! The PCIe transactions (requests, completions, invalidations, page requests) and the
+//! endpoints behind the unit ([`vsva_pcie::Downstream`]) are vsva-pcie's.
 //!
 //! Advertised capabilities (defaults of [`VtdConfig`]):
 //!
@@ -36,7 +40,6 @@ pub mod ats;
 pub mod backend;
 pub mod cache;
 pub mod config;
-pub mod devices;
 pub mod driver;
 pub mod fault_log;
 pub mod fuzz;
@@ -44,6 +47,7 @@ pub mod interrupt;
 pub mod inval_queue;
 pub mod lookup;
 pub mod microtlb;
+pub mod port;
 pub mod prq;
 pub mod request;
 pub mod spec;
@@ -51,11 +55,9 @@ pub mod translate;
 pub mod unit;
 mod walks;
 
-pub use ats::AtsCompletion;
+pub use ats::AtsTranslated;
 pub use config::VtdConfig;
-pub use devices::{AtsInvalidation, AtsInvalidationError, Devices, NoDevices, ResponseCode};
 pub use interrupt::{MsiLog, MsiSink};
-pub use prq::PageRequestOutcome;
-pub use request::{Blocked, Request, RequestKind, Translated};
-pub use spec::page_request::PageRequest;
+pub use port::VtdPort;
+pub use request::{Blocked, Translated};
 pub use unit::Vtd;

@@ -8,27 +8,17 @@
 
 use std::sync::atomic::Ordering;
 
-use crate::devices::ResponseCode;
+use vsva_pcie::{PageRequest, PageRequestOutcome, ResponseCode};
+
 use crate::lookup::resolve_context;
 use crate::request::{Request, RequestKind};
 use crate::spec::fault::FaultReason;
-use crate::spec::page_request::PageRequest;
+use crate::spec::page_request;
 use crate::spec::registers::{PRS_PPR, PRS_PRO, Pqa, Rtaddr, Ttm};
 use crate::unit::Vtd;
 
-/// What became of a page request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PageRequestOutcome {
-    /// Written to the page request queue.
-    Queued,
-    /// Dropped; the unit sent this page group response to the device itself.
-    AutoResponse(ResponseCode),
-    /// Dropped without a response (not the last request of its group).
-    Dropped,
-}
-
 impl Vtd {
-    /// A page request message from a device.
+    /// A Page Request Message from a device (PCIe Base 6.0 §10.4.1).
     pub fn page_request(&self, pr: &PageRequest) -> PageRequestOutcome {
         let outcome = self.queue_page_request(pr);
         match outcome {
@@ -94,7 +84,7 @@ impl Vtd {
         let Some(at) = (pqa.pqa() << 12).checked_add(tail) else {
             return Err(ResponseCode::ResponseFailure);
         };
-        for (i, w) in pr.encode().iter().enumerate() {
+        for (i, w) in page_request::encode(pr).iter().enumerate() {
             if self.mem.store_u64(at + 8 * i as u64, *w).is_err() {
                 // The queue itself is unreachable: the request cannot be delivered.
                 return Err(ResponseCode::ResponseFailure);

@@ -1,35 +1,11 @@
-//! What a device asks of the remapping unit, and what it gets back.
+//! What a device asks of the remapping unit (vsva-pcie's [`Request`]), and what it gets back.
 
-use vsva_mem::{Access, PageSize, Pasid, Rid};
+use vsva_mem::PageSize;
 use vsva_pgtable::Perm;
 
 use crate::spec::fault::FaultReason;
 
-/// The address type of a PCIe memory request (AT field, PCIe Base 6.0 §10.2.1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum RequestKind {
-    /// AT = 00b: an ordinary DMA with an untranslated address.
-    Untranslated,
-    /// AT = 01b: an ATS translation request (the device asks for a translation to cache).
-    Translation,
-    /// AT = 10b: a DMA with an address the device translated with ATS.
-    Translated,
-}
-
-/// A memory request as the remapping unit sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Request {
-    /// Requester ID.
-    pub rid: Rid,
-    /// PASID TLP prefix, if any.
-    pub pasid: Option<Pasid>,
-    /// The address.
-    pub addr: u64,
-    /// Read/write, execute-requested, privileged-mode-requested.
-    pub access: Access,
-    /// Address type.
-    pub kind: RequestKind,
-}
+pub(crate) use vsva_pcie::{Request, RequestKind};
 
 /// A successful translation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

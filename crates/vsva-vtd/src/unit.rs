@@ -20,7 +20,6 @@ use vsva_pgtable::Perm;
 use crate::backend::VirtualBackend;
 use crate::cache::{Caches, NO_PASID};
 use crate::config::VtdConfig;
-use crate::devices::{Devices, NoDevices};
 use crate::fault_log::FaultLog;
 use crate::interrupt::{EventRegs, MsiSink};
 use crate::inval_queue::{Stats, StatsSnapshot};
@@ -31,6 +30,7 @@ use crate::spec::fault::{FaultReason, FaultRecord, RequestType};
 use crate::spec::registers::{Fsts, Gcmd, Rtaddr, offset};
 use crate::translate::translate_cached;
 use crate::walks::Walks;
+use vsva_pcie::{Downstream, NoDevices};
 
 /// VER_REG: this model implements the rev 4.x register interface (MAX 4, MIN 1).
 pub const VERSION: u32 = 0x41;
@@ -68,7 +68,7 @@ pub struct Vtd {
     ecap: u64,
     pub(crate) mem: Arc<dyn PhysMem>,
     pub(crate) irq: Arc<dyn MsiSink>,
-    pub(crate) devices: Arc<dyn Devices>,
+    pub(crate) devices: Arc<dyn Downstream>,
     pub(crate) stats: Stats,
     pub(crate) caches: Caches,
     pub(crate) micro: MicroTlb,
@@ -137,7 +137,7 @@ impl Vtd {
         cfg: VtdConfig,
         mem: Arc<dyn PhysMem>,
         irq: Arc<dyn MsiSink>,
-        devices: Arc<dyn Devices>,
+        devices: Arc<dyn Downstream>,
     ) -> Vtd {
         Vtd {
             devices,

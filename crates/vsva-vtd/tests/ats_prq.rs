@@ -6,14 +6,13 @@ use std::sync::Arc;
 
 use common::*;
 use vsva_mem::{Access, PageSize, Pasid, PhysMem, Rid};
+use vsva_pcie::{PageRequest, PageRequestOutcome, Request, RequestKind, ResponseCode};
 use vsva_pgtable::x86::X86Paging;
 use vsva_pgtable::{PageTable, Perm};
 use vsva_vtd::spec::fault::FaultReason;
 use vsva_vtd::spec::pasid::Pgtt;
 use vsva_vtd::spec::registers::{PRS_PPR, PRS_PRO, offset};
-use vsva_vtd::{
-    MsiLog, PageRequest, PageRequestOutcome, Request, RequestKind, ResponseCode, Vtd, VtdConfig,
-};
+use vsva_vtd::{AtsTranslated, MsiLog, Vtd, VtdConfig};
 
 const PEADDR: u32 = 0xfee0_3000;
 const PEDATA: u32 = 0x43;
@@ -48,22 +47,28 @@ fn translation_completions_carry_rights_and_size() {
         .unwrap();
     rig.write_pasid(dir, 1, &pasid_entry(Pgtt::FirstStage, 4, 0, fs.root()));
     let w = Access::READ | Access::WRITE;
-    let c = rig.vtd.ats_translate(&ats(dev, 1, 0x41_2345, w)).unwrap();
+    let AtsTranslated { completion: c, did } =
+        rig.vtd.ats_translate(&ats(dev, 1, 0x41_2345, w)).unwrap();
     assert_eq!(
         (c.addr, c.size, c.read, c.write),
         (0x60_0000, PageSize::Size2M, true, true)
     );
-    assert_eq!(c.did, 4);
+    assert_eq!(did, 4);
     // D was set by the write-intent translation
     assert_eq!(fs.lookup(0x40_0000).unwrap().entry & 0x40, 0x40);
     // read-only page asked for write: a read-only completion, no fault recorded
-    let c = rig.vtd.ats_translate(&ats(dev, 1, 0x1000, w)).unwrap();
+    let c = rig
+        .vtd
+        .ats_translate(&ats(dev, 1, 0x1000, w))
+        .unwrap()
+        .completion;
     assert_eq!((c.addr, c.read, c.write), (0x9000, true, false));
     // not present: an empty completion (the device will use PRI), no fault recorded
     let c = rig
         .vtd
         .ats_translate(&ats(dev, 1, 0x8000, Access::READ))
-        .unwrap();
+        .unwrap()
+        .completion;
     assert!(c.is_empty());
     assert_eq!(
         rig.r32(offset::FSTS),
@@ -160,7 +165,7 @@ fn page_requests_are_queued_with_one_event() {
     let q: Vec<u64> = (0..4)
         .map(|i| p.rig.mem.load_u64(p.base + 32 + 8 * i).unwrap())
         .collect();
-    let got = PageRequest::decode([q[0], q[1], q[2], q[3]]).unwrap();
+    let got = vsva_vtd::spec::page_request::decode([q[0], q[1], q[2], q[3]]).unwrap();
     assert_eq!(got, request(dev, 5, true));
     // software: clear PPR, consume, next request raises a new event
     p.vtd.mmio_write(offset::PRS, 4, PRS_PPR as u64);

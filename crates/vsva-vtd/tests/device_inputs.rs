@@ -6,13 +6,14 @@ mod common;
 
 use common::*;
 use vsva_mem::{Access, PageSize, Pasid, PhysMem, Rid};
+use vsva_pcie::{PageRequest, PageRequestOutcome, Request, RequestKind, ResponseCode};
 use vsva_pgtable::vtd_ss::VtdSecondStage;
 use vsva_pgtable::x86::X86Paging;
 use vsva_pgtable::{PageTable, Perm};
+use vsva_vtd::VtdConfig;
 use vsva_vtd::spec::fault::FaultReason;
 use vsva_vtd::spec::pasid::Pgtt;
 use vsva_vtd::spec::registers::offset;
-use vsva_vtd::{PageRequest, PageRequestOutcome, Request, RequestKind, ResponseCode, VtdConfig};
 
 const ADDRS: [u64; 8] = [
     0,
@@ -168,7 +169,7 @@ fn page_requests_with_any_address_and_group_index_are_queued_or_answered() {
                 assert_eq!(out, PageRequestOutcome::Queued, "{pr:?}");
                 // what was queued reads back as the page and the 9-bit group index
                 let q = [0, 8, 16, 24].map(|o| rig.mem.load_u64(queue + tail + o).unwrap());
-                let got = PageRequest::decode(q).unwrap();
+                let got = vsva_vtd::spec::page_request::decode(q).unwrap();
                 assert_eq!(
                     (got.addr, got.prgi, got.pasid),
                     (addr & !0xfff, prgi & 0x1ff, pr.pasid)

@@ -10,13 +10,14 @@ use common::Endpoints;
 
 use vsva_mem::{Access, FrameAllocator, PageSize, Pasid, PhysMem, PhysMemory, Rid, Va};
 use vsva_mm::{InvalidateReason, MapFlags, MemoryManager, MmuNotifier, Pid, Prot};
+use vsva_pcie::{PageRequest, PageRequestOutcome, Request, RequestKind, ResponseCode};
 use vsva_pgtable::vtd_ss::VtdSecondStage;
 use vsva_pgtable::x86::X86Paging;
 use vsva_pgtable::{PageTable, Perm};
+use vsva_vtd::Vtd;
 use vsva_vtd::driver::{DeviceOptions, Domain, VtdDriver};
 use vsva_vtd::spec::fault::FaultReason;
 use vsva_vtd::spec::registers::offset;
-use vsva_vtd::{PageRequest, PageRequestOutcome, Request, RequestKind, ResponseCode, Vtd};
 
 const MIB: u64 = 1 << 20;
 const R: Access = Access::READ;

@@ -11,8 +11,9 @@ use common::Endpoints;
 use vsva_iommu::{DeviceCaps, Iommu};
 use vsva_mem::{Access, FrameAllocator, Pasid, PhysMem, PhysMemory, Rid, Va};
 use vsva_mm::{MapFlags, MemoryManager, Prot};
+use vsva_pcie::{PageRequest, PageRequestOutcome, Request, RequestKind, ResponseCode};
 use vsva_pgtable::x86::X86Paging;
-use vsva_vtd::{PageRequest, PageRequestOutcome, Request, RequestKind, ResponseCode, Vtd};
+use vsva_vtd::Vtd;
 
 const MIB: u64 = 1 << 20;
 
@@ -69,7 +70,8 @@ fn device_access(h: &Host, pasid: Pasid, va: u64, write: bool) -> Result<u64, Re
         let c = h
             .vtd
             .ats_translate(&req)
-            .map_err(|_| ResponseCode::InvalidRequest)?;
+            .map_err(|_| ResponseCode::InvalidRequest)?
+            .completion;
         if c.read && (!write || c.write) {
             return Ok(c.addr | (va & c.size.offset_mask()));
         }

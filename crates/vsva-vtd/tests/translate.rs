@@ -7,12 +7,13 @@ use std::sync::Arc;
 use common::*;
 use vsva_mem::{Access, FrameAllocator, PageSize, PhysMem, PhysWindow};
 use vsva_mm::{MapFlags, MemoryManager, Prot};
+use vsva_pcie::RequestKind;
 use vsva_pgtable::vtd_ss::VtdSecondStage;
 use vsva_pgtable::x86::X86Paging;
 use vsva_pgtable::{PageTable, Perm};
+use vsva_vtd::VtdConfig;
 use vsva_vtd::spec::fault::FaultReason;
 use vsva_vtd::spec::pasid::Pgtt;
-use vsva_vtd::{RequestKind, VtdConfig};
 
 const R: Access = Access::READ;
 const W: Access = Access::READ.union(Access::WRITE);
@@ -121,7 +122,7 @@ fn an_iotlb_entry_of_the_rid_pasid_does_not_admit_interrupt_requests() {
     assert_eq!(t.addr, 0x3000_0010);
     let f = rig.dma(dev, None, 0xfee0_0010, R).unwrap_err();
     assert_eq!(f.reason, Some(FaultReason::InterruptAddress));
-    let ats = vsva_vtd::Request {
+    let ats = vsva_pcie::Request {
         rid: dev,
         pasid: None,
         addr: 0xfee0_0010,
@@ -277,7 +278,7 @@ fn translated_requests_need_device_tlb_enable() {
     let dev = rid(0, 6, 0);
     let dir = rig.attach_device(dev);
     rig.write_pasid(dir, 0, &pasid_entry(Pgtt::PassThrough, 1, 0, 0));
-    let req = |kind| vsva_vtd::Request {
+    let req = |kind| vsva_pcie::Request {
         rid: dev,
         pasid: None,
         addr: 0x1000,

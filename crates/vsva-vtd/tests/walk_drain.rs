@@ -18,12 +18,13 @@ use std::time::Duration;
 
 use common::{WAIT_DATA, pasid_entry};
 use vsva_mem::{Access, PageSize, Pasid, PhysMem, PhysMemory, Rid};
+use vsva_pcie::{Request, RequestKind};
 use vsva_pgtable::x86::X86Paging;
 use vsva_pgtable::{PageTable, Perm};
 use vsva_vtd::spec::descriptors::encode;
 use vsva_vtd::spec::pasid::Pgtt;
 use vsva_vtd::spec::registers::{Gcmd, offset};
-use vsva_vtd::{AtsCompletion, Blocked, Request, RequestKind, Translated, VtdConfig};
+use vsva_vtd::{AtsTranslated, Blocked, Translated, VtdConfig};
 
 /// How long a purge that must wait is watched before the walk is let go.
 const HOLD: Duration = Duration::from_millis(50);
@@ -199,7 +200,7 @@ impl Rig {
     }
 
     /// An ATS translation request of [`DEV`] under [`PASID`] for `addr`.
-    fn ats_translate(&self, addr: u64) -> Result<AtsCompletion, Blocked> {
+    fn ats_translate(&self, addr: u64) -> Result<AtsTranslated, Blocked> {
         self.vtd.ats_translate(&Request {
             rid: DEV,
             pasid: Some(Pasid::new(PASID).unwrap()),
@@ -330,7 +331,7 @@ fn an_iotlb_invalidation_completes_only_after_an_ats_translation_begun_before_it
     let rig = Arc::new(Rig::new());
     rig.map(0x40_0000, 0x80_0000);
     let slot = rig.map(0x40_1000, 0x81_0000);
-    let c = rig.ats_translate(0x40_0000).unwrap();
+    let c = rig.ats_translate(0x40_0000).unwrap().completion;
     assert_eq!(c.addr, 0x80_0000);
 
     let r = race(
@@ -346,8 +347,8 @@ fn an_iotlb_invalidation_completes_only_after_an_ats_translation_begun_before_it
     );
     assert!(r.purged.walk_had_loaded);
     assert_eq!(r.purged.result, WAIT_DATA as u64);
-    let c = r.walked.unwrap();
-    assert_eq!((c.addr, c.read, c.did), (0x81_0000, true, DID));
+    let AtsTranslated { completion: c, did } = r.walked.unwrap();
+    assert_eq!((c.addr, c.read, did), (0x81_0000, true, DID));
 }
 
 #[test]

@@ -326,11 +326,11 @@ impl Iommu {
             }
         };
         let Some(process) = process else {
-            return ResponseCode::Invalid;
+            return ResponseCode::InvalidRequest;
         };
         for page in &g.pages {
             if (page.privileged && !supervisor) || !(page.read || page.write) {
-                return ResponseCode::Invalid;
+                return ResponseCode::InvalidRequest;
             }
             let mut access = Access::READ;
             if page.write {
@@ -340,7 +340,7 @@ impl Iommu {
                 access |= Access::EXEC;
             }
             if process.handle_fault(Va::new(page.addr), access).is_err() {
-                return ResponseCode::Invalid;
+                return ResponseCode::InvalidRequest;
             }
         }
         ResponseCode::Success

@@ -23,14 +23,14 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use vsva_mem::{FrameAllocator, PageSize, Pasid, PhysMem, Rid};
 
-use crate::devices::ResponseCode;
 use crate::spec::descriptors::encode;
 use crate::spec::fault::FaultReason;
-use crate::spec::page_request::PageRequest;
+use crate::spec::page_request;
 use crate::spec::pasid::{self, PasidDirEntry, PasidEntry, PasidQ0, PasidQ1, PasidQ2, Pgtt};
 use crate::spec::registers::{Cap, Ecap, Gcmd, PRS_PPR, PRS_PRO, offset};
 use crate::spec::root_context::{self, ContextEntry, ContextHi, ContextLo, RootHalf};
 use crate::unit::Vtd;
+use vsva_pcie::{PageRequest, ResponseCode};
 
 use queue::InvalidationQueue;
 
@@ -652,7 +652,7 @@ impl VtdDriver {
                 for (i, w) in q.iter_mut().enumerate() {
                     *w = self.mem.load_u64(st.prq + head + 8 * i as u64)?;
                 }
-                if let Some(pr) = PageRequest::decode(q) {
+                if let Some(pr) = page_request::decode(q) {
                     out.push(pr);
                 }
                 head = (head + 32) % st.prq_size;

@@ -8,7 +8,6 @@ use vsva_pgtable::PageTable;
 use vsva_pgtable::vtd_ss::VtdSecondStage;
 
 use super::{DeviceOptions, Domain, DriverError, VtdDriver};
-use crate::devices::ResponseCode as VtdResponse;
 
 fn err(e: DriverError) -> IommuError {
     IommuError::Driver(e.to_string())
@@ -99,19 +98,6 @@ impl IommuOps for VtdDriver {
 
     fn take_page_requests(&self) -> Vec<PageRequest> {
         self.drain_page_requests()
-            .into_iter()
-            .map(|r| PageRequest {
-                dev: r.rid,
-                pasid: r.pasid,
-                addr: r.addr,
-                read: r.read,
-                write: r.write,
-                exec: r.exec,
-                privileged: r.privileged,
-                last: r.last,
-                prgi: r.prgi,
-            })
-            .collect()
     }
 
     fn page_response(
@@ -121,11 +107,6 @@ impl IommuOps for VtdDriver {
         prgi: u16,
         code: ResponseCode,
     ) -> vsva_iommu::Result<()> {
-        let code = match code {
-            ResponseCode::Success => VtdResponse::Success,
-            ResponseCode::Invalid => VtdResponse::InvalidRequest,
-            ResponseCode::Failure => VtdResponse::ResponseFailure,
-        };
         VtdDriver::page_response(self, dev, pasid, prgi, code).map_err(err)
     }
 

@@ -7,13 +7,12 @@ use std::sync::Arc;
 use anyhow::{Context, Result, ensure};
 use vsva_mem::{Access, FrameAllocator, PageSize, Pasid, PhysMem, PhysMemory, PhysWindow, Va};
 use vsva_mm::{MapFlags, Prot};
-use vsva_pcie::{Atc, AtcEntry, AtcLookup, TranslationFlags};
+use vsva_pcie::{Atc, AtcEntry, AtcLookup, Request, RequestKind, TranslationFlags};
 use vsva_pgtable::nested::{Stage2, nested_walk};
 use vsva_pgtable::vtd_ss::VtdSecondStage;
 use vsva_pgtable::walk::Direct;
 use vsva_pgtable::x86::X86Paging;
 use vsva_pgtable::{PageTable, Perm, walk};
-use vsva_vtd::{Request, RequestKind};
 
 use super::{Effort, MIB, Metric, ns_per_op, ratio_metric, rig};
 

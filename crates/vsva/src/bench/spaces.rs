@@ -7,8 +7,9 @@ use anyhow::{Context, Result, ensure};
 use vsva_demo::platform::Platform;
 use vsva_mem::{Access, Pasid, Rid, Va};
 use vsva_mm::{MapFlags, Prot};
+use vsva_pcie::{Request, RequestKind};
+use vsva_vtd::VtdConfig;
 use vsva_vtd::driver::Domain;
-use vsva_vtd::{Request, RequestKind, VtdConfig};
 
 use super::{Effort, MIB, Metric, median, ns_per_op, ratio_metric};
 
@@ -55,12 +56,12 @@ pub(super) fn ioas_map(e: Effort) -> Result<Metric> {
         // self-check between the two halves (not timed): the device's view is the VMM's
         for off in [0, len / 2, len - 4096] {
             let want = vmm.translate(Va::new(va.raw() + off), Access::READ);
-            let got = p.vtd.translate(&vsva_vtd::request::Request {
+            let got = p.vtd.translate(&vsva_pcie::Request {
                 rid,
                 pasid: None,
                 addr: iova + off,
                 access: Access::READ,
-                kind: vsva_vtd::request::RequestKind::Untranslated,
+                kind: vsva_pcie::RequestKind::Untranslated,
             });
             ensure!(
                 matches!((&want, &got), (Ok(w), Ok(g)) if w.output == g.addr),
