@@ -24,8 +24,8 @@
 //!   again — and gives up with `EDEADLOCK` after 100 tries on one area, as
 //!   `iopt_unmap_iova_range()` does when a driver does not answer.
 //!
-//! The IOVA space (checks, allocation, reserved and allowed ranges) is in [`iova`]; the
-//! accesses' pins and copies in [`access_pins`].
+//! The IOVA space (checks, allocation, reserved and allowed ranges) is in `io_pagetable/iova.rs`;
+//! the accesses' pins and copies in `io_pagetable/access_pins.rs`.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};

@@ -23,7 +23,8 @@
 //! log, named as the guest names things (Linux has no such path for VT-d yet; it is what
 //! `IOMMU_VEVENTQ_ALLOC` does for SMMUv3).
 //!
-//! One file per flow: [`bind`] (1), [`invalidate`] (2), [`fault`] (3, 4 and host faults).
+//! One file per flow: `vmm/bind.rs` (1), `vmm/invalidate.rs` (2), `vmm/fault.rs` (3, 4 and host
+//! faults).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
