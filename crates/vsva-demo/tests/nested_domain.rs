@@ -120,7 +120,7 @@ struct GuestFaults {
     groups: std::sync::Mutex<Vec<vsva_iommu::iopf::FaultGroup>>,
 }
 
-impl vsva_iommu::core::IopfHandler for GuestFaults {
+impl vsva_iommu::IopfHandler for GuestFaults {
     fn handle(&self, group: vsva_iommu::iopf::FaultGroup) {
         for page in &group.pages {
             let mut gpa = self.next_gpa.lock().unwrap();

@@ -6,22 +6,22 @@
 //! | [`ops`] | the interface every IOMMU driver implements ([`IommuOps`]) and the types it speaks |
 //! | [`pasid`] | the PASID allocator: one PASID per address space, shared by all its devices |
 //! | [`iopf`] | the I/O page-fault queue: page requests grouped by PRG index, one response per group |
-//! | [`core`] | devices, attachments, SVA bind/unbind, MMU-notifier-driven invalidation, fault handling |
+//! | [`iommu`] | devices, attachments, SVA bind/unbind, MMU-notifier-driven invalidation, fault handling |
 //!
 //! The core never touches hardware: it calls the driver, which programs its unit through
 //! registers and memory.
 
 #![forbid(unsafe_code)]
 
-pub mod core;
 pub mod did;
 pub mod domain;
 pub mod error;
+pub mod iommu;
 pub mod iopf;
 pub mod ops;
 pub mod pasid;
 
-pub use crate::core::{CoreHook, CorePoint, Iommu, IommuStats, SvaHandle};
 pub use domain::{FormatTable, IoPgtable, NestedDomain, NestedS1, PagingDomain};
 pub use error::{IommuError, Result};
+pub use iommu::{CoreHook, CorePoint, FaultHandler, Iommu, IommuStats, IopfHandler, SvaHandle};
 pub use ops::{DeviceCaps, DomainSpec, HwInfo, IommuOps, PageRequest, ResponseCode};

@@ -3,7 +3,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use vsva_iommu::core::IopfHandler;
+use vsva_iommu::IopfHandler;
 use vsva_iommu::iopf::FaultGroup;
 use vsva_iommu::ops::UnrecoverableFault;
 use vsva_iommu::{DeviceCaps, DomainSpec, Iommu, IommuError, IommuOps, PageRequest, ResponseCode};

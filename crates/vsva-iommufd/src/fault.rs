@@ -42,7 +42,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bitflags::bitflags;
-use vsva_iommu::core::IopfHandler;
+use vsva_iommu::IopfHandler;
 use vsva_iommu::iopf::FaultGroup;
 use vsva_iommu::{Iommu, ResponseCode};
 use vsva_mem::{Pasid, Rid};

@@ -21,7 +21,7 @@
 
 use std::sync::{Arc, OnceLock};
 
-use vsva_iommu::core::IopfHandler;
+use vsva_iommu::IopfHandler;
 use vsva_iommu::{Iommu, NestedDomain, NestedS1, PagingDomain};
 use vsva_mem::{Pasid, Rid};
 

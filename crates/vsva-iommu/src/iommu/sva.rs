@@ -1,6 +1,6 @@
 //! Shared virtual addressing: binding a process's address space to a device, unbinding it,
 //! and the MMU notifier that keeps the IOMMU's and the devices' caches in step with it (Linux
-//! `iommu-sva.c`). The order of every step is the module doc's of [`crate::core`].
+//! `iommu-sva.c`). The order of every step is the module doc's of [`crate::iommu`].
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
