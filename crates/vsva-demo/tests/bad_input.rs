@@ -122,7 +122,7 @@ fn a_pasid_beyond_the_device_width_is_refused() {
     assert_eq!((ca.pasid().raw(), cb.pasid().raw()), (1, 2));
     assert!(dn.open(&p, &a).is_ok());
     match dn.open(&p, &b) {
-        Err(DriverError::Iommu(e)) => assert_eq!(e.errno(), 75, "EOVERFLOW"),
+        Err(DriverError::Iommu(e)) => assert_eq!(e.errno(), vsva_mem::Errno::EOVERFLOW),
         other => panic!("{other:?}"),
     }
     // a driver that programs the too-wide PASID anyway: the device refuses to use it

@@ -77,7 +77,11 @@ mod tests {
         all.sort_unstable();
         all.dedup();
         assert_eq!(all.len(), u16::MAX as usize, "1..=65535, each once");
-        assert_eq!(ids.alloc().unwrap_err().errno(), 28, "ENOSPC when full");
+        assert_eq!(
+            ids.alloc().unwrap_err().errno(),
+            vsva_mem::Errno::ENOSPC,
+            "when full"
+        );
         ids.release(7);
         assert_eq!(ids.alloc().unwrap(), 7);
     }

@@ -1,6 +1,6 @@
 //! IOMMU-core errors and the errno Linux returns for each.
 
-use vsva_mem::{Pasid, Rid};
+use vsva_mem::{Errno, Pasid, Rid};
 
 /// Errors of the IOMMU core.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -63,22 +63,27 @@ pub enum IommuError {
 
 impl IommuError {
     /// The errno Linux returns for this case.
-    pub fn errno(&self) -> i32 {
+    pub fn errno(&self) -> Errno {
         match self {
-            IommuError::NoDevice(_) => 19,              // ENODEV
-            IommuError::DeviceExists(_) => 17,          // EEXIST
-            IommuError::DeviceUnsupported { .. } => 95, // EOPNOTSUPP
-            IommuError::PasidOverflow { .. } => 75,     // EOVERFLOW
-            IommuError::NoPasid => 28,                  // ENOSPC
-            IommuError::NoDomainId => 28,               // ENOSPC
-            IommuError::PasidBusy { .. } => 16,         // EBUSY
-            IommuError::NoAddressSpace => 3,            // ESRCH
-            IommuError::NotBound => 2,                  // ENOENT
-            IommuError::Invalid(_) => 22,               // EINVAL
-            IommuError::Mapped => 17,                   // EEXIST
-            IommuError::NoMemory => 12,                 // ENOMEM
-            IommuError::Driver(_) => 5,                 // EIO
+            IommuError::NoDevice(_) => Errno::ENODEV,
+            IommuError::DeviceExists(_) | IommuError::Mapped => Errno::EEXIST,
+            IommuError::DeviceUnsupported { .. } => Errno::EOPNOTSUPP,
+            IommuError::PasidOverflow { .. } => Errno::EOVERFLOW,
+            IommuError::NoPasid | IommuError::NoDomainId => Errno::ENOSPC,
+            IommuError::PasidBusy { .. } => Errno::EBUSY,
+            IommuError::NoAddressSpace => Errno::ESRCH,
+            IommuError::NotBound => Errno::ENOENT,
+            IommuError::Invalid(_) => Errno::EINVAL,
+            IommuError::NoMemory => Errno::ENOMEM,
+            IommuError::Driver(_) => Errno::EIO,
         }
+    }
+}
+
+/// The IOMMU core's errors carry the errno Linux gives for them.
+impl From<IommuError> for Errno {
+    fn from(e: IommuError) -> Self {
+        e.errno()
     }
 }
 

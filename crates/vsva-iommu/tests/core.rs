@@ -7,6 +7,7 @@ use vsva_iommu::IopfHandler;
 use vsva_iommu::iopf::FaultGroup;
 use vsva_iommu::ops::UnrecoverableFault;
 use vsva_iommu::{DeviceCaps, DomainSpec, Iommu, IommuError, IommuOps, PageRequest, ResponseCode};
+use vsva_mem::Errno;
 use vsva_mem::{Access, FrameAllocator, Pasid, PhysMem, PhysMemory, Rid};
 use vsva_mm::{MapFlags, MemoryManager, Prot};
 use vsva_pgtable::x86::X86Paging;
@@ -168,7 +169,10 @@ fn bind_errors_have_linux_errnos() {
     let (iommu, _rec, mm) = setup();
     let p = mm.spawn().unwrap();
     let e = iommu.sva_bind(dev(9), &p).unwrap_err();
-    assert_eq!((e.clone(), e.errno()), (IommuError::NoDevice(dev(9)), 19));
+    assert_eq!(
+        (e.clone(), e.errno()),
+        (IommuError::NoDevice(dev(9)), Errno::ENODEV)
+    );
     iommu
         .add_device(
             dev(5),
@@ -180,8 +184,14 @@ fn bind_errors_have_linux_errnos() {
             0,
         )
         .unwrap();
-    assert_eq!(iommu.sva_bind(dev(5), &p).unwrap_err().errno(), 95);
-    assert_eq!(iommu.add_device(dev(5), SVA, 0).unwrap_err().errno(), 17);
+    assert_eq!(
+        iommu.sva_bind(dev(5), &p).unwrap_err().errno(),
+        Errno::EOPNOTSUPP
+    );
+    assert_eq!(
+        iommu.add_device(dev(5), SVA, 0).unwrap_err().errno(),
+        Errno::EEXIST
+    );
     // a narrow device and a process whose PASID is beyond it
     iommu
         .add_device(
@@ -205,8 +215,7 @@ fn bind_errors_have_linux_errnos() {
     assert_eq!(iommu.pasid_of(last).unwrap().raw(), 4);
     assert_eq!(
         iommu.sva_bind(dev(6), last).unwrap_err().errno(),
-        75,
-        "EOVERFLOW"
+        Errno::EOVERFLOW
     );
     assert!(iommu.sva_bind(dev(6), &procs[0]).is_ok());
     // a PASID already attached to a domain on that device
@@ -216,13 +225,15 @@ fn bind_errors_have_linux_errnos() {
         .unwrap();
     assert_eq!(
         iommu.sva_bind(dev(7), &fresh).unwrap_err().errno(),
-        16,
-        "EBUSY"
+        Errno::EBUSY
     );
     // an exited process
     let gone = mm.spawn().unwrap();
     gone.exit().unwrap();
-    assert_eq!(iommu.sva_bind(dev(7), &gone).unwrap_err().errno(), 3);
+    assert_eq!(
+        iommu.sva_bind(dev(7), &gone).unwrap_err().errno(),
+        Errno::ESRCH
+    );
 }
 
 #[test]

@@ -18,6 +18,7 @@ compile_error!("vsva models little-endian hardware and only builds on little-end
 
 pub mod access;
 pub mod addr;
+pub mod errno;
 pub mod frame;
 pub mod pasid;
 pub mod phys;
@@ -26,6 +27,7 @@ pub mod segments;
 
 pub use access::Access;
 pub use addr::{Gpa, Hpa, Iova, PageSize, Va};
+pub use errno::Errno;
 pub use frame::{FrameAllocator, FrameError};
 pub use pasid::{Pasid, PasidError};
 pub use phys::{CreateError, MemError, PhysMem, PhysMemory, PhysWindow};

@@ -1,6 +1,6 @@
 //! Memory-manager errors and the errno Linux returns for each.
 
-use vsva_mem::{Access, Va};
+use vsva_mem::{Access, Errno, Va};
 
 /// Errors of memory-manager calls.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -56,20 +56,23 @@ pub enum MmError {
 
 impl MmError {
     /// The errno Linux returns for this case.
-    pub fn errno(&self) -> i32 {
-        const EINVAL: i32 = 22;
-        const ENOMEM: i32 = 12;
-        const EFAULT: i32 = 14;
-        const ESRCH: i32 = 3;
+    pub fn errno(&self) -> Errno {
         match self {
-            MmError::Invalid(_) => EINVAL,
+            MmError::Invalid(_) => Errno::EINVAL,
             MmError::OutOfMemory
             | MmError::NotMapped { .. }
             | MmError::NoAddressSpace { .. }
-            | MmError::MemlockLimit { .. } => ENOMEM,
-            MmError::NoVma { .. } | MmError::AccessDenied { .. } => EFAULT,
-            MmError::Exited => ESRCH,
+            | MmError::MemlockLimit { .. } => Errno::ENOMEM,
+            MmError::NoVma { .. } | MmError::AccessDenied { .. } => Errno::EFAULT,
+            MmError::Exited => Errno::ESRCH,
         }
+    }
+}
+
+/// The memory manager's errors carry the errno Linux gives for them.
+impl From<MmError> for Errno {
+    fn from(e: MmError) -> Self {
+        e.errno()
     }
 }
 

@@ -219,6 +219,6 @@ impl MemoryManager {
 
 impl From<MmError> for std::io::Error {
     fn from(e: MmError) -> Self {
-        std::io::Error::from_raw_os_error(e.errno())
+        std::io::Error::from_raw_os_error(e.errno().0)
     }
 }

@@ -180,7 +180,7 @@ fn faults_return_the_errors_a_kernel_gives() {
         p.handle_fault(ro, R | Access::EXEC),
         Err(MmError::AccessDenied { .. })
     ));
-    assert_eq!(MmError::NoVma { va: ro }.errno(), 14);
+    assert_eq!(MmError::NoVma { va: ro }.errno(), vsva_mem::Errno::EFAULT);
     // writing to a read-only mapping fails and writes nothing
     assert!(p.write_bytes(ro, &[1, 2, 3]).is_err());
     let mut b = [9u8; 3];
@@ -234,11 +234,11 @@ fn mmap_argument_checks() {
     let e = p
         .mprotect(Va::new(0x6000_0000), 4096, Prot::READ)
         .unwrap_err();
-    assert_eq!(e.errno(), 12);
+    assert_eq!(e.errno(), vsva_mem::Errno::ENOMEM);
     let e = p
         .madvise(Va::new(0x6000_0000), 4096, Advice::DontNeed)
         .unwrap_err();
-    assert_eq!(e.errno(), 12);
+    assert_eq!(e.errno(), vsva_mem::Errno::ENOMEM);
 }
 
 #[test]

@@ -167,7 +167,7 @@ fn bad_ranges_give_the_errors_gup_gives_and_pin_nothing() {
     ));
     // the second page is fine, the third is not mapped: EFAULT, and the first two unpinned
     let e = p.pin_pages(va, 3 * PAGE, true).unwrap_err();
-    assert_eq!(e.errno(), 14, "{e}");
+    assert_eq!(e.errno(), vsva_mem::Errno::EFAULT, "{e}");
     let e = p.pin_pages(ro, PAGE, true).unwrap_err();
     assert!(matches!(e, MmError::AccessDenied { .. }), "{e}");
     // pages faulted in stay mapped (as GUP leaves them) but none is pinned
@@ -207,7 +207,7 @@ fn locked_memory_is_charged_against_the_limit() {
             limit: 8
         }
     );
-    assert_eq!(e.errno(), 12, "ENOMEM");
+    assert_eq!(e.errno(), vsva_mem::Errno::ENOMEM);
     assert_eq!(p.locked_pages(), 5, "a refused charge charges nothing");
     p.account_locked(3).unwrap();
     p.unaccount_locked(8);

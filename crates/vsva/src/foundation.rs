@@ -220,7 +220,7 @@ pub fn run() -> Result<Report> {
         format!(
             "{:?} (errno {})",
             unmapped.as_ref().err(),
-            unmapped.as_ref().err().map(|e| e.errno()).unwrap_or(0)
+            unmapped.as_ref().err().map_or(0, |e| e.errno().0)
         ),
     );
     let smap = p.translate(target, Access::READ | Access::PRIV);
