@@ -4,7 +4,7 @@
 //! |---|---|
 //! | [`spec`] | the spec's types: registers, root/context/PASID entries, fault reasons |
 //! | [`config`] | what a unit advertises (CAP/ECAP), and clamping a guest's to a host's |
-//! | [`unit`] | the register file and the translation entry point ([`Vtd`]) |
+//! | [`unit`](mod@unit) | the register file and the translation entry point ([`Vtd`]) |
 //! | [`request`] | the unit's answers to a memory request: [`Translated`], [`Blocked`] |
 //! | [`lookup`] | root -> context -> PASID directory -> PASID entry, with every check |
 //! | [`cache`] | context/PASID-entry cache and IOTLB, sharded, invalidated by descriptors |
