@@ -14,8 +14,8 @@ use vsva_mem::{FrameAllocator, PhysMem, PhysMemory, Rid};
 use vsva_mm::MemoryManager;
 use vsva_pcie::Upstream;
 use vsva_pgtable::x86::X86Paging;
-use vsva_vtd::driver::{Mmio, VtdDriver};
 use vsva_vtd::{MsiLog, Vtd, VtdConfig, VtdPort};
+use vsva_vtd_driver::{Mmio, VtdDriver};
 
 use crate::device::{DemoDevice, Progress};
 use crate::fabric::Fabric;
@@ -34,7 +34,7 @@ pub enum PlatformError {
     Memory(#[from] vsva_mem::CreateError),
     /// The IOMMU driver refused the unit.
     #[error("IOMMU driver: {0}")]
-    Driver(#[from] vsva_vtd::driver::DriverError),
+    Driver(#[from] vsva_vtd_driver::DriverError),
 }
 
 /// The OS of a machine as the demo needs it: the VT-d driver, the IOMMU core on it, and the
@@ -212,7 +212,7 @@ impl Machine for Platform {
         Platform::run_device(self, dev)
     }
 
-    fn take_faults_recorded(&self) -> Vec<vsva_vtd::driver::RecordedFault> {
+    fn take_faults_recorded(&self) -> Vec<vsva_vtd_driver::RecordedFault> {
         self.vtd_driver.take_faults_recorded()
     }
 

@@ -83,8 +83,8 @@ fn a_unit_without_second_stage_ad_refuses_dirty_tracking() {
 
 #[test]
 fn hw_info_is_what_the_unit_reports_in_its_registers() {
-    use vsva_vtd::driver::Mmio;
     use vsva_vtd::spec::registers::offset;
+    use vsva_vtd_driver::Mmio;
     let cfg = VtdConfig {
         ss_ad: false,
         ..VtdConfig::default()

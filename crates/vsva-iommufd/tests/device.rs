@@ -15,8 +15,8 @@ use vsva_iommufd::io_pagetable::EADDRINUSE;
 use vsva_iommufd::{DeviceInfo, ObjectType};
 use vsva_mem::{Access, Pasid, Rid, Va};
 use vsva_vtd::config::VtdConfig;
-use vsva_vtd::driver::Mmio;
 use vsva_vtd::spec::registers::offset;
+use vsva_vtd_driver::Mmio;
 use zerocopy::IntoBytes;
 
 /// The x86 interrupt window VT-d reports as every device's reserved region.

@@ -18,8 +18,8 @@ use vsva_pgtable::x86::X86Paging;
 use vsva_pgtable::{PageTable, Perm};
 use vsva_vmm::viommu::Relay;
 use vsva_vtd::backend::VirtualBackend;
-use vsva_vtd::driver::Domain;
 use vsva_vtd::spec::descriptors::Descriptor;
+use vsva_vtd_driver::Domain;
 
 /// Binds guest PASID `pasid` of `rid` to a first-stage table at `root` through the guest's
 /// own VT-d driver (what a buggy or hostile guest kernel can do), which writes the PASID

@@ -1,10 +1,10 @@
-//! vsva-vtd: the Intel VT-d scalable-mode remapping unit as a hardware model, and its driver.
+//! vsva-vtd: the Intel VT-d scalable-mode remapping unit as a hardware model.
 //!
 //! | module | what |
 //! |---|---|
 //! | [`spec`] | the spec's types: registers, root/context/PASID entries, fault reasons |
 //! | [`config`] | what a unit advertises (CAP/ECAP), and clamping a guest's to a host's |
-//! | [`unit`] | the register file and the translation entry point ([`Vtd`]) |
+//! | [`unit`](mod@unit) | the register file and the translation entry point ([`Vtd`]) |
 //! | [`request`] | the unit's answers to a memory request: [`Translated`], [`Blocked`] |
 //! | [`lookup`] | root -> context -> PASID directory -> PASID entry, with every check |
 //! | [`cache`] | context/PASID-entry cache and IOTLB, sharded, invalidated by descriptors |
@@ -32,7 +32,9 @@
 //! | requests | supervisor (SRS); execute requests off by default (ERE/SSEE reserved) |
 //! | fault recording | 8 records at 0x220 |
 //!
-//! The [`driver`] module is the OS side: it programs a unit through registers and memory only.
+//! The hardware model only: it imports no OS-side crate. Its driver (the OS side, Linux
+//! `drivers/iommu/intel`) is the vsva-vtd-driver crate, which reaches the unit through its
+//! registers and memory only and uses [`spec`] for the hardware interface.
 
 #![forbid(unsafe_code)]
 
@@ -40,7 +42,6 @@ pub mod ats;
 pub mod backend;
 pub mod cache;
 pub mod config;
-pub mod driver;
 pub mod fault_log;
 pub mod fuzz;
 pub mod interrupt;

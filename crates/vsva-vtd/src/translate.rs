@@ -12,12 +12,9 @@ use vsva_pgtable::{Fault, FaultReason as Walk, Format, Perm, Stage, walk};
 use crate::config::VtdConfig;
 use crate::lookup::Resolved;
 use crate::request::{Request, RequestKind, Translated};
+use crate::spec::INTERRUPT_RANGE;
 use crate::spec::fault::FaultReason;
 use crate::spec::pasid::{PasidEntry, Pgtt};
-
-/// The interrupt address range (§3.15): untranslated and translation requests must not reach
-/// it.
-pub const INTERRUPT_RANGE: std::ops::RangeInclusive<u64> = 0xfee0_0000..=0xfeef_ffff;
 
 /// The first-stage format a PASID entry selects (x86 paging with the entry's controls).
 pub fn first_stage_format(cfg: &VtdConfig, e: &PasidEntry) -> X86Paging {

@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use common::*;
 use vsva_mem::{Access, FrameAllocator, PageSize, PhysMem, PhysWindow};
-use vsva_mm::{MapFlags, MemoryManager, Prot};
 use vsva_pcie::RequestKind;
 use vsva_pgtable::vtd_ss::VtdSecondStage;
 use vsva_pgtable::x86::X86Paging;
@@ -131,44 +130,6 @@ fn an_iotlb_entry_of_the_rid_pasid_does_not_admit_interrupt_requests() {
     };
     let f = rig.vtd.ats_translate(&ats).unwrap_err();
     assert_eq!(f.reason, Some(FaultReason::InterruptAddress));
-}
-
-#[test]
-fn first_stage_shares_a_process_page_table() {
-    // SVA: the PASID entry's first-stage pointer is a process's CR3.
-    let rig = Rig::new(VtdConfig::default());
-    let mem: Arc<dyn PhysMem> = rig.mem.clone();
-    let frames = Arc::new(FrameAllocator::new(mem, 512 * MIB, 1 << 30));
-    let mm = MemoryManager::new(frames, X86Paging::default());
-    let p = mm.spawn().unwrap();
-    let va = p.mmap(None, 4 * 4096, Prot::RW, MapFlags::empty()).unwrap();
-    p.write_bytes(va, b"shared with the device").unwrap();
-    let ro = p.mmap(None, 4096, Prot::READ, MapFlags::POPULATE).unwrap();
-
-    let dev = rid(0, 4, 0);
-    let dir = rig.attach_device(dev);
-    let pasid = 0x1234;
-    rig.write_pasid(
-        dir,
-        pasid,
-        &pasid_entry(Pgtt::FirstStage, 9, 0, p.page_table_root().unwrap()),
-    );
-    let t = rig.dma(dev, Some(pasid), va.raw() + 3, R).unwrap();
-    let mut buf = [0u8; 19];
-    rig.mem.read(t.addr, &mut buf).unwrap();
-    assert_eq!(&buf, b"red with the device");
-    // untouched page: not present (the device must ask for it with PRI)
-    let f = rig.dma(dev, Some(pasid), va.raw() + 4096, R).unwrap_err();
-    assert_eq!(f.reason, Some(FaultReason::FsNotPresent));
-    // read-only mapping
-    let f = rig.dma(dev, Some(pasid), ro.raw(), W).unwrap_err();
-    assert_eq!(f.reason, Some(FaultReason::WriteDenied));
-    // unmapped: not present; non-canonical: SGN.1
-    let f = rig.dma(dev, Some(pasid), 1 << 47, R).unwrap_err();
-    assert_eq!(f.reason, Some(FaultReason::NonCanonical));
-    // the device's write set Dirty in the process's PTE
-    rig.dma(dev, Some(pasid), va.raw(), W).unwrap();
-    assert_ne!(p.leaf(va).unwrap().entry & 0x40, 0);
 }
 
 #[test]

@@ -12,3 +12,7 @@ pub mod page_request;
 pub mod pasid;
 pub mod registers;
 pub mod root_context;
+
+/// The interrupt address range (§3.15): untranslated and translation requests must not reach
+/// it.
+pub const INTERRUPT_RANGE: std::ops::RangeInclusive<u64> = 0xfee0_0000..=0xfeef_ffff;

@@ -251,30 +251,3 @@ impl Downstream for Endpoints {
             .push((rid, pasid, code, prgi));
     }
 }
-
-/// A unit over `ram` bytes of memory with recording [`Endpoints`] behind it, and its driver
-/// probed and enabled (driver frames from 1 MiB to 256 MiB): the set-up of the driver-level
-/// tests.
-pub fn unit_and_driver(
-    ram: u64,
-) -> (
-    Arc<PhysMemory>,
-    Arc<Vtd>,
-    Arc<Endpoints>,
-    Arc<vsva_vtd::driver::VtdDriver>,
-) {
-    let mem = Arc::new(PhysMemory::new(ram).unwrap());
-    let dynmem: Arc<dyn PhysMem> = mem.clone();
-    let endpoints = Arc::new(Endpoints::default());
-    let vtd = Arc::new(Vtd::with_devices(
-        VtdConfig::default(),
-        dynmem.clone(),
-        Arc::new(MsiLog::default()),
-        endpoints.clone(),
-    ));
-    let mmio: Arc<dyn vsva_vtd::driver::Mmio> = vtd.clone();
-    let frames = Arc::new(FrameAllocator::new(dynmem.clone(), MIB, 256 * MIB));
-    let driver = Arc::new(vsva_vtd::driver::VtdDriver::probe(mmio, dynmem, frames).unwrap());
-    driver.enable().unwrap();
-    (mem, vtd, endpoints, driver)
-}

@@ -9,7 +9,7 @@ use vsva_mem::{Access, Pasid, Rid, Va};
 use vsva_mm::{MapFlags, Prot};
 use vsva_pcie::{Request, RequestKind};
 use vsva_vtd::VtdConfig;
-use vsva_vtd::driver::Domain;
+use vsva_vtd_driver::Domain;
 
 use super::{Effort, MIB, Metric, median, ns_per_op, ratio_metric};
 
@@ -134,7 +134,7 @@ pub(super) fn pasid_scale(e: Effort) -> Result<Metric> {
         for d in 0..n_devices {
             let rid = Rid::from_raw(0x100 + d as u16);
             p.vtd_driver
-                .attach_device(rid, vsva_vtd::driver::DeviceOptions::PASID)?;
+                .attach_device(rid, vsva_vtd_driver::DeviceOptions::PASID)?;
             let dom = Domain::FirstStage {
                 did: 1,
                 root,

@@ -1,12 +1,13 @@
 //! The driver programming the unit through registers and memory only, end to end: enable,
 //! attach devices and PASIDs of each domain type, SVA on a process page table with the MMU
-//! notifier driving IOTLB and device-TLB invalidation, page requests and responses, faults.
+//! notifier driving IOTLB and device-TLB invalidation, a process's page table as the first
+//! stage, page requests and responses, faults.
 
 mod common;
 
 use std::sync::Arc;
 
-use common::Endpoints;
+use common::{Endpoints, MIB};
 
 use vsva_mem::{Access, FrameAllocator, PageSize, Pasid, PhysMem, PhysMemory, Rid, Va};
 use vsva_mm::{InvalidateReason, MapFlags, MemoryManager, MmuNotifier, Pid, Prot};
@@ -15,12 +16,12 @@ use vsva_pgtable::vtd_ss::VtdSecondStage;
 use vsva_pgtable::x86::X86Paging;
 use vsva_pgtable::{PageTable, Perm};
 use vsva_vtd::Vtd;
-use vsva_vtd::driver::{DeviceOptions, Domain, VtdDriver};
 use vsva_vtd::spec::fault::FaultReason;
 use vsva_vtd::spec::registers::offset;
+use vsva_vtd_driver::{DeviceOptions, Domain, VtdDriver};
 
-const MIB: u64 = 1 << 20;
 const R: Access = Access::READ;
+const W: Access = Access::READ.union(Access::WRITE);
 
 struct Platform {
     mem: Arc<PhysMemory>,
@@ -301,4 +302,49 @@ fn every_recorded_code_is_named_even_exec_without_ere() {
     let f = p.driver.take_faults_recorded();
     assert_eq!(f[0].reason, 0x5c);
     assert_eq!(f[0].reason(), Some(FaultReason::PasidEreClear));
+}
+
+#[test]
+fn first_stage_shares_a_process_page_table() {
+    // SVA: the PASID entry's first-stage pointer is a process's CR3.
+    let p = platform();
+    let mm = MemoryManager::new(p.frames.clone(), X86Paging::default());
+    let proc_ = mm.spawn().unwrap();
+    let va = proc_
+        .mmap(None, 4 * 4096, Prot::RW, MapFlags::empty())
+        .unwrap();
+    proc_.write_bytes(va, b"shared with the device").unwrap();
+    let ro = proc_
+        .mmap(None, 4096, Prot::READ, MapFlags::POPULATE)
+        .unwrap();
+
+    let dev = Rid::from_bdf(0, 4, 0).unwrap();
+    p.driver.attach_device(dev, DeviceOptions::ALL).unwrap();
+    let pasid = 0x1234;
+    let dom = Domain::FirstStage {
+        did: 9,
+        root: proc_.page_table_root().unwrap(),
+        levels: 4,
+        supervisor: true,
+        write_protect: false,
+    };
+    p.driver
+        .attach_pasid(dev, Pasid::new(pasid).unwrap(), &dom)
+        .unwrap();
+    let hpa = dma(&p.vtd, dev, Some(pasid), va.raw() + 3, R).unwrap();
+    let mut buf = [0u8; 19];
+    p.mem.read(hpa, &mut buf).unwrap();
+    assert_eq!(&buf, b"red with the device");
+    // untouched page: not present (the device must ask for it with PRI)
+    let f = dma(&p.vtd, dev, Some(pasid), va.raw() + 4096, R).unwrap_err();
+    assert_eq!(f, Some(FaultReason::FsNotPresent));
+    // read-only mapping
+    let f = dma(&p.vtd, dev, Some(pasid), ro.raw(), W).unwrap_err();
+    assert_eq!(f, Some(FaultReason::WriteDenied));
+    // unmapped: not present; non-canonical: SGN.1
+    let f = dma(&p.vtd, dev, Some(pasid), 1 << 47, R).unwrap_err();
+    assert_eq!(f, Some(FaultReason::NonCanonical));
+    // the device's write set Dirty in the process's PTE
+    dma(&p.vtd, dev, Some(pasid), va.raw(), W).unwrap();
+    assert_ne!(proc_.leaf(va).unwrap().entry & 0x40, 0);
 }

@@ -3,15 +3,15 @@
 
 use vsva_mem::{FrameAllocator, PageSize, PhysMem};
 
-use super::{DriverError, Mmio, Result};
-use crate::spec::descriptors::encode;
-use crate::spec::registers::{Fsts, offset};
+use crate::driver::{DriverError, Mmio, Result};
+use vsva_vtd::spec::descriptors::encode;
+use vsva_vtd::spec::registers::{Fsts, offset};
 
 /// Status value a completed wait writes (Linux `QI_DONE`).
 const DONE: u32 = 2;
 
 /// One page of 256-bit descriptors.
-pub struct InvalidationQueue {
+pub(crate) struct InvalidationQueue {
     base: u64,
     status: u64,
     tail: u64,
@@ -20,7 +20,7 @@ pub struct InvalidationQueue {
 impl InvalidationQueue {
     const SIZE: u64 = 4096;
 
-    pub fn new(frames: &FrameAllocator) -> Result<Self> {
+    pub(crate) fn new(frames: &FrameAllocator) -> Result<Self> {
         Ok(InvalidationQueue {
             base: frames.alloc_zeroed(PageSize::Size4K)?,
             status: frames.alloc_zeroed(PageSize::Size4K)?,
@@ -28,12 +28,17 @@ impl InvalidationQueue {
         })
     }
 
-    pub fn base(&self) -> u64 {
+    pub(crate) fn base(&self) -> u64 {
         self.base
     }
 
     /// Submits `descs` and a wait; returns once the wait's status write arrived.
-    pub fn submit(&mut self, mmio: &dyn Mmio, mem: &dyn PhysMem, descs: &[[u64; 4]]) -> Result<()> {
+    pub(crate) fn submit(
+        &mut self,
+        mmio: &dyn Mmio,
+        mem: &dyn PhysMem,
+        descs: &[[u64; 4]],
+    ) -> Result<()> {
         // Keep at least one slot free: a batch never laps the head.
         for chunk in descs.chunks((Self::SIZE / 32 - 2) as usize) {
             mem.store_u64(self.status, 0)?;

@@ -1,4 +1,4 @@
-//! The OS driver for the remapping unit: it programs the unit only through its registers
+//! The driver of one remapping unit: it programs the unit only through its registers
 //! ([`Mmio`]) and the structures it writes in memory, in the order Linux's intel-iommu driver
 //! does (`drivers/iommu/intel/{iommu,pasid,dmar,prq}.c`).
 //!
@@ -15,24 +15,21 @@
 //!   [`VtdDriver::page_response`] answers a page group; [`VtdDriver::take_faults_recorded`] reads and
 //!   clears the fault recording registers.
 
-mod ops;
-mod queue;
-
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use vsva_mem::{FrameAllocator, PageSize, Pasid, PhysMem, Rid};
 
-use crate::spec::descriptors::encode;
-use crate::spec::fault::FaultReason;
-use crate::spec::page_request;
-use crate::spec::pasid::{self, PasidDirEntry, PasidEntry, PasidQ0, PasidQ1, PasidQ2, Pgtt};
-use crate::spec::registers::{Cap, Ecap, Gcmd, PRS_PPR, PRS_PRO, offset};
-use crate::spec::root_context::{self, ContextEntry, ContextHi, ContextLo, RootHalf};
-use crate::unit::Vtd;
 use vsva_pcie::{PageRequest, ResponseCode};
+use vsva_vtd::Vtd;
+use vsva_vtd::spec::descriptors::encode;
+use vsva_vtd::spec::fault::FaultReason;
+use vsva_vtd::spec::page_request;
+use vsva_vtd::spec::pasid::{self, PasidDirEntry, PasidEntry, PasidQ0, PasidQ1, PasidQ2, Pgtt};
+use vsva_vtd::spec::registers::{Cap, Ecap, Gcmd, PRS_PPR, PRS_PRO, offset};
+use vsva_vtd::spec::root_context::{self, ContextEntry, ContextHi, ContextLo, RootHalf};
 
-use queue::InvalidationQueue;
+use crate::queue::InvalidationQueue;
 
 /// Register access to a unit (what the driver has of the hardware).
 pub trait Mmio: Send + Sync {
@@ -279,7 +276,7 @@ struct State {
 pub struct VtdDriver {
     mmio: Arc<dyn Mmio>,
     mem: Arc<dyn PhysMem>,
-    frames: Arc<FrameAllocator>,
+    pub(crate) frames: Arc<FrameAllocator>,
     cap: Cap,
     ecap: Ecap,
     state: Mutex<Option<State>>,

@@ -7,7 +7,7 @@ use vsva_mem::{Pasid, Rid};
 use vsva_pgtable::PageTable;
 use vsva_pgtable::vtd_ss::VtdSecondStage;
 
-use super::{DeviceOptions, Domain, DriverError, VtdDriver};
+use crate::driver::{DeviceOptions, Domain, DriverError, VtdDriver};
 
 fn err(e: DriverError) -> IommuError {
     IommuError::Driver(e.to_string())
@@ -113,7 +113,7 @@ impl IommuOps for VtdDriver {
     fn reserved_regions(&self, _dev: Rid) -> Vec<(u64, u64)> {
         // Requests to the interrupt address range are interrupt requests, never translated
         // (§3.14, §5.1): Linux reports it as IOMMU_RESV_MSI for every device.
-        let r = crate::translate::INTERRUPT_RANGE;
+        let r = vsva_vtd::spec::INTERRUPT_RANGE;
         vec![(*r.start(), *r.end())]
     }
 

@@ -7,15 +7,13 @@ mod common;
 
 use std::sync::Arc;
 
-use common::Endpoints;
+use common::{Endpoints, MIB};
 use vsva_iommu::{DeviceCaps, Iommu};
 use vsva_mem::{Access, FrameAllocator, Pasid, PhysMem, PhysMemory, Rid, Va};
 use vsva_mm::{MapFlags, MemoryManager, Prot};
 use vsva_pcie::{PageRequest, PageRequestOutcome, Request, RequestKind, ResponseCode};
 use vsva_pgtable::x86::X86Paging;
 use vsva_vtd::Vtd;
-
-const MIB: u64 = 1 << 20;
 
 struct Host {
     mem: Arc<PhysMemory>,

@@ -10,8 +10,8 @@ use vsva_mem::{Access, FrameAllocator, PageSize, Pasid, PhysMem, PhysMemory, Rid
 use vsva_pcie::{Request, RequestKind};
 use vsva_pgtable::x86::X86Paging;
 use vsva_pgtable::{PageTable, Perm};
-use vsva_vtd::driver::{DeviceOptions, Domain, Mmio, VtdDriver};
 use vsva_vtd::{MsiLog, Vtd, VtdConfig};
+use vsva_vtd_driver::{DeviceOptions, Domain, Mmio, VtdDriver};
 
 const PAGES: u64 = 64;
 const VA: u64 = 0x7f00_0000_0000;

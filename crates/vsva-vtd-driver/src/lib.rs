@@ -1,0 +1,26 @@
+//! vsva-vtd-driver: the OS driver of the Intel VT-d scalable-mode remapping unit — vsva's
+//! Linux `drivers/iommu/intel` (`iommu.c`, `pasid.c`, `dmar.c`, `prq.c`).
+//!
+//! It reaches the unit only through its registers ([`Mmio`]) and the structures it writes in
+//! memory (root, context and PASID tables, the invalidation and page request queues); the
+//! hardware model, vsva-vtd, supplies nothing but the spec's types ([`vsva_vtd::spec`]: registers,
+//! descriptors, root/context/PASID entries, fault reasons). The model imports no OS-side crate.
+//!
+//! | item | what |
+//! |---|---|
+//! | [`VtdDriver`] | probe, enable, attach devices and PASIDs, flush, page requests, faults |
+//! | [`Domain`] | what a PASID translates through (second/first stage, nested, pass-through) |
+//! | [`DeviceOptions`] | a context entry's PASID, ATS and PRI enables |
+//! | [`RecordedFault`] | a fault record the driver read from the unit |
+//! | [`Mmio`] | register access to a unit (implemented for [`vsva_vtd::Vtd`]) |
+//! | [`DriverError`] | why a driver operation failed |
+//!
+//! [`VtdDriver`] implements the IOMMU core's driver interface ([`vsva_iommu::IommuOps`]).
+
+#![forbid(unsafe_code)]
+
+mod driver;
+mod ops;
+mod queue;
+
+pub use driver::{DeviceOptions, Domain, DriverError, Mmio, RecordedFault, Result, VtdDriver};

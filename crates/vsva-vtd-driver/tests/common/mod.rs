@@ -1,0 +1,65 @@
+//! The driver-level tests' rig: a unit over memory with recording endpoints behind it, and
+//! its driver probed and enabled.
+
+#![allow(dead_code)]
+
+use std::sync::{Arc, Mutex};
+
+use vsva_mem::{FrameAllocator, Pasid, PhysMem, PhysMemory, Rid};
+use vsva_pcie::{AtsInvalidation, AtsInvalidationError, Downstream, ResponseCode};
+use vsva_vtd::{MsiLog, Vtd, VtdConfig};
+use vsva_vtd_driver::{Mmio, VtdDriver};
+
+pub const MIB: u64 = 1 << 20;
+
+/// A page group response as a device receives it.
+pub type Response = (Rid, Option<Pasid>, ResponseCode, u16);
+
+/// Endpoints that remember the ATS invalidations and page group responses reaching them.
+#[derive(Default)]
+pub struct Endpoints {
+    pub invalidations: Mutex<Vec<AtsInvalidation>>,
+    pub responses: Mutex<Vec<Response>>,
+    /// Devices that answer ATS invalidations (`None`: every device does).
+    pub present: Option<Vec<u16>>,
+}
+
+impl Downstream for Endpoints {
+    fn ats_invalidate(&self, inv: &AtsInvalidation) -> Result<(), AtsInvalidationError> {
+        if self
+            .present
+            .as_ref()
+            .is_some_and(|p| !p.contains(&inv.sid.raw()))
+        {
+            return Err(AtsInvalidationError::Timeout);
+        }
+        self.invalidations.lock().unwrap().push(*inv);
+        Ok(())
+    }
+    fn page_group_response(&self, rid: Rid, pasid: Option<Pasid>, code: ResponseCode, prgi: u16) {
+        self.responses
+            .lock()
+            .unwrap()
+            .push((rid, pasid, code, prgi));
+    }
+}
+
+/// A unit over `ram` bytes of memory with recording [`Endpoints`] behind it, and its driver
+/// probed and enabled (driver frames from 1 MiB to 256 MiB): the set-up of the driver-level
+/// tests.
+pub fn unit_and_driver(ram: u64) -> (Arc<PhysMemory>, Arc<Vtd>, Arc<Endpoints>, Arc<VtdDriver>) {
+    let mem = Arc::new(PhysMemory::new(ram).unwrap());
+    let dynmem: Arc<dyn PhysMem> = mem.clone();
+    let endpoints = Arc::new(Endpoints::default());
+    let vtd = Arc::new(Vtd::with_devices(
+        VtdConfig::default(),
+        dynmem.clone(),
+        Arc::new(MsiLog::default()),
+        endpoints.clone(),
+    ));
+    let mmio: Arc<dyn Mmio> = vtd.clone();
+    let frames = Arc::new(FrameAllocator::new(dynmem.clone(), MIB, 256 * MIB));
+    let driver = Arc::new(VtdDriver::probe(mmio, dynmem, frames).unwrap());
+    driver.enable().unwrap();
+    (mem, vtd, endpoints, driver)
+}
