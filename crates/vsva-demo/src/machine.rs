@@ -15,7 +15,7 @@ use std::sync::Arc;
 use vsva_iommu::Iommu;
 use vsva_mem::{Pasid, Rid};
 use vsva_mm::MemoryManager;
-use vsva_vtd::inval_queue::StatsSnapshot;
+use vsva_vtd::StatsSnapshot;
 use vsva_vtd_driver::RecordedFault;
 
 use crate::device::{DeviceStats, Progress};

@@ -216,7 +216,7 @@ impl Machine for Platform {
         self.vtd_driver.take_faults_recorded()
     }
 
-    fn unit_stats(&self) -> vsva_vtd::inval_queue::StatsSnapshot {
+    fn unit_stats(&self) -> vsva_vtd::StatsSnapshot {
         self.vtd.stats()
     }
 

@@ -8,7 +8,7 @@ use common::plain_device;
 use vsva_demo::platform::Platform;
 use vsva_mem::{PageSize, Pasid, Rid};
 use vsva_pgtable::Perm;
-use vsva_vtd::config::VtdConfig;
+use vsva_vtd::VtdConfig;
 
 const PAGE: u64 = 4096;
 

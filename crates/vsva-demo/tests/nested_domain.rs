@@ -14,7 +14,7 @@ use vsva_iommu::NestedS1;
 use vsva_mem::{PageSize, Pasid, Rid};
 use vsva_pgtable::x86::X86Paging;
 use vsva_pgtable::{PageTable, Perm};
-use vsva_vtd::config::VtdConfig;
+use vsva_vtd::VtdConfig;
 
 #[test]
 fn a_guest_first_stage_nested_on_a_paging_domain() {

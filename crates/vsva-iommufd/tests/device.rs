@@ -14,7 +14,7 @@ use vsva_iommufd::abi::{
 use vsva_iommufd::io_pagetable::EADDRINUSE;
 use vsva_iommufd::{DeviceInfo, ObjectType};
 use vsva_mem::{Access, Pasid, Rid, Va};
-use vsva_vtd::config::VtdConfig;
+use vsva_vtd::VtdConfig;
 use vsva_vtd::spec::registers::offset;
 use vsva_vtd_driver::Mmio;
 use zerocopy::IntoBytes;

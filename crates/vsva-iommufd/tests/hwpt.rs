@@ -21,7 +21,7 @@ use vsva_mem::{PageSize, Pasid};
 use vsva_mm::{MapFlags, Prot};
 use vsva_pgtable::x86::X86Paging;
 use vsva_pgtable::{PageTable, Perm};
-use vsva_vtd::config::VtdConfig;
+use vsva_vtd::VtdConfig;
 use zerocopy::IntoBytes;
 
 const NEST_PARENT: u32 = HwptAllocFlags::NEST_PARENT.bits();

@@ -12,7 +12,7 @@ use vsva_iommufd::domain::IoProt;
 use vsva_iommufd::io_pagetable::IoPageTable;
 use vsva_mem::{Access, Pasid, Rid, Va};
 use vsva_mm::{MapFlags, Prot};
-use vsva_vtd::config::VtdConfig;
+use vsva_vtd::VtdConfig;
 
 const PAGE: u64 = 4096;
 const MIB: u64 = 1 << 20;

@@ -22,7 +22,7 @@ use std::sync::{Arc, Weak};
 
 use vsva_mem::{Pasid, Rid};
 use vsva_pcie::{AtsInvalidation, AtsInvalidationError, Downstream, ResponseCode};
-use vsva_vtd::backend::VirtualBackend;
+use vsva_vtd::VirtualBackend;
 use vsva_vtd::spec::descriptors::{Descriptor, am_block, sid_selected};
 
 use crate::vmm::Vmm;

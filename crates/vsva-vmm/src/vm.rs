@@ -18,7 +18,7 @@ use vsva_demo::platform::{Os, Platform, PlatformError};
 use vsva_iommu::Iommu;
 use vsva_mem::{PhysMem, Rid};
 use vsva_mm::MemoryManager;
-use vsva_vtd::inval_queue::StatsSnapshot;
+use vsva_vtd::StatsSnapshot;
 use vsva_vtd::{MsiLog, Vtd, VtdConfig};
 use vsva_vtd_driver::RecordedFault;
 

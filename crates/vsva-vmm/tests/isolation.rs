@@ -17,7 +17,7 @@ use vsva_pcie::{AtsInvalidation, AtsInvalidationError, Downstream, ResponseCode}
 use vsva_pgtable::x86::X86Paging;
 use vsva_pgtable::{PageTable, Perm};
 use vsva_vmm::viommu::Relay;
-use vsva_vtd::backend::VirtualBackend;
+use vsva_vtd::VirtualBackend;
 use vsva_vtd::spec::descriptors::Descriptor;
 use vsva_vtd_driver::Domain;
 

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use common::{Endpoints, MIB};
 
 use vsva_mem::{FrameAllocator, Pasid, PhysMem, PhysMemory, Rid};
-use vsva_vtd::backend::VirtualBackend;
+use vsva_vtd::VirtualBackend;
 use vsva_vtd::spec::descriptors::Descriptor;
 use vsva_vtd::{MsiLog, Vtd, VtdConfig};
 use vsva_vtd_driver::{DeviceOptions, Domain, Mmio, VtdDriver};

@@ -48,7 +48,7 @@ pub trait VirtualBackend: Send + Sync {
 impl crate::unit::Vtd {
     /// The guest's PASID-table entry for (`rid`, `pasid`) as the unit would find it now —
     /// read from guest memory through the root table the guest latched, with every check of
-    /// a translation ([`crate::lookup::resolve`]) and without caching anything. `None` for
+    /// a translation (`lookup::resolve`) and without caching anything. `None` for
     /// `pasid` names the entry requests without PASID use (RID_PASID).
     ///
     /// A VMM calls this after a PASID-cache invalidation to learn what the guest programmed.

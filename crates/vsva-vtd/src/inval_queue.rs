@@ -45,7 +45,7 @@ pub struct Stats {
     queue_errors: AtomicU64,
 }
 
-/// A snapshot of [`Stats`].
+/// A snapshot of the unit's invalidation counters ([`crate::Vtd::stats`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct StatsSnapshot {
     /// Context-cache invalidations.

@@ -1,21 +1,24 @@
 //! vsva-vtd: the Intel VT-d scalable-mode remapping unit as a hardware model.
 //!
+//! The modules (private but `spec` and the `fuzz` harness; what other crates use is re-exported
+//! below):
+//!
 //! | module | what |
 //! |---|---|
 //! | [`spec`] | the spec's types: registers, root/context/PASID entries, fault reasons |
-//! | [`config`] | what a unit advertises (CAP/ECAP), and clamping a guest's to a host's |
-//! | [`unit`](mod@unit) | the register file and the translation entry point ([`Vtd`]) |
-//! | [`request`] | the unit's answers to a memory request: [`Translated`], [`Blocked`] |
-//! | [`lookup`] | root -> context -> PASID directory -> PASID entry, with every check |
-//! | [`cache`] | context/PASID-entry cache and IOTLB, sharded, invalidated by descriptors |
-//! | [`microtlb`] | lock-free first-level cache of complete request results |
-//! | [`translate`] | first stage, second stage, nested, pass-through; fault mapping |
-//! | [`fault_log`] | fault recording registers and the fault event |
-//! | [`inval_queue`] | the invalidation queue: descriptors, waits, device-TLB, errors |
-//! | [`ats`] | ATS translation requests and completions |
-//! | [`port`] | the unit as the Functions' PCIe upstream port ([`vsva_pcie::Upstream`]) |
-//! | [`prq`] | the page request queue |
-//! | [`interrupt`] | MSI delivery and event control registers |
+//! | `config` | what a unit advertises (CAP/ECAP), and clamping a guest's to a host's |
+//! | `unit` | the register file and the translation entry point ([`Vtd`]) |
+//! | `request` | the unit's answers to a memory request: [`Translated`], [`Blocked`] |
+//! | `lookup` | root -> context -> PASID directory -> PASID entry, with every check |
+//! | `cache` | context/PASID-entry cache and IOTLB, sharded, invalidated by descriptors |
+//! | `microtlb` | lock-free first-level cache of complete request results |
+//! | `translate` | first stage, second stage, nested, pass-through; fault mapping |
+//! | `fault_log` | fault recording registers and the fault event |
+//! | `inval_queue` | the invalidation queue: descriptors, waits, device-TLB, errors |
+//! | `ats` | ATS translation requests and completions |
+//! | `port` | the unit as the Functions' PCIe upstream port ([`vsva_pcie::Upstream`]) |
+//! | `prq` | the page request queue |
+//! | `interrupt` | MSI delivery and event control registers |
 //!
 //! The PCIe transactions (requests, completions, invalidations, page requests) and the
 //! endpoints behind the unit ([`vsva_pcie::Downstream`]) are vsva-pcie's.
@@ -38,27 +41,30 @@
 
 #![forbid(unsafe_code)]
 
-pub mod ats;
-pub mod backend;
-pub mod cache;
-pub mod config;
-pub mod fault_log;
+mod ats;
+mod backend;
+mod cache;
+mod config;
+mod fault_log;
 pub mod fuzz;
-pub mod interrupt;
-pub mod inval_queue;
-pub mod lookup;
-pub mod microtlb;
-pub mod port;
-pub mod prq;
-pub mod request;
+mod interrupt;
+mod inval_queue;
+mod lookup;
+mod microtlb;
+mod port;
+mod prq;
+mod request;
 pub mod spec;
-pub mod translate;
-pub mod unit;
+mod translate;
+mod unit;
 mod walks;
 
 pub use ats::AtsTranslated;
+pub use backend::VirtualBackend;
 pub use config::VtdConfig;
-pub use interrupt::{MsiLog, MsiSink};
+pub use interrupt::{EventRegs, MsiLog, MsiSink};
+pub use inval_queue::StatsSnapshot;
+pub use lookup::{LookupFault, Resolved};
 pub use port::VtdPort;
 pub use request::{Blocked, Translated};
-pub use unit::Vtd;
+pub use unit::{VERSION, Vtd};

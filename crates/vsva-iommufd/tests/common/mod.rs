@@ -27,7 +27,7 @@ use vsva_mem::{Access, FrameAllocator, PhysMem, PhysWindow, Rid, Va};
 use vsva_mm::{MapFlags, Process, Prot};
 use vsva_pgtable::PageTable;
 use vsva_pgtable::x86::X86Paging;
-use vsva_vtd::config::VtdConfig;
+use vsva_vtd::VtdConfig;
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 pub const PAGE: u64 = 4096;

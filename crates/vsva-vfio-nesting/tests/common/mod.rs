@@ -19,7 +19,7 @@ use vsva_pgtable::x86::X86Paging;
 use vsva_pgtable::{PageTable, Perm};
 use vsva_vfio_nesting::uapi::*;
 use vsva_vfio_nesting::{HostPasids, NestingContainer};
-use vsva_vtd::config::VtdConfig;
+use vsva_vtd::VtdConfig;
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 pub const MIB: u64 = 1 << 20;

@@ -5,8 +5,8 @@
 
 use vsva_iommufd::abi::{Errno, IommuHwptVtdS1, VtdS1Flags};
 use vsva_mem::{Pasid, Rid};
+use vsva_vtd::Resolved;
 use vsva_vtd::Vtd;
-use vsva_vtd::lookup::Resolved;
 use vsva_vtd::spec::pasid::Pgtt;
 
 use super::{Bind, Counters, State, Vmm, Want};
