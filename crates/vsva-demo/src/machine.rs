@@ -3,7 +3,7 @@
 //! that runs a device and services its interrupts) and the [`Endpoint`] (a demo device as its
 //! driver reaches it: configuration space and BAR registers).
 //!
-//! A host [`Platform`](crate::platform::Platform) is one machine, its
+//! A host (vsva-host's `Platform`) is one machine, its
 //! [`DemoDevice`](crate::device::DemoDevice)s the endpoints. A guest of `vsva-vmm` is another:
 //! there the endpoint is a host device assigned to the VM, whose registers the VMM passes
 //! through (rewriting the PASID register, as PASIDs are virtualized), and the IOMMU core and
@@ -13,13 +13,24 @@
 use std::sync::Arc;
 
 use vsva_iommu::Iommu;
+use vsva_iommu::ops::UnrecoverableFault;
 use vsva_mem::{Pasid, Rid};
 use vsva_mm::MemoryManager;
-use vsva_vtd::StatsSnapshot;
-use vsva_vtd_driver::RecordedFault;
 
 use crate::device::{DeviceStats, Progress};
 use vsva_pcie::Refused;
+
+/// The interrupt window: addresses DMA never reaches (MSI writes), and never RAM.
+pub const INTERRUPT_WINDOW: (u64, u64) = (0xfee0_0000, 0xff00_0000);
+
+/// What the OS's IOMMU did to its caches (the demo's report).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UnitCounters {
+    /// IOTLB (and PASID-based IOTLB) invalidations executed.
+    pub iotlb_invalidations: u64,
+    /// Device-TLB invalidations the devices completed.
+    pub devtlb_invalidations: u64,
+}
 
 /// A PCI function as software reaches it: configuration space and the 64-bit registers of
 /// BAR 0. A driver in the OS, a VMM passing a device through, and the VFIO regions of the
@@ -81,10 +92,12 @@ pub trait Machine {
     /// raises (page requests, on every level the machine has); `Waiting` when nothing is
     /// left to service and the device still waits.
     fn run_device(&self, dev: &dyn Endpoint) -> Progress;
-    /// The fault records the OS's IOMMU driver read and cleared since the last call.
-    fn take_faults_recorded(&self) -> Vec<RecordedFault>;
-    /// The counters of the remapping unit the OS programs.
-    fn unit_stats(&self) -> StatsSnapshot;
+    /// The unrecoverable faults the OS's IOMMU driver read and cleared since the last call.
+    fn take_faults(&self) -> Vec<UnrecoverableFault>;
+    /// The invalidation counters of the IOMMU the OS programs.
+    fn unit_counters(&self) -> UnitCounters;
+    /// The fault reason the IOMMU records for a DMA without PASID to the interrupt window.
+    fn interrupt_fault_reason(&self) -> u8;
     /// The highest RAM page below the interrupt window: what a DMA without PASID through the
     /// OS's identity mapping reaches.
     fn top_ram_page_below_interrupts(&self) -> u64;
@@ -110,5 +123,5 @@ pub fn run_until_done(dev: &dyn Endpoint, service: impl Fn() -> usize) -> Progre
 /// The highest 4 KiB page below the interrupt window of a machine with `ram` bytes of RAM
 /// from address 0.
 pub fn top_ram_page_below(ram: u64) -> u64 {
-    (crate::platform::INTERRUPT_WINDOW.0.min(ram) - 4096) & !0xfff
+    (INTERRUPT_WINDOW.0.min(ram) - 4096) & !0xfff
 }

@@ -11,8 +11,8 @@ use vsva_mm::{Advice, MapFlags, Process, Prot};
 
 use crate::device::Progress;
 use crate::driver::{Command, Context, DemoDriver, DriverError};
+use crate::machine::INTERRUPT_WINDOW;
 use crate::machine::Machine;
-use crate::platform::INTERRUPT_WINDOW;
 use crate::regs::{self, DeviceError, Op};
 
 /// One named check.
@@ -215,19 +215,20 @@ fn interrupt_window(e: &Env) -> Outcome {
     let dev = e.drv.device();
     let blocked = dev.dma_untranslated(None, INTERRUPT_WINDOW.0 + 0x100, true);
     let allowed = dev.dma_untranslated(None, e.p.top_ram_page_below_interrupts(), true);
-    let faults = e.p.take_faults_recorded();
+    let faults = e.p.take_faults();
     let reason = faults
         .iter()
-        .find(|f| f.rid == dev.rid() && f.addr == INTERRUPT_WINDOW.0)
+        .find(|f| f.dev == dev.rid() && f.addr == INTERRUPT_WINDOW.0)
         .map(|f| f.reason);
-    if blocked.is_ok() || allowed.is_err() || reason != Some(0x87) {
+    if blocked.is_ok() || allowed.is_err() || reason != Some(e.p.interrupt_fault_reason()) {
         return Err(format!(
             "window DMA {blocked:?}, below it {allowed:?}, fault {reason:?}"
         ));
     }
     // and no process page is ever backed by a frame in the window
     Ok(format!(
-        "DMA to 0xFEE00100 refused (fault reason 0x87 recorded); {:#X} reachable; the window is not RAM",
+        "DMA to 0xFEE00100 refused (fault reason {:#x} recorded); {:#X} reachable; the window is not RAM",
+        e.p.interrupt_fault_reason(),
         e.p.top_ram_page_below_interrupts()
     ))
 }
@@ -494,7 +495,7 @@ pub fn run(platform: &dyn Machine) -> Result<Report, String> {
     }
     drv.close(platform, env.ctx).map_err(|e| e.to_string())?;
     let d = dev.stats();
-    let v = platform.unit_stats();
+    let v = platform.unit_counters();
     let io = platform.iommu().stats();
     report.counters = vec![
         ("ats_translations", d.ats_translations),

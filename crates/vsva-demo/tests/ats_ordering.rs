@@ -9,8 +9,8 @@ use std::thread;
 use std::time::Duration;
 
 use vsva_demo::driver::{Command, DemoDriver, DriverError};
-use vsva_demo::platform::Platform;
 use vsva_demo::regs::{DeviceError, Op};
+use vsva_host::Platform;
 use vsva_mem::{PhysMem, Rid, Va};
 use vsva_mm::{MapFlags, Process, Prot};
 use vsva_pcie::AtsPoint;

@@ -3,8 +3,8 @@
 //! corrupted, the rest of the system unaffected.
 
 use vsva_demo::driver::{Command, DemoDriver, DriverError};
-use vsva_demo::platform::Platform;
 use vsva_demo::regs::{DeviceError, Op};
+use vsva_host::Platform;
 use vsva_iommu::ResponseCode;
 use vsva_mem::{Rid, Va};
 use vsva_mm::{MapFlags, Prot};

@@ -5,7 +5,7 @@
 mod common;
 
 use common::plain_device;
-use vsva_demo::platform::Platform;
+use vsva_host::Platform;
 use vsva_mem::{PageSize, Pasid, Rid};
 use vsva_pgtable::Perm;
 use vsva_vtd::VtdConfig;

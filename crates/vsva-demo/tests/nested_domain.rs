@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use common::{GIB, GuestRam, guest_ram, plain_device};
 
-use vsva_demo::platform::Platform;
+use vsva_host::Platform;
 use vsva_iommu::NestedS1;
 use vsva_mem::{PageSize, Pasid, Rid};
 use vsva_pgtable::x86::X86Paging;

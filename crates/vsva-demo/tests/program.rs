@@ -1,6 +1,6 @@
 //! The SVA demo program: every named check passes on a fresh platform.
 
-use vsva_demo::platform::Platform;
+use vsva_host::Platform;
 use vsva_vtd::VtdConfig;
 
 #[test]

@@ -1,8 +1,8 @@
 //! The demo device writing into a fresh mmap of a bound process, and reading it back.
 
 use vsva_demo::driver::{Command, DemoDriver};
-use vsva_demo::platform::Platform;
 use vsva_demo::regs::{self, Op};
+use vsva_host::Platform;
 use vsva_mem::{Rid, Va};
 use vsva_mm::{MapFlags, Prot};
 use vsva_vtd::VtdConfig;

@@ -8,7 +8,7 @@ use std::sync::{Arc, OnceLock};
 use libc::c_int;
 use vsva_demo::device::DemoDevice;
 use vsva_demo::driver::enable_sva_capabilities;
-use vsva_demo::platform::Platform;
+use vsva_host::Platform;
 use vsva_iommu::DeviceCaps;
 use vsva_iommufd::abi::ioctl::IOMMU_FAULT_QUEUE_ALLOC;
 use vsva_iommufd::abi::{Command, Errno, IommuDestroy};

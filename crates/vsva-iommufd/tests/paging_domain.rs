@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use vsva_demo::platform::Platform;
+use vsva_host::Platform;
 use vsva_iommu::{DeviceCaps, PagingDomain};
 use vsva_iommufd::domain::IoProt;
 use vsva_iommufd::io_pagetable::IoPageTable;

@@ -13,14 +13,13 @@
 use std::sync::Arc;
 
 use vsva_demo::device::Progress;
-use vsva_demo::machine::{Endpoint, Machine};
-use vsva_demo::platform::{Os, Platform, PlatformError};
+use vsva_demo::machine::{Endpoint, Machine, UnitCounters};
+use vsva_host::{Os, Platform, PlatformError};
 use vsva_iommu::Iommu;
+use vsva_iommu::ops::UnrecoverableFault;
 use vsva_mem::{PhysMem, Rid};
 use vsva_mm::MemoryManager;
-use vsva_vtd::StatsSnapshot;
 use vsva_vtd::{MsiLog, Vtd, VtdConfig};
-use vsva_vtd_driver::RecordedFault;
 
 use crate::assigned::AssignedDevice;
 use crate::viommu::Relay;
@@ -195,14 +194,23 @@ impl Machine for Vm {
         vsva_demo::machine::run_until_done(dev, || self.service())
     }
 
-    fn take_faults_recorded(&self) -> Vec<RecordedFault> {
+    fn take_faults(&self) -> Vec<UnrecoverableFault> {
         // the host's fault interrupt first: it reports the guest's faults into its log
         self.vmm.host().service();
-        self.os.vtd_driver.take_faults_recorded()
+        self.os.iommu.ops().take_faults()
     }
 
-    fn unit_stats(&self) -> StatsSnapshot {
-        self.unit.stats()
+    fn unit_counters(&self) -> UnitCounters {
+        let s = self.unit.stats();
+        UnitCounters {
+            iotlb_invalidations: s.iotlb_invalidations,
+            devtlb_invalidations: s.devtlb_invalidations,
+        }
+    }
+
+    fn interrupt_fault_reason(&self) -> u8 {
+        // the guest's vIOMMU is VT-d: SGN.8 (VT-d 4.1 §3.15)
+        0x87
     }
 
     fn top_ram_page_below_interrupts(&self) -> u64 {

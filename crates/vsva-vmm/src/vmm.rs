@@ -31,7 +31,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
 
 use vsva_demo::device::DemoDevice;
-use vsva_demo::platform::Platform;
+use vsva_host::Platform;
 use vsva_iommu::DeviceCaps;
 use vsva_iommu::ops::UnrecoverableFault;
 use vsva_iommufd::abi::Errno;

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use vsva_demo::platform::Platform;
+use vsva_host::Platform;
 use vsva_vmm::{Vm, VmConfig};
 use vsva_vtd::VtdConfig;
 

@@ -13,7 +13,7 @@ use vsva_mm::{MapFlags, Prot};
 
 /// Submits a fill of a fresh page and runs the device until it waits for that page; the
 /// host's page-request handler queues the request on the VMM's fault queue.
-fn leave_waiting(host: &vsva_demo::platform::Platform, b: &Bound) {
+fn leave_waiting(host: &vsva_host::Platform, b: &Bound) {
     let buf = b
         .process
         .mmap(None, 4096, Prot::RW, MapFlags::empty())

@@ -11,7 +11,7 @@ use std::time::Instant;
 use anyhow::{Result, ensure};
 use serde::Serialize;
 use vsva_demo::driver::DemoDriver;
-use vsva_demo::platform::Platform;
+use vsva_host::Platform;
 use vsva_mem::Rid;
 use vsva_vtd::VtdConfig;
 

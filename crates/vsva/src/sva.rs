@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use anyhow::{Result, anyhow};
-use vsva_demo::platform::Platform;
+use vsva_host::Platform;
 use vsva_vmm::{Vm, VmConfig};
 use vsva_vtd::VtdConfig;
 

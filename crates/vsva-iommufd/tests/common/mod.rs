@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use vsva_demo::device::DemoDevice;
-use vsva_demo::platform::Platform;
+use vsva_host::Platform;
 use vsva_iommu::DeviceCaps;
 use vsva_iommufd::abi::ioctl::{
     IOMMU_DESTROY, IOMMU_HWPT_ALLOC, IOMMU_IOAS_ALLOC, IOMMU_IOAS_ALLOW_IOVAS,

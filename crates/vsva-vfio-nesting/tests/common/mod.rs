@@ -8,8 +8,8 @@
 use std::sync::Arc;
 
 use vsva_demo::device::{DemoDevice, Progress};
-use vsva_demo::platform::Platform;
 use vsva_demo::regs::Op;
+use vsva_host::Platform;
 use vsva_iommu::DeviceCaps;
 use vsva_iommufd::abi::Errno;
 use vsva_iommufd::{DeviceInfo, Iommufd, VfioDevice};

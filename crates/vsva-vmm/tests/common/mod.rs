@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use vsva_demo::driver::{Command, Context, DemoDriver};
 use vsva_demo::machine::Machine;
-use vsva_demo::platform::Platform;
 use vsva_demo::regs::Op;
+use vsva_host::Platform;
 use vsva_mem::Rid;
 use vsva_mm::Process;
 use vsva_vmm::{Vm, VmConfig};

@@ -7,8 +7,8 @@ use std::time::Instant;
 
 use anyhow::{Result, ensure};
 use vsva_demo::driver::{Command, DemoDriver};
-use vsva_demo::platform::Platform;
 use vsva_demo::regs::{self, Op};
+use vsva_host::Platform;
 use vsva_mem::{Access, PhysMem, PhysMemory, Rid, Va};
 use vsva_mm::{MapFlags, Prot};
 use vsva_vtd::VtdConfig;

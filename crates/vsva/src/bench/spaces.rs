@@ -4,7 +4,7 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use anyhow::{Context, Result, ensure};
-use vsva_demo::platform::Platform;
+use vsva_host::Platform;
 use vsva_mem::{Access, Pasid, Rid, Va};
 use vsva_mm::{MapFlags, Prot};
 use vsva_pcie::{Request, RequestKind};

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::{Context as _, Result};
 use vsva_demo::driver::{Context, DemoDriver};
 use vsva_demo::machine::{Endpoint, Machine};
-use vsva_demo::platform::Platform;
+use vsva_host::Platform;
 use vsva_mem::{FrameAllocator, Va};
 use vsva_mm::{MapFlags, Process, Prot};
 use vsva_vmm::{Vm, VmConfig};

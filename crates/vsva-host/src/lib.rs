@@ -1,6 +1,7 @@
-//! A host: physical memory, a VT-d unit with its driver, the IOMMU core, the memory manager,
-//! and the PCIe fabric with demo devices — wired as on a real machine, each talking to the
-//! next only through its interface.
+//! vsva-host: a modelled host — physical memory, a VT-d unit with its driver, the IOMMU core,
+//! the memory manager, and the PCIe fabric with demo devices — wired as on a real machine,
+//! each talking to the next only through its interface. It is where the vendor is chosen: the
+//! demo device, driver and program (vsva-demo) name no IOMMU vendor.
 //!
 //! Asynchrony is explicit and runs inline on one thread: when a device waits for a page, the
 //! platform runs the host's page-request interrupt handler (the IOMMU core draining the page
@@ -10,6 +11,7 @@
 use std::sync::Arc;
 
 use vsva_iommu::Iommu;
+use vsva_iommu::ops::UnrecoverableFault;
 use vsva_mem::{FrameAllocator, PhysMem, PhysMemory, Rid};
 use vsva_mm::MemoryManager;
 use vsva_pcie::Upstream;
@@ -17,12 +19,11 @@ use vsva_pgtable::x86::X86Paging;
 use vsva_vtd::{MsiLog, Vtd, VtdConfig, VtdPort};
 use vsva_vtd_driver::{Mmio, VtdDriver};
 
-use crate::device::{DemoDevice, Progress};
-use crate::fabric::Fabric;
-use crate::machine::{Endpoint, Machine};
+use vsva_demo::device::{DemoDevice, Progress};
+use vsva_demo::fabric::Fabric;
+use vsva_demo::machine::{Endpoint, Machine, UnitCounters};
 
-/// The interrupt window: addresses DMA never reaches (MSI writes), and never RAM.
-pub const INTERRUPT_WINDOW: (u64, u64) = (0xfee0_0000, 0xff00_0000);
+pub use vsva_demo::machine::INTERRUPT_WINDOW;
 
 const MIB: u64 = 1 << 20;
 
@@ -186,7 +187,7 @@ impl Platform {
     /// A device still waiting when the host has nothing more to do is reported as waiting
     /// (its page request was lost).
     pub fn run_device(&self, dev: &dyn Endpoint) -> Progress {
-        crate::machine::run_until_done(dev, || self.service())
+        vsva_demo::machine::run_until_done(dev, || self.service())
     }
 }
 
@@ -212,16 +213,26 @@ impl Machine for Platform {
         Platform::run_device(self, dev)
     }
 
-    fn take_faults_recorded(&self) -> Vec<vsva_vtd_driver::RecordedFault> {
-        self.vtd_driver.take_faults_recorded()
+    fn take_faults(&self) -> Vec<UnrecoverableFault> {
+        self.iommu.ops().take_faults()
     }
 
-    fn unit_stats(&self) -> vsva_vtd::StatsSnapshot {
-        self.vtd.stats()
+    fn unit_counters(&self) -> UnitCounters {
+        let s = self.vtd.stats();
+        UnitCounters {
+            iotlb_invalidations: s.iotlb_invalidations,
+            devtlb_invalidations: s.devtlb_invalidations,
+        }
+    }
+
+    fn interrupt_fault_reason(&self) -> u8 {
+        // A request without PASID to the interrupt range is an interrupt request, which
+        // remapping hardware without interrupt remapping refuses (VT-d 4.1 §3.15, SGN.8).
+        0x87
     }
 
     fn top_ram_page_below_interrupts(&self) -> u64 {
         // Requests without PASID go through an identity mapping of all memory.
-        crate::machine::top_ram_page_below(self.mem.size())
+        vsva_demo::machine::top_ram_page_below(self.mem.size())
     }
 }
