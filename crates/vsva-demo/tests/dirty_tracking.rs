@@ -90,15 +90,17 @@ fn hw_info_is_what_the_unit_reports_in_its_registers() {
         ..VtdConfig::default()
     };
     let p = Platform::new(1 << 30, cfg).unwrap();
-    let info = p.iommu.ops().hw_info();
-    let want = vsva_iommu::HwInfo::Vtd {
-        cap: p.vtd.read(offset::CAP, 8),
-        ecap: p.vtd.read(offset::ECAP, 8),
-    };
-    assert_eq!(info, want);
-    let vsva_iommu::HwInfo::Vtd { ecap, .. } = info else {
-        unreachable!()
-    };
+    let info = p.iommu.ops().hw_info(0).unwrap();
+    // `struct iommu_hw_info_vtd`: flags, __reserved, cap_reg, ecap_reg
+    assert_eq!(
+        info.data_type,
+        vsva_vtd_driver::uapi::HW_INFO_TYPE_INTEL_VTD
+    );
+    let word = |at: usize| u64::from_le_bytes(info.data[at..at + 8].try_into().unwrap());
+    let (cap, ecap) = (word(8), word(16));
+    assert_eq!(cap, p.vtd.read(offset::CAP, 8));
+    assert_eq!(ecap, p.vtd.read(offset::ECAP, 8));
+    assert_eq!(info.data.len(), 24);
     // ECAP.SSADS (bit 45, §11.4.3; Linux `ecap_slads`) follows the configuration, and
     // SMTS (bit 43) is there
     assert_eq!(ecap >> 45 & 1, 0);

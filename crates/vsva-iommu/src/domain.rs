@@ -243,6 +243,15 @@ impl NestedDomain {
         let attached = lock(&self.attached);
         flush_all(self.ops.as_ref(), self.did, &attached, addr, len);
     }
+
+    /// A user's invalidation of this domain's first stage (`IOMMU_HWPT_INVALIDATE`): the
+    /// driver decodes `entries` ([`IommuOps::cache_invalidate_user`]).
+    pub fn cache_invalidate_user(
+        &self,
+        entries: &dyn crate::UserDataArray,
+    ) -> crate::InvalidateOutcome {
+        self.ops.cache_invalidate_user(self, entries)
+    }
 }
 
 impl std::fmt::Debug for PagingDomain {

@@ -1,6 +1,6 @@
 //! What the core asks of an IOMMU driver, in vendor-neutral terms.
 
-use vsva_mem::{Pasid, Rid};
+use vsva_mem::{Errno, Pasid, Rid};
 
 use crate::error::Result;
 
@@ -56,19 +56,61 @@ pub enum DomainSpec {
     },
 }
 
-/// Vendor-specific hardware information (Linux `iommu_ops::hw_info`).
+/// What `hw_info` reports (Linux `iommu_ops::hw_info`): the driver's data type — a value of
+/// the uAPI's `enum iommu_hw_info_type` — and the data, in the uAPI's layout for that type.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct HwInfo {
+    /// `enum iommu_hw_info_type` (0, `IOMMU_HW_INFO_TYPE_NONE`, for no data).
+    pub data_type: u32,
+    /// The driver's struct, as bytes (empty for no data).
+    pub data: Vec<u8>,
+}
+
+/// Data user space passed to a driver (Linux `struct iommu_user_data`): its type and bytes
+/// the driver reads as `iommu_copy_struct_from_user()` does.
+pub trait UserData {
+    /// The data type (for a nested domain, `enum iommu_hwpt_data_type`).
+    fn data_type(&self) -> u32;
+
+    /// Copies the data into `dst`, the driver's struct, by `copy_struct_from_user()` rules: a
+    /// length below `min_len` is `EINVAL`; bytes past `dst.len()` must be zero (`E2BIG`);
+    /// `dst` past the data's length is zeroed.
+    ///
+    /// # Errors
+    /// `EINVAL`, `E2BIG` as said; `EFAULT` if the data cannot be read.
+    fn copy_struct(&self, dst: &mut [u8], min_len: usize) -> std::result::Result<(), Errno>;
+}
+
+/// An array of entries user space passed to a driver (Linux `struct iommu_user_data_array`).
+pub trait UserDataArray {
+    /// The entries' type (`enum iommu_hwpt_invalidate_data_type`).
+    fn data_type(&self) -> u32;
+
+    /// The number of entries.
+    fn entry_num(&self) -> u32;
+
+    /// Copies entry `index` into `dst` as [`UserData::copy_struct`] does
+    /// (`iommu_copy_struct_from_user_array()`).
+    ///
+    /// # Errors
+    /// As [`UserData::copy_struct`], for the entry's length.
+    fn copy_entry(
+        &self,
+        index: u32,
+        dst: &mut [u8],
+        min_len: usize,
+    ) -> std::result::Result<(), Errno>;
+}
+
+/// The result of [`IommuOps::cache_invalidate_user`]: how many entries the driver consumed
+/// (Linux writes it back to `array->entry_num`), on errors too, and the error if it stopped
+/// early.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HwInfo {
-    /// The driver reports nothing (`IOMMU_HW_INFO_TYPE_NONE`).
-    None,
-    /// Intel VT-d: the unit's capability and extended capability registers
-    /// (`struct iommu_hw_info_vtd`).
-    Vtd {
-        /// CAP_REG.
-        cap: u64,
-        /// ECAP_REG.
-        ecap: u64,
-    },
+pub struct InvalidateOutcome {
+    /// Entries handled, in order from the first.
+    pub consumed: u32,
+    /// `Err` at the first entry the driver refused.
+    pub result: std::result::Result<(), Errno>,
 }
 
 /// A page request from a device, as the driver read it from its hardware queue: the PCIe
@@ -140,9 +182,70 @@ pub trait IommuOps: Send + Sync {
     }
 
     /// What the hardware reports of itself, for user space deciding what to emulate
-    /// (`IOMMU_GET_HW_INFO`).
-    fn hw_info(&self) -> HwInfo {
-        HwInfo::None
+    /// (`IOMMU_GET_HW_INFO`, Linux `iommu_ops::hw_info`): `data_type` is the type user space
+    /// asked for (0, `IOMMU_HW_INFO_TYPE_DEFAULT`, for the driver's own). A driver without
+    /// data reports type 0 and no bytes, whatever was asked.
+    ///
+    /// # Errors
+    /// `EOPNOTSUPP` if the driver has no data of the type asked for.
+    fn hw_info(&self, data_type: u32) -> std::result::Result<HwInfo, Errno> {
+        let _ = data_type;
+        Ok(HwInfo::default())
+    }
+
+    /// Whether devices behind the IOMMU can reach the device TLBs it would invalidate (Linux
+    /// `info->ats_supported` needs the IOMMU side too).
+    fn dev_tlb_invalidation(&self) -> bool {
+        true
+    }
+
+    /// Whether paging domains may be nesting parents (Linux: the driver's
+    /// `domain_alloc_paging_flags` refuses `IOMMU_HWPT_ALLOC_NEST_PARENT` otherwise).
+    fn nesting(&self) -> bool {
+        false
+    }
+
+    /// Whether a nesting parent may hold read-only mappings (a driver whose hardware has an
+    /// erratum against them, and says so in its `hw_info`, refuses them: `EINVAL`).
+    fn nest_parent_read_only(&self) -> bool {
+        true
+    }
+
+    /// Whether the driver makes vIOMMUs of `enum iommu_viommu_type` `viommu_type` (Linux
+    /// `get_viommu_size` returns a size for it). The core-managed `DEFAULT` is iommufd's own.
+    fn viommu_type(&self, viommu_type: u32) -> bool {
+        let _ = viommu_type;
+        false
+    }
+
+    /// Decodes user data of a nested domain (Linux `iommu_ops::domain_alloc_nested`): the
+    /// first stage it describes, checked in the driver's order.
+    ///
+    /// # Errors
+    /// `EOPNOTSUPP` for a driver without nested domains or a data type it does not know; the
+    /// data's copy errors ([`UserData::copy_struct`]); the driver's checks of the data.
+    fn alloc_domain_nested(
+        &self,
+        data: &dyn UserData,
+    ) -> std::result::Result<crate::domain::NestedS1, Errno> {
+        let _ = data;
+        Err(Errno::EOPNOTSUPP)
+    }
+
+    /// Handles a user's invalidation of a nested domain's first-stage caches (Linux
+    /// `iommu_domain_ops::cache_invalidate_user`): the entries in order, each invalidated
+    /// through [`NestedDomain::invalidate`](crate::NestedDomain::invalidate), stopping at the
+    /// first bad one.
+    fn cache_invalidate_user(
+        &self,
+        domain: &crate::domain::NestedDomain,
+        entries: &dyn UserDataArray,
+    ) -> InvalidateOutcome {
+        let _ = (domain, entries);
+        InvalidateOutcome {
+            consumed: 0,
+            result: Err(Errno::EOPNOTSUPP),
+        }
     }
 
     /// Whether paging domains can track dirty pages (Linux `IOMMU_CAP_DIRTY_TRACKING`).

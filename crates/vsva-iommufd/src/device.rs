@@ -11,20 +11,17 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use vsva_iommu::{DeviceCaps, HwInfo, Iommu};
+use vsva_iommu::{DeviceCaps, Iommu};
 use vsva_mem::{Pasid, Rid};
-use zerocopy::IntoBytes;
 
 use crate::abi::{
-    Errno, HwCapabilities, HwInfoFlags, HwInfoType, HwInfoVtdFlags, IommuHwInfo, IommuHwInfoVtd,
-    check_zero, known_flags,
+    Errno, HwCapabilities, HwInfoFlags, HwInfoType, IommuHwInfo, check_zero, known_flags,
 };
 use crate::ctx::Iommufd;
 use crate::hw_pagetable::HwptRef;
 use crate::io_pagetable::ReservedBy;
 use crate::object::{Held, IommufdObject, Object, ObjectHeader, ObjectType};
 use crate::user_memory::{UserMemory, clear_user};
-use crate::vtd::VtdRegs;
 
 /// What the binder tells iommufd about the device: Linux reads it from the `struct device` /
 /// `struct pci_dev` VFIO passes to `iommufd_device_bind()`.
@@ -32,7 +29,7 @@ use crate::vtd::VtdRegs;
 /// `caps` must be what the device was added to the IOMMU core with
 /// ([`Iommu::add_device`]); the PASID Control enables are the device's PCIe PASID capability
 /// as the IOMMU driver set it up (Linux enables Execute and Privileged Mode whenever the
-/// device supports them, `intel_iommu_probe_finalize()` → `pci_enable_pasid()`).
+/// device supports them, in its `probe_finalize` → `pci_enable_pasid()`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DeviceInfo {
     /// The requester ID the device's DMA carries.
@@ -58,7 +55,7 @@ impl DeviceInfo {
 }
 
 /// The attachments of a device, by PASID; PASID 0 stands for the requests without PASID
-/// (Linux `IOMMU_NO_PASID`, VT-d's RID_PASID).
+/// (Linux `IOMMU_NO_PASID`).
 #[derive(Default)]
 pub(crate) struct Attachments {
     /// Set at unbind: nothing may be attached any more.
@@ -272,23 +269,22 @@ impl Iommufd {
     /// `IOMMU_GET_HW_INFO` (`iommufd_get_hw_info()`): what the IOMMU behind device
     /// `cmd.dev_id` is.
     ///
-    /// * The driver data — for VT-d, [`IommuHwInfoVtd`] with the unit's CAP_REG and ECAP_REG
-    ///   and, as Linux's `intel_iommu_hw_info()` always sets it,
-    ///   `IOMMU_HW_INFO_VTD_ERRATA_772415_SPR17` — goes to `cmd.data_uptr`:
+    /// * The driver data ([`vsva_iommu::IommuOps::hw_info`], Linux `iommu_ops::hw_info`, asked
+    ///   for the input `data_type`) goes to `cmd.data_uptr`:
     ///   `min(cmd.data_len, its length)` bytes, then zeros up to `cmd.data_len`. `data_len`
     ///   becomes the data's full length and `data_type` its type (NONE, length 0, for an IOMMU
     ///   whose driver reports nothing).
     /// * `out_capabilities`: `DIRTY_TRACKING` if the IOMMU tracks dirty pages;
     ///   `PCI_ATS_NOT_SUPPORTED` unless the device has ATS and the IOMMU can invalidate device
-    ///   TLBs (Intel's `info->ats_supported`); with PASIDs, `PCI_PASID_EXEC` / `PCI_PASID_PRIV`
+    ///   TLBs (the driver's `info->ats_supported`); with PASIDs, `PCI_PASID_EXEC` / `PCI_PASID_PRIV`
     ///   from the device's PASID Control.
     /// * `out_max_pasid_log2`: [`Device::max_pasid_log2`].
     ///
     /// # Errors
     /// In order: `EOPNOTSUPP` for unknown flags or a non-zero `__reserved` byte (without
     /// `INPUT_TYPE` the input `data_type` is ignored); `ENOENT` if `dev_id` is not a device;
-    /// `EOPNOTSUPP` if `INPUT_TYPE` asks a VT-d unit for a type other than DEFAULT or
-    /// INTEL_VTD; `EFAULT` if the data cannot be written or cleared.
+    /// the driver's `EOPNOTSUPP` if `INPUT_TYPE` asks for a type other than DEFAULT or its
+    /// own; `EFAULT` if the data cannot be written or cleared.
     pub fn get_hw_info(&self, cmd: &mut IommuHwInfo, mem: &dyn UserMemory) -> Result<(), Errno> {
         let flags = known_flags::<HwInfoFlags>(cmd.flags)?;
         check_zero(&cmd.__reserved)?;
@@ -296,21 +292,9 @@ impl Iommufd {
             cmd.data_type = HwInfoType::DEFAULT;
         }
         let dev = self.get_device(cmd.dev_id)?;
-        let (data, data_type) = match self.iommu().ops().hw_info() {
-            HwInfo::Vtd { cap, ecap } => {
-                if cmd.data_type != HwInfoType::DEFAULT && cmd.data_type != HwInfoType::INTEL_VTD {
-                    return Err(Errno::EOPNOTSUPP);
-                }
-                let vtd = IommuHwInfoVtd {
-                    flags: HwInfoVtdFlags::ERRATA_772415_SPR17.bits(),
-                    __reserved: 0,
-                    cap_reg: cap,
-                    ecap_reg: ecap,
-                };
-                (vtd.as_bytes().to_vec(), HwInfoType::INTEL_VTD)
-            }
-            HwInfo::None => (Vec::new(), HwInfoType::NONE),
-        };
+        let info = self.iommu().ops().hw_info(cmd.data_type.0)?;
+        let data = info.data;
+        let data_type = HwInfoType(info.data_type);
         let copy_len = (cmd.data_len as usize).min(data.len());
         if copy_len > 0 {
             mem.write(cmd.data_uptr, &data[..copy_len])?;
@@ -335,7 +319,7 @@ impl Iommufd {
         if self.iommu().ops().dirty_tracking() {
             caps |= HwCapabilities::DIRTY_TRACKING;
         }
-        let dev_tlb = VtdRegs::of(self.iommu()).is_none_or(|regs| regs.dev_iotlb());
+        let dev_tlb = self.iommu().ops().dev_tlb_invalidation();
         if !(dev.info().caps.ats && dev_tlb) {
             caps |= HwCapabilities::PCI_ATS_NOT_SUPPORTED;
         }

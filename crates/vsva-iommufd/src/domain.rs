@@ -3,7 +3,8 @@
 //! Linux's `io_pagetable` keeps a list of attached `iommu_domain`s and maps every area's
 //! pinned pages into each of them (`iopt_area_fill_domains`); unmapping takes the pages out
 //! of every domain and flushes its IOTLBs before the pages are unpinned. This trait is that
-//! contract, implemented by the IOMMU side (a VT-d second-stage table, …).
+//! contract, implemented by the IOMMU side (the core's paging domain, over the
+//! driver's I/O page table format).
 
 use bitflags::bitflags;
 

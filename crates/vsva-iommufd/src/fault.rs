@@ -291,7 +291,7 @@ impl Fault {
 
 /// One record of a group (`iommufd_compose_fault_message()`).
 ///
-/// Linux copies the IOMMU driver's `prm.flags`, in which the Intel driver also sets
+/// Linux copies the IOMMU driver's `prm.flags`, in which a driver may also set
 /// `IOMMU_FAULT_PAGE_RESPONSE_NEEDS_PASID` (bit 3) beside PASID_VALID; the uAPI defines only
 /// PASID_VALID and LAST_PAGE, and only those are reported here. `length` is 0 (no hint), as
 /// Linux always reports.

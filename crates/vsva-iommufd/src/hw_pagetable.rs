@@ -7,7 +7,7 @@
 //!   ([`attach`](crate::attach)) — an *automatic* HWPT, shared by every device attached to that
 //!   IOAS that way and destroyed with its last device.
 //! * A **nested HWPT** ([`HwptNested`]) is a user-managed first stage (a guest's page table,
-//!   described by `struct iommu_hwpt_vtd_s1`) over a paging HWPT allocated with
+//!   described by the driver's data type) over a paging HWPT allocated with
 //!   `IOMMU_HWPT_ALLOC_NEST_PARENT`; it holds that parent. Its caches are invalidated by
 //!   `IOMMU_HWPT_INVALIDATE`.
 //!
@@ -15,21 +15,19 @@
 //! (`IOMMU_HWPT_SET_DIRTY_TRACKING`) is here; reading the dirty bitmap is in
 //! [`dirty`](crate::dirty).
 //!
-//! Driver-specific rules are those of the Intel driver (`drivers/iommu/intel/iommu.c`
-//! `intel_iommu_domain_alloc_paging_flags`, `drivers/iommu/intel/nested.c`), the only IOMMU
-//! vsva models so far.
+//! iommufd reads no driver data itself: the IOMMU driver decodes a nested HWPT's data and
+//! its invalidation entries ([`vsva_iommu::IommuOps::alloc_domain_nested`],
+//! [`vsva_iommu::IommuOps::cache_invalidate_user`]), as Linux's `iommu_ops` do.
 
 use std::sync::{Arc, OnceLock};
 
 use vsva_iommu::IopfHandler;
-use vsva_iommu::{Iommu, NestedDomain, NestedS1, PagingDomain};
+use vsva_iommu::{Iommu, NestedDomain, PagingDomain};
 use vsva_mem::{Pasid, Rid};
 
 use crate::abi::{
-    DirtyTrackingFlags, Errno, HwptAllocFlags, HwptDataType, HwptInvalidateDataType,
-    IommuHwptAlloc, IommuHwptInvalidate, IommuHwptSetDirtyTracking, IommuHwptVtdS1,
-    IommuHwptVtdS1Invalidate, VtdInvalidateFlags, VtdS1Flags, check_zero, known_flags,
-    offset_of_end,
+    DirtyTrackingFlags, Errno, HwptAllocFlags, HwptDataType, IommuHwptAlloc, IommuHwptInvalidate,
+    IommuHwptSetDirtyTracking, check_zero, known_flags,
 };
 use crate::ctx::Iommufd;
 use crate::device::Device;
@@ -37,8 +35,7 @@ use crate::domain::{IoDomain, IoProt};
 use crate::fault::{Fault, FaultHandler};
 use crate::ioas::Ioas;
 use crate::object::{Held, IommufdObject, Object, ObjectHeader, ObjectType};
-use crate::user_memory::{UserMemory, copy_struct_from_user_at};
-use crate::vtd::VtdRegs;
+use crate::user_memory::{UserArray, UserBuffer, UserMemory};
 
 /// A paging HWPT: an I/O page table of the IOMMU's own format, filled from its IOAS.
 pub struct HwptPaging {
@@ -46,6 +43,8 @@ pub struct HwptPaging {
     ioas: Held<Ioas>,
     domain: Arc<PagingDomain>,
     nest_parent: bool,
+    /// A nesting parent whose driver refuses read-only mappings in it.
+    no_read_only: bool,
     dirty_ops: bool,
     pasid_compat: bool,
     auto_domain: bool,
@@ -73,6 +72,8 @@ impl HwptPaging {
             ioas,
             domain,
             nest_parent: flags.contains(HwptAllocFlags::NEST_PARENT),
+            no_read_only: flags.contains(HwptAllocFlags::NEST_PARENT)
+                && !iommu.ops().nest_parent_read_only(),
             dirty_ops: flags.contains(HwptAllocFlags::DIRTY_TRACKING),
             pasid_compat: flags.contains(HwptAllocFlags::PASID),
             auto_domain,
@@ -90,7 +91,7 @@ impl HwptPaging {
     pub(crate) fn fill(&self) -> Result<(), Errno> {
         let io_domain = Arc::new(HwptIoDomain {
             domain: self.domain.clone(),
-            nest_parent: self.nest_parent,
+            no_read_only: self.no_read_only,
         });
         self.ioas.iopt().attach_domain(self.id(), io_domain)
     }
@@ -173,13 +174,14 @@ impl std::fmt::Debug for HwptPaging {
     }
 }
 
-/// What an IOAS fills for a paging HWPT: its domain, refusing read-only mappings when it is a
-/// nesting parent. Linux's Intel driver refuses them there (`__domain_mapping()`, `EINVAL`)
-/// because of erratum 772415, and says so to user space with
-/// `IOMMU_HW_INFO_VTD_ERRATA_772415_SPR17`, which vsva reports as Linux does.
+/// What an IOAS fills for a paging HWPT: its domain, refusing read-only mappings (`EINVAL`)
+/// when it is a nesting parent and the driver says its hardware cannot have them there
+/// ([`vsva_iommu::IommuOps::nest_parent_read_only`]; the driver tells user space so in its
+/// `IOMMU_GET_HW_INFO` data).
 struct HwptIoDomain {
     domain: Arc<PagingDomain>,
-    nest_parent: bool,
+    /// A nesting parent that must not hold read-only mappings.
+    no_read_only: bool,
 }
 
 impl IoDomain for HwptIoDomain {
@@ -188,7 +190,7 @@ impl IoDomain for HwptIoDomain {
     }
 
     fn map(&self, iova: u64, pa: u64, len: u64, prot: IoProt, large: bool) -> Result<(), Errno> {
-        if self.nest_parent && !prot.contains(IoProt::WRITE) {
+        if self.no_read_only && !prot.contains(IoProt::WRITE) {
             return Err(Errno::EINVAL);
         }
         IoDomain::map(&*self.domain, iova, pa, len, prot, large)
@@ -359,8 +361,9 @@ impl HwptRef {
 
 /// The flag checks of a paging HWPT for `dev`, in Linux's order: `iommufd_hwpt_paging_alloc()`
 /// (unknown flags; `DIRTY_TRACKING` on an IOMMU without dirty tracking; `FAULT_ID_VALID` with
-/// `NEST_PARENT`), then the Intel driver's `intel_iommu_domain_alloc_paging_flags()` (any
-/// driver data; `NEST_PARENT` on a unit without nested translation). All `EOPNOTSUPP`.
+/// `NEST_PARENT`), then the driver's `domain_alloc_paging_flags()` (any driver data;
+/// `NEST_PARENT` on an IOMMU without nesting, [`vsva_iommu::IommuOps::nesting`]). All
+/// `EOPNOTSUPP`.
 pub(crate) fn check_paging_flags(
     iommu: &Iommu,
     flags: u32,
@@ -376,44 +379,10 @@ pub(crate) fn check_paging_flags(
     if has_data {
         return Err(Errno::EOPNOTSUPP);
     }
-    let nests = VtdRegs::of(iommu).is_none_or(|regs| regs.nest());
-    if flags.contains(HwptAllocFlags::NEST_PARENT) && !nests {
+    if flags.contains(HwptAllocFlags::NEST_PARENT) && !iommu.ops().nesting() {
         return Err(Errno::EOPNOTSUPP);
     }
     Ok(flags)
-}
-
-/// `struct iommu_hwpt_vtd_s1` to the IOMMU core's first stage, with the checks Linux makes when
-/// the nested domain is first attached (`intel_pasid_setup_nested()`), which vsva makes at
-/// allocation because the core needs the depth to build the domain:
-/// * `addr_width` 48 is 4 levels, 57 is 5 levels if CAP.FS5LP, anything else `EINVAL`;
-/// * `SRE` without ECAP.SRS, or `EAFE` without ECAP.EAFS, is `EINVAL`.
-///
-/// vsva is stricter than Linux, which ignores them: flag bits the header does not define and
-/// a non-zero `__reserved` are `EOPNOTSUPP`, and so are `EAFE` and `WPE`, which the core's
-/// first stage cannot express yet.
-fn vtd_s1(regs: VtdRegs, data: &IommuHwptVtdS1) -> Result<NestedS1, Errno> {
-    let flags = known_flags::<VtdS1Flags>(data.flags)?;
-    check_zero(&data.__reserved)?;
-    let levels = match data.addr_width {
-        48 => 4,
-        57 if regs.fs5lp() => 5,
-        _ => return Err(Errno::EINVAL),
-    };
-    if flags.contains(VtdS1Flags::SRE) && !regs.srs() {
-        return Err(Errno::EINVAL);
-    }
-    if flags.contains(VtdS1Flags::EAFE) && !regs.eafs() {
-        return Err(Errno::EINVAL);
-    }
-    if flags.intersects(VtdS1Flags::EAFE | VtdS1Flags::WPE) {
-        return Err(Errno::EOPNOTSUPP);
-    }
-    Ok(NestedS1 {
-        root: data.pgtbl_addr,
-        levels,
-        supervisor: flags.contains(VtdS1Flags::SRE),
-    })
 }
 
 impl Iommufd {
@@ -449,17 +418,13 @@ impl Iommufd {
     ///    then filling errors (`EINVAL` for an area beyond the aperture or, on a nesting
     ///    parent, a read-only one);
     /// 6. for a paging HWPT: `EOPNOTSUPP` for flags other than `FAULT_ID_VALID` and `PASID` or
-    ///    no data; `EINVAL` if the parent is automatic or not a nesting parent; then the Intel
-    ///    driver's (`intel_iommu_domain_alloc_nested()`): `EOPNOTSUPP` without nesting support
-    ///    or for a `data_type` other than VTD_S1; reading the data as
-    ///    [`copy_struct_from_user_at`] does (`EINVAL` below 24 bytes, `E2BIG`, `EFAULT`); then
-    ///    the first stage's: `EINVAL` for an `addr_width` other than 48 or 57 (57 needs
-    ///    CAP.FS5LP), `SRE` without ECAP.SRS or `EAFE` without ECAP.EAFS (Linux checks these
-    ///    at the first attach, `intel_pasid_setup_nested()`; vsva's core needs the depth to
-    ///    build the domain); `EOPNOTSUPP` — stricter than Linux, which ignores them — for
-    ///    undefined flag bits or a non-zero `__reserved`, and for `EAFE` and `WPE`, which the
-    ///    core cannot express yet; and the core's `EINVAL` for a misaligned or out-of-range
-    ///    root;
+    ///    no data; `EINVAL` if the parent is automatic or not a nesting parent; then the
+    ///    driver's ([`vsva_iommu::IommuOps::alloc_domain_nested`], Linux
+    ///    `domain_alloc_nested`): `EOPNOTSUPP` without nesting support or for a `data_type` it
+    ///    does not know; reading the data as
+    ///    [`copy_struct_from_user_at`](crate::user_memory::copy_struct_from_user_at) does
+    ///    (`EINVAL` below the driver's minimum, `E2BIG`, `EFAULT`); the driver's checks of
+    ///    the data; and the core's `EINVAL` for a misaligned or out-of-range root;
     /// 7. for a vIOMMU (`iommufd_viommu_alloc_hwpt_nested()`): `EINVAL` if the device is
     ///    behind another IOMMU; then `EOPNOTSUPP` for flags other than `FAULT_ID_VALID`, for
     ///    no data, and for a vIOMMU without driver operations — which every vIOMMU vsva can
@@ -539,19 +504,13 @@ impl Iommufd {
         if parent.auto_domain() || !parent.nest_parent() {
             return Err(Errno::EINVAL);
         }
-        let regs = VtdRegs::of(self.iommu())
-            .filter(|regs| regs.nest())
-            .ok_or(Errno::EOPNOTSUPP)?;
-        if cmd.data_type != HwptDataType::VTD_S1 {
-            return Err(Errno::EOPNOTSUPP);
-        }
-        let data: IommuHwptVtdS1 = copy_struct_from_user_at(
+        let data = UserBuffer {
             mem,
-            cmd.data_uptr,
-            u64::from(cmd.data_len),
-            offset_of_end!(IommuHwptVtdS1, __reserved),
-        )?;
-        let s1 = vtd_s1(regs, &data)?;
+            data_type: cmd.data_type.0,
+            uptr: cmd.data_uptr,
+            len: u64::from(cmd.data_len),
+        };
+        let s1 = self.iommu().ops().alloc_domain_nested(&data)?;
         self.create(|id| {
             let domain = self
                 .iommu()
@@ -610,24 +569,18 @@ impl Iommufd {
     /// `cmd.entry_num` to the number handled — on errors too, so the caller (as Linux does)
     /// returns the struct either way. `entry_num` 0 only probes the data type.
     ///
-    /// Each VTD_S1 entry ([`IommuHwptVtdS1Invalidate`]) invalidates `npages` 4 KiB pages of the
-    /// first stage from `addr` in the IOTLB and every attached device's TLB
-    /// ([`NestedDomain::invalidate`]); `addr` 0 with `npages` `u64::MAX` is everything, as is a
-    /// range that would run past the top of the address space. The `LEAF` hint is accepted
-    /// and ignored: invalidating the paging-structure caches too is always correct. An entry
-    /// with `npages` 0 is accepted and invalidates nothing (Linux accepts it too).
+    /// The driver decodes the entries and invalidates what they name
+    /// ([`NestedDomain::cache_invalidate_user`], Linux `cache_invalidate_user`), through
+    /// [`NestedDomain::invalidate`].
     ///
     /// # Errors
     /// In order: `EOPNOTSUPP` for a non-zero `__reserved`; `EINVAL` if `entry_num` is non-zero
     /// with a zero `data_uptr` or `entry_len`; `ENOENT` if `hwpt_id` is no object, `EINVAL` if
     /// it is neither a nested HWPT nor a vIOMMU, `EOPNOTSUPP` for a vIOMMU (none has a
-    /// `cache_invalidate` operation: Linux's Intel driver has no vIOMMU type, and the
-    /// core-managed one has no operations); then the Intel driver's
-    /// (`intel_nested_cache_invalidate_user()`): `EINVAL` for a data type other than VTD_S1;
-    /// per entry, reading it as [`copy_struct_from_user_at`] does (`EINVAL` for `entry_len`
-    /// below 24, `E2BIG`, `EFAULT`), `EOPNOTSUPP` for unknown flags or a non-zero
-    /// `__reserved`, `EINVAL` for an `addr` not 4 KiB aligned or `npages` `u64::MAX` with a
-    /// non-zero `addr`. Processing stops at the first bad entry.
+    /// `cache_invalidate` operation: the core-managed one has none); then the driver's: for a
+    /// data type it does not know, then per entry, reading it as
+    /// [`copy_struct_from_user_at`](crate::user_memory::copy_struct_from_user_at) does, and its
+    /// checks of the entry. Processing stops at the first bad entry.
     pub fn hwpt_invalidate(
         &self,
         cmd: &mut IommuHwptInvalidate,
@@ -657,85 +610,14 @@ impl Iommufd {
             Some(ObjectType::Viommu) => return Err(Errno::EOPNOTSUPP),
             Some(_) => return Err(Errno::EINVAL),
         };
-        if cmd.data_type != HwptInvalidateDataType::VTD_S1 {
-            return Err(Errno::EINVAL);
-        }
-        let entry_len = u64::from(cmd.entry_len);
-        for index in 0..cmd.entry_num {
-            let addr = entry_len
-                .checked_mul(u64::from(index))
-                .and_then(|offset| cmd.data_uptr.checked_add(offset))
-                .ok_or(Errno::EFAULT)?;
-            let entry: IommuHwptVtdS1Invalidate = copy_struct_from_user_at(
-                mem,
-                addr,
-                entry_len,
-                offset_of_end!(IommuHwptVtdS1Invalidate, __reserved),
-            )?;
-            known_flags::<VtdInvalidateFlags>(entry.flags)?;
-            check_zero(&entry.__reserved)?;
-            if entry.addr % 4096 != 0 || (entry.npages == u64::MAX && entry.addr != 0) {
-                return Err(Errno::EINVAL);
-            }
-            if entry.npages != 0 {
-                let len = entry
-                    .npages
-                    .checked_mul(4096)
-                    .filter(|&len| entry.addr.checked_add(len).is_some());
-                match len {
-                    Some(len) => hwpt.domain().invalidate(entry.addr, len),
-                    None => hwpt.domain().invalidate(0, u64::MAX),
-                }
-            }
-            *done += 1;
-        }
-        Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const REGS: VtdRegs = VtdRegs {
-        cap: 1 << 60,
-        ecap: 1 << 26 | 1 << 31 | 1 << 34,
-    };
-
-    fn s1(flags: u64, addr_width: u32) -> IommuHwptVtdS1 {
-        IommuHwptVtdS1 {
-            flags,
-            pgtbl_addr: 0x1000,
-            addr_width,
-            __reserved: 0,
-        }
-    }
-
-    #[test]
-    fn vtd_s1_widths_and_flags() {
-        let four = vtd_s1(REGS, &s1(0, 48)).unwrap();
-        assert_eq!(
-            (four.root, four.levels, four.supervisor),
-            (0x1000, 4, false)
-        );
-        assert_eq!(vtd_s1(REGS, &s1(1, 57)).unwrap().levels, 5);
-        assert!(vtd_s1(REGS, &s1(1, 57)).unwrap().supervisor);
-        for width in [0, 39, 47, 56, 64] {
-            assert_eq!(vtd_s1(REGS, &s1(0, width)), Err(Errno::EINVAL), "{width}");
-        }
-        let no5 = VtdRegs { cap: 0, ..REGS };
-        assert_eq!(vtd_s1(no5, &s1(0, 57)), Err(Errno::EINVAL));
-        let no_srs = VtdRegs {
-            ecap: 1 << 26,
-            ..REGS
-        };
-        assert_eq!(vtd_s1(no_srs, &s1(1, 48)), Err(Errno::EINVAL));
-        assert_eq!(vtd_s1(no_srs, &s1(2, 48)), Err(Errno::EINVAL), "no EAFS");
-        assert_eq!(vtd_s1(REGS, &s1(2, 48)), Err(Errno::EOPNOTSUPP), "EAFE");
-        assert_eq!(vtd_s1(REGS, &s1(4, 48)), Err(Errno::EOPNOTSUPP), "WPE");
-        assert_eq!(vtd_s1(REGS, &s1(8, 48)), Err(Errno::EOPNOTSUPP), "unknown");
-        let mut reserved = s1(0, 48);
-        reserved.__reserved = 1;
-        assert_eq!(vtd_s1(REGS, &reserved), Err(Errno::EOPNOTSUPP));
+        let outcome = hwpt.domain().cache_invalidate_user(&UserArray {
+            mem,
+            data_type: cmd.data_type.0,
+            uptr: cmd.data_uptr,
+            entry_len: cmd.entry_len,
+            entry_num: cmd.entry_num,
+        });
+        *done = outcome.consumed;
+        outcome.result
     }
 }

@@ -24,8 +24,8 @@
 //! HWPT_ALLOC, FAULT_QUEUE_ALLOC), vsva publishes first without anything becoming observable
 //! out of order.
 //!
-//! `IOMMU_VEVENTQ_ALLOC` and `IOMMU_HW_QUEUE_ALLOC` make no objects (no VT-d vIOMMU has
-//! events or hardware queues): they check their arguments in Linux's order and end in
+//! `IOMMU_VEVENTQ_ALLOC` and `IOMMU_HW_QUEUE_ALLOC` make no objects (no vIOMMU vsva makes
+//! has events or hardware queues): they check their arguments in Linux's order and end in
 //! `EOPNOTSUPP` (see [`veventq_alloc`](Iommufd::veventq_alloc)).
 
 use zerocopy::{Immutable, IntoBytes};

@@ -29,7 +29,6 @@
 //! * [`user_memory`] — [`UserMemory`], the caller's memory behind pointers in an argument.
 //! * [`io_pagetable`], [`pages`], [`domain`] — the engine under an IOAS: its address space,
 //!   the pinned user pages, and the I/O page tables it keeps filled.
-//! * [`vtd`] — the VT-d register bits iommufd's answers depend on.
 
 #![forbid(unsafe_code)]
 
@@ -56,7 +55,6 @@ pub mod vdevice;
 pub mod vfio_cdev;
 pub mod vfio_compat;
 pub mod viommu;
-pub mod vtd;
 
 pub use access::{Access, AccessOps};
 pub use ctx::{AccountMode, Iommufd};

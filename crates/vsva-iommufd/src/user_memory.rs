@@ -137,11 +137,28 @@ pub fn copy_struct_from_user_at<T>(
 where
     T: FromBytes + IntoBytes + KnownLayout,
 {
+    let mut value = T::new_zeroed();
+    copy_bytes_from_user_at(mem, addr, len, value.as_mut_bytes(), min_len)?;
+    Ok(value)
+}
+
+/// [`copy_struct_from_user_at`] into `dst`, a struct as bytes (what a driver hands over through
+/// [`vsva_iommu::UserData`]); `dst` is zeroed past the copied bytes.
+///
+/// # Errors
+/// As [`copy_struct_from_user_at`].
+pub fn copy_bytes_from_user_at(
+    mem: &dyn UserMemory,
+    addr: u64,
+    len: u64,
+    dst: &mut [u8],
+    min_len: usize,
+) -> Result<(), Errno> {
     if len < min_len as u64 {
         return Err(Errno::EINVAL);
     }
     addr.checked_add(len).ok_or(Errno::EFAULT)?;
-    let ksize = size_of::<T>() as u64;
+    let ksize = dst.len() as u64;
     if len > ksize {
         let mut buf = [0u8; PAGE as usize];
         for (at, n) in page_pieces(addr + ksize, len - ksize) {
@@ -153,9 +170,65 @@ where
         }
     }
     let copied = len.min(ksize) as usize;
-    let mut value = T::new_zeroed();
-    mem.read(addr, &mut value.as_mut_bytes()[..copied])?;
-    Ok(value)
+    dst.fill(0);
+    mem.read(addr, &mut dst[..copied])
+}
+
+/// Driver data behind an ioctl's pointer (Linux `struct iommu_user_data`): `len` bytes of type
+/// `data_type` at `uptr`, read as [`copy_struct_from_user_at`] does.
+pub struct UserBuffer<'a> {
+    /// The caller's memory.
+    pub mem: &'a dyn UserMemory,
+    /// The data type.
+    pub data_type: u32,
+    /// The user pointer.
+    pub uptr: u64,
+    /// The length in bytes.
+    pub len: u64,
+}
+
+impl vsva_iommu::UserData for UserBuffer<'_> {
+    fn data_type(&self) -> u32 {
+        self.data_type
+    }
+
+    fn copy_struct(&self, dst: &mut [u8], min_len: usize) -> Result<(), Errno> {
+        copy_bytes_from_user_at(self.mem, self.uptr, self.len, dst, min_len)
+    }
+}
+
+/// An array of driver entries behind an ioctl's pointer (Linux `struct iommu_user_data_array`):
+/// `entry_num` entries of `entry_len` bytes at `uptr`.
+pub struct UserArray<'a> {
+    /// The caller's memory.
+    pub mem: &'a dyn UserMemory,
+    /// The entries' type.
+    pub data_type: u32,
+    /// The user pointer to the first entry.
+    pub uptr: u64,
+    /// The length of one entry in bytes.
+    pub entry_len: u32,
+    /// The number of entries.
+    pub entry_num: u32,
+}
+
+impl vsva_iommu::UserDataArray for UserArray<'_> {
+    fn data_type(&self) -> u32 {
+        self.data_type
+    }
+
+    fn entry_num(&self) -> u32 {
+        self.entry_num
+    }
+
+    fn copy_entry(&self, index: u32, dst: &mut [u8], min_len: usize) -> Result<(), Errno> {
+        let entry_len = u64::from(self.entry_len);
+        let addr = entry_len
+            .checked_mul(u64::from(index))
+            .and_then(|offset| self.uptr.checked_add(offset))
+            .ok_or(Errno::EFAULT)?;
+        copy_bytes_from_user_at(self.mem, addr, entry_len, dst, min_len)
+    }
 }
 
 /// Writes `len` zero bytes at `addr` (`clear_user()`), page by page; the pages before a
@@ -240,11 +313,29 @@ mod tests {
 
     #[test]
     fn array_entries_follow_copy_struct_from_user() {
-        use crate::abi::IommuHwptVtdS1Invalidate;
+        /// A 24-byte entry, shaped as the invalidation entries of the uAPI are.
+        #[derive(
+            Clone,
+            Copy,
+            Debug,
+            PartialEq,
+            Eq,
+            FromBytes,
+            IntoBytes,
+            KnownLayout,
+            zerocopy::Immutable,
+        )]
+        #[repr(C)]
+        struct Entry {
+            addr: u64,
+            npages: u64,
+            flags: u32,
+            __reserved: u32,
+        }
         // An invalidation array at 0x2fc0 laid out with 32-byte entries (a newer VMM): entry 1
         // starts at byte 32, its last 8 bytes must be zero; the array ends with the memory.
         let mem = TwoPages(Mutex::new(vec![0; 0x2000]));
-        let entry = IommuHwptVtdS1Invalidate {
+        let entry = Entry {
             addr: 0x4000,
             npages: 2,
             flags: 1,
@@ -252,7 +343,7 @@ mod tests {
         };
         let array = 0x2fc0;
         mem.write(array + 32, entry.as_bytes()).unwrap();
-        let read = copy_struct_from_user_at::<IommuHwptVtdS1Invalidate>;
+        let read = copy_struct_from_user_at::<Entry>;
         assert_eq!(read(&mem, array + 32, 32, 24), Ok(entry));
         mem.write(array + 60, &[1]).unwrap();
         assert_eq!(read(&mem, array + 32, 32, 24), Err(Errno::E2BIG));

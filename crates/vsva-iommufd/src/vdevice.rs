@@ -1,5 +1,5 @@
 //! vDEVICE objects and `IOMMU_VDEVICE_ALLOC` (Linux `struct iommufd_vdevice`,
-//! `drivers/iommu/iommufd/viommu.c`): a device's guest-visible ID (`virt_id`, a vRID on VT-d)
+//! `drivers/iommu/iommufd/viommu.c`): a device's guest-visible ID (`virt_id`, e.g. a vRID or vSID)
 //! on a vIOMMU.
 //!
 //! Rules kept from Linux:

@@ -6,10 +6,11 @@
 //! vDEVICEs ([`vdevice`](crate::vdevice)) that give devices guest-visible IDs on it.
 //!
 //! # Which types exist
-//! Linux's Intel driver has no vIOMMU operations (`get_viommu_size` / `viommu_init`), so on a
-//! mainline kernel every `IOMMU_VIOMMU_ALLOC` for a VT-d device fails with `EOPNOTSUPP`, and
-//! `IOMMU_VIOMMU_TYPE_DEFAULT` is refused before anything is looked up. That is what a context
-//! does by default.
+//! A driver type exists if the IOMMU's driver supports it
+//! ([`vsva_iommu::IommuOps::viommu_type`], Linux `get_viommu_size` / `viommu_init`); a driver
+//! without vIOMMU operations (as Linux's driver of the IOMMU vsva models) makes every
+//! `IOMMU_VIOMMU_ALLOC` fail with `EOPNOTSUPP`, and `IOMMU_VIOMMU_TYPE_DEFAULT` is refused before
+//! anything is looked up. That is what a context does by default.
 //!
 //! The core-managed vIOMMU of `IOMMU_VIOMMU_TYPE_DEFAULT` — a vIOMMU with no driver
 //! operations, only the core's bookkeeping — existed in the posted vIOMMU series ("iommufd:
@@ -130,8 +131,8 @@ impl Iommufd {
     /// 1. `EOPNOTSUPP` for non-zero `flags`, or for `DEFAULT` unless
     ///    [`set_core_viommu`](Self::set_core_viommu) turned it on;
     /// 2. `ENOENT` if `dev_id` is not a device;
-    /// 3. `EOPNOTSUPP` for any type other than `DEFAULT`: the Intel driver has no vIOMMU
-    ///    operations;
+    /// 3. `EOPNOTSUPP` for any type other than `DEFAULT` that the driver does not support
+    ///    ([`vsva_iommu::IommuOps::viommu_type`]);
     /// 4. `ENOENT` if `hwpt_id` is not a paging HWPT (`iommufd_get_hwpt_paging()`);
     /// 5. `EINVAL` if it was not allocated with `IOMMU_HWPT_ALLOC_NEST_PARENT`.
     ///
@@ -144,7 +145,7 @@ impl Iommufd {
             return Err(Errno::EOPNOTSUPP);
         }
         let dev = self.get_device(cmd.dev_id)?;
-        if cmd.type_ != ViommuType::DEFAULT {
+        if cmd.type_ != ViommuType::DEFAULT && !dev.iommu().ops().viommu_type(cmd.type_.0) {
             return Err(Errno::EOPNOTSUPP);
         }
         let hwpt = self.get_hwpt_paging(cmd.hwpt_id)?;
@@ -167,10 +168,10 @@ impl Iommufd {
 
     /// `IOMMU_VEVENTQ_ALLOC` (`iommufd_veventq_alloc()` of `eventq.c`), as far as vsva goes:
     /// Linux's checks in its order, then `EOPNOTSUPP` where Linux would create the queue.
-    /// vsva has no vEVENTQ objects: the only event records Linux defines are SMMUv3's and
-    /// Tegra241 CMDQV's, which no VT-d model reports (VT-d faults of a guest's DMA reach it
-    /// through the fault queue or, in vsva-vmm, the guest's fault log). On a mainline VT-d
-    /// context no vIOMMU exists, so a well-formed request ends at `ENOENT`, as on Linux.
+    /// vsva has no vEVENTQ objects: the only event records Linux defines are those of
+    /// IOMMUs vsva does not model (faults of a guest's DMA reach it
+    /// through the fault queue or, in vsva-vmm, the guest's fault log). With a driver without
+    /// vIOMMU operations and the core-managed type off, no vIOMMU exists, so a well-formed request ends at `ENOENT`, as on Linux.
     ///
     /// # Errors
     /// 1. `EOPNOTSUPP` for non-zero `flags` or `__reserved`, or type `DEFAULT`;
@@ -192,7 +193,7 @@ impl Iommufd {
 
     /// `IOMMU_HW_QUEUE_ALLOC` (`iommufd_hw_queue_alloc_ioctl()` of `viommu.c`): a queue the
     /// hardware reads straight from guest memory, which needs the vIOMMU driver's
-    /// `get_hw_queue_size` / `hw_queue_init_phys`. No VT-d vIOMMU has them (the Intel driver
+    /// `get_hw_queue_size` / `hw_queue_init_phys`. No vIOMMU vsva makes has them (its driver
     /// has no vIOMMU operations; the core-managed one has none at all), so every request
     /// that gets past the core's checks is `EOPNOTSUPP`, as on Linux.
     ///

@@ -14,13 +14,16 @@
 //! | [`RecordedFault`] | a fault record the driver read from the unit |
 //! | [`Mmio`] | register access to a unit (implemented for [`vsva_vtd::Vtd`]) |
 //! | [`DriverError`] | why a driver operation failed |
+//! | [`uapi`] | the VT-d structs of the iommufd uAPI the driver reads and writes |
 //!
 //! [`VtdDriver`] implements the IOMMU core's driver interface ([`vsva_iommu::IommuOps`]).
 
 #![forbid(unsafe_code)]
 
 mod driver;
+mod nested;
 mod ops;
 mod queue;
+pub mod uapi;
 
 pub use driver::{DeviceOptions, Domain, DriverError, Mmio, RecordedFault, Result, VtdDriver};

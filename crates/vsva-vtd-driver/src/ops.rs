@@ -3,6 +3,8 @@
 use vsva_iommu::ops::UnrecoverableFault;
 use vsva_iommu::{DeviceCaps, DomainSpec, HwInfo, IommuError, IommuOps, PageRequest, ResponseCode};
 use vsva_iommu::{FormatTable, IoPgtable};
+use vsva_iommu::{InvalidateOutcome, NestedDomain, NestedS1, UserData, UserDataArray};
+use vsva_mem::Errno;
 use vsva_mem::{Pasid, Rid};
 use vsva_pgtable::PageTable;
 use vsva_pgtable::vtd_ss::VtdSecondStage;
@@ -117,11 +119,36 @@ impl IommuOps for VtdDriver {
         vec![(*r.start(), *r.end())]
     }
 
-    fn hw_info(&self) -> HwInfo {
-        HwInfo::Vtd {
-            cap: self.cap().into_bits(),
-            ecap: self.ecap().into_bits(),
-        }
+    fn hw_info(&self, data_type: u32) -> Result<HwInfo, Errno> {
+        crate::nested::hw_info(self, data_type)
+    }
+
+    fn dev_tlb_invalidation(&self) -> bool {
+        // ECAP.DT (§11.4.3): Linux enables ATS only when the unit can invalidate device TLBs.
+        self.ecap().dt()
+    }
+
+    fn nesting(&self) -> bool {
+        // ECAP.NEST (Linux `nested_supported`; the unit is always in scalable mode).
+        self.ecap().nest()
+    }
+
+    fn nest_parent_read_only(&self) -> bool {
+        // Erratum 772415: Linux's `__domain_mapping()` refuses read-only mappings in a nesting
+        // parent (EINVAL), and `intel_iommu_hw_info()` says so with ERRATA_772415_SPR17.
+        false
+    }
+
+    fn alloc_domain_nested(&self, data: &dyn UserData) -> Result<NestedS1, Errno> {
+        crate::nested::alloc_domain_nested(self, data)
+    }
+
+    fn cache_invalidate_user(
+        &self,
+        domain: &NestedDomain,
+        entries: &dyn UserDataArray,
+    ) -> InvalidateOutcome {
+        crate::nested::cache_invalidate_user(domain, entries)
     }
 
     fn dirty_tracking(&self) -> bool {
