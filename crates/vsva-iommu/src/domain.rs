@@ -267,7 +267,7 @@ fn table_err(e: MapError) -> IommuError {
     match e {
         MapError::AlreadyMapped { .. } => IommuError::Mapped,
         MapError::Frames(_) => IommuError::NoMemory,
-        e => IommuError::Driver(e.to_string()),
+        e => IommuError::driver(e),
     }
 }
 

@@ -1,5 +1,8 @@
 //! IOMMU-core errors and the errno Linux returns for each.
 
+use std::fmt;
+use std::sync::Arc;
+
 use vsva_mem::{Errno, Pasid, Rid};
 
 /// Errors of the IOMMU core.
@@ -56,9 +59,58 @@ pub enum IommuError {
     /// Out of memory (ENOMEM).
     #[error("out of memory")]
     NoMemory,
-    /// The IOMMU driver failed (EIO).
+    /// The IOMMU driver failed (EIO); the driver's own error is kept as the source.
     #[error("IOMMU driver error: {0}")]
-    Driver(String),
+    Driver(#[source] DriverFailure),
+}
+
+/// A driver's error, kept with its type (reachable through [`std::error::Error::source`] and
+/// `downcast_ref`). Two failures are equal when they say the same.
+#[derive(Debug, Clone)]
+pub struct DriverFailure(Arc<dyn std::error::Error + Send + Sync + 'static>);
+
+impl DriverFailure {
+    /// The driver's error.
+    pub fn get(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        self.0.as_ref()
+    }
+}
+
+impl fmt::Display for DriverFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for DriverFailure {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(self.0.as_ref())
+    }
+}
+
+impl PartialEq for DriverFailure {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.to_string() == other.0.to_string()
+    }
+}
+
+impl Eq for DriverFailure {}
+
+/// A driver failure that is only a sentence (a driver without some capability).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Unsupported(&'static str);
+
+impl IommuError {
+    /// The driver failed with `e`.
+    pub fn driver(e: impl std::error::Error + Send + Sync + 'static) -> IommuError {
+        IommuError::Driver(DriverFailure(Arc::new(e)))
+    }
+
+    /// The driver cannot do what was asked: `why`.
+    pub fn driver_unsupported(why: &'static str) -> IommuError {
+        IommuError::driver(Unsupported(why))
+    }
 }
 
 impl IommuError {
@@ -89,3 +141,31 @@ impl From<IommuError> for Errno {
 
 /// Result alias.
 pub type Result<T> = std::result::Result<T, IommuError>;
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error;
+
+    use super::*;
+
+    #[derive(Debug, PartialEq, thiserror::Error)]
+    #[error("queue timed out at {0:#x}")]
+    struct QueueTimeout(u64);
+
+    #[test]
+    fn a_driver_failure_keeps_the_drivers_error_and_gives_eio() {
+        let e = IommuError::driver(QueueTimeout(0x40));
+        assert_eq!(e.errno(), Errno::EIO);
+        assert_eq!(e.to_string(), "IOMMU driver error: queue timed out at 0x40");
+        let IommuError::Driver(failure) = &e else {
+            panic!("{e:?}")
+        };
+        assert_eq!(
+            failure.get().downcast_ref::<QueueTimeout>(),
+            Some(&QueueTimeout(0x40))
+        );
+        assert!(e.source().is_some());
+        assert_eq!(e.clone(), IommuError::driver(QueueTimeout(0x40)));
+        assert_ne!(e, IommuError::driver(QueueTimeout(0x80)));
+    }
+}

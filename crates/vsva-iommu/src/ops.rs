@@ -259,8 +259,8 @@ pub trait IommuOps: Send + Sync {
     /// # Errors
     /// Out of memory; a driver without paging domains says so.
     fn alloc_io_pgtable(&self) -> Result<Box<dyn crate::domain::IoPgtable>> {
-        Err(crate::error::IommuError::Driver(
-            "this IOMMU driver has no paging domains".into(),
+        Err(crate::error::IommuError::driver_unsupported(
+            "this IOMMU driver has no paging domains",
         ))
     }
 }

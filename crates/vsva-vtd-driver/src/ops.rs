@@ -12,7 +12,7 @@ use vsva_pgtable::vtd_ss::VtdSecondStage;
 use crate::driver::{DeviceOptions, Domain, DriverError, VtdDriver};
 
 fn err(e: DriverError) -> IommuError {
-    IommuError::Driver(e.to_string())
+    IommuError::driver(e)
 }
 
 impl IommuOps for VtdDriver {
@@ -162,7 +162,9 @@ impl IommuOps for VtdDriver {
         let levels = [5u8, 4, 3]
             .into_iter()
             .find(|&l| cap.sagaw() & (1 << (l - 2)) != 0)
-            .ok_or_else(|| IommuError::Driver("no second-stage table depth in SAGAW".into()))?;
+            .ok_or_else(|| {
+                IommuError::driver_unsupported("no second-stage table depth in SAGAW")
+            })?;
         let width = (cap.mgaw() + 1).min(VtdSecondStage::width_of_levels(levels));
         let format = VtdSecondStage {
             levels,
