@@ -30,7 +30,7 @@ fn writes_are_recorded_and_cleared() {
     d.map(0x20_0000, 0x4020_0000, 2 << 20, Perm::RW, true)
         .unwrap();
     let pasid0 = Pasid::new(0).unwrap();
-    p.iommu.attach_paging(rid, pasid0, &d, None).unwrap();
+    p.iommu.attach_domain(rid, pasid0, &d, None).unwrap();
 
     // tracking off: the unit sets nothing
     dev.dma_untranslated(None, 0x10_1000, true).unwrap();
@@ -60,7 +60,7 @@ fn writes_are_recorded_and_cleared() {
     d.set_dirty_tracking(true).unwrap();
     let rid2 = Rid::from_bdf(0, 4, 0).unwrap();
     let dev2 = plain_device(&p, rid2);
-    p.iommu.attach_paging(rid2, pasid0, &d, None).unwrap();
+    p.iommu.attach_domain(rid2, pasid0, &d, None).unwrap();
     dev2.dma_untranslated(None, 0x10_0000, true).unwrap();
     assert_eq!(dirty(&d, true), vec![(0x10_0000, PageSize::Size4K)]);
 }
@@ -124,12 +124,12 @@ fn detaching_by_any_path_leaves_the_domain_and_frees_its_id() {
     assert_ne!(d.did(), other.did());
     d.map(0x10_0000, 0x4000_0000, PAGE, Perm::RW, true).unwrap();
     let pasid0 = Pasid::new(0).unwrap();
-    p.iommu.attach_paging(rid, pasid0, &d, None).unwrap();
+    p.iommu.attach_domain(rid, pasid0, &d, None).unwrap();
     assert_eq!(d.attachments(), vec![(rid, pasid0)]);
     // detaching from a domain it is not attached to is refused, and changes nothing
     assert_eq!(
         p.iommu
-            .detach_paging(rid, pasid0, &other)
+            .detach_domain(rid, pasid0, &other)
             .unwrap_err()
             .errno(),
         vsva_mem::Errno::ENOENT

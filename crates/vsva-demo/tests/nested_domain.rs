@@ -48,7 +48,7 @@ fn a_guest_first_stage_nested_on_a_paging_domain() {
         s2.did(),
         "a nested domain has a domain ID of its own"
     );
-    p.iommu.attach_nested(rid, pasid, &nested, None).unwrap();
+    p.iommu.attach_domain(rid, pasid, &nested, None).unwrap();
 
     // DMA with the PASID walks both stages and lands in the guest's page.
     let hpa = dev
@@ -106,7 +106,7 @@ fn a_guest_first_stage_nested_on_a_paging_domain() {
     assert_eq!(bad(0x1001, 4), vsva_mem::Errno::EINVAL);
     assert_eq!(bad(0x1000, 3), vsva_mem::Errno::EINVAL);
     assert_eq!(bad(1 << 60, 4), vsva_mem::Errno::EINVAL);
-    p.iommu.detach_nested(rid, pasid, &nested).unwrap();
+    p.iommu.detach_domain(rid, pasid, &nested).unwrap();
     assert!(nested.attachments().is_empty());
 }
 
@@ -174,7 +174,7 @@ fn a_nested_pasids_page_requests_reach_its_handler_and_the_answer_resumes_the_de
     });
     let pasid = Pasid::new(9).unwrap();
     p.iommu
-        .attach_nested(rid, pasid, &nested, Some(faults.clone()))
+        .attach_domain(rid, pasid, &nested, Some(faults.clone()))
         .unwrap();
 
     // The guest's buffer is not mapped yet: the device's ATS translations fail, it asks with
@@ -207,5 +207,5 @@ fn a_nested_pasids_page_requests_reach_its_handler_and_the_answer_resumes_the_de
     // a second run finds everything mapped: no more page requests
     drv.run_pasid(&p, pasid, &cmd).unwrap();
     assert_eq!(faults.groups.lock().unwrap().len(), 3);
-    p.iommu.detach_nested(rid, pasid, &nested).unwrap();
+    p.iommu.detach_domain(rid, pasid, &nested).unwrap();
 }

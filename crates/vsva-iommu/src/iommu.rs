@@ -131,6 +131,50 @@ impl Owner {
     }
 }
 
+/// A domain a PASID can be attached to ([`Iommu::attach_domain`]).
+#[derive(Clone, Copy)]
+pub enum DomainRef<'a> {
+    /// A paging domain.
+    Paging(&'a Arc<PagingDomain>),
+    /// A nested domain.
+    Nested(&'a Arc<NestedDomain>),
+}
+
+impl<'a> From<&'a Arc<PagingDomain>> for DomainRef<'a> {
+    fn from(d: &'a Arc<PagingDomain>) -> Self {
+        DomainRef::Paging(d)
+    }
+}
+
+impl<'a> From<&'a Arc<NestedDomain>> for DomainRef<'a> {
+    fn from(d: &'a Arc<NestedDomain>) -> Self {
+        DomainRef::Nested(d)
+    }
+}
+
+impl DomainRef<'_> {
+    fn did(self) -> u16 {
+        match self {
+            DomainRef::Paging(d) => d.did(),
+            DomainRef::Nested(d) => d.did(),
+        }
+    }
+
+    fn spec(self) -> DomainSpec {
+        match self {
+            DomainRef::Paging(d) => d.spec(),
+            DomainRef::Nested(d) => d.spec(),
+        }
+    }
+
+    fn owner(self) -> Owner {
+        match self {
+            DomainRef::Paging(d) => Owner::Paging(Arc::downgrade(d)),
+            DomainRef::Nested(d) => Owner::Nested(Arc::downgrade(d)),
+        }
+    }
+}
+
 struct Device {
     caps: DeviceCaps,
     pri_limit: u32,
@@ -394,36 +438,43 @@ impl Iommu {
     }
 
     /// Attaches (`dev`, `pasid`) — PASID 0 is also the device's requests without PASID — to
-    /// the paging `domain`, under the domain's ID; unmaps of the domain then flush it.
+    /// `domain` (paging or nested), under the domain's ID: unmaps of a paging domain and
+    /// invalidations of a nested one then flush it. Page faults go to `handler` (for a guest's
+    /// nested domain, the VMM's fault queue).
     ///
     /// # Errors
     /// As [`attach_pasid`](Self::attach_pasid).
-    pub fn attach_paging(
+    pub fn attach_domain<'a>(
         &self,
         dev: Rid,
         pasid: Pasid,
-        domain: &Arc<PagingDomain>,
+        domain: impl Into<DomainRef<'a>>,
         handler: Option<Arc<dyn IopfHandler>>,
     ) -> Result<()> {
-        let owner = Owner::Paging(Arc::downgrade(domain));
+        let domain = domain.into();
         self.attach_with(
             dev,
             pasid,
             Some(domain.did()),
-            owner,
+            domain.owner(),
             &domain.spec(),
             handler,
         )?;
         Ok(())
     }
 
-    /// Detaches (`dev`, `pasid`) from the paging `domain`.
+    /// Detaches (`dev`, `pasid`) from `domain`; pending page requests are answered Invalid.
     ///
     /// # Errors
     /// [`IommuError::NotBound`] if it is attached to another domain; as
     /// [`detach_pasid`](Self::detach_pasid).
-    pub fn detach_paging(&self, dev: Rid, pasid: Pasid, domain: &PagingDomain) -> Result<()> {
-        self.detach_from(dev, pasid, domain.did())
+    pub fn detach_domain<'a>(
+        &self,
+        dev: Rid,
+        pasid: Pasid,
+        domain: impl Into<DomainRef<'a>>,
+    ) -> Result<()> {
+        self.detach_from(dev, pasid, domain.into().did())
     }
 
     /// A nested domain: the first stage `s1` (a guest's table, addressed through `parent`)
@@ -451,40 +502,6 @@ impl Iommu {
             parent.clone(),
             s1,
         ))
-    }
-
-    /// Attaches (`dev`, `pasid`) to the nested `domain`; its page faults go to `handler`
-    /// (for a guest, the VMM's fault queue).
-    ///
-    /// # Errors
-    /// As [`attach_pasid`](Self::attach_pasid).
-    pub fn attach_nested(
-        &self,
-        dev: Rid,
-        pasid: Pasid,
-        domain: &Arc<NestedDomain>,
-        handler: Option<Arc<dyn IopfHandler>>,
-    ) -> Result<()> {
-        let owner = Owner::Nested(Arc::downgrade(domain));
-        self.attach_with(
-            dev,
-            pasid,
-            Some(domain.did()),
-            owner,
-            &domain.spec(),
-            handler,
-        )?;
-        Ok(())
-    }
-
-    /// Detaches (`dev`, `pasid`) from the nested `domain`; its pending page requests are
-    /// answered Invalid.
-    ///
-    /// # Errors
-    /// [`IommuError::NotBound`] if it is attached to another domain; as
-    /// [`detach_pasid`](Self::detach_pasid).
-    pub fn detach_nested(&self, dev: Rid, pasid: Pasid, domain: &NestedDomain) -> Result<()> {
-        self.detach_from(dev, pasid, domain.did())
     }
 
     /// Detaches (`dev`, `pasid`) if it is attached to the domain tagged `did`.

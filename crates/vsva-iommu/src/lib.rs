@@ -23,7 +23,9 @@ pub mod pasid;
 
 pub use domain::{FormatTable, IoPgtable, NestedDomain, NestedS1, PagingDomain};
 pub use error::{IommuError, Result};
-pub use iommu::{CoreHook, CorePoint, FaultHandler, Iommu, IommuStats, IopfHandler, SvaHandle};
+pub use iommu::{
+    CoreHook, CorePoint, DomainRef, FaultHandler, Iommu, IommuStats, IopfHandler, SvaHandle,
+};
 pub use ops::{
     DeviceCaps, DomainSpec, HwInfo, InvalidateOutcome, IommuOps, PageRequest, ResponseCode,
     UserData, UserDataArray,

@@ -268,7 +268,7 @@ fn an_unmap_of_the_domain_while_detach_clears_the_entry_leaves_the_device_no_way
     dom.map(iova, frame, PAGE, Perm::READ | Perm::WRITE, false)
         .unwrap();
     let pasid = Pasid::new(0).unwrap();
-    iommu.attach_paging(dev(), pasid, &dom, None).unwrap();
+    iommu.attach_domain(dev(), pasid, &dom, None).unwrap();
     assert_eq!(unit.translate(dev(), pasid, iova), Some(frame));
     let seen: Seen = Arc::default();
     let (d2, u2, s2) = (dom.clone(), unit.clone(), seen.clone());
@@ -287,7 +287,7 @@ fn an_unmap_of_the_domain_while_detach_clears_the_entry_leaves_the_device_no_way
         }))
         .ok()
         .unwrap();
-    iommu.detach_paging(dev(), pasid, &dom).unwrap();
+    iommu.detach_domain(dev(), pasid, &dom).unwrap();
     assert_eq!(*seen.lock().unwrap(), vec!["unmap ran inside detach"]);
     assert!(!unit.reaches(dev(), iova, frame));
     assert!(dom.attachments().is_empty());
@@ -298,7 +298,7 @@ fn a_dirty_tracking_switch_while_detach_clears_the_entry_does_not_bring_it_back(
     let (iommu, unit, _mm) = setup();
     let dom = iommu.alloc_paging_domain().unwrap();
     let pasid = Pasid::new(4).unwrap();
-    iommu.attach_paging(dev(), pasid, &dom, None).unwrap();
+    iommu.attach_domain(dev(), pasid, &dom, None).unwrap();
     let d2 = dom.clone();
     iommu
         .set_hook(Arc::new(move |pt| {
@@ -309,11 +309,11 @@ fn a_dirty_tracking_switch_while_detach_clears_the_entry_does_not_bring_it_back(
         }))
         .ok()
         .unwrap();
-    iommu.detach_paging(dev(), pasid, &dom).unwrap();
+    iommu.detach_domain(dev(), pasid, &dom).unwrap();
     assert!(dom.dirty_tracking());
     assert_eq!(unit.entry(dev(), pasid), None, "detached means detached");
     // attaching again follows the domain's tracking
-    iommu.attach_paging(dev(), pasid, &dom, None).unwrap();
+    iommu.attach_domain(dev(), pasid, &dom, None).unwrap();
     assert!(matches!(
         unit.entry(dev(), pasid),
         Some(DomainSpec::Paging {
@@ -534,9 +534,9 @@ fn domain_unmaps_racing_attaches_and_detaches_never_leave_the_device_the_page() 
     let attacher = {
         let (iommu, dom) = (iommu.clone(), dom.clone());
         budget.repeat(move || {
-            iommu.attach_paging(dev(), pasid, &dom, None).unwrap();
+            iommu.attach_domain(dev(), pasid, &dom, None).unwrap();
             thread::yield_now();
-            iommu.detach_paging(dev(), pasid, &dom).unwrap();
+            iommu.detach_domain(dev(), pasid, &dom).unwrap();
         })
     };
     let iova = 0x80_0000;

@@ -21,8 +21,7 @@
 
 use std::sync::{Arc, OnceLock};
 
-use vsva_iommu::IopfHandler;
-use vsva_iommu::{Iommu, NestedDomain, PagingDomain};
+use vsva_iommu::{DomainRef, Iommu, IopfHandler, NestedDomain, PagingDomain};
 use vsva_mem::{Pasid, Rid};
 
 use crate::abi::{
@@ -334,11 +333,17 @@ impl HwptRef {
                 hwpt_id: self.id(),
             }) as Arc<dyn IopfHandler>
         });
+        iommu
+            .attach_domain(rid, pasid, self.domain_ref(), handler)
+            .map_err(Errno::from)
+    }
+
+    /// The core's domain behind this HWPT.
+    fn domain_ref(&self) -> DomainRef<'_> {
         match self {
-            HwptRef::Paging(hwpt) => iommu.attach_paging(rid, pasid, hwpt.domain(), handler),
-            HwptRef::Nested(hwpt) => iommu.attach_nested(rid, pasid, hwpt.domain(), handler),
+            HwptRef::Paging(hwpt) => hwpt.domain().into(),
+            HwptRef::Nested(hwpt) => hwpt.domain().into(),
         }
-        .map_err(Errno::from)
     }
 
     /// Takes (`rid`, `pasid`) off this HWPT's domain in the IOMMU core, then takes off its
@@ -347,11 +352,9 @@ impl HwptRef {
     /// detach). The core answers those groups INVALID itself when the detach succeeds; the
     /// queue answers them only if it failed (see `Fault::auto_respond`).
     pub(crate) fn core_detach(&self, iommu: &Iommu, rid: Rid, pasid: Pasid) -> Result<(), Errno> {
-        let detached = match self {
-            HwptRef::Paging(hwpt) => iommu.detach_paging(rid, pasid, hwpt.domain()),
-            HwptRef::Nested(hwpt) => iommu.detach_nested(rid, pasid, hwpt.domain()),
-        }
-        .map_err(Errno::from);
+        let detached = iommu
+            .detach_domain(rid, pasid, self.domain_ref())
+            .map_err(Errno::from);
         if let Some(fault) = self.fault_arc() {
             fault.auto_respond(rid, pasid, self.id(), detached.is_err());
         }

@@ -63,7 +63,7 @@ fn dma_through_an_ioas_paging_domain_reaches_the_mapped_process_memory() {
     ioas.attach_domain(1, domain.clone()).unwrap();
     for d in [&a, &b] {
         p.iommu
-            .attach_paging(d.rid(), Pasid::new(0).unwrap(), &domain, None)
+            .attach_domain(d.rid(), Pasid::new(0).unwrap(), &domain, None)
             .unwrap();
     }
     assert_eq!(domain.attachments().len(), 2);
@@ -115,7 +115,7 @@ fn dma_through_an_ioas_paging_domain_reaches_the_mapped_process_memory() {
 
     // detach: the device is blocked again
     p.iommu
-        .detach_paging(a.rid(), Pasid::new(0).unwrap(), &domain)
+        .detach_domain(a.rid(), Pasid::new(0).unwrap(), &domain)
         .unwrap();
     ioas.map_user(vmm.clone(), buf.raw(), 2 * MIB, RW, Some(0x4000_0000))
         .unwrap();

@@ -34,7 +34,7 @@ pub(super) fn ioas_map(e: Effort) -> Result<Metric> {
         0,
     )?;
     let domain = p.iommu.alloc_paging_domain()?;
-    p.iommu.attach_paging(rid, Pasid::new(0)?, &domain, None)?;
+    p.iommu.attach_domain(rid, Pasid::new(0)?, &domain, None)?;
     let ioas = IoPageTable::default();
     ioas.attach_domain(1, domain.clone())
         .map_err(|e| anyhow::anyhow!("attach: {e}"))?;
