@@ -78,6 +78,21 @@ impl Os {
     }
 }
 
+/// What a VT-d unit reports to a [`Machine`]'s demo program: its invalidation counters.
+pub fn vtd_counters(vtd: &Vtd) -> UnitCounters {
+    let s = vtd.stats();
+    UnitCounters {
+        iotlb_invalidations: s.iotlb_invalidations,
+        devtlb_invalidations: s.devtlb_invalidations,
+    }
+}
+
+/// The fault reason VT-d records for a request without PASID to the interrupt range: an
+/// interrupt request, which remapping hardware without interrupt remapping refuses (VT-d 4.1
+/// §3.15, SGN.8).
+pub const VTD_INTERRUPT_FAULT_REASON: u8 =
+    vsva_vtd::spec::fault::FaultReason::InterruptAddress as u8;
+
 /// A host.
 pub struct Platform {
     /// Physical memory.
@@ -218,17 +233,11 @@ impl Machine for Platform {
     }
 
     fn unit_counters(&self) -> UnitCounters {
-        let s = self.vtd.stats();
-        UnitCounters {
-            iotlb_invalidations: s.iotlb_invalidations,
-            devtlb_invalidations: s.devtlb_invalidations,
-        }
+        vtd_counters(&self.vtd)
     }
 
     fn interrupt_fault_reason(&self) -> u8 {
-        // A request without PASID to the interrupt range is an interrupt request, which
-        // remapping hardware without interrupt remapping refuses (VT-d 4.1 §3.15, SGN.8).
-        0x87
+        VTD_INTERRUPT_FAULT_REASON
     }
 
     fn top_ram_page_below_interrupts(&self) -> u64 {

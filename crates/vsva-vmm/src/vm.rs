@@ -201,16 +201,12 @@ impl Machine for Vm {
     }
 
     fn unit_counters(&self) -> UnitCounters {
-        let s = self.unit.stats();
-        UnitCounters {
-            iotlb_invalidations: s.iotlb_invalidations,
-            devtlb_invalidations: s.devtlb_invalidations,
-        }
+        vsva_host::vtd_counters(&self.unit)
     }
 
     fn interrupt_fault_reason(&self) -> u8 {
-        // the guest's vIOMMU is VT-d: SGN.8 (VT-d 4.1 §3.15)
-        0x87
+        // the guest's vIOMMU is VT-d
+        vsva_host::VTD_INTERRUPT_FAULT_REASON
     }
 
     fn top_ram_page_below_interrupts(&self) -> u64 {
