@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use vsva_iommu::Iommu;
 use vsva_iommu::ops::UnrecoverableFault;
-use vsva_mem::{Pasid, Rid};
+use vsva_mem::{Pasid, PhysMem, Rid};
 use vsva_mm::MemoryManager;
 
 use crate::device::{DeviceStats, Progress};
@@ -77,6 +77,11 @@ pub trait Machine {
     fn iommu(&self) -> &Arc<Iommu>;
     /// The OS's memory manager.
     fn mm(&self) -> &Arc<MemoryManager>;
+    /// The machine's physical memory (what its devices' DMA reaches).
+    fn memory(&self) -> Arc<dyn PhysMem>;
+    /// The machine's interrupt handlers, once (page requests, then recorded faults, on every
+    /// level the machine has). Returns how much work there was.
+    fn service(&self) -> usize;
     /// Plugs a demo device in at `rid` with `pri_capacity` outstanding page requests and an
     /// ATC of `atc_entries`.
     ///

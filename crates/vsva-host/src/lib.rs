@@ -215,6 +215,14 @@ impl Machine for Platform {
         &self.mm
     }
 
+    fn memory(&self) -> Arc<dyn PhysMem> {
+        self.mem.clone()
+    }
+
+    fn service(&self) -> usize {
+        Platform::service(self)
+    }
+
     fn add_device(
         &self,
         rid: Rid,

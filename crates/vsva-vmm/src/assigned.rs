@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use vsva_demo::device::{DemoDevice, DeviceStats, Progress};
+use vsva_demo::device::{DeviceStats, Progress};
 use vsva_demo::machine::{Endpoint, Function};
 use vsva_demo::regs;
 use vsva_mem::{Pasid, Rid};
@@ -19,7 +19,7 @@ use crate::vmm::{BLOCKED_HOST_PASID, Vmm};
 /// An assigned device inside the guest.
 pub struct AssignedDevice {
     rid: Rid,
-    host: Arc<DemoDevice>,
+    host: Arc<dyn Endpoint>,
     vmm: Arc<Vmm>,
     pasid_reg: Arc<AtomicU64>,
 }
@@ -27,7 +27,7 @@ pub struct AssignedDevice {
 impl AssignedDevice {
     pub(crate) fn new(
         rid: Rid,
-        host: Arc<DemoDevice>,
+        host: Arc<dyn Endpoint>,
         vmm: Arc<Vmm>,
         pasid_reg: Arc<AtomicU64>,
     ) -> Self {

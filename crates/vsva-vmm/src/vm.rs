@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use vsva_demo::device::Progress;
 use vsva_demo::machine::{Endpoint, Machine, UnitCounters};
-use vsva_host::{Os, Platform, PlatformError};
+use vsva_host::{Os, PlatformError};
 use vsva_iommu::Iommu;
 use vsva_iommu::ops::UnrecoverableFault;
 use vsva_mem::{PhysMem, Rid};
@@ -80,7 +80,7 @@ impl Vm {
     ///
     /// # Errors
     /// [`VmError`].
-    pub fn boot(host: Arc<Platform>, cfg: VmConfig) -> Result<Vm, VmError> {
+    pub fn boot(host: Arc<dyn Machine + Send + Sync>, cfg: VmConfig) -> Result<Vm, VmError> {
         let vmm = Vmm::start(host, cfg)?;
         vmm.assign(BOOT_DEVICE, BOOT_PRI, BOOT_ATC)?;
         let (unit, os) = Self::boot_guest(&vmm)?;
@@ -162,6 +162,14 @@ impl Machine for Vm {
 
     fn mm(&self) -> &Arc<MemoryManager> {
         &self.os.mm
+    }
+
+    fn memory(&self) -> Arc<dyn PhysMem> {
+        self.vmm.ram().clone()
+    }
+
+    fn service(&self) -> usize {
+        Vm::service(self)
     }
 
     fn add_device(

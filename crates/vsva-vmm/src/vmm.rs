@@ -30,8 +30,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
 
-use vsva_demo::device::DemoDevice;
-use vsva_host::Platform;
+use vsva_demo::machine::{Endpoint, Machine};
 use vsva_iommu::DeviceCaps;
 use vsva_iommu::ops::UnrecoverableFault;
 use vsva_iommufd::abi::Errno;
@@ -152,7 +151,7 @@ impl Default for VmConfig {
 
 /// A host device assigned to the guest.
 struct Assigned {
-    host: Arc<DemoDevice>,
+    host: Arc<dyn Endpoint>,
     file: VfioDeviceFile,
     dev_id: u32,
     /// The device's PASID register as the guest last wrote it.
@@ -250,7 +249,7 @@ struct State {
 
 /// The VMM.
 pub struct Vmm {
-    host: Arc<Platform>,
+    host: Arc<dyn Machine + Send + Sync>,
     cfg: VmConfig,
     process: Arc<Process>,
     uapi: Uapi,
@@ -273,14 +272,17 @@ impl Vmm {
     ///
     /// # Errors
     /// [`VmmError`] when the host cannot provide any of it.
-    pub fn start(host: Arc<Platform>, cfg: VmConfig) -> Result<Arc<Vmm>, VmmError> {
+    pub fn start(
+        host: Arc<dyn Machine + Send + Sync>,
+        cfg: VmConfig,
+    ) -> Result<Arc<Vmm>, VmmError> {
         if cfg.ram == 0 || cfg.ram % GIB != 0 {
             return Err(VmmError::Config(format!(
                 "guest RAM {:#x} is not a whole number of GiB",
                 cfg.ram
             )));
         }
-        let process = host.mm.spawn()?;
+        let process = host.mm().spawn()?;
         let ram_va = process.mmap(
             None,
             cfg.ram,
@@ -298,8 +300,8 @@ impl Vmm {
                     .map_or(u64::MAX, |r| r.pa + (va - r.va.raw()))
             })
             .collect();
-        let ram = Arc::new(GuestRam::new(host.mem.clone(), GIB, frames)?);
-        let fd = Arc::new(Iommufd::new(process.clone(), host.iommu.clone()));
+        let ram = Arc::new(GuestRam::new(host.memory(), GIB, frames)?);
+        let fd = Arc::new(Iommufd::new(process.clone(), host.iommu().clone()));
         let uapi = Uapi::new(fd.clone(), process.clone())?;
         let ioas = uapi.ioas_alloc()?;
         uapi.ioas_map(ioas, ram_va, cfg.ram, 0)?;
@@ -327,7 +329,7 @@ impl Vmm {
     }
 
     /// The host.
-    pub fn host(&self) -> &Arc<Platform> {
+    pub fn host(&self) -> &Arc<dyn Machine + Send + Sync> {
         &self.host
     }
 
@@ -381,14 +383,17 @@ impl Vmm {
             ats: true,
             pri: true,
         };
-        let dev = self.host.add_device(host_rid, pri_capacity, atc_entries);
+        let dev = self
+            .host
+            .add_device(host_rid, pri_capacity, atc_entries)
+            .map_err(VmmError::Config)?;
         self.host
-            .iommu
+            .iommu()
             .add_device(host_rid, caps, pri_capacity)
             .map_err(|e| VmmError::Config(e.to_string()))?;
         let me = self.me.clone();
         self.host
-            .iommu
+            .iommu()
             .set_fault_handler(
                 host_rid,
                 Arc::new(move |f: &UnrecoverableFault| {
@@ -440,7 +445,7 @@ impl Vmm {
     /// Hands the device assigned at `rid` to the guest OS (once): the host device and the
     /// cell of its guest-written PASID register. `None` if none is assigned or it was handed
     /// out already.
-    pub(crate) fn claim(&self, rid: Rid) -> Option<(Arc<DemoDevice>, Arc<AtomicU64>)> {
+    pub(crate) fn claim(&self, rid: Rid) -> Option<(Arc<dyn Endpoint>, Arc<AtomicU64>)> {
         let mut st = self.state();
         let a = st.devices.get_mut(&rid.raw())?;
         if a.claimed {
