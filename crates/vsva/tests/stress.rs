@@ -6,7 +6,7 @@ use std::process::Command;
 /// Operations per scenario (a few seconds in all, in a debug build).
 const ITERATIONS: u64 = 500;
 
-const SCENARIOS: [&str; 11] = [
+const SCENARIOS: [&str; 12] = [
     "munmap",
     "mprotect",
     "pageout",
@@ -18,6 +18,7 @@ const SCENARIOS: [&str; 11] = [
     "detach",
     "guest_te_clear",
     "guest_pasid_inval",
+    "guest_munmap",
 ];
 
 fn run(args: &[&str]) -> std::process::Output {

@@ -1,7 +1,9 @@
 //! vSVA scenarios: a guest process bound to the guest's demo device through the guest's
 //! vIOMMU (a nested HWPT on the host under a host PASID the VMM chose) while the guest clears
-//! its vIOMMU's GCMD.TE, or unbinds the PASID (its VT-d driver clears the PASID entry and
-//! issues the PASID-cache invalidation the VMM turns into a host detach).
+//! its vIOMMU's GCMD.TE, unbinds the PASID (its VT-d driver clears the PASID entry and
+//! issues the PASID-cache invalidation the VMM turns into a host detach), or munmaps the
+//! buffer (the guest's PASID-IOTLB and device-TLB invalidations the VMM turns into
+//! `IOMMU_HWPT_INVALIDATE`: flow 2).
 
 use std::sync::Arc;
 
@@ -31,6 +33,8 @@ pub enum Kind {
     TeClear,
     /// The guest unbinds its PASID (PASID entry cleared, PASID-cache invalidation).
     PasidInval,
+    /// The guest process munmaps the buffer (guest invalidations relayed to the host).
+    Munmap,
 }
 
 struct Guest {
@@ -132,6 +136,7 @@ impl Scenario for Guest {
                 let ctx = self.ctx.take().context("not bound")?;
                 self.drv.close(self.vm.as_ref(), ctx)?;
             }
+            Kind::Munmap => self.process.munmap(self.buf, LEN)?,
         }
         Ok(())
     }
@@ -147,6 +152,15 @@ impl Scenario for Guest {
             }
             Kind::PasidInval => {
                 self.ctx = Some(self.drv.open(self.vm.as_ref(), &self.process)?);
+            }
+            Kind::Munmap => {
+                let at = self.process.mmap(
+                    Some(self.buf),
+                    LEN,
+                    Prot::RW,
+                    MapFlags::FIXED | MapFlags::POPULATE,
+                )?;
+                anyhow::ensure!(at == self.buf, "the buffer came back at {at:?}");
             }
         }
         Ok(())

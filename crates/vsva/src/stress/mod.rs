@@ -153,6 +153,7 @@ const SCENARIOS: &[(&str, Build)] = &[
     ("guest_pasid_inval", || {
         guest::build(guest::Kind::PasidInval)
     }),
+    ("guest_munmap", || guest::build(guest::Kind::Munmap)),
 ];
 
 /// The names of every scenario.
