@@ -16,7 +16,8 @@ use vsva_mem::{FrameAllocator, PhysMem, PhysMemory, Rid};
 use vsva_mm::MemoryManager;
 use vsva_pcie::Upstream;
 use vsva_pgtable::x86::X86Paging;
-use vsva_vtd::{MsiLog, Vtd, VtdConfig, VtdPort};
+use vsva_pcie::MsiLog;
+use vsva_vtd::{Vtd, VtdConfig, VtdPort};
 use vsva_vtd_driver::{Mmio, VtdDriver};
 
 use vsva_demo::device::{DemoDevice, Progress};

@@ -19,7 +19,8 @@ use vsva_iommu::Iommu;
 use vsva_iommu::ops::UnrecoverableFault;
 use vsva_mem::{PhysMem, Rid};
 use vsva_mm::MemoryManager;
-use vsva_vtd::{MsiLog, Vtd, VtdConfig};
+use vsva_pcie::MsiLog;
+use vsva_vtd::{Vtd, VtdConfig};
 
 use crate::assigned::AssignedDevice;
 use crate::viommu::Relay;

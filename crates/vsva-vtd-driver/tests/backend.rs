@@ -10,7 +10,8 @@ use common::{Endpoints, MIB};
 use vsva_mem::{FrameAllocator, Pasid, PhysMem, PhysMemory, Rid};
 use vsva_vtd::VirtualBackend;
 use vsva_vtd::spec::descriptors::Descriptor;
-use vsva_vtd::{MsiLog, Vtd, VtdConfig};
+use vsva_pcie::MsiLog;
+use vsva_vtd::{Vtd, VtdConfig};
 use vsva_vtd_driver::{DeviceOptions, Domain, Mmio, VtdDriver};
 
 /// Records what it hears, and the unit's completed-wait count at that moment.

@@ -185,7 +185,8 @@ mod tests {
     use crate::spec::descriptors::Descriptor;
     use crate::spec::fault::FaultReason;
     use crate::spec::registers::{Gcmd, offset};
-    use crate::{MsiLog, Vtd, VtdConfig};
+    use crate::{Vtd, VtdConfig};
+    use vsva_pcie::MsiLog;
 
     /// What the backend heard (TE after the write), with what the guest's tables read like
     /// from inside the call: the fault a request without PASID of [`RID`] would meet, and

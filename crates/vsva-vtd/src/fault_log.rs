@@ -1,7 +1,8 @@
 //! Primary fault logging (VT-d 4.1 §7.2.1): fault recording registers, FSTS.PPF/PFO/FRI, and
 //! the fault event interrupt.
 
-use crate::interrupt::{EventRegs, MsiSink};
+use crate::interrupt::EventRegs;
+use vsva_pcie::MsiSink;
 use crate::spec::fault::FaultRecord;
 use crate::spec::registers::Fsts;
 

@@ -16,7 +16,8 @@ use vsva_pcie::{AtsInvalidation, AtsInvalidationError, Downstream, PageRequest, 
 use crate::request::{Request, RequestKind};
 use crate::spec::registers::{Iqa, Pqa, offset};
 use crate::unit::Vtd;
-use crate::{MsiLog, VtdConfig};
+use crate::VtdConfig;
+use vsva_pcie::MsiLog;
 
 /// Size of the fuzzed unit's memory.
 pub const MEMORY: u64 = 4 << 20;

@@ -1,42 +1,7 @@
 //! Interrupts the remapping unit raises: message-signalled writes of a 32-bit data word to an
 //! address (the fault event, invalidation completion and page request events, §5.1.6).
 
-use std::sync::Mutex;
-
-/// Where the unit's MSI writes go (an interrupt controller, a VMM's vector injection).
-pub trait MsiSink: Send + Sync {
-    /// Delivers one message: `data` written to `address`.
-    fn msi(&self, address: u64, data: u32);
-}
-
-/// An [`MsiSink`] that keeps every message, for tests and traces.
-#[derive(Debug, Default)]
-pub struct MsiLog {
-    messages: Mutex<Vec<(u64, u32)>>,
-}
-
-impl MsiLog {
-    /// The messages so far, oldest first.
-    pub fn messages(&self) -> Vec<(u64, u32)> {
-        self.messages.lock().map(|m| m.clone()).unwrap_or_default()
-    }
-
-    /// Takes the messages so far.
-    pub fn take(&self) -> Vec<(u64, u32)> {
-        self.messages
-            .lock()
-            .map(|mut m| std::mem::take(&mut *m))
-            .unwrap_or_default()
-    }
-}
-
-impl MsiSink for MsiLog {
-    fn msi(&self, address: u64, data: u32) {
-        if let Ok(mut m) = self.messages.lock() {
-            m.push((address, data));
-        }
-    }
-}
+use vsva_pcie::MsiSink;
 
 /// The registers of one interrupt source: control (IM, IP), data, address, upper address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

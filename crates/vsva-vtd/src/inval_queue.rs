@@ -354,7 +354,8 @@ mod tests {
 
     use crate::spec::descriptors::encode;
     use crate::spec::registers::{Gcmd, offset};
-    use crate::{MsiLog, Vtd, VtdConfig};
+    use crate::{Vtd, VtdConfig};
+    use vsva_pcie::MsiLog;
 
     #[test]
     fn every_cache_invalidation_descriptor_bumps_the_purge_epoch() {

@@ -18,7 +18,7 @@
 //! | `ats` | ATS translation requests and completions |
 //! | `port` | the unit as the Functions' PCIe upstream port ([`vsva_pcie::Upstream`]) |
 //! | `prq` | the page request queue |
-//! | `interrupt` | MSI delivery and event control registers |
+//! | `interrupt` | event control registers (MSIs go to a [`vsva_pcie::MsiSink`]) |
 //!
 //! The PCIe transactions (requests, completions, invalidations, page requests) and the
 //! endpoints behind the unit ([`vsva_pcie::Downstream`]) are vsva-pcie's.
@@ -62,7 +62,7 @@ mod walks;
 pub use ats::AtsTranslated;
 pub use backend::VirtualBackend;
 pub use config::VtdConfig;
-pub use interrupt::{EventRegs, MsiLog, MsiSink};
+pub use interrupt::EventRegs;
 pub use inval_queue::StatsSnapshot;
 pub use lookup::{LookupFault, Resolved};
 pub use port::VtdPort;

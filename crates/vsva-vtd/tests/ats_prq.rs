@@ -12,7 +12,8 @@ use vsva_pgtable::{PageTable, Perm};
 use vsva_vtd::spec::fault::FaultReason;
 use vsva_vtd::spec::pasid::Pgtt;
 use vsva_vtd::spec::registers::{PRS_PPR, PRS_PRO, offset};
-use vsva_vtd::{AtsTranslated, MsiLog, Vtd, VtdConfig};
+use vsva_pcie::MsiLog;
+use vsva_vtd::{AtsTranslated, Vtd, VtdConfig};
 
 const PEADDR: u32 = 0xfee0_3000;
 const PEDATA: u32 = 0x43;

@@ -10,7 +10,8 @@ use vsva_mem::{Pasid, PhysMem, PhysMemory, Rid};
 use vsva_pcie::{AtsInvalidation, ResponseCode};
 use vsva_vtd::spec::descriptors::encode;
 use vsva_vtd::spec::registers::{Fsts, Gcmd, offset};
-use vsva_vtd::{MsiLog, Vtd, VtdConfig};
+use vsva_pcie::MsiLog;
+use vsva_vtd::{Vtd, VtdConfig};
 
 const IEADDR: u32 = 0xfee0_2000;
 const IEDATA: u32 = 0x42;

@@ -13,7 +13,8 @@ use vsva_pcie::{
 use vsva_vtd::spec::pasid::{self, PasidDirEntry, PasidEntry, PasidQ0, PasidQ1, PasidQ2, Pgtt};
 use vsva_vtd::spec::registers::{Gcmd, offset};
 use vsva_vtd::spec::root_context::{self, ContextEntry, ContextHi, ContextLo, RootHalf};
-use vsva_vtd::{Blocked, MsiLog, Translated, Vtd, VtdConfig};
+use vsva_pcie::MsiLog;
+use vsva_vtd::{Blocked, Translated, Vtd, VtdConfig};
 
 pub const MIB: u64 = 1 << 20;
 pub const FEADDR: u32 = 0xfee0_1000;
