@@ -3,11 +3,11 @@
 //! | module | what |
 //! |---|---|
 //! | [`regs`] | the demo device's register interface |
-//! | [`device`] | the device: a DMA engine with PASID, ATS (an ATC) and PRI |
-//! | [`fabric`] | the PCIe side: routes ATS invalidations and page responses to devices, and device requests to the IOMMU |
-//! | [`machine`] | what the driver and program run on: a [`machine::Machine`] (host or guest) and its [`machine::Endpoint`]s |
-//! | [`driver`] | the OS driver: enables PASID/ATS/PRI, binds a process, submits commands |
-//! | [`program`] | the userspace program: the checks of the SVA demo |
+//! | `device` | the device: a DMA engine with PASID, ATS (an ATC) and PRI |
+//! | `fabric` | the PCIe side: routes ATS invalidations and page responses to devices, and device requests to the IOMMU |
+//! | `machine` | what the driver and program run on: a [`Machine`] (host or guest) and its [`Endpoint`]s |
+//! | `driver` | the OS driver: enables PASID/ATS/PRI, binds a process, submits commands |
+//! | `program` | the userspace program: the checks of the SVA demo ([`run_program`]) |
 //!
 //! It names no IOMMU vendor: a host that wires it to one is vsva-host (VT-d today).
 //!
@@ -16,9 +16,17 @@
 
 #![forbid(unsafe_code)]
 
-pub mod device;
-pub mod driver;
-pub mod fabric;
-pub mod machine;
-pub mod program;
+mod device;
+mod driver;
+mod fabric;
+mod machine;
+mod program;
 pub mod regs;
+
+pub use device::{DemoDevice, DeviceStats, PriStatus, Progress};
+pub use driver::{Command, Context, DemoDriver, DriverError, enable_sva_capabilities, submit_to};
+pub use fabric::Fabric;
+pub use machine::{
+    Endpoint, Function, INTERRUPT_WINDOW, Machine, UnitCounters, run_until_done, top_ram_page_below,
+};
+pub use program::{Check, Report, run as run_program};

@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
-use vsva_demo::driver::{Command, DemoDriver, DriverError};
 use vsva_demo::regs::{DeviceError, Op};
+use vsva_demo::{Command, DemoDriver, DriverError};
 use vsva_host::Platform;
 use vsva_mem::{PhysMem, Rid, Va};
 use vsva_mm::{MapFlags, Process, Prot};
@@ -39,10 +39,10 @@ fn bytes(mem: &dyn PhysMem, frame: u64) -> Vec<u8> {
 
 struct Rig {
     p: Arc<Platform>,
-    dev: Arc<vsva_demo::device::DemoDevice>,
+    dev: Arc<vsva_demo::DemoDevice>,
     drv: DemoDriver,
     process: Arc<Process>,
-    ctx: vsva_demo::driver::Context,
+    ctx: vsva_demo::Context,
     buf: Va,
     frame: u64,
 }

@@ -2,8 +2,8 @@
 //! PASIDs beyond a device's width, DMA after unbind — clear errors, counted, nothing
 //! corrupted, the rest of the system unaffected.
 
-use vsva_demo::driver::{Command, DemoDriver, DriverError};
 use vsva_demo::regs::{DeviceError, Op};
+use vsva_demo::{Command, DemoDriver, DriverError};
 use vsva_host::Platform;
 use vsva_iommu::ResponseCode;
 use vsva_mem::{Rid, Va};
@@ -39,7 +39,7 @@ fn more_page_requests_than_the_allocation_are_refused_and_counted() {
         .unwrap();
     // A misbehaving device: four requests of one group outstanding with an allocation of 2.
     for i in 0..4u64 {
-        let out = p.vtd.page_request(&PageRequest {
+        let out = p.unit.page_request(&PageRequest {
             rid,
             pasid: Some(ctx.pasid()),
             addr: buf.raw() + i * 4096,
@@ -86,7 +86,7 @@ fn responses_for_unknown_groups_are_dropped_and_flagged() {
     assert_eq!(p.iommu.stats().iopf.late_responses, 1);
     // device side: a page group response the device never asked for (sent by a buggy
     // driver straight through the queue) sets UPRGI in its PRI status
-    p.vtd_driver
+    p.driver
         .page_response(
             rid,
             Some(ctx.pasid()),
@@ -96,7 +96,7 @@ fn responses_for_unknown_groups_are_dropped_and_flagged() {
         .unwrap();
     assert_eq!(
         dev.pri_status(),
-        vsva_demo::device::PriStatus {
+        vsva_demo::PriStatus {
             response_failure: false,
             unexpected_prg_index: true,
             stopped: false,
@@ -159,7 +159,7 @@ fn dma_after_unbind_is_refused_and_writes_nothing() {
     proc_.read_bytes(buf, &mut b).unwrap();
     assert_eq!(b[0], 0x44, "nothing written after unbind");
     // the IOMMU recorded why: the PASID's entry is gone (SPT.2)
-    let faults = p.vtd_driver.take_faults_recorded();
+    let faults = p.driver.take_faults_recorded();
     assert!(faults.iter().any(|f| f.reason == 0x59), "{faults:?}");
 }
 
@@ -197,7 +197,7 @@ fn an_automatic_response_while_the_device_asks_does_not_deadlock_it() {
                 last: false,
                 prgi: 1,
             };
-            if p.vtd.page_request(&pr) == PageRequestOutcome::Dropped || i > 100_000 {
+            if p.unit.page_request(&pr) == PageRequestOutcome::Dropped || i > 100_000 {
                 break;
             }
             i += 1;

@@ -98,8 +98,8 @@ fn hw_info_is_what_the_unit_reports_in_its_registers() {
     );
     let word = |at: usize| u64::from_le_bytes(info.data[at..at + 8].try_into().unwrap());
     let (cap, ecap) = (word(8), word(16));
-    assert_eq!(cap, p.vtd.read(offset::CAP, 8));
-    assert_eq!(ecap, p.vtd.read(offset::ECAP, 8));
+    assert_eq!(cap, p.unit.read(offset::CAP, 8));
+    assert_eq!(ecap, p.unit.read(offset::ECAP, 8));
     assert_eq!(info.data.len(), 24);
     // ECAP.SSADS (bit 45, §11.4.3; Linux `ecap_slads`) follows the configuration, and
     // SMTS (bit 43) is there

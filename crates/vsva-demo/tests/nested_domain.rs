@@ -139,8 +139,8 @@ impl vsva_iommu::IopfHandler for GuestFaults {
 
 #[test]
 fn a_nested_pasids_page_requests_reach_its_handler_and_the_answer_resumes_the_device() {
-    use vsva_demo::driver::{Command, DemoDriver};
     use vsva_demo::regs::{self, Op};
+    use vsva_demo::{Command, DemoDriver};
 
     let p = Platform::new(8 * GIB, VtdConfig::default()).unwrap();
     let rid = Rid::from_bdf(0, 3, 0).unwrap();

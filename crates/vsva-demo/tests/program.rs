@@ -6,7 +6,7 @@ use vsva_vtd::VtdConfig;
 #[test]
 fn every_check_of_the_sva_program_passes() {
     let p = Platform::new(16 << 30, VtdConfig::default()).unwrap();
-    let r = vsva_demo::program::run(&p).unwrap();
+    let r = vsva_demo::run_program(&p).unwrap();
     for c in &r.checks {
         println!(
             "{} {} — {}",

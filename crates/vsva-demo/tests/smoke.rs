@@ -1,7 +1,7 @@
 //! The demo device writing into a fresh mmap of a bound process, and reading it back.
 
-use vsva_demo::driver::{Command, DemoDriver};
 use vsva_demo::regs::{self, Op};
+use vsva_demo::{Command, DemoDriver};
 use vsva_host::Platform;
 use vsva_mem::{Rid, Va};
 use vsva_mm::{MapFlags, Prot};

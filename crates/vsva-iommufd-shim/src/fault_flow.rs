@@ -6,8 +6,8 @@
 //! readable, the program filling its page table and answering SUCCESS — which runs the
 //! device on inside the write — and the device's write landing in the program's memory.
 
-use vsva_demo::device::{DemoDevice, Progress};
 use vsva_demo::regs::{self, Op, Status};
+use vsva_demo::{DemoDevice, Progress};
 use vsva_iommufd::abi::ioctl::{
     IOMMU_FAULT_QUEUE_ALLOC, IOMMU_HWPT_ALLOC, IOMMU_IOAS_ALLOC, IOMMU_IOAS_MAP,
     VFIO_DEVICE_ATTACH_IOMMUFD_PT, VFIO_DEVICE_BIND_IOMMUFD,
@@ -40,8 +40,7 @@ fn call<T>(file: &OpenFile, number: u32, cmd: &mut T) -> Result<(), vsva_iommufd
 }
 
 fn enable_pasid_ats_pri(dev: &DemoDevice) {
-    vsva_demo::driver::enable_sva_capabilities(dev, false)
-        .expect("a demo device has PASID, ATS and PRI");
+    vsva_demo::enable_sva_capabilities(dev, false).expect("a demo device has PASID, ATS and PRI");
 }
 
 fn readable(fd: i32) -> bool {

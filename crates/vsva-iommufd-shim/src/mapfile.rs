@@ -16,9 +16,9 @@ use std::fs::File;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::{Arc, Mutex};
 
+use vsva_iommufd::AddressSpace;
 use vsva_iommufd::FileResolver;
 use vsva_iommufd::abi::Errno;
-use vsva_iommufd::pages::AddressSpace;
 use vsva_mem::{SegmentedMemory, Va};
 use vsva_mm::Pinned;
 

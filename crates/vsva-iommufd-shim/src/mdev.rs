@@ -67,10 +67,10 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 
 use vsva_demo::regs::{self, CHECKSUM_INIT, Op, Status, checksum, fill_pattern};
+use vsva_iommufd::EmulatedDriver;
+use vsva_iommufd::RwBuf;
 use vsva_iommufd::VfioDevice;
 use vsva_iommufd::abi::Errno;
-use vsva_iommufd::pages::RwBuf;
-use vsva_iommufd::vfio_cdev::EmulatedDriver;
 use vsva_mem::PhysMem;
 
 use crate::regions::PciFunction;

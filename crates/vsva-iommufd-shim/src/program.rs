@@ -35,9 +35,9 @@ use std::os::fd::{FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use vsva_iommufd::AddressSpace;
 use vsva_iommufd::UserMemory;
 use vsva_iommufd::abi::Errno;
-use vsva_iommufd::pages::AddressSpace;
 use vsva_mem::{SegmentedMemory, Va};
 use vsva_mm::Pinned;
 

@@ -29,7 +29,7 @@
 //!
 //! # The device runs when the program looks
 //! A real function works on its own once its doorbell rings; the demo device advances only
-//! when [`DemoDevice::run`](vsva_demo::device::DemoDevice::run) is called. So the shim runs it synchronously — until it
+//! when [`DemoDevice::run`](vsva_demo::DemoDevice::run) is called. So the shim runs it synchronously — until it
 //! completes, fails, or waits for a page — right after a write to DOORBELL, before a read of
 //! STATUS, and (in [`crate::shim`]) after a page response is written to a fault queue. A
 //! program that rings the doorbell and polls STATUS sees what it would on hardware, without
@@ -100,7 +100,7 @@ pub const CONFIG_SIZE: u64 = CONFIG_SPACE_SIZE as u64;
 
 /// What is behind a VFIO device's BAR 0 and configuration space: a PCI function as
 /// vsva-demo defines it (a demo endpoint, or the emulated copy engine).
-pub use vsva_demo::machine::Function as PciFunction;
+pub use vsva_demo::Function as PciFunction;
 
 /// `offsetofend(struct vfio_device_info, num_irqs)`: the least `argsz`.
 const DEVICE_INFO_MINSZ: usize = 16;

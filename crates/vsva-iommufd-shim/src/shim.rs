@@ -6,14 +6,14 @@ use std::ffi::CStr;
 use std::sync::{Arc, OnceLock};
 
 use libc::c_int;
-use vsva_demo::device::DemoDevice;
-use vsva_demo::driver::enable_sva_capabilities;
+use vsva_demo::DemoDevice;
+use vsva_demo::enable_sva_capabilities;
 use vsva_host::Platform;
 use vsva_iommu::DeviceCaps;
 use vsva_iommufd::abi::ioctl::IOMMU_FAULT_QUEUE_ALLOC;
 use vsva_iommufd::abi::{Command, Errno, IommuDestroy};
-use vsva_iommufd::fault::{PGFAULT_SIZE, RESPONSE_SIZE};
 use vsva_iommufd::{DeviceInfo, Iommufd, PollFlags, VfioDevice};
+use vsva_iommufd::{PGFAULT_SIZE, RESPONSE_SIZE};
 use vsva_mem::{PhysMem, PhysMemory, SegmentedMemory};
 
 use crate::config::{ShimConfig, parse_rid};

@@ -425,7 +425,7 @@ impl Iommufd {
     ///    driver's ([`vsva_iommu::IommuOps::alloc_domain_nested`], Linux
     ///    `domain_alloc_nested`): `EOPNOTSUPP` without nesting support or for a `data_type` it
     ///    does not know; reading the data as
-    ///    [`copy_struct_from_user_at`](crate::user_memory::copy_struct_from_user_at) does
+    ///    [`copy_bytes_from_user_at`](crate::user_memory::copy_bytes_from_user_at) does
     ///    (`EINVAL` below the driver's minimum, `E2BIG`, `EFAULT`); the driver's checks of
     ///    the data; and the core's `EINVAL` for a misaligned or out-of-range root;
     /// 7. for a vIOMMU (`iommufd_viommu_alloc_hwpt_nested()`): `EINVAL` if the device is
@@ -582,7 +582,7 @@ impl Iommufd {
     /// it is neither a nested HWPT nor a vIOMMU, `EOPNOTSUPP` for a vIOMMU (none has a
     /// `cache_invalidate` operation: the core-managed one has none); then the driver's: for a
     /// data type it does not know, then per entry, reading it as
-    /// [`copy_struct_from_user_at`](crate::user_memory::copy_struct_from_user_at) does, and its
+    /// [`copy_bytes_from_user_at`](crate::user_memory::copy_bytes_from_user_at) does, and its
     /// checks of the entry. Processing stops at the first bad entry.
     pub fn hwpt_invalidate(
         &self,

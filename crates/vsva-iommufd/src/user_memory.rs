@@ -13,8 +13,6 @@ use std::sync::Arc;
 use vsva_mem::Va;
 use vsva_mm::Process;
 
-use zerocopy::{FromBytes, IntoBytes, KnownLayout};
-
 use crate::abi::Errno;
 use crate::pages::AddressSpace;
 
@@ -119,34 +117,17 @@ fn page_pieces(addr: u64, len: u64) -> impl Iterator<Item = (u64, u64)> {
     })
 }
 
-/// Reads a driver's struct of `len` user bytes at `addr` the way `iommu_copy_struct_from_user()`
+/// Reads a driver's struct of `len` user bytes at `addr` into `dst` (the struct as bytes, what a
+/// driver hands over through [`vsva_iommu::UserData`]) the way `iommu_copy_struct_from_user()`
 /// (`include/linux/iommu.h`) does: `len` below `min_len` is `EINVAL`; then
-/// `copy_struct_from_user()` — bytes past `size_of::<T>()` must be zero (`E2BIG`, found page by
+/// `copy_struct_from_user()` — bytes past `dst.len()` must be zero (`E2BIG`, found page by
 /// page before any fault further on, as `check_zeroed_user()` scans), then the first
-/// `min(len, size_of::<T>())` bytes are copied and the rest of `T` is zero.
+/// `min(len, dst.len())` bytes are copied and the
+/// rest of `dst` is zero.
 ///
 /// # Errors
 /// `EINVAL`, `E2BIG` as said; `EFAULT` if a byte that must be read cannot be, or the range
 /// wraps.
-pub fn copy_struct_from_user_at<T>(
-    mem: &dyn UserMemory,
-    addr: u64,
-    len: u64,
-    min_len: usize,
-) -> Result<T, Errno>
-where
-    T: FromBytes + IntoBytes + KnownLayout,
-{
-    let mut value = T::new_zeroed();
-    copy_bytes_from_user_at(mem, addr, len, value.as_mut_bytes(), min_len)?;
-    Ok(value)
-}
-
-/// [`copy_struct_from_user_at`] into `dst`, a struct as bytes (what a driver hands over through
-/// [`vsva_iommu::UserData`]); `dst` is zeroed past the copied bytes.
-///
-/// # Errors
-/// As [`copy_struct_from_user_at`].
 pub fn copy_bytes_from_user_at(
     mem: &dyn UserMemory,
     addr: u64,
@@ -175,7 +156,7 @@ pub fn copy_bytes_from_user_at(
 }
 
 /// Driver data behind an ioctl's pointer (Linux `struct iommu_user_data`): `len` bytes of type
-/// `data_type` at `uptr`, read as [`copy_struct_from_user_at`] does.
+/// `data_type` at `uptr`, read as [`copy_bytes_from_user_at`] does.
 pub struct UserBuffer<'a> {
     /// The caller's memory.
     pub mem: &'a dyn UserMemory,
@@ -249,6 +230,7 @@ pub fn clear_user(mem: &dyn UserMemory, addr: u64, len: u64) -> Result<(), Errno
 mod tests {
     use super::*;
     use std::sync::Mutex;
+    use zerocopy::{FromBytes, IntoBytes, KnownLayout};
 
     /// Two readable pages at 0x1000..0x3000; everything else faults.
     struct TwoPages(Mutex<Vec<u8>>);
@@ -273,6 +255,17 @@ mod tests {
             self.0.lock().unwrap()[at..at + buf.len()].copy_from_slice(buf);
             Ok(())
         }
+    }
+
+    fn copy_struct_from_user_at<T: FromBytes + IntoBytes + KnownLayout>(
+        mem: &dyn UserMemory,
+        addr: u64,
+        len: u64,
+        min_len: usize,
+    ) -> Result<T, Errno> {
+        let mut value = T::new_zeroed();
+        copy_bytes_from_user_at(mem, addr, len, value.as_mut_bytes(), min_len)?;
+        Ok(value)
     }
 
     #[test]

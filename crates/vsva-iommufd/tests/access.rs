@@ -9,6 +9,8 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use common::{FIXED_RW, Fixture, PAGE, ShmemResolver, open};
+use vsva_iommufd::EmulatedDriver;
+use vsva_iommufd::RwBuf;
 use vsva_iommufd::abi::ioctl::{
     IOMMU_IOAS_CHANGE_PROCESS, IOMMU_IOAS_MAP_FILE, VFIO_DEVICE_ATTACH_IOMMUFD_PT,
     VFIO_DEVICE_DETACH_IOMMUFD_PT,
@@ -17,10 +19,8 @@ use vsva_iommufd::abi::{
     Errno, IoasMapFlags, IommuIoasChangeProcess, IommuIoasCopy, IommuIoasMapFile,
     VfioDeviceAttachIommufdPt, VfioDeviceDetachIommufdPt,
 };
-use vsva_iommufd::access::{Access, AccessOps};
-use vsva_iommufd::object::{Held, ObjectType};
-use vsva_iommufd::pages::RwBuf;
-use vsva_iommufd::vfio_cdev::EmulatedDriver;
+use vsva_iommufd::{Access, AccessOps};
+use vsva_iommufd::{Held, ObjectType};
 use vsva_iommufd::{ProcessMemory, VfioDevice};
 use vsva_mm::{MapFlags, Prot};
 use zerocopy::IntoBytes;

@@ -19,7 +19,7 @@ use vsva_iommufd::abi::{
     IommuIoasChangeProcess, IommuIoasCopy, IommuIoasIovaRanges, IommuIoasMap, IommuIoasMapFile,
     IommuIovaRange, IommuOption, IommuVfioIoas, IommuViommuAlloc, OptionId, OptionOp, VfioIoasOp,
 };
-use vsva_iommufd::io_pagetable::{EADDRINUSE, ReservedBy};
+use vsva_iommufd::{EADDRINUSE, ReservedBy};
 use vsva_iommufd::{ObjectType, ProcessMemory};
 use vsva_mm::{MapFlags, Process, Prot};
 use zerocopy::IntoBytes;

@@ -7,11 +7,11 @@ mod common;
 
 use common::{FIXED_RW, Fixture, PAGE, open, open_with};
 use vsva_iommu::DeviceCaps;
+use vsva_iommufd::EADDRINUSE;
 use vsva_iommufd::abi::ioctl::IOMMU_GET_HW_INFO;
 use vsva_iommufd::abi::{
     Errno, HwCapabilities, HwInfoFlags, HwInfoType, HwptAllocFlags, IoasMapFlags, IommuHwInfo,
 };
-use vsva_iommufd::io_pagetable::EADDRINUSE;
 use vsva_iommufd::{DeviceInfo, ObjectType};
 use vsva_mem::{Access, Pasid, Rid, Va};
 use vsva_vtd::VtdConfig;
@@ -406,8 +406,8 @@ struct HwInfoCall {
 fn hw_info_is_the_units_cap_and_ecap() {
     let f = open();
     let (_dev, dev_id) = f.plug_and_bind(3);
-    let cap = f.host.vtd.read(offset::CAP, 8);
-    let ecap = f.host.vtd.read(offset::ECAP, 8);
+    let cap = f.host.unit.read(offset::CAP, 8);
+    let ecap = f.host.unit.read(offset::ECAP, 8);
     let mut want = Vec::new();
     want.extend_from_slice(&1u32.to_le_bytes()); // IOMMU_HW_INFO_VTD_ERRATA_772415_SPR17
     want.extend_from_slice(&0u32.to_le_bytes());

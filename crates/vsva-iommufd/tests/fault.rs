@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use common::{Fixture, GuestRam, open};
-use vsva_demo::device::{DemoDevice, Progress};
 use vsva_demo::regs::{self, DeviceError, Op};
+use vsva_demo::{DemoDevice, Progress};
 use vsva_iommu::DeviceCaps;
 use vsva_iommufd::abi::ioctl::{IOMMU_FAULT_QUEUE_ALLOC, IOMMU_HWPT_ALLOC};
 use vsva_iommufd::abi::{
@@ -56,7 +56,7 @@ struct Guest {
 /// What a driver's probe does to the demo device's capabilities (as `DemoDriver::probe`):
 /// PASID, ATS (STU 4 KiB) and PRI with the device's whole request capacity.
 fn enable_pasid_ats_pri(dev: &DemoDevice) {
-    vsva_demo::driver::enable_sva_capabilities(dev, false).unwrap();
+    vsva_demo::enable_sva_capabilities(dev, false).unwrap();
 }
 
 fn fault_alloc(f: &Fixture, flags: u32) -> Result<(u32, u32), Errno> {
@@ -121,10 +121,10 @@ fn guest() -> Guest {
 /// registers (what `DemoDriver::submit` does).
 fn submit(dev: &DemoDevice, op: Op, dst: u64, len: u64, pattern: u64) {
     let pasid = Pasid::new(PASID).unwrap();
-    vsva_demo::driver::submit_to(
+    vsva_demo::submit_to(
         dev,
         pasid,
-        &vsva_demo::driver::Command::new(op, 0, dst, len, pattern),
+        &vsva_demo::Command::new(op, 0, dst, len, pattern),
     );
 }
 
@@ -275,10 +275,10 @@ fn reads_and_writes_take_whole_records_at_offset_zero() {
         prgi: 7,
     };
     g.f.host
-        .vtd
+        .unit
         .page_request(&request(0x7000_0000, false, true, false, false));
     g.f.host
-        .vtd
+        .unit
         .page_request(&request(0x7000_1000, true, false, true, true));
     assert_eq!(g.f.host.service(), 1, "one complete group");
     assert_eq!(

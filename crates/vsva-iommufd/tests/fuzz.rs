@@ -15,6 +15,8 @@ use std::sync::{Arc, Mutex};
 
 use common::{FIXED_RW, Fixture, MIB, PAGE, ShmemResolver, open};
 use proptest::prelude::*;
+use vsva_iommufd::EmulatedDriver;
+use vsva_iommufd::RwBuf;
 use vsva_iommufd::abi::{
     Command, Errno, FdKind, HwInfoType, HwQueueType, HwptAllocFlags, HwptDataType,
     HwptInvalidateDataType, IoasMapFlags, IommuDestroy, IommuFaultAlloc, IommuHwInfo,
@@ -26,8 +28,6 @@ use vsva_iommufd::abi::{
     VfioDeviceAttachIommufdPt, VfioDeviceBindIommufd, VfioDeviceDetachIommufdPt, VfioIoasOp,
     ViommuType,
 };
-use vsva_iommufd::pages::RwBuf;
-use vsva_iommufd::vfio_cdev::EmulatedDriver;
 use vsva_iommufd::{Iommufd, VfioDevice, VfioDeviceFile};
 use vsva_mem::Va;
 use vsva_mm::{MapFlags, Process, Prot};

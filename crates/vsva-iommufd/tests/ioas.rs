@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use vsva_iommufd::abi::Errno;
-use vsva_iommufd::domain::{IoDomain, IoProt};
-use vsva_iommufd::io_pagetable::{EADDRINUSE, IoPageTable, ReservedBy};
+use vsva_iommufd::{EADDRINUSE, IoPageTable, ReservedBy};
+use vsva_iommufd::{IoDomain, IoProt};
 use vsva_mem::{Access, FrameAllocator, PhysMem, PhysMemory, Va};
 use vsva_mm::{MapFlags, MemoryManager, Process, Prot};
 use vsva_pgtable::x86::X86Paging;
@@ -460,7 +460,7 @@ struct FixedSpace {
     charged: Mutex<u64>,
 }
 
-impl vsva_iommufd::pages::AddressSpace for FixedSpace {
+impl vsva_iommufd::AddressSpace for FixedSpace {
     fn name(&self) -> String {
         "fixed".into()
     }

@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use vsva_host::Platform;
 use vsva_iommu::{DeviceCaps, PagingDomain};
-use vsva_iommufd::domain::IoProt;
-use vsva_iommufd::io_pagetable::IoPageTable;
+use vsva_iommufd::IoPageTable;
+use vsva_iommufd::IoProt;
 use vsva_mem::{Access, Pasid, Rid, Va};
 use vsva_mm::{MapFlags, Prot};
 use vsva_vtd::VtdConfig;
@@ -22,7 +22,7 @@ fn platform() -> Platform {
     Platform::new(8 << 30, VtdConfig::default()).unwrap()
 }
 
-fn plug(p: &Platform, dev: u8) -> Arc<vsva_demo::device::DemoDevice> {
+fn plug(p: &Platform, dev: u8) -> Arc<vsva_demo::DemoDevice> {
     let rid = Rid::from_bdf(0, dev, 0).unwrap();
     let d = p.add_device(rid, 32, 64);
     p.iommu

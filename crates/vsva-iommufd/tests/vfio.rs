@@ -74,7 +74,7 @@ fn le32(bytes: &[u8], at: usize) -> u32 {
 }
 
 /// A device under VFIO, plugged into the host.
-fn vfio_device(f: &Fixture, dev: u8) -> (Arc<vsva_demo::device::DemoDevice>, Arc<VfioDevice>) {
+fn vfio_device(f: &Fixture, dev: u8) -> (Arc<vsva_demo::DemoDevice>, Arc<VfioDevice>) {
     let (demo, info) = f.plug(dev);
     (demo, VfioDevice::new(info))
 }

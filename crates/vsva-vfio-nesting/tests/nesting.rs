@@ -7,7 +7,7 @@
 mod common;
 
 use common::*;
-use vsva_demo::device::Progress;
+use vsva_demo::Progress;
 use vsva_demo::regs::{self, DeviceError, Op};
 use vsva_iommufd::abi::Errno;
 use vsva_vfio_nesting::NestingContainer;
@@ -88,8 +88,8 @@ fn get_info_reports_the_nesting_capability_of_the_host_unit() {
     // ECAP.PSS + 1 = 20 PASID bits.
     assert_eq!((n.addr_width, n.pasid_bits), (57, 20));
     // CAP_REG at 08h, ECAP_REG at 10h (VT-d §10.4.2, §10.4.3), masked as v7 16/16 does.
-    let cap_reg = vm.host.vtd.mmio_read(0x08, 8);
-    let ecap_reg = vm.host.vtd.mmio_read(0x10, 8);
+    let cap_reg = vm.host.unit.mmio_read(0x08, 8);
+    let ecap_reg = vm.host.unit.mmio_read(0x10, 8);
     assert_eq!(n.vtd.cap_reg, cap_reg & (1 << 56 | 1 << 60));
     assert_eq!(
         n.vtd.ecap_reg,

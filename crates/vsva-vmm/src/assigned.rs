@@ -8,9 +8,9 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use vsva_demo::device::{DeviceStats, Progress};
-use vsva_demo::machine::{Endpoint, Function};
 use vsva_demo::regs;
+use vsva_demo::{DeviceStats, Progress};
+use vsva_demo::{Endpoint, Function};
 use vsva_mem::{Pasid, Rid};
 use vsva_pcie::Refused;
 

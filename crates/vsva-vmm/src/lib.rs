@@ -3,24 +3,28 @@
 //!
 //! | module | what |
 //! |---|---|
-//! | [`guest_ram`] | guest-physical memory over the VMM's pinned anonymous memory |
-//! | [`uapi`] | the VMM's iommufd calls, made with the uAPI's bytes as a C VMM makes them |
-//! | [`vmm`] | the VMM: guest RAM, IOAS, stage 2, fault queue, assigned devices, and the four flows (bind, invalidate, fault, respond) |
-//! | [`viommu`] | the guest vIOMMU's backend: what the guest's VT-d programming turns into on the host |
-//! | [`assigned`] | an assigned device as the guest sees it (PASID register virtualized) |
-//! | [`vm`] | a VM: VMM + vIOMMU + guest OS, runnable as a demo [`Machine`](vsva_demo::machine::Machine) |
+//! | `guest_ram` | guest-physical memory over the VMM's pinned anonymous memory |
+//! | `uapi` | the VMM's iommufd calls, made with the uAPI's bytes as a C VMM makes them |
+//! | `vmm` | the VMM: guest RAM, IOAS, stage 2, fault queue, assigned devices, and the four flows (bind, invalidate, fault, respond) |
+//! | `viommu` | the guest vIOMMU's backend: what the guest's VT-d programming turns into on the host |
+//! | `assigned` | an assigned device as the guest sees it (PASID register virtualized) |
+//! | `vm` | a VM: VMM + vIOMMU + guest OS, runnable as a demo [`Machine`](vsva_demo::Machine) |
 //!
 //! The guest OS is the host's code: the same VT-d driver, IOMMU core, memory manager, demo
 //! driver and program, running over guest RAM and the vIOMMU.
 
 #![forbid(unsafe_code)]
 
-pub mod assigned;
-pub mod guest_ram;
-pub mod uapi;
-pub mod viommu;
-pub mod vm;
-pub mod vmm;
+mod assigned;
+mod guest_ram;
+mod uapi;
+mod viommu;
+mod vm;
+mod vmm;
 
-pub use vm::{Vm, VmError};
-pub use vmm::{CountersSnapshot, VmConfig, Vmm, VmmError};
+pub use assigned::AssignedDevice;
+pub use guest_ram::{GuestRam, GuestRamError};
+pub use uapi::{Uapi, VtdHwInfo};
+pub use viommu::Relay;
+pub use vm::{BOOT_DEVICE, Vm, VmError, guest_unit_config};
+pub use vmm::{BLOCKED_HOST_PASID, Counters, CountersSnapshot, VmConfig, Vmm, VmmError};

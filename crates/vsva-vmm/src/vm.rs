@@ -12,9 +12,9 @@
 
 use std::sync::Arc;
 
-use vsva_demo::device::Progress;
-use vsva_demo::machine::{Endpoint, Machine, UnitCounters};
-use vsva_host::{Os, PlatformError};
+use vsva_demo::Progress;
+use vsva_demo::{Endpoint, Machine, UnitCounters};
+use vsva_host::{IommuKind, Os, PlatformError, VtdKind};
 use vsva_iommu::Iommu;
 use vsva_iommu::ops::UnrecoverableFault;
 use vsva_mem::{PhysMem, Rid};
@@ -72,7 +72,7 @@ pub fn guest_unit_config(cap: u64, ecap: u64, device_pasid_bits: u8) -> VtdConfi
 pub struct Vm {
     vmm: Arc<Vmm>,
     unit: Arc<Vtd>,
-    os: Os,
+    os: Os<VtdKind>,
 }
 
 impl Vm {
@@ -88,7 +88,7 @@ impl Vm {
         Ok(Vm { vmm, unit, os })
     }
 
-    fn boot_guest(vmm: &Arc<Vmm>) -> Result<(Arc<Vtd>, Os), VmError> {
+    fn boot_guest(vmm: &Arc<Vmm>) -> Result<(Arc<Vtd>, Os<VtdKind>), VmError> {
         let info = vmm.hw_info(BOOT_DEVICE).map_err(VmmError::from)?;
         let cfg = guest_unit_config(info.cap, info.ecap, info.pasid_bits);
         let relay = Relay::new(vmm);
@@ -102,7 +102,7 @@ impl Vm {
         // Cannot fail: the unit is new.
         let _ = unit.set_backend(relay);
         vmm.set_unit(&unit);
-        let os = Os::boot(ram, unit.clone(), vmm.ram_size())?;
+        let os = Os::<VtdKind>::boot(ram, &unit, vmm.ram_size())?;
         Ok((unit, os))
     }
 
@@ -141,7 +141,7 @@ impl Vm {
     }
 
     /// The guest OS.
-    pub fn os(&self) -> &Os {
+    pub fn os(&self) -> &Os<VtdKind> {
         &self.os
     }
 
@@ -200,7 +200,7 @@ impl Machine for Vm {
     }
 
     fn run_device(&self, dev: &dyn Endpoint) -> Progress {
-        vsva_demo::machine::run_until_done(dev, || self.service())
+        vsva_demo::run_until_done(dev, || self.service())
     }
 
     fn take_faults(&self) -> Vec<UnrecoverableFault> {
@@ -210,15 +210,15 @@ impl Machine for Vm {
     }
 
     fn unit_counters(&self) -> UnitCounters {
-        vsva_host::vtd_counters(&self.unit)
+        VtdKind::counters(&self.unit)
     }
 
     fn interrupt_fault_reason(&self) -> u8 {
         // the guest's vIOMMU is VT-d
-        vsva_host::VTD_INTERRUPT_FAULT_REASON
+        VtdKind::INTERRUPT_FAULT_REASON
     }
 
     fn top_ram_page_below_interrupts(&self) -> u64 {
-        vsva_demo::machine::top_ram_page_below(self.vmm.ram_size())
+        vsva_demo::top_ram_page_below(self.vmm.ram_size())
     }
 }

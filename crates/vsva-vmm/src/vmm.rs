@@ -30,7 +30,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
 
-use vsva_demo::machine::{Endpoint, Machine};
+use vsva_demo::{Endpoint, Machine};
 use vsva_iommu::DeviceCaps;
 use vsva_iommu::ops::UnrecoverableFault;
 use vsva_iommufd::abi::Errno;

@@ -11,7 +11,7 @@ use vsva_vtd::VtdConfig;
 fn every_host_demo_check_passes_in_the_guest() {
     let host = Arc::new(Platform::new(16 << 30, VtdConfig::default()).unwrap());
     let vm = Vm::boot(host, VmConfig::default()).unwrap();
-    let report = vsva_demo::program::run(&vm).unwrap();
+    let report = vsva_demo::run_program(&vm).unwrap();
     for c in &report.checks {
         println!(
             "{} {}: {}",

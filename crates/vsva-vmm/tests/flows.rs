@@ -5,11 +5,11 @@
 mod common;
 
 use common::{bind, cmd, guest, host};
-use vsva_demo::driver::DriverError;
+use vsva_demo::DriverError;
 use vsva_demo::regs::{self, DeviceError, Op};
 use vsva_mem::{Pasid, Rid, Va};
 use vsva_mm::{MapFlags, Prot};
-use vsva_vmm::vmm::BLOCKED_HOST_PASID;
+use vsva_vmm::BLOCKED_HOST_PASID;
 use vsva_vtd::spec::pasid::Pgtt;
 
 #[test]
@@ -28,7 +28,7 @@ fn bind_puts_the_guest_page_table_under_a_host_pasid_as_a_nested_first_stage() {
     // process's CR3 (a GPA) — the guest's own page table, not a copy.
     let host_rid = vm.vmm().host_rid(rid);
     let entry = host
-        .vtd
+        .unit
         .guest_pasid_entry(host_rid, Some(Pasid::new(hp).unwrap()))
         .unwrap();
     assert_eq!(entry.pgtt, Pgtt::Nested);
@@ -137,7 +137,7 @@ fn the_vioommu_advertises_no_more_than_the_host() {
     let host = host();
     let vm = guest(&host, 1);
     let g = vm.unit().config();
-    let h = host.vtd.config();
+    let h = host.unit.config();
     assert!(g.pasid_bits <= h.pasid_bits && g.haw <= h.haw && g.mgaw <= h.mgaw);
     assert!(!g.second_stage && !g.nested, "first stage only");
     assert!(g.first_stage && g.page_requests && g.device_tlb && g.caching_mode);
@@ -149,8 +149,8 @@ fn the_vioommu_advertises_no_more_than_the_host() {
         pasid_bits: 10,
         ..vsva_vtd::VtdConfig::default()
     };
-    let g = vsva_vmm::vm::guest_unit_config(small.cap().into_bits(), small.ecap().into_bits(), 20);
+    let g = vsva_vmm::guest_unit_config(small.cap().into_bits(), small.ecap().into_bits(), 20);
     assert_eq!((g.fs_1g, g.fs_5level, g.pasid_bits), (false, false, 10));
-    let g = vsva_vmm::vm::guest_unit_config(h.cap().into_bits(), h.ecap().into_bits(), 8);
+    let g = vsva_vmm::guest_unit_config(h.cap().into_bits(), h.ecap().into_bits(), 8);
     assert_eq!(g.pasid_bits, 8, "no wider than the device's PASIDs");
 }

@@ -9,14 +9,14 @@
 mod common;
 
 use common::{GIB, bind, cmd, guest, host};
-use vsva_demo::driver::DriverError;
+use vsva_demo::DriverError;
 use vsva_demo::regs::{self, Op};
 use vsva_mem::{PageSize, Pasid, Rid};
 use vsva_mm::{MapFlags, Prot};
 use vsva_pcie::{AtsInvalidation, AtsInvalidationError, Downstream, ResponseCode};
 use vsva_pgtable::x86::X86Paging;
 use vsva_pgtable::{PageTable, Perm};
-use vsva_vmm::viommu::Relay;
+use vsva_vmm::Relay;
 use vsva_vtd::VirtualBackend;
 use vsva_vtd::spec::descriptors::Descriptor;
 use vsva_vtd_driver::Domain;
@@ -26,7 +26,7 @@ use vsva_vtd_driver::Domain;
 /// entry and invalidates the PASID cache.
 fn program_entry(vm: &vsva_vmm::Vm, rid: Rid, pasid: u32, root: u64) {
     vm.os()
-        .vtd_driver
+        .driver
         .attach_pasid(
             rid,
             Pasid::new(pasid).unwrap(),
@@ -62,7 +62,7 @@ fn misbehave(bad: &vsva_vmm::Vm) {
             .run_pasid(bad, Pasid::new(0x55).unwrap(), &fill(0x4000_0000)),
         "table outside RAM",
     );
-    let faults = vsva_demo::machine::Machine::take_faults(bad);
+    let faults = vsva_demo::Machine::take_faults(bad);
     assert!(
         faults
             .iter()
@@ -94,7 +94,7 @@ fn misbehave(bad: &vsva_vmm::Vm) {
     let dropped = bad.vmm().counters().responses_dropped;
     for prgi in [0, 7, 0x1ff] {
         bad.os()
-            .vtd_driver
+            .driver
             .page_response(rid, Some(b.ctx.pasid()), prgi, ResponseCode::Success)
             .unwrap();
     }
@@ -105,7 +105,7 @@ fn misbehave(bad: &vsva_vmm::Vm) {
     let before = bad.vmm().counters().invalidations_propagated;
     for i in 0..2000u64 {
         bad.os()
-            .vtd_driver
+            .driver
             .flush_range(did, rid, b.ctx.pasid(), (i % 512) << 12, 4096)
             .unwrap();
     }
@@ -131,7 +131,7 @@ fn a_guest_programming_garbage_reaches_nothing_and_stops_nobody() {
     let bad = guest(&host, 2);
     let host_faults_before = host.iommu.stats().unrecoverable;
     std::thread::scope(|s| {
-        let good_run = s.spawn(|| vsva_demo::program::run(&good).unwrap());
+        let good_run = s.spawn(|| vsva_demo::run_program(&good).unwrap());
         s.spawn(|| misbehave(&bad)).join().unwrap();
         let report = good_run.join().unwrap();
         for c in &report.checks {
@@ -140,7 +140,7 @@ fn a_guest_programming_garbage_reaches_nothing_and_stops_nobody() {
     });
     assert!(host.iommu.stats().unrecoverable > host_faults_before);
     // The host keeps working for its own SVA too.
-    let host_report = vsva_demo::program::run(host.as_ref()).unwrap();
+    let host_report = vsva_demo::run_program(host.as_ref()).unwrap();
     assert!(host_report.checks.iter().all(|c| c.passed));
 }
 
@@ -175,7 +175,7 @@ fn entry_types_the_viommu_does_not_offer_stay_unbound() {
         },
     ] {
         let pasid = Pasid::new(0x60).unwrap();
-        let _ = vm.os().vtd_driver.attach_pasid(rid, pasid, &domain);
+        let _ = vm.os().driver.attach_pasid(rid, pasid, &domain);
         assert!(
             vm.vmm().bindings().iter().all(|&(_, gp, _)| gp != 0x60),
             "{domain:?} bound"

@@ -5,7 +5,7 @@
 mod common;
 
 use common::{Bound, GIB, bind, bind_at, cmd, guest, host};
-use vsva_demo::device::Progress;
+use vsva_demo::Progress;
 use vsva_demo::regs::{DeviceError, Op};
 use vsva_iommufd::ObjectType;
 use vsva_mem::Pasid;
@@ -57,7 +57,7 @@ fn reboot_releases_every_binding_and_answers_what_the_guest_owed() {
         Progress::Failed(DeviceError::PageRequestInvalid)
     );
     // The rebooted guest does everything again.
-    let report = vsva_demo::program::run(&vm).unwrap();
+    let report = vsva_demo::run_program(&vm).unwrap();
     for c in &report.checks {
         assert!(c.passed, "{}: {}", c.name, c.detail);
     }
@@ -72,7 +72,7 @@ fn vmm_exit_gives_the_host_back_every_page_and_pin() {
         free_before - host.mm.frames().free_bytes() >= 2 * GIB,
         "guest RAM comes from the host"
     );
-    let report = vsva_demo::program::run(&vm).unwrap();
+    let report = vsva_demo::run_program(&vm).unwrap();
     assert!(report.checks.iter().all(|c| c.passed));
     // leave a binding and a pending request behind, on a hot-plugged device
     let b = bind_at(&vm, 4);

@@ -10,10 +10,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{Bound, bind, cmd, guest, host};
-use vsva_demo::device::Progress;
-use vsva_demo::driver::{DriverError, submit_to};
-use vsva_demo::machine::Machine;
+use vsva_demo::Machine;
+use vsva_demo::Progress;
 use vsva_demo::regs::Op;
+use vsva_demo::{DriverError, submit_to};
 use vsva_host::Platform;
 use vsva_iommufd::ObjectType;
 use vsva_mem::{PageSize, Pasid, PhysMem, Rid, Va};
@@ -93,7 +93,7 @@ fn assert_on_stage_2(host: &Platform, vm: &Vm, b: &Bound) {
     );
     let host_rid = vm.vmm().host_rid(rid);
     assert_eq!(
-        host.vtd.guest_pasid_entry(host_rid, None).unwrap().pgtt,
+        host.unit.guest_pasid_entry(host_rid, None).unwrap().pgtt,
         Pgtt::SecondStage,
         "the host's entry for requests without PASID is the stage 2"
     );
@@ -122,7 +122,7 @@ fn clearing_te_in_the_guest_unbinds_its_pasids_on_the_host_until_te_is_set_again
         "the host core has it detached"
     );
     assert!(
-        host.vtd
+        host.unit
             .guest_pasid_entry(host_rid, Some(Pasid::new(hp).unwrap()))
             .is_err(),
         "the host unit's PASID entry is gone"
@@ -232,7 +232,7 @@ fn a_bound_pasid_that_a_new_context_entry_makes_rid_pasid_loses_its_host_pasid()
             .domain_id(host_rid, Pasid::new(hp).unwrap())
             .is_none()
     );
-    let entry = host.vtd.guest_pasid_entry(host_rid, None).unwrap();
+    let entry = host.unit.guest_pasid_entry(host_rid, None).unwrap();
     assert_eq!(
         entry.pgtt,
         Pgtt::Nested,

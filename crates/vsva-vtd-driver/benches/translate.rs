@@ -7,10 +7,10 @@ use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use vsva_mem::{Access, FrameAllocator, PageSize, Pasid, PhysMem, PhysMemory, Rid};
+use vsva_pcie::MsiLog;
 use vsva_pcie::{Request, RequestKind};
 use vsva_pgtable::x86::X86Paging;
 use vsva_pgtable::{PageTable, Perm};
-use vsva_pcie::MsiLog;
 use vsva_vtd::{Vtd, VtdConfig};
 use vsva_vtd_driver::{DeviceOptions, Domain, Mmio, VtdDriver};
 

@@ -8,9 +8,9 @@ use std::sync::{Arc, Mutex};
 use common::{Endpoints, MIB};
 
 use vsva_mem::{FrameAllocator, Pasid, PhysMem, PhysMemory, Rid};
+use vsva_pcie::MsiLog;
 use vsva_vtd::VirtualBackend;
 use vsva_vtd::spec::descriptors::Descriptor;
-use vsva_pcie::MsiLog;
 use vsva_vtd::{Vtd, VtdConfig};
 use vsva_vtd_driver::{DeviceOptions, Domain, Mmio, VtdDriver};
 

@@ -2,9 +2,9 @@
 //! the fault event interrupt.
 
 use crate::interrupt::EventRegs;
-use vsva_pcie::MsiSink;
 use crate::spec::fault::FaultRecord;
 use crate::spec::registers::Fsts;
+use vsva_pcie::MsiSink;
 
 const F: u64 = 1 << 63;
 

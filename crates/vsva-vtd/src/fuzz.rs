@@ -13,10 +13,10 @@ use std::sync::{Arc, Mutex};
 use vsva_mem::{Access, Pasid, PhysMem, PhysMemory, Rid};
 use vsva_pcie::{AtsInvalidation, AtsInvalidationError, Downstream, PageRequest, ResponseCode};
 
+use crate::VtdConfig;
 use crate::request::{Request, RequestKind};
 use crate::spec::registers::{Iqa, Pqa, offset};
 use crate::unit::Vtd;
-use crate::VtdConfig;
 use vsva_pcie::MsiLog;
 
 /// Size of the fuzzed unit's memory.

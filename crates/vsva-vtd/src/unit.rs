@@ -22,7 +22,6 @@ use crate::cache::{Caches, NO_PASID};
 use crate::config::VtdConfig;
 use crate::fault_log::FaultLog;
 use crate::interrupt::EventRegs;
-use vsva_pcie::MsiSink;
 use crate::inval_queue::{Stats, StatsSnapshot};
 use crate::lookup::{Resolved, recheck, resolve};
 use crate::microtlb::MicroTlb;
@@ -31,6 +30,7 @@ use crate::spec::fault::{FaultReason, FaultRecord, RequestType};
 use crate::spec::registers::{Fsts, Gcmd, Rtaddr, offset};
 use crate::translate::translate_cached;
 use crate::walks::Walks;
+use vsva_pcie::MsiSink;
 use vsva_pcie::{Downstream, NoDevices};
 
 /// VER_REG: this model implements the rev 4.x register interface (MAX 4, MIN 1).

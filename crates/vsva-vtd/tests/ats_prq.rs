@@ -6,13 +6,13 @@ use std::sync::Arc;
 
 use common::*;
 use vsva_mem::{Access, PageSize, Pasid, PhysMem, Rid};
+use vsva_pcie::MsiLog;
 use vsva_pcie::{PageRequest, PageRequestOutcome, Request, RequestKind, ResponseCode};
 use vsva_pgtable::x86::X86Paging;
 use vsva_pgtable::{PageTable, Perm};
 use vsva_vtd::spec::fault::FaultReason;
 use vsva_vtd::spec::pasid::Pgtt;
 use vsva_vtd::spec::registers::{PRS_PPR, PRS_PRO, offset};
-use vsva_pcie::MsiLog;
 use vsva_vtd::{AtsTranslated, Vtd, VtdConfig};
 
 const PEADDR: u32 = 0xfee0_3000;

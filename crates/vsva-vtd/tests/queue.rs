@@ -7,10 +7,10 @@ use std::sync::Arc;
 
 use common::*;
 use vsva_mem::{Pasid, PhysMem, PhysMemory, Rid};
+use vsva_pcie::MsiLog;
 use vsva_pcie::{AtsInvalidation, ResponseCode};
 use vsva_vtd::spec::descriptors::encode;
 use vsva_vtd::spec::registers::{Fsts, Gcmd, offset};
-use vsva_pcie::MsiLog;
 use vsva_vtd::{Vtd, VtdConfig};
 
 const IEADDR: u32 = 0xfee0_2000;

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use anyhow::{Result, ensure};
 use serde::Serialize;
-use vsva_demo::driver::DemoDriver;
+use vsva_demo::DemoDriver;
 use vsva_host::Platform;
 use vsva_mem::Rid;
 use vsva_vtd::VtdConfig;
@@ -116,7 +116,7 @@ struct Rig {
     p: Platform,
     drv: DemoDriver,
     proc_: Arc<vsva_mm::Process>,
-    ctx: vsva_demo::driver::Context,
+    ctx: vsva_demo::Context,
 }
 
 fn rig(atc: usize) -> Result<Rig> {

@@ -24,7 +24,7 @@ pub enum Where {
 
 fn host(r: &mut Report) -> Result<()> {
     let platform = Platform::new(64 << 30, VtdConfig::default())?;
-    let program = vsva_demo::program::run(&platform).map_err(|e| anyhow!(e))?;
+    let program = vsva_demo::run_program(&platform).map_err(|e| anyhow!(e))?;
     r.section("SVA demo: a process and a PASID/ATS/PRI DMA device behind VT-d");
     r.say("host: 64 GiB sparse memory, VT-d scalable mode (20-bit PASIDs), IOMMU core, memory manager");
     r.say("device 00:03.0: DMA engine with an ATC; it translates with ATS and asks for pages with PRI");
@@ -40,7 +40,7 @@ fn host(r: &mut Report) -> Result<()> {
 fn guest(r: &mut Report, prefix: &str) -> Result<()> {
     let host = Arc::new(Platform::new(16 << 30, VtdConfig::default())?);
     let vm = Vm::boot(host, VmConfig::default())?;
-    let program = vsva_demo::program::run(&vm).map_err(|e| anyhow!(e))?;
+    let program = vsva_demo::run_program(&vm).map_err(|e| anyhow!(e))?;
     let cfg = vm.unit().config();
     r.section("vSVA demo: the same program inside a guest, through a virtual VT-d");
     r.say(format!(

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use vsva_demo::device::DemoDevice;
+use vsva_demo::DemoDevice;
 use vsva_host::Platform;
 use vsva_iommu::{DeviceCaps, PagingDomain};
 use vsva_mem::{Access, FrameAllocator, PhysMem, PhysWindow, Rid};

@@ -1,7 +1,7 @@
 use std::cell::{Cell, RefCell};
 use std::sync::Arc;
 
-use vsva_demo::device::DemoDevice;
+use vsva_demo::DemoDevice;
 use vsva_host::Platform;
 use vsva_mem::Rid;
 use vsva_pcie::config::{PASID_CAP_OFFSET, PASID_CTRL};

@@ -8,9 +8,10 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use vsva_demo::device::DemoDevice;
+use vsva_demo::DemoDevice;
 use vsva_host::Platform;
 use vsva_iommu::DeviceCaps;
+use vsva_iommufd::AddressSpace;
 use vsva_iommufd::abi::ioctl::{
     IOMMU_DESTROY, IOMMU_HWPT_ALLOC, IOMMU_IOAS_ALLOC, IOMMU_IOAS_ALLOW_IOVAS,
     IOMMU_IOAS_IOVA_RANGES, IOMMU_IOAS_MAP, IOMMU_IOAS_UNMAP, IOMMU_OPTION, IOMMU_VFIO_IOAS,
@@ -20,9 +21,8 @@ use vsva_iommufd::abi::{
     IommuIoasAllowIovas, IommuIoasIovaRanges, IommuIoasMap, IommuIoasUnmap, IommuIovaRange,
     IommuOption, IommuVfioIoas, OptionId, OptionOp, VfioIoasOp,
 };
-use vsva_iommufd::domain::{IoDomain, IoProt};
-use vsva_iommufd::pages::AddressSpace;
 use vsva_iommufd::{DeviceInfo, FileResolver, Iommufd, ProcessMemory};
+use vsva_iommufd::{IoDomain, IoProt};
 use vsva_mem::{Access, FrameAllocator, PhysMem, PhysWindow, Rid, Va};
 use vsva_mm::{MapFlags, Process, Prot};
 use vsva_pgtable::PageTable;

@@ -7,8 +7,8 @@
 
 use std::sync::Arc;
 
-use vsva_demo::device::{DemoDevice, Progress};
 use vsva_demo::regs::Op;
+use vsva_demo::{DemoDevice, Progress};
 use vsva_host::Platform;
 use vsva_iommu::DeviceCaps;
 use vsva_iommufd::abi::Errno;
@@ -47,7 +47,7 @@ pub struct Vm {
 /// What a driver's probe does to the demo device (as `DemoDriver::probe`): PASID, ATS and PRI
 /// with the device's whole request capacity.
 pub fn enable_pasid_ats_pri(dev: &DemoDevice) {
-    vsva_demo::driver::enable_sva_capabilities(dev, false).unwrap();
+    vsva_demo::enable_sva_capabilities(dev, false).unwrap();
 }
 
 /// A host, a VMM with 2 MiB of guest RAM, and an empty nesting container (no device yet).
@@ -238,8 +238,8 @@ pub fn invalidate(c: &NestingContainer, info: &IommuCacheInvalidateInfo) -> Resu
 /// registers (what `DemoDriver::submit` does).
 pub fn submit(dev: &DemoDevice, pasid: u32, op: Op, dst: u64, len: u64, pattern: u64) {
     let pasid = vsva_mem::Pasid::new(pasid).unwrap();
-    let cmd = vsva_demo::driver::Command::new(op, 0, dst, len, pattern);
-    vsva_demo::driver::submit_to(dev, pasid, &cmd);
+    let cmd = vsva_demo::Command::new(op, 0, dst, len, pattern);
+    vsva_demo::submit_to(dev, pasid, &cmd);
 }
 
 impl Vm {

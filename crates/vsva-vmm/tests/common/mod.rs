@@ -4,9 +4,9 @@
 
 use std::sync::Arc;
 
-use vsva_demo::driver::{Command, Context, DemoDriver};
-use vsva_demo::machine::Machine;
+use vsva_demo::Machine;
 use vsva_demo::regs::Op;
+use vsva_demo::{Command, Context, DemoDriver};
 use vsva_host::Platform;
 use vsva_mem::Rid;
 use vsva_mm::Process;

@@ -6,8 +6,8 @@
 use std::sync::{Arc, Mutex};
 
 use vsva_mem::{FrameAllocator, Pasid, PhysMem, PhysMemory, Rid};
-use vsva_pcie::{AtsInvalidation, AtsInvalidationError, Downstream, ResponseCode};
 use vsva_pcie::MsiLog;
+use vsva_pcie::{AtsInvalidation, AtsInvalidationError, Downstream, ResponseCode};
 use vsva_vtd::{Vtd, VtdConfig};
 use vsva_vtd_driver::{Mmio, VtdDriver};
 

@@ -7,13 +7,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use vsva_mem::{Access, FrameAllocator, PageSize, Pasid, PhysMem, PhysMemory, Rid};
+use vsva_pcie::MsiLog;
 use vsva_pcie::{
     AtsInvalidation, AtsInvalidationError, Downstream, Request, RequestKind, ResponseCode,
 };
 use vsva_vtd::spec::pasid::{self, PasidDirEntry, PasidEntry, PasidQ0, PasidQ1, PasidQ2, Pgtt};
 use vsva_vtd::spec::registers::{Gcmd, offset};
 use vsva_vtd::spec::root_context::{self, ContextEntry, ContextHi, ContextLo, RootHalf};
-use vsva_pcie::MsiLog;
 use vsva_vtd::{Blocked, Translated, Vtd, VtdConfig};
 
 pub const MIB: u64 = 1 << 20;

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Result, bail, ensure};
-use vsva_demo::driver::{Command, DemoDriver};
 use vsva_demo::regs::{self, Op};
+use vsva_demo::{Command, DemoDriver};
 use vsva_host::Platform;
 use vsva_mem::{Access, PageSize, Rid, Va};
 use vsva_mm::{MapFlags, Prot};

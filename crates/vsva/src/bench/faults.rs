@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Result, ensure};
-use vsva_demo::driver::{Command, DemoDriver};
 use vsva_demo::regs::{self, Op};
+use vsva_demo::{Command, DemoDriver};
 use vsva_host::Platform;
 use vsva_mem::{Access, PhysMem, PhysMemory, Rid, Va};
 use vsva_mm::{MapFlags, Prot};
@@ -20,10 +20,10 @@ use super::{Effort, Metric, median, ratio_metric, rig};
 /// OS and answered before the device retries. Returns µs per page, after checking that every
 /// page faulted once and the data is really in the process.
 pub(super) fn iopf_sample(
-    machine: &dyn vsva_demo::machine::Machine,
+    machine: &dyn vsva_demo::Machine,
     drv: &DemoDriver,
     proc_: &vsva_mm::Process,
-    ctx: &vsva_demo::driver::Context,
+    ctx: &vsva_demo::Context,
     pages: u64,
 ) -> Result<f64> {
     let buf = proc_.mmap(None, pages * 4096, Prot::RW, MapFlags::empty())?;
@@ -89,10 +89,10 @@ pub(super) fn vsva_iopf_roundtrip(e: Effort) -> Result<Metric> {
     let host_rig = rig(256)?;
     let host = Arc::new(Platform::new(16 << 30, VtdConfig::default())?);
     let vm = vsva_vmm::Vm::boot(host, vsva_vmm::VmConfig::default())?;
-    let dev = vsva_demo::machine::Machine::add_device(&vm, Rid::from_bdf(0, 3, 0)?, 64, 256)
+    let dev = vsva_demo::Machine::add_device(&vm, Rid::from_bdf(0, 3, 0)?, 64, 256)
         .map_err(|e| anyhow::anyhow!(e))?;
     let drv = DemoDriver::probe(&vm, dev, false)?;
-    let proc_ = vsva_demo::machine::Machine::mm(&vm).spawn()?;
+    let proc_ = vsva_demo::Machine::mm(&vm).spawn()?;
     let ctx = drv.open(&vm, &proc_)?;
     let relayed = vm.vmm().counters().page_responses_relayed;
     let (mut guest, mut base) = (vec![], vec![]);

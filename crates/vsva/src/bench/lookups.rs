@@ -31,7 +31,7 @@ pub(super) fn iotlb_hit(e: Effort, base: f64) -> Result<Metric> {
     };
     for i in 0..64 {
         let t =
-            r.p.vtd
+            r.p.unit
                 .translate(&req(i))
                 .ok()
                 .context("warm translation")?;
@@ -50,7 +50,7 @@ pub(super) fn iotlb_hit(e: Effort, base: f64) -> Result<Metric> {
     // lookup yields: black-boxing the whole result instead spills it through the stack in
     // pieces and times the store-forwarding stall (perf: 81% of the loop on two stack moves).
     let ns = ns_per_op(e, 200_000, |i| {
-        black_box(r.p.vtd.translate(&req(black_box(i))).map(|t| t.addr).ok());
+        black_box(r.p.unit.translate(&req(black_box(i))).map(|t| t.addr).ok());
     });
     Ok(ratio_metric(
         ns,

@@ -17,8 +17,8 @@ use super::{Effort, MIB, Metric, median, ns_per_op, ratio_metric};
 /// paging domain attached (so every page is faulted in, pinned, charged and mapped, then
 /// unmapped, flushed and unpinned), against the host's `mmap(MAP_POPULATE)` of as much.
 pub(super) fn ioas_map(e: Effort) -> Result<Metric> {
-    use vsva_iommufd::domain::IoProt;
-    use vsva_iommufd::io_pagetable::IoPageTable;
+    use vsva_iommufd::IoPageTable;
+    use vsva_iommufd::IoProt;
     let len: u64 = if e.quick { 256 * MIB } else { 1 << 30 };
     let pages = len / 4096;
     let p = Platform::new(8 << 30, VtdConfig::default())?;
@@ -56,7 +56,7 @@ pub(super) fn ioas_map(e: Effort) -> Result<Metric> {
         // self-check between the two halves (not timed): the device's view is the VMM's
         for off in [0, len / 2, len - 4096] {
             let want = vmm.translate(Va::new(va.raw() + off), Access::READ);
-            let got = p.vtd.translate(&vsva_pcie::Request {
+            let got = p.unit.translate(&vsva_pcie::Request {
                 rid,
                 pasid: None,
                 addr: iova + off,
@@ -133,7 +133,7 @@ pub(super) fn pasid_scale(e: Effort) -> Result<Metric> {
         let mut rids = vec![];
         for d in 0..n_devices {
             let rid = Rid::from_raw(0x100 + d as u16);
-            p.vtd_driver
+            p.driver
                 .attach_device(rid, vsva_vtd_driver::DeviceOptions::PASID)?;
             let dom = Domain::FirstStage {
                 did: 1,
@@ -143,7 +143,7 @@ pub(super) fn pasid_scale(e: Effort) -> Result<Metric> {
                 write_protect: true,
             };
             let mut it = (1..=per_dev).filter_map(|x| Pasid::new(x).ok());
-            p.vtd_driver.attach_new_pasids(rid, &mut it, &dom)?;
+            p.driver.attach_new_pasids(rid, &mut it, &dom)?;
             rids.push(rid);
         }
         // 64 hot translations spread over devices and PASIDs
@@ -155,10 +155,10 @@ pub(super) fn pasid_scale(e: Effort) -> Result<Metric> {
             kind: RequestKind::Untranslated,
         };
         for i in 0..64 {
-            p.vtd.translate(&req(i)).ok().context("warm")?;
+            p.unit.translate(&req(i)).ok().context("warm")?;
         }
         Ok(ns_per_op(e, 200_000, |i| {
-            black_box(p.vtd.translate(&req(i % 64)).ok());
+            black_box(p.unit.translate(&req(i % 64)).ok());
         }))
     };
     let many = measure(total, devices)?;

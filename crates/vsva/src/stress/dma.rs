@@ -12,10 +12,10 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
-use vsva_demo::device::Progress;
-use vsva_demo::driver::{Command, submit_to};
-use vsva_demo::machine::Endpoint;
+use vsva_demo::Endpoint;
+use vsva_demo::Progress;
 use vsva_demo::regs::Op;
+use vsva_demo::{Command, submit_to};
 use vsva_mem::Pasid;
 
 /// Bytes per command: a quarter page, so that a command costs little more than its

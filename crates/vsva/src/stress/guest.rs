@@ -8,8 +8,8 @@
 use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
-use vsva_demo::driver::{Context, DemoDriver};
-use vsva_demo::machine::{Endpoint, Machine};
+use vsva_demo::{Context, DemoDriver};
+use vsva_demo::{Endpoint, Machine};
 use vsva_host::Platform;
 use vsva_mem::{FrameAllocator, Va};
 use vsva_mm::{MapFlags, Process, Prot};
@@ -59,7 +59,7 @@ pub fn build(kind: Kind) -> Result<Box<dyn Scenario>> {
         },
     )?);
     let dev = vm
-        .add_device(vsva_vmm::vm::BOOT_DEVICE, 32, 256)
+        .add_device(vsva_vmm::BOOT_DEVICE, 32, 256)
         .map_err(anyhow::Error::msg)?;
     let drv = DemoDriver::probe(vm.as_ref(), dev.clone(), false)?;
     let process = vm.mm().spawn()?;

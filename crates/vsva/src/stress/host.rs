@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
-use vsva_demo::driver::{Context, DemoDriver};
-use vsva_demo::machine::Endpoint;
+use vsva_demo::Endpoint;
+use vsva_demo::{Context, DemoDriver};
 use vsva_host::Platform;
 use vsva_mem::{FrameAllocator, Rid, Va};
 use vsva_mm::{Advice, MapFlags, Process, Prot};

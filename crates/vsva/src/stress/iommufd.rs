@@ -6,8 +6,8 @@
 use std::sync::Arc;
 
 use anyhow::{Result, anyhow};
-use vsva_demo::driver::enable_sva_capabilities;
-use vsva_demo::machine::Endpoint;
+use vsva_demo::Endpoint;
+use vsva_demo::enable_sva_capabilities;
 use vsva_iommu::DeviceCaps;
 use vsva_iommufd::abi::ioctl::{
     IOMMU_HWPT_ALLOC, IOMMU_IOAS_ALLOC, IOMMU_IOAS_MAP, IOMMU_IOAS_UNMAP,

@@ -38,7 +38,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, anyhow, ensure};
 use serde::Serialize;
-use vsva_demo::machine::Endpoint;
+use vsva_demo::Endpoint;
 use vsva_mem::{FrameAllocator, Va};
 use vsva_mm::Process;
 use vsva_pgtable::Leaf;

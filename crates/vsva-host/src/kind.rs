@@ -1,0 +1,54 @@
+//! What differs between IOMMU vendors when a machine is put together: how the hardware model
+//! is built and reached, how its driver probes it, and what the model reports to the demo.
+//! Everything else of a host or a guest OS — memory, the IOMMU core, the memory manager, the
+//! PCIe fabric — is written once, over an [`IommuKind`].
+
+use std::sync::Arc;
+
+use vsva_demo::UnitCounters;
+use vsva_iommu::ops::IommuOps;
+use vsva_mem::{FrameAllocator, PhysMem};
+use vsva_pcie::{Downstream, MsiSink, Upstream};
+
+/// A driver's refusal of its unit, with the driver's own error type kept.
+pub type ProbeError = Box<dyn std::error::Error + Send + Sync>;
+
+/// An IOMMU hardware model and its driver, as a machine wires them.
+pub trait IommuKind: Send + Sync + 'static {
+    /// What the unit advertises (capabilities, widths, sizes).
+    type Config;
+    /// The hardware model.
+    type Unit: Send + Sync + 'static;
+    /// The driver: the IOMMU core's driver interface over the unit's registers and memory.
+    type Driver: IommuOps + Send + Sync + 'static;
+
+    /// Builds a unit reading and writing `mem`, raising its interrupts into `irq`, with the
+    /// Functions behind it reached through `downstream` (ATS invalidations, page responses).
+    fn build(
+        cfg: Self::Config,
+        mem: Arc<dyn PhysMem>,
+        irq: Arc<dyn MsiSink>,
+        downstream: Arc<dyn Downstream>,
+    ) -> Arc<Self::Unit>;
+
+    /// The unit as the Functions' upstream port.
+    fn upstream(unit: &Arc<Self::Unit>, mem: Arc<dyn PhysMem>) -> Arc<dyn Upstream>;
+
+    /// The driver probes `unit` and enables translation, allocating its structures from
+    /// `frames`.
+    ///
+    /// # Errors
+    /// The driver's error if it refuses the unit.
+    fn probe(
+        unit: &Arc<Self::Unit>,
+        mem: Arc<dyn PhysMem>,
+        frames: Arc<FrameAllocator>,
+    ) -> Result<Arc<Self::Driver>, ProbeError>;
+
+    /// The unit's invalidation counters, in the demo's neutral terms.
+    fn counters(unit: &Self::Unit) -> UnitCounters;
+
+    /// The fault reason the unit records for a request without PASID to the interrupt
+    /// window (the demo checks that the window is not reachable by DMA).
+    const INTERRUPT_FAULT_REASON: u8;
+}

@@ -1,0 +1,52 @@
+//! The OS of a machine as the demo needs it: an IOMMU driver, the IOMMU core on it, and the
+//! memory manager. A host boots one over host memory; a guest of `vsva-vmm` boots the same
+//! over guest-physical memory and its vIOMMU.
+
+use std::sync::Arc;
+
+use vsva_demo::INTERRUPT_WINDOW;
+use vsva_iommu::Iommu;
+use vsva_mem::{FrameAllocator, PhysMem};
+use vsva_mm::MemoryManager;
+use vsva_pgtable::x86::X86Paging;
+
+use crate::host::PlatformError;
+use crate::kind::IommuKind;
+
+const MIB: u64 = 1 << 20;
+
+/// A booted OS on a unit of kind `K`.
+pub struct Os<K: IommuKind> {
+    /// The IOMMU driver.
+    pub driver: Arc<K::Driver>,
+    /// The IOMMU core.
+    pub iommu: Arc<Iommu>,
+    /// The memory manager.
+    pub mm: Arc<MemoryManager>,
+}
+
+impl<K: IommuKind> Os<K> {
+    /// Boots on `mem` (of which `[0, ram)` is RAM) with `unit`: the driver's structures in
+    /// [1 MiB, 256 MiB), processes' frames in the rest of RAM except the interrupt window;
+    /// the driver probes and enables the unit.
+    ///
+    /// # Errors
+    /// [`PlatformError::Driver`] if the driver refuses the unit.
+    pub fn boot(
+        mem: Arc<dyn PhysMem>,
+        unit: &Arc<K::Unit>,
+        ram: u64,
+    ) -> Result<Self, PlatformError> {
+        let driver_frames = Arc::new(FrameAllocator::new(mem.clone(), MIB, 256 * MIB));
+        let driver = K::probe(unit, mem.clone(), driver_frames).map_err(PlatformError::Driver)?;
+        let iommu = Iommu::new(driver.clone());
+        let frames = Arc::new(FrameAllocator::with_holes(
+            mem,
+            256 * MIB,
+            ram,
+            &[INTERRUPT_WINDOW],
+        ));
+        let mm = MemoryManager::new(frames, X86Paging::default());
+        Ok(Os { driver, iommu, mm })
+    }
+}
