@@ -13,7 +13,7 @@
 use std::sync::Arc;
 
 use vsva_iommu::Iommu;
-use vsva_iommu::ops::UnrecoverableFault;
+use vsva_iommu::UnrecoverableFault;
 use vsva_mem::{Pasid, PhysMem, Rid};
 use vsva_mm::MemoryManager;
 

@@ -117,11 +117,11 @@ struct GuestFaults {
     iommu: std::sync::Weak<vsva_iommu::Iommu>,
     gpt: Arc<PageTable<X86Paging>>,
     next_gpa: std::sync::Mutex<u64>,
-    groups: std::sync::Mutex<Vec<vsva_iommu::iopf::FaultGroup>>,
+    groups: std::sync::Mutex<Vec<vsva_iommu::FaultGroup>>,
 }
 
 impl vsva_iommu::IopfHandler for GuestFaults {
-    fn handle(&self, group: vsva_iommu::iopf::FaultGroup) {
+    fn handle(&self, group: vsva_iommu::FaultGroup) {
         for page in &group.pages {
             let mut gpa = self.next_gpa.lock().unwrap();
             let _ = self

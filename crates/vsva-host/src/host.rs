@@ -13,7 +13,7 @@ use vsva_demo::Fabric;
 use vsva_demo::{DemoDevice, Progress};
 use vsva_demo::{Endpoint, Machine, UnitCounters};
 use vsva_iommu::Iommu;
-use vsva_iommu::ops::UnrecoverableFault;
+use vsva_iommu::UnrecoverableFault;
 use vsva_mem::{PhysMem, PhysMemory, Rid};
 use vsva_mm::MemoryManager;
 use vsva_pcie::{MsiLog, Upstream};

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use vsva_demo::UnitCounters;
-use vsva_iommu::ops::IommuOps;
+use vsva_iommu::IommuOps;
 use vsva_mem::{FrameAllocator, PhysMem};
 use vsva_pcie::{Downstream, MsiSink, Upstream};
 

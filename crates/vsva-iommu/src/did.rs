@@ -46,15 +46,6 @@ impl DomainIds {
             tracing::error!(did, "release of a domain ID that is not in use");
         }
     }
-
-    /// IDs in use.
-    pub fn in_use(&self) -> usize {
-        self.inner
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .used
-            .len()
-    }
 }
 
 #[cfg(test)]

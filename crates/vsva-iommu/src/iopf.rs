@@ -163,7 +163,8 @@ impl IopfQueue {
     }
 
     /// Groups awaiting a response.
-    pub fn pending(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn pending(&self) -> usize {
         self.pending.len()
     }
 

@@ -3,30 +3,32 @@
 //!
 //! | module | what |
 //! |---|---|
-//! | [`ops`] | the interface every IOMMU driver implements ([`IommuOps`]) and the types it speaks |
-//! | [`pasid`] | the PASID allocator: one PASID per address space, shared by all its devices |
-//! | [`iopf`] | the I/O page-fault queue: page requests grouped by PRG index, one response per group |
-//! | [`iommu`] | devices, attachments, SVA bind/unbind, MMU-notifier-driven invalidation, fault handling |
+//! | `ops` | the interface every IOMMU driver implements ([`IommuOps`]) and the types it speaks |
+//! | `pasid` | the PASID allocator: one PASID per address space, shared by all its devices |
+//! | `iopf` | the I/O page-fault queue: page requests grouped by PRG index, one response per group |
+//! | `iommu` | devices, attachments, SVA bind/unbind, MMU-notifier-driven invalidation, fault handling |
 //!
 //! The core never touches hardware: it calls the driver, which programs its unit through
 //! registers and memory.
 
 #![forbid(unsafe_code)]
 
-pub mod did;
-pub mod domain;
-pub mod error;
-pub mod iommu;
-pub mod iopf;
-pub mod ops;
-pub mod pasid;
+mod did;
+mod domain;
+mod error;
+mod iommu;
+mod iopf;
+mod ops;
+mod pasid;
 
 pub use domain::{FormatTable, IoPgtable, NestedDomain, NestedS1, PagingDomain};
+pub use error::DriverFailure;
 pub use error::{IommuError, Result};
 pub use iommu::{
     CoreHook, CorePoint, DomainRef, FaultHandler, Iommu, IommuStats, IopfHandler, SvaHandle,
 };
+pub use iopf::FaultGroup;
 pub use ops::{
     DeviceCaps, DomainSpec, HwInfo, InvalidateOutcome, IommuOps, PageRequest, ResponseCode,
-    UserData, UserDataArray,
+    UnrecoverableFault, UserData, UserDataArray,
 };

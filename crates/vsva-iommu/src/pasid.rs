@@ -85,7 +85,8 @@ impl PasidAllocator {
     }
 
     /// PASIDs in use.
-    pub fn in_use(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn in_use(&self) -> usize {
         self.used.len()
     }
 }

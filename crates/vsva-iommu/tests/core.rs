@@ -3,9 +3,9 @@
 
 use std::sync::{Arc, Mutex};
 
+use vsva_iommu::FaultGroup;
 use vsva_iommu::IopfHandler;
-use vsva_iommu::iopf::FaultGroup;
-use vsva_iommu::ops::UnrecoverableFault;
+use vsva_iommu::UnrecoverableFault;
 use vsva_iommu::{DeviceCaps, DomainSpec, Iommu, IommuError, IommuOps, PageRequest, ResponseCode};
 use vsva_mem::Errno;
 use vsva_mem::{Access, FrameAllocator, Pasid, PhysMem, PhysMemory, Rid};

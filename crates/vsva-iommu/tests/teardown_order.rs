@@ -13,8 +13,8 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use vsva_iommu::domain::FormatTable;
-use vsva_iommu::ops::UnrecoverableFault;
+use vsva_iommu::FormatTable;
+use vsva_iommu::UnrecoverableFault;
 use vsva_iommu::{
     CorePoint, DeviceCaps, DomainSpec, IoPgtable, Iommu, IommuError, IommuOps, PageRequest,
     ResponseCode,

@@ -42,8 +42,8 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bitflags::bitflags;
+use vsva_iommu::FaultGroup;
 use vsva_iommu::IopfHandler;
-use vsva_iommu::iopf::FaultGroup;
 use vsva_iommu::{Iommu, ResponseCode};
 use vsva_mem::{Pasid, Rid};
 use zerocopy::{FromBytes, IntoBytes};

@@ -26,18 +26,17 @@
 //! lock: a user of the page table that is not the process itself (an SVA bind) holds it while
 //! it registers its notifier and hands the root out.
 
-pub mod error;
-pub mod manager;
-pub mod notifier;
-pub mod process;
-pub mod softpte;
-pub mod swap;
-pub mod vma;
-
+mod error;
 mod fault;
 mod fork;
 mod live;
-pub mod pin;
+mod manager;
+mod notifier;
+mod pin;
+mod process;
+mod softpte;
+mod swap;
+mod vma;
 
 pub use error::{MmError, Result};
 pub use live::LiveSpace;

@@ -59,11 +59,6 @@ impl SwapStore {
     pub fn len(&self) -> usize {
         self.slots.len()
     }
-
-    /// Is the store empty?
-    pub fn is_empty(&self) -> bool {
-        self.slots.is_empty()
-    }
 }
 
 #[cfg(test)]
@@ -79,6 +74,6 @@ mod tests {
         assert_eq!(s.get(a).unwrap()[0], 7);
         s.release(a);
         assert!(s.get(a).is_none());
-        assert!(s.is_empty());
+        assert_eq!(s.len(), 0);
     }
 }

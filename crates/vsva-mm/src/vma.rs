@@ -108,16 +108,6 @@ impl VmaTree {
         self.map.values()
     }
 
-    /// Number of VMAs.
-    pub fn len(&self) -> usize {
-        self.map.len()
-    }
-
-    /// No VMAs?
-    pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
-    }
-
     /// Is every byte of `[start, end)` inside some VMA? Returns the first hole otherwise.
     pub fn first_hole(&self, start: u64, end: u64) -> Option<u64> {
         let mut at = start;

@@ -16,7 +16,7 @@ use vsva_demo::Progress;
 use vsva_demo::{Endpoint, Machine, UnitCounters};
 use vsva_host::{IommuKind, Os, PlatformError, VtdKind};
 use vsva_iommu::Iommu;
-use vsva_iommu::ops::UnrecoverableFault;
+use vsva_iommu::UnrecoverableFault;
 use vsva_mem::{PhysMem, Rid};
 use vsva_mm::MemoryManager;
 use vsva_pcie::MsiLog;

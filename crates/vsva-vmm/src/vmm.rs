@@ -32,7 +32,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
 
 use vsva_demo::{Endpoint, Machine};
 use vsva_iommu::DeviceCaps;
-use vsva_iommu::ops::UnrecoverableFault;
+use vsva_iommu::UnrecoverableFault;
 use vsva_iommufd::abi::Errno;
 use vsva_iommufd::{DeviceInfo, FaultFile, Iommufd, VfioDevice, VfioDeviceFile};
 use vsva_mem::{PhysMem, Rid};

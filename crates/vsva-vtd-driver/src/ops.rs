@@ -1,6 +1,6 @@
 //! The VT-d driver as the IOMMU core sees it ([`vsva_iommu::IommuOps`]).
 
-use vsva_iommu::ops::UnrecoverableFault;
+use vsva_iommu::UnrecoverableFault;
 use vsva_iommu::{DeviceCaps, DomainSpec, HwInfo, IommuError, IommuOps, PageRequest, ResponseCode};
 use vsva_iommu::{FormatTable, IoPgtable};
 use vsva_iommu::{InvalidateOutcome, NestedDomain, NestedS1, UserData, UserDataArray};

@@ -4,7 +4,7 @@
 
 use std::sync::atomic::Ordering;
 
-use vsva_iommu::ops::UnrecoverableFault;
+use vsva_iommu::UnrecoverableFault;
 use vsva_iommufd::abi::{
     IommuHwptPageResponse, IommuHwptPgfault, PageResponseCode, PgfaultFlags, PgfaultPerm,
 };
