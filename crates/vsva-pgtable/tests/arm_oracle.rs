@@ -1,33 +1,297 @@
-//! smoke
+//! An Arm CPU (QEMU's `-cpu max` under TCG) checked against the Arm ARM's stage 1 translation
+//! rules (DDI 0487 K.a, chapter D8 "The AArch64 Virtual Memory System Architecture"), so that
+//! it can serve as the oracle for vsva's own Arm walker.
+//!
+//! Every test builds its tables by hand as raw descriptors, runs one QEMU boot with a batch
+//! of probes (see `arm_oracle/mod.rs`), and asserts each probe's value or fault (ESR_EL1 and
+//! FAR_EL1, exactly) and the descriptors afterwards (Access flag and dirty state written by
+//! the CPU), with the expected values worked out from the spec. Where `qemu-system-aarch64`
+//! is not installed each test prints `SKIP: qemu-system-aarch64 not found` and passes.
+//!
+//! Physical layout used here: tables from [`TABLES`], 4 KiB data pages from [`DATA`], 2 MiB
+//! block targets at [`BLOCK_2M`]; 1 GiB blocks map the GiB at [`RAM_BASE`]. Every data page
+//! holds distinct words ([`word`]), so a value read names the frame it came from.
+
 #[path = "arm_oracle/mod.rs"]
 mod harness;
 
-use harness::vmsa::{desc, sctlr, tcr};
-use harness::*;
+use harness::vmsa::{FaultStatus, desc, esr, sctlr, tcr};
+use harness::{
+    Access, Fault, Outcome, RAM_BASE, RESERVED_END, Regs, Report, Scenario, exec_stub, run,
+};
+
+use Access::{Fetch, FetchEl0, Read, ReadEl0, Write, WriteEl0};
+use FaultStatus::{AccessFlag, AddressSize, Permission, Translation};
+
+/// Translation tables: the `n`-th at `TABLES + n * 4 KiB`.
+const TABLES: u64 = RESERVED_END + 0x10_0000;
+/// 4 KiB data pages: the `n`-th at `DATA + n * 4 KiB`.
+const DATA: u64 = RESERVED_END + 0x20_0000;
+/// A 2 MiB-aligned block target (the next 2 MiB one is `BLOCK_2M + 2 MiB`).
+const BLOCK_2M: u64 = 0x4060_0000;
+
+const fn table(n: u64) -> u64 {
+    TABLES + n * 0x1000
+}
+const fn page(n: u64) -> u64 {
+    DATA + n * 0x1000
+}
+
+/// The virtual address with these table indices (level 0 to 3) and page offset, 4 KiB
+/// granule (D8.2 "Translation table walk": VA[47:39], [38:30], [29:21], [20:12]).
+const fn va(l0: u64, l1: u64, l2: u64, l3: u64, off: u64) -> u64 {
+    (l0 << 39) | (l1 << 30) | (l2 << 21) | (l3 << 12) | off
+}
+
+/// The word every data page holds at `pa`.
+const fn word(pa: u64) -> u64 {
+    pa ^ 0x5a5a_0000_0000_0000
+}
+
+/// MAIR_EL1 attribute 0: Normal memory, Inner/Outer Write-Back RW-allocate.
+const MAIR: u64 = 0xff;
+/// Leaf attributes shared by every data mapping: AttrIndx 0, Inner Shareable.
+const NORMAL: u64 = desc::attr_indx(0) | desc::SH_INNER;
+
+/// Registers for a TTBR0 region of `va_bits` bits, 4 KiB granule, tables at `table(0)`.
+fn regs(va_bits: u64, extra_tcr: u64) -> Regs {
+    Regs {
+        ttbr0: table(0),
+        tcr: tcr::t0sz(va_bits) | tcr::WALK_WBWA_INNER | tcr::IPS_40 | extra_tcr,
+        mair: MAIR,
+        sctlr: sctlr::DEFAULT,
+    }
+}
+
+/// A stage 1 data abort taken to EL1 from EL1 (which is also what `LDTR`/`STTR` take):
+/// EC 0x25, IL = 1, WnR, DFSC; ISV = 0 (ESR_EL1 ISS encoding for a Data Abort).
+fn dabt(status: FaultStatus, write: bool, far: u64) -> Outcome {
+    let wnr = if write { esr::WNR } else { 0 };
+    Outcome::Fault(Fault {
+        esr: (u64::from(esr::EC_DABT_CUR) << 26) | esr::IL | wnr | u64::from(status.encode()),
+        far,
+    })
+}
+
+/// A stage 1 instruction abort: EC 0x21 from EL1, 0x20 from EL0; IL = 1, IFSC.
+fn iabt(el0: bool, status: FaultStatus, far: u64) -> Outcome {
+    let ec = if el0 {
+        esr::EC_IABT_LOW
+    } else {
+        esr::EC_IABT_CUR
+    };
+    Outcome::Fault(Fault {
+        esr: (u64::from(ec) << 26) | esr::IL | u64::from(status.encode()),
+        far,
+    })
+}
+
+/// A scenario with the expected outcome of each probe.
+struct Cases {
+    s: Scenario,
+    want: Vec<(&'static str, Outcome)>,
+}
+
+impl Cases {
+    fn new(regs: Regs) -> Self {
+        Self {
+            s: Scenario::new(regs),
+            want: Vec::new(),
+        }
+    }
+
+    /// A descriptor at `index` of the table at `table_pa`.
+    fn entry(&mut self, table_pa: u64, index: u64, d: u64) {
+        self.s.put_u64(table_pa + index * 8, d);
+    }
+
+    /// A data page full of [`word`]s.
+    fn data(&mut self, pa: u64) {
+        let bytes: Vec<u8> = (0..512)
+            .flat_map(|i| word(pa + i * 8).to_le_bytes())
+            .collect();
+        self.s.put(pa, &bytes);
+    }
+
+    fn expect(&mut self, what: &'static str, va: u64, access: Access, want: Outcome) {
+        self.s.probe(va, access);
+        self.want.push((what, want));
+    }
+
+    /// Runs the boot and checks every probe; `None` (after printing SKIP) without QEMU.
+    fn run(self) -> Option<Report> {
+        let Some(r) = run(&self.s) else {
+            eprintln!("SKIP: qemu-system-aarch64 not found");
+            return None;
+        };
+        let mut bad = Vec::new();
+        for (i, ((what, want), got)) in self.want.iter().zip(&r.outcomes).enumerate() {
+            let p = self.s.probes[i];
+            if want != got {
+                bad.push(format!(
+                    "probe {i} ({what}) {:#x} {:x?}: CPU {got:x?}, spec {want:x?}",
+                    p.va, p.access
+                ));
+            }
+        }
+        assert!(bad.is_empty(), "{} mismatches:\n{}", bad.len(), bad.join("\n"));
+        Some(r)
+    }
+}
 
 #[test]
-fn smoke() {
-    let l1 = 0x4030_0000u64;
-    let data = 0x4020_0000u64;
-    let regs = Regs {
-        ttbr0: l1,
-        tcr: tcr::t0sz(39) | tcr::WALK_WBWA_INNER | tcr::IPS_40 | tcr::HA | tcr::HD,
-        mair: 0xff,
-        sctlr: sctlr::DEFAULT,
+fn cpu_max_has_the_features_the_oracle_relies_on() {
+    let Some(r) = Cases::new(regs(48, 0)).run() else {
+        return;
     };
-    let mut s = Scenario::new(regs);
-    s.put_u64(l1 + 8, 0x4000_0000 | desc::BLOCK | desc::AF | desc::AP_EL0 | desc::SH_INNER);
-    s.put_u64(data, 0x1234);
-    s.put(data + 0x100, &exec_stub(7));
-    s.probe(data, Access::Read);
-    s.probe(data + 8, Access::Write(0x99));
-    s.probe(data + 8, Access::Read);
-    s.probe(data, Access::ReadEl0);
-    s.probe(data + 0x100, Access::Fetch);
-    s.probe(data + 0x100, Access::FetchEl0);
-    s.probe(0x8000_0000, Access::Read);
-    s.dump(l1 + 8, 8);
-    let t = std::time::Instant::now();
-    let r = run(&s).expect("qemu");
-    eprintln!("{:?} {:x?}", t.elapsed(), r);
+    let [mmfr0, mmfr1, _] = r.id_aa64mmfr;
+    // ID_AA64MMFR0_EL1.TGran4, bits [31:28]: 0b0000 (4 KiB granule) or 0b0001 (also with
+    // 52-bit addresses, FEAT_LPA2 — unused: TCR_EL1.DS stays 0); 0b1111 would be none.
+    assert!((mmfr0 >> 28) & 0xf <= 1, "4 KiB granule: {mmfr0:#x}");
+    // PARange, bits [3:0] >= 0b0101: at least 48-bit physical addresses, so every IPS the
+    // tests use is within the implemented PA size.
+    assert!(mmfr0 & 0xf >= 5, "PARange: {mmfr0:#x}");
+    // ID_AA64MMFR1_EL1.HAFDBS, bits [3:0] = 0b0010: hardware Access flag and dirty state.
+    assert_eq!(mmfr1 & 0xf, 2, "FEAT_HAFDBS: {mmfr1:#x}");
+    // HPDS, bits [15:12] != 0: TCR_EL1.HPD0 exists (the tests leave it 0).
+    assert_ne!((mmfr1 >> 12) & 0xf, 0, "FEAT_HPDS: {mmfr1:#x}");
+    // PAN, bits [23:20] != 0: the program clears PSTATE.PAN.
+    assert_ne!((mmfr1 >> 20) & 0xf, 0, "FEAT_PAN: {mmfr1:#x}");
+}
+
+#[test]
+fn encodings_match_the_arm_arm() {
+    use harness::asm::{self, Asm, Cond};
+    // Words an assembler gives for the same instructions (C6.2).
+    let mut a = Asm::new();
+    let l = a.label();
+    a.bind(l);
+    a.movz(0, 0x1234, 0); // mov x0, #0x1234
+    a.movk(0, 0x8400, 1); // movk x0, #0x8400, lsl #16
+    a.mov(27, 30); // mov x27, x30
+    a.add(9, 9, 10); // add x9, x9, x10
+    a.subs_imm(31, 9, 0x15); // cmp x9, #0x15
+    a.lsr(9, 21, 26); // lsr x9, x21, #26
+    a.cset(20, Cond::Ne); // cset x20, ne
+    a.ldr_post8(9, 1); // ldr x9, [x1], #8
+    a.ldr_w(12, 25, 0x18); // ldr w12, [x25, #0x18]
+    a.str_w(9, 25, 0x30); // str w9, [x25, #0x30]
+    a.strb(9, 25); // strb w9, [x25]
+    a.ldtr(0, 1); // ldtr x0, [x1]
+    a.sttr(2, 1); // sttr x2, [x1]
+    a.blr(1); // blr x1
+    a.br(9); // br x9
+    a.ret(27); // ret x27
+    a.eret(); // eret
+    a.hvc(0); // hvc #0
+    a.svc(0); // svc #0
+    a.mrs(21, asm::ESR_EL1); // mrs x21, esr_el1
+    a.mrs(22, asm::FAR_EL1); // mrs x22, far_el1
+    a.mrs(9, asm::ID_AA64MMFR1_EL1); // mrs x9, id_aa64mmfr1_el1
+    a.msr(asm::SCTLR_EL1, 9); // msr sctlr_el1, x9
+    a.msr(asm::TCR_EL1, 9); // msr tcr_el1, x9
+    a.msr(asm::TTBR1_EL1, 9); // msr ttbr1_el1, x9
+    a.msr(asm::MAIR_EL1, 9); // msr mair_el1, x9
+    a.msr(asm::VBAR_EL1, 9); // msr vbar_el1, x9
+    a.msr(asm::ELR_EL1, 28); // msr elr_el1, x28
+    a.mask_all(); // msr daifset, #0xf
+    a.clear_pan(); // msr pan, #0
+    a.clear_uao(); // msr uao, #0
+    a.tlbi_vmalle1(); // tlbi vmalle1
+    a.dsb_ish(); // dsb ish
+    a.isb(); // isb
+    a.b(l); // b <start>  (offset -34 words)
+    assert_eq!(
+        a.finish(),
+        [
+            0xd282_4680,
+            0xf2b0_8000,
+            0xaa1e_03fb,
+            0x8b0a_0129,
+            0xf100_553f,
+            0xd35a_fea9,
+            0x9a9f_07f4,
+            0xf840_8429,
+            0xb940_1b2c,
+            0xb900_3329,
+            0x3900_0329,
+            0xf840_0820,
+            0xf800_0822,
+            0xd63f_0020,
+            0xd61f_0120,
+            0xd65f_0360,
+            0xd69f_03e0,
+            0xd400_0002,
+            0xd400_0001,
+            0xd538_5215,
+            0xd538_6016,
+            0xd538_0729,
+            0xd518_1009,
+            0xd518_2049,
+            0xd518_2029,
+            0xd518_a209,
+            0xd518_c009,
+            0xd518_403c,
+            0xd503_4fdf,
+            0xd500_409f,
+            0xd500_407f,
+            0xd508_871f,
+            0xd503_3b9f,
+            0xd503_3fdf,
+            0x1400_0000 | (-34i32 as u32 & 0x03ff_ffff),
+        ]
+    );
+}
+
+/// 4 KiB pages, 2 MiB and 1 GiB blocks with `levels` levels of tables (D8.2: with the 4 KiB
+/// granule a walk starts at level 0 for T0SZ 16-24 and at level 1 for T0SZ 25-33).
+fn page_and_block_sizes(levels: u64) {
+    let va_bits = if levels == 4 { 48 } else { 39 };
+    let mut c = Cases::new(regs(va_bits, 0));
+    // The level 1 table: table(1), reached through L0[0] with 4 levels, or the root with 3.
+    let l1 = if levels == 4 {
+        // L0[0] -> level 1 table; bits [1:0] = 0b11 (table), no hierarchical limits.
+        c.entry(table(0), 0, table(1) | desc::TABLE);
+        table(1)
+    } else {
+        table(0)
+    };
+    // L1[0] -> level 2 table.
+    c.entry(l1, 0, table(2) | desc::TABLE);
+    // L2[0] -> level 3 table.
+    c.entry(table(2), 0, table(3) | desc::TABLE);
+    // L3[0], L3[1]: 4 KiB pages, bits [1:0] = 0b11, AF = 1, AP[2:1] = 00 (EL1 RW).
+    c.entry(table(3), 0, page(0) | desc::PAGE | NORMAL | desc::AF);
+    c.entry(table(3), 1, page(1) | desc::PAGE | NORMAL | desc::AF);
+    // L2[1]: a 2 MiB block, bits [1:0] = 0b01, OA[47:21].
+    c.entry(table(2), 1, BLOCK_2M | desc::BLOCK | NORMAL | desc::AF);
+    // L1[1]: a 1 GiB block, OA[47:30] = the GiB of RAM.
+    c.entry(l1, 1, RAM_BASE | desc::BLOCK | NORMAL | desc::AF);
+    for p in [page(0), page(1), BLOCK_2M + 0x5000, page(2)] {
+        c.data(p);
+    }
+    c.expect("page 0", va(0, 0, 0, 0, 0x18), Read, Outcome::Done(word(page(0) + 0x18)));
+    c.expect("page 1", va(0, 0, 0, 1, 0xff8), Read, Outcome::Done(word(page(1) + 0xff8)));
+    c.expect("write page 1", va(0, 0, 0, 1, 0x10), Write(0xabc), Outcome::Done(0));
+    c.expect("read it back", va(0, 0, 0, 1, 0x10), Read, Outcome::Done(0xabc));
+    // A 2 MiB block: OA = block base + VA[20:0].
+    c.expect("2M block", va(0, 0, 1, 5, 0x28), Read, Outcome::Done(word(BLOCK_2M + 0x5028)));
+    // A 1 GiB block: OA = RAM_BASE + VA[29:0].
+    let off = page(2) - RAM_BASE;
+    c.expect("1G block", va(0, 1, 0, 0, off + 8), Read, Outcome::Done(word(page(2) + 8)));
+    c.expect("write via 1G", va(0, 1, 0, 0, off), Write(7), Outcome::Done(0));
+    c.expect("read via page", va(0, 1, 0, 0, off), Read, Outcome::Done(7));
+    // The level 3 table's L3[2] is zero: invalid.
+    c.expect("hole", va(0, 0, 0, 2, 0), Read, dabt(Translation(3), false, va(0, 0, 0, 2, 0)));
+    c.run();
+}
+
+#[test]
+fn pages_and_blocks_with_48_bit_va_and_4_levels() {
+    page_and_block_sizes(4);
+}
+
+#[test]
+fn pages_and_blocks_with_39_bit_va_and_3_levels() {
+    page_and_block_sizes(3);
 }
