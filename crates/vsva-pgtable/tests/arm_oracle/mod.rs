@@ -279,16 +279,25 @@ fn scratch_dir() -> PathBuf {
 
 /// Whether QEMU can be started at all.
 fn qemu_present() -> bool {
-    match Command::new(QEMU)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-    {
-        Ok(_) => true,
-        Err(e) if e.kind() == ErrorKind::NotFound => false,
+    qemu_version().is_some()
+}
+
+/// QEMU's version as (major, minor), `None` when it is not installed.
+pub fn qemu_version() -> Option<(u32, u32)> {
+    let out = match Command::new(QEMU).arg("--version").output() {
+        Ok(o) => o,
+        Err(e) if e.kind() == ErrorKind::NotFound => return None,
         Err(e) => panic!("cannot run {QEMU}: {e}"),
-    }
+    };
+    // "QEMU emulator version 7.2.22 (Debian ...)"
+    let text = String::from_utf8_lossy(&out.stdout);
+    let v = text
+        .split_whitespace()
+        .skip_while(|w| *w != "version")
+        .nth(1)
+        .unwrap_or_else(|| panic!("unexpected `{QEMU} --version`: {text}"));
+    let mut it = v.split('.').map(|n| n.parse::<u32>().unwrap_or(0));
+    Some((it.next().unwrap_or(0), it.next().unwrap_or(0)))
 }
 
 /// Runs the scenario in one QEMU boot. `None` when `qemu-system-aarch64` is not installed.
