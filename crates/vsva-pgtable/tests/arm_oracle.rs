@@ -441,3 +441,120 @@ fn execute_never() {
     c.expect("2M UXN EL0", b, FetchEl0, perm(true, 2, b));
     c.run();
 }
+
+/// APTable, UXNTable (XNTable) and PXNTable in table descriptors restrict every access below
+/// them (D8.4, hierarchical permissions; TCR_EL1.HPD0 = 0): APTable 01 no EL0 access, 10 no
+/// writes, 11 both; the fault is a Permission fault at the level of the leaf.
+#[test]
+fn hierarchical_permissions() {
+    let mut c = Cases::new(regs(48, 0));
+    let rw_all = NORMAL | desc::AF | desc::AP_EL0; // AP = 01
+    let ro_all = NORMAL | desc::AF | desc::AP_RO | desc::AP_EL0; // AP = 11
+    // L0[0] -> L1 table(1), no restriction. Each L1[n] below leads through a table
+    // descriptor carrying one restriction to its own level 2 and level 3 tables, and L3[0]
+    // maps page(n).
+    c.entry(table(0), 0, table(1) | desc::TABLE);
+    let limits = [
+        desc::AP_TABLE_NO_EL0,                    // L1[0]: APTable = 01
+        desc::AP_TABLE_RO,                        // L1[1]: APTable = 10
+        desc::AP_TABLE_NO_EL0 | desc::AP_TABLE_RO, // L1[2]: APTable = 11
+        desc::UXN_TABLE,                          // L1[3]: UXNTable
+        desc::PXN_TABLE,                          // L1[4]: PXNTable
+    ];
+    for (n, &limit) in limits.iter().enumerate() {
+        let n = n as u64;
+        let (l2, l3) = (table(2 + 2 * n), table(3 + 2 * n));
+        c.entry(table(1), n, l2 | desc::TABLE | limit);
+        c.entry(l2, 0, l3 | desc::TABLE);
+        let leaf = if n < 3 { rw_all } else { ro_all };
+        c.entry(l3, 0, page(n) | desc::PAGE | leaf);
+        c.data(page(n));
+        c.s.put(page(n) + 0x80, &exec_stub(n as u16 + 1));
+    }
+    // L0[1] -> L1 table(12) with APTable = 10; its L1[0] is a 1 GiB block, AP = 00.
+    c.entry(table(0), 1, table(12) | desc::TABLE | desc::AP_TABLE_RO);
+    c.entry(table(12), 0, RAM_BASE | desc::BLOCK | NORMAL | desc::AF);
+    let v = |n: u64, off: u64| va(0, n, 0, 0, off);
+    let done = |pa: u64| Outcome::Done(word(pa));
+    let perm = |write: bool, va: u64| dabt(Permission(3), write, va);
+    c.expect("01 EL0 read", v(0, 0), ReadEl0, perm(false, v(0, 0)));
+    c.expect("01 EL0 write", v(0, 8), WriteEl0(1), perm(true, v(0, 8)));
+    c.expect("01 EL1 read", v(0, 0x10), Read, done(page(0) + 0x10));
+    c.expect("01 EL1 write", v(0, 0x18), Write(2), Outcome::Done(0));
+    c.expect("10 EL1 read", v(1, 0), Read, done(page(1)));
+    c.expect("10 EL0 read", v(1, 8), ReadEl0, done(page(1) + 8));
+    c.expect("10 EL1 write", v(1, 0x10), Write(3), perm(true, v(1, 0x10)));
+    c.expect("10 EL0 write", v(1, 0x18), WriteEl0(4), perm(true, v(1, 0x18)));
+    c.expect("11 EL1 read", v(2, 0), Read, done(page(2)));
+    c.expect("11 EL0 read", v(2, 8), ReadEl0, perm(false, v(2, 8)));
+    c.expect("11 EL1 write", v(2, 0x10), Write(5), perm(true, v(2, 0x10)));
+    let x = |n: u64| v(n, 0x80);
+    c.expect("UXNTable EL1", x(3), Fetch, Outcome::Done(4));
+    c.expect("UXNTable EL0", x(3), FetchEl0, iabt(true, Permission(3), x(3)));
+    c.expect("PXNTable EL1", x(4), Fetch, iabt(false, Permission(3), x(4)));
+    c.expect("PXNTable EL0", x(4), FetchEl0, Outcome::Done(5));
+    let b = va(1, 0, 0, 0, page(0) - RAM_BASE + 0x20);
+    c.expect("APTable over 1G read", b, Read, done(page(0) + 0x20));
+    c.expect("APTable over 1G write", b, Write(6), dabt(Permission(1), true, b));
+    c.run();
+}
+
+/// The tables of the Access flag and dirty state tests: L0[0] -> L1 table(1) -> L2 table(2)
+/// -> L3 table(3), the leaves given as (L3 index, attributes) for page(index), plus L2[1]: a
+/// 2 MiB block and L1[1]: a 1 GiB block, both with AF = 0. L2[2] -> L3 table(4) through a
+/// table descriptor with APTable = 10, whose L3[0] maps page(8) with `under_ro` attributes.
+fn hw_update_tables(extra_tcr: u64, leaves: &[(u64, u64)], under_ro: u64) -> Cases {
+    let mut c = Cases::new(regs(48, extra_tcr));
+    c.entry(table(0), 0, table(1) | desc::TABLE);
+    c.entry(table(1), 0, table(2) | desc::TABLE);
+    c.entry(table(2), 0, table(3) | desc::TABLE);
+    for &(n, attrs) in leaves {
+        c.entry(table(3), n, page(n) | desc::PAGE | NORMAL | attrs);
+        c.data(page(n));
+        c.s.put(page(n) + 0x80, &exec_stub(n as u16 + 1));
+    }
+    c.entry(table(2), 1, BLOCK_2M | desc::BLOCK | NORMAL);
+    c.entry(table(1), 1, RAM_BASE | desc::BLOCK | NORMAL);
+    c.entry(table(2), 2, table(4) | desc::TABLE | desc::AP_TABLE_RO);
+    c.entry(table(4), 0, page(8) | desc::PAGE | NORMAL | under_ro);
+    c.data(page(8));
+    c.data(BLOCK_2M);
+    for t in [1, 2, 3, 4] {
+        c.s.dump(table(t), 0x1000);
+    }
+    c
+}
+
+/// Without TCR_EL1.HA an access through a descriptor with AF = 0 is an Access flag fault at
+/// the descriptor's level (D8.5 "Hardware updates to the translation tables"; DFSC 0b0010LL),
+/// which takes priority over a Permission fault (the prioritization of stage 1 faults, D8), and the CPU writes
+/// nothing.
+#[test]
+fn access_flag_faults_without_hardware_update() {
+    // L3[0]: AF = 0, AP = 00. L3[1]: AF = 0, AP = 01.
+    let leaves = [(0, 0), (1, desc::AP_EL0)];
+    let mut c = hw_update_tables(0, &leaves, 0);
+    let v = |n: u64, off: u64| va(0, 0, 0, n, off);
+    let af = |l: u8, write: bool, va: u64| dabt(AccessFlag(l), write, va);
+    c.expect("read", v(0, 0), Read, af(3, false, v(0, 0)));
+    c.expect("write", v(0, 8), Write(1), af(3, true, v(0, 8)));
+    c.expect("fetch", v(0, 0x80), Fetch, iabt(false, AccessFlag(3), v(0, 0x80)));
+    c.expect("EL0 fetch", v(1, 0x80), FetchEl0, iabt(true, AccessFlag(3), v(1, 0x80)));
+    c.expect("EL0 read", v(1, 0), ReadEl0, af(3, false, v(1, 0)));
+    // AP = 00 denies EL0, but the Access flag fault comes first.
+    c.expect("EL0 read, no EL0 access", v(0, 0x10), ReadEl0, af(3, false, v(0, 0x10)));
+    c.expect("2M block", va(0, 0, 1, 0, 0), Read, af(2, false, va(0, 0, 1, 0, 0)));
+    c.expect("1G block", va(0, 1, 0, 0, 0), Read, af(1, false, va(0, 1, 0, 0, 0)));
+    let before = c.s.clone();
+    let Some(r) = c.run() else { return };
+    for pa in dumped(&before) {
+        assert_eq!(r.u64_at(pa), before.initial_u64(pa), "descriptor at {pa:#x} changed");
+    }
+}
+
+/// Every 8-byte address the scenario dumps.
+fn dumped(s: &Scenario) -> impl Iterator<Item = u64> + '_ {
+    s.dump
+        .iter()
+        .flat_map(|&(pa, len)| (pa..pa + len as u64).step_by(8))
+}

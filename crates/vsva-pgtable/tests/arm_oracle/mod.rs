@@ -206,6 +206,23 @@ impl Scenario {
         self.probes.len() - 1
     }
 
+    /// The `u64` at `pa` as the scenario loads it (the last piece covering a byte wins).
+    pub fn initial_u64(&self, pa: u64) -> u64 {
+        let mut b = [0u8; 8];
+        for (i, byte) in b.iter_mut().enumerate() {
+            let at = pa + i as u64;
+            if let Some(p) = self
+                .mem
+                .iter()
+                .rev()
+                .find(|p| at >= p.pa && at - p.pa < p.bytes.len() as u64)
+            {
+                *byte = p.bytes[(at - p.pa) as usize];
+            }
+        }
+        u64::from_le_bytes(b)
+    }
+
     pub fn dump(&mut self, pa: u64, len: usize) {
         self.dump.push((pa, len));
     }
