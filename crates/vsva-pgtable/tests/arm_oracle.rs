@@ -558,3 +558,133 @@ fn dumped(s: &Scenario) -> impl Iterator<Item = u64> + '_ {
         .iter()
         .flat_map(|&(pa, len)| (pa..pa + len as u64).step_by(8))
 }
+
+/// Checks every dumped word: `changed` lists (address, expected value) for the descriptors
+/// the CPU must have written; every other word must be as loaded.
+fn assert_tables(s: &Scenario, r: &Report, changed: &[(u64, u64)]) {
+    let mut bad = Vec::new();
+    for pa in dumped(s) {
+        let want = changed
+            .iter()
+            .find(|&&(at, _)| at == pa)
+            .map_or_else(|| s.initial_u64(pa), |&(_, v)| v);
+        let got = r.u64_at(pa);
+        if got != want {
+            bad.push(format!("{pa:#x}: CPU wrote {got:#018x}, spec {want:#018x}"));
+        }
+    }
+    assert!(bad.is_empty(), "descriptors differ:\n{}", bad.join("\n"));
+}
+
+/// With TCR_EL1.HA = HD = 1 (FEAT_HAFDBS; D8.5 "Hardware updates to the translation
+/// tables"): an access through a descriptor with AF = 0 sets AF and succeeds; a write through
+/// a writable-clean descriptor (DBM = 1, AP[2] = 1) clears AP[2] and succeeds. DBM lifts only
+/// the leaf's AP[2]: with DBM = 0, without EL0 access, or under APTable = 10 the write is a
+/// Permission fault and nothing is written. Table descriptors are never updated.
+#[test]
+fn hardware_access_flag_and_dirty_state() {
+    use desc::{AF, AP_EL0, AP_RO, DBM};
+    let leaves = [
+        (0, 0),                       // AF = 0, AP = 00
+        (1, AF | AP_RO | DBM),        // writable-clean, EL1 only
+        (2, AP_RO | DBM),             // AF = 0, writable-clean, only read
+        (3, AF | AP_RO),              // read-only, DBM = 0
+        (4, AF | AP_RO | AP_EL0 | DBM), // writable-clean at EL0 too (AP = 11)
+        (5, AF | AP_RO | DBM),        // writable-clean, no EL0 access, EL0 write
+        (6, AP_RO | DBM),             // AF = 0, writable-clean, written
+        (7, AP_RO),                   // AF = 0, read-only, fetched
+    ];
+    let mut c = hw_update_tables(tcr::HA | tcr::HD, &leaves, AF | AP_RO | DBM);
+    let v = |n: u64, off: u64| va(0, 0, 0, n, off);
+    let done = |pa: u64| Outcome::Done(word(pa));
+    let perm = |va: u64| dabt(Permission(3), true, va);
+    c.expect("AF=0 read", v(0, 0), Read, done(page(0)));
+    c.expect("clean write", v(1, 8), Write(0x11), Outcome::Done(0));
+    c.expect("read it back", v(1, 8), Read, Outcome::Done(0x11));
+    c.expect("AF=0 clean read", v(2, 0), Read, done(page(2)));
+    c.expect("DBM=0 write", v(3, 0), Write(0x33), perm(v(3, 0)));
+    c.expect("EL0 clean write", v(4, 0), WriteEl0(0x44), Outcome::Done(0));
+    c.expect("EL0 read it back", v(4, 0), ReadEl0, Outcome::Done(0x44));
+    c.expect("EL0 write, no EL0 access", v(5, 0), WriteEl0(0x55), perm(v(5, 0)));
+    c.expect("AF=0 clean write", v(6, 0x10), Write(0x66), Outcome::Done(0));
+    c.expect("AF=0 fetch", v(7, 0x80), Fetch, Outcome::Done(8));
+    c.expect("AF=0 2M block", va(0, 0, 1, 0, 0x18), Read, done(BLOCK_2M + 0x18));
+    let g = va(0, 1, 0, 0, page(3) - RAM_BASE);
+    c.expect("AF=0 1G block", g, Read, done(page(3)));
+    let u = va(0, 0, 2, 0, 0x20);
+    c.expect("clean under APTable=10", u, Write(0x88), perm(u));
+    let s = c.s.clone();
+    let Some(r) = c.run() else { return };
+    let l3 = |n: u64| table(3) + 8 * n;
+    let was = |pa: u64| s.initial_u64(pa);
+    assert_tables(
+        &s,
+        &r,
+        &[
+            (l3(0), was(l3(0)) | AF),
+            (l3(1), was(l3(1)) & !AP_RO),
+            (l3(2), was(l3(2)) | AF),
+            (l3(4), was(l3(4)) & !AP_RO),
+            (l3(6), (was(l3(6)) | AF) & !AP_RO),
+            (l3(7), was(l3(7)) | AF),
+            (table(2) + 8, was(table(2) + 8) | AF),
+            (table(1) + 8, was(table(1) + 8) | AF),
+        ],
+    );
+}
+
+/// With HA = 1 and HD = 0 the dirty state is not managed: DBM is ignored, so a write to a
+/// descriptor with AP[2] = 1 is a Permission fault and nothing is written (D8.5); AF is still
+/// set by reads.
+#[test]
+fn dirty_bit_modifier_without_hd_is_a_permission_fault() {
+    use desc::{AF, AP_RO, DBM};
+    let leaves = [(0, AF | AP_RO | DBM), (1, AP_RO | DBM)];
+    let mut c = hw_update_tables(tcr::HA, &leaves, AF | AP_RO | DBM);
+    let v = |n: u64, off: u64| va(0, 0, 0, n, off);
+    c.expect("write", v(0, 8), Write(1), dabt(Permission(3), true, v(0, 8)));
+    c.expect("read", v(0, 8), Read, Outcome::Done(word(page(0) + 8)));
+    c.expect("AF=0 read", v(1, 0), Read, Outcome::Done(word(page(1))));
+    let s = c.s.clone();
+    let Some(r) = c.run() else { return };
+    let l3 = table(3) + 8;
+    assert_tables(&s, &r, &[(l3, s.initial_u64(l3) | AF)]);
+}
+
+/// An output address or next-level table address with bits set at or above the IPS
+/// (TCR_EL1.IPS = 0b000: 32 bits) is an Address size fault at the level of the descriptor
+/// holding it (D8.2, "output address size"; DFSC 0b0000LL).
+#[test]
+fn output_address_beyond_ips_is_an_address_size_fault() {
+    let mut r = regs(48, 0);
+    r.tcr = (r.tcr & !tcr::ips(7)) | tcr::IPS_32;
+    let mut c = Cases::new(r);
+    let far = 1 << 32;
+    let leaf = NORMAL | desc::AF | desc::AP_RO;
+    c.entry(table(0), 0, table(1) | desc::TABLE);
+    // L0[1]: a table at 4 GiB.
+    c.entry(table(0), 1, far | desc::TABLE);
+    c.entry(table(1), 0, table(2) | desc::TABLE);
+    // L1[1]: 1 GiB block at 4 GiB; L1[2]: a table at 4 GiB.
+    c.entry(table(1), 1, far | desc::BLOCK | leaf);
+    c.entry(table(1), 2, far | desc::TABLE);
+    c.entry(table(2), 0, table(3) | desc::TABLE);
+    // L2[1]: 2 MiB block at 4 GiB.
+    c.entry(table(2), 1, far | desc::BLOCK | leaf);
+    // L3[0]: page(0), within 32 bits; L3[1]: the page at 4 GiB.
+    c.entry(table(3), 0, page(0) | desc::PAGE | leaf);
+    c.entry(table(3), 1, far | desc::PAGE | leaf);
+    c.data(page(0));
+    let size = |l: u8, va: u64| dabt(AddressSize(l), false, va);
+    c.expect("in range", va(0, 0, 0, 0, 8), Read, Outcome::Done(word(page(0) + 8)));
+    c.expect("page", va(0, 0, 0, 1, 8), Read, size(3, va(0, 0, 0, 1, 8)));
+    let x = va(0, 0, 0, 1, 0x40);
+    c.expect("page fetch", x, Fetch, iabt(false, AddressSize(3), x));
+    c.expect("2M block", va(0, 0, 1, 0, 0), Read, size(2, va(0, 0, 1, 0, 0)));
+    c.expect("1G block", va(0, 1, 0, 0, 0), Read, size(1, va(0, 1, 0, 0, 0)));
+    c.expect("L1 table", va(0, 2, 0, 0, 0), Read, size(1, va(0, 2, 0, 0, 0)));
+    c.expect("L0 table", va(1, 0, 0, 0, 0), Read, size(0, va(1, 0, 0, 0, 0)));
+    let w = va(0, 0, 0, 1, 0x10);
+    c.expect("page write", w, Write(1), dabt(AddressSize(3), true, w));
+    c.run();
+}
