@@ -346,3 +346,91 @@ pub const fn movz_x0(imm16: u16) -> u32 {
 pub const fn svc(imm16: u16) -> u32 {
     0xd400_0001 | ((imm16 as u32) << 5)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{self as asm, Asm, Cond};
+
+    #[test]
+    fn encodings_match_the_arm_arm() {
+        // Words an assembler gives for the same instructions (C6.2).
+        let mut a = Asm::new();
+        let l = a.label();
+        a.bind(l);
+        a.movz(0, 0x1234, 0); // mov x0, #0x1234
+        a.movk(0, 0x8400, 1); // movk x0, #0x8400, lsl #16
+        a.mov(27, 30); // mov x27, x30
+        a.add(9, 9, 10); // add x9, x9, x10
+        a.subs_imm(31, 9, 0x15); // cmp x9, #0x15
+        a.lsr(9, 21, 26); // lsr x9, x21, #26
+        a.cset(20, Cond::Ne); // cset x20, ne
+        a.ldr_post8(9, 1); // ldr x9, [x1], #8
+        a.ldr_w(12, 25, 0x18); // ldr w12, [x25, #0x18]
+        a.str_w(9, 25, 0x30); // str w9, [x25, #0x30]
+        a.strb(9, 25); // strb w9, [x25]
+        a.ldtr(0, 1); // ldtr x0, [x1]
+        a.sttr(2, 1); // sttr x2, [x1]
+        a.blr(1); // blr x1
+        a.br(9); // br x9
+        a.ret(27); // ret x27
+        a.eret(); // eret
+        a.hvc(0); // hvc #0
+        a.svc(0); // svc #0
+        a.mrs(21, asm::ESR_EL1); // mrs x21, esr_el1
+        a.mrs(22, asm::FAR_EL1); // mrs x22, far_el1
+        a.mrs(9, asm::ID_AA64MMFR1_EL1); // mrs x9, id_aa64mmfr1_el1
+        a.msr(asm::SCTLR_EL1, 9); // msr sctlr_el1, x9
+        a.msr(asm::TCR_EL1, 9); // msr tcr_el1, x9
+        a.msr(asm::TTBR1_EL1, 9); // msr ttbr1_el1, x9
+        a.msr(asm::MAIR_EL1, 9); // msr mair_el1, x9
+        a.msr(asm::VBAR_EL1, 9); // msr vbar_el1, x9
+        a.msr(asm::ELR_EL1, 28); // msr elr_el1, x28
+        a.mask_all(); // msr daifset, #0xf
+        a.clear_pan(); // msr pan, #0
+        a.clear_uao(); // msr uao, #0
+        a.tlbi_vmalle1(); // tlbi vmalle1
+        a.dsb_ish(); // dsb ish
+        a.isb(); // isb
+        a.b(l); // b <start>  (offset -34 words)
+        assert_eq!(
+            a.finish(),
+            [
+                0xd282_4680,
+                0xf2b0_8000,
+                0xaa1e_03fb,
+                0x8b0a_0129,
+                0xf100_553f,
+                0xd35a_fea9,
+                0x9a9f_07f4,
+                0xf840_8429,
+                0xb940_1b2c,
+                0xb900_3329,
+                0x3900_0329,
+                0xf840_0820,
+                0xf800_0822,
+                0xd63f_0020,
+                0xd61f_0120,
+                0xd65f_0360,
+                0xd69f_03e0,
+                0xd400_0002,
+                0xd400_0001,
+                0xd538_5215,
+                0xd538_6016,
+                0xd538_0729,
+                0xd518_1009,
+                0xd518_2049,
+                0xd518_2029,
+                0xd518_a209,
+                0xd518_c009,
+                0xd518_403c,
+                0xd503_4fdf,
+                0xd500_409f,
+                0xd500_407f,
+                0xd508_871f,
+                0xd503_3b9f,
+                0xd503_3fdf,
+                0x1400_0000 | (-34i32 as u32 & 0x03ff_ffff),
+            ]
+        );
+    }
+}

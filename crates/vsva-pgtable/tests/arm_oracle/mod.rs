@@ -39,6 +39,7 @@
 #![allow(dead_code)] // Items used by some includers and not others.
 
 pub mod asm;
+pub mod expect;
 mod program;
 pub mod vmsa;
 
@@ -239,7 +240,8 @@ pub fn exec_stub(tag: u16) -> [u8; 8] {
 
 /// Checks a scenario's addresses against the memory the harness leaves to it.
 fn check(s: &Scenario) {
-    let ok = |pa: u64, len: u64| pa >= RESERVED_END && pa.checked_add(len).is_some_and(|e| e <= RAM_END);
+    let ok =
+        |pa: u64, len: u64| pa >= RESERVED_END && pa.checked_add(len).is_some_and(|e| e <= RAM_END);
     for p in &s.mem {
         assert!(
             ok(p.pa, p.bytes.len() as u64),
