@@ -157,6 +157,10 @@ fn page_and_block_sizes(levels: u64) {
         Read,
         dabt(Translation(3), false, va(0, 0, 0, 2, 0)),
     );
+    // Just past the TTBR0 region: a Translation fault at level 0 whatever the start level
+    // (D8.2, the input address size check comes before the walk).
+    let out = 1 << va_bits;
+    c.expect("beyond T0SZ", out, Read, dabt(Translation(0), false, out));
     c.run();
 }
 

@@ -33,8 +33,15 @@
 //! and HD), FEAT_PAN (cleared by the program, and SCTLR_EL1.SPAN = 1 keeps it clear), FEAT_UAO
 //! (cleared, so `LDTR`/`STTR` check EL0 permissions), FEAT_HPDS (TCR_EL1.HPD0 is left 0, so
 //! APTable/XNTable/PXNTable apply), FEAT_LPA2 and FEAT_LPA (left off: TCR_EL1.DS = 0, 4 KiB
-//! granule, so the output address is at most 48 bits). The test `cpu_max_has_the_features`
-//! checks the ID registers the program reports.
+//! granule, so the output address is at most 48 bits). The test
+//! `cpu_max_has_the_features_the_oracle_relies_on` checks the ID registers the program
+//! reports.
+//!
+//! # Where QEMU is not the spec
+//! QEMU before 8.2 (Debian 12 ships 7.2) takes a level 0 descriptor with bits [1:0] = 0b01
+//! as a 512 GiB block; the Arm ARM (DS = 0, 4 KiB granule) makes it invalid, a Translation
+//! fault at level 0. The tests probe that case only on QEMU 8.2 or later
+//! ([`qemu_version`]); a comparison with vsva's walker must leave it out the same way.
 
 #![allow(dead_code)] // Items used by some includers and not others.
 
@@ -377,9 +384,8 @@ pub fn run(s: &Scenario) -> Option<Report> {
         String::from_utf8_lossy(&out.stderr)
     );
     let bytes = std::fs::read(dir.join("serial.bin")).unwrap();
-    let report = parse(s, &bytes);
     let _ = std::fs::remove_dir_all(&dir);
-    Some(report)
+    Some(parse(s, &bytes))
 }
 
 /// A `-device loader` argument: raw bytes at `addr`, the boot CPU's PC too if `entry`.

@@ -6,7 +6,7 @@
 //! | offset   | contents                                                          |
 //! |----------|-------------------------------------------------------------------|
 //! | `0x0000` | `B boot` (the loader points the PC here)                          |
-//! | `0x0800` | VBAR_EL1 vector table (D1.3.1 "Exception vectors": 16 × 0x80)     |
+//! | `0x0800` | VBAR_EL1 vector table (16 entries of 0x80 bytes, chapter D1)      |
 //! | `0x1000` | boot TTBR0 level 1 table: an identity block for RAM's first GiB   |
 //! | `0x2000` | TTBR1 level 1 table: UART and RAM aliases at [`TTBR1_BASE`]         |
 //! | `0x3000` | code: boot, one straight-line block per probe, dumps, subroutines |
@@ -34,8 +34,8 @@ const UARTCR_ON: u16 = 0x301;
 /// without EL2/EL3 implements PSCI itself and takes the call through HVC.
 const PSCI_SYSTEM_OFF: u64 = 0x8400_0008;
 
-/// SPSR_EL1 values to `ERET` with (C5.2.18 "SPSR_EL1"): D, A, I, F masked, and M[3:0] = EL1h
-/// (0b0101) or EL0t (0b0000); PAN and UAO (bits 22, 23) stay 0.
+/// SPSR_EL1 values to `ERET` with (register SPSR_EL1, chapter C5): D, A, I, F masked, and
+/// M[3:0] = EL1h (0b0101) or EL0t (0b0000); PAN and UAO (bits 22, 23) stay 0.
 const SPSR_EL1H: u16 = 0x3c5;
 const SPSR_EL0T: u16 = 0x3c0;
 
