@@ -698,3 +698,36 @@ fn output_address_beyond_ips_is_an_address_size_fault() {
     c.expect("page write", w, Write(1), dabt(AddressSize(3), true, w));
     c.run();
 }
+
+/// SCTLR_EL1.WXN = 1: a location writable at an Exception level is execute-never at that
+/// level. The Arm ARM's stage 1 permission pseudocode (D8.4, instruction access permissions)
+/// makes it per level: EL0 loses execution where EL0 may
+/// write (UXN or (EL0 write and WXN)), EL1 where EL1 may write (PXN or (EL1 write and WXN) or
+/// EL0 write). So an EL1-only writable page stays executable at EL0.
+#[test]
+fn write_implies_execute_never() {
+    let mut r = regs(48, 0);
+    r.sctlr |= sctlr::WXN;
+    let mut c = Cases::new(r);
+    c.entry(table(0), 0, table(1) | desc::TABLE);
+    c.entry(table(1), 0, table(2) | desc::TABLE);
+    c.entry(table(2), 0, table(3) | desc::TABLE);
+    let pages = [
+        NORMAL | desc::AF,                              // 0: AP = 00, EL1-writable
+        NORMAL | desc::AF | desc::AP_RO | desc::AP_EL0, // 1: AP = 11, read-only
+        NORMAL | desc::AF | desc::AP_EL0 | desc::PXN,   // 2: AP = 01, EL0-writable
+    ];
+    for (n, &attrs) in pages.iter().enumerate() {
+        let n = n as u64;
+        c.entry(table(3), n, page(n) | desc::PAGE | attrs);
+        c.s.put(page(n) + 0x40, &exec_stub(n as u16 + 1));
+    }
+    let x = |n: u64| va(0, 0, 0, n, 0x40);
+    let perm = |el0: bool, n: u64| iabt(el0, Permission(3), x(n));
+    c.expect("EL1-writable EL1", x(0), Fetch, perm(false, 0));
+    c.expect("EL1-writable EL0", x(0), FetchEl0, Outcome::Done(1));
+    c.expect("read-only EL1", x(1), Fetch, Outcome::Done(2));
+    c.expect("read-only EL0", x(1), FetchEl0, Outcome::Done(2));
+    c.expect("EL0-writable EL0", x(2), FetchEl0, perm(true, 2));
+    c.run();
+}

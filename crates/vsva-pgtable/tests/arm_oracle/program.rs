@@ -78,14 +78,17 @@ const LR: Reg = 30;
 
 /// The level 1 block descriptors of the harness's own tables.
 fn harness_tables() -> ([u64; 512], [u64; 512]) {
-    let normal = desc::BLOCK | desc::attr_indx(ATTR_NORMAL) | desc::SH_INNER | desc::AF;
+    // Read-only (AP = 10): the program never stores to RAM, and a read-only mapping stays
+    // executable when a scenario sets SCTLR_EL1.WXN.
+    let normal =
+        desc::BLOCK | desc::attr_indx(ATTR_NORMAL) | desc::SH_INNER | desc::AF | desc::AP_RO;
     let mut boot = [0; 512];
     // TTBR0 during boot: VA = PA for the 1 GiB holding the image, so the instruction after
     // the SCTLR_EL1.M write is fetched from the same address with the MMU on.
     boot[(RAM_BASE >> 30) as usize] = RAM_BASE | normal | desc::UXN;
     let mut high = [0; 512];
     // TTBR1: [TTBR1_BASE, +1 GiB) -> PA 0 (the UART), Device, never executable;
-    // [TTBR1_BASE + 1 GiB, +2 GiB) -> RAM, EL1 read/write/execute.
+    // [TTBR1_BASE + 1 GiB, +2 GiB) -> RAM, EL1 read/execute.
     high[0] = desc::BLOCK | desc::attr_indx(ATTR_DEVICE) | desc::AF | desc::PXN | desc::UXN;
     high[(RAM_BASE >> 30) as usize] = RAM_BASE | normal | desc::UXN;
     (boot, high)
