@@ -31,10 +31,15 @@ pub fn iabt(el0: bool, status: FaultStatus, far: u64) -> Outcome {
     })
 }
 
-/// A scenario with the expected outcome of each probe.
+/// A scenario with what the spec says it must do: the outcome of each probe, and the words
+/// the CPU must write into the dumped ranges (every other dumped word stays as loaded).
+#[derive(Debug, Clone)]
 pub struct Cases {
     pub s: Scenario,
+    /// One per probe: a short description and the expected outcome.
     pub want: Vec<(&'static str, Outcome)>,
+    /// (physical address, value after the probes) of the words the CPU must write.
+    pub writes: Vec<(u64, u64)>,
 }
 
 impl Cases {
@@ -42,6 +47,7 @@ impl Cases {
         Self {
             s: Scenario::new(regs),
             want: Vec::new(),
+            writes: Vec::new(),
         }
     }
 
@@ -63,12 +69,30 @@ impl Cases {
         self.want.push((what, want));
     }
 
-    /// Runs the boot and checks every probe; `None` (after printing SKIP) without QEMU.
-    pub fn run(self) -> Option<Report> {
-        let Some(r) = run(&self.s) else {
-            eprintln!("SKIP: qemu-system-aarch64 not found");
-            return None;
-        };
+    /// The CPU must leave `value` at `pa` (which a dump range must cover).
+    pub fn cpu_writes(&mut self, pa: u64, value: u64) {
+        self.writes.push((pa, value));
+    }
+
+    /// The value the spec gives the dumped word at `pa` after the probes.
+    pub fn final_u64(&self, pa: u64) -> u64 {
+        self.writes
+            .iter()
+            .rev()
+            .find(|&&(at, _)| at == pa)
+            .map_or_else(|| self.s.initial_u64(pa), |&(_, v)| v)
+    }
+
+    /// Every 8-byte address the scenario dumps.
+    pub fn dumped(&self) -> impl Iterator<Item = u64> + '_ {
+        self.s
+            .dump
+            .iter()
+            .flat_map(|&(pa, len)| (pa..pa + len as u64).step_by(8))
+    }
+
+    /// Where `r` departs from the spec, one line each.
+    pub fn mismatches(&self, r: &Report) -> Vec<String> {
         let mut bad = Vec::new();
         for (i, ((what, want), got)) in self.want.iter().zip(&r.outcomes).enumerate() {
             let p = self.s.probes[i];
@@ -79,6 +103,25 @@ impl Cases {
                 ));
             }
         }
+        for pa in self.dumped() {
+            let (got, want) = (r.u64_at(pa), self.final_u64(pa));
+            if got != want {
+                bad.push(format!(
+                    "word at {pa:#x}: CPU {got:#018x}, spec {want:#018x}"
+                ));
+            }
+        }
+        bad
+    }
+
+    /// Runs the boot and asserts every probe and dumped word; `None` (after printing SKIP)
+    /// without QEMU.
+    pub fn run(self) -> Option<Report> {
+        let Some(r) = run(&self.s) else {
+            eprintln!("SKIP: qemu-system-aarch64 not found");
+            return None;
+        };
+        let bad = self.mismatches(&r);
         assert!(
             bad.is_empty(),
             "{} mismatches:\n{}",
@@ -87,28 +130,4 @@ impl Cases {
         );
         Some(r)
     }
-}
-
-/// Every 8-byte address the scenario dumps.
-pub fn dumped(s: &Scenario) -> impl Iterator<Item = u64> + '_ {
-    s.dump
-        .iter()
-        .flat_map(|&(pa, len)| (pa..pa + len as u64).step_by(8))
-}
-
-/// Checks every dumped word: `changed` lists (address, expected value) for the descriptors
-/// the CPU must have written; every other word must be as loaded.
-pub fn assert_tables(s: &Scenario, r: &Report, changed: &[(u64, u64)]) {
-    let mut bad = Vec::new();
-    for pa in dumped(s) {
-        let want = changed
-            .iter()
-            .find(|&&(at, _)| at == pa)
-            .map_or_else(|| s.initial_u64(pa), |&(_, v)| v);
-        let got = r.u64_at(pa);
-        if got != want {
-            bad.push(format!("{pa:#x}: CPU wrote {got:#018x}, spec {want:#018x}"));
-        }
-    }
-    assert!(bad.is_empty(), "descriptors differ:\n{}", bad.join("\n"));
 }

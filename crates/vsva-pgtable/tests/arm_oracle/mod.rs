@@ -48,6 +48,7 @@
 pub mod asm;
 pub mod expect;
 mod program;
+pub mod scenarios;
 pub mod vmsa;
 
 use std::collections::BTreeMap;
