@@ -4,7 +4,9 @@
 //!
 //! Plain data in, plain data out, so that a test can put the same [`Scenario`] through
 //! vsva's own Arm walker and compare [`Outcome`]s: include this module with
-//! `#[path = "arm_oracle/mod.rs"] mod harness;`.
+//! `#[path = "arm_oracle/mod.rs"] mod harness;`. [`scenarios::all`] gives every scenario of
+//! `tests/arm_oracle.rs` with the outcomes and descriptor writes the spec expects
+//! ([`expect::Cases`]).
 //!
 //! # One boot
 //! `qemu-system-aarch64 -M virt -cpu max -m 256M`, no firmware: the CPU starts at EL1 (the
@@ -30,7 +32,8 @@
 //!
 //! # Features of `-cpu max` that matter (QEMU 7.2)
 //! FEAT_HAFDBS (ID_AA64MMFR1_EL1.HAFDBS = 2: hardware Access flag and dirty state, TCR_EL1.HA
-//! and HD), FEAT_PAN (cleared by the program, and SCTLR_EL1.SPAN = 1 keeps it clear), FEAT_UAO
+//! and HD), FEAT_PAN (PSTATE.PAN cleared by the program; the default
+//! SCTLR_EL1.SPAN = 1 and the handler's `ERET` with PAN = 0 keep it clear), FEAT_UAO
 //! (cleared, so `LDTR`/`STTR` check EL0 permissions), FEAT_HPDS (TCR_EL1.HPD0 is left 0, so
 //! APTable/XNTable/PXNTable apply), FEAT_LPA2 and FEAT_LPA (left off: TCR_EL1.DS = 0, 4 KiB
 //! granule, so the output address is at most 48 bits). The test
@@ -41,7 +44,8 @@
 //! QEMU before 8.2 (Debian 12 ships 7.2) takes a level 0 descriptor with bits [1:0] = 0b01
 //! as a 512 GiB block; the Arm ARM (DS = 0, 4 KiB granule) makes it invalid, a Translation
 //! fault at level 0. The tests probe that case only on QEMU 8.2 or later
-//! ([`qemu_version`]); a comparison with vsva's walker must leave it out the same way.
+//! ([`qemu_version`]); a test comparing vsva's walker with the CPU must do the same, while
+//! against the spec's expectations (`scenarios::invalid_descriptors(true)`) it stays.
 
 #![allow(dead_code)] // Items used by some includers and not others.
 
@@ -261,7 +265,8 @@ fn check(s: &Scenario) {
     for &(pa, len) in &s.dump {
         assert!(
             ok(pa, len as u64) && len > 0 && len % 8 == 0 && pa % 8 == 0,
-            "dump {pa:#x}+{len:#x}: must be 8-byte aligned, non-empty, in [{RESERVED_END:#x}, {RAM_END:#x})"
+            "dump {pa:#x}+{len:#x}: must be 8-byte aligned, non-empty, in \
+             [{RESERVED_END:#x}, {RAM_END:#x})"
         );
     }
     for p in &s.probes {

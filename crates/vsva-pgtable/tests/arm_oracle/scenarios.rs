@@ -428,8 +428,8 @@ fn hw_update_tables(extra_tcr: u64, leaves: &[(u64, u64)], under_ro: u64) -> Cas
 
 /// Without TCR_EL1.HA an access through a descriptor with AF = 0 is an Access flag fault at
 /// the descriptor's level (D8.5 "Hardware updates to the translation tables"; DFSC 0b0010LL),
-/// which takes priority over a Permission fault (the prioritization of stage 1 faults, D8), and the CPU writes
-/// nothing.
+/// which takes priority over a Permission fault (the prioritization of stage 1 faults, D8);
+/// the CPU writes nothing.
 pub fn access_flag_without_hardware_update() -> Cases {
     // L3[0]: AF = 0, AP = 00. L3[1]: AF = 0, AP = 01.
     let leaves = [(0, 0), (1, desc::AP_EL0)];
