@@ -2,8 +2,8 @@
 //! program is built in Rust at test time and no assembler is needed.
 //!
 //! Each method's doc gives the base opcode's class in the Arm ARM (DDI 0487, chapter C6, "A64
-//! Base Instruction Descriptions"); `encodings_match_the_arm_arm` in `mod.rs` checks every form
-//! against words produced by an assembler for the same mnemonic.
+//! Base Instruction Descriptions"); the test `encodings_match_the_arm_arm` below checks every
+//! form against the word an assembler gives for the same mnemonic.
 
 /// A general-purpose register number (0..=30; 31 is XZR or SP depending on the form).
 pub type Reg = u32;
@@ -391,7 +391,15 @@ mod tests {
         a.tlbi_vmalle1(); // tlbi vmalle1
         a.dsb_ish(); // dsb ish
         a.isb(); // isb
-        a.b(l); // b <start>  (offset -34 words)
+        a.ldr(0, 1, 0); // ldr x0, [x1]
+        a.str(2, 1); // str x2, [x1]
+        // Label forms, back to the first instruction (offsets in bytes).
+        a.b(l); // b #-144
+        a.b_cond(Cond::Ne, l); // b.ne #-148
+        a.cbz(26, l); // cbz x26, #-152
+        a.tbnz_w(12, 5, l); // tbnz w12, #5, #-156
+        a.bl(l); // bl #-160
+        a.adr(28, l); // adr x28, #-164
         assert_eq!(
             a.finish(),
             [
@@ -429,7 +437,14 @@ mod tests {
                 0xd508_871f,
                 0xd503_3b9f,
                 0xd503_3fdf,
-                0x1400_0000 | (-34i32 as u32 & 0x03ff_ffff),
+                0xf940_0020,
+                0xf900_0022,
+                0x1400_0000 | (-36i32 as u32 & 0x03ff_ffff),
+                0x54ff_fb61,
+                0xb4ff_fb5a,
+                0x372f_fb2c,
+                0x97ff_ffd8,
+                0x10ff_fafc,
             ]
         );
     }
