@@ -1,0 +1,3 @@
+//! vsva-smmuv3: the Arm SMMUv3 as a hardware model.
+#![forbid(unsafe_code)]
+pub mod spec;
