@@ -39,7 +39,11 @@ impl ConfigCache {
 
     pub fn get(&self, sid: u32, ssid: Option<u32>) -> Option<StreamConfig> {
         let hit = self.map().get(&(sid, ssid)).copied();
-        let counter = if hit.is_some() { &self.hits } else { &self.misses };
+        let counter = if hit.is_some() {
+            &self.hits
+        } else {
+            &self.misses
+        };
         counter.fetch_add(1, Ordering::Relaxed);
         hit
     }

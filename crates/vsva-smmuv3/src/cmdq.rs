@@ -135,9 +135,7 @@ impl Smmuv3 {
                     return Err(cerror::ATC_INV_SYNC);
                 }
                 match cs {
-                    SyncCs::Irq if self.cfg.msi && msiaddr != 0 => {
-                        self.irq.msi(msiaddr, msidata)
-                    }
+                    SyncCs::Irq if self.cfg.msi && msiaddr != 0 => self.irq.msi(msiaddr, msidata),
                     SyncCs::Sev if self.cfg.sev => st.stats.sev += 1,
                     _ => {}
                 }

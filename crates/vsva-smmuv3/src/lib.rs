@@ -73,7 +73,6 @@ pub use config::{AIDR, Httu, Smmuv3Config, StallModel};
 pub use hooks::{NoTranslation, TranslationHooks};
 pub use interrupt::{MsiLog, MsiSink};
 pub use stream::{
-    ConfigFault, Granule, Stage1Config, Stage2Config, StreamConfig, TableConfig,
-    TranslationConfig,
+    ConfigFault, Granule, Stage1Config, Stage2Config, StreamConfig, TableConfig, TranslationConfig,
 };
 pub use unit::{Smmuv3, Smmuv3Stats};

@@ -14,12 +14,9 @@ use zerocopy::IntoBytes;
 use crate::config::{Httu, Smmuv3Config, StallModel};
 use crate::spec::cd::{CD_BYTES, Cd, CdTtb, L1CD_BYTES, L1Cd};
 use crate::spec::registers::{StrtabBase, StrtabBaseCfg, pa_bits};
-use crate::spec::ste::{
-    L1STD_BYTES, L1Std, STE_BYTES, Ste, config, eats, s1dss, s1fmt, strw,
-};
+use crate::spec::ste::{L1STD_BYTES, L1Std, STE_BYTES, Ste, config, eats, s1dss, s1fmt, strw};
 use crate::stream::{
-    ConfigFault, Granule, Stage1Config, Stage2Config, StreamConfig, TableConfig,
-    TranslationConfig,
+    ConfigFault, Granule, Stage1Config, Stage2Config, StreamConfig, TableConfig, TranslationConfig,
 };
 
 /// The stream table registers as latched for a lookup.
@@ -321,7 +318,15 @@ pub(crate) fn check_cd(c: &Smmuv3Config, cd: &Cd) -> Result<Stage1Config, Config
             _ => None,
         };
         let walk = (w0.ir0(), w0.or0(), w0.sh0());
-        Some(table(c, w0.t0sz(), g, cd.ttb0(), ips_bits, w0.tbi0(), walk)?)
+        Some(table(
+            c,
+            w0.t0sz(),
+            g,
+            cd.ttb0(),
+            ips_bits,
+            w0.tbi0(),
+            walk,
+        )?)
     };
     let ttb1 = if w0.epd1() {
         None
@@ -333,11 +338,23 @@ pub(crate) fn check_cd(c: &Smmuv3Config, cd: &Cd) -> Result<Stage1Config, Config
             _ => None,
         };
         let walk = (w0.ir1(), w0.or1(), w0.sh1());
-        Some(table(c, w0.t1sz(), g, cd.ttb1(), ips_bits, w0.tbi1(), walk)?)
+        Some(table(
+            c,
+            w0.t1sz(),
+            g,
+            cd.ttb1(),
+            ips_bits,
+            w0.tbi1(),
+            walk,
+        )?)
     };
     let ha = w0.ha() && c.httu != Httu::None;
     Ok(Stage1Config {
-        asid: if c.asid16 { w0.asid() } else { w0.asid() & 0xff },
+        asid: if c.asid16 {
+            w0.asid()
+        } else {
+            w0.asid() & 0xff
+        },
         ttb0,
         ttb1,
         ips_bits,

@@ -289,17 +289,20 @@ impl Smmuv3 {
             offset::GERROR_IRQ_CFG1 | offset::GERROR_IRQ_CFG2
                 if irq_off(st, IrqCtrl::GERROR_IRQEN) =>
             {
-                st.gerror_irq.write(off - offset::GERROR_IRQ_CFG0, v as u64, false)
+                st.gerror_irq
+                    .write(off - offset::GERROR_IRQ_CFG0, v as u64, false)
             }
             offset::EVENTQ_IRQ_CFG1 | offset::EVENTQ_IRQ_CFG2
                 if irq_off(st, IrqCtrl::EVTQ_IRQEN) =>
             {
-                st.evtq_irq.write(off - offset::EVENTQ_IRQ_CFG0, v as u64, false)
+                st.evtq_irq
+                    .write(off - offset::EVENTQ_IRQ_CFG0, v as u64, false)
             }
             offset::PRIQ_IRQ_CFG1 | offset::PRIQ_IRQ_CFG2
                 if pri && irq_off(st, IrqCtrl::PRIQ_IRQEN) =>
             {
-                st.priq_irq.write(off - offset::PRIQ_IRQ_CFG0, v as u64, false)
+                st.priq_irq
+                    .write(off - offset::PRIQ_IRQ_CFG0, v as u64, false)
             }
             // The stream table registers are read-only while SMMUEN = 1 (§6.3.23).
             offset::STRTAB_BASE_CFG if !enabled => st.strtab.cfg = v & StrtabBaseCfg::FIELDS,
@@ -353,9 +356,7 @@ impl Smmuv3 {
             offset::PRIQ_BASE if pri && !st.cr0.contains(Cr0::PRIQEN) => {
                 st.priq.base = v & QueueBase::FIELDS
             }
-            offset::PRIQ_IRQ_CFG0
-                if pri && msi && !st.irq_ctrl.contains(IrqCtrl::PRIQ_IRQEN) =>
-            {
+            offset::PRIQ_IRQ_CFG0 if pri && msi && !st.irq_ctrl.contains(IrqCtrl::PRIQ_IRQEN) => {
                 st.priq_irq.write(0, v, true)
             }
             _ => tracing::debug!(off, v, "ignored SMMUv3 register write"),

@@ -121,7 +121,12 @@ fn cd_stage1_decoded() {
         .with_wxn(true)
         .with_aset(true)
         .with_ips(6);
-    let mut cd = Cd::from_words(w0, CdTtb::new().with_ttb(S1TTB >> 4).with_had(true), CdTtb::new(), 0xff);
+    let mut cd = Cd::from_words(
+        w0,
+        CdTtb::new().with_ttb(S1TTB >> 4).with_had(true),
+        CdTtb::new(),
+        0xff,
+    );
     cd.words[4] = 0x1234;
     b.write_cd_at(CDTAB, &cd);
     let Ok(StreamConfig::Translate(t)) = b.smmu.stream_config(SID, None) else {
@@ -134,7 +139,10 @@ fn cd_stage1_decoded() {
     assert_eq!((tt.ir, tt.or, tt.sh, tt.had, tt.tbi), (1, 1, 3, true, true));
     assert_eq!(s1.ttb1, None);
     // IPS 52 bits capped at the 48-bit OAS.
-    assert_eq!((s1.asid, s1.ips_bits, s1.mair, s1.amair), (0x4321, 48, 0xff, 0x1234));
+    assert_eq!(
+        (s1.asid, s1.ips_bits, s1.mair, s1.amair),
+        (0x4321, 48, 0xff, 0x1234)
+    );
     assert!(s1.ha && s1.hd && s1.wxn && s1.aset && s1.record && s1.abort && !s1.stall);
 }
 
@@ -146,7 +154,10 @@ fn cd_ha_hd_and_asid_high_byte_ignored_without_httu_and_asid16() {
         ..Smmuv3Config::default()
     });
     b.write_ste(SID, &s1_ste(CDTAB, 0, s1fmt::LINEAR));
-    b.write_cd_at(CDTAB, &cd_from(good_cd0(0x1234).with_ha(true).with_hd(true), S1TTB));
+    b.write_cd_at(
+        CDTAB,
+        &cd_from(good_cd0(0x1234).with_ha(true).with_hd(true), S1TTB),
+    );
     let Ok(StreamConfig::Translate(t)) = b.smmu.stream_config(SID, None) else {
         panic!("not translating");
     };
@@ -217,7 +228,10 @@ fn ssid_on_stream_without_stage1_c_bad_substreamid() {
 #[test]
 fn ssid_zero_with_s1dss_ssid0_c_bad_substreamid() {
     let b = Bench::new();
-    b.write_ste(SID, &with_s1dss(s1_ste(CDTAB, 4, s1fmt::LINEAR), s1dss::SSID0));
+    b.write_ste(
+        SID,
+        &with_s1dss(s1_ste(CDTAB, 4, s1fmt::LINEAR), s1dss::SSID0),
+    );
     b.write_cd_at(CDTAB, &good_cd(1));
     assert!(matches!(
         b.smmu.stream_config(SID, Some(0)),
@@ -234,7 +248,10 @@ fn ssid_zero_with_s1dss_ssid0_c_bad_substreamid() {
 #[test]
 fn no_ssid_with_s1dss_terminate_f_stream_disabled() {
     let b = Bench::new();
-    b.write_ste(SID, &with_s1dss(s1_ste(CDTAB, 4, s1fmt::LINEAR), s1dss::TERMINATE));
+    b.write_ste(
+        SID,
+        &with_s1dss(s1_ste(CDTAB, 4, s1fmt::LINEAR), s1dss::TERMINATE),
+    );
     assert_eq!(
         b.smmu.stream_config(SID, None),
         Err(ConfigFault::StreamDisabled)
@@ -246,7 +263,10 @@ fn no_ssid_with_s1dss_terminate_f_stream_disabled() {
 #[test]
 fn no_ssid_with_s1dss_bypass_skips_stage1() {
     let b = Bench::new();
-    b.write_ste(SID, &with_s1dss(s1_ste(CDTAB, 4, s1fmt::LINEAR), s1dss::BYPASS));
+    b.write_ste(
+        SID,
+        &with_s1dss(s1_ste(CDTAB, 4, s1fmt::LINEAR), s1dss::BYPASS),
+    );
     let Ok(StreamConfig::Translate(t)) = b.smmu.stream_config(SID, None) else {
         panic!("not translating");
     };

@@ -118,7 +118,9 @@ fn ste_s1cdmax_beyond_ssidsize_c_bad_ste() {
 
 #[test]
 fn ste_s1dss_reserved_c_bad_ste() {
-    bad_ste(with_w1(s1_ste(CDTAB, 2, s1fmt::LINEAR), |w| w.with_s1dss(3)));
+    bad_ste(with_w1(s1_ste(CDTAB, 2, s1fmt::LINEAR), |w| {
+        w.with_s1dss(3)
+    }));
 }
 
 #[test]
@@ -208,7 +210,9 @@ fn ste_s2sl0_reserved_or_inconsistent_with_s2t0sz_c_bad_ste() {
     // 4 KiB, SL0 = 0 (level 2, 30 bits): T0SZ 30..=39 only.
     bad_ste(s2_ste(good_ste2(1).with_s2t0sz(29).with_s2sl0(0)));
     // 64 KiB, SL0 = 2 (level 1) needs 52-bit addresses.
-    bad_ste(s2_ste(good_ste2(1).with_s2tg(1).with_s2t0sz(16).with_s2sl0(2)));
+    bad_ste(s2_ste(
+        good_ste2(1).with_s2tg(1).with_s2t0sz(16).with_s2sl0(2),
+    ));
 }
 
 #[test]
@@ -249,7 +253,10 @@ fn ste_s2s_against_stall_model_c_bad_ste() {
 #[test]
 fn ste_stage2_decoded() {
     let b = Bench::new();
-    let w2 = good_ste2(0x1234).with_s2affd(true).with_s2ha(true).with_s2hd(true);
+    let w2 = good_ste2(0x1234)
+        .with_s2affd(true)
+        .with_s2ha(true)
+        .with_s2hd(true);
     b.write_ste(SID, &s2_ste(w2));
     let Ok(StreamConfig::Translate(t)) = b.smmu.stream_config(SID, None) else {
         panic!("not translating");
@@ -258,7 +265,14 @@ fn ste_stage2_decoded() {
     assert_eq!(t.vmid, 0x1234);
     let s2 = t.stage2.unwrap();
     assert_eq!(
-        (s2.ttb, s2.t0sz, s2.sl0, s2.start_level, s2.granule, s2.ps_bits),
+        (
+            s2.ttb,
+            s2.t0sz,
+            s2.sl0,
+            s2.start_level,
+            s2.granule,
+            s2.ps_bits
+        ),
         (S2TTB, 24, 1, 1, Granule::K4, 48)
     );
     assert_eq!((s2.ir, s2.or, s2.sh), (1, 1, 3));
@@ -272,7 +286,10 @@ fn ste_s2ha_s2hd_ignored_without_httu_and_vmid_high_byte_without_vmid16() {
         vmid16: false,
         ..Smmuv3Config::default()
     });
-    b.write_ste(SID, &s2_ste(good_ste2(0x1234).with_s2ha(true).with_s2hd(true)));
+    b.write_ste(
+        SID,
+        &s2_ste(good_ste2(0x1234).with_s2ha(true).with_s2hd(true)),
+    );
     let Ok(StreamConfig::Translate(t)) = b.smmu.stream_config(SID, None) else {
         panic!("not translating");
     };
@@ -285,7 +302,10 @@ fn ste_s2ha_s2hd_ignored_without_httu_and_vmid_high_byte_without_vmid16() {
 fn sid_beyond_strtab_size_c_bad_streamid_with_recinvsid() {
     let b = Bench::new();
     // LOG2SIZE 8: StreamID 256 is out of range.
-    assert_eq!(b.smmu.stream_config(256, Some(3)), Err(ConfigFault::BadStreamId));
+    assert_eq!(
+        b.smmu.stream_config(256, Some(3)),
+        Err(ConfigFault::BadStreamId)
+    );
     let ev: Vec<_> = b.events().iter().map(|e| e.words).collect();
     assert_eq!(ev, [config_record(id::C_BAD_STREAMID, 256, Some(3))]);
 }
@@ -296,7 +316,10 @@ fn sid_beyond_strtab_size_not_recorded_without_recinvsid() {
     b.w32(offset::CR0, 0);
     b.w32(offset::CR2, 0);
     b.w32(offset::CR0, 0xd);
-    assert_eq!(b.smmu.stream_config(300, None), Err(ConfigFault::BadStreamId));
+    assert_eq!(
+        b.smmu.stream_config(300, None),
+        Err(ConfigFault::BadStreamId)
+    );
     assert!(b.events().is_empty());
 }
 
@@ -328,7 +351,10 @@ fn linear_table_with_log2size_beyond_sidsize_uses_sidsize() {
     b.w64(offset::STRTAB_BASE, STRTAB);
     b.w32(offset::STRTAB_BASE_CFG, 8);
     b.w32(offset::CR0, 1);
-    assert_eq!(b.smmu.stream_config(16, None), Err(ConfigFault::BadStreamId));
+    assert_eq!(
+        b.smmu.stream_config(16, None),
+        Err(ConfigFault::BadStreamId)
+    );
     b.write_ste(15, &with_w0(s1(), |w| w.with_config(config::BYPASS)));
     assert_eq!(b.smmu.stream_config(15, None), Ok(StreamConfig::Bypass));
 }
@@ -352,7 +378,10 @@ fn two_level_stream_table_lookup() {
 #[test]
 fn two_level_l1_span_zero_c_bad_streamid() {
     let b = Bench::two_level(16, 8);
-    assert_eq!(b.smmu.stream_config(0x1234, None), Err(ConfigFault::BadStreamId));
+    assert_eq!(
+        b.smmu.stream_config(0x1234, None),
+        Err(ConfigFault::BadStreamId)
+    );
     let ev: Vec<_> = b.events().iter().map(|e| e.words).collect();
     assert_eq!(ev, [config_record(id::C_BAD_STREAMID, 0x1234, None)]);
 }
@@ -362,10 +391,16 @@ fn two_level_sid_beyond_l2_span_c_bad_streamid() {
     let b = Bench::two_level(16, 8);
     // Span 5: 16 STEs, StreamIDs 0x1200..=0x120f.
     b.write_u64(STRTAB + 0x12 * 8, L1Std::pointing_to(L2, 5).into_bits());
-    assert_eq!(b.smmu.stream_config(0x1210, None), Err(ConfigFault::BadStreamId));
+    assert_eq!(
+        b.smmu.stream_config(0x1210, None),
+        Err(ConfigFault::BadStreamId)
+    );
     // Span 10 is beyond SPLIT + 1: reserved, treated as invalid.
     b.write_u64(STRTAB + 0x13 * 8, L1Std::pointing_to(L2, 10).into_bits());
-    assert_eq!(b.smmu.stream_config(0x1300, None), Err(ConfigFault::BadStreamId));
+    assert_eq!(
+        b.smmu.stream_config(0x1300, None),
+        Err(ConfigFault::BadStreamId)
+    );
     assert_eq!(b.events().len(), 2);
 }
 

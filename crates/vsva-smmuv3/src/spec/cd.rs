@@ -114,7 +114,9 @@ impl CdTtb {
 
 /// A context descriptor as it sits in memory (§5.4).
 #[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct Cd {
     /// The eight 64-bit words.
     pub words: [u64; 8],
@@ -234,7 +236,10 @@ mod tests {
             .with_epd0(true)
             .with_endi(true)
             .with_tg0(1);
-        assert_eq!(w.into_bits(), 1 << 42 | 1 << 43 | 1 << 44 | 1 << 14 | 1 << 15 | 0x40);
+        assert_eq!(
+            w.into_bits(),
+            1 << 42 | 1 << 43 | 1 << 44 | 1 << 14 | 1 << 15 | 0x40
+        );
         // The TTB1 half and the fields Linux leaves out (§5.4).
         let w = Cd0::new()
             .with_t1sz(25)
@@ -253,7 +258,9 @@ mod tests {
     #[test]
     fn cd_table_words_and_l1cd_match_linux_masks() {
         // CTXDESC_CD_1_TTB0_MASK GENMASK(51,4); NSCFG0 bit 0, HAD0 bit 1 (§5.4).
-        let t = CdTtb::new().with_ttb(0x000f_ffff_ffff_fff0 >> 4).with_had(true);
+        let t = CdTtb::new()
+            .with_ttb(0x000f_ffff_ffff_fff0 >> 4)
+            .with_had(true);
         assert_eq!(t.into_bits(), 0x000f_ffff_ffff_fff0 | 2);
         assert_eq!(t.address(), 0x000f_ffff_ffff_fff0);
         assert_eq!(CdTtb::new().with_nscfg(true).into_bits(), 1);

@@ -154,30 +154,97 @@ pub enum ResumeAction {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[allow(missing_docs)] // the fields are the spec's, named as the spec names them
 pub enum Command {
-    PrefetchConfig { sid: u32, ssid: Option<u32> },
-    PrefetchAddr { sid: u32, ssid: Option<u32>, size: u8, addr: u64 },
-    CfgiSte { sid: u32, leaf: bool },
+    PrefetchConfig {
+        sid: u32,
+        ssid: Option<u32>,
+    },
+    PrefetchAddr {
+        sid: u32,
+        ssid: Option<u32>,
+        size: u8,
+        addr: u64,
+    },
+    CfgiSte {
+        sid: u32,
+        leaf: bool,
+    },
     /// 2^(range + 1) StreamIDs from `sid` aligned down; range 31 is CMD_CFGI_ALL.
-    CfgiSteRange { sid: u32, range: u8 },
-    CfgiCd { sid: u32, ssid: u32, leaf: bool },
-    CfgiCdAll { sid: u32 },
-    TlbiNhAll { vmid: u16 },
-    TlbiNhAsid { vmid: u16, asid: u16 },
-    TlbiNhVa { vmid: u16, asid: u16, range: TlbiRange },
-    TlbiNhVaa { vmid: u16, range: TlbiRange },
+    CfgiSteRange {
+        sid: u32,
+        range: u8,
+    },
+    CfgiCd {
+        sid: u32,
+        ssid: u32,
+        leaf: bool,
+    },
+    CfgiCdAll {
+        sid: u32,
+    },
+    TlbiNhAll {
+        vmid: u16,
+    },
+    TlbiNhAsid {
+        vmid: u16,
+        asid: u16,
+    },
+    TlbiNhVa {
+        vmid: u16,
+        asid: u16,
+        range: TlbiRange,
+    },
+    TlbiNhVaa {
+        vmid: u16,
+        range: TlbiRange,
+    },
     TlbiEl2All,
-    TlbiEl2Asid { asid: u16 },
-    TlbiEl2Va { asid: u16, range: TlbiRange },
-    TlbiEl2Vaa { range: TlbiRange },
-    TlbiS12Vmall { vmid: u16 },
-    TlbiS2Ipa { vmid: u16, range: TlbiRange },
+    TlbiEl2Asid {
+        asid: u16,
+    },
+    TlbiEl2Va {
+        asid: u16,
+        range: TlbiRange,
+    },
+    TlbiEl2Vaa {
+        range: TlbiRange,
+    },
+    TlbiS12Vmall {
+        vmid: u16,
+    },
+    TlbiS2Ipa {
+        vmid: u16,
+        range: TlbiRange,
+    },
     TlbiNsnhAll,
     /// Size: the range is 4 KiB × 2^size from `addr` aligned down (52 or more: everything).
-    AtcInv { sid: u32, ssid: Option<u32>, global: bool, size: u8, addr: u64 },
-    PriResp { sid: u32, ssid: Option<u32>, prgi: u16, resp: PriResp },
-    Resume { sid: u32, stag: u16, action: ResumeAction },
-    StallTerm { sid: u32 },
-    Sync { cs: SyncCs, msh: u8, msiattr: u8, msidata: u32, msiaddr: u64 },
+    AtcInv {
+        sid: u32,
+        ssid: Option<u32>,
+        global: bool,
+        size: u8,
+        addr: u64,
+    },
+    PriResp {
+        sid: u32,
+        ssid: Option<u32>,
+        prgi: u16,
+        resp: PriResp,
+    },
+    Resume {
+        sid: u32,
+        stag: u16,
+        action: ResumeAction,
+    },
+    StallTerm {
+        sid: u32,
+    },
+    Sync {
+        cs: SyncCs,
+        msh: u8,
+        msiattr: u8,
+        msidata: u32,
+        msiaddr: u64,
+    },
 }
 
 /// Why a command is CERROR_ILL.
@@ -265,7 +332,10 @@ fn layout(op: u8) -> Option<(u64, u64)> {
         PRI_RESP => (OP | SSV | SSID | SID, 0x1ff | RESP0),
         RESUME => (OP | RESP0 | SID, 0xffff),
         STALL_TERM => (OP | SID, 0),
-        SYNC => (OP | SYNC_CS | SYNC_MSH | SYNC_MSIATTR | SYNC_MSIDATA, SYNC_MSIADDR),
+        SYNC => (
+            OP | SYNC_CS | SYNC_MSH | SYNC_MSIATTR | SYNC_MSIDATA,
+            SYNC_MSIADDR,
+        ),
         _ => return None,
     })
 }
@@ -446,11 +516,9 @@ impl Command {
             Command::CfgiSteRange { sid: s, range } => {
                 (CFGI_STE_RANGE, sid(s), range as u64 & 0x1f)
             }
-            Command::CfgiCd {
-                sid: s,
-                ssid,
-                leaf,
-            } => (CFGI_CD, sid(s) | put(ssid as u64, SSID), leaf as u64),
+            Command::CfgiCd { sid: s, ssid, leaf } => {
+                (CFGI_CD, sid(s) | put(ssid as u64, SSID), leaf as u64)
+            }
             Command::CfgiCdAll { sid: s } => (CFGI_CD_ALL, sid(s), 0),
             Command::TlbiNhAll { vmid: v } => (TLBI_NH_ALL, vmid(v), 0),
             Command::TlbiNhAsid { vmid: v, asid: a } => (TLBI_NH_ASID, vmid(v) | asid(a), 0),
@@ -592,10 +660,7 @@ mod tests {
         );
         round_trip(Command::CfgiCdAll { sid: 9 }, [9 << 32 | 0x06, 0]);
         round_trip(
-            Command::PrefetchConfig {
-                sid: 3,
-                ssid: None,
-            },
+            Command::PrefetchConfig { sid: 3, ssid: None },
             [3 << 32 | 0x01, 0],
         );
     }
@@ -623,7 +688,13 @@ mod tests {
                 0xffff_0000_1234_5000 | 1 << 10 | 3 << 8 | 1,
             ],
         );
-        round_trip(Command::TlbiNhAsid { vmid: 0, asid: 0x42 }, [0x42 << 48 | 0x11, 0]);
+        round_trip(
+            Command::TlbiNhAsid {
+                vmid: 0,
+                asid: 0x42,
+            },
+            [0x42 << 48 | 0x11, 0],
+        );
         round_trip(Command::TlbiNhAll { vmid: 7 }, [7 << 32 | 0x10, 0]);
         round_trip(Command::TlbiS12Vmall { vmid: 0x99 }, [0x99 << 32 | 0x28, 0]);
         round_trip(Command::TlbiNsnhAll, [0x30, 0]);
@@ -684,7 +755,10 @@ mod tests {
                 msidata: 0xcafe,
                 msiaddr: 0x8000_0004,
             },
-            [0xcafe << 32 | 0xf << 24 | 3 << 22 | 1 << 12 | 0x46, 0x8000_0004],
+            [
+                0xcafe << 32 | 0xf << 24 | 3 << 22 | 1 << 12 | 0x46,
+                0x8000_0004,
+            ],
         );
     }
 
@@ -706,15 +780,40 @@ mod tests {
         ));
         assert!(matches!(
             Command::decode([0x03, 2], &ALL),
-            Err(IllegalCommand::Reserved { dword: 1, bits: 2, .. })
+            Err(IllegalCommand::Reserved {
+                dword: 1,
+                bits: 2,
+                ..
+            })
         ));
-        assert!(Command::decode([3 << 12 | 0x46, 0], &ALL).is_err(), "CS 0b11");
-        assert!(Command::decode([0x41, 3 << 12], &ALL).is_err(), "PRI resp 0b11");
-        assert!(Command::decode([0x41, 0], &none).is_err(), "PRI_RESP without PRI");
-        assert!(Command::decode([0x40, 0], &none).is_err(), "ATC_INV without ATS");
-        assert!(Command::decode([0x20, 0], &none).is_err(), "EL2 without HYP");
-        assert!(Command::decode([0x2a, 0], &none).is_err(), "S2 TLBI without S2P");
-        assert!(Command::decode([1 << 12 | 0x12, 0], &none).is_err(), "NUM without RIL");
+        assert!(
+            Command::decode([3 << 12 | 0x46, 0], &ALL).is_err(),
+            "CS 0b11"
+        );
+        assert!(
+            Command::decode([0x41, 3 << 12], &ALL).is_err(),
+            "PRI resp 0b11"
+        );
+        assert!(
+            Command::decode([0x41, 0], &none).is_err(),
+            "PRI_RESP without PRI"
+        );
+        assert!(
+            Command::decode([0x40, 0], &none).is_err(),
+            "ATC_INV without ATS"
+        );
+        assert!(
+            Command::decode([0x20, 0], &none).is_err(),
+            "EL2 without HYP"
+        );
+        assert!(
+            Command::decode([0x2a, 0], &none).is_err(),
+            "S2 TLBI without S2P"
+        );
+        assert!(
+            Command::decode([1 << 12 | 0x12, 0], &none).is_err(),
+            "NUM without RIL"
+        );
         assert!(Command::decode([0x12, 0], &none).is_ok());
     }
 }

@@ -112,7 +112,9 @@ pub struct WalkFault {
 
 /// An event record as it sits in the queue (§7.3).
 #[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct EventRecord {
     /// The four 64-bit words.
     pub words: [u64; 4],
@@ -121,9 +123,7 @@ pub struct EventRecord {
 const _: () = assert!(size_of::<EventRecord>() == EVENT_BYTES as usize);
 
 fn dw0(kind: u8, sid: u32, ssid: Option<u32>) -> u64 {
-    kind as u64
-        | (sid as u64) << 32
-        | ssid.map_or(0, |s| SSV | ((s as u64 & 0xf_ffff) << 12))
+    kind as u64 | (sid as u64) << 32 | ssid.map_or(0, |s| SSV | ((s as u64 & 0xf_ffff) << 12))
 }
 
 fn access_bits(a: &Access) -> u64 {
@@ -235,7 +235,12 @@ impl EventRecord {
     /// F_TLB_CONFLICT (§7.3.16): the conflicting input address.
     pub fn f_tlb_conflict(a: &Access) -> EventRecord {
         EventRecord {
-            words: [dw0(id::F_TLB_CONFLICT, a.sid, a.ssid), access_bits(a), a.addr, 0],
+            words: [
+                dw0(id::F_TLB_CONFLICT, a.sid, a.ssid),
+                access_bits(a),
+                a.addr,
+                0,
+            ],
         }
     }
     /// F_CFG_CONFLICT (§7.3.17).
@@ -261,7 +266,9 @@ impl EventRecord {
 
 /// A PRI queue entry (§8.1): one PCIe Page Request.
 #[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct PriEntry {
     /// The two 64-bit words.
     pub words: [u64; 2],
@@ -332,7 +339,12 @@ mod tests {
     #[test]
     fn event_ids_match_linux_and_spec() {
         assert_eq!(
-            [id::C_BAD_STREAMID, id::F_STE_FETCH, id::C_BAD_STE, id::F_STREAM_DISABLED],
+            [
+                id::C_BAD_STREAMID,
+                id::F_STE_FETCH,
+                id::C_BAD_STE,
+                id::F_STREAM_DISABLED
+            ],
             [0x02, 0x03, 0x04, 0x06]
         );
         assert_eq!(
@@ -340,7 +352,12 @@ mod tests {
             [0x08, 0x09, 0x0a]
         );
         assert_eq!(
-            [id::F_TRANSLATION, id::F_ADDR_SIZE, id::F_ACCESS, id::F_PERMISSION],
+            [
+                id::F_TRANSLATION,
+                id::F_ADDR_SIZE,
+                id::F_ACCESS,
+                id::F_PERMISSION
+            ],
             [0x10, 0x11, 0x12, 0x13]
         );
         assert_eq!(id::F_VMS_FETCH, 0x25);
@@ -351,7 +368,10 @@ mod tests {
     fn config_event_records_match_linux_fields() {
         // EVTQ_0_ID(7,0), SSV bit 11, SSID(31,12), SID(63,32).
         let r = EventRecord::c_bad_cd(0x77, Some(0x12345));
-        assert_eq!(r.words, [0x77 << 32 | 0x1234_5000 | 1 << 11 | 0x0a, 0, 0, 0]);
+        assert_eq!(
+            r.words,
+            [0x77 << 32 | 0x1234_5000 | 1 << 11 | 0x0a, 0, 0, 0]
+        );
         assert_eq!((r.kind(), r.sid(), r.ssid()), (0x0a, 0x77, Some(0x12345)));
         // EVTQ_3_FETCH_ADDR GENMASK(51,3).
         let r = EventRecord::f_ste_fetch(5, None, 0xdead_bee8);

@@ -510,7 +510,13 @@ mod tests {
             .with_s2p(true);
         assert_eq!(
             v.into_bits(),
-            0x0800_0000 | 0x0200_0000 | 0x0040_0000 | 1 << 19 | 1 << 16 | 1 << 14 | 1 << 13
+            0x0800_0000
+                | 0x0200_0000
+                | 0x0040_0000
+                | 1 << 19
+                | 1 << 16
+                | 1 << 14
+                | 1 << 13
                 | 1 << 12
                 | 1 << 10
                 | 0x80
@@ -562,20 +568,31 @@ mod tests {
             .with_queue_oc(1)
             .with_queue_ic(1);
         assert_eq!(cr1.into_bits(), 0xd75);
-        assert_eq!(Cr2::PTM.bits() | Cr2::RECINVSID.bits() | Cr2::E2H.bits(), 0x7);
+        assert_eq!(
+            Cr2::PTM.bits() | Cr2::RECINVSID.bits() | Cr2::E2H.bits(),
+            0x7
+        );
         assert_eq!(Gbpa::new().with_update(true).into_bits(), 1 << 31);
         assert_eq!(Gbpa::new().with_abort(true).into_bits(), 1 << 20);
         assert_eq!(Gbpa::new().with_shcfg(1).into_bits(), 0x1000);
         assert_eq!(IrqCtrl::all().bits(), 0x7);
         assert_eq!(Gerror::all().bits(), 0x1fd, "GERROR_ERR_MASK");
         // STRTAB_BASE_CFG: FMT(17,16) = 1, SPLIT(10,6) = 8, LOG2SIZE(5,0) = 16.
-        let c = StrtabBaseCfg::new().with_fmt(1).with_split(8).with_log2size(16);
+        let c = StrtabBaseCfg::new()
+            .with_fmt(1)
+            .with_split(8)
+            .with_log2size(16);
         assert_eq!(c.into_bits(), 1 << 16 | 8 << 6 | 16);
         // STRTAB_BASE_RA bit 62, ADDR_MASK GENMASK(51,6).
-        let b = StrtabBase::new().with_ra(true).with_addr(0x8_0000_1000 >> 6);
+        let b = StrtabBase::new()
+            .with_ra(true)
+            .with_addr(0x8_0000_1000 >> 6);
         assert_eq!(b.into_bits(), 1 << 62 | 0x8_0000_1000);
         // Q_BASE_RWA bit 62, ADDR GENMASK(51,5), LOG2SIZE(4,0).
-        let q = QueueBase::new().with_rwa(true).with_addr(0x4_0020 >> 5).with_log2size(8);
+        let q = QueueBase::new()
+            .with_rwa(true)
+            .with_addr(0x4_0020 >> 5)
+            .with_log2size(8);
         assert_eq!(q.into_bits(), 1 << 62 | 0x4_0020 | 8);
     }
 
@@ -583,7 +600,17 @@ mod tests {
     fn register_offsets_match_linux() {
         use offset::*;
         assert_eq!(
-            [CR0, CR0ACK, CR1, CR2, GBPA, IRQ_CTRL, IRQ_CTRLACK, GERROR, GERRORN],
+            [
+                CR0,
+                CR0ACK,
+                CR1,
+                CR2,
+                GBPA,
+                IRQ_CTRL,
+                IRQ_CTRLACK,
+                GERROR,
+                GERRORN
+            ],
             [0x20, 0x24, 0x28, 0x2c, 0x44, 0x50, 0x54, 0x60, 0x64]
         );
         assert_eq!(
@@ -591,7 +618,13 @@ mod tests {
             [0x68, 0x70, 0x74]
         );
         assert_eq!(
-            [STRTAB_BASE, STRTAB_BASE_CFG, CMDQ_BASE, CMDQ_PROD, CMDQ_CONS],
+            [
+                STRTAB_BASE,
+                STRTAB_BASE_CFG,
+                CMDQ_BASE,
+                CMDQ_PROD,
+                CMDQ_CONS
+            ],
             [0x80, 0x88, 0x90, 0x98, 0x9c]
         );
         // arm_smmu_page1_fixup: the output queues' PROD/CONS live in page 1.
@@ -603,6 +636,9 @@ mod tests {
             [EVENTQ_IRQ_CFG0, EVENTQ_IRQ_CFG1, EVENTQ_IRQ_CFG2],
             [0xb0, 0xb8, 0xbc]
         );
-        assert_eq!([PRIQ_IRQ_CFG0, PRIQ_IRQ_CFG1, PRIQ_IRQ_CFG2], [0xd0, 0xd8, 0xdc]);
+        assert_eq!(
+            [PRIQ_IRQ_CFG0, PRIQ_IRQ_CFG1, PRIQ_IRQ_CFG2],
+            [0xd0, 0xd8, 0xdc]
+        );
     }
 }

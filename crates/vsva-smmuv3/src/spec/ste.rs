@@ -215,7 +215,9 @@ pub struct Ste3 {
 
 /// A stream table entry as it sits in memory (§5.2).
 #[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct Ste {
     /// The eight 64-bit words.
     pub words: [u64; 8],

@@ -28,11 +28,14 @@ pub const EVTQ_LOG2: u64 = 3;
 pub const GERROR_MSI: (u64, u32) = (0xfee0_1000, 0x21);
 pub const EVTQ_MSI: (u64, u32) = (0xfee0_2000, 0x22);
 
+/// A PRG Response as a Function receives it.
+pub type Response = (Rid, Option<Pasid>, ResponseCode, u16);
+
 /// What the Functions behind the SMMU received.
 #[derive(Debug, Default)]
 pub struct Fabric {
     pub invalidations: Mutex<Vec<AtsInvalidation>>,
-    pub responses: Mutex<Vec<(Rid, Option<Pasid>, ResponseCode, u16)>>,
+    pub responses: Mutex<Vec<Response>>,
     pub time_out: Mutex<bool>,
 }
 
@@ -46,7 +49,10 @@ impl Downstream for Fabric {
         }
     }
     fn page_group_response(&self, rid: Rid, pasid: Option<Pasid>, code: ResponseCode, prgi: u16) {
-        self.responses.lock().unwrap().push((rid, pasid, code, prgi));
+        self.responses
+            .lock()
+            .unwrap()
+            .push((rid, pasid, code, prgi));
     }
 }
 
@@ -208,9 +214,7 @@ impl Bench {
         while (cons ^ prod) & (2 * n - 1) != 0 {
             let mut rec = EventRecord::default();
             let slot = (cons & (n - 1)) as u64;
-            self.mem
-                .read(EVTQ + slot * 32, rec.as_mut_bytes())
-                .unwrap();
+            self.mem.read(EVTQ + slot * 32, rec.as_mut_bytes()).unwrap();
             out.push(rec);
             cons = (cons & !(2 * n - 1)) | ((cons + 1) & (2 * n - 1));
         }
