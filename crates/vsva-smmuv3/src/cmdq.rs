@@ -73,6 +73,8 @@ impl Smmuv3 {
             Command::PrefetchConfig { .. } | Command::PrefetchAddr { .. } => {
                 self.hooks.prefetch(cmd)
             }
+            // CMD_ATC_INV and CMD_PRI_RESP are IGNORED while SMMUEN = 0 (§4.5.1, §4.5.2).
+            Command::AtcInv { .. } | Command::PriResp { .. } if !st.cr0.contains(Cr0::SMMUEN) => {}
             Command::AtcInv {
                 sid,
                 ssid,
@@ -92,7 +94,8 @@ impl Smmuv3 {
                         pasid: ssid.and_then(|s| Pasid::new(s).ok()),
                         addr,
                         len,
-                        global,
+                        // Global is IGNORED without a SubstreamID.
+                        global: global && ssid.is_some(),
                     };
                     self.devices.ats_invalidate(&inv).ok()
                 });
@@ -111,8 +114,8 @@ impl Smmuv3 {
                 if let Ok(rid) = u16::try_from(sid) {
                     let code = match resp {
                         PriResp::Success => ResponseCode::Success,
-                        PriResp::Deny => ResponseCode::InvalidRequest,
-                        PriResp::Fail => ResponseCode::ResponseFailure,
+                        PriResp::InvalidRequest => ResponseCode::InvalidRequest,
+                        PriResp::ResponseFailure => ResponseCode::ResponseFailure,
                     };
                     let pasid = ssid.and_then(|s| Pasid::new(s).ok());
                     self.devices

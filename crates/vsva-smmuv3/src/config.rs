@@ -191,11 +191,13 @@ impl Smmuv3Config {
     /// What the command checks need.
     pub fn command_caps(&self) -> CommandCaps {
         CommandCaps {
+            s1p: self.stage1,
             s2p: self.stage2,
             hyp: false,
             ats: self.ats,
             pri: self.pri,
             ril: self.ril,
+            stall: self.stall != StallModel::Terminate,
         }
     }
 

@@ -1,7 +1,7 @@
 //! The event queue (IHI 0070 §3.5, §7.4): records written at PROD while EVTQEN is set; a
 //! full queue loses the event and toggles PROD.OVFLG (unless an overflow is already
 //! unacknowledged, i.e. OVFLG differs from CONS.OVACKFLG); an aborted write raises
-//! GERROR.EVTQ_ABT_ERR. Each record written, and each overflow, raises the event queue
+//! GERROR.EVTQ_ABT_ERR, and no record is written while it is active. Each record written, and each overflow, raises the event queue
 //! interrupt when IRQ_CTRL.EVTQ_IRQEN is set.
 
 use zerocopy::IntoBytes;
@@ -13,7 +13,8 @@ use crate::unit::{Smmuv3, State};
 impl Smmuv3 {
     /// Writes `rec` to the event queue; whether it was written.
     pub(crate) fn record_event(&self, st: &mut State, rec: &EventRecord) -> bool {
-        if !st.cr0.contains(Cr0::EVTQEN) {
+        // Delivery stops while EVTQ_ABT_ERR is active (§7.5).
+        if !st.cr0.contains(Cr0::EVTQEN) || st.gerror_active(Gerror::EVTQ_ABT_ERR) {
             st.stats.events_lost += 1;
             return false;
         }

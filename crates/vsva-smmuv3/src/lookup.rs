@@ -2,11 +2,12 @@
 //! two-level stream table, SubstreamID -> CD through a linear or two-level CD table, and
 //! every validity rule that makes an STE or CD ILLEGAL.
 //!
-//! Where the spec lets an implementation choose between treating a bad value as ILLEGAL and
-//! using it some other way, this model reports it (C_BAD_STE / C_BAD_CD): a driver bug shows
-//! up as an event rather than as a quiet surprise. Fields the ID registers say are RES0
-//! (HA/HD without HTTU, the high ASID/VMID byte without ASID16/VMID16) are ignored, as RES0
-//! fields in structures are.
+//! The STE and CD checks follow the spec's `SteIllegal()` (§5.2.2) and `CdIllegal()` (§5.4.2)
+//! for a Non-secure SMMUv3.2 without HYP, Secure state, VMSAv8-32, VMSAv9-128, small tables,
+//! DPT, permission indirection or MPAM. Reserved encodings the spec says "behave as" another
+//! value (Config 0b0xx, S1Fmt 0b11, S1DSS 0b11, EATS 0b11, S2PS/IPS above the OAS, Span
+//! 12..31) behave as that value. Other RES0 fields in the structures are ignored (§5: either
+//! choice is allowed).
 
 use vsva_mem::PhysMem;
 use zerocopy::IntoBytes;
@@ -68,7 +69,9 @@ pub(crate) fn fetch_ste(
         if l2 >> (span - 1) != 0 {
             return Err(ConfigFault::BadStreamId);
         }
-        d.l2() + l2 * STE_BYTES
+        // The level-2 array is aligned to its size: L2Ptr[5 + Span - 1:0] read as zero.
+        let l2base = d.l2() & !((STE_BYTES << (span - 1)) - 1);
+        l2base + l2 * STE_BYTES
     } else {
         base + sid as u64 * STE_BYTES
     };
@@ -90,11 +93,23 @@ fn oas_bits(c: &Smmuv3Config) -> u8 {
     pa_bits(c.oas.min(6)).unwrap_or(48)
 }
 
-/// The stage 2 half of an STE (§5.2, VTCR rules of Arm DDI 0487 D8.2).
+/// The stage 2 half of an STE (§5.2, `SteIllegal()`; the VTCR rules of Arm DDI 0487 D8).
 fn stage2(c: &Smmuv3Config, ste: &Ste) -> Result<Stage2Config, ConfigFault> {
     let w2 = ste.w2();
+    if w2.s2s() && c.stall == StallModel::Terminate {
+        return Err(bad_ste("S2S = 1 with IDR0.STALL_MODEL = terminate only"));
+    }
+    if !w2.s2s() && c.stall == StallModel::Force {
+        return Err(bad_ste("S2S = 0 with IDR0.STALL_MODEL = stall forced"));
+    }
     if !w2.s2aa64() {
         return Err(bad_ste("S2AA64 = 0: IDR0.TTF offers AArch64 tables only"));
+    }
+    if (w2.s2ha() || w2.s2hd()) && c.httu == Httu::None {
+        return Err(bad_ste("S2HA/S2HD with IDR0.HTTU = 0b00"));
+    }
+    if w2.s2hd() && c.httu == Httu::Access {
+        return Err(bad_ste("S2HD with IDR0.HTTU = access flag only"));
     }
     let granule = match w2.s2tg() {
         0 => Granule::K4,
@@ -105,26 +120,26 @@ fn stage2(c: &Smmuv3Config, ste: &Ste) -> Result<Stage2Config, ConfigFault> {
     if !c.granule_supported(granule.bits()) {
         return Err(bad_ste("S2TG selects a granule IDR5 does not offer"));
     }
-    if w2.s2ps() == 7 {
-        return Err(bad_ste("reserved S2PS"));
-    }
-    let ps_bits = pa_bits(w2.s2ps().min(c.oas.min(6))).unwrap_or(48);
-    if w2.s2endi() {
-        return Err(bad_ste("S2ENDI = 1: IDR0.TTENDIAN is little-endian only"));
+    // S2PS above the OAS (including reserved 0b111, which behaves as 0b110 in v3.1–v3.3)
+    // is capped to the OAS.
+    let ps_bits = pa_bits(w2.s2ps().min(6).min(c.oas.min(6))).unwrap_or(48);
+    let ttb = ste.s2ttb();
+    if ttb >> ps_bits != 0 || (granule != Granule::K64 && ttb >> 48 != 0) {
+        return Err(bad_ste("S2TTB beyond the effective S2PS"));
     }
     let (t0sz, sl0) = (w2.s2t0sz(), w2.s2sl0());
-    if sl0 == 3 {
-        return Err(bad_ste("reserved S2SL0"));
-    }
-    // IAS = OAS when only AArch64 tables exist (§3.4).
+    // IAS = OAS when only AArch64 tables exist (§3.4); SMMUv3.1+ minimums.
     let ias = oas_bits(c);
     let min = if granule == Granule::K64 {
-        64 - ias
+        (64 - ias).max(12)
     } else {
         (64 - ias).max(16)
     };
     if t0sz > 39 || t0sz < min {
         return Err(bad_ste("S2T0SZ out of range"));
+    }
+    if sl0 == 3 {
+        return Err(bad_ste("S2SL0 = 0b11 is inconsistent without FEAT_TTST"));
     }
     let start_level = match (granule, sl0) {
         (Granule::K4, s) => 2 - s,
@@ -142,17 +157,11 @@ fn stage2(c: &Smmuv3Config, ste: &Ste) -> Result<Stage2Config, ConfigFault> {
     if input > resolved + 4 || input + stride <= resolved {
         return Err(bad_ste("S2T0SZ inconsistent with S2SL0"));
     }
-    let ttb = ste.s2ttb();
-    if ttb >> ps_bits != 0 {
-        return Err(bad_ste("S2TTB beyond the effective S2PS"));
+    if w2.s2endi() {
+        return Err(bad_ste("S2ENDI = 1: IDR0.TTENDIAN is little-endian only"));
     }
-    if w2.s2s() && c.stall == StallModel::Terminate {
-        return Err(bad_ste("S2S = 1 with IDR0.STALL_MODEL = terminate only"));
-    }
-    if !w2.s2s() && c.stall == StallModel::Force {
-        return Err(bad_ste("S2S = 0 with IDR0.STALL_MODEL = stall forced"));
-    }
-    let ha = w2.s2ha() && c.httu != Httu::None;
+    // {S2HA, S2HD} = 0b01 is reserved and behaves as 0b00.
+    let ha = w2.s2ha();
     Ok(Stage2Config {
         ttb,
         t0sz,
@@ -166,7 +175,7 @@ fn stage2(c: &Smmuv3Config, ste: &Ste) -> Result<Stage2Config, ConfigFault> {
         affd: w2.s2affd(),
         ptw: w2.s2ptw(),
         ha,
-        hd: w2.s2hd() && ha && c.httu == Httu::AccessDirty,
+        hd: ha && w2.s2hd(),
         stall: w2.s2s(),
         record: w2.s2r(),
     })
@@ -183,20 +192,19 @@ pub(crate) enum SteKind {
     },
 }
 
-/// Checks every field of a fetched STE (§5.2).
+/// Checks every field of a fetched STE (§5.2.2 `SteIllegal()`).
 ///
 /// # Errors
 /// C_BAD_STE with the rule broken.
 pub(crate) fn check_ste(c: &Smmuv3Config, ste: &Ste) -> Result<SteKind, ConfigFault> {
-    let (w0, w1) = (ste.w0(), ste.w1());
+    let (w0, w1, w2) = (ste.w0(), ste.w1(), ste.w2());
     if !w0.v() {
         return Err(bad_ste("V = 0"));
     }
     let cfg = w0.config();
-    match cfg {
-        config::ABORT => return Ok(SteKind::Abort),
-        1..=3 => return Err(bad_ste("reserved Config")),
-        _ => {}
+    // Config 0b000 aborts silently; 0b001..0b011 are reserved and behave as 0b000.
+    if cfg & 0b100 == 0 {
+        return Ok(SteKind::Abort);
     }
     let (s1, s2) = (cfg & 1 != 0, cfg & 2 != 0);
     if s1 && !c.stage1 {
@@ -205,49 +213,46 @@ pub(crate) fn check_ste(c: &Smmuv3Config, ste: &Ste) -> Result<SteKind, ConfigFa
     if s2 && !c.stage2 {
         return Err(bad_ste("stage 2 Config without IDR0.S2P"));
     }
-    match w1.eats() {
-        3 => return Err(bad_ste("reserved EATS")),
-        eats::ABORT => {}
-        _ if !c.ats => return Err(bad_ste("EATS != 0 without IDR0.ATS")),
-        eats::S1CHK if cfg != config::NESTED => {
-            return Err(bad_ste("EATS = split-stage without nested Config"));
+    // EATS is IGNORED without IDR0.ATS and in bypass; 0b11 (DPT) behaves as 0b00 here.
+    if c.ats && cfg != config::BYPASS {
+        match w1.eats() {
+            eats::S1CHK if cfg != config::NESTED || w2.s2s() => {
+                return Err(bad_ste("EATS = split-stage without nesting, or with S2S"));
+            }
+            eats::TRANS if s2 && w2.s2s() => {
+                return Err(bad_ste("EATS = full ATS with stage 2 and S2S"));
+            }
+            _ => {}
         }
-        _ => {}
     }
     if cfg == config::BYPASS {
         return Ok(SteKind::Bypass);
     }
+    // STRW is RES0 without IDR0.HYP (§5.2 STRW): the StreamWorld is NS-EL1.
     if s1 {
-        let cdmax = w0.s1cdmax();
-        if cdmax > c.ssid_bits {
-            return Err(bad_ste("S1CDMax beyond IDR1.SSIDSIZE"));
-        }
-        if cdmax != 0 {
-            match w0.s1fmt() {
-                3 => return Err(bad_ste("reserved S1Fmt")),
-                s1fmt::LINEAR => {}
-                _ if !c.two_level_cdtab => {
-                    return Err(bad_ste("two-level S1Fmt without IDR0.CD2L"));
-                }
-                _ => {}
-            }
-            if w1.s1dss() == 3 {
-                return Err(bad_ste("reserved S1DSS"));
-            }
-        }
         if w1.s1stalld() && c.stall != StallModel::Stall {
             return Err(bad_ste("S1STALLD = 1 with IDR0.STALL_MODEL != 0b00"));
         }
-        match w1.strw() {
-            strw::NSEL1 => {}
-            1 => return Err(bad_ste("reserved STRW")),
-            _ => return Err(bad_ste("EL2 STRW without IDR0.HYP")),
+        let cdmax = w0.s1cdmax();
+        if c.ssid_bits != 0 && cdmax > c.ssid_bits {
+            return Err(bad_ste("S1CDMax beyond IDR1.SSIDSIZE"));
+        }
+        if c.ssid_bits != 0
+            && cdmax != 0
+            && !c.two_level_cdtab
+            && matches!(w0.s1fmt(), s1fmt::L2_4K | s1fmt::L2_64K)
+        {
+            return Err(bad_ste("two-level S1Fmt without IDR0.CD2L"));
         }
         if ste.s1_context_ptr() >> oas_bits(c) != 0 {
-            return Err(bad_ste("S1ContextPtr beyond OAS"));
+            return Err(bad_ste("S1ContextPtr beyond the IAS/OAS"));
         }
     }
     let stage2 = if s2 { Some(stage2(c, ste)?) } else { None };
+    // S2VMID is not ignored for a translating NS-EL1 stream of an SMMU with stage 2.
+    if c.stage2 && !c.vmid16 && w2.s2vmid() >> 8 != 0 {
+        return Err(bad_ste("S2VMID[15:8] != 0 without IDR0.VMID16"));
+    }
     Ok(SteKind::Translate { stage1: s1, stage2 })
 }
 
@@ -283,31 +288,45 @@ fn table(
     })
 }
 
-/// Checks every field of a fetched CD (§5.4).
+/// Checks every field of a fetched CD (§5.4.2 `CdIllegal()`), for an STE with `s1stalld`.
 ///
 /// # Errors
 /// C_BAD_CD with the rule broken.
-pub(crate) fn check_cd(c: &Smmuv3Config, cd: &Cd) -> Result<Stage1Config, ConfigFault> {
+pub(crate) fn check_cd(
+    c: &Smmuv3Config,
+    cd: &Cd,
+    s1stalld: bool,
+) -> Result<Stage1Config, ConfigFault> {
     let w0 = cd.w0();
     if !w0.v() {
         return Err(bad_cd("V = 0"));
     }
-    if !w0.aa64() {
-        return Err(bad_cd("AA64 = 0: IDR0.TTF offers AArch64 tables only"));
+    if s1stalld && w0.s() {
+        return Err(bad_cd("S = 1 under STE.S1STALLD = 1"));
     }
-    if w0.endi() {
-        return Err(bad_cd("ENDI = 1: IDR0.TTENDIAN is little-endian only"));
-    }
-    if w0.ips() == 7 {
-        return Err(bad_cd("reserved IPS"));
-    }
-    let ips_bits = pa_bits(w0.ips().min(c.oas.min(6))).unwrap_or(48);
     if w0.s() && c.stall == StallModel::Terminate {
         return Err(bad_cd("S = 1 with IDR0.STALL_MODEL = terminate only"));
     }
     if !w0.s() && c.stall == StallModel::Force {
         return Err(bad_cd("S = 0 with IDR0.STALL_MODEL = stall forced"));
     }
+    if !(w0.epd0() && w0.epd1()) && w0.endi() {
+        return Err(bad_cd("ENDI = 1: IDR0.TTENDIAN is little-endian only"));
+    }
+    if !w0.aa64() {
+        return Err(bad_cd("AA64 = 0: IDR0.TTF offers AArch64 tables only"));
+    }
+    if (w0.ha() || w0.hd()) && c.httu == Httu::None {
+        return Err(bad_cd("HA/HD with IDR0.HTTU = 0b00"));
+    }
+    if w0.hd() && c.httu == Httu::Access {
+        return Err(bad_cd("HD with IDR0.HTTU = access flag only"));
+    }
+    if !c.asid16 && w0.asid() >> 8 != 0 {
+        return Err(bad_cd("ASID[15:8] != 0 without IDR0.ASID16"));
+    }
+    // IPS above the OAS (including reserved 0b111) is capped to the OAS.
+    let ips_bits = pa_bits(w0.ips().min(6).min(c.oas.min(6))).unwrap_or(48);
     let ttb0 = if w0.epd0() {
         None
     } else {
@@ -348,13 +367,8 @@ pub(crate) fn check_cd(c: &Smmuv3Config, cd: &Cd) -> Result<Stage1Config, Config
             walk,
         )?)
     };
-    let ha = w0.ha() && c.httu != Httu::None;
     Ok(Stage1Config {
-        asid: if c.asid16 {
-            w0.asid()
-        } else {
-            w0.asid() & 0xff
-        },
+        asid: w0.asid(),
         ttb0,
         ttb1,
         ips_bits,
@@ -362,8 +376,8 @@ pub(crate) fn check_cd(c: &Smmuv3Config, cd: &Cd) -> Result<Stage1Config, Config
         wxn: w0.wxn(),
         uwxn: w0.uwxn(),
         pan: w0.pan(),
-        ha,
-        hd: w0.hd() && ha && c.httu == Httu::AccessDirty,
+        ha: w0.ha(),
+        hd: w0.ha() && w0.hd(),
         stall: w0.s(),
         record: w0.r(),
         abort: w0.a(),
@@ -381,18 +395,24 @@ pub(crate) fn check_cd(c: &Smmuv3Config, cd: &Cd) -> Result<Stage1Config, Config
 pub(crate) fn fetch_cd(mem: &dyn PhysMem, ste: &Ste, index: u32) -> Result<Cd, ConfigFault> {
     let w0 = ste.w0();
     let ptr = ste.s1_context_ptr();
-    let addr = if w0.s1cdmax() == 0 || w0.s1fmt() == s1fmt::LINEAR {
-        ptr + index as u64 * CD_BYTES
+    let cdmax = w0.s1cdmax() as u64;
+    // S1Fmt 0b11 is reserved and behaves as linear. Tables are aligned to their size: the
+    // pointer bits below it (RES0) are treated as zero (§5.2 S1Fmt).
+    let addr = if cdmax == 0 || !matches!(w0.s1fmt(), s1fmt::L2_4K | s1fmt::L2_64K) {
+        (ptr & !((CD_BYTES << cdmax) - 1)) + index as u64 * CD_BYTES
     } else {
         let split = if w0.s1fmt() == s1fmt::L2_4K { 6 } else { 10 };
-        let l1 = ptr + (index as u64 >> split) * L1CD_BYTES;
+        let l1_size = (L1CD_BYTES << cdmax.saturating_sub(split)).max(64);
+        let l1 = (ptr & !(l1_size - 1)) + (index as u64 >> split) * L1CD_BYTES;
         let d = L1Cd::from_bits(read_u64(mem, l1).ok_or(ConfigFault::CdFetch { addr: l1 })?);
         if !d.v() {
             return Err(ConfigFault::BadSubstreamId {
                 why: "level-1 CD descriptor invalid",
             });
         }
-        d.l2() + (index as u64 & ((1 << split) - 1)) * CD_BYTES
+        // 64 KiB leaf tables: L2Ptr[15:12] are RES0, taken as zero.
+        let l2 = d.l2() & !((CD_BYTES << split) - 1);
+        l2 + (index as u64 & ((1 << split) - 1)) * CD_BYTES
     };
     let mut cd = Cd::default();
     mem.read(addr, cd.as_mut_bytes())
@@ -400,7 +420,8 @@ pub(crate) fn fetch_cd(mem: &dyn PhysMem, ste: &Ste, index: u32) -> Result<Cd, C
     Ok(cd)
 }
 
-/// Resolves the configuration of a transaction of `sid` with `ssid` (§3.3).
+/// Resolves the configuration of a transaction of `sid` with `ssid` (§3.3, priorities of
+/// §7.3.22).
 ///
 /// # Errors
 /// The configuration fault to record.
@@ -412,53 +433,59 @@ pub(crate) fn resolve(
     ssid: Option<u32>,
 ) -> Result<StreamConfig, ConfigFault> {
     let ste = fetch_ste(c, mem, regs, sid)?;
-    let (stage1, stage2) = match check_ste(c, &ste)? {
+    let kind = check_ste(c, &ste)?;
+    let bad_ssid = |why| ConfigFault::BadSubstreamId { why };
+    let (stage1, stage2) = match kind {
         SteKind::Abort => return Ok(StreamConfig::Abort),
-        // SubstreamIDs are not looked at when both stages bypass.
+        // A SubstreamID with stage 1 disabled (bypass included) is C_BAD_SUBSTREAMID
+        // (§7.3.9).
+        SteKind::Bypass | SteKind::Translate { stage1: false, .. } if ssid.is_some() => {
+            return Err(bad_ssid(
+                "SubstreamID on a stream whose stage 1 is disabled",
+            ));
+        }
         SteKind::Bypass => return Ok(StreamConfig::Bypass),
         SteKind::Translate { stage1, stage2 } => (stage1, stage2),
     };
     let (w0, w1) = (ste.w0(), ste.w1());
-    let bad_ssid = |why| ConfigFault::BadSubstreamId { why };
+    // S1CDMax is IGNORED without substreams (IDR1.SSIDSIZE = 0).
+    let cdmax = if c.ssid_bits == 0 { 0 } else { w0.s1cdmax() };
     let cd_index = if !stage1 {
-        if ssid.is_some() {
-            return Err(bad_ssid("SubstreamID on a stream whose stage 1 bypasses"));
-        }
         None
     } else {
-        let cdmax = w0.s1cdmax();
         match ssid {
             Some(_) if cdmax == 0 => return Err(bad_ssid("SubstreamID with S1CDMax = 0")),
             Some(s) if s >> cdmax != 0 => return Err(bad_ssid("SubstreamID beyond S1CDMax")),
-            Some(0) if w1.s1dss() == s1dss::SSID0 => {
-                return Err(bad_ssid("SubstreamID 0 with S1DSS = SSID0"));
-            }
+            // CD 0 is reserved for traffic without SubstreamID (§5.2 S1DSS).
+            Some(0) if w1.s1dss() == s1dss::SSID0 => return Err(ConfigFault::StreamDisabled),
             Some(s) => Some(s),
             None if cdmax == 0 => Some(0),
             None => match w1.s1dss() {
-                s1dss::TERMINATE => return Err(ConfigFault::StreamDisabled),
                 s1dss::BYPASS => None,
-                _ => Some(0),
+                s1dss::SSID0 => Some(0),
+                // 0b00 terminates; reserved 0b11 behaves as 0b00.
+                _ => return Err(ConfigFault::StreamDisabled),
             },
         }
     };
     let stage1 = match cd_index {
-        Some(i) => Some(check_cd(c, &fetch_cd(mem, &ste, i)?)?),
+        Some(i) => Some(check_cd(c, &fetch_cd(mem, &ste, i)?, w1.s1stalld())?),
         None => None,
     };
-    let vmid_mask = if c.vmid16 { 0xffff } else { 0xff };
+    // Effective EATS: IGNORED without ATS; 0b11 (DPT) behaves as 0b00 without IDR3.DPT.
+    let eats = match w1.eats() {
+        _ if !c.ats => eats::ABORT,
+        3 => eats::ABORT,
+        e => e,
+    };
     Ok(StreamConfig::Translate(TranslationConfig {
         sid,
         ssid,
         stage1,
         stage2,
-        vmid: if c.stage2 {
-            ste.w2().s2vmid() & vmid_mask
-        } else {
-            0
-        },
-        eats: w1.eats(),
-        strw: w1.strw(),
+        vmid: if c.stage2 { ste.w2().s2vmid() } else { 0 },
+        eats,
+        strw: strw::NSEL1,
         s1stalld: w1.s1stalld(),
         mev: w1.mev(),
         shcfg: w1.shcfg(),

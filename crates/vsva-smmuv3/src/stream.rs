@@ -178,9 +178,9 @@ pub enum ConfigFault {
         /// The rule it breaks.
         why: &'static str,
     },
-    /// A transaction without SubstreamID on a stream whose S1DSS terminates it
-    /// (F_STREAM_DISABLED).
-    #[error("stream disabled for transactions without SubstreamID")]
+    /// A transaction without SubstreamID on a stream whose S1DSS terminates it, or with
+    /// SubstreamID 0 when S1DSS reserves CD 0 (F_STREAM_DISABLED).
+    #[error("stream disabled for this SubstreamID")]
     StreamDisabled,
     /// SubstreamID out of range or its level-1 CD descriptor invalid (C_BAD_SUBSTREAMID).
     #[error("bad SubstreamID: {why}")]
@@ -209,8 +209,10 @@ impl ConfigFault {
             ConfigFault::BadStreamId => EventRecord::c_bad_streamid(sid, ssid),
             ConfigFault::SteFetch { addr } => EventRecord::f_ste_fetch(sid, ssid, addr),
             ConfigFault::BadSte { .. } => EventRecord::c_bad_ste(sid, ssid),
-            ConfigFault::StreamDisabled => EventRecord::f_stream_disabled(sid),
-            ConfigFault::BadSubstreamId { .. } => EventRecord::c_bad_substreamid(sid, ssid),
+            ConfigFault::StreamDisabled => EventRecord::f_stream_disabled(sid, ssid),
+            ConfigFault::BadSubstreamId { .. } => {
+                EventRecord::c_bad_substreamid(sid, ssid.unwrap_or(0))
+            }
             ConfigFault::CdFetch { addr } => EventRecord::f_cd_fetch(sid, ssid, addr),
             ConfigFault::BadCd { .. } => EventRecord::c_bad_cd(sid, ssid),
         }

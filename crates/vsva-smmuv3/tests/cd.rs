@@ -7,7 +7,7 @@ use common::*;
 use vsva_smmuv3::spec::cd::{Cd, Cd0, CdTtb, L1Cd};
 use vsva_smmuv3::spec::event::id;
 use vsva_smmuv3::spec::ste::{Ste, s1dss, s1fmt};
-use vsva_smmuv3::{ConfigFault, Granule, Smmuv3Config, StallModel, StreamConfig};
+use vsva_smmuv3::{ConfigFault, Granule, Httu, Smmuv3Config, StallModel, StreamConfig};
 
 const SID: u32 = 5;
 
@@ -68,8 +68,68 @@ fn cd_ttb1_checked_unless_epd1_c_bad_cd() {
 }
 
 #[test]
-fn cd_ips_reserved_c_bad_cd() {
-    bad_cd(good_cd0(1).with_ips(7));
+fn cd_ips_above_oas_capped_to_oas() {
+    let b = Bench::new();
+    b.write_ste(SID, &s1_ste(CDTAB, 0, s1fmt::LINEAR));
+    b.write_cd_at(CDTAB, &cd_from(good_cd0(1).with_ips(7), S1TTB));
+    let Ok(StreamConfig::Translate(t)) = b.smmu.stream_config(SID, None) else {
+        panic!("not translating");
+    };
+    assert_eq!(t.stage1.unwrap().ips_bits, 48);
+}
+
+#[test]
+fn cd_endi_ignored_when_both_tables_disabled() {
+    let b = Bench::new();
+    b.write_ste(SID, &s1_ste(CDTAB, 0, s1fmt::LINEAR));
+    b.write_cd_at(CDTAB, &good_cd(1));
+    let w0 = good_cd0(1).with_epd0(true).with_endi(true);
+    b.write_cd_at(CDTAB, &cd_from(w0, S1TTB));
+    assert!(matches!(
+        b.smmu.stream_config(SID, None),
+        Ok(StreamConfig::Translate(_))
+    ));
+}
+
+#[test]
+fn cd_ha_hd_against_httu_c_bad_cd() {
+    let httu = |h| Smmuv3Config {
+        httu: h,
+        ..Smmuv3Config::default()
+    };
+    bad_cd_with(httu(Httu::None), cd_from(good_cd0(1).with_ha(true), S1TTB));
+    bad_cd_with(httu(Httu::None), cd_from(good_cd0(1).with_hd(true), S1TTB));
+    bad_cd_with(
+        httu(Httu::Access),
+        cd_from(good_cd0(1).with_ha(true).with_hd(true), S1TTB),
+    );
+}
+
+#[test]
+fn cd_asid_high_byte_without_asid16_c_bad_cd() {
+    bad_cd_with(
+        Smmuv3Config {
+            asid16: false,
+            ..Smmuv3Config::default()
+        },
+        good_cd(0x100),
+    );
+}
+
+#[test]
+fn cd_stall_under_ste_s1stalld_c_bad_cd() {
+    let b = Bench::new();
+    let ste = s1_ste(CDTAB, 0, s1fmt::LINEAR);
+    b.write_ste(
+        SID,
+        &Ste::from_words(ste.w0(), ste.w1().with_s1stalld(true), ste.w2(), ste.w3()),
+    );
+    b.write_cd_at(CDTAB, &cd_from(good_cd0(1).with_s(true), S1TTB));
+    assert!(matches!(
+        b.smmu.stream_config(SID, None),
+        Err(ConfigFault::BadCd { .. })
+    ));
+    assert_eq!(b.events()[0].words, config_record(id::C_BAD_CD, SID, None));
 }
 
 #[test]
@@ -147,22 +207,18 @@ fn cd_stage1_decoded() {
 }
 
 #[test]
-fn cd_ha_hd_and_asid_high_byte_ignored_without_httu_and_asid16() {
+fn cd_hd_without_ha_behaves_as_no_dirty_update() {
     let b = Bench::with(Smmuv3Config {
-        httu: vsva_smmuv3::Httu::Access,
-        asid16: false,
+        httu: Httu::AccessDirty,
         ..Smmuv3Config::default()
     });
     b.write_ste(SID, &s1_ste(CDTAB, 0, s1fmt::LINEAR));
-    b.write_cd_at(
-        CDTAB,
-        &cd_from(good_cd0(0x1234).with_ha(true).with_hd(true), S1TTB),
-    );
+    b.write_cd_at(CDTAB, &cd_from(good_cd0(0x1234).with_hd(true), S1TTB));
     let Ok(StreamConfig::Translate(t)) = b.smmu.stream_config(SID, None) else {
         panic!("not translating");
     };
     let s1 = t.stage1.unwrap();
-    assert_eq!((s1.ha, s1.hd, s1.asid), (true, false, 0x34));
+    assert_eq!((s1.ha, s1.hd, s1.asid), (false, false, 0x1234));
 }
 
 #[test]
@@ -193,7 +249,7 @@ fn ssid_beyond_s1cdmax_c_bad_substreamid() {
         Err(ConfigFault::BadSubstreamId { .. })
     ));
     let ev: Vec<_> = b.events().iter().map(|e| e.words).collect();
-    assert_eq!(ev, [config_record(id::C_BAD_SUBSTREAMID, SID, Some(16))]);
+    assert_eq!(ev, [[0x08 | 16 << 12 | (SID as u64) << 32, 0, 0, 0]]);
 }
 
 #[test]
@@ -205,10 +261,7 @@ fn ssid_with_s1cdmax_zero_c_bad_substreamid() {
         b.smmu.stream_config(SID, Some(0)),
         Err(ConfigFault::BadSubstreamId { .. })
     ));
-    assert_eq!(
-        b.events()[0].words,
-        config_record(id::C_BAD_SUBSTREAMID, SID, Some(0))
-    );
+    assert_eq!(b.events()[0].words, [0x08 | (SID as u64) << 32, 0, 0, 0]);
 }
 
 #[test]
@@ -221,28 +274,33 @@ fn ssid_on_stream_without_stage1_c_bad_substreamid() {
     ));
     assert_eq!(
         b.events()[0].words,
-        config_record(id::C_BAD_SUBSTREAMID, SID, Some(1))
+        [0x08 | 1 << 12 | (SID as u64) << 32, 0, 0, 0]
     );
 }
 
 #[test]
-fn ssid_zero_with_s1dss_ssid0_c_bad_substreamid() {
+fn ssid_zero_with_s1dss_ssid0_f_stream_disabled() {
     let b = Bench::new();
     b.write_ste(
         SID,
         &with_s1dss(s1_ste(CDTAB, 4, s1fmt::LINEAR), s1dss::SSID0),
     );
     b.write_cd_at(CDTAB, &good_cd(1));
-    assert!(matches!(
+    // §5.2 S1DSS 0b10, §7.3.7: SubstreamID 0 is reserved for traffic without one.
+    assert_eq!(
         b.smmu.stream_config(SID, Some(0)),
-        Err(ConfigFault::BadSubstreamId { .. })
-    ));
+        Err(ConfigFault::StreamDisabled)
+    );
+    assert_eq!(
+        b.events()[0].words,
+        config_record(id::F_STREAM_DISABLED, SID, Some(0))
+    );
     // Without a SubstreamID the same stream uses CD 0.
     let Ok(StreamConfig::Translate(t)) = b.smmu.stream_config(SID, None) else {
         panic!("not translating");
     };
     assert_eq!(t.stage1.unwrap().asid, 1);
-    assert_eq!(b.events().len(), 1);
+    assert!(b.events().is_empty());
 }
 
 #[test]
@@ -271,6 +329,18 @@ fn no_ssid_with_s1dss_bypass_skips_stage1() {
         panic!("not translating");
     };
     assert_eq!((t.stage1, t.stage2), (None, None));
+}
+
+#[test]
+fn linear_cd_table_pointer_aligned_to_table_size() {
+    let b = Bench::new();
+    // 16 CDs: S1ContextPtr[9:6] are RES0 and taken as zero (§5.2 S1Fmt).
+    b.write_ste(SID, &s1_ste(CDTAB + 0x80, 4, s1fmt::LINEAR));
+    b.write_cd_at(CDTAB + 3 * 64, &good_cd(3));
+    let Ok(StreamConfig::Translate(t)) = b.smmu.stream_config(SID, Some(3)) else {
+        panic!("not translating");
+    };
+    assert_eq!(t.stage1.unwrap().asid, 3);
 }
 
 #[test]
@@ -320,14 +390,15 @@ fn two_level_cd_table_invalid_l1cd_c_bad_substreamid() {
     ));
     assert_eq!(
         b.events()[0].words,
-        config_record(id::C_BAD_SUBSTREAMID, SID, Some(0x85))
+        [0x08 | 0x85 << 12 | (SID as u64) << 32, 0, 0, 0]
     );
 }
 
 #[test]
 fn cd_fetch_abort_f_cd_fetch_with_address() {
     let b = Bench::new();
-    let table = MEM - 64 * 4;
+    // A table of 16 CDs, aligned to its size, just beyond memory.
+    let table = MEM;
     b.write_ste(SID, &s1_ste(table, 4, s1fmt::LINEAR));
     let addr = table + 6 * 64;
     assert_eq!(
@@ -344,9 +415,9 @@ fn cd_fetch_abort_f_cd_fetch_with_address() {
 #[test]
 fn l1cd_fetch_abort_f_cd_fetch() {
     let b = Bench::new();
-    let table = MEM - 64;
+    let table = MEM;
     b.write_ste(SID, &s1_ste(table, 10, s1fmt::L2_4K));
-    // SSID 0x200: L1 entry 8, just beyond memory.
+    // SSID 0x200: L1 entry 8, beyond memory.
     let addr = table + 8 * 8;
     assert_eq!(
         b.smmu.stream_config(SID, Some(0x200)),

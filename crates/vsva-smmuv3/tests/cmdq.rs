@@ -74,8 +74,31 @@ fn pri_resp_reserved_response_cerror_ill() {
 }
 
 #[test]
-fn resume_reserved_action_cerror_ill() {
-    ill([3 << 12 | 0x44, 0]);
+fn resume_with_ac_and_ab_retries() {
+    let mut b = Bench::new();
+    // §4.7.1: with Ac = 1 (retry) the Ab bit is ignored.
+    b.submit_raw(&[[4 << 32 | 3 << 12 | 0x44, 9]]);
+    assert_eq!(
+        *b.heard.cmds.lock().unwrap(),
+        [Command::Resume {
+            sid: 4,
+            stag: 9,
+            action: ResumeAction::Retry
+        }]
+    );
+    assert_eq!(b.r32(offset::GERROR), 0);
+}
+
+#[test]
+fn atc_inv_size_above_52_cerror_ill() {
+    ill([0x40, 53]);
+}
+
+#[test]
+fn tlbi_level_hint_with_tg_zero_cerror_ill() {
+    // TTL (dword 1 bits 9:8) and NUM are RES0 when TG = 0 (§4.4.1.1).
+    ill([0x12, 1 << 8]);
+    ill([1 << 12 | 0x12, 0]);
 }
 
 #[test]
@@ -89,7 +112,18 @@ fn commands_for_missing_features_cerror_ill() {
     assert_ill(no(|c| c.pri = false), [0x41, 0]);
     assert_ill(no(|c| c.stage2 = false), [0x28, 0]);
     assert_ill(no(|c| c.stage2 = false), [0x2a, 0]);
-    assert_ill(no(|c| c.ril = false), [1 << 12 | 0x12, 0x1000]);
+    assert_ill(no(|c| c.ril = false), [1 << 12 | 0x12, 0x1000 | 1 << 10]);
+    assert_ill(no(|c| c.ril = false), [0x12, 0x1000 | 1 << 10]);
+    assert_ill(no(|c| c.stage1 = false), [0x05, 0]);
+    assert_ill(no(|c| c.stage1 = false), [0x06, 0]);
+    assert_ill(
+        no(|c| c.stall = vsva_smmuv3::StallModel::Terminate),
+        [0x44, 0],
+    );
+    assert_ill(
+        no(|c| c.stall = vsva_smmuv3::StallModel::Terminate),
+        [0x45, 0],
+    );
     // No IDR0.HYP in this model: every EL2 invalidation is illegal.
     for op in 0x20..=0x23 {
         ill([op, 0]);
@@ -286,7 +320,7 @@ fn atc_inv_size_all_covers_the_whole_space() {
     // Linux's ATC_INV_SIZE_ALL = 52.
     b.submit(&[Command::AtcInv {
         sid: 1,
-        ssid: None,
+        ssid: Some(5),
         global: true,
         size: 52,
         addr: 0,
@@ -294,7 +328,7 @@ fn atc_inv_size_all_covers_the_whole_space() {
     let inv = b.fabric.invalidations.lock().unwrap()[0];
     assert_eq!(
         (inv.pasid, inv.addr, inv.len, inv.global),
-        (None, 0, u64::MAX, true)
+        (Some(Pasid::new(5).unwrap()), 0, u64::MAX, true)
     );
 }
 
@@ -321,18 +355,45 @@ fn atc_inv_timeout_cerror_atc_inv_sync_on_the_next_sync() {
 }
 
 #[test]
+fn atc_inv_and_pri_resp_ignored_while_smmuen_clear() {
+    let mut b = Bench::new();
+    b.w32(offset::CR0, 0xc);
+    b.submit(&[
+        Command::AtcInv {
+            sid: 1,
+            ssid: None,
+            global: false,
+            size: 0,
+            addr: 0,
+        },
+        Command::PriResp {
+            sid: 1,
+            ssid: None,
+            prgi: 1,
+            resp: PriResp::Success,
+        },
+    ]);
+    assert_eq!(b.r32(offset::CMDQ_CONS), 2);
+    assert!(b.fabric.invalidations.lock().unwrap().is_empty());
+    assert!(b.fabric.responses.lock().unwrap().is_empty());
+}
+
+#[test]
+fn atc_inv_global_ignored_without_substreamid() {
+    let mut b = Bench::new();
+    b.submit_raw(&[[1 << 32 | 1 << 9 | 0x40, 0]]);
+    assert!(!b.fabric.invalidations.lock().unwrap()[0].global);
+}
+
+#[test]
 fn pri_resp_sends_a_prg_response() {
     let mut b = Bench::new();
-    let resp = |resp, ssid| Command::PriResp {
-        sid: 0x10,
-        ssid,
-        prgi: 0x1ff,
-        resp,
-    };
-    b.submit(&[
-        resp(PriResp::Success, Some(3)),
-        resp(PriResp::Deny, None),
-        resp(PriResp::Fail, None),
+    // §4.5.2: Resp 0b10 Success, 0b01 InvalidRequest, 0b00 ResponseFailure; §8.3 maps them
+    // to PCIe Response Codes 0000b, 0001b, 1111b.
+    b.submit_raw(&[
+        [0x10 << 32 | 3 << 12 | 1 << 11 | 0x41, 2 << 12 | 0x1ff],
+        [0x10 << 32 | 0x41, 1 << 12 | 0x1ff],
+        [0x10 << 32 | 0x41, 0x1ff],
     ]);
     let rid = Rid::from_raw(0x10);
     assert_eq!(

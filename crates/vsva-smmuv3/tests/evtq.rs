@@ -157,7 +157,7 @@ fn event_record_builders_write_their_exact_records() {
     };
     let recs = [
         EventRecord::f_uut(&a),
-        EventRecord::f_bad_ats_treq(&a),
+        EventRecord::f_bad_ats_treq(&a, true, 2),
         EventRecord::f_transl_forbidden(&a),
         EventRecord::e_page_request(&a, 2),
         EventRecord::f_vms_fetch(3, None, 0x8008),
@@ -172,7 +172,13 @@ fn event_record_builders_write_their_exact_records() {
         got,
         [
             [3 << 32 | 0x01, ri, 0x1234_5678, 0],
-            [3 << 32 | 0x05, ri, 0x1234_5000, 0],
+            // F_BAD_ATS_TREQ: R bit 94, W 93, X 92, P 91 of the record, Span 67:64.
+            [
+                3 << 32 | 0x05,
+                1 << 30 | 1 << 29 | 1 << 28 | 2,
+                0x1234_5000,
+                0
+            ],
             [3 << 32 | 0x07, 1 << 35, 0x1234_5678, 0],
             [3 << 32 | 0x24, ri | 2, 0x1234_5000, 0],
             [3 << 32 | 0x25, 0, 0, 0x8008],

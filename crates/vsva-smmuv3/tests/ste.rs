@@ -7,7 +7,7 @@ use common::*;
 use vsva_smmuv3::spec::event::id;
 use vsva_smmuv3::spec::registers::offset;
 use vsva_smmuv3::spec::ste::{L1Std, Ste, Ste0, Ste1, Ste2, Ste3, config, eats, s1fmt, strw};
-use vsva_smmuv3::{ConfigFault, Granule, Smmuv3Config, StallModel, StreamConfig};
+use vsva_smmuv3::{ConfigFault, Granule, Httu, Smmuv3Config, StallModel, StreamConfig};
 
 const SID: u32 = 0x21;
 
@@ -45,10 +45,18 @@ fn ste_valid_bit_clear_c_bad_ste() {
 }
 
 #[test]
-fn ste_reserved_config_c_bad_ste() {
+fn ste_reserved_config_behaves_as_abort_without_event() {
+    // §5.2 Config: 0b0xx is reserved and behaves as 0b000 (abort, no event); SteIllegal()
+    // returns FALSE for Config 0b0xx.
+    let b = Bench::new();
     for cfg in 1..=3 {
-        bad_ste(with_w0(s1(), |w| w.with_config(cfg)));
+        b.write_ste(SID + cfg as u32, &with_w0(s1(), |w| w.with_config(cfg)));
+        assert_eq!(
+            b.smmu.stream_config(SID + cfg as u32, None),
+            Ok(StreamConfig::Abort)
+        );
     }
+    assert!(b.events().is_empty());
 }
 
 #[test]
@@ -90,8 +98,14 @@ fn ste_stage2_config_without_s2p_c_bad_ste() {
 }
 
 #[test]
-fn ste_s1fmt_reserved_c_bad_ste() {
-    bad_ste(s1_ste(CDTAB, 4, 3));
+fn ste_s1fmt_reserved_behaves_as_linear() {
+    let b = Bench::new();
+    b.write_ste(SID, &s1_ste(CDTAB, 4, 3));
+    b.write_cd_at(CDTAB + 5 * 64, &good_cd(5));
+    let Ok(StreamConfig::Translate(t)) = b.smmu.stream_config(SID, Some(5)) else {
+        panic!("not translating");
+    };
+    assert_eq!(t.stage1.unwrap().asid, 5);
 }
 
 #[test]
@@ -106,6 +120,26 @@ fn ste_two_level_s1fmt_without_cd2l_c_bad_ste() {
 }
 
 #[test]
+fn ste_s1cdmax_ignored_without_substreams() {
+    // SSIDSIZE = 0: S1CDMax is IGNORED, the pointer names one CD, and any SubstreamID is
+    // C_BAD_SUBSTREAMID (§5.2 S1CDMax, §7.3.9).
+    let b = Bench::with(Smmuv3Config {
+        ssid_bits: 0,
+        ..Smmuv3Config::default()
+    });
+    b.write_ste(SID, &s1_ste(CDTAB, 5, s1fmt::LINEAR));
+    b.write_cd_at(CDTAB, &good_cd(7));
+    let Ok(StreamConfig::Translate(t)) = b.smmu.stream_config(SID, None) else {
+        panic!("not translating");
+    };
+    assert_eq!(t.stage1.unwrap().asid, 7);
+    assert!(matches!(
+        b.smmu.stream_config(SID, Some(1)),
+        Err(ConfigFault::BadSubstreamId { .. })
+    ));
+}
+
+#[test]
 fn ste_s1cdmax_beyond_ssidsize_c_bad_ste() {
     bad_ste_with(
         Smmuv3Config {
@@ -117,10 +151,18 @@ fn ste_s1cdmax_beyond_ssidsize_c_bad_ste() {
 }
 
 #[test]
-fn ste_s1dss_reserved_c_bad_ste() {
-    bad_ste(with_w1(s1_ste(CDTAB, 2, s1fmt::LINEAR), |w| {
-        w.with_s1dss(3)
-    }));
+fn ste_s1dss_reserved_behaves_as_terminate() {
+    let b = Bench::new();
+    b.write_ste(
+        SID,
+        &with_w1(s1_ste(CDTAB, 2, s1fmt::LINEAR), |w| w.with_s1dss(3)),
+    );
+    assert_eq!(
+        b.smmu.stream_config(SID, None),
+        Err(ConfigFault::StreamDisabled)
+    );
+    let ev: Vec<_> = b.events().iter().map(|e| e.words).collect();
+    assert_eq!(ev, [config_record(id::F_STREAM_DISABLED, SID, None)]);
 }
 
 #[test]
@@ -137,23 +179,56 @@ fn ste_s1stalld_without_stall_model_stall_c_bad_ste() {
 }
 
 #[test]
-fn ste_eats_reserved_or_without_ats_or_split_without_nesting_c_bad_ste() {
-    bad_ste(with_w1(s1(), |w| w.with_eats(3)));
+fn ste_split_stage_eats_without_nesting_c_bad_ste() {
     bad_ste(with_w1(s1(), |w| w.with_eats(eats::S1CHK)));
-    bad_ste_with(
-        Smmuv3Config {
-            ats: false,
-            ..Smmuv3Config::default()
-        },
-        with_w1(s1(), |w| w.with_eats(eats::TRANS)),
-    );
 }
 
 #[test]
-fn ste_strw_reserved_or_el2_without_hyp_c_bad_ste() {
-    bad_ste(with_w1(s1(), |w| w.with_strw(1)));
-    bad_ste(with_w1(s1(), |w| w.with_strw(strw::EL2)));
-    bad_ste(with_w1(s1(), |w| w.with_strw(strw::EL2_E2H)));
+fn ste_eats_with_s2s_c_bad_ste() {
+    // Full ATS with stage 2 and S2S; split-stage ATS with S2S.
+    let s2s = |w2: Ste2| w2.with_s2s(true);
+    let mut ste = s2_ste(s2s(good_ste2(1)));
+    ste = with_w1(ste, |w| w.with_eats(eats::TRANS));
+    bad_ste(ste);
+    let nested = Ste::from_words(
+        s1().w0().with_config(config::NESTED),
+        Ste1::new().with_eats(eats::S1CHK),
+        s2s(good_ste2(1)),
+        Ste3::new().with_s2ttb(S2TTB >> 4),
+    );
+    bad_ste(nested);
+}
+
+#[test]
+fn ste_eats_ignored_without_ats_and_reserved_eats_behaves_as_abort() {
+    let effective = |cfg: Smmuv3Config, eats: u8| {
+        let b = Bench::with(cfg);
+        b.write_cd_at(CDTAB, &good_cd(1));
+        b.write_ste(SID, &with_w1(s1(), |w| w.with_eats(eats)));
+        match b.smmu.stream_config(SID, None) {
+            Ok(StreamConfig::Translate(t)) => t.eats,
+            other => panic!("{other:?}"),
+        }
+    };
+    let no_ats = Smmuv3Config {
+        ats: false,
+        ..Smmuv3Config::default()
+    };
+    assert_eq!(effective(no_ats, eats::TRANS), eats::ABORT);
+    assert_eq!(effective(Smmuv3Config::default(), 3), eats::ABORT);
+    assert_eq!(effective(Smmuv3Config::default(), eats::TRANS), eats::TRANS);
+}
+
+#[test]
+fn ste_strw_ignored_without_hyp() {
+    // STRW is RES0 when IDR0.HYP = 0 (§5.2 STRW): the StreamWorld is NS-EL1.
+    let b = Bench::new();
+    b.write_cd_at(CDTAB, &good_cd(1));
+    b.write_ste(SID, &with_w1(s1(), |w| w.with_strw(1)));
+    let Ok(StreamConfig::Translate(t)) = b.smmu.stream_config(SID, None) else {
+        panic!("not translating");
+    };
+    assert_eq!(t.strw, strw::NSEL1);
 }
 
 #[test]
@@ -181,8 +256,14 @@ fn ste_s2tg_reserved_or_unsupported_granule_c_bad_ste() {
 }
 
 #[test]
-fn ste_s2ps_reserved_c_bad_ste() {
-    bad_ste(s2_ste(good_ste2(1).with_s2ps(7)));
+fn ste_s2ps_above_oas_capped_to_oas() {
+    // §5.2 S2PS: eff_S2PS = MIN(S2PS, IDR5.OAS), reserved values included.
+    let b = Bench::new();
+    b.write_ste(SID, &s2_ste(good_ste2(1).with_s2ps(7)));
+    let Ok(StreamConfig::Translate(t)) = b.smmu.stream_config(SID, None) else {
+        panic!("not translating");
+    };
+    assert_eq!(t.stage2.unwrap().ps_bits, 48);
 }
 
 #[test]
@@ -251,6 +332,37 @@ fn ste_s2s_against_stall_model_c_bad_ste() {
 }
 
 #[test]
+fn ste_s2ha_s2hd_against_httu_c_bad_ste() {
+    let httu = |h| Smmuv3Config {
+        httu: h,
+        ..Smmuv3Config::default()
+    };
+    bad_ste_with(httu(Httu::None), s2_ste(good_ste2(1).with_s2ha(true)));
+    bad_ste_with(httu(Httu::None), s2_ste(good_ste2(1).with_s2hd(true)));
+    bad_ste_with(
+        httu(Httu::Access),
+        s2_ste(good_ste2(1).with_s2ha(true).with_s2hd(true)),
+    );
+}
+
+#[test]
+fn ste_s2vmid_high_byte_without_vmid16_c_bad_ste() {
+    let cfg = Smmuv3Config {
+        vmid16: false,
+        ..Smmuv3Config::default()
+    };
+    bad_ste_with(cfg.clone(), s2_ste(good_ste2(0x100)));
+    // Also for a stage 1-only stream: S2VMID is not ignored when stage 2 is implemented.
+    let s1 = Ste::from_words(
+        s1().w0(),
+        s1().w1(),
+        Ste2::new().with_s2vmid(0x100),
+        Ste3::new(),
+    );
+    bad_ste_with(cfg, s1);
+}
+
+#[test]
 fn ste_stage2_decoded() {
     let b = Bench::new();
     let w2 = good_ste2(0x1234)
@@ -280,22 +392,15 @@ fn ste_stage2_decoded() {
 }
 
 #[test]
-fn ste_s2ha_s2hd_ignored_without_httu_and_vmid_high_byte_without_vmid16() {
-    let b = Bench::with(Smmuv3Config {
-        httu: vsva_smmuv3::Httu::None,
-        vmid16: false,
-        ..Smmuv3Config::default()
-    });
-    b.write_ste(
-        SID,
-        &s2_ste(good_ste2(0x1234).with_s2ha(true).with_s2hd(true)),
-    );
+fn ste_s2hd_without_s2ha_behaves_as_no_update() {
+    // {S2HA, S2HD} = 0b01 is reserved and behaves as 0b00 (§5.2 S2HA).
+    let b = Bench::new();
+    b.write_ste(SID, &s2_ste(good_ste2(0x12).with_s2hd(true)));
     let Ok(StreamConfig::Translate(t)) = b.smmu.stream_config(SID, None) else {
         panic!("not translating");
     };
     let s2 = t.stage2.unwrap();
     assert!(!s2.ha && !s2.hd);
-    assert_eq!(t.vmid, 0x34);
 }
 
 #[test]
@@ -432,4 +537,34 @@ fn two_level_format_without_st_level_reads_linear() {
     b.w32(offset::CR0, 1);
     b.write_ste(7, &with_w0(s1(), |w| w.with_config(config::BYPASS)));
     assert_eq!(b.smmu.stream_config(7, None), Ok(StreamConfig::Bypass));
+}
+
+#[test]
+fn ste_bypass_with_substreamid_c_bad_substreamid() {
+    let b = Bench::new();
+    b.write_ste(SID, &with_w0(s1(), |w| w.with_config(config::BYPASS)));
+    assert!(matches!(
+        b.smmu.stream_config(SID, Some(2)),
+        Err(ConfigFault::BadSubstreamId { .. })
+    ));
+    // No SSV bit in C_BAD_SUBSTREAMID (§7.3.9).
+    assert_eq!(
+        b.events()[0].words,
+        [0x08 | 2 << 12 | (SID as u64) << 32, 0, 0, 0]
+    );
+}
+
+#[test]
+fn two_level_l2_pointer_aligned_to_its_span() {
+    // Span 5: 16 STEs (1 KiB); L2Ptr[9:0] are taken as zero (§5.1 L2Ptr).
+    let b = Bench::two_level(16, 8);
+    b.write_u64(
+        STRTAB + 0x12 * 8,
+        L1Std::pointing_to(L2 + 0x200, 5).into_bits(),
+    );
+    b.write_ste_at(
+        L2 + 3 * 64,
+        &with_w0(s1(), |w| w.with_config(config::BYPASS)),
+    );
+    assert_eq!(b.smmu.stream_config(0x1203, None), Ok(StreamConfig::Bypass));
 }

@@ -88,6 +88,8 @@ const SYNC_MSIADDR: u64 = 0x000f_ffff_ffff_fffc;
 /// What the SMMU's ID registers allow, as far as command validity depends on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct CommandCaps {
+    /// IDR0.S1P: CD invalidations exist.
+    pub s1p: bool,
     /// IDR0.S2P: stage 2 TLB invalidations exist.
     pub s2p: bool,
     /// IDR0.HYP: EL2 TLB invalidations exist.
@@ -96,8 +98,10 @@ pub struct CommandCaps {
     pub ats: bool,
     /// IDR0.PRI: CMD_PRI_RESP exists.
     pub pri: bool,
-    /// IDR3.RIL: TLBI NUM/SCALE range fields exist.
+    /// IDR3.RIL: TLBI NUM/SCALE/TTL/TG fields exist.
     pub ril: bool,
+    /// IDR0.STALL_MODEL != 0b01: CMD_RESUME and CMD_STALL_TERM exist.
+    pub stall: bool,
 }
 
 /// The address range fields of a TLBI by address (§4.4.1).
@@ -128,25 +132,28 @@ pub enum SyncCs {
     Sev,
 }
 
-/// PRI_RESP response (§4.6.2), as Linux's `enum pri_resp`.
+/// CMD_PRI_RESP Resp (§4.5.2), named as the spec names the encodings. Linux's
+/// `enum pri_resp` calls 0b00 PRI_RESP_DENY and 0b01 PRI_RESP_FAIL; the spec defines 0b00 as
+/// ResponseFailure and 0b01 as InvalidRequest, and this model sends what the spec says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PriResp {
-    /// 0b00: Invalid Request (deny).
-    Deny,
-    /// 0b01: Response Failure.
-    Fail,
-    /// 0b10: Success.
+    /// 0b00: Response Failure (PCIe 1111b): a permanent, non-paging error.
+    ResponseFailure,
+    /// 0b01: Invalid Request (PCIe 0001b): a page could not be made resident.
+    InvalidRequest,
+    /// 0b10: Success (PCIe 0000b).
     Success,
 }
 
-/// CMD_RESUME action (§4.6.3): Linux's CMDQ_RESUME_0_RESP values.
+/// CMD_RESUME action (§4.7.1): Ac (bit 12) and Ab (bit 13), which Linux writes as the 2-bit
+/// CMDQ_RESUME_0_RESP (TERM 0, RETRY 1, ABORT 2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ResumeAction {
-    /// Terminate the stalled transaction (per CD.A: abort or RAZ/WI).
+    /// Ac = 0, Ab = 0: terminate with RAZ/WI semantics.
     Terminate,
-    /// Retry it.
+    /// Ac = 1: retry (Ab ignored).
     Retry,
-    /// Abort it.
+    /// Ac = 0, Ab = 1: terminate with an abort.
     Abort,
 }
 
@@ -312,7 +319,8 @@ fn layout(op: u8) -> Option<(u64, u64)> {
     use op::*;
     Some(match op {
         PREFETCH_CONFIG => (OP | SSV | SSID | SID, 0),
-        PREFETCH_ADDR => (OP | SSV | SSID | SID, 0x1f | VA),
+        // Size, Stride and NS share bits 11:0 (§4.2.2); the model does not check them.
+        PREFETCH_ADDR => (OP | SSV | SSID | SID, !0),
         CFGI_STE => (OP | SID, LEAF),
         CFGI_STE_RANGE => (OP | SID, 0x1f),
         CFGI_CD => (OP | SSID | SID, LEAF),
@@ -372,8 +380,21 @@ impl Command {
             opc,
             TLBI_NH_VA | TLBI_NH_VAA | TLBI_EL2_VA | TLBI_EL2_VAA | TLBI_S2_IPA
         );
-        if ranged && !caps.ril && d0 & (NUM | SCALE) != 0 {
-            return Err(ill("NUM/SCALE without range invalidation (IDR3.RIL)"));
+        // §4.4.1.1: NUM, SCALE, TTL and TG are RES0 without IDR3.RIL; NUM and TTL are RES0
+        // when TG = 0.
+        if ranged && !caps.ril && (d0 & (NUM | SCALE) != 0 || d1 & (TTL | TG) != 0) {
+            return Err(ill(
+                "NUM/SCALE/TTL/TG without range invalidation (IDR3.RIL)",
+            ));
+        }
+        if ranged && d1 & TG == 0 && (d0 & NUM != 0 || d1 & TTL != 0) {
+            return Err(ill("NUM or TTL with TG = 0"));
+        }
+        if matches!(opc, CFGI_CD | CFGI_CD_ALL) && !caps.s1p {
+            return Err(ill("CD invalidation without IDR0.S1P"));
+        }
+        if matches!(opc, RESUME | STALL_TERM) && !caps.stall {
+            return Err(ill("stall command with IDR0.STALL_MODEL = terminate only"));
         }
         if matches!(opc, TLBI_EL2_ALL..=TLBI_EL2_VAA) && !caps.hyp {
             return Err(ill("EL2 invalidation without IDR0.HYP"));
@@ -436,6 +457,9 @@ impl Command {
                 if !caps.ats {
                     return Err(ill("ATC invalidation without IDR0.ATS"));
                 }
+                if d1 & 0x3f > 52 {
+                    return Err(ill("ATC invalidation Size above 52"));
+                }
                 Command::AtcInv {
                     sid,
                     ssid: ssid_of(d0),
@@ -449,8 +473,8 @@ impl Command {
                     return Err(ill("PRI response without IDR0.PRI"));
                 }
                 let resp = match field(d1, RESP0) {
-                    0 => PriResp::Deny,
-                    1 => PriResp::Fail,
+                    0 => PriResp::ResponseFailure,
+                    1 => PriResp::InvalidRequest,
                     2 => PriResp::Success,
                     _ => return Err(ill("reserved PRI response 0b11")),
                 };
@@ -466,9 +490,8 @@ impl Command {
                 stag: d1 as u16,
                 action: match field(d0, RESP0) {
                     0 => ResumeAction::Terminate,
-                    1 => ResumeAction::Retry,
                     2 => ResumeAction::Abort,
-                    _ => return Err(ill("reserved resume action 0b11")),
+                    _ => ResumeAction::Retry,
                 },
             },
             STALL_TERM => Command::StallTerm { sid },
@@ -568,8 +591,8 @@ impl Command {
                 resp,
             } => {
                 let r = match resp {
-                    PriResp::Deny => 0,
-                    PriResp::Fail => 1,
+                    PriResp::ResponseFailure => 0,
+                    PriResp::InvalidRequest => 1,
                     PriResp::Success => 2,
                 };
                 (
@@ -622,11 +645,13 @@ mod tests {
     use super::*;
 
     const ALL: CommandCaps = CommandCaps {
+        s1p: true,
         s2p: true,
         hyp: true,
         ats: true,
         pri: true,
         ril: true,
+        stall: true,
     };
 
     fn round_trip(c: Command, want: [u64; 2]) {

@@ -47,7 +47,7 @@ pub mod id {
     pub const F_TLB_CONFLICT: u8 = 0x20;
     /// Configuration cache conflict.
     pub const F_CFG_CONFLICT: u8 = 0x21;
-    /// A PRI page request recorded as an event (stall-less PRI is in the PRI queue).
+    /// A speculative page request hint.
     pub const E_PAGE_REQUEST: u8 = 0x24;
     /// External abort fetching a VMS.
     pub const F_VMS_FETCH: u8 = 0x25;
@@ -176,20 +176,27 @@ impl EventRecord {
     pub fn c_bad_ste(sid: u32, ssid: Option<u32>) -> EventRecord {
         Self::config(id::C_BAD_STE, sid, ssid)
     }
-    /// F_BAD_ATS_TREQ (§7.3.5).
-    pub fn f_bad_ats_treq(a: &Access) -> EventRecord {
+    /// F_BAD_ATS_TREQ (§7.3.6): the Translation Request's R, W, X and Privileged bits in
+    /// dword 1 bits 30, 29, 28, 27, its number of STUs in bits 3:0, InputAddr[63:12].
+    pub fn f_bad_ats_treq(a: &Access, write: bool, span: u8) -> EventRecord {
+        let bit = |b: bool, n: u32| (b as u64) << n;
         EventRecord {
             words: [
                 dw0(id::F_BAD_ATS_TREQ, a.sid, a.ssid),
-                access_bits(a),
+                (span as u64 & 0xf)
+                    | bit(a.privileged, 27)
+                    | bit(a.instruction, 28)
+                    | bit(write, 29)
+                    | bit(a.read, 30),
                 a.addr & !0xfff,
                 0,
             ],
         }
     }
-    /// F_STREAM_DISABLED (§7.3.6).
-    pub fn f_stream_disabled(sid: u32) -> EventRecord {
-        Self::config(id::F_STREAM_DISABLED, sid, None)
+    /// F_STREAM_DISABLED (§7.3.7): a transaction without SubstreamID on a stream whose
+    /// S1DSS terminates it, or with SubstreamID 0 when S1DSS reserves CD 0.
+    pub fn f_stream_disabled(sid: u32, ssid: Option<u32>) -> EventRecord {
+        Self::config(id::F_STREAM_DISABLED, sid, ssid)
     }
     /// F_TRANSL_FORBIDDEN (§7.3.7).
     pub fn f_transl_forbidden(a: &Access) -> EventRecord {
@@ -202,9 +209,18 @@ impl EventRecord {
             ],
         }
     }
-    /// C_BAD_SUBSTREAMID (§7.3.8).
-    pub fn c_bad_substreamid(sid: u32, ssid: Option<u32>) -> EventRecord {
-        Self::config(id::C_BAD_SUBSTREAMID, sid, ssid)
+    /// C_BAD_SUBSTREAMID (§7.3.9): the SubstreamID is always valid in this record, which
+    /// has no SSV qualifier (0 when a transaction without one reached an invalid L1CD
+    /// through S1DSS = SSID0).
+    pub fn c_bad_substreamid(sid: u32, ssid: u32) -> EventRecord {
+        EventRecord {
+            words: [
+                id::C_BAD_SUBSTREAMID as u64 | (ssid as u64 & 0xf_ffff) << 12 | (sid as u64) << 32,
+                0,
+                0,
+                0,
+            ],
+        }
     }
     /// F_CD_FETCH (§7.3.9): `fetch_addr` is the CD or L1CD whose read aborted.
     pub fn f_cd_fetch(sid: u32, ssid: Option<u32>, fetch_addr: u64) -> EventRecord {
@@ -247,7 +263,9 @@ impl EventRecord {
     pub fn f_cfg_conflict(sid: u32, ssid: Option<u32>) -> EventRecord {
         Self::config(id::F_CFG_CONFLICT, sid, ssid)
     }
-    /// E_PAGE_REQUEST (§7.3.18): a stall-model page request for `span` pages.
+    /// E_PAGE_REQUEST (§7.3.19): a speculative page request hint for `span` pages. The spec's
+    /// figure of its permission flags (pR/pW/pX/uR/uW/uX) is not encoded by Linux or QEMU;
+    /// this builder puts the common RnW/InD/PnU bits and Span in dword 1 and is provisional.
     pub fn e_page_request(a: &Access, span: u8) -> EventRecord {
         EventRecord {
             words: [
@@ -376,7 +394,15 @@ mod tests {
         // EVTQ_3_FETCH_ADDR GENMASK(51,3).
         let r = EventRecord::f_ste_fetch(5, None, 0xdead_bee8);
         assert_eq!(r.words, [5 << 32 | 0x03, 0, 0, 0xdead_bee8]);
-        assert_eq!(EventRecord::f_stream_disabled(9).words[0], 9 << 32 | 0x06);
+        assert_eq!(
+            EventRecord::f_stream_disabled(9, None).words[0],
+            9 << 32 | 0x06
+        );
+        // C_BAD_SUBSTREAMID has no SSV bit.
+        assert_eq!(
+            EventRecord::c_bad_substreamid(9, 0x10).words[0],
+            9 << 32 | 0x10 << 12 | 0x08
+        );
     }
 
     #[test]
