@@ -21,7 +21,8 @@ use crate::interrupt::{IrqCfg, MsiSink};
 use crate::lookup::{StrtabRegs, resolve};
 use crate::queue::{Queue, index_bits};
 use crate::spec::registers::{
-    Cr0, Cr2, Gbpa, Gerror, IrqCtrl, QueueBase, StrtabBase, StrtabBaseCfg, offset, queue,
+    Cr0, Cr2, Gbpa, Gerror, IrqCtrl, MSI_CFG2_MASK, QueueBase, StrtabBase, StrtabBaseCfg, offset,
+    queue,
 };
 use crate::stream::{ConfigFault, StreamConfig};
 
@@ -262,9 +263,22 @@ impl Smmuv3 {
         let irq_off = |st: &State, f: IrqCtrl| msi && !st.irq_ctrl.contains(f);
         match off {
             offset::CR0 => self.write_cr0(st, v),
-            // CR1 and CR2 are writable only while SMMUEN = 0 (§6.3.11, §6.3.12).
-            offset::CR1 if !enabled => st.cr1 = v & 0xfff,
-            offset::CR2 if !enabled => st.cr2 = Cr2::from_bits_truncate(v) - Cr2::E2H,
+            // CR1 (§6.3.11): TABLE_* (11:6) are Guarded by SMMUEN, QUEUE_* (5:0) by every
+            // queue enable; a write while guarded is IGNORED (SMMUv3.2).
+            offset::CR1 => {
+                let queues = Cr0::CMDQEN | Cr0::EVTQEN | Cr0::PRIQEN;
+                let mut writable = 0;
+                if !enabled {
+                    writable |= 0xfc0;
+                }
+                if !st.cr0.intersects(queues) {
+                    writable |= 0x3f;
+                }
+                st.cr1 = (st.cr1 & !writable) | (v & writable);
+            }
+            // CR2 (§6.3.12): E2H needs IDR0.HYP and PTM needs IDR0.BTM, neither offered: only
+            // RECINVSID is writable, while SMMUEN = 0.
+            offset::CR2 if !enabled => st.cr2 = Cr2::from_bits_truncate(v) & Cr2::RECINVSID,
             offset::GBPA => {
                 // Only a write with Update set changes GBPA; it completes at once (§6.3.14).
                 if Gbpa::from_bits(v).update() {
@@ -298,11 +312,12 @@ impl Smmuv3 {
                 st.evtq_irq
                     .write(off - offset::EVENTQ_IRQ_CFG0, v as u64, false)
             }
-            offset::PRIQ_IRQ_CFG1 | offset::PRIQ_IRQ_CFG2
-                if pri && irq_off(st, IrqCtrl::PRIQ_IRQEN) =>
-            {
-                st.priq_irq
-                    .write(off - offset::PRIQ_IRQ_CFG0, v as u64, false)
+            offset::PRIQ_IRQ_CFG1 if pri && irq_off(st, IrqCtrl::PRIQ_IRQEN) => {
+                st.priq_irq.data = v
+            }
+            // PRIQ_IRQ_CFG2 also has LO, bit 31 (§6.3.36).
+            offset::PRIQ_IRQ_CFG2 if pri && irq_off(st, IrqCtrl::PRIQ_IRQEN) => {
+                st.priq_irq.attr = v & (1 << 31 | MSI_CFG2_MASK)
             }
             // The stream table registers are read-only while SMMUEN = 1 (§6.3.23).
             offset::STRTAB_BASE_CFG if !enabled => st.strtab.cfg = v & StrtabBaseCfg::FIELDS,

@@ -44,16 +44,31 @@ fn cr0ack_follows_cr0_and_unsupported_enables_read_as_zero() {
 }
 
 #[test]
-fn cr1_cr2_writable_only_while_smmuen_clear() {
+fn cr1_table_fields_guarded_by_smmuen_queue_fields_by_queue_enables() {
     let b = Bench::raw(Smmuv3Config::default());
     b.w32(offset::CR1, 0xffff_ffff);
-    // E2H is RES0 without IDR0.HYP.
-    b.w32(offset::CR2, 0xffff_ffff);
-    assert_eq!((b.r32(offset::CR1), b.r32(offset::CR2)), (0xfff, 0x6));
-    b.w32(offset::CR0, 1);
+    assert_eq!(b.r32(offset::CR1), 0xfff);
+    // SMMUEN: TABLE_SH/OC/IC (11:6) read-only, QUEUE_* (5:0) still writable.
+    b.w32(offset::CR0, 0x1);
+    b.w32(offset::CR1, 0);
+    assert_eq!(b.r32(offset::CR1), 0xfc0);
+    // A queue enabled: QUEUE_* read-only too.
+    b.w32(offset::CR0, 0x0);
     b.w32(offset::CR1, 0xd75);
+    b.w32(offset::CR0, 0x4);
+    b.w32(offset::CR1, 0);
+    assert_eq!(b.r32(offset::CR1), 0x035);
+}
+
+#[test]
+fn cr2_keeps_recinvsid_only_while_smmuen_clear() {
+    let b = Bench::raw(Smmuv3Config::default());
+    // E2H needs IDR0.HYP, PTM needs IDR0.BTM: both RES0 here.
+    b.w32(offset::CR2, 0xffff_ffff);
+    assert_eq!(b.r32(offset::CR2), 0x2);
+    b.w32(offset::CR0, 1);
     b.w32(offset::CR2, 0);
-    assert_eq!((b.r32(offset::CR1), b.r32(offset::CR2)), (0xfff, 0x6));
+    assert_eq!(b.r32(offset::CR2), 0x2);
 }
 
 #[test]
@@ -184,6 +199,15 @@ fn pri_registers_raz_wi_without_pri() {
     let b = Bench::raw(Smmuv3Config::default());
     b.w64(offset::PRIQ_BASE, 0x4000 | 3);
     assert_eq!(b.r64(offset::PRIQ_BASE), 0x4003);
+}
+
+#[test]
+fn priq_irq_cfg2_keeps_last_only_bit() {
+    let b = Bench::raw(Smmuv3Config::default());
+    b.w32(offset::PRIQ_IRQ_CFG2, 0xffff_ffff);
+    assert_eq!(b.r32(offset::PRIQ_IRQ_CFG2), 1 << 31 | 0x3f);
+    b.w32(offset::EVENTQ_IRQ_CFG2, 0xffff_ffff);
+    assert_eq!(b.r32(offset::EVENTQ_IRQ_CFG2), 0x3f);
 }
 
 #[test]
