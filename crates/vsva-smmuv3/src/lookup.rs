@@ -58,6 +58,10 @@ pub(crate) fn fetch_ste(
             s @ (6 | 8 | 10) => s,
             _ => 6,
         };
+        // The L1 table is aligned to its size or 64 bytes, from the literal LOG2SIZE
+        // (§6.3.24): ADDR[MAX(5, LOG2SIZE - SPLIT - 1 + 3):0] = 0.
+        let top = (cfg.log2size() as i32 - split as i32 + 2).max(5) as u32;
+        let base = base & !((2u64 << top.min(62)) - 1);
         let l1 = base + ((sid as u64) >> split) * L1STD_BYTES;
         let d = L1Std::from_bits(read_u64(mem, l1).ok_or(ConfigFault::SteFetch { addr: l1 })?);
         let span = d.span();
@@ -73,7 +77,9 @@ pub(crate) fn fetch_ste(
         let l2base = d.l2() & !((STE_BYTES << (span - 1)) - 1);
         l2base + l2 * STE_BYTES
     } else {
-        base + sid as u64 * STE_BYTES
+        // A linear table is aligned to its size: ADDR[LOG2SIZE + 5:0] = 0 (§6.3.24).
+        let top = (cfg.log2size() as u32 + 5).min(62);
+        (base & !((2u64 << top) - 1)) + sid as u64 * STE_BYTES
     };
     let mut ste = Ste::default();
     mem.read(addr, ste.as_mut_bytes())
@@ -392,10 +398,20 @@ pub(crate) fn check_cd(
 /// # Errors
 /// C_BAD_SUBSTREAMID through an invalid level-1 CD descriptor; F_CD_FETCH when a read
 /// aborts.
-pub(crate) fn fetch_cd(mem: &dyn PhysMem, ste: &Ste, index: u32) -> Result<Cd, ConfigFault> {
+pub(crate) fn fetch_cd(
+    c: &Smmuv3Config,
+    mem: &dyn PhysMem,
+    ste: &Ste,
+    index: u32,
+) -> Result<Cd, ConfigFault> {
     let w0 = ste.w0();
     let ptr = ste.s1_context_ptr();
-    let cdmax = w0.s1cdmax() as u64;
+    // S1CDMax is IGNORED without substreams: the pointer names one CD.
+    let cdmax = if c.ssid_bits == 0 {
+        0
+    } else {
+        w0.s1cdmax() as u64
+    };
     // S1Fmt 0b11 is reserved and behaves as linear. Tables are aligned to their size: the
     // pointer bits below it (RES0) are treated as zero (§5.2 S1Fmt).
     let addr = if cdmax == 0 || !matches!(w0.s1fmt(), s1fmt::L2_4K | s1fmt::L2_64K) {
@@ -469,7 +485,7 @@ pub(crate) fn resolve(
         }
     };
     let stage1 = match cd_index {
-        Some(i) => Some(check_cd(c, &fetch_cd(mem, &ste, i)?, w1.s1stalld())?),
+        Some(i) => Some(check_cd(c, &fetch_cd(c, mem, &ste, i)?, w1.s1stalld())?),
         None => None,
     };
     // Effective EATS: IGNORED without ATS; 0b11 (DPT) behaves as 0b00 without IDR3.DPT.

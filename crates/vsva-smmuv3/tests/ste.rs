@@ -568,3 +568,44 @@ fn two_level_l2_pointer_aligned_to_its_span() {
     );
     assert_eq!(b.smmu.stream_config(0x1203, None), Ok(StreamConfig::Bypass));
 }
+
+#[test]
+fn linear_table_base_aligned_to_its_size() {
+    // LOG2SIZE 8: a 16 KiB table, ADDR[13:0] taken as zero (§6.3.24).
+    let b = Bench::raw(Smmuv3Config::default());
+    b.w64(offset::STRTAB_BASE, STRTAB + 0x1040);
+    b.w32(offset::STRTAB_BASE_CFG, 8);
+    b.w32(offset::CR0, 1);
+    b.write_ste(9, &with_w0(s1(), |w| w.with_config(config::BYPASS)));
+    assert_eq!(b.smmu.stream_config(9, None), Ok(StreamConfig::Bypass));
+}
+
+#[test]
+fn two_level_base_aligned_to_the_l1_table() {
+    // LOG2SIZE 16, SPLIT 8: 256 L1 descriptors (2 KiB), ADDR[10:0] taken as zero.
+    let b = Bench::raw(Smmuv3Config::default());
+    b.w64(offset::STRTAB_BASE, STRTAB + 0x440);
+    b.w32(offset::STRTAB_BASE_CFG, 1 << 16 | 8 << 6 | 16);
+    b.w32(offset::CR0, 1);
+    b.write_u64(STRTAB + 0x12 * 8, L1Std::pointing_to(L2, 9).into_bits());
+    b.write_ste_at(
+        L2 + 0x34 * 64,
+        &with_w0(s1(), |w| w.with_config(config::BYPASS)),
+    );
+    assert_eq!(b.smmu.stream_config(0x1234, None), Ok(StreamConfig::Bypass));
+}
+
+#[test]
+fn reserved_split_behaves_as_six() {
+    // SPLIT 7 is reserved and behaves as 6: StreamID 0x85 = L1 entry 2, STE 5.
+    let b = Bench::raw(Smmuv3Config::default());
+    b.w64(offset::STRTAB_BASE, STRTAB);
+    b.w32(offset::STRTAB_BASE_CFG, 1 << 16 | 7 << 6 | 12);
+    b.w32(offset::CR0, 1);
+    b.write_u64(STRTAB + 2 * 8, L1Std::pointing_to(L2, 7).into_bits());
+    b.write_ste_at(
+        L2 + 5 * 64,
+        &with_w0(s1(), |w| w.with_config(config::BYPASS)),
+    );
+    assert_eq!(b.smmu.stream_config(0x85, None), Ok(StreamConfig::Bypass));
+}
