@@ -431,8 +431,8 @@ fn sid_beyond_strtab_size_not_recorded_without_recinvsid() {
 #[test]
 fn ste_fetch_abort_f_ste_fetch_with_address() {
     let b = Bench::raw(Smmuv3Config::default());
-    // The table ends beyond memory: STE 255 of a table at MEM - 64 * 16.
-    let base = MEM - 64 * 16;
+    // A 256-entry table (16 KiB, aligned to its size) just beyond memory.
+    let base = MEM;
     b.w64(offset::STRTAB_BASE, base);
     b.w32(offset::STRTAB_BASE_CFG, 8);
     b.w64(offset::EVENTQ_BASE, EVTQ | EVTQ_LOG2);
@@ -512,12 +512,13 @@ fn two_level_sid_beyond_l2_span_c_bad_streamid() {
 #[test]
 fn two_level_l1_fetch_abort_f_ste_fetch() {
     let b = Bench::raw(Smmuv3Config::default());
-    let base = MEM - 64;
+    // An L1 table of 256 descriptors (2 KiB) just beyond memory.
+    let base = MEM;
     b.w64(offset::STRTAB_BASE, base);
     b.w32(offset::STRTAB_BASE_CFG, 1 << 16 | 8 << 6 | 16);
     b.w64(offset::EVENTQ_BASE, EVTQ | EVTQ_LOG2);
     b.w32(offset::CR0, 0x5);
-    // L1 index 8 (StreamIDs 0x800..=0x8ff) lies just beyond memory.
+    // L1 index 8: StreamIDs 0x800..=0x8ff.
     let addr = base + 8 * 8;
     assert_eq!(
         b.smmu.stream_config(0x800, None),
