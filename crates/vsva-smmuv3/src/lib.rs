@@ -22,15 +22,20 @@
 //!
 //! | piece | state |
 //! |---|---|
-//! | registers (IDR0–5, IIDR, AIDR, CR0/CR0ACK, CR1, CR2, GBPA, IRQ_CTRL/ACK, GERROR/N, *_IRQ_CFG0–2, STRTAB_BASE/_CFG, queue BASE/PROD/CONS) | done |
+//! | registers: IDR0–5, IIDR, AIDR, CR0/CR0ACK, CR1, CR2, GBPA (Update protocol), IRQ_CTRL/ACK, GERROR/GERRORN, *_IRQ_CFG0–2, STRTAB_BASE/_CFG, CMDQ/EVENTQ/PRIQ BASE/PROD/CONS (page 1 for the output queues) | done, with each register's guard (SMMUEN, queue enables, IRQ enables) |
 //! | CMD_CFGI_STE / STE_RANGE / ALL / CD / CD_ALL | done (configuration cache) |
-//! | CMD_SYNC (CS = none, IRQ via MSI, SEV counted), CERROR_ILL / ABT / ATC_INV_SYNC | done |
-//! | CMD_ATC_INV, CMD_PRI_RESP | done: sent through [`vsva_pcie::Downstream`] |
-//! | CMD_TLBI_*, CMD_RESUME, CMD_STALL_TERM, CMD_PREFETCH_* | decoded and validated, passed to [`TranslationHooks`] (no TLB yet) |
-//! | event queue, overflow, EVTQ_ABT_ERR, builders for every event type | done |
-//! | PRI queue | registers only: page requests are not written yet |
-//! | configuration lookup: linear and 2-level stream and CD tables, all STE/CD checks | done ([`Smmuv3::stream_config`]) |
-//! | translation (TLB, stage 1/2 walks, HTTU, stall, ATS translation, PRI) | not yet |
+//! | CMD_SYNC (none, MSI write, SEV counted); CERROR_ILL / ABT / ATC_INV_SYNC; GERROR.CMDQ_ERR acknowledge | done |
+//! | CMD_ATC_INV, CMD_PRI_RESP | done: ATS Invalidate Requests and PRG Responses through [`vsva_pcie::Downstream`] |
+//! | CMD_TLBI_*, CMD_RESUME, CMD_STALL_TERM, CMD_PREFETCH_* | decoded and validated; handed to [`TranslationHooks`], whose default does nothing (no TLB, no stalls yet) |
+//! | event queue: records, wrap, overflow (OVFLG), EVTQ_ABT_ERR, MSI; builders for every event type | done ([`Smmuv3::record`] for layers above) |
+//! | PRI queue | registers and [`spec::event::PriEntry`] only: page requests are not written yet |
+//! | configuration lookup: linear and 2-level stream and CD tables, `SteIllegal()`/`CdIllegal()` rules, S1DSS, SubstreamID rules, GBPA while disabled | done ([`Smmuv3::stream_config`]) |
+//! | translation: TLB, stage 1/2 walks (vsva-pgtable's VMSAv8-64), HTTU, stall model, ATS Translation Requests, PRI page requests | not yet |
+//!
+//! Where the spec lets an implementation choose (CONSTRAINED UNPREDICTABLE, IMPLEMENTATION
+//! DEFINED), this model takes the SMMUv3.2 choice where one is mandated and otherwise the
+//! strict one: RES0 command fields set are CERROR_ILL; writes to guarded registers are
+//! ignored; out-of-range TxSZ/S2T0SZ are ILLEGAL.
 //!
 //! Advertised capabilities (defaults of [`Smmuv3Config`]):
 //!
@@ -45,7 +50,8 @@
 //! | stall model | stall and terminate (0b00) |
 //! | queues | 256 commands, 128 events, 128 page requests |
 //! | interrupts | MSI only (no wired lines), SEV, range invalidation (RIL) |
-//! | security | Non-secure only: no Secure state, no EL2 (HYP), no ATOS, no VMS |
+//! | security | Non-secure only: no Secure state, no EL2 (HYP), no BTM, no ATOS, no VMS, no MPAM, no DPT |
+//! | ID registers at 0xfd0–0xffc | read as zero |
 //!
 //! The hardware model only: it imports no OS-side crate. An SMMUv3 driver reaches it through
 //! [`Smmuv3::mmio_read`] / [`Smmuv3::mmio_write`] (the `Mmio` shape the VT-d driver uses) and

@@ -68,7 +68,6 @@ const STALL: u64 = 1 << 31;
 const PNU: u64 = 1 << 33;
 const IND: u64 = 1 << 34;
 const RNW: u64 = 1 << 35;
-const NSIPA: u64 = 1 << 38;
 const S2: u64 = 1 << 39;
 const TTRNW: u64 = 1 << 44;
 const IPA_MASK: u64 = 0x000f_ffff_ffff_f000;
@@ -100,10 +99,9 @@ pub struct WalkFault {
     pub class: u8,
     /// The stalled transaction's tag, when it stalled.
     pub stag: Option<u16>,
-    /// The IPA (stage 2 faults).
+    /// The IPA (stage 2 faults). NSIPA is not encoded: it is zero on a Non-secure event
+    /// queue (§7.3).
     pub ipa: u64,
-    /// The IPA is Non-secure.
-    pub nsipa: bool,
     /// The walk's own access was a read (TTRnW, with HTTU).
     pub tt_read: bool,
     /// The descriptor address whose fetch aborted (F_WALK_EABT).
@@ -236,7 +234,6 @@ impl EventRecord {
         let dw1 = access_bits(a)
             | w.stag.map_or(0, |t| STALL | t as u64)
             | (if w.s2 { S2 } else { 0 })
-            | (if w.nsipa { NSIPA } else { 0 })
             | (if w.tt_read { TTRNW } else { 0 })
             | ((w.class as u64 & 3) << 40);
         let dw3 = if kind == id::F_WALK_EABT {
