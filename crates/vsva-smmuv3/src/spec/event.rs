@@ -175,7 +175,7 @@ impl EventRecord {
         Self::config(id::C_BAD_STE, sid, ssid)
     }
     /// F_BAD_ATS_TREQ (§7.3.6): the Translation Request's R, W, X and Privileged bits in
-    /// dword 1 bits 30, 29, 28, 27, its number of STUs in bits 3:0, InputAddr[63:12].
+    /// dword 1 bits 30, 29, 28, 27, its number of STUs in bits 3:0, and InputAddr bits 63:12.
     pub fn f_bad_ats_treq(a: &Access, write: bool, span: u8) -> EventRecord {
         let bit = |b: bool, n: u32| (b as u64) << n;
         EventRecord {
