@@ -169,9 +169,15 @@ impl Smmuv3Config {
             .with_cmdqs(c.cmdq_bits)
     }
 
-    /// SMMU_IDR3.
+    /// SMMU_IDR3: what SMMUv3.2 makes mandatory (§6.3.4) — HAD and XNX with the stages that
+    /// use them, FWB, BBML level 1 — and RIL as configured.
     pub fn idr3(&self) -> Idr3 {
-        Idr3::new().with_had(true).with_ril(self.ril)
+        Idr3::new()
+            .with_had(self.stage1)
+            .with_xnx(self.stage2)
+            .with_fwb(self.stage2)
+            .with_ril(self.ril)
+            .with_bbml(1)
     }
 
     /// SMMU_IDR5.

@@ -180,6 +180,7 @@ fn stage2(c: &Smmuv3Config, ste: &Ste) -> Result<Stage2Config, ConfigFault> {
         sh: w2.s2sh0(),
         affd: w2.s2affd(),
         ptw: w2.s2ptw(),
+        fwb: ste.w1().s2fwb(),
         ha,
         hd: ha && w2.s2hd(),
         stall: w2.s2s(),

@@ -109,6 +109,8 @@ pub struct Stage2Config {
     pub affd: bool,
     /// Protected table walk.
     pub ptw: bool,
+    /// Stage 2 forced write-back (IDR3.FWB).
+    pub fwb: bool,
     /// Hardware access-flag update (only if IDR0.HTTU allows it).
     pub ha: bool,
     /// Hardware dirty-state update.

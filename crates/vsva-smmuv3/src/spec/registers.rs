@@ -194,7 +194,7 @@ pub struct Idr1 {
     pub ecmdq: bool,
 }
 
-/// SMMU_IDR3 (§6.3.4): the fields this model sets.
+/// SMMU_IDR3 (§6.3.4): the fields up to BBML.
 #[bitfield(u32)]
 #[derive(PartialEq, Eq)]
 pub struct Idr3 {
@@ -202,15 +202,26 @@ pub struct Idr3 {
     __: u8,
     /// Hierarchical attribute disable (CD.HAD0/1).
     pub had: bool,
-    #[bits(5)]
-    __: u8,
-    /// Stage 2 forced write-back (STE.S2FWB).
-    pub fwb: bool,
+    /// Page-based hardware attributes.
+    pub pbha: bool,
+    /// Stage 2 EL0/EL1 execute-never distinction.
+    pub xnx: bool,
+    /// PRI auto-responses use the PASID.
+    pub pps: bool,
     #[bits(1)]
     __: u8,
-    /// Range-based TLB invalidation (TLBI NUM/SCALE).
+    /// MPAM.
+    pub mpam: bool,
+    /// Stage 2 forced write-back (STE.S2FWB).
+    pub fwb: bool,
+    /// Small translation tables.
+    pub stt: bool,
+    /// Range-based TLB invalidation and level hint (TLBI NUM/SCALE/TTL/TG).
     pub ril: bool,
-    #[bits(21)]
+    /// Break-before-make level.
+    #[bits(2)]
+    pub bbml: u8,
+    #[bits(19)]
     __: u32,
 }
 
@@ -540,8 +551,12 @@ mod tests {
             .with_sidsize(32);
         assert_eq!(v.into_bits(), 19 << 21 | 18 << 16 | 17 << 11 | 20 << 6 | 32);
         assert_eq!(Idr1::new().with_tables_preset(true).into_bits(), 1 << 30);
+        // Linux IDR3_RIL bit 10, IDR3_FWB bit 8; §6.3.4 HAD bit 2, XNX bit 4, BBML 12:11.
         assert_eq!(Idr3::new().with_ril(true).into_bits(), 1 << 10);
         assert_eq!(Idr3::new().with_fwb(true).into_bits(), 1 << 8);
+        assert_eq!(Idr3::new().with_had(true).into_bits(), 1 << 2);
+        assert_eq!(Idr3::new().with_xnx(true).into_bits(), 1 << 4);
+        assert_eq!(Idr3::new().with_bbml(2).into_bits(), 2 << 11);
         // OAS(2,0) = 5, GRAN64K bit 6, GRAN4K bit 4, VAX(11,10) = 1, STALL_MAX(31,16).
         let v = Idr5::new()
             .with_oas(5)
