@@ -117,9 +117,11 @@ impl Default for Smmuv3Config {
 pub const AIDR: u32 = 0x2;
 
 impl Smmuv3Config {
-    /// The configuration with every field clamped to what its register can say.
+    /// The configuration with every field clamped to what its register can say (PRI also
+    /// needs ATS: IDR0.PRI is RES0 without IDR0.ATS, §6.3.1).
     pub fn clamped(&self) -> Smmuv3Config {
         Smmuv3Config {
+            pri: self.pri && self.ats,
             sid_bits: self.sid_bits.min(32),
             ssid_bits: self.ssid_bits.min(20),
             oas: self.oas.min(6),

@@ -211,6 +211,18 @@ fn priq_irq_cfg2_keeps_last_only_bit() {
 }
 
 #[test]
+fn pri_needs_ats() {
+    let b = Bench::raw(Smmuv3Config {
+        ats: false,
+        ..Smmuv3Config::default()
+    });
+    // IDR0.PRI (bit 16) and ATS (bit 10) clear; IDR1.PRIQS 0.
+    assert_eq!(b.r32(offset::IDR0) & (1 << 16 | 1 << 10), 0);
+    assert_eq!(b.r32(offset::IDR1) >> 11 & 0x1f, 0);
+    assert!(!b.smmu.config().pri);
+}
+
+#[test]
 fn msi_registers_raz_wi_without_msi() {
     let b = Bench::raw(Smmuv3Config {
         msi: false,
