@@ -24,9 +24,12 @@ pub struct CacheStats {
     pub invalidated: u64,
 }
 
+/// Entries, and an epoch every invalidation advances: a lookup that began before an
+/// invalidation (and may have read the old tables) does not fill the cache after it.
 #[derive(Debug, Default)]
 pub(crate) struct ConfigCache {
     entries: Mutex<HashMap<Key, StreamConfig>>,
+    epoch: AtomicU64,
     hits: AtomicU64,
     misses: AtomicU64,
     invalidated: AtomicU64,
@@ -48,12 +51,22 @@ impl ConfigCache {
         hit
     }
 
-    pub fn insert(&self, sid: u32, ssid: Option<u32>, cfg: StreamConfig) {
-        self.map().insert((sid, ssid), cfg);
+    /// The current epoch, read before a lookup reads the registers and tables.
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    /// Fills an entry resolved since `epoch`, unless an invalidation came in between.
+    pub fn insert(&self, sid: u32, ssid: Option<u32>, cfg: StreamConfig, epoch: u64) {
+        let mut m = self.map();
+        if self.epoch.load(Ordering::Acquire) == epoch {
+            m.insert((sid, ssid), cfg);
+        }
     }
 
     fn retain(&self, keep: impl Fn(&Key) -> bool) {
         let mut m = self.map();
+        self.epoch.fetch_add(1, Ordering::AcqRel);
         let before = m.len();
         m.retain(|k, _| keep(k));
         let dropped = (before - m.len()) as u64;

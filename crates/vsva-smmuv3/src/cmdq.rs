@@ -17,7 +17,7 @@ impl Smmuv3 {
         let max = self.cfg.cmdq_bits;
         let caps = self.cfg.command_caps();
         while st.cr0.contains(Cr0::CMDQEN)
-            && !st.gerror_active(Gerror::CMDQ_ERR)
+            && !self.errors().active(Gerror::CMDQ_ERR)
             && !st.cmdq.empty(max)
         {
             let addr = st.cmdq.entry_addr(max, CMD_BYTES, st.cmdq.cons);
@@ -50,7 +50,7 @@ impl Smmuv3 {
     fn cmdq_error(&self, st: &mut State, code: u8) {
         let keep = st.cmdq.cons & !(queue::ERR_MASK << queue::ERR_SHIFT);
         st.cmdq.cons = keep | (code as u32) << queue::ERR_SHIFT;
-        self.gerror_raise(st, Gerror::CMDQ_ERR);
+        self.gerror_raise(Gerror::CMDQ_ERR);
     }
 
     /// Carries out one valid command; `Err` is a CMDQ_CONS.ERR code.

@@ -7,39 +7,45 @@
 use zerocopy::IntoBytes;
 
 use crate::spec::event::{EVENT_BYTES, EventRecord};
-use crate::spec::registers::{Cr0, Gerror, IrqCtrl, queue};
-use crate::unit::{Smmuv3, State};
+use crate::spec::registers::{Gerror, IrqCtrl, queue};
+use crate::unit::{Events, Smmuv3};
 
 impl Smmuv3 {
-    /// Writes `rec` to the event queue; whether it was written.
-    pub(crate) fn record_event(&self, st: &mut State, rec: &EventRecord) -> bool {
+    /// Writes `rec` to the event queue; whether it was written. Takes `errors`.
+    pub(crate) fn record_event(&self, ev: &mut Events, rec: &EventRecord) -> bool {
+        let (irq_on, aborted) = {
+            let e = self.errors();
+            (
+                e.irq_ctrl.contains(IrqCtrl::EVTQ_IRQEN),
+                e.active(Gerror::EVTQ_ABT_ERR),
+            )
+        };
         // Delivery stops while EVTQ_ABT_ERR is active (§7.5).
-        if !st.cr0.contains(Cr0::EVTQEN) || st.gerror_active(Gerror::EVTQ_ABT_ERR) {
-            st.stats.events_lost += 1;
+        if !ev.enabled || aborted {
+            ev.lost += 1;
             return false;
         }
         let max = self.cfg.evtq_bits;
-        let irq_on = st.irq_ctrl.contains(IrqCtrl::EVTQ_IRQEN);
-        if st.evtq.full(max) {
-            st.stats.events_lost += 1;
-            if (st.evtq.prod ^ st.evtq.cons) & queue::OVERFLOW == 0 {
-                st.evtq.prod ^= queue::OVERFLOW;
+        if ev.q.full(max) {
+            ev.lost += 1;
+            if (ev.q.prod ^ ev.q.cons) & queue::OVERFLOW == 0 {
+                ev.q.prod ^= queue::OVERFLOW;
                 if irq_on {
-                    st.evtq_irq.fire(self.irq.as_ref());
+                    ev.irq.fire(self.irq.as_ref());
                 }
             }
             return false;
         }
-        let addr = st.evtq.entry_addr(max, EVENT_BYTES, st.evtq.prod);
+        let addr = ev.q.entry_addr(max, EVENT_BYTES, ev.q.prod);
         if self.mem.write(addr, rec.as_bytes()).is_err() {
-            st.stats.events_lost += 1;
-            self.gerror_raise(st, Gerror::EVTQ_ABT_ERR);
+            ev.lost += 1;
+            self.gerror_raise(Gerror::EVTQ_ABT_ERR);
             return false;
         }
-        st.evtq.prod = st.evtq.next(max, st.evtq.prod);
-        st.stats.events += 1;
+        ev.q.prod = ev.q.next(max, ev.q.prod);
+        ev.written += 1;
         if irq_on {
-            st.evtq_irq.fire(self.irq.as_ref());
+            ev.irq.fire(self.irq.as_ref());
         }
         true
     }
@@ -47,7 +53,7 @@ impl Smmuv3 {
     /// Records `rec` as if the SMMU had detected it (for translation layers built on this
     /// crate, and tests); whether it was written.
     pub fn record(&self, rec: &EventRecord) -> bool {
-        let mut st = self.lock();
-        self.record_event(&mut st, rec)
+        let mut ev = self.events();
+        self.record_event(&mut ev, rec)
     }
 }

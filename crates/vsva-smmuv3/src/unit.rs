@@ -2,14 +2,22 @@
 //!
 //! Software reaches the SMMU only through [`Smmuv3::mmio_read`] / [`Smmuv3::mmio_write`]
 //! (aligned 32- and 64-bit accesses; 64-bit registers also as two 32-bit halves, §6.2) and the
-//! tables and queues it points the SMMU at in memory. Every register sits behind one mutex,
-//! which command processing and lookups also take; the configuration cache has its own
-//! (taken after it).
+//! tables and queues it points the SMMU at in memory. Transactions reach it through
+//! [`Smmuv3::stream_config`].
+//!
+//! Locks, in the order they are taken: `state` (the registers software programs and the
+//! command queue; every register access takes it first), `events` (the event queue), `errors`
+//! (GERROR/GERRORN, IRQ_CTRL, the GERROR MSI). The configuration cache's lock and the
+//! `lookup` snapshot of the registers a lookup needs (SMMUEN, GBPA.ABORT, STRTAB_BASE/_CFG,
+//! CR2.RECINVSID) are leaves. A lookup takes neither `state` nor the command queue: the
+//! command queue holds `state` while an ATS invalidation waits for a Function's DMA in
+//! flight (PCIe Base 6.0 §10.3.1), and that DMA must still be able to resolve its stream and
+//! record its faults.
 //!
 //! Enables complete at once: CR0ACK and IRQ_CTRLACK always equal CR0 and IRQ_CTRL, and a
 //! GBPA update is done when the write returns (Update reads 0).
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use vsva_mem::PhysMem;
 use vsva_pcie::{Downstream, NoDevices};
@@ -47,7 +55,7 @@ pub struct Smmuv3Stats {
     pub cache: CacheStats,
 }
 
-/// Registers and queue state.
+/// The registers software programs and the command queue.
 #[derive(Debug, Default)]
 pub(crate) struct State {
     /// CR0 (= CR0ACK).
@@ -55,27 +63,51 @@ pub(crate) struct State {
     pub cr1: u32,
     pub cr2: Cr2,
     pub gbpa: u32,
+    pub strtab: StrtabRegs,
+    pub cmdq: Queue,
+    /// An ATC invalidation failed since the last CMD_SYNC (CERROR_ATC_INV_SYNC).
+    pub atc_inv_failed: bool,
+    pub priq: Queue,
+    pub priq_irq: IrqCfg,
+    /// Command-side counters.
+    pub stats: Smmuv3Stats,
+}
+
+/// The event queue.
+#[derive(Debug, Default)]
+pub(crate) struct Events {
+    /// CR0.EVTQEN.
+    pub enabled: bool,
+    pub q: Queue,
+    pub irq: IrqCfg,
+    pub written: u64,
+    pub lost: u64,
+}
+
+/// Global errors and interrupt enables.
+#[derive(Debug, Default)]
+pub(crate) struct Errors {
     /// IRQ_CTRL (= IRQ_CTRLACK).
     pub irq_ctrl: IrqCtrl,
     pub gerror: u32,
     pub gerrorn: u32,
     pub gerror_irq: IrqCfg,
-    pub strtab: StrtabRegs,
-    pub cmdq: Queue,
-    /// An ATC invalidation failed since the last CMD_SYNC (CERROR_ATC_INV_SYNC).
-    pub atc_inv_failed: bool,
-    pub evtq: Queue,
-    pub evtq_irq: IrqCfg,
-    pub priq: Queue,
-    pub priq_irq: IrqCfg,
-    pub stats: Smmuv3Stats,
 }
 
-impl State {
+impl Errors {
     /// Is the global error `bit` active (GERROR and GERRORN differ)?
-    pub fn gerror_active(&self, bit: Gerror) -> bool {
+    pub fn active(&self, bit: Gerror) -> bool {
         (self.gerror ^ self.gerrorn) & bit.bits() != 0
     }
+}
+
+/// What a lookup reads of the registers, published by register writes.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct LookupRegs {
+    smmuen: bool,
+    abort: bool,
+    strtab: StrtabRegs,
+    recinvsid: bool,
 }
 
 /// An Arm SMMUv3.
@@ -87,6 +119,9 @@ pub struct Smmuv3 {
     pub(crate) devices: Arc<dyn Downstream>,
     pub(crate) hooks: Arc<dyn TranslationHooks>,
     state: Mutex<State>,
+    events: Mutex<Events>,
+    errors: Mutex<Errors>,
+    lookup: RwLock<LookupRegs>,
     pub(crate) cache: ConfigCache,
 }
 
@@ -123,8 +158,7 @@ impl Smmuv3 {
         ];
         let gbpa = Gbpa::new()
             .with_shcfg(1)
-            .with_abort(cfg.gbpa_abort_at_reset)
-            .into_bits();
+            .with_abort(cfg.gbpa_abort_at_reset);
         Smmuv3 {
             cfg,
             idr,
@@ -133,8 +167,14 @@ impl Smmuv3 {
             devices: Arc::new(NoDevices),
             hooks: Arc::new(NoTranslation),
             state: Mutex::new(State {
-                gbpa,
+                gbpa: gbpa.into_bits(),
                 ..State::default()
+            }),
+            events: Mutex::new(Events::default()),
+            errors: Mutex::new(Errors::default()),
+            lookup: RwLock::new(LookupRegs {
+                abort: gbpa.abort(),
+                ..LookupRegs::default()
             }),
             cache: ConfigCache::default(),
         }
@@ -160,12 +200,33 @@ impl Smmuv3 {
     /// Counters.
     pub fn stats(&self) -> Smmuv3Stats {
         let mut s = self.lock().stats;
+        let ev = self.events();
+        (s.events, s.events_lost) = (ev.written, ev.lost);
         s.cache = self.cache.stats();
         s
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn events(&self) -> MutexGuard<'_, Events> {
+        self.events.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn errors(&self) -> MutexGuard<'_, Errors> {
+        self.errors.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Publishes what lookups read of the registers in `st`.
+    fn publish(&self, st: &State) {
+        let regs = LookupRegs {
+            smmuen: st.cr0.contains(Cr0::SMMUEN),
+            abort: Gbpa::from_bits(st.gbpa).abort(),
+            strtab: st.strtab,
+            recinvsid: st.cr2.contains(Cr2::RECINVSID),
+        };
+        *self.lookup.write().unwrap_or_else(|e| e.into_inner()) = regs;
     }
 
     fn read32(&self, st: &State, off: u64) -> Option<u32> {
@@ -180,20 +241,20 @@ impl Smmuv3 {
             offset::CR2 => st.cr2.bits(),
             offset::STATUSR | offset::AGBPA => 0,
             offset::GBPA => st.gbpa,
-            offset::IRQ_CTRL | offset::IRQ_CTRLACK => st.irq_ctrl.bits(),
-            offset::GERROR => st.gerror,
-            offset::GERRORN => st.gerrorn,
-            offset::GERROR_IRQ_CFG1 if msi => st.gerror_irq.data,
-            offset::GERROR_IRQ_CFG2 if msi => st.gerror_irq.attr,
+            offset::IRQ_CTRL | offset::IRQ_CTRLACK => self.errors().irq_ctrl.bits(),
+            offset::GERROR => self.errors().gerror,
+            offset::GERRORN => self.errors().gerrorn,
+            offset::GERROR_IRQ_CFG1 if msi => self.errors().gerror_irq.data,
+            offset::GERROR_IRQ_CFG2 if msi => self.errors().gerror_irq.attr,
             offset::STRTAB_BASE_CFG => st.strtab.cfg,
             offset::CMDQ_PROD => st.cmdq.prod,
             offset::CMDQ_CONS => st.cmdq.cons,
-            offset::EVENTQ_IRQ_CFG1 if msi => st.evtq_irq.data,
-            offset::EVENTQ_IRQ_CFG2 if msi => st.evtq_irq.attr,
+            offset::EVENTQ_IRQ_CFG1 if msi => self.events().irq.data,
+            offset::EVENTQ_IRQ_CFG2 if msi => self.events().irq.attr,
             offset::PRIQ_IRQ_CFG1 if msi && pri => st.priq_irq.data,
             offset::PRIQ_IRQ_CFG2 if msi && pri => st.priq_irq.attr,
-            offset::EVENTQ_PROD => st.evtq.prod,
-            offset::EVENTQ_CONS => st.evtq.cons,
+            offset::EVENTQ_PROD => self.events().q.prod,
+            offset::EVENTQ_CONS => self.events().q.cons,
             offset::PRIQ_PROD if pri => st.priq.prod,
             offset::PRIQ_CONS if pri => st.priq.cons,
             _ => return None,
@@ -203,11 +264,11 @@ impl Smmuv3 {
     fn read64(&self, st: &State, off: u64) -> u64 {
         let (pri, msi) = (self.cfg.pri, self.cfg.msi);
         match off {
-            offset::GERROR_IRQ_CFG0 if msi => st.gerror_irq.addr,
+            offset::GERROR_IRQ_CFG0 if msi => self.errors().gerror_irq.addr,
             offset::STRTAB_BASE => st.strtab.base,
             offset::CMDQ_BASE => st.cmdq.base,
-            offset::EVENTQ_BASE => st.evtq.base,
-            offset::EVENTQ_IRQ_CFG0 if msi => st.evtq_irq.addr,
+            offset::EVENTQ_BASE => self.events().q.base,
+            offset::EVENTQ_IRQ_CFG0 if msi => self.events().irq.addr,
             offset::PRIQ_BASE if pri => st.priq.base,
             offset::PRIQ_IRQ_CFG0 if msi && pri => st.priq_irq.addr,
             _ => 0,
@@ -260,7 +321,8 @@ impl Smmuv3 {
     fn write32(&self, st: &mut State, off: u64, v: u32) {
         let enabled = st.cr0.contains(Cr0::SMMUEN);
         let (pri, msi) = (self.cfg.pri, self.cfg.msi);
-        let irq_off = |st: &State, f: IrqCtrl| msi && !st.irq_ctrl.contains(f);
+        // An interrupt source's MSI registers are Guarded by its IRQ_CTRL enable.
+        let irq_off = |f: IrqCtrl| msi && !self.errors().irq_ctrl.contains(f);
         match off {
             offset::CR0 => self.write_cr0(st, v),
             // CR1 (§6.3.11): TABLE_* (11:6) are Guarded by SMMUEN, QUEUE_* (5:0) by every
@@ -278,11 +340,15 @@ impl Smmuv3 {
             }
             // CR2 (§6.3.12): E2H needs IDR0.HYP and PTM needs IDR0.BTM, neither offered: only
             // RECINVSID is writable, while SMMUEN = 0.
-            offset::CR2 if !enabled => st.cr2 = Cr2::from_bits_truncate(v) & Cr2::RECINVSID,
+            offset::CR2 if !enabled => {
+                st.cr2 = Cr2::from_bits_truncate(v) & Cr2::RECINVSID;
+                self.publish(st);
+            }
             offset::GBPA => {
                 // Only a write with Update set changes GBPA; it completes at once (§6.3.14).
                 if Gbpa::from_bits(v).update() {
                     st.gbpa = v & Gbpa::FIELDS;
+                    self.publish(st);
                 }
             }
             offset::IRQ_CTRL => {
@@ -290,37 +356,43 @@ impl Smmuv3 {
                 if !pri {
                     f -= IrqCtrl::PRIQ_IRQEN;
                 }
-                st.irq_ctrl = f;
+                self.errors().irq_ctrl = f;
             }
             offset::GERRORN => {
-                let was = st.gerror_active(Gerror::CMDQ_ERR);
-                st.gerrorn = v & Gerror::all().bits();
+                let resumed = {
+                    let mut e = self.errors();
+                    let was = e.active(Gerror::CMDQ_ERR);
+                    e.gerrorn = v & Gerror::all().bits();
+                    was && !e.active(Gerror::CMDQ_ERR)
+                };
                 // Acknowledging CMDQ_ERR lets the queue run again from CONS (§7.1).
-                if was && !st.gerror_active(Gerror::CMDQ_ERR) {
+                if resumed {
                     self.process_cmdq(st);
                 }
             }
-            offset::GERROR_IRQ_CFG1 | offset::GERROR_IRQ_CFG2
-                if irq_off(st, IrqCtrl::GERROR_IRQEN) =>
-            {
-                st.gerror_irq
-                    .write(off - offset::GERROR_IRQ_CFG0, v as u64, false)
+            offset::GERROR_IRQ_CFG1 | offset::GERROR_IRQ_CFG2 => {
+                let mut e = self.errors();
+                if msi && !e.irq_ctrl.contains(IrqCtrl::GERROR_IRQEN) {
+                    e.gerror_irq
+                        .write(off - offset::GERROR_IRQ_CFG0, v as u64, false)
+                }
             }
-            offset::EVENTQ_IRQ_CFG1 | offset::EVENTQ_IRQ_CFG2
-                if irq_off(st, IrqCtrl::EVTQ_IRQEN) =>
-            {
-                st.evtq_irq
-                    .write(off - offset::EVENTQ_IRQ_CFG0, v as u64, false)
+            offset::EVENTQ_IRQ_CFG1 | offset::EVENTQ_IRQ_CFG2 => {
+                let mut ev = self.events();
+                if irq_off(IrqCtrl::EVTQ_IRQEN) {
+                    ev.irq.write(off - offset::EVENTQ_IRQ_CFG0, v as u64, false)
+                }
             }
-            offset::PRIQ_IRQ_CFG1 if pri && irq_off(st, IrqCtrl::PRIQ_IRQEN) => {
-                st.priq_irq.data = v
-            }
+            offset::PRIQ_IRQ_CFG1 if pri && irq_off(IrqCtrl::PRIQ_IRQEN) => st.priq_irq.data = v,
             // PRIQ_IRQ_CFG2 also has LO, bit 31 (§6.3.36).
-            offset::PRIQ_IRQ_CFG2 if pri && irq_off(st, IrqCtrl::PRIQ_IRQEN) => {
+            offset::PRIQ_IRQ_CFG2 if pri && irq_off(IrqCtrl::PRIQ_IRQEN) => {
                 st.priq_irq.attr = v & (1 << 31 | MSI_CFG2_MASK)
             }
-            // The stream table registers are read-only while SMMUEN = 1 (§6.3.23).
-            offset::STRTAB_BASE_CFG if !enabled => st.strtab.cfg = v & StrtabBaseCfg::FIELDS,
+            // The stream table registers are read-only while SMMUEN = 1 (§6.3.24).
+            offset::STRTAB_BASE_CFG if !enabled => {
+                st.strtab.cfg = v & StrtabBaseCfg::FIELDS;
+                self.publish(st);
+            }
             offset::CMDQ_PROD => {
                 st.cmdq.prod = index_bits(v) & st.cmdq.wrap_mask(self.cfg.cmdq_bits);
                 self.process_cmdq(st);
@@ -330,13 +402,17 @@ impl Smmuv3 {
                 let err = st.cmdq.cons & (queue::ERR_MASK << queue::ERR_SHIFT);
                 st.cmdq.cons = err | (index_bits(v) & st.cmdq.wrap_mask(self.cfg.cmdq_bits));
             }
-            offset::EVENTQ_PROD if !st.cr0.contains(Cr0::EVTQEN) => {
-                let m = st.evtq.wrap_mask(self.cfg.evtq_bits) | queue::OVERFLOW;
-                st.evtq.prod = v & m;
+            offset::EVENTQ_PROD => {
+                let mut ev = self.events();
+                if !ev.enabled {
+                    let m = ev.q.wrap_mask(self.cfg.evtq_bits) | queue::OVERFLOW;
+                    ev.q.prod = v & m;
+                }
             }
             offset::EVENTQ_CONS => {
-                let m = st.evtq.wrap_mask(self.cfg.evtq_bits) | queue::OVERFLOW;
-                st.evtq.cons = v & m;
+                let mut ev = self.events();
+                let m = ev.q.wrap_mask(self.cfg.evtq_bits) | queue::OVERFLOW;
+                ev.q.cons = v & m;
             }
             offset::PRIQ_PROD if pri && !st.cr0.contains(Cr0::PRIQEN) => {
                 let m = st.priq.wrap_mask(self.cfg.priq_bits) | queue::OVERFLOW;
@@ -353,25 +429,38 @@ impl Smmuv3 {
     fn write64(&self, st: &mut State, off: u64, v: u64) {
         let enabled = st.cr0.contains(Cr0::SMMUEN);
         let (pri, msi) = (self.cfg.pri, self.cfg.msi);
+        let irq_off = |f: IrqCtrl| msi && !self.errors().irq_ctrl.contains(f);
         match off {
-            offset::GERROR_IRQ_CFG0 if msi && !st.irq_ctrl.contains(IrqCtrl::GERROR_IRQEN) => {
-                st.gerror_irq.write(0, v, true)
+            offset::GERROR_IRQ_CFG0 => {
+                let mut e = self.errors();
+                if msi && !e.irq_ctrl.contains(IrqCtrl::GERROR_IRQEN) {
+                    e.gerror_irq.write(0, v, true)
+                }
             }
-            offset::STRTAB_BASE if !enabled => st.strtab.base = v & StrtabBase::FIELDS,
-            // A queue's base is writable only while the queue is disabled (§6.3.25).
+            offset::STRTAB_BASE if !enabled => {
+                st.strtab.base = v & StrtabBase::FIELDS;
+                self.publish(st);
+            }
+            // A queue's base is writable only while the queue is disabled (§6.3.26).
             offset::CMDQ_BASE if !st.cr0.contains(Cr0::CMDQEN) => {
                 st.cmdq.base = v & QueueBase::FIELDS
             }
-            offset::EVENTQ_BASE if !st.cr0.contains(Cr0::EVTQEN) => {
-                st.evtq.base = v & QueueBase::FIELDS
+            offset::EVENTQ_BASE => {
+                let mut ev = self.events();
+                if !ev.enabled {
+                    ev.q.base = v & QueueBase::FIELDS
+                }
             }
-            offset::EVENTQ_IRQ_CFG0 if msi && !st.irq_ctrl.contains(IrqCtrl::EVTQ_IRQEN) => {
-                st.evtq_irq.write(0, v, true)
+            offset::EVENTQ_IRQ_CFG0 => {
+                let mut ev = self.events();
+                if irq_off(IrqCtrl::EVTQ_IRQEN) {
+                    ev.irq.write(0, v, true)
+                }
             }
             offset::PRIQ_BASE if pri && !st.cr0.contains(Cr0::PRIQEN) => {
                 st.priq.base = v & QueueBase::FIELDS
             }
-            offset::PRIQ_IRQ_CFG0 if pri && msi && !st.irq_ctrl.contains(IrqCtrl::PRIQ_IRQEN) => {
+            offset::PRIQ_IRQ_CFG0 if pri && irq_off(IrqCtrl::PRIQ_IRQEN) => {
                 st.priq_irq.write(0, v, true)
             }
             _ => tracing::debug!(off, v, "ignored SMMUv3 register write"),
@@ -390,7 +479,9 @@ impl Smmuv3 {
         }
         let old = st.cr0;
         st.cr0 = new;
+        self.events().enabled = new.contains(Cr0::EVTQEN);
         if old.contains(Cr0::SMMUEN) != new.contains(Cr0::SMMUEN) {
+            self.publish(st);
             self.cache.clear();
         }
         if new.contains(Cr0::CMDQEN) && !old.contains(Cr0::CMDQEN) {
@@ -399,43 +490,46 @@ impl Smmuv3 {
     }
 
     /// Activates the global error `bit` unless it is already active, and signals it
-    /// (§7.2: GERROR toggles, software toggles GERRORN to acknowledge).
-    pub(crate) fn gerror_raise(&self, st: &mut State, bit: Gerror) {
-        if st.gerror_active(bit) {
+    /// (§7.5: GERROR toggles, software toggles GERRORN to acknowledge). Takes `errors`: the
+    /// caller must not hold it.
+    pub(crate) fn gerror_raise(&self, bit: Gerror) {
+        let mut e = self.errors();
+        if e.active(bit) {
             return;
         }
-        st.gerror ^= bit.bits();
-        if st.irq_ctrl.contains(IrqCtrl::GERROR_IRQEN) {
-            st.gerror_irq.fire(self.irq.as_ref());
+        e.gerror ^= bit.bits();
+        if e.irq_ctrl.contains(IrqCtrl::GERROR_IRQEN) {
+            e.gerror_irq.fire(self.irq.as_ref());
         }
     }
 
     /// The configuration a transaction of StreamID `sid` with SubstreamID `ssid` gets (§3.3):
     /// from the configuration cache, or the tables (filling the cache). A configuration error
     /// or fault is recorded in the event queue (C_BAD_STREAMID only with CR2.RECINVSID)
-    /// before it is returned.
+    /// before it is returned. Takes no register lock (see the module doc).
     ///
     /// # Errors
     /// The [`ConfigFault`] that stops the transaction.
     pub fn stream_config(&self, sid: u32, ssid: Option<u32>) -> Result<StreamConfig, ConfigFault> {
-        let mut st = self.lock();
-        if !st.cr0.contains(Cr0::SMMUEN) {
-            return Ok(StreamConfig::Disabled {
-                abort: Gbpa::from_bits(st.gbpa).abort(),
-            });
+        // The epoch first: an invalidation after it keeps this lookup out of the cache.
+        let epoch = self.cache.epoch();
+        let regs = *self.lookup.read().unwrap_or_else(|e| e.into_inner());
+        if !regs.smmuen {
+            return Ok(StreamConfig::Disabled { abort: regs.abort });
         }
         if let Some(c) = self.cache.get(sid, ssid) {
             return Ok(c);
         }
-        match resolve(&self.cfg, self.mem.as_ref(), st.strtab, sid, ssid) {
+        match resolve(&self.cfg, self.mem.as_ref(), regs.strtab, sid, ssid) {
             Ok(c) => {
-                self.cache.insert(sid, ssid, c);
+                self.cache.insert(sid, ssid, c, epoch);
                 Ok(c)
             }
             Err(f) => {
                 tracing::debug!(sid, ?ssid, %f, "SMMUv3 configuration fault");
-                if f != ConfigFault::BadStreamId || st.cr2.contains(Cr2::RECINVSID) {
-                    self.record_event(&mut st, &f.event(sid, ssid));
+                if f != ConfigFault::BadStreamId || regs.recinvsid {
+                    let mut ev = self.events();
+                    self.record_event(&mut ev, &f.event(sid, ssid));
                 }
                 Err(f)
             }
