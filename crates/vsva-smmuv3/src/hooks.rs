@@ -7,6 +7,11 @@
 //! this crate does not have yet: they are decoded, validated and passed to these hooks, whose
 //! default bodies do nothing. [`TranslationHooks::sync`] is where such a layer waits for its
 //! walks in flight, so that CMD_SYNC completes only after them (§4.7.3).
+//!
+//! The hooks run on the command queue, with the register lock held: they may call
+//! [`Smmuv3::stream_config`](crate::Smmuv3::stream_config) and
+//! [`Smmuv3::record`](crate::Smmuv3::record), which take no register lock, but not
+//! `mmio_read`/`mmio_write`.
 
 use crate::spec::cmd::{Command, ResumeAction};
 

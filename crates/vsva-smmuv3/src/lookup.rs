@@ -53,7 +53,7 @@ pub(crate) fn fetch_ste(
     }
     let base = StrtabBase::from_bits(regs.base).addr() << 6;
     let addr = if cfg.fmt() == 1 && c.two_level_strtab {
-        // SPLIT values other than 6, 8 and 10 are reserved; this model uses 6 for them.
+        // SPLIT values other than 6, 8 and 10 are reserved and behave as 6 (§6.3.25).
         let split = match cfg.split() {
             s @ (6 | 8 | 10) => s,
             _ => 6,
