@@ -1,4 +1,4 @@
-//! The configuration cache (IHI 0070 §3.21.1, §4.3): resolved STE+CD configurations keyed
+//! The configuration cache (IHI 0070 §3.21.3, §4.3): resolved STE+CD configurations keyed
 //! by StreamID and SubstreamID, filled by lookups and emptied by the CMD_CFGI_* commands.
 //!
 //! One entry caches what the STE and the chosen CD said together, so invalidating an STE

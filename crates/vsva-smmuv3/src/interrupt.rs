@@ -1,5 +1,5 @@
 //! Interrupts the SMMU raises (IHI 0070 §3.18): message-signalled writes of a 32-bit data
-//! word to an address, configured per source by its *_IRQ_CFG0/1/2 registers (§6.3.20–22).
+//! word to an address, configured per source by its *_IRQ_CFG0/1/2 registers (§6.3.21–23).
 //!
 //! The sources are GERROR, the event queue and the PRI queue; a CMD_SYNC with CS = IRQ
 //! writes its own MSIData to its own MSIAddr through the same sink (§4.7.3).

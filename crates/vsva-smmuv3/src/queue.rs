@@ -17,7 +17,7 @@ pub(crate) struct Queue {
 }
 
 impl Queue {
-    /// log2 of the number of entries: LOG2SIZE, capped at the IDR1 maximum (§6.3.25).
+    /// log2 of the number of entries: LOG2SIZE, capped at the IDR1 maximum (§6.3.26).
     pub fn log2(&self, max: u8) -> u32 {
         QueueBase::from_bits(self.base).log2size().min(max) as u32
     }
@@ -28,7 +28,7 @@ impl Queue {
     }
 
     /// The address of entry `p` (entries of `bytes`). The base is aligned down to the queue
-    /// size, as the spec lets an implementation treat the low address bits (§6.3.25).
+    /// size, as the spec lets an implementation treat the low address bits (§6.3.26).
     pub fn entry_addr(&self, max: u8, bytes: u64, p: u32) -> u64 {
         let log2 = self.log2(max);
         let size = bytes << log2;

@@ -388,7 +388,7 @@ impl Smmuv3 {
             offset::PRIQ_IRQ_CFG2 if pri && irq_off(IrqCtrl::PRIQ_IRQEN) => {
                 st.priq_irq.attr = v & (1 << 31 | MSI_CFG2_MASK)
             }
-            // The stream table registers are read-only while SMMUEN = 1 (§6.3.24).
+            // The stream table registers are read-only while SMMUEN = 1 (§6.3.24, §6.3.25).
             offset::STRTAB_BASE_CFG if !enabled => {
                 st.strtab.cfg = v & StrtabBaseCfg::FIELDS;
                 self.publish(st);

@@ -1,15 +1,15 @@
 //! Commands (IHI 0070 §4): 16-byte command queue entries, their opcodes and fields, decoded
-//! into [`Command`] with the validity rules that make a command CERROR_ILL (§4.1, §7.1).
+//! into [`Command`] with the validity rules that make a command CERROR_ILL (§4.1.3, §7.1).
 //!
 //! Field positions follow Linux `arm-smmu-v3.h` (`CMDQ_*`). Every opcode has a mask of the
 //! bits its fields occupy; a bit set outside them is a RES0 field written non-zero, which
-//! this model treats as ILLEGAL (§4.1.4 lets an implementation either ignore it or report
+//! this model treats as ILLEGAL (§4.1.5 lets an implementation either ignore it or report
 //! CERROR_ILL; the strict choice makes driver bugs visible).
 
 /// Bytes per command.
 pub const CMD_BYTES: u64 = 16;
 
-/// Command opcodes (§4.1.1, Table 4-1), as Linux `CMDQ_OP_*` spells them.
+/// Command opcodes (§4.1.1), as Linux `CMDQ_OP_*` spells them.
 pub mod op {
     /// CMD_PREFETCH_CONFIG.
     pub const PREFETCH_CONFIG: u8 = 0x01;

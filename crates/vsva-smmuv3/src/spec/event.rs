@@ -11,7 +11,7 @@ pub const EVENT_BYTES: u64 = 32;
 /// Bytes per PRI queue entry.
 pub const PRI_BYTES: u64 = 16;
 
-/// Event types (§7.3, Table 7-3), as Linux `EVT_ID_*` and §7.3 spell them.
+/// Event types (§7.3), as Linux `EVT_ID_*` and §7.3 spell them.
 pub mod id {
     /// Unsupported upstream transaction.
     pub const F_UUT: u8 = 0x01;
@@ -156,21 +156,21 @@ impl EventRecord {
         }
     }
 
-    /// F_UUT (§7.3.1).
+    /// F_UUT (§7.3.2).
     pub fn f_uut(a: &Access) -> EventRecord {
         EventRecord {
             words: [dw0(id::F_UUT, a.sid, a.ssid), access_bits(a), a.addr, 0],
         }
     }
-    /// C_BAD_STREAMID (§7.3.2).
+    /// C_BAD_STREAMID (§7.3.3).
     pub fn c_bad_streamid(sid: u32, ssid: Option<u32>) -> EventRecord {
         Self::config(id::C_BAD_STREAMID, sid, ssid)
     }
-    /// F_STE_FETCH (§7.3.3): `fetch_addr` is the STE or L1STD whose read aborted.
+    /// F_STE_FETCH (§7.3.4): `fetch_addr` is the STE or L1STD whose read aborted.
     pub fn f_ste_fetch(sid: u32, ssid: Option<u32>, fetch_addr: u64) -> EventRecord {
         Self::fetch(id::F_STE_FETCH, sid, ssid, fetch_addr)
     }
-    /// C_BAD_STE (§7.3.4).
+    /// C_BAD_STE (§7.3.5).
     pub fn c_bad_ste(sid: u32, ssid: Option<u32>) -> EventRecord {
         Self::config(id::C_BAD_STE, sid, ssid)
     }
@@ -196,7 +196,7 @@ impl EventRecord {
     pub fn f_stream_disabled(sid: u32, ssid: Option<u32>) -> EventRecord {
         Self::config(id::F_STREAM_DISABLED, sid, ssid)
     }
-    /// F_TRANSL_FORBIDDEN (§7.3.7).
+    /// F_TRANSL_FORBIDDEN (§7.3.8).
     pub fn f_transl_forbidden(a: &Access) -> EventRecord {
         EventRecord {
             words: [
@@ -220,16 +220,16 @@ impl EventRecord {
             ],
         }
     }
-    /// F_CD_FETCH (§7.3.9): `fetch_addr` is the CD or L1CD whose read aborted.
+    /// F_CD_FETCH (§7.3.10): `fetch_addr` is the CD or L1CD whose read aborted.
     pub fn f_cd_fetch(sid: u32, ssid: Option<u32>, fetch_addr: u64) -> EventRecord {
         Self::fetch(id::F_CD_FETCH, sid, ssid, fetch_addr)
     }
-    /// C_BAD_CD (§7.3.10).
+    /// C_BAD_CD (§7.3.11).
     pub fn c_bad_cd(sid: u32, ssid: Option<u32>) -> EventRecord {
         Self::config(id::C_BAD_CD, sid, ssid)
     }
     /// A walk fault: F_WALK_EABT, F_TRANSLATION, F_ADDR_SIZE, F_ACCESS or F_PERMISSION
-    /// (§7.3.11–15), `kind` from [`id`].
+    /// (§7.3.12–16), `kind` from [`id`].
     pub fn walk_fault(kind: u8, a: &Access, w: &WalkFault) -> EventRecord {
         let dw1 = access_bits(a)
             | w.stag.map_or(0, |t| STALL | t as u64)
@@ -245,7 +245,7 @@ impl EventRecord {
             words: [dw0(kind, a.sid, a.ssid), dw1, a.addr, dw3],
         }
     }
-    /// F_TLB_CONFLICT (§7.3.16): the conflicting input address.
+    /// F_TLB_CONFLICT (§7.3.17): the conflicting input address.
     pub fn f_tlb_conflict(a: &Access) -> EventRecord {
         EventRecord {
             words: [
@@ -256,7 +256,7 @@ impl EventRecord {
             ],
         }
     }
-    /// F_CFG_CONFLICT (§7.3.17).
+    /// F_CFG_CONFLICT (§7.3.18).
     pub fn f_cfg_conflict(sid: u32, ssid: Option<u32>) -> EventRecord {
         Self::config(id::F_CFG_CONFLICT, sid, ssid)
     }
@@ -273,7 +273,7 @@ impl EventRecord {
             ],
         }
     }
-    /// F_VMS_FETCH (§7.3.19).
+    /// F_VMS_FETCH (§7.3.20).
     pub fn f_vms_fetch(sid: u32, ssid: Option<u32>, fetch_addr: u64) -> EventRecord {
         Self::fetch(id::F_VMS_FETCH, sid, ssid, fetch_addr)
     }

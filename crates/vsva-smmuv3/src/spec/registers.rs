@@ -360,7 +360,7 @@ impl Gbpa {
 }
 
 bitflags! {
-    /// SMMU_IRQ_CTRL and SMMU_IRQ_CTRLACK (§6.3.16, §6.3.17).
+    /// SMMU_IRQ_CTRL and SMMU_IRQ_CTRLACK (§6.3.16, §6.3.18).
     #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
     pub struct IrqCtrl: u32 {
         /// GERROR interrupt enable.
@@ -373,7 +373,7 @@ bitflags! {
 }
 
 bitflags! {
-    /// SMMU_GERROR and SMMU_GERRORN (§6.3.18, §6.3.19): an error is active while its bit
+    /// SMMU_GERROR and SMMU_GERRORN (§6.3.19, §6.3.20): an error is active while its bit
     /// differs between the two; the SMMU toggles GERROR, software toggles GERRORN back.
     #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
     pub struct Gerror: u32 {
@@ -396,7 +396,7 @@ bitflags! {
     }
 }
 
-/// SMMU_STRTAB_BASE (§6.3.23).
+/// SMMU_STRTAB_BASE (§6.3.24).
 #[bitfield(u64)]
 #[derive(PartialEq, Eq)]
 pub struct StrtabBase {
@@ -418,7 +418,7 @@ impl StrtabBase {
     pub const FIELDS: u64 = (1 << 62) | 0x000f_ffff_ffff_ffc0;
 }
 
-/// SMMU_STRTAB_BASE_CFG (§6.3.24).
+/// SMMU_STRTAB_BASE_CFG (§6.3.25).
 #[bitfield(u32)]
 #[derive(PartialEq, Eq)]
 pub struct StrtabBaseCfg {
@@ -442,7 +442,7 @@ impl StrtabBaseCfg {
     pub const FIELDS: u32 = 0x0003_07ff;
 }
 
-/// SMMU_CMDQ_BASE / EVENTQ_BASE / PRIQ_BASE (§6.3.25, §6.3.28, §6.3.33).
+/// SMMU_CMDQ_BASE / EVENTQ_BASE / PRIQ_BASE (§6.3.26, §6.3.29, §6.3.33).
 #[bitfield(u64)]
 #[derive(PartialEq, Eq)]
 pub struct QueueBase {
@@ -465,7 +465,7 @@ impl QueueBase {
     pub const FIELDS: u64 = (1 << 62) | 0x000f_ffff_ffff_ffff;
 }
 
-/// The queue index registers (§3.5, §6.3.26–27, §6.3.30–31).
+/// The queue index registers (§3.5, §6.3.27–28, the page 1 registers of §6.2.2).
 pub mod queue {
     /// Bits 19:0 hold the index and, above it, the wrap bit.
     pub const WR_MASK: u32 = 0x000f_ffff;
@@ -489,7 +489,7 @@ pub mod cerror {
     pub const ATC_INV_SYNC: u8 = 3;
 }
 
-/// *_IRQ_CFG0: the MSI address, bits 51:2 (§6.3.20).
+/// *_IRQ_CFG0: the MSI address, bits 51:2 (§6.3.21).
 pub const MSI_ADDR_MASK: u64 = 0x000f_ffff_ffff_fffc;
 /// *_IRQ_CFG2: shareability (5:4) and memory attributes (3:0).
 pub const MSI_CFG2_MASK: u32 = 0x3f;
