@@ -437,3 +437,64 @@ fn tlbi_resume_and_stall_term_reach_the_translation_layer_in_order() {
     b.submit(&cmds);
     assert_eq!(*b.heard.cmds.lock().unwrap(), cmds);
 }
+
+#[test]
+fn cmd_sync_irq_without_address_or_msi_support_writes_nothing() {
+    // §4.7.3: no MSI when MSIAddress is zero, or when the SMMU has no MSIs.
+    let mut b = Bench::new();
+    b.submit(&[sync_irq(0, 5)]);
+    assert!(b.msi.take().is_empty());
+    let mut b = Bench::with(Smmuv3Config {
+        msi: false,
+        ..Smmuv3Config::default()
+    });
+    b.submit(&[sync_irq(0x1000, 5)]);
+    assert!(b.msi.take().is_empty());
+    assert_eq!(b.smmu.stats().syncs, 1);
+}
+
+#[test]
+fn cmdq_log2size_above_cmdqs_is_capped() {
+    // CMDQS 2 (4 entries): LOG2SIZE 4 reads back as written but the queue has 4 entries,
+    // so index 4 wraps to slot 0 with the wrap bit (bit 2) set.
+    let b = Bench::raw(Smmuv3Config {
+        cmdq_bits: 2,
+        ..Smmuv3Config::default()
+    });
+    b.w64(offset::CMDQ_BASE, CMDQ | 4);
+    assert_eq!(b.r64(offset::CMDQ_BASE), CMDQ | 4);
+    b.w32(offset::CR0, 0x8);
+    for i in 0..4u64 {
+        b.mem
+            .write(
+                CMDQ + i * 16,
+                zerocopy::IntoBytes::as_bytes(&CFGI_ALL.encode()),
+            )
+            .unwrap();
+    }
+    b.w32(offset::CMDQ_PROD, 0b100);
+    assert_eq!(b.r32(offset::CMDQ_CONS), 0b100);
+    assert_eq!(b.smmu.stats().commands, 4);
+}
+
+#[test]
+fn cfgi_cd_drops_only_the_configs_that_used_that_cd() {
+    let mut b = Bench::new();
+    let sid = 3;
+    b.write_ste(sid, &s1_ste(CDTAB, 4, 0));
+    b.write_cd_at(CDTAB + 64, &good_cd(1));
+    b.write_cd_at(CDTAB + 2 * 64, &good_cd(2));
+    let asid = |b: &Bench, ssid| match b.smmu.stream_config(sid, Some(ssid)) {
+        Ok(StreamConfig::Translate(t)) => t.stage1.unwrap().asid,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!((asid(&b, 1), asid(&b, 2)), (1, 2));
+    b.write_cd_at(CDTAB + 64, &good_cd(11));
+    b.write_cd_at(CDTAB + 2 * 64, &good_cd(12));
+    b.submit(&[Command::CfgiCd {
+        sid,
+        ssid: 1,
+        leaf: true,
+    }]);
+    assert_eq!((asid(&b, 1), asid(&b, 2)), (11, 2));
+}
