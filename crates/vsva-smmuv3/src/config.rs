@@ -172,12 +172,14 @@ impl Smmuv3Config {
     }
 
     /// SMMU_IDR3: what SMMUv3.2 makes mandatory (§6.3.4) — HAD and XNX with the stages that
-    /// use them, FWB, BBML level 1 — and RIL as configured.
+    /// use them, FWB, BBML level 1 — RIL as configured, and PPS (PRI overflow
+    /// auto-responses carry the request's PASID; STE.PPAR is not consulted).
     pub fn idr3(&self) -> Idr3 {
         Idr3::new()
             .with_had(self.stage1)
             .with_xnx(self.stage2)
             .with_fwb(self.stage2)
+            .with_pps(self.pri && self.ssid_bits != 0)
             .with_ril(self.ril)
             .with_bbml(1)
     }

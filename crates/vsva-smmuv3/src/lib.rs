@@ -12,6 +12,7 @@
 //! | `queue` | circular queue arithmetic: index, wrap bit, full/empty |
 //! | `cmdq` | the command queue: consumption, CERROR_ILL/ABT/ATC_INV_SYNC, CMD_SYNC |
 //! | `evtq` | the event queue: records, overflow, its interrupt |
+//! | `priq` | the PRI queue: page requests, overflow, automatic PRG Responses |
 //! | `lookup` | StreamID -> STE -> CD with every C_BAD_* / F_*_FETCH rule |
 //! | `stream` | the decoded configuration ([`StreamConfig`]) and [`ConfigFault`] |
 //! | `cache` | the configuration cache, emptied by CMD_CFGI_* |
@@ -28,9 +29,9 @@
 //! | CMD_ATC_INV, CMD_PRI_RESP | done: ATS Invalidate Requests and PRG Responses through [`vsva_pcie::Downstream`] |
 //! | CMD_TLBI_*, CMD_RESUME, CMD_STALL_TERM, CMD_PREFETCH_* | decoded and validated; handed to [`TranslationHooks`], whose default does nothing (no TLB, no stalls yet) |
 //! | event queue: records, wrap, overflow (OVFLG), EVTQ_ABT_ERR, MSI; builders for every event type | done ([`Smmuv3::record`] for layers above) |
-//! | PRI queue | registers and [`spec::event::PriEntry`] only: page requests are not written yet |
+//! | PRI queue: page requests at PROD, overflow, automatic PRG Responses (§8) | done ([`Smmuv3::page_request`]); the PCIe upstream port that delivers them comes with translation |
 //! | configuration lookup: linear and 2-level stream and CD tables, `SteIllegal()`/`CdIllegal()` rules, S1DSS, SubstreamID rules, GBPA while disabled | done ([`Smmuv3::stream_config`]) |
-//! | translation: TLB, stage 1/2 walks (vsva-pgtable's VMSAv8-64), HTTU, stall model, ATS Translation Requests, PRI page requests | not yet |
+//! | translation: TLB, stage 1/2 walks (vsva-pgtable's VMSAv8-64), HTTU, stall model, ATS Translation Requests, the [`vsva_pcie::Upstream`] port | not yet |
 //!
 //! Where the spec lets an implementation choose (CONSTRAINED UNPREDICTABLE, IMPLEMENTATION
 //! DEFINED), this model takes the SMMUv3.2 choice where one is mandated and otherwise the
@@ -69,6 +70,7 @@ mod evtq;
 mod hooks;
 mod interrupt;
 mod lookup;
+mod priq;
 mod queue;
 pub mod spec;
 mod stream;

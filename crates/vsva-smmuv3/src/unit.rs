@@ -6,8 +6,8 @@
 //! [`Smmuv3::stream_config`].
 //!
 //! Locks, in the order they are taken: `state` (the registers software programs and the
-//! command queue; every register access takes it first), `events` (the event queue), `errors`
-//! (GERROR/GERRORN, IRQ_CTRL, the GERROR MSI). The configuration cache's lock and the
+//! command queue; every register access takes it first), `events` (the event queue) or `pri`
+//! (the PRI queue), `errors` (GERROR/GERRORN, IRQ_CTRL, the GERROR MSI). The configuration cache's lock and the
 //! `lookup` snapshot of the registers a lookup needs (SMMUEN, GBPA.ABORT, STRTAB_BASE/_CFG,
 //! CR2.RECINVSID) are leaves. A lookup takes neither `state` nor the command queue: the
 //! command queue holds `state` while an ATS invalidation waits for a Function's DMA in
@@ -49,8 +49,12 @@ pub struct Smmuv3Stats {
     pub events_lost: u64,
     /// ATS Invalidate Requests sent.
     pub atc_invalidations: u64,
-    /// PRG Responses sent.
+    /// PRG Responses sent by CMD_PRI_RESP.
     pub page_responses: u64,
+    /// Page requests written to the PRI queue.
+    pub page_requests: u64,
+    /// PRG Responses the SMMU sent itself for page requests it could not queue.
+    pub pri_auto_responses: u64,
     /// The configuration cache.
     pub cache: CacheStats,
 }
@@ -67,8 +71,6 @@ pub(crate) struct State {
     pub cmdq: Queue,
     /// An ATC invalidation failed since the last CMD_SYNC (CERROR_ATC_INV_SYNC).
     pub atc_inv_failed: bool,
-    pub priq: Queue,
-    pub priq_irq: IrqCfg,
     /// Command-side counters.
     pub stats: Smmuv3Stats,
 }
@@ -82,6 +84,19 @@ pub(crate) struct Events {
     pub irq: IrqCfg,
     pub written: u64,
     pub lost: u64,
+}
+
+/// The PRI queue.
+#[derive(Debug, Default)]
+pub(crate) struct Pri {
+    /// CR0.PRIQEN as written (guards PRIQ_BASE and PRIQ_PROD).
+    pub priqen: bool,
+    /// CR0.SMMUEN (SMMUEN = 0 makes the effective PRIQEN 0, §8.2).
+    pub smmuen: bool,
+    pub q: Queue,
+    pub irq: IrqCfg,
+    pub written: u64,
+    pub auto_responses: u64,
 }
 
 /// Global errors and interrupt enables.
@@ -120,6 +135,7 @@ pub struct Smmuv3 {
     pub(crate) hooks: Arc<dyn TranslationHooks>,
     state: Mutex<State>,
     events: Mutex<Events>,
+    pri: Mutex<Pri>,
     errors: Mutex<Errors>,
     lookup: RwLock<LookupRegs>,
     pub(crate) cache: ConfigCache,
@@ -171,6 +187,7 @@ impl Smmuv3 {
                 ..State::default()
             }),
             events: Mutex::new(Events::default()),
+            pri: Mutex::new(Pri::default()),
             errors: Mutex::new(Errors::default()),
             lookup: RwLock::new(LookupRegs {
                 abort: gbpa.abort(),
@@ -200,8 +217,12 @@ impl Smmuv3 {
     /// Counters.
     pub fn stats(&self) -> Smmuv3Stats {
         let mut s = self.lock().stats;
-        let ev = self.events();
-        (s.events, s.events_lost) = (ev.written, ev.lost);
+        {
+            let ev = self.events();
+            (s.events, s.events_lost) = (ev.written, ev.lost);
+        }
+        let p = self.pri();
+        (s.page_requests, s.pri_auto_responses) = (p.written, p.auto_responses);
         s.cache = self.cache.stats();
         s
     }
@@ -212,6 +233,10 @@ impl Smmuv3 {
 
     pub(crate) fn events(&self) -> MutexGuard<'_, Events> {
         self.events.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn pri(&self) -> MutexGuard<'_, Pri> {
+        self.pri.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub(crate) fn errors(&self) -> MutexGuard<'_, Errors> {
@@ -251,12 +276,12 @@ impl Smmuv3 {
             offset::CMDQ_CONS => st.cmdq.cons,
             offset::EVENTQ_IRQ_CFG1 if msi => self.events().irq.data,
             offset::EVENTQ_IRQ_CFG2 if msi => self.events().irq.attr,
-            offset::PRIQ_IRQ_CFG1 if msi && pri => st.priq_irq.data,
-            offset::PRIQ_IRQ_CFG2 if msi && pri => st.priq_irq.attr,
+            offset::PRIQ_IRQ_CFG1 if msi && pri => self.pri().irq.data,
+            offset::PRIQ_IRQ_CFG2 if msi && pri => self.pri().irq.attr,
             offset::EVENTQ_PROD => self.events().q.prod,
             offset::EVENTQ_CONS => self.events().q.cons,
-            offset::PRIQ_PROD if pri => st.priq.prod,
-            offset::PRIQ_CONS if pri => st.priq.cons,
+            offset::PRIQ_PROD if pri => self.pri().q.prod,
+            offset::PRIQ_CONS if pri => self.pri().q.cons,
             _ => return None,
         })
     }
@@ -269,8 +294,8 @@ impl Smmuv3 {
             offset::CMDQ_BASE => st.cmdq.base,
             offset::EVENTQ_BASE => self.events().q.base,
             offset::EVENTQ_IRQ_CFG0 if msi => self.events().irq.addr,
-            offset::PRIQ_BASE if pri => st.priq.base,
-            offset::PRIQ_IRQ_CFG0 if msi && pri => st.priq_irq.addr,
+            offset::PRIQ_BASE if pri => self.pri().q.base,
+            offset::PRIQ_IRQ_CFG0 if msi && pri => self.pri().irq.addr,
             _ => 0,
         }
     }
@@ -383,10 +408,16 @@ impl Smmuv3 {
                     ev.irq.write(off - offset::EVENTQ_IRQ_CFG0, v as u64, false)
                 }
             }
-            offset::PRIQ_IRQ_CFG1 if pri && irq_off(IrqCtrl::PRIQ_IRQEN) => st.priq_irq.data = v,
-            // PRIQ_IRQ_CFG2 also has LO, bit 31 (§6.3.36).
-            offset::PRIQ_IRQ_CFG2 if pri && irq_off(IrqCtrl::PRIQ_IRQEN) => {
-                st.priq_irq.attr = v & (1 << 31 | MSI_CFG2_MASK)
+            offset::PRIQ_IRQ_CFG1 | offset::PRIQ_IRQ_CFG2 if pri => {
+                let mut p = self.pri();
+                if irq_off(IrqCtrl::PRIQ_IRQEN) {
+                    if off == offset::PRIQ_IRQ_CFG1 {
+                        p.irq.data = v;
+                    } else {
+                        // PRIQ_IRQ_CFG2 also has LO, bit 31 (§6.3.36).
+                        p.irq.attr = v & (1 << 31 | MSI_CFG2_MASK);
+                    }
+                }
             }
             // The stream table registers are read-only while SMMUEN = 1 (§6.3.24, §6.3.25).
             offset::STRTAB_BASE_CFG if !enabled => {
@@ -414,13 +445,17 @@ impl Smmuv3 {
                 let m = ev.q.wrap_mask(self.cfg.evtq_bits) | queue::OVERFLOW;
                 ev.q.cons = v & m;
             }
-            offset::PRIQ_PROD if pri && !st.cr0.contains(Cr0::PRIQEN) => {
-                let m = st.priq.wrap_mask(self.cfg.priq_bits) | queue::OVERFLOW;
-                st.priq.prod = v & m;
+            offset::PRIQ_PROD if pri => {
+                let mut p = self.pri();
+                if !p.priqen {
+                    let m = p.q.wrap_mask(self.cfg.priq_bits) | queue::OVERFLOW;
+                    p.q.prod = v & m;
+                }
             }
             offset::PRIQ_CONS if pri => {
-                let m = st.priq.wrap_mask(self.cfg.priq_bits) | queue::OVERFLOW;
-                st.priq.cons = v & m;
+                let mut p = self.pri();
+                let m = p.q.wrap_mask(self.cfg.priq_bits) | queue::OVERFLOW;
+                p.q.cons = v & m;
             }
             _ => tracing::debug!(off, v, "ignored SMMUv3 register write"),
         }
@@ -457,11 +492,17 @@ impl Smmuv3 {
                     ev.irq.write(0, v, true)
                 }
             }
-            offset::PRIQ_BASE if pri && !st.cr0.contains(Cr0::PRIQEN) => {
-                st.priq.base = v & QueueBase::FIELDS
+            offset::PRIQ_BASE if pri => {
+                let mut p = self.pri();
+                if !p.priqen {
+                    p.q.base = v & QueueBase::FIELDS
+                }
             }
-            offset::PRIQ_IRQ_CFG0 if pri && irq_off(IrqCtrl::PRIQ_IRQEN) => {
-                st.priq_irq.write(0, v, true)
+            offset::PRIQ_IRQ_CFG0 if pri => {
+                let mut p = self.pri();
+                if irq_off(IrqCtrl::PRIQ_IRQEN) {
+                    p.irq.write(0, v, true)
+                }
             }
             _ => tracing::debug!(off, v, "ignored SMMUv3 register write"),
         }
@@ -480,6 +521,11 @@ impl Smmuv3 {
         let old = st.cr0;
         st.cr0 = new;
         self.events().enabled = new.contains(Cr0::EVTQEN);
+        {
+            let mut p = self.pri();
+            p.priqen = new.contains(Cr0::PRIQEN);
+            p.smmuen = new.contains(Cr0::SMMUEN);
+        }
         if old.contains(Cr0::SMMUEN) != new.contains(Cr0::SMMUEN) {
             self.publish(st);
             self.cache.clear();

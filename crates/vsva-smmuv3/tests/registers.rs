@@ -17,8 +17,8 @@ fn id_registers_advertise_the_default_config() {
     // SIDSIZE 16, SSIDSIZE 20 << 6, PRIQS 7 << 11, EVENTQS 7 << 16, CMDQS 8 << 21.
     assert_eq!(b.r32(offset::IDR1), 0x0107_3d10);
     assert_eq!(b.r32(offset::IDR2), 0);
-    // HAD (bit 2), XNX (bit 4), FWB (bit 8), RIL (bit 10), BBML = 1 (bits 12:11).
-    assert_eq!(b.r32(offset::IDR3), 0xd14);
+    // HAD (bit 2), XNX (bit 4), PPS (bit 5), FWB (bit 8), RIL (bit 10), BBML = 1 (12:11).
+    assert_eq!(b.r32(offset::IDR3), 0xd34);
     // OAS 48 (5), GRAN4K, GRAN64K, STALL_MAX 64.
     assert_eq!(b.r32(offset::IDR5), 0x0040_0055);
     assert_eq!(b.r32(offset::AIDR), AIDR);

@@ -556,6 +556,7 @@ mod tests {
         assert_eq!(Idr3::new().with_fwb(true).into_bits(), 1 << 8);
         assert_eq!(Idr3::new().with_had(true).into_bits(), 1 << 2);
         assert_eq!(Idr3::new().with_xnx(true).into_bits(), 1 << 4);
+        assert_eq!(Idr3::new().with_pps(true).into_bits(), 1 << 5);
         assert_eq!(Idr3::new().with_bbml(2).into_bits(), 2 << 11);
         // OAS(2,0) = 5, GRAN64K bit 6, GRAN4K bit 4, VAX(11,10) = 1, STALL_MAX(31,16).
         let v = Idr5::new()
