@@ -1,5 +1,5 @@
 //! vsva-smmuv3: the Arm SMMUv3 (IHI 0070) as a hardware model — so far the parts that need
-//! no translation table walk: the register file, the command and event queues, and
+//! no translation table walk: the register file, the command, event and PRI queues, and
 //! configuration lookup (stream table, STE and CD validation, configuration cache).
 //!
 //! The modules (private but `spec`; what other crates use is re-exported below):
@@ -50,7 +50,8 @@
 //! | ATS, PRI, HTTU | yes, yes, access and dirty |
 //! | stall model | stall and terminate (0b00) |
 //! | queues | 256 commands, 128 events, 128 page requests |
-//! | interrupts | MSI only (no wired lines), SEV, range invalidation (RIL) |
+//! | interrupts | MSI only (no wired lines); SEV |
+//! | IDR3 | HAD, XNX, PPS, FWB, RIL, BBML 1 |
 //! | security | Non-secure only: no Secure state, no EL2 (HYP), no BTM, no ATOS, no VMS, no MPAM, no DPT |
 //! | ID registers at 0xfd0–0xffc | read as zero |
 //!
