@@ -280,7 +280,8 @@ fn table(
     if !(16..=39).contains(&tsz) {
         return Err(bad_cd("TxSZ out of range"));
     }
-    if ttb.address() >> ips_bits != 0 {
+    // Beyond the effective IPS, or beyond 48 bits with a 4 KiB or 16 KiB granule (no DS).
+    if ttb.address() >> ips_bits != 0 || (granule != Granule::K64 && ttb.address() >> 48 != 0) {
         return Err(bad_cd("TTBx beyond the effective IPS"));
     }
     Ok(TableConfig {

@@ -451,3 +451,16 @@ fn config_cache_serves_until_cfgi_and_smmuen_toggle_empties_it() {
     let s = b.smmu.stats().cache;
     assert_eq!((s.hits, s.misses), (1, 3));
 }
+
+#[test]
+fn cd_ttb0_beyond_48_bits_with_4k_granule_c_bad_cd() {
+    // OAS 52 bits with 64 KiB and 4 KiB granules: a 4 KiB-granule TTB0 above 48 bits is
+    // ILLEGAL without DS even though IPS allows 52 bits.
+    bad_cd_with(
+        Smmuv3Config {
+            oas: 6,
+            ..Smmuv3Config::default()
+        },
+        cd_from(good_cd0(1).with_ips(6), 1 << 49),
+    );
+}
