@@ -1,0 +1,49 @@
+//! What the command queue hands to the translation layer (IHI 0070 §4.4–4.7).
+//!
+//! The configuration commands (CMD_CFGI_*), CMD_ATC_INV and CMD_PRI_RESP are carried out by
+//! the unit itself: the first on its configuration cache, the other two as PCIe messages
+//! through [`vsva_pcie::Downstream`]. TLB invalidations, stall resumption and termination,
+//! and prefetches concern state a translation layer owns (TLBs, stalled transactions), which
+//! this crate does not have yet: they are decoded, validated and passed to these hooks, whose
+//! default bodies do nothing. [`TranslationHooks::sync`] is where such a layer waits for its
+//! walks in flight, so that CMD_SYNC completes only after them (§4.7.3).
+//!
+//! The hooks run on the command queue, with the register lock held: they may call
+//! [`Smmuv3::stream_config`](crate::Smmuv3::stream_config) and
+//! [`Smmuv3::record`](crate::Smmuv3::record), which take no register lock, but not
+//! `mmio_read`/`mmio_write`.
+
+use crate::spec::cmd::{Command, ResumeAction};
+
+/// The translation layer's side of the command queue.
+pub trait TranslationHooks: Send + Sync {
+    /// A CMD_TLBI_* command (`cmd` is one of the `Tlbi*` variants), in queue order.
+    fn tlb_invalidate(&self, cmd: &Command) {
+        let _ = cmd;
+    }
+
+    /// CMD_RESUME: retry, abort or terminate the stalled transaction `stag` of `sid`.
+    fn resume(&self, sid: u32, stag: u16, action: ResumeAction) {
+        let _ = (sid, stag, action);
+    }
+
+    /// CMD_STALL_TERM: terminate every stalled transaction of `sid`.
+    fn stall_term(&self, sid: u32) {
+        let _ = sid;
+    }
+
+    /// CMD_PREFETCH_CONFIG / CMD_PREFETCH_ADDR (hints; may be ignored).
+    fn prefetch(&self, cmd: &Command) {
+        let _ = cmd;
+    }
+
+    /// CMD_SYNC: returns once every invalidation before it has taken effect on translations
+    /// in flight.
+    fn sync(&self) {}
+}
+
+/// No translation layer: every hook does nothing.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoTranslation;
+
+impl TranslationHooks for NoTranslation {}

@@ -1,0 +1,87 @@
+//! vsva-smmuv3: the Arm SMMUv3 (IHI 0070) as a hardware model — so far the parts that need
+//! no translation table walk: the register file, the command, event and PRI queues, and
+//! configuration lookup (stream table, STE and CD validation, configuration cache).
+//!
+//! The modules (private but `spec`; what other crates use is re-exported below):
+//!
+//! | module | what |
+//! |---|---|
+//! | [`spec`] | the spec's types: registers, STE, CD, level-1 descriptors, commands, events, PRI entries |
+//! | `config` | what an SMMU advertises ([`Smmuv3Config`] -> IDR0/1/3/5) |
+//! | `unit` | the register file and the lookup entry point ([`Smmuv3`]) |
+//! | `queue` | circular queue arithmetic: index, wrap bit, full/empty |
+//! | `cmdq` | the command queue: consumption, CERROR_ILL/ABT/ATC_INV_SYNC, CMD_SYNC |
+//! | `evtq` | the event queue: records, overflow, its interrupt |
+//! | `priq` | the PRI queue: page requests, overflow, automatic PRG Responses |
+//! | `lookup` | StreamID -> STE -> CD with every C_BAD_* / F_*_FETCH rule |
+//! | `stream` | the decoded configuration ([`StreamConfig`]) and [`ConfigFault`] |
+//! | `cache` | the configuration cache, emptied by CMD_CFGI_* |
+//! | `hooks` | what the command queue hands a translation layer ([`TranslationHooks`]) |
+//! | `interrupt` | MSI delivery ([`MsiSink`], [`MsiLog`]) |
+//!
+//! What is wired and what waits for translation:
+//!
+//! | piece | state |
+//! |---|---|
+//! | registers: IDR0–5, IIDR, AIDR, CR0/CR0ACK, CR1, CR2, GBPA (Update protocol), IRQ_CTRL/ACK, GERROR/GERRORN, *_IRQ_CFG0–2, STRTAB_BASE/_CFG, CMDQ/EVENTQ/PRIQ BASE/PROD/CONS (page 1 for the output queues) | done, with each register's guard (SMMUEN, queue enables, IRQ enables) |
+//! | CMD_CFGI_STE / STE_RANGE / ALL / CD / CD_ALL | done (configuration cache) |
+//! | CMD_SYNC (none, MSI write, SEV counted); CERROR_ILL / ABT / ATC_INV_SYNC; GERROR.CMDQ_ERR acknowledge | done |
+//! | CMD_ATC_INV, CMD_PRI_RESP | done: ATS Invalidate Requests and PRG Responses through [`vsva_pcie::Downstream`] |
+//! | CMD_TLBI_*, CMD_RESUME, CMD_STALL_TERM, CMD_PREFETCH_* | decoded and validated; handed to [`TranslationHooks`], whose default does nothing (no TLB, no stalls yet) |
+//! | event queue: records, wrap, overflow (OVFLG), EVTQ_ABT_ERR, MSI; builders for every event type | done ([`Smmuv3::record`] for layers above) |
+//! | PRI queue: page requests at PROD, overflow, automatic PRG Responses (§8) | done ([`Smmuv3::page_request`]); the PCIe upstream port that delivers them comes with translation |
+//! | configuration lookup: linear and 2-level stream and CD tables, `SteIllegal()`/`CdIllegal()` rules, S1DSS, SubstreamID rules, GBPA while disabled | done ([`Smmuv3::stream_config`]) |
+//! | translation: TLB, stage 1/2 walks (vsva-pgtable's VMSAv8-64), HTTU, stall model, ATS Translation Requests, the [`vsva_pcie::Upstream`] port | not yet |
+//!
+//! Where the spec lets an implementation choose (CONSTRAINED UNPREDICTABLE, IMPLEMENTATION
+//! DEFINED), this model takes the SMMUv3.2 choice where one is mandated and otherwise the
+//! strict one: RES0 command fields set are CERROR_ILL; writes to guarded registers are
+//! ignored; out-of-range TxSZ/S2T0SZ are ILLEGAL.
+//!
+//! Advertised capabilities (defaults of [`Smmuv3Config`]):
+//!
+//! | capability | value |
+//! |---|---|
+//! | version | SMMUv3.2 (AIDR 0x2) |
+//! | StreamID / SubstreamID | 16 / 20 bits |
+//! | tables | linear and 2-level stream tables and CD tables |
+//! | stages | 1 and 2, AArch64 tables, little-endian only |
+//! | OAS, granules | 48 bits; 4 KiB and 64 KiB |
+//! | ATS, PRI, HTTU | yes, yes, access and dirty |
+//! | stall model | stall and terminate (0b00) |
+//! | queues | 256 commands, 128 events, 128 page requests |
+//! | interrupts | MSI only (no wired lines); SEV |
+//! | IDR3 | HAD, XNX, PPS, FWB, RIL, BBML 1 |
+//! | security | Non-secure only: no Secure state, no EL2 (HYP), no BTM, no ATOS, no VMS, no MPAM, no DPT |
+//! | ID registers at 0xfd0–0xffc | read as zero |
+//!
+//! The hardware model only: it imports no OS-side crate. An SMMUv3 driver reaches it through
+//! [`Smmuv3::mmio_read`] / [`Smmuv3::mmio_write`] (the `Mmio` shape the VT-d driver uses) and
+//! memory, and uses [`spec`] for the hardware interface.
+
+#![forbid(unsafe_code)]
+
+#[cfg(target_endian = "big")]
+compile_error!("vsva models little-endian hardware and only builds on little-endian hosts");
+
+mod cache;
+mod cmdq;
+mod config;
+mod evtq;
+mod hooks;
+mod interrupt;
+mod lookup;
+mod priq;
+mod queue;
+pub mod spec;
+mod stream;
+mod unit;
+
+pub use cache::CacheStats;
+pub use config::{AIDR, Httu, Smmuv3Config, StallModel};
+pub use hooks::{NoTranslation, TranslationHooks};
+pub use interrupt::{MsiLog, MsiSink};
+pub use stream::{
+    ConfigFault, Granule, Stage1Config, Stage2Config, StreamConfig, TableConfig, TranslationConfig,
+};
+pub use unit::{Smmuv3, Smmuv3Stats};
