@@ -4,45 +4,9 @@
 //! The sources are GERROR, the event queue and the PRI queue; a CMD_SYNC with CS = IRQ
 //! writes its own MSIData to its own MSIAddr through the same sink (§4.7.3).
 
-use std::sync::Mutex;
+use vsva_pcie::MsiSink;
 
 use crate::spec::registers::{MSI_ADDR_MASK, MSI_CFG2_MASK};
-
-/// Where the SMMU's MSI writes go (an interrupt controller, a VMM's vector injection, or
-/// memory for a CMD_SYNC that a driver polls).
-pub trait MsiSink: Send + Sync {
-    /// Delivers one message: `data` written to `address`.
-    fn msi(&self, address: u64, data: u32);
-}
-
-/// An [`MsiSink`] that keeps every message, for tests and traces.
-#[derive(Debug, Default)]
-pub struct MsiLog {
-    messages: Mutex<Vec<(u64, u32)>>,
-}
-
-impl MsiLog {
-    /// The messages so far, oldest first.
-    pub fn messages(&self) -> Vec<(u64, u32)> {
-        self.messages.lock().map(|m| m.clone()).unwrap_or_default()
-    }
-
-    /// Takes the messages so far.
-    pub fn take(&self) -> Vec<(u64, u32)> {
-        self.messages
-            .lock()
-            .map(|mut m| std::mem::take(&mut *m))
-            .unwrap_or_default()
-    }
-}
-
-impl MsiSink for MsiLog {
-    fn msi(&self, address: u64, data: u32) {
-        if let Ok(mut m) = self.messages.lock() {
-            m.push((address, data));
-        }
-    }
-}
 
 /// The MSI configuration of one interrupt source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -17,7 +17,7 @@
 //! | `stream` | the decoded configuration ([`StreamConfig`]) and [`ConfigFault`] |
 //! | `cache` | the configuration cache, emptied by CMD_CFGI_* |
 //! | `hooks` | what the command queue hands a translation layer ([`TranslationHooks`]) |
-//! | `interrupt` | MSI delivery ([`MsiSink`], [`MsiLog`]) |
+//! | `interrupt` | the *_IRQ_CFG registers; MSIs go to a [`vsva_pcie::MsiSink`] |
 //!
 //! What is wired and what waits for translation:
 //!
@@ -80,7 +80,6 @@ mod unit;
 pub use cache::CacheStats;
 pub use config::{AIDR, Httu, Smmuv3Config, StallModel};
 pub use hooks::{NoTranslation, TranslationHooks};
-pub use interrupt::{MsiLog, MsiSink};
 pub use stream::{
     ConfigFault, Granule, Stage1Config, Stage2Config, StreamConfig, TableConfig, TranslationConfig,
 };

@@ -25,7 +25,7 @@ use vsva_pcie::{Downstream, NoDevices};
 use crate::cache::{CacheStats, ConfigCache};
 use crate::config::{AIDR, Smmuv3Config};
 use crate::hooks::{NoTranslation, TranslationHooks};
-use crate::interrupt::{IrqCfg, MsiSink};
+use crate::interrupt::IrqCfg;
 use crate::lookup::{StrtabRegs, resolve};
 use crate::queue::{Queue, index_bits};
 use crate::spec::registers::{
@@ -33,6 +33,7 @@ use crate::spec::registers::{
     queue,
 };
 use crate::stream::{ConfigFault, StreamConfig};
+use vsva_pcie::MsiSink;
 
 /// Counters of what the SMMU did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -10,10 +10,11 @@ use std::time::Duration;
 
 use common::*;
 use vsva_mem::{Pasid, PhysMemory, Rid};
+use vsva_pcie::MsiLog;
 use vsva_pcie::{AtsInvalidation, AtsInvalidationError, Downstream, ResponseCode};
 use vsva_smmuv3::spec::cmd::Command;
 use vsva_smmuv3::spec::registers::offset;
-use vsva_smmuv3::{ConfigFault, MsiLog, Smmuv3, Smmuv3Config};
+use vsva_smmuv3::{ConfigFault, Smmuv3, Smmuv3Config};
 use zerocopy::IntoBytes;
 
 /// A Function that, before completing an invalidation, issues DMA the SMMU must look up.

@@ -4,13 +4,14 @@
 use std::sync::{Arc, Mutex};
 
 use vsva_mem::{Pasid, PhysMem, PhysMemory, Rid};
+use vsva_pcie::MsiLog;
 use vsva_pcie::{AtsInvalidation, AtsInvalidationError, Downstream, ResponseCode};
 use vsva_smmuv3::spec::cd::{Cd, Cd0, CdTtb};
 use vsva_smmuv3::spec::cmd::{Command, SyncCs};
 use vsva_smmuv3::spec::event::EventRecord;
 use vsva_smmuv3::spec::registers::{Cr0, Cr2, IrqCtrl, offset};
 use vsva_smmuv3::spec::ste::{Ste, Ste0, Ste1, Ste2, Ste3, config};
-use vsva_smmuv3::{MsiLog, Smmuv3, Smmuv3Config, TranslationHooks};
+use vsva_smmuv3::{Smmuv3, Smmuv3Config, TranslationHooks};
 use zerocopy::IntoBytes;
 
 pub const MEM: u64 = 16 << 20;
