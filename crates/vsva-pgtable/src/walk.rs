@@ -47,7 +47,9 @@
 use vsva_mem::{Access, PageSize, PhysMem};
 
 use crate::fault::{Fault, FaultReason};
-use crate::format::{Format, MAX_LEVELS, MIN_LEVELS, index};
+use crate::format::{Format, MAX_LEVELS, MIN_LEVELS, table_index};
+#[cfg(test)]
+use crate::format::index;
 use crate::perm::Perm;
 
 /// How many failed compare-and-swaps one walk tolerates while setting Accessed/Dirty flags
@@ -167,8 +169,14 @@ where
         access,
         top,
         accessed: format.accessed_bit().unwrap_or(0),
+        table_accessed: format.table_accessed_bit().unwrap_or(0),
         dirty: if access.is_write() {
             format.dirty_bit().unwrap_or(0)
+        } else {
+            0
+        },
+        dirty_clear: if access.is_write() {
+            format.dirty_clear_bits()
         } else {
             0
         },
@@ -180,9 +188,9 @@ where
     if !(MIN_LEVELS..=MAX_LEVELS).contains(&top) || !format.input_ok(input) {
         return Err(w.fault(top, FaultReason::AddressWidth, 0));
     }
-    let path = w.descend(top, root, Perm::all())?;
-    w.check_rights(&path)?;
-    if !path.needs_accessed && path.leaf & w.dirty == w.dirty {
+    let path = w.descend(top, root, Perm::ANY)?;
+    w.check_leaf(&path)?;
+    if !path.needs_accessed && path.leaf & w.dirty == w.dirty && path.leaf & w.dirty_clear == 0 {
         return Ok(w.translation(&path));
     }
     w.set_accessed_dirty(root, path)
@@ -197,11 +205,15 @@ struct Walker<'a, F: ?Sized, M: ?Sized, T, O: ?Sized> {
     input: u64,
     access: Access,
     top: u8,
-    /// The Accessed bits (A, and EA where enabled) the format sets in every entry used; 0 when
-    /// A/D updates are off.
+    /// The Accessed bits (A, and EA where enabled; Arm's AF) the format sets in the leaf used;
+    /// 0 when A/D updates are off.
     accessed: u64,
+    /// The Accessed bits it sets in every table entry used (as `accessed` but for Arm: 0).
+    table_accessed: u64,
     /// The Dirty bit to set in the leaf: 0 for reads and when A/D updates are off.
     dirty: u64,
+    /// The bits to clear in the leaf on a write (Arm's AP\[2\] with hardware dirty state).
+    dirty_clear: u64,
     /// Paging-entry reads so far.
     refs: u32,
     /// The entries in use, root first (`seen[i]` is the entry at level `top - i`), so that
@@ -231,6 +243,12 @@ where
     T: TableMap,
     O: WalkObserver + ?Sized,
 {
+    /// The index of the walked input in the table at `level`.
+    #[inline(always)]
+    fn index(&self, level: u8) -> u64 {
+        table_index(self.format, self.input, level)
+    }
+
     fn fault(&self, level: u8, reason: FaultReason, entry: u64) -> Fault {
         Fault {
             stage: F::STAGE,
@@ -248,7 +266,7 @@ where
     fn descend(&mut self, mut level: u8, mut table: u64, mut rights: Perm) -> Result<Path, Fault> {
         let mut needs_accessed = false;
         loop {
-            let i = index(self.input, level);
+            let i = self.index(level);
             let (at, refs) = self.tables.map_table(table.wrapping_add(i * 8), false)?;
             self.refs += refs + 1;
             let entry = self
@@ -256,8 +274,14 @@ where
                 .load_u64(at)
                 .map_err(|_| self.fault(level, FaultReason::OutsideMemory, 0))?;
             self.observer.entry(level, table, i, entry);
-            needs_accessed |= entry & self.accessed != self.accessed;
-            if let Some(size) = self.take(level, entry, &mut rights)? {
+            let leaf = self.take(level, entry, &mut rights)?;
+            let accessed = if leaf.is_some() {
+                self.accessed
+            } else {
+                self.table_accessed
+            };
+            needs_accessed |= entry & accessed != accessed;
+            if let Some(size) = leaf {
                 return Ok(Path {
                     len: usize::from(self.top - level) + 1,
                     leaf: entry,
@@ -283,12 +307,17 @@ where
         if !self.format.is_present(entry) {
             return Err(self.fault(level, FaultReason::NotPresent, entry));
         }
-        if self.format.has_reserved_bits(entry, level) {
-            return Err(self.fault(level, FaultReason::Reserved, entry));
+        if let Some(reason) = self.format.entry_fault(entry, level) {
+            return Err(self.fault(level, reason, entry));
         }
-        *rights &= self.format.rights(entry);
+        let leaf = self.format.is_leaf(entry, level);
+        *rights &= if leaf {
+            self.format.rights(entry)
+        } else {
+            self.format.table_rights(entry)
+        };
         self.seen[usize::from(self.top - level)] = entry;
-        if !self.format.is_leaf(entry, level) {
+        if !leaf {
             return Ok(None);
         }
         match PageSize::from_leaf_level(level) {
@@ -297,13 +326,17 @@ where
         }
     }
 
-    /// Faults unless the rights of `path` permit the access.
+    /// Faults unless the leaf of `path` may be used (Arm: its Access flag) and the rights of
+    /// `path` permit the access.
     #[inline(always)]
-    fn check_rights(&self, path: &Path) -> Result<(), Fault> {
+    fn check_leaf(&self, path: &Path) -> Result<(), Fault> {
+        let level = self.top - (path.len - 1) as u8;
+        if self.format.access_flag_fault(path.leaf) {
+            return Err(self.fault(level, FaultReason::AccessFlag, path.leaf));
+        }
         if self.format.permits(path.rights, self.access) {
             return Ok(());
         }
-        let level = self.top - (path.len - 1) as u8;
         Err(Fault {
             rights: path.rights,
             ..self.fault(level, FaultReason::Permission, path.leaf)
@@ -321,27 +354,31 @@ where
         }
     }
 
-    /// The second pass: sets A in every entry of `path` and D in its leaf on writes, root
-    /// first, each by compare-and-swap against the value the walk uses. After a failed swap
+    /// The second pass: sets A in every entry of `path` and D in its leaf on writes (Arm:
+    /// AF in the leaf, and AP\[2\] cleared on writes), root first, each by compare-and-swap
+    /// against the value the walk uses. After a failed swap
     /// (and a random wait) the entry is taken as it now is: if only A/D bits differ, the swap
     /// is retried on that value; otherwise the walk goes on from that entry down to a leaf,
     /// and the translation is the new entry's (or its fault). See the module documentation.
     #[cold]
     #[inline(never)]
     fn set_accessed_dirty(&mut self, root: u64, mut path: Path) -> Result<Translation, Fault> {
-        let ad = self.format.accessed_bit().unwrap_or(0) | self.format.dirty_bit().unwrap_or(0);
         let mut failures = 0u32;
         let mut jitter = self.input ^ root;
         let mut table = root;
         let mut i = 0;
         while i < path.len {
             let level = self.top - i as u8;
-            let named = table.wrapping_add(index(self.input, level) * 8);
+            let named = table.wrapping_add(self.index(level) * 8);
             let mut value = self.seen[i];
             let mut at = None;
             loop {
                 let leaf = i + 1 == path.len;
-                let want = value | self.accessed | if leaf { self.dirty } else { 0 };
+                let want = if leaf {
+                    (value | self.accessed | self.dirty) & !self.dirty_clear
+                } else {
+                    value | self.table_accessed
+                };
                 if want == value {
                     break;
                 }
@@ -370,14 +407,14 @@ where
                 } else {
                     found
                 };
+                let ad = self.format.hardware_bits(value) & self.format.hardware_bits(found);
                 if (found ^ value) & !ad != 0 {
                     // The entry changed: the walk uses it as it is now (a fault if it is no
                     // longer present or no longer grants the access).
-                    self.observer
-                        .entry(level, table, index(self.input, level), found);
+                    self.observer.entry(level, table, self.index(level), found);
                     let mut rights = self.seen[..i]
                         .iter()
-                        .fold(Perm::all(), |r, &e| r & self.format.rights(e));
+                        .fold(Perm::ANY, |r, &e| r & self.format.table_rights(e));
                     path = match self.take(level, found, &mut rights)? {
                         Some(size) => Path {
                             len: i + 1,
@@ -388,7 +425,7 @@ where
                         },
                         None => self.descend(level - 1, self.format.table_addr(found), rights)?,
                     };
-                    self.check_rights(&path)?;
+                    self.check_leaf(&path)?;
                 }
                 value = found;
             }
