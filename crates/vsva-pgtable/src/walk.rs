@@ -47,9 +47,9 @@
 use vsva_mem::{Access, PageSize, PhysMem};
 
 use crate::fault::{Fault, FaultReason};
-use crate::format::{Format, MAX_LEVELS, MIN_LEVELS, table_index};
 #[cfg(test)]
 use crate::format::index;
+use crate::format::{Format, MAX_LEVELS, MIN_LEVELS, table_index};
 use crate::perm::Perm;
 
 /// How many failed compare-and-swaps one walk tolerates while setting Accessed/Dirty flags
