@@ -30,7 +30,7 @@
 //! | 2 | 2 | a 2 MiB block, or a table |
 //! | 1 | 3 | a 4 KiB page |
 //!
-//! A [`Fault`](crate::Fault) carries the vsva level; [`ArmFault::from_fault`] gives the Arm
+//! A [`Fault`] carries the vsva level; [`ArmFault::from_fault`] gives the Arm
 //! fault type and lookup level an SMMU event or an ESR reports. An input address outside the
 //! TxSZ range is a Translation fault at level 0 whatever the start level (the Arm pseudocode's
 //! `AArch64.VAIsOutOfRange` / `AArch64.IPAIsOutOfRange` faults set level 0).

@@ -567,3 +567,48 @@ fn stage_2_hardware_flags_set_af_and_s2ap_1() {
     pt.walk(ipa, Access::WRITE).unwrap();
     assert_eq!(load(&pt, ipa, 1), dirty, "a write sets S2AP[1]");
 }
+
+/// A write walk of `VA` in `pt` over `mem`, where another agent edits the leaf.
+fn racing_write(
+    pt: &PageTable<ArmS1>,
+    mem: &crate::testutil::Racing,
+) -> Result<Translation, Fault> {
+    crate::walk::walk(
+        pt.format(),
+        mem,
+        pt.root(),
+        VA,
+        EL0_W,
+        &mut crate::walk::Direct,
+        &mut (),
+    )
+}
+
+#[test]
+fn a_page_write_protected_during_a_write_walk_faults_instead_of_being_dirtied() {
+    let pt = table(s1(true, true));
+    pt.map(VA, 0x40_0000, PageSize::Size4K, Perm::USER_RW)
+        .unwrap();
+    let clean = load(&pt, VA, 1) | AP2;
+    store(&pt, VA, 1, clean);
+    // The OS makes the page read-only (DBM and AP[2]) between the walk's read and its swap.
+    let mem = crate::testutil::Racing::new(pt.memory(), slot(&pt, VA, 1), [|e: u64| e & !DBM]);
+    let f = racing_write(&pt, &mem).unwrap_err();
+    assert_eq!((f.level, f.reason), (1, FaultReason::Permission));
+    assert_eq!(load(&pt, VA, 1), clean & !DBM, "AP[2] was not cleared");
+}
+
+#[test]
+fn a_page_cleaned_during_a_write_walk_is_dirtied_again() {
+    let pt = table(s1(true, true));
+    pt.map(VA, 0x40_0000, PageSize::Size4K, Perm::USER_RW)
+        .unwrap();
+    let dirty = load(&pt, VA, 1);
+    store(&pt, VA, 1, dirty & !AF);
+    // Dirty tracking cleans the page (sets AP[2], keeps DBM) between the walk's read and its
+    // swap: the write is still allowed, and makes it dirty again.
+    let mem = crate::testutil::Racing::new(pt.memory(), slot(&pt, VA, 1), [|e: u64| e | AP2]);
+    racing_write(&pt, &mem).unwrap();
+    assert_eq!(mem.failed.load(std::sync::atomic::Ordering::Relaxed), 1);
+    assert_eq!(load(&pt, VA, 1), dirty);
+}
