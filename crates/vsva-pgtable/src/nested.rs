@@ -104,7 +104,15 @@ where
     F2: Format + ?Sized,
     M: PhysMem + ?Sized,
 {
-    nested_walk_classified(s1, s1_root, s2, input, access).map_err(|e| e.fault)
+    let mut tables = Stage2 {
+        format: s2.format,
+        mem: s2.mem,
+        root: s2.root,
+    };
+    let first = walk(s1, s2.mem, s1_root, input, access, &mut tables, &mut ())?;
+    let second = s2.translate(first.output, access)?;
+    debug_assert_eq!(F2::STAGE, Stage::Second);
+    Ok(combine(&first, &second))
 }
 
 /// [`nested_walk`], telling a second-stage fault on a first-stage table from one on the
@@ -147,13 +155,18 @@ where
             fault,
             class: FaultClass::Input,
         })?;
-    debug_assert_eq!(F2::STAGE, Stage::Second);
-    Ok(Translation {
+    Ok(combine(&first, &second))
+}
+
+/// The translation of both stages: the second's output, the smaller page, the rights of both.
+#[inline(always)]
+fn combine(first: &Translation, second: &Translation) -> Translation {
+    Translation {
         output: second.output,
         size: first.size.min(second.size),
         rights: first.rights & second.rights,
         refs: first.refs + second.refs,
-    })
+    }
 }
 
 #[cfg(test)]

@@ -7,6 +7,13 @@
 //! the leaf on writes (D). A faulting walk leaves every entry untouched (as KVM's
 //! `walk_addr_generic` models Intel CPUs).
 //!
+//! Arm's walk (DDI 0487 D8) has the same shape: an entry's own fault is a Translation fault
+//! (invalid, or a block where its level has none) or an Address size fault; table descriptors
+//! restrict the rights below them (APTable, UXNTable, PXNTable); at the leaf the Access flag
+//! is checked before the permissions; hardware sets AF in the leaf only, and records a write
+//! to a DBM page by clearing AP\[2\] (stage 2: setting S2AP\[1\]). The [`Format`] methods
+//! that say so default to x86's behaviour and cost x86 and VT-d walks nothing.
+//!
 //! # A/D updates racing with writers
 //!
 //! Hardware sets A/D with locked read-modify-write operations (SDM Vol. 3 §4.8, §8.1.2.1
