@@ -34,7 +34,7 @@ pub use format::Format;
 pub use nested::{FaultClass, NestedFault};
 pub use perm::Perm;
 pub use table::{Leaf, MapError, PageTable, Unmapped};
-pub use walk::{Translation, WalkObserver, walk};
+pub use walk::{LastEntry, Translation, WalkObserver, walk};
 
 #[cfg(test)]
 pub(crate) mod testutil;

@@ -20,7 +20,7 @@ use vsva_mem::{Access, PhysMem};
 
 use crate::fault::{Fault, Stage};
 use crate::format::Format;
-use crate::walk::{Direct, TableMap, Translation, walk};
+use crate::walk::{Direct, TableMap, Translation, WalkObserver, walk};
 
 /// The second stage seen as a [`TableMap`] for a first-stage walk.
 pub struct Stage2<'a, F: Format + ?Sized, M: PhysMem + ?Sized> {
@@ -116,22 +116,25 @@ where
 }
 
 /// [`nested_walk`], telling a second-stage fault on a first-stage table from one on the
-/// output (what an SMMU reports as the event's CLASS).
+/// output (what an SMMU reports as the event's CLASS), and reporting the first-stage entries
+/// read to `observer` (e.g. [`crate::walk::LastEntry`] for the leaf's nG).
 ///
 /// # Errors
 /// The first fault of either stage, with its [`FaultClass`].
 #[inline]
-pub fn nested_walk_classified<F1, F2, M>(
+pub fn nested_walk_classified<F1, F2, M, O>(
     s1: &F1,
     s1_root: u64,
     s2: &Stage2<'_, F2, M>,
     input: u64,
     access: Access,
+    observer: &mut O,
 ) -> Result<Translation, NestedFault>
 where
     F1: Format + ?Sized,
     F2: Format + ?Sized,
     M: PhysMem + ?Sized,
+    O: WalkObserver + ?Sized,
 {
     let mut tables = Stage2 {
         format: s2.format,
@@ -139,7 +142,7 @@ where
         root: s2.root,
     };
     let first =
-        walk(s1, s2.mem, s1_root, input, access, &mut tables, &mut ()).map_err(|fault| {
+        walk(s1, s2.mem, s1_root, input, access, &mut tables, observer).map_err(|fault| {
             NestedFault {
                 class: if fault.stage == F1::STAGE {
                     FaultClass::Input

@@ -117,6 +117,24 @@ impl WalkObserver for WalkTrace {
     }
 }
 
+/// Keeps the last entry a walk read: after a successful walk, its leaf (as read, before the
+/// walk set flags in it). This is where a TLB finds the attributes a [`Translation`] does not
+/// carry — Arm's nG (tag the entry with the ASID), AttrIndx, MemAttr. Allocation-free.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct LastEntry {
+    /// The level of the entry.
+    pub level: u8,
+    /// The entry.
+    pub entry: u64,
+}
+
+impl WalkObserver for LastEntry {
+    #[inline(always)]
+    fn entry(&mut self, level: u8, _table: u64, _index: u64, entry: u64) {
+        *self = LastEntry { level, entry };
+    }
+}
+
 /// Maps the address of a paging structure, as found in a root pointer or an entry, to the
 /// address where it can be read in the walked memory.
 pub trait TableMap {

@@ -178,7 +178,7 @@ proptest! {
         let mem = memory(seed);
         let stage2 = Stage2 { format: &s2, mem: mem.as_ref(), root: s2_root };
         for input in inputs {
-            match nested_walk_classified(&s1, s1_root, &stage2, input, access) {
+            match nested_walk_classified(&s1, s1_root, &stage2, input, access, &mut ()) {
                 Ok(t) => {
                     prop_assert!(t.refs <= 2000);
                     prop_assert!(t.output >> s2.pa_bits.min(48) == 0);

@@ -326,6 +326,32 @@ fn ap_decides_data_accesses_of_each_el_through_a_walk() {
 }
 
 #[test]
+fn block_permission_faults_are_reported_at_the_block_level() {
+    let pt = table(s1(false, false));
+    pt.map(
+        0x10_0020_0000,
+        0x80_0000,
+        PageSize::Size2M,
+        Perm::READ | Perm::USER,
+    )
+    .unwrap();
+    pt.map(0x80_4000_0000, 0x4000_0000, PageSize::Size1G, Perm::RW)
+        .unwrap();
+    assert_eq!(
+        arm_fault(&pt, 0x10_0020_0000, EL0_W),
+        (ArmFaultKind::Permission, 2)
+    );
+    assert_eq!(
+        arm_fault(&pt, 0x80_4000_0000, EL0_R),
+        (ArmFaultKind::Permission, 1)
+    );
+    assert_eq!(
+        arm_fault(&pt, 0x80_4000_0000, EL1_X),
+        (ArmFaultKind::Permission, 1)
+    );
+}
+
+#[test]
 fn uxn_and_pxn_decide_fetches_of_each_el_through_a_walk() {
     let pt = table(s1(false, false));
     let user_code = Perm::READ | Perm::USER | Perm::EXEC;
@@ -459,6 +485,13 @@ fn ng_and_the_contiguous_hint_are_kept_and_change_nothing() {
     let now = load(&pt, VA, 1);
     assert_eq!(now, e, "AF set, nG and Contiguous kept");
     assert!(non_global(now) && contiguous(now));
+    let mut leaf = crate::walk::LastEntry::default();
+    pt.walk_observed(VA, EL0_R, &mut leaf).unwrap();
+    assert_eq!(
+        (leaf.level, leaf.entry),
+        (1, now),
+        "the walk reports the leaf, nG and all"
+    );
     let global = table(ArmS1 {
         non_global: false,
         ..ArmS1::default()

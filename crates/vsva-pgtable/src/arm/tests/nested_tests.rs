@@ -48,7 +48,7 @@ impl Vm {
             mem: self.host.as_ref(),
             root: self.s2.root(),
         };
-        nested_walk_classified(self.s1.format(), self.s1.root(), &s2, va, access)
+        nested_walk_classified(self.s1.format(), self.s1.root(), &s2, va, access, &mut ())
     }
 }
 
@@ -68,6 +68,24 @@ fn a_nested_arm_walk_translates_through_both_stages() {
         t.rights,
         Perm::USER_RW | Perm::READ,
         "S1 EL0 RW, S2 RW, no exec"
+    );
+}
+
+#[test]
+fn the_stage_1_leaf_and_its_ng_are_reported_to_the_observer() {
+    let vm = Vm::new(ArmS1::default(), s2());
+    let s2 = Stage2 {
+        format: vm.s2.format(),
+        mem: vm.host.as_ref(),
+        root: vm.s2.root(),
+    };
+    let mut leaf = crate::walk::LastEntry::default();
+    nested_walk_classified(vm.s1.format(), vm.s1.root(), &s2, VA, EL0_R, &mut leaf).unwrap();
+    assert_eq!(leaf.level, 1);
+    assert_eq!(leaf.entry, vm.s1.lookup(VA).unwrap().entry);
+    assert!(
+        non_global(leaf.entry),
+        "a TLB tags this translation with the ASID"
     );
 }
 
