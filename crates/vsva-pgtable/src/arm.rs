@@ -52,7 +52,7 @@ pub use s2::ArmS2;
 
 use crate::fault::{Fault, FaultReason, Stage};
 
-/// Bit 0: the descriptor is valid (DDI 0487 D8.3, "Translation table descriptor formats").
+/// Bit 0: the descriptor is valid (DDI 0487 D8, translation table descriptor formats).
 pub const VALID: u64 = 1 << 0;
 /// Bit 1: a table descriptor at Arm levels 0–2, a page descriptor at level 3; clear: a block.
 pub const TABLE: u64 = 1 << 1;
@@ -98,7 +98,7 @@ pub const AP_TABLE_RO: u64 = 1 << 62;
 /// Stage 1 table bit 63: NSTable (not modelled: one security state).
 pub const NS_TABLE: u64 = 1 << 63;
 
-/// The PA size, in bits, that a TCR.IPS or VTCR.PS value selects (D8, "Supported PA size"):
+/// The PA size, in bits, that a TCR.IPS or VTCR.PS value selects (the IPS/PS encodings of DDI 0487):
 /// 0 → 32, 1 → 36, 2 → 40, 3 → 42, 4 → 44, 5 → 48, 6 → 52; `None` for reserved values.
 pub const fn pa_size_bits(ps: u8) -> Option<u8> {
     match ps {
@@ -159,7 +159,7 @@ pub(crate) fn descriptor_fault(entry: u64, level: u8, pa_bits: u8) -> Option<Fau
     None
 }
 
-/// The Arm fault types of a walk (DDI 0487 D8, "MMU fault types"; SMMUv3 events F_TRANSLATION,
+/// The Arm fault types of a walk (DDI 0487 D8, MMU faults; SMMUv3 events F_TRANSLATION,
 /// F_ADDR_SIZE, F_ACCESS, F_PERMISSION, F_WALK_EABT).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ArmFaultKind {

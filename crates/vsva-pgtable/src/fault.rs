@@ -14,8 +14,8 @@ pub enum Stage {
 }
 
 /// The reason of a walk fault, in the spec's categories (SDM §4.7 page-fault error code;
-/// VT-d 4.1 §7.1.3 / Appendix A scalable-mode fault reasons; Arm DDI 0487 chapter D8, "MMU fault
-/// types" — see [`crate::arm::ArmFault`] for the Arm names).
+/// VT-d 4.1 §7.1.3 / Appendix A scalable-mode fault reasons; Arm DDI 0487 chapter D8, MMU
+/// faults — see [`crate::arm::ArmFault`] for the Arm names).
 ///
 /// x86 and VT-d formats never report [`AccessFlag`](Self::AccessFlag) or
 /// [`AddressSize`](Self::AddressSize).
@@ -39,11 +39,11 @@ pub enum FaultReason {
     /// name the entry and the last value found in it.
     Contention,
     /// Arm: the block or page descriptor at `level` has AF = 0 and hardware Access-flag
-    /// updates (TCR.HA, VTCR.HA) are off (DDI 0487 D8, "The Access flag": an Access flag fault).
+    /// updates (TCR.HA, VTCR.HA) are off (DDI 0487 D8, the Access flag: an Access flag fault).
     AccessFlag,
     /// Arm: the descriptor at `level` holds an output address — of the next table or of the
     /// page — at or above the configured PA size (TCR.IPS, VTCR.PS): an Address size fault
-    /// (DDI 0487 D8, "MMU fault types").
+    /// (DDI 0487 D8, MMU faults).
     AddressSize,
 }
 

@@ -87,7 +87,8 @@ pub trait Format {
     /// The stage faults of this format are reported under.
     const STAGE: Stage;
 
-    /// Number of levels (3, 4 or 5): the root table is at this level.
+    /// Number of levels (2 to 5; Arm: 4 − the start level): the root table is at this level.
+    /// A configuration the format cannot walk says 0, and every walk faults.
     fn levels(&self) -> u8;
 
     /// Is `addr` a valid input address (inside the width; canonical for x86)?
@@ -110,7 +111,7 @@ pub trait Format {
     fn is_present(&self, entry: u64) -> bool;
 
     /// Is the present entry at `level` a leaf (a page) rather than a table pointer? Every
-    /// entry at level 1, and PDPTEs/PDEs with PS set.
+    /// entry at level 1, and PDPTEs/PDEs with PS set (Arm: descriptors with bit 1 clear).
     #[inline]
     fn is_leaf(&self, entry: u64, level: u8) -> bool {
         level == 1 || (level <= 3 && entry & PS != 0)

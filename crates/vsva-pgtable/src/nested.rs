@@ -1,4 +1,4 @@
-//! Nested (two-dimensional) translation, VT-d 4.1 §3.8; Arm DDI 0487 D8 "Stage 2 translation"
+//! Nested (two-dimensional) translation, VT-d 4.1 §3.8; Arm DDI 0487 D8 (stage 2 translation)
 //! (stage-1 table addresses are IPAs) and SMMUv3 3.0 §3.4 for the same walk with Arm formats.
 //!
 //! The first stage (the guest's x86 tables) turns a VA into a GPA; the second stage (the host's

@@ -381,10 +381,11 @@ where
 
     /// The second pass: sets A in every entry of `path` and D in its leaf on writes (Arm:
     /// AF in the leaf, and AP\[2\] cleared on writes), root first, each by compare-and-swap
-    /// against the value the walk uses. After a failed swap
-    /// (and a random wait) the entry is taken as it now is: if only A/D bits differ, the swap
-    /// is retried on that value; otherwise the walk goes on from that entry down to a leaf,
-    /// and the translation is the new entry's (or its fault). See the module documentation.
+    /// against the value the walk uses. After a failed swap (and a random wait) the entry is
+    /// taken as it now is: if only bits hardware manages differ
+    /// ([`Format::hardware_bits`]), the swap is retried on that value; otherwise the walk goes
+    /// on from that entry down to a leaf, and the translation is the new entry's (or its
+    /// fault). See the module documentation.
     #[cold]
     #[inline(never)]
     fn set_accessed_dirty(&mut self, root: u64, mut path: Path) -> Result<Translation, Fault> {

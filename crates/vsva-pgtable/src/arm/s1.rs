@@ -1,5 +1,5 @@
-//! Arm stage 1 (DDI 0487 D8: "Translation table descriptor formats", "Memory access control",
-//! "Hardware management of the Access flag and dirty state").
+//! Arm stage 1 (DDI 0487 D8: translation table descriptor formats, memory access control,
+//! hardware management of the Access flag and dirty state).
 //!
 //! | bit | block / page descriptor | table descriptor |
 //! |---|---|---|
@@ -106,8 +106,8 @@ impl ArmS1 {
 impl Format for ArmS1 {
     const STAGE: Stage = Stage::First;
 
-    /// 4 − the start level, which is 4 − ⌈(input size − 12) / 9⌉ (D8, "Translation table
-    /// walk": the start level is set by the input size).
+    /// 4 − the start level, which is 4 − ⌈(input size − 12) / 9⌉ (D8, translation table
+    /// walk: the start level is set by the input size).
     #[inline]
     fn levels(&self) -> u8 {
         match self.input_bits() {
@@ -194,7 +194,7 @@ impl Format for ArmS1 {
         p
     }
 
-    /// Hierarchical controls (D8, "Hierarchical permissions"): APTable\[0\] takes EL0 access
+    /// Hierarchical controls (D8, hierarchical permissions): APTable\[0\] takes EL0 access
     /// away, APTable\[1\] write access, UXNTable and PXNTable execution; nothing with HPD.
     #[inline]
     fn table_rights(&self, entry: u64) -> Perm {
@@ -217,7 +217,7 @@ impl Format for ArmS1 {
         p
     }
 
-    /// The direct permission model of D8, "Memory access control", over the combined rights:
+    /// The direct permission model of D8 (memory access control), over the combined rights:
     /// EL0 reads need AP\[1\], EL0 writes AP\[1\] and write; EL1 reads are always allowed and
     /// writes need write, both unless PAN and EL0 access; EL0 fetches need UXN = 0, EL1
     /// fetches PXN = 0 and the memory not writable at EL0; WXN makes what the accessing EL

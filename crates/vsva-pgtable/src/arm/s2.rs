@@ -1,5 +1,5 @@
-//! Arm stage 2 (DDI 0487 D8: "Translation table descriptor formats", "Stage 2 access
-//! permissions", "Concatenated translation tables for the initial stage 2 lookup").
+//! Arm stage 2 (DDI 0487 D8: translation table descriptor formats, stage 2 access
+//! permissions, concatenated translation tables for the initial stage 2 lookup).
 //!
 //! | bit | block / page descriptor | table descriptor |
 //! |---|---|---|
@@ -163,7 +163,7 @@ impl Format for ArmS2 {
         Perm::ANY
     }
 
-    /// D8, "Stage 2 access permissions": reads need S2AP\[0\], writes S2AP\[1\], fetches
+    /// D8, stage 2 access permissions: reads need S2AP\[0\], writes S2AP\[1\], fetches
     /// XN = 0 (no read permission needed in AArch64).
     #[inline]
     fn permits(&self, rights: Perm, access: Access) -> bool {

@@ -206,7 +206,7 @@ fn res0_and_ignored_bits_are_ignored_one_at_a_time() {
 #[test]
 fn ap_bits_give_the_architected_data_permissions() {
     let f = s1();
-    // AP[2:1] -> (EL1 R, EL1 W, EL0 R, EL0 W), DDI 0487 D8 "Data access permissions".
+    // AP[2:1] -> (EL1 R, EL1 W, EL0 R, EL0 W), DDI 0487 D8, data access permissions.
     for (ap, expect) in [
         (0b00, [true, true, false, false]),
         (0b01, [true, true, true, true]),
