@@ -587,10 +587,11 @@ impl<F: Format> PageTable<F> {
         Ok(self.mem().compare_exchange_u64(slot, old, new)?.is_ok())
     }
 
-    /// Reports every present leaf of `[va, va + len)` whose dirty bit is set, in address
-    /// order, and with `clear` clears the bit (by compare-and-swap, so a concurrent
-    /// hardware update is not lost). A format without a dirty bit reports nothing. Returns
-    /// the number of dirty leaves.
+    /// Reports every present leaf of `[va, va + len)` that is dirty ([`Format::is_dirty`]: D
+    /// set; Arm: writable-dirty), in address order, and with `clear` makes it clean
+    /// ([`Format::cleaned`]: D cleared; Arm: AP\[2\] set, or S2AP\[1\] cleared, on a DBM leaf)
+    /// by compare-and-swap, so a concurrent hardware update is not lost. A configuration
+    /// without hardware dirty tracking reports nothing. Returns the number of dirty leaves.
     ///
     /// The caller flushes the IOTLB afterwards where hardware caches that an entry is dirty
     /// (VT-d does: a cached translation does not set D again).

@@ -24,6 +24,11 @@
 //! Rights in [`Perm`] terms: READ always (EL1 can always read a valid page), WRITE with
 //! AP\[2\] = 0 (or DBM = 1 when hardware dirty state is on), USER with AP\[1\] = 1 (EL0 access),
 //! EXEC with UXN = 0, [`Perm::PRIV_EXEC`] with PXN = 0.
+//!
+//! A writable-clean leaf (DBM = 1, AP\[2\] = 1, hardware dirty state on) counts as writable
+//! for every rule, the implicit PXN of EL0-writable memory and WXN included: [`Perm`] has no
+//! room for "writable once dirtied". QEMU counts it writable for stores only, so an EL1 fetch
+//! from an EL0 writable-clean page with PXN = 0 is allowed there and faults here.
 
 use vsva_mem::{Access, PageSize};
 
