@@ -1,0 +1,499 @@
+//! Masters: their STE, their CD table, what each SubstreamID translates through, and the
+//! invalidations each change and each range flush needs (Linux `arm_smmu_attach_dev`,
+//! `arm_smmu_set_pasid`, `arm_smmu_remove_dev_pasid`, `arm_smmu_tlb_inv_range_asid`,
+//! `arm_smmu_atc_inv_domain`).
+
+use vsva_mem::Rid;
+use vsva_smmuv3::spec::cd::{CD_BYTES, Cd};
+use vsva_smmuv3::spec::cmd::{Command, TlbiRange};
+use vsva_smmuv3::spec::ste::{STE_BYTES, Ste, s1dss};
+
+use crate::driver::{
+    DriverError, Master, MasterOptions, Result, RidDomain, S1Attach, Smmuv3Driver, State,
+};
+use crate::tables::{self, CdTable, S1Cd};
+
+/// What one SubstreamID (0: the RID) is set to translate through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// Every access aborts (no CD; for the RID, an aborting STE or S1DSS = terminate).
+    Blocked,
+    /// Bypass (the RID only: a bypass STE or S1DSS = bypass).
+    Identity,
+    /// Stage 1 through a CD.
+    S1 {
+        /// Domain ID: CDs of one domain share its ASID.
+        did: u16,
+        /// TTB0.
+        root: u64,
+        /// T0SZ.
+        t0sz: u8,
+        /// An address space shared with a process (MAIR_EL1, HTTU as the CPU uses it)
+        /// rather than an io-pgtable domain.
+        sva: bool,
+        /// Hardware dirty state (dirty tracking).
+        dirty: bool,
+    },
+}
+
+/// Why a change of a master was refused before anything was written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// No such master.
+    NoMaster,
+    /// The SubstreamID does not fit the master's CD table (Linux: EINVAL).
+    SsidTooWide,
+    /// The SMMU cannot do this for a SubstreamID (identity on a PASID).
+    Unsupported,
+}
+
+/// Writes `target` over the entry at `at` the way Linux's `arm_smmu_write_entry` does:
+/// when only one 64-bit word of what the SMMU reads changes, a hitless update (the unused
+/// bits first, then that word); otherwise V = 0 first, then the other words, then word 0.
+/// `sync` runs after each step that changed memory (CMD_CFGI_* + CMD_SYNC).
+fn write_entry(
+    mem: &dyn vsva_mem::PhysMem,
+    at: u64,
+    target: &[u64; 8],
+    used: fn(&[u64; 8]) -> [u64; 8],
+    mut sync: impl FnMut() -> Result<()>,
+) -> Result<()> {
+    let mut cur = [0u64; 8];
+    for (i, w) in cur.iter_mut().enumerate() {
+        *w = mem.load_u64(at + 8 * i as u64)?;
+    }
+    let cur_used = used(&cur);
+    let target_used = used(target);
+    let mut unused_update = [0u64; 8];
+    let mut diff = 0u8;
+    for i in 0..8 {
+        unused_update[i] = (cur[i] & cur_used[i]) | (target[i] & !cur_used[i]);
+        if (unused_update[i] & target_used[i]) != target[i] {
+            diff |= 1 << i;
+        }
+    }
+    let mut set = |words: &[u64; 8], from: usize, to: usize, cur: &mut [u64; 8]| -> Result<()> {
+        let mut changed = false;
+        for i in from..to {
+            if cur[i] != words[i] {
+                mem.store_u64(at + 8 * i as u64, words[i])?;
+                cur[i] = words[i];
+                changed = true;
+            }
+        }
+        if changed { sync() } else { Ok(()) }
+    };
+    if diff.count_ones() == 1 {
+        let critical = diff.trailing_zeros() as usize;
+        set(&unused_update, 0, 8, &mut cur)?;
+        set(target, critical, critical + 1, &mut cur)?;
+        set(target, 0, 8, &mut cur)
+    } else if diff != 0 {
+        let mut v_off = cur;
+        v_off[0] &= !1;
+        set(&v_off, 0, 1, &mut cur)?;
+        set(target, 1, 8, &mut cur)?;
+        set(target, 0, 1, &mut cur)
+    } else {
+        set(target, 0, 8, &mut cur)
+    }
+}
+
+fn cd_used(w: &[u64; 8]) -> [u64; 8] {
+    tables::cd_used(&Cd { words: *w })
+}
+
+fn ste_used(w: &[u64; 8]) -> [u64; 8] {
+    tables::ste_used(&Ste { words: *w })
+}
+
+/// The ATC invalidation of `[addr, addr + len)` (`len` 0: everything) for `ssid` (0: the
+/// RID, no PASID — §4.5.1's note on S1DSS = SSID0), as Linux `arm_smmu_atc_inv_to_cmd`.
+pub fn atc_inv(sid: u32, ssid: u32, addr: u64, len: u64) -> Command {
+    let (addr, size) = if len == 0 || addr.checked_add(len).is_none_or(|e| e > 1 << 52) {
+        (0, 52)
+    } else {
+        let start = addr >> 12;
+        let end = (addr + len - 1) >> 12;
+        let log2_span = 64 - (start ^ end).leading_zeros();
+        let mask = (1u64 << log2_span) - 1;
+        ((start & !mask) << 12, log2_span as u8)
+    };
+    Command::AtcInv {
+        sid,
+        ssid: (ssid != 0).then_some(ssid),
+        global: false,
+        size,
+        addr,
+    }
+}
+
+/// Per-page TLBIs above this many pages become one TLBI by ASID when the SMMU has no range
+/// invalidation (Linux `CMDQ_MAX_TLBI_OPS(PAGE_SIZE)` in
+/// `arm_smmu_mm_arch_invalidate_secondary_tlbs`).
+pub const MAX_TLBI_OPS: u64 = 1 << (12 - 3);
+/// TLBI NUM field maximum (Linux `CMDQ_TLBI_RANGE_NUM_MAX`).
+const RANGE_NUM_MAX: u64 = 31;
+
+/// The TLB invalidation of `[addr, addr + len)` in `asid` (Linux
+/// `__arm_smmu_tlb_inv_range` with a 4 KiB granule and leaf = false): with `ril`, range
+/// commands of NUM × 2^SCALE pages (TG = 4 KiB); without, one TLBI_NH_VA per page — or one
+/// TLBI_NH_ASID once that would exceed [`MAX_TLBI_OPS`] commands, or for ranges beyond the
+/// 48-bit input space.
+pub fn tlbi_range(asid: u16, addr: u64, len: u64, ril: bool) -> Vec<Command> {
+    let start = addr & !0xfff;
+    let end = addr.saturating_add(len).saturating_add(0xfff) & !0xfff;
+    let pages = (end - start) >> 12;
+    if pages == 0 {
+        return Vec::new();
+    }
+    let whole = Command::TlbiNhAsid { vmid: 0, asid };
+    if end > 1 << 48 || (!ril && pages >= MAX_TLBI_OPS) {
+        return vec![whole];
+    }
+    let mut out = Vec::new();
+    let va = |a: u64, num: u8, scale: u8, tg: u8| Command::TlbiNhVa {
+        vmid: 0,
+        asid,
+        range: TlbiRange {
+            addr: a,
+            leaf: false,
+            ttl: 0,
+            tg,
+            num,
+            scale,
+        },
+    };
+    if !ril {
+        for p in 0..pages {
+            out.push(va(start + (p << 12), 0, 0, 0));
+        }
+        return out;
+    }
+    let mut num_pages = pages;
+    // Non-leaf: avoid NUM = SCALE = 0 as Linux does.
+    if num_pages & RANGE_NUM_MAX == 1 {
+        num_pages += 1;
+    }
+    let mut iova = start;
+    while num_pages > 0 {
+        let scale = num_pages.trailing_zeros() as u64;
+        let num = (num_pages >> scale) & RANGE_NUM_MAX;
+        out.push(va(iova, (num - 1) as u8, scale as u8, 1));
+        iova += num << (scale + 12);
+        num_pages -= num << scale;
+    }
+    out
+}
+
+impl Smmuv3Driver {
+    /// Takes `rid` as a master (Linux `arm_smmu_probe_device` + `arm_smmu_init_sid_strtab`):
+    /// a CD table for its PASIDs and an aborting STE until something is attached.
+    ///
+    /// # Errors
+    /// [`DriverError::SidOutOfRange`] (ERANGE), out of memory.
+    pub fn add_master(&self, rid: Rid, opts: MasterOptions) -> Result<()> {
+        let sid = rid.raw() as u32;
+        let f = self.features;
+        self.with_state(|st| {
+            if !st.strtab.covers(sid) {
+                return Err(DriverError::SidOutOfRange(sid));
+            }
+            st.strtab.ste_slot(&mut st.carver, self.mem.as_ref(), sid)?;
+            let opts = MasterOptions {
+                ssid_bits: opts.ssid_bits.min(f.ssid_bits),
+                ats: opts.ats && f.ats,
+                pri: opts.pri && f.pri,
+                stall: (opts.stall && f.stall) || f.stall_force,
+            };
+            if st.masters.contains_key(&sid) {
+                if let Some(m) = st.masters.get_mut(&sid) {
+                    m.opts.ats = opts.ats;
+                    m.opts.pri = opts.pri;
+                }
+            } else {
+                let cd = CdTable::new(&mut st.carver, opts.ssid_bits, f.two_level_cdtab)?;
+                st.masters.insert(
+                    sid,
+                    Master {
+                        opts,
+                        cd,
+                        rid: RidDomain::Blocked,
+                        s1: Default::default(),
+                    },
+                );
+            }
+            self.update_ste(st, sid)
+        })
+    }
+
+    /// The STE the master's state calls for (Linux `arm_smmu_attach_dev_ste` /
+    /// `arm_smmu_make_cdtable_ste`), written hitlessly where possible.
+    fn update_ste(&self, st: &mut State, sid: u32) -> Result<()> {
+        let f = self.features;
+        let Some(m) = st.masters.get(&sid) else {
+            return Ok(());
+        };
+        let cd_in_use = m.rid == RidDomain::S1 || m.s1.keys().any(|&s| s != 0);
+        let target = if cd_in_use {
+            let dss = match m.rid {
+                RidDomain::S1 => s1dss::SSID0,
+                RidDomain::Identity => s1dss::BYPASS,
+                RidDomain::Blocked => s1dss::TERMINATE,
+            };
+            let stall_disable = f.stall && !f.stall_force && !m.opts.stall;
+            tables::cdtable_ste(&m.cd, dss, m.opts.ats, stall_disable)
+        } else if m.rid == RidDomain::Identity {
+            tables::bypass_ste()
+        } else {
+            tables::abort_ste()
+        };
+        let at = st.strtab.ste_slot(&mut st.carver, self.mem.as_ref(), sid)?;
+        let mem = self.mem.clone();
+        let mut sync = || self.issue(st, &[Command::CfgiSte { sid, leaf: true }]);
+        debug_assert_eq!(STE_BYTES, 64);
+        write_entry(mem.as_ref(), at, &target.words, ste_used, &mut sync)
+    }
+
+    /// Writes the CD of `ssid` (None: clears it), with CMD_CFGI_CD + CMD_SYNC per step
+    /// (Linux `arm_smmu_write_cd_entry`).
+    fn write_cd(&self, st: &mut State, sid: u32, ssid: u32, cd: Option<&Cd>) -> Result<()> {
+        let Some(table) = st.masters.get(&sid).map(|m| m.cd) else {
+            return Ok(());
+        };
+        let Some(at) = table.cd_slot(&mut st.carver, self.mem.as_ref(), ssid, cd.is_some())? else {
+            return Ok(());
+        };
+        debug_assert_eq!(CD_BYTES, 64);
+        let target = cd.map_or([0; 8], |c| c.words);
+        let mem = self.mem.clone();
+        let mut sync = || {
+            self.issue(
+                st,
+                &[Command::CfgiCd {
+                    sid,
+                    ssid,
+                    leaf: true,
+                }],
+            )
+        };
+        write_entry(mem.as_ref(), at, &target, cd_used, &mut sync)
+    }
+
+    fn check_ssid(&self, st: &State, sid: u32, ssid: u32) -> std::result::Result<(), Refusal> {
+        let m = st.masters.get(&sid).ok_or(Refusal::NoMaster)?;
+        if ssid != 0 && ssid >> m.cd.s1cdmax != 0 {
+            return Err(Refusal::SsidTooWide);
+        }
+        Ok(())
+    }
+
+    /// Points (`rid`, `ssid`) at `target`. `Ok(Err(_))` is a refusal before any change.
+    ///
+    /// # Errors
+    /// A command the SMMU refused, memory errors, no free ASID.
+    pub fn set_target(
+        &self,
+        rid: Rid,
+        ssid: u32,
+        target: Target,
+    ) -> Result<std::result::Result<(), Refusal>> {
+        let sid = rid.raw() as u32;
+        let f = self.features;
+        self.with_state(|st| {
+            if let Err(r) = self.check_ssid(st, sid, ssid) {
+                return Ok(Err(r));
+            }
+            match target {
+                Target::Blocked => {
+                    self.detach_s1(st, sid, ssid, RidDomain::Blocked)?;
+                    if ssid == 0 {
+                        self.set_rid(st, sid, RidDomain::Blocked)?;
+                    }
+                }
+                Target::Identity => {
+                    if ssid != 0 {
+                        return Ok(Err(Refusal::Unsupported));
+                    }
+                    self.detach_s1(st, sid, 0, RidDomain::Identity)?;
+                    self.set_rid(st, sid, RidDomain::Identity)?;
+                }
+                Target::S1 {
+                    did,
+                    root,
+                    t0sz,
+                    sva,
+                    dirty,
+                } => {
+                    let bits = if f.asid16 { 16 } else { 8 };
+                    let asid = st.asids.get(did, bits)?;
+                    let stall = st.masters.get(&sid).is_some_and(|m| m.opts.stall);
+                    let cd = tables::s1_cd(&S1Cd {
+                        ttb0: Some(root),
+                        t0sz,
+                        ips: f.oas.min(5),
+                        asid,
+                        mair: if sva {
+                            tables::MAIR_EL1
+                        } else {
+                            tables::IO_PGTABLE_MAIR
+                        },
+                        stall,
+                        ha: f.ha && (sva || dirty),
+                        hd: f.hd && (sva || dirty),
+                    });
+                    let old = st.masters.get(&sid).and_then(|m| m.s1.get(&ssid).copied());
+                    if let Err(e) = self.write_cd(st, sid, ssid, Some(&cd)) {
+                        st.asids.put(did);
+                        return Err(e);
+                    }
+                    if let Some(m) = st.masters.get_mut(&sid) {
+                        m.s1.insert(ssid, S1Attach { did, asid, sva });
+                        if ssid == 0 {
+                            m.rid = RidDomain::S1;
+                        }
+                    }
+                    self.update_ste(st, sid)?;
+                    if let Some(o) = old {
+                        // The previous translation may sit in the device's ATC.
+                        self.invalidate_ssid(st, sid, ssid, Some(o.asid))?;
+                        if st.asids.put(o.did) {
+                            self.issue(
+                                st,
+                                &[Command::TlbiNhAsid {
+                                    vmid: 0,
+                                    asid: o.asid,
+                                }],
+                            )?;
+                        }
+                    }
+                }
+            }
+            Ok(Ok(()))
+        })
+    }
+
+    fn set_rid(&self, st: &mut State, sid: u32, rid: RidDomain) -> Result<()> {
+        if let Some(m) = st.masters.get_mut(&sid) {
+            m.rid = rid;
+        }
+        self.update_ste(st, sid)?;
+        let ats = st.masters.get(&sid).is_some_and(|m| m.opts.ats);
+        if ats {
+            self.issue(st, &[atc_inv(sid, 0, 0, 0)])?;
+        }
+        Ok(())
+    }
+
+    /// TLBI of `asid` (if any) and, for ATS masters, ATC_INV of everything of `ssid`.
+    fn invalidate_ssid(
+        &self,
+        st: &mut State,
+        sid: u32,
+        ssid: u32,
+        asid: Option<u16>,
+    ) -> Result<()> {
+        if let Some(asid) = asid {
+            self.issue(st, &[Command::TlbiNhAsid { vmid: 0, asid }])?;
+        }
+        if st.masters.get(&sid).is_some_and(|m| m.opts.ats) {
+            self.issue(st, &[atc_inv(sid, ssid, 0, 0)])?;
+        }
+        Ok(())
+    }
+
+    /// Removes `ssid`'s CD (Linux `arm_smmu_remove_dev_pasid`). An SVA CD first becomes the
+    /// EPD0 "fault everything" CD, then its ASID and the device's ATC are invalidated, then
+    /// it is cleared (Linux `arm_smmu_mm_release` before the unbind). A paging CD is cleared,
+    /// then invalidated.
+    fn detach_s1(&self, st: &mut State, sid: u32, ssid: u32, next: RidDomain) -> Result<()> {
+        let Some(old) = st.masters.get_mut(&sid).and_then(|m| m.s1.remove(&ssid)) else {
+            return Ok(());
+        };
+        if old.sva {
+            let stall = st.masters.get(&sid).is_some_and(|m| m.opts.stall);
+            let dead = tables::s1_cd(&S1Cd {
+                ttb0: None,
+                t0sz: 0,
+                ips: self.features.oas.min(5),
+                asid: old.asid,
+                mair: tables::MAIR_EL1,
+                stall,
+                ha: false,
+                hd: false,
+            });
+            self.write_cd(st, sid, ssid, Some(&dead))?;
+            self.invalidate_ssid(st, sid, ssid, Some(old.asid))?;
+            self.write_cd(st, sid, ssid, None)?;
+        } else {
+            self.write_cd(st, sid, ssid, None)?;
+            self.invalidate_ssid(st, sid, ssid, Some(old.asid))?;
+        }
+        st.asids.put(old.did);
+        if ssid == 0 {
+            if let Some(m) = st.masters.get_mut(&sid) {
+                m.rid = next;
+            }
+        }
+        self.update_ste(st, sid)
+    }
+
+    /// Removes `ssid`'s translation (for the RID: blocked).
+    ///
+    /// # Errors
+    /// As [`set_target`](Self::set_target).
+    pub fn clear_target(&self, rid: Rid, ssid: u32) -> Result<std::result::Result<(), Refusal>> {
+        self.set_target(rid, ssid, Target::Blocked)
+    }
+
+    /// Invalidates `[addr, addr + len)` of (`rid`, `ssid`): TLBIs of its ASID then CMD_SYNC,
+    /// then for an ATS master ATC_INV then CMD_SYNC (IHI 0070 §4.5.1's order; Linux
+    /// `arm_smmu_tlb_inv_range_asid` then `arm_smmu_atc_inv_domain`). Nothing for a
+    /// SubstreamID without a CD.
+    ///
+    /// # Errors
+    /// A command the SMMU refused (e.g. an ATC invalidation the device did not complete).
+    pub fn flush_range(&self, rid: Rid, ssid: u32, addr: u64, len: u64) -> Result<()> {
+        let sid = rid.raw() as u32;
+        let ril = self.features.ril;
+        self.with_state(|st| {
+            let Some(m) = st.masters.get(&sid) else {
+                return Ok(());
+            };
+            let Some(a) = m.s1.get(&ssid).copied() else {
+                return Ok(());
+            };
+            let ats = m.opts.ats;
+            let cmds = tlbi_range(a.asid, addr, len, ril);
+            let whole = matches!(cmds.as_slice(), [Command::TlbiNhAsid { .. }]);
+            self.issue(st, &cmds)?;
+            if ats {
+                let c = if whole {
+                    atc_inv(sid, ssid, 0, 0)
+                } else {
+                    atc_inv(sid, ssid, addr, len)
+                };
+                self.issue(st, &[c])?;
+            }
+            Ok(())
+        })
+    }
+
+    /// The ASID (`rid`, `ssid`)'s CD carries, if it has one.
+    pub fn asid_of(&self, rid: Rid, ssid: u32) -> Option<u16> {
+        let g = self.lock();
+        let st = g.as_ref()?;
+        st.masters
+            .get(&(rid.raw() as u32))?
+            .s1
+            .get(&ssid)
+            .map(|a| a.asid)
+    }
+
+    /// The STE and CD table of a master, as the driver placed them (for tests and tools).
+    pub fn master_tables(&self, rid: Rid) -> Option<(u64, u8, u8)> {
+        let g = self.lock();
+        let m = g.as_ref()?.masters.get(&(rid.raw() as u32))?;
+        Some((m.cd.base, m.cd.s1fmt, m.cd.s1cdmax))
+    }
+}

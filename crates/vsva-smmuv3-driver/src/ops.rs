@@ -1,0 +1,183 @@
+//! The SMMUv3 driver as the IOMMU core sees it ([`vsva_iommu::IommuOps`]).
+//!
+//! | core call | what the driver does |
+//! |---|---|
+//! | `attach_device` | a master: CD table, aborting STE (StreamID = Requester ID) |
+//! | `set_pasid` | Blocked: CD cleared / RID aborts; Identity: RID bypasses; Paging, Sva: a stage-1 CD |
+//! | `clear_pasid` | the CD cleared (SVA: EPD0 first), TLBI by ASID, ATC_INV |
+//! | `flush` | TLBI_NH_VA (range or per page) or TLBI_NH_ASID, then ATC_INV for ATS masters |
+//! | `take_faults` / `take_page_requests` / `page_response` | event and PRI queues, CMD_RESUME / CMD_PRI_RESP |
+//!
+//! User data for iommufd (`hw_info`, nested domains, user invalidation) is issue 15's: those
+//! keep the interface's defaults (no data, `EOPNOTSUPP`).
+
+use vsva_iommu::{
+    DeviceCaps, DomainSpec, FormatTable, IoPgtable, IommuError, IommuOps, PageRequest,
+    ResponseCode, UnrecoverableFault,
+};
+use vsva_mem::{Pasid, Rid};
+use vsva_pgtable::PageTable;
+use vsva_pgtable::arm::ArmS1;
+use vsva_smmuv3::spec::registers::pa_bits;
+
+use crate::driver::{MSI_IOVA, MasterOptions, Smmuv3Driver};
+use crate::master::{Refusal, Target};
+
+fn err(e: crate::driver::DriverError) -> IommuError {
+    IommuError::driver(e)
+}
+
+/// T0SZ of a 4 KiB-granule table of `levels` levels (2 to 4).
+fn t0sz(levels: u8) -> Option<u8> {
+    (2..=4).contains(&levels).then(|| 64 - (12 + 9 * levels))
+}
+
+impl Smmuv3Driver {
+    fn refusal(&self, dev: Rid, r: Refusal) -> IommuError {
+        match r {
+            Refusal::NoMaster => IommuError::NoDevice(dev),
+            // Linux: a PASID at or beyond the master's width is EINVAL.
+            Refusal::SsidTooWide => IommuError::Invalid("PASID beyond the SubstreamID width"),
+            Refusal::Unsupported => IommuError::DeviceUnsupported {
+                dev,
+                what: "identity translation of a PASID",
+            },
+        }
+    }
+}
+
+impl IommuOps for Smmuv3Driver {
+    fn pasid_bits(&self) -> u8 {
+        self.features().ssid_bits
+    }
+
+    fn attach_device(&self, dev: Rid, caps: DeviceCaps) -> vsva_iommu::Result<()> {
+        self.add_master(
+            dev,
+            MasterOptions {
+                ssid_bits: caps.pasid_bits,
+                ats: caps.ats,
+                pri: caps.pri,
+                // DeviceCaps cannot say "dma-can-stall": only a stall-forced SMMU stalls.
+                stall: false,
+            },
+        )
+        .map_err(err)
+    }
+
+    fn set_pasid(
+        &self,
+        dev: Rid,
+        pasid: Pasid,
+        did: u16,
+        domain: &DomainSpec,
+    ) -> vsva_iommu::Result<()> {
+        let target = match *domain {
+            DomainSpec::Blocked => Target::Blocked,
+            DomainSpec::Identity => Target::Identity,
+            DomainSpec::Paging {
+                root,
+                levels,
+                dirty_tracking,
+            } => Target::S1 {
+                did,
+                root,
+                t0sz: t0sz(levels).ok_or(IommuError::Invalid("I/O page-table levels"))?,
+                sva: false,
+                dirty: dirty_tracking,
+            },
+            DomainSpec::Sva { root, levels, .. } => match levels {
+                3 | 4 => Target::S1 {
+                    did,
+                    root,
+                    t0sz: t0sz(levels).unwrap_or(16),
+                    sva: true,
+                    dirty: false,
+                },
+                _ => {
+                    return Err(IommuError::DeviceUnsupported {
+                        dev,
+                        what: "process tables of other than 3 or 4 levels",
+                    });
+                }
+            },
+            DomainSpec::Nested { .. } => {
+                return Err(IommuError::DeviceUnsupported {
+                    dev,
+                    what: "nested translation on SMMUv3",
+                });
+            }
+        };
+        self.set_target(dev, pasid.raw(), target)
+            .map_err(err)?
+            .map_err(|r| self.refusal(dev, r))
+    }
+
+    fn clear_pasid(&self, dev: Rid, pasid: Pasid) -> vsva_iommu::Result<()> {
+        self.clear_target(dev, pasid.raw())
+            .map_err(err)?
+            .map_err(|r| self.refusal(dev, r))
+    }
+
+    fn flush(
+        &self,
+        dev: Rid,
+        pasid: Pasid,
+        _did: u16,
+        addr: u64,
+        len: u64,
+    ) -> vsva_iommu::Result<()> {
+        self.flush_range(dev, pasid.raw(), addr, len).map_err(err)
+    }
+
+    fn take_page_requests(&self) -> Vec<PageRequest> {
+        self.take_requests()
+    }
+
+    fn page_response(
+        &self,
+        dev: Rid,
+        pasid: Option<Pasid>,
+        prgi: u16,
+        code: ResponseCode,
+    ) -> vsva_iommu::Result<()> {
+        self.respond(dev, pasid, prgi, code).map_err(err)
+    }
+
+    fn take_faults(&self) -> Vec<UnrecoverableFault> {
+        self.take_events()
+    }
+
+    fn reserved_regions(&self, _dev: Rid) -> Vec<(u64, u64)> {
+        // The software MSI window Linux reserves in every domain (IOMMU_RESV_SW_MSI).
+        vec![MSI_IOVA]
+    }
+
+    fn dev_tlb_invalidation(&self) -> bool {
+        self.features().ats
+    }
+
+    fn dirty_tracking(&self) -> bool {
+        self.features().hd
+    }
+
+    fn alloc_io_pgtable(&self) -> vsva_iommu::Result<Box<dyn IoPgtable>> {
+        // io-pgtable-arm's ARM_64_LPAE_S1 as arm_smmu_domain_finalise sets it up: a 48-bit
+        // input, the OAS as output, nG leaves; DBM leaves when the SMMU has HTTU dirty state.
+        let f = self.features();
+        let format = ArmS1 {
+            tsz: 16,
+            upper: false,
+            pa_bits: pa_bits(f.oas).unwrap_or(48).min(48),
+            ha: f.ha,
+            hd: f.hd,
+            hpd: false,
+            pan: false,
+            wxn: false,
+            non_global: true,
+        };
+        let table =
+            PageTable::new(format, self.frames.clone()).map_err(|_| IommuError::NoMemory)?;
+        Ok(Box::new(FormatTable::new(table, (1u64 << 48) - 1)))
+    }
+}
