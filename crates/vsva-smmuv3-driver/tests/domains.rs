@@ -65,7 +65,10 @@ fn ste_words(r: &Rig) -> (Ste0, Ste1) {
 fn an_attached_device_aborts_until_a_domain_is_set() {
     let r = rig();
     r.driver.attach_device(rid(DEV), caps(8, false)).unwrap();
-    assert_eq!(r.unit.stream_config(DEV as u32, None), Ok(StreamConfig::Abort));
+    assert_eq!(
+        r.unit.stream_config(DEV as u32, None),
+        Ok(StreamConfig::Abort)
+    );
 }
 
 #[test]
@@ -75,7 +78,10 @@ fn an_identity_rid_is_a_bypass_ste() {
     r.driver
         .set_pasid(rid(DEV), pasid(0), 1, &DomainSpec::Identity)
         .unwrap();
-    assert_eq!(r.unit.stream_config(DEV as u32, None), Ok(StreamConfig::Bypass));
+    assert_eq!(
+        r.unit.stream_config(DEV as u32, None),
+        Ok(StreamConfig::Bypass)
+    );
     assert_eq!(ste_words(&r).1.shcfg(), 1, "incoming shareability");
 }
 
@@ -109,7 +115,9 @@ fn a_paging_rid_translates_through_cd_0_with_s1dss_ssid0() {
 fn an_sva_pasid_cd_has_the_process_table_its_asid_and_mair_el1() {
     let r = rig();
     r.driver.attach_device(rid(DEV), caps(8, true)).unwrap();
-    r.driver.set_pasid(rid(DEV), pasid(5), 9, &sva(ROOT)).unwrap();
+    r.driver
+        .set_pasid(rid(DEV), pasid(5), 9, &sva(ROOT))
+        .unwrap();
     let s1 = stage1(&r, Some(5));
     assert_eq!(s1.ttb0.unwrap().ttb, ROOT);
     assert_eq!(s1.ttb0.unwrap().tsz, 16, "64 - vabits_actual");
@@ -131,8 +139,12 @@ fn an_sva_pasid_cd_has_the_process_table_its_asid_and_mair_el1() {
 fn attachments_of_one_domain_share_an_asid_and_other_domains_get_their_own() {
     let r = rig();
     r.driver.attach_device(rid(DEV), caps(8, false)).unwrap();
-    r.driver.attach_device(rid(DEV + 1), caps(8, false)).unwrap();
-    r.driver.set_pasid(rid(DEV), pasid(1), 3, &sva(ROOT)).unwrap();
+    r.driver
+        .attach_device(rid(DEV + 1), caps(8, false))
+        .unwrap();
+    r.driver
+        .set_pasid(rid(DEV), pasid(1), 3, &sva(ROOT))
+        .unwrap();
     r.driver
         .set_pasid(rid(DEV + 1), pasid(1), 3, &sva(ROOT))
         .unwrap();
@@ -151,13 +163,18 @@ fn an_identity_rid_with_pasids_bypasses_through_s1dss() {
     r.driver
         .set_pasid(rid(DEV), pasid(0), 1, &DomainSpec::Identity)
         .unwrap();
-    r.driver.set_pasid(rid(DEV), pasid(3), 2, &sva(ROOT)).unwrap();
+    r.driver
+        .set_pasid(rid(DEV), pasid(3), 2, &sva(ROOT))
+        .unwrap();
     assert_eq!(ste_words(&r).1.s1dss(), s1dss::BYPASS);
     assert_eq!(translate(&r, None).stage1, None);
     assert_eq!(stage1(&r, Some(3)).ttb0.unwrap().ttb, ROOT);
     // The last PASID gone, the STE bypasses again.
     r.driver.clear_pasid(rid(DEV), pasid(3)).unwrap();
-    assert_eq!(r.unit.stream_config(DEV as u32, None), Ok(StreamConfig::Bypass));
+    assert_eq!(
+        r.unit.stream_config(DEV as u32, None),
+        Ok(StreamConfig::Bypass)
+    );
 }
 
 #[test]
@@ -200,7 +217,9 @@ fn without_pasid_support_the_device_gets_one_cd() {
 fn clearing_an_sva_pasid_writes_the_epd0_cd_before_invalidating_then_clears_it() {
     let r = rig();
     r.driver.attach_device(rid(DEV), caps(8, true)).unwrap();
-    r.driver.set_pasid(rid(DEV), pasid(5), 9, &sva(ROOT)).unwrap();
+    r.driver
+        .set_pasid(rid(DEV), pasid(5), 9, &sva(ROOT))
+        .unwrap();
     let asid = r.driver.asid_of(rid(DEV), 5).unwrap();
     let (table, _, _) = r.driver.master_tables(rid(DEV)).unwrap();
     *r.hooks.watch.lock().unwrap() = Some((r.mem.clone(), table + 5 * 64));
@@ -241,7 +260,9 @@ fn a_cd_is_written_with_v_last_and_synced_at_each_step() {
     let r = rig();
     r.driver.attach_device(rid(DEV), caps(8, false)).unwrap();
     let m = r.mark();
-    r.driver.set_pasid(rid(DEV), pasid(2), 3, &sva(ROOT)).unwrap();
+    r.driver
+        .set_pasid(rid(DEV), pasid(2), 3, &sva(ROOT))
+        .unwrap();
     let cmds = r.commands_since(m);
     // CD words 1..7 then word 0 (each CFGI_CD + SYNC), then the STE that points at the table.
     assert!(
@@ -271,17 +292,23 @@ fn clearing_a_paging_rid_blocks_it() {
     let asid = r.driver.asid_of(rid(DEV), 0).unwrap();
     let m = r.mark();
     r.driver.clear_pasid(rid(DEV), pasid(0)).unwrap();
-    assert_eq!(r.unit.stream_config(DEV as u32, None), Ok(StreamConfig::Abort));
-    assert!(r
-        .work_since(m)
-        .contains(&Command::TlbiNhAsid { vmid: 0, asid }));
+    assert_eq!(
+        r.unit.stream_config(DEV as u32, None),
+        Ok(StreamConfig::Abort)
+    );
+    assert!(
+        r.work_since(m)
+            .contains(&Command::TlbiNhAsid { vmid: 0, asid })
+    );
 }
 
 #[test]
 fn replacing_a_pasids_domain_is_hitless_and_frees_the_old_asid() {
     let r = rig();
     r.driver.attach_device(rid(DEV), caps(8, false)).unwrap();
-    r.driver.set_pasid(rid(DEV), pasid(1), 3, &sva(ROOT)).unwrap();
+    r.driver
+        .set_pasid(rid(DEV), pasid(1), 3, &sva(ROOT))
+        .unwrap();
     let old = r.driver.asid_of(rid(DEV), 1).unwrap();
     r.driver
         .set_pasid(rid(DEV), pasid(1), 4, &sva(ROOT + 0x2000))
@@ -320,7 +347,9 @@ fn a_pasid_beyond_the_devices_width_is_einval() {
         .unwrap_err();
     assert_eq!(e.errno(), vsva_mem::Errno::EINVAL, "{e}");
     // The widest PASID that fits works.
-    r.driver.set_pasid(rid(DEV), pasid(15), 1, &sva(ROOT)).unwrap();
+    r.driver
+        .set_pasid(rid(DEV), pasid(15), 1, &sva(ROOT))
+        .unwrap();
 }
 
 #[test]
@@ -332,7 +361,10 @@ fn a_streamid_beyond_sidsize_is_erange() {
         },
         None,
     );
-    let e = r.driver.attach_device(rid(0x100), caps(0, false)).unwrap_err();
+    let e = r
+        .driver
+        .attach_device(rid(0x100), caps(0, false))
+        .unwrap_err();
     let IommuError::Driver(f) = &e else {
         panic!("{e:?}")
     };
@@ -340,7 +372,10 @@ fn a_streamid_beyond_sidsize_is_erange() {
         .get()
         .downcast_ref::<vsva_smmuv3_driver::DriverError>()
         .unwrap();
-    assert!(matches!(d, vsva_smmuv3_driver::DriverError::SidOutOfRange(0x100)));
+    assert!(matches!(
+        d,
+        vsva_smmuv3_driver::DriverError::SidOutOfRange(0x100)
+    ));
     assert_eq!(d.errno(), vsva_mem::Errno::ERANGE);
 }
 

@@ -59,14 +59,23 @@ fn with_ril_a_flush_is_one_range_command_of_num_and_scale() {
     let r = bound(Smmuv3Config::default());
     let asid = r.driver.asid_of(rid(DEV), 5).unwrap();
     let m = r.mark();
-    r.driver.flush(rid(DEV), pasid(5), 9, 0x40_0000, 5 << 12).unwrap();
+    r.driver
+        .flush(rid(DEV), pasid(5), 9, 0x40_0000, 5 << 12)
+        .unwrap();
     let work = r.work_since(m);
     assert_eq!(work.len(), 1, "{work:?}");
     assert!(matches!(work[0], Command::TlbiNhVa { asid: a, vmid: 0, .. } if a == asid));
     let range = va(&work[0]);
     // 5 pages: NUM = 4 (5 × 2^0), SCALE 0, TG 1 (4 KiB), TTL 0 (not a leaf).
     assert_eq!(
-        (range.addr, range.num, range.scale, range.tg, range.ttl, range.leaf),
+        (
+            range.addr,
+            range.num,
+            range.scale,
+            range.tg,
+            range.ttl,
+            range.leaf
+        ),
         (0x40_0000, 4, 0, 1, 0, false)
     );
 }
@@ -118,7 +127,9 @@ fn without_ril_a_range_of_512_pages_is_one_tlbi_by_asid() {
     assert_eq!(r.work_since(m), vec![Command::TlbiNhAsid { vmid: 0, asid }]);
     // One page fewer: 511 TLBI_NH_VA, in batches (the queue has 256 slots).
     let before = r.hooks.tlbi.lock().unwrap().len();
-    r.driver.flush(rid(DEV), pasid(5), 9, 0, (2 << 20) - 4096).unwrap();
+    r.driver
+        .flush(rid(DEV), pasid(5), 9, 0, (2 << 20) - 4096)
+        .unwrap();
     let tlbi = r.hooks.tlbi.lock().unwrap()[before..].to_vec();
     assert_eq!(tlbi.len(), 511);
     assert!(tlbi.iter().all(|c| matches!(c, Command::TlbiNhVa { .. })));
@@ -134,18 +145,28 @@ fn a_flush_beyond_48_bits_is_one_tlbi_by_asid_even_with_ril() {
         .unwrap();
     let work = r.work_since(m);
     assert_eq!(work[0], Command::TlbiNhAsid { vmid: 0, asid });
-    assert!(matches!(work[1], Command::AtcInv { size: 52, addr: 0, .. }));
+    assert!(matches!(
+        work[1],
+        Command::AtcInv {
+            size: 52,
+            addr: 0,
+            ..
+        }
+    ));
 }
 
 #[test]
 fn atc_invalidations_go_only_to_ats_masters() {
     let r = bound(Smmuv3Config::default());
     let m = r.mark();
-    r.driver.flush(rid(DEV), pasid(5), 9, 0x40_0000, 0x5000).unwrap();
-    assert!(!r
-        .work_since(m)
-        .iter()
-        .any(|c| matches!(c, Command::AtcInv { .. })));
+    r.driver
+        .flush(rid(DEV), pasid(5), 9, 0x40_0000, 0x5000)
+        .unwrap();
+    assert!(
+        !r.work_since(m)
+            .iter()
+            .any(|c| matches!(c, Command::AtcInv { .. }))
+    );
     assert!(r.endpoints.invalidations.lock().unwrap().is_empty());
     r.driver
         .flush(rid(ATS_DEV), pasid(5), 9, 0x40_0000, 0x5000)
@@ -154,7 +175,13 @@ fn atc_invalidations_go_only_to_ats_masters() {
     assert_eq!(inv.len(), 1);
     // Five pages from 0x400000 round up to an aligned 32 KiB span.
     assert_eq!(
-        (inv[0].sid, inv[0].pasid, inv[0].addr, inv[0].len, inv[0].global),
+        (
+            inv[0].sid,
+            inv[0].pasid,
+            inv[0].addr,
+            inv[0].len,
+            inv[0].global
+        ),
         (rid(ATS_DEV), Some(pasid(5)), 0x40_0000, 0x8000, false)
     );
 }
@@ -173,7 +200,12 @@ fn a_flush_is_tlbi_then_sync_then_atc_inv_then_sync() {
             [
                 Command::TlbiNhVa { .. },
                 Command::Sync { .. },
-                Command::AtcInv { ssid: Some(5), size: 0, addr: 0x40_0000, .. },
+                Command::AtcInv {
+                    ssid: Some(5),
+                    size: 0,
+                    addr: 0x40_0000,
+                    ..
+                },
                 Command::Sync { .. }
             ]
         ),
@@ -214,10 +246,11 @@ fn the_atc_invalidation_of_the_rid_carries_no_substream() {
     r.driver
         .flush(rid(ATS_DEV), pasid(0), 4, 0x2000, 0x1000)
         .unwrap();
-    assert!(r
-        .work_since(m)
-        .iter()
-        .any(|c| matches!(c, Command::AtcInv { ssid: None, .. })));
+    assert!(
+        r.work_since(m)
+            .iter()
+            .any(|c| matches!(c, Command::AtcInv { ssid: None, .. }))
+    );
     let inv = r.endpoints.invalidations.lock().unwrap().clone();
     assert_eq!(inv.last().map(|i| i.pasid), Some(None));
 }
@@ -240,7 +273,9 @@ fn a_failed_atc_invalidation_fails_the_flush() {
         .unwrap_err();
     assert_eq!(e.errno(), vsva_mem::Errno::EIO);
     *r.endpoints.present.lock().unwrap() = None;
-    r.driver.flush(rid(ATS_DEV), pasid(5), 9, 0, 0x1000).unwrap();
+    r.driver
+        .flush(rid(ATS_DEV), pasid(5), 9, 0, 0x1000)
+        .unwrap();
 }
 
 #[test]

@@ -12,9 +12,7 @@ use vsva_smmuv3::spec::registers::{
     Cr0, Gbpa, Gerror, IrqCtrl, QueueBase, StrtabBase, StrtabBaseCfg, offset,
 };
 use vsva_smmuv3::{Smmuv3, Smmuv3Config, StreamConfig};
-use vsva_smmuv3_driver::{
-    DriverError, MSI_DOORBELL, Mmio, ProbeOptions, Smmuv3Driver, SyncPoll,
-};
+use vsva_smmuv3_driver::{DriverError, MSI_DOORBELL, Mmio, ProbeOptions, Smmuv3Driver, SyncPoll};
 
 fn read32(r: &Rig, off: u64) -> u32 {
     r.unit.mmio_read(off, 4) as u32
@@ -51,7 +49,10 @@ fn reset_enables_translation_and_every_queue_with_cr0ack_matching() {
     );
     let faults = vsva_iommu::IommuOps::take_faults(r.driver.as_ref());
     assert_eq!(faults.len(), 1);
-    assert_eq!(faults[0].reason, vsva_smmuv3::spec::event::id::C_BAD_STREAMID);
+    assert_eq!(
+        faults[0].reason,
+        vsva_smmuv3::spec::event::id::C_BAD_STREAMID
+    );
     assert_eq!(faults[0].dev, rid(3));
 }
 
@@ -214,12 +215,15 @@ fn cmd_sync_completes_by_consumption_with_sev() {
 fn a_refused_command_is_replaced_by_a_sync_acknowledged_and_reported() {
     let r = rig();
     // CMD_TLBI_EL2_ALL needs IDR0.HYP: CERROR_ILL.
-    let e = r
-        .driver
-        .issue_commands(&[Command::TlbiEl2All])
-        .unwrap_err();
+    let e = r.driver.issue_commands(&[Command::TlbiEl2All]).unwrap_err();
     assert!(
-        matches!(e, DriverError::Command { code: 1, opcode: 0x20 }),
+        matches!(
+            e,
+            DriverError::Command {
+                code: 1,
+                opcode: 0x20
+            }
+        ),
         "{e}"
     );
     assert_eq!(

@@ -78,7 +78,10 @@ impl TranslationHooks for Recorder {
     fn tlb_invalidate(&self, cmd: &Command) {
         self.tlbi.lock().unwrap().push(*cmd);
         if let Some((mem, at)) = self.watch.lock().unwrap().as_ref() {
-            self.watched.lock().unwrap().push(mem.load_u64(*at).unwrap());
+            self.watched
+                .lock()
+                .unwrap()
+                .push(mem.load_u64(*at).unwrap());
         }
     }
     fn resume(&self, sid: u32, stag: u16, action: ResumeAction) {
@@ -156,7 +159,10 @@ impl Rig {
         let mut p = mark;
         while p != prod {
             let at = addr + ((p & ((1 << log2) - 1)) as u64) * 16;
-            let mut raw = [self.mem.load_u64(at).unwrap(), self.mem.load_u64(at + 8).unwrap()];
+            let mut raw = [
+                self.mem.load_u64(at).unwrap(),
+                self.mem.load_u64(at + 8).unwrap(),
+            ];
             if raw[0] as u32 == 0 {
                 raw = [(raw[0] & !0xffff_ffff) | op::SYNC as u64, raw[1] & !3];
             }
