@@ -340,15 +340,15 @@ impl Smmuv3Driver {
         &self.features
     }
 
-    /// How CMD_SYNCs complete.
+    /// How CMD_SYNCs complete: as asked, or Linux's choice; never MSIs without IDR0.MSI.
     pub fn sync_poll(&self) -> SyncPoll {
-        self.options
-            .sync
-            .unwrap_or(if self.features.msi && self.features.coherent {
-                SyncPoll::Msi
-            } else {
-                SyncPoll::Consumption
-            })
+        let msi = self.features.msi;
+        match self.options.sync {
+            Some(SyncPoll::Msi) if msi => SyncPoll::Msi,
+            Some(_) => SyncPoll::Consumption,
+            None if msi && self.features.coherent => SyncPoll::Msi,
+            None => SyncPoll::Consumption,
+        }
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, Option<State>> {

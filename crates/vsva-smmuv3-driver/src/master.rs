@@ -56,6 +56,7 @@ fn write_entry(
     at: u64,
     target: &[u64; 8],
     used: fn(&[u64; 8]) -> [u64; 8],
+    v_bit: u64,
     mut sync: impl FnMut() -> Result<()>,
 ) -> Result<()> {
     let mut cur = [0u64; 8];
@@ -90,7 +91,7 @@ fn write_entry(
         set(target, 0, 8, &mut cur)
     } else if diff != 0 {
         let mut v_off = cur;
-        v_off[0] &= !1;
+        v_off[0] &= !v_bit;
         set(&v_off, 0, 1, &mut cur)?;
         set(target, 1, 8, &mut cur)?;
         set(target, 0, 1, &mut cur)
@@ -98,6 +99,10 @@ fn write_entry(
         set(target, 0, 8, &mut cur)
     }
 }
+
+/// STE.V (word 0 bit 0) and CD.V (word 0 bit 31).
+const STE_V: u64 = 1;
+const CD_V: u64 = 1 << 31;
 
 fn cd_used(w: &[u64; 8]) -> [u64; 8] {
     tables::cd_used(&Cd { words: *w })
@@ -252,7 +257,7 @@ impl Smmuv3Driver {
         let mem = self.mem.clone();
         let mut sync = || self.issue(st, &[Command::CfgiSte { sid, leaf: true }]);
         debug_assert_eq!(STE_BYTES, 64);
-        write_entry(mem.as_ref(), at, &target.words, ste_used, &mut sync)
+        write_entry(mem.as_ref(), at, &target.words, ste_used, STE_V, &mut sync)
     }
 
     /// Writes the CD of `ssid` (None: clears it), with CMD_CFGI_CD + CMD_SYNC per step
@@ -277,7 +282,7 @@ impl Smmuv3Driver {
                 }],
             )
         };
-        write_entry(mem.as_ref(), at, &target, cd_used, &mut sync)
+        write_entry(mem.as_ref(), at, &target, cd_used, CD_V, &mut sync)
     }
 
     fn check_ssid(&self, st: &State, sid: u32, ssid: u32) -> std::result::Result<(), Refusal> {
@@ -456,6 +461,9 @@ impl Smmuv3Driver {
     pub fn flush_range(&self, rid: Rid, ssid: u32, addr: u64, len: u64) -> Result<()> {
         let sid = rid.raw() as u32;
         let ril = self.features.ril;
+        if len == 0 {
+            return Ok(());
+        }
         self.with_state(|st| {
             let Some(m) = st.masters.get(&sid) else {
                 return Ok(());
@@ -495,5 +503,141 @@ impl Smmuv3Driver {
         let g = self.lock();
         let m = g.as_ref()?.masters.get(&(rid.raw() as u32))?;
         Some((m.cd.base, m.cd.s1fmt, m.cd.s1cdmax))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+
+    use vsva_mem::{PhysMem, PhysMemory};
+
+    use super::*;
+
+    const AT: u64 = 0x1000;
+
+    fn cd(root: Option<u64>, asid: u16) -> Cd {
+        tables::s1_cd(&S1Cd {
+            ttb0: root,
+            t0sz: 16,
+            ips: 5,
+            asid,
+            mair: tables::MAIR_EL1,
+            stall: false,
+            ha: false,
+            hd: false,
+        })
+    }
+
+    /// Writes `target` over `current` and returns what memory held at each sync.
+    fn steps(current: &Cd, target: &Cd) -> Vec<[u64; 8]> {
+        let mem = PhysMemory::new(1 << 20).unwrap();
+        for (i, w) in current.words.iter().enumerate() {
+            mem.store_u64(AT + 8 * i as u64, *w).unwrap();
+        }
+        let seen = RefCell::new(Vec::new());
+        let snapshot = || {
+            let mut w = [0u64; 8];
+            for (i, x) in w.iter_mut().enumerate() {
+                *x = mem.load_u64(AT + 8 * i as u64).unwrap();
+            }
+            seen.borrow_mut().push(w);
+            Ok(())
+        };
+        write_entry(&mem, AT, &target.words, cd_used, CD_V, snapshot).unwrap();
+        seen.into_inner()
+    }
+
+    #[test]
+    fn a_new_cd_is_written_whole_before_its_valid_word() {
+        let target = cd(Some(0x4000), 3);
+        let s = steps(&Cd::default(), &target);
+        assert_eq!(s.len(), 2);
+        assert_eq!(
+            s[0][0],
+            target.words[0] & !CD_V,
+            "V still clear while the rest is written"
+        );
+        assert_eq!(s[0][1..], target.words[1..]);
+        assert_eq!(s[1], target.words);
+    }
+
+    #[test]
+    fn turning_on_epd0_is_hitless_word_0_first() {
+        let live = cd(Some(0x4000), 3);
+        let dead = cd(None, 3);
+        let s = steps(&live, &dead);
+        assert_eq!(s.len(), 2);
+        assert_eq!(s[0][0], dead.words[0], "EPD0 first");
+        assert_eq!(s[0][1], live.words[1], "TTB0 left until unused");
+        assert_eq!(s[1], dead.words);
+    }
+
+    #[test]
+    fn changing_table_and_asid_goes_through_an_invalid_cd() {
+        let a = cd(Some(0x4000), 3);
+        let b = cd(Some(0x8000), 4);
+        let s = steps(&a, &b);
+        assert_eq!(s.len(), 3);
+        assert_eq!(s[0][0], a.words[0] & !CD_V, "V = 0 first");
+        assert_eq!(s[1][1], b.words[1]);
+        assert_eq!(s[1][0] & CD_V, 0);
+        assert_eq!(s[2], b.words);
+    }
+
+    #[test]
+    fn rewriting_the_same_cd_syncs_nothing() {
+        let a = cd(Some(0x4000), 3);
+        assert!(steps(&a, &a).is_empty());
+    }
+
+    #[test]
+    fn clearing_a_cd_clears_v_first() {
+        let a = cd(Some(0x4000), 3);
+        let s = steps(&a, &Cd::default());
+        assert_eq!(s[0][0] & CD_V, 0);
+        assert_eq!(s.last().unwrap(), &[0; 8]);
+    }
+
+    #[test]
+    fn atc_invalidations_cover_an_aligned_power_of_two_span() {
+        let span = |addr, len| match atc_inv(1, 2, addr, len) {
+            Command::AtcInv { addr, size, .. } => (addr, size),
+            c => panic!("{c:?}"),
+        };
+        assert_eq!(span(0x5000, 0x1000), (0x5000, 0));
+        assert_eq!(span(0x5000, 0x2000), (0x4000, 2));
+        assert_eq!(span(0x20_0000, 2 << 20), (0x20_0000, 9));
+        assert_eq!(span(0x1234, 0), (0, 52), "everything");
+        assert_eq!(span(0, u64::MAX), (0, 52));
+        assert!(matches!(
+            atc_inv(1, 0, 0, 0),
+            Command::AtcInv {
+                ssid: None,
+                global: false,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn tlbi_ranges_cover_exactly_the_pages_asked() {
+        for pages in [1u64, 2, 3, 31, 32, 33, 64, 100, 511, 4097] {
+            let cmds = tlbi_range(1, 0x10_0000, pages << 12, true);
+            let mut covered = 0;
+            let mut next = 0x10_0000;
+            for c in &cmds {
+                let Command::TlbiNhVa { range, .. } = c else {
+                    panic!("{c:?}")
+                };
+                assert_eq!(range.addr, next);
+                let n = (range.num as u64 + 1) << range.scale;
+                covered += n;
+                next += n << 12;
+            }
+            // Linux rounds a range of 32k + 1 pages up by one.
+            let expect = if pages & 31 == 1 { pages + 1 } else { pages };
+            assert_eq!(covered, expect, "{pages} pages");
+        }
     }
 }

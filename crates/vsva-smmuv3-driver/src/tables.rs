@@ -345,3 +345,112 @@ pub fn ste_used(ste: &Ste) -> [u64; 8] {
     }
     [u64::MAX; 8]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_sva_cd_has_linux_tcr_fields() {
+        let cd = s1_cd(&S1Cd {
+            ttb0: Some(0x8_1234_5000),
+            t0sz: 16,
+            ips: 5,
+            asid: 0x42,
+            mair: MAIR_EL1,
+            stall: false,
+            ha: true,
+            hd: true,
+        });
+        // T0SZ 16, IRGN0 1 << 8, ORGN0 1 << 10, SH0 3 << 12, EPD1 bit 30, V bit 31,
+        // IPS 5 << 32, AA64 bit 41, HD 42, HA 43, R 45, A 46, ASET 47, ASID << 48.
+        let w0: u64 = 16
+            | 1 << 8
+            | 1 << 10
+            | 3 << 12
+            | 1 << 30
+            | 1 << 31
+            | 5 << 32
+            | 1 << 41
+            | 1 << 42
+            | 1 << 43
+            | 1 << 45
+            | 1 << 46
+            | 1 << 47
+            | 0x42 << 48;
+        assert_eq!(cd.words[0], w0);
+        assert_eq!(cd.words[1], 0x8_1234_5000);
+        assert_eq!(cd.words[3], MAIR_EL1);
+    }
+
+    #[test]
+    fn the_fault_everything_cd_has_epd0_and_neither_stall_nor_record() {
+        let cd = s1_cd(&S1Cd {
+            ttb0: None,
+            t0sz: 16,
+            ips: 5,
+            asid: 7,
+            mair: MAIR_EL1,
+            stall: true,
+            ha: false,
+            hd: false,
+        });
+        let w0 = cd.w0();
+        assert!(w0.v() && w0.epd0() && w0.a() && !w0.s() && !w0.r());
+        assert_eq!((w0.t0sz(), cd.words[1]), (0, 0));
+    }
+
+    #[test]
+    fn mairs_hold_linux_attribute_bytes() {
+        let byte = |m: u64, i: u32| (m >> (8 * i)) as u8;
+        // MAIR_EL1: MT_NORMAL 0, MT_NORMAL_TAGGED 1, MT_NORMAL_NC 2, nGnRnE 3, nGnRE 4.
+        assert_eq!(
+            (0..5).map(|i| byte(MAIR_EL1, i)).collect::<Vec<_>>(),
+            vec![0xff, 0xff, 0x44, 0x00, 0x04]
+        );
+        // io-pgtable: NC 0, CACHE 1, DEV 2, INC_OCACHE 3.
+        assert_eq!(
+            (0..4).map(|i| byte(IO_PGTABLE_MAIR, i)).collect::<Vec<_>>(),
+            vec![0x44, 0xff, 0x04, 0xf4]
+        );
+    }
+
+    #[test]
+    fn a_cdtable_ste_has_linux_fields() {
+        let t = CdTable {
+            base: 0x4_0000,
+            s1fmt: s1fmt::L2_64K,
+            s1cdmax: 20,
+        };
+        let ste = cdtable_ste(&t, 0b10, true, true);
+        // V | CFG S1_TRANS (5 << 1) | S1FMT 2 << 4 | S1CTXPTR | S1CDMAX 20 << 59.
+        assert_eq!(ste.words[0], 1 | 5 << 1 | 2 << 4 | 0x4_0000 | 20 << 59);
+        // S1DSS 2, S1CIR 1 << 2, S1COR 1 << 4, S1CSH 3 << 6, S1STALLD 27, EATS 1 << 28.
+        assert_eq!(
+            ste.words[1],
+            2 | 1 << 2 | 1 << 4 | 3 << 6 | 1 << 27 | 1 << 28
+        );
+        assert_eq!(abort_ste().words[0], 1);
+        assert_eq!(bypass_ste().words[..2], [1 | 4 << 1, 1 << 44]);
+    }
+
+    #[test]
+    fn an_invalid_entry_uses_only_v_and_epd0_hides_ttb0() {
+        assert_eq!(cd_used(&Cd::default())[0], 1 << 31);
+        assert_eq!(cd_used(&Cd::default())[1], 0);
+        let dead = s1_cd(&S1Cd {
+            ttb0: None,
+            t0sz: 0,
+            ips: 5,
+            asid: 1,
+            mair: 0,
+            stall: false,
+            ha: false,
+            hd: false,
+        });
+        let used = cd_used(&dead);
+        assert_eq!(used[0] & 0x3fff, 0, "T0SZ, TG0, IR0, OR0, SH0 unused");
+        assert_eq!(used[1] & 0x000f_ffff_ffff_fff0, 0);
+        assert_eq!(ste_used(&abort_ste())[1], 0);
+    }
+}
