@@ -420,3 +420,88 @@ fn identity_on_a_pasid_and_nested_domains_are_eopnotsupp() {
         Err(_) | Ok(StreamConfig::Abort)
     ));
 }
+
+#[test]
+fn a_stall_capable_master_gets_cd_s_and_others_get_s1stalld() {
+    let r = rig();
+    r.driver
+        .add_master(
+            rid(DEV),
+            vsva_smmuv3_driver::MasterOptions {
+                ssid_bits: 8,
+                stall: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    r.driver
+        .set_pasid(rid(DEV), pasid(1), 2, &sva(ROOT))
+        .unwrap();
+    assert!(stage1(&r, Some(1)).stall);
+    assert!(!translate(&r, Some(1)).s1stalld);
+    // A PCIe device (attach_device) must not stall.
+    r.driver.attach_device(rid(DEV + 1), caps(8, true)).unwrap();
+    r.driver
+        .set_pasid(rid(DEV + 1), pasid(1), 2, &sva(ROOT))
+        .unwrap();
+    let Ok(StreamConfig::Translate(t)) = r.unit.stream_config(DEV as u32 + 1, Some(1)) else {
+        panic!()
+    };
+    assert!(t.s1stalld && !t.stage1.unwrap().stall);
+}
+
+#[test]
+fn an_ats_master_changing_its_rid_domain_has_its_atc_invalidated() {
+    let r = rig();
+    r.driver.attach_device(rid(DEV), caps(8, true)).unwrap();
+    r.driver
+        .set_pasid(rid(DEV), pasid(0), 7, &paging(ROOT))
+        .unwrap();
+    let m = r.mark();
+    r.driver
+        .set_pasid(rid(DEV), pasid(0), 8, &DomainSpec::Identity)
+        .unwrap();
+    assert!(r.work_since(m).iter().any(|c| matches!(
+        c,
+        Command::AtcInv {
+            ssid: None,
+            size: 52,
+            ..
+        }
+    )));
+    assert_eq!(
+        r.unit.stream_config(DEV as u32, None),
+        Ok(StreamConfig::Bypass)
+    );
+    assert!(
+        r.endpoints
+            .invalidations
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|i| i.pasid.is_none())
+    );
+}
+
+#[test]
+fn process_tables_of_3_levels_are_39_bit_and_of_5_levels_eopnotsupp() {
+    let r = rig();
+    r.driver.attach_device(rid(DEV), caps(8, false)).unwrap();
+    let three = DomainSpec::Sva {
+        root: ROOT,
+        levels: 3,
+        supervisor: false,
+    };
+    r.driver.set_pasid(rid(DEV), pasid(1), 2, &three).unwrap();
+    assert_eq!(stage1(&r, Some(1)).ttb0.unwrap().tsz, 25);
+    let five = DomainSpec::Sva {
+        root: ROOT,
+        levels: 5,
+        supervisor: false,
+    };
+    let e = r
+        .driver
+        .set_pasid(rid(DEV), pasid(2), 3, &five)
+        .unwrap_err();
+    assert_eq!(e.errno(), vsva_mem::Errno::EOPNOTSUPP);
+}
