@@ -51,6 +51,16 @@ impl ConfigCache {
         hit
     }
 
+    /// The entry for `sid` / `ssid`, counting a hit but not a miss (the lookup that follows
+    /// a miss counts it).
+    pub fn peek(&self, sid: u32, ssid: Option<u32>) -> Option<StreamConfig> {
+        let hit = self.map().get(&(sid, ssid)).copied();
+        if hit.is_some() {
+            self.hits.fetch_add(1, Ordering::Relaxed);
+        }
+        hit
+    }
+
     /// The current epoch, read before a lookup reads the registers and tables.
     pub fn epoch(&self) -> u64 {
         self.epoch.load(Ordering::Acquire)

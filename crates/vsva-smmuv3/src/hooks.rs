@@ -42,6 +42,32 @@ pub trait TranslationHooks: Send + Sync {
     fn sync(&self) {}
 }
 
+/// The SMMU's own translation layer: its TLB, its stalled transactions and its walks in
+/// flight. The command queue calls these, then the hooks given with
+/// [`Smmuv3::with_hooks`](crate::Smmuv3::with_hooks) (which observe).
+impl TranslationHooks for crate::Smmuv3 {
+    /// CMD_TLBI_* (§4.4).
+    fn tlb_invalidate(&self, cmd: &Command) {
+        self.tlb.invalidate(cmd);
+    }
+
+    /// CMD_RESUME (§4.7.1).
+    fn resume(&self, sid: u32, stag: u16, action: ResumeAction) {
+        self.stalls.resume(sid, stag, action);
+    }
+
+    /// CMD_STALL_TERM (§4.7.2): the stream's stalled transactions abort.
+    fn stall_term(&self, sid: u32) {
+        self.stalls.terminate(Some(sid));
+    }
+
+    /// CMD_SYNC (§4.7.3): waits for every walk (and configuration lookup) begun before it,
+    /// so none still reads tables an earlier invalidation let software free.
+    fn sync(&self) {
+        self.walks.drain();
+    }
+}
+
 /// No translation layer: every hook does nothing.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct NoTranslation;

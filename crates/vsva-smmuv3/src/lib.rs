@@ -64,6 +64,7 @@
 #[cfg(target_endian = "big")]
 compile_error!("vsva models little-endian hardware and only builds on little-endian hosts");
 
+mod ats;
 mod cache;
 mod cmdq;
 mod config;
@@ -71,16 +72,25 @@ mod evtq;
 mod hooks;
 mod interrupt;
 mod lookup;
+mod port;
 mod priq;
 mod queue;
 pub mod spec;
+mod stall;
 mod stream;
+mod tlb;
+mod translate;
 mod unit;
+mod walks;
 
+pub use ats::AtsRefused;
 pub use cache::CacheStats;
 pub use config::{AIDR, Httu, Smmuv3Config, StallModel};
 pub use hooks::{NoTranslation, TranslationHooks};
+pub use port::Smmuv3Port;
 pub use stream::{
     ConfigFault, Granule, Stage1Config, Stage2Config, StreamConfig, TableConfig, TranslationConfig,
 };
+pub use tlb::TlbStats;
+pub use translate::{Blocked, StallTag, Transaction, Translated};
 pub use unit::{Smmuv3, Smmuv3Stats};

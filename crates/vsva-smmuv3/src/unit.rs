@@ -32,7 +32,10 @@ use crate::spec::registers::{
     Cr0, Cr2, Gbpa, Gerror, IrqCtrl, MSI_CFG2_MASK, QueueBase, StrtabBase, StrtabBaseCfg, offset,
     queue,
 };
+use crate::stall::Stalls;
 use crate::stream::{ConfigFault, StreamConfig};
+use crate::tlb::{Tlb, TlbStats};
+use crate::walks::Walks;
 use vsva_pcie::MsiSink;
 
 /// Counters of what the SMMU did.
@@ -58,6 +61,10 @@ pub struct Smmuv3Stats {
     pub pri_auto_responses: u64,
     /// The configuration cache.
     pub cache: CacheStats,
+    /// The TLB.
+    pub tlb: TlbStats,
+    /// Transactions stalled now.
+    pub stalled: u64,
 }
 
 /// The registers software programs and the command queue.
@@ -124,6 +131,7 @@ pub(crate) struct LookupRegs {
     abort: bool,
     strtab: StrtabRegs,
     recinvsid: bool,
+    atschk: bool,
 }
 
 /// An Arm SMMUv3.
@@ -140,6 +148,9 @@ pub struct Smmuv3 {
     errors: Mutex<Errors>,
     lookup: RwLock<LookupRegs>,
     pub(crate) cache: ConfigCache,
+    pub(crate) tlb: Tlb,
+    pub(crate) walks: Walks,
+    pub(crate) stalls: Stalls,
 }
 
 impl std::fmt::Debug for Smmuv3 {
@@ -195,6 +206,9 @@ impl Smmuv3 {
                 ..LookupRegs::default()
             }),
             cache: ConfigCache::default(),
+            tlb: Tlb::default(),
+            walks: Walks::default(),
+            stalls: Stalls::default(),
         }
     }
 
@@ -225,6 +239,8 @@ impl Smmuv3 {
         let p = self.pri();
         (s.page_requests, s.pri_auto_responses) = (p.written, p.auto_responses);
         s.cache = self.cache.stats();
+        s.tlb = self.tlb.stats();
+        s.stalled = self.stalls.pending() as u64;
         s
     }
 
@@ -251,6 +267,7 @@ impl Smmuv3 {
             abort: Gbpa::from_bits(st.gbpa).abort(),
             strtab: st.strtab,
             recinvsid: st.cr2.contains(Cr2::RECINVSID),
+            atschk: st.cr0.contains(Cr0::ATSCHK),
         };
         *self.lookup.write().unwrap_or_else(|e| e.into_inner()) = regs;
     }
@@ -527,9 +544,13 @@ impl Smmuv3 {
             p.priqen = new.contains(Cr0::PRIQEN);
             p.smmuen = new.contains(Cr0::SMMUEN);
         }
+        self.publish(st);
         if old.contains(Cr0::SMMUEN) != new.contains(Cr0::SMMUEN) {
-            self.publish(st);
+            // Caches are not used across an enable change; stalled transactions end with
+            // it (an SMMU turned off answers none of them).
             self.cache.clear();
+            self.tlb.clear();
+            self.stalls.terminate(None);
         }
         if new.contains(Cr0::CMDQEN) && !old.contains(Cr0::CMDQEN) {
             self.process_cmdq(st);
@@ -548,6 +569,22 @@ impl Smmuv3 {
         if e.irq_ctrl.contains(IrqCtrl::GERROR_IRQEN) {
             e.gerror_irq.fire(self.irq.as_ref());
         }
+    }
+
+    /// Is CR0.ATSCHK set (translated transactions are checked against their STE)?
+    pub(crate) fn atschk(&self) -> bool {
+        self.lookup.read().unwrap_or_else(|e| e.into_inner()).atschk
+    }
+
+    /// The configuration for `sid` / `ssid` if it needs no memory read: SMMUEN = 0, or a
+    /// configuration cache hit.
+    #[inline]
+    pub(crate) fn cached_config(&self, sid: u32, ssid: Option<u32>) -> Option<StreamConfig> {
+        let regs = *self.lookup.read().unwrap_or_else(|e| e.into_inner());
+        if !regs.smmuen {
+            return Some(StreamConfig::Disabled { abort: regs.abort });
+        }
+        self.cache.peek(sid, ssid)
     }
 
     /// The configuration a transaction of StreamID `sid` with SubstreamID `ssid` gets (§3.3):
