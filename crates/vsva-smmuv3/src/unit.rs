@@ -17,6 +17,7 @@
 //! Enables complete at once: CR0ACK and IRQ_CTRLACK always equal CR0 and IRQ_CTRL, and a
 //! GBPA update is done when the write returns (Update reads 0).
 
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use vsva_mem::PhysMem;
@@ -147,6 +148,9 @@ pub struct Smmuv3 {
     pri: Mutex<Pri>,
     errors: Mutex<Errors>,
     lookup: RwLock<LookupRegs>,
+    /// SMMUEN (bit 0) and GBPA.ABORT (bit 1) of `lookup`, for the TLB-hit path, which
+    /// takes no lock but a cache shard's.
+    enabled: AtomicU8,
     pub(crate) cache: ConfigCache,
     pub(crate) tlb: Tlb,
     pub(crate) walks: Walks,
@@ -205,6 +209,7 @@ impl Smmuv3 {
                 abort: gbpa.abort(),
                 ..LookupRegs::default()
             }),
+            enabled: AtomicU8::new(if gbpa.abort() { 2 } else { 0 }),
             cache: ConfigCache::default(),
             tlb: Tlb::default(),
             walks: Walks::default(),
@@ -269,7 +274,12 @@ impl Smmuv3 {
             recinvsid: st.cr2.contains(Cr2::RECINVSID),
             atschk: st.cr0.contains(Cr0::ATSCHK),
         };
-        *self.lookup.write().unwrap_or_else(|e| e.into_inner()) = regs;
+        let mut l = self.lookup.write().unwrap_or_else(|e| e.into_inner());
+        *l = regs;
+        self.enabled.store(
+            u8::from(regs.smmuen) | u8::from(regs.abort) << 1,
+            Ordering::Release,
+        );
     }
 
     fn read32(&self, st: &State, off: u64) -> Option<u32> {
@@ -580,9 +590,9 @@ impl Smmuv3 {
     /// configuration cache hit.
     #[inline]
     pub(crate) fn cached_config(&self, sid: u32, ssid: Option<u32>) -> Option<StreamConfig> {
-        let regs = *self.lookup.read().unwrap_or_else(|e| e.into_inner());
-        if !regs.smmuen {
-            return Some(StreamConfig::Disabled { abort: regs.abort });
+        let e = self.enabled.load(Ordering::Acquire);
+        if e & 1 == 0 {
+            return Some(StreamConfig::Disabled { abort: e & 2 != 0 });
         }
         self.cache.peek(sid, ssid)
     }
