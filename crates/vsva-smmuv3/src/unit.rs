@@ -1,4 +1,5 @@
-//! The SMMU: its register file (IHI 0070 §6) and the configuration lookup entry point.
+//! The SMMU: its register file (IHI 0070 §6) and the configuration lookup entry point
+//! (translation is in `translate`).
 //!
 //! Software reaches the SMMU only through [`Smmuv3::mmio_read`] / [`Smmuv3::mmio_write`]
 //! (aligned 32- and 64-bit accesses; 64-bit registers also as two 32-bit halves, §6.2) and the
@@ -223,7 +224,8 @@ impl Smmuv3 {
         self
     }
 
-    /// The translation layer that receives TLB invalidations, resumes and syncs.
+    /// Hooks that also receive TLB invalidations, resumes and syncs, after the unit's own
+    /// translation layer has acted on them.
     pub fn with_hooks(mut self, hooks: Arc<dyn TranslationHooks>) -> Smmuv3 {
         self.hooks = hooks;
         self
