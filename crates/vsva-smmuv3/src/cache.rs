@@ -6,8 +6,8 @@
 //! invalidating a CD drops the entries that used it.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::stream::StreamConfig;
 
@@ -24,30 +24,63 @@ pub struct CacheStats {
     pub invalidated: u64,
 }
 
+/// Shards of the cache, by StreamID: a lookup takes one shard's read lock.
+const SHARDS: usize = 16;
+
+type Shard = HashMap<Key, StreamConfig>;
+
 /// Entries, and an epoch every invalidation advances: a lookup that began before an
 /// invalidation (and may have read the old tables) does not fill the cache after it.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct ConfigCache {
-    entries: Mutex<HashMap<Key, StreamConfig>>,
+    shards: Vec<RwLock<Shard>>,
     epoch: AtomicU64,
     hits: AtomicU64,
     misses: AtomicU64,
     invalidated: AtomicU64,
 }
 
+impl Default for ConfigCache {
+    fn default() -> Self {
+        ConfigCache {
+            shards: (0..SHARDS).map(|_| RwLock::default()).collect(),
+            epoch: AtomicU64::new(0),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+            invalidated: AtomicU64::new(0),
+        }
+    }
+}
+
 impl ConfigCache {
-    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<Key, StreamConfig>> {
-        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    fn read(&self, sid: u32) -> RwLockReadGuard<'_, Shard> {
+        self.shards[sid as usize % SHARDS]
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self, i: usize) -> RwLockWriteGuard<'_, Shard> {
+        self.shards[i].write().unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn get(&self, sid: u32, ssid: Option<u32>) -> Option<StreamConfig> {
-        let hit = self.map().get(&(sid, ssid)).copied();
+        let hit = self.read(sid).get(&(sid, ssid)).copied();
         let counter = if hit.is_some() {
             &self.hits
         } else {
             &self.misses
         };
         counter.fetch_add(1, Ordering::Relaxed);
+        hit
+    }
+
+    /// The entry for `sid` / `ssid`, counting a hit but not a miss (the lookup that follows
+    /// a miss counts it).
+    pub fn peek(&self, sid: u32, ssid: Option<u32>) -> Option<StreamConfig> {
+        let hit = self.read(sid).get(&(sid, ssid)).copied();
+        if hit.is_some() {
+            self.hits.fetch_add(1, Ordering::Relaxed);
+        }
         hit
     }
 
@@ -58,18 +91,23 @@ impl ConfigCache {
 
     /// Fills an entry resolved since `epoch`, unless an invalidation came in between.
     pub fn insert(&self, sid: u32, ssid: Option<u32>, cfg: StreamConfig, epoch: u64) {
-        let mut m = self.map();
+        let mut m = self.write(sid as usize % SHARDS);
         if self.epoch.load(Ordering::Acquire) == epoch {
             m.insert((sid, ssid), cfg);
         }
     }
 
     fn retain(&self, keep: impl Fn(&Key) -> bool) {
-        let mut m = self.map();
         self.epoch.fetch_add(1, Ordering::AcqRel);
-        let before = m.len();
-        m.retain(|k, _| keep(k));
-        let dropped = (before - m.len()) as u64;
+        let mut dropped = 0;
+        for i in 0..SHARDS {
+            let mut m = self.write(i);
+            let before = m.len();
+            m.retain(|k, _| keep(k));
+            dropped += (before - m.len()) as u64;
+        }
+        // Again after: a lookup that began while the purge ran fills nothing.
+        self.epoch.fetch_add(1, Ordering::AcqRel);
         self.invalidated.fetch_add(dropped, Ordering::Relaxed);
     }
 

@@ -6,6 +6,7 @@
 use vsva_mem::{Pasid, Rid};
 use vsva_pcie::{AtsInvalidation, ResponseCode};
 
+use crate::hooks::TranslationHooks;
 use crate::spec::cmd::{CMD_BYTES, Command, PriResp, SyncCs};
 use crate::spec::registers::{Cr0, Gerror, cerror, queue};
 use crate::unit::{Smmuv3, State};
@@ -70,6 +71,15 @@ impl Smmuv3 {
                 }
             }
             Command::CfgiCd { sid, ssid, .. } => self.cache.invalidate_cd(sid, ssid),
+            // CMD_RESUME and CMD_STALL_TERM (§4.7.1, §4.7.2).
+            Command::Resume { sid, stag, action } => {
+                TranslationHooks::resume(self, sid, stag, action);
+                self.hooks.resume(sid, stag, action)
+            }
+            Command::StallTerm { sid } => {
+                TranslationHooks::stall_term(self, sid);
+                self.hooks.stall_term(sid)
+            }
             Command::PrefetchConfig { .. } | Command::PrefetchAddr { .. } => {
                 self.hooks.prefetch(cmd)
             }
@@ -123,14 +133,13 @@ impl Smmuv3 {
                     st.stats.page_responses += 1;
                 }
             }
-            Command::Resume { sid, stag, action } => self.hooks.resume(sid, stag, action),
-            Command::StallTerm { sid } => self.hooks.stall_term(sid),
             Command::Sync {
                 cs,
                 msidata,
                 msiaddr,
                 ..
             } => {
+                TranslationHooks::sync(self);
                 self.hooks.sync();
                 // A CMD_SYNC behind a failed ATC invalidation does not complete (§4.7.3);
                 // when software acknowledges, it is retried and completes.
@@ -144,7 +153,10 @@ impl Smmuv3 {
                 }
                 st.stats.syncs += 1;
             }
-            _ => self.hooks.tlb_invalidate(cmd),
+            _ => {
+                TranslationHooks::tlb_invalidate(self, cmd);
+                self.hooks.tlb_invalidate(cmd)
+            }
         }
         Ok(())
     }

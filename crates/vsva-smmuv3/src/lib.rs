@@ -1,6 +1,8 @@
-//! vsva-smmuv3: the Arm SMMUv3 (IHI 0070) as a hardware model — so far the parts that need
-//! no translation table walk: the register file, the command, event and PRI queues, and
-//! configuration lookup (stream table, STE and CD validation, configuration cache).
+//! vsva-smmuv3: the Arm SMMUv3 (IHI 0070) as a hardware model: the register file, the
+//! command, event and PRI queues, configuration lookup (stream table, STE and CD validation,
+//! configuration cache), and translation — stage 1, stage 2 and nested walks on
+//! vsva-pgtable's VMSAv8-64 formats through a TLB, faults as events, the stall model, ATS —
+//! with the unit as the PCIe upstream port of the Functions behind it ([`Smmuv3Port`]).
 //!
 //! The modules (private but `spec`; what other crates use is re-exported below):
 //!
@@ -16,10 +18,16 @@
 //! | `lookup` | StreamID -> STE -> CD with every C_BAD_* / F_*_FETCH rule |
 //! | `stream` | the decoded configuration ([`StreamConfig`]) and [`ConfigFault`] |
 //! | `cache` | the configuration cache, emptied by CMD_CFGI_* |
-//! | `hooks` | what the command queue hands a translation layer ([`TranslationHooks`]) |
+//! | `hooks` | what the command queue hands a translation layer ([`TranslationHooks`]; the unit implements them itself) |
+//! | `translate` | [`Smmuv3::translate`]: STE/CD → stage 1 / stage 2 / nested walks, fault rules (record, stall, terminate) |
+//! | `tlb` | the TLB: entries tagged by VMID, ASID or global; CMD_TLBI_* |
+//! | `walks` | walks in flight, which CMD_SYNC waits for |
+//! | `stall` | stalled transactions: CMD_RESUME, CMD_STALL_TERM, [`Smmuv3::poll_stalled`] / [`Smmuv3::wait_stalled`] |
+//! | `ats` | ATS Translation Requests ([`Smmuv3::ats_translate`]) and translated traffic ([`Smmuv3::translated`]) |
+//! | `port` | [`Smmuv3Port`]: the unit as [`vsva_pcie::Upstream`] |
 //! | `interrupt` | the *_IRQ_CFG registers; MSIs go to a [`vsva_pcie::MsiSink`] |
 //!
-//! What is wired and what waits for translation:
+//! What is wired:
 //!
 //! | piece | state |
 //! |---|---|
@@ -27,11 +35,19 @@
 //! | CMD_CFGI_STE / STE_RANGE / ALL / CD / CD_ALL | done (configuration cache) |
 //! | CMD_SYNC (none, MSI write, SEV counted); CERROR_ILL / ABT / ATC_INV_SYNC; GERROR.CMDQ_ERR acknowledge | done |
 //! | CMD_ATC_INV, CMD_PRI_RESP | done: ATS Invalidate Requests and PRG Responses through [`vsva_pcie::Downstream`] |
-//! | CMD_TLBI_*, CMD_RESUME, CMD_STALL_TERM, CMD_PREFETCH_* | decoded and validated; handed to [`TranslationHooks`], whose default does nothing (no TLB, no stalls yet) |
+//! | CMD_TLBI_NH_ALL / NH_ASID / NH_VA / NH_VAA (leaf, TG/NUM/SCALE ranges), S12_VMALL, S2_IPA, NSNH_ALL | done: the TLB (then also handed to the [`TranslationHooks`] given with [`Smmuv3::with_hooks`]) |
+//! | CMD_RESUME (retry, abort, terminate), CMD_STALL_TERM | done: stalled transactions |
+//! | CMD_SYNC | waits for every walk and configuration lookup begun before it |
+//! | CMD_PREFETCH_* | hints, ignored |
 //! | event queue: records, wrap, overflow (OVFLG), EVTQ_ABT_ERR, MSI; builders for every event type | done ([`Smmuv3::record`] for layers above) |
-//! | PRI queue: page requests at PROD, overflow, automatic PRG Responses (§8) | done ([`Smmuv3::page_request`]); the PCIe upstream port that delivers them comes with translation |
+//! | PRI queue: page requests at PROD, overflow, automatic PRG Responses (§8) | done ([`Smmuv3::page_request`], reached through [`Smmuv3Port`]) |
 //! | configuration lookup: linear and 2-level stream and CD tables, `SteIllegal()`/`CdIllegal()` rules, S1DSS, SubstreamID rules, GBPA while disabled | done ([`Smmuv3::stream_config`]) |
-//! | translation: TLB, stage 1/2 walks (vsva-pgtable's VMSAv8-64), HTTU, stall model, ATS Translation Requests, the [`vsva_pcie::Upstream`] port | not yet |
+//! | translation: stage 1, stage 2, nested (4 KiB granule), TTB0/TTB1, TBI, EPDx, HA/HD, PAN, WXN, HAD; F_TRANSLATION / F_ADDR_SIZE / F_ACCESS / F_PERMISSION / F_WALK_EABT with stage, CLASS, IPA, TTRnW; CD.R, STE.S2R, CD.A | done ([`Smmuv3::translate`]) |
+//! | TLB: per (VMID, ASID) and global entries, per regime; no lock but a shard's, no allocation on a hit | done |
+//! | stall model: CD.S / STE.S2S, STAG, STALL events, resume / terminate | done, for transactions that can stall ([`Transaction::stallable`]) |
+//! | ATS: Translation Requests by STE.EATS (F_BAD_ATS_TREQ), translated traffic by CR0.ATSCHK (F_TRANSL_FORBIDDEN) | done |
+//! | [`vsva_pcie::Upstream`] port | done ([`Smmuv3Port`]) |
+//! | 16 KiB / 64 KiB translation granules, AFFD, UWXN, PRIVCFG/INSTCFG overrides, CD fetch through stage 2 (CLASS = CD), E_PAGE_REQUEST, MemAttr/MAIR | not modelled (a non-4 KiB table ends the transaction with C_BAD_CD / C_BAD_STE) |
 //!
 //! Where the spec lets an implementation choose (CONSTRAINED UNPREDICTABLE, IMPLEMENTATION
 //! DEFINED), this model takes the SMMUv3.2 choice where one is mandated and otherwise the
@@ -55,7 +71,8 @@
 //! | security | Non-secure only: no Secure state, no EL2 (HYP), no BTM, no ATOS, no VMS, no MPAM, no DPT |
 //! | ID registers at 0xfd0–0xffc | read as zero |
 //!
-//! The hardware model only: it imports no OS-side crate. An SMMUv3 driver reaches it through
+//! The hardware model only: it imports no OS-side crate (the demo device is a test-only
+//! dependency). An SMMUv3 driver reaches it through
 //! [`Smmuv3::mmio_read`] / [`Smmuv3::mmio_write`] (the `Mmio` shape the VT-d driver uses) and
 //! memory, and uses [`spec`] for the hardware interface.
 
@@ -64,6 +81,7 @@
 #[cfg(target_endian = "big")]
 compile_error!("vsva models little-endian hardware and only builds on little-endian hosts");
 
+mod ats;
 mod cache;
 mod cmdq;
 mod config;
@@ -71,16 +89,25 @@ mod evtq;
 mod hooks;
 mod interrupt;
 mod lookup;
+mod port;
 mod priq;
 mod queue;
 pub mod spec;
+mod stall;
 mod stream;
+mod tlb;
+mod translate;
 mod unit;
+mod walks;
 
+pub use ats::AtsRefused;
 pub use cache::CacheStats;
 pub use config::{AIDR, Httu, Smmuv3Config, StallModel};
 pub use hooks::{NoTranslation, TranslationHooks};
+pub use port::Smmuv3Port;
 pub use stream::{
     ConfigFault, Granule, Stage1Config, Stage2Config, StreamConfig, TableConfig, TranslationConfig,
 };
+pub use tlb::TlbStats;
+pub use translate::{Blocked, StallTag, Transaction, Translated};
 pub use unit::{Smmuv3, Smmuv3Stats};

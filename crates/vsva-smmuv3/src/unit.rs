@@ -1,4 +1,5 @@
-//! The SMMU: its register file (IHI 0070 §6) and the configuration lookup entry point.
+//! The SMMU: its register file (IHI 0070 §6) and the configuration lookup entry point
+//! (translation is in `translate`).
 //!
 //! Software reaches the SMMU only through [`Smmuv3::mmio_read`] / [`Smmuv3::mmio_write`]
 //! (aligned 32- and 64-bit accesses; 64-bit registers also as two 32-bit halves, §6.2) and the
@@ -17,6 +18,7 @@
 //! Enables complete at once: CR0ACK and IRQ_CTRLACK always equal CR0 and IRQ_CTRL, and a
 //! GBPA update is done when the write returns (Update reads 0).
 
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use vsva_mem::PhysMem;
@@ -32,7 +34,10 @@ use crate::spec::registers::{
     Cr0, Cr2, Gbpa, Gerror, IrqCtrl, MSI_CFG2_MASK, QueueBase, StrtabBase, StrtabBaseCfg, offset,
     queue,
 };
+use crate::stall::Stalls;
 use crate::stream::{ConfigFault, StreamConfig};
+use crate::tlb::{Tlb, TlbStats};
+use crate::walks::Walks;
 use vsva_pcie::MsiSink;
 
 /// Counters of what the SMMU did.
@@ -58,6 +63,10 @@ pub struct Smmuv3Stats {
     pub pri_auto_responses: u64,
     /// The configuration cache.
     pub cache: CacheStats,
+    /// The TLB.
+    pub tlb: TlbStats,
+    /// Transactions stalled now.
+    pub stalled: u64,
 }
 
 /// The registers software programs and the command queue.
@@ -124,6 +133,7 @@ pub(crate) struct LookupRegs {
     abort: bool,
     strtab: StrtabRegs,
     recinvsid: bool,
+    atschk: bool,
 }
 
 /// An Arm SMMUv3.
@@ -139,7 +149,13 @@ pub struct Smmuv3 {
     pri: Mutex<Pri>,
     errors: Mutex<Errors>,
     lookup: RwLock<LookupRegs>,
+    /// SMMUEN (bit 0) and GBPA.ABORT (bit 1) of `lookup`, for the TLB-hit path, which
+    /// takes no lock but a cache shard's.
+    enabled: AtomicU8,
     pub(crate) cache: ConfigCache,
+    pub(crate) tlb: Tlb,
+    pub(crate) walks: Walks,
+    pub(crate) stalls: Stalls,
 }
 
 impl std::fmt::Debug for Smmuv3 {
@@ -194,7 +210,11 @@ impl Smmuv3 {
                 abort: gbpa.abort(),
                 ..LookupRegs::default()
             }),
+            enabled: AtomicU8::new(if gbpa.abort() { 2 } else { 0 }),
             cache: ConfigCache::default(),
+            tlb: Tlb::default(),
+            walks: Walks::default(),
+            stalls: Stalls::default(),
         }
     }
 
@@ -204,7 +224,8 @@ impl Smmuv3 {
         self
     }
 
-    /// The translation layer that receives TLB invalidations, resumes and syncs.
+    /// Hooks that also receive TLB invalidations, resumes and syncs, after the unit's own
+    /// translation layer has acted on them.
     pub fn with_hooks(mut self, hooks: Arc<dyn TranslationHooks>) -> Smmuv3 {
         self.hooks = hooks;
         self
@@ -225,6 +246,8 @@ impl Smmuv3 {
         let p = self.pri();
         (s.page_requests, s.pri_auto_responses) = (p.written, p.auto_responses);
         s.cache = self.cache.stats();
+        s.tlb = self.tlb.stats();
+        s.stalled = self.stalls.pending() as u64;
         s
     }
 
@@ -251,8 +274,14 @@ impl Smmuv3 {
             abort: Gbpa::from_bits(st.gbpa).abort(),
             strtab: st.strtab,
             recinvsid: st.cr2.contains(Cr2::RECINVSID),
+            atschk: st.cr0.contains(Cr0::ATSCHK),
         };
-        *self.lookup.write().unwrap_or_else(|e| e.into_inner()) = regs;
+        let mut l = self.lookup.write().unwrap_or_else(|e| e.into_inner());
+        *l = regs;
+        self.enabled.store(
+            u8::from(regs.smmuen) | u8::from(regs.abort) << 1,
+            Ordering::Release,
+        );
     }
 
     fn read32(&self, st: &State, off: u64) -> Option<u32> {
@@ -527,9 +556,13 @@ impl Smmuv3 {
             p.priqen = new.contains(Cr0::PRIQEN);
             p.smmuen = new.contains(Cr0::SMMUEN);
         }
+        self.publish(st);
         if old.contains(Cr0::SMMUEN) != new.contains(Cr0::SMMUEN) {
-            self.publish(st);
+            // Caches are not used across an enable change; stalled transactions end with
+            // it (an SMMU turned off answers none of them).
             self.cache.clear();
+            self.tlb.clear();
+            self.stalls.terminate(None);
         }
         if new.contains(Cr0::CMDQEN) && !old.contains(Cr0::CMDQEN) {
             self.process_cmdq(st);
@@ -548,6 +581,22 @@ impl Smmuv3 {
         if e.irq_ctrl.contains(IrqCtrl::GERROR_IRQEN) {
             e.gerror_irq.fire(self.irq.as_ref());
         }
+    }
+
+    /// Is CR0.ATSCHK set (translated transactions are checked against their STE)?
+    pub(crate) fn atschk(&self) -> bool {
+        self.lookup.read().unwrap_or_else(|e| e.into_inner()).atschk
+    }
+
+    /// The configuration for `sid` / `ssid` if it needs no memory read: SMMUEN = 0, or a
+    /// configuration cache hit.
+    #[inline]
+    pub(crate) fn cached_config(&self, sid: u32, ssid: Option<u32>) -> Option<StreamConfig> {
+        let e = self.enabled.load(Ordering::Acquire);
+        if e & 1 == 0 {
+            return Some(StreamConfig::Disabled { abort: e & 2 != 0 });
+        }
+        self.cache.peek(sid, ssid)
     }
 
     /// The configuration a transaction of StreamID `sid` with SubstreamID `ssid` gets (§3.3):

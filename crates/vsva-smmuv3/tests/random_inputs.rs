@@ -72,3 +72,80 @@ proptest! {
         prop_assert!(b.r32(offset::EVENTQ_PROD) & 0x7fff_ffff < 1 << 20);
     }
 }
+
+mod xlate_random {
+    use super::common::xlate::*;
+    use proptest::prelude::*;
+    use vsva_mem::{Access, PhysMem};
+    use vsva_pgtable::Perm;
+    use vsva_smmuv3::Blocked;
+
+    fn access(bits: u8) -> Access {
+        let mut a =
+            Access::from_bits_truncate(bits) & (Access::WRITE | Access::EXEC | Access::PRIV);
+        if !a.is_write() {
+            a |= Access::READ;
+        }
+        a
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Garbage in the stage 1 tables (and random CD controls): a translation, or a
+        /// termination or stall with at most one event; never a panic, never an output
+        /// beyond the 48-bit PA size.
+        #[test]
+        fn garbage_stage1_tables_never_panic(
+            writes in proptest::collection::vec((0u64..4 * 512, any::<u64>()), 1..24),
+            va in prop_oneof![Just(VA), any::<u64>(), 0u64..(1 << 48)],
+            bits in any::<u8>(),
+            ha in any::<bool>(),
+            hd in any::<bool>(),
+            stall in any::<bool>(),
+            stallable in any::<bool>(),
+        ) {
+            let r = S1Rig::with(s1_format(), |c| c.with_ha(ha).with_hd(hd).with_s(stall));
+            r.map(VA, PA, Perm::USER_RW);
+            for (slot, v) in writes {
+                r.b.mem.write(S1_FRAMES.0 + slot * 8, &v.to_le_bytes()).unwrap();
+            }
+            let t = vsva_smmuv3::Transaction { stallable, ..txn(SID, va, access(bits)) };
+            let out = r.b.smmu.translate(&t);
+            let ev = r.b.events();
+            prop_assert!(ev.len() <= 1);
+            match out {
+                Ok(t) => prop_assert!(t.addr >> 48 == 0),
+                Err(Blocked::Stalled(_)) => {
+                    prop_assert!(stall && stallable);
+                    prop_assert_eq!(ev.len(), 1);
+                    prop_assert_eq!(r.b.smmu.stalled(), 1);
+                }
+                Err(_) => {}
+            }
+        }
+
+        /// Garbage in the stage 2 tables of a nested stream.
+        #[test]
+        fn garbage_nested_tables_never_panic(
+            writes in proptest::collection::vec((0u64..6 * 512, any::<u64>()), 1..24),
+            s1_writes in proptest::collection::vec((0u64..4 * 512, any::<u64>()), 0..8),
+            va in prop_oneof![Just(VA), any::<u64>()],
+            bits in any::<u8>(),
+        ) {
+            let r = NestedRig::new();
+            for (slot, v) in writes {
+                r.b.mem.write(S2_FRAMES.0 + slot * 8, &v.to_le_bytes()).unwrap();
+            }
+            for (slot, v) in s1_writes {
+                r.b.mem.write(S1_FRAMES.0 + slot * 8, &v.to_le_bytes()).unwrap();
+            }
+            let out = r.b.smmu.translate(&txn(SID, va, access(bits)));
+            prop_assert!(r.b.events().len() <= 1);
+            if let Ok(t) = out {
+                prop_assert!(t.addr >> 48 == 0);
+            }
+            let _ = r.b.smmu.ats_translate(SID, None, va, access(bits));
+        }
+    }
+}

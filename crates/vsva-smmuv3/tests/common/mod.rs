@@ -83,7 +83,7 @@ impl TranslationHooks for Heard {
 }
 
 pub struct Bench {
-    pub smmu: Smmuv3,
+    pub smmu: Arc<Smmuv3>,
     pub mem: Arc<PhysMemory>,
     pub msi: Arc<MsiLog>,
     pub fabric: Arc<Fabric>,
@@ -96,12 +96,19 @@ impl Bench {
     /// An SMMU with `cfg`, not yet programmed.
     pub fn raw(cfg: Smmuv3Config) -> Bench {
         let mem = Arc::new(PhysMemory::new(MEM).unwrap());
+        Bench::raw_over(cfg, mem.clone(), mem)
+    }
+
+    /// An SMMU with `cfg` that sees memory through `view` (tests write `mem` directly).
+    pub fn raw_over(cfg: Smmuv3Config, mem: Arc<PhysMemory>, view: Arc<dyn PhysMem>) -> Bench {
         let msi = Arc::new(MsiLog::default());
         let fabric = Arc::new(Fabric::default());
         let heard = Arc::new(Heard::default());
-        let smmu = Smmuv3::new(cfg, mem.clone(), msi.clone())
-            .with_devices(fabric.clone())
-            .with_hooks(heard.clone());
+        let smmu = Arc::new(
+            Smmuv3::new(cfg, view, msi.clone())
+                .with_devices(fabric.clone())
+                .with_hooks(heard.clone()),
+        );
         Bench {
             smmu,
             mem,
@@ -125,6 +132,42 @@ impl Bench {
 
     pub fn new() -> Bench {
         Bench::with(Smmuv3Config::default())
+    }
+
+    /// [`Bench::with`] the default configuration, with `devices` behind the SMMU and a PRI
+    /// queue of 2^4 entries at `priq`.
+    pub fn with_devices(devices: Arc<dyn Downstream>, priq: u64) -> Bench {
+        let mem = Arc::new(PhysMemory::new(MEM).unwrap());
+        let msi = Arc::new(MsiLog::default());
+        let smmu = Arc::new(
+            Smmuv3::new(Smmuv3Config::default(), mem.clone(), msi.clone()).with_devices(devices),
+        );
+        let b = Bench {
+            smmu,
+            mem,
+            msi,
+            fabric: Arc::new(Fabric::default()),
+            heard: Arc::new(Heard::default()),
+            prod: 0,
+        };
+        b.w64(offset::STRTAB_BASE, STRTAB);
+        b.w32(offset::STRTAB_BASE_CFG, 8);
+        b.w64(offset::PRIQ_BASE, priq | 4);
+        b.setup_queues_and_enable();
+        b.w32(
+            offset::CR0,
+            (Cr0::SMMUEN | Cr0::CMDQEN | Cr0::EVTQEN | Cr0::PRIQEN).bits(),
+        );
+        b
+    }
+
+    /// [`Bench::with`] the default configuration, the SMMU seeing memory through `view`.
+    pub fn over(mem: Arc<PhysMemory>, view: Arc<dyn PhysMem>) -> Bench {
+        let b = Bench::raw_over(Smmuv3Config::default(), mem, view);
+        b.w64(offset::STRTAB_BASE, STRTAB);
+        b.w32(offset::STRTAB_BASE_CFG, 8);
+        b.setup_queues_and_enable();
+        b
     }
 
     /// Two-level stream table: 2^log2size StreamIDs, `split` bits per level-2 table.
@@ -298,3 +341,5 @@ pub fn config_record(kind: u8, sid: u32, ssid: Option<u32>) -> [u64; 4] {
     let ssv = ssid.map_or(0, |s| 1 << 11 | (s as u64) << 12);
     [kind as u64 | ssv | (sid as u64) << 32, 0, 0, 0]
 }
+
+pub mod xlate;

@@ -1,0 +1,233 @@
+//! CMD_SYNC waits for the walks begun before it (IHI 0070 §4.7.3; README "ordering
+//! promises": after an invalidation completes, no access uses the old translation and no walk
+//! still reads freed tables — software frees table frames as soon as the sync completes).
+//!
+//! Each test parks a walk on one memory load — the memory under the SMMU blocks the load of
+//! one address until the test lets it go — then issues an invalidation and a CMD_SYNC from
+//! another thread, and checks the sync does not complete until the parked walk has read its
+//! entry and ended.
+
+mod common;
+
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread;
+use std::time::Duration;
+
+use common::xlate::*;
+use common::*;
+use vsva_mem::{Access, PageSize, PhysMem, PhysMemory};
+use vsva_pgtable::{PageTable, Perm};
+use vsva_smmuv3::spec::cmd::{Command, SyncCs};
+use vsva_smmuv3::spec::registers::offset;
+
+/// How long a sync that must wait is watched before the walk is let go.
+const HOLD: Duration = Duration::from_millis(50);
+/// Bound on every other wait, so that a regression fails instead of hanging.
+const BOUND: Duration = Duration::from_secs(5);
+
+#[derive(Default)]
+struct GateState {
+    armed: Option<u64>,
+    parked: bool,
+    released: bool,
+    loaded: bool,
+}
+
+/// Memory whose armed address blocks one read (a `load_u64` of it, or a `read` covering it)
+/// until the test releases it.
+struct Gated {
+    inner: Arc<PhysMemory>,
+    state: Mutex<GateState>,
+    changed: Condvar,
+}
+
+impl Gated {
+    fn state(&self) -> MutexGuard<'_, GateState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn arm(&self, pa: u64) {
+        *self.state() = GateState {
+            armed: Some(pa),
+            ..GateState::default()
+        };
+    }
+
+    fn wait_parked(&self) -> bool {
+        let st = self.state();
+        let (st, _) = self
+            .changed
+            .wait_timeout_while(st, BOUND, |s| !s.parked)
+            .unwrap_or_else(|e| e.into_inner());
+        st.parked
+    }
+
+    fn release(&self) {
+        self.state().released = true;
+        self.changed.notify_all();
+    }
+
+    fn loaded(&self) -> bool {
+        self.state().loaded
+    }
+
+    /// Parks if `[pa, pa + len)` covers the armed address, then runs `f`.
+    fn gate<T>(&self, pa: u64, len: u64, f: impl FnOnce() -> T) -> T {
+        let mut st = self.state();
+        if !st.armed.is_some_and(|a| a >= pa && a < pa + len) {
+            drop(st);
+            return f();
+        }
+        st.armed = None;
+        st.parked = true;
+        self.changed.notify_all();
+        let (mut st, _) = self
+            .changed
+            .wait_timeout_while(st, BOUND, |s| !s.released)
+            .unwrap_or_else(|e| e.into_inner());
+        let v = f();
+        st.loaded = true;
+        v
+    }
+}
+
+impl PhysMem for Gated {
+    fn size(&self) -> u64 {
+        self.inner.size()
+    }
+    fn load_u64(&self, pa: u64) -> vsva_mem::phys::Result<u64> {
+        self.gate(pa, 8, || self.inner.load_u64(pa))
+    }
+    fn store_u64(&self, pa: u64, val: u64) -> vsva_mem::phys::Result<()> {
+        self.inner.store_u64(pa, val)
+    }
+    fn compare_exchange_u64(
+        &self,
+        pa: u64,
+        current: u64,
+        new: u64,
+    ) -> vsva_mem::phys::Result<Result<u64, u64>> {
+        self.inner.compare_exchange_u64(pa, current, new)
+    }
+    fn read(&self, pa: u64, buf: &mut [u8]) -> vsva_mem::phys::Result<()> {
+        let len = buf.len() as u64;
+        self.gate(pa, len, || self.inner.read(pa, buf))
+    }
+    fn write(&self, pa: u64, buf: &[u8]) -> vsva_mem::phys::Result<()> {
+        self.inner.write(pa, buf)
+    }
+    fn zero(&self, pa: u64, len: u64) -> vsva_mem::phys::Result<()> {
+        self.inner.zero(pa, len)
+    }
+}
+
+/// A stage 1 stream over gated memory, VA mapped.
+fn rig() -> (Bench, Arc<Gated>, PageTable<vsva_pgtable::ArmS1>) {
+    let mem = Arc::new(PhysMemory::new(MEM).unwrap());
+    let gate = Arc::new(Gated {
+        inner: mem.clone(),
+        state: Mutex::default(),
+        changed: Condvar::new(),
+    });
+    let b = Bench::over(mem, gate.clone());
+    let s1 = PageTable::new(s1_format(), frames(&b, S1_FRAMES)).unwrap();
+    s1.map(VA, PA, PageSize::Size4K, Perm::USER_RW).unwrap();
+    b.write_cd_at(CDTAB, &cd_from(good_cd0(ASID), s1.root()));
+    b.write_ste(SID, &s1_ste(CDTAB, 0, 0));
+    (b, gate, s1)
+}
+
+/// Writes `cmds` and a CMD_SYNC at the bench's PROD and publishes them (from any thread).
+fn submit_with_sync(b: &Bench, cmds: &[Command]) -> u32 {
+    let n = 1u32 << CMDQ_LOG2;
+    let mut prod = b.prod;
+    let sync = Command::Sync {
+        cs: SyncCs::None,
+        msh: 0,
+        msiattr: 0,
+        msidata: 0,
+        msiaddr: 0,
+    };
+    for c in cmds.iter().chain([&sync]) {
+        let raw = c.encode();
+        let slot = (prod & (n - 1)) as u64;
+        b.write_u64(CMDQ + slot * 16, raw[0]);
+        b.write_u64(CMDQ + slot * 16 + 8, raw[1]);
+        prod = (prod + 1) & (2 * n - 1);
+    }
+    b.smmu.mmio_write(offset::CMDQ_PROD, 4, prod as u64);
+    prod
+}
+
+/// Parks a translation of VA on the load of `parked_at`, submits `cmds` + CMD_SYNC from
+/// another thread, and checks the sync waits for the walk.
+fn sync_waits_for_walk_parked_at(
+    parked_at: impl Fn(&PageTable<vsva_pgtable::ArmS1>) -> u64,
+    cmds: &[Command],
+) {
+    let (b, gate, s1) = rig();
+    gate.arm(parked_at(&s1));
+    let syncs = b.smmu.stats().syncs;
+    thread::scope(|s| {
+        let walker = s.spawn(|| b.smmu.translate(&txn(SID, VA, Access::READ)));
+        assert!(gate.wait_parked(), "the walk never reached the gated load");
+        let (done_tx, done_rx) = mpsc::channel();
+        let b = &b;
+        let gate2 = gate.clone();
+        s.spawn(move || {
+            submit_with_sync(b, cmds);
+            done_tx.send(gate2.loaded()).unwrap();
+        });
+        assert_eq!(
+            done_rx.recv_timeout(HOLD),
+            Err(RecvTimeoutError::Timeout),
+            "CMD_SYNC completed under a walk begun before it"
+        );
+        // (Not `stats()` here: it takes the register lock the command queue holds.)
+        gate.release();
+        let loaded_before_sync_done = done_rx.recv_timeout(BOUND).unwrap();
+        assert!(loaded_before_sync_done);
+        assert_eq!(walker.join().unwrap().unwrap().addr, PA);
+    });
+    assert_eq!(b.smmu.stats().syncs, syncs + 1);
+}
+
+#[test]
+fn cmd_sync_waits_for_walk_reading_a_leaf_table() {
+    // The walk is parked on VA's level 3 descriptor; software invalidates VA (as munmap
+    // would before freeing the table).
+    sync_waits_for_walk_parked_at(
+        |s1| s1.lookup(VA).unwrap().slot,
+        &[Command::TlbiNhVa {
+            vmid: 0,
+            asid: ASID,
+            range: vsva_smmuv3::spec::cmd::TlbiRange {
+                addr: VA,
+                leaf: true,
+                ..Default::default()
+            },
+        }],
+    );
+}
+
+#[test]
+fn cmd_sync_waits_for_walk_reading_a_cd() {
+    // The lookup is parked on the CD fetch; software invalidates the CD.
+    sync_waits_for_walk_parked_at(
+        |_| CDTAB,
+        &[Command::CfgiCd {
+            sid: SID,
+            ssid: 0,
+            leaf: true,
+        }],
+    );
+}
+
+#[test]
+fn cmd_sync_does_not_wait_for_a_tlb_hit_or_walks_begun_after_it() {
+    let (mut b, _gate, _s1) = rig();
+    b.smmu.translate(&txn(SID, VA, Access::READ)).unwrap();
+    b.sync();
+    assert_eq!(b.smmu.stats().syncs, 1);
+}
