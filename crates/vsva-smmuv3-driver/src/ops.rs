@@ -15,9 +15,10 @@ use vsva_iommu::{
     DeviceCaps, DomainSpec, FormatTable, IoPgtable, IommuError, IommuOps, PageRequest,
     ResponseCode, UnrecoverableFault,
 };
-use vsva_mem::{Pasid, Rid};
-use vsva_pgtable::PageTable;
+use vsva_mem::{PageSize, Pasid, Rid};
 use vsva_pgtable::arm::ArmS1;
+use vsva_pgtable::table::Unmapped;
+use vsva_pgtable::{MapError, PageTable, Perm};
 use vsva_smmuv3::spec::registers::pa_bits;
 
 use crate::driver::{MSI_IOVA, MasterOptions, Smmuv3Driver};
@@ -178,6 +179,47 @@ impl IommuOps for Smmuv3Driver {
         };
         let table =
             PageTable::new(format, self.frames.clone()).map_err(|_| IommuError::NoMemory)?;
-        Ok(Box::new(FormatTable::new(table, (1u64 << 48) - 1)))
+        Ok(Box::new(IoPgtableArm(FormatTable::new(
+            table,
+            (1u64 << 48) - 1,
+        ))))
+    }
+}
+
+/// An io-pgtable-arm stage-1 table: every mapping is unprivileged-accessible, as
+/// `arm_lpae_prot_to_pte` sets `ARM_LPAE_PTE_AP_UNPRIV` unless `IOMMU_PRIV` — device
+/// requests without PnU are EL0 accesses to the SMMU.
+struct IoPgtableArm(FormatTable<ArmS1>);
+
+impl IoPgtable for IoPgtableArm {
+    fn root(&self) -> u64 {
+        self.0.root()
+    }
+    fn levels(&self) -> u8 {
+        self.0.levels()
+    }
+    fn last_iova(&self) -> u64 {
+        self.0.last_iova()
+    }
+    fn supports(&self, size: PageSize) -> bool {
+        self.0.supports(size)
+    }
+    fn map(&self, iova: u64, pa: u64, size: PageSize, perm: Perm) -> Result<(), MapError> {
+        self.0.map(iova, pa, size, perm | Perm::USER)
+    }
+    fn unmap(&self, iova: u64, len: u64) -> Result<Unmapped, MapError> {
+        self.0.unmap(iova, len)
+    }
+    fn free_tables(&self, tables: &[u64]) {
+        self.0.free_tables(tables)
+    }
+    fn read_and_clear_dirty(
+        &self,
+        iova: u64,
+        len: u64,
+        clear: bool,
+        f: &mut dyn FnMut(u64, PageSize),
+    ) -> Result<usize, MapError> {
+        self.0.read_and_clear_dirty(iova, len, clear, f)
     }
 }
