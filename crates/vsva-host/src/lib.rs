@@ -7,17 +7,20 @@
 //! |---|---|
 //! | `kind` | [`IommuKind`]: what differs between vendors when a machine is wired |
 //! | `vtd` | [`VtdKind`]: VT-d (vsva-vtd and vsva-vtd-driver) |
+//! | `smmuv3` | [`Smmuv3Kind`]: Arm SMMUv3 (vsva-smmuv3 and vsva-smmuv3-driver) |
 //! | `os` | [`Os`]: a driver, the IOMMU core and the memory manager booted on some memory |
 //! | `host` | [`Host`]: a whole host; [`Platform`] is the VT-d host |
 
 mod host;
 mod kind;
 mod os;
+mod smmuv3;
 mod vtd;
 
 pub use host::{Host, PlatformError};
 pub use kind::{IommuKind, ProbeError};
 pub use os::Os;
+pub use smmuv3::Smmuv3Kind;
 pub use vtd::VtdKind;
 
 pub use vsva_demo::INTERRUPT_WINDOW;
