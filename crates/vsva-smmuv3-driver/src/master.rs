@@ -266,9 +266,22 @@ impl Smmuv3Driver {
         let Some(table) = st.masters.get(&sid).map(|m| m.cd) else {
             return Ok(());
         };
-        let Some(at) = table.cd_slot(&mut st.carver, self.mem.as_ref(), ssid, cd.is_some())? else {
+        let Some((at, new_l2)) =
+            table.cd_slot(&mut st.carver, self.mem.as_ref(), ssid, cd.is_some())?
+        else {
             return Ok(());
         };
+        if new_l2 {
+            // "An invalid L1CD can be cached" (Linux `arm_smmu_alloc_cd_ptr`): non-leaf.
+            self.issue(
+                st,
+                &[Command::CfgiCd {
+                    sid,
+                    ssid,
+                    leaf: false,
+                }],
+            )?;
+        }
         debug_assert_eq!(CD_BYTES, 64);
         let target = cd.map_or([0; 8], |c| c.words);
         let mem = self.mem.clone();

@@ -181,20 +181,22 @@ impl CdTable {
     }
 
     /// The CD slot of `ssid`, making its level-2 table if `alloc` (Linux
-    /// `arm_smmu_get_cd_ptr` / `arm_smmu_alloc_cd_ptr`); `None` when it has none.
+    /// `arm_smmu_get_cd_ptr` / `arm_smmu_alloc_cd_ptr`), and whether that table is new;
+    /// `None` when it has none.
     pub(crate) fn cd_slot(
         &self,
         carver: &mut Carver,
         mem: &dyn PhysMem,
         ssid: u32,
         alloc: bool,
-    ) -> Result<Option<u64>> {
+    ) -> Result<Option<(u64, bool)>> {
         if self.s1fmt == s1fmt::LINEAR {
-            return Ok(Some(self.base + ssid as u64 * CD_BYTES));
+            return Ok(Some((self.base + ssid as u64 * CD_BYTES, false)));
         }
         let at = self.base + (ssid >> CD_SPLIT) as u64 * L1CD_BYTES;
         let mut d = L1Cd::from_bits(mem.load_u64(at)?);
-        if !d.v() {
+        let new = !d.v();
+        if new {
             if !alloc {
                 return Ok(None);
             }
@@ -202,7 +204,7 @@ impl CdTable {
             mem.store_u64(at, d.into_bits())?;
         }
         let index = (ssid & ((1 << CD_SPLIT) - 1)) as u64;
-        Ok(Some(d.l2() + index * CD_BYTES))
+        Ok(Some((d.l2() + index * CD_BYTES, new)))
     }
 }
 

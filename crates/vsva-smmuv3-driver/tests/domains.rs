@@ -505,3 +505,31 @@ fn process_tables_of_3_levels_are_39_bit_and_of_5_levels_eopnotsupp() {
         .unwrap_err();
     assert_eq!(e.errno(), vsva_mem::Errno::EOPNOTSUPP);
 }
+
+#[test]
+fn a_new_level_2_cd_table_is_published_with_a_non_leaf_cfgi_cd() {
+    let r = rig();
+    r.driver.attach_device(rid(DEV), caps(20, false)).unwrap();
+    let m = r.mark();
+    r.driver
+        .set_pasid(rid(DEV), pasid(0x4_0001), 2, &sva(ROOT))
+        .unwrap();
+    assert_eq!(
+        r.work_since(m)[0],
+        Command::CfgiCd {
+            sid: DEV as u32,
+            ssid: 0x4_0001,
+            leaf: false
+        }
+    );
+    // The next PASID in the same level-2 table needs none.
+    let m = r.mark();
+    r.driver
+        .set_pasid(rid(DEV), pasid(0x4_0002), 2, &sva(ROOT))
+        .unwrap();
+    assert!(!r.work_since(m).contains(&Command::CfgiCd {
+        sid: DEV as u32,
+        ssid: 0x4_0002,
+        leaf: false
+    }));
+}
