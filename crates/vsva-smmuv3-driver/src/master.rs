@@ -28,8 +28,8 @@ pub enum Target {
         root: u64,
         /// T0SZ.
         t0sz: u8,
-        /// An address space shared with a process (MAIR_EL1, HTTU as the CPU uses it)
-        /// rather than an io-pgtable domain.
+        /// An address space shared with a process (MAIR_EL1, no HTTU: Linux's
+        /// `arm_smmu_make_sva_cd`) rather than an io-pgtable domain.
         sva: bool,
         /// Hardware dirty state (dirty tracking).
         dirty: bool,
@@ -357,8 +357,11 @@ impl Smmuv3Driver {
                             tables::IO_PGTABLE_MAIR
                         },
                         stall,
-                        ha: f.ha && (sva || dirty),
-                        hd: f.hd && (sva || dirty),
+                        // arm_smmu_make_sva_cd sets neither (the CPU's own AF/DBM
+                        // management serves SVA); io-pgtable domains set both with
+                        // dirty tracking (IO_PGTABLE_QUIRK_ARM_HD).
+                        ha: f.ha && dirty && !sva,
+                        hd: f.hd && dirty && !sva,
                     });
                     let old = st.masters.get(&sid).and_then(|m| m.s1.get(&ssid).copied());
                     if let Err(e) = self.write_cd(st, sid, ssid, Some(&cd)) {

@@ -122,7 +122,7 @@ fn an_sva_pasid_cd_has_the_process_table_its_asid_and_mair_el1() {
     assert_eq!(s1.ttb0.unwrap().ttb, ROOT);
     assert_eq!(s1.ttb0.unwrap().tsz, 16, "64 - vabits_actual");
     assert_eq!(s1.mair, MAIR_EL1);
-    assert!(s1.ha && s1.hd, "HTTU as the CPU uses it");
+    assert!(!s1.ha && !s1.hd, "arm_smmu_make_sva_cd sets no HTTU");
     assert_eq!(Some(s1.asid), r.driver.asid_of(rid(DEV), 5));
     assert_ne!(s1.asid, 0);
     let t = translate(&r, Some(5));
