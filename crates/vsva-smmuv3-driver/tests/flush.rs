@@ -315,3 +315,35 @@ fn the_core_maps_through_an_arm_stage_1_table_and_unmaps_with_a_tlbi() {
         vec![vsva_smmuv3_driver::MSI_IOVA]
     );
 }
+
+#[test]
+fn flushes_on_several_threads_interleave_with_binds_without_errors() {
+    let r = bound(Smmuv3Config::default());
+    let driver = r.driver.clone();
+    std::thread::scope(|s| {
+        for t in 0..3u64 {
+            let d = driver.clone();
+            s.spawn(move || {
+                for i in 0..50u64 {
+                    let dev = if i % 2 == 0 { DEV } else { ATS_DEV };
+                    d.flush(rid(dev), pasid(5), 9, (t << 30) + (i << 12), 0x3000)
+                        .unwrap();
+                }
+            });
+        }
+        let d = driver.clone();
+        s.spawn(move || {
+            for i in 0..20u32 {
+                let p = pasid(10 + i % 4);
+                d.set_pasid(rid(DEV), p, 20, &sva()).unwrap();
+                d.clear_pasid(rid(DEV), p).unwrap();
+            }
+        });
+    });
+    // The queue is empty and error-free afterwards.
+    let cons = r
+        .unit
+        .mmio_read(vsva_smmuv3::spec::registers::offset::CMDQ_CONS, 4) as u32;
+    assert_eq!(cons, r.mark());
+    assert!(r.endpoints.invalidations.lock().unwrap().len() >= 75);
+}

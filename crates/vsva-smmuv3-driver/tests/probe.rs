@@ -9,7 +9,7 @@ use vsva_mem::{Errno, FrameAllocator, PhysMem, PhysMemory};
 use vsva_pcie::MsiLog;
 use vsva_smmuv3::spec::cmd::{Command, SyncCs};
 use vsva_smmuv3::spec::registers::{
-    Cr0, Gbpa, Gerror, IrqCtrl, QueueBase, StrtabBase, StrtabBaseCfg, offset,
+    Cr0, Gbpa, Gerror, Idr0, IrqCtrl, QueueBase, StrtabBase, StrtabBaseCfg, offset,
 };
 use vsva_smmuv3::{Smmuv3, Smmuv3Config, StreamConfig};
 use vsva_smmuv3_driver::{DriverError, MSI_DOORBELL, Mmio, ProbeOptions, Smmuv3Driver, SyncPoll};
@@ -247,4 +247,70 @@ fn an_atc_invalidation_time_out_is_recovered_and_reported() {
     assert!(matches!(e, DriverError::Command { code: 3, .. }), "{e}");
     *r.endpoints.present.lock().unwrap() = None;
     r.driver.issue_commands(&[Command::TlbiNsnhAll]).unwrap();
+}
+
+/// The unit's registers with IDR0 replaced (an SMMU the model cannot be configured as).
+struct Idr0As {
+    unit: Arc<Smmuv3>,
+    idr0: u32,
+}
+
+impl Mmio for Idr0As {
+    fn read(&self, off: u64, size: u8) -> u64 {
+        if off == offset::IDR0 {
+            self.idr0 as u64
+        } else {
+            self.unit.mmio_read(off, size)
+        }
+    }
+    fn write(&self, off: u64, size: u8, value: u64) {
+        self.unit.mmio_write(off, size, value)
+    }
+}
+
+fn probe_with_idr0(change: impl Fn(Idr0) -> Idr0) -> Result<Smmuv3Driver, DriverError> {
+    let mem: Arc<dyn PhysMem> = Arc::new(PhysMemory::new(64 * MIB).unwrap());
+    let cfg = Smmuv3Config::default();
+    let idr0 = change(cfg.idr0()).into_bits();
+    let unit = Arc::new(Smmuv3::new(cfg, mem.clone(), Arc::new(MsiLog::default())));
+    let frames = Arc::new(FrameAllocator::new(mem.clone(), MIB, 64 * MIB));
+    Smmuv3Driver::probe(
+        Arc::new(Idr0As { unit, idr0 }),
+        mem,
+        frames,
+        ProbeOptions::default(),
+    )
+}
+
+#[test]
+fn probe_refuses_aarch32_only_and_big_endian_only_tables() {
+    let e = probe_with_idr0(|i| i.with_ttf(0b01)).unwrap_err();
+    assert!(e.to_string().contains("AArch64"), "{e}");
+    let e = probe_with_idr0(|i| i.with_ttendian(0b11)).unwrap_err();
+    assert!(e.to_string().contains("little-endian"), "{e}");
+    // Mixed-endian (0b00) is fine.
+    probe_with_idr0(|i| i.with_ttendian(0b00)).unwrap();
+}
+
+#[test]
+fn without_coherent_msis_syncs_are_polled_on_cons() {
+    let d = probe_with_idr0(|i| i.with_cohacc(false)).unwrap();
+    assert_eq!(d.sync_poll(), SyncPoll::Consumption);
+    let d = probe_with_idr0(|i| i.with_msi(false)).unwrap();
+    assert_eq!(d.sync_poll(), SyncPoll::Consumption);
+}
+
+#[test]
+fn a_second_reset_of_an_enabled_smmu_starts_over_cleanly() {
+    let r = rig();
+    r.driver.reset().unwrap();
+    assert!(Cr0::from_bits_truncate(read32(&r, offset::CR0)).contains(Cr0::SMMUEN));
+    r.driver.issue_commands(&[Command::TlbiNsnhAll]).unwrap();
+}
+
+#[test]
+fn commands_before_reset_are_refused() {
+    let d = probe_only(Smmuv3Config::default()).unwrap();
+    assert!(d.issue_commands(&[Command::TlbiNsnhAll]).is_err());
+    assert!(d.take_events().is_empty());
 }
