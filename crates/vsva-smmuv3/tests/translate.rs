@@ -167,7 +167,7 @@ fn s1_f_walk_eabt_table_outside_memory_reports_the_descriptor_address() {
     );
     assert_eq!(
         b.events()[0].words,
-        rec(id::F_WALK_EABT, SID, RNW | CLASS_IN, va, NOWHERE + 8)
+        rec(id::F_WALK_EABT, SID, RNW | CLASS_TT, va, NOWHERE + 8)
     );
 }
 
@@ -401,4 +401,43 @@ fn a_config_fault_aborts_with_its_event() {
         Err(Blocked::Abort)
     );
     assert_eq!(b.events()[0].kind(), id::C_BAD_STE);
+}
+
+#[test]
+fn stage2_f_walk_eabt_reports_s2_and_the_descriptor_address() {
+    let b = Bench::new();
+    b.write_ste(SID, &s2_only_ste(NOWHERE));
+    // 40-bit IPA from level 1 over two concatenated tables: IPA[39:30] indexes them.
+    let ipa = 0x80_4000_0000;
+    assert_eq!(
+        b.smmu.translate(&txn(SID, ipa, Access::READ)),
+        Err(Blocked::Abort)
+    );
+    assert_eq!(
+        b.events()[0].words,
+        rec(
+            id::F_WALK_EABT,
+            SID,
+            RNW | S2 | CLASS_TT,
+            ipa,
+            NOWHERE + 0x201 * 8
+        )
+    );
+}
+
+#[test]
+fn nested_s1_descriptor_read_that_aborts_reports_where_stage2_put_it() {
+    let r = NestedRig::new();
+    // Stage 2 maps the stage 1 root's IPA outside memory.
+    let root = r.s1.root();
+    r.s2.unmap(root, 0x1000).unwrap();
+    r.s2.map(root, NOWHERE, PageSize::Size4K, Perm::RW).unwrap();
+    assert_eq!(
+        r.b.smmu.translate(&txn(SID, VA, Access::READ)),
+        Err(Blocked::Abort)
+    );
+    assert_eq!(
+        r.b.events()[0].words,
+        rec(id::F_WALK_EABT, SID, RNW | CLASS_TT, VA, NOWHERE)
+    );
 }
