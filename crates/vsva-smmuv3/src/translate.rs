@@ -104,15 +104,20 @@ pub(crate) struct WalkFailure {
     pub tt_read: bool,
 }
 
+/// The event type of a walk fault (§7.3.12–16).
+pub(crate) fn walk_event_id(kind: ArmFaultKind) -> u8 {
+    match kind {
+        ArmFaultKind::Translation => id::F_TRANSLATION,
+        ArmFaultKind::AddressSize => id::F_ADDR_SIZE,
+        ArmFaultKind::AccessFlag => id::F_ACCESS,
+        ArmFaultKind::Permission => id::F_PERMISSION,
+        ArmFaultKind::ExternalAbort => id::F_WALK_EABT,
+    }
+}
+
 impl WalkFailure {
     fn event_id(&self) -> u8 {
-        match self.kind {
-            ArmFaultKind::Translation => id::F_TRANSLATION,
-            ArmFaultKind::AddressSize => id::F_ADDR_SIZE,
-            ArmFaultKind::AccessFlag => id::F_ACCESS,
-            ArmFaultKind::Permission => id::F_PERMISSION,
-            ArmFaultKind::ExternalAbort => id::F_WALK_EABT,
-        }
+        walk_event_id(self.kind)
     }
 
     /// A translation fault with no walk (EPDx, §5.4).
@@ -158,8 +163,8 @@ pub(crate) fn s2_format(s2: &Stage2Config) -> ArmS2 {
 /// A table map that remembers the last descriptor address a walk asked for (the FetchAddr
 /// of F_WALK_EABT), for a one-stage walk.
 #[derive(Default)]
-struct Fetches {
-    last: u64,
+pub(crate) struct Fetches {
+    pub last: u64,
 }
 
 impl TableMap for Fetches {

@@ -441,3 +441,61 @@ fn nested_s1_descriptor_read_that_aborts_reports_where_stage2_put_it() {
         rec(id::F_WALK_EABT, SID, RNW | CLASS_TT, VA, NOWHERE)
     );
 }
+
+/// CLASS = CD (Linux `EVTQ_1_CLASS` 0b00).
+const CLASS_CD: u64 = 0;
+
+#[test]
+fn nested_cd_is_read_at_its_stage2_translation() {
+    // S1ContextPtr is an IPA: the CD sits at PA CDTAB + 0x2000, stage 2 maps IPA 0x3_0000_0000
+    // there.
+    let r = NestedRig::new();
+    let (ipa, pa) = (0x3_0000_0000, CDTAB + 0x2000);
+    r.s2.map(ipa, pa, PageSize::Size4K, Perm::READ).unwrap();
+    r.b.write_cd_at(pa, &cd_from(good_cd0(ASID), r.s1.root()));
+    r.b.write_cd_at(CDTAB, &vsva_smmuv3::spec::cd::Cd::default());
+    r.b.write_ste(SID, &nested_ste(ipa, r.s2.root()));
+    assert_eq!(
+        r.b.smmu
+            .translate(&txn(SID, VA, Access::READ))
+            .unwrap()
+            .addr,
+        PA
+    );
+}
+
+#[test]
+fn nested_s2_fault_on_the_cd_is_class_cd() {
+    let r = NestedRig::new();
+    let ipa = 0x3_0000_0040;
+    r.b.write_ste(SID, &nested_ste(ipa, r.s2.root()));
+    assert_eq!(
+        r.b.smmu.translate(&txn(SID, VA, Access::READ)),
+        Err(Blocked::Abort)
+    );
+    // A lookup does not know the transaction: InputAddr and access bits are zero.
+    assert_eq!(
+        r.b.events()[0].words,
+        rec(id::F_TRANSLATION, SID, S2 | CLASS_CD, 0, 0x3_0000_0000)
+    );
+}
+
+#[test]
+fn nested_s2_fault_on_the_cd_with_s2r_clear_is_not_recorded() {
+    let r = NestedRig::new();
+    let ste = nested_ste(0x3_0000_0000, r.s2.root());
+    r.b.write_ste(
+        SID,
+        &vsva_smmuv3::spec::ste::Ste::from_words(
+            ste.w0(),
+            ste.w1(),
+            ste.w2().with_s2r(false),
+            ste.w3(),
+        ),
+    );
+    assert_eq!(
+        r.b.smmu.translate(&txn(SID, VA, Access::READ)),
+        Err(Blocked::Abort)
+    );
+    assert!(r.b.events().is_empty());
+}
