@@ -499,3 +499,37 @@ fn nested_s2_fault_on_the_cd_with_s2r_clear_is_not_recorded() {
     );
     assert!(r.b.events().is_empty());
 }
+
+#[test]
+fn stage2_httu_sets_af_on_a_read_and_s2ap_w_on_a_write() {
+    use vsva_pgtable::arm::{DBM, S2AP_W};
+    let b = Bench::new();
+    let fmt = vsva_pgtable::ArmS2 {
+        ha: true,
+        hd: true,
+        ..s2_format()
+    };
+    let s2 = PageTable::new(fmt, frames(&b, S2_FRAMES)).unwrap();
+    let ipa = 0x1000_0000;
+    s2.map(ipa, PA, PageSize::Size4K, Perm::RW).unwrap();
+    let leaf = s2.lookup(ipa).unwrap().entry;
+    assert_ne!(leaf & DBM, 0);
+    // Writable-clean (DBM = 1, S2AP[1] = 0), not accessed.
+    let clean = leaf & !(S2AP_W | AF);
+    s2.set_leaf(ipa, PageSize::Size4K, clean).unwrap();
+    let ste = s2_only_ste(s2.root());
+    b.write_ste(
+        SID,
+        &vsva_smmuv3::spec::ste::Ste::from_words(
+            ste.w0(),
+            ste.w1(),
+            ste.w2().with_s2ha(true).with_s2hd(true),
+            ste.w3(),
+        ),
+    );
+    assert!(b.smmu.translate(&txn(SID, ipa, Access::READ)).is_ok());
+    assert_eq!(s2.lookup(ipa).unwrap().entry, clean | AF);
+    assert!(b.smmu.translate(&txn(SID, ipa, Access::WRITE)).is_ok());
+    assert_eq!(s2.lookup(ipa).unwrap().entry, clean | AF | S2AP_W);
+    assert!(b.events().is_empty());
+}
