@@ -9,7 +9,8 @@
 //! 12..31) behave as that value. Other RES0 fields in the structures are ignored (§5: either
 //! choice is allowed).
 
-use vsva_mem::PhysMem;
+use vsva_mem::{Access, PhysMem};
+use vsva_pgtable::{ArmFault, ArmFaultKind, walk};
 use zerocopy::IntoBytes;
 
 use crate::config::{Httu, Smmuv3Config, StallModel};
@@ -19,6 +20,7 @@ use crate::spec::ste::{L1STD_BYTES, L1Std, STE_BYTES, Ste, config, eats, s1dss, 
 use crate::stream::{
     ConfigFault, Granule, Stage1Config, Stage2Config, StreamConfig, TableConfig, TranslationConfig,
 };
+use crate::translate::{Fetches, s2_format, walk_event_id};
 
 /// The stream table registers as latched for a lookup.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -405,6 +407,7 @@ pub(crate) fn fetch_cd(
     mem: &dyn PhysMem,
     ste: &Ste,
     index: u32,
+    stage2: Option<&Stage2Config>,
 ) -> Result<Cd, ConfigFault> {
     let w0 = ste.w0();
     let ptr = ste.s1_context_ptr();
@@ -422,6 +425,7 @@ pub(crate) fn fetch_cd(
         let split = if w0.s1fmt() == s1fmt::L2_4K { 6 } else { 10 };
         let l1_size = (L1CD_BYTES << cdmax.saturating_sub(split)).max(64);
         let l1 = (ptr & !(l1_size - 1)) + (index as u64 >> split) * L1CD_BYTES;
+        let l1 = cd_table_addr(mem, stage2, l1)?;
         let d = L1Cd::from_bits(read_u64(mem, l1).ok_or(ConfigFault::CdFetch { addr: l1 })?);
         if !d.v() {
             return Err(ConfigFault::BadSubstreamId {
@@ -432,10 +436,51 @@ pub(crate) fn fetch_cd(
         let l2 = d.l2() & !((CD_BYTES << split) - 1);
         l2 + (index as u64 & ((1 << split) - 1)) * CD_BYTES
     };
+    let addr = cd_table_addr(mem, stage2, addr)?;
     let mut cd = Cd::default();
     mem.read(addr, cd.as_mut_bytes())
         .map_err(|_| ConfigFault::CdFetch { addr })?;
     Ok(cd)
+}
+
+/// Where a CD or level-1 CD descriptor at `addr` is read: at `addr`, or — with stage 2
+/// (nested), where S1ContextPtr and L1CD.L2Ptr are IPAs (§3.4.2, §5.2 S1ContextPtr) — at
+/// its stage 2 translation.
+///
+/// # Errors
+/// A stage 2 fault with CLASS = CD ([`ConfigFault::CdStage2`]); C_BAD_STE for a stage 2
+/// granule other than 4 KiB, which this model does not walk.
+fn cd_table_addr(
+    mem: &dyn PhysMem,
+    stage2: Option<&Stage2Config>,
+    addr: u64,
+) -> Result<u64, ConfigFault> {
+    let Some(s2) = stage2 else {
+        return Ok(addr);
+    };
+    if s2.granule != Granule::K4 {
+        return Err(bad_ste("stage 2 granule other than 4 KiB (not modelled)"));
+    }
+    let mut fetches = Fetches::default();
+    walk(
+        &s2_format(s2),
+        mem,
+        s2.ttb,
+        addr,
+        Access::READ,
+        &mut fetches,
+        &mut (),
+    )
+    .map(|t| t.output)
+    .map_err(|f| {
+        let kind = ArmFault::from_fault(&f).kind;
+        ConfigFault::CdStage2 {
+            kind: walk_event_id(kind),
+            ipa: addr,
+            fetch_addr: fetches.last,
+            record: s2.record || kind == ArmFaultKind::ExternalAbort,
+        }
+    })
 }
 
 /// Resolves the configuration of a transaction of `sid` with `ssid` (§3.3, priorities of
@@ -487,7 +532,11 @@ pub(crate) fn resolve(
         }
     };
     let stage1 = match cd_index {
-        Some(i) => Some(check_cd(c, &fetch_cd(c, mem, &ste, i)?, w1.s1stalld())?),
+        Some(i) => Some(check_cd(
+            c,
+            &fetch_cd(c, mem, &ste, i, stage2.as_ref())?,
+            w1.s1stalld(),
+        )?),
         None => None,
     };
     // Effective EATS: IGNORED without ATS; 0b11 (DPT) behaves as 0b00 without IDR3.DPT.

@@ -202,6 +202,19 @@ pub enum ConfigFault {
         /// The rule it breaks.
         why: &'static str,
     },
+    /// Nested: stage 2 could not translate the IPA of the CD or level-1 CD descriptor — a
+    /// stage 2 walk fault with CLASS = CD (§3.4.2, §7.3.12–16).
+    #[error("stage 2 fault (event {kind:#x}) on the CD at IPA {ipa:#x}")]
+    CdStage2 {
+        /// The event type: F_TRANSLATION, F_ADDR_SIZE, F_ACCESS, F_PERMISSION or F_WALK_EABT.
+        kind: u8,
+        /// The IPA stage 2 was translating.
+        ipa: u64,
+        /// The stage 2 descriptor whose read aborted (F_WALK_EABT).
+        fetch_addr: u64,
+        /// Whether it is recorded: STE.S2R, or an external abort.
+        record: bool,
+    },
 }
 
 impl ConfigFault {
@@ -217,6 +230,39 @@ impl ConfigFault {
             }
             ConfigFault::CdFetch { addr } => EventRecord::f_cd_fetch(sid, ssid, addr),
             ConfigFault::BadCd { .. } => EventRecord::c_bad_cd(sid, ssid),
+            // The transaction's address and access are not known to a lookup: InputAddr and
+            // the access bits read as zero.
+            ConfigFault::CdStage2 {
+                kind,
+                ipa,
+                fetch_addr,
+                ..
+            } => EventRecord::walk_fault(
+                kind,
+                &crate::spec::event::Access {
+                    sid,
+                    ssid,
+                    ..Default::default()
+                },
+                &crate::spec::event::WalkFault {
+                    s2: true,
+                    class: if kind == crate::spec::event::id::F_WALK_EABT {
+                        crate::spec::event::class::TT
+                    } else {
+                        crate::spec::event::class::CD
+                    },
+                    ipa,
+                    tt_read: false,
+                    fetch_addr,
+                    stag: None,
+                },
+            ),
         }
+    }
+
+    /// Is the fault recorded in the event queue? Every one is but a stage 2 fault on a CD
+    /// with STE.S2R = 0 (C_BAD_STREAMID also needs CR2.RECINVSID, which the unit checks).
+    pub fn recorded(&self) -> bool {
+        !matches!(self, ConfigFault::CdStage2 { record: false, .. })
     }
 }

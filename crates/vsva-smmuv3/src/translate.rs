@@ -18,7 +18,12 @@
 //! (a platform device's; never a PCIe one) stalls when CD.S (stage 1) or STE.S2S (stage 2) is
 //! set, and its event — recorded whatever R says — carries STALL = 1 and the STAG. Otherwise
 //! it is terminated: stage 1 faults abort with CD.A = 1 and read as zero / ignore writes
-//! with CD.A = 0; stage 2 faults abort. F_WALK_EABT is always recorded and aborts.
+//! with CD.A = 0; stage 2 faults abort. F_WALK_EABT (CLASS = TT) is always recorded and
+//! aborts.
+//!
+//! CLASS (§7.3.12–16): IN for a fault translating the input (stage 1's, or stage 2's on
+//! stage 1's output), TT for stage 2 failing on a stage 1 table address and for every walk
+//! external abort.
 
 use vsva_mem::{Access, PageSize, PhysMem};
 use vsva_pgtable::walk::{LastEntry, TableMap, Translation, WalkObserver};
@@ -99,15 +104,20 @@ pub(crate) struct WalkFailure {
     pub tt_read: bool,
 }
 
+/// The event type of a walk fault (§7.3.12–16).
+pub(crate) fn walk_event_id(kind: ArmFaultKind) -> u8 {
+    match kind {
+        ArmFaultKind::Translation => id::F_TRANSLATION,
+        ArmFaultKind::AddressSize => id::F_ADDR_SIZE,
+        ArmFaultKind::AccessFlag => id::F_ACCESS,
+        ArmFaultKind::Permission => id::F_PERMISSION,
+        ArmFaultKind::ExternalAbort => id::F_WALK_EABT,
+    }
+}
+
 impl WalkFailure {
     fn event_id(&self) -> u8 {
-        match self.kind {
-            ArmFaultKind::Translation => id::F_TRANSLATION,
-            ArmFaultKind::AddressSize => id::F_ADDR_SIZE,
-            ArmFaultKind::AccessFlag => id::F_ACCESS,
-            ArmFaultKind::Permission => id::F_PERMISSION,
-            ArmFaultKind::ExternalAbort => id::F_WALK_EABT,
-        }
+        walk_event_id(self.kind)
     }
 
     /// A translation fault with no walk (EPDx, §5.4).
@@ -153,8 +163,8 @@ pub(crate) fn s2_format(s2: &Stage2Config) -> ArmS2 {
 /// A table map that remembers the last descriptor address a walk asked for (the FetchAddr
 /// of F_WALK_EABT), for a one-stage walk.
 #[derive(Default)]
-struct Fetches {
-    last: u64,
+pub(crate) struct Fetches {
+    pub last: u64,
 }
 
 impl TableMap for Fetches {
@@ -525,7 +535,9 @@ impl Smmuv3 {
             s1: w.t.s1,
             s2: w.t.s2,
             ipa: w.ipa & !size.offset_mask(),
-            written: txn.access.is_write(),
+            // Without hardware dirty state a read walk serves writes too.
+            written: txn.access.is_write()
+                || !(tc.stage1.is_some_and(|s| s.hd) || tc.stage2.is_some_and(|s| s.hd)),
         };
         self.tlb.fill(key, entry, epoch);
         Xlate::Done(w.t)
@@ -554,6 +566,9 @@ impl Smmuv3 {
             fetch_addr: f.fetch_addr,
         };
         if f.kind == ArmFaultKind::ExternalAbort {
+            // The abort was on a translation table access: CLASS = TT (§7.3.12), whichever
+            // stage read the table.
+            w.class = class::TT;
             self.record(&EventRecord::walk_fault(id::F_WALK_EABT, &a, &w));
             return Blocked::Abort;
         }

@@ -623,7 +623,7 @@ impl Smmuv3 {
             }
             Err(f) => {
                 tracing::debug!(sid, ?ssid, %f, "SMMUv3 configuration fault");
-                if f != ConfigFault::BadStreamId || regs.recinvsid {
+                if f.recorded() && (f != ConfigFault::BadStreamId || regs.recinvsid) {
                     let mut ev = self.events();
                     self.record_event(&mut ev, &f.event(sid, ssid));
                 }

@@ -224,12 +224,25 @@ fn cd_hd_without_ha_behaves_as_no_dirty_update() {
 #[test]
 fn nested_stream_has_both_stages() {
     let b = Bench::new();
+    // Nested, S1ContextPtr is an IPA: stage 2 maps the CD table's page to itself.
+    let s2 = vsva_pgtable::PageTable::new(
+        common::xlate::s2_format(),
+        common::xlate::frames(&b, common::xlate::S2_FRAMES),
+    )
+    .unwrap();
+    s2.map(
+        CDTAB,
+        CDTAB,
+        vsva_mem::PageSize::Size4K,
+        vsva_pgtable::Perm::RW,
+    )
+    .unwrap();
     let ste = s1_ste(CDTAB, 0, s1fmt::LINEAR);
     let ste = Ste::from_words(
         ste.w0().with_config(vsva_smmuv3::spec::ste::config::NESTED),
         ste.w1().with_eats(vsva_smmuv3::spec::ste::eats::S1CHK),
         good_ste2(3),
-        vsva_smmuv3::spec::ste::Ste3::new().with_s2ttb(S2TTB >> 4),
+        vsva_smmuv3::spec::ste::Ste3::new().with_s2ttb(s2.root() >> 4),
     );
     b.write_ste(SID, &ste);
     b.write_cd_at(CDTAB, &good_cd(1));

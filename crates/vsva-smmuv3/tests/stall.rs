@@ -217,3 +217,43 @@ fn wait_stalled_returns_when_software_resumes() {
     });
     r.b.prod = (r.b.prod + 1) & ((2 << CMDQ_LOG2) - 1);
 }
+
+#[test]
+fn a_stage2_fault_stalls_under_s2s_with_s2_set() {
+    let mut b = Bench::new();
+    let s2 = vsva_pgtable::PageTable::new(s2_format(), frames(&b, S2_FRAMES)).unwrap();
+    let ste = s2_only_ste(s2.root());
+    b.write_ste(
+        SID,
+        &vsva_smmuv3::spec::ste::Ste::from_words(
+            ste.w0(),
+            ste.w1(),
+            ste.w2().with_s2s(true),
+            ste.w3(),
+        ),
+    );
+    let ipa = 0x1000_0000;
+    let tag = match b.smmu.translate(&platform(SID, ipa, Access::WRITE)) {
+        Err(Blocked::Stalled(t)) => t,
+        other => panic!("expected a stall, got {other:?}"),
+    };
+    assert_eq!(
+        b.events()[0].words,
+        rec(
+            id::F_TRANSLATION,
+            SID,
+            tag.stag as u64 | STALL | S2 | CLASS_IN,
+            ipa,
+            ipa
+        )
+    );
+    s2.map(ipa, PA, vsva_mem::PageSize::Size4K, Perm::RW)
+        .unwrap();
+    b.submit(&[Command::Resume {
+        sid: SID,
+        stag: tag.stag,
+        action: ResumeAction::Retry,
+    }]);
+    b.sync();
+    assert_eq!(b.smmu.poll_stalled(tag).unwrap().unwrap().addr, PA);
+}

@@ -167,7 +167,7 @@ fn s1_f_walk_eabt_table_outside_memory_reports_the_descriptor_address() {
     );
     assert_eq!(
         b.events()[0].words,
-        rec(id::F_WALK_EABT, SID, RNW | CLASS_IN, va, NOWHERE + 8)
+        rec(id::F_WALK_EABT, SID, RNW | CLASS_TT, va, NOWHERE + 8)
     );
 }
 
@@ -401,4 +401,135 @@ fn a_config_fault_aborts_with_its_event() {
         Err(Blocked::Abort)
     );
     assert_eq!(b.events()[0].kind(), id::C_BAD_STE);
+}
+
+#[test]
+fn stage2_f_walk_eabt_reports_s2_and_the_descriptor_address() {
+    let b = Bench::new();
+    b.write_ste(SID, &s2_only_ste(NOWHERE));
+    // 40-bit IPA from level 1 over two concatenated tables: IPA[39:30] indexes them.
+    let ipa = 0x80_4000_0000;
+    assert_eq!(
+        b.smmu.translate(&txn(SID, ipa, Access::READ)),
+        Err(Blocked::Abort)
+    );
+    assert_eq!(
+        b.events()[0].words,
+        rec(
+            id::F_WALK_EABT,
+            SID,
+            RNW | S2 | CLASS_TT,
+            ipa,
+            NOWHERE + 0x201 * 8
+        )
+    );
+}
+
+#[test]
+fn nested_s1_descriptor_read_that_aborts_reports_where_stage2_put_it() {
+    let r = NestedRig::new();
+    // Stage 2 maps the stage 1 root's IPA outside memory.
+    let root = r.s1.root();
+    r.s2.unmap(root, 0x1000).unwrap();
+    r.s2.map(root, NOWHERE, PageSize::Size4K, Perm::RW).unwrap();
+    assert_eq!(
+        r.b.smmu.translate(&txn(SID, VA, Access::READ)),
+        Err(Blocked::Abort)
+    );
+    assert_eq!(
+        r.b.events()[0].words,
+        rec(id::F_WALK_EABT, SID, RNW | CLASS_TT, VA, NOWHERE)
+    );
+}
+
+/// CLASS = CD (Linux `EVTQ_1_CLASS` 0b00).
+const CLASS_CD: u64 = 0;
+
+#[test]
+fn nested_cd_is_read_at_its_stage2_translation() {
+    // S1ContextPtr is an IPA: the CD sits at PA CDTAB + 0x2000, stage 2 maps IPA 0x3_0000_0000
+    // there.
+    let r = NestedRig::new();
+    let (ipa, pa) = (0x3_0000_0000, CDTAB + 0x2000);
+    r.s2.map(ipa, pa, PageSize::Size4K, Perm::READ).unwrap();
+    r.b.write_cd_at(pa, &cd_from(good_cd0(ASID), r.s1.root()));
+    r.b.write_cd_at(CDTAB, &vsva_smmuv3::spec::cd::Cd::default());
+    r.b.write_ste(SID, &nested_ste(ipa, r.s2.root()));
+    assert_eq!(
+        r.b.smmu
+            .translate(&txn(SID, VA, Access::READ))
+            .unwrap()
+            .addr,
+        PA
+    );
+}
+
+#[test]
+fn nested_s2_fault_on_the_cd_is_class_cd() {
+    let r = NestedRig::new();
+    let ipa = 0x3_0000_0040;
+    r.b.write_ste(SID, &nested_ste(ipa, r.s2.root()));
+    assert_eq!(
+        r.b.smmu.translate(&txn(SID, VA, Access::READ)),
+        Err(Blocked::Abort)
+    );
+    // A lookup does not know the transaction: InputAddr and access bits are zero.
+    assert_eq!(
+        r.b.events()[0].words,
+        rec(id::F_TRANSLATION, SID, S2 | CLASS_CD, 0, 0x3_0000_0000)
+    );
+}
+
+#[test]
+fn nested_s2_fault_on_the_cd_with_s2r_clear_is_not_recorded() {
+    let r = NestedRig::new();
+    let ste = nested_ste(0x3_0000_0000, r.s2.root());
+    r.b.write_ste(
+        SID,
+        &vsva_smmuv3::spec::ste::Ste::from_words(
+            ste.w0(),
+            ste.w1(),
+            ste.w2().with_s2r(false),
+            ste.w3(),
+        ),
+    );
+    assert_eq!(
+        r.b.smmu.translate(&txn(SID, VA, Access::READ)),
+        Err(Blocked::Abort)
+    );
+    assert!(r.b.events().is_empty());
+}
+
+#[test]
+fn stage2_httu_sets_af_on_a_read_and_s2ap_w_on_a_write() {
+    use vsva_pgtable::arm::{DBM, S2AP_W};
+    let b = Bench::new();
+    let fmt = vsva_pgtable::ArmS2 {
+        ha: true,
+        hd: true,
+        ..s2_format()
+    };
+    let s2 = PageTable::new(fmt, frames(&b, S2_FRAMES)).unwrap();
+    let ipa = 0x1000_0000;
+    s2.map(ipa, PA, PageSize::Size4K, Perm::RW).unwrap();
+    let leaf = s2.lookup(ipa).unwrap().entry;
+    assert_ne!(leaf & DBM, 0);
+    // Writable-clean (DBM = 1, S2AP[1] = 0), not accessed.
+    let clean = leaf & !(S2AP_W | AF);
+    s2.set_leaf(ipa, PageSize::Size4K, clean).unwrap();
+    let ste = s2_only_ste(s2.root());
+    b.write_ste(
+        SID,
+        &vsva_smmuv3::spec::ste::Ste::from_words(
+            ste.w0(),
+            ste.w1(),
+            ste.w2().with_s2ha(true).with_s2hd(true),
+            ste.w3(),
+        ),
+    );
+    assert!(b.smmu.translate(&txn(SID, ipa, Access::READ)).is_ok());
+    assert_eq!(s2.lookup(ipa).unwrap().entry, clean | AF);
+    assert!(b.smmu.translate(&txn(SID, ipa, Access::WRITE)).is_ok());
+    assert_eq!(s2.lookup(ipa).unwrap().entry, clean | AF | S2AP_W);
+    assert!(b.events().is_empty());
 }

@@ -29,6 +29,8 @@ const BOUND: Duration = Duration::from_secs(5);
 #[derive(Default)]
 struct GateState {
     armed: Option<u64>,
+    /// Park after the load (the walk holds the value read) instead of before it.
+    after: bool,
     parked: bool,
     released: bool,
     loaded: bool,
@@ -50,6 +52,15 @@ impl Gated {
     fn arm(&self, pa: u64) {
         *self.state() = GateState {
             armed: Some(pa),
+            ..GateState::default()
+        };
+    }
+
+    /// The next load of `pa` reads memory, then parks with the value.
+    fn arm_after(&self, pa: u64) {
+        *self.state() = GateState {
+            armed: Some(pa),
+            after: true,
             ..GateState::default()
         };
     }
@@ -80,13 +91,23 @@ impl Gated {
             return f();
         }
         st.armed = None;
+        let mut f = Some(f);
+        let early = if st.after {
+            f.take().map(|f| f())
+        } else {
+            None
+        };
         st.parked = true;
         self.changed.notify_all();
         let (mut st, _) = self
             .changed
             .wait_timeout_while(st, BOUND, |s| !s.released)
             .unwrap_or_else(|e| e.into_inner());
-        let v = f();
+        let v = match (early, f) {
+            (Some(v), _) => v,
+            (None, Some(f)) => f(),
+            (None, None) => unreachable!("the load ran or is still to run"),
+        };
         st.loaded = true;
         v
     }
@@ -225,9 +246,122 @@ fn cmd_sync_waits_for_walk_reading_a_cd() {
 }
 
 #[test]
+fn a_walk_that_read_the_old_leaf_does_not_fill_the_tlb_after_the_invalidation() {
+    // The walk reads VA's leaf (the old page) and is held there; software re-points the
+    // leaf and invalidates; the walk then ends (with the old page: it began before the
+    // sync) — and must not leave the old page in the TLB.
+    let (b, gate, s1) = rig();
+    let slot = s1.lookup(VA).unwrap().slot;
+    gate.arm_after(slot);
+    thread::scope(|s| {
+        let walker = s.spawn(|| b.smmu.translate(&txn(SID, VA, Access::READ)));
+        assert!(gate.wait_parked());
+        let old = s1.lookup(VA).unwrap().entry;
+        s1.set_leaf(
+            VA,
+            PageSize::Size4K,
+            (old & !vsva_pgtable::arm::OA) | PA_NEW,
+        )
+        .unwrap();
+        let b = &b;
+        let syncer = s.spawn(move || {
+            submit_with_sync(
+                b,
+                &[Command::TlbiNhAsid {
+                    vmid: 0,
+                    asid: ASID,
+                }],
+            )
+        });
+        thread::sleep(Duration::from_millis(10));
+        gate.release();
+        assert_eq!(walker.join().unwrap().unwrap().addr, PA);
+        syncer.join().unwrap();
+    });
+    assert_eq!(
+        b.smmu.translate(&txn(SID, VA, Access::READ)).unwrap().addr,
+        PA_NEW
+    );
+}
+
+#[test]
 fn cmd_sync_does_not_wait_for_a_tlb_hit_or_walks_begun_after_it() {
     let (mut b, _gate, _s1) = rig();
     b.smmu.translate(&txn(SID, VA, Access::READ)).unwrap();
     b.sync();
     assert_eq!(b.smmu.stats().syncs, 1);
+}
+
+/// The ordering promise under load: translations on other threads, and a leaf re-pointed
+/// again and again, each time invalidated (CMD_TLBI_NH_VA + CMD_SYNC). A translation that
+/// begins after a sync completed never returns a page older than that sync's.
+#[test]
+fn no_translation_begun_after_cmd_sync_uses_the_old_page() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let (b, _gate, s1) = rig();
+    // Generation g maps pages[g % 4]; the next one may be seen early (a walk that misses
+    // reads the re-pointed leaf before its invalidation); an older one never.
+    let pages = [PA, PA_NEW, PA + 0x2000, PA + 0x3000];
+    // The generation whose page every translation begun from now on must see.
+    let synced = AtomicU64::new(0);
+    let stop = AtomicBool::new(false);
+    let b = &b;
+    thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| {
+                while !stop.load(Ordering::SeqCst) {
+                    let g = synced.load(Ordering::SeqCst);
+                    let t = b.smmu.translate(&txn(SID, VA, Access::READ)).unwrap();
+                    let got = pages.iter().position(|&p| p == t.addr).unwrap() as u64;
+                    assert!(
+                        got == g % 4 || got == (g + 1) % 4 || synced.load(Ordering::SeqCst) > g,
+                        "generation {g}: translated to the old page after its CMD_SYNC"
+                    );
+                }
+            });
+        }
+        let mut prod = b.prod;
+        for g in 1..=200u64 {
+            let old = s1.lookup(VA).unwrap().entry;
+            s1.set_leaf(
+                VA,
+                PageSize::Size4K,
+                (old & !vsva_pgtable::arm::OA) | pages[(g % 4) as usize],
+            )
+            .unwrap();
+            let n = 1u32 << CMDQ_LOG2;
+            let cmds = [
+                Command::TlbiNhVa {
+                    vmid: 0,
+                    asid: ASID,
+                    range: vsva_smmuv3::spec::cmd::TlbiRange {
+                        addr: VA,
+                        leaf: true,
+                        ..Default::default()
+                    },
+                },
+                Command::Sync {
+                    cs: SyncCs::None,
+                    msh: 0,
+                    msiattr: 0,
+                    msidata: 0,
+                    msiaddr: 0,
+                },
+            ];
+            for c in cmds {
+                let raw = c.encode();
+                let slot = (prod & (n - 1)) as u64;
+                b.write_u64(CMDQ + slot * 16, raw[0]);
+                b.write_u64(CMDQ + slot * 16 + 8, raw[1]);
+                prod = (prod + 1) & (2 * n - 1);
+            }
+            b.smmu.mmio_write(offset::CMDQ_PROD, 4, prod as u64);
+            synced.store(g, Ordering::SeqCst);
+        }
+        stop.store(true, Ordering::SeqCst);
+    });
+    assert_eq!(
+        b.r32(offset::CMDQ_CONS) & 0x1f,
+        b.r32(offset::CMDQ_PROD) & 0x1f
+    );
 }

@@ -147,8 +147,8 @@ pub fn nested_ste(cdtab: u64, root: u64) -> Ste {
     )
 }
 
-/// A nested stream [`SID`]: stage 2 maps the stage 1 table frames to themselves and the IPA
-/// [`L2`] (0x70_0000) to [`PA`]; stage 1 maps [`VA`] to IPA [`L2`].
+/// A nested stream [`SID`]: stage 2 maps the stage 1 table frames and the CD table to
+/// themselves and the IPA [`L2`] (0x70_0000) to [`PA`]; stage 1 maps [`VA`] to IPA [`L2`].
 pub struct NestedRig {
     pub b: Bench,
     pub s1: PageTable<ArmS1>,
@@ -165,6 +165,8 @@ impl NestedRig {
             ipa += 0x1000;
         }
         s2.map(L2, PA, PageSize::Size4K, Perm::RW).unwrap();
+        // The CD table's IPA (S1ContextPtr is an IPA when nested).
+        s2.map(CDTAB, CDTAB, PageSize::Size4K, Perm::RW).unwrap();
         let s1 = PageTable::new(s1_format(), frames(&b, S1_FRAMES)).unwrap();
         s1.map(VA, L2, PageSize::Size4K, Perm::USER_RW).unwrap();
         b.write_cd_at(CDTAB, &good_cd_at(s1.root()));
