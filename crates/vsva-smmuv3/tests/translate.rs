@@ -533,3 +533,21 @@ fn stage2_httu_sets_af_on_a_read_and_s2ap_w_on_a_write() {
     assert_eq!(s2.lookup(ipa).unwrap().entry, clean | AF | S2AP_W);
     assert!(b.events().is_empty());
 }
+
+#[test]
+fn a_fault_with_a_substreamid_records_ssv_and_the_ssid() {
+    // Two CDs; SubstreamID 1 uses CD 1 (ASID 6) over the same table.
+    let r = S1Rig::new();
+    r.b.write_cd_at(CDTAB + 64, &cd_from(good_cd0(ASID2), r.s1.root()));
+    r.b.write_ste(SID, &s1_ste(CDTAB, 1, 0));
+    let t = vsva_smmuv3::Transaction {
+        ssid: Some(1),
+        ..txn(SID, VA, Access::READ)
+    };
+    assert_eq!(r.b.smmu.translate(&t), Err(Blocked::Abort));
+    let mut want = rec(id::F_TRANSLATION, SID, RNW | CLASS_IN, VA, 0);
+    want[0] |= 1 << 11 | 1 << 12;
+    assert_eq!(r.b.events()[0].words, want);
+    r.map(VA, PA, Perm::USER_RW);
+    assert_eq!(r.b.smmu.translate(&t).unwrap().addr, PA);
+}
