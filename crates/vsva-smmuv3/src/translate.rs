@@ -29,6 +29,7 @@ use vsva_mem::{Access, PageSize, PhysMem};
 use vsva_pgtable::walk::{LastEntry, TableMap, Translation, WalkObserver};
 use vsva_pgtable::{ArmFault, ArmFaultKind, ArmS1, ArmS2, Fault, Format, Perm, Stage, walk};
 
+use crate::affd::Affd;
 use crate::spec::event::{self, EventRecord, WalkFault, class, id};
 use crate::stream::{Granule, Stage1Config, Stage2Config, StreamConfig, TranslationConfig};
 use crate::tlb::{AsidTag, Entry, Key, Regime};
@@ -133,10 +134,15 @@ impl WalkFailure {
     }
 }
 
+/// A stage 1 walk's format: the CD's TCR fields, and CD.AFFD.
+pub(crate) type S1Format = Affd<ArmS1>;
+/// A stage 2 walk's format: the STE's S2 fields, and STE.S2AFFD.
+pub(crate) type S2Format = Affd<ArmS2>;
+
 /// The stage 1 format a CD's table selects for `upper` (TTB1).
-pub(crate) fn s1_format(s1: &Stage1Config, upper: bool) -> Option<ArmS1> {
+pub(crate) fn s1_format(s1: &Stage1Config, upper: bool) -> Option<S1Format> {
     let t = if upper { s1.ttb1 } else { s1.ttb0 }?;
-    Some(ArmS1 {
+    let f = ArmS1 {
         tsz: t.tsz,
         upper,
         pa_bits: s1.ips_bits.min(48),
@@ -146,17 +152,21 @@ pub(crate) fn s1_format(s1: &Stage1Config, upper: bool) -> Option<ArmS1> {
         pan: s1.pan,
         wxn: s1.wxn,
         non_global: false,
-    })
+    };
+    Some(Affd { f, affd: s1.affd })
 }
 
 /// The stage 2 format an STE selects.
-pub(crate) fn s2_format(s2: &Stage2Config) -> ArmS2 {
-    ArmS2 {
-        t0sz: s2.t0sz,
-        sl0: s2.sl0,
-        pa_bits: s2.ps_bits.min(48),
-        ha: s2.ha,
-        hd: s2.hd,
+pub(crate) fn s2_format(s2: &Stage2Config) -> S2Format {
+    Affd {
+        f: ArmS2 {
+            t0sz: s2.t0sz,
+            sl0: s2.sl0,
+            pa_bits: s2.ps_bits.min(48),
+            ha: s2.ha,
+            hd: s2.hd,
+        },
+        affd: s2.affd,
     }
 }
 
@@ -178,7 +188,7 @@ impl TableMap for Fetches {
 
 /// Stage 2 as the table map of a nested stage 1 walk, remembering what it translated.
 struct S2Tables<'a> {
-    f2: &'a ArmS2,
+    f2: &'a S2Format,
     mem: &'a dyn PhysMem,
     root: u64,
     /// The stage 2 descriptor fetches of the last stage 2 walk.
@@ -244,7 +254,7 @@ fn failure(f: &Fault, class: u8, fetch_addr: u64, tt_read: bool) -> WalkFailure 
 fn walk_tables(
     mem: &dyn PhysMem,
     tc: &TranslationConfig,
-    s1f: Option<(ArmS1, u64)>,
+    s1f: Option<(S1Format, u64)>,
     input: u64,
     access: Access,
 ) -> Result<Walked, WalkFailure> {
@@ -492,7 +502,9 @@ impl Smmuv3 {
                     self.record(&EventRecord::c_bad_cd(txn.sid, txn.ssid));
                     return Xlate::Blocked(Blocked::Abort);
                 }
-                let f1 = s1_format(s1, upper).unwrap_or_default();
+                let Some(f1) = s1_format(s1, upper) else {
+                    return Xlate::Fault(WalkFailure::no_walk());
+                };
                 let regime = if tc.stage2.is_some() {
                     Regime::Nested
                 } else {

@@ -551,3 +551,50 @@ fn a_fault_with_a_substreamid_records_ssv_and_the_ssid() {
     r.map(VA, PA, Perm::USER_RW);
     assert_eq!(r.b.smmu.translate(&t).unwrap().addr, PA);
 }
+
+#[test]
+fn cd_affd_uses_a_leaf_without_af_and_leaves_it_alone() {
+    let r = S1Rig::with(s1_format(), |c| c.with_affd(true));
+    r.map(VA, PA, Perm::USER_RW);
+    let leaf = r.s1.lookup(VA).unwrap().entry & !AF;
+    r.s1.set_leaf(VA, PageSize::Size4K, leaf).unwrap();
+    assert_eq!(r.read(SID, VA).unwrap(), PA);
+    assert_eq!(r.s1.lookup(VA).unwrap().entry, leaf, "AF stays clear");
+    assert!(r.b.events().is_empty());
+}
+
+#[test]
+fn ste_s2affd_uses_a_stage2_leaf_without_af() {
+    let b = Bench::new();
+    let s2 = PageTable::new(s2_format(), frames(&b, S2_FRAMES)).unwrap();
+    let ipa = 0x1000_0000;
+    s2.map(ipa, PA, PageSize::Size4K, Perm::RW).unwrap();
+    let leaf = s2.lookup(ipa).unwrap().entry & !AF;
+    s2.set_leaf(ipa, PageSize::Size4K, leaf).unwrap();
+    let ste = s2_only_ste(s2.root());
+    let with = |affd: bool| {
+        vsva_smmuv3::spec::ste::Ste::from_words(
+            ste.w0(),
+            ste.w1(),
+            ste.w2().with_s2affd(affd),
+            ste.w3(),
+        )
+    };
+    b.write_ste(SID, &with(false));
+    assert_eq!(
+        b.smmu.translate(&txn(SID, ipa, Access::READ)),
+        Err(Blocked::Abort)
+    );
+    assert_eq!(
+        b.events()[0].words,
+        rec(id::F_ACCESS, SID, RNW | S2 | CLASS_IN, ipa, ipa)
+    );
+    b.write_ste(SID + 1, &with(true));
+    assert_eq!(
+        b.smmu
+            .translate(&txn(SID + 1, ipa, Access::READ))
+            .unwrap()
+            .addr,
+        PA
+    );
+}
