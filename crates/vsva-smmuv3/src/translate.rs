@@ -393,6 +393,25 @@ fn s1_input(s1: &Stage1Config, addr: u64) -> (bool, u64) {
     (upper, va)
 }
 
+/// The access after STE.PRIVCFG and STE.INSTCFG (§5.2): the attributes the walk checks
+/// and the event reports.
+#[inline]
+fn overridden(tc: &TranslationConfig, mut access: Access) -> Access {
+    match tc.privcfg {
+        0b10 => access.remove(Access::PRIV),
+        0b11 => access.insert(Access::PRIV),
+        _ => {}
+    }
+    if !access.is_write() {
+        match tc.instcfg {
+            0b10 => access.remove(Access::EXEC),
+            0b11 => access.insert(Access::EXEC),
+            _ => {}
+        }
+    }
+    access
+}
+
 impl Smmuv3 {
     /// Translates `txn` (§3.2): configuration lookup, then the TLB or a walk, then the fault
     /// rules. A TLB hit takes no lock but one TLB shard's read lock and allocates nothing.
@@ -428,6 +447,7 @@ impl Smmuv3 {
         let StreamConfig::Translate(tc) = cfg else {
             return None;
         };
+        let access = overridden(tc, txn.access);
         let (regime, asid, input, f1) = match (&tc.stage1, &tc.stage2) {
             (Some(s1), s2) => {
                 let (upper, va) = s1_input(s1, txn.addr);
@@ -443,12 +463,12 @@ impl Smmuv3 {
             (None, None) => return None,
         };
         let (e, size) = self.tlb.lookup(tc.vmid, regime, asid, input)?;
-        let ok1 = f1.is_none_or(|f| f.permits(e.s1, txn.access));
+        let ok1 = f1.is_none_or(|f| f.permits(e.s1, access));
         let ok2 = tc
             .stage2
             .as_ref()
-            .is_none_or(|s| s2_format(s).permits(e.s2, txn.access.difference(Access::PRIV)));
-        if !(ok1 && ok2) || (txn.access.is_write() && !e.written) {
+            .is_none_or(|s| s2_format(s).permits(e.s2, access.difference(Access::PRIV)));
+        if !(ok1 && ok2) || (access.is_write() && !e.written) {
             return None;
         }
         Some(Translated {
@@ -523,7 +543,8 @@ impl Smmuv3 {
                 ipa: txn.addr,
             });
         }
-        let w = match walk_tables(self.mem.as_ref(), &tc, s1f, input, txn.access) {
+        let access = overridden(&tc, txn.access);
+        let w = match walk_tables(self.mem.as_ref(), &tc, s1f, input, access) {
             Ok(w) => w,
             Err(f) => {
                 self.tlb.count_walk();
@@ -548,7 +569,7 @@ impl Smmuv3 {
             s2: w.t.s2,
             ipa: w.ipa & !size.offset_mask(),
             // Without hardware dirty state a read walk serves writes too.
-            written: txn.access.is_write()
+            written: access.is_write()
                 || !(tc.stage1.is_some_and(|s| s.hd) || tc.stage2.is_some_and(|s| s.hd)),
         };
         self.tlb.fill(key, entry, epoch);
@@ -561,13 +582,14 @@ impl Smmuv3 {
         let StreamConfig::Translate(tc) = cfg else {
             return Blocked::Abort;
         };
+        let access = overridden(tc, txn.access);
         let a = event::Access {
             sid: txn.sid,
             ssid: txn.ssid,
             addr: txn.addr,
-            read: !txn.access.is_write(),
-            instruction: txn.access.is_exec(),
-            privileged: txn.access.is_priv(),
+            read: !access.is_write(),
+            instruction: access.is_exec(),
+            privileged: access.is_priv(),
         };
         let mut w = WalkFault {
             s2: f.s2,

@@ -598,3 +598,59 @@ fn ste_s2affd_uses_a_stage2_leaf_without_af() {
         PA
     );
 }
+
+#[test]
+fn ste_privcfg_privileged_lets_an_unprivileged_request_read_a_privileged_page() {
+    let r = S1Rig::new();
+    r.map(VA, PA, Perm::RW);
+    let ste = s1_ste(CDTAB, 0, 0);
+    let with = |privcfg| {
+        vsva_smmuv3::spec::ste::Ste::from_words(
+            ste.w0(),
+            ste.w1().with_privcfg(privcfg),
+            ste.w2(),
+            ste.w3(),
+        )
+    };
+    r.b.write_ste(SID, &with(0b11));
+    assert_eq!(r.read(SID, VA).unwrap(), PA);
+    // PRIVCFG = unprivileged: even a privileged request faults, reported unprivileged.
+    r.b.write_ste(SID2, &with(0b10));
+    assert_eq!(
+        r.b.smmu
+            .translate(&txn(SID2, VA, Access::READ | Access::PRIV)),
+        Err(Blocked::Abort)
+    );
+    assert_eq!(
+        r.b.events()[0].words,
+        rec(id::F_PERMISSION, SID2, RNW | CLASS_IN, VA, 0)
+    );
+}
+
+#[test]
+fn ste_instcfg_instruction_makes_a_read_a_fetch() {
+    let r = S1Rig::new();
+    // Readable, not executable (UXN).
+    r.map(VA, PA, Perm::READ | Perm::USER);
+    let ste = s1_ste(CDTAB, 0, 0);
+    r.b.write_ste(
+        SID,
+        &vsva_smmuv3::spec::ste::Ste::from_words(
+            ste.w0(),
+            ste.w1().with_instcfg(0b11),
+            ste.w2(),
+            ste.w3(),
+        ),
+    );
+    assert_eq!(r.read(SID, VA), Err(Blocked::Abort));
+    assert_eq!(
+        r.b.events()[0].words,
+        rec(id::F_PERMISSION, SID, IND | RNW | CLASS_IN, VA, 0)
+    );
+    // A write stays a data write: a permission fault (read-only page) without InD.
+    assert!(r.b.smmu.translate(&txn(SID, VA, Access::WRITE)).is_err());
+    assert_eq!(
+        r.b.events()[0].words,
+        rec(id::F_PERMISSION, SID, CLASS_IN, VA, 0)
+    );
+}
