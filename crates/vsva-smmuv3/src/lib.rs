@@ -42,12 +42,12 @@
 //! | event queue: records, wrap, overflow (OVFLG), EVTQ_ABT_ERR, MSI; builders for every event type | done ([`Smmuv3::record`] for layers above) |
 //! | PRI queue: page requests at PROD, overflow, automatic PRG Responses (§8) | done ([`Smmuv3::page_request`], reached through [`Smmuv3Port`]) |
 //! | configuration lookup: linear and 2-level stream and CD tables, `SteIllegal()`/`CdIllegal()` rules, S1DSS, SubstreamID rules, GBPA while disabled; nested CD tables read through stage 2 (a fault there is CLASS = CD) | done ([`Smmuv3::stream_config`]) |
-//! | translation: stage 1, stage 2, nested (4 KiB granule), TTB0/TTB1, TBI, EPDx, HA/HD, PAN, WXN, HAD; F_TRANSLATION / F_ADDR_SIZE / F_ACCESS / F_PERMISSION / F_WALK_EABT with stage, CLASS, IPA, TTRnW; CD.R, STE.S2R, CD.A | done ([`Smmuv3::translate`]) |
+//! | translation: stage 1, stage 2, nested (4 KiB granule), TTB0/TTB1, TBI, EPDx, HA/HD, AFFD, PAN, WXN, HAD, STE.PRIVCFG/INSTCFG; F_TRANSLATION / F_ADDR_SIZE / F_ACCESS / F_PERMISSION / F_WALK_EABT with stage, CLASS, IPA, TTRnW; CD.R, STE.S2R, CD.A | done ([`Smmuv3::translate`]) |
 //! | TLB: per (VMID, ASID) and global entries, per regime; no lock but a shard's, no allocation on a hit | done |
 //! | stall model: CD.S / STE.S2S, STAG, STALL events, resume / terminate | done, for transactions that can stall ([`Transaction::stallable`]) |
 //! | ATS: Translation Requests by STE.EATS (F_BAD_ATS_TREQ), translated traffic by CR0.ATSCHK (F_TRANSL_FORBIDDEN) | done |
 //! | [`vsva_pcie::Upstream`] port | done ([`Smmuv3Port`]) |
-//! | 16 KiB / 64 KiB translation granules, AFFD, UWXN, PRIVCFG/INSTCFG overrides, stalls of CLASS = CD faults, E_PAGE_REQUEST, MemAttr/MAIR | not modelled (a non-4 KiB table ends the transaction with C_BAD_CD / C_BAD_STE) |
+//! | 16 KiB / 64 KiB translation granules, UWXN (AArch32; AArch64's implicit PXN of EL0-writable memory applies), stalls of CLASS = CD faults, E_PAGE_REQUEST, MemAttr/MAIR | not modelled (a non-4 KiB table ends the transaction with C_BAD_CD / C_BAD_STE) |
 //!
 //! Where the spec lets an implementation choose (CONSTRAINED UNPREDICTABLE, IMPLEMENTATION
 //! DEFINED), this model takes the SMMUv3.2 choice where one is mandated and otherwise the
@@ -81,6 +81,7 @@
 #[cfg(target_endian = "big")]
 compile_error!("vsva models little-endian hardware and only builds on little-endian hosts");
 
+mod affd;
 mod ats;
 mod cache;
 mod cmdq;

@@ -556,5 +556,7 @@ pub(crate) fn resolve(
         s1stalld: w1.s1stalld(),
         mev: w1.mev(),
         shcfg: w1.shcfg(),
+        privcfg: w1.privcfg(),
+        instcfg: w1.instcfg(),
     }))
 }

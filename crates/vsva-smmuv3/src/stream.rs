@@ -144,6 +144,12 @@ pub struct TranslationConfig {
     pub mev: bool,
     /// STE.SHCFG.
     pub shcfg: u8,
+    /// STE.PRIVCFG: 0b10 makes every transaction unprivileged, 0b11 privileged; 0b00 (and
+    /// the reserved 0b01) keep the incoming attribute.
+    pub privcfg: u8,
+    /// STE.INSTCFG: 0b10 makes reads data reads, 0b11 instruction fetches; 0b00 (and the
+    /// reserved 0b01) keep the incoming attribute. Writes are always data.
+    pub instcfg: u8,
 }
 
 /// Where a stream's transactions go.

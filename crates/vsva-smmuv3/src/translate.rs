@@ -29,6 +29,7 @@ use vsva_mem::{Access, PageSize, PhysMem};
 use vsva_pgtable::walk::{LastEntry, TableMap, Translation, WalkObserver};
 use vsva_pgtable::{ArmFault, ArmFaultKind, ArmS1, ArmS2, Fault, Format, Perm, Stage, walk};
 
+use crate::affd::Affd;
 use crate::spec::event::{self, EventRecord, WalkFault, class, id};
 use crate::stream::{Granule, Stage1Config, Stage2Config, StreamConfig, TranslationConfig};
 use crate::tlb::{AsidTag, Entry, Key, Regime};
@@ -133,10 +134,15 @@ impl WalkFailure {
     }
 }
 
+/// A stage 1 walk's format: the CD's TCR fields, and CD.AFFD.
+pub(crate) type S1Format = Affd<ArmS1>;
+/// A stage 2 walk's format: the STE's S2 fields, and STE.S2AFFD.
+pub(crate) type S2Format = Affd<ArmS2>;
+
 /// The stage 1 format a CD's table selects for `upper` (TTB1).
-pub(crate) fn s1_format(s1: &Stage1Config, upper: bool) -> Option<ArmS1> {
+pub(crate) fn s1_format(s1: &Stage1Config, upper: bool) -> Option<S1Format> {
     let t = if upper { s1.ttb1 } else { s1.ttb0 }?;
-    Some(ArmS1 {
+    let f = ArmS1 {
         tsz: t.tsz,
         upper,
         pa_bits: s1.ips_bits.min(48),
@@ -146,17 +152,21 @@ pub(crate) fn s1_format(s1: &Stage1Config, upper: bool) -> Option<ArmS1> {
         pan: s1.pan,
         wxn: s1.wxn,
         non_global: false,
-    })
+    };
+    Some(Affd { f, affd: s1.affd })
 }
 
 /// The stage 2 format an STE selects.
-pub(crate) fn s2_format(s2: &Stage2Config) -> ArmS2 {
-    ArmS2 {
-        t0sz: s2.t0sz,
-        sl0: s2.sl0,
-        pa_bits: s2.ps_bits.min(48),
-        ha: s2.ha,
-        hd: s2.hd,
+pub(crate) fn s2_format(s2: &Stage2Config) -> S2Format {
+    Affd {
+        f: ArmS2 {
+            t0sz: s2.t0sz,
+            sl0: s2.sl0,
+            pa_bits: s2.ps_bits.min(48),
+            ha: s2.ha,
+            hd: s2.hd,
+        },
+        affd: s2.affd,
     }
 }
 
@@ -178,7 +188,7 @@ impl TableMap for Fetches {
 
 /// Stage 2 as the table map of a nested stage 1 walk, remembering what it translated.
 struct S2Tables<'a> {
-    f2: &'a ArmS2,
+    f2: &'a S2Format,
     mem: &'a dyn PhysMem,
     root: u64,
     /// The stage 2 descriptor fetches of the last stage 2 walk.
@@ -244,7 +254,7 @@ fn failure(f: &Fault, class: u8, fetch_addr: u64, tt_read: bool) -> WalkFailure 
 fn walk_tables(
     mem: &dyn PhysMem,
     tc: &TranslationConfig,
-    s1f: Option<(ArmS1, u64)>,
+    s1f: Option<(S1Format, u64)>,
     input: u64,
     access: Access,
 ) -> Result<Walked, WalkFailure> {
@@ -383,6 +393,25 @@ fn s1_input(s1: &Stage1Config, addr: u64) -> (bool, u64) {
     (upper, va)
 }
 
+/// The access after STE.PRIVCFG and STE.INSTCFG (§5.2): the attributes the walk checks
+/// and the event reports.
+#[inline]
+fn overridden(tc: &TranslationConfig, mut access: Access) -> Access {
+    match tc.privcfg {
+        0b10 => access.remove(Access::PRIV),
+        0b11 => access.insert(Access::PRIV),
+        _ => {}
+    }
+    if !access.is_write() {
+        match tc.instcfg {
+            0b10 => access.remove(Access::EXEC),
+            0b11 => access.insert(Access::EXEC),
+            _ => {}
+        }
+    }
+    access
+}
+
 impl Smmuv3 {
     /// Translates `txn` (§3.2): configuration lookup, then the TLB or a walk, then the fault
     /// rules. A TLB hit takes no lock but one TLB shard's read lock and allocates nothing.
@@ -418,6 +447,7 @@ impl Smmuv3 {
         let StreamConfig::Translate(tc) = cfg else {
             return None;
         };
+        let access = overridden(tc, txn.access);
         let (regime, asid, input, f1) = match (&tc.stage1, &tc.stage2) {
             (Some(s1), s2) => {
                 let (upper, va) = s1_input(s1, txn.addr);
@@ -433,12 +463,12 @@ impl Smmuv3 {
             (None, None) => return None,
         };
         let (e, size) = self.tlb.lookup(tc.vmid, regime, asid, input)?;
-        let ok1 = f1.is_none_or(|f| f.permits(e.s1, txn.access));
+        let ok1 = f1.is_none_or(|f| f.permits(e.s1, access));
         let ok2 = tc
             .stage2
             .as_ref()
-            .is_none_or(|s| s2_format(s).permits(e.s2, txn.access.difference(Access::PRIV)));
-        if !(ok1 && ok2) || (txn.access.is_write() && !e.written) {
+            .is_none_or(|s| s2_format(s).permits(e.s2, access.difference(Access::PRIV)));
+        if !(ok1 && ok2) || (access.is_write() && !e.written) {
             return None;
         }
         Some(Translated {
@@ -492,7 +522,9 @@ impl Smmuv3 {
                     self.record(&EventRecord::c_bad_cd(txn.sid, txn.ssid));
                     return Xlate::Blocked(Blocked::Abort);
                 }
-                let f1 = s1_format(s1, upper).unwrap_or_default();
+                let Some(f1) = s1_format(s1, upper) else {
+                    return Xlate::Fault(WalkFailure::no_walk());
+                };
                 let regime = if tc.stage2.is_some() {
                     Regime::Nested
                 } else {
@@ -511,7 +543,8 @@ impl Smmuv3 {
                 ipa: txn.addr,
             });
         }
-        let w = match walk_tables(self.mem.as_ref(), &tc, s1f, input, txn.access) {
+        let access = overridden(&tc, txn.access);
+        let w = match walk_tables(self.mem.as_ref(), &tc, s1f, input, access) {
             Ok(w) => w,
             Err(f) => {
                 self.tlb.count_walk();
@@ -536,7 +569,7 @@ impl Smmuv3 {
             s2: w.t.s2,
             ipa: w.ipa & !size.offset_mask(),
             // Without hardware dirty state a read walk serves writes too.
-            written: txn.access.is_write()
+            written: access.is_write()
                 || !(tc.stage1.is_some_and(|s| s.hd) || tc.stage2.is_some_and(|s| s.hd)),
         };
         self.tlb.fill(key, entry, epoch);
@@ -549,13 +582,14 @@ impl Smmuv3 {
         let StreamConfig::Translate(tc) = cfg else {
             return Blocked::Abort;
         };
+        let access = overridden(tc, txn.access);
         let a = event::Access {
             sid: txn.sid,
             ssid: txn.ssid,
             addr: txn.addr,
-            read: !txn.access.is_write(),
-            instruction: txn.access.is_exec(),
-            privileged: txn.access.is_priv(),
+            read: !access.is_write(),
+            instruction: access.is_exec(),
+            privileged: access.is_priv(),
         };
         let mut w = WalkFault {
             s2: f.s2,

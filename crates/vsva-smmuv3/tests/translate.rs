@@ -533,3 +533,124 @@ fn stage2_httu_sets_af_on_a_read_and_s2ap_w_on_a_write() {
     assert_eq!(s2.lookup(ipa).unwrap().entry, clean | AF | S2AP_W);
     assert!(b.events().is_empty());
 }
+
+#[test]
+fn a_fault_with_a_substreamid_records_ssv_and_the_ssid() {
+    // Two CDs; SubstreamID 1 uses CD 1 (ASID 6) over the same table.
+    let r = S1Rig::new();
+    r.b.write_cd_at(CDTAB + 64, &cd_from(good_cd0(ASID2), r.s1.root()));
+    r.b.write_ste(SID, &s1_ste(CDTAB, 1, 0));
+    let t = vsva_smmuv3::Transaction {
+        ssid: Some(1),
+        ..txn(SID, VA, Access::READ)
+    };
+    assert_eq!(r.b.smmu.translate(&t), Err(Blocked::Abort));
+    let mut want = rec(id::F_TRANSLATION, SID, RNW | CLASS_IN, VA, 0);
+    want[0] |= 1 << 11 | 1 << 12;
+    assert_eq!(r.b.events()[0].words, want);
+    r.map(VA, PA, Perm::USER_RW);
+    assert_eq!(r.b.smmu.translate(&t).unwrap().addr, PA);
+}
+
+#[test]
+fn cd_affd_uses_a_leaf_without_af_and_leaves_it_alone() {
+    let r = S1Rig::with(s1_format(), |c| c.with_affd(true));
+    r.map(VA, PA, Perm::USER_RW);
+    let leaf = r.s1.lookup(VA).unwrap().entry & !AF;
+    r.s1.set_leaf(VA, PageSize::Size4K, leaf).unwrap();
+    assert_eq!(r.read(SID, VA).unwrap(), PA);
+    assert_eq!(r.s1.lookup(VA).unwrap().entry, leaf, "AF stays clear");
+    assert!(r.b.events().is_empty());
+}
+
+#[test]
+fn ste_s2affd_uses_a_stage2_leaf_without_af() {
+    let b = Bench::new();
+    let s2 = PageTable::new(s2_format(), frames(&b, S2_FRAMES)).unwrap();
+    let ipa = 0x1000_0000;
+    s2.map(ipa, PA, PageSize::Size4K, Perm::RW).unwrap();
+    let leaf = s2.lookup(ipa).unwrap().entry & !AF;
+    s2.set_leaf(ipa, PageSize::Size4K, leaf).unwrap();
+    let ste = s2_only_ste(s2.root());
+    let with = |affd: bool| {
+        vsva_smmuv3::spec::ste::Ste::from_words(
+            ste.w0(),
+            ste.w1(),
+            ste.w2().with_s2affd(affd),
+            ste.w3(),
+        )
+    };
+    b.write_ste(SID, &with(false));
+    assert_eq!(
+        b.smmu.translate(&txn(SID, ipa, Access::READ)),
+        Err(Blocked::Abort)
+    );
+    assert_eq!(
+        b.events()[0].words,
+        rec(id::F_ACCESS, SID, RNW | S2 | CLASS_IN, ipa, ipa)
+    );
+    b.write_ste(SID + 1, &with(true));
+    assert_eq!(
+        b.smmu
+            .translate(&txn(SID + 1, ipa, Access::READ))
+            .unwrap()
+            .addr,
+        PA
+    );
+}
+
+#[test]
+fn ste_privcfg_privileged_lets_an_unprivileged_request_read_a_privileged_page() {
+    let r = S1Rig::new();
+    r.map(VA, PA, Perm::RW);
+    let ste = s1_ste(CDTAB, 0, 0);
+    let with = |privcfg| {
+        vsva_smmuv3::spec::ste::Ste::from_words(
+            ste.w0(),
+            ste.w1().with_privcfg(privcfg),
+            ste.w2(),
+            ste.w3(),
+        )
+    };
+    r.b.write_ste(SID, &with(0b11));
+    assert_eq!(r.read(SID, VA).unwrap(), PA);
+    // PRIVCFG = unprivileged: even a privileged request faults, reported unprivileged.
+    r.b.write_ste(SID2, &with(0b10));
+    assert_eq!(
+        r.b.smmu
+            .translate(&txn(SID2, VA, Access::READ | Access::PRIV)),
+        Err(Blocked::Abort)
+    );
+    assert_eq!(
+        r.b.events()[0].words,
+        rec(id::F_PERMISSION, SID2, RNW | CLASS_IN, VA, 0)
+    );
+}
+
+#[test]
+fn ste_instcfg_instruction_makes_a_read_a_fetch() {
+    let r = S1Rig::new();
+    // Readable, not executable (UXN).
+    r.map(VA, PA, Perm::READ | Perm::USER);
+    let ste = s1_ste(CDTAB, 0, 0);
+    r.b.write_ste(
+        SID,
+        &vsva_smmuv3::spec::ste::Ste::from_words(
+            ste.w0(),
+            ste.w1().with_instcfg(0b11),
+            ste.w2(),
+            ste.w3(),
+        ),
+    );
+    assert_eq!(r.read(SID, VA), Err(Blocked::Abort));
+    assert_eq!(
+        r.b.events()[0].words,
+        rec(id::F_PERMISSION, SID, IND | RNW | CLASS_IN, VA, 0)
+    );
+    // A write stays a data write: a permission fault (read-only page) without InD.
+    assert!(r.b.smmu.translate(&txn(SID, VA, Access::WRITE)).is_err());
+    assert_eq!(
+        r.b.events()[0].words,
+        rec(id::F_PERMISSION, SID, CLASS_IN, VA, 0)
+    );
+}
