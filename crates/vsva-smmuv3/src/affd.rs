@@ -15,6 +15,8 @@ pub(crate) struct Affd<F> {
 
 impl<F: Format> Format for Affd<F> {
     const STAGE: Stage = F::STAGE;
+    const ACCESSED_IN_TABLES: bool = F::ACCESSED_IN_TABLES;
+    const TABLE_RIGHTS: bool = F::TABLE_RIGHTS;
 
     #[inline(always)]
     fn levels(&self) -> u8 {
@@ -75,10 +77,6 @@ impl<F: Format> Format for Affd<F> {
     #[inline(always)]
     fn accessed_bit(&self) -> Option<u64> {
         self.f.accessed_bit()
-    }
-    #[inline(always)]
-    fn table_accessed_bit(&self) -> Option<u64> {
-        self.f.table_accessed_bit()
     }
     /// The one changed rule: no Access flag fault with AFFD.
     #[inline(always)]
