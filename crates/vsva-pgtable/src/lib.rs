@@ -13,7 +13,8 @@
 //!
 //! A walk that fails returns a [`Fault`] naming the stage, the level and the reason; a
 //! malformed table (reserved bits, a pointer outside memory, a loop) faults and never panics
-//! or hangs: every walk visits at most one entry per level.
+//! or hangs: every walk visits at most one entry per level. [`in_flight`] counts an IOMMU's
+//! walks in progress so that an invalidation can wait for those begun before it.
 //!
 //! Levels are numbered as the SDM does: 1 is the PTE level, 4 the PML4, 5 the PML5. Arm numbers
 //! its lookup levels the other way (Arm level = 4 − vsva level): see [`arm`].
@@ -21,6 +22,7 @@
 pub mod arm;
 pub mod fault;
 pub mod format;
+pub mod in_flight;
 pub mod nested;
 pub mod perm;
 pub mod table;

@@ -21,7 +21,6 @@
 //! | `hooks` | what the command queue hands a translation layer ([`TranslationHooks`]; the unit implements them itself) |
 //! | `translate` | [`Smmuv3::translate`]: STE/CD → stage 1 / stage 2 / nested walks, fault rules (record, stall, terminate) |
 //! | `tlb` | the TLB: entries tagged by VMID, ASID or global; CMD_TLBI_* |
-//! | `walks` | walks in flight, which CMD_SYNC waits for |
 //! | `stall` | stalled transactions: CMD_RESUME, CMD_STALL_TERM, [`Smmuv3::poll_stalled`] / [`Smmuv3::wait_stalled`] |
 //! | `ats` | ATS Translation Requests ([`Smmuv3::ats_translate`]) and translated traffic ([`Smmuv3::translated`]) |
 //! | `port` | [`Smmuv3Port`]: the unit as [`vsva_pcie::Upstream`] |
@@ -99,7 +98,6 @@ mod stream;
 mod tlb;
 mod translate;
 mod unit;
-mod walks;
 
 pub use ats::AtsRefused;
 pub use cache::CacheStats;

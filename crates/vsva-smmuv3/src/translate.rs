@@ -481,7 +481,7 @@ impl Smmuv3 {
     }
 
     /// Translates `txn` under `cfg` (a TLB hit or a walk that fills it). The caller holds a
-    /// [`crate::walks::Walk`] and read the TLB epoch before it resolved `cfg`.
+    /// [`vsva_pgtable::in_flight::Walk`] and read the TLB epoch before it resolved `cfg`.
     pub(crate) fn translate_config(
         &self,
         cfg: &StreamConfig,

@@ -37,7 +37,7 @@ use crate::spec::registers::{
 use crate::stall::Stalls;
 use crate::stream::{ConfigFault, StreamConfig};
 use crate::tlb::{Tlb, TlbStats};
-use crate::walks::Walks;
+use vsva_pgtable::in_flight::Walks;
 use vsva_pcie::MsiSink;
 
 /// Counters of what the SMMU did.

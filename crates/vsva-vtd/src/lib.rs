@@ -57,7 +57,6 @@ mod request;
 pub mod spec;
 mod translate;
 mod unit;
-mod walks;
 
 pub use ats::AtsTranslated;
 pub use backend::VirtualBackend;

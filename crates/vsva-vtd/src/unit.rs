@@ -29,7 +29,7 @@ use crate::request::{Blocked, Request, RequestKind, Translated};
 use crate::spec::fault::{FaultReason, FaultRecord, RequestType};
 use crate::spec::registers::{Fsts, Gcmd, Rtaddr, offset};
 use crate::translate::translate_cached;
-use crate::walks::Walks;
+use vsva_pgtable::in_flight::Walks;
 use vsva_pcie::MsiSink;
 use vsva_pcie::{Downstream, NoDevices};
 
@@ -407,7 +407,7 @@ impl Vtd {
     /// After the caches dropped entries: the first-level cache forgets everything too (after
     /// the caches behind it, so a lookup in between cannot refill it from a stale entry under
     /// the new generation), and walks begun before are waited for — when the invalidation
-    /// completes, no walk still reads the old tables (see [`crate::walks`]).
+    /// completes, no walk still reads the old tables (see [`vsva_pgtable::in_flight`]).
     pub(crate) fn purged(&self) {
         self.micro.invalidate_all();
         self.walks.drain();

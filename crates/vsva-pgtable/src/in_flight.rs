@@ -1,12 +1,14 @@
-//! Table walks in flight, and the wait an invalidation makes for them.
+//! Table walks in flight, and the wait an invalidation makes for them — shared by every
+//! IOMMU model.
 //!
-//! A walk that misses the caches reads the tables without any lock. An invalidation that
-//! completes while such a walk is still reading — one that began before the entries were
-//! cleared — would let software free a table the walk is about to read (munmap and exit free
-//! page-table frames once their invalidation completes). The spec's promise is that once an
-//! invalidation completes the unit holds no translation from the old entries, cached or in
-//! use (VT-d 4.1 §6.5.2, §6.5.2.9: an invalidation wait completes after everything before it;
-//! DESIGN.md "Ordering rules"). So each cache purge waits here for every walk begun before it.
+//! A walk that misses an IOMMU's caches reads the tables without any lock. An invalidation
+//! that completes while such a walk is still reading — one that began before the entries
+//! were cleared — would let software free a table the walk is about to read (munmap and exit
+//! free page-table frames once their invalidation completes). Every IOMMU promises that once
+//! an invalidation completes it holds no translation from the old entries, cached or in use
+//! (VT-d 4.1 §6.5.2.9, the invalidation wait; IHI 0070 §4.7.3, CMD_SYNC; DESIGN.md "Ordering
+//! rules"). So a model's cache purge (VT-d) or CMD_SYNC (SMMUv3) waits here for every walk
+//! begun before it.
 //!
 //! Walks count themselves in one of two slots, chosen by the parity of a drain generation; a
 //! drain moves new walks to the other slot and waits for its old slot to empty. Drains are
@@ -16,9 +18,9 @@
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// The walks in flight of one unit.
+/// The walks in flight of one IOMMU unit.
 #[derive(Debug, Default)]
-pub(crate) struct Walks {
+pub struct Walks {
     generation: AtomicU64,
     slots: [AtomicU64; 2],
     /// Serializes drains.
@@ -26,7 +28,8 @@ pub(crate) struct Walks {
 }
 
 /// A walk in flight: dropped when the walk is over.
-pub(crate) struct Walk<'a> {
+#[must_use = "the walk ends when this is dropped"]
+pub struct Walk<'a> {
     slot: &'a AtomicU64,
 }
 
@@ -38,7 +41,7 @@ impl Drop for Walk<'_> {
 
 impl Walks {
     /// A walk begins.
-    pub(crate) fn begin(&self) -> Walk<'_> {
+    pub fn begin(&self) -> Walk<'_> {
         loop {
             let g = self.generation.load(Ordering::SeqCst);
             let slot = &self.slots[(g & 1) as usize];
@@ -54,7 +57,7 @@ impl Walks {
 
     /// Returns once every walk begun before this call has ended. Must not be called from
     /// inside a walk.
-    pub(crate) fn drain(&self) {
+    pub fn drain(&self) {
         let _one = self.draining.lock().unwrap_or_else(|e| e.into_inner());
         let old = self.generation.fetch_add(1, Ordering::SeqCst);
         let slot = &self.slots[(old & 1) as usize];
