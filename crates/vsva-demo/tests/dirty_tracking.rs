@@ -7,6 +7,7 @@ mod common;
 use common::plain_device;
 use vsva_host::Platform;
 use vsva_mem::{PageSize, Pasid, Rid};
+use vsva_pcie::Mmio;
 use vsva_pgtable::Perm;
 use vsva_vtd::VtdConfig;
 
@@ -84,7 +85,7 @@ fn a_unit_without_second_stage_ad_refuses_dirty_tracking() {
 #[test]
 fn hw_info_is_what_the_unit_reports_in_its_registers() {
     use vsva_vtd::spec::registers::offset;
-    use vsva_vtd_driver::Mmio;
+
     let cfg = VtdConfig {
         ss_ad: false,
         ..VtdConfig::default()

@@ -15,12 +15,13 @@
 //!   in an identity domain (bypass STE) such a DMA is not refused at all.
 
 use std::sync::Arc;
+use vsva_pcie::Mmio;
 
 use vsva_demo::UnitCounters;
 use vsva_mem::{FrameAllocator, PhysMem};
 use vsva_pcie::{Downstream, MsiSink, Upstream};
 use vsva_smmuv3::{Smmuv3, Smmuv3Config, Smmuv3Port};
-use vsva_smmuv3_driver::{Mmio, ProbeOptions, Smmuv3Driver, SyncPoll};
+use vsva_smmuv3_driver::{ProbeOptions, Smmuv3Driver, SyncPoll};
 
 use crate::kind::{IommuKind, ProbeError};
 

@@ -1,12 +1,13 @@
 //! Intel VT-d as an [`IommuKind`]: the vsva-vtd model driven by vsva-vtd-driver.
 
 use std::sync::Arc;
+use vsva_pcie::Mmio;
 
 use vsva_demo::UnitCounters;
 use vsva_mem::{FrameAllocator, PhysMem};
 use vsva_pcie::{Downstream, MsiSink, Upstream};
 use vsva_vtd::{Vtd, VtdConfig, VtdPort};
-use vsva_vtd_driver::{Mmio, VtdDriver};
+use vsva_vtd_driver::VtdDriver;
 
 use crate::kind::{IommuKind, ProbeError};
 

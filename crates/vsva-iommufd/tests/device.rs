@@ -14,9 +14,10 @@ use vsva_iommufd::abi::{
 };
 use vsva_iommufd::{DeviceInfo, ObjectType};
 use vsva_mem::{Access, Pasid, Rid, Va};
+use vsva_pcie::Mmio;
 use vsva_vtd::VtdConfig;
 use vsva_vtd::spec::registers::offset;
-use vsva_vtd_driver::Mmio;
+
 use zerocopy::IntoBytes;
 
 /// The x86 interrupt window VT-d reports as every device's reserved region.

@@ -16,6 +16,7 @@
 //! * [`transaction`] — the transactions every Function and every IOMMU share: memory
 //!   requests (Requester ID, PASID prefix, AT field), Translation Completions, Invalidate
 //!   Requests, Page Requests.
+//! * [`mmio`] — the register window a driver reaches a device through ([`Mmio`]).
 //! * [`msi`] — Message Signalled Interrupts as IOMMU models raise them ([`MsiSink`]).
 //! * [`port`] — the two directions: [`Upstream`] (what a Function sends to its IOMMU, which
 //!   each IOMMU model implements) and [`Downstream`] (what the IOMMU sends to the Functions).
@@ -42,6 +43,7 @@ compile_error!("vsva models little-endian hardware and only builds on little-end
 
 pub mod atc;
 pub mod config;
+pub mod mmio;
 pub mod msi;
 pub mod ordering;
 pub mod port;
@@ -50,6 +52,7 @@ pub mod transaction;
 
 pub use atc::{Atc, AtcEntry, AtcError, AtcLookup, AtcStats, AtsRange, TranslationFlags};
 pub use config::{ConfigError, ConfigOptions, ConfigSpace};
+pub use mmio::Mmio;
 pub use msi::{MsiLog, MsiSink};
 pub use ordering::{AtcAccess, AtsHook, AtsPoint, Fill, OrderedAtc, TranslationTicket};
 pub use port::{Downstream, NoDevices, Refused, Upstream};

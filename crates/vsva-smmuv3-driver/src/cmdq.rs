@@ -10,7 +10,8 @@ use vsva_mem::PhysMem;
 use vsva_smmuv3::spec::cmd::{CMD_BYTES, Command, SyncCs};
 use vsva_smmuv3::spec::registers::{Gerror, cerror, offset, queue};
 
-use crate::driver::{DriverError, Mmio, Result};
+use crate::driver::{DriverError, Result};
+use vsva_pcie::Mmio;
 
 /// How a CMD_SYNC's completion is observed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,13 +1,12 @@
 //! The driver of one SMMU: probe and reset (Linux `arm_smmu_device_hw_probe`,
 //! `arm_smmu_device_reset`), masters and their STEs and CDs, invalidation. It reaches the
-//! SMMU only through its registers ([`Mmio`]) and the tables and queues it writes in memory.
+//! SMMU only through its registers ([`vsva_pcie::Mmio`]) and the tables and queues it writes in memory.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use vsva_mem::{Errno, FrameAllocator, PhysMem};
-use vsva_pcie::PageRequest;
-use vsva_smmuv3::Smmuv3;
+use vsva_pcie::{Mmio, PageRequest};
 use vsva_smmuv3::spec::registers::{
     Cr0, Cr1, Cr2, Gbpa, Idr0, Idr1, Idr3, Idr5, IrqCtrl, QueueBase, StrtabBase, offset,
     stall_model,
@@ -16,23 +15,6 @@ use vsva_smmuv3::spec::registers::{
 use crate::cmdq::{CommandQueue, SyncPoll};
 use crate::faults::OutQueue;
 use crate::tables::{Carver, CdTable, StreamTable};
-
-/// Register access to an SMMU (what the driver has of the hardware).
-pub trait Mmio: Send + Sync {
-    /// Reads `size` (4 or 8) bytes at `off`.
-    fn read(&self, off: u64, size: u8) -> u64;
-    /// Writes `size` (4 or 8) bytes at `off`.
-    fn write(&self, off: u64, size: u8, value: u64);
-}
-
-impl Mmio for Smmuv3 {
-    fn read(&self, off: u64, size: u8) -> u64 {
-        self.mmio_read(off, size)
-    }
-    fn write(&self, off: u64, size: u8, value: u64) {
-        self.mmio_write(off, size, value)
-    }
-}
 
 /// Driver errors.
 #[derive(Debug, thiserror::Error)]

@@ -20,7 +20,8 @@ use vsva_smmuv3::spec::cmd::{Command, PriResp, ResumeAction};
 use vsva_smmuv3::spec::event::{EventRecord, PriEntry, id};
 use vsva_smmuv3::spec::registers::queue;
 
-use crate::driver::{DriverError, Mmio, Result, Smmuv3Driver, State};
+use crate::driver::{DriverError, Result, Smmuv3Driver, State};
+use vsva_pcie::Mmio;
 
 /// An output queue (event or PRI queue) as the driver consumes it.
 pub(crate) struct OutQueue {

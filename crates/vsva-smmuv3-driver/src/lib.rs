@@ -1,7 +1,7 @@
 //! vsva-smmuv3-driver: the OS driver of the Arm SMMUv3 — vsva's Linux
 //! `drivers/iommu/arm/arm-smmu-v3/arm-smmu-v3.c` (+ `arm-smmu-v3-sva.c`).
 //!
-//! It reaches the SMMU only through its registers ([`Mmio`]) and the structures it writes in
+//! It reaches the SMMU only through its registers ([`vsva_pcie::Mmio`]) and the structures it writes in
 //! memory (stream table, CD tables, command, event and PRI queues); the hardware model,
 //! vsva-smmuv3, supplies nothing but the spec's types ([`vsva_smmuv3::spec`]).
 //!
@@ -30,7 +30,7 @@ pub mod tables;
 
 pub use cmdq::SyncPoll;
 pub use driver::{
-    DriverError, Features, MSI_DOORBELL, MSI_IOVA, MasterOptions, Mmio, ProbeOptions, Result,
+    DriverError, Features, MSI_DOORBELL, MSI_IOVA, MasterOptions, ProbeOptions, Result,
     Smmuv3Driver,
 };
 pub use faults::{Decoded, decode_event, decode_page_request, pri_resp};

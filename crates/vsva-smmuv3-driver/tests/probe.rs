@@ -3,6 +3,7 @@
 mod common;
 
 use std::sync::Arc;
+use vsva_pcie::Mmio;
 
 use common::*;
 use vsva_mem::{Errno, FrameAllocator, PhysMem, PhysMemory};
@@ -12,7 +13,7 @@ use vsva_smmuv3::spec::registers::{
     Cr0, Gbpa, Gerror, Idr0, IrqCtrl, QueueBase, StrtabBase, StrtabBaseCfg, offset,
 };
 use vsva_smmuv3::{Smmuv3, Smmuv3Config, StreamConfig};
-use vsva_smmuv3_driver::{DriverError, MSI_DOORBELL, Mmio, ProbeOptions, Smmuv3Driver, SyncPoll};
+use vsva_smmuv3_driver::{DriverError, MSI_DOORBELL, ProbeOptions, Smmuv3Driver, SyncPoll};
 
 fn read32(r: &Rig, off: u64) -> u32 {
     r.unit.mmio_read(off, 4) as u32

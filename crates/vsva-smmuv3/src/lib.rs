@@ -72,7 +72,7 @@
 //!
 //! The hardware model only: it imports no OS-side crate (the demo device is a test-only
 //! dependency). An SMMUv3 driver reaches it through
-//! [`Smmuv3::mmio_read`] / [`Smmuv3::mmio_write`] (the `Mmio` shape the VT-d driver uses) and
+//! [`Smmuv3::mmio_read`] / [`Smmuv3::mmio_write`] (it implements [`vsva_pcie::Mmio`], as every model does) and
 //! memory, and uses [`spec`] for the hardware interface.
 
 #![forbid(unsafe_code)]

@@ -37,8 +37,8 @@ use crate::spec::registers::{
 use crate::stall::Stalls;
 use crate::stream::{ConfigFault, StreamConfig};
 use crate::tlb::{Tlb, TlbStats};
-use vsva_pgtable::in_flight::Walks;
 use vsva_pcie::MsiSink;
+use vsva_pgtable::in_flight::Walks;
 
 /// Counters of what the SMMU did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -630,5 +630,15 @@ impl Smmuv3 {
                 Err(f)
             }
         }
+    }
+}
+
+/// The unit's register window, as its driver reaches it.
+impl vsva_pcie::Mmio for Smmuv3 {
+    fn read(&self, off: u64, size: u8) -> u64 {
+        self.mmio_read(off, size)
+    }
+    fn write(&self, off: u64, size: u8, value: u64) {
+        self.mmio_write(off, size, value)
     }
 }

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::hint::black_box;
 use std::sync::Arc;
+use vsva_pcie::Mmio;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use vsva_mem::{Access, FrameAllocator, PageSize, Pasid, PhysMem, PhysMemory, Rid};
@@ -12,7 +13,7 @@ use vsva_pcie::{Request, RequestKind};
 use vsva_pgtable::x86::X86Paging;
 use vsva_pgtable::{PageTable, Perm};
 use vsva_vtd::{Vtd, VtdConfig};
-use vsva_vtd_driver::{DeviceOptions, Domain, Mmio, VtdDriver};
+use vsva_vtd_driver::{DeviceOptions, Domain, VtdDriver};
 
 const PAGES: u64 = 64;
 const VA: u64 = 0x7f00_0000_0000;

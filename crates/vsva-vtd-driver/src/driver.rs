@@ -1,5 +1,5 @@
 //! The driver of one remapping unit: it programs the unit only through its registers
-//! ([`Mmio`]) and the structures it writes in memory, in the order Linux's intel-iommu driver
+//! ([`vsva_pcie::Mmio`]) and the structures it writes in memory, in the order Linux's intel-iommu driver
 //! does (`drivers/iommu/intel/{iommu,pasid,dmar,prq}.c`).
 //!
 //! * [`VtdDriver::probe`] reads CAP/ECAP and refuses units without scalable mode and queued
@@ -20,8 +20,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use vsva_mem::{FrameAllocator, PageSize, Pasid, PhysMem, Rid};
 
-use vsva_pcie::{PageRequest, ResponseCode};
-use vsva_vtd::Vtd;
+use vsva_pcie::{Mmio, PageRequest, ResponseCode};
 use vsva_vtd::spec::descriptors::encode;
 use vsva_vtd::spec::fault::FaultReason;
 use vsva_vtd::spec::page_request;
@@ -30,23 +29,6 @@ use vsva_vtd::spec::registers::{Cap, Ecap, Gcmd, PRS_PPR, PRS_PRO, offset};
 use vsva_vtd::spec::root_context::{self, ContextEntry, ContextHi, ContextLo, RootHalf};
 
 use crate::queue::InvalidationQueue;
-
-/// Register access to a unit (what the driver has of the hardware).
-pub trait Mmio: Send + Sync {
-    /// Reads `size` (4 or 8) bytes at `off`.
-    fn read(&self, off: u64, size: u8) -> u64;
-    /// Writes `size` (4 or 8) bytes at `off`.
-    fn write(&self, off: u64, size: u8, value: u64);
-}
-
-impl Mmio for Vtd {
-    fn read(&self, off: u64, size: u8) -> u64 {
-        self.mmio_read(off, size)
-    }
-    fn write(&self, off: u64, size: u8, value: u64) {
-        self.mmio_write(off, size, value)
-    }
-}
 
 /// Driver errors.
 #[derive(Debug, thiserror::Error)]

@@ -3,7 +3,8 @@
 
 use vsva_mem::{FrameAllocator, PageSize, PhysMem};
 
-use crate::driver::{DriverError, Mmio, Result};
+use crate::driver::{DriverError, Result};
+use vsva_pcie::Mmio;
 use vsva_vtd::spec::descriptors::encode;
 use vsva_vtd::spec::registers::{Fsts, offset};
 

@@ -4,6 +4,7 @@
 mod common;
 
 use std::sync::{Arc, Mutex};
+use vsva_pcie::Mmio;
 
 use common::{Endpoints, MIB};
 
@@ -12,7 +13,7 @@ use vsva_pcie::MsiLog;
 use vsva_vtd::VirtualBackend;
 use vsva_vtd::spec::descriptors::Descriptor;
 use vsva_vtd::{Vtd, VtdConfig};
-use vsva_vtd_driver::{DeviceOptions, Domain, Mmio, VtdDriver};
+use vsva_vtd_driver::{DeviceOptions, Domain, VtdDriver};
 
 /// Records what it hears, and the unit's completed-wait count at that moment.
 struct Recorder {

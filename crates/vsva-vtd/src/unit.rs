@@ -29,9 +29,9 @@ use crate::request::{Blocked, Request, RequestKind, Translated};
 use crate::spec::fault::{FaultReason, FaultRecord, RequestType};
 use crate::spec::registers::{Fsts, Gcmd, Rtaddr, offset};
 use crate::translate::translate_cached;
-use vsva_pgtable::in_flight::Walks;
 use vsva_pcie::MsiSink;
 use vsva_pcie::{Downstream, NoDevices};
+use vsva_pgtable::in_flight::Walks;
 
 /// VER_REG: this model implements the rev 4.x register interface (MAX 4, MIN 1).
 pub const VERSION: u32 = 0x41;
@@ -522,5 +522,15 @@ impl Vtd {
             reason: Some(reason),
             recorded,
         }
+    }
+}
+
+/// The unit's register window, as its driver reaches it.
+impl vsva_pcie::Mmio for Vtd {
+    fn read(&self, off: u64, size: u8) -> u64 {
+        self.mmio_read(off, size)
+    }
+    fn write(&self, off: u64, size: u8, value: u64) {
+        self.mmio_write(off, size, value)
     }
 }

@@ -5,13 +5,14 @@
 #![allow(dead_code)]
 
 use std::sync::{Arc, Mutex};
+use vsva_pcie::Mmio;
 
 use vsva_mem::{FrameAllocator, Pasid, PhysMem, PhysMemory, Rid};
 use vsva_pcie::{AtsInvalidation, AtsInvalidationError, Downstream, MsiSink, ResponseCode};
 use vsva_smmuv3::spec::cmd::{Command, ResumeAction, op};
 use vsva_smmuv3::spec::registers::{QueueBase, offset, queue};
 use vsva_smmuv3::{Smmuv3, Smmuv3Config, TranslationHooks};
-use vsva_smmuv3_driver::{Mmio, ProbeOptions, Smmuv3Driver, SyncPoll};
+use vsva_smmuv3_driver::{ProbeOptions, Smmuv3Driver, SyncPoll};
 
 pub const MIB: u64 = 1 << 20;
 

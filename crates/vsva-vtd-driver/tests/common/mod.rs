@@ -4,12 +4,13 @@
 #![allow(dead_code)]
 
 use std::sync::{Arc, Mutex};
+use vsva_pcie::Mmio;
 
 use vsva_mem::{FrameAllocator, Pasid, PhysMem, PhysMemory, Rid};
 use vsva_pcie::MsiLog;
 use vsva_pcie::{AtsInvalidation, AtsInvalidationError, Downstream, ResponseCode};
 use vsva_vtd::{Vtd, VtdConfig};
-use vsva_vtd_driver::{Mmio, VtdDriver};
+use vsva_vtd_driver::VtdDriver;
 
 pub const MIB: u64 = 1 << 20;
 
