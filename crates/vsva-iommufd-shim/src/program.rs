@@ -489,9 +489,18 @@ mod tests {
         sys::mmap(0, len, prot, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1).unwrap()
     }
 
+    /// Unmaps a whole mapping the test made. Never part of one in the middle of a test: the
+    /// tests are threads of one process, and a hole is where another test's next `mmap` may
+    /// land — a later `munmap` or `MAP_FIXED` over the hole would take that test's memory.
     fn unmap(va: u64, len: u64) {
         // SAFETY: the test owns the mapping it created.
         unsafe { libc::munmap(va as *mut libc::c_void, len as usize) };
+    }
+
+    fn protect(va: u64, len: u64, prot: libc::c_int) {
+        // SAFETY: the test owns the mapping it changes; no reference into it is held.
+        let rc = unsafe { libc::mprotect(va as *mut libc::c_void, len as usize, prot) };
+        assert_eq!(rc, 0, "mprotect of the test's own pages");
     }
 
     #[test]
@@ -546,16 +555,20 @@ mod tests {
     #[test]
     fn unmapped_or_read_only_memory_is_efault() {
         let program = ProgramMemory::new(memory(), Arc::new(Locked::default()));
+        // The three pages stay this test's from the first mmap to the last munmap (see
+        // `unmap`): the page that cannot be pinned is made PROT_NONE rather than unmapped,
+        // and the unmapped memory is page 0, below `vm.mmap_min_addr`, which no mmap gets.
         let va = anon(3 * PAGE, libc::PROT_READ);
-        unmap(va + PAGE, PAGE);
+        protect(va + PAGE, PAGE, libc::PROT_NONE);
         assert_eq!(program.pin(va, 3 * PAGE, false), Err(Errno::EFAULT));
+        assert_eq!(program.pin(0, PAGE, false), Err(Errno::EFAULT));
         assert_eq!(program.pin(va, PAGE, true), Err(Errno::EFAULT));
         assert_eq!(program.segments(), 0);
         let runs = program.pin(va, PAGE, false).unwrap();
         assert_eq!(runs.len(), 1);
         program.unpin(&runs);
-        // memory mapped anew at a moved address is moved anew
-        unmap(va, PAGE);
+        // memory mapped anew at a moved address is moved anew (MAP_FIXED replaces the window
+        // in one step: the address is never free for another test's mmap)
         let again = sys::mmap(
             va,
             PAGE,
