@@ -89,6 +89,7 @@ fn s1_config() -> impl Strategy<Value = ArmS1> {
             pan: b[4],
             wxn: b[5],
             non_global: b[6],
+            affd: false,
         })
 }
 
@@ -105,6 +106,7 @@ fn s2_config() -> impl Strategy<Value = ArmS2> {
             pa_bits,
             ha: b[0],
             hd: b[1],
+            affd: false,
         })
 }
 

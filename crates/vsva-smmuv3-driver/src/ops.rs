@@ -176,6 +176,7 @@ impl IommuOps for Smmuv3Driver {
             pan: false,
             wxn: false,
             non_global: true,
+            affd: false,
         };
         let table =
             PageTable::new(format, self.frames.clone()).map_err(|_| IommuError::NoMemory)?;

@@ -80,7 +80,6 @@
 #[cfg(target_endian = "big")]
 compile_error!("vsva models little-endian hardware and only builds on little-endian hosts");
 
-mod affd;
 mod ats;
 mod cache;
 mod cmdq;

@@ -29,7 +29,6 @@ use vsva_mem::{Access, PageSize, PhysMem};
 use vsva_pgtable::walk::{LastEntry, TableMap, Translation, WalkObserver};
 use vsva_pgtable::{ArmFault, ArmFaultKind, ArmS1, ArmS2, Fault, Format, Perm, Stage, walk};
 
-use crate::affd::Affd;
 use crate::spec::event::{self, EventRecord, WalkFault, class, id};
 use crate::stream::{Granule, Stage1Config, Stage2Config, StreamConfig, TranslationConfig};
 use crate::tlb::{AsidTag, Entry, Key, Regime};
@@ -135,14 +134,14 @@ impl WalkFailure {
 }
 
 /// A stage 1 walk's format: the CD's TCR fields, and CD.AFFD.
-pub(crate) type S1Format = Affd<ArmS1>;
+pub(crate) type S1Format = ArmS1;
 /// A stage 2 walk's format: the STE's S2 fields, and STE.S2AFFD.
-pub(crate) type S2Format = Affd<ArmS2>;
+pub(crate) type S2Format = ArmS2;
 
 /// The stage 1 format a CD's table selects for `upper` (TTB1).
 pub(crate) fn s1_format(s1: &Stage1Config, upper: bool) -> Option<S1Format> {
     let t = if upper { s1.ttb1 } else { s1.ttb0 }?;
-    let f = ArmS1 {
+    Some(ArmS1 {
         tsz: t.tsz,
         upper,
         pa_bits: s1.ips_bits.min(48),
@@ -152,20 +151,18 @@ pub(crate) fn s1_format(s1: &Stage1Config, upper: bool) -> Option<S1Format> {
         pan: s1.pan,
         wxn: s1.wxn,
         non_global: false,
-    };
-    Some(Affd { f, affd: s1.affd })
+        affd: s1.affd,
+    })
 }
 
 /// The stage 2 format an STE selects.
 pub(crate) fn s2_format(s2: &Stage2Config) -> S2Format {
-    Affd {
-        f: ArmS2 {
-            t0sz: s2.t0sz,
-            sl0: s2.sl0,
-            pa_bits: s2.ps_bits.min(48),
-            ha: s2.ha,
-            hd: s2.hd,
-        },
+    ArmS2 {
+        t0sz: s2.t0sz,
+        sl0: s2.sl0,
+        pa_bits: s2.ps_bits.min(48),
+        ha: s2.ha,
+        hd: s2.hd,
         affd: s2.affd,
     }
 }

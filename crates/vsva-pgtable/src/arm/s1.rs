@@ -64,6 +64,9 @@ pub struct ArmS1 {
     pub wxn: bool,
     /// The builder sets nG in the leaves it writes (Linux does for all user mappings).
     pub non_global: bool,
+    /// Access flag faults disabled: AF = 0 is used as if it were 1 (an SMMU's CD.AFFD,
+    /// IHI 0070 §5.4; a CPU has no such control).
+    pub affd: bool,
 }
 
 impl Default for ArmS1 {
@@ -80,6 +83,7 @@ impl Default for ArmS1 {
             pan: false,
             wxn: false,
             non_global: true,
+            affd: false,
         }
     }
 }
@@ -260,7 +264,7 @@ impl Format for ArmS1 {
 
     #[inline(always)]
     fn access_flag_fault(&self, leaf: u64) -> bool {
-        !self.ha && leaf & AF == 0
+        !self.ha && !self.affd && leaf & AF == 0
     }
 
     #[inline(always)]

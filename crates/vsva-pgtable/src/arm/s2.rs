@@ -46,6 +46,9 @@ pub struct ArmS2 {
     /// VTCR.HD: a write to a DBM = 1 page sets its S2AP\[1\] instead of a Permission fault.
     /// Has no effect without `ha`.
     pub hd: bool,
+    /// Access flag faults disabled: AF = 0 is used as if it were 1 (an SMMU's STE.S2AFFD,
+    /// IHI 0070 §5.2; a VM's stage 2 has no such control).
+    pub affd: bool,
 }
 
 impl ArmS2 {
@@ -60,6 +63,7 @@ impl ArmS2 {
             pa_bits,
             ha: false,
             hd: false,
+            affd: false,
         }
     }
 
@@ -185,7 +189,7 @@ impl Format for ArmS2 {
 
     #[inline(always)]
     fn access_flag_fault(&self, leaf: u64) -> bool {
-        !self.ha && leaf & AF == 0
+        !self.ha && !self.affd && leaf & AF == 0
     }
 
     #[inline(always)]
