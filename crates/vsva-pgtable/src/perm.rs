@@ -27,4 +27,16 @@ impl Perm {
     pub const RW: Perm = Perm::READ.union(Perm::WRITE);
     /// READ | WRITE | USER: an ordinary user data page.
     pub const USER_RW: Perm = Perm::RW.union(Perm::USER);
+
+    /// Execution at a privileged level, for formats that control it apart from [`Perm::EXEC`]:
+    /// in Arm stage 1, EXEC is UXN = 0 (EL0 may execute) and PRIV_EXEC is PXN = 0 (EL1 may);
+    /// Arm stage 2 grants both with XN = 0. x86 and VT-d never grant it and never look at it.
+    ///
+    /// It is kept out of the flag list on purpose, so that [`Perm::all`] stays the four
+    /// rights every format shares (consumers pack those into 4 bits); a walk starts from
+    /// [`Perm::ANY`].
+    pub const PRIV_EXEC: Perm = Perm::from_bits_retain(1 << 4);
+
+    /// Every right, [`Perm::PRIV_EXEC`] included: where a walk's intersection starts.
+    pub const ANY: Perm = Perm::all().union(Perm::PRIV_EXEC);
 }

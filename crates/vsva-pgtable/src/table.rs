@@ -18,7 +18,9 @@ use std::sync::Arc;
 use vsva_mem::{Access, FrameAllocator, FrameError, MemError, PageSize, PhysMem};
 
 use crate::fault::Fault;
-use crate::format::{ENTRIES, Format, MAX_LEVELS, MIN_LEVELS, TABLE_BYTES, index, span};
+use crate::format::{
+    ENTRIES, Format, MAX_LEVELS, MIN_LEVELS, TABLE_BYTES, span, table_entries, table_index,
+};
 use crate::perm::Perm;
 use crate::walk::{Direct, Translation, WalkObserver, walk};
 
@@ -143,11 +145,22 @@ impl<F: Format> PageTable<F> {
     ///
     /// # Errors
     /// [`MapError::Frames`] when no frame is free.
+    ///
+    /// A root of several concatenated tables (Arm stage 2) must be aligned to its size; it is
+    /// taken from a 2 MiB frame (the allocator hands out 4 KiB, 2 MiB and 1 GiB blocks).
     pub fn new(format: F, frames: Arc<FrameAllocator>) -> Result<Self> {
         if !(MIN_LEVELS..=MAX_LEVELS).contains(&format.levels()) {
             return Err(MapError::Config("page tables have 2 to 5 levels"));
         }
-        let root = frames.alloc_zeroed(PageSize::Size4K)?;
+        let root_bytes = match format.root_index_bits() {
+            0 | 19.. => return Err(MapError::Config("a root table indexes 1 to 18 bits")),
+            bits => 8u64 << bits,
+        };
+        let root = frames.alloc_zeroed(if root_bytes <= TABLE_BYTES {
+            PageSize::Size4K
+        } else {
+            PageSize::Size2M
+        })?;
         Ok(PageTable {
             format,
             frames,
@@ -246,7 +259,7 @@ impl<F: Format> PageTable<F> {
         let mem = self.mem();
         let mut table = self.root;
         for l in ((level + 1)..=self.format.levels()).rev() {
-            let at = table + index(va, l) * 8;
+            let at = table + table_index(&self.format, va, l) * 8;
             let mut entry = mem.load_u64(at)?;
             if !self.format.is_present(entry) {
                 if entry != 0 {
@@ -270,7 +283,7 @@ impl<F: Format> PageTable<F> {
             }
             table = self.format.table_addr(entry);
         }
-        Ok(table + index(va, level) * 8)
+        Ok(table + table_index(&self.format, va, level) * 8)
     }
 
     /// Maps the page of `size` at `va` to `pa` with `perm`.
@@ -279,7 +292,7 @@ impl<F: Format> PageTable<F> {
     /// [`MapError::Unsupported`], [`MapError::Misaligned`], [`MapError::AddressWidth`],
     /// [`MapError::AlreadyMapped`] if anything is mapped there, [`MapError::Frames`].
     pub fn map(&self, va: u64, pa: u64, size: PageSize, perm: Perm) -> Result<()> {
-        if !self.format.supports(size) {
+        if !self.format.supports(size) || size.leaf_level() > self.format.levels() {
             return Err(MapError::Unsupported { size });
         }
         if !self.format.can_encode(perm) {
@@ -319,6 +332,9 @@ impl<F: Format> PageTable<F> {
             return Err(MapError::Misaligned { addr: va, size });
         }
         self.check_input(va)?;
+        if size.leaf_level() > self.format.levels() {
+            return Err(MapError::Unsupported { size });
+        }
         let slot = self.slot(va, size.leaf_level())?;
         let mem = self.mem();
         loop {
@@ -338,7 +354,7 @@ impl<F: Format> PageTable<F> {
         let mem = self.mem();
         let mut table = self.root;
         for level in (1..=self.format.levels()).rev() {
-            let at = table + index(va, level) * 8;
+            let at = table + table_index(&self.format, va, level) * 8;
             let entry = mem.load_u64(at).ok()?;
             if entry == 0 {
                 return None;
@@ -462,12 +478,13 @@ impl<F: Format> PageTable<F> {
         // half), so the walk starts at `start`'s index and stops past `last`, instead of
         // visiting all 512 entries of every table on the way.
         let shift = span(level).trailing_zeros();
+        let entries = table_entries(&self.format, level);
         let first = if start > self.format.canonical(base) {
-            (start >> shift) % ENTRIES
+            (start >> shift) % entries
         } else {
             0
         };
-        for i in first..ENTRIES {
+        for i in first..entries {
             let lo = self.format.canonical(base + i * span(level));
             let hi = lo + (span(level) - 1);
             if lo > last {
@@ -570,10 +587,11 @@ impl<F: Format> PageTable<F> {
         Ok(self.mem().compare_exchange_u64(slot, old, new)?.is_ok())
     }
 
-    /// Reports every present leaf of `[va, va + len)` whose dirty bit is set, in address
-    /// order, and with `clear` clears the bit (by compare-and-swap, so a concurrent
-    /// hardware update is not lost). A format without a dirty bit reports nothing. Returns
-    /// the number of dirty leaves.
+    /// Reports every present leaf of `[va, va + len)` that is dirty ([`Format::is_dirty`]: D
+    /// set; Arm: writable-dirty), in address order, and with `clear` makes it clean
+    /// ([`Format::cleaned`]: D cleared; Arm: AP\[2\] set, or S2AP\[1\] cleared, on a DBM leaf)
+    /// by compare-and-swap, so a concurrent hardware update is not lost. A configuration
+    /// without hardware dirty tracking reports nothing. Returns the number of dirty leaves.
     ///
     /// The caller flushes the IOTLB afterwards where hardware caches that an entry is dirty
     /// (VT-d does: a cached translation does not set D again).
@@ -587,21 +605,24 @@ impl<F: Format> PageTable<F> {
         clear: bool,
         f: &mut dyn FnMut(u64, PageSize),
     ) -> Result<usize> {
-        let Some(dirty) = self.format.dirty_bit() else {
+        let format = &self.format;
+        if !format.tracks_dirty() {
             return Ok(0);
-        };
+        }
 
         let mem = self.mem();
         let mut n = 0;
         self.for_each_leaf(va, len, &mut |leaf| {
-            if !leaf.present || leaf.entry & dirty == 0 {
+            if !leaf.present || !format.is_dirty(leaf.entry) {
                 return Ok(());
             }
             f(leaf.va, leaf.size);
             n += 1;
             if clear {
                 let mut old = leaf.entry;
-                while old & dirty != 0 && !self.replace_entry(leaf.slot, old, old & !dirty)? {
+                while format.is_dirty(old)
+                    && !self.replace_entry(leaf.slot, old, format.cleaned(old))?
+                {
                     old = mem.load_u64(leaf.slot)?;
                 }
             }
@@ -620,7 +641,7 @@ impl<F: Format> PageTable<F> {
         if level == 1 {
             return n;
         }
-        for i in 0..ENTRIES {
+        for i in 0..table_entries(&self.format, level) {
             let Ok(e) = self.mem().load_u64(table + i * 8) else {
                 continue;
             };
@@ -641,7 +662,7 @@ impl<F: Format> PageTable<F> {
 
     fn free_subtree(&self, table: u64, level: u8) -> Result<()> {
         if level > 1 {
-            for i in 0..ENTRIES {
+            for i in 0..table_entries(&self.format, level) {
                 let e = self.mem().load_u64(table + i * 8)?;
                 if self.format.is_present(e) && !self.format.is_leaf(e, level) {
                     self.free_subtree(self.format.table_addr(e), level - 1)?;

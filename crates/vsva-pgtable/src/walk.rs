@@ -7,6 +7,13 @@
 //! the leaf on writes (D). A faulting walk leaves every entry untouched (as KVM's
 //! `walk_addr_generic` models Intel CPUs).
 //!
+//! Arm's walk (DDI 0487 D8) has the same shape: an entry's own fault is a Translation fault
+//! (invalid, or a block where its level has none) or an Address size fault; table descriptors
+//! restrict the rights below them (APTable, UXNTable, PXNTable); at the leaf the Access flag
+//! is checked before the permissions; hardware sets AF in the leaf only, and records a write
+//! to a DBM page by clearing AP\[2\] (stage 2: setting S2AP\[1\]). The [`Format`] methods
+//! that say so default to x86's behaviour and cost x86 and VT-d walks nothing.
+//!
 //! # A/D updates racing with writers
 //!
 //! Hardware sets A/D with locked read-modify-write operations (SDM Vol. 3 §4.8, §8.1.2.1
@@ -47,7 +54,9 @@
 use vsva_mem::{Access, PageSize, PhysMem};
 
 use crate::fault::{Fault, FaultReason};
-use crate::format::{Format, MAX_LEVELS, MIN_LEVELS, index};
+#[cfg(test)]
+use crate::format::index;
+use crate::format::{Format, MAX_LEVELS, MIN_LEVELS, table_index};
 use crate::perm::Perm;
 
 /// How many failed compare-and-swaps one walk tolerates while setting Accessed/Dirty flags
@@ -105,6 +114,24 @@ pub struct WalkTrace {
 impl WalkObserver for WalkTrace {
     fn entry(&mut self, level: u8, table: u64, index: u64, entry: u64) {
         self.steps.push((level, table, index, entry));
+    }
+}
+
+/// Keeps the last entry a walk read: after a successful walk, its leaf (as read, before the
+/// walk set flags in it). This is where a TLB finds the attributes a [`Translation`] does not
+/// carry — Arm's nG (tag the entry with the ASID), AttrIndx, MemAttr. Allocation-free.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct LastEntry {
+    /// The level of the entry.
+    pub level: u8,
+    /// The entry.
+    pub entry: u64,
+}
+
+impl WalkObserver for LastEntry {
+    #[inline(always)]
+    fn entry(&mut self, level: u8, _table: u64, _index: u64, entry: u64) {
+        *self = LastEntry { level, entry };
     }
 }
 
@@ -167,8 +194,14 @@ where
         access,
         top,
         accessed: format.accessed_bit().unwrap_or(0),
+        table_accessed: format.table_accessed_bit().unwrap_or(0),
         dirty: if access.is_write() {
             format.dirty_bit().unwrap_or(0)
+        } else {
+            0
+        },
+        dirty_clear: if access.is_write() {
+            format.dirty_clear_bits()
         } else {
             0
         },
@@ -180,9 +213,9 @@ where
     if !(MIN_LEVELS..=MAX_LEVELS).contains(&top) || !format.input_ok(input) {
         return Err(w.fault(top, FaultReason::AddressWidth, 0));
     }
-    let path = w.descend(top, root, Perm::all())?;
-    w.check_rights(&path)?;
-    if !path.needs_accessed && path.leaf & w.dirty == w.dirty {
+    let path = w.descend(top, root, Perm::ANY)?;
+    w.check_leaf(&path)?;
+    if !path.needs_accessed && path.leaf & w.dirty == w.dirty && path.leaf & w.dirty_clear == 0 {
         return Ok(w.translation(&path));
     }
     w.set_accessed_dirty(root, path)
@@ -197,11 +230,15 @@ struct Walker<'a, F: ?Sized, M: ?Sized, T, O: ?Sized> {
     input: u64,
     access: Access,
     top: u8,
-    /// The Accessed bits (A, and EA where enabled) the format sets in every entry used; 0 when
-    /// A/D updates are off.
+    /// The Accessed bits (A, and EA where enabled; Arm's AF) the format sets in the leaf used;
+    /// 0 when A/D updates are off.
     accessed: u64,
+    /// The Accessed bits it sets in every table entry used (as `accessed` but for Arm: 0).
+    table_accessed: u64,
     /// The Dirty bit to set in the leaf: 0 for reads and when A/D updates are off.
     dirty: u64,
+    /// The bits to clear in the leaf on a write (Arm's AP\[2\] with hardware dirty state).
+    dirty_clear: u64,
     /// Paging-entry reads so far.
     refs: u32,
     /// The entries in use, root first (`seen[i]` is the entry at level `top - i`), so that
@@ -231,6 +268,12 @@ where
     T: TableMap,
     O: WalkObserver + ?Sized,
 {
+    /// The index of the walked input in the table at `level`.
+    #[inline(always)]
+    fn index(&self, level: u8) -> u64 {
+        table_index(self.format, self.input, level)
+    }
+
     fn fault(&self, level: u8, reason: FaultReason, entry: u64) -> Fault {
         Fault {
             stage: F::STAGE,
@@ -248,7 +291,7 @@ where
     fn descend(&mut self, mut level: u8, mut table: u64, mut rights: Perm) -> Result<Path, Fault> {
         let mut needs_accessed = false;
         loop {
-            let i = index(self.input, level);
+            let i = self.index(level);
             let (at, refs) = self.tables.map_table(table.wrapping_add(i * 8), false)?;
             self.refs += refs + 1;
             let entry = self
@@ -256,8 +299,14 @@ where
                 .load_u64(at)
                 .map_err(|_| self.fault(level, FaultReason::OutsideMemory, 0))?;
             self.observer.entry(level, table, i, entry);
-            needs_accessed |= entry & self.accessed != self.accessed;
-            if let Some(size) = self.take(level, entry, &mut rights)? {
+            let leaf = self.take(level, entry, &mut rights)?;
+            let accessed = if leaf.is_some() {
+                self.accessed
+            } else {
+                self.table_accessed
+            };
+            needs_accessed |= entry & accessed != accessed;
+            if let Some(size) = leaf {
                 return Ok(Path {
                     len: usize::from(self.top - level) + 1,
                     leaf: entry,
@@ -283,12 +332,17 @@ where
         if !self.format.is_present(entry) {
             return Err(self.fault(level, FaultReason::NotPresent, entry));
         }
-        if self.format.has_reserved_bits(entry, level) {
-            return Err(self.fault(level, FaultReason::Reserved, entry));
+        if let Some(reason) = self.format.entry_fault(entry, level) {
+            return Err(self.fault(level, reason, entry));
         }
-        *rights &= self.format.rights(entry);
+        let leaf = self.format.is_leaf(entry, level);
+        *rights &= if leaf {
+            self.format.rights(entry)
+        } else {
+            self.format.table_rights(entry)
+        };
         self.seen[usize::from(self.top - level)] = entry;
-        if !self.format.is_leaf(entry, level) {
+        if !leaf {
             return Ok(None);
         }
         match PageSize::from_leaf_level(level) {
@@ -297,13 +351,17 @@ where
         }
     }
 
-    /// Faults unless the rights of `path` permit the access.
+    /// Faults unless the leaf of `path` may be used (Arm: its Access flag) and the rights of
+    /// `path` permit the access.
     #[inline(always)]
-    fn check_rights(&self, path: &Path) -> Result<(), Fault> {
+    fn check_leaf(&self, path: &Path) -> Result<(), Fault> {
+        let level = self.top - (path.len - 1) as u8;
+        if self.format.access_flag_fault(path.leaf) {
+            return Err(self.fault(level, FaultReason::AccessFlag, path.leaf));
+        }
         if self.format.permits(path.rights, self.access) {
             return Ok(());
         }
-        let level = self.top - (path.len - 1) as u8;
         Err(Fault {
             rights: path.rights,
             ..self.fault(level, FaultReason::Permission, path.leaf)
@@ -321,27 +379,32 @@ where
         }
     }
 
-    /// The second pass: sets A in every entry of `path` and D in its leaf on writes, root
-    /// first, each by compare-and-swap against the value the walk uses. After a failed swap
-    /// (and a random wait) the entry is taken as it now is: if only A/D bits differ, the swap
-    /// is retried on that value; otherwise the walk goes on from that entry down to a leaf,
-    /// and the translation is the new entry's (or its fault). See the module documentation.
+    /// The second pass: sets A in every entry of `path` and D in its leaf on writes (Arm:
+    /// AF in the leaf, and AP\[2\] cleared on writes), root first, each by compare-and-swap
+    /// against the value the walk uses. After a failed swap (and a random wait) the entry is
+    /// taken as it now is: if only bits hardware manages differ
+    /// ([`Format::hardware_bits`]), the swap is retried on that value; otherwise the walk goes
+    /// on from that entry down to a leaf, and the translation is the new entry's (or its
+    /// fault). See the module documentation.
     #[cold]
     #[inline(never)]
     fn set_accessed_dirty(&mut self, root: u64, mut path: Path) -> Result<Translation, Fault> {
-        let ad = self.format.accessed_bit().unwrap_or(0) | self.format.dirty_bit().unwrap_or(0);
         let mut failures = 0u32;
         let mut jitter = self.input ^ root;
         let mut table = root;
         let mut i = 0;
         while i < path.len {
             let level = self.top - i as u8;
-            let named = table.wrapping_add(index(self.input, level) * 8);
+            let named = table.wrapping_add(self.index(level) * 8);
             let mut value = self.seen[i];
             let mut at = None;
             loop {
                 let leaf = i + 1 == path.len;
-                let want = value | self.accessed | if leaf { self.dirty } else { 0 };
+                let want = if leaf {
+                    (value | self.accessed | self.dirty) & !self.dirty_clear
+                } else {
+                    value | self.table_accessed
+                };
                 if want == value {
                     break;
                 }
@@ -370,14 +433,14 @@ where
                 } else {
                     found
                 };
+                let ad = self.format.hardware_bits(value) & self.format.hardware_bits(found);
                 if (found ^ value) & !ad != 0 {
                     // The entry changed: the walk uses it as it is now (a fault if it is no
                     // longer present or no longer grants the access).
-                    self.observer
-                        .entry(level, table, index(self.input, level), found);
+                    self.observer.entry(level, table, self.index(level), found);
                     let mut rights = self.seen[..i]
                         .iter()
-                        .fold(Perm::all(), |r, &e| r & self.format.rights(e));
+                        .fold(Perm::ANY, |r, &e| r & self.format.table_rights(e));
                     path = match self.take(level, found, &mut rights)? {
                         Some(size) => Path {
                             len: i + 1,
@@ -388,7 +451,7 @@ where
                         },
                         None => self.descend(level - 1, self.format.table_addr(found), rights)?,
                     };
-                    self.check_rights(&path)?;
+                    self.check_leaf(&path)?;
                 }
                 value = found;
             }

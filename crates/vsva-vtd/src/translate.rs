@@ -65,7 +65,10 @@ fn first_stage_reason(f: &Fault, access: Access, top: u8) -> FaultReason {
         Walk::AddressWidth => FaultReason::NonCanonical,
         Walk::Permission => permission_reason(f.rights, access, true),
         Walk::OutsideMemory if f.level == top => FaultReason::FsRootAccess,
-        Walk::OutsideMemory | Walk::Contention => FaultReason::FsAccess,
+        // AccessFlag and AddressSize are Arm faults, which x86 tables never give.
+        Walk::OutsideMemory | Walk::Contention | Walk::AccessFlag | Walk::AddressSize => {
+            FaultReason::FsAccess
+        }
     }
 }
 
@@ -77,7 +80,10 @@ fn second_stage_reason(f: &Fault, access: Access, top: u8) -> FaultReason {
         Walk::AddressWidth => FaultReason::AddressBeyondWidth,
         Walk::Permission => permission_reason(f.rights, access, false),
         Walk::OutsideMemory if f.level == top => FaultReason::SsRootInvalid,
-        Walk::OutsideMemory | Walk::Contention => FaultReason::SsAccess,
+        // AccessFlag and AddressSize are Arm faults, which VT-d tables never give.
+        Walk::OutsideMemory | Walk::Contention | Walk::AccessFlag | Walk::AddressSize => {
+            FaultReason::SsAccess
+        }
     }
 }
 
@@ -93,7 +99,9 @@ fn nested_table_reason(f: &Fault, fs_root: u64) -> FaultReason {
         }
         Walk::Permission | Walk::NotPresent => FaultReason::NestedEntryRead,
         Walk::Reserved => FaultReason::SsReserved,
-        Walk::OutsideMemory | Walk::Contention => FaultReason::SsAccess,
+        Walk::OutsideMemory | Walk::Contention | Walk::AccessFlag | Walk::AddressSize => {
+            FaultReason::SsAccess
+        }
     }
 }
 
