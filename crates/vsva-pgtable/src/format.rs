@@ -87,6 +87,16 @@ pub trait Format {
     /// The stage faults of this format are reported under.
     const STAGE: Stage;
 
+    /// Does hardware set the Accessed bit in the table entries a walk uses too (x86, VT-d),
+    /// or only in the leaf (Arm, which keeps AF in blocks and pages only)?
+    const ACCESSED_IN_TABLES: bool = true;
+
+    /// Do table entries restrict the rights below them in a way of their own, given by
+    /// [`table_rights`](Self::table_rights) (Arm's APTable, UXNTable, PXNTable), rather than
+    /// as [`rights`](Self::rights) reads the same bits (x86, VT-d)? A constant, so that walks
+    /// of the others do not even tell tables from leaves for it.
+    const TABLE_RIGHTS: bool = false;
+
     /// Number of levels (2 to 5; Arm: 4 − the start level): the root table is at this level.
     /// A configuration the format cannot walk says 0, and every walk faults.
     fn levels(&self) -> u8;
@@ -155,7 +165,8 @@ pub trait Format {
     fn rights(&self, entry: u64) -> Perm;
 
     /// Rights a table entry leaves to the entries below it (Arm's APTable, UXNTable,
-    /// PXNTable); by default what [`rights`](Self::rights) says of the same bits.
+    /// PXNTable); by default what [`rights`](Self::rights) says of the same bits. Used when
+    /// [`TABLE_RIGHTS`](Self::TABLE_RIGHTS) is set.
     #[inline(always)]
     fn table_rights(&self, entry: u64) -> Perm {
         self.rights(entry)
@@ -164,15 +175,9 @@ pub trait Format {
     /// May an access with `access` use a translation whose combined rights are `rights`?
     fn permits(&self, rights: Perm, access: Access) -> bool;
 
-    /// The Accessed bit hardware sets in the leaf it uses, if A/D updates are on.
+    /// The Accessed bit hardware sets in the leaf it uses (and in the table entries, per
+    /// [`ACCESSED_IN_TABLES`](Self::ACCESSED_IN_TABLES)), if A/D updates are on.
     fn accessed_bit(&self) -> Option<u64>;
-
-    /// The Accessed bit hardware sets in every table entry it uses: by default the leaf's;
-    /// `None` where tables have none (Arm keeps AF in blocks and pages only).
-    #[inline(always)]
-    fn table_accessed_bit(&self) -> Option<u64> {
-        self.accessed_bit()
-    }
 
     /// Does using this leaf (present, rights not yet checked) give an Access flag fault? Arm:
     /// AF = 0 while hardware Access-flag updates are off. Checked before the rights.
@@ -197,10 +202,7 @@ pub trait Format {
     #[inline]
     fn hardware_bits(&self, entry: u64) -> u64 {
         let _ = entry;
-        self.accessed_bit().unwrap_or(0)
-            | self.table_accessed_bit().unwrap_or(0)
-            | self.dirty_bit().unwrap_or(0)
-            | self.dirty_clear_bits()
+        self.accessed_bit().unwrap_or(0) | self.dirty_bit().unwrap_or(0) | self.dirty_clear_bits()
     }
 
     /// Does hardware record writes in the leaves of this configuration (what

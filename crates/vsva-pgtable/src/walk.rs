@@ -194,14 +194,8 @@ where
         access,
         top,
         accessed: format.accessed_bit().unwrap_or(0),
-        table_accessed: format.table_accessed_bit().unwrap_or(0),
         dirty: if access.is_write() {
             format.dirty_bit().unwrap_or(0)
-        } else {
-            0
-        },
-        dirty_clear: if access.is_write() {
-            format.dirty_clear_bits()
         } else {
             0
         },
@@ -215,7 +209,7 @@ where
     }
     let path = w.descend(top, root, Perm::ANY)?;
     w.check_leaf(&path)?;
-    if !path.needs_accessed && path.leaf & w.dirty == w.dirty && path.leaf & w.dirty_clear == 0 {
+    if !path.needs_accessed && path.leaf & w.dirty == w.dirty && path.leaf & w.dirty_clear() == 0 {
         return Ok(w.translation(&path));
     }
     w.set_accessed_dirty(root, path)
@@ -230,15 +224,12 @@ struct Walker<'a, F: ?Sized, M: ?Sized, T, O: ?Sized> {
     input: u64,
     access: Access,
     top: u8,
-    /// The Accessed bits (A, and EA where enabled; Arm's AF) the format sets in the leaf used;
-    /// 0 when A/D updates are off.
+    /// The Accessed bits (A, and EA where enabled; Arm's AF) the format sets in the leaf used
+    /// (and in every table entry used, unless [`Format::ACCESSED_IN_TABLES`] is false); 0 when
+    /// A/D updates are off.
     accessed: u64,
-    /// The Accessed bits it sets in every table entry used (as `accessed` but for Arm: 0).
-    table_accessed: u64,
     /// The Dirty bit to set in the leaf: 0 for reads and when A/D updates are off.
     dirty: u64,
-    /// The bits to clear in the leaf on a write (Arm's AP\[2\] with hardware dirty state).
-    dirty_clear: u64,
     /// Paging-entry reads so far.
     refs: u32,
     /// The entries in use, root first (`seen[i]` is the entry at level `top - i`), so that
@@ -268,6 +259,27 @@ where
     T: TableMap,
     O: WalkObserver + ?Sized,
 {
+    /// The Accessed bits to set in a table entry used.
+    #[inline(always)]
+    fn table_accessed(&self) -> u64 {
+        if F::ACCESSED_IN_TABLES {
+            self.accessed
+        } else {
+            0
+        }
+    }
+
+    /// The bits to clear in the leaf (Arm's AP\[2\] on a write with hardware dirty state):
+    /// computed where used rather than kept, so that it costs formats without any nothing.
+    #[inline(always)]
+    fn dirty_clear(&self) -> u64 {
+        if self.access.is_write() {
+            self.format.dirty_clear_bits()
+        } else {
+            0
+        }
+    }
+
     /// The index of the walked input in the table at `level`.
     #[inline(always)]
     fn index(&self, level: u8) -> u64 {
@@ -299,14 +311,14 @@ where
                 .load_u64(at)
                 .map_err(|_| self.fault(level, FaultReason::OutsideMemory, 0))?;
             self.observer.entry(level, table, i, entry);
+            if F::ACCESSED_IN_TABLES {
+                needs_accessed |= entry & self.accessed != self.accessed;
+            }
             let leaf = self.take(level, entry, &mut rights)?;
-            let accessed = if leaf.is_some() {
-                self.accessed
-            } else {
-                self.table_accessed
-            };
-            needs_accessed |= entry & accessed != accessed;
             if let Some(size) = leaf {
+                if !F::ACCESSED_IN_TABLES {
+                    needs_accessed |= entry & self.accessed != self.accessed;
+                }
                 return Ok(Path {
                     len: usize::from(self.top - level) + 1,
                     leaf: entry,
@@ -335,15 +347,23 @@ where
         if let Some(reason) = self.format.entry_fault(entry, level) {
             return Err(self.fault(level, reason, entry));
         }
-        let leaf = self.format.is_leaf(entry, level);
-        *rights &= if leaf {
-            self.format.rights(entry)
+        if F::TABLE_RIGHTS {
+            let leaf = self.format.is_leaf(entry, level);
+            *rights &= if leaf {
+                self.format.rights(entry)
+            } else {
+                self.format.table_rights(entry)
+            };
+            self.seen[usize::from(self.top - level)] = entry;
+            if !leaf {
+                return Ok(None);
+            }
         } else {
-            self.format.table_rights(entry)
-        };
-        self.seen[usize::from(self.top - level)] = entry;
-        if !leaf {
-            return Ok(None);
+            *rights &= self.format.rights(entry);
+            self.seen[usize::from(self.top - level)] = entry;
+            if !self.format.is_leaf(entry, level) {
+                return Ok(None);
+            }
         }
         match PageSize::from_leaf_level(level) {
             Some(size) => Ok(Some(size)),
@@ -401,9 +421,9 @@ where
             loop {
                 let leaf = i + 1 == path.len;
                 let want = if leaf {
-                    (value | self.accessed | self.dirty) & !self.dirty_clear
+                    (value | self.accessed | self.dirty) & !self.dirty_clear()
                 } else {
-                    value | self.table_accessed
+                    value | self.table_accessed()
                 };
                 if want == value {
                     break;

@@ -109,6 +109,10 @@ impl ArmS1 {
 }
 
 impl Format for ArmS1 {
+    /// AF is in blocks and pages only (no FEAT_HAFT).
+    const ACCESSED_IN_TABLES: bool = false;
+    /// Table descriptors have rights of their own (stage 2: none, all rights pass).
+    const TABLE_RIGHTS: bool = true;
     const STAGE: Stage = Stage::First;
 
     /// 4 − the start level, which is 4 − ⌈(input size − 12) / 9⌉ (D8, translation table
@@ -252,11 +256,6 @@ impl Format for ArmS1 {
     #[inline(always)]
     fn accessed_bit(&self) -> Option<u64> {
         self.ha.then_some(AF)
-    }
-
-    #[inline(always)]
-    fn table_accessed_bit(&self) -> Option<u64> {
-        None
     }
 
     #[inline(always)]

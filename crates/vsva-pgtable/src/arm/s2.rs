@@ -89,6 +89,10 @@ impl ArmS2 {
 }
 
 impl Format for ArmS2 {
+    /// AF is in blocks and pages only (no FEAT_HAFT).
+    const ACCESSED_IN_TABLES: bool = false;
+    /// Table descriptors have rights of their own (stage 2: none, all rights pass).
+    const TABLE_RIGHTS: bool = true;
     const STAGE: Stage = Stage::Second;
 
     #[inline]
@@ -177,11 +181,6 @@ impl Format for ArmS2 {
     #[inline(always)]
     fn accessed_bit(&self) -> Option<u64> {
         self.ha.then_some(AF)
-    }
-
-    #[inline(always)]
-    fn table_accessed_bit(&self) -> Option<u64> {
-        None
     }
 
     #[inline(always)]

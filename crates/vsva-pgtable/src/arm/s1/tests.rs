@@ -334,11 +334,6 @@ fn the_access_flag_faults_only_without_hardware_updates() {
     let ha = ArmS1 { ha: true, ..f };
     assert!(!ha.access_flag_fault(page(0) & !AF));
     assert_eq!(ha.accessed_bit(), Some(AF));
-    assert_eq!(
-        ha.table_accessed_bit(),
-        None,
-        "tables have no AF without FEAT_HAFT"
-    );
 }
 
 #[test]
