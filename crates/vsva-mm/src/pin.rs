@@ -13,11 +13,11 @@
 use std::sync::atomic::Ordering;
 
 use vsva_mem::{Access, PageSize, Va};
-use vsva_pgtable::{Format, Perm};
+use vsva_pgtable::Perm;
 
 use crate::error::{MmError, Result};
 use crate::process::{Process, rlock};
-use crate::softpte::{self, PteKind};
+use crate::softpte::PteKind;
 use crate::vma::Prot;
 
 /// A pinned run of user memory that lies inside one frame.
@@ -76,8 +76,8 @@ impl Process {
                 let mut pinned = None;
                 for _ in 0..PIN_RETRIES {
                     if let Some(leaf) = pt.lookup(at) {
-                        let fmt = pt.format();
-                        let usable = softpte::classify(leaf.entry) == PteKind::Present
+                        let fmt = pt.paging();
+                        let usable = fmt.classify(leaf.entry) == PteKind::Present
                             && (!access.is_write() || fmt.rights(leaf.entry).contains(Perm::WRITE))
                             && (!access.is_write() || self.mm.map_count(leaf.pa) <= 1);
                         if usable && self.mm.pin_page(leaf.pa) {
