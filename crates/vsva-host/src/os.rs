@@ -62,3 +62,19 @@ pub fn cpu_paging(arch: CpuArch) -> CpuPaging {
         CpuArch::Arm64 => CpuPaging::arm64(ArmS1::default()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::VtdKind;
+
+    #[test]
+    fn vtd_hosts_run_x86_processes_and_arm_machines_arm64_ones() {
+        assert_eq!(VtdKind::CPU, CpuArch::X86_64);
+        let x86 = cpu_paging(CpuArch::X86_64);
+        assert_eq!(x86, CpuPaging::X86_64(X86Paging::default()));
+        let arm = cpu_paging(CpuArch::Arm64).arm64_config().unwrap();
+        assert_eq!((arm.tsz, arm.upper, arm.pa_bits), (16, false, 48));
+        assert!(arm.ha && arm.hd && arm.non_global);
+    }
+}

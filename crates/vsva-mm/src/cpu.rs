@@ -252,6 +252,35 @@ impl CpuPaging {
         }
     }
 
+    /// The entry a write fault makes of a present leaf that already allows writes but is
+    /// writable-clean (Arm64 DBM = 1, AP\[2\] = 1): writable-dirty, as Linux's
+    /// `handle_pte_fault` does (`pte_mkdirty`) for an agent that does not manage dirty state
+    /// in hardware — an SMMU without HTTU, a CPU without TCR.HD. `None` on x86 (hardware
+    /// sets D) and for any other entry.
+    #[inline]
+    pub(crate) fn write_fault_dirty(&self, entry: u64) -> Option<u64> {
+        match self {
+            CpuPaging::X86_64(_) => None,
+            CpuPaging::Arm64(_) => {
+                (entry & (arm::DBM | arm::AP2) == arm::DBM | arm::AP2).then_some(entry & !arm::AP2)
+            }
+        }
+    }
+
+    /// The present leaf marked dirty (Linux `pte_mkdirty`): x86 D set; Arm64 AP\[2\] cleared
+    /// on a DBM page (writable-dirty), the software dirty bit set on any other.
+    #[inline]
+    pub(crate) fn mkdirty(&self, entry: u64) -> u64 {
+        match self {
+            CpuPaging::X86_64(_) => entry | X86Flags::D.bits(),
+            CpuPaging::Arm64(_) => match self.write_fault_dirty(entry) {
+                Some(dirty) => dirty,
+                None if self.is_dirty(entry) => entry,
+                None => entry | ARM_SW_DIRTY,
+            },
+        }
+    }
+
     /// A leaf mapping `pa` with `perm` whose contents are not in sync with anything (a copy,
     /// a page read back from swap whose slot is then freed): dirty on both formats.
     #[inline]

@@ -140,6 +140,11 @@ impl Process {
             }
             return self.cow_copy(pt, leaf, perm);
         }
+        if access.is_write() {
+            if let Some(dirty) = fmt.write_fault_dirty(leaf.entry) {
+                return Ok(pt.replace_entry(leaf.slot, leaf.entry, dirty)?);
+            }
+        }
         let wanted = fmt.modify(leaf.entry, perm);
         if (access.is_exec() && !rights.contains(Perm::EXEC)) && wanted != leaf.entry {
             return Ok(pt.replace_entry(leaf.slot, leaf.entry, wanted)?);

@@ -88,6 +88,28 @@ impl Process {
                     self.fault_locked(&space, at, access)?;
                 }
                 let leaf = pinned.ok_or(MmError::OutOfMemory)?;
+                if write {
+                    // The device writes the frame through a mapping of its own, past this
+                    // entry: count the page dirty now (Linux GUP marks the folio dirty for
+                    // FOLL_WRITE). One try per change hardware makes meanwhile.
+                    let fmt = pt.paging();
+                    let mut old = leaf.entry;
+                    for _ in 0..PIN_RETRIES {
+                        let new = fmt.mkdirty(old);
+                        if new == old || pt.replace_entry(leaf.slot, old, new)? {
+                            break;
+                        }
+                        old = pt
+                            .memory()
+                            .load_u64(leaf.slot)
+                            .map_err(vsva_pgtable::MapError::from)?;
+                        if fmt.classify(old) != PteKind::Present
+                            || fmt.page_addr(old, leaf.size) != leaf.pa
+                        {
+                            break;
+                        }
+                    }
+                }
                 let leaf_end = leaf.va + leaf.size.bytes();
                 let run_end = leaf_end.min(end);
                 runs.push(Pinned {

@@ -348,6 +348,28 @@ fn an_smmu_walking_the_shared_table_finds_the_cpus_frames() {
 }
 
 #[test]
+fn a_write_fault_dirties_a_writable_clean_page_for_an_smmu_without_hd() {
+    let (_mm, p) = arm();
+    let va = p.mmap(None, PAGE, Prot::RW, MapFlags::empty()).unwrap();
+    p.handle_fault(va, R).unwrap();
+    let live = p.hold().unwrap();
+    let mut ctx = live.sva();
+    // an SMMU without HTTU: CD.HA = CD.HD = 0, so DBM means nothing to it and the
+    // writable-clean page (AP[2] = 1) is read-only
+    if let Some(tcr) = ctx.arm.as_mut() {
+        tcr.ha = false;
+        tcr.hd = false;
+    }
+    let f = smmu_walk(&p, &ctx, va, W).unwrap_err();
+    assert_eq!(f.kind, ArmFaultKind::Permission);
+    // the I/O page fault makes it writable-dirty in software (Linux `handle_pte_fault`)
+    p.handle_fault(va, W).unwrap();
+    assert_eq!(entry(&p, va), frame(&p, va) | USER | DBM | UXN);
+    assert_eq!(smmu_walk(&p, &ctx, va, W), Ok(frame(&p, va)));
+    drop(live);
+}
+
+#[test]
 fn an_x86_process_has_no_arm_context() {
     let mm = manager(CpuArch::X86_64, GIB);
     let p = mm.spawn().unwrap();

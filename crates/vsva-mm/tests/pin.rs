@@ -24,6 +24,10 @@ fn pinning_faults_pages_in_and_returns_their_frames(arch: CpuArch) {
     p.write_bytes(Va::new(va.raw() + PAGE), b"pinned").unwrap();
     let runs = p.pin_pages(va, 3 * PAGE, true).unwrap();
     assert_eq!(runs.len(), 3, "three 4 KiB frames, one run each");
+    for i in 0..3 {
+        let at = Va::new(va.raw() + i * PAGE);
+        assert_eq!(p.is_dirty(at), Some(true), "pinned for write: dirty");
+    }
     for (i, r) in runs.iter().enumerate() {
         let want = p
             .translate(Va::new(va.raw() + i as u64 * PAGE), Access::WRITE)
