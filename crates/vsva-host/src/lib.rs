@@ -17,7 +17,7 @@ mod vtd;
 
 pub use host::{Host, PlatformError};
 pub use kind::{IommuKind, ProbeError};
-pub use os::{Os, cpu_paging};
+pub use os::Os;
 pub use vtd::VtdKind;
 
 pub use vsva_demo::INTERRUPT_WINDOW;

@@ -48,15 +48,21 @@ impl<K: IommuKind> Os<K> {
             ram,
             &[INTERRUPT_WINDOW],
         ));
-        let mm = MemoryManager::with_paging(frames, cpu_paging(K::CPU));
+        let mm = MemoryManager::with_paging(frames, Self::cpu_paging());
         Ok(Os { driver, iommu, mm })
+    }
+
+    /// The format of process page tables on this machine: [`IommuKind::CPU`]'s, configured
+    /// as Linux configures it.
+    pub fn cpu_paging() -> CpuPaging {
+        cpu_paging(K::CPU)
     }
 }
 
 /// The process page-table format an OS uses on CPUs of `arch`, as Linux sets it up: x86-64
 /// 4-level paging with NXE, SMEP, SMAP and 1 GiB pages; Arm64 48-bit VA with 4 KiB pages,
 /// 48-bit PA and hardware AF and dirty state (FEAT_HAFDBS).
-pub fn cpu_paging(arch: CpuArch) -> CpuPaging {
+pub(crate) fn cpu_paging(arch: CpuArch) -> CpuPaging {
     match arch {
         CpuArch::X86_64 => CpuPaging::X86_64(X86Paging::default()),
         CpuArch::Arm64 => CpuPaging::arm64(ArmS1::default()),
@@ -71,6 +77,7 @@ mod tests {
     #[test]
     fn vtd_hosts_run_x86_processes_and_arm_machines_arm64_ones() {
         assert_eq!(VtdKind::CPU, CpuArch::X86_64);
+        assert_eq!(Os::<VtdKind>::cpu_paging().arch(), CpuArch::X86_64);
         let x86 = cpu_paging(CpuArch::X86_64);
         assert_eq!(x86, CpuPaging::X86_64(X86Paging::default()));
         let arm = cpu_paging(CpuArch::Arm64).arm64_config().unwrap();
