@@ -8,6 +8,7 @@ use std::sync::Arc;
 use vsva_demo::UnitCounters;
 use vsva_iommu::IommuOps;
 use vsva_mem::{FrameAllocator, PhysMem};
+use vsva_mm::CpuArch;
 use vsva_pcie::{Downstream, MsiSink, Upstream};
 
 /// A driver's refusal of its unit, with the driver's own error type kept.
@@ -47,6 +48,10 @@ pub trait IommuKind: Send + Sync + 'static {
 
     /// The unit's invalidation counters, in the demo's neutral terms.
     fn counters(unit: &Self::Unit) -> UnitCounters;
+
+    /// The architecture of the machine's CPUs, which decides the format of process page
+    /// tables the unit shares for SVA: x86-64 (VT-d hosts) unless the kind says otherwise.
+    const CPU: CpuArch = CpuArch::X86_64;
 
     /// The fault reason the unit records for a request without PASID to the interrupt
     /// window (the demo checks that the window is not reachable by DMA).

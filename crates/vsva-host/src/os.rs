@@ -1,5 +1,6 @@
 //! The OS of a machine as the demo needs it: an IOMMU driver, the IOMMU core on it, and the
-//! memory manager. A host boots one over host memory; a guest of `vsva-vmm` boots the same
+//! memory manager, whose process page tables are in the format of the machine's CPUs
+//! ([`IommuKind::CPU`]). A host boots one over host memory; a guest of `vsva-vmm` boots the same
 //! over guest-physical memory and its vIOMMU.
 
 use std::sync::Arc;
@@ -7,7 +8,8 @@ use std::sync::Arc;
 use vsva_demo::INTERRUPT_WINDOW;
 use vsva_iommu::Iommu;
 use vsva_mem::{FrameAllocator, PhysMem};
-use vsva_mm::MemoryManager;
+use vsva_mm::{CpuArch, CpuPaging, MemoryManager};
+use vsva_pgtable::arm::ArmS1;
 use vsva_pgtable::x86::X86Paging;
 
 use crate::host::PlatformError;
@@ -46,7 +48,40 @@ impl<K: IommuKind> Os<K> {
             ram,
             &[INTERRUPT_WINDOW],
         ));
-        let mm = MemoryManager::new(frames, X86Paging::default());
+        let mm = MemoryManager::with_paging(frames, Self::cpu_paging());
         Ok(Os { driver, iommu, mm })
+    }
+
+    /// The format of process page tables on this machine: [`IommuKind::CPU`]'s, configured
+    /// as Linux configures it.
+    pub fn cpu_paging() -> CpuPaging {
+        cpu_paging(K::CPU)
+    }
+}
+
+/// The process page-table format an OS uses on CPUs of `arch`, as Linux sets it up: x86-64
+/// 4-level paging with NXE, SMEP, SMAP and 1 GiB pages; Arm64 48-bit VA with 4 KiB pages,
+/// 48-bit PA and hardware AF and dirty state (FEAT_HAFDBS).
+pub(crate) fn cpu_paging(arch: CpuArch) -> CpuPaging {
+    match arch {
+        CpuArch::X86_64 => CpuPaging::X86_64(X86Paging::default()),
+        CpuArch::Arm64 => CpuPaging::arm64(ArmS1::default()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::VtdKind;
+
+    #[test]
+    fn vtd_hosts_run_x86_processes_and_arm_machines_arm64_ones() {
+        assert_eq!(VtdKind::CPU, CpuArch::X86_64);
+        assert_eq!(Os::<VtdKind>::cpu_paging().arch(), CpuArch::X86_64);
+        let x86 = cpu_paging(CpuArch::X86_64);
+        assert_eq!(x86, CpuPaging::X86_64(X86Paging::default()));
+        let arm = cpu_paging(CpuArch::Arm64).arm64_config().unwrap();
+        assert_eq!((arm.tsz, arm.upper, arm.pa_bits), (16, false, 48));
+        assert!(arm.ha && arm.hd && arm.non_global);
     }
 }

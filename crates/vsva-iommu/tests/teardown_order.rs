@@ -205,7 +205,7 @@ fn setup() -> (Arc<Iommu>, Arc<Unit>, Arc<MemoryManager>) {
     let mm = MemoryManager::new(frames.clone(), X86Paging::default());
     let unit = Arc::new(Unit {
         frames,
-        cpu: mm.paging(),
+        cpu: mm.paging().x86().expect("an x86 memory manager"),
         model: Mutex::new(Model::default()),
     });
     let iommu = Iommu::new(unit.clone());

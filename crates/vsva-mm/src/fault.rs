@@ -6,14 +6,14 @@
 //! what it allocated and looks again.
 
 use vsva_mem::{Access, PageSize, Va};
-use vsva_pgtable::x86::X86Paging;
-use vsva_pgtable::{Format, Leaf, MapError, PageTable, Perm};
+use vsva_pgtable::{Leaf, Perm};
 
+use crate::cpu::CpuTable;
 use crate::error::{MmError, Result};
 use crate::manager::Counters;
 use crate::notifier::InvalidateReason;
 use crate::process::{Process, Space, rlock};
-use crate::softpte::{self, PteKind};
+use crate::softpte::PteKind;
 
 /// How often a fault looks again after losing a race before giving up (the caller's retry of
 /// the access then faults again).
@@ -45,21 +45,22 @@ impl Process {
         }
         let base = va & !vma.page.offset_mask();
         let perm = vma.prot.perm();
+        let fmt = pt.paging();
         for _ in 0..FAULT_RETRIES {
             let done = match pt.lookup(base) {
-                None => self.fill_zero(pt, base, vma.page, perm)?,
-                Some(leaf) => match softpte::classify(leaf.entry) {
-                    PteKind::Empty => self.fill_zero(pt, base, vma.page, perm)?,
+                None => self.fill_zero(pt, base, vma.page, perm, access)?,
+                Some(leaf) => match fmt.classify(leaf.entry) {
+                    PteKind::Empty => self.fill_zero(pt, base, vma.page, perm, access)?,
                     PteKind::Swap(slot) => self.swap_in(pt, &leaf, slot, perm)?,
                     PteKind::ProtNone => {
                         // Only reachable if the VMA and its entries disagree; make the page
                         // accessible again, still read-only while it is shared copy-on-write.
-                        let present = softpte::from_prot_none(leaf.entry);
+                        let present = fmt.from_prot_none(leaf.entry);
                         let mut perm = perm;
-                        if self.mm.map_count(pt.format().page_addr(present, leaf.size)) > 1 {
+                        if self.mm.map_count(fmt.page_addr(present, leaf.size)) > 1 {
                             perm.remove(Perm::WRITE);
                         }
-                        let entry = pt.format().set_rights(present, perm);
+                        let entry = fmt.modify(present, perm);
                         pt.replace_entry(leaf.slot, leaf.entry, entry)?
                     }
                     PteKind::Present => self.fix_present(pt, &leaf, access, perm)?,
@@ -72,21 +73,23 @@ impl Process {
         Ok(())
     }
 
-    /// Installs a zeroed page. Returns false if another fault won the race.
+    /// Installs a zeroed page (Arm64: writable-clean after a read fault, writable-dirty after
+    /// a write fault). Returns false if another fault won the race.
     fn fill_zero(
         &self,
-        pt: &PageTable<X86Paging>,
+        pt: &CpuTable,
         base: u64,
         size: PageSize,
         perm: Perm,
+        access: Access,
     ) -> Result<bool> {
         let pa = self.mm.alloc_page(size)?;
-        match pt.map(base, pa, size, perm) {
-            Ok(()) => {
+        match pt.install(base, pa, size, perm, access) {
+            Ok(true) => {
                 Counters::bump(&self.counters().zero_fills);
                 Ok(true)
             }
-            Err(MapError::AlreadyMapped { .. }) => {
+            Ok(false) => {
                 self.mm.put_page(pa);
                 Ok(false)
             }
@@ -97,14 +100,9 @@ impl Process {
         }
     }
 
-    /// Reads a page back from swap.
-    fn swap_in(
-        &self,
-        pt: &PageTable<X86Paging>,
-        leaf: &Leaf,
-        slot: u64,
-        perm: Perm,
-    ) -> Result<bool> {
+    /// Reads a page back from swap. The slot is freed, so the page is dirty: memory holds the
+    /// only copy.
+    fn swap_in(&self, pt: &CpuTable, leaf: &Leaf, slot: u64, perm: Perm) -> Result<bool> {
         let pa = self.mm.alloc_page(PageSize::Size4K)?;
         let copied = {
             let swap = self.mm.swap();
@@ -113,7 +111,7 @@ impl Process {
                 None => false,
             }
         };
-        let entry = pt.format().encode_leaf(pa, PageSize::Size4K, perm);
+        let entry = pt.paging().dirty_leaf(pa, PageSize::Size4K, perm);
         if !copied || !pt.replace_entry(leaf.slot, leaf.entry, entry)? {
             self.mm.put_page(pa);
             return Ok(false);
@@ -125,19 +123,15 @@ impl Process {
 
     /// A present entry that did not allow the access: a copy-on-write page, or rights left
     /// behind by a change of protection.
-    fn fix_present(
-        &self,
-        pt: &PageTable<X86Paging>,
-        leaf: &Leaf,
-        access: Access,
-        perm: Perm,
-    ) -> Result<bool> {
-        let fmt = pt.format();
+    fn fix_present(&self, pt: &CpuTable, leaf: &Leaf, access: Access, perm: Perm) -> Result<bool> {
+        let fmt = pt.paging();
         let rights = fmt.rights(leaf.entry);
         if access.is_write() && !rights.contains(Perm::WRITE) {
             if self.mm.map_count(leaf.pa) <= 1 {
-                // No longer shared: the page is ours, make it writable.
-                let entry = fmt.set_rights(leaf.entry, perm);
+                // No longer shared: the page is ours, make it writable. The write that
+                // follows marks it dirty in hardware (x86 D; Arm64 AP[2] cleared on the
+                // writable-clean DBM page), as it would any writable-clean page.
+                let entry = fmt.modify(leaf.entry, perm);
                 let done = pt.replace_entry(leaf.slot, leaf.entry, entry)?;
                 if done {
                     Counters::bump(&self.counters().cow_reuses);
@@ -146,7 +140,12 @@ impl Process {
             }
             return self.cow_copy(pt, leaf, perm);
         }
-        let wanted = fmt.set_rights(leaf.entry, perm);
+        if access.is_write() {
+            if let Some(dirty) = fmt.write_fault_dirty(leaf.entry) {
+                return Ok(pt.replace_entry(leaf.slot, leaf.entry, dirty)?);
+            }
+        }
+        let wanted = fmt.modify(leaf.entry, perm);
         if (access.is_exec() && !rights.contains(Perm::EXEC)) && wanted != leaf.entry {
             return Ok(pt.replace_entry(leaf.slot, leaf.entry, wanted)?);
         }
@@ -155,13 +154,13 @@ impl Process {
     }
 
     /// Breaks copy-on-write sharing: copy, switch the entry, announce, then drop the old page.
-    fn cow_copy(&self, pt: &PageTable<X86Paging>, leaf: &Leaf, perm: Perm) -> Result<bool> {
+    fn cow_copy(&self, pt: &CpuTable, leaf: &Leaf, perm: Perm) -> Result<bool> {
         let new = self.mm.alloc_page(leaf.size)?;
         if copy_frame(self.mm.memory(), leaf.pa, new, leaf.size.bytes()).is_err() {
             self.mm.put_page(new);
             return Err(MmError::OutOfMemory);
         }
-        let entry = pt.format().encode_leaf(new, leaf.size, perm);
+        let entry = pt.paging().dirty_leaf(new, leaf.size, perm);
         if !pt.replace_entry(leaf.slot, leaf.entry, entry)? {
             self.mm.put_page(new);
             return Ok(false);
@@ -262,7 +261,7 @@ impl Process {
             Some(pt) => pt.walk(va.raw(), access),
             None => Err(vsva_pgtable::Fault {
                 stage: vsva_pgtable::Stage::First,
-                level: self.paging().levels,
+                level: self.paging().levels(),
                 reason: vsva_pgtable::FaultReason::NotPresent,
                 input: va.raw(),
                 entry: 0,

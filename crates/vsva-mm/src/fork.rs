@@ -2,13 +2,13 @@
 
 use std::sync::Arc;
 
-use vsva_pgtable::{Format, Perm};
+use vsva_pgtable::Perm;
 
 use crate::error::{MmError, Result};
 use crate::fault::copy_frame;
 use crate::notifier::InvalidateReason;
 use crate::process::{Process, wlock};
-use crate::softpte::{self, PteKind};
+use crate::softpte::PteKind;
 use crate::vma::Prot;
 
 impl Process {
@@ -26,7 +26,7 @@ impl Process {
             let mut cs = wlock(&child.space);
             cs.vmas = space.vmas.clone();
             let cpt = cs.pt.as_ref().ok_or(MmError::Exited)?;
-            let fmt = *pt.format();
+            let fmt = pt.paging();
             // Pinned pages are copied for the child now rather than shared copy-on-write
             // (as Linux does for DMA-pinned anonymous pages): a device may write them, and
             // those writes must stay visible to the parent. (va, size, frame, rights)
@@ -34,7 +34,7 @@ impl Process {
             for vma in space.vmas.iter() {
                 let mut protected = false;
                 let copied = pt.for_each_leaf(vma.start, vma.len(), &mut |leaf| {
-                    let kind = softpte::classify(leaf.entry);
+                    let kind = fmt.classify(leaf.entry);
                     let mut entry = leaf.entry;
                     if kind == PteKind::Empty {
                         return Ok(());
@@ -48,7 +48,9 @@ impl Process {
                         && fmt.rights(entry).contains(Perm::WRITE)
                     {
                         loop {
-                            let ro = fmt.set_rights(entry, fmt.rights(entry) - Perm::WRITE);
+                            // Dirty state kept (Arm64: a hardware-dirty page keeps it in the
+                            // software bit, Linux `pte_wrprotect`).
+                            let ro = fmt.modify(entry, fmt.rights(entry) - Perm::WRITE);
                             if pt.replace_entry(leaf.slot, entry, ro)? {
                                 entry = ro;
                                 break;
@@ -80,7 +82,7 @@ impl Process {
                     // our own frames are always in memory; a failure is treated like no memory
                     .map_err(|_| MmError::OutOfMemory)
                     .and_then(|()| {
-                        cpt.set_leaf(va, size, fmt.encode_leaf(copy, size, rights))
+                        cpt.set_leaf(va, size, fmt.dirty_leaf(copy, size, rights))
                             .map_err(MmError::from)
                     });
                 if let Err(e) = installed {
@@ -120,7 +122,11 @@ impl Process {
                 first_error.get_or_insert(e);
             }
         }
-        pt.destroy()?;
+        let destroyed = pt.destroy();
+        // Every listener heard `release` and the Exit invalidations: nothing caches
+        // translations tagged with the ASID any more.
+        self.mm.free_asid(self.asid());
+        destroyed?;
         first_error.map_or(Ok(()), Err)
     }
 }

@@ -1,9 +1,11 @@
 //! vsva-mm: the OS memory manager whose page tables SVA shares with devices.
 //!
 //! A [`MemoryManager`] (the kernel's view of physical memory) owns processes; each
-//! [`Process`] has an address space of VMAs and an x86-64 page table in physical memory —
-//! the same table the CPU model walks and that an IOMMU's first stage walks when a device is
-//! bound to the process (SVA). It implements what such a binding relies on:
+//! [`Process`] has an address space of VMAs and a page table in physical memory, in the
+//! machine's CPU format — x86-64 or Arm64 ([`CpuPaging`], see the `cpu` module) — the same
+//! table the CPU model walks and that an IOMMU's first stage walks when a device is bound to
+//! the process (SVA; [`SvaContext`] is what the IOMMU needs). It implements what such a
+//! binding relies on:
 //!
 //! * [`Process::mmap`], [`munmap`](Process::munmap), [`mprotect`](Process::mprotect),
 //!   [`madvise`](Process::madvise) (drop pages, page out), [`fork`](Process::fork) with
@@ -26,6 +28,7 @@
 //! lock: a user of the page table that is not the process itself (an SVA bind) holds it while
 //! it registers its notifier and hands the root out.
 
+mod cpu;
 mod error;
 mod fault;
 mod fork;
@@ -34,14 +37,18 @@ mod manager;
 mod notifier;
 mod pin;
 mod process;
-mod softpte;
+pub mod softpte;
+mod sva;
 mod swap;
 mod vma;
 
+pub use cpu::{ARM_SW_DIRTY, CpuArch, CpuPaging, LINUX_MAIR_EL1};
 pub use error::{MmError, Result};
 pub use live::LiveSpace;
 pub use manager::{MemoryManager, MmStats};
 pub use notifier::{InvalidateReason, MmuNotifier, NotifierId};
 pub use pin::Pinned;
 pub use process::{Advice, MapFlags, Pid, Process};
+pub use softpte::PteKind;
+pub use sva::{ArmTcr, SvaContext};
 pub use vma::{Prot, Vma};

@@ -13,6 +13,7 @@
 use std::sync::{Condvar, Mutex, MutexGuard};
 
 use crate::process::{Process, rlock};
+use crate::sva::SvaContext;
 
 /// Exit's progress and the holders it waits for.
 #[derive(Debug, Default)]
@@ -72,6 +73,12 @@ impl LiveSpace<'_> {
     /// The process held.
     pub fn process(&self) -> &Process {
         self.process
+    }
+
+    /// What an IOMMU needs to walk the table for SVA (root, format, and on Arm64 the
+    /// translation controls, ASID and MAIR), valid at least as long as this is held.
+    pub fn sva(&self) -> SvaContext {
+        SvaContext::new(self.root, self.process.paging(), self.process.asid())
     }
 }
 

@@ -5,8 +5,10 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use vsva_mem::{FrameAllocator, PageSize, PhysMem};
+use vsva_pgtable::arm::ArmS1;
 use vsva_pgtable::x86::X86Paging;
 
+use crate::cpu::CpuPaging;
 use crate::error::{MmError, Result};
 use crate::process::{Pid, Process};
 use crate::swap::SwapStore;
@@ -49,7 +51,9 @@ impl Counters {
 /// The kernel's memory manager. Processes hold an `Arc` to it.
 pub struct MemoryManager {
     frames: Arc<FrameAllocator>,
-    paging: X86Paging,
+    paging: CpuPaging,
+    /// Arm64 ASIDs in use (Linux arm64 gives each address space one; x86 processes use none).
+    asids: Mutex<AsidMap>,
     /// Reference counts of frames: one per mapping by a process (more than one after fork)
     /// plus one per pin.
     refs: Mutex<HashMap<u64, u32>>,
@@ -75,12 +79,26 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl MemoryManager {
-    /// A memory manager handing out frames from `frames`, building process page tables of
-    /// format `paging` (4- or 5-level, with the CPU features it names).
+    /// A memory manager handing out frames from `frames`, building x86-64 process page
+    /// tables of format `paging` (4- or 5-level, with the CPU features it names).
     pub fn new(frames: Arc<FrameAllocator>, paging: X86Paging) -> Arc<Self> {
+        Self::with_paging(frames, CpuPaging::X86_64(paging))
+    }
+
+    /// A memory manager of an Arm64 machine: processes get VMSAv8-64 stage-1 tables
+    /// configured from `mmu` as [`CpuPaging::arm64`] says (its PA size and TCR.HA/HD kept;
+    /// 48-bit VA, TTBR0 range, nG leaves), and an ASID each.
+    pub fn new_arm64(frames: Arc<FrameAllocator>, mmu: ArmS1) -> Arc<Self> {
+        Self::with_paging(frames, CpuPaging::arm64(mmu))
+    }
+
+    /// A memory manager whose processes use `paging` (as given: normalise an Arm
+    /// configuration with [`CpuPaging::arm64`]).
+    pub fn with_paging(frames: Arc<FrameAllocator>, paging: CpuPaging) -> Arc<Self> {
         Arc::new(MemoryManager {
             frames,
             paging,
+            asids: Mutex::new(AsidMap::default()),
             refs: Mutex::new(HashMap::new()),
             pins: Mutex::new(HashMap::new()),
             swap: Mutex::new(SwapStore::default()),
@@ -109,8 +127,28 @@ impl MemoryManager {
     }
 
     /// The paging format of process page tables.
-    pub fn paging(&self) -> X86Paging {
+    pub fn paging(&self) -> CpuPaging {
         self.paging
+    }
+
+    /// An ASID for a new Arm64 address space: the lowest free one of 1 to 65535 (16-bit
+    /// ASIDs; ASID 0 is reserved, as Linux reserves it for its own use); 0 for x86.
+    ///
+    /// # Errors
+    /// [`MmError::OutOfMemory`] when all are in use (Linux instead starts a new ASID
+    /// generation and flushes every TLB; not modelled).
+    pub(crate) fn alloc_asid(&self) -> Result<u16> {
+        if !matches!(self.paging, CpuPaging::Arm64(_)) {
+            return Ok(0);
+        }
+        lock(&self.asids).alloc().ok_or(MmError::OutOfMemory)
+    }
+
+    /// Gives back an ASID of [`alloc_asid`](Self::alloc_asid).
+    pub(crate) fn free_asid(&self, asid: u16) {
+        if asid != 0 {
+            lock(&self.asids).free(asid);
+        }
     }
 
     /// A snapshot of the counters.
@@ -214,6 +252,44 @@ impl MemoryManager {
     /// Pages currently in swap.
     pub fn swapped_pages(&self) -> usize {
         self.swap().len()
+    }
+}
+
+/// ASIDs in use: a bitmap of 65536 bits, and where the search for a free one starts.
+#[derive(Debug)]
+pub(crate) struct AsidMap {
+    used: Vec<u64>,
+    hint: usize,
+}
+
+impl Default for AsidMap {
+    fn default() -> Self {
+        let mut used = vec![0u64; 1024];
+        used[0] = 1; // ASID 0 is reserved
+        AsidMap { used, hint: 0 }
+    }
+}
+
+impl AsidMap {
+    fn alloc(&mut self) -> Option<u16> {
+        let n = self.used.len();
+        for k in 0..n {
+            let i = (self.hint + k) % n;
+            let w = self.used[i];
+            if w != u64::MAX {
+                let bit = (!w).trailing_zeros() as usize;
+                self.used[i] |= 1 << bit;
+                self.hint = i;
+                return u16::try_from(i * 64 + bit).ok();
+            }
+        }
+        None
+    }
+
+    fn free(&mut self, asid: u16) {
+        let (i, bit) = (usize::from(asid) / 64, asid % 64);
+        self.used[i] &= !(1u64 << bit);
+        self.hint = self.hint.min(i);
     }
 }
 

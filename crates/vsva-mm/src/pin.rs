@@ -13,11 +13,11 @@
 use std::sync::atomic::Ordering;
 
 use vsva_mem::{Access, PageSize, Va};
-use vsva_pgtable::{Format, Perm};
+use vsva_pgtable::Perm;
 
 use crate::error::{MmError, Result};
 use crate::process::{Process, rlock};
-use crate::softpte::{self, PteKind};
+use crate::softpte::PteKind;
 use crate::vma::Prot;
 
 /// A pinned run of user memory that lies inside one frame.
@@ -76,8 +76,8 @@ impl Process {
                 let mut pinned = None;
                 for _ in 0..PIN_RETRIES {
                     if let Some(leaf) = pt.lookup(at) {
-                        let fmt = pt.format();
-                        let usable = softpte::classify(leaf.entry) == PteKind::Present
+                        let fmt = pt.paging();
+                        let usable = fmt.classify(leaf.entry) == PteKind::Present
                             && (!access.is_write() || fmt.rights(leaf.entry).contains(Perm::WRITE))
                             && (!access.is_write() || self.mm.map_count(leaf.pa) <= 1);
                         if usable && self.mm.pin_page(leaf.pa) {
@@ -88,6 +88,28 @@ impl Process {
                     self.fault_locked(&space, at, access)?;
                 }
                 let leaf = pinned.ok_or(MmError::OutOfMemory)?;
+                if write {
+                    // The device writes the frame through a mapping of its own, past this
+                    // entry: count the page dirty now (Linux GUP marks the folio dirty for
+                    // FOLL_WRITE). One try per change hardware makes meanwhile.
+                    let fmt = pt.paging();
+                    let mut old = leaf.entry;
+                    for _ in 0..PIN_RETRIES {
+                        let new = fmt.mkdirty(old);
+                        if new == old || pt.replace_entry(leaf.slot, old, new)? {
+                            break;
+                        }
+                        old = pt
+                            .memory()
+                            .load_u64(leaf.slot)
+                            .map_err(vsva_pgtable::MapError::from)?;
+                        if fmt.classify(old) != PteKind::Present
+                            || fmt.page_addr(old, leaf.size) != leaf.pa
+                        {
+                            break;
+                        }
+                    }
+                }
                 let leaf_end = leaf.va + leaf.size.bytes();
                 let run_end = leaf_end.min(end);
                 runs.push(Pinned {

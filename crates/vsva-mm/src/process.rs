@@ -1,19 +1,21 @@
-//! A process's address space: VMAs over an x86-64 page table, and the calls that change it
-//! (mmap, munmap, mprotect, madvise). Faults are in `fault.rs`, fork and exit in `fork.rs`.
+//! A process's address space: VMAs over a page table in the machine's CPU format (x86-64 or
+//! Arm64, [`crate::cpu`]), and the calls that change it (mmap, munmap, mprotect, madvise).
+//! Faults are in `fault.rs`, fork and exit in `fork.rs`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use bitflags::bitflags;
 use vsva_mem::{PageSize, Va};
-use vsva_pgtable::x86::X86Paging;
-use vsva_pgtable::{Format, Leaf, PageTable};
+use vsva_pgtable::Leaf;
 
+use crate::cpu::{CpuArch, CpuPaging, CpuTable};
 use crate::error::{MmError, Result};
 use crate::live::Life;
 use crate::manager::{Counters, MemoryManager};
 use crate::notifier::{InvalidateReason, MmuNotifier, NotifierId};
-use crate::softpte::{self, PteKind};
+use crate::softpte::PteKind;
+use crate::sva::SvaContext;
 use crate::vma::{Prot, Vma, VmaTree};
 
 /// A process id.
@@ -56,12 +58,14 @@ pub const MMAP_MIN_ADDR: u64 = 0x1_0000;
 pub(crate) struct Space {
     pub vmas: VmaTree,
     /// `None` once the process has exited.
-    pub pt: Option<PageTable<X86Paging>>,
+    pub pt: Option<CpuTable>,
 }
 
 /// A process: an address space and the listeners on it.
 pub struct Process {
     pid: Pid,
+    /// The Arm64 ASID of the address space (0 on x86).
+    asid: u16,
     pub(crate) mm: Arc<MemoryManager>,
     pub(crate) space: RwLock<Space>,
     notifiers: RwLock<Vec<(NotifierId, Arc<dyn MmuNotifier>)>>,
@@ -90,9 +94,17 @@ pub(crate) fn wlock<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
 
 impl Process {
     pub(crate) fn new(mm: Arc<MemoryManager>, pid: Pid) -> Result<Arc<Process>> {
-        let pt = PageTable::new(mm.paging(), mm.frames().clone())?;
+        let asid = mm.alloc_asid()?;
+        let pt = match CpuTable::new(mm.paging(), mm.frames().clone()) {
+            Ok(pt) => pt,
+            Err(e) => {
+                mm.free_asid(asid);
+                return Err(e.into());
+            }
+        };
         Ok(Arc::new(Process {
             pid,
+            asid,
             mm,
             space: RwLock::new(Space {
                 vmas: VmaTree::default(),
@@ -116,7 +128,7 @@ impl Process {
         &self.mm
     }
 
-    /// Physical address of the page table's root (CR3), or `None` after exit. The table may be
+    /// Physical address of the page table's root (CR3, TTBR0_EL1.BADDR), or `None` after exit. The table may be
     /// freed as soon as this returns: whoever hands the root to a device (SVA) holds the
     /// address space with [`Process::hold`] instead.
     pub fn page_table_root(&self) -> Option<u64> {
@@ -124,8 +136,19 @@ impl Process {
     }
 
     /// The paging format of the page table.
-    pub fn paging(&self) -> X86Paging {
+    pub fn paging(&self) -> CpuPaging {
         self.mm.paging()
+    }
+
+    /// The process's architecture.
+    pub fn arch(&self) -> CpuArch {
+        self.paging().arch()
+    }
+
+    /// The ASID of the address space: Arm64 only (TTBR0_EL1.ASID, an SMMU CD's ASID); 0 on
+    /// x86. It stays the process's until exit has torn the address space down.
+    pub fn asid(&self) -> u16 {
+        self.asid
     }
 
     /// Has the process exited (its address space torn down)? See also
@@ -145,9 +168,72 @@ impl Process {
         rlock(&self.space).pt.as_ref()?.lookup(va.raw())
     }
 
+    /// What an IOMMU needs to share the page table (SVA), or `None` after exit. Like
+    /// [`page_table_root`](Self::page_table_root), stale as soon as it returns: a binding
+    /// takes it from [`LiveSpace::sva`](crate::LiveSpace::sva) while it holds the space.
+    pub fn sva_context(&self) -> Option<SvaContext> {
+        let root = self.page_table_root()?;
+        Some(SvaContext::new(root, self.paging(), self.asid))
+    }
+
+    /// Is the page at `va` dirty (written since it was mapped or last cleaned)? `None` if
+    /// nothing (present or `PROT_NONE`) is mapped there. See [`CpuPaging::is_dirty`].
+    pub fn is_dirty(&self, va: Va) -> Option<bool> {
+        let leaf = self.leaf(va)?;
+        let fmt = self.paging();
+        matches!(
+            fmt.classify(leaf.entry),
+            PteKind::Present | PteKind::ProtNone
+        )
+        .then(|| fmt.is_dirty(leaf.entry))
+    }
+
+    /// Reports the dirty pages of `[va, va + len)` in address order, and with `clear` makes
+    /// them clean (x86: D cleared; Arm64: AP\[2\] set again on a DBM page, the software
+    /// dirty bit cleared) by compare-and-swap, so that a write hardware records meanwhile is
+    /// not lost. Cleaning is announced ([`InvalidateReason::Protect`]): a TLB or IOTLB entry
+    /// that cached the page as dirty would write it without marking it again.
+    ///
+    /// # Errors
+    /// [`MmError::Invalid`] for a bad range, [`MmError::Exited`].
+    pub fn read_and_clear_dirty(
+        &self,
+        va: Va,
+        len: u64,
+        clear: bool,
+    ) -> Result<Vec<(Va, PageSize)>> {
+        let (start, end) = self.user_range(va.raw(), len)?;
+        let space = wlock(&self.space);
+        let pt = space.pt.as_ref().ok_or(MmError::Exited)?;
+        let fmt = pt.paging();
+        let mut dirty = Vec::new();
+        pt.for_each_leaf(start, end - start, &mut |leaf| {
+            if !matches!(
+                fmt.classify(leaf.entry),
+                PteKind::Present | PteKind::ProtNone
+            ) || !fmt.is_dirty(leaf.entry)
+            {
+                return Ok(());
+            }
+            dirty.push((Va::new(leaf.va), leaf.size));
+            let mut old = leaf.entry;
+            while clear
+                && fmt.is_dirty(old)
+                && !pt.replace_entry(leaf.slot, old, fmt.cleaned(old))?
+            {
+                old = pt.memory().load_u64(leaf.slot)?;
+            }
+            Ok(())
+        })?;
+        if clear && !dirty.is_empty() {
+            self.notify(start, end, InvalidateReason::Protect);
+        }
+        Ok(dirty)
+    }
+
     /// Highest user address + 1 (Linux `TASK_SIZE`: the lower canonical half minus a guard page).
     pub fn task_size(&self) -> u64 {
-        (1u64 << (self.paging().va_bits() - 1)) - PageSize::Size4K.bytes()
+        self.paging().task_size()
     }
 
     /// Registers a listener for invalidations and exit.
@@ -213,7 +299,7 @@ impl Process {
     /// swap slots it held and the tables it emptied — in that order.
     pub(crate) fn zap(
         &self,
-        pt: &PageTable<X86Paging>,
+        pt: &CpuTable,
         start: u64,
         end: u64,
         reason: InvalidateReason,
@@ -232,12 +318,11 @@ impl Process {
     }
 
     /// Drops what a removed leaf held.
-    fn release_leaf(&self, pt: &PageTable<X86Paging>, leaf: &Leaf) {
-        match softpte::classify(leaf.entry) {
+    fn release_leaf(&self, pt: &CpuTable, leaf: &Leaf) {
+        let fmt = pt.paging();
+        match fmt.classify(leaf.entry) {
             PteKind::Present => self.mm.put_page(leaf.pa),
-            PteKind::ProtNone => self
-                .mm
-                .put_page(pt.format().page_addr(leaf.entry, leaf.size)),
+            PteKind::ProtNone => self.mm.put_page(fmt.page_addr(leaf.entry, leaf.size)),
             PteKind::Swap(slot) => self.mm.swap().release(slot),
             PteKind::Empty => {}
         }
@@ -262,7 +347,7 @@ impl Process {
             (false, true) => PageSize::Size1G,
             (true, true) => return Err(MmError::Invalid("two huge page sizes")),
         };
-        if page == PageSize::Size1G && !self.paging().page_1g {
+        if !self.paging().supports(page) {
             return Err(MmError::Invalid("1 GiB pages not supported"));
         }
         if len == 0 {
@@ -365,37 +450,42 @@ impl Process {
         let pt = space.pt.as_ref().ok_or(MmError::Exited)?;
         check_mapped(&space.vmas, start, end)?;
         space.vmas.protect_range(start, end, prot);
-        let fmt = *pt.format();
+        let fmt = pt.paging();
         let mut changed = false;
         pt.for_each_leaf(start, end - start, &mut |leaf| {
-            let new = match softpte::classify(leaf.entry) {
-                PteKind::Present | PteKind::ProtNone => {
-                    let present = if softpte::classify(leaf.entry) == PteKind::ProtNone {
-                        softpte::from_prot_none(leaf.entry)
-                    } else {
-                        leaf.entry
-                    };
-                    let mut perm = prot.perm();
-                    let frame = fmt.page_addr(present, leaf.size);
-                    if self.mm.map_count(frame) > 1 {
-                        perm.remove(vsva_pgtable::Perm::WRITE);
-                    }
-                    let entry = fmt.set_rights(present, perm);
-                    if prot.is_empty() {
-                        softpte::prot_none(entry)
-                    } else {
-                        entry
-                    }
+            let kind = fmt.classify(leaf.entry);
+            if !matches!(kind, PteKind::Present | PteKind::ProtNone) {
+                return Ok(());
+            }
+            let mut perm = prot.perm();
+            if self.mm.map_count(fmt.page_addr(leaf.entry, leaf.size)) > 1 {
+                perm.remove(vsva_pgtable::Perm::WRITE);
+            }
+            // The new entry from the old one, keeping its Accessed and dirty state; computed
+            // again if hardware changed the entry (set A/D, AF, cleared AP[2]) meanwhile.
+            let modify = |old: u64| {
+                let present = match fmt.classify(old) {
+                    PteKind::ProtNone => fmt.from_prot_none(old),
+                    _ => old,
+                };
+                let entry = fmt.modify(present, perm);
+                if prot.is_empty() {
+                    fmt.prot_none(entry)
+                } else {
+                    entry
                 }
-                _ => return Ok(()),
             };
-            if new != leaf.entry {
-                changed = true;
-                // Hardware may set A/D meanwhile: retry on a changed entry.
-                let mut old = leaf.entry;
-                while !pt.replace_entry(leaf.slot, old, new | (old & 0x60 & new_ad_mask(new)))? {
-                    old = pt.memory().load_u64(leaf.slot)?;
+            let mut old = leaf.entry;
+            loop {
+                let new = modify(old);
+                if new == old {
+                    break;
                 }
+                changed = true;
+                if pt.replace_entry(leaf.slot, old, new)? {
+                    break;
+                }
+                old = pt.memory().load_u64(leaf.slot)?;
             }
             Ok(())
         })?;
@@ -423,10 +513,11 @@ impl Process {
     /// Writes the private 4 KiB pages of the range to swap: each PTE becomes a swap entry,
     /// the range is announced, and only then is each frame's content copied and the frame freed
     /// (so a device write that raced with the PTE change is not lost).
-    fn page_out(&self, pt: &PageTable<X86Paging>, start: u64, end: u64) -> Result<()> {
+    fn page_out(&self, pt: &CpuTable, start: u64, end: u64) -> Result<()> {
+        let fmt = pt.paging();
         let mut taken: Vec<(u64, u64, u64)> = Vec::new(); // (slot, frame, entry)
         pt.for_each_leaf(start, end - start, &mut |leaf| {
-            if softpte::classify(leaf.entry) != PteKind::Present
+            if fmt.classify(leaf.entry) != PteKind::Present
                 || leaf.size != PageSize::Size4K
                 || self.mm.page_refs(leaf.pa) != 1
             // shared, or pinned
@@ -435,7 +526,7 @@ impl Process {
             }
             let slot = self.mm.swap().put(Box::default());
             let mut old = leaf.entry;
-            while !pt.replace_entry(leaf.slot, old, softpte::swap_entry(slot))? {
+            while !pt.replace_entry(leaf.slot, old, fmt.swap_entry(slot))? {
                 old = pt.memory().load_u64(leaf.slot)?;
             }
             taken.push((slot, leaf.pa, old));
@@ -462,16 +553,10 @@ impl Process {
     }
 
     /// Undoes one page-out: the swap entry naming `slot` becomes `entry` again.
-    fn restore_from_swap(
-        &self,
-        pt: &PageTable<X86Paging>,
-        start: u64,
-        end: u64,
-        slot: u64,
-        entry: u64,
-    ) {
+    fn restore_from_swap(&self, pt: &CpuTable, start: u64, end: u64, slot: u64, entry: u64) {
+        let fmt = pt.paging();
         let _ = pt.for_each_leaf(start, end - start, &mut |leaf| {
-            if softpte::classify(leaf.entry) == PteKind::Swap(slot) {
+            if fmt.classify(leaf.entry) == PteKind::Swap(slot) {
                 pt.replace_entry(leaf.slot, leaf.entry, entry)?;
             }
             Ok(())
@@ -492,11 +577,6 @@ fn check_mapped(vmas: &VmaTree, start: u64, end: u64) -> Result<()> {
         return Err(MmError::Invalid("range splits a huge page"));
     }
     Ok(())
-}
-
-/// A/D bits to carry over from the old entry: only when the new entry is present.
-fn new_ad_mask(new: u64) -> u64 {
-    if new & 1 != 0 { u64::MAX } else { 0 }
 }
 
 impl Drop for Process {

@@ -34,7 +34,9 @@ impl Prot {
         if access.is_exec() {
             return self.contains(Prot::EXEC);
         }
-        // x86 cannot map a page writable or executable without making it readable.
+        // Neither x86 nor Arm64 stage 1 can map a page writable or executable for user code
+        // without making it readable (Arm: AP[1] grants EL0 reads; execute-only needs
+        // FEAT_EPAN, which is not modelled).
         !self.is_empty()
     }
 

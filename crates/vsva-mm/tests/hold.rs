@@ -1,23 +1,22 @@
 //! Holding an address space ([`Process::hold`]): exit waits for holders before it tells its
 //! listeners, and grants no hold once it began; everything else runs while it is held.
 
+mod common;
+
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
-use vsva_mem::{Access, FrameAllocator, PhysMem, PhysMemory, Va};
+use vsva_mem::{Access, Va};
 use vsva_mm::{
-    InvalidateReason, MapFlags, MemoryManager, MmError, MmuNotifier, Pid, Process, Prot,
+    CpuArch, InvalidateReason, MapFlags, MemoryManager, MmError, MmuNotifier, Pid, Process, Prot,
 };
-use vsva_pgtable::x86::X86Paging;
 
-fn mm() -> Arc<MemoryManager> {
-    let mem: Arc<dyn PhysMem> = Arc::new(PhysMemory::new(1 << 30).unwrap());
-    MemoryManager::new(
-        Arc::new(FrameAllocator::new(mem, 0, 1 << 30)),
-        X86Paging::default(),
-    )
+use common::manager;
+
+fn mm(arch: CpuArch) -> Arc<MemoryManager> {
+    manager(arch, 1 << 30)
 }
 
 /// Counts `release` calls; optionally stops inside the first until told to go on.
@@ -41,9 +40,8 @@ impl MmuNotifier for Release {
     }
 }
 
-#[test]
-fn the_held_root_is_the_page_table_root() {
-    let mm = mm();
+fn the_held_root_is_the_page_table_root(arch: CpuArch) {
+    let mm = mm(arch);
     let p = mm.spawn().unwrap();
     let live = p.hold().unwrap();
     assert_eq!(Some(live.root()), p.page_table_root());
@@ -53,9 +51,8 @@ fn the_held_root_is_the_page_table_root() {
     assert_eq!(again.root(), live.root());
 }
 
-#[test]
-fn exit_waits_for_every_holder_before_it_tells_its_listeners() {
-    let mm = mm();
+fn exit_waits_for_every_holder_before_it_tells_its_listeners(arch: CpuArch) {
+    let mm = mm(arch);
     let p = mm.spawn().unwrap();
     let l = Arc::new(Release::default());
     p.register_notifier(l.clone());
@@ -77,9 +74,8 @@ fn exit_waits_for_every_holder_before_it_tells_its_listeners() {
     assert!(p.has_exited());
 }
 
-#[test]
-fn no_hold_is_granted_once_exit_began() {
-    let mm = mm();
+fn no_hold_is_granted_once_exit_began(arch: CpuArch) {
+    let mm = mm(arch);
     let p = mm.spawn().unwrap();
     let (entered_tx, entered) = mpsc::channel();
     let (go, go_rx) = mpsc::channel();
@@ -101,9 +97,8 @@ fn no_hold_is_granted_once_exit_began() {
     assert_eq!(p.exit(), Err(MmError::Exited));
 }
 
-#[test]
-fn faults_and_address_space_changes_run_while_the_space_is_held() {
-    let mm = mm();
+fn faults_and_address_space_changes_run_while_the_space_is_held(arch: CpuArch) {
+    let mm = mm(arch);
     let p = mm.spawn().unwrap();
     let live = p.hold().unwrap();
     let va = p.mmap(None, 4 * 4096, Prot::RW, MapFlags::empty()).unwrap();
@@ -126,9 +121,8 @@ fn faults_and_address_space_changes_run_while_the_space_is_held() {
 
 /// Holders and exits on many threads: every hold granted is of a live table, every exit
 /// finishes.
-#[test]
-fn holds_racing_exit_see_a_live_table_or_nothing() {
-    let mm = mm();
+fn holds_racing_exit_see_a_live_table_or_nothing(arch: CpuArch) {
+    let mm = mm(arch);
     for round in 0..200 {
         let p: Arc<Process> = mm.spawn().unwrap();
         let root = p.page_table_root().unwrap();
@@ -158,3 +152,11 @@ fn holds_racing_exit_see_a_live_table_or_nothing() {
         assert!(p.hold().is_none());
     }
 }
+
+on_both_archs!(
+    the_held_root_is_the_page_table_root,
+    exit_waits_for_every_holder_before_it_tells_its_listeners,
+    no_hold_is_granted_once_exit_began,
+    faults_and_address_space_changes_run_while_the_space_is_held,
+    holds_racing_exit_see_a_live_table_or_nothing,
+);

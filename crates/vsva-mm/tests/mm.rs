@@ -2,27 +2,25 @@
 
 use std::sync::{Arc, Mutex};
 
-use vsva_mem::{Access, FrameAllocator, PageSize, PhysMem, PhysMemory, Va};
+mod common;
+
+use vsva_mem::{Access, PageSize, Va};
 use vsva_mm::{
-    Advice, InvalidateReason, MapFlags, MemoryManager, MmError, MmuNotifier, Pid, Process, Prot,
+    Advice, CpuArch, InvalidateReason, MapFlags, MemoryManager, MmError, MmuNotifier, Pid, Process,
+    Prot,
 };
-use vsva_pgtable::walk::Direct;
+use vsva_pgtable::FaultReason;
 use vsva_pgtable::x86::X86Paging;
-use vsva_pgtable::{FaultReason, walk};
+
+use common::{hw_walk, manager};
 
 const GIB: u64 = 1 << 30;
 const MIB: u64 = 1 << 20;
 const R: Access = Access::READ;
 const W: Access = Access::READ.union(Access::WRITE);
 
-fn manager(size: u64) -> Arc<MemoryManager> {
-    let mem: Arc<dyn PhysMem> = Arc::new(PhysMemory::new(size).unwrap());
-    let frames = Arc::new(FrameAllocator::new(mem, 0, size));
-    MemoryManager::new(frames, X86Paging::default())
-}
-
-fn mm() -> Arc<MemoryManager> {
-    manager(4 * GIB)
+fn mm(arch: CpuArch) -> Arc<MemoryManager> {
+    manager(arch, 4 * GIB)
 }
 
 /// What a listener saw.
@@ -86,17 +84,7 @@ impl MmuNotifier for Listener {
                         "{reason:?}: frame {pa:#x} freed before the notifier ran"
                     ));
                 }
-                let fmt = self.mm.paging();
-                let still = walk(
-                    &fmt,
-                    self.mm.memory(),
-                    self.root,
-                    va,
-                    R,
-                    &mut Direct,
-                    &mut (),
-                )
-                .map(|t| t.page_base());
+                let still = hw_walk(&self.mm, self.root, va, R).map(|t| t.page_base());
                 let narrows_only = matches!(
                     reason,
                     InvalidateReason::Protect | InvalidateReason::ForkWriteProtect
@@ -116,9 +104,8 @@ impl MmuNotifier for Listener {
     }
 }
 
-#[test]
-fn demand_faults_fill_zeroed_pages_on_first_touch() {
-    let mm = mm();
+fn demand_faults_fill_zeroed_pages_on_first_touch(arch: CpuArch) {
+    let mm = mm(arch);
     let p = mm.spawn().unwrap();
     let va = p
         .mmap(None, 16 * 4096, Prot::RW, MapFlags::empty())
@@ -154,9 +141,8 @@ fn demand_faults_fill_zeroed_pages_on_first_touch() {
     assert_eq!(mm.stats().zero_fills, 3);
 }
 
-#[test]
-fn faults_return_the_errors_a_kernel_gives() {
-    let mm = mm();
+fn faults_return_the_errors_a_kernel_gives(arch: CpuArch) {
+    let mm = mm(arch);
     let p = mm.spawn().unwrap();
     let ro = p.mmap(None, 4096, Prot::READ, MapFlags::empty()).unwrap();
     let none = p
@@ -188,9 +174,8 @@ fn faults_return_the_errors_a_kernel_gives() {
     assert_eq!(b, [0, 0, 0]);
 }
 
-#[test]
-fn mmap_argument_checks() {
-    let mm = mm();
+fn mmap_argument_checks(arch: CpuArch) {
+    let mm = mm(arch);
     let p = mm.spawn().unwrap();
     assert_eq!(
         p.mmap(None, 0, Prot::RW, MapFlags::empty()),
@@ -205,7 +190,12 @@ fn mmap_argument_checks() {
         Err(MmError::Invalid(_))
     ));
     assert!(matches!(
-        p.mmap(Some(Va::new(1 << 47)), 4096, Prot::RW, MapFlags::FIXED),
+        p.mmap(
+            Some(Va::new(p.task_size())),
+            4096,
+            Prot::RW,
+            MapFlags::FIXED
+        ),
         Err(MmError::Invalid(_))
     ));
     assert!(matches!(
@@ -241,9 +231,8 @@ fn mmap_argument_checks() {
     assert_eq!(e.errno(), vsva_mem::Errno::ENOMEM);
 }
 
-#[test]
-fn populate_maps_every_page_now() {
-    let mm = mm();
+fn populate_maps_every_page_now(arch: CpuArch) {
+    let mm = mm(arch);
     let p = mm.spawn().unwrap();
     let va = p
         .mmap(None, 8 * 4096, Prot::RW, MapFlags::POPULATE)
@@ -258,9 +247,8 @@ fn populate_maps_every_page_now() {
     assert!(p.translate(ro, W).is_err());
 }
 
-#[test]
-fn huge_pages_map_2m_and_1g_leaves() {
-    let mm = manager(8 * GIB);
+fn huge_pages_map_2m_and_1g_leaves(arch: CpuArch) {
+    let mm = manager(arch, 8 * GIB);
     let p = mm.spawn().unwrap();
     let two = p.mmap(None, 3 * MIB, Prot::RW, MapFlags::HUGE_2M).unwrap();
     assert_eq!(two.raw() % (2 * MIB), 0);
@@ -292,24 +280,26 @@ fn huge_pages_map_2m_and_1g_leaves() {
     p.munmap(two, 2 * MIB).unwrap();
     assert!(p.translate(Va::new(two.raw() + 3 * MIB), R).is_ok());
     assert!(p.translate(two, R).is_err());
-    // no 1 GiB pages without the CPU feature
-    let small = MemoryManager::new(
-        mm.frames().clone(),
-        X86Paging {
-            page_1g: false,
-            ..X86Paging::default()
-        },
-    );
-    let q = small.spawn().unwrap();
-    assert!(matches!(
-        q.mmap(None, GIB, Prot::RW, MapFlags::HUGE_1G),
-        Err(MmError::Invalid(_))
-    ));
+    // no 1 GiB pages without the CPU feature (x86 only: Arm's 4 KiB granule always has
+    // level-1 blocks)
+    if arch == CpuArch::X86_64 {
+        let small = MemoryManager::new(
+            mm.frames().clone(),
+            X86Paging {
+                page_1g: false,
+                ..X86Paging::default()
+            },
+        );
+        let q = small.spawn().unwrap();
+        assert!(matches!(
+            q.mmap(None, GIB, Prot::RW, MapFlags::HUGE_1G),
+            Err(MmError::Invalid(_))
+        ));
+    }
 }
 
-#[test]
-fn munmap_announces_the_range_before_freeing_its_frames() {
-    let mm = mm();
+fn munmap_announces_the_range_before_freeing_its_frames(arch: CpuArch) {
+    let mm = mm(arch);
     let p = mm.spawn().unwrap();
     let va = p
         .mmap(None, 4 * 4096, Prot::RW, MapFlags::POPULATE)
@@ -342,9 +332,8 @@ fn munmap_announces_the_range_before_freeing_its_frames() {
     assert_eq!(l.events().len(), 1);
 }
 
-#[test]
-fn mprotect_narrows_rights_and_announces() {
-    let mm = mm();
+fn mprotect_narrows_rights_and_announces(arch: CpuArch) {
+    let mm = mm(arch);
     let p = mm.spawn().unwrap();
     let va = p
         .mmap(None, 4 * 4096, Prot::RW, MapFlags::POPULATE)
@@ -384,9 +373,8 @@ fn mprotect_narrows_rights_and_announces() {
     assert_eq!(mm.stats().pages_in_use, 4);
 }
 
-#[test]
-fn madvise_dontneed_drops_pages_and_pageout_swaps_them() {
-    let mm = mm();
+fn madvise_dontneed_drops_pages_and_pageout_swaps_them(arch: CpuArch) {
+    let mm = mm(arch);
     let p = mm.spawn().unwrap();
     let va = p.mmap(None, 4 * 4096, Prot::RW, MapFlags::empty()).unwrap();
     p.write_bytes(va, &[0xaa; 4 * 4096]).unwrap();
@@ -429,9 +417,8 @@ fn madvise_dontneed_drops_pages_and_pageout_swaps_them() {
     l.assert_no_violations();
 }
 
-#[test]
-fn fork_shares_pages_copy_on_write() {
-    let mm = mm();
+fn fork_shares_pages_copy_on_write(arch: CpuArch) {
+    let mm = mm(arch);
     let parent = mm.spawn().unwrap();
     let va = parent
         .mmap(None, 2 * 4096, Prot::RW, MapFlags::empty())
@@ -475,9 +462,8 @@ fn fork_shares_pages_copy_on_write() {
     assert!(parent.translate(second, R).is_err() && child.translate(second, R).is_err());
 }
 
-#[test]
-fn cow_break_announces_before_the_shared_frame_is_reused() {
-    let mm = mm();
+fn cow_break_announces_before_the_shared_frame_is_reused(arch: CpuArch) {
+    let mm = mm(arch);
     let parent = mm.spawn().unwrap();
     let va = parent
         .mmap(None, 4096, Prot::RW, MapFlags::empty())
@@ -512,9 +498,8 @@ fn cow_break_announces_before_the_shared_frame_is_reused() {
     assert_eq!(child.translate(va, R).unwrap().page_base(), old);
 }
 
-#[test]
-fn fork_copies_swap_entries_and_huge_pages() {
-    let mm = mm();
+fn fork_copies_swap_entries_and_huge_pages(arch: CpuArch) {
+    let mm = mm(arch);
     let p = mm.spawn().unwrap();
     let va = p.mmap(None, 2 * 4096, Prot::RW, MapFlags::empty()).unwrap();
     p.write_bytes(va, &[6; 8192]).unwrap();
@@ -533,9 +518,8 @@ fn fork_copies_swap_entries_and_huge_pages() {
     assert_eq!(c.translate(huge, R).unwrap().size, PageSize::Size2M);
 }
 
-#[test]
-fn exit_releases_everything_and_tells_listeners_first() {
-    let mm = mm();
+fn exit_releases_everything_and_tells_listeners_first(arch: CpuArch) {
+    let mm = mm(arch);
     let before = mm.frames().allocated_frames();
     let p = mm.spawn().unwrap();
     let va = p
@@ -574,9 +558,8 @@ fn exit_releases_everything_and_tells_listeners_first() {
     );
 }
 
-#[test]
-fn out_of_memory_is_an_error_not_a_panic() {
-    let mm = manager(4 * MIB);
+fn out_of_memory_is_an_error_not_a_panic(arch: CpuArch) {
+    let mm = manager(arch, 4 * MIB);
     let p = mm.spawn().unwrap();
     let va = p.mmap(None, 8 * MIB, Prot::RW, MapFlags::empty()).unwrap();
     let err = p.write_bytes(va, &vec![1u8; 8 * MIB as usize]).unwrap_err();
@@ -589,9 +572,8 @@ fn out_of_memory_is_an_error_not_a_panic() {
     assert_eq!(p.vmas().len(), 1);
 }
 
-#[test]
-fn concurrent_faults_on_the_same_pages_map_each_once() {
-    let mm = mm();
+fn concurrent_faults_on_the_same_pages_map_each_once(arch: CpuArch) {
+    let mm = mm(arch);
     let p = mm.spawn().unwrap();
     let va = p
         .mmap(None, 256 * 4096, Prot::RW, MapFlags::empty())
@@ -632,9 +614,8 @@ impl MmuNotifier for UnbindOnRelease {
     }
 }
 
-#[test]
-fn a_listener_may_unbind_itself_on_release() {
-    let mm = mm();
+fn a_listener_may_unbind_itself_on_release(arch: CpuArch) {
+    let mm = mm(arch);
     let p = mm.spawn().unwrap();
     p.mmap(None, 4096, Prot::RW, MapFlags::POPULATE).unwrap();
     let l = Arc::new(UnbindOnRelease {
@@ -659,9 +640,8 @@ fn a_listener_may_unbind_itself_on_release() {
     assert!(l.id.lock().unwrap().is_none());
 }
 
-#[test]
-fn a_fork_that_runs_out_of_memory_leaves_no_reference_behind() {
-    let mm = manager(4 * MIB);
+fn a_fork_that_runs_out_of_memory_leaves_no_reference_behind(arch: CpuArch) {
+    let mm = manager(arch, 4 * MIB);
     let p = mm.spawn().unwrap();
     let va = p.mmap(None, 4096, Prot::RW, MapFlags::POPULATE).unwrap();
     let pa = p.leaf(va).unwrap().pa;
@@ -685,3 +665,22 @@ fn a_fork_that_runs_out_of_memory_leaves_no_reference_behind() {
         mm.frames().free(f).unwrap();
     }
 }
+
+on_both_archs!(
+    demand_faults_fill_zeroed_pages_on_first_touch,
+    faults_return_the_errors_a_kernel_gives,
+    mmap_argument_checks,
+    populate_maps_every_page_now,
+    huge_pages_map_2m_and_1g_leaves,
+    munmap_announces_the_range_before_freeing_its_frames,
+    mprotect_narrows_rights_and_announces,
+    madvise_dontneed_drops_pages_and_pageout_swaps_them,
+    fork_shares_pages_copy_on_write,
+    cow_break_announces_before_the_shared_frame_is_reused,
+    fork_copies_swap_entries_and_huge_pages,
+    exit_releases_everything_and_tells_listeners_first,
+    out_of_memory_is_an_error_not_a_panic,
+    concurrent_faults_on_the_same_pages_map_each_once,
+    a_listener_may_unbind_itself_on_release,
+    a_fork_that_runs_out_of_memory_leaves_no_reference_behind,
+);

@@ -4,13 +4,16 @@
 //! the reference; at the end, after every process exited, no frame, table or swap slot may be
 //! left allocated.
 
+mod common;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use proptest::prelude::*;
 use vsva_mem::{FrameAllocator, PhysMem, PhysMemory, Va};
-use vsva_mm::{Advice, MapFlags, MemoryManager, MmError, Process, Prot};
-use vsva_pgtable::x86::X86Paging;
+use vsva_mm::{Advice, CpuArch, MapFlags, MmError, Process, Prot};
+
+use common::manager_on;
 
 /// All activity happens in a window of 32 pages so that operations overlap often.
 const BASE: u64 = 0x1000_0000;
@@ -70,10 +73,14 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
     #[test]
-    fn memory_manager_matches_reference(ops in proptest::collection::vec(op(), 1..80)) {
+    fn memory_manager_matches_reference(
+        arm in any::<bool>(),
+        ops in proptest::collection::vec(op(), 1..80),
+    ) {
         let mem: Arc<dyn PhysMem> = Arc::new(PhysMemory::new(256 << 20).unwrap());
         let frames = Arc::new(FrameAllocator::new(mem, 0, 256 << 20));
-        let mm = MemoryManager::new(frames.clone(), X86Paging::default());
+        let arch = if arm { CpuArch::Arm64 } else { CpuArch::X86_64 };
+        let mm = manager_on(arch, frames.clone());
         let mut procs: Vec<(Arc<Process>, Model)> = vec![(mm.spawn().unwrap(), Model::default())];
         for (who, op) in ops {
             let i = who % procs.len();

@@ -2,28 +2,32 @@
 
 use std::sync::Arc;
 
-use vsva_mem::{Access, FrameAllocator, PhysMem, PhysMemory, Va};
-use vsva_mm::{Advice, MapFlags, MemoryManager, MmError, Prot};
-use vsva_pgtable::x86::X86Paging;
+mod common;
+
+use vsva_mem::{Access, Va};
+use vsva_mm::{Advice, CpuArch, MapFlags, MemoryManager, MmError, Prot};
+
+use common::manager;
 
 const GIB: u64 = 1 << 30;
 const MIB: u64 = 1 << 20;
 const PAGE: u64 = 4096;
 
-fn mm() -> Arc<MemoryManager> {
-    let mem: Arc<dyn PhysMem> = Arc::new(PhysMemory::new(4 * GIB).unwrap());
-    let frames = Arc::new(FrameAllocator::new(mem, 0, 4 * GIB));
-    MemoryManager::new(frames, X86Paging::default())
+fn mm(arch: CpuArch) -> Arc<MemoryManager> {
+    manager(arch, 4 * GIB)
 }
 
-#[test]
-fn pinning_faults_pages_in_and_returns_their_frames() {
-    let mm = mm();
+fn pinning_faults_pages_in_and_returns_their_frames(arch: CpuArch) {
+    let mm = mm(arch);
     let p = mm.spawn().unwrap();
     let va = p.mmap(None, 3 * PAGE, Prot::RW, MapFlags::empty()).unwrap();
     p.write_bytes(Va::new(va.raw() + PAGE), b"pinned").unwrap();
     let runs = p.pin_pages(va, 3 * PAGE, true).unwrap();
     assert_eq!(runs.len(), 3, "three 4 KiB frames, one run each");
+    for i in 0..3 {
+        let at = Va::new(va.raw() + i * PAGE);
+        assert_eq!(p.is_dirty(at), Some(true), "pinned for write: dirty");
+    }
     for (i, r) in runs.iter().enumerate() {
         let want = p
             .translate(Va::new(va.raw() + i as u64 * PAGE), Access::WRITE)
@@ -46,9 +50,8 @@ fn pinning_faults_pages_in_and_returns_their_frames() {
     );
 }
 
-#[test]
-fn a_huge_page_is_one_run_per_frame() {
-    let mm = mm();
+fn a_huge_page_is_one_run_per_frame(arch: CpuArch) {
+    let mm = mm(arch);
     let p = mm.spawn().unwrap();
     let va = p.mmap(None, 4 * MIB, Prot::RW, MapFlags::HUGE_2M).unwrap();
     // from the middle of the first 2 MiB page to the middle of the second
@@ -63,9 +66,8 @@ fn a_huge_page_is_one_run_per_frame() {
     p.unpin_pages(&runs);
 }
 
-#[test]
-fn pinned_pages_outlive_munmap_and_are_freed_by_the_last_unpin() {
-    let mm = mm();
+fn pinned_pages_outlive_munmap_and_are_freed_by_the_last_unpin(arch: CpuArch) {
+    let mm = mm(arch);
     let p = mm.spawn().unwrap();
     let va = p.mmap(None, PAGE, Prot::RW, MapFlags::POPULATE).unwrap();
     let in_use = mm.stats().pages_in_use;
@@ -82,9 +84,8 @@ fn pinned_pages_outlive_munmap_and_are_freed_by_the_last_unpin() {
     assert_eq!(mm.page_refs(runs[0].frame), 0);
 }
 
-#[test]
-fn pinned_pages_are_not_paged_out() {
-    let mm = mm();
+fn pinned_pages_are_not_paged_out(arch: CpuArch) {
+    let mm = mm(arch);
     let p = mm.spawn().unwrap();
     let va = p
         .mmap(None, 2 * PAGE, Prot::RW, MapFlags::POPULATE)
@@ -96,9 +97,8 @@ fn pinned_pages_are_not_paged_out() {
     p.unpin_pages(&runs);
 }
 
-#[test]
-fn fork_copies_pinned_pages_so_device_writes_stay_with_the_parent() {
-    let mm = mm();
+fn fork_copies_pinned_pages_so_device_writes_stay_with_the_parent(arch: CpuArch) {
+    let mm = mm(arch);
     let p = mm.spawn().unwrap();
     let va = p.mmap(None, 2 * PAGE, Prot::RW, MapFlags::empty()).unwrap();
     p.write_bytes(va, b"parent").unwrap();
@@ -132,9 +132,8 @@ fn fork_copies_pinned_pages_so_device_writes_stay_with_the_parent() {
     child.exit().unwrap();
 }
 
-#[test]
-fn pinning_a_cow_shared_page_for_write_unshares_it_first() {
-    let mm = mm();
+fn pinning_a_cow_shared_page_for_write_unshares_it_first(arch: CpuArch) {
+    let mm = mm(arch);
     let p = mm.spawn().unwrap();
     let va = p.mmap(None, PAGE, Prot::RW, MapFlags::POPULATE).unwrap();
     let child = p.fork().unwrap();
@@ -149,9 +148,8 @@ fn pinning_a_cow_shared_page_for_write_unshares_it_first() {
     p.unpin_pages(&runs);
 }
 
-#[test]
-fn bad_ranges_give_the_errors_gup_gives_and_pin_nothing() {
-    let mm = mm();
+fn bad_ranges_give_the_errors_gup_gives_and_pin_nothing(arch: CpuArch) {
+    let mm = mm(arch);
     let p = mm.spawn().unwrap();
     let va = p.mmap(None, 2 * PAGE, Prot::RW, MapFlags::empty()).unwrap();
     let ro = p.mmap(None, PAGE, Prot::READ, MapFlags::empty()).unwrap();
@@ -191,9 +189,8 @@ fn bad_ranges_give_the_errors_gup_gives_and_pin_nothing() {
     assert_eq!(mm.stats().pages_in_use, 0);
 }
 
-#[test]
-fn locked_memory_is_charged_against_the_limit() {
-    let mm = mm();
+fn locked_memory_is_charged_against_the_limit(arch: CpuArch) {
+    let mm = mm(arch);
     let p = mm.spawn().unwrap();
     assert_eq!(p.memlock_limit(), u64::MAX);
     p.set_memlock_limit(8 * PAGE);
@@ -214,3 +211,14 @@ fn locked_memory_is_charged_against_the_limit() {
     assert_eq!(p.locked_pages(), 0);
     assert!(p.account_locked(u64::MAX).is_err(), "no overflow");
 }
+
+on_both_archs!(
+    pinning_faults_pages_in_and_returns_their_frames,
+    a_huge_page_is_one_run_per_frame,
+    pinned_pages_outlive_munmap_and_are_freed_by_the_last_unpin,
+    pinned_pages_are_not_paged_out,
+    fork_copies_pinned_pages_so_device_writes_stay_with_the_parent,
+    pinning_a_cow_shared_page_for_write_unshares_it_first,
+    bad_ranges_give_the_errors_gup_gives_and_pin_nothing,
+    locked_memory_is_charged_against_the_limit,
+);

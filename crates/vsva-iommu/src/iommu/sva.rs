@@ -67,7 +67,7 @@ impl Iommu {
         let live = process.hold().ok_or(IommuError::NoAddressSpace)?;
         let root = live.root();
         self.at(CorePoint::BindRootRead { dev, pid });
-        let levels = process.paging().levels;
+        let levels = process.paging().levels();
         let (pasid, did, new_mm) = {
             let mut st = lock(&self.state);
             let caps = st.devices.get(&dev).ok_or(IommuError::NoDevice(dev))?.caps;
