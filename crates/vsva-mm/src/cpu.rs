@@ -84,6 +84,7 @@ impl CpuPaging {
             pan: false,
             wxn: false,
             non_global: true,
+            affd: false,
         })
     }
 
