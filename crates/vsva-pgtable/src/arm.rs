@@ -98,6 +98,10 @@ pub const AP_TABLE_RO: u64 = 1 << 62;
 /// Stage 1 table bit 63: NSTable (not modelled: one security state).
 pub const NS_TABLE: u64 = 1 << 63;
 
+/// The smallest PA size (TCR.IPS / VTCR.PS = 0b000: 32 bits). A format configured with a
+/// smaller one walks nothing: every walk faults, as for an undefined TxSZ.
+pub const MIN_PA_BITS: u8 = 32;
+
 /// The PA size, in bits, that a TCR.IPS or VTCR.PS value selects (the IPS/PS encodings of DDI 0487):
 /// 0 → 32, 1 → 36, 2 → 40, 3 → 42, 4 → 44, 5 → 48, 6 → 52; `None` for reserved values.
 pub const fn pa_size_bits(ps: u8) -> Option<u8> {

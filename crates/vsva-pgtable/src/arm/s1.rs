@@ -100,10 +100,12 @@ impl ArmS1 {
         }
     }
 
-    /// The input size in bits, if TxSZ is one this granule allows.
+    /// The input size in bits, if TxSZ is one this granule allows and the PA size is at least
+    /// [`MIN_PA_BITS`](super::MIN_PA_BITS) (otherwise every walk faults).
     #[inline]
     pub fn input_bits(&self) -> Option<u32> {
-        matches!(self.tsz, 16..=39).then(|| 64 - u32::from(self.tsz))
+        (matches!(self.tsz, 16..=39) && self.pa_bits >= super::MIN_PA_BITS)
+            .then(|| 64 - u32::from(self.tsz))
     }
 
     #[inline(always)]

@@ -68,14 +68,17 @@ impl ArmS2 {
     }
 
     /// The IPA size in bits, if T0SZ and SL0 are consistent for this granule (start level
-    /// 0 to 2, 1 to 16 start tables, at most 48 bits).
+    /// 0 to 2, 1 to 16 start tables, at most 48 bits) and the PA size is at least
+    /// [`MIN_PA_BITS`](super::MIN_PA_BITS) (otherwise every walk faults).
     #[inline]
     pub fn input_bits(&self) -> Option<u32> {
         let bits = 64u32.checked_sub(u32::from(self.t0sz))?;
         let levels = 2 + u32::from(self.sl0);
         // AArch64.S2InconsistentSL: levels × 9 + 12 < size ≤ that + 13.
         let covered = 12 + INDEX_BITS * (levels - 1);
-        (self.sl0 <= 2 && bits <= 48 && bits > covered && bits <= covered + 13).then_some(bits)
+        let pa_ok = self.pa_bits >= super::MIN_PA_BITS;
+        (pa_ok && self.sl0 <= 2 && bits <= 48 && bits > covered && bits <= covered + 13)
+            .then_some(bits)
     }
 
     /// How many concatenated tables the start level has (1 to 16), if consistent.
