@@ -27,6 +27,7 @@ pub use device::{DemoDevice, DeviceStats, PriStatus, Progress};
 pub use driver::{Command, Context, DemoDriver, DriverError, enable_sva_capabilities, submit_to};
 pub use fabric::Fabric;
 pub use machine::{
-    Endpoint, Function, INTERRUPT_WINDOW, Machine, UnitCounters, run_until_done, top_ram_page_below,
+    Endpoint, Function, INTERRUPT_WINDOW, Machine, MsiWindow, UnitCounters, run_until_done,
+    top_ram_page_below,
 };
 pub use program::{Check, Report, run as run_program};

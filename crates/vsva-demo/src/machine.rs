@@ -71,6 +71,25 @@ pub trait Endpoint: Function {
     ) -> Result<u64, Refused>;
 }
 
+/// How a machine keeps device DMA away from its interrupt (MSI) doorbells — the two ways
+/// IOMMUs do it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MsiWindow {
+    /// A DMA without PASID to [`INTERRUPT_WINDOW`] is an interrupt request, which the IOMMU
+    /// refuses (without interrupt remapping) and records with fault `reason` (VT-d 4.1 §3.15).
+    Refused {
+        /// The fault reason recorded.
+        reason: u8,
+    },
+    /// MSIs are ordinary writes the IOMMU translates like any other; the OS keeps `window`
+    /// (an IOVA range, Linux `IOMMU_RESV_SW_MSI`) out of every DMA domain and reports it as a
+    /// reserved region of each device (Arm SMMUv3).
+    Reserved {
+        /// `[start, last]`, as reserved regions are given.
+        window: (u64, u64),
+    },
+}
+
 /// The machine a demo driver and program run on.
 pub trait Machine {
     /// The OS's IOMMU core.
@@ -101,8 +120,8 @@ pub trait Machine {
     fn take_faults(&self) -> Vec<UnrecoverableFault>;
     /// The invalidation counters of the IOMMU the OS programs.
     fn unit_counters(&self) -> UnitCounters;
-    /// The fault reason the IOMMU records for a DMA without PASID to the interrupt window.
-    fn interrupt_fault_reason(&self) -> u8;
+    /// How the machine keeps device DMA away from its MSI doorbells.
+    fn msi_window(&self) -> MsiWindow;
     /// The highest RAM page below the interrupt window: what a DMA without PASID through the
     /// OS's identity mapping reaches.
     fn top_ram_page_below_interrupts(&self) -> u64;

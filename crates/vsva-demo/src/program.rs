@@ -11,8 +11,8 @@ use vsva_mm::{Advice, MapFlags, Process, Prot};
 
 use crate::device::Progress;
 use crate::driver::{Command, Context, DemoDriver, DriverError};
-use crate::machine::INTERRUPT_WINDOW;
 use crate::machine::Machine;
+use crate::machine::{INTERRUPT_WINDOW, MsiWindow};
 use crate::regs::{self, DeviceError, Op};
 
 /// One named check.
@@ -210,8 +210,15 @@ fn unmapped(e: &Env) -> Outcome {
 }
 
 fn interrupt_window(e: &Env) -> Outcome {
-    // Requests without PASID go through the identity domain: the interrupt window is refused
-    // with SGN.8 (VT-d 4.1 §3.15), the address below it is plain memory.
+    match e.p.msi_window() {
+        MsiWindow::Refused { reason } => interrupt_window_refused(e, reason),
+        MsiWindow::Reserved { window } => msi_window_reserved(e, window),
+    }
+}
+
+/// VT-d: requests without PASID go through the identity domain; the interrupt window is
+/// refused with SGN.8 (VT-d 4.1 §3.15), the address below it is plain memory.
+fn interrupt_window_refused(e: &Env, expected: u8) -> Outcome {
     let dev = e.drv.device();
     let blocked = dev.dma_untranslated(None, INTERRUPT_WINDOW.0 + 0x100, true);
     let allowed = dev.dma_untranslated(None, e.p.top_ram_page_below_interrupts(), true);
@@ -220,16 +227,38 @@ fn interrupt_window(e: &Env) -> Outcome {
         .iter()
         .find(|f| f.dev == dev.rid() && f.addr == INTERRUPT_WINDOW.0)
         .map(|f| f.reason);
-    if blocked.is_ok() || allowed.is_err() || reason != Some(e.p.interrupt_fault_reason()) {
+    if blocked.is_ok() || allowed.is_err() || reason != Some(expected) {
         return Err(format!(
             "window DMA {blocked:?}, below it {allowed:?}, fault {reason:?}"
         ));
     }
     // and no process page is ever backed by a frame in the window
     Ok(format!(
-        "DMA to 0xFEE00100 refused (fault reason {:#x} recorded); {:#X} reachable; the window is not RAM",
-        e.p.interrupt_fault_reason(),
+        "DMA to 0xFEE00100 refused (fault reason {expected:#x} recorded); {:#X} reachable; the window is not RAM",
         e.p.top_ram_page_below_interrupts()
+    ))
+}
+
+/// SMMUv3: MSIs are translated writes, so what keeps DMA off the doorbell is the OS — the
+/// driver reports the software MSI window as every device's reserved region (Linux
+/// `arm_smmu_get_resv_regions`, `IOMMU_RESV_SW_MSI`), which DMA domains (iommufd's IOAS,
+/// dma-iommu) never map; the identity domain still reaches RAM.
+fn msi_window_reserved(e: &Env, window: (u64, u64)) -> Outcome {
+    let dev = e.drv.device();
+    let regions = e.p.iommu().ops().reserved_regions(dev.rid());
+    if !regions.contains(&window) {
+        return Err(format!(
+            "reserved regions {regions:x?} lack the MSI window {window:x?}"
+        ));
+    }
+    let top = e.p.top_ram_page_below_interrupts();
+    dev.dma_untranslated(None, top, true)
+        .map_err(|x| format!("identity DMA to {top:#x}: {x:?}"))?;
+    Ok(format!(
+        "MSI window [{:#x}, {:#x}] reserved for {} (IOMMU_RESV_SW_MSI); {top:#X} reachable through the identity domain",
+        window.0,
+        window.1,
+        dev.rid()
     ))
 }
 

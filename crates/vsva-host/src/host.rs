@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use vsva_demo::Fabric;
 use vsva_demo::{DemoDevice, Progress};
-use vsva_demo::{Endpoint, Machine, UnitCounters};
+use vsva_demo::{Endpoint, Machine, MsiWindow, UnitCounters};
 use vsva_iommu::Iommu;
 use vsva_iommu::UnrecoverableFault;
 use vsva_mem::{PhysMem, PhysMemory, Rid};
@@ -173,8 +173,8 @@ impl<K: IommuKind> Machine for Host<K> {
         K::counters(&self.unit)
     }
 
-    fn interrupt_fault_reason(&self) -> u8 {
-        K::INTERRUPT_FAULT_REASON
+    fn msi_window(&self) -> MsiWindow {
+        K::MSI_WINDOW
     }
 
     fn top_ram_page_below_interrupts(&self) -> u64 {

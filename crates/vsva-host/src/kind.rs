@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use vsva_demo::UnitCounters;
+use vsva_demo::{MsiWindow, UnitCounters};
 use vsva_iommu::IommuOps;
 use vsva_mem::{FrameAllocator, PhysMem};
 use vsva_mm::CpuArch;
@@ -53,7 +53,6 @@ pub trait IommuKind: Send + Sync + 'static {
     /// tables the unit shares for SVA: x86-64 (VT-d hosts) unless the kind says otherwise.
     const CPU: CpuArch = CpuArch::X86_64;
 
-    /// The fault reason the unit records for a request without PASID to the interrupt
-    /// window (the demo checks that the window is not reachable by DMA).
-    const INTERRUPT_FAULT_REASON: u8;
+    /// How the machine keeps DMA off its MSI doorbells (the demo checks it).
+    const MSI_WINDOW: MsiWindow;
 }

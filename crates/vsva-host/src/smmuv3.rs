@@ -3,23 +3,18 @@
 //! What a machine of this kind can and cannot do yet:
 //! * the driver probes and resets the unit, and paging and identity domains, ATS
 //!   invalidations, stall and PRI page requests work as on any kind;
-//! * SVA needs the process's page table in the Arm VMSAv8-64 format, but [`crate::Os`] boots
-//!   the memory manager with x86-64 paging (vsva-mm has no Arm64 processes yet), so an SVA
-//!   bind on this kind points a CD at a table the SMMU cannot walk;
-//! * the demo's interrupt-window check is VT-d's: there, a request without PASID to
-//!   0xFEE0_0000 is an interrupt request the unit refuses. An SMMU has no interrupt window —
-//!   MSIs are ordinary writes, translated like any other, and Linux keeps a software MSI
-//!   window ([`vsva_smmuv3_driver::MSI_IOVA`], the driver's `reserved_regions`) out of every
-//!   paging domain instead. The closest event is F_TRANSLATION (an access to an IOVA no
-//!   domain maps), which is what [`Smmuv3Kind::INTERRUPT_FAULT_REASON`] names; with the RID
-//!   in an identity domain (bypass STE) such a DMA is not refused at all.
+//! * the machine is an Arm64 one ([`IommuKind::CPU`]): processes have VMSAv8-64 page tables,
+//!   which an SVA bind shares through a CD's TTB0;
+//! * an SMMU has no interrupt window: MSIs are ordinary writes, translated like any other,
+//!   and Linux keeps a software MSI window ([`vsva_smmuv3_driver::MSI_IOVA`], the driver's
+//!   `reserved_regions`) out of every DMA domain instead — what [`Smmuv3Kind::MSI_WINDOW`]
+//!   tells the demo, which checks it is reported for each device.
 
 use std::sync::Arc;
-use vsva_pcie::Mmio;
-
-use vsva_demo::UnitCounters;
+use vsva_demo::{MsiWindow, UnitCounters};
 use vsva_mem::{FrameAllocator, PhysMem};
-use vsva_pcie::{Downstream, MsiSink, Upstream};
+use vsva_mm::CpuArch;
+use vsva_pcie::{Downstream, Mmio, MsiSink, Upstream};
 use vsva_smmuv3::{Smmuv3, Smmuv3Config, Smmuv3Port};
 use vsva_smmuv3_driver::{ProbeOptions, Smmuv3Driver, SyncPoll};
 
@@ -33,6 +28,10 @@ impl IommuKind for Smmuv3Kind {
     type Config = Smmuv3Config;
     type Unit = Smmuv3;
     type Driver = Smmuv3Driver;
+
+    /// An SMMUv3 sits in an Arm64 machine: processes have VMSAv8-64 tables, which a CD's
+    /// TTB0 shares (SVA).
+    const CPU: CpuArch = CpuArch::Arm64;
 
     fn build(
         cfg: Smmuv3Config,
@@ -77,8 +76,10 @@ impl IommuKind for Smmuv3Kind {
         }
     }
 
-    /// F_TRANSLATION (IHI 0070 §7.3.12): see the module doc.
-    const INTERRUPT_FAULT_REASON: u8 = vsva_smmuv3::spec::event::id::F_TRANSLATION;
+    /// The software MSI window: see the module doc.
+    const MSI_WINDOW: MsiWindow = MsiWindow::Reserved {
+        window: vsva_smmuv3_driver::MSI_IOVA,
+    };
 }
 
 #[cfg(test)]
@@ -88,6 +89,22 @@ mod tests {
 
     use super::*;
     use crate::Host;
+
+    #[test]
+    fn the_demo_program_on_an_smmuv3_host() {
+        let host = Host::<Smmuv3Kind>::new(64 << 30, Smmuv3Config::default()).unwrap();
+        let report = vsva_demo::run_program(&host).unwrap();
+        for c in &report.checks {
+            eprintln!(
+                "{} {}: {}",
+                if c.passed { "PASS" } else { "FAIL" },
+                c.name,
+                c.detail
+            );
+        }
+        eprintln!("{:?}", report.counters);
+        assert!(report.checks.iter().all(|c| c.passed));
+    }
 
     #[test]
     fn a_host_boots_with_an_smmuv3_and_its_driver() {

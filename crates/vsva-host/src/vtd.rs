@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use vsva_pcie::Mmio;
 
-use vsva_demo::UnitCounters;
+use vsva_demo::{MsiWindow, UnitCounters};
 use vsva_mem::{FrameAllocator, PhysMem};
 use vsva_pcie::{Downstream, MsiSink, Upstream};
 use vsva_vtd::{Vtd, VtdConfig, VtdPort};
@@ -57,5 +57,7 @@ impl IommuKind for VtdKind {
 
     /// A request without PASID to the interrupt range is an interrupt request, which
     /// remapping hardware without interrupt remapping refuses (VT-d 4.1 §3.15, SGN.8).
-    const INTERRUPT_FAULT_REASON: u8 = vsva_vtd::spec::fault::FaultReason::InterruptAddress as u8;
+    const MSI_WINDOW: MsiWindow = MsiWindow::Refused {
+        reason: vsva_vtd::spec::fault::FaultReason::InterruptAddress as u8,
+    };
 }

@@ -13,7 +13,7 @@
 use std::sync::Arc;
 
 use vsva_demo::Progress;
-use vsva_demo::{Endpoint, Machine, UnitCounters};
+use vsva_demo::{Endpoint, Machine, MsiWindow, UnitCounters};
 use vsva_host::{IommuKind, Os, PlatformError, VtdKind};
 use vsva_iommu::Iommu;
 use vsva_iommu::UnrecoverableFault;
@@ -213,9 +213,9 @@ impl Machine for Vm {
         VtdKind::counters(&self.unit)
     }
 
-    fn interrupt_fault_reason(&self) -> u8 {
+    fn msi_window(&self) -> MsiWindow {
         // the guest's vIOMMU is VT-d
-        VtdKind::INTERRUPT_FAULT_REASON
+        VtdKind::MSI_WINDOW
     }
 
     fn top_ram_page_below_interrupts(&self) -> u64 {

@@ -1,9 +1,10 @@
 //! The `vsva` command.
 //!
-//! * `vsva demo [--vm] [--json]` — the SVA demo: a userspace program on a host with a VT-d
-//!   IOMMU and a PASID/ATS/PRI DMA device runs its checks, then the same program inside a
-//!   guest through a virtual VT-d bound onto host nesting (`--vm`: only the guest); one line
-//!   per check, then counters. Exit status 0 only if every check passed.
+//! * `vsva demo [--iommu vtd|smmuv3] [--vm] [--json]` — the SVA demo: a userspace program
+//!   on a host with an IOMMU (VT-d on x86-64, SMMUv3 on Arm64) and a PASID/ATS/PRI DMA device
+//!   runs its checks, then the same program inside a guest through a virtual VT-d bound onto
+//!   host nesting (`--vm`: only guests; `--iommu`: one host and its guests); one line per
+//!   check, then counters, then one line per run. Exit status 0 only if every check passed.
 //! * `vsva foundation [--json]` — the foundation walkthrough: a process faulting pages in,
 //!   its page walk explained, huge pages, fork/COW with an MMU notifier, a nested walk.
 //! * `vsva bench [--quick] [--json] [--only METRIC]...` — each SVA cost against a baseline
@@ -39,9 +40,12 @@ enum Command {
         /// Print one JSON object instead of text.
         #[arg(long)]
         json: bool,
-        /// Run the program only inside a guest (vSVA).
+        /// Run the program only inside guests (vSVA).
         #[arg(long)]
         vm: bool,
+        /// The host IOMMU (and its guests); every host when not given.
+        #[arg(long, value_enum)]
+        iommu: Option<sva::HostIommu>,
     },
     /// Walk through the foundation: memory, page tables, the memory manager.
     Foundation {
@@ -130,14 +134,7 @@ fn main() -> anyhow::Result<()> {
             };
             return stress(&opts, json);
         }
-        Command::Demo { json, vm } => {
-            let place = if vm {
-                sva::Where::Guest
-            } else {
-                sva::Where::HostThenGuest
-            };
-            (sva::run(place)?, json)
-        }
+        Command::Demo { json, vm, iommu } => (sva::run(iommu, vm)?, json),
         Command::Foundation { json } => (foundation::run()?, json),
     };
     if json {

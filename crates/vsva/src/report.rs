@@ -19,6 +19,16 @@ pub struct Report {
     pub sections: Vec<(String, Vec<String>)>,
     pub checks: Vec<Check>,
     pub counters: BTreeMap<String, u64>,
+    /// One line per program run (a host or a guest): name, checks passed, checks.
+    pub runs: Vec<Run>,
+}
+
+/// One program run of the demo.
+#[derive(Debug, Serialize)]
+pub struct Run {
+    pub name: String,
+    pub passed: usize,
+    pub checks: usize,
 }
 
 impl Report {
@@ -56,6 +66,15 @@ impl Report {
         self.counters.insert(name.to_string(), value);
     }
 
+    /// Records a program run's summary.
+    pub fn run(&mut self, name: &str, passed: usize, checks: usize) {
+        self.runs.push(Run {
+            name: name.to_string(),
+            passed,
+            checks,
+        });
+    }
+
     pub fn all_passed(&self) -> bool {
         self.checks.iter().all(|c| c.passed)
     }
@@ -85,6 +104,23 @@ impl Report {
         for (k, v) in &self.counters {
             let _ = writeln!(out, "  {k:<28} {v}");
         }
+        if self.runs.len() > 1 {
+            let _ = writeln!(out, "\n== runs");
+            for run in &self.runs {
+                let _ = writeln!(
+                    out,
+                    "  {} {:<44} {} of {} checks passed",
+                    if run.passed == run.checks {
+                        "PASS"
+                    } else {
+                        "FAIL"
+                    },
+                    run.name,
+                    run.passed,
+                    run.checks
+                );
+            }
+        }
         out
     }
 
@@ -93,6 +129,7 @@ impl Report {
             "checks": self.checks,
             "counters": self.counters,
             "all_passed": self.all_passed(),
+            "runs": self.runs,
         })
     }
 }

@@ -1,25 +1,37 @@
-//! `vsva demo`: the SVA demo program on a host platform (64 GiB of sparse memory, a VT-d
+//! `vsva demo`: the SVA demo program on a host platform (64 GiB of sparse memory, an IOMMU
 //! unit with its driver, the IOMMU core, the memory manager, a demo DMA device), then the
 //! same program inside a guest (`vsva-vmm`: a VMM process with 3 GiB of guest RAM, a virtual
 //! VT-d bound onto the host's nested translation through iommufd, the guest OS running the
-//! same driver and program). `--vm` runs only the guest.
+//! same driver and program). The hosts: an x86-64 machine with VT-d, and an Arm64 machine
+//! with an SMMUv3 (its guest, through a virtual SMMUv3, is issue 15's). `--iommu` picks one
+//! host and its guests; `--vm` runs only guests; with neither, every configuration runs and
+//! the report ends with a line per run.
 
 use std::sync::Arc;
 
 use anyhow::{Result, anyhow};
-use vsva_host::Platform;
+use vsva_host::{Host, Platform, Smmuv3Kind};
+use vsva_smmuv3::Smmuv3Config;
 use vsva_vmm::{Vm, VmConfig};
 use vsva_vtd::VtdConfig;
 
 use crate::report::Report;
 
-/// Which machines the demo runs on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Where {
-    /// The host, then a guest.
-    HostThenGuest,
-    /// Only inside a guest.
-    Guest,
+/// A host's IOMMU (`--iommu`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum HostIommu {
+    /// Intel VT-d on an x86-64 machine.
+    Vtd,
+    /// Arm SMMUv3 on an Arm64 machine.
+    Smmuv3,
+}
+
+/// One program run: where, and how many of its checks passed.
+fn run_line(r: &mut Report, name: &str, from: usize) {
+    let checks = &r.checks[from..];
+    let passed = checks.iter().filter(|c| c.passed).count();
+    let total = checks.len();
+    r.run(name, passed, total);
 }
 
 fn host(r: &mut Report) -> Result<()> {
@@ -73,13 +85,66 @@ fn guest(r: &mut Report, prefix: &str) -> Result<()> {
     Ok(())
 }
 
-pub fn run(place: Where) -> Result<Report> {
+fn smmuv3_host(r: &mut Report, prefix: &str) -> Result<()> {
+    let host = Host::<Smmuv3Kind>::new(64 << 30, Smmuv3Config::default())?;
+    let program = vsva_demo::run_program(&host).map_err(|e| anyhow!(e))?;
+    let cfg = host.unit.config();
+    r.section("SVA demo: the same program on an Arm64 machine behind an SMMUv3");
+    r.say(format!(
+        "host: 64 GiB sparse memory, SMMUv3 ({}-bit StreamIDs, {}-bit SubstreamIDs, 2-level stream and CD tables, ATS, PRI, stall), IOMMU core, memory manager with Arm64 (VMSAv8-64) process page tables",
+        cfg.sid_bits, cfg.ssid_bits
+    ));
+    r.say("device 00:03.0: the same DMA engine; its PASID is the SubstreamID, a CD's TTB0 is the process's table, page requests go through the PRI queue and come back as CMD_PRI_RESP");
+    for c in program.checks {
+        r.check(&format!("{prefix}{}", c.name), c.passed, c.detail);
+    }
+    let counter = |k: &str| {
+        if prefix.is_empty() {
+            k.to_string()
+        } else {
+            format!("smmuv3_{k}")
+        }
+    };
+    for (k, v) in program.counters {
+        r.count(&counter(k), v);
+    }
+    let s = host.unit.stats();
+    r.count(&counter("cmdq_commands"), s.commands);
+    r.count(&counter("cmd_syncs"), s.syncs);
+    r.count(&counter("events"), s.events);
+    r.count(&counter("priq_entries"), s.page_requests);
+    r.count(&counter("pri_responses"), s.page_responses);
+    r.count(&counter("tlb_walks"), s.tlb.walks);
+    Ok(())
+}
+
+/// Runs the demo on the hosts `iommu` selects (all when `None`), each followed by its guests
+/// unless `vm_only` (then only the guests).
+pub fn run(iommu: Option<HostIommu>, vm_only: bool) -> Result<Report> {
     let mut r = Report::default();
-    if place == Where::HostThenGuest {
-        host(&mut r)?;
-        guest(&mut r, "guest: ")?;
-    } else {
-        guest(&mut r, "")?;
+    let all = iommu.is_none();
+    if iommu != Some(HostIommu::Smmuv3) {
+        if !vm_only {
+            let from = r.checks.len();
+            host(&mut r)?;
+            run_line(&mut r, "VT-d host", from);
+        }
+        let from = r.checks.len();
+        guest(&mut r, if vm_only { "" } else { "guest: " })?;
+        run_line(&mut r, "VT-d guest (virtual VT-d on host nesting)", from);
+    }
+    if iommu != Some(HostIommu::Vtd) {
+        if vm_only {
+            if !all {
+                return Err(anyhow!(
+                    "no guest runs on an SMMUv3 host yet: the virtual SMMUv3 is issue 15's"
+                ));
+            }
+        } else {
+            let from = r.checks.len();
+            smmuv3_host(&mut r, if all { "smmuv3: " } else { "" })?;
+            run_line(&mut r, "SMMUv3 host", from);
+        }
     }
     Ok(r)
 }

@@ -23,8 +23,8 @@ fn json(args: &[&str]) -> serde_json::Value {
 fn demo_json_reports_every_sva_check_and_the_counters() {
     let v = json(&["demo", "--json"]);
     let checks = v["checks"].as_array().expect("checks array");
-    // the host's twelve, then the same twelve inside a guest
-    assert_eq!(checks.len(), 24);
+    // the VT-d host's twelve, the same twelve inside its guest, then on the SMMUv3 host
+    assert_eq!(checks.len(), 36);
     for c in checks {
         assert!(c["name"].is_string() && c["detail"].is_string());
         assert_eq!(c["passed"], true, "{c}");
@@ -38,7 +38,21 @@ fn demo_json_reports_every_sva_check_and_the_counters() {
         assert!(names.contains(&expected), "missing check {expected:?}");
         let in_guest = format!("guest: {expected}");
         assert!(names.contains(&in_guest.as_str()), "missing {in_guest:?}");
+        let on_smmu = format!("smmuv3: {expected}");
+        assert!(names.contains(&on_smmu.as_str()), "missing {on_smmu:?}");
     }
+    // one line per run
+    let runs = v["runs"].as_array().expect("runs array");
+    let run_names: Vec<&str> = runs.iter().filter_map(|r| r["name"].as_str()).collect();
+    assert_eq!(
+        run_names,
+        [
+            "VT-d host",
+            "VT-d guest (virtual VT-d on host nesting)",
+            "SMMUv3 host"
+        ]
+    );
+    assert!(runs.iter().all(|r| r["passed"] == 12 && r["checks"] == 12));
     for counter in [
         "ats_translations",
         "atc_hits",
@@ -84,11 +98,39 @@ fn demo_vm_runs_only_the_guest() {
 }
 
 #[test]
+fn demo_on_the_smmuv3_host_alone() {
+    let v = json(&["demo", "--iommu", "smmuv3", "--json"]);
+    let checks = v["checks"].as_array().expect("checks array");
+    assert_eq!(checks.len(), 12);
+    assert!(checks.iter().all(|c| c["passed"] == true));
+    let names: Vec<&str> = checks.iter().filter_map(|c| c["name"].as_str()).collect();
+    // no prefix when one host runs alone
+    assert!(names.contains(&"fresh mmap faulted in by the device"));
+    let n = |k: &str| v["counters"][k].as_u64().unwrap_or(0);
+    for counter in [
+        "ats_translations",
+        "page_requests",
+        "cmdq_commands",
+        "cmd_syncs",
+    ] {
+        assert!(n(counter) > 0, "{counter}");
+    }
+    // every page request went through the PRI queue and was answered with CMD_PRI_RESP
+    assert_eq!(n("priq_entries"), n("page_requests"));
+    assert_eq!(n("pri_responses"), n("page_group_responses"));
+    // no guest on an SMMUv3 host yet
+    let out = run(&["demo", "--iommu", "smmuv3", "--vm"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("virtual SMMUv3"));
+}
+
+#[test]
 fn demo_text_report_has_a_line_per_check_then_counters() {
     let out = run(&["demo"]);
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("== checks: 24 of 24 passed"));
+    assert!(text.contains("== checks: 36 of 36 passed"));
+    assert!(text.contains("PASS SMMUv3 host"));
     assert!(text.contains("vSVA demo"));
     let counters_at = text.find("== counters").expect("counters");
     assert!(text.find("== checks").unwrap() < counters_at);
