@@ -11,9 +11,8 @@ use std::time::Instant;
 use anyhow::{Result, ensure};
 use serde::Serialize;
 use vsva_demo::DemoDriver;
-use vsva_host::Platform;
+use vsva_host::{Host, IommuKind, Smmuv3Kind, VtdKind};
 use vsva_mem::Rid;
-use vsva_vtd::VtdConfig;
 
 mod dma;
 mod faults;
@@ -111,16 +110,25 @@ fn ratio_metric(
     }
 }
 
-/// A platform with one demo device (ATC of `atc` entries) probed and a process bound to it.
-struct Rig {
-    p: Platform,
+/// A host with one demo device (ATC of `atc` entries) probed and a process bound to it.
+struct Rig<K: IommuKind = VtdKind> {
+    p: Host<K>,
     drv: DemoDriver,
     proc_: Arc<vsva_mm::Process>,
     ctx: vsva_demo::Context,
 }
 
+/// The VT-d rig.
 fn rig(atc: usize) -> Result<Rig> {
-    let p = Platform::new(64 << 30, VtdConfig::default())?;
+    rig_on::<VtdKind>(atc)
+}
+
+/// The rig on a host of kind `K` (its unit's default configuration).
+fn rig_on<K: IommuKind>(atc: usize) -> Result<Rig<K>>
+where
+    K::Config: Default,
+{
+    let p = Host::<K>::new(64 << 30, K::Config::default())?;
     let dev = p.add_device(Rid::from_bdf(0, 3, 0)?, 64, atc);
     let drv = DemoDriver::probe(&p, dev, false)?;
     let proc_ = p.mm.spawn()?;
@@ -138,10 +146,18 @@ const METRICS: &[(&str, Measure)] = &[
     ("atc_hit_ns", atc_hit),
     ("walk4_ns", walk4),
     ("nested_walk_ns", nested),
-    ("sva_dma_copy_gbps", |e, _| sva_copy(e)),
-    ("iopf_roundtrip_us", |e, _| iopf_roundtrip(e)),
+    ("sva_dma_copy_gbps", |e, _| sva_copy::<VtdKind>(e)),
+    ("iopf_roundtrip_us", |e, _| iopf_roundtrip::<VtdKind>(e)),
     ("vsva_iopf_roundtrip_us", |e, _| vsva_iopf_roundtrip(e)),
-    ("invalidation_us", |e, _| invalidation(e)),
+    ("invalidation_us", |e, _| invalidation::<VtdKind>(e)),
+    // the same on an Arm64 host behind an SMMUv3, against the same baselines
+    ("smmuv3_sva_dma_copy_gbps", |e, _| sva_copy::<Smmuv3Kind>(e)),
+    ("smmuv3_iopf_roundtrip_us", |e, _| {
+        iopf_roundtrip::<Smmuv3Kind>(e)
+    }),
+    ("smmuv3_invalidation_us", |e, _| {
+        invalidation::<Smmuv3Kind>(e)
+    }),
     ("ioas_map_pages_per_s", |e, _| ioas_map(e)),
     ("pasid_scale", |e, _| pasid_scale(e)),
     ("thread_scale", |e, _| thread_scale(e)),

@@ -8,16 +8,19 @@ use std::time::Instant;
 use anyhow::{Result, bail, ensure};
 use vsva_demo::regs::{self, Op};
 use vsva_demo::{Command, DemoDriver};
-use vsva_host::Platform;
+use vsva_host::{IommuKind, Platform};
 use vsva_mem::{Access, PageSize, Rid, Va};
 use vsva_mm::{MapFlags, Prot};
 use vsva_vtd::VtdConfig;
 
-use super::{Effort, MIB, Metric, median, ratio_metric, rig};
+use super::{Effort, MIB, Metric, median, ratio_metric, rig_on};
 
-pub(super) fn sva_copy(e: Effort) -> Result<Metric> {
+pub(super) fn sva_copy<K: IommuKind>(e: Effort) -> Result<Metric>
+where
+    K::Config: Default,
+{
     let len = 64 * MIB;
-    let r = rig(4096)?;
+    let r = rig_on::<K>(4096)?;
     let src = r.proc_.mmap(None, len, Prot::RW, MapFlags::HUGE_2M)?;
     let dst = r.proc_.mmap(None, len, Prot::RW, MapFlags::HUGE_2M)?;
     // fault in and warm: the device writes a pattern into both

@@ -8,12 +8,12 @@ use std::time::Instant;
 use anyhow::{Result, ensure};
 use vsva_demo::regs::{self, Op};
 use vsva_demo::{Command, DemoDriver};
-use vsva_host::Platform;
+use vsva_host::{IommuKind, Platform};
 use vsva_mem::{Access, PhysMem, PhysMemory, Rid, Va};
 use vsva_mm::{MapFlags, Prot};
 use vsva_vtd::VtdConfig;
 
-use super::{Effort, Metric, median, ratio_metric, rig};
+use super::{Effort, Metric, median, ratio_metric, rig, rig_on};
 
 /// One sample of the I/O page-fault round trip on `machine` (a host or a guest): the device
 /// writes `pages` fresh pages of `proc_` under `ctx`, each a page request resolved by the
@@ -51,9 +51,12 @@ pub(super) fn iopf_pages(e: Effort) -> u64 {
     if e.quick { 1024 } else { 4096 }
 }
 
-pub(super) fn iopf_roundtrip(e: Effort) -> Result<Metric> {
+pub(super) fn iopf_roundtrip<K: IommuKind>(e: Effort) -> Result<Metric>
+where
+    K::Config: Default,
+{
     let pages = iopf_pages(e);
-    let r = rig(256)?;
+    let r = rig_on::<K>(256)?;
     let mut samples = vec![];
     for _ in 0..e.samples.min(5) {
         samples.push(iopf_sample(&r.p, &r.drv, &r.proc_, &r.ctx, pages)?);
@@ -123,8 +126,11 @@ pub(super) fn vsva_iopf_roundtrip(e: Effort) -> Result<Metric> {
 /// munmap of a page the device holds in its ATC (MMU notifier, PASID-IOTLB and device-TLB
 /// invalidation, waiting for the device), against munmap of a page in a process no device
 /// is bound to (the CPU side alone), alternately in the same run.
-pub(super) fn invalidation(e: Effort) -> Result<Metric> {
-    let r = rig(256)?;
+pub(super) fn invalidation<K: IommuKind>(e: Effort) -> Result<Metric>
+where
+    K::Config: Default,
+{
+    let r = rig_on::<K>(256)?;
     let rounds = if e.quick { 200 } else { 1000 };
     let dev = r.drv.device().clone();
     let plain = r.p.mm.spawn()?;
