@@ -6,8 +6,8 @@
 //! oracle's `run()`), and the same memory is built in a [`PhysMemory`] that vsva walks:
 //!
 //! 1. `ArmS1` is configured from the scenario's registers, decoded here from the raw bits
-//!    (TCR_EL1.T0SZ, IPS, HA, HD, HPD0; SCTLR_EL1.WXN; PSTATE.PAN is 0 in the oracle's
-//!    program), not through vsva's own constants.
+//!    (TCR_EL1.T0SZ, IPS, HA, HD, HPD0; SCTLR_EL1.WXN; the PSTATE.PAN the scenario runs
+//!    with), not through vsva's own constants.
 //! 2. Each probe is walked in order for its access — `LDR`/`STR` are EL1 data accesses,
 //!    `LDTR`/`STTR` EL0 ones (the harness clears UAO), `BLR` an EL1 fetch, `ERET` to EL0 an EL0
 //!    fetch. Where the CPU completed the access vsva must translate it, to the same frame: a
@@ -33,7 +33,7 @@ use std::time::Instant;
 use harness::expect::{Cases, word};
 use harness::scenarios::{self, BLOCK_2M, DATA, NORMAL, TABLES, page, table};
 use harness::vmsa::{FaultStatus, desc, esr, sctlr, tcr};
-use harness::{Outcome, RAM_BASE, RAM_END, Regs, Report, Scenario, asm, exec_stub};
+use harness::{Outcome, RAM_BASE, RAM_END, Report, Scenario, asm, exec_stub};
 use vsva_mem::{Access, PhysMem, PhysMemory};
 use vsva_pgtable::walk::Direct;
 use vsva_pgtable::{ArmFault, ArmFaultKind, ArmS1, LastEntry, Stage, walk};
@@ -74,9 +74,14 @@ fn ips_bits(ips: u64) -> u8 {
 }
 
 /// vsva's stage 1 configuration for the oracle's registers.
-fn config(r: &Regs) -> ArmS1 {
+fn config(s: &Scenario) -> ArmS1 {
     use tcr_bits::*;
-    assert_eq!((r.tcr >> TG0_SHIFT) & 3, 0, "TG0 must select the 4 KiB granule");
+    let r = &s.regs;
+    assert_eq!(
+        (r.tcr >> TG0_SHIFT) & 3,
+        0,
+        "TG0 must select the 4 KiB granule"
+    );
     assert_eq!(r.tcr & (EPD0 | TBI0 | DS), 0, "EPD0, TBI0 and DS stay 0");
     ArmS1 {
         tsz: (r.tcr & T0SZ) as u8,
@@ -85,8 +90,8 @@ fn config(r: &Regs) -> ArmS1 {
         ha: r.tcr & tcr::HA != 0,
         hd: r.tcr & tcr::HD != 0,
         hpd: r.tcr & HPD0 != 0,
-        // The program clears PSTATE.PAN and SCTLR_EL1.SPAN = 1 keeps it clear.
-        pan: false,
+        // PSTATE.PAN as the program sets it (SCTLR_EL1.SPAN = 1 keeps it over exceptions).
+        pan: s.pan,
         wxn: r.sctlr & sctlr::WXN != 0,
         // Only what the builder writes; walks do not look at it.
         non_global: false,
@@ -145,7 +150,10 @@ fn cpu_fault(p: &harness::Probe, f: harness::Fault) -> Result<(ArmFaultKind, u8)
 enum Vsva {
     /// Translated to `pa`; `value` as [`Outcome::Done`] would carry it (`None`: a fetch that
     /// finds no stub there).
-    Done { pa: u64, value: Option<u64> },
+    Done {
+        pa: u64,
+        value: Option<u64>,
+    },
     Fault(ArmFault),
 }
 
@@ -215,7 +223,8 @@ fn known_approximation(
     vsva: &Vsva,
     leaf: u64,
 ) -> Option<&'static str> {
-    let writable_clean = cfg.ha && cfg.hd && leaf & (desc::DBM | desc::AP_RO) == desc::DBM | desc::AP_RO;
+    let writable_clean =
+        cfg.ha && cfg.hd && leaf & (desc::DBM | desc::AP_RO) == desc::DBM | desc::AP_RO;
     let el0 = leaf & desc::AP_EL0 != 0;
     let rule_applies = match p.access {
         Probe::Fetch => el0 || cfg.wxn,
@@ -229,13 +238,15 @@ fn known_approximation(
 }
 
 /// Statistics of one comparison.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone)]
 struct Tally {
     probes: usize,
     done: usize,
     faults: usize,
     exceptions: usize,
     words: usize,
+    /// The faults both sides agreed on, by (type, Arm level): what the comparison covered.
+    kinds: std::collections::BTreeMap<String, usize>,
 }
 
 /// Runs `s` on QEMU and through vsva; returns the disagreements, one line each (`None`
@@ -257,7 +268,7 @@ fn compare(name: &str, s: &Scenario, what: &[&str], tally: &mut Tally) -> Option
     for piece in &s.mem {
         mem.write(piece.pa, &piece.bytes).expect("load a piece");
     }
-    let cfg = config(&s.regs);
+    let cfg = config(&s);
     let mut bad = Vec::new();
     for (i, (p, cpu)) in s.probes.iter().zip(&report.outcomes).enumerate() {
         tally.probes += 1;
@@ -282,7 +293,10 @@ fn compare(name: &str, s: &Scenario, what: &[&str], tally: &mut Tally) -> Option
             (Outcome::Fault(f), Vsva::Fault(a)) => {
                 tally.faults += 1;
                 match cpu_fault(p, *f) {
-                    Ok(k) if k == (a.kind, a.level) => Ok(()),
+                    Ok(k) if k == (a.kind, a.level) => {
+                        *tally.kinds.entry(format!("{:?}{}", k.0, k.1)).or_default() += 1;
+                        Ok(())
+                    }
                     Ok(k) => Err(format!("CPU fault {k:?}, vsva ({:?}, {})", a.kind, a.level)),
                     Err(e) => Err(format!("CPU exception is not a stage 1 abort: {e}")),
                 }
@@ -420,7 +434,9 @@ impl Alloc {
         b
     }
     fn fill(&mut self, s: &mut Scenario, p: u64) {
-        let bytes: Vec<u8> = (0..512).flat_map(|i| word(p + i * 8).to_le_bytes()).collect();
+        let bytes: Vec<u8> = (0..512)
+            .flat_map(|i| word(p + i * 8).to_le_bytes())
+            .collect();
         s.put(p, &bytes);
         self.tag += 1;
         s.put(p + STUB, &exec_stub(self.tag));
@@ -550,11 +566,7 @@ fn random_scenario(seed: u64) -> Scenario {
     let va_bits = rng.pick(&[48u64, 44, 39, 36, 33, 30, 25]);
     let ips = rng.pick(&[(0u64, 32u8), (2, 40), (5, 48)]);
     let mut extra = 0;
-    for (bit, pct) in [
-        (tcr::HA, 60),
-        (tcr::HD, 60),
-        (tcr_bits::HPD0, 20),
-    ] {
+    for (bit, pct) in [(tcr::HA, 60), (tcr::HD, 60), (tcr_bits::HPD0, 20)] {
         if rng.chance(pct) {
             extra |= bit;
         }
@@ -565,6 +577,7 @@ fn random_scenario(seed: u64) -> Scenario {
         r.sctlr |= sctlr::WXN;
     }
     let mut s = Scenario::new(r);
+    s.pan = rng.chance(30);
     let mut alloc = Alloc {
         tables: 1,
         pages: 0,
@@ -655,7 +668,7 @@ fn seeds() -> (u64, u64) {
             .and_then(|v| v.parse().ok())
             .unwrap_or(d)
     };
-    (env("VSVA_ARM_SEED", 0x5eed), env("VSVA_ARM_CASES", 8))
+    (env("VSVA_ARM_SEED", 0x5eed), env("VSVA_ARM_CASES", 16))
 }
 
 #[test]
