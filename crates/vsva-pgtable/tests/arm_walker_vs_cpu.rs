@@ -453,7 +453,8 @@ struct Target {
     va: u64,
 }
 
-/// Random attribute bits of a block or page: AP\[2:1\], AF, DBM, UXN, PXN, nG, software bits.
+/// Random attribute bits of a block or page: AP\[2:1\], AF, DBM, UXN, PXN, nG, software bits,
+/// sometimes RES0 bits.
 fn leaf_attrs(rng: &mut Rng) -> u64 {
     let mut a = NORMAL;
     for (bit, pct) in [
@@ -470,10 +471,20 @@ fn leaf_attrs(rng: &mut Rng) -> u64 {
         }
     }
     // Bits 58:55 are reserved for software use: ignored by the walk.
-    a | (rng.below(16) << 55)
+    a |= rng.below(16) << 55;
+    // Now and then MAIR attribute 1 (Device-nGnRnE) or 2 (Normal Non-cacheable): vsva keeps
+    // AttrIndx as data; the memory type must not change the walk.
+    if rng.chance(15) {
+        a = (a & !desc::attr_indx(7)) | desc::attr_indx(1 + rng.below(2));
+    }
+    // Now and then RES0 bits 49:48 (D8.3: no fault is defined for them; vsva ignores them).
+    if rng.chance(10) {
+        a |= (1 + rng.below(3)) << 48;
+    }
+    a
 }
 
-/// Random hierarchical controls of a table descriptor (and software bits 58:52, ignored).
+/// Random hierarchical controls of a table descriptor, and bits it ignores or reserves.
 fn table_attrs(rng: &mut Rng) -> u64 {
     let mut a = 0;
     for bit in [
@@ -486,7 +497,16 @@ fn table_attrs(rng: &mut Rng) -> u64 {
             a |= bit;
         }
     }
-    a | (rng.below(128) << 52)
+    a |= rng.below(128) << 52;
+    // Bits 11:2 are ignored in table descriptors (bit 10 is AF only with FEAT_HAFT), and now
+    // and then RES0 bits 50:48.
+    if rng.chance(30) {
+        a |= rng.below(1 << 10) << 2;
+    }
+    if rng.chance(10) {
+        a |= (1 + rng.below(7)) << 48;
+    }
+    a
 }
 
 /// Fills the table at `t` (Arm `level`, covering VAs from `base`, `entries` long) with a few
@@ -534,7 +554,13 @@ fn gen_table(
             } else {
                 RAM_BASE
             };
-            oa | desc::BLOCK | leaf_attrs(rng)
+            // Now and then output address bits below the block size, which are RES0 (D8.3).
+            let low = if rng.chance(10) {
+                rng.next() & (span - 1) & desc::OA
+            } else {
+                0
+            };
+            oa | low | desc::BLOCK | leaf_attrs(rng)
         } else if level == 0 && roll < 15 {
             // A level 0 block: invalid with the 4 KiB granule and DS = 0, but QEMU < 8.2
             // takes it as a 512 GiB block (see `arm_oracle/mod.rs`). Left out there.
@@ -572,6 +598,8 @@ fn random_scenario(seed: u64) -> Scenario {
         }
     }
     let mut r = scenarios::regs(va_bits, extra);
+    // Attribute 0 Normal Write-Back, 1 Device-nGnRnE, 2 Normal Non-cacheable.
+    r.mair = 0x44_00_ff;
     r.tcr = (r.tcr & !tcr::ips(7)) | tcr::ips(ips.0);
     if rng.chance(30) {
         r.sctlr |= sctlr::WXN;
@@ -602,11 +630,22 @@ fn random_scenario(seed: u64) -> Scenario {
         ips.1,
         &mut targets,
     );
-    // Just outside the TTBR0 region.
-    targets.push(Target { va: 1 << va_bits });
+    // Outside the TTBR0 region: just past it, higher up, and with VA[55] = 1 below the
+    // harness's TTBR1 region (D8.2: outside both ranges, a level 0 Translation fault).
+    let outside = [
+        1 << va_bits,
+        1 << (va_bits + rng.below(55 - va_bits)),
+        0xff80_0000_0000_0000,
+    ];
     let mut n = 0;
     while n < 160 {
-        let t = targets[rng.below(targets.len() as u64) as usize];
+        let t = if targets.is_empty() || rng.chance(8) {
+            Target {
+                va: rng.pick(&outside),
+            }
+        } else {
+            targets[rng.below(targets.len() as u64) as usize]
+        };
         let access = match rng.below(6) {
             0 => Probe::Read,
             1 => Probe::Write(rng.next()),
@@ -649,7 +688,7 @@ fn is_gib_block(s: &Scenario, va: u64) -> bool {
             return false;
         }
         if d & 2 == 0 {
-            return level == 1 && d & desc::OA == RAM_BASE;
+            return level == 1 && d & desc::OA & !((1 << 30) - 1) == RAM_BASE;
         }
         t = d & desc::OA;
         if !(TABLES..DATA).contains(&t) {
