@@ -21,6 +21,19 @@
 //!    for word with vsva's memory: the Access flags and AP\[2\] (DBM dirty state) the CPU wrote
 //!    are exactly those vsva's walker wrote, and the data writes landed in the same frames.
 //!
+//! Any other difference fails the test with the scenario, the probe, QEMU's answer and
+//! vsva's — but one: vsva's documented writable-clean approximation (see
+//! [`known_approximation`], with the Arm ARM rule), accepted only where walking again with the
+//! leaf read-only makes vsva do exactly what the CPU did. Level 0 block descriptors are left
+//! out on QEMU before 8.2, which takes them as 512 GiB blocks (`arm_oracle/mod.rs`).
+//!
+//! The generated scenarios ([`random_scenario`]) pick a T0SZ (2 to 4 levels), IPS, HA, HD,
+//! HPD0, WXN and PAN, build random valid and invalid descriptors (hierarchical controls, AP,
+//! AF, DBM, XN bits, RES0 and ignored bits, misaligned block addresses, output addresses
+//! beyond the IPS, Device memory types) and run 160 random probes over them in one boot
+//! each. `VSVA_ARM_SEED` (default 1) and `VSVA_ARM_CASES` (default 16 boots) choose them; a
+//! failure names the seed of its scenario.
+//!
 //! Where `qemu-system-aarch64` is not installed the tests print
 //! `SKIP: qemu-system-aarch64 not found` and pass.
 
@@ -716,7 +729,7 @@ fn seeds() -> (u64, u64) {
             .and_then(|v| v.parse().ok())
             .unwrap_or(d)
     };
-    (env("VSVA_ARM_SEED", 0x5eed), env("VSVA_ARM_CASES", 16))
+    (env("VSVA_ARM_SEED", 1), env("VSVA_ARM_CASES", 16))
 }
 
 #[test]
