@@ -91,6 +91,11 @@ fn dirty_bit_modifier_without_hd_is_a_permission_fault() {
 }
 
 #[test]
+fn privileged_access_never_faults_el1_data_accesses_to_el0_memory() {
+    scenarios::privileged_access_never().run();
+}
+
+#[test]
 fn output_address_beyond_ips_is_an_address_size_fault() {
     scenarios::output_address_beyond_ips().run();
 }

@@ -311,6 +311,11 @@ impl Asm {
         self.word(0xd500_409f);
     }
 
+    /// `MSR PAN, #1`: privileged data accesses to EL0-accessible memory fault (FEAT_PAN).
+    pub fn set_pan(&mut self) {
+        self.word(0xd500_419f);
+    }
+
     /// `MSR UAO, #0`: `LDTR`/`STTR` at EL1 check EL0 permissions (FEAT_UAO).
     pub fn clear_uao(&mut self) {
         self.word(0xd500_407f);
@@ -400,6 +405,7 @@ mod tests {
         a.tbnz_w(12, 5, l); // tbnz w12, #5, #-156
         a.bl(l); // bl #-160
         a.adr(28, l); // adr x28, #-164
+        a.set_pan(); // msr pan, #1
         assert_eq!(
             a.finish(),
             [
@@ -445,6 +451,7 @@ mod tests {
                 0x372f_fb2c,
                 0x97ff_ffd8,
                 0x10ff_fafc,
+                0xd500_419f,
             ]
         );
     }

@@ -32,8 +32,9 @@
 //!
 //! # Features of `-cpu max` that matter (QEMU 7.2)
 //! FEAT_HAFDBS (ID_AA64MMFR1_EL1.HAFDBS = 2: hardware Access flag and dirty state, TCR_EL1.HA
-//! and HD), FEAT_PAN (PSTATE.PAN cleared by the program; the default
-//! SCTLR_EL1.SPAN = 1 and the handler's `ERET` with PAN = 0 keep it clear), FEAT_UAO
+//! and HD), FEAT_PAN (PSTATE.PAN cleared by the program, or set where the scenario says so
+//! ([`Scenario::pan`]); the default SCTLR_EL1.SPAN = 1 leaves it alone on exception entry
+//! and the handler's `ERET` restores the scenario's value), FEAT_UAO
 //! (cleared, so `LDTR`/`STTR` check EL0 permissions), FEAT_HPDS (TCR_EL1.HPD0 is left 0, so
 //! APTable/XNTable/PXNTable apply), FEAT_LPA2 and FEAT_LPA (left off: TCR_EL1.DS = 0, 4 KiB
 //! granule, so the output address is at most 48 bits). The test
@@ -134,6 +135,8 @@ pub struct Scenario {
     /// Physical memory contents; later pieces overwrite earlier ones. Zero elsewhere.
     pub mem: Vec<Piece>,
     pub regs: Regs,
+    /// PSTATE.PAN while the probes run (FEAT_PAN): `false` unless a scenario sets it.
+    pub pan: bool,
     pub probes: Vec<Probe>,
     /// (physical address, length in bytes, a multiple of 8) to read back after the probes.
     pub dump: Vec<(u64, usize)>,
@@ -197,6 +200,7 @@ impl Scenario {
         Self {
             mem: Vec::new(),
             regs,
+            pan: false,
             probes: Vec::new(),
             dump: Vec::new(),
         }

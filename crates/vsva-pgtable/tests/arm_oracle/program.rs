@@ -35,9 +35,12 @@ const UARTCR_ON: u16 = 0x301;
 const PSCI_SYSTEM_OFF: u64 = 0x8400_0008;
 
 /// SPSR_EL1 values to `ERET` with (register SPSR_EL1, chapter C5): D, A, I, F masked, and
-/// M[3:0] = EL1h (0b0101) or EL0t (0b0000); PAN and UAO (bits 22, 23) stay 0.
+/// M[3:0] = EL1h (0b0101) or EL0t (0b0000); UAO (bit 23) stays 0, PAN (bit 22) is
+/// [`SPSR_PAN`] where the scenario runs with PAN.
 const SPSR_EL1H: u16 = 0x3c5;
 const SPSR_EL0T: u16 = 0x3c0;
+/// SPSR_EL1.PAN, bit 22: PSTATE.PAN after the `ERET` (set for scenarios run with PAN).
+const SPSR_PAN: u64 = 1 << 22;
 
 /// MAIR_EL1 attribute indices the harness keeps for its own mappings.
 const ATTR_NORMAL: u64 = 6;
@@ -185,6 +188,9 @@ pub fn image(s: &Scenario) -> Vec<u8> {
     a.adr(X9, vectors);
     a.msr(asm::VBAR_EL1, X9);
     a.clear_pan();
+    if s.pan {
+        a.set_pan();
+    }
     a.clear_uao();
     a.mov_imm(X9, tcr_final);
     a.msr(asm::TCR_EL1, X9);
@@ -293,7 +299,7 @@ pub fn image(s: &Scenario) -> Vec<u8> {
     a.subs_imm(XZR, X9, u32::from(esr::EC_SVC64));
     a.cset(STATUS, Cond::Ne);
     a.msr(asm::ELR_EL1, RESUME);
-    a.movz(X9, SPSR_EL1H, 0);
+    a.mov_imm(X9, u64::from(SPSR_EL1H) | if s.pan { SPSR_PAN } else { 0 });
     a.msr(asm::SPSR_EL1, X9);
     a.eret();
 

@@ -658,6 +658,65 @@ pub fn write_implies_execute_never() -> Cases {
     c
 }
 
+/// PSTATE.PAN = 1 (FEAT_PAN; D8.4 "Memory access control", Privileged access never): a
+/// privileged data access — `LDR`/`STR` at EL1 — to a location EL0 can access is a Permission
+/// fault at the leaf's level, whatever AP[2]. In the stage 1 permission pseudocode
+/// (`AArch64.S1DirectBasePermissions`) "EL0 can access" is `ur OR uw` after the hierarchical
+/// controls, so APTable[0] = 1 above an AP = 01 page lifts PAN there. Unprivileged accesses
+/// (`LDTR`/`STTR` at EL1) and instruction fetches are not PAN's business.
+pub fn privileged_access_never() -> Cases {
+    let mut c = Cases::new(regs(48, 0));
+    c.s.pan = true;
+    c.entry(table(0), 0, table(1) | desc::TABLE);
+    c.entry(table(1), 0, table(2) | desc::TABLE);
+    c.entry(table(2), 0, table(3) | desc::TABLE);
+    let leaf = NORMAL | desc::AF;
+    let pages = [
+        leaf,                              // 0: AP = 00, EL1 only
+        leaf | desc::AP_EL0,               // 1: AP = 01, EL0 RW
+        leaf | desc::AP_RO | desc::AP_EL0, // 2: AP = 11, EL0 RO
+    ];
+    for (n, &attrs) in pages.iter().enumerate() {
+        let n = n as u64;
+        c.entry(table(3), n, page(n) | desc::PAGE | attrs);
+        c.data(page(n));
+        c.s.put(page(n) + 0x80, &exec_stub(n as u16 + 1));
+    }
+    // L1[1] -> table(4) with APTable = 01 (no EL0 access below) -> table(5) -> page(3), AP = 01.
+    c.entry(table(1), 1, table(4) | desc::TABLE | desc::AP_TABLE_NO_EL0);
+    c.entry(table(4), 0, table(5) | desc::TABLE);
+    c.entry(table(5), 0, page(3) | desc::PAGE | leaf | desc::AP_EL0);
+    c.data(page(3));
+    let v = |n: u64, off: u64| va(0, 0, 0, n, off);
+    let done = |pa: u64| Outcome::Done(word(pa));
+    let perm = |write: bool, va: u64| dabt(Permission(3), write, va);
+    c.expect("00 EL1 read", v(0, 0), Read, done(page(0)));
+    c.expect("00 EL1 write", v(0, 8), Write(1), Outcome::Done(0));
+    c.expect("01 EL1 read", v(1, 0), Read, perm(false, v(1, 0)));
+    c.expect("01 EL1 write", v(1, 8), Write(2), perm(true, v(1, 8)));
+    c.expect("01 EL0 read", v(1, 0x10), ReadEl0, done(page(1) + 0x10));
+    c.expect("01 EL0 write", v(1, 0x18), WriteEl0(3), Outcome::Done(0));
+    c.expect("01 EL0 read it back", v(1, 0x18), ReadEl0, Outcome::Done(3));
+    c.expect("11 EL1 read", v(2, 0), Read, perm(false, v(2, 0)));
+    c.expect("11 EL0 read", v(2, 8), ReadEl0, done(page(2) + 8));
+    c.expect("11 EL1 fetch", v(2, 0x80), Fetch, Outcome::Done(3));
+    let u = va(0, 1, 0, 0, 0x20);
+    c.expect(
+        "01 under APTable=01 EL1 read",
+        u,
+        Read,
+        done(page(3) + 0x20),
+    );
+    c.expect(
+        "01 under APTable=01 EL1 write",
+        u,
+        Write(4),
+        Outcome::Done(0),
+    );
+    c.expect("01 under APTable=01 EL0 read", u, ReadEl0, perm(false, u));
+    c
+}
+
 /// Every scenario, named. `level0_block`: include the level 0 block probe (see
 /// [`invalid_descriptors`]).
 pub fn all(level0_block: bool) -> Vec<(&'static str, Cases)> {
@@ -682,5 +741,6 @@ pub fn all(level0_block: bool) -> Vec<(&'static str, Cases)> {
             dirty_bit_modifier_without_hd(),
         ),
         ("output_address_beyond_ips", output_address_beyond_ips()),
+        ("privileged_access_never", privileged_access_never()),
     ]
 }
