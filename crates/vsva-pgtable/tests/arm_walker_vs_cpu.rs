@@ -108,6 +108,8 @@ fn config(s: &Scenario) -> ArmS1 {
         wxn: r.sctlr & sctlr::WXN != 0,
         // Only what the builder writes; walks do not look at it.
         non_global: false,
+        // An SMMU's CD.AFFD; a CPU has none.
+        affd: false,
     }
 }
 
