@@ -621,8 +621,13 @@ impl Smmuv3 {
                 s1.is_none_or(|s| s.abort),
             )
         };
-        if stall && txn.stallable {
-            let tag = self.stalls.hold(*txn);
+        // With IDR5.STALL_MAX transactions stalled already (§6.3.6), a fault that could
+        // stall is terminated as one that cannot.
+        let max = self.cfg.idr5().stall_max() as usize;
+        if let Some(tag) = (stall && txn.stallable)
+            .then(|| self.stalls.hold(*txn, max))
+            .flatten()
+        {
             w.stag = Some(tag.stag);
             if self.record(&EventRecord::walk_fault(f.event_id(), &a, &w)) {
                 return Blocked::Stalled(tag);
