@@ -152,6 +152,18 @@ fn the_page_tables_leaf_beyond_memory_is_refused_at_the_access() {
     assert_eq!(s.translated, 1, "{s:?}");
 }
 
+#[test]
+fn stalls_with_their_events_consumed_stay_within_stall_max() {
+    // 80 stalling faults, software taking each event but resuming none: IDR5.STALL_MAX
+    // (64) bounds the stalls outstanding (§6.3.6); the checks assert it after every step.
+    let mut s = Stream::new(0);
+    for _ in 0..80 {
+        s = s.txn(sid::S1, 1, 11, 0xc1).consume(1);
+    }
+    let s = s.run();
+    assert_eq!((s.stalled, s.events), (64, 80), "{s:?}");
+}
+
 /// Many seeds, for a longer local run: `cargo test -p vsva-smmuv3 --test fuzz_streams --
 /// --ignored` with `FUZZ_SECONDS` (default 60).
 #[test]
