@@ -11,7 +11,29 @@
 //! (stalling) and nested STEs, a CD table, stage 1 and stage 2 page tables (some leaves
 //! pointing beyond memory), and the three queues; unless the stream's first byte says
 //! otherwise the registers are programmed and every enable is on. The stream then corrupts
-//! what it likes. After every step the checks of [`run`] hold.
+//! what it likes.
+//!
+//! | op (byte % 16) | what |
+//! |---|---|
+//! | 0, 1 / 2 | a 32- or 64-bit register write / read: a named register (pointers mostly kept inside memory) or any offset of the two pages |
+//! | 3, 4 | a word of an STE, CD, level-1 descriptor, page table, the command queue or anywhere: a bit flipped, a small, raw or pointer value |
+//! | 5, 6 | a command at CMDQ_PROD — a valid one of 14 kinds, or raw words with a chosen (valid or unknown) opcode — and PROD moved on by one or far ahead |
+//! | 7 | software consuming: EVENTQ_CONS / PRIQ_CONS = PROD, GERRORN = GERROR |
+//! | 8–10 | a transaction (StreamID, SubstreamID or none, address, access, stallable or not); its memory access carried out |
+//! | 11 | through the port: an ATS Translation Request, translated or untranslated DMA |
+//! | 12 | a page request through the port |
+//! | 13 | a stalled transaction polled or waited for |
+//! | 14, 15 | a burst of up to 32 transactions (event queue overflow, stalls) |
+//!
+//! After every step (`check`): CR0ACK = CR0 = the enables written and implemented, and
+//! likewise IRQ_CTRLACK; GERROR has only defined bits and GERRORN is what software wrote; the
+//! queues' PROD/CONS hold only index and wrap bits (and OVFLG / CONS.ERR), an error the SMMU
+//! raised has a valid CONS.ERR, an enabled command queue without an error is empty; a
+//! register write consumes fewer than twice the queue's entries; traffic writes no more
+//! events or page requests than the queues had room for, and at most three events per
+//! transaction; stalls outstanding stay within IDR5.STALL_MAX; every translation's output is
+//! inside the OAS and its memory access succeeds exactly when it is inside memory. No step
+//! panics or blocks.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,60 +46,20 @@ use zerocopy::IntoBytes;
 
 use crate::config::{Smmuv3Config, StallModel};
 use crate::port::Smmuv3Port;
-use crate::spec::cd::{Cd, Cd0, CdTtb};
 use crate::spec::cmd::{CMD_BYTES, Command, PriResp, ResumeAction, SyncCs, TlbiRange, op};
-use crate::spec::registers::{Cr0, Gerror, IrqCtrl, QueueBase, cerror, offset, queue};
-use crate::spec::ste::{L1Std, Ste, Ste0, Ste1, Ste2, Ste3, config, eats, s1dss};
+use crate::spec::registers::{Cr0, IrqCtrl, QueueBase, offset, queue};
 use crate::translate::{Blocked, StallTag, Transaction};
 use crate::unit::Smmuv3;
 
 /// Size of the fuzzed SMMU's memory.
 pub const MEMORY: u64 = 4 << 20;
 
-/// The starting layout.
-mod layout {
-    /// Linear stream table (2^6 STEs), or the level-1 table of a two-level one.
-    pub const STRTAB: u64 = 0x1_0000;
-    /// The level-2 table of StreamIDs 0..64 in the two-level layout.
-    pub const STRTAB_L2: u64 = 0x1_1000;
-    /// Command queue, 2^4 entries.
-    pub const CMDQ: u64 = 0x2_0000;
-    /// Event queue, 2^3 entries: small, so that it overflows.
-    pub const EVTQ: u64 = 0x2_1000;
-    /// PRI queue, 2^3 entries.
-    pub const PRIQ: u64 = 0x2_2000;
-    /// CD table, 2^4 CDs.
-    pub const CDTAB: u64 = 0x3_0000;
-    /// Stage 1 tables, levels 0 to 3.
-    pub const S1: [u64; 4] = [0x4_0000, 0x4_1000, 0x4_2000, 0x4_3000];
-    /// Stage 2 tables, levels 1 and 2.
-    pub const S2: [u64; 2] = [0x5_0000, 0x5_1000];
-    /// Data pages.
-    pub const DATA: u64 = 0x10_0000;
-    /// Beyond memory, inside the 48-bit OAS.
-    pub const OUTSIDE: u64 = 0x8000_0000;
-    /// The stage 1 VA window: L0 0, L1 1, L2 0, L3 index = page.
-    pub const VA: u64 = 0x4000_0000;
-    /// MSI doorbells (beyond memory: an MSI is not a memory write here).
-    pub const MSI: u64 = 0xfee0_0000;
-}
-use layout::*;
+mod check;
+mod layout;
 
-/// StreamIDs of the starting stream table.
-pub mod sid {
-    /// STE.Config = bypass.
-    pub const BYPASS: u32 = 0;
-    /// Stage 1; CD 0 records and aborts, CD 1 stalls, CD 2 is RAZ/WI, CD 3 has HA/HD.
-    pub const S1: u32 = 1;
-    /// Stage 2, stalling.
-    pub const S2: u32 = 2;
-    /// Nested, EATS = S1CHK.
-    pub const NESTED: u32 = 3;
-    /// STE.Config = abort.
-    pub const ABORT: u32 = 4;
-    /// STE.V = 0.
-    pub const INVALID: u32 = 5;
-}
+use check::{Before, check};
+pub use layout::sid;
+use layout::*;
 
 /// Registers worth hitting more often than random offsets.
 const REGISTERS: [u64; 28] = [
@@ -225,128 +207,6 @@ struct Rig {
     summary: Summary,
 }
 
-fn stage1_page(pa: u64) -> u64 {
-    // Page, AF, inner shareable, AP = 0b01 (read/write at EL0 and EL1), nG.
-    pa | 0b11 | 1 << 10 | 3 << 8 | 1 << 6 | 1 << 11
-}
-
-fn stage2_block(pa: u64) -> u64 {
-    // Block, AF, inner shareable, S2AP = 0b11, MemAttr normal write-back.
-    pa | 0b01 | 1 << 10 | 3 << 8 | 3 << 6 | 0xf << 2
-}
-
-fn cd0(asid: u16) -> Cd0 {
-    Cd0::new()
-        .with_t0sz(16)
-        .with_ir0(1)
-        .with_or0(1)
-        .with_sh0(3)
-        .with_epd1(true)
-        .with_v(true)
-        .with_ips(5)
-        .with_aa64(true)
-        .with_r(true)
-        .with_a(true)
-        .with_asid(asid)
-}
-
-fn ste2(stall: bool) -> Ste2 {
-    Ste2::new()
-        .with_s2vmid(1)
-        .with_s2t0sz(24)
-        .with_s2sl0(1)
-        .with_s2ir0(1)
-        .with_s2or0(1)
-        .with_s2sh0(3)
-        .with_s2ps(5)
-        .with_s2aa64(true)
-        .with_s2r(true)
-        .with_s2s(stall)
-}
-
-/// The starting memory: tables and entries a driver would have written.
-fn lay_out(mem: &PhysMemory, two_level: bool) {
-    let put = |at: u64, v: u64| {
-        let _ = mem.store_u64(at, v);
-    };
-    // Stage 1: VA pages 0..8 to data, 8 beyond memory, 9 without AF, 10 read-only, 11
-    // invalid.
-    put(S1[0], S1[1] | 3);
-    put(S1[1] + 8, S1[2] | 3);
-    put(S1[2], S1[3] | 3);
-    for i in 0..8 {
-        put(S1[3] + 8 * i, stage1_page(DATA + 0x1000 * i));
-    }
-    put(S1[3] + 64, stage1_page(OUTSIDE));
-    put(S1[3] + 72, stage1_page(DATA + 0x9000) & !(1 << 10));
-    put(S1[3] + 80, stage1_page(DATA + 0xa000) | 1 << 7);
-    // Stage 2: IPA 0..4 MiB identity, 4..6 MiB beyond memory.
-    put(S2[0], S2[1] | 3);
-    put(S2[1], stage2_block(0));
-    put(S2[1] + 8, stage2_block(0x20_0000));
-    put(S2[1] + 16, stage2_block(OUTSIDE));
-    // CDs: 0 records and aborts, 1 stalls, 2 RAZ/WI, 3 hardware AF/dirty.
-    let cds = [
-        cd0(1),
-        cd0(2).with_s(true),
-        cd0(3).with_a(false).with_r(false),
-        cd0(4).with_ha(true).with_hd(true),
-    ];
-    for (i, w0) in cds.into_iter().enumerate() {
-        let ttb = CdTtb::new().with_ttb(S1[0] >> 4);
-        let cd = Cd::from_words(w0, ttb, CdTtb::new(), 0x0044_ff04);
-        let _ = mem.write(CDTAB + 64 * i as u64, cd.as_bytes());
-    }
-    let s1 = Ste0::new()
-        .with_v(true)
-        .with_s1contextptr(CDTAB >> 6)
-        .with_s1cdmax(4);
-    let w1 = Ste1::new().with_shcfg(1).with_s1dss(s1dss::SSID0);
-    let s2ttb = Ste3::new().with_s2ttb(S2[0] >> 4);
-    let stes = [
-        Ste::from_words(
-            Ste0::new().with_v(true).with_config(config::BYPASS),
-            Ste1::new().with_shcfg(1),
-            Ste2::new(),
-            Ste3::new(),
-        ),
-        Ste::from_words(
-            s1.with_config(config::S1_TRANS),
-            w1.with_eats(eats::TRANS),
-            Ste2::new(),
-            Ste3::new(),
-        ),
-        Ste::from_words(
-            // No ATS: EATS = full ATS with S2S is ILLEGAL (§5.2).
-            Ste0::new().with_v(true).with_config(config::S2_TRANS),
-            Ste1::new(),
-            ste2(true),
-            s2ttb,
-        ),
-        Ste::from_words(
-            s1.with_config(config::NESTED),
-            w1.with_eats(eats::S1CHK),
-            ste2(false),
-            s2ttb,
-        ),
-        Ste::from_words(
-            Ste0::new().with_v(true).with_config(config::ABORT),
-            Ste1::new(),
-            Ste2::new(),
-            Ste3::new(),
-        ),
-    ];
-    let table = if two_level {
-        put(STRTAB, L1Std::pointing_to(STRTAB_L2, 7).into_bits());
-        STRTAB_L2
-    } else {
-        STRTAB
-    };
-    for (i, ste) in stes.iter().enumerate() {
-        let _ = mem.write(table + 64 * i as u64, ste.as_bytes());
-    }
-}
-
 impl Rig {
     fn new(setup: u8) -> Rig {
         let cfg = Smmuv3Config {
@@ -466,12 +326,8 @@ impl Rig {
         match self.smmu.translate(txn) {
             Ok(t) => {
                 self.summary.translated += 1;
-                // Only a bypassed transaction keeps an address beyond the OAS (§3.4).
-                assert!(
-                    t.addr < 1 << 48 || t.addr == txn.addr,
-                    "output {:#x} beyond the OAS",
-                    t.addr
-                );
+                // No output beyond the OAS, bypassed or not (§3.4).
+                assert!(t.addr < 1 << 48, "output {:#x} beyond the OAS", t.addr);
                 self.access(t.addr, txn.access.is_write());
             }
             Err(Blocked::Stalled(tag)) => {
@@ -650,7 +506,7 @@ fn step(rig: &mut Rig, b: &mut Bytes<'_>, op: u8) -> Option<Op> {
             };
             let size = if op & 0x10 != 0 { 8 } else { 4 };
             let v = if POINTERS.contains(&off) && op & 0x20 == 0 {
-                (v % MEMORY) & !0x1f | (v & 0x1f) % 8
+                ((v % MEMORY) & !0x1f) | ((v & 0x1f) % 8)
             } else {
                 v
             };
@@ -680,7 +536,7 @@ fn step(rig: &mut Rig, b: &mut Bytes<'_>, op: u8) -> Option<Op> {
                 3 => S1[(i % 4) as usize] + (i >> 2) % 16 * 8,
                 4 => S2[(i % 2) as usize] + (i >> 1) % 4 * 8,
                 5 => CMDQ + (i % 64) * 8,
-                _ => (v >> 8) % MEMORY & !7,
+                _ => ((v >> 8) % MEMORY) & !7,
             };
             let old = rig.mem.load_u64(at).unwrap_or(0);
             let new = match t >> 6 {
@@ -838,193 +694,4 @@ fn step(rig: &mut Rig, b: &mut Bytes<'_>, op: u8) -> Option<Op> {
             Op::Traffic(n)
         }
     })
-}
-
-/// A queue's registers as read.
-#[derive(Debug, Clone, Copy)]
-struct QueueRegs {
-    base: u64,
-    prod: u32,
-    cons: u32,
-}
-
-impl QueueRegs {
-    fn read(smmu: &Smmuv3, base: u64, prod: u64, cons: u64) -> QueueRegs {
-        QueueRegs {
-            base: smmu.mmio_read(base, 8),
-            prod: smmu.mmio_read(prod, 4) as u32,
-            cons: smmu.mmio_read(cons, 4) as u32,
-        }
-    }
-    /// log2 of the entries: LOG2SIZE capped by IDR1 (§6.3.26).
-    fn log2(&self, max: u8) -> u32 {
-        (QueueBase::from_bits(self.base).log2size().min(max)) as u32
-    }
-    /// Entries in use, by the current size.
-    fn used(&self, max: u8) -> u32 {
-        let log2 = self.log2(max);
-        let m = (2u32 << log2) - 1;
-        (self.prod & m).wrapping_sub(self.cons & m) & m
-    }
-}
-
-/// What the checks compare a step's end with.
-#[derive(Debug, Clone, Copy)]
-struct Before {
-    commands: u64,
-    events: u64,
-    events_lost: u64,
-    page_requests: u64,
-    evtq: QueueRegs,
-    priq: QueueRegs,
-    gerror: u32,
-    cmdq_err: bool,
-}
-
-impl Before {
-    fn of(rig: &Rig) -> Before {
-        let s = &rig.smmu;
-        let st = s.stats();
-        let g = rig.r32(offset::GERROR) ^ rig.r32(offset::GERRORN);
-        Before {
-            commands: st.commands,
-            events: st.events,
-            events_lost: st.events_lost,
-            page_requests: st.page_requests,
-            evtq: QueueRegs::read(
-                s,
-                offset::EVENTQ_BASE,
-                offset::EVENTQ_PROD,
-                offset::EVENTQ_CONS,
-            ),
-            priq: QueueRegs::read(s, offset::PRIQ_BASE, offset::PRIQ_PROD, offset::PRIQ_CONS),
-            gerror: rig.r32(offset::GERROR),
-            cmdq_err: g & Gerror::CMDQ_ERR.bits() != 0,
-        }
-    }
-}
-
-/// The SMMU's invariants after any step (IHI 0070).
-fn check(rig: &Rig, before: &Before, op: Op) {
-    let s = &rig.smmu;
-    let cfg = &rig.cfg;
-    // §6.3.9/§6.3.10: CR0ACK shows the enables that took effect — here all that were
-    // written and are implemented, at once.
-    let mut cr0 = Cr0::from_bits_truncate(rig.written.cr0);
-    if !cfg.pri {
-        cr0 -= Cr0::PRIQEN;
-    }
-    if !cfg.ats {
-        cr0 -= Cr0::ATSCHK;
-    }
-    assert_eq!(rig.r32(offset::CR0ACK), cr0.bits(), "CR0ACK");
-    assert_eq!(rig.r32(offset::CR0), cr0.bits(), "CR0");
-    // §6.3.16/§6.3.18: likewise IRQ_CTRLACK.
-    let mut irq = IrqCtrl::from_bits_truncate(rig.written.irq_ctrl);
-    if !cfg.pri {
-        irq -= IrqCtrl::PRIQ_IRQEN;
-    }
-    assert_eq!(rig.r32(offset::IRQ_CTRLACK), irq.bits(), "IRQ_CTRLACK");
-    // §6.3.19/§6.3.20: GERROR holds only defined errors; GERRORN is what software wrote.
-    let gerror = rig.r32(offset::GERROR);
-    let gerrorn = rig.r32(offset::GERRORN);
-    assert_eq!(gerror & !Gerror::all().bits(), 0, "GERROR {gerror:#x}");
-    assert_eq!(
-        gerrorn,
-        rig.written.gerrorn & Gerror::all().bits(),
-        "GERRORN"
-    );
-    let active = Gerror::from_bits_truncate(gerror ^ gerrorn);
-
-    // §3.5, §6.3.27/28: the command queue's indexes hold index and wrap bit of the largest
-    // queue; CONS.ERR says why the queue stopped.
-    let cmdq = QueueRegs::read(s, offset::CMDQ_BASE, offset::CMDQ_PROD, offset::CMDQ_CONS);
-    let max = (2u32 << cfg.cmdq_bits) - 1;
-    let err_bits = queue::ERR_MASK << queue::ERR_SHIFT;
-    assert_eq!(cmdq.prod & !max, 0, "CMDQ_PROD {:#x}", cmdq.prod);
-    assert_eq!(
-        cmdq.cons & !(max | err_bits),
-        0,
-        "CMDQ_CONS {:#x}",
-        cmdq.cons
-    );
-    // (Only when the SMMU raised it: a driver toggling GERRORN for an inactive error makes
-    // it look active, CONSTRAINED UNPREDICTABLE.)
-    let raised = (gerror ^ before.gerror) & Gerror::CMDQ_ERR.bits() != 0;
-    if active.contains(Gerror::CMDQ_ERR) && raised {
-        let err = (cmdq.cons >> queue::ERR_SHIFT) as u8 & queue::ERR_MASK as u8;
-        assert!(
-            matches!(err, cerror::ILL | cerror::ABT | cerror::ATC_INV_SYNC),
-            "CMDQ_CONS.ERR {err}"
-        );
-    } else if cr0.contains(Cr0::CMDQEN) && !active.contains(Gerror::CMDQ_ERR) {
-        // Commands are consumed at once: an enabled queue without an error is empty.
-        assert_eq!(cmdq.used(cfg.cmdq_bits), 0, "CMDQ left {cmdq:?}");
-    }
-    // Bounded work: one register write consumes at most the entries from CONS to PROD —
-    // fewer than twice the queue's size even when a driver moved PROD further ahead of CONS
-    // than the queue holds (index and wrap bit, §3.5).
-    let commands = s.stats().commands - before.commands;
-    assert!(
-        commands < 2 << cmdq.log2(cfg.cmdq_bits),
-        "{commands} commands in one step"
-    );
-
-    // §7.4, §8: the output queues' indexes, with OVFLG / OVACKFLG.
-    let st = s.stats();
-    for (name, q, bits) in [
-        (
-            "EVENTQ",
-            QueueRegs::read(
-                s,
-                offset::EVENTQ_BASE,
-                offset::EVENTQ_PROD,
-                offset::EVENTQ_CONS,
-            ),
-            cfg.evtq_bits,
-        ),
-        (
-            "PRIQ",
-            QueueRegs::read(s, offset::PRIQ_BASE, offset::PRIQ_PROD, offset::PRIQ_CONS),
-            cfg.priq_bits,
-        ),
-    ] {
-        let m = (2u32 << bits) - 1 | queue::OVERFLOW;
-        assert_eq!(q.prod & !m, 0, "{name}_PROD {:#x}", q.prod);
-        assert_eq!(q.cons & !m, 0, "{name}_CONS {:#x}", q.cons);
-    }
-    if let Op::Traffic(n) = op {
-        // Traffic writes no more records than the queues had room for (a full queue
-        // overflows, §7.4, §8), and a bounded number of them. Indexes a driver wrote further
-        // apart than the queue holds are its error (CONSTRAINED UNPREDICTABLE): not checked.
-        let room = |q: QueueRegs, bits: u8| {
-            let size = 1u64 << q.log2(bits);
-            let used = q.used(bits) as u64;
-            (used <= size).then(|| size - used)
-        };
-        let written = st.events - before.events;
-        if let Some(room) = room(before.evtq, cfg.evtq_bits) {
-            assert!(written <= room, "{written} events into {room} free entries");
-        }
-        let tried = written + st.events_lost - before.events_lost;
-        assert!(tried <= 3 * n, "{tried} events for {n} transactions");
-        let queued = st.page_requests - before.page_requests;
-        if let Some(room) = room(before.priq, cfg.priq_bits) {
-            assert!(
-                queued <= room,
-                "{queued} page requests into {room} free entries"
-            );
-        }
-    }
-
-    // IDR5.STALL_MAX (§6.3.6): never more stall records outstanding than advertised.
-    let stall_max = match cfg.stall {
-        StallModel::Terminate => 0,
-        _ => s.config().idr5().stall_max() as usize,
-    };
-    assert!(
-        s.stalled() <= stall_max,
-        "{} stalled, STALL_MAX {stall_max}",
-        s.stalled()
-    );
 }

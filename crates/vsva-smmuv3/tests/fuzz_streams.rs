@@ -27,8 +27,6 @@ const STRTAB_BASE: u16 = 6 << 1;
 const STRTAB_BASE_CFG: u16 = 7 << 1;
 const CMDQ_BASE: u16 = 8 << 1;
 const EVENTQ_BASE: u16 = 11 << 1;
-/// The stage 1 window.
-const VA: u64 = 0x4000_0000;
 
 impl Stream {
     fn new(setup: u8) -> Stream {
