@@ -177,6 +177,7 @@ fn many_seeds() {
         .unwrap_or(1);
     let end = std::time::Instant::now() + std::time::Duration::from_secs(secs);
     let mut seed = seed0;
+    let mut deep = [0u64; 6];
     while std::time::Instant::now() < end {
         // xorshift64*: reproducible streams, each seed printed before it runs.
         let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
@@ -190,8 +191,24 @@ fn many_seeds() {
             })
             .collect();
         let r = std::panic::catch_unwind(|| run(&data));
-        assert!(r.is_ok(), "seed {seed} failed");
+        let Ok(s) = r else {
+            panic!("seed {seed} failed");
+        };
+        // How many streams reached each deep state.
+        for (n, reached) in deep.iter_mut().zip([
+            s.translated > 0,
+            s.stalled > 0,
+            s.commands > 0,
+            s.cmdq_errors > 0,
+            s.event_overflows > 0,
+            s.page_requests > 0,
+        ]) {
+            *n += u64::from(reached);
+        }
         seed += 1;
     }
-    eprintln!("seeds {seed0}..{seed}");
+    eprintln!(
+        "seeds {seed0}..{seed}; streams that translated, stalled, consumed commands, stopped \
+         the command queue, overflowed the event queue, queued page requests: {deep:?}"
+    );
 }
