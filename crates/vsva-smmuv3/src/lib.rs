@@ -4,7 +4,7 @@
 //! vsva-pgtable's VMSAv8-64 formats through a TLB, faults as events, the stall model, ATS —
 //! with the unit as the PCIe upstream port of the Functions behind it ([`Smmuv3Port`]).
 //!
-//! The modules (private but `spec`; what other crates use is re-exported below):
+//! The modules (private but `spec` and the `fuzz` harness; what other crates use is re-exported below):
 //!
 //! | module | what |
 //! |---|---|
@@ -25,6 +25,7 @@
 //! | `ats` | ATS Translation Requests ([`Smmuv3::ats_translate`]) and translated traffic ([`Smmuv3::translated`]) |
 //! | `port` | [`Smmuv3Port`]: the unit as [`vsva_pcie::Upstream`] |
 //! | `interrupt` | the *_IRQ_CFG registers; MSIs go to a [`vsva_pcie::MsiSink`] |
+//! | [`fuzz`] | a byte-stream interpreter for fuzzing: register, table, queue and device inputs, with the unit's invariants checked after every step |
 //!
 //! What is wired:
 //!
@@ -85,6 +86,7 @@ mod cache;
 mod cmdq;
 mod config;
 mod evtq;
+pub mod fuzz;
 mod hooks;
 mod interrupt;
 mod lookup;

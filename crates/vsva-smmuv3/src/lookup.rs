@@ -97,7 +97,7 @@ fn bad_cd(why: &'static str) -> ConfigFault {
     ConfigFault::BadCd { why }
 }
 
-fn oas_bits(c: &Smmuv3Config) -> u8 {
+pub(crate) fn oas_bits(c: &Smmuv3Config) -> u8 {
     pa_bits(c.oas.min(6)).unwrap_or(48)
 }
 

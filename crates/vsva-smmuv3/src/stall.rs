@@ -42,16 +42,30 @@ impl Stalls {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Holds `txn` under a STAG not in use for its StreamID.
-    pub fn hold(&self, txn: Transaction) -> StallTag {
+    /// Holds `txn` under a STAG not in use for its StreamID — unless `max` transactions are
+    /// stalled already (IDR5.STALL_MAX: the stall records outstanding never exceed it,
+    /// IHI 0070 §6.3.6) or every STAG of the StreamID is taken (resolved transactions nobody
+    /// has polled keep theirs): `None`, and the caller terminates the transaction instead.
+    pub fn hold(&self, txn: Transaction, max: usize) -> Option<StallTag> {
         let mut st = self.lock();
+        let pending = st
+            .held
+            .values()
+            .filter(|h| matches!(h, Held::Pending(_)))
+            .count();
+        if pending >= max {
+            return None;
+        }
         let mut stag = st.next;
-        while st.held.contains_key(&(txn.sid, stag)) {
+        for _ in 0..=u16::MAX {
+            if !st.held.contains_key(&(txn.sid, stag)) {
+                st.next = stag.wrapping_add(1);
+                st.held.insert((txn.sid, stag), Held::Pending(txn));
+                return Some(StallTag { sid: txn.sid, stag });
+            }
             stag = stag.wrapping_add(1);
         }
-        st.next = stag.wrapping_add(1);
-        st.held.insert((txn.sid, stag), Held::Pending(txn));
-        StallTag { sid: txn.sid, stag }
+        None
     }
 
     /// Forgets `tag` (its event was lost).

@@ -29,6 +29,7 @@ use vsva_mem::{Access, PageSize, PhysMem};
 use vsva_pgtable::walk::{LastEntry, TableMap, Translation, WalkObserver};
 use vsva_pgtable::{ArmFault, ArmFaultKind, ArmS1, ArmS2, Fault, Format, Perm, Stage, walk};
 
+use crate::lookup::oas_bits;
 use crate::spec::event::{self, EventRecord, WalkFault, class, id};
 use crate::stream::{Granule, Stage1Config, Stage2Config, StreamConfig, TranslationConfig};
 use crate::tlb::{AsidTag, Entry, Key, Regime};
@@ -489,6 +490,14 @@ impl Smmuv3 {
             StreamConfig::Disabled { abort: true } | StreamConfig::Abort => {
                 return Xlate::Blocked(Blocked::Abort);
             }
+            // §3.4: with SMMUEN = 0 an input address beyond the OAS aborts, without an event;
+            // an STE bypassing every stage makes it a stage 1 Address Size fault.
+            StreamConfig::Disabled { abort: false } if self.beyond_oas(txn.addr) => {
+                return Xlate::Blocked(Blocked::Abort);
+            }
+            StreamConfig::Bypass if self.beyond_oas(txn.addr) => {
+                return self.s1_addr_size(txn);
+            }
             StreamConfig::Disabled { abort: false } | StreamConfig::Bypass => {
                 return Xlate::Done(Translated {
                     addr: txn.addr,
@@ -529,6 +538,9 @@ impl Smmuv3 {
                 };
                 (Some((f1, table.ttb)), va, regime, Some(s1.asid))
             }
+            // §3.4: an address bypassing stage 1 beyond the IAS (the OAS: AArch64 tables
+            // only) is a stage 1 Address Size fault, before stage 2 sees it.
+            None if self.beyond_oas(txn.addr) => return self.s1_addr_size(txn),
             None => (None, txn.addr, Regime::S2, None),
         };
         if s1f.is_none() && tc.stage2.is_none() {
@@ -571,6 +583,36 @@ impl Smmuv3 {
         };
         self.tlb.fill(key, entry, epoch);
         Xlate::Done(w.t)
+    }
+
+    /// Is `addr` beyond the OAS (§3.4; also the IAS, as only AArch64 tables are offered)?
+    fn beyond_oas(&self, addr: u64) -> bool {
+        addr.checked_shr(oas_bits(&self.cfg) as u32)
+            .is_some_and(|high| high != 0)
+    }
+
+    /// A stage 1 Address Size fault on an address that bypassed stage 1 (§3.4): terminated
+    /// with an abort and F_ADDR_SIZE recorded — there is no CD whose R or S could say
+    /// otherwise.
+    fn s1_addr_size(&self, txn: &Transaction) -> Xlate {
+        let a = event::Access {
+            sid: txn.sid,
+            ssid: txn.ssid,
+            addr: txn.addr,
+            read: !txn.access.is_write(),
+            instruction: txn.access.is_exec(),
+            privileged: txn.access.is_priv(),
+        };
+        let w = WalkFault {
+            s2: false,
+            class: class::IN,
+            stag: None,
+            ipa: 0,
+            tt_read: false,
+            fetch_addr: 0,
+        };
+        self.record(&EventRecord::walk_fault(id::F_ADDR_SIZE, &a, &w));
+        Xlate::Blocked(Blocked::Abort)
     }
 
     /// Applies the fault rules (§3.12) to a walk fault of `txn` under `cfg`: records, stalls
@@ -618,8 +660,13 @@ impl Smmuv3 {
                 s1.is_none_or(|s| s.abort),
             )
         };
-        if stall && txn.stallable {
-            let tag = self.stalls.hold(*txn);
+        // With IDR5.STALL_MAX transactions stalled already (§6.3.6), a fault that could
+        // stall is terminated as one that cannot.
+        let max = self.cfg.idr5().stall_max() as usize;
+        if let Some(tag) = (stall && txn.stallable)
+            .then(|| self.stalls.hold(*txn, max))
+            .flatten()
+        {
             w.stag = Some(tag.stag);
             if self.record(&EventRecord::walk_fault(f.event_id(), &a, &w)) {
                 return Blocked::Stalled(tag);

@@ -62,6 +62,31 @@ fn a_stalled_transaction_records_stall_and_stag() {
 }
 
 #[test]
+fn stalls_beyond_idr5_stall_max_are_terminated_not_held() {
+    // IHI 0070 §6.3.6 IDR5.STALL_MAX: the stall records outstanding (neither resumed nor
+    // terminated) never exceed it, even when software keeps consuming the events.
+    let r = stalling();
+    let max =
+        (r.b.smmu
+            .mmio_read(vsva_smmuv3::spec::registers::offset::IDR5, 4)
+            >> 16) as usize;
+    assert_eq!(max, 64);
+    for i in 0..max as u64 {
+        stall(&r, SID, VA + i * 8);
+        r.b.events();
+    }
+    assert_eq!(r.b.smmu.stalled(), max);
+    // One more: terminated by the fault rules of a transaction that cannot stall (CD.R = 1
+    // records it, without STALL; CD.A = 1 aborts it).
+    let r2 = r.b.smmu.translate(&platform(SID, VA, Access::READ));
+    assert_eq!(r2, Err(Blocked::Abort));
+    assert_eq!(r.b.smmu.stalled(), max);
+    let ev = r.b.events();
+    assert_eq!(ev.len(), 1);
+    assert_eq!(ev[0].words[1] & STALL, 0, "no STALL: nothing to resume");
+}
+
+#[test]
 fn two_stalls_get_different_stags() {
     let r = stalling();
     let a = stall(&r, SID, VA);

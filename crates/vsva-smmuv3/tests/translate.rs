@@ -654,3 +654,77 @@ fn ste_instcfg_instruction_makes_a_read_a_fetch() {
         rec(id::F_PERMISSION, SID, CLASS_IN, VA, 0)
     );
 }
+
+/// IHI 0070 §3.4: an input address beyond the OAS (48 bits here) never reaches the output.
+const BEYOND_OAS: u64 = 1 << 48;
+
+#[test]
+fn an_ste_bypass_address_beyond_the_oas_aborts_with_a_stage_1_f_addr_size() {
+    // §3.4: "When a stream selects an STE with STE.Config == 0b100 [...] If the input address
+    // of a transaction exceeds the size of the OAS, the transaction is terminated with an
+    // abort and a stage 1 Address Size fault (F_ADDR_SIZE) is recorded."
+    use vsva_smmuv3::spec::ste::{Ste, Ste0, Ste1, Ste2, Ste3, config};
+    let b = Bench::new();
+    let ste = Ste::from_words(
+        Ste0::new().with_v(true).with_config(config::BYPASS),
+        Ste1::new(),
+        Ste2::new(),
+        Ste3::new(),
+    );
+    b.write_ste(SID, &ste);
+    let last = BEYOND_OAS - 1;
+    assert_eq!(
+        b.smmu
+            .translate(&txn(SID, last, Access::READ))
+            .unwrap()
+            .addr,
+        last
+    );
+    assert_eq!(
+        b.smmu.translate(&txn(SID, BEYOND_OAS, Access::READ)),
+        Err(Blocked::Abort)
+    );
+    assert_eq!(
+        b.events().iter().map(|e| e.words).collect::<Vec<_>>(),
+        vec![rec(id::F_ADDR_SIZE, SID, RNW | CLASS_IN, BEYOND_OAS, 0)]
+    );
+}
+
+#[test]
+fn with_smmuen_clear_an_address_beyond_the_oas_aborts_without_an_event() {
+    // §3.4: "If the SMMU is disabled [...] If the input address of a transaction exceeds the
+    // size of the OAS, the transaction is terminated with an abort and no event is recorded."
+    use vsva_smmuv3::spec::registers::{Cr0, offset};
+    let b = Bench::new();
+    b.w32(offset::CR0, (Cr0::CMDQEN | Cr0::EVTQEN).bits());
+    assert_eq!(
+        b.smmu
+            .translate(&txn(SID, 0x1234, Access::READ))
+            .unwrap()
+            .addr,
+        0x1234
+    );
+    assert_eq!(
+        b.smmu
+            .translate(&txn(SID, BEYOND_OAS | 0x1234, Access::WRITE)),
+        Err(Blocked::Abort)
+    );
+    assert!(b.events().is_empty());
+}
+
+#[test]
+fn a_stage_1_bypassed_address_beyond_the_ias_is_a_stage_1_address_size_fault() {
+    // §3.4: "If bypassing stage 1 [...] If the input address of a transaction exceeds the
+    // size of the IAS, a stage 1 Address Size fault occurs, the transaction is terminated
+    // with an abort and F_ADDR_SIZE is recorded" — not a stage 2 Translation fault.
+    let b = Bench::new();
+    b.write_ste(SID, &s2_ste(good_ste2(VMID)));
+    assert_eq!(
+        b.smmu.translate(&txn(SID, BEYOND_OAS, Access::READ)),
+        Err(Blocked::Abort)
+    );
+    assert_eq!(
+        b.events()[0].words,
+        rec(id::F_ADDR_SIZE, SID, RNW | CLASS_IN, BEYOND_OAS, 0)
+    );
+}
