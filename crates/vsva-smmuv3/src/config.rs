@@ -82,7 +82,8 @@ pub struct Smmuv3Config {
 impl Default for Smmuv3Config {
     /// An SMMUv3.2 with everything a host SVA setup uses: 16-bit StreamIDs, 20-bit
     /// SubstreamIDs, both table formats at two levels, both stages, ATS and PRI, HTTU
-    /// (access and dirty), 48-bit OAS, 4 KiB and 64 KiB granules, MSIs, stall supported.
+    /// (access and dirty), 48-bit OAS, the 4 KiB granule only (vsva-pgtable walks 4 KiB
+    /// granules: a CD or STE asking for another is C_BAD_CD / C_BAD_STE), MSIs, stall.
     fn default() -> Self {
         Smmuv3Config {
             sid_bits: 16,
@@ -98,7 +99,7 @@ impl Default for Smmuv3Config {
             oas: 5,
             gran4k: true,
             gran16k: false,
-            gran64k: true,
+            gran64k: false,
             cmdq_bits: 8,
             evtq_bits: 7,
             priq_bits: 7,

@@ -62,7 +62,7 @@
 //! | StreamID / SubstreamID | 16 / 20 bits |
 //! | tables | linear and 2-level stream tables and CD tables |
 //! | stages | 1 and 2, AArch64 tables, little-endian only |
-//! | OAS, granules | 48 bits; 4 KiB and 64 KiB |
+//! | OAS, granules | 48 bits; 4 KiB |
 //! | ATS, PRI, HTTU | yes, yes, access and dirty |
 //! | stall model | stall and terminate (0b00) |
 //! | queues | 256 commands, 128 events, 128 page requests |

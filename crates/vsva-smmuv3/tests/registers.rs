@@ -19,8 +19,8 @@ fn id_registers_advertise_the_default_config() {
     assert_eq!(b.r32(offset::IDR2), 0);
     // HAD (bit 2), XNX (bit 4), PPS (bit 5), FWB (bit 8), RIL (bit 10), BBML = 1 (12:11).
     assert_eq!(b.r32(offset::IDR3), 0xd34);
-    // OAS 48 (5), GRAN4K, GRAN64K, STALL_MAX 64.
-    assert_eq!(b.r32(offset::IDR5), 0x0040_0055);
+    // OAS 48 (5), GRAN4K (bit 4; no GRAN64K, bit 6), STALL_MAX 64 (31:16).
+    assert_eq!(b.r32(offset::IDR5), 0x0040_0015);
     assert_eq!(b.r32(offset::AIDR), AIDR);
     // Writes to ID registers are ignored.
     b.w32(offset::IDR0, 0);
