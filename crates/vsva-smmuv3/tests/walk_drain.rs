@@ -9,14 +9,14 @@
 
 mod common;
 
+use std::sync::Arc;
 use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
 use std::time::Duration;
 
 use common::xlate::*;
 use common::*;
-use vsva_mem::{Access, PageSize, PhysMem, PhysMemory};
+use vsva_mem::{Access, GatedMemory, PageSize, PhysMemory};
 use vsva_pgtable::{PageTable, Perm};
 use vsva_smmuv3::spec::cmd::{Command, SyncCs};
 use vsva_smmuv3::spec::registers::offset;
@@ -26,131 +26,12 @@ const HOLD: Duration = Duration::from_millis(50);
 /// Bound on every other wait, so that a regression fails instead of hanging.
 const BOUND: Duration = Duration::from_secs(5);
 
-#[derive(Default)]
-struct GateState {
-    armed: Option<u64>,
-    /// Park after the load (the walk holds the value read) instead of before it.
-    after: bool,
-    parked: bool,
-    released: bool,
-    loaded: bool,
-}
-
-/// Memory whose armed address blocks one read (a `load_u64` of it, or a `read` covering it)
-/// until the test releases it.
-struct Gated {
-    inner: Arc<PhysMemory>,
-    state: Mutex<GateState>,
-    changed: Condvar,
-}
-
-impl Gated {
-    fn state(&self) -> MutexGuard<'_, GateState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn arm(&self, pa: u64) {
-        *self.state() = GateState {
-            armed: Some(pa),
-            ..GateState::default()
-        };
-    }
-
-    /// The next load of `pa` reads memory, then parks with the value.
-    fn arm_after(&self, pa: u64) {
-        *self.state() = GateState {
-            armed: Some(pa),
-            after: true,
-            ..GateState::default()
-        };
-    }
-
-    fn wait_parked(&self) -> bool {
-        let st = self.state();
-        let (st, _) = self
-            .changed
-            .wait_timeout_while(st, BOUND, |s| !s.parked)
-            .unwrap_or_else(|e| e.into_inner());
-        st.parked
-    }
-
-    fn release(&self) {
-        self.state().released = true;
-        self.changed.notify_all();
-    }
-
-    fn loaded(&self) -> bool {
-        self.state().loaded
-    }
-
-    /// Parks if `[pa, pa + len)` covers the armed address, then runs `f`.
-    fn gate<T>(&self, pa: u64, len: u64, f: impl FnOnce() -> T) -> T {
-        let mut st = self.state();
-        if !st.armed.is_some_and(|a| a >= pa && a < pa + len) {
-            drop(st);
-            return f();
-        }
-        st.armed = None;
-        let mut f = Some(f);
-        let early = if st.after {
-            f.take().map(|f| f())
-        } else {
-            None
-        };
-        st.parked = true;
-        self.changed.notify_all();
-        let (mut st, _) = self
-            .changed
-            .wait_timeout_while(st, BOUND, |s| !s.released)
-            .unwrap_or_else(|e| e.into_inner());
-        let v = match (early, f) {
-            (Some(v), _) => v,
-            (None, Some(f)) => f(),
-            (None, None) => unreachable!("the load ran or is still to run"),
-        };
-        st.loaded = true;
-        v
-    }
-}
-
-impl PhysMem for Gated {
-    fn size(&self) -> u64 {
-        self.inner.size()
-    }
-    fn load_u64(&self, pa: u64) -> vsva_mem::phys::Result<u64> {
-        self.gate(pa, 8, || self.inner.load_u64(pa))
-    }
-    fn store_u64(&self, pa: u64, val: u64) -> vsva_mem::phys::Result<()> {
-        self.inner.store_u64(pa, val)
-    }
-    fn compare_exchange_u64(
-        &self,
-        pa: u64,
-        current: u64,
-        new: u64,
-    ) -> vsva_mem::phys::Result<Result<u64, u64>> {
-        self.inner.compare_exchange_u64(pa, current, new)
-    }
-    fn read(&self, pa: u64, buf: &mut [u8]) -> vsva_mem::phys::Result<()> {
-        let len = buf.len() as u64;
-        self.gate(pa, len, || self.inner.read(pa, buf))
-    }
-    fn write(&self, pa: u64, buf: &[u8]) -> vsva_mem::phys::Result<()> {
-        self.inner.write(pa, buf)
-    }
-    fn zero(&self, pa: u64, len: u64) -> vsva_mem::phys::Result<()> {
-        self.inner.zero(pa, len)
-    }
-}
+type Gated = GatedMemory<PhysMemory>;
 
 /// A stage 1 stream over gated memory, VA mapped.
 fn rig() -> (Bench, Arc<Gated>, PageTable<vsva_pgtable::ArmS1>) {
     let mem = Arc::new(PhysMemory::new(MEM).unwrap());
-    let gate = Arc::new(Gated {
-        inner: mem.clone(),
-        state: Mutex::default(),
-        changed: Condvar::new(),
-    });
+    let gate = Arc::new(GatedMemory::new(mem.clone()));
     let b = Bench::over(mem, gate.clone());
     let s1 = PageTable::new(s1_format(), frames(&b, S1_FRAMES)).unwrap();
     s1.map(VA, PA, PageSize::Size4K, Perm::USER_RW).unwrap();

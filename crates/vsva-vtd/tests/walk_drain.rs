@@ -11,13 +11,13 @@
 mod common;
 
 use std::ops::Deref;
+use std::sync::Arc;
 use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
 use std::time::Duration;
 
 use common::{WAIT_DATA, pasid_entry};
-use vsva_mem::{Access, PageSize, Pasid, PhysMem, PhysMemory, Rid};
+use vsva_mem::{Access, GatedMemory, PageSize, Pasid, PhysMemory, Rid};
 use vsva_pcie::{Request, RequestKind};
 use vsva_pgtable::x86::X86Paging;
 use vsva_pgtable::{PageTable, Perm};
@@ -32,117 +32,7 @@ const HOLD: Duration = Duration::from_millis(50);
 const BOUND: Duration = Duration::from_secs(5);
 
 /// What the gate has seen of the armed address.
-#[derive(Default)]
-struct GateState {
-    /// The address whose next load parks (cleared once a load has parked on it).
-    armed: Option<u64>,
-    /// A load is parked (or was).
-    parked: bool,
-    /// The test let the parked load go.
-    released: bool,
-    /// The parked load has read memory and returned to the walk.
-    loaded: bool,
-}
-
-/// Physical memory whose armed address blocks one load until the test releases it.
-struct Gated {
-    inner: Arc<PhysMemory>,
-    state: Mutex<GateState>,
-    changed: Condvar,
-}
-
-impl Gated {
-    fn state(&self) -> MutexGuard<'_, GateState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// The next load of `pa` parks.
-    fn arm(&self, pa: u64) {
-        *self.state() = GateState {
-            armed: Some(pa),
-            ..GateState::default()
-        };
-    }
-
-    /// Waits (bounded) until a load has parked on the armed address.
-    fn wait_parked(&self) -> bool {
-        let st = self.state();
-        let (st, _) = self
-            .changed
-            .wait_timeout_while(st, BOUND, |s| !s.parked)
-            .unwrap_or_else(|e| e.into_inner());
-        st.parked
-    }
-
-    /// Lets the parked load go.
-    fn release(&self) {
-        self.state().released = true;
-        self.changed.notify_all();
-    }
-
-    /// Has the parked load read memory and returned?
-    fn loaded(&self) -> bool {
-        self.state().loaded
-    }
-}
-
-impl PhysMem for Gated {
-    fn size(&self) -> u64 {
-        self.inner.size()
-    }
-
-    fn load_u64(&self, pa: u64) -> vsva_mem::phys::Result<u64> {
-        let mut st = self.state();
-        if st.armed != Some(pa) {
-            drop(st);
-            return self.inner.load_u64(pa);
-        }
-        st.armed = None;
-        st.parked = true;
-        self.changed.notify_all();
-        // Bounded: if the test never releases (it failed), the walk goes on by itself.
-        let (mut st, _) = self
-            .changed
-            .wait_timeout_while(st, BOUND, |s| !s.released)
-            .unwrap_or_else(|e| e.into_inner());
-        let v = self.inner.load_u64(pa);
-        st.loaded = true;
-        v
-    }
-
-    fn store_u64(&self, pa: u64, val: u64) -> vsva_mem::phys::Result<()> {
-        self.inner.store_u64(pa, val)
-    }
-
-    fn compare_exchange_u64(
-        &self,
-        pa: u64,
-        current: u64,
-        new: u64,
-    ) -> vsva_mem::phys::Result<Result<u64, u64>> {
-        self.inner.compare_exchange_u64(pa, current, new)
-    }
-
-    fn read(&self, pa: u64, buf: &mut [u8]) -> vsva_mem::phys::Result<()> {
-        self.inner.read(pa, buf)
-    }
-
-    fn write(&self, pa: u64, buf: &[u8]) -> vsva_mem::phys::Result<()> {
-        self.inner.write(pa, buf)
-    }
-
-    fn zero(&self, pa: u64, len: u64) -> vsva_mem::phys::Result<()> {
-        self.inner.zero(pa, len)
-    }
-
-    fn advise_huge(&self, pa: u64, len: u64) {
-        self.inner.advise_huge(pa, len);
-    }
-
-    fn copy(&self, src: u64, dst: u64, len: u64) -> vsva_mem::phys::Result<()> {
-        self.inner.copy(src, dst, len)
-    }
-}
+type Gated = GatedMemory<PhysMemory>;
 
 const DEV: Rid = Rid::from_raw(0x18);
 const PASID: u32 = 5;
@@ -168,11 +58,7 @@ impl Deref for Rig {
 impl Rig {
     fn new() -> Rig {
         let mem = Arc::new(PhysMemory::new(1 << 30).unwrap());
-        let gate = Arc::new(Gated {
-            inner: mem.clone(),
-            state: Mutex::default(),
-            changed: Condvar::new(),
-        });
+        let gate = Arc::new(GatedMemory::new(mem.clone()));
         let unit = common::Rig::over(VtdConfig::default(), mem, gate.clone());
         // Context (PASIDs and ATS on) → PASID directory → PASID entry. Nothing was
         // translated yet, so no cache holds the old (empty) entries.
