@@ -21,7 +21,7 @@ mod spaces;
 
 use dma::{sva_copy, thread_scale};
 use faults::{invalidation, iopf_roundtrip, vsva_iopf_roundtrip};
-use lookups::{atc_hit, iotlb_hit, nested, walk4};
+use lookups::{atc_hit, iotlb_hit, nested, smmuv3_nested, smmuv3_tlb_hit, smmuv3_walk4, walk4};
 use spaces::{ioas_map, pasid_scale};
 
 const MIB: u64 = 1 << 20;
@@ -143,9 +143,12 @@ type Measure = fn(Effort, f64) -> Result<Metric>;
 /// Every metric, in the order [`run`] runs them.
 const METRICS: &[(&str, Measure)] = &[
     ("iotlb_hit_ns", iotlb_hit),
+    ("smmuv3_tlb_hit_ns", smmuv3_tlb_hit),
     ("atc_hit_ns", atc_hit),
     ("walk4_ns", walk4),
+    ("smmuv3_walk4_ns", smmuv3_walk4),
     ("nested_walk_ns", nested),
+    ("smmuv3_nested_walk_ns", smmuv3_nested),
     ("sva_dma_copy_gbps", |e, _| sva_copy::<VtdKind>(e)),
     ("iopf_roundtrip_us", |e, _| iopf_roundtrip::<VtdKind>(e)),
     ("vsva_iopf_roundtrip_us", |e, _| vsva_iopf_roundtrip(e)),

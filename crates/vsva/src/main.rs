@@ -9,10 +9,11 @@
 //!   its page walk explained, huge pages, fork/COW with an MMU notifier, a nested walk.
 //! * `vsva bench [--quick] [--json] [--only METRIC]...` — each SVA cost against a baseline
 //!   measured in the same run.
-//! * `vsva stress [--seconds N] [--only NAME] [--json]` — device DMA on another thread while
-//!   the main thread unmaps, protects, pages out, forks, unbinds, exits, unmaps an IOAS,
-//!   detaches, or (in a guest) clears TE and unbinds; the frames each operation took away
-//!   are poisoned and watched. Exit status 0 only if no stale access was seen.
+//! * `vsva stress [--seconds N] [--only NAME[,NAME]...] [--json]` — device DMA on another
+//!   thread while the main thread unmaps, protects, pages out, forks, unbinds, exits, unmaps
+//!   an IOAS, detaches, or (in a guest) clears TE and unbinds, on a VT-d host and (the host
+//!   operations again, `smmuv3_*`) an SMMUv3 host; the frames each operation took away are
+//!   poisoned and watched. Exit status 0 only if no stale access was seen.
 
 mod bench;
 mod foundation;
@@ -71,8 +72,9 @@ enum Command {
         /// Seconds in all, split evenly over the scenarios run.
         #[arg(long, default_value_t = 10.0)]
         seconds: f64,
-        /// Run only this scenario (munmap, mprotect, pageout, dontneed, fork, unbind, exit,
-        /// ioas_unmap, detach, guest_te_clear, guest_pasid_inval).
+        /// Run only these scenarios, separated by commas (munmap, mprotect, pageout, dontneed,
+        /// fork, unbind, exit, ioas_unmap, detach, guest_te_clear, guest_pasid_inval,
+        /// guest_munmap; smmuv3_ and a host or iommufd one for the same on an SMMUv3 host).
         #[arg(long)]
         only: Option<String>,
         /// Stop each scenario after this many operations (the short run of the tests).

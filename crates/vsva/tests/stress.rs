@@ -1,11 +1,12 @@
-//! `vsva stress`, short: every scenario for a bounded number of operations, each raced by
-//! device DMA on another thread, with no stale access allowed.
+//! `vsva stress`, short: every VT-d scenario and the main SMMUv3 ones for a bounded number
+//! of operations, each raced by device DMA on another thread, with no stale access allowed.
 
 use std::process::Command;
 
 /// Operations per scenario (a few seconds in all, in a debug build).
 const ITERATIONS: u64 = 500;
 
+/// Every scenario on the VT-d host.
 const SCENARIOS: [&str; 12] = [
     "munmap",
     "mprotect",
@@ -21,6 +22,13 @@ const SCENARIOS: [&str; 12] = [
     "guest_munmap",
 ];
 
+/// Operations per SMMUv3 scenario (their test runs beside the VT-d one).
+const SMMUV3_ITERATIONS: u64 = 300;
+
+/// On the SMMUv3 host: munmap (frames and leaf tables freed under DMA), unbind (the CD torn
+/// down) and exit (the whole address space freed); the others run in `vsva stress` itself.
+const SMMUV3_SCENARIOS: [&str; 3] = ["smmuv3_munmap", "smmuv3_unbind", "smmuv3_exit"];
+
 fn run(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_vsva"))
         .args(args)
@@ -30,7 +38,18 @@ fn run(args: &[&str]) -> std::process::Output {
 
 #[test]
 fn every_scenario_races_dma_and_no_device_access_reaches_what_the_operation_took() {
-    let iterations = ITERATIONS.to_string();
+    races_and_no_stale_access(&SCENARIOS, ITERATIONS);
+}
+
+#[test]
+fn on_smmuv3_no_device_access_reaches_what_munmap_unbind_or_exit_took() {
+    races_and_no_stale_access(&SMMUV3_SCENARIOS, SMMUV3_ITERATIONS);
+}
+
+/// Runs the `chosen` scenarios for `iterations` operations each: every one raced, none stale.
+fn races_and_no_stale_access(chosen: &[&str], iterations: u64) {
+    let iterations_arg = iterations.to_string();
+    let only = chosen.join(",");
     // --seconds only as a ceiling: the iterations bound the run
     let out = run(&[
         "stress",
@@ -38,7 +57,9 @@ fn every_scenario_races_dma_and_no_device_access_reaches_what_the_operation_took
         "--seconds",
         "1200",
         "--iterations",
-        &iterations,
+        &iterations_arg,
+        "--only",
+        &only,
     ]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
@@ -53,7 +74,7 @@ fn every_scenario_races_dma_and_no_device_access_reaches_what_the_operation_took
         .iter()
         .filter_map(|s| s["name"].as_str())
         .collect();
-    assert_eq!(names, SCENARIOS);
+    assert_eq!(names, chosen);
     let mut failures = Vec::new();
     for s in scenarios {
         let name = &s["name"];
@@ -74,7 +95,7 @@ fn every_scenario_races_dma_and_no_device_access_reaches_what_the_operation_took
                 n("frames_changed")
             ));
         }
-        assert_eq!(n("operations"), ITERATIONS, "{name}: {s}");
+        assert_eq!(n("operations"), iterations, "{name}: {s}");
         // the DMA thread really worked, and really raced the operations
         assert!(n("dma_completed") > 0, "{name}: no command completed: {s}");
         assert!(n("dma_commands") >= n("operations"), "{name}: {s}");

@@ -10,14 +10,14 @@ use std::sync::Arc;
 use anyhow::{Context as _, Result};
 use vsva_demo::{Context, DemoDriver};
 use vsva_demo::{Endpoint, Machine};
-use vsva_host::Platform;
+use vsva_host::{Platform, VtdKind};
 use vsva_mem::{FrameAllocator, Va};
 use vsva_mm::{MapFlags, Process, Prot};
 use vsva_vmm::{Vm, VmConfig};
 use vsva_vtd::spec::registers::{Gcmd, offset};
 
 use super::dma::Dma;
-use super::host::watched_platform;
+use super::host::watched_host;
 use super::watch::WatchedMemory;
 use super::{Frames, PAGES, Rules, Scenario, buffer_leaves};
 
@@ -50,7 +50,7 @@ struct Guest {
 }
 
 pub fn build(kind: Kind) -> Result<Box<dyn Scenario>> {
-    let (mem, host) = watched_platform(HOST_RAM)?;
+    let (mem, host) = watched_host::<VtdKind>(HOST_RAM)?;
     let vm = Arc::new(Vm::boot(
         host.clone(),
         VmConfig {

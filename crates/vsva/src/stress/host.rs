@@ -1,15 +1,15 @@
 //! Host SVA scenarios: a process bound to the demo device (its PASID's first stage is the
-//! process's page table) while the process changes its memory, forks, unbinds or exits.
+//! process's page table) while the process changes its memory, forks, unbinds or exits —
+//! on any host kind: an x86-64 host behind VT-d, an Arm64 host behind an SMMUv3.
 
 use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
 use vsva_demo::Endpoint;
 use vsva_demo::{Context, DemoDriver};
-use vsva_host::Platform;
+use vsva_host::{Host, IommuKind, VtdKind};
 use vsva_mem::{FrameAllocator, Rid, Va};
 use vsva_mm::{Advice, MapFlags, Process, Prot};
-use vsva_vtd::VtdConfig;
 
 use super::dma::Dma;
 use super::watch::{Accesses, WatchedMemory};
@@ -19,24 +19,31 @@ use super::{Content, Frames, PAGES, Release, Rules, Scenario, buffer_leaves};
 pub const HOST_RAM: u64 = 2 << 30;
 const LEN: u64 = PAGES * 4096;
 
-/// A host of `ram` bytes of watched memory, with no device yet.
-pub fn watched_platform(ram: u64) -> Result<(Arc<WatchedMemory>, Arc<Platform>)> {
+/// A host of kind `K` (its unit's default configuration) with `ram` bytes of watched
+/// memory, and no device yet.
+pub fn watched_host<K: IommuKind>(ram: u64) -> Result<(Arc<WatchedMemory>, Arc<Host<K>>)>
+where
+    K::Config: Default,
+{
     let mem = Arc::new(WatchedMemory::new(ram)?);
-    let p = Platform::with_memory(mem.clone(), ram, VtdConfig::default())?;
+    let p = Host::<K>::with_memory(mem.clone(), ram, K::Config::default())?;
     Ok((mem, Arc::new(p)))
 }
 
-/// A host with watched memory and one demo device (not yet probed).
-pub struct HostRig {
+/// A host of kind `K` with watched memory and one demo device (not yet probed).
+pub struct HostRig<K: IommuKind = VtdKind> {
     pub mem: Arc<WatchedMemory>,
-    pub p: Arc<Platform>,
+    pub p: Arc<Host<K>>,
     pub dev: Arc<dyn Endpoint>,
 }
 
-impl HostRig {
+impl<K: IommuKind> HostRig<K> {
     /// A host of `ram` bytes with the demo device plugged in at 00:03.0.
-    pub fn new(ram: u64) -> Result<HostRig> {
-        let (mem, p) = watched_platform(ram)?;
+    pub fn new(ram: u64) -> Result<HostRig<K>>
+    where
+        K::Config: Default,
+    {
+        let (mem, p) = watched_host::<K>(ram)?;
         let dev: Arc<dyn Endpoint> = p.add_device(Rid::from_bdf(0, 3, 0)?, 32, 64);
         Ok(HostRig { mem, p, dev })
     }
@@ -74,8 +81,8 @@ pub enum Kind {
 }
 
 /// A process bound to the device, with a buffer of [`PAGES`] pages.
-struct Sva {
-    rig: HostRig,
+struct Sva<K: IommuKind> {
+    rig: HostRig<K>,
     drv: DemoDriver,
     kind: Kind,
     process: Arc<Process>,
@@ -84,8 +91,12 @@ struct Sva {
     child: Option<Arc<Process>>,
 }
 
-pub fn build(kind: Kind) -> Result<Box<dyn Scenario>> {
-    let rig = HostRig::new(HOST_RAM)?;
+/// The `kind` scenario on a host of kind `K`.
+pub fn build<K: IommuKind>(kind: Kind) -> Result<Box<dyn Scenario>>
+where
+    K::Config: Default,
+{
+    let rig = HostRig::<K>::new(HOST_RAM)?;
     let drv = DemoDriver::probe(rig.p.as_ref(), rig.dev.clone(), false)?;
     let process = rig.p.mm.spawn()?;
     let ctx = drv.open(rig.p.as_ref(), &process)?;
@@ -101,13 +112,13 @@ pub fn build(kind: Kind) -> Result<Box<dyn Scenario>> {
     }))
 }
 
-impl Sva {
+impl<K: IommuKind> Sva<K> {
     fn page(&self, i: u64) -> Va {
         Va::new(self.buf.raw() + i * 4096)
     }
 }
 
-impl Scenario for Sva {
+impl<K: IommuKind> Scenario for Sva<K> {
     fn device(&self) -> Arc<dyn Endpoint> {
         self.rig.dev.clone()
     }

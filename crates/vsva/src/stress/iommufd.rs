@@ -25,6 +25,7 @@ use super::dma::Dma;
 use super::host::{HOST_RAM, HostRig};
 use super::watch::WatchedMemory;
 use super::{Frames, PAGES, Rules, Scenario, buffer_leaves};
+use vsva_host::IommuKind;
 
 const LEN: u64 = PAGES * 4096;
 /// Where the IOAS maps the buffer.
@@ -41,8 +42,8 @@ pub enum Kind {
     Detach,
 }
 
-struct Ioas {
-    rig: HostRig,
+struct Ioas<K: IommuKind> {
+    rig: HostRig<K>,
     kind: Kind,
     vmm: Arc<Process>,
     fd: Iommufd,
@@ -64,8 +65,12 @@ where
     r.map_err(|e| anyhow!("ioctl {number:#x}: {e:?}"))
 }
 
-pub fn build(kind: Kind) -> Result<Box<dyn Scenario>> {
-    let rig = HostRig::new(HOST_RAM)?;
+/// The `kind` scenario on a host of kind `K`.
+pub fn build<K: IommuKind>(kind: Kind) -> Result<Box<dyn Scenario>>
+where
+    K::Config: Default,
+{
+    let rig = HostRig::<K>::new(HOST_RAM)?;
     let (_, capacity) = enable_sva_capabilities(rig.dev.as_ref(), false)?;
     let caps = DeviceCaps {
         pasid_bits: 20,
@@ -111,7 +116,7 @@ pub fn build(kind: Kind) -> Result<Box<dyn Scenario>> {
     Ok(Box::new(s))
 }
 
-impl Ioas {
+impl<K: IommuKind> Ioas<K> {
     fn map(&self) -> Result<()> {
         let mut cmd = IommuIoasMap {
             size: 40,
@@ -134,7 +139,7 @@ impl Ioas {
     }
 }
 
-impl Scenario for Ioas {
+impl<K: IommuKind> Scenario for Ioas<K> {
     fn device(&self) -> Arc<dyn Endpoint> {
         self.rig.dev.clone()
     }

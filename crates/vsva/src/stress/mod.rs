@@ -39,6 +39,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result, anyhow, ensure};
 use serde::Serialize;
 use vsva_demo::Endpoint;
+use vsva_host::{Smmuv3Kind, VtdKind};
 use vsva_mem::{FrameAllocator, Va};
 use vsva_mm::Process;
 use vsva_pgtable::Leaf;
@@ -140,20 +141,52 @@ type Build = fn() -> Result<Box<dyn Scenario>>;
 
 /// Every scenario, in the order they run.
 const SCENARIOS: &[(&str, Build)] = &[
-    ("munmap", || host::build(host::Kind::Munmap)),
-    ("mprotect", || host::build(host::Kind::Mprotect)),
-    ("pageout", || host::build(host::Kind::PageOut)),
-    ("dontneed", || host::build(host::Kind::DontNeed)),
-    ("fork", || host::build(host::Kind::Fork)),
-    ("unbind", || host::build(host::Kind::Unbind)),
-    ("exit", || host::build(host::Kind::Exit)),
-    ("ioas_unmap", || iommufd::build(iommufd::Kind::IoasUnmap)),
-    ("detach", || iommufd::build(iommufd::Kind::Detach)),
+    ("munmap", || host::build::<VtdKind>(host::Kind::Munmap)),
+    ("mprotect", || host::build::<VtdKind>(host::Kind::Mprotect)),
+    ("pageout", || host::build::<VtdKind>(host::Kind::PageOut)),
+    ("dontneed", || host::build::<VtdKind>(host::Kind::DontNeed)),
+    ("fork", || host::build::<VtdKind>(host::Kind::Fork)),
+    ("unbind", || host::build::<VtdKind>(host::Kind::Unbind)),
+    ("exit", || host::build::<VtdKind>(host::Kind::Exit)),
+    ("ioas_unmap", || {
+        iommufd::build::<VtdKind>(iommufd::Kind::IoasUnmap)
+    }),
+    ("detach", || {
+        iommufd::build::<VtdKind>(iommufd::Kind::Detach)
+    }),
     ("guest_te_clear", || guest::build(guest::Kind::TeClear)),
     ("guest_pasid_inval", || {
         guest::build(guest::Kind::PasidInval)
     }),
     ("guest_munmap", || guest::build(guest::Kind::Munmap)),
+    // the host scenarios again on an Arm64 host behind an SMMUv3
+    ("smmuv3_munmap", || {
+        host::build::<Smmuv3Kind>(host::Kind::Munmap)
+    }),
+    ("smmuv3_mprotect", || {
+        host::build::<Smmuv3Kind>(host::Kind::Mprotect)
+    }),
+    ("smmuv3_pageout", || {
+        host::build::<Smmuv3Kind>(host::Kind::PageOut)
+    }),
+    ("smmuv3_dontneed", || {
+        host::build::<Smmuv3Kind>(host::Kind::DontNeed)
+    }),
+    ("smmuv3_fork", || {
+        host::build::<Smmuv3Kind>(host::Kind::Fork)
+    }),
+    ("smmuv3_unbind", || {
+        host::build::<Smmuv3Kind>(host::Kind::Unbind)
+    }),
+    ("smmuv3_exit", || {
+        host::build::<Smmuv3Kind>(host::Kind::Exit)
+    }),
+    ("smmuv3_ioas_unmap", || {
+        iommufd::build::<Smmuv3Kind>(iommufd::Kind::IoasUnmap)
+    }),
+    ("smmuv3_detach", || {
+        iommufd::build::<Smmuv3Kind>(iommufd::Kind::Detach)
+    }),
 ];
 
 /// The names of every scenario.
@@ -166,7 +199,7 @@ pub fn names() -> Vec<&'static str> {
 pub struct Options {
     /// Seconds in all, split evenly over the scenarios run.
     pub seconds: f64,
-    /// Only this scenario.
+    /// Only these scenarios: names separated by commas, run in the order given.
     pub only: Option<String>,
     /// At most this many operations per scenario.
     pub iterations: Option<u64>,
@@ -292,12 +325,14 @@ impl Report {
 /// An unknown scenario name.
 pub fn run(opts: &Options) -> Result<Report> {
     let chosen: Vec<&(&str, Build)> = match &opts.only {
-        Some(name) => {
-            let s = SCENARIOS.iter().find(|(n, _)| n == name).ok_or_else(|| {
-                anyhow!("unknown scenario {name:?}; known: {}", names().join(", "))
-            })?;
-            vec![s]
-        }
+        Some(list) => list
+            .split(',')
+            .map(|name| {
+                SCENARIOS.iter().find(|(n, _)| *n == name).ok_or_else(|| {
+                    anyhow!("unknown scenario {name:?}; known: {}", names().join(", "))
+                })
+            })
+            .collect::<Result<_>>()?,
         None => SCENARIOS.iter().collect(),
     };
     ensure!(opts.seconds >= 0.0, "--seconds must not be negative");
@@ -471,11 +506,8 @@ mod tests {
         }
     }
 
-    fn nothing(kind: host::Kind) -> ScenarioReport {
-        let build: Build = match kind {
-            host::Kind::Fork => || Ok(Box::new(Nothing(host::build(host::Kind::Fork)?))),
-            _ => || Ok(Box::new(Nothing(host::build(host::Kind::Unbind)?))),
-        };
+    /// `build`'s scenario with its operation made a no-op, run for 20 operations.
+    fn nothing(build: Build) -> ScenarioReport {
         let watchdog = Watchdog::start();
         let r = run_one(
             "nothing",
@@ -492,7 +524,10 @@ mod tests {
     #[test]
     fn an_operation_that_takes_nothing_away_is_caught_reading_and_writing() {
         // watched like an unbind: every access is stale, and the poison is overwritten
-        let r = nothing(host::Kind::Unbind);
+        let r = nothing(|| {
+            let s = host::build::<VtdKind>(host::Kind::Unbind)?;
+            Ok(Box::new(Nothing(s)))
+        });
         assert!(
             r.stale_reads > 0 && r.stale_writes > 0 && r.frames_changed > 0,
             "{r:?}"
@@ -503,8 +538,25 @@ mod tests {
     #[test]
     fn where_only_writes_are_stale_reads_pass_and_writes_change_the_kept_view() {
         // watched like a fork: reads are allowed, the snapshot must not change
-        let r = nothing(host::Kind::Fork);
+        let r = nothing(|| {
+            let s = host::build::<VtdKind>(host::Kind::Fork)?;
+            Ok(Box::new(Nothing(s)))
+        });
         assert_eq!(r.stale_reads, 0, "{r:?}");
         assert!(r.stale_writes > 0 && r.frames_changed > 0, "{r:?}");
+    }
+
+    #[test]
+    fn on_smmuv3_too_an_operation_that_takes_nothing_away_is_caught() {
+        // the SMMUv3 host's DMA reaches the watched memory: the zero of its scenarios means
+        // something
+        let r = nothing(|| {
+            let s = host::build::<Smmuv3Kind>(host::Kind::Unbind)?;
+            Ok(Box::new(Nothing(s)))
+        });
+        assert!(
+            r.stale_reads > 0 && r.stale_writes > 0 && r.frames_changed > 0,
+            "{r:?}"
+        );
     }
 }
