@@ -59,8 +59,9 @@ impl IommuOps for Smmuv3Driver {
                 ssid_bits: caps.pasid_bits,
                 ats: caps.ats,
                 pri: caps.pri,
-                // DeviceCaps cannot say "dma-can-stall": only a stall-forced SMMU stalls.
-                stall: false,
+                // "dma-can-stall" is firmware's word, not the device's capabilities: the
+                // machine told the driver before the core attached the device.
+                stall: self.dma_can_stall(dev),
             },
         )
         .map_err(err)
