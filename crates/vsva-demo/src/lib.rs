@@ -17,6 +17,7 @@
 #![forbid(unsafe_code)]
 
 mod device;
+mod engine;
 mod driver;
 mod fabric;
 mod machine;
