@@ -125,7 +125,7 @@ pub trait Machine {
         pasid_bits: u8,
     ) -> Result<Arc<dyn Endpoint>, String> {
         let _ = (stream, pasid_bits);
-        Err("its IOMMU cannot stall transactions: no platform device with stall".into())
+        Err("the IOMMU cannot stall transactions".into())
     }
     /// Runs `dev` until its command completes or fails, servicing the interrupts its work
     /// raises (page requests, on every level the machine has); `Waiting` when nothing is

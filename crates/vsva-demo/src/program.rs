@@ -196,11 +196,14 @@ fn huge_pages(e: &Env) -> Outcome {
                 t.size
             ));
         }
-        detail.push(format!(
-            "{} MiB in {size} pages with {ats} ATS translations and {faults} {}",
-            len >> 20,
-            e.fault_word()
-        ));
+        detail.push(if ats > 0 {
+            format!(
+                "{} MiB in {size} pages with {ats} ATS translations",
+                len >> 20
+            )
+        } else {
+            format!("{} MiB in {size} pages after {faults} stall(s)", len >> 20)
+        });
     }
     Ok(detail.join("; "))
 }
