@@ -176,9 +176,7 @@ impl<K: IommuKind> Machine for Host<K> {
     ) -> Result<Arc<dyn Endpoint>, String> {
         Host::add_platform_device(self, stream, pasid_bits)
             .map(|d| d as Arc<dyn Endpoint>)
-            .ok_or_else(|| {
-                "its IOMMU cannot stall transactions: no platform device with stall".into()
-            })
+            .ok_or_else(|| "the IOMMU cannot stall transactions".into())
     }
 
     fn run_device(&self, dev: &dyn Endpoint) -> Progress {
