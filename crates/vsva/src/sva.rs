@@ -115,6 +115,18 @@ fn smmuv3_host(r: &mut Report, prefix: &str) -> Result<Host<Smmuv3Kind>> {
     for (k, v) in program.counters {
         r.count(&counter(k), v);
     }
+    Ok(host)
+}
+
+/// The SMMU's own counters, over both devices' runs.
+fn smmuv3_unit(r: &mut Report, host: &Host<Smmuv3Kind>, prefix: &str) {
+    let counter = |k: &str| {
+        if prefix.is_empty() {
+            k.to_string()
+        } else {
+            format!("smmuv3_{k}")
+        }
+    };
     let s = host.unit.stats();
     r.count(&counter("cmdq_commands"), s.commands);
     r.count(&counter("cmd_syncs"), s.syncs);
@@ -122,7 +134,6 @@ fn smmuv3_host(r: &mut Report, prefix: &str) -> Result<Host<Smmuv3Kind>> {
     r.count(&counter("priq_entries"), s.page_requests);
     r.count(&counter("pri_responses"), s.page_responses);
     r.count(&counter("tlb_walks"), s.tlb.walks);
-    Ok(host)
 }
 
 /// The platform device's run on the SMMUv3 host: the checks without ATS/PRI, its page
@@ -191,6 +202,7 @@ pub fn run(iommu: Option<HostIommu>, vm_only: bool) -> Result<Report> {
             if r.checks.len() > from {
                 run_line(&mut r, "SMMUv3 host, platform device with stall", from);
             }
+            smmuv3_unit(&mut r, &host, prefix);
         }
     }
     Ok(r)
