@@ -250,3 +250,141 @@ impl crate::machine::Endpoint for PlatformDevice {
         PlatformDevice::dma_untranslated(self, pasid, addr, write)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use vsva_mem::{PhysMem, PhysMemory};
+
+    use super::*;
+    use crate::regs::{self, Op, Status};
+
+    /// An IOMMU of identity translations where some pages stall until the test resolves
+    /// them (retry: mapped from then on; abort).
+    struct Stalling {
+        mem: PhysMemory,
+        /// Page → stalled tag, or `None` once mapped.
+        absent: Mutex<HashMap<u64, Option<u16>>>,
+        /// Tag → resolution (true: retry).
+        resolved: Mutex<HashMap<u16, bool>>,
+        next: Mutex<u16>,
+    }
+
+    impl Stalling {
+        fn resolve(&self, tag: u16, retry: bool) {
+            let mut a = self.absent.lock().unwrap();
+            let page = *a.iter().find(|(_, t)| **t == Some(tag)).unwrap().0;
+            if retry {
+                a.remove(&page);
+            } else {
+                a.insert(page, None);
+            }
+            self.resolved.lock().unwrap().insert(tag, retry);
+        }
+    }
+
+    impl PlatformUpstream for Stalling {
+        fn dma(
+            &self,
+            stream: u32,
+            _: Option<Pasid>,
+            addr: u64,
+            _: Access,
+            stallable: bool,
+        ) -> PlatformDma {
+            let page = addr & !0xfff;
+            let mut a = self.absent.lock().unwrap();
+            match a.get(&page) {
+                None => PlatformDma::Done(addr),
+                Some(_) if !stallable => PlatformDma::Refused,
+                Some(_) => {
+                    let mut n = self.next.lock().unwrap();
+                    *n += 1;
+                    a.insert(page, Some(*n));
+                    PlatformDma::Stalled(StallToken { stream, tag: *n })
+                }
+            }
+        }
+
+        fn poll_stalled(&self, token: StallToken) -> PlatformDma {
+            match self.resolved.lock().unwrap().get(&token.tag) {
+                None => PlatformDma::Stalled(token),
+                Some(true) => PlatformDma::Done(0),
+                Some(false) => PlatformDma::Refused,
+            }
+        }
+
+        fn memory(&self) -> &dyn PhysMem {
+            &self.mem
+        }
+    }
+
+    fn device(absent: &[u64]) -> (Arc<Stalling>, PlatformDevice) {
+        let up = Arc::new(Stalling {
+            mem: PhysMemory::new(1 << 20).unwrap(),
+            absent: Mutex::new(absent.iter().map(|&p| (p, None)).collect()),
+            resolved: Mutex::new(HashMap::new()),
+            next: Mutex::new(0),
+        });
+        let dev = PlatformDevice::new(Rid::from_raw(0x800), 20, up.clone());
+        (up, dev)
+    }
+
+    fn start(dev: &PlatformDevice, op: Op, dst: u64, len: u64, pattern: u64) {
+        dev.mmio_write(regs::PASID, 1 | regs::PASID_VALID);
+        dev.mmio_write(regs::COMMAND, op as u64);
+        dev.mmio_write(regs::DST, dst);
+        dev.mmio_write(regs::LEN, len);
+        dev.mmio_write(regs::PATTERN, pattern);
+        dev.mmio_write(regs::DOORBELL, 1);
+    }
+
+    #[test]
+    fn a_stalled_access_waits_until_resumed_then_the_command_completes() {
+        let (up, dev) = device(&[0x2000, 0x3000]);
+        start(&dev, Op::Fill, 0x1800, 0x2000, 0x5a);
+        assert_eq!(dev.run(), Progress::Waiting);
+        // nothing happens until software acts
+        assert_eq!(dev.run(), Progress::Waiting);
+        assert_eq!(dev.mmio_read(regs::STATUS), Status::Busy as u64);
+        up.resolve(1, true);
+        // the next page stalls in its turn
+        assert_eq!(dev.run(), Progress::Waiting);
+        up.resolve(2, true);
+        assert_eq!(dev.run(), Progress::Done);
+        let mut b = vec![0u8; 0x2000];
+        up.mem.read(0x1800, &mut b).unwrap();
+        assert!(b.iter().all(|&x| x == 0x5a));
+        assert_eq!(dev.stats().stalls, 2);
+        assert_eq!(dev.stats().dma_bytes, 0x2000);
+    }
+
+    #[test]
+    fn an_aborted_stall_fails_the_command_with_stall_aborted() {
+        let (up, dev) = device(&[0x1000]);
+        start(&dev, Op::Fill, 0x0, 0x2000, 0xff);
+        assert_eq!(dev.run(), Progress::Waiting);
+        up.resolve(1, false);
+        assert_eq!(dev.run(), Progress::Failed(DeviceError::StallAborted));
+        assert_eq!(dev.mmio_read(regs::STATUS), Status::Error as u64);
+        assert_eq!(dev.mmio_read(regs::ERROR), DeviceError::StallAborted as u64);
+        let mut b = vec![0u8; 0x1000];
+        up.mem.read(0x1000, &mut b).unwrap();
+        assert!(b.iter().all(|&x| x == 0), "the aborted page was written");
+    }
+
+    #[test]
+    fn privileged_commands_and_unstallable_probes_are_refused() {
+        let (_, dev) = device(&[0x1000]);
+        dev.mmio_write(regs::FLAGS, regs::FLAG_PRIVILEGED);
+        start(&dev, Op::Fill, 0x0, 0x100, 1);
+        assert_eq!(
+            dev.mmio_read(regs::ERROR),
+            DeviceError::PrivilegedDisabled as u64
+        );
+        assert_eq!(dev.run(), Progress::Idle);
+        assert_eq!(dev.dma_untranslated(None, 0x1000, true), Err(Refused));
+        assert_eq!(dev.dma_untranslated(None, 0x2000, true), Ok(0x2000));
+    }
+}
