@@ -2,7 +2,7 @@
 //!
 //! | core call | what the driver does |
 //! |---|---|
-//! | `attach_device` | a master: CD table, aborting STE (StreamID = Requester ID) |
+//! | `attach_device` | a master: CD table, aborting STE (StreamID = Requester ID); stall as firmware said (`set_dma_can_stall`) |
 //! | `set_pasid` | Blocked: CD cleared / RID aborts; Identity: RID bypasses; Paging, Sva: a stage-1 CD |
 //! | `clear_pasid` | the CD cleared (SVA: EPD0 first), TLBI by ASID, ATC_INV |
 //! | `flush` | TLBI_NH_VA (range or per page) or TLBI_NH_ASID, then ATC_INV for ATS masters |

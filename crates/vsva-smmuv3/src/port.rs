@@ -5,6 +5,10 @@
 //! Page Request Messages queued ([`Smmuv3::page_request`]). PRG Responses and ATS Invalidate
 //! Requests go the other way through [`Smmuv3::with_devices`]'s [`vsva_pcie::Downstream`].
 //!
+//! The same port serves platform masters ([`vsva_pcie::port::PlatformUpstream`]): StreamID
+//! and SubstreamID as the interconnect gives them, and transactions that may stall
+//! (§3.12.2), polled until software's CMD_RESUME or CMD_STALL_TERM.
+//!
 //! A transaction terminated with RAZ/WI (CD.A = 0) is refused here too: the port's
 //! interface has no way to say "reads return zero".
 
