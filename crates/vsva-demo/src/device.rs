@@ -22,12 +22,8 @@ use vsva_pcie::{
     TranslationFlags, TranslationTicket, Upstream,
 };
 
-use crate::regs::{self, DeviceError, Op, Status};
-
-/// Largest piece moved through the device's own buffer (pattern, fill, checksum, compare).
-const CHUNK: u64 = 64 * 1024;
-/// Largest piece one copy moves memory to memory (bounded by the translations anyway).
-const COPY_CHUNK: u64 = 2 << 20;
+use crate::engine::{CHUNK, Job, Registers};
+use crate::regs::{DeviceError, Op};
 
 /// Counters of what the device did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -44,20 +40,13 @@ pub struct DeviceStats {
     pub atc_invalidations: u64,
     /// Bytes read or written by DMA.
     pub dma_bytes: u64,
+    /// Transactions the IOMMU stalled (a platform device's page faults).
+    pub stalls: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
 struct Command {
-    op: Op,
-    src: u64,
-    dst: u64,
-    len: u64,
-    pattern: u64,
-    privileged: bool,
-    pasid: Pasid,
-    done: u64,
-    checksum: u64,
-    mismatch: u64,
+    job: Job,
     /// A page request is outstanding for this group.
     waiting: Option<u16>,
     /// The page whose page request was answered Success: the next translation is a retry.
@@ -68,7 +57,7 @@ struct Command {
 struct State {
     cfg: ConfigSpace,
     pri: Pri,
-    regs: [u64; 11],
+    regs: Registers,
     cmd: Option<Command>,
     stats: DeviceStats,
     buf: Vec<u8>,
@@ -214,7 +203,7 @@ impl DemoDevice {
             state: Mutex::new(State {
                 cfg,
                 pri: Pri::new(),
-                regs: [0; 11],
+                regs: Registers::default(),
                 cmd: None,
                 stats: DeviceStats::default(),
                 buf: vec![0; CHUNK as usize],
@@ -307,79 +296,36 @@ impl DemoDevice {
 
     /// Register read.
     pub fn mmio_read(&self, off: u64) -> u64 {
-        let st = self.lock();
-        if off % 8 != 0 || off > regs::ERROR {
-            return 0;
-        }
-        st.regs[(off / 8) as usize]
+        self.lock().regs.read(off)
     }
 
     /// Register write; a write of 1 to DOORBELL starts the command (it then runs as the
     /// platform calls [`run`](Self::run)).
     pub fn mmio_write(&self, off: u64, value: u64) {
         let mut st = self.lock();
-        if off % 8 != 0 || off > regs::ERROR {
-            return;
-        }
-        match off {
-            regs::DOORBELL => {
-                if value & 1 != 0 {
-                    Self::start(&mut st);
-                }
-            }
-            regs::STATUS | regs::RESULT | regs::ERROR => {}
-            _ => st.regs[(off / 8) as usize] = value,
+        if st.regs.write(off, value) {
+            Self::start(&mut st);
         }
     }
 
     fn start(st: &mut State) {
-        let r = st.regs;
-        let reg = |o: u64| r[(o / 8) as usize];
-        let fail = |st: &mut State, e: DeviceError| {
-            st.regs[(regs::STATUS / 8) as usize] = Status::Error as u64;
-            st.regs[(regs::ERROR / 8) as usize] = e as u64;
-            st.cmd = None;
+        st.cmd = None;
+        let job = match Job::decode(&st.regs, st.cfg.pasid_width() as u32) {
+            Ok(j) if st.cfg.pasid_enabled() => j,
+            Ok(_) => return st.regs.finish(Err(DeviceError::BadCommand)),
+            Err(e) => return st.regs.finish(Err(e)),
         };
-        let op = Op::from_raw(reg(regs::COMMAND));
-        let pasid_reg = reg(regs::PASID);
-        let pasid = (pasid_reg & regs::PASID_VALID != 0)
-            .then(|| Pasid::new((pasid_reg & 0xf_ffff) as u32).ok())
-            .flatten();
-        let (src, dst, len) = (reg(regs::SRC), reg(regs::DST), reg(regs::LEN));
-        let (Some(op), Some(pasid)) = (op, pasid) else {
-            return fail(st, DeviceError::BadCommand);
-        };
-        // The device never emits a PASID wider than its capability says (PCIe 6.0 §6.20.2.1).
-        let too_wide = !pasid.fits_width(st.cfg.pasid_width() as u32);
-        if src.checked_add(len).is_none()
-            || dst.checked_add(len).is_none()
-            || !st.cfg.pasid_enabled()
-            || too_wide
-        {
-            return fail(st, DeviceError::BadCommand);
-        }
-        let privileged = reg(regs::FLAGS) & regs::FLAG_PRIVILEGED != 0;
-        if privileged && !st.cfg.pasid_priv_enabled() {
+        if job.privileged && !st.cfg.pasid_priv_enabled() {
             // The device does not issue privileged requests unless software enabled them.
-            return fail(st, DeviceError::PrivilegedDisabled);
+            return st.regs.finish(Err(DeviceError::PrivilegedDisabled));
         }
         st.cmd = Some(Command {
-            op,
-            src,
-            dst,
-            len,
-            pattern: reg(regs::PATTERN),
-            privileged,
-            pasid,
-            done: 0,
-            checksum: regs::CHECKSUM_INIT,
-            mismatch: u64::MAX,
+            job,
             waiting: None,
             retry: None,
             failed: None,
         });
-        st.regs[(regs::STATUS / 8) as usize] = Status::Busy as u64;
-        st.regs[(regs::ERROR / 8) as usize] = 0;
+        st.regs.busy();
     }
 
     /// Runs the current command until it completes, fails, or waits for a page.
@@ -396,7 +342,7 @@ impl DemoDevice {
         if cmd.waiting.is_some() {
             return Progress::Waiting;
         }
-        while cmd.done < cmd.len {
+        while cmd.job.done < cmd.job.len {
             match self.chunk(st, &mut cmd) {
                 Step::Ready(()) => {}
                 Step::Wait => {
@@ -406,27 +352,15 @@ impl DemoDevice {
                 Step::Fail(e) => return self.finish(st, Err(e)),
             }
         }
-        let result = match cmd.op {
-            Op::ReadChecksum => cmd.checksum,
-            Op::Compare => cmd.mismatch,
-            _ => cmd.len,
-        };
-        self.finish(st, Ok(result))
+        self.finish(st, Ok(cmd.job.result()))
     }
 
     fn finish(&self, st: &mut State, r: Result<u64, DeviceError>) -> Progress {
         st.cmd = None;
+        st.regs.finish(r);
         match r {
-            Ok(v) => {
-                st.regs[(regs::RESULT / 8) as usize] = v;
-                st.regs[(regs::STATUS / 8) as usize] = Status::Done as u64;
-                Progress::Done
-            }
-            Err(e) => {
-                st.regs[(regs::STATUS / 8) as usize] = Status::Error as u64;
-                st.regs[(regs::ERROR / 8) as usize] = e as u64;
-                Progress::Failed(e)
-            }
+            Ok(_) => Progress::Done,
+            Err(e) => Progress::Failed(e),
         }
     }
 
@@ -435,31 +369,23 @@ impl DemoDevice {
     /// fresh completions) and used inside one ATC access; a side without one is translated
     /// (or paged in) with no access held, and the piece starts over.
     fn chunk(&self, st: &mut State, cmd: &mut Command) -> Step<()> {
-        let off = cmd.done;
-        let priv_ = if cmd.privileged {
+        let job = cmd.job;
+        let off = job.done;
+        let priv_ = if job.privileged {
             Access::PRIV
         } else {
             Access::empty()
         };
-        let writes_dst = matches!(cmd.op, Op::WritePattern | Op::Copy | Op::Fill);
-        let dst_access = if writes_dst {
+        let dst_access = if job.writes_dst() {
             Access::READ | Access::WRITE
         } else {
             Access::READ
         };
         let mut sides = [
-            Side::new(
-                matches!(cmd.op, Op::ReadChecksum | Op::Copy | Op::Compare),
-                cmd.src + off,
-                Access::READ | priv_,
-            ),
-            Side::new(
-                writes_dst || cmd.op == Op::Compare,
-                cmd.dst + off,
-                dst_access | priv_,
-            ),
+            Side::new(job.reads_src(), job.src + off, Access::READ | priv_),
+            Side::new(job.uses_dst(), job.dst + off, dst_access | priv_),
         ];
-        let pasid = Some(cmd.pasid);
+        let pasid = Some(job.pasid);
         let mut missing_src;
         loop {
             {
@@ -468,12 +394,7 @@ impl DemoDevice {
                 let dst = sides[1].resolve(&mut access, pasid);
                 missing_src = src.is_none();
                 if src.is_some() && dst.is_some() {
-                    let limit = if cmd.op == Op::Copy {
-                        COPY_CHUNK
-                    } else {
-                        CHUNK
-                    };
-                    let mut n = (cmd.len - off).min(limit);
+                    let mut n = (job.len - off).min(job.limit());
                     for (_, left) in src.into_iter().chain(dst).flatten() {
                         n = n.min(left);
                     }
@@ -503,7 +424,8 @@ impl DemoDevice {
     }
 
     /// Moves `n` bytes between the translated `src` and `dst` (those the operation uses),
-    /// inside the ATC `_access` that holds their translations valid.
+    /// inside the ATC `_access` that holds their translations valid: translated-address DMAs,
+    /// which the IOMMU checks the device may use, then the engine's memory accesses.
     fn move_data(
         &self,
         st: &mut State,
@@ -513,77 +435,36 @@ impl DemoDevice {
         dst: Option<u64>,
         _access: &AtcAccess<'_>,
     ) -> Step<()> {
-        let off = cmd.done;
-        let n_us = n as usize;
-        let mem = self.up.memory();
-        let pasid = Some(cmd.pasid);
-        // Translated-address DMAs: the IOMMU checks the device may use them, then memory.
-        let dma = |addr: u64, access: Access| self.up.dma(self.rid, pasid, addr, access);
-        if let (Op::Copy, Some(s), Some(d)) = (cmd.op, src, dst) {
-            // A copy reads and writes memory directly: no bounce through the device.
-            let (Ok(from), Ok(to)) = (dma(s, Access::READ), dma(d, Access::WRITE)) else {
-                return Step::Fail(DeviceError::DmaRefused);
-            };
-            if mem.copy(from, to, n).is_err() {
-                return Step::Fail(DeviceError::DmaRefused);
+        let pasid = Some(cmd.job.pasid);
+        let dma = |addr: Option<u64>, access: Access| {
+            addr.map(|a| self.up.dma(self.rid, pasid, a, access))
+                .transpose()
+        };
+        let dst_access = if cmd.job.op == Op::Compare {
+            Access::READ
+        } else {
+            Access::WRITE
+        };
+        let (Ok(src), Ok(dst)) = (dma(src, Access::READ), dma(dst, dst_access)) else {
+            return Step::Fail(DeviceError::DmaRefused);
+        };
+        let st = &mut *st;
+        match cmd
+            .job
+            .piece(self.up.memory(), (&mut st.buf, &mut st.buf2), n, src, dst)
+        {
+            Ok(moved) => {
+                st.stats.dma_bytes += moved;
+                Step::Ready(())
             }
-            st.stats.dma_bytes += 2 * n;
-            cmd.done += n;
-            return Step::Ready(());
+            Err(e) => Step::Fail(e),
         }
-        if let Some(s) = src {
-            let Ok(hpa) = dma(s, Access::READ) else {
-                return Step::Fail(DeviceError::DmaRefused);
-            };
-            if mem.read(hpa, &mut st.buf[..n_us]).is_err() {
-                return Step::Fail(DeviceError::DmaRefused);
-            }
-            st.stats.dma_bytes += n;
-        }
-        match (cmd.op, dst) {
-            (Op::Compare, Some(d)) => {
-                let Ok(hpa) = dma(d, Access::READ) else {
-                    return Step::Fail(DeviceError::DmaRefused);
-                };
-                if mem.read(hpa, &mut st.buf2[..n_us]).is_err() {
-                    return Step::Fail(DeviceError::DmaRefused);
-                }
-                st.stats.dma_bytes += n;
-                if cmd.mismatch == u64::MAX {
-                    if let Some(i) = (0..n_us).find(|&i| st.buf[i] != st.buf2[i]) {
-                        cmd.mismatch = off + i as u64;
-                    }
-                }
-            }
-            (op, Some(d)) => {
-                match op {
-                    Op::WritePattern => {
-                        regs::fill_pattern(cmd.pattern, off, &mut st.buf[..n_us]);
-                    }
-                    Op::Fill => st.buf[..n_us].fill(cmd.pattern as u8),
-                    _ => {}
-                }
-                let Ok(hpa) = dma(d, Access::WRITE) else {
-                    return Step::Fail(DeviceError::DmaRefused);
-                };
-                if mem.write(hpa, &st.buf[..n_us]).is_err() {
-                    return Step::Fail(DeviceError::DmaRefused);
-                }
-                st.stats.dma_bytes += n;
-            }
-            (Op::ReadChecksum, None) => {
-                cmd.checksum = regs::checksum(&st.buf[..n_us], cmd.checksum);
-            }
-            _ => {}
-        }
-        cmd.done += n;
-        Step::Ready(())
     }
 
     /// Gets `side` a completion that grants its access: an ATS translation request, and a
     /// page request if the completion does not grant it (the command then waits).
     fn translate(&self, st: &mut State, cmd: &mut Command, side: &mut Side) -> Step<()> {
-        let (pasid, addr, access) = (Some(cmd.pasid), side.va, side.access);
+        let (pasid, addr, access) = (Some(cmd.job.pasid), side.va, side.access);
         st.stats.ats_translations += 1;
         let ticket = self.atc.ticket();
         let Ok(c) = self.up.ats_translate(self.rid, pasid, addr, access) else {

@@ -190,6 +190,42 @@ impl DemoDriver {
         Ok(DemoDriver { dev, privileged })
     }
 
+    /// The driver of a platform device with `pasid_bits`-bit SubstreamIDs (firmware's
+    /// `pasid-num-bits`), no configuration space, ATS nor PRI: registers it with the IOMMU
+    /// core (at most `max_stalls` faults outstanding, the device's stall queue) and attaches
+    /// its PASID 0 to an identity domain, as [`probe`](Self::probe) does. Whether it can
+    /// stall the machine told the IOMMU driver when it plugged it
+    /// ([`Machine::add_platform_device`]).
+    ///
+    /// # Errors
+    /// IOMMU errors.
+    pub fn probe_platform(
+        machine: &dyn Machine,
+        dev: Arc<dyn Endpoint>,
+        pasid_bits: u8,
+        max_stalls: u32,
+    ) -> Result<DemoDriver, DriverError> {
+        machine.iommu().add_device(
+            dev.rid(),
+            DeviceCaps {
+                pasid_bits,
+                ats: false,
+                pri: false,
+            },
+            max_stalls,
+        )?;
+        machine.iommu().attach_pasid(
+            dev.rid(),
+            Pasid::new(0).map_err(|_| DriverError::Missing("PASID 0"))?,
+            &DomainSpec::Identity,
+            None,
+        )?;
+        Ok(DemoDriver {
+            dev,
+            privileged: false,
+        })
+    }
+
     /// The device.
     pub fn device(&self) -> &Arc<dyn Endpoint> {
         &self.dev

@@ -112,6 +112,21 @@ pub trait Machine {
         pri_capacity: u32,
         atc_entries: usize,
     ) -> Result<Arc<dyn Endpoint>, String>;
+    /// Plugs a platform demo device ([`PlatformDevice`](crate::PlatformDevice)) in with
+    /// StreamID `stream` and `pasid_bits`-bit SubstreamIDs, described by firmware as able
+    /// to stall (`dma-can-stall`), and tells the IOMMU driver so before the device is
+    /// registered with the IOMMU core. Machines whose IOMMU cannot stall refuse.
+    ///
+    /// # Errors
+    /// Why the device cannot be plugged in (by default: no stall on this machine).
+    fn add_platform_device(
+        &self,
+        stream: Rid,
+        pasid_bits: u8,
+    ) -> Result<Arc<dyn Endpoint>, String> {
+        let _ = (stream, pasid_bits);
+        Err("the IOMMU cannot stall transactions".into())
+    }
     /// Runs `dev` until its command completes or fails, servicing the interrupts its work
     /// raises (page requests, on every level the machine has); `Waiting` when nothing is
     /// left to service and the device still waits.

@@ -65,10 +65,45 @@ impl Env<'_> {
     fn run(&self, c: Command) -> Result<u64, DriverError> {
         self.drv.run(self.p, &self.ctx, &c)
     }
+
+    /// The device's page faults so far: page requests (PCIe) and stalled transactions
+    /// (platform).
+    fn faults(&self) -> u64 {
+        let s = self.drv.device().stats();
+        s.page_requests + s.stalls
+    }
+
+    /// How the device asks for a page, for the reports.
+    fn fault_word(&self) -> &'static str {
+        if self.drv.device().stats().ats_translations == 0 {
+            "stalls"
+        } else {
+            "page requests"
+        }
+    }
+}
+
+/// The command was refused as an access the OS cannot fix must be: the page request
+/// answered Invalid (PCIe), or the stalled transaction aborted (platform).
+fn refused_by_the_os(r: &Result<u64, DriverError>) -> bool {
+    matches!(
+        r,
+        Err(DriverError::Device(
+            DeviceError::PageRequestInvalid | DeviceError::StallAborted
+        ))
+    )
+}
+
+/// How the OS refused, for the reports.
+fn refusal(r: &Result<u64, DriverError>) -> &'static str {
+    match r {
+        Err(DriverError::Device(DeviceError::StallAborted)) => "the stalled transaction aborted",
+        _ => "page request answered Invalid",
+    }
 }
 
 fn fresh_mmap(e: &Env) -> Outcome {
-    let before = e.drv.device().stats().page_requests;
+    let before = e.faults();
     let buf = e
         .proc_
         .mmap(None, 16 * 4096, Prot::RW, MapFlags::empty())
@@ -77,12 +112,13 @@ fn fresh_mmap(e: &Env) -> Outcome {
     e.run(cmd(Op::WritePattern, 0, buf.raw(), len, 0x51))
         .map_err(|x| x.to_string())?;
     expect_pattern(&e.proc_, buf.raw(), len, 0x51)?;
-    let prs = e.drv.device().stats().page_requests - before;
+    let prs = e.faults() - before;
+    let what = e.fault_word();
     if prs != 16 {
-        return Err(format!("{prs} page requests for 16 fresh pages"));
+        return Err(format!("{prs} {what} for 16 fresh pages"));
     }
     Ok(format!(
-        "16 fresh pages written by the device after {prs} page requests; the CPU reads the pattern"
+        "16 fresh pages written by the device after {prs} {what}; the CPU reads the pattern"
     ))
 }
 
@@ -137,6 +173,7 @@ fn huge_pages(e: &Env) -> Outcome {
             .mmap(None, size.bytes().max(len), Prot::RW, flag)
             .map_err(|x| x.to_string())?;
         let before = e.drv.device().stats();
+        let faults_before = e.faults();
         e.run(cmd(Op::Fill, 0, buf.raw(), len, 0xa5))
             .map_err(|x| x.to_string())?;
         let mut b = [0u8; 8];
@@ -151,17 +188,22 @@ fn huge_pages(e: &Env) -> Outcome {
             .translate(buf, vsva_mem::Access::READ)
             .map_err(|x| x.to_string())?;
         let ats = e.drv.device().stats().ats_translations - before.ats_translations;
+        let faults = e.faults() - faults_before;
         let expected_pages = len.div_ceil(size.bytes());
-        if t.size != size || ats > 2 * expected_pages {
+        if t.size != size || ats > 2 * expected_pages || faults > expected_pages {
             return Err(format!(
-                "{size}: page size {} and {ats} translations",
+                "{size}: page size {}, {ats} translations, {faults} faults",
                 t.size
             ));
         }
-        detail.push(format!(
-            "{} MiB in {size} pages with {ats} ATS translations",
-            len >> 20
-        ));
+        detail.push(if ats > 0 {
+            format!(
+                "{} MiB in {size} pages with {ats} ATS translations",
+                len >> 20
+            )
+        } else {
+            format!("{} MiB in {size} pages after {faults} stall(s)", len >> 20)
+        });
     }
     Ok(detail.join("; "))
 }
@@ -171,9 +213,9 @@ fn read_only(e: &Env) -> Outcome {
         .proc_
         .mmap(None, 2 * 4096, Prot::READ, MapFlags::POPULATE)
         .map_err(|x| x.to_string())?;
-    match e.run(cmd(Op::Fill, 0, ro.raw(), 8192, 0xff)) {
-        Err(DriverError::Device(DeviceError::PageRequestInvalid)) => {}
-        other => return Err(format!("fill of a read-only mapping gave {other:?}")),
+    let r = e.run(cmd(Op::Fill, 0, ro.raw(), 8192, 0xff));
+    if !refused_by_the_os(&r) {
+        return Err(format!("fill of a read-only mapping gave {r:?}"));
     }
     let mut b = vec![1u8; 8192];
     e.proc_.read_bytes(ro, &mut b).map_err(|x| x.to_string())?;
@@ -183,10 +225,10 @@ fn read_only(e: &Env) -> Outcome {
     // reading it works
     e.run(cmd(Op::ReadChecksum, ro.raw(), 0, 8192, 0))
         .map_err(|x| x.to_string())?;
-    Ok(
-        "the write was refused (page request answered Invalid) and the pages still read as zero"
-            .into(),
-    )
+    Ok(format!(
+        "the write was refused ({}) and the pages still read as zero",
+        refusal(&r)
+    ))
 }
 
 fn unmapped(e: &Env) -> Outcome {
@@ -195,9 +237,9 @@ fn unmapped(e: &Env) -> Outcome {
         .mmap(None, 4096, Prot::RW, MapFlags::empty())
         .map_err(|x| x.to_string())?;
     e.proc_.munmap(gap, 4096).map_err(|x| x.to_string())?;
-    match e.run(cmd(Op::ReadChecksum, gap.raw(), 0, 4096, 0)) {
-        Err(DriverError::Device(DeviceError::PageRequestInvalid)) => {}
-        other => return Err(format!("DMA to an unmapped range gave {other:?}")),
+    let r = e.run(cmd(Op::ReadChecksum, gap.raw(), 0, 4096, 0));
+    if !refused_by_the_os(&r) {
+        return Err(format!("DMA to an unmapped range gave {r:?}"));
     }
     // the device and the binding keep working
     let ok = e
@@ -206,7 +248,10 @@ fn unmapped(e: &Env) -> Outcome {
         .map_err(|x| x.to_string())?;
     e.run(cmd(Op::Fill, 0, ok.raw(), 4096, 1))
         .map_err(|x| x.to_string())?;
-    Ok("refused with an Invalid page response; the next command succeeds".into())
+    Ok(format!(
+        "refused ({}); the next command succeeds",
+        refusal(&r)
+    ))
 }
 
 fn interrupt_window(e: &Env) -> Outcome {
@@ -421,14 +466,15 @@ fn exit_pending(e: &Env) -> Outcome {
         .mmap(None, 4096, Prot::RW, MapFlags::empty())
         .map_err(|x| x.to_string())?;
     e.drv.submit(&vctx, &cmd(Op::Fill, 0, buf.raw(), 4096, 9));
-    // the device sends its page request and waits; the process dies before it is answered
+    // the device sends its page request (or its DMA stalls) and waits; the process dies
+    // before it is answered
     if e.drv.device().run() != Progress::Waiting {
         return Err("the device did not wait for its page".into());
     }
     victim.exit().map_err(|x| x.to_string())?;
-    match e.drv.wait(e.p) {
-        Err(DriverError::Device(DeviceError::PageRequestInvalid)) => {}
-        other => return Err(format!("pending DMA after exit gave {other:?}")),
+    let r = e.drv.wait(e.p);
+    if !refused_by_the_os(&r) {
+        return Err(format!("pending DMA after exit gave {r:?}"));
     }
     e.drv.close(e.p, vctx).map_err(|x| x.to_string())?;
     // the system keeps working
@@ -438,7 +484,10 @@ fn exit_pending(e: &Env) -> Outcome {
         .map_err(|x| x.to_string())?;
     e.run(cmd(Op::Fill, 0, buf2.raw(), 4096, 5))
         .map_err(|x| x.to_string())?;
-    Ok("the device got an Invalid response for the dead process; other work continues".into())
+    Ok(format!(
+        "the dead process's pending DMA ended ({}); other work continues",
+        refusal(&r)
+    ))
 }
 
 fn two_devices(e: &Env) -> Outcome {
@@ -510,18 +559,10 @@ pub fn run(platform: &dyn Machine) -> Result<Report, String> {
             two_devices,
         ),
     ];
-    let mut report = Report::default();
-    for (name, f) in checks {
-        let (passed, detail) = match f(&env) {
-            Ok(d) => (true, d),
-            Err(d) => (false, d),
-        };
-        report.checks.push(Check {
-            name,
-            passed,
-            detail,
-        });
-    }
+    let mut report = Report {
+        checks: run_checks(&env, &checks),
+        counters: vec![],
+    };
     drv.close(platform, env.ctx).map_err(|e| e.to_string())?;
     let d = dev.stats();
     let v = platform.unit_counters();
@@ -541,4 +582,83 @@ pub fn run(platform: &dyn Machine) -> Result<Report, String> {
         ("swap_ins", platform.mm().stats().swap_ins),
     ];
     Ok(report)
+}
+
+fn run_checks(env: &Env, checks: &[NamedCheck]) -> Vec<Check> {
+    checks
+        .iter()
+        .map(|&(name, f)| {
+            let (passed, detail) = match f(env) {
+                Ok(d) => (true, d),
+                Err(d) => (false, d),
+            };
+            Check {
+                name,
+                passed,
+                detail,
+            }
+        })
+        .collect()
+}
+
+/// The platform device's StreamID in [`run_platform`] (firmware's `iommus` property).
+pub const PLATFORM_STREAM: u16 = 0x0800;
+
+/// What [`run_platform`] did.
+#[derive(Debug, Clone)]
+pub enum PlatformRun {
+    /// The checks ran.
+    Ran(Report),
+    /// The machine cannot have a platform device with stall: why.
+    Skipped(String),
+}
+
+/// Runs the checks that need neither ATS nor PRI on a platform device with SubstreamIDs and
+/// stall (StreamID [`PLATFORM_STREAM`], 20-bit SubstreamIDs): its page faults are stalled
+/// transactions the OS resumes, its invalid accesses stalled transactions it aborts.
+///
+/// # Errors
+/// A string when the device or the process cannot be set up at all.
+pub fn run_platform(platform: &dyn Machine) -> Result<PlatformRun, String> {
+    let dev = match platform.add_platform_device(Rid::from_raw(PLATFORM_STREAM), 20) {
+        Ok(d) => d,
+        Err(why) => return Ok(PlatformRun::Skipped(why)),
+    };
+    let drv =
+        DemoDriver::probe_platform(platform, dev.clone(), 20, 32).map_err(|e| e.to_string())?;
+    let proc_ = platform.mm().spawn().map_err(|e| e.to_string())?;
+    let ctx = drv.open(platform, &proc_).map_err(|e| e.to_string())?;
+    let env = Env {
+        p: platform,
+        drv: &drv,
+        proc_,
+        ctx,
+    };
+    let checks: [NamedCheck; 8] = [
+        ("fresh mmap faulted in by the device", fresh_mmap),
+        ("malloc'ed and stack buffers", malloc_and_stack),
+        ("2 MiB and 1 GiB huge pages", huge_pages),
+        (
+            "write to a read-only mapping fails, nothing written",
+            read_only,
+        ),
+        ("access to an unmapped range fails cleanly", unmapped),
+        ("page-out under load, data intact", page_out),
+        ("fork: child binds its own PASID, no shared data", fork),
+        (
+            "exit with DMA pending: stall aborted, system works",
+            exit_pending,
+        ),
+    ];
+    let checks = run_checks(&env, &checks);
+    drv.close(platform, env.ctx).map_err(|e| e.to_string())?;
+    platform
+        .iommu()
+        .remove_device(dev.rid())
+        .map_err(|e| e.to_string())?;
+    let d = dev.stats();
+    Ok(PlatformRun::Ran(Report {
+        checks,
+        counters: vec![("stalls", d.stalls), ("dma_bytes", d.dma_bytes)],
+    }))
 }

@@ -10,7 +10,7 @@
 //! | 0x28 | FLAGS: bit 0 privileged request | RW |
 //! | 0x30 | PASID: bits 19:0 PASID, bit 31 valid (programmed by the driver) | RW |
 //! | 0x38 | DOORBELL: write 1 to start the command | WO |
-//! | 0x40 | STATUS: 0 idle, 1 busy (waiting for a page), 2 done, 3 error | RO |
+//! | 0x40 | STATUS: 0 idle, 1 busy (waiting for a page, or stalled), 2 done, 3 error | RO |
 //! | 0x48 | RESULT: checksum (READ_CHECKSUM), first mismatch or `u64::MAX` (COMPARE), bytes (others) | RO |
 //! | 0x50 | ERROR: [`DeviceError`] code | RO |
 
@@ -111,6 +111,10 @@ pub enum DeviceError {
     /// The page was still not accessible after a successful page response.
     #[error("page still not accessible after its page request")]
     StillNotAccessible = 7,
+    /// A stalled transaction was terminated (software aborted it: the fault could not be
+    /// fixed) — the platform device's answer to an invalid access.
+    #[error("stalled transaction aborted")]
+    StallAborted = 8,
 }
 
 impl DeviceError {
@@ -125,6 +129,7 @@ impl DeviceError {
             DmaRefused,
             PrivilegedDisabled,
             StillNotAccessible,
+            StallAborted,
         ]
         .into_iter()
         .find(|e| *e as u64 == v)

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use vsva_demo::Fabric;
-use vsva_demo::{DemoDevice, Progress};
+use vsva_demo::{DemoDevice, PlatformDevice, Progress};
 use vsva_demo::{Endpoint, Machine, MsiWindow, UnitCounters};
 use vsva_iommu::Iommu;
 use vsva_iommu::UnrecoverableFault;
@@ -121,6 +121,14 @@ impl<K: IommuKind> Host<K> {
         dev
     }
 
+    /// Plugs a platform device (no PCIe: StreamID `stream`, `pasid_bits`-bit SubstreamIDs,
+    /// stall) in, telling the IOMMU driver it can stall, as firmware's `dma-can-stall` does;
+    /// `None` when the unit cannot stall.
+    pub fn add_platform_device(&self, stream: Rid, pasid_bits: u8) -> Option<Arc<PlatformDevice>> {
+        let port = K::platform_port(&self.unit, &self.driver, self.mem.clone(), stream)?;
+        Some(Arc::new(PlatformDevice::new(stream, pasid_bits, port)))
+    }
+
     /// The host's IOMMU interrupt handlers: page requests, then recorded faults. Returns how
     /// much work there was.
     pub fn service(&self) -> usize {
@@ -159,6 +167,16 @@ impl<K: IommuKind> Machine for Host<K> {
         atc_entries: usize,
     ) -> Result<Arc<dyn Endpoint>, String> {
         Ok(Host::add_device(self, rid, pri_capacity, atc_entries))
+    }
+
+    fn add_platform_device(
+        &self,
+        stream: Rid,
+        pasid_bits: u8,
+    ) -> Result<Arc<dyn Endpoint>, String> {
+        Host::add_platform_device(self, stream, pasid_bits)
+            .map(|d| d as Arc<dyn Endpoint>)
+            .ok_or_else(|| "the IOMMU cannot stall transactions".into())
     }
 
     fn run_device(&self, dev: &dyn Endpoint) -> Progress {

@@ -7,8 +7,9 @@ use std::sync::Arc;
 
 use vsva_demo::{MsiWindow, UnitCounters};
 use vsva_iommu::IommuOps;
-use vsva_mem::{FrameAllocator, PhysMem};
+use vsva_mem::{FrameAllocator, PhysMem, Rid};
 use vsva_mm::CpuArch;
+use vsva_pcie::port::PlatformUpstream;
 use vsva_pcie::{Downstream, MsiSink, Upstream};
 
 /// A driver's refusal of its unit, with the driver's own error type kept.
@@ -45,6 +46,19 @@ pub trait IommuKind: Send + Sync + 'static {
         mem: Arc<dyn PhysMem>,
         frames: Arc<FrameAllocator>,
     ) -> Result<Arc<Self::Driver>, ProbeError>;
+
+    /// The unit as the port of a platform master `stream` that firmware describes as able to
+    /// stall (`dma-can-stall`), after telling `driver` so: `None` when the unit cannot stall
+    /// (the default: VT-d has no stall; a PCIe Function never stalls).
+    fn platform_port(
+        unit: &Arc<Self::Unit>,
+        driver: &Self::Driver,
+        mem: Arc<dyn PhysMem>,
+        stream: Rid,
+    ) -> Option<Arc<dyn PlatformUpstream>> {
+        let _ = (unit, driver, mem, stream);
+        None
+    }
 
     /// The unit's invalidation counters, in the demo's neutral terms.
     fn counters(unit: &Self::Unit) -> UnitCounters;

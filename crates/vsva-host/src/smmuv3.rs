@@ -3,6 +3,9 @@
 //! What a machine of this kind can and cannot do yet:
 //! * the driver probes and resets the unit, and paging and identity domains, ATS
 //!   invalidations, stall and PRI page requests work as on any kind;
+//! * platform masters with `dma-can-stall` plug in through [`IommuKind::platform_port`]
+//!   (the demo's [`vsva_demo::PlatformDevice`]): their I/O page faults are stalls, resumed
+//!   with CMD_RESUME;
 //! * the machine is an Arm64 one ([`IommuKind::CPU`]): processes have VMSAv8-64 page tables,
 //!   which an SVA bind shares through a CD's TTB0;
 //! * an SMMU has no interrupt window: MSIs are ordinary writes, translated like any other,
@@ -12,8 +15,9 @@
 
 use std::sync::Arc;
 use vsva_demo::{MsiWindow, UnitCounters};
-use vsva_mem::{FrameAllocator, PhysMem};
+use vsva_mem::{FrameAllocator, PhysMem, Rid};
 use vsva_mm::CpuArch;
+use vsva_pcie::port::PlatformUpstream;
 use vsva_pcie::{Downstream, Mmio, MsiSink, Upstream};
 use vsva_smmuv3::{Smmuv3, Smmuv3Config, Smmuv3Port};
 use vsva_smmuv3_driver::{ProbeOptions, Smmuv3Driver, SyncPoll};
@@ -46,6 +50,23 @@ impl IommuKind for Smmuv3Kind {
         Arc::new(Smmuv3Port {
             smmu: unit.clone(),
             mem,
+        })
+    }
+
+    /// The SMMU's port for a platform master: the driver records `dma-can-stall` for its
+    /// StreamID first (its STE keeps S1STALLD clear, its CDs get S = 1); `None` on an SMMU
+    /// whose IDR0.STALL_MODEL says it cannot stall.
+    fn platform_port(
+        unit: &Arc<Smmuv3>,
+        driver: &Smmuv3Driver,
+        mem: Arc<dyn PhysMem>,
+        stream: Rid,
+    ) -> Option<Arc<dyn PlatformUpstream>> {
+        driver.set_dma_can_stall(stream).then(|| {
+            Arc::new(Smmuv3Port {
+                smmu: unit.clone(),
+                mem,
+            }) as Arc<dyn PlatformUpstream>
         })
     }
 
@@ -104,6 +125,27 @@ mod tests {
         }
         eprintln!("{:?}", report.counters);
         assert!(report.checks.iter().all(|c| c.passed));
+    }
+
+    #[test]
+    fn the_platform_device_checks_on_an_smmuv3_host() {
+        let host = Host::<Smmuv3Kind>::new(64 << 30, Smmuv3Config::default()).unwrap();
+        let vsva_demo::PlatformRun::Ran(report) = vsva_demo::run_platform(&host).unwrap() else {
+            panic!("an SMMUv3 host takes a platform device with stall");
+        };
+        for c in &report.checks {
+            eprintln!(
+                "{} {}: {}",
+                if c.passed { "PASS" } else { "FAIL" },
+                c.name,
+                c.detail
+            );
+        }
+        eprintln!("{:?} {:?}", report.counters, host.driver.stall_stats());
+        assert!(report.checks.iter().all(|c| c.passed));
+        let s = host.driver.stall_stats();
+        assert!(s.stall_events > 0);
+        assert_eq!(s.stall_events, s.resumes);
     }
 
     #[test]

@@ -91,3 +91,58 @@ impl Downstream for NoDevices {
 
     fn page_group_response(&self, _: Rid, _: Option<Pasid>, _: ResponseCode, _: u16) {}
 }
+
+/// A stalled transaction of a platform master, as its IOMMU named it (for an SMMU, the
+/// StreamID and STAG of IHI 0070 §3.12.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct StallToken {
+    /// The master's stream (its StreamID).
+    pub stream: u32,
+    /// The tag the IOMMU holds the transaction under.
+    pub tag: u16,
+}
+
+/// What a platform master's DMA came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlatformDma {
+    /// Translated: the physical address it reaches.
+    Done(u64),
+    /// Held by the IOMMU until software resumes or terminates it: the master waits and asks
+    /// again with [`PlatformUpstream::poll_stalled`].
+    Stalled(StallToken),
+    /// Terminated with an abort (a fault that could not stall, or a stall software ended
+    /// with an abort).
+    Refused,
+}
+
+/// What a platform (non-PCIe) master sends upstream: memory requests with untranslated
+/// addresses, each tagged with its stream and substream (on Arm, the StreamID and
+/// SubstreamID the interconnect gives it), which may stall in the IOMMU.
+///
+/// No ATS, no PRI: a master of an SoC cannot cache translations nor ask for pages; when a
+/// translation faults, the IOMMU holds the transaction (stall) and reports it to software,
+/// which fixes the fault and resumes it. The master only sees its transaction complete late.
+/// This lives beside [`Upstream`] because it is the same kind of thing — the port an IOMMU
+/// model offers its requesters — and the IOMMU models depend on this crate, not on any
+/// device's.
+pub trait PlatformUpstream: Send + Sync {
+    /// A memory request of `stream` (with `substream`, a PASID, if any) to the untranslated
+    /// `addr`. `stallable`: the master can wait for a stalled transaction (firmware's
+    /// `dma-can-stall`).
+    fn dma(
+        &self,
+        stream: u32,
+        substream: Option<Pasid>,
+        addr: u64,
+        access: Access,
+        stallable: bool,
+    ) -> PlatformDma;
+
+    /// The outcome of the stalled transaction `token`: [`PlatformDma::Stalled`] while
+    /// software has not acted (with a new token if a retry stalled again), else the retried
+    /// transaction's result or [`PlatformDma::Refused`] when it was aborted. Never blocks.
+    fn poll_stalled(&self, token: StallToken) -> PlatformDma;
+
+    /// The memory requests reach.
+    fn memory(&self) -> &dyn PhysMem;
+}

@@ -3,6 +3,7 @@
 //! SMMU only through its registers ([`vsva_pcie::Mmio`]) and the tables and queues it writes in memory.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use vsva_mem::{Errno, FrameAllocator, PhysMem};
@@ -235,6 +236,21 @@ pub struct Smmuv3Driver {
     pub(crate) features: Features,
     options: ProbeOptions,
     state: Mutex<Option<State>>,
+    /// StreamIDs firmware describes as able to stall (`dma-can-stall`), set before their
+    /// master is attached.
+    can_stall: Mutex<HashSet<u32>>,
+    pub(crate) stall_events: AtomicU64,
+    pub(crate) resumes: AtomicU64,
+}
+
+/// What the driver did with stalled transactions.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StallStats {
+    /// Event records with STALL = 1 read from the event queue (each one a stalled
+    /// transaction handed to the IOMMU core as a page request).
+    pub stall_events: u64,
+    /// CMD_RESUMEs issued (retry or abort) for them.
+    pub resumes: u64,
 }
 
 impl std::fmt::Debug for Smmuv3Driver {
@@ -314,7 +330,42 @@ impl Smmuv3Driver {
             features,
             options,
             state: Mutex::new(None),
+            can_stall: Mutex::new(HashSet::new()),
+            stall_events: AtomicU64::new(0),
+            resumes: AtomicU64::new(0),
         })
+    }
+
+    /// Firmware describes the master `rid` as able to stall (the `dma-can-stall` device
+    /// property, device tree or ACPI _DSD; Linux reads it into `master->stall_enabled` in
+    /// `arm_smmu_probe_device`): when the IOMMU core attaches it,
+    /// its STE keeps S1STALLD clear and its CDs get S = 1. Only where the SMMU can stall
+    /// (IDR0.STALL_MODEL not 0b01); returns whether it was recorded.
+    pub fn set_dma_can_stall(&self, rid: vsva_mem::Rid) -> bool {
+        if !self.features.stall {
+            return false;
+        }
+        self.can_stall
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(rid.raw() as u32);
+        true
+    }
+
+    /// Whether firmware said the master `rid` can stall.
+    pub fn dma_can_stall(&self, rid: vsva_mem::Rid) -> bool {
+        self.can_stall
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&(rid.raw() as u32))
+    }
+
+    /// Stall events read and CMD_RESUMEs issued.
+    pub fn stall_stats(&self) -> StallStats {
+        StallStats {
+            stall_events: self.stall_events.load(Ordering::Relaxed),
+            resumes: self.resumes.load(Ordering::Relaxed),
+        }
     }
 
     /// What the probe read.

@@ -169,6 +169,8 @@ impl Smmuv3Driver {
             match decode_event(&rec) {
                 Some(Decoded::Fault(f)) => st.faults.push(f),
                 Some(Decoded::Stall(r)) => {
+                    self.stall_events
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     st.stalls.insert((rec.sid(), r.prgi));
                     st.requests.push(r);
                 }
@@ -226,7 +228,8 @@ impl Smmuv3Driver {
     ) -> Result<()> {
         let sid = rid.raw() as u32;
         self.with_state(|st| {
-            let cmd = if st.stalls.remove(&(sid, prgi)) {
+            let resume = st.stalls.remove(&(sid, prgi));
+            let cmd = if resume {
                 Command::Resume {
                     sid,
                     stag: prgi,
@@ -245,7 +248,12 @@ impl Smmuv3Driver {
             } else {
                 return Err(DriverError::Unsupported("PRI"));
             };
-            self.issue_nosync(st, &[cmd])
+            self.issue_nosync(st, &[cmd])?;
+            if resume {
+                self.resumes
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            Ok(())
         })
     }
 

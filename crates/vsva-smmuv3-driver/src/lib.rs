@@ -31,7 +31,7 @@ pub mod tables;
 pub use cmdq::SyncPoll;
 pub use driver::{
     DriverError, Features, MSI_DOORBELL, MSI_IOVA, MasterOptions, ProbeOptions, Result,
-    Smmuv3Driver,
+    Smmuv3Driver, StallStats,
 };
 pub use faults::{Decoded, decode_event, decode_page_request, pri_resp};
 pub use master::{MAX_TLBI_OPS, Refusal, Target, atc_inv, tlbi_range};

@@ -2,7 +2,7 @@
 //!
 //! | core call | what the driver does |
 //! |---|---|
-//! | `attach_device` | a master: CD table, aborting STE (StreamID = Requester ID) |
+//! | `attach_device` | a master: CD table, aborting STE (StreamID = Requester ID); stall as firmware said (`set_dma_can_stall`) |
 //! | `set_pasid` | Blocked: CD cleared / RID aborts; Identity: RID bypasses; Paging, Sva: a stage-1 CD |
 //! | `clear_pasid` | the CD cleared (SVA: EPD0 first), TLBI by ASID, ATC_INV |
 //! | `flush` | TLBI_NH_VA (range or per page) or TLBI_NH_ASID, then ATC_INV for ATS masters |
@@ -59,8 +59,9 @@ impl IommuOps for Smmuv3Driver {
                 ssid_bits: caps.pasid_bits,
                 ats: caps.ats,
                 pri: caps.pri,
-                // DeviceCaps cannot say "dma-can-stall": only a stall-forced SMMU stalls.
-                stall: false,
+                // "dma-can-stall" is firmware's word, not the device's capabilities: the
+                // machine told the driver before the core attached the device.
+                stall: self.dma_can_stall(dev),
             },
         )
         .map_err(err)

@@ -5,12 +5,17 @@
 //! Page Request Messages queued ([`Smmuv3::page_request`]). PRG Responses and ATS Invalidate
 //! Requests go the other way through [`Smmuv3::with_devices`]'s [`vsva_pcie::Downstream`].
 //!
+//! The same port serves platform masters ([`vsva_pcie::port::PlatformUpstream`]): StreamID
+//! and SubstreamID as the interconnect gives them, and transactions that may stall
+//! (§3.12.2), polled until software's CMD_RESUME or CMD_STALL_TERM.
+//!
 //! A transaction terminated with RAZ/WI (CD.A = 0) is refused here too: the port's
 //! interface has no way to say "reads return zero".
 
 use std::sync::Arc;
 
 use vsva_mem::{Access, Pasid, PhysMem, Rid};
+use vsva_pcie::port::{PlatformDma, StallToken};
 use vsva_pcie::{PageRequest, PageRequestOutcome, Refused, TranslationCompletion, Upstream};
 
 use crate::translate::Transaction;
@@ -74,5 +79,56 @@ impl Upstream for Smmuv3Port {
 
     fn memory(&self) -> &dyn PhysMem {
         self.mem.as_ref()
+    }
+}
+
+/// A platform master behind the SMMU ([`vsva_pcie::port::PlatformUpstream`]): the stream is
+/// the StreamID, the substream the SubstreamID; a stallable transaction that faults under a
+/// CD with S = 1 (or STE.S2S) stalls (§3.12.2) and is polled with
+/// [`Smmuv3::poll_stalled`]. RAZ/WI terminations are refused, as for PCIe requests.
+impl vsva_pcie::port::PlatformUpstream for Smmuv3Port {
+    fn dma(
+        &self,
+        stream: u32,
+        substream: Option<Pasid>,
+        addr: u64,
+        access: Access,
+        stallable: bool,
+    ) -> PlatformDma {
+        platform_outcome(self.smmu.translate(&Transaction {
+            sid: stream,
+            ssid: substream.map(|p| p.raw()),
+            addr,
+            access,
+            stallable,
+        }))
+    }
+
+    fn poll_stalled(&self, token: StallToken) -> PlatformDma {
+        let tag = crate::translate::StallTag {
+            sid: token.stream,
+            stag: token.tag,
+        };
+        match self.smmu.poll_stalled(tag) {
+            None => PlatformDma::Stalled(token),
+            Some(r) => platform_outcome(r),
+        }
+    }
+
+    fn memory(&self) -> &dyn PhysMem {
+        self.mem.as_ref()
+    }
+}
+
+fn platform_outcome(
+    r: Result<crate::translate::Translated, crate::translate::Blocked>,
+) -> PlatformDma {
+    match r {
+        Ok(t) => PlatformDma::Done(t.addr),
+        Err(crate::translate::Blocked::Stalled(tag)) => PlatformDma::Stalled(StallToken {
+            stream: tag.sid,
+            tag: tag.stag,
+        }),
+        Err(_) => PlatformDma::Refused,
     }
 }

@@ -5,7 +5,9 @@
 //! same driver and program). The hosts: an x86-64 machine with VT-d, and an Arm64 machine
 //! with an SMMUv3 (its guest, through a virtual SMMUv3, is issue 15's). `--iommu` picks one
 //! host and its guests; `--vm` runs only guests; with neither, every configuration runs and
-//! the report ends with a line per run.
+//! the report ends with a line per run. On the SMMUv3 host a second device runs the checks
+//! that need neither ATS nor PRI: a platform device whose page faults are stalls; VT-d
+//! hosts, which cannot stall, say so and skip it.
 
 use std::sync::Arc;
 
@@ -46,6 +48,11 @@ fn host(r: &mut Report) -> Result<()> {
     for (k, v) in program.counters {
         r.count(k, v);
     }
+    if let vsva_demo::PlatformRun::Skipped(why) =
+        vsva_demo::run_platform(&platform).map_err(|e| anyhow!(e))?
+    {
+        r.say(format!("platform device with stall: skipped, {why}"));
+    }
     Ok(())
 }
 
@@ -85,7 +92,7 @@ fn guest(r: &mut Report, prefix: &str) -> Result<()> {
     Ok(())
 }
 
-fn smmuv3_host(r: &mut Report, prefix: &str) -> Result<()> {
+fn smmuv3_host(r: &mut Report, prefix: &str) -> Result<Host<Smmuv3Kind>> {
     let host = Host::<Smmuv3Kind>::new(64 << 30, Smmuv3Config::default())?;
     let program = vsva_demo::run_program(&host).map_err(|e| anyhow!(e))?;
     let cfg = host.unit.config();
@@ -108,6 +115,18 @@ fn smmuv3_host(r: &mut Report, prefix: &str) -> Result<()> {
     for (k, v) in program.counters {
         r.count(&counter(k), v);
     }
+    Ok(host)
+}
+
+/// The SMMU's own counters, over both devices' runs.
+fn smmuv3_unit(r: &mut Report, host: &Host<Smmuv3Kind>, prefix: &str) {
+    let counter = |k: &str| {
+        if prefix.is_empty() {
+            k.to_string()
+        } else {
+            format!("smmuv3_{k}")
+        }
+    };
     let s = host.unit.stats();
     r.count(&counter("cmdq_commands"), s.commands);
     r.count(&counter("cmd_syncs"), s.syncs);
@@ -115,6 +134,39 @@ fn smmuv3_host(r: &mut Report, prefix: &str) -> Result<()> {
     r.count(&counter("priq_entries"), s.page_requests);
     r.count(&counter("pri_responses"), s.page_responses);
     r.count(&counter("tlb_walks"), s.tlb.walks);
+}
+
+/// The platform device's run on the SMMUv3 host: the checks without ATS/PRI, its page
+/// faults served through stall (event queue, CMD_RESUME) rather than PRI.
+fn smmuv3_stall(r: &mut Report, host: &Host<Smmuv3Kind>, prefix: &str) -> Result<()> {
+    let report = match vsva_demo::run_platform(host).map_err(|e| anyhow!(e))? {
+        vsva_demo::PlatformRun::Ran(report) => report,
+        vsva_demo::PlatformRun::Skipped(why) => {
+            r.say(format!("platform device with stall: skipped, {why}"));
+            return Ok(());
+        }
+    };
+    r.section("SVA demo: a platform device with SubstreamIDs and stall behind the same SMMUv3");
+    r.say(format!(
+        "device (StreamID {:#x}, no PCIe): the same DMA engine without ATS or PRI; firmware says dma-can-stall, so its STE keeps S1STALLD clear and its CDs have S = 1; a faulting DMA stalls, the OS reads the stall event, fixes the fault and answers with CMD_RESUME (retry, or abort for an access it cannot fix)",
+        vsva_demo::PLATFORM_STREAM
+    ));
+    for c in report.checks {
+        r.check(&format!("{prefix}stall: {}", c.name), c.passed, c.detail);
+    }
+    let counter = |k: &str| {
+        if prefix.is_empty() {
+            k.to_string()
+        } else {
+            format!("smmuv3_{k}")
+        }
+    };
+    for (k, v) in report.counters {
+        r.count(&counter(&format!("platform_{k}")), v);
+    }
+    let s = host.driver.stall_stats();
+    r.count(&counter("stall_events"), s.stall_events);
+    r.count(&counter("resumes"), s.resumes);
     Ok(())
 }
 
@@ -141,9 +193,16 @@ pub fn run(iommu: Option<HostIommu>, vm_only: bool) -> Result<Report> {
                 ));
             }
         } else {
+            let prefix = if all { "smmuv3: " } else { "" };
             let from = r.checks.len();
-            smmuv3_host(&mut r, if all { "smmuv3: " } else { "" })?;
+            let host = smmuv3_host(&mut r, prefix)?;
             run_line(&mut r, "SMMUv3 host", from);
+            let from = r.checks.len();
+            smmuv3_stall(&mut r, &host, prefix)?;
+            if r.checks.len() > from {
+                run_line(&mut r, "SMMUv3 host, platform device with stall", from);
+            }
+            smmuv3_unit(&mut r, &host, prefix);
         }
     }
     Ok(r)

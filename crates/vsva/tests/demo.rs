@@ -23,8 +23,9 @@ fn json(args: &[&str]) -> serde_json::Value {
 fn demo_json_reports_every_sva_check_and_the_counters() {
     let v = json(&["demo", "--json"]);
     let checks = v["checks"].as_array().expect("checks array");
-    // the VT-d host's twelve, the same twelve inside its guest, then on the SMMUv3 host
-    assert_eq!(checks.len(), 36);
+    // the VT-d host's twelve, the same twelve inside its guest, then on the SMMUv3 host,
+    // then the platform device's eight on the SMMUv3 host
+    assert_eq!(checks.len(), 44);
     for c in checks {
         assert!(c["name"].is_string() && c["detail"].is_string());
         assert_eq!(c["passed"], true, "{c}");
@@ -49,10 +50,24 @@ fn demo_json_reports_every_sva_check_and_the_counters() {
         [
             "VT-d host",
             "VT-d guest (virtual VT-d on host nesting)",
-            "SMMUv3 host"
+            "SMMUv3 host",
+            "SMMUv3 host, platform device with stall"
         ]
     );
-    assert!(runs.iter().all(|r| r["passed"] == 12 && r["checks"] == 12));
+    assert!(
+        runs[..3]
+            .iter()
+            .all(|r| r["passed"] == 12 && r["checks"] == 12)
+    );
+    assert!(runs[3]["passed"] == 8 && runs[3]["checks"] == 8);
+    assert!(names.contains(&"smmuv3: stall: fresh mmap faulted in by the device"));
+    // the VT-d host says why it has no platform device with stall
+    let text = String::from_utf8_lossy(&run(&["demo", "--iommu", "vtd"]).stdout).into_owned();
+    assert!(
+        text.contains("platform device with stall: skipped, the IOMMU cannot stall"),
+        "{text}"
+    );
+    assert!(v["counters"]["smmuv3_stall_events"].as_u64().unwrap() > 0);
     for counter in [
         "ats_translations",
         "atc_hits",
@@ -101,11 +116,23 @@ fn demo_vm_runs_only_the_guest() {
 fn demo_on_the_smmuv3_host_alone() {
     let v = json(&["demo", "--iommu", "smmuv3", "--json"]);
     let checks = v["checks"].as_array().expect("checks array");
-    assert_eq!(checks.len(), 12);
+    // twelve on the PCIe device, eight on the platform device with stall
+    assert_eq!(checks.len(), 20);
     assert!(checks.iter().all(|c| c["passed"] == true));
     let names: Vec<&str> = checks.iter().filter_map(|c| c["name"].as_str()).collect();
-    // no prefix when one host runs alone
+    // no host prefix when one host runs alone
     assert!(names.contains(&"fresh mmap faulted in by the device"));
+    for expected in [
+        "stall: fresh mmap faulted in by the device",
+        "stall: write to a read-only mapping fails, nothing written",
+        "stall: access to an unmapped range fails cleanly",
+        "stall: 2 MiB and 1 GiB huge pages",
+        "stall: fork: child binds its own PASID, no shared data",
+        "stall: exit with DMA pending: stall aborted, system works",
+        "stall: page-out under load, data intact",
+    ] {
+        assert!(names.contains(&expected), "missing check {expected:?}");
+    }
     let n = |k: &str| v["counters"][k].as_u64().unwrap_or(0);
     for counter in [
         "ats_translations",
@@ -118,6 +145,13 @@ fn demo_on_the_smmuv3_host_alone() {
     // every page request went through the PRI queue and was answered with CMD_PRI_RESP
     assert_eq!(n("priq_entries"), n("page_requests"));
     assert_eq!(n("pri_responses"), n("page_group_responses"));
+    // the platform device's page faults went through stall: every stall event read from
+    // the event queue was answered with CMD_RESUME, one per stall the device saw
+    assert!(n("stall_events") > 0 && n("priq_entries") > 0);
+    assert_eq!(n("stall_events"), n("resumes"));
+    assert_eq!(n("stall_events"), n("platform_stalls"));
+    // the SMMU wrote each of them (no other event on these runs)
+    assert_eq!(n("events"), n("stall_events"));
     // no guest on an SMMUv3 host yet
     let out = run(&["demo", "--iommu", "smmuv3", "--vm"]);
     assert!(!out.status.success());
@@ -129,8 +163,9 @@ fn demo_text_report_has_a_line_per_check_then_counters() {
     let out = run(&["demo"]);
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("== checks: 36 of 36 passed"));
+    assert!(text.contains("== checks: 44 of 44 passed"));
     assert!(text.contains("PASS SMMUv3 host"));
+    assert!(text.contains("PASS SMMUv3 host, platform device with stall"));
     assert!(text.contains("vSVA demo"));
     let counters_at = text.find("== counters").expect("counters");
     assert!(text.find("== checks").unwrap() < counters_at);
