@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use vsva_mem::{Access, Pasid, Rid};
 use vsva_pcie::Refused;
-use vsva_pcie::port::{PlatformDma, PlatformUpstream, StallToken};
+use vsva_pcie::{PlatformDma, PlatformUpstream, StallToken};
 
 use crate::device::{DeviceStats, Progress};
 use crate::engine::{CHUNK, Job, Registers};

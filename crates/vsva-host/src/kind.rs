@@ -9,7 +9,7 @@ use vsva_demo::{MsiWindow, UnitCounters};
 use vsva_iommu::IommuOps;
 use vsva_mem::{FrameAllocator, PhysMem, Rid};
 use vsva_mm::CpuArch;
-use vsva_pcie::port::PlatformUpstream;
+use vsva_pcie::PlatformUpstream;
 use vsva_pcie::{Downstream, MsiSink, Upstream};
 
 /// A driver's refusal of its unit, with the driver's own error type kept.

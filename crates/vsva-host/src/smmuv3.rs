@@ -17,7 +17,7 @@ use std::sync::Arc;
 use vsva_demo::{MsiWindow, UnitCounters};
 use vsva_mem::{FrameAllocator, PhysMem, Rid};
 use vsva_mm::CpuArch;
-use vsva_pcie::port::PlatformUpstream;
+use vsva_pcie::PlatformUpstream;
 use vsva_pcie::{Downstream, Mmio, MsiSink, Upstream};
 use vsva_smmuv3::{Smmuv3, Smmuv3Config, Smmuv3Port};
 use vsva_smmuv3_driver::{ProbeOptions, Smmuv3Driver, SyncPoll};

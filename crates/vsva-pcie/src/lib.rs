@@ -19,7 +19,9 @@
 //! * [`mmio`] — the register window a driver reaches a device through ([`Mmio`]).
 //! * [`msi`] — Message Signalled Interrupts as IOMMU models raise them ([`MsiSink`]).
 //! * [`port`] — the two directions: [`Upstream`] (what a Function sends to its IOMMU, which
-//!   each IOMMU model implements) and [`Downstream`] (what the IOMMU sends to the Functions).
+//!   each IOMMU model implements) and [`Downstream`] (what the IOMMU sends to the Functions);
+//!   and [`PlatformUpstream`], the same for a platform (non-PCIe) master whose transactions
+//!   an IOMMU may stall (an SMMU's StreamID/SubstreamID, no ATS or PRI).
 //!
 //! # What is modelled
 //!
@@ -55,7 +57,9 @@ pub use config::{ConfigError, ConfigOptions, ConfigSpace};
 pub use mmio::Mmio;
 pub use msi::{MsiLog, MsiSink};
 pub use ordering::{AtcAccess, AtsHook, AtsPoint, Fill, OrderedAtc, TranslationTicket};
-pub use port::{Downstream, NoDevices, Refused, Upstream};
+pub use port::{
+    Downstream, NoDevices, PlatformDma, PlatformUpstream, Refused, StallToken, Upstream,
+};
 pub use pri::{GroupCompletion, PageRequestMsg, Pri, PriError, ResponseCode};
 pub use transaction::{
     AtsInvalidation, AtsInvalidationError, PageRequest, PageRequestOutcome, Request, RequestKind,

@@ -5,7 +5,7 @@
 //! Page Request Messages queued ([`Smmuv3::page_request`]). PRG Responses and ATS Invalidate
 //! Requests go the other way through [`Smmuv3::with_devices`]'s [`vsva_pcie::Downstream`].
 //!
-//! The same port serves platform masters ([`vsva_pcie::port::PlatformUpstream`]): StreamID
+//! The same port serves platform masters ([`vsva_pcie::PlatformUpstream`]): StreamID
 //! and SubstreamID as the interconnect gives them, and transactions that may stall
 //! (§3.12.2), polled until software's CMD_RESUME or CMD_STALL_TERM.
 //!
@@ -15,8 +15,8 @@
 use std::sync::Arc;
 
 use vsva_mem::{Access, Pasid, PhysMem, Rid};
-use vsva_pcie::port::{PlatformDma, StallToken};
 use vsva_pcie::{PageRequest, PageRequestOutcome, Refused, TranslationCompletion, Upstream};
+use vsva_pcie::{PlatformDma, StallToken};
 
 use crate::translate::Transaction;
 use crate::unit::Smmuv3;
@@ -82,11 +82,11 @@ impl Upstream for Smmuv3Port {
     }
 }
 
-/// A platform master behind the SMMU ([`vsva_pcie::port::PlatformUpstream`]): the stream is
+/// A platform master behind the SMMU ([`vsva_pcie::PlatformUpstream`]): the stream is
 /// the StreamID, the substream the SubstreamID; a stallable transaction that faults under a
 /// CD with S = 1 (or STE.S2S) stalls (§3.12.2) and is polled with
 /// [`Smmuv3::poll_stalled`]. RAZ/WI terminations are refused, as for PCIe requests.
-impl vsva_pcie::port::PlatformUpstream for Smmuv3Port {
+impl vsva_pcie::PlatformUpstream for Smmuv3Port {
     fn dma(
         &self,
         stream: u32,
