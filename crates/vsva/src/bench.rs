@@ -20,7 +20,7 @@ mod lookups;
 mod spaces;
 
 use dma::{sva_copy, thread_scale};
-use faults::{invalidation, iopf_roundtrip, vsva_iopf_roundtrip};
+use faults::{invalidation, iopf_roundtrip, smmuv3_iopf_stall_roundtrip, vsva_iopf_roundtrip};
 use lookups::{atc_hit, iotlb_hit, nested, smmuv3_nested, smmuv3_tlb_hit, smmuv3_walk4, walk4};
 use spaces::{ioas_map, pasid_scale};
 
@@ -158,6 +158,9 @@ const METRICS: &[(&str, Measure)] = &[
     ("smmuv3_iopf_roundtrip_us", |e, _| {
         iopf_roundtrip::<Smmuv3Kind>(e)
     }),
+    ("smmuv3_iopf_stall_roundtrip_us", |e, _| {
+        smmuv3_iopf_stall_roundtrip(e)
+    }),
     ("smmuv3_invalidation_us", |e, _| {
         invalidation::<Smmuv3Kind>(e)
     }),
@@ -194,13 +197,13 @@ pub fn table(metrics: &[(&'static str, Metric)]) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "{:<24} {:>12} {:<5} {:>12} {:>8}  target",
+        "{:<30} {:>10} {:<5} {:>12} {:>8}  target",
         "metric", "value", "unit", "baseline", "ratio"
     );
     for (name, m) in metrics {
         let _ = writeln!(
             s,
-            "{:<24} {:>12.2} {:<5} {:>12} {:>8}  {:<26} {}{}",
+            "{:<30} {:>10.2} {:<5} {:>12} {:>8}  {:<26} {}{}",
             name,
             m.value,
             m.unit,

@@ -1,6 +1,6 @@
 //! The `vsva` command.
 //!
-//! * `vsva demo [--iommu vtd|smmuv3] [--vm] [--json]` — the SVA demo: a userspace program
+//! * `vsva demo [--iommu vtd|smmuv3] [--viommu vtd|smmuv3|virtio-iommu] [--vm] [--json]` — the SVA demo: a userspace program
 //!   on a host with an IOMMU (VT-d on x86-64, SMMUv3 on Arm64) and a PASID/ATS/PRI DMA device
 //!   runs its checks, then the same program inside a guest through a virtual VT-d bound onto
 //!   host nesting (`--vm`: only guests; `--iommu`: one host and its guests); one line per
@@ -47,6 +47,9 @@ enum Command {
         /// The host IOMMU (and its guests); every host when not given.
         #[arg(long, value_enum)]
         iommu: Option<sva::HostIommu>,
+        /// The guests' vIOMMU (each host offers its own kind); every kind when not given.
+        #[arg(long, value_enum)]
+        viommu: Option<sva::GuestIommu>,
     },
     /// Walk through the foundation: memory, page tables, the memory manager.
     Foundation {
@@ -136,7 +139,12 @@ fn main() -> anyhow::Result<()> {
             };
             return stress(&opts, json);
         }
-        Command::Demo { json, vm, iommu } => (sva::run(iommu, vm)?, json),
+        Command::Demo {
+            json,
+            vm,
+            iommu,
+            viommu,
+        } => (sva::run(iommu, viommu, vm)?, json),
         Command::Foundation { json } => (foundation::run()?, json),
     };
     if json {

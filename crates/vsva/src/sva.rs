@@ -28,6 +28,19 @@ pub enum HostIommu {
     Smmuv3,
 }
 
+/// A guest's vIOMMU (`--viommu`). Each host offers its own kind: a VT-d host a virtual VT-d;
+/// an SMMUv3 host a virtual SMMUv3 (issue 15); virtio-iommu with the page-table extension
+/// on either (issue 16).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum GuestIommu {
+    /// A virtual VT-d bound onto host VT-d nesting.
+    Vtd,
+    /// A virtual SMMUv3 on host SMMUv3 nesting (not built yet).
+    Smmuv3,
+    /// virtio-iommu with page tables per PASID (not built yet).
+    VirtioIommu,
+}
+
 /// One program run: where, and how many of its checks passed.
 fn run_line(r: &mut Report, name: &str, from: usize) {
     let checks = &r.checks[from..];
@@ -171,23 +184,40 @@ fn smmuv3_stall(r: &mut Report, host: &Host<Smmuv3Kind>, prefix: &str) -> Result
 }
 
 /// Runs the demo on the hosts `iommu` selects (all when `None`), each followed by its guests
-/// unless `vm_only` (then only the guests).
-pub fn run(iommu: Option<HostIommu>, vm_only: bool) -> Result<Report> {
+/// (those with the vIOMMU `viommu` selects, all when `None`), or only the guests (`vm_only`).
+pub fn run(iommu: Option<HostIommu>, viommu: Option<GuestIommu>, vm_only: bool) -> Result<Report> {
+    match viommu {
+        Some(GuestIommu::Smmuv3) => {
+            return Err(anyhow!(
+                "no guest runs through a virtual SMMUv3 yet (issue 15)"
+            ));
+        }
+        Some(GuestIommu::VirtioIommu) => {
+            return Err(anyhow!("no guest runs through virtio-iommu yet (issue 16)"));
+        }
+        Some(GuestIommu::Vtd) if iommu == Some(HostIommu::Smmuv3) => {
+            return Err(anyhow!(
+                "an SMMUv3 host offers its guests a virtual SMMUv3, not a virtual VT-d"
+            ));
+        }
+        _ => {}
+    }
     let mut r = Report::default();
-    let all = iommu.is_none();
+    let all = iommu.is_none() && viommu.is_none();
+    let hosts = !vm_only;
     if iommu != Some(HostIommu::Smmuv3) {
-        if !vm_only {
+        if hosts {
             let from = r.checks.len();
             host(&mut r)?;
             run_line(&mut r, "VT-d host", from);
         }
         let from = r.checks.len();
-        guest(&mut r, if vm_only { "" } else { "guest: " })?;
+        guest(&mut r, if hosts { "guest: " } else { "" })?;
         run_line(&mut r, "VT-d guest (virtual VT-d on host nesting)", from);
     }
-    if iommu != Some(HostIommu::Vtd) {
+    if iommu != Some(HostIommu::Vtd) && viommu.is_none() {
         if vm_only {
-            if !all {
+            if iommu.is_some() {
                 return Err(anyhow!(
                     "no guest runs on an SMMUv3 host yet: the virtual SMMUv3 is issue 15's"
                 ));
