@@ -89,14 +89,28 @@ enum Command {
     },
 }
 
+/// Writes a report to stdout. A reader that stops reading (`vsva demo --json | head`) ends
+/// the output quietly instead of a panic; the exit status still says whether checks passed.
+fn emit(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            return;
+        }
+        eprintln!("vsva: writing the report: {e}");
+        std::process::exit(1);
+    }
+}
+
 /// `vsva stress`: the table, or one JSON object; exit status 1 on a stale access or a
 /// scenario that could not run.
 fn stress(opts: &stress::Options, json: bool) -> anyhow::Result<()> {
     let report = stress::run(opts)?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        emit(&format!("{}\n", serde_json::to_string_pretty(&report)?));
     } else {
-        print!("{}", report.to_text());
+        emit(&report.to_text());
     }
     if !report.passed() {
         std::process::exit(1);
@@ -112,12 +126,12 @@ fn bench(json: bool, quick: bool, only: &[String]) -> anyhow::Result<()> {
             .iter()
             .map(|(k, m)| Ok((k.to_string(), serde_json::to_value(m)?)))
             .collect::<anyhow::Result<_>>()?;
-        println!(
-            "{}",
+        emit(&format!(
+            "{}\n",
             serde_json::to_string_pretty(&serde_json::json!({ "metrics": map }))?
-        );
+        ));
     } else {
-        print!("{}", bench::table(&metrics));
+        emit(&bench::table(&metrics));
     }
     Ok(())
 }
@@ -148,9 +162,12 @@ fn main() -> anyhow::Result<()> {
         Command::Foundation { json } => (foundation::run()?, json),
     };
     if json {
-        println!("{}", serde_json::to_string_pretty(&report.to_json())?);
+        emit(&format!(
+            "{}\n",
+            serde_json::to_string_pretty(&report.to_json())?
+        ));
     } else {
-        print!("{}", report.to_text());
+        emit(&report.to_text());
     }
     if !report.all_passed() {
         std::process::exit(1);
