@@ -96,6 +96,9 @@ pub struct Features {
     pub ril: bool,
     /// 16-bit ASIDs.
     pub asid16: bool,
+    /// Both stages (IDR0.S1P and IDR0.S2P): Linux `arm_smmu_device_hw_probe` sets
+    /// `ARM_SMMU_FEAT_NESTING`, which nesting-parent domains need.
+    pub nesting: bool,
     /// HTTU access flag (IDR0.HTTU >= 1).
     pub ha: bool,
     /// HTTU dirty state (IDR0.HTTU = 2).
@@ -316,6 +319,8 @@ impl Smmuv3Driver {
             stall_force: idr0.stall_model() == stall_model::FORCE,
             ril: idr3.ril(),
             asid16: idr0.asid16(),
+            // the probe refused a unit without stage 1
+            nesting: idr0.s2p(),
             ha: idr0.httu() >= 1,
             hd: idr0.httu() == 2,
             msi: idr0.msi(),

@@ -13,6 +13,7 @@
 //! | [`MasterOptions`], [`Target`] | a master's PASIDs/ATS/PRI/stall; what a SubstreamID translates through |
 //! | [`tables`] | STE and CD values as the driver writes them, MAIRs |
 //! | [`decode_event`], [`decode_page_request`] | event records and PRI entries as the driver reads them |
+//! | [`uapi`] | the iommufd uAPI struct the driver writes (`IOMMU_GET_HW_INFO`'s) |
 //! | [`DriverError`] | why a driver operation failed, with Linux's errno |
 //!
 //! [`Smmuv3Driver`] implements the IOMMU core's driver interface ([`vsva_iommu::IommuOps`]).
@@ -24,9 +25,11 @@
 mod cmdq;
 mod driver;
 mod faults;
+mod iommufd;
 mod master;
 mod ops;
 pub mod tables;
+pub mod uapi;
 
 pub use cmdq::SyncPoll;
 pub use driver::{

@@ -8,14 +8,17 @@
 //! | `flush` | TLBI_NH_VA (range or per page) or TLBI_NH_ASID, then ATC_INV for ATS masters |
 //! | `take_faults` / `take_page_requests` / `page_response` | event and PRI queues, CMD_RESUME / CMD_PRI_RESP |
 //!
-//! User data for iommufd (`hw_info`, nested domains, user invalidation) is issue 15's: those
-//! keep the interface's defaults (no data, `EOPNOTSUPP`).
+//! | `hw_info` | IDR0–5, IIDR, AIDR as read (`arm_smmu_hw_info`) |
+//! | `nesting` / `nest_parent_read_only` / `dev_tlb_invalidation` | as Linux decides them (below) |
+//!
+//! Nested domains and user invalidation (issue 15) keep the interface's defaults
+//! (`EOPNOTSUPP`).
 
 use vsva_iommu::{
-    DeviceCaps, DomainSpec, FormatTable, IoPgtable, IommuError, IommuOps, PageRequest,
+    DeviceCaps, DomainSpec, FormatTable, HwInfo, IoPgtable, IommuError, IommuOps, PageRequest,
     ResponseCode, UnrecoverableFault,
 };
-use vsva_mem::{PageSize, Pasid, Rid};
+use vsva_mem::{Errno, PageSize, Pasid, Rid};
 use vsva_pgtable::arm::ArmS1;
 use vsva_pgtable::table::Unmapped;
 use vsva_pgtable::{MapError, PageTable, Perm};
@@ -155,8 +158,26 @@ impl IommuOps for Smmuv3Driver {
         vec![MSI_IOVA]
     }
 
+    fn hw_info(&self, data_type: u32) -> Result<HwInfo, Errno> {
+        crate::iommufd::hw_info(self, data_type)
+    }
+
     fn dev_tlb_invalidation(&self) -> bool {
+        // Linux `arm_smmu_ats_supported()`: no ATS for any master without ARM_SMMU_FEAT_ATS
+        // (IDR0.ATS).
         self.features().ats
+    }
+
+    fn nesting(&self) -> bool {
+        // `arm_smmu_domain_alloc_paging_flags()` refuses IOMMU_HWPT_ALLOC_NEST_PARENT with
+        // EOPNOTSUPP without ARM_SMMU_FEAT_NESTING (both stages, `arm_smmu_device_hw_probe()`).
+        self.features().nesting
+    }
+
+    fn nest_parent_read_only(&self) -> bool {
+        // No erratum against read-only stage-2 mappings: a nest parent maps with
+        // IOMMU_READ alone as any domain does, and `arm_smmu_hw_info()` reports no such flag.
+        true
     }
 
     fn dirty_tracking(&self) -> bool {
