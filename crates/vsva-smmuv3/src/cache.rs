@@ -6,6 +6,7 @@
 //! invalidating a CD drops the entries that used it.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -34,17 +35,19 @@ type Shard = HashMap<Key, StreamConfig>;
 #[derive(Debug)]
 pub(crate) struct ConfigCache {
     shards: Vec<RwLock<Shard>>,
-    epoch: AtomicU64,
+    /// Shared with the TLB and the first-level cache (see `microtlb`).
+    epoch: Arc<AtomicU64>,
     hits: AtomicU64,
     misses: AtomicU64,
     invalidated: AtomicU64,
 }
 
-impl Default for ConfigCache {
-    fn default() -> Self {
+impl ConfigCache {
+    /// An empty cache advancing `epoch` around its invalidations.
+    pub fn new(epoch: Arc<AtomicU64>) -> Self {
         ConfigCache {
             shards: (0..SHARDS).map(|_| RwLock::default()).collect(),
-            epoch: AtomicU64::new(0),
+            epoch,
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
             invalidated: AtomicU64::new(0),

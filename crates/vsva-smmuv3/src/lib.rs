@@ -21,6 +21,8 @@
 //! | `hooks` | what the command queue hands a translation layer ([`TranslationHooks`]; the unit implements them itself) |
 //! | `translate` | [`Smmuv3::translate`]: STE/CD → stage 1 / stage 2 / nested walks, fault rules (record, stall, terminate) |
 //! | `tlb` | the TLB: entries tagged by VMID, ASID or global; CMD_TLBI_* |
+//! | `microtlb` | lock-free first-level cache of complete translation results, in front of the configuration cache and the TLB |
+//! | `counter` | per-thread hit counters |
 //! | `stall` | stalled transactions: CMD_RESUME, CMD_STALL_TERM, [`Smmuv3::poll_stalled`] / [`Smmuv3::wait_stalled`] |
 //! | `ats` | ATS Translation Requests ([`Smmuv3::ats_translate`]) and translated traffic ([`Smmuv3::translated`]) |
 //! | `port` | [`Smmuv3Port`]: the unit as [`vsva_pcie::Upstream`] |
@@ -43,7 +45,7 @@
 //! | PRI queue: page requests at PROD, overflow, automatic PRG Responses (§8) | done ([`Smmuv3::page_request`], reached through [`Smmuv3Port`]) |
 //! | configuration lookup: linear and 2-level stream and CD tables, `SteIllegal()`/`CdIllegal()` rules, S1DSS, SubstreamID rules, GBPA while disabled; nested CD tables read through stage 2 (a fault there is CLASS = CD) | done ([`Smmuv3::stream_config`]) |
 //! | translation: stage 1, stage 2, nested (4 KiB granule), TTB0/TTB1, TBI, EPDx, HA/HD, AFFD, PAN, WXN, HAD, STE.PRIVCFG/INSTCFG; F_TRANSLATION / F_ADDR_SIZE / F_ACCESS / F_PERMISSION / F_WALK_EABT with stage, CLASS, IPA, TTRnW; CD.R, STE.S2R, CD.A | done ([`Smmuv3::translate`]) |
-//! | TLB: per (VMID, ASID) and global entries, per regime; no lock but a shard's, no allocation on a hit | done |
+//! | TLB: per (VMID, ASID) and global entries, per regime; in front, a lock-free first-level cache of complete results emptied by every invalidation; no lock, no allocation, no shared write on a hit | done |
 //! | stall model: CD.S / STE.S2S, STAG, STALL events, resume / terminate | done, for transactions that can stall ([`Transaction::stallable`]) |
 //! | ATS: Translation Requests by STE.EATS (F_BAD_ATS_TREQ), translated traffic by CR0.ATSCHK (F_TRANSL_FORBIDDEN) | done |
 //! | [`vsva_pcie::Upstream`] port | done ([`Smmuv3Port`]) |
@@ -85,11 +87,13 @@ mod ats;
 mod cache;
 mod cmdq;
 mod config;
+mod counter;
 mod evtq;
 pub mod fuzz;
 mod hooks;
 mod interrupt;
 mod lookup;
+mod microtlb;
 mod port;
 mod priq;
 mod queue;

@@ -17,6 +17,7 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -118,17 +119,19 @@ pub struct TlbStats {
 /// The TLB.
 pub(crate) struct Tlb {
     shards: Vec<RwLock<Map>>,
-    epoch: AtomicU64,
+    /// Shared with the configuration cache and the first-level cache (see `microtlb`).
+    epoch: Arc<AtomicU64>,
     hits: AtomicU64,
     walks: AtomicU64,
     invalidated: AtomicU64,
 }
 
-impl Default for Tlb {
-    fn default() -> Self {
+impl Tlb {
+    /// An empty TLB advancing `epoch` around its purges.
+    pub fn new(epoch: Arc<AtomicU64>) -> Self {
         Tlb {
             shards: (0..SHARDS).map(|_| RwLock::new(Map::default())).collect(),
-            epoch: AtomicU64::new(0),
+            epoch,
             hits: AtomicU64::new(0),
             walks: AtomicU64::new(0),
             invalidated: AtomicU64::new(0),

@@ -411,14 +411,31 @@ fn overridden(tc: &TranslationConfig, mut access: Access) -> Access {
 }
 
 impl Smmuv3 {
-    /// Translates `txn` (§3.2): configuration lookup, then the TLB or a walk, then the fault
-    /// rules. A TLB hit takes no lock but one TLB shard's read lock and allocates nothing.
+    /// Translates `txn` (§3.2): the first-level cache (`microtlb`), else configuration
+    /// lookup, then the TLB or a walk, then the fault rules. A first-level hit takes no lock,
+    /// allocates nothing and writes no shared cache line; a TLB hit takes no lock but a
+    /// configuration cache shard's and a TLB shard's read locks, and allocates nothing.
     ///
     /// # Errors
     /// [`Blocked`]: terminated (abort or RAZ/WI), or stalled.
+    #[inline]
     pub fn translate(&self, txn: &Transaction) -> Result<Translated, Blocked> {
+        if let Some(t) = self.micro.lookup(txn, &self.epoch) {
+            self.micro_hits.incr();
+            return Ok(t);
+        }
+        self.translate_miss(txn)
+    }
+
+    /// Everything but a first-level hit (out of line, so the hit path stays small).
+    #[inline(never)]
+    fn translate_miss(&self, txn: &Transaction) -> Result<Translated, Blocked> {
+        // The epoch before anything this translation reads: a first-level entry filled from
+        // what it reads hits only while no invalidation has begun since.
+        let epoch = self.epoch.load(std::sync::atomic::Ordering::Acquire);
         if let Some(cfg) = self.cached_config(txn.sid, txn.ssid) {
             if let Some(t) = self.tlb_hit(&cfg, txn) {
+                self.fill_micro(txn, epoch, &t);
                 return Ok(t);
             }
         }
@@ -428,10 +445,24 @@ impl Smmuv3 {
             .stream_config(txn.sid, txn.ssid)
             .map_err(|_| Blocked::Abort)?;
         match self.translate_config(&cfg, txn, epoch) {
-            Xlate::Done(t) => Ok(t),
+            Xlate::Done(t) => {
+                // Only translations through an STE: SMMUEN = 0 and bypass STEs cost nothing
+                // to answer again.
+                if matches!(cfg, StreamConfig::Translate(_)) {
+                    self.fill_micro(txn, epoch, &t);
+                }
+                Ok(t)
+            }
             Xlate::Blocked(b) => Err(b),
             Xlate::Fault(f) => Err(self.fault(&cfg, txn, &f)),
         }
+    }
+
+    /// Records a successful translation of `txn` begun at `epoch` in the first-level cache.
+    fn fill_micro(&self, txn: &Transaction, epoch: u64, t: &Translated) {
+        // This thread's hit counter stripe, claimed here rather than on its first hit.
+        self.micro_hits.touch();
+        self.micro.fill(txn, epoch, t);
     }
 
     /// How many translations the TLB holds.

@@ -18,7 +18,7 @@
 //! Enables complete at once: CR0ACK and IRQ_CTRLACK always equal CR0 and IRQ_CTRL, and a
 //! GBPA update is done when the write returns (Update reads 0).
 
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use vsva_mem::PhysMem;
@@ -26,9 +26,11 @@ use vsva_pcie::{Downstream, NoDevices};
 
 use crate::cache::{CacheStats, ConfigCache};
 use crate::config::{AIDR, Smmuv3Config};
+use crate::counter::Striped;
 use crate::hooks::{NoTranslation, TranslationHooks};
 use crate::interrupt::IrqCfg;
 use crate::lookup::{StrtabRegs, resolve};
+use crate::microtlb::MicroTlb;
 use crate::queue::{Queue, index_bits};
 use crate::spec::registers::{
     Cr0, Cr2, Gbpa, Gerror, IrqCtrl, MSI_CFG2_MASK, QueueBase, StrtabBase, StrtabBaseCfg, offset,
@@ -152,8 +154,15 @@ pub struct Smmuv3 {
     /// SMMUEN (bit 0) and GBPA.ABORT (bit 1) of `lookup`, for the TLB-hit path, which
     /// takes no lock but a cache shard's.
     enabled: AtomicU8,
+    /// The invalidation epoch of the configuration cache, the TLB and `micro`: advanced
+    /// before and after every purge of either and around every `publish`.
+    pub(crate) epoch: Arc<AtomicU64>,
     pub(crate) cache: ConfigCache,
     pub(crate) tlb: Tlb,
+    /// The first-level cache of complete translation results.
+    pub(crate) micro: MicroTlb,
+    /// Translations answered by `micro` (each a configuration cache hit and a TLB hit).
+    pub(crate) micro_hits: Striped,
     pub(crate) walks: Walks,
     pub(crate) stalls: Stalls,
 }
@@ -192,6 +201,7 @@ impl Smmuv3 {
         let gbpa = Gbpa::new()
             .with_shcfg(1)
             .with_abort(cfg.gbpa_abort_at_reset);
+        let epoch = Arc::new(AtomicU64::new(0));
         Smmuv3 {
             cfg,
             idr,
@@ -211,8 +221,11 @@ impl Smmuv3 {
                 ..LookupRegs::default()
             }),
             enabled: AtomicU8::new(if gbpa.abort() { 2 } else { 0 }),
-            cache: ConfigCache::default(),
-            tlb: Tlb::default(),
+            cache: ConfigCache::new(epoch.clone()),
+            tlb: Tlb::new(epoch.clone()),
+            epoch,
+            micro: MicroTlb::default(),
+            micro_hits: Striped::default(),
             walks: Walks::default(),
             stalls: Stalls::default(),
         }
@@ -247,6 +260,9 @@ impl Smmuv3 {
         (s.page_requests, s.pri_auto_responses) = (p.written, p.auto_responses);
         s.cache = self.cache.stats();
         s.tlb = self.tlb.stats();
+        let micro = self.micro_hits.get();
+        s.cache.hits += micro;
+        s.tlb.hits += micro;
         s.stalled = self.stalls.pending() as u64;
         s
     }
@@ -276,12 +292,17 @@ impl Smmuv3 {
             recinvsid: st.cr2.contains(Cr2::RECINVSID),
             atschk: st.cr0.contains(Cr0::ATSCHK),
         };
+        // Around the change, as around a purge: no first-level cache entry filled before
+        // it, or by a translation that read the old registers, hits after it.
+        self.epoch.fetch_add(1, Ordering::AcqRel);
         let mut l = self.lookup.write().unwrap_or_else(|e| e.into_inner());
         *l = regs;
         self.enabled.store(
             u8::from(regs.smmuen) | u8::from(regs.abort) << 1,
             Ordering::Release,
         );
+        drop(l);
+        self.epoch.fetch_add(1, Ordering::AcqRel);
     }
 
     fn read32(&self, st: &State, off: u64) -> Option<u32> {
