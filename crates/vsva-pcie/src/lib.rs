@@ -58,7 +58,8 @@ pub use mmio::Mmio;
 pub use msi::{MsiLog, MsiSink};
 pub use ordering::{AtcAccess, AtsHook, AtsPoint, Fill, OrderedAtc, TranslationTicket};
 pub use port::{
-    Downstream, NoDevices, PlatformDma, PlatformUpstream, Refused, StallToken, Upstream,
+    Downstream, GroupResponse, NoDevices, PlatformDma, PlatformUpstream, RecordingDevices, Refused,
+    StallToken, Upstream,
 };
 pub use pri::{GroupCompletion, PageRequestMsg, Pri, PriError, ResponseCode};
 pub use transaction::{

@@ -6,6 +6,8 @@
 //! Every IOMMU model implements [`Upstream`]; a fabric of endpoints implements
 //! [`Downstream`]. Neither side names the other's type.
 
+use std::sync::Mutex;
+
 use vsva_mem::{Access, Pasid, PhysMem, Rid};
 
 use crate::pri::ResponseCode;
@@ -90,6 +92,53 @@ impl Downstream for NoDevices {
     }
 
     fn page_group_response(&self, _: Rid, _: Option<Pasid>, _: ResponseCode, _: u16) {}
+}
+
+/// A page group response as a Function receives it: (Requester ID, PASID, code, PRG index).
+pub type GroupResponse = (Rid, Option<Pasid>, ResponseCode, u16);
+
+/// Functions that remember every Invalidate Request and PRG Response reaching them — what a
+/// test of an IOMMU model or driver checks (as [`crate::MsiLog`] is for interrupts).
+#[derive(Debug, Default)]
+pub struct RecordingDevices {
+    /// The Invalidate Requests completed, in order.
+    pub invalidations: Mutex<Vec<AtsInvalidation>>,
+    /// The PRG Responses delivered, in order.
+    pub responses: Mutex<Vec<GroupResponse>>,
+    /// The Requester IDs that answer Invalidate Requests (`None`: every Function); a request
+    /// to another times out and is not recorded.
+    pub present: Mutex<Option<Vec<u16>>>,
+}
+
+impl RecordingDevices {
+    /// Functions of which only `rids` answer Invalidate Requests.
+    pub fn answering(rids: Vec<u16>) -> RecordingDevices {
+        RecordingDevices {
+            present: Mutex::new(Some(rids)),
+            ..RecordingDevices::default()
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Downstream for RecordingDevices {
+    fn ats_invalidate(&self, inv: &AtsInvalidation) -> Result<(), AtsInvalidationError> {
+        if lock(&self.present)
+            .as_ref()
+            .is_some_and(|p| !p.contains(&inv.sid.raw()))
+        {
+            return Err(AtsInvalidationError::Timeout);
+        }
+        lock(&self.invalidations).push(*inv);
+        Ok(())
+    }
+
+    fn page_group_response(&self, rid: Rid, pasid: Option<Pasid>, code: ResponseCode, prgi: u16) {
+        lock(&self.responses).push((rid, pasid, code, prgi));
+    }
 }
 
 /// A stalled transaction of a platform master, as its IOMMU named it (for an SMMU, the

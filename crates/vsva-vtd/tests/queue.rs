@@ -30,10 +30,7 @@ impl Q {
     fn new() -> Q {
         let mem = Arc::new(PhysMemory::new(64 * MIB).unwrap());
         let msi = Arc::new(MsiLog::default());
-        let dev = Arc::new(Endpoints {
-            present: Some(vec![0x18]),
-            ..Endpoints::default()
-        });
+        let dev = Arc::new(Endpoints::answering(vec![0x18]));
         let dynmem: Arc<dyn PhysMem> = mem.clone();
         let vtd = Vtd::with_devices(VtdConfig::default(), dynmem, msi.clone(), dev.clone());
         let base = 0x10_0000;

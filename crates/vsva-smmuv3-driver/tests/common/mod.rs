@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use vsva_pcie::Mmio;
 
 use vsva_mem::{FrameAllocator, Pasid, PhysMem, PhysMemory, Rid};
-use vsva_pcie::{AtsInvalidation, AtsInvalidationError, Downstream, MsiSink, ResponseCode};
+use vsva_pcie::MsiSink;
 use vsva_smmuv3::spec::cmd::{Command, ResumeAction, op};
 use vsva_smmuv3::spec::registers::{QueueBase, offset, queue};
 use vsva_smmuv3::{Smmuv3, Smmuv3Config, TranslationHooks};
@@ -16,39 +16,8 @@ use vsva_smmuv3_driver::{ProbeOptions, Smmuv3Driver, SyncPoll};
 
 pub const MIB: u64 = 1 << 20;
 
-/// A page group response as a device receives it.
-pub type Response = (Rid, Option<Pasid>, ResponseCode, u16);
-
 /// Endpoints that remember the ATS invalidations and page group responses reaching them.
-#[derive(Default)]
-pub struct Endpoints {
-    pub invalidations: Mutex<Vec<AtsInvalidation>>,
-    pub responses: Mutex<Vec<Response>>,
-    /// Devices that answer ATS invalidations (`None`: every device does).
-    pub present: Mutex<Option<Vec<u16>>>,
-}
-
-impl Downstream for Endpoints {
-    fn ats_invalidate(&self, inv: &AtsInvalidation) -> Result<(), AtsInvalidationError> {
-        if self
-            .present
-            .lock()
-            .unwrap()
-            .as_ref()
-            .is_some_and(|p| !p.contains(&inv.sid.raw()))
-        {
-            return Err(AtsInvalidationError::Timeout);
-        }
-        self.invalidations.lock().unwrap().push(*inv);
-        Ok(())
-    }
-    fn page_group_response(&self, rid: Rid, pasid: Option<Pasid>, code: ResponseCode, prgi: u16) {
-        self.responses
-            .lock()
-            .unwrap()
-            .push((rid, pasid, code, prgi));
-    }
-}
+pub type Endpoints = vsva_pcie::RecordingDevices;
 
 /// MSIs as memory writes of their 32-bit data (and a log of them).
 pub struct MemMsi {

@@ -3,48 +3,18 @@
 
 #![allow(dead_code)]
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use vsva_pcie::Mmio;
 
-use vsva_mem::{FrameAllocator, Pasid, PhysMem, PhysMemory, Rid};
+use vsva_mem::{FrameAllocator, PhysMem, PhysMemory};
 use vsva_pcie::MsiLog;
-use vsva_pcie::{AtsInvalidation, AtsInvalidationError, Downstream, ResponseCode};
 use vsva_vtd::{Vtd, VtdConfig};
 use vsva_vtd_driver::VtdDriver;
 
 pub const MIB: u64 = 1 << 20;
 
-/// A page group response as a device receives it.
-pub type Response = (Rid, Option<Pasid>, ResponseCode, u16);
-
 /// Endpoints that remember the ATS invalidations and page group responses reaching them.
-#[derive(Default)]
-pub struct Endpoints {
-    pub invalidations: Mutex<Vec<AtsInvalidation>>,
-    pub responses: Mutex<Vec<Response>>,
-    /// Devices that answer ATS invalidations (`None`: every device does).
-    pub present: Option<Vec<u16>>,
-}
-
-impl Downstream for Endpoints {
-    fn ats_invalidate(&self, inv: &AtsInvalidation) -> Result<(), AtsInvalidationError> {
-        if self
-            .present
-            .as_ref()
-            .is_some_and(|p| !p.contains(&inv.sid.raw()))
-        {
-            return Err(AtsInvalidationError::Timeout);
-        }
-        self.invalidations.lock().unwrap().push(*inv);
-        Ok(())
-    }
-    fn page_group_response(&self, rid: Rid, pasid: Option<Pasid>, code: ResponseCode, prgi: u16) {
-        self.responses
-            .lock()
-            .unwrap()
-            .push((rid, pasid, code, prgi));
-    }
-}
+pub type Endpoints = vsva_pcie::RecordingDevices;
 
 /// A unit over `ram` bytes of memory with recording [`Endpoints`] behind it, and its driver
 /// probed and enabled (driver frames from 1 MiB to 256 MiB): the set-up of the driver-level

@@ -3,14 +3,12 @@
 
 #![allow(dead_code)]
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 
 use vsva_mem::{Access, FrameAllocator, PageSize, Pasid, PhysMem, PhysMemory, Rid};
 use vsva_pcie::MsiLog;
-use vsva_pcie::{
-    AtsInvalidation, AtsInvalidationError, Downstream, Request, RequestKind, ResponseCode,
-};
+use vsva_pcie::{Request, RequestKind};
 use vsva_vtd::spec::pasid::{self, PasidDirEntry, PasidEntry, PasidQ0, PasidQ1, PasidQ2, Pgtt};
 use vsva_vtd::spec::registers::{Gcmd, offset};
 use vsva_vtd::spec::root_context::{self, ContextEntry, ContextHi, ContextLo, RootHalf};
@@ -221,34 +219,5 @@ pub fn rid(bus: u8, dev: u8, func: u8) -> Rid {
     Rid::from_bdf(bus, dev, func).unwrap()
 }
 
-/// A page group response as a device receives it.
-pub type Response = (Rid, Option<Pasid>, ResponseCode, u16);
-
 /// Endpoints that remember the ATS invalidations and page group responses reaching them.
-#[derive(Default)]
-pub struct Endpoints {
-    pub invalidations: Mutex<Vec<AtsInvalidation>>,
-    pub responses: Mutex<Vec<Response>>,
-    /// Devices that answer ATS invalidations (`None`: every device does).
-    pub present: Option<Vec<u16>>,
-}
-
-impl Downstream for Endpoints {
-    fn ats_invalidate(&self, inv: &AtsInvalidation) -> Result<(), AtsInvalidationError> {
-        if self
-            .present
-            .as_ref()
-            .is_some_and(|p| !p.contains(&inv.sid.raw()))
-        {
-            return Err(AtsInvalidationError::Timeout);
-        }
-        self.invalidations.lock().unwrap().push(*inv);
-        Ok(())
-    }
-    fn page_group_response(&self, rid: Rid, pasid: Option<Pasid>, code: ResponseCode, prgi: u16) {
-        self.responses
-            .lock()
-            .unwrap()
-            .push((rid, pasid, code, prgi));
-    }
-}
+pub type Endpoints = vsva_pcie::RecordingDevices;
