@@ -18,10 +18,10 @@
 //! [`DeviceError::StallAborted`]. A piece never spans a 4 KiB page of either side, so each
 //! DMA is one translation.
 //!
-//! A piece's addresses are translated, then used, under the device's own lock: nothing else
-//! runs on the device between the two; an unmap racing between them (another thread of the
-//! OS) would need the IOMMU to hold the translation — the PCIe device's ordered ATC does that,
-//! this one does not try.
+//! A piece's addresses are translated, then used, inside one
+//! [`PlatformUpstream::in_flight`] call: an invalidation the IOMMU completes meanwhile (an
+//! unmap on another thread of the OS) waits until the piece has used them, as the PCIe
+//! device's ordered ATC makes its invalidations wait.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -34,6 +34,16 @@ use crate::engine::{CHUNK, Job, Registers};
 use crate::regs::DeviceError;
 
 const PAGE: u64 = 4096;
+
+/// What one piece of work came to.
+enum Step {
+    /// Bytes moved.
+    Moved(u64),
+    /// A translation stalled under this token.
+    Stalled(StallToken),
+    /// The command fails.
+    Failed(DeviceError),
+}
 
 struct State {
     regs: Registers,
@@ -135,45 +145,60 @@ impl PlatformDevice {
                 PlatformDma::Done(_) => st.stalled = None,
             }
         }
-        let mem = self.up.memory();
         while job.done < job.len {
-            let off = job.done;
-            let mut n = (job.len - off).min(job.limit());
-            let dst_access = if job.writes_dst() {
-                Access::WRITE
-            } else {
-                Access::READ
-            };
-            let sides = [
-                (job.reads_src(), job.src + off, Access::READ),
-                (job.uses_dst(), job.dst + off, dst_access),
-            ];
-            let mut pa = [None, None];
-            for (i, &(used, va, access)) in sides.iter().enumerate() {
-                if !used {
-                    continue;
+            // Translate and access as one transaction in flight: an invalidation completing
+            // meanwhile waits for the access (no use of a translation it removed).
+            let mut step = Step::Moved(0);
+            let (buf, buf2) = (&mut st.buf, &mut st.buf2);
+            self.up
+                .in_flight(&mut || step = self.piece(&mut job, (buf, buf2)));
+            match step {
+                Step::Moved(n) => st.stats.dma_bytes += n,
+                Step::Stalled(t) => {
+                    st.stats.stalls += 1;
+                    st.stalled = Some(t);
+                    st.job = Some(job);
+                    return Progress::Waiting;
                 }
-                n = n.min(PAGE - va % PAGE);
-                match self
-                    .up
-                    .dma(self.stream.raw().into(), Some(job.pasid), va, access, true)
-                {
-                    PlatformDma::Done(p) => pa[i] = Some(p),
-                    PlatformDma::Stalled(t) => {
-                        st.stats.stalls += 1;
-                        st.stalled = Some(t);
-                        st.job = Some(job);
-                        return Progress::Waiting;
-                    }
-                    PlatformDma::Refused => return Self::finish(st, Err(DeviceError::DmaRefused)),
-                }
-            }
-            match job.piece(mem, (&mut st.buf, &mut st.buf2), n, pa[0], pa[1]) {
-                Ok(moved) => st.stats.dma_bytes += moved,
-                Err(e) => return Self::finish(st, Err(e)),
+                Step::Failed(e) => return Self::finish(st, Err(e)),
             }
         }
         Self::finish(st, Ok(job.result()))
+    }
+
+    /// One piece of `job`: its translations (at most one page of each side), then the data
+    /// movement.
+    fn piece(&self, job: &mut Job, bufs: (&mut [u8], &mut [u8])) -> Step {
+        let off = job.done;
+        let mut n = (job.len - off).min(job.limit());
+        let dst_access = if job.writes_dst() {
+            Access::WRITE
+        } else {
+            Access::READ
+        };
+        let sides = [
+            (job.reads_src(), job.src + off, Access::READ),
+            (job.uses_dst(), job.dst + off, dst_access),
+        ];
+        let mut pa = [None, None];
+        for (i, &(used, va, access)) in sides.iter().enumerate() {
+            if !used {
+                continue;
+            }
+            n = n.min(PAGE - va % PAGE);
+            match self
+                .up
+                .dma(self.stream.raw().into(), Some(job.pasid), va, access, true)
+            {
+                PlatformDma::Done(p) => pa[i] = Some(p),
+                PlatformDma::Stalled(t) => return Step::Stalled(t),
+                PlatformDma::Refused => return Step::Failed(DeviceError::DmaRefused),
+            }
+        }
+        match job.piece(self.up.memory(), bufs, n, pa[0], pa[1]) {
+            Ok(moved) => Step::Moved(moved),
+            Err(e) => Step::Failed(e),
+        }
     }
 
     fn finish(st: &mut State, r: Result<u64, DeviceError>) -> Progress {
@@ -317,6 +342,10 @@ mod tests {
 
         fn memory(&self) -> &dyn PhysMem {
             &self.mem
+        }
+
+        fn in_flight(&self, f: &mut dyn FnMut()) {
+            f();
         }
     }
 

@@ -194,4 +194,12 @@ pub trait PlatformUpstream: Send + Sync {
 
     /// The memory requests reach.
     fn memory(&self) -> &dyn PhysMem;
+
+    /// Runs `f` — translations by [`dma`](Self::dma) and the accesses to the addresses they
+    /// gave — as requests in flight: an invalidation the IOMMU completes after `in_flight`
+    /// began waits until `f` has returned, so no access uses a translation after the
+    /// invalidation that removed it has completed (IHI 0070 §4.7.3, CMD_SYNC). A master runs
+    /// each piece of work (translate, then access) inside one call, and never waits for
+    /// software inside it.
+    fn in_flight(&self, f: &mut dyn FnMut());
 }

@@ -118,6 +118,11 @@ impl vsva_pcie::PlatformUpstream for Smmuv3Port {
     fn memory(&self) -> &dyn PhysMem {
         self.mem.as_ref()
     }
+
+    /// Counted with the walks in flight, which every CMD_SYNC drains.
+    fn in_flight(&self, f: &mut dyn FnMut()) {
+        self.smmu.in_flight(f);
+    }
 }
 
 fn platform_outcome(

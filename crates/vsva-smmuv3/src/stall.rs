@@ -175,6 +175,15 @@ impl Smmuv3 {
         Some(self.finish(o))
     }
 
+    /// Runs `f` — a master's translations and the accesses that use them — as a
+    /// transaction in flight: a CMD_SYNC issued after this began completes only after `f`
+    /// returns (§4.7.3: the sync waits for transactions that may use what the commands
+    /// before it removed). `f` must not issue commands itself.
+    pub fn in_flight(&self, f: &mut dyn FnMut()) {
+        let _in_flight = self.walks.begin();
+        f();
+    }
+
     /// How many transactions are stalled, waiting for CMD_RESUME or CMD_STALL_TERM.
     pub fn stalled(&self) -> usize {
         self.stalls.pending()

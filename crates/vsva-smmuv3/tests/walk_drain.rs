@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use common::xlate::*;
 use common::*;
-use vsva_mem::{Access, GatedMemory, PageSize, PhysMemory};
+use vsva_mem::{Access, GatedMemory, PageSize, PhysMem, PhysMemory};
 use vsva_pgtable::{PageTable, Perm};
 use vsva_smmuv3::spec::cmd::{Command, SyncCs};
 use vsva_smmuv3::spec::registers::offset;
@@ -245,4 +245,89 @@ fn no_translation_begun_after_cmd_sync_uses_the_old_page() {
         b.r32(offset::CMDQ_CONS) & 0x1f,
         b.r32(offset::CMDQ_PROD) & 0x1f
     );
+}
+
+/// A platform master's piece of work — translate VA, then read the page it maps — run in
+/// `Smmuv3::in_flight` (what `Smmuv3Port`'s `PlatformUpstream::in_flight` does): parked in
+/// the access (the translation long done, a TLB hit), a TLBI + CMD_SYNC for VA waits for it,
+/// so when the unmap's sync completes no access still uses the old page (§4.7.3).
+#[test]
+fn cmd_sync_waits_for_an_access_in_flight_after_its_translation() {
+    let (b, gate, _s1) = rig();
+    // warm the TLB: the parked piece's translation is a hit, not a walk
+    assert_eq!(
+        b.smmu.translate(&txn(SID, VA, Access::READ)).unwrap().addr,
+        PA
+    );
+    gate.arm(PA);
+    let inv = [Command::TlbiNhVa {
+        vmid: 0,
+        asid: ASID,
+        range: vsva_smmuv3::spec::cmd::TlbiRange {
+            addr: VA,
+            leaf: true,
+            ..Default::default()
+        },
+    }];
+    thread::scope(|s| {
+        let b = &b;
+        let gate_r = gate.clone();
+        let master = s.spawn(move || {
+            let mut read = None;
+            b.smmu.in_flight(&mut || {
+                let pa = b.smmu.translate(&txn(SID, VA, Access::READ)).unwrap().addr;
+                read = Some(gate_r.load_u64(pa).unwrap());
+            });
+            read
+        });
+        assert!(
+            gate.wait_parked(),
+            "the access never reached the gated page"
+        );
+        let (done_tx, done_rx) = mpsc::channel();
+        let gate2 = gate.clone();
+        s.spawn(move || {
+            submit_with_sync(b, &inv);
+            done_tx.send(gate2.loaded()).unwrap();
+        });
+        assert_eq!(
+            done_rx.recv_timeout(HOLD),
+            Err(RecvTimeoutError::Timeout),
+            "CMD_SYNC completed while an access using the old translation was in flight"
+        );
+        gate.release();
+        assert!(
+            done_rx.recv_timeout(BOUND).unwrap(),
+            "sync ended before the access"
+        );
+        assert!(master.join().unwrap().is_some());
+    });
+}
+
+/// The same access outside `in_flight` is not waited for: the test above depends on it.
+#[test]
+fn cmd_sync_does_not_wait_for_an_access_outside_in_flight() {
+    let (b, gate, _s1) = rig();
+    assert_eq!(
+        b.smmu.translate(&txn(SID, VA, Access::READ)).unwrap().addr,
+        PA
+    );
+    gate.arm(PA);
+    thread::scope(|s| {
+        let b = &b;
+        let gate_r = gate.clone();
+        let master = s.spawn(move || {
+            let pa = b.smmu.translate(&txn(SID, VA, Access::READ)).unwrap().addr;
+            gate_r.load_u64(pa).unwrap()
+        });
+        assert!(gate.wait_parked());
+        let (done_tx, done_rx) = mpsc::channel();
+        s.spawn(move || {
+            submit_with_sync(b, &[]);
+            done_tx.send(()).unwrap();
+        });
+        assert_eq!(done_rx.recv_timeout(BOUND), Ok(()));
+        gate.release();
+        master.join().unwrap();
+    });
 }
