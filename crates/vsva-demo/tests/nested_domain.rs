@@ -37,7 +37,7 @@ fn a_guest_first_stage_nested_on_a_paging_domain() {
     guest_mem.write(0x10_0000 + 8, b"guest data").unwrap();
 
     let pasid = Pasid::new(5).unwrap();
-    let s1 = NestedS1 {
+    let s1 = NestedS1::Table {
         root: gpt.root(),
         levels: 4,
         supervisor: false,
@@ -93,7 +93,7 @@ fn a_guest_first_stage_nested_on_a_paging_domain() {
         p.iommu
             .alloc_nested_domain(
                 &s2,
-                NestedS1 {
+                NestedS1::Table {
                     root,
                     levels,
                     supervisor: false,
@@ -159,7 +159,7 @@ fn a_nested_pasids_page_requests_reach_its_handler_and_the_answer_resumes_the_de
         .iommu
         .alloc_nested_domain(
             &s2,
-            NestedS1 {
+            NestedS1::Table {
                 root: gpt.root(),
                 levels: 4,
                 supervisor: false,

@@ -124,6 +124,8 @@ pub struct PagingDomain {
     children: Mutex<Vec<Weak<NestedDomain>>>,
     /// Dirty tracking on: attachments are (re)programmed to record dirty pages.
     dirty: std::sync::atomic::AtomicBool,
+    /// A nesting parent: the table is in the driver's second-stage format.
+    nest_parent: bool,
 }
 
 /// A guest's first-stage table nested on a paging domain (Linux `IOMMU_DOMAIN_NESTED`, a
@@ -138,15 +140,32 @@ pub struct NestedDomain {
     attached: Mutex<Vec<(Rid, Pasid)>>,
 }
 
-/// The first stage of a nested domain (what `struct iommu_hwpt_vtd_s1` carries).
+/// The first stage of a nested domain, as the driver decoded the user's data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct NestedS1 {
-    /// First-stage root: an input address of the parent (a guest physical address).
-    pub root: u64,
-    /// 4 or 5 levels.
-    pub levels: u8,
-    /// Privileged requests allowed (SRE).
-    pub supervisor: bool,
+pub enum NestedS1 {
+    /// One first-stage table, attached per PASID (what `struct iommu_hwpt_vtd_s1`
+    /// carries).
+    Table {
+        /// First-stage root: an input address of the parent (a guest physical address).
+        root: u64,
+        /// 4 or 5 levels.
+        levels: u8,
+        /// Privileged requests allowed (SRE).
+        supervisor: bool,
+    },
+    /// A guest's stream table entry, attached to a device's requests without PASID: its
+    /// CD table (in guest memory, through the parent) gives every PASID its first stage
+    /// (what `struct iommu_hwpt_arm_smmuv3` carries; Linux `user_pasid_table`).
+    StreamEntry {
+        /// STE doublewords 0 and 1 as the driver accepted them (only the fields nesting
+        /// allows; EATS kept apart in `ats`).
+        ste: [u64; 2],
+        /// The guest asked for ATS translation (STE.EATS = 0b01).
+        ats: bool,
+        /// The entry translates (Cfg = S1): the device needs a vDEVICE on the vIOMMU before
+        /// it attaches (Linux `arm_smmu_attach_prepare_vmaster()`: `ENOENT` otherwise).
+        translates: bool,
+    },
 }
 
 /// A paging domain's attachments.
@@ -215,11 +234,10 @@ impl NestedDomain {
             unreachable!("a paging domain's spec is Paging");
         };
         DomainSpec::Nested {
-            s1_root: self.s1.root,
-            s1_levels: self.s1.levels,
+            s1: self.s1,
             s2_root: root,
             s2_levels: levels,
-            supervisor: self.s1.supervisor,
+            parent_did: self.parent.did(),
         }
     }
 
@@ -277,6 +295,7 @@ impl PagingDomain {
         dids: Arc<DomainIds>,
         did: u16,
         table: Box<dyn IoPgtable>,
+        nest_parent: bool,
     ) -> Self {
         PagingDomain {
             ops,
@@ -286,7 +305,13 @@ impl PagingDomain {
             attached: Mutex::new(Attached::default()),
             children: Mutex::new(Vec::new()),
             dirty: std::sync::atomic::AtomicBool::new(false),
+            nest_parent,
         }
+    }
+
+    /// Whether the domain is a nesting parent (its table in the second-stage format).
+    pub fn nest_parent(&self) -> bool {
+        self.nest_parent
     }
 
     fn lock(&self) -> MutexGuard<'_, Attached> {
@@ -304,6 +329,7 @@ impl PagingDomain {
             root: self.table.root(),
             levels: self.table.levels(),
             dirty_tracking: self.dirty_tracking(),
+            nest_parent: self.nest_parent,
         }
     }
 

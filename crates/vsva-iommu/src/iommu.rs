@@ -58,6 +58,11 @@ pub trait IopfHandler: Send + Sync {
 /// Receives a device's unrecoverable faults.
 pub type FaultHandler = Arc<dyn Fn(&UnrecoverableFault) + Send + Sync>;
 
+/// Offered a device's unrecoverable faults before its [`FaultHandler`]; returns whether it
+/// took the fault (iommufd's vEVENTQ: Linux reports a nested master's stage-1 events to its
+/// vIOMMU instead of logging them).
+pub type EventHandler = Arc<dyn Fn(&UnrecoverableFault) -> bool + Send + Sync>;
+
 #[derive(Clone)]
 enum Attachment {
     /// Bound to a process's address space (reference count of binds); `supervisor` when
@@ -180,6 +185,9 @@ struct Device {
     pri_limit: u32,
     pasids: HashMap<u32, Attachment>,
     fault_handler: Option<FaultHandler>,
+    /// Takes the device's faults first when set (iommufd's vEVENTQ delivery); a fault it
+    /// does not take goes on to `fault_handler`.
+    event_handler: Option<EventHandler>,
 }
 
 struct Mm {
@@ -359,6 +367,7 @@ impl Iommu {
                 pri_limit: pri_allocation,
                 pasids: HashMap::new(),
                 fault_handler: None,
+                event_handler: None,
             },
         );
         Ok(())
@@ -372,6 +381,18 @@ impl Iommu {
         let mut st = lock(&self.state);
         let d = st.devices.get_mut(&dev).ok_or(IommuError::NoDevice(dev))?;
         d.fault_handler = Some(handler);
+        Ok(())
+    }
+
+    /// Sets (or with `None` removes) `dev`'s event handler, offered each of its faults before
+    /// its fault handler.
+    ///
+    /// # Errors
+    /// [`IommuError::NoDevice`].
+    pub fn set_event_handler(&self, dev: Rid, handler: Option<EventHandler>) -> Result<()> {
+        let mut st = lock(&self.state);
+        let d = st.devices.get_mut(&dev).ok_or(IommuError::NoDevice(dev))?;
+        d.event_handler = handler;
         Ok(())
     }
 
@@ -427,13 +448,32 @@ impl Iommu {
     /// # Errors
     /// The driver's error (no paging domains, out of memory).
     pub fn alloc_paging_domain(&self) -> Result<Arc<PagingDomain>> {
-        let table = self.ops.alloc_io_pgtable()?;
+        self.alloc_paging(false)
+    }
+
+    /// A paging domain that nested domains can be built on (Linux
+    /// `IOMMU_HWPT_ALLOC_NEST_PARENT`): its table is in the driver's second-stage format
+    /// ([`IommuOps::alloc_io_pgtable_nest_parent`]).
+    ///
+    /// # Errors
+    /// As [`alloc_paging_domain`](Self::alloc_paging_domain).
+    pub fn alloc_nest_parent_domain(&self) -> Result<Arc<PagingDomain>> {
+        self.alloc_paging(true)
+    }
+
+    fn alloc_paging(&self, nest_parent: bool) -> Result<Arc<PagingDomain>> {
+        let table = if nest_parent {
+            self.ops.alloc_io_pgtable_nest_parent()?
+        } else {
+            self.ops.alloc_io_pgtable()?
+        };
         let did = self.dids.alloc()?;
         Ok(Arc::new(PagingDomain::new(
             self.ops.clone(),
             self.dids.clone(),
             did,
             table,
+            nest_parent,
         )))
     }
 
@@ -488,11 +528,13 @@ impl Iommu {
         parent: &Arc<PagingDomain>,
         s1: NestedS1,
     ) -> Result<Arc<NestedDomain>> {
-        if !(4..=5).contains(&s1.levels) {
-            return Err(IommuError::Invalid("first-stage levels"));
-        }
-        if s1.root % 4096 != 0 || s1.root > parent.last_iova() {
-            return Err(IommuError::Invalid("first-stage root"));
+        if let NestedS1::Table { root, levels, .. } = s1 {
+            if !(4..=5).contains(&levels) {
+                return Err(IommuError::Invalid("first-stage levels"));
+            }
+            if root % 4096 != 0 || root > parent.last_iova() {
+                return Err(IommuError::Invalid("first-stage root"));
+            }
         }
         let did = self.dids.alloc()?;
         Ok(NestedDomain::new(
@@ -646,7 +688,22 @@ impl Iommu {
                     Some(d) => (
                         d.pri_limit,
                         // requests without PASID use the RID_PASID attachment (PASID 0)
-                        d.pasids.get(&r.pasid.map_or(0, |p| p.raw())).cloned(),
+                        d.pasids
+                            .get(&r.pasid.map_or(0, |p| p.raw()))
+                            .or_else(|| {
+                                // A PASID the user's own PASID table translates (Linux
+                                // `find_fault_handler()`): the nested domain on the RID.
+                                let rid = d.pasids.get(&0)?;
+                                let nested = matches!(
+                                    rid,
+                                    Attachment::Domain {
+                                        owner: Owner::Nested(_),
+                                        ..
+                                    }
+                                );
+                                (nested && self.ops.user_pasid_table()).then_some(rid)
+                            })
+                            .cloned(),
                     ),
                     None => (0, None),
                 }
@@ -698,10 +755,14 @@ impl Iommu {
         let faults = self.ops.take_faults();
         for f in &faults {
             self.unrecoverable.fetch_add(1, Ordering::Relaxed);
-            let handler = lock(&self.state)
+            let (events, handler) = lock(&self.state)
                 .devices
                 .get(&f.dev)
-                .and_then(|d| d.fault_handler.clone());
+                .map(|d| (d.event_handler.clone(), d.fault_handler.clone()))
+                .unwrap_or_default();
+            if events.is_some_and(|e| e(f)) {
+                continue;
+            }
             match handler {
                 Some(h) => h(f),
                 None => tracing::warn!(dev = %f.dev, reason = f.reason, "unhandled DMA fault"),

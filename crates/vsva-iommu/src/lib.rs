@@ -25,10 +25,11 @@ pub use domain::{FormatTable, IoPgtable, NestedDomain, NestedS1, PagingDomain};
 pub use error::DriverFailure;
 pub use error::{IommuError, Result};
 pub use iommu::{
-    CoreHook, CorePoint, DomainRef, FaultHandler, Iommu, IommuStats, IopfHandler, SvaHandle,
+    CoreHook, CorePoint, DomainRef, EventHandler, FaultHandler, Iommu, IommuStats, IopfHandler,
+    SvaHandle,
 };
 pub use iopf::FaultGroup;
 pub use ops::{
     DeviceCaps, DomainSpec, HwInfo, InvalidateOutcome, IommuOps, PageRequest, ResponseCode,
-    UnrecoverableFault, UserData, UserDataArray,
+    UnrecoverableFault, UserData, UserDataArray, ViommuContext, VirtualEvent,
 };

@@ -23,7 +23,7 @@ pub enum DomainSpec {
     Blocked,
     /// Identity (pass-through).
     Identity,
-    /// An I/O page table of the IOMMU's own (second-stage) format.
+    /// An I/O page table of the IOMMU's own format.
     Paging {
         /// Root table.
         root: u64,
@@ -31,6 +31,11 @@ pub enum DomainSpec {
         levels: u8,
         /// Hardware records accessed/dirty in the table (dirty tracking, VT-d SSADE).
         dirty_tracking: bool,
+        /// A nesting parent (`IOMMU_HWPT_ALLOC_NEST_PARENT`): the table is in the driver's
+        /// second-stage format ([`IommuOps::alloc_io_pgtable_nest_parent`]) and `did` tags
+        /// it as a second stage (SMMUv3: a stage-2 STE under VMID `did`; VT-d's paging
+        /// domains are second-stage tables either way).
+        nest_parent: bool,
     },
     /// A process's CPU page table (x86 format): shared virtual addressing.
     Sva {
@@ -41,18 +46,16 @@ pub enum DomainSpec {
         /// Allow privileged (supervisor) requests.
         supervisor: bool,
     },
-    /// A guest's first-stage table over a paging domain (nested translation).
+    /// A guest's first stage over a nesting-parent paging domain (nested translation).
     Nested {
-        /// Guest first-stage root (a GPA).
-        s1_root: u64,
-        /// Guest first-stage levels.
-        s1_levels: u8,
+        /// The guest's first stage, as the driver decoded it from user data.
+        s1: crate::domain::NestedS1,
         /// Second-stage root.
         s2_root: u64,
         /// Second-stage levels.
         s2_levels: u8,
-        /// Allow privileged requests (VT-d SRE).
-        supervisor: bool,
+        /// The parent's domain ID (SMMUv3: the VMID every nested STE on it carries).
+        parent_did: u16,
     },
 }
 
@@ -248,6 +251,58 @@ pub trait IommuOps: Send + Sync {
         }
     }
 
+    /// Whether user space owns the PASID table of a device attached to a nested domain
+    /// (Linux `iommu_ops::user_pasid_table`, set by SMMUv3): a page request whose PASID has
+    /// no attachment of its own goes to the nested domain attached to the device's requests
+    /// without PASID (Linux `find_fault_handler()`), whose guest CD table gave that PASID
+    /// its translation.
+    fn user_pasid_table(&self) -> bool {
+        false
+    }
+
+    /// Decodes user data of a nested domain allocated under a vIOMMU (Linux
+    /// `iommufd_viommu_ops::alloc_domain_nested`), `viommu` being what the core knows of it.
+    /// The core has already removed `IOMMU_HWPT_FAULT_ID_VALID` from the flags.
+    ///
+    /// # Errors
+    /// `EOPNOTSUPP` for a driver without vIOMMU nested domains, or a data type it does not
+    /// know; the data's copy errors; the driver's checks of the data (SMMUv3: `EIO` for a
+    /// vSTE with fields nesting does not allow).
+    fn viommu_alloc_domain_nested(
+        &self,
+        viommu: &dyn ViommuContext,
+        data: &dyn UserData,
+    ) -> std::result::Result<crate::domain::NestedS1, Errno> {
+        let _ = (viommu, data);
+        Err(Errno::EOPNOTSUPP)
+    }
+
+    /// Handles a user's invalidation through a vIOMMU (Linux
+    /// `iommufd_viommu_ops::cache_invalidate`): each entry in order, in the driver's format
+    /// (SMMUv3: raw commands, the VMID forced to the vIOMMU's and virtual StreamIDs
+    /// translated through `viommu`), stopping at the first bad one. Returns when the
+    /// hardware has completed what the entries handled name (SMMUv3: after a CMD_SYNC).
+    fn viommu_cache_invalidate(
+        &self,
+        viommu: &dyn ViommuContext,
+        entries: &dyn UserDataArray,
+    ) -> InvalidateOutcome {
+        let _ = (viommu, entries);
+        InvalidateOutcome {
+            consumed: 0,
+            result: Err(Errno::EOPNOTSUPP),
+        }
+    }
+
+    /// The vIOMMU event that reports `fault` to the guest that owns the device, which it
+    /// knows as `virt_id` (Linux `arm_vmaster_report_event()`): `None` if the fault is not
+    /// the guest's to see (SMMUv3: a stage-2 fault, which is the host's) or the driver has
+    /// no vIOMMU events.
+    fn viommu_event(&self, fault: &UnrecoverableFault, virt_id: u64) -> Option<VirtualEvent> {
+        let _ = (fault, virt_id);
+        None
+    }
+
     /// Whether paging domains can track dirty pages (Linux `IOMMU_CAP_DIRTY_TRACKING`).
     fn dirty_tracking(&self) -> bool {
         false
@@ -263,6 +318,41 @@ pub trait IommuOps: Send + Sync {
             "this IOMMU driver has no paging domains",
         ))
     }
+
+    /// A new, empty I/O page table for a nesting parent (Linux: `domain_alloc_paging_flags`
+    /// with `IOMMU_HWPT_ALLOC_NEST_PARENT`): the driver's second-stage format, whose input
+    /// addresses are a guest's physical addresses. By default the same as
+    /// [`alloc_io_pgtable`](Self::alloc_io_pgtable) (VT-d's paging domains are second-stage
+    /// tables already).
+    ///
+    /// # Errors
+    /// As [`alloc_io_pgtable`](Self::alloc_io_pgtable).
+    fn alloc_io_pgtable_nest_parent(&self) -> Result<Box<dyn crate::domain::IoPgtable>> {
+        self.alloc_io_pgtable()
+    }
+}
+
+/// What a driver knows of a vIOMMU (Linux `struct iommufd_viommu` as a driver reads it):
+/// the nesting parent it is a slice of and its vDEVICEs.
+pub trait ViommuContext {
+    /// The nesting parent's domain ID (SMMUv3: the VMID the vIOMMU's commands are forced
+    /// to, `arm_vsmmu::vmid`).
+    fn parent_did(&self) -> u16;
+
+    /// The device the guest knows as `virt_id` on this vIOMMU (Linux
+    /// `iommufd_viommu_find_dev()`), if a vDEVICE names it.
+    fn find_device(&self, virt_id: u64) -> Option<Rid>;
+}
+
+/// An event for a vIOMMU's event queue (Linux `iommufd_viommu_report_event()`): its
+/// `enum iommu_veventq_type` and the record in the uAPI's layout for that type, naming the
+/// device by its virtual ID.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VirtualEvent {
+    /// `enum iommu_veventq_type`.
+    pub veventq_type: u32,
+    /// The record (SMMUv3: `struct iommu_vevent_arm_smmuv3`, 32 bytes).
+    pub data: Vec<u8>,
 }
 
 /// A DMA the IOMMU refused, as its fault log recorded it.
@@ -278,4 +368,7 @@ pub struct UnrecoverableFault {
     pub reason: u8,
     /// Was it a write?
     pub write: bool,
+    /// The record as the hardware wrote it, for drivers that pass it on (SMMUv3: the
+    /// event's four doublewords; zero where a driver keeps none).
+    pub raw: [u64; 4],
 }

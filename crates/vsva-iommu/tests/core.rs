@@ -476,6 +476,7 @@ fn unrecoverable_faults_reach_the_device_handler() {
         addr: 0x1000,
         reason: 0x59,
         write: true,
+        raw: [0; 4],
     };
     rec.faults.lock().unwrap().push(f);
     assert_eq!(iommu.handle_faults(), 1);

@@ -65,7 +65,12 @@ impl HwptPaging {
         flags: HwptAllocFlags,
         auto_domain: bool,
     ) -> Result<Arc<HwptPaging>, Errno> {
-        let domain = iommu.alloc_paging_domain().map_err(Errno::from)?;
+        let domain = if flags.contains(HwptAllocFlags::NEST_PARENT) {
+            iommu.alloc_nest_parent_domain()
+        } else {
+            iommu.alloc_paging_domain()
+        }
+        .map_err(Errno::from)?;
         Ok(Arc::new(HwptPaging {
             header: ObjectHeader::new(id),
             ioas,

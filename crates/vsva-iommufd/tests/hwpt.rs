@@ -384,8 +384,14 @@ fn nested_alloc_checks_in_linux_order() {
     let sre = f
         .hwpt_alloc(dev_id, s2, 0, vtd, five_level_sre.as_bytes())
         .unwrap();
-    assert_eq!(f.fd.get_hwpt_nested(sre).unwrap().domain().s1().levels, 5);
-    assert!(f.fd.get_hwpt_nested(sre).unwrap().domain().s1().supervisor);
+    assert_eq!(
+        f.fd.get_hwpt_nested(sre).unwrap().domain().s1(),
+        vsva_iommu::NestedS1::Table {
+            root,
+            levels: 5,
+            supervisor: true
+        }
+    );
     // fault_id 0 names no fault queue (ENOENT); a nested HWPT is no parent
     assert_eq!(
         f.hwpt_alloc(dev_id, s2, FAULT_ID_VALID, vtd, good.as_bytes()),

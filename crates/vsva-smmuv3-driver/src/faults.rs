@@ -128,6 +128,7 @@ pub fn decode_event(rec: &EventRecord) -> Option<Decoded> {
         addr: addr & !0xfff,
         reason: kind,
         write,
+        raw: rec.words,
     }))
 }
 

@@ -84,6 +84,7 @@ impl IommuOps for Smmuv3Driver {
                 root,
                 levels,
                 dirty_tracking,
+                nest_parent: false,
             } => Target::S1 {
                 did,
                 root,
@@ -106,7 +107,7 @@ impl IommuOps for Smmuv3Driver {
                     });
                 }
             },
-            DomainSpec::Nested { .. } => {
+            DomainSpec::Paging { .. } | DomainSpec::Nested { .. } => {
                 return Err(IommuError::DeviceUnsupported {
                     dev,
                     what: "nested translation on SMMUv3",

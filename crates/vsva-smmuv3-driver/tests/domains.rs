@@ -26,6 +26,7 @@ fn paging(root: u64) -> DomainSpec {
         root,
         levels: 4,
         dirty_tracking: false,
+        nest_parent: false,
     }
 }
 
@@ -330,6 +331,7 @@ fn dirty_tracking_sets_ha_and_hd_in_a_paging_cd() {
                 root: ROOT,
                 levels: 4,
                 dirty_tracking: true,
+                nest_parent: false,
             },
         )
         .unwrap();
@@ -405,11 +407,14 @@ fn identity_on_a_pasid_and_nested_domains_are_eopnotsupp() {
             pasid(3),
             1,
             &DomainSpec::Nested {
-                s1_root: 0,
-                s1_levels: 4,
+                s1: vsva_iommu::NestedS1::Table {
+                    root: 0,
+                    levels: 4,
+                    supervisor: false,
+                },
                 s2_root: ROOT,
                 s2_levels: 4,
-                supervisor: false,
+                parent_did: 1,
             },
         )
         .unwrap_err();

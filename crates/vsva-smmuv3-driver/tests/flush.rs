@@ -239,6 +239,7 @@ fn the_atc_invalidation_of_the_rid_carries_no_substream() {
                 root: ROOT,
                 levels: 4,
                 dirty_tracking: false,
+                nest_parent: false,
             },
         )
         .unwrap();

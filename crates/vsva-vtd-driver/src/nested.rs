@@ -97,7 +97,7 @@ pub(crate) fn vtd_s1(caps: S1Caps, data: &IommuHwptVtdS1) -> Result<NestedS1, Er
     if flags.intersects(VtdS1Flags::EAFE | VtdS1Flags::WPE) {
         return Err(Errno::EOPNOTSUPP);
     }
-    Ok(NestedS1 {
+    Ok(NestedS1::Table {
         root: data.pgtbl_addr,
         levels,
         supervisor: flags.contains(VtdS1Flags::SRE),
@@ -186,13 +186,13 @@ mod tests {
 
     #[test]
     fn vtd_s1_widths_and_flags() {
-        let four = vtd_s1(CAPS, &s1(0, 48)).unwrap();
-        assert_eq!(
-            (four.root, four.levels, four.supervisor),
-            (0x1000, 4, false)
-        );
-        assert_eq!(vtd_s1(CAPS, &s1(1, 57)).unwrap().levels, 5);
-        assert!(vtd_s1(CAPS, &s1(1, 57)).unwrap().supervisor);
+        let table = |root, levels, supervisor| NestedS1::Table {
+            root,
+            levels,
+            supervisor,
+        };
+        assert_eq!(vtd_s1(CAPS, &s1(0, 48)), Ok(table(0x1000, 4, false)));
+        assert_eq!(vtd_s1(CAPS, &s1(1, 57)), Ok(table(0x1000, 5, true)));
         for width in [0, 39, 47, 56, 64] {
             assert_eq!(vtd_s1(CAPS, &s1(0, width)), Err(Errno::EINVAL), "{width}");
         }

@@ -48,6 +48,7 @@ impl IommuOps for VtdDriver {
                 root,
                 levels,
                 dirty_tracking,
+                ..
             } => Domain::SecondStage {
                 did,
                 root,
@@ -66,11 +67,15 @@ impl IommuOps for VtdDriver {
                 write_protect: true,
             },
             DomainSpec::Nested {
-                s1_root,
-                s1_levels,
+                s1:
+                    NestedS1::Table {
+                        root: s1_root,
+                        levels: s1_levels,
+                        supervisor,
+                    },
                 s2_root,
                 s2_levels,
-                supervisor,
+                ..
             } => Domain::Nested {
                 did,
                 fs_root: s1_root,
@@ -79,6 +84,13 @@ impl IommuOps for VtdDriver {
                 ss_levels: s2_levels,
                 supervisor,
             },
+            // VT-d's nested domains are per-PASID first-stage tables.
+            DomainSpec::Nested { .. } => {
+                return Err(IommuError::DeviceUnsupported {
+                    dev,
+                    what: "a user PASID table on VT-d",
+                });
+            }
         };
         self.attach_pasid(dev, pasid, &d).map_err(err)
     }
@@ -193,6 +205,7 @@ impl IommuOps for VtdDriver {
                 addr: f.addr,
                 reason: f.reason,
                 write: !f.read,
+                raw: [0; 4],
             })
             .collect()
     }
