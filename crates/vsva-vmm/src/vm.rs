@@ -1,7 +1,7 @@
-//! A virtual machine: the [`Vmm`], the guest's vIOMMU (a VT-d unit in its virtual role), and
-//! the guest OS booted on guest RAM — the same VT-d driver, IOMMU core and memory manager as
-//! the host's ([`Os`]). A [`Vm`] is a [`Machine`], so the demo driver and program run in it
-//! unchanged.
+//! A virtual machine: the [`Vmm`], the guest's vIOMMU (a hardware model in its virtual role,
+//! of the kind `K`: [`GuestKind`]), and the guest OS booted on guest RAM — the same driver,
+//! IOMMU core and memory manager as a host's ([`Os`]). A [`Vm`] is a [`Machine`], so the demo
+//! driver and program run in it unchanged.
 //!
 //! Running a device inside the guest is one loop on one thread, as on the host: when the
 //! device waits for a page, the host services its IOMMU interrupts (the page request lands in
@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use vsva_demo::Progress;
 use vsva_demo::{Endpoint, Machine, MsiWindow, UnitCounters};
-use vsva_host::{IommuKind, Os, PlatformError, VtdKind};
+use vsva_host::{Os, PlatformError, VtdKind};
 use vsva_iommu::Iommu;
 use vsva_iommu::UnrecoverableFault;
 use vsva_mem::{PhysMem, Rid};
@@ -68,41 +68,72 @@ pub fn guest_unit_config(cap: u64, ecap: u64, device_pasid_bits: u8) -> VtdConfi
     cfg
 }
 
-/// A running VM.
-pub struct Vm {
-    vmm: Arc<Vmm>,
-    unit: Arc<Vtd>,
-    os: Os<VtdKind>,
-}
-
-impl Vm {
-    /// Starts a VMM on `host` with `cfg`, assigns the boot device, builds the vIOMMU from the
-    /// host's `IOMMU_GET_HW_INFO`, and boots the guest OS.
+/// A vIOMMU a VM can give its guest: an IOMMU kind whose hardware model the VMM can run in
+/// its virtual role, turning the guest's programming of it into host iommufd calls.
+pub trait GuestKind: vsva_host::IommuKind {
+    /// Builds the guest's unit over guest RAM, with capabilities from what the host reports
+    /// through `IOMMU_GET_HW_INFO` for the boot device, and connects it to `vmm` (its
+    /// backend; the VMM keeps a weak reference, replaced at each reboot).
     ///
     /// # Errors
-    /// [`VmError`].
-    pub fn boot(host: Arc<dyn Machine + Send + Sync>, cfg: VmConfig) -> Result<Vm, VmError> {
-        let vmm = Vmm::start(host, cfg)?;
-        vmm.assign(BOOT_DEVICE, BOOT_PRI, BOOT_ATC)?;
-        let (unit, os) = Self::boot_guest(&vmm)?;
-        Ok(Vm { vmm, unit, os })
-    }
+    /// The host's refusal, or a host IOMMU of another kind.
+    fn connect(vmm: &Arc<Vmm>) -> Result<Arc<Self::Unit>, VmError>;
 
-    fn boot_guest(vmm: &Arc<Vmm>) -> Result<(Arc<Vtd>, Os<VtdKind>), VmError> {
+    /// Moves what the host queued for the guest (page requests, events) into the guest's
+    /// unit. Returns how many items it moved.
+    fn pump(vmm: &Vmm) -> usize;
+}
+
+impl GuestKind for VtdKind {
+    fn connect(vmm: &Arc<Vmm>) -> Result<Arc<Vtd>, VmError> {
         let info = vmm.hw_info(BOOT_DEVICE).map_err(VmmError::from)?;
         let cfg = guest_unit_config(info.cap, info.ecap, info.pasid_bits);
         let relay = Relay::new(vmm);
         let ram: Arc<dyn PhysMem> = vmm.ram().clone();
         let unit = Arc::new(Vtd::with_devices(
             cfg,
-            ram.clone(),
+            ram,
             Arc::new(MsiLog::default()),
             relay.clone(),
         ));
         // Cannot fail: the unit is new.
         let _ = unit.set_backend(relay);
         vmm.set_unit(&unit);
-        let os = Os::<VtdKind>::boot(ram, &unit, vmm.ram_size())?;
+        Ok(unit)
+    }
+
+    fn pump(vmm: &Vmm) -> usize {
+        vmm.pump_faults()
+    }
+}
+
+/// A VM whose guest has a virtual VT-d.
+pub type VtdVm = Vm<VtdKind>;
+
+/// A running VM whose guest's vIOMMU is of kind `K`.
+pub struct Vm<K: GuestKind> {
+    vmm: Arc<Vmm>,
+    unit: Arc<K::Unit>,
+    os: Os<K>,
+}
+
+impl<K: GuestKind> Vm<K> {
+    /// Starts a VMM on `host` with `cfg`, assigns the boot device, builds the vIOMMU from the
+    /// host's `IOMMU_GET_HW_INFO`, and boots the guest OS.
+    ///
+    /// # Errors
+    /// [`VmError`].
+    pub fn boot(host: Arc<dyn Machine + Send + Sync>, cfg: VmConfig) -> Result<Self, VmError> {
+        let vmm = Vmm::start(host, cfg)?;
+        vmm.assign(BOOT_DEVICE, BOOT_PRI, BOOT_ATC)?;
+        let (unit, os) = Self::boot_guest(&vmm)?;
+        Ok(Vm { vmm, unit, os })
+    }
+
+    fn boot_guest(vmm: &Arc<Vmm>) -> Result<(Arc<K::Unit>, Os<K>), VmError> {
+        let unit = K::connect(vmm)?;
+        let ram: Arc<dyn PhysMem> = vmm.ram().clone();
+        let os = Os::<K>::boot(ram, &unit, vmm.ram_size())?;
         Ok((unit, os))
     }
 
@@ -136,12 +167,12 @@ impl Vm {
     }
 
     /// The guest's vIOMMU.
-    pub fn unit(&self) -> &Arc<Vtd> {
+    pub fn unit(&self) -> &Arc<K::Unit> {
         &self.unit
     }
 
     /// The guest OS.
-    pub fn os(&self) -> &Os<VtdKind> {
+    pub fn os(&self) -> &Os<K> {
         &self.os
     }
 
@@ -150,13 +181,13 @@ impl Vm {
     /// Returns how much work there was.
     pub fn service(&self) -> usize {
         self.vmm.host().service()
-            + self.vmm.pump_faults()
+            + K::pump(&self.vmm)
             + self.os.iommu.handle_page_requests()
             + self.os.iommu.handle_faults()
     }
 }
 
-impl Machine for Vm {
+impl<K: GuestKind> Machine for Vm<K> {
     fn iommu(&self) -> &Arc<Iommu> {
         &self.os.iommu
     }
@@ -210,12 +241,11 @@ impl Machine for Vm {
     }
 
     fn unit_counters(&self) -> UnitCounters {
-        VtdKind::counters(&self.unit)
+        K::counters(&self.unit)
     }
 
     fn msi_window(&self) -> MsiWindow {
-        // the guest's vIOMMU is VT-d
-        VtdKind::MSI_WINDOW
+        K::MSI_WINDOW
     }
 
     fn top_ram_page_below_interrupts(&self) -> u64 {

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use vsva_host::Platform;
-use vsva_vmm::{Vm, VmConfig};
+use vsva_vmm::{VmConfig, VtdVm as Vm};
 use vsva_vtd::VtdConfig;
 
 #[test]

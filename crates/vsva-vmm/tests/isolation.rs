@@ -24,7 +24,7 @@ use vsva_vtd_driver::Domain;
 /// Binds guest PASID `pasid` of `rid` to a first-stage table at `root` through the guest's
 /// own VT-d driver (what a buggy or hostile guest kernel can do), which writes the PASID
 /// entry and invalidates the PASID cache.
-fn program_entry(vm: &vsva_vmm::Vm, rid: Rid, pasid: u32, root: u64) {
+fn program_entry(vm: &vsva_vmm::VtdVm, rid: Rid, pasid: u32, root: u64) {
     vm.os()
         .driver
         .attach_pasid(
@@ -48,7 +48,7 @@ fn expect_device_error(result: Result<u64, DriverError>, what: &str) {
     }
 }
 
-fn misbehave(bad: &vsva_vmm::Vm) {
+fn misbehave(bad: &vsva_vmm::VtdVm) {
     let b = bind(bad);
     let rid = Rid::from_bdf(0, 3, 0).unwrap();
     let fill = |va| cmd(Op::Fill, 0, va, 4096, 0xee);

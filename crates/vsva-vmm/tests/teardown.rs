@@ -33,7 +33,7 @@ fn reboot_releases_every_binding_and_answers_what_the_guest_owed() {
     // A command waits on a page request the guest has received but not answered.
     leave_waiting(&host, &b);
     assert_eq!(vm.vmm().pump_faults(), 1, "delivered to the guest");
-    let nested = |vm: &vsva_vmm::Vm| {
+    let nested = |vm: &vsva_vmm::VtdVm| {
         vm.vmm()
             .iommufd()
             .objects()

@@ -18,7 +18,7 @@ use vsva_host::Platform;
 use vsva_iommufd::ObjectType;
 use vsva_mem::{PageSize, Pasid, PhysMem, Rid, Va};
 use vsva_mm::{MapFlags, Prot};
-use vsva_vmm::Vm;
+use vsva_vmm::VtdVm as Vm;
 use vsva_vtd::spec::pasid::Pgtt;
 use vsva_vtd::spec::registers::{Gcmd, offset};
 

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use anyhow::{Result, anyhow};
 use vsva_host::{Host, Platform, Smmuv3Kind};
 use vsva_smmuv3::Smmuv3Config;
-use vsva_vmm::{Vm, VmConfig};
+use vsva_vmm::{VmConfig, VtdVm};
 use vsva_vtd::VtdConfig;
 
 use crate::report::Report;
@@ -71,7 +71,7 @@ fn host(r: &mut Report) -> Result<()> {
 
 fn guest(r: &mut Report, prefix: &str) -> Result<()> {
     let host = Arc::new(Platform::new(16 << 30, VtdConfig::default())?);
-    let vm = Vm::boot(host, VmConfig::default())?;
+    let vm = VtdVm::boot(host, VmConfig::default())?;
     let program = vsva_demo::run_program(&vm).map_err(|e| anyhow!(e))?;
     let cfg = vm.unit().config();
     r.section("vSVA demo: the same program inside a guest, through a virtual VT-d");

@@ -10,7 +10,7 @@ use vsva_demo::{Command, Context, DemoDriver};
 use vsva_host::Platform;
 use vsva_mem::Rid;
 use vsva_mm::Process;
-use vsva_vmm::{Vm, VmConfig};
+use vsva_vmm::{VmConfig, VtdVm as Vm};
 use vsva_vtd::VtdConfig;
 
 pub const GIB: u64 = 1 << 30;

@@ -125,7 +125,7 @@ pub(super) fn vsva_iopf_roundtrip(e: Effort) -> Result<Metric> {
     let pages = iopf_pages(e);
     let host_rig = rig(256)?;
     let host = Arc::new(Platform::new(16 << 30, VtdConfig::default())?);
-    let vm = vsva_vmm::Vm::boot(host, vsva_vmm::VmConfig::default())?;
+    let vm = vsva_vmm::VtdVm::boot(host, vsva_vmm::VmConfig::default())?;
     let dev = vsva_demo::Machine::add_device(&vm, Rid::from_bdf(0, 3, 0)?, 64, 256)
         .map_err(|e| anyhow::anyhow!(e))?;
     let drv = DemoDriver::probe(&vm, dev, false)?;

@@ -13,7 +13,7 @@ use vsva_demo::{Endpoint, Machine};
 use vsva_host::{Platform, VtdKind};
 use vsva_mem::{FrameAllocator, Va};
 use vsva_mm::{MapFlags, Process, Prot};
-use vsva_vmm::{Vm, VmConfig};
+use vsva_vmm::{VmConfig, VtdVm as Vm};
 use vsva_vtd::spec::registers::{Gcmd, offset};
 
 use super::dma::Dma;
