@@ -24,7 +24,7 @@ mod vmm;
 
 pub use assigned::AssignedDevice;
 pub use guest_ram::{GuestRam, GuestRamError};
-pub use uapi::{Uapi, VtdHwInfo};
+pub use uapi::{Smmuv3HwInfo, Uapi, VtdHwInfo};
 pub use viommu::Relay;
 pub use vm::{BOOT_DEVICE, GuestKind, Vm, VmError, VtdVm, guest_unit_config};
 pub use vmm::{BLOCKED_HOST_PASID, Counters, CountersSnapshot, VmConfig, Vmm, VmmError};

@@ -7,12 +7,15 @@ use std::sync::{Arc, Mutex};
 
 use vsva_iommufd::abi::ioctl::{
     IOMMU_DESTROY, IOMMU_FAULT_QUEUE_ALLOC, IOMMU_GET_HW_INFO, IOMMU_HWPT_ALLOC,
-    IOMMU_HWPT_INVALIDATE, IOMMU_IOAS_ALLOC, IOMMU_IOAS_MAP,
+    IOMMU_HWPT_INVALIDATE, IOMMU_IOAS_ALLOC, IOMMU_IOAS_MAP, IOMMU_VDEVICE_ALLOC,
+    IOMMU_VEVENTQ_ALLOC, IOMMU_VIOMMU_ALLOC,
 };
 use vsva_iommufd::abi::{
-    Errno, HwInfoType, HwptAllocFlags, HwptDataType, HwptInvalidateDataType, IoasMapFlags,
-    IommuDestroy, IommuFaultAlloc, IommuHwInfo, IommuHwInfoVtd, IommuHwptAlloc,
-    IommuHwptInvalidate, IommuHwptVtdS1, IommuHwptVtdS1Invalidate, IommuIoasAlloc, IommuIoasMap,
+    Errno, HwInfoFlags, HwInfoType, HwptAllocFlags, HwptDataType, HwptInvalidateDataType,
+    IoasMapFlags, IommuDestroy, IommuFaultAlloc, IommuHwInfo, IommuHwInfoArmSmmuv3, IommuHwInfoVtd,
+    IommuHwptAlloc, IommuHwptArmSmmuv3, IommuHwptInvalidate, IommuHwptVtdS1,
+    IommuHwptVtdS1Invalidate, IommuIoasAlloc, IommuIoasMap, IommuVdeviceAlloc, IommuVeventqAlloc,
+    IommuViommuAlloc, IommuViommuArmSmmuv3Invalidate, VeventqType, ViommuType,
 };
 use vsva_iommufd::{Iommufd, ProcessMemory, UserMemory};
 use vsva_mem::Va;
@@ -28,6 +31,16 @@ pub struct Uapi {
     mem: ProcessMemory,
     /// A buffer in the VMM process for arrays and data structs, one command at a time.
     scratch: Mutex<u64>,
+}
+
+/// What `IOMMU_GET_HW_INFO` tells of a device behind an SMMUv3 (`struct
+/// iommu_hw_info_arm_smmuv3` and `out_max_pasid_log2`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Smmuv3HwInfo {
+    /// SMMU_IDR0..5, SMMU_IIDR, SMMU_AIDR as the host read them.
+    pub regs: IommuHwInfoArmSmmuv3,
+    /// The SubstreamID width the device and SMMU support together (`out_max_pasid_log2`).
+    pub pasid_bits: u8,
 }
 
 /// What `IOMMU_GET_HW_INFO` tells of a device behind a VT-d unit (`struct
@@ -129,34 +142,163 @@ impl Uapi {
         Ok((cmd.out_fault_id, cmd.out_fault_fd))
     }
 
-    /// `IOMMU_GET_HW_INFO` of a VT-d device.
-    ///
-    /// # Errors
-    /// The command's errno; `EOPNOTSUPP` if the IOMMU is not VT-d.
-    pub fn vtd_hw_info(&self, dev_id: u32) -> Result<VtdHwInfo, Errno> {
-        let len = size_of::<IommuHwInfoVtd>();
+    /// `IOMMU_GET_HW_INFO` of `dev_id` asking for `T`'s data of type `want`: the data and
+    /// `out_max_pasid_log2`.
+    fn hw_info<T>(&self, dev_id: u32, want: HwInfoType) -> Result<(T, u8), Errno>
+    where
+        T: IntoBytes + FromBytes + Immutable + KnownLayout,
+    {
+        let len = size_of::<T>();
         let (result, cmd, scratch) = self.with_data(&vec![0u8; len], |uptr| {
             let mut cmd = IommuHwInfo {
                 size: size_of::<IommuHwInfo>() as u32,
                 dev_id,
                 data_len: len as u32,
                 data_uptr: uptr,
+                flags: HwInfoFlags::INPUT_TYPE.bits(),
+                data_type: want,
                 ..Default::default()
             };
             let r = self.call(IOMMU_GET_HW_INFO, &mut cmd);
             (r, cmd, uptr)
         })?;
         result?;
-        if cmd.data_type != HwInfoType::INTEL_VTD {
+        if cmd.data_type != want {
             return Err(Errno::EOPNOTSUPP);
         }
         let mut bytes = vec![0u8; len];
         self.mem.read(scratch, &mut bytes)?;
-        let info = IommuHwInfoVtd::read_from_bytes(&bytes).map_err(|_| Errno::EFAULT)?;
+        let info = T::read_from_bytes(&bytes).map_err(|_| Errno::EFAULT)?;
+        Ok((info, cmd.out_max_pasid_log2))
+    }
+
+    /// `IOMMU_GET_HW_INFO` of a VT-d device.
+    ///
+    /// # Errors
+    /// The command's errno; `EOPNOTSUPP` if the IOMMU is not VT-d.
+    pub fn vtd_hw_info(&self, dev_id: u32) -> Result<VtdHwInfo, Errno> {
+        let (info, pasid_bits) = self.hw_info::<IommuHwInfoVtd>(dev_id, HwInfoType::INTEL_VTD)?;
         Ok(VtdHwInfo {
             cap: info.cap_reg,
             ecap: info.ecap_reg,
-            pasid_bits: cmd.out_max_pasid_log2,
+            pasid_bits,
+        })
+    }
+
+    /// `IOMMU_GET_HW_INFO` of a device behind an SMMUv3.
+    ///
+    /// # Errors
+    /// The command's errno; `EOPNOTSUPP` if the IOMMU is not an SMMUv3.
+    pub fn smmuv3_hw_info(&self, dev_id: u32) -> Result<Smmuv3HwInfo, Errno> {
+        let (regs, pasid_bits) =
+            self.hw_info::<IommuHwInfoArmSmmuv3>(dev_id, HwInfoType::ARM_SMMUV3)?;
+        Ok(Smmuv3HwInfo { regs, pasid_bits })
+    }
+
+    /// `IOMMU_VIOMMU_ALLOC` of an SMMUv3 vIOMMU for `dev_id`'s SMMU on the nesting parent
+    /// `s2`.
+    ///
+    /// # Errors
+    /// The command's errno.
+    pub fn viommu_alloc_smmuv3(&self, dev_id: u32, s2: u32) -> Result<u32, Errno> {
+        let mut cmd = IommuViommuAlloc {
+            size: size_of::<IommuViommuAlloc>() as u32,
+            type_: ViommuType::ARM_SMMUV3,
+            dev_id,
+            hwpt_id: s2,
+            ..Default::default()
+        };
+        self.call(IOMMU_VIOMMU_ALLOC, &mut cmd)?;
+        Ok(cmd.out_viommu_id)
+    }
+
+    /// `IOMMU_VDEVICE_ALLOC`: `dev_id` is `virt_id` on `viommu`.
+    ///
+    /// # Errors
+    /// The command's errno.
+    pub fn vdevice_alloc(&self, viommu: u32, dev_id: u32, virt_id: u64) -> Result<u32, Errno> {
+        let mut cmd = IommuVdeviceAlloc {
+            size: size_of::<IommuVdeviceAlloc>() as u32,
+            viommu_id: viommu,
+            dev_id,
+            virt_id,
+            ..Default::default()
+        };
+        self.call(IOMMU_VDEVICE_ALLOC, &mut cmd)?;
+        Ok(cmd.out_vdevice_id)
+    }
+
+    /// `IOMMU_VEVENTQ_ALLOC` of `viommu`'s SMMUv3 event queue, `depth` events deep:
+    /// (object ID, file number).
+    ///
+    /// # Errors
+    /// The command's errno.
+    pub fn veventq_alloc_smmuv3(&self, viommu: u32, depth: u32) -> Result<(u32, u32), Errno> {
+        let mut cmd = IommuVeventqAlloc {
+            size: size_of::<IommuVeventqAlloc>() as u32,
+            viommu_id: viommu,
+            type_: VeventqType::ARM_SMMUV3,
+            veventq_depth: depth,
+            ..Default::default()
+        };
+        self.call(IOMMU_VEVENTQ_ALLOC, &mut cmd)?;
+        Ok((cmd.out_veventq_id, cmd.out_veventq_fd))
+    }
+
+    /// `IOMMU_HWPT_ALLOC` of a nested HWPT from the guest's STE words (`IOMMU_HWPT_DATA_ARM_SMMUV3`)
+    /// under `viommu`, its stalls and page requests reported to the fault queue `fault_id`
+    /// (vsva's extension).
+    ///
+    /// # Errors
+    /// The command's errno.
+    pub fn hwpt_nested_smmuv3(
+        &self,
+        dev_id: u32,
+        viommu: u32,
+        ste: &IommuHwptArmSmmuv3,
+        fault_id: u32,
+    ) -> Result<u32, Errno> {
+        let (result, cmd) = self.with_data(ste.as_bytes(), |uptr| {
+            let mut cmd = IommuHwptAlloc {
+                size: size_of::<IommuHwptAlloc>() as u32,
+                flags: HwptAllocFlags::FAULT_ID_VALID.bits(),
+                dev_id,
+                pt_id: viommu,
+                data_type: HwptDataType::ARM_SMMUV3,
+                data_len: size_of::<IommuHwptArmSmmuv3>() as u32,
+                data_uptr: uptr,
+                fault_id,
+                ..Default::default()
+            };
+            let r = self.call(IOMMU_HWPT_ALLOC, &mut cmd);
+            (r, cmd)
+        })?;
+        result?;
+        Ok(cmd.out_hwpt_id)
+    }
+
+    /// `IOMMU_HWPT_INVALIDATE` of raw SMMUv3 commands on `viommu`: how many the host handled
+    /// (written back on errors too) and the result.
+    ///
+    /// # Errors
+    /// The scratch buffer's (`E2BIG`, `EFAULT`); the command's own errno is in the result.
+    pub fn viommu_invalidate(
+        &self,
+        viommu: u32,
+        cmds: &[IommuViommuArmSmmuv3Invalidate],
+    ) -> Result<(u32, Result<(), Errno>), Errno> {
+        self.with_data(cmds.as_bytes(), |uptr| {
+            let mut cmd = IommuHwptInvalidate {
+                size: size_of::<IommuHwptInvalidate>() as u32,
+                hwpt_id: viommu,
+                data_uptr: uptr,
+                data_type: HwptInvalidateDataType::ARM_SMMUV3,
+                entry_len: size_of::<IommuViommuArmSmmuv3Invalidate>() as u32,
+                entry_num: cmds.len() as u32,
+                ..Default::default()
+            };
+            let r = self.call(IOMMU_HWPT_INVALIDATE, &mut cmd);
+            (cmd.entry_num, r)
         })
     }
 

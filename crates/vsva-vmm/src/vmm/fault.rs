@@ -24,20 +24,16 @@ impl Vmm {
             return 0;
         };
         let mut delivered = 0;
-        let mut buf = [0u8; READ_BATCH * size_of::<IommuHwptPgfault>()];
         loop {
-            let n = match self.fault.read(&mut buf, 0) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => n,
-            };
+            let records = self.read_fault_queue();
+            if records.is_empty() {
+                break;
+            }
             let mut requests = Vec::new();
             let mut refuse = Vec::new();
             {
                 let mut st = self.state();
-                for chunk in buf[..n].chunks_exact(size_of::<IommuHwptPgfault>()) {
-                    let Ok(rec) = IommuHwptPgfault::read_from_bytes(chunk) else {
-                        continue;
-                    };
+                for rec in records {
                     let flags = PgfaultFlags::from_bits_retain(rec.flags);
                     let last = flags.contains(PgfaultFlags::LAST_PAGE);
                     let rid = st
@@ -83,6 +79,18 @@ impl Vmm {
             }
         }
         delivered
+    }
+
+    /// The records the fault queue holds now, up to a batch.
+    pub(super) fn read_fault_queue(&self) -> Vec<IommuHwptPgfault> {
+        let mut buf = [0u8; READ_BATCH * size_of::<IommuHwptPgfault>()];
+        match self.fault.read(&mut buf, 0) {
+            Ok(n) => buf[..n]
+                .chunks_exact(size_of::<IommuHwptPgfault>())
+                .filter_map(|c| IommuHwptPgfault::read_from_bytes(c).ok())
+                .collect(),
+            Err(_) => Vec::new(),
+        }
     }
 
     /// The guest's page group response for (`rid`, `pasid`, `prgi`): written to the fault
