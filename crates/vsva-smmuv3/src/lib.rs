@@ -103,6 +103,7 @@ mod stream;
 mod tlb;
 mod translate;
 mod unit;
+mod virt;
 
 pub use ats::AtsRefused;
 pub use cache::CacheStats;
@@ -115,3 +116,4 @@ pub use stream::{
 pub use tlb::TlbStats;
 pub use translate::{Blocked, StallTag, Transaction, Translated};
 pub use unit::{Smmuv3, Smmuv3Stats};
+pub use virt::{GlobalState, Refused, VirtualBackend};
