@@ -209,8 +209,10 @@ impl Smmuv3Config {
     /// that cannot stall makes every CD.S ILLEGAL; one that forces stalls makes CD.S = 0
     /// ILLEGAL). What the guest's unit keeps to itself stays this configuration's: the
     /// StreamID space (vSIDs are the VMM's), stream-table levels, queue sizes, MSI and SEV,
-    /// VMID width, GBPA's reset value and IIDR.
+    /// VMID width, GBPA's reset value and IIDR. Without PRI the PRI queue size is 0, as
+    /// IDR1.PRIQS shows it.
     pub fn clamp_to(&self, host: &Smmuv3Config) -> Smmuv3Config {
+        let pri = self.pri && self.ats && host.pri && host.ats;
         Smmuv3Config {
             ssid_bits: self.ssid_bits.min(host.ssid_bits),
             two_level_cdtab: self.two_level_cdtab && host.two_level_cdtab,
@@ -221,7 +223,9 @@ impl Smmuv3Config {
                 s => s,
             },
             ats: self.ats && host.ats,
-            pri: self.pri && host.pri,
+            pri,
+            // Without PRI there is no PRI queue (IDR1.PRIQS = 0).
+            priq_bits: if pri { self.priq_bits } else { 0 },
             httu: self.httu.min(host.httu),
             oas: self.oas.min(host.oas),
             gran4k: self.gran4k && host.gran4k,

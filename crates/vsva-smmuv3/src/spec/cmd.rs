@@ -516,9 +516,9 @@ impl Command {
     /// `None` for other commands.
     pub fn cfgi_streams(&self) -> Option<(u32, u32)> {
         match *self {
-            Command::CfgiSte { sid, .. } | Command::CfgiCd { sid, .. } | Command::CfgiCdAll { sid } => {
-                Some((sid, sid))
-            }
+            Command::CfgiSte { sid, .. }
+            | Command::CfgiCd { sid, .. }
+            | Command::CfgiCdAll { sid } => Some((sid, sid)),
             Command::CfgiSteRange { range, .. } if range >= 31 => Some((0, u32::MAX)),
             Command::CfgiSteRange { sid, range } => {
                 let n = 2u64 << range;
