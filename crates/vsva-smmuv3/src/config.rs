@@ -211,6 +211,10 @@ impl Smmuv3Config {
     /// StreamID space (vSIDs are the VMM's), stream-table levels, queue sizes, MSI and SEV,
     /// VMID width, GBPA's reset value and IIDR. Without PRI the PRI queue size is 0, as
     /// IDR1.PRIQS shows it.
+    ///
+    /// This is the rule Linux's uAPI (`struct iommu_hw_info_arm_smmuv3`) gives a VMM: the
+    /// IDRs are the raw hardware's, and an emulated copy forwards only what the VMM knows
+    /// it can support — `self` is what this VMM supports, the host what the hardware has.
     pub fn clamp_to(&self, host: &Smmuv3Config) -> Smmuv3Config {
         let pri = self.pri && self.ats && host.pri && host.ats;
         Smmuv3Config {

@@ -71,6 +71,22 @@ fn the_id_registers_give_back_the_configuration() {
 }
 
 #[test]
+fn the_default_units_id_registers_field_by_field() {
+    // what IOMMU_GET_HW_INFO hands a VMM for the default unit (§6.3.1–6.3.6)
+    let [idr0, idr1, idr2, idr3, idr4, idr5] = Smmuv3Config::default().idrs();
+    // S2P S1P, TTF 0b10 (AArch64), COHACC, HTTU 2, ATS, ASID16, MSI, SEV, PRI, VMID16, CD2L,
+    // TTENDIAN 0b10 (little), STALL_MODEL 0, ST_LEVEL 1
+    assert_eq!(idr0, 0x084d_749b);
+    // SIDSIZE 16, SSIDSIZE 20, PRIQS 7, EVENTQS 7, CMDQS 8
+    assert_eq!(idr1, 16 | 20 << 6 | 7 << 11 | 7 << 16 | 8 << 21);
+    assert_eq!((idr2, idr4), (0, 0));
+    // HAD, XNX, PPS, FWB, RIL, BBML 1
+    assert_eq!(idr3, 1 << 2 | 1 << 4 | 1 << 5 | 1 << 8 | 1 << 10 | 1 << 11);
+    // OAS 5 (48 bits), GRAN4K, STALL_MAX 64
+    assert_eq!(idr5, 5 | 1 << 4 | 64 << 16);
+}
+
+#[test]
 fn reserved_and_out_of_range_id_fields_read_conservatively() {
     let idr0 = Idr0::new()
         .with_s1p(true)
