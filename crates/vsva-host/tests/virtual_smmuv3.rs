@@ -2,7 +2,8 @@
 //! a VMM builds it — with the unchanged SMMUv3 driver: the VMM hears the driver's reset
 //! (SMMUEN, CMD_CFGI_ALL) and the CMD_CFGI_STE of each STE it writes, reads that STE through
 //! `guest_ste` from inside the call, and the guest's CMD_SYNC completes after it (IHI 0070
-//! §4.7.3). Page requests the VMM injects reach the guest's IOMMU core.
+//! §4.7.3). Page requests and stall events the VMM injects reach the guest's IOMMU core, and
+//! its answers (CMD_PRI_RESP, CMD_RESUME of a STAG the unit never held) reach the VMM.
 
 use std::sync::{Arc, Mutex, Weak};
 
@@ -181,4 +182,49 @@ fn a_page_request_the_vmm_injects_reaches_the_guest_and_its_answer_the_vmm() {
     };
     assert_eq!((*rid, *pasid, *prgi), (VSID, pr.pasid, 5));
     assert_ne!(*code, ResponseCode::Success, "no process bound to PASID 7");
+}
+
+#[test]
+fn a_stall_the_vmm_injects_is_resumed_by_the_guest_driver_through_the_vmm() {
+    use vsva_smmuv3::spec::cmd::ResumeAction;
+    use vsva_smmuv3::spec::event::{Access, EventRecord, WalkFault, class, id};
+    let (unit, vmm, os) = guest();
+    let caps = DeviceCaps {
+        pasid_bits: 20,
+        ats: false,
+        pri: false,
+    };
+    // room for outstanding groups: a stalled transaction is one
+    os.iommu.add_device(VSID, caps, 32).unwrap();
+    vmm.take();
+    // the host stalled a read of SubstreamID 7; the VMM names it STAG 0x33 in the guest
+    let a = Access {
+        sid: VSID.raw() as u32,
+        ssid: Some(7),
+        addr: 0x1000_0000,
+        read: true,
+        ..Access::default()
+    };
+    let w = WalkFault {
+        class: class::TT,
+        stag: Some(0x33),
+        ..WalkFault::default()
+    };
+    assert!(unit.record(&EventRecord::walk_fault(id::F_TRANSLATION, &a, &w)));
+    // the guest's driver reads it as a stalled transaction and its core answers it (no
+    // process on PASID 7): CMD_RESUME of STAG 0x33, which the unit never held, to the VMM
+    assert_eq!(os.iommu.handle_page_requests(), 1);
+    let heard = vmm.take();
+    let resumes: Vec<_> = heard
+        .iter()
+        .filter_map(|h| match h {
+            Heard::Cmd(Command::Resume { sid, stag, action }) => Some((*sid, *stag, *action)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(resumes.len(), 1, "{heard:?}");
+    let (sid, stag, action) = resumes[0];
+    assert_eq!((sid, stag), (VSID.raw() as u32, 0x33));
+    assert_ne!(action, ResumeAction::Retry, "nothing was fixed");
+    assert_eq!(unit.stalled(), 0);
 }
