@@ -28,6 +28,25 @@
 //! STRTAB_BASE_CFG are writable only while SMMUEN = 0 (§6.3.24), so a backend re-reads every
 //! STE when SMMUEN goes to 1 and needs no call of its own for them.
 //!
+//! What the VMM puts into the guest's queues goes in as the hardware's own would:
+//!
+//! * a host event of a device (vEVENTQ, `struct iommu_vevent_arm_smmuv3`): its four words
+//!   as an [`EventRecord`](crate::spec::event::EventRecord), already under the vSID or moved
+//!   there with [`EventRecord::with_sid`](crate::spec::event::EventRecord::with_sid), through
+//!   [`Smmuv3::record`];
+//! * a host stall (`struct iommu_hwpt_pgfault` with the STAG as its group): a fault event
+//!   with Stall = 1 — [`EventRecord::walk_fault`](crate::spec::event::EventRecord::walk_fault)
+//!   of F_TRANSLATION, CLASS TT, with the access (RnW, InD, PnU), the SubstreamID (SSV) and a
+//!   STAG the guest will name in CMD_RESUME (the host's own serves: vSIDs map one to one to
+//!   host StreamIDs) — through [`Smmuv3::record`]. It returns false when the guest's event
+//!   queue is off, full or in EVTQ_ABT_ERR: the event is lost, the guest will never resume
+//!   it, and the VMM answers the host's stall itself (a real SMMU terminates a stall whose
+//!   event it could not record);
+//! * a host page request (PRI): [`Smmuv3::page_request`] with the vSID as Requester ID. If
+//!   the guest's PRI queue is off or full the unit answers it as §8.1–8.3 say, through
+//!   [`vsva_pcie::Downstream::page_group_response`] — the VMM's, which answers the host's
+//!   group with it.
+//!
 //! The backend runs with the unit's register lock held: it may read guest memory, call
 //! [`Smmuv3::guest_ste`], [`Smmuv3::guest_global`], [`Smmuv3::record`] and
 //! [`Smmuv3::page_request`] (none takes the register lock) and the host, but must not
