@@ -11,7 +11,11 @@
 //! * an SMMU has no interrupt window: MSIs are ordinary writes, translated like any other,
 //!   and Linux keeps a software MSI window ([`vsva_smmuv3_driver::MSI_IOVA`], the driver's
 //!   `reserved_regions`) out of every DMA domain instead — what [`Smmuv3Kind::MSI_WINDOW`]
-//!   tells the demo, which checks it is reported for each device.
+//!   tells the demo, which checks it is reported for each device;
+//! * a guest OS boots the same way on a virtual unit: a VMM builds it with
+//!   [`IommuKind::build`] over guest RAM (its Downstream the VMM, which receives the guest's
+//!   CMD_ATC_INV and CMD_PRI_RESP), gives it a [`vsva_smmuv3::VirtualBackend`] with
+//!   [`Smmuv3::set_backend`], and boots [`crate::Os`] on it (tests/virtual_smmuv3.rs).
 
 use std::sync::Arc;
 use vsva_demo::{MsiWindow, UnitCounters};

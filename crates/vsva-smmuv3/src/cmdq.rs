@@ -57,28 +57,28 @@ impl Smmuv3 {
     /// Carries out one valid command; `Err` is a CMDQ_CONS.ERR code.
     fn execute(&self, st: &mut State, cmd: &Command) -> Result<(), u8> {
         match *cmd {
-            Command::CfgiSte { sid, .. } | Command::CfgiCdAll { sid } => {
-                self.cache.invalidate_sids(sid, sid)
-            }
-            Command::CfgiSteRange { sid, range } => {
-                if range >= 31 {
-                    self.cache.clear();
-                } else {
-                    let n = 2u64 << range;
-                    let first = sid as u64 & !(n - 1);
-                    let last = (first + n - 1).min(u32::MAX as u64);
-                    self.cache.invalidate_sids(first as u32, last as u32);
+            Command::CfgiSte { .. } | Command::CfgiCdAll { .. } | Command::CfgiSteRange { .. } => {
+                match cmd.cfgi_streams() {
+                    Some((0, u32::MAX)) => self.cache.clear(),
+                    Some((first, last)) => self.cache.invalidate_sids(first, last),
+                    None => {}
                 }
+                self.tell_command(cmd).map_err(|_| cerror::ILL)?;
             }
-            Command::CfgiCd { sid, ssid, .. } => self.cache.invalidate_cd(sid, ssid),
+            Command::CfgiCd { sid, ssid, .. } => {
+                self.cache.invalidate_cd(sid, ssid);
+                self.tell_command(cmd).map_err(|_| cerror::ILL)?;
+            }
             // CMD_RESUME and CMD_STALL_TERM (§4.7.1, §4.7.2).
             Command::Resume { sid, stag, action } => {
                 TranslationHooks::resume(self, sid, stag, action);
-                self.hooks.resume(sid, stag, action)
+                self.hooks.resume(sid, stag, action);
+                self.tell_command(cmd).map_err(|_| cerror::ILL)?;
             }
             Command::StallTerm { sid } => {
                 TranslationHooks::stall_term(self, sid);
-                self.hooks.stall_term(sid)
+                self.hooks.stall_term(sid);
+                self.tell_command(cmd).map_err(|_| cerror::ILL)?;
             }
             Command::PrefetchConfig { .. } | Command::PrefetchAddr { .. } => {
                 self.hooks.prefetch(cmd)
@@ -141,6 +141,7 @@ impl Smmuv3 {
             } => {
                 TranslationHooks::sync(self);
                 self.hooks.sync();
+                self.tell_sync();
                 // A CMD_SYNC behind a failed ATC invalidation does not complete (§4.7.3);
                 // when software acknowledges, it is retried and completes.
                 if std::mem::take(&mut st.atc_inv_failed) {
@@ -155,7 +156,8 @@ impl Smmuv3 {
             }
             _ => {
                 TranslationHooks::tlb_invalidate(self, cmd);
-                self.hooks.tlb_invalidate(cmd)
+                self.hooks.tlb_invalidate(cmd);
+                self.tell_command(cmd).map_err(|_| cerror::ILL)?;
             }
         }
         Ok(())

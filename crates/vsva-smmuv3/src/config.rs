@@ -1,11 +1,14 @@
 //! What an SMMU advertises (IHI 0070 §6.3.1–6.3.6): the configuration the ID registers are
-//! built from, and which the configuration checks and command checks consult.
+//! built from, and which the configuration checks and command checks consult; read back
+//! from the ID registers ([`Smmuv3Config::from_registers`]: how a VMM reads the host's SMMU
+//! from `IOMMU_GET_HW_INFO`) and cut down to a host's ([`Smmuv3Config::clamp_to`]), so a
+//! guest's vSMMU never promises more than the host can do.
 
 use crate::spec::cmd::CommandCaps;
 use crate::spec::registers::{Idr0, Idr1, Idr3, Idr5, stall_model};
 
-/// Hardware translation table update support (IDR0.HTTU).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Hardware translation table update support (IDR0.HTTU), in increasing order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Httu {
     /// None.
     None,
@@ -129,6 +132,111 @@ impl Smmuv3Config {
             cmdq_bits: self.cmdq_bits.min(19),
             evtq_bits: self.evtq_bits.min(19),
             priq_bits: self.priq_bits.min(19),
+            ..self.clone()
+        }
+    }
+
+    /// SMMU_IDR0 to SMMU_IDR5 as the unit shows them (IDR2 and IDR4 read as zero: no VATOS,
+    /// IMPLEMENTATION DEFINED IDR4 empty).
+    pub fn idrs(&self) -> [u32; 6] {
+        [
+            self.idr0().into_bits(),
+            self.idr1().into_bits(),
+            0,
+            self.idr3().into_bits(),
+            0,
+            self.idr5().into_bits(),
+        ]
+    }
+
+    /// What an SMMU whose SMMU_IDR0..5 read `idr` and whose SMMU_IIDR reads `iidr` can do,
+    /// in the terms this model implements: a VMM reads the host's unit this way from
+    /// `struct iommu_hw_info_arm_smmuv3` before deciding what its guest's vSMMU shows.
+    /// Fields a register does not say take the value an SMMU built from the result shows
+    /// again: IDR1.PRIQS is 0 without PRI; a reserved STALL_MODEL (0b11) reads as
+    /// terminate only and a reserved OAS (0b111) as 52 bits. GBPA's reset value is not
+    /// advertised: `gbpa_abort_at_reset` is false.
+    pub fn from_registers(idr: [u32; 6], iidr: u32) -> Smmuv3Config {
+        let (i0, i1, i3, i5) = (
+            Idr0::from_bits(idr[0]),
+            Idr1::from_bits(idr[1]),
+            Idr3::from_bits(idr[3]),
+            Idr5::from_bits(idr[5]),
+        );
+        Smmuv3Config {
+            sid_bits: i1.sidsize().min(32),
+            ssid_bits: i1.ssidsize(),
+            two_level_strtab: i0.st_level() == 1,
+            two_level_cdtab: i0.cd2l(),
+            stage1: i0.s1p(),
+            stage2: i0.s2p(),
+            stall: match i0.stall_model() {
+                stall_model::STALL => StallModel::Stall,
+                stall_model::FORCE => StallModel::Force,
+                _ => StallModel::Terminate,
+            },
+            ats: i0.ats(),
+            // IDR0.PRI is RES0 without ATS (§6.3.1).
+            pri: i0.pri() && i0.ats(),
+            httu: match i0.httu() {
+                0 => Httu::None,
+                1 => Httu::Access,
+                // 0b11 is reserved; read as the most the field can say.
+                _ => Httu::AccessDirty,
+            },
+            oas: i5.oas().min(6),
+            gran4k: i5.gran4k(),
+            gran16k: i5.gran16k(),
+            gran64k: i5.gran64k(),
+            cmdq_bits: i1.cmdqs().min(19),
+            evtq_bits: i1.eventqs().min(19),
+            priq_bits: i1.priqs().min(19),
+            msi: i0.msi(),
+            sev: i0.sev(),
+            asid16: i0.asid16(),
+            vmid16: i0.vmid16(),
+            ril: i3.ril(),
+            gbpa_abort_at_reset: false,
+            iidr,
+        }
+    }
+
+    /// This configuration with nothing the `host` cannot carry out for a guest whose vSMMU
+    /// it is: the guest's CD tables, stage 1 tables and TLB and ATC commands go to the host,
+    /// so what they may use is the host's at most —
+    /// SubstreamID bits, two-level CD tables, stages, ATS and PRI, HTTU, OAS, granules,
+    /// 16-bit ASIDs, range invalidation — and the stall model follows the host's (a host
+    /// that cannot stall makes every CD.S ILLEGAL; one that forces stalls makes CD.S = 0
+    /// ILLEGAL). What the guest's unit keeps to itself stays this configuration's: the
+    /// StreamID space (vSIDs are the VMM's), stream-table levels, queue sizes, MSI and SEV,
+    /// VMID width, GBPA's reset value and IIDR. Without PRI the PRI queue size is 0, as
+    /// IDR1.PRIQS shows it.
+    ///
+    /// This is the rule Linux's uAPI (`struct iommu_hw_info_arm_smmuv3`) gives a VMM: the
+    /// IDRs are the raw hardware's, and an emulated copy forwards only what the VMM knows
+    /// it can support — `self` is what this VMM supports, the host what the hardware has.
+    pub fn clamp_to(&self, host: &Smmuv3Config) -> Smmuv3Config {
+        let pri = self.pri && self.ats && host.pri && host.ats;
+        Smmuv3Config {
+            ssid_bits: self.ssid_bits.min(host.ssid_bits),
+            two_level_cdtab: self.two_level_cdtab && host.two_level_cdtab,
+            stage1: self.stage1 && host.stage1,
+            stage2: self.stage2 && host.stage2,
+            stall: match host.stall {
+                StallModel::Stall => self.stall,
+                s => s,
+            },
+            ats: self.ats && host.ats,
+            pri,
+            // Without PRI there is no PRI queue (IDR1.PRIQS = 0).
+            priq_bits: if pri { self.priq_bits } else { 0 },
+            httu: self.httu.min(host.httu),
+            oas: self.oas.min(host.oas),
+            gran4k: self.gran4k && host.gran4k,
+            gran16k: self.gran16k && host.gran16k,
+            gran64k: self.gran64k && host.gran64k,
+            asid16: self.asid16 && host.asid16,
+            ril: self.ril && host.ril,
             ..self.clone()
         }
     }

@@ -32,8 +32,9 @@
 //! register write consumes fewer than twice the queue's entries; traffic writes no more
 //! events or page requests than the queues had room for, and at most three events per
 //! transaction; stalls outstanding stay within IDR5.STALL_MAX; every translation's output is
-//! inside the OAS and its memory access succeeds exactly when it is inside memory. No step
-//! panics or blocks.
+//! inside the OAS and its memory access succeeds exactly when it is inside memory. With a VMM
+//! behind the unit (setup bit 7, `vmm`), its view of SMMUEN / GBPA.ABORT is the unit's and it
+//! heard every CMD_SYNC that completed. No step panics or blocks.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -56,6 +57,7 @@ pub const MEMORY: u64 = 4 << 20;
 
 mod check;
 mod layout;
+mod vmm;
 
 use check::{Before, check};
 pub use layout::sid;
@@ -205,6 +207,8 @@ struct Rig {
     written: Written,
     tags: Vec<StallTag>,
     summary: Summary,
+    /// The VMM of a virtual unit (setup bit 7).
+    vmm: Option<Arc<vmm::FuzzVmm>>,
 }
 
 impl Rig {
@@ -228,6 +232,17 @@ impl Rig {
                 .with_devices(Arc::new(FuzzDevices)),
         );
         let cfg = smmu.config().clone();
+        let vmm = (setup & 0x80 != 0).then(|| {
+            let v = Arc::new(vmm::FuzzVmm {
+                smmu: Arc::downgrade(&smmu),
+                heard: std::sync::Mutex::new(vmm::Heard {
+                    view: smmu.guest_global(),
+                    ..vmm::Heard::default()
+                }),
+            });
+            let _ = smmu.set_backend(v.clone());
+            v
+        });
         let two_level = setup & 4 != 0;
         lay_out(&mem, two_level);
         let mut rig = Rig {
@@ -242,6 +257,7 @@ impl Rig {
             written: Written::default(),
             tags: Vec::new(),
             summary: Summary::default(),
+            vmm,
         };
         if setup & 8 == 0 {
             rig.program();
@@ -454,7 +470,7 @@ fn command(kind: u8, sid: u32, x: u64, tags: &[StallTag]) -> Command {
 
 /// Interprets `data` against a fresh SMMU: the first byte chooses the configuration (stall
 /// model, two-level stream table, registers programmed or left at reset, PRI, MSIs, a small
-/// command queue maximum), each following op reads its operands from the bytes after it.
+/// command queue maximum, a VMM behind it), each following op reads its operands from the bytes after it.
 ///
 /// # Panics
 /// When an invariant of the SMMU is broken (that is the point: the fuzzer reports it).

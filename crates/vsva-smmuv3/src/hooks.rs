@@ -10,6 +10,9 @@
 //! observer, e.g. for tests). [`TranslationHooks::sync`] is where a layer waits for its walks
 //! in flight, so that CMD_SYNC completes only after them (§4.7.3).
 //!
+//! A unit serving as a guest's vSMMU tells its VMM through [`crate::VirtualBackend`] instead
+//! (it also hears CMD_CFGI_*, and may refuse a command); these hooks stay an observer.
+//!
 //! The hooks run on the command queue, with the register lock held: they may call
 //! [`Smmuv3::stream_config`](crate::Smmuv3::stream_config) and
 //! [`Smmuv3::record`](crate::Smmuv3::record), which take no register lock, but not

@@ -27,6 +27,7 @@
 //! | `ats` | ATS Translation Requests ([`Smmuv3::ats_translate`]) and translated traffic ([`Smmuv3::translated`]) |
 //! | `port` | [`Smmuv3Port`]: the unit as [`vsva_pcie::Upstream`] |
 //! | `interrupt` | the *_IRQ_CFG registers; MSIs go to a [`vsva_pcie::MsiSink`] |
+//! | `virt` | the virtual role: a guest's vSMMU telling its VMM ([`VirtualBackend`], [`Smmuv3::set_backend`], [`Smmuv3::guest_ste`]) |
 //! | [`fuzz`] | a byte-stream interpreter for fuzzing: register, table, queue and device inputs, with the unit's invariants checked after every step |
 //!
 //! What is wired:
@@ -49,6 +50,7 @@
 //! | stall model: CD.S / STE.S2S, STAG, STALL events, resume / terminate | done, for transactions that can stall ([`Transaction::stallable`]) |
 //! | ATS: Translation Requests by STE.EATS (F_BAD_ATS_TREQ), translated traffic by CR0.ATSCHK (F_TRANSL_FORBIDDEN) | done |
 //! | [`vsva_pcie::Upstream`] port | done ([`Smmuv3Port`]) |
+//! | virtual role (a guest's vSMMU) | done: CMD_CFGI_* / TLBI_* / RESUME / STALL_TERM and CMD_SYNC to a [`VirtualBackend`] before the next command; SMMUEN / GBPA.ABORT changes before the write returns; [`Smmuv3::guest_ste`]; events and page requests injected with [`Smmuv3::record`] / [`Smmuv3::page_request`]; [`Smmuv3Config::from_registers`] / [`Smmuv3Config::clamp_to`] |
 //! | 16 KiB / 64 KiB translation granules, UWXN (AArch32; AArch64's implicit PXN of EL0-writable memory applies), stalls of CLASS = CD faults, E_PAGE_REQUEST, MemAttr/MAIR | not modelled (a non-4 KiB table ends the transaction with C_BAD_CD / C_BAD_STE) |
 //!
 //! Where the spec lets an implementation choose (CONSTRAINED UNPREDICTABLE, IMPLEMENTATION
@@ -103,6 +105,7 @@ mod stream;
 mod tlb;
 mod translate;
 mod unit;
+mod virt;
 
 pub use ats::AtsRefused;
 pub use cache::CacheStats;
@@ -115,3 +118,4 @@ pub use stream::{
 pub use tlb::TlbStats;
 pub use translate::{Blocked, StallTag, Transaction, Translated};
 pub use unit::{Smmuv3, Smmuv3Stats};
+pub use virt::{GlobalState, Refused, VirtualBackend};

@@ -19,7 +19,7 @@
 //! GBPA update is done when the write returns (Update reads 0).
 
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
 
 use vsva_mem::PhysMem;
 use vsva_pcie::{Downstream, NoDevices};
@@ -39,6 +39,7 @@ use crate::spec::registers::{
 use crate::stall::Stalls;
 use crate::stream::{ConfigFault, StreamConfig};
 use crate::tlb::{Tlb, TlbStats};
+use crate::virt::VirtualBackend;
 use vsva_pcie::MsiSink;
 use vsva_pgtable::in_flight::Walks;
 
@@ -131,9 +132,9 @@ impl Errors {
 /// What a lookup reads of the registers, published by register writes.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct LookupRegs {
-    smmuen: bool,
-    abort: bool,
-    strtab: StrtabRegs,
+    pub smmuen: bool,
+    pub abort: bool,
+    pub strtab: StrtabRegs,
     recinvsid: bool,
     atschk: bool,
 }
@@ -146,6 +147,8 @@ pub struct Smmuv3 {
     pub(crate) irq: Arc<dyn MsiSink>,
     pub(crate) devices: Arc<dyn Downstream>,
     pub(crate) hooks: Arc<dyn TranslationHooks>,
+    /// The VMM behind a virtual unit (`virt`).
+    pub(crate) backend: OnceLock<Arc<dyn VirtualBackend>>,
     state: Mutex<State>,
     events: Mutex<Events>,
     pri: Mutex<Pri>,
@@ -190,14 +193,7 @@ impl Smmuv3 {
     /// and no translation layer.
     pub fn new(cfg: Smmuv3Config, mem: Arc<dyn PhysMem>, irq: Arc<dyn MsiSink>) -> Smmuv3 {
         let cfg = cfg.clamped();
-        let idr = [
-            cfg.idr0().into_bits(),
-            cfg.idr1().into_bits(),
-            0,
-            cfg.idr3().into_bits(),
-            0,
-            cfg.idr5().into_bits(),
-        ];
+        let idr = cfg.idrs();
         let gbpa = Gbpa::new()
             .with_shcfg(1)
             .with_abort(cfg.gbpa_abort_at_reset);
@@ -209,6 +205,7 @@ impl Smmuv3 {
             irq,
             devices: Arc::new(NoDevices),
             hooks: Arc::new(NoTranslation),
+            backend: OnceLock::new(),
             state: Mutex::new(State {
                 gbpa: gbpa.into_bits(),
                 ..State::default()
@@ -281,6 +278,11 @@ impl Smmuv3 {
 
     pub(crate) fn errors(&self) -> MutexGuard<'_, Errors> {
         self.errors.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// What lookups read of the registers, as last published.
+    pub(crate) fn lookup_regs(&self) -> LookupRegs {
+        *self.lookup.read().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Publishes what lookups read of the registers in `st`.
@@ -423,8 +425,10 @@ impl Smmuv3 {
             offset::GBPA => {
                 // Only a write with Update set changes GBPA; it completes at once (§6.3.14).
                 if Gbpa::from_bits(v).update() {
+                    let before = self.guest_global();
                     st.gbpa = v & Gbpa::FIELDS;
                     self.publish(st);
+                    self.tell_global(before);
                 }
             }
             offset::IRQ_CTRL => {
@@ -570,6 +574,7 @@ impl Smmuv3 {
             new -= Cr0::ATSCHK;
         }
         let old = st.cr0;
+        let before = self.guest_global();
         st.cr0 = new;
         self.events().enabled = new.contains(Cr0::EVTQEN);
         {
@@ -585,6 +590,8 @@ impl Smmuv3 {
             self.tlb.clear();
             self.stalls.terminate(None);
         }
+        // A virtual unit's VMM hears the change before the queue runs commands behind it.
+        self.tell_global(before);
         if new.contains(Cr0::CMDQEN) && !old.contains(Cr0::CMDQEN) {
             self.process_cmdq(st);
         }
@@ -630,7 +637,7 @@ impl Smmuv3 {
     pub fn stream_config(&self, sid: u32, ssid: Option<u32>) -> Result<StreamConfig, ConfigFault> {
         // The epoch first: an invalidation after it keeps this lookup out of the cache.
         let epoch = self.cache.epoch();
-        let regs = *self.lookup.read().unwrap_or_else(|e| e.into_inner());
+        let regs = self.lookup_regs();
         if !regs.smmuen {
             return Ok(StreamConfig::Disabled { abort: regs.abort });
         }

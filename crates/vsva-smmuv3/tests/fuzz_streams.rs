@@ -162,6 +162,24 @@ fn stalls_with_their_events_consumed_stay_within_stall_max() {
     assert_eq!((s.stalled, s.events), (64, 80), "{s:?}");
 }
 
+#[test]
+fn a_virtual_units_vmm_is_reached_and_may_refuse() {
+    // Setup bit 7: a VMM behind the unit. CMD_CFGI_CD (valid kind 2) of SubstreamID 2 it
+    // takes; of SubstreamID 3 it refuses: CERROR_ILL for the guest (the checks see a valid
+    // CONS.ERR, and that the VMM heard every SMMUEN change and CMD_SYNC).
+    let ssid = |s: u64| 1 | s << 8;
+    let s = Stream::new(0x80).cmd(2, sid::S1 as u8, ssid(2)).run();
+    assert_eq!((s.cmdq_errors, s.commands), (0, 1), "{s:?}");
+    let s = Stream::new(0x80).cmd(2, sid::S1 as u8, ssid(3)).run();
+    assert_eq!((s.cmdq_errors, s.commands), (1, 0), "{s:?}");
+    // without the VMM the same command is just consumed
+    let s = Stream::new(0).cmd(2, sid::S1 as u8, ssid(3)).run();
+    assert_eq!((s.cmdq_errors, s.commands), (0, 1), "{s:?}");
+    // a CMD_RESUME of a stall the unit never had: the VMM relays an event from inside it
+    let s = Stream::new(0x80).cmd(10, sid::S1 as u8, 1).run();
+    assert_eq!((s.cmdq_errors, s.commands, s.events), (0, 1, 1), "{s:?}");
+}
+
 /// Many seeds, for a longer local run: `cargo test -p vsva-smmuv3 --test fuzz_streams --
 /// --ignored` with `FUZZ_SECONDS` (default 60).
 #[test]

@@ -183,6 +183,14 @@ pub(super) fn check(rig: &Rig, before: &Before, op: Op) {
         }
     }
 
+    // The virtual role: the VMM heard every change of SMMUEN / GBPA.ABORT (§6.3.9, §6.3.14)
+    // and every CMD_SYNC that completed before it completed (§4.7.3).
+    if let Some(vmm) = &rig.vmm {
+        let h = vmm.heard();
+        assert_eq!(h.view, s.guest_global(), "the VMM missed a global change");
+        assert!(h.syncs >= st.syncs, "{} syncs, {} heard", st.syncs, h.syncs);
+    }
+
     // IDR5.STALL_MAX (§6.3.6): never more stall records outstanding than advertised.
     let stall_max = match cfg.stall {
         StallModel::Terminate => 0,

@@ -510,6 +510,26 @@ impl Command {
         })
     }
 
+    /// The StreamIDs, first and last, whose cached configuration a CMD_CFGI_* names:
+    /// CMD_CFGI_STE, CFGI_CD and CFGI_CD_ALL name one; CMD_CFGI_STE_RANGE the naturally
+    /// aligned 2^(Range + 1) around SID; CMD_CFGI_ALL (Range 31) every one (§4.3.1–4.3.5).
+    /// `None` for other commands.
+    pub fn cfgi_streams(&self) -> Option<(u32, u32)> {
+        match *self {
+            Command::CfgiSte { sid, .. }
+            | Command::CfgiCd { sid, .. }
+            | Command::CfgiCdAll { sid } => Some((sid, sid)),
+            Command::CfgiSteRange { range, .. } if range >= 31 => Some((0, u32::MAX)),
+            Command::CfgiSteRange { sid, range } => {
+                let n = 2u64 << range;
+                let first = sid as u64 & !(n - 1);
+                let last = (first + n - 1).min(u32::MAX as u64);
+                Some((first as u32, last as u32))
+            }
+            _ => None,
+        }
+    }
+
     /// The opcode.
     pub fn opcode(&self) -> u8 {
         (self.encode()[0] & OP) as u8

@@ -144,6 +144,21 @@ impl EventRecord {
         (self.words[0] & SSV != 0).then_some((self.words[0] >> 12) as u32 & 0xf_ffff)
     }
 
+    /// The same record with StreamID `sid`: how a VMM hands a host event to its guest's
+    /// vSMMU under the device's virtual StreamID (Linux `arm_vmaster_report_event()`
+    /// replaces EVTQ_0_SID with the vSID and keeps every other field).
+    pub fn with_sid(self, sid: u32) -> EventRecord {
+        let mut r = self;
+        r.words[0] = (r.words[0] & 0xffff_ffff) | (sid as u64) << 32;
+        r
+    }
+
+    /// STALL and STAG of dword 1, for the fault events that carry them (§7.3.12–16): the
+    /// STAG a CMD_RESUME names.
+    pub fn stag(&self) -> Option<u16> {
+        (self.words[1] & STALL != 0).then_some(self.words[1] as u16)
+    }
+
     fn config(kind: u8, sid: u32, ssid: Option<u32>) -> EventRecord {
         EventRecord {
             words: [dw0(kind, sid, ssid), 0, 0, 0],
