@@ -1,9 +1,11 @@
 //! A host device as the guest reaches it: its configuration space and BAR registers are
 //! passed through to the host device, except the PASID register, which the VMM rewrites from
-//! the guest's PASID to the host PASID that stands for it (VT-d PASIDs are virtualized: the
-//! guest's PASID space is its own). A guest PASID the guest has not bound becomes
-//! [`BLOCKED_HOST_PASID`], which no host page table backs — its DMA faults and reaches
-//! nothing. Reading the register back gives what the guest wrote.
+//! the guest's PASID to the host PASID that stands for it when the guest's vIOMMU virtualizes
+//! PASIDs (a virtual VT-d: the guest's PASID space is its own). A guest PASID the guest has
+//! not bound becomes [`BLOCKED_HOST_PASID`], which no host page table backs — its DMA faults
+//! and reaches nothing. Behind a virtual SMMUv3 the guest's SubstreamIDs are the device's
+//! own (the host walks the guest's CD table), so the register passes unchanged. Reading the
+//! register back gives what the guest wrote.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

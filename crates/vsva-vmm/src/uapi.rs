@@ -302,15 +302,20 @@ impl Uapi {
         })
     }
 
-    /// `IOMMU_HWPT_ALLOC` of a paging HWPT on `ioas` that can be a nesting parent and be
-    /// attached to PASIDs.
+    /// `IOMMU_HWPT_ALLOC` of a paging HWPT on `ioas` that can be a nesting parent and, with
+    /// `pasids`, be attached to PASIDs.
     ///
     /// # Errors
     /// The command's errno.
-    pub fn hwpt_nest_parent(&self, dev_id: u32, ioas: u32) -> Result<u32, Errno> {
+    pub fn hwpt_nest_parent(&self, dev_id: u32, ioas: u32, pasids: bool) -> Result<u32, Errno> {
+        let flags = if pasids {
+            HwptAllocFlags::NEST_PARENT | HwptAllocFlags::PASID
+        } else {
+            HwptAllocFlags::NEST_PARENT
+        };
         let mut cmd = IommuHwptAlloc {
             size: size_of::<IommuHwptAlloc>() as u32,
-            flags: (HwptAllocFlags::NEST_PARENT | HwptAllocFlags::PASID).bits(),
+            flags: flags.bits(),
             dev_id,
             pt_id: ioas,
             ..Default::default()

@@ -110,6 +110,9 @@ impl GuestKind for VtdKind {
 /// A VM whose guest has a virtual VT-d.
 pub type VtdVm = Vm<VtdKind>;
 
+/// A VM whose guest has a virtual SMMUv3.
+pub type Smmuv3Vm = Vm<vsva_host::Smmuv3Kind>;
+
 /// A running VM whose guest's vIOMMU is of kind `K`.
 pub struct Vm<K: GuestKind> {
     vmm: Arc<Vmm>,
@@ -224,6 +227,38 @@ impl<K: GuestKind> Machine for Vm<K> {
         let (host, reg) = claimed;
         Ok(Arc::new(AssignedDevice::new(
             rid,
+            host,
+            self.vmm.clone(),
+            reg,
+        )))
+    }
+
+    fn add_platform_device(
+        &self,
+        stream: Rid,
+        pasid_bits: u8,
+    ) -> Result<Arc<dyn Endpoint>, String> {
+        // Firmware (the VMM's device tree) tells the guest's driver the device can stall,
+        // which a guest IOMMU that cannot stall refuses; the guest's DMA still goes to the
+        // host device, not through the guest's unit.
+        let ram: Arc<dyn PhysMem> = self.vmm.ram().clone();
+        if K::platform_port(&self.unit, &self.os.driver, ram, stream).is_none() {
+            return Err("the guest's IOMMU cannot stall transactions".into());
+        }
+        let claimed = match self.vmm.claim(stream) {
+            Some(c) => c,
+            None => {
+                self.vmm
+                    .assign_platform(stream, pasid_bits)
+                    .map_err(|e| e.to_string())?;
+                self.vmm
+                    .claim(stream)
+                    .ok_or_else(|| format!("{stream} is plugged in already"))?
+            }
+        };
+        let (host, reg) = claimed;
+        Ok(Arc::new(AssignedDevice::new(
+            stream,
             host,
             self.vmm.clone(),
             reg,

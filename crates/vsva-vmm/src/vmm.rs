@@ -45,6 +45,9 @@ use crate::uapi::{Uapi, VtdHwInfo};
 mod bind;
 mod fault;
 mod invalidate;
+mod smmuv3;
+
+pub(crate) use smmuv3::atc_inv;
 
 const GIB: u64 = 1 << 30;
 /// The host PASID an unbound guest PASID is rewritten to: never attached, so DMA under it
@@ -158,6 +161,8 @@ struct Assigned {
     guest_pasid_reg: Arc<AtomicU64>,
     /// Handed to the guest OS (plugged in).
     claimed: bool,
+    /// A platform master that stalls (not a PCIe Function with PRI).
+    stalls: bool,
 }
 
 /// What a guest PASID entry asks of the host.
@@ -260,8 +265,15 @@ pub struct Vmm {
     /// The VMM's own pins of guest RAM (the CPU view), dropped at shutdown.
     ram_pins: Mutex<Vec<vsva_mm::Pinned>>,
     state: Mutex<State>,
-    /// The guest's vIOMMU (replaced when the guest reboots).
+    /// The guest's vIOMMU (replaced when the guest reboots), when it is a VT-d.
     unit: RwLock<Weak<Vtd>>,
+    /// The guest's vIOMMU, when it is an SMMUv3.
+    smmu_unit: RwLock<Weak<vsva_smmuv3::Smmuv3>>,
+    /// The SMMUv3 flows' state.
+    smmu: Mutex<smmuv3::Smmu>,
+    /// Guest PASIDs are the device's own (SMMUv3: the host walks the guest's CD table);
+    /// otherwise they are virtualized (VT-d).
+    identity_pasids: std::sync::atomic::AtomicBool,
     counters: Counters,
     me: Weak<Vmm>,
 }
@@ -319,6 +331,9 @@ impl Vmm {
             ram_pins: Mutex::new(runs),
             state: Mutex::new(State::default()),
             unit: RwLock::new(Weak::new()),
+            smmu_unit: RwLock::new(Weak::new()),
+            smmu: Mutex::new(smmuv3::Smmu::default()),
+            identity_pasids: std::sync::atomic::AtomicBool::new(false),
             counters: Counters::default(),
             me: me.clone(),
         }))
@@ -373,20 +388,53 @@ impl Vmm {
     /// # Errors
     /// [`VmmError`]; `EEXIST` if a device is already assigned at `rid`.
     pub fn assign(&self, rid: Rid, pri_capacity: u32, atc_entries: usize) -> Result<u32, VmmError> {
-        let mut st = self.state();
-        if st.devices.contains_key(&rid.raw()) {
-            return Err(Errno::EEXIST.into());
-        }
-        let host_rid = self.host_rid(rid);
         let caps = DeviceCaps {
             pasid_bits: 20,
             ats: true,
             pri: true,
         };
-        let dev = self
-            .host
-            .add_device(host_rid, pri_capacity, atc_entries)
-            .map_err(VmmError::Config)?;
+        self.plug(rid, caps, pri_capacity, false, |host_rid| {
+            self.host.add_device(host_rid, pri_capacity, atc_entries)
+        })
+    }
+
+    /// Plugs a platform demo device with `pasid_bits`-bit SubstreamIDs into the host at
+    /// StreamID `stream`'s place on the VM's bus — described to the host's IOMMU driver as
+    /// able to stall (`dma-can-stall`) — and assigns it to the VM as [`assign`](Self::assign)
+    /// does (a vfio-platform device). Its faults reach the guest as stall events.
+    ///
+    /// # Errors
+    /// [`VmmError`]; `EEXIST` if a device is already assigned at `stream`; the host's refusal
+    /// when its IOMMU cannot stall.
+    pub fn assign_platform(&self, stream: Rid, pasid_bits: u8) -> Result<u32, VmmError> {
+        let caps = DeviceCaps {
+            pasid_bits,
+            ats: false,
+            pri: false,
+        };
+        self.plug(stream, caps, 0, true, |host_rid| {
+            self.host.add_platform_device(host_rid, pasid_bits)
+        })
+    }
+
+    /// The common part of assignment: the host device made by `make` at the host RID of
+    /// `rid`, probed by the host's IOMMU core, its VFIO cdev bound to the VMM's iommufd and
+    /// attached to the stage 2 (made for the first device), and its vDEVICE when the guest
+    /// has a virtual SMMUv3.
+    fn plug(
+        &self,
+        rid: Rid,
+        caps: DeviceCaps,
+        pri_capacity: u32,
+        stalls: bool,
+        make: impl FnOnce(Rid) -> Result<Arc<dyn Endpoint>, String>,
+    ) -> Result<u32, VmmError> {
+        let mut st = self.state();
+        if st.devices.contains_key(&rid.raw()) {
+            return Err(Errno::EEXIST.into());
+        }
+        let host_rid = self.host_rid(rid);
+        let dev = make(host_rid).map_err(VmmError::Config)?;
         self.host
             .iommu()
             .add_device(host_rid, caps, pri_capacity)
@@ -408,7 +456,10 @@ impl Vmm {
         let s2 = match st.s2 {
             Some(s2) => s2,
             None => {
-                let s2 = self.uapi.hwpt_nest_parent(dev_id, self.ioas)?;
+                // Behind an SMMUv3 the stage 2 only ever carries requests without PASID (a
+                // guest's SubstreamIDs come from its own CD table): no IOMMU_HWPT_ALLOC_PASID.
+                let pasids = self.uapi.smmuv3_hw_info(dev_id).is_err();
+                let s2 = self.uapi.hwpt_nest_parent(dev_id, self.ioas, pasids)?;
                 st.s2 = Some(s2);
                 s2
             }
@@ -422,8 +473,11 @@ impl Vmm {
                 dev_id,
                 guest_pasid_reg: Arc::new(AtomicU64::new(0)),
                 claimed: false,
+                stalls,
             },
         );
+        drop(st);
+        self.add_stream(rid, dev_id, stalls)?;
         Ok(dev_id)
     }
 
@@ -440,6 +494,22 @@ impl Vmm {
             .map(|a| a.dev_id)
             .ok_or(Errno::ENODEV)?;
         self.uapi.vtd_hw_info(dev_id)
+    }
+
+    /// The host SMMU's IDRs and the SubstreamID width of the device assigned at `rid`, from
+    /// `IOMMU_GET_HW_INFO`.
+    ///
+    /// # Errors
+    /// `ENODEV` if nothing is assigned there; the command's errno (`EOPNOTSUPP` behind
+    /// another IOMMU).
+    pub fn smmuv3_hw_info(&self, rid: Rid) -> Result<crate::uapi::Smmuv3HwInfo, Errno> {
+        let dev_id = self
+            .state()
+            .devices
+            .get(&rid.raw())
+            .map(|a| a.dev_id)
+            .ok_or(Errno::ENODEV)?;
+        self.uapi.smmuv3_hw_info(dev_id)
     }
 
     /// Hands the device assigned at `rid` to the guest OS (once): the host device and the
@@ -463,8 +533,12 @@ impl Vmm {
         }
     }
 
-    /// The host PASID standing for guest PASID `guest` right now, if the guest has bound it.
+    /// The host PASID standing for guest PASID `guest` right now, if the guest has bound it
+    /// (the same PASID when the guest's vIOMMU does not virtualize them).
     pub fn host_pasid(&self, guest: u32) -> Option<u32> {
+        if self.identity_pasids.load(Ordering::Relaxed) {
+            return Some(guest);
+        }
         self.state().pasids.to_host.get(&guest).copied()
     }
 
@@ -496,6 +570,7 @@ impl Vmm {
     pub fn shutdown(&self) -> Result<(), VmmError> {
         self.reset_bindings();
         let devices = std::mem::take(&mut self.state().devices);
+        self.destroy_smmu();
         for (_, a) in devices {
             let _ = a.file.detach(None);
             // closing the file unbinds the device

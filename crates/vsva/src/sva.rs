@@ -3,7 +3,7 @@
 //! same program inside a guest (`vsva-vmm`: a VMM process with 3 GiB of guest RAM, a virtual
 //! VT-d bound onto the host's nested translation through iommufd, the guest OS running the
 //! same driver and program). The hosts: an x86-64 machine with VT-d, and an Arm64 machine
-//! with an SMMUv3 (its guest, through a virtual SMMUv3, is issue 15's). `--iommu` picks one
+//! with an SMMUv3 and its guest through a virtual SMMUv3. `--iommu` picks one
 //! host and its guests; `--vm` runs only guests; with neither, every configuration runs and
 //! the report ends with a line per run. On the SMMUv3 host a second device runs the checks
 //! that need neither ATS nor PRI: a platform device whose page faults are stalls; VT-d
@@ -14,7 +14,7 @@ use std::sync::Arc;
 use anyhow::{Result, anyhow};
 use vsva_host::{Host, Platform, Smmuv3Kind};
 use vsva_smmuv3::Smmuv3Config;
-use vsva_vmm::{VmConfig, VtdVm};
+use vsva_vmm::{Smmuv3Vm, VmConfig, VtdVm};
 use vsva_vtd::VtdConfig;
 
 use crate::report::Report;
@@ -29,13 +29,13 @@ pub enum HostIommu {
 }
 
 /// A guest's vIOMMU (`--viommu`). Each host offers its own kind: a VT-d host a virtual VT-d;
-/// an SMMUv3 host a virtual SMMUv3 (issue 15); virtio-iommu with the page-table extension
-/// on either (issue 16).
+/// an SMMUv3 host a virtual SMMUv3; virtio-iommu with the page-table extension on either
+/// (issue 16).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum GuestIommu {
     /// A virtual VT-d bound onto host VT-d nesting.
     Vtd,
-    /// A virtual SMMUv3 on host SMMUv3 nesting (not built yet).
+    /// A virtual SMMUv3 on host SMMUv3 nesting.
     Smmuv3,
     /// virtio-iommu with page tables per PASID (not built yet).
     VirtioIommu,
@@ -149,6 +149,52 @@ fn smmuv3_unit(r: &mut Report, host: &Host<Smmuv3Kind>, prefix: &str) {
     r.count(&counter("tlb_walks"), s.tlb.walks);
 }
 
+/// The program inside a guest through a virtual SMMUv3 on the SMMUv3 host's nesting, with
+/// both devices: the PCIe one (its page requests relayed through the PRI queues) and the
+/// platform one (its stalls relayed through the event queues and CMD_RESUME).
+fn smmuv3_guest(r: &mut Report, prefix: &str) -> Result<()> {
+    let host = Arc::new(Host::<Smmuv3Kind>::new(16 << 30, Smmuv3Config::default())?);
+    let vm = Smmuv3Vm::boot(host, VmConfig::default())?;
+    let program = vsva_demo::run_program(&vm).map_err(|e| anyhow!(e))?;
+    let cfg = vm.unit().config();
+    r.section("vSVA demo: the same program inside a guest, through a virtual SMMUv3");
+    r.say(format!(
+        "VMM: a host process with {} GiB of guest RAM, an IOAS mapping it at GPA 0, a stage-2 nesting-parent HWPT, an SMMUv3 vIOMMU on it with a vEVENTQ, a vDEVICE per device (vSID = guest StreamID), a fault queue",
+        vm.vmm().ram_size() >> 30
+    ));
+    r.say(format!(
+        "vSMMU: from the host's IOMMU_GET_HW_INFO IDRs: stage 1 only, {}-bit SubstreamIDs, ATS {}, PRI {}; each guest STE becomes a nested HWPT (IOMMU_HWPT_DATA_ARM_SMMUV3) whose CD table the host walks through the stage 2",
+        cfg.ssid_bits, cfg.ats, cfg.pri
+    ));
+    r.say("guest: the host's SMMUv3 driver, IOMMU core, Arm64 memory manager, demo driver and program, over guest RAM");
+    for c in program.checks {
+        r.check(&format!("{prefix}{}", c.name), c.passed, c.detail);
+    }
+    let counter = |k: &str| format!("smmuv3_guest_{k}");
+    for (k, v) in program.counters {
+        r.count(&counter(k), v);
+    }
+    match vsva_demo::run_platform(&vm).map_err(|e| anyhow!(e))? {
+        vsva_demo::PlatformRun::Ran(report) => {
+            r.say("guest platform device (vfio-platform, dma-can-stall): host stalls reach the guest as stall events with the host's STAG; the guest's CMD_RESUME resumes the host transaction");
+            for c in report.checks {
+                r.check(&format!("{prefix}stall: {}", c.name), c.passed, c.detail);
+            }
+        }
+        vsva_demo::PlatformRun::Skipped(why) => {
+            r.say(format!("guest platform device with stall: skipped, {why}"));
+        }
+    }
+    let c = vm.vmm().counters();
+    r.count(&counter("nested_binds"), c.nested_binds);
+    r.count(&counter("invalidations_propagated"), c.invalidations_propagated);
+    r.count(&counter("faults_to_guest"), c.faults_to_guest);
+    r.count(&counter("page_responses_relayed"), c.page_responses_relayed);
+    r.count(&counter("faults_reported"), c.faults_reported);
+    vm.shutdown()?;
+    Ok(())
+}
+
 /// The platform device's run on the SMMUv3 host: the checks without ATS/PRI, its page
 /// faults served through stall (event queue, CMD_RESUME) rather than PRI.
 fn smmuv3_stall(r: &mut Report, host: &Host<Smmuv3Kind>, prefix: &str) -> Result<()> {
@@ -187,9 +233,9 @@ fn smmuv3_stall(r: &mut Report, host: &Host<Smmuv3Kind>, prefix: &str) -> Result
 /// (those with the vIOMMU `viommu` selects, all when `None`), or only the guests (`vm_only`).
 pub fn run(iommu: Option<HostIommu>, viommu: Option<GuestIommu>, vm_only: bool) -> Result<Report> {
     match viommu {
-        Some(GuestIommu::Smmuv3) => {
+        Some(GuestIommu::Smmuv3) if iommu == Some(HostIommu::Vtd) => {
             return Err(anyhow!(
-                "no guest runs through a virtual SMMUv3 yet (issue 15)"
+                "a VT-d host offers its guests a virtual VT-d, not a virtual SMMUv3"
             ));
         }
         Some(GuestIommu::VirtioIommu) => {
@@ -205,7 +251,7 @@ pub fn run(iommu: Option<HostIommu>, viommu: Option<GuestIommu>, vm_only: bool) 
     let mut r = Report::default();
     let all = iommu.is_none() && viommu.is_none();
     let hosts = !vm_only;
-    if iommu != Some(HostIommu::Smmuv3) {
+    if iommu != Some(HostIommu::Smmuv3) && viommu != Some(GuestIommu::Smmuv3) {
         if hosts {
             let from = r.checks.len();
             host(&mut r)?;
@@ -215,15 +261,9 @@ pub fn run(iommu: Option<HostIommu>, viommu: Option<GuestIommu>, vm_only: bool) 
         guest(&mut r, if hosts { "guest: " } else { "" })?;
         run_line(&mut r, "VT-d guest (virtual VT-d on host nesting)", from);
     }
-    if iommu != Some(HostIommu::Vtd) && viommu.is_none() {
-        if vm_only {
-            if iommu.is_some() {
-                return Err(anyhow!(
-                    "no guest runs on an SMMUv3 host yet: the virtual SMMUv3 is issue 15's"
-                ));
-            }
-        } else {
-            let prefix = if all { "smmuv3: " } else { "" };
+    if iommu != Some(HostIommu::Vtd) && viommu != Some(GuestIommu::Vtd) {
+        let prefix = if all { "smmuv3: " } else { "" };
+        if hosts {
             let from = r.checks.len();
             let host = smmuv3_host(&mut r, prefix)?;
             run_line(&mut r, "SMMUv3 host", from);
@@ -234,6 +274,14 @@ pub fn run(iommu: Option<HostIommu>, viommu: Option<GuestIommu>, vm_only: bool) 
             }
             smmuv3_unit(&mut r, &host, prefix);
         }
+        let guest_prefix = match (all, hosts) {
+            (true, _) => "smmuv3 guest: ",
+            (false, true) => "guest: ",
+            (false, false) => "",
+        };
+        let from = r.checks.len();
+        smmuv3_guest(&mut r, guest_prefix)?;
+        run_line(&mut r, "SMMUv3 guest (virtual SMMUv3 on host nesting)", from);
     }
     Ok(r)
 }

@@ -193,6 +193,7 @@ impl Vmm {
     /// Drops every binding (the vIOMMU was reset: guest reboot). Pending page requests are
     /// answered INVALID by iommufd as their PASIDs are detached.
     pub fn reset_bindings(&self) {
+        self.unbind_streams();
         let mut st = self.state();
         self.unbind_all(&mut st);
         st.cookies.clear();
