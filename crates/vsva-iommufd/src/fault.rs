@@ -480,16 +480,7 @@ impl Iommufd {
     /// Takes the lowest free file number for `file`.
     fn install_fault_file(&self, file: Arc<FaultFile>) -> Result<u32, Errno> {
         let mut state = self.state();
-        let mut fd = FIRST_FAULT_FD;
-        for &taken in state.fault_files.range(FIRST_FAULT_FD..).map(|(fd, _)| fd) {
-            if taken != fd {
-                break;
-            }
-            fd += 1;
-        }
-        if fd > LAST_FAULT_FD {
-            return Err(Errno::EMFILE);
-        }
+        let fd = state.free_file_number()?;
         state.fault_files.insert(fd, file);
         Ok(fd)
     }
