@@ -45,8 +45,8 @@ use crate::abi::{
 };
 use crate::ctx::Iommufd;
 use crate::hw_pagetable::{HwptNested, HwptPaging};
-use crate::user_memory::{UserBuffer, UserMemory};
 use crate::object::{Held, IommufdObject, Object, ObjectHeader, ObjectType};
+use crate::user_memory::{UserBuffer, UserMemory};
 use crate::veventq::ViommuEvents;
 
 /// A vDEVICE as its vIOMMU's table keeps it (`viommu->vdevs`).
