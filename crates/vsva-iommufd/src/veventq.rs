@@ -124,6 +124,60 @@ struct Queue {
     sequence: u32,
 }
 
+/// The sequence number after `sequence`: `[0, i32::MAX]`, wrapping to 0
+/// (`(sequence + 1) & INT_MAX`).
+fn next_sequence(sequence: u32) -> u32 {
+    sequence.wrapping_add(1) & i32::MAX as u32
+}
+
+impl Queue {
+    /// `iommufd_vevent_handler()` after `iommufd_viommu_report_event()`: `data` at the tail,
+    /// or, with `depth` events queued already, the lost-events header; either replaces a
+    /// lost-events header at the tail and takes the next sequence number.
+    fn push(&mut self, depth: u32, data: &[u8]) {
+        let (flags, data) = if self.num_events == depth {
+            (VeventqFlags::LOST_EVENTS.bits(), Vec::new())
+        } else {
+            self.num_events += 1;
+            (0, data.to_vec())
+        };
+        if self.deliver.back().is_some_and(Entry::lost) {
+            self.deliver.pop_back();
+        }
+        let sequence = self.sequence;
+        self.sequence = next_sequence(sequence);
+        self.deliver.push_back(Entry {
+            header: IommufdVeventHeader { flags, sequence },
+            data,
+        });
+    }
+
+    /// The loop of `iommufd_veventq_fops_read()`: whole entries while they fit (an event
+    /// needs its header and record, the lost-events header only itself). Returns the bytes
+    /// written.
+    fn read(&mut self, buf: &mut [u8]) -> usize {
+        let count = buf.len();
+        let mut done = 0;
+        while let Some(entry) = self.deliver.front() {
+            if done >= count || VEVENT_HEADER_SIZE > count - done {
+                break;
+            }
+            if !entry.lost() && VEVENT_HEADER_SIZE + entry.data.len() > count - done {
+                break;
+            }
+            let end = done + VEVENT_HEADER_SIZE;
+            buf[done..end].copy_from_slice(entry.header.as_bytes());
+            buf[end..end + entry.data.len()].copy_from_slice(&entry.data);
+            done = end + entry.data.len();
+            if !entry.lost() {
+                self.num_events -= 1;
+            }
+            self.deliver.pop_front();
+        }
+        done
+    }
+}
+
 /// A vIOMMU event queue.
 pub struct Veventq {
     header: ObjectHeader,
@@ -165,26 +219,9 @@ impl Veventq {
     }
 
     /// Queues one record, or the lost-events header when the queue is full, then wakes the
-    /// reader (`iommufd_viommu_report_event()` and `iommufd_vevent_handler()`).
+    /// reader (`iommufd_viommu_report_event()`).
     fn report(&self, data: &[u8]) {
-        {
-            let mut q = self.lock();
-            let (flags, data) = if q.num_events == self.depth {
-                (VeventqFlags::LOST_EVENTS.bits(), Vec::new())
-            } else {
-                q.num_events += 1;
-                (0, data.to_vec())
-            };
-            if q.deliver.back().is_some_and(Entry::lost) {
-                q.deliver.pop_back();
-            }
-            let sequence = q.sequence;
-            q.sequence = (sequence + 1) & i32::MAX as u32;
-            q.deliver.push_back(Entry {
-                header: IommufdVeventHeader { flags, sequence },
-                data,
-            });
-        }
+        self.lock().push(self.depth, data);
         let waker = self.waker.lock().unwrap_or_else(|e| e.into_inner()).clone();
         if let Some(wake) = waker {
             wake();
@@ -196,26 +233,7 @@ impl Veventq {
         if pos != 0 {
             return Err(Errno::ESPIPE);
         }
-        let count = buf.len();
-        let mut done = 0;
-        let mut q = self.lock();
-        while let Some(entry) = q.deliver.front() {
-            if done >= count || VEVENT_HEADER_SIZE > count - done {
-                break;
-            }
-            if !entry.lost() && VEVENT_HEADER_SIZE + entry.data.len() > count - done {
-                break;
-            }
-            let end = done + VEVENT_HEADER_SIZE;
-            buf[done..end].copy_from_slice(entry.header.as_bytes());
-            buf[end..end + entry.data.len()].copy_from_slice(&entry.data);
-            done = end + entry.data.len();
-            if !entry.lost() {
-                q.num_events -= 1;
-            }
-            q.deliver.pop_front();
-        }
-        Ok(done)
+        Ok(self.lock().read(buf))
     }
 
     /// `iommufd_eventq_fops_poll()` of a vEVENTQ: no `EPOLLOUT`.
@@ -430,5 +448,33 @@ impl Iommufd {
         let file = self.state().veventq_files.remove(&fd).ok_or(Errno::EBADF)?;
         drop(file);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sequence_numbers_wrap_after_int_max() {
+        assert_eq!(next_sequence(0), 1);
+        assert_eq!(next_sequence(i32::MAX as u32 - 1), i32::MAX as u32);
+        assert_eq!(next_sequence(i32::MAX as u32), 0);
+        let mut q = Queue {
+            sequence: i32::MAX as u32,
+            ..Queue::default()
+        };
+        q.push(1, &[0xaa; 4]);
+        q.push(1, &[0xbb; 4]);
+        q.push(1, &[0xcc; 4]);
+        let mut buf = [0u8; 64];
+        let n = q.read(&mut buf);
+        assert_eq!(n, 12 + 8);
+        // flags 0, sequence INT_MAX, the record; then the lost header numbered 1: the one
+        // after INT_MAX was 0, lost, and 1 replaced it.
+        assert_eq!(&buf[..8], &[0, 0, 0, 0, 0xff, 0xff, 0xff, 0x7f]);
+        assert_eq!(&buf[8..12], &[0xaa; 4]);
+        assert_eq!(&buf[12..20], &[1, 0, 0, 0, 1, 0, 0, 0]);
+        assert_eq!((q.num_events, q.deliver.len()), (0, 0));
     }
 }
