@@ -12,6 +12,7 @@
 //! * [`shim`] — what they do with the shim's files: ioctl arguments read and written with
 //!   `process_vm_readv` / `process_vm_writev` (a bad pointer is `EFAULT`), fault queues as
 //!   real pollable descriptors;
+//! * [`veventq`] — vIOMMU event queues (`IOMMU_VEVENTQ_ALLOC`) as real pollable descriptors;
 //! * [`files`] — the shim's descriptors (socket pairs, named by inode) and their release;
 //! * [`regions`] — the VFIO device's regions (BAR 0, configuration space) and how the
 //!   demo endpoint runs when the program touches them;
@@ -47,3 +48,6 @@ pub mod program;
 pub mod regions;
 pub mod shim;
 pub mod sys;
+pub mod veventq;
+#[cfg(test)]
+mod veventq_flow;

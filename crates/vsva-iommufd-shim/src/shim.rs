@@ -10,7 +10,7 @@ use vsva_demo::DemoDevice;
 use vsva_demo::enable_sva_capabilities;
 use vsva_host::Platform;
 use vsva_iommu::DeviceCaps;
-use vsva_iommufd::abi::ioctl::IOMMU_FAULT_QUEUE_ALLOC;
+use vsva_iommufd::abi::ioctl::{IOMMU_FAULT_QUEUE_ALLOC, IOMMU_VEVENTQ_ALLOC};
 use vsva_iommufd::abi::{Command, Errno, IommuDestroy};
 use vsva_iommufd::{DeviceInfo, Iommufd, PollFlags, VfioDevice};
 use vsva_iommufd::{PGFAULT_SIZE, RESPONSE_SIZE};
@@ -357,8 +357,8 @@ pub fn ioctl(file: &OpenFile, request: u64, addr: u64) -> Result<c_int, Errno> {
             arg.write_back()?;
             result.map(|()| 0)
         }
-        // The fault queue file has no ioctl (`iommufd_fault_fops`).
-        Kind::Fault(_) => Err(Errno::ENOTTY),
+        // The event queue files have no ioctl (`INIT_EVENTQ_FOPS`).
+        Kind::Fault(_) | Kind::Veventq(_) => Err(Errno::ENOTTY),
     }
 }
 
@@ -407,6 +407,9 @@ fn iommufd_ioctl(ictx: &Arc<Iommufd>, number: u32, addr: u64) -> Result<c_int, E
     let result = ictx.ioctl(u64::from(number), &mut arg.bytes, &OwnMemory);
     if result.is_ok() && number == IOMMU_FAULT_QUEUE_ALLOC {
         give_fault_fd(ictx, &mut arg.bytes)?;
+    }
+    if result.is_ok() && number == IOMMU_VEVENTQ_ALLOC {
+        crate::veventq::give_fd(ictx, &mut arg.bytes)?;
     }
     arg.write_back()?;
     result.map(|()| 0)
@@ -476,6 +479,10 @@ pub fn read(file: &OpenFile, fd: c_int, buf: u64, count: usize) -> Result<usize,
     let entry = match &file.kind {
         Kind::Fault(entry) => entry,
         Kind::Vfio(entry) => return vfio_rw_at_pos(entry, buf, count, Dir::Read),
+        Kind::Veventq(entry) => {
+            access_ok(buf, count)?;
+            return crate::veventq::read(file, entry, fd, buf, count);
+        }
         // iommufd has no `read` (`vfs_read()`: no `FMODE_CAN_READ`).
         Kind::Iommufd(_) => return Err(Errno::EINVAL),
     };
@@ -522,7 +529,8 @@ pub fn write(file: &OpenFile, buf: u64, count: usize) -> Result<usize, Errno> {
     let entry = match &file.kind {
         Kind::Fault(entry) => entry,
         Kind::Vfio(entry) => return vfio_rw_at_pos(entry, buf, count, Dir::Write),
-        Kind::Iommufd(_) => return Err(Errno::EINVAL),
+        // No `write` operation (`vfs_write()`: no `FMODE_CAN_WRITE`).
+        Kind::Iommufd(_) | Kind::Veventq(_) => return Err(Errno::EINVAL),
     };
     access_ok(buf, count)?;
     if count % RESPONSE_SIZE != 0 {
@@ -578,7 +586,7 @@ fn positioned(
         return Err(Errno::EINVAL);
     }
     match &file.kind {
-        Kind::Fault(_) => Err(Errno::ESPIPE),
+        Kind::Fault(_) | Kind::Veventq(_) => Err(Errno::ESPIPE),
         Kind::Iommufd(_) => Err(Errno::EINVAL),
         Kind::Vfio(entry) => {
             check_mode(entry, dir)?;
@@ -676,10 +684,10 @@ impl UserBuf for ProgramBuf {
 /// The events a `poll` of `fd` reports when the shim answers for it: iommufd and VFIO device
 /// files have no `poll` operation, so Linux reports them always ready
 /// (`DEFAULT_POLLMASK`). `None` for other descriptors (fault files included: the kernel's
-/// answer for their socket is the right one).
+/// answer for their socket is the right one, and so it is for vEVENTQ files).
 pub fn poll_mask(fd: c_int) -> Option<i16> {
     let file = files::lookup(fd)?;
-    if matches!(file.kind, Kind::Fault(_)) {
+    if matches!(file.kind, Kind::Fault(_) | Kind::Veventq(_)) {
         return None;
     }
     Some(libc::POLLIN | libc::POLLOUT | libc::POLLRDNORM | libc::POLLWRNORM)
