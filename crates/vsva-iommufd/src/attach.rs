@@ -81,10 +81,12 @@ fn core_pasid(dev: &Device, pasid: u32) -> Result<Pasid, Errno> {
     Pasid::new(pasid).map_err(|_| Errno::EINVAL)
 }
 
-/// `arm_smmu_attach_prepare_vmaster()`: a nested HWPT of a vIOMMU whose guest stream table
-/// entry translates (Cfg = S1) needs the device to have a vDEVICE on that vIOMMU, whose
-/// virtual ID its events will carry (`iommufd_viommu_get_vdev_id()`: `ENOENT`); abort and
-/// bypass entries need none. Linux's driver checks this at attach, after iommufd's own checks.
+/// `arm_smmu_attach_dev_nested()`'s checks of a vIOMMU's nested HWPT, at attach after
+/// iommufd's own: the device must be behind the vIOMMU's IOMMU (`EINVAL`; a context's devices
+/// share one IOMMU in vsva, so this holds by construction), and a guest stream table entry
+/// that translates (Cfg = S1) needs the device to have a vDEVICE on that vIOMMU, whose virtual
+/// ID its events will carry (`arm_smmu_attach_prepare_vmaster()` →
+/// `iommufd_viommu_get_vdev_id()`: `ENOENT`); abort and bypass entries need none.
 fn check_vmaster(dev: &Device, hwpt: &HwptRef) -> Result<(), Errno> {
     let HwptRef::Nested(nested) = hwpt else {
         return Ok(());
@@ -92,6 +94,9 @@ fn check_vmaster(dev: &Device, hwpt: &HwptRef) -> Result<(), Errno> {
     let Some(viommu) = nested.viommu() else {
         return Ok(());
     };
+    if !std::sync::Arc::ptr_eq(viommu.iommu(), dev.iommu()) {
+        return Err(Errno::EINVAL);
+    }
     if let NestedS1::StreamEntry {
         translates: true, ..
     } = nested.domain().s1()

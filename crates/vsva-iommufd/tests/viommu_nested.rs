@@ -374,3 +374,81 @@ fn invalidation_through_the_viommu_translates_vsids_and_counts_what_it_did() {
     );
     assert_eq!(s.fake.commands.lock().unwrap().len(), 4);
 }
+
+#[test]
+fn page_requests_of_any_ssid_reach_the_nested_hwpts_fault_queue() {
+    // vsva's extension: a vIOMMU's nested HWPT with a fault queue receives the page requests
+    // (stalls, PRI) of every SubstreamID of its attached device — the guest's CD table gives
+    // them their translation, so none has an attachment of its own (the core's
+    // `find_fault_handler()` with `user_pasid_table`).
+    let s = smmu();
+    let (f, dev, viommu) = (&s.f, s.dev_id, s.viommu);
+    vdevice_alloc(f, viommu, dev, 0x42).unwrap();
+    let mut alloc = IommuFaultAlloc {
+        size: 16,
+        ..Default::default()
+    };
+    f.call(IOMMU_FAULT_QUEUE_ALLOC, &mut alloc).unwrap();
+    let hwpt = f
+        .hwpt_alloc_with_fault(
+            dev,
+            viommu,
+            FAULT_ID_VALID,
+            SMMU,
+            &ste(STE_S1),
+            alloc.out_fault_id,
+        )
+        .unwrap();
+    f.fd.attach(dev, hwpt, None).unwrap();
+    let request = |pasid: Option<u32>, prgi: u16| vsva_iommu::PageRequest {
+        rid: s.rid,
+        pasid: pasid.map(|p| vsva_mem::Pasid::new(p).unwrap()),
+        addr: 0x7000_0000,
+        read: true,
+        write: true,
+        exec: false,
+        privileged: false,
+        last: true,
+        prgi,
+    };
+    s.fake
+        .requests
+        .lock()
+        .unwrap()
+        .extend([request(Some(5), 1), request(None, 2)]);
+    assert_eq!(f.fd.iommu().handle_page_requests(), 2);
+    let file = f.fd.fault_file(alloc.out_fault_fd).unwrap();
+    let mut buf = [0u8; 80];
+    assert_eq!(file.read(&mut buf, 0), Ok(80));
+    let records: Vec<vsva_iommufd::abi::IommuHwptPgfault> = buf
+        .chunks(40)
+        .map(|c| zerocopy::FromBytes::read_from_bytes(c).unwrap())
+        .collect();
+    assert_eq!(
+        records
+            .iter()
+            .map(|r| (r.dev_id, r.pasid, r.grpid, r.flags))
+            .collect::<Vec<_>>(),
+        vec![(dev, 5, 1, 3), (dev, 0, 2, 2)],
+        "SSID 5 with PASID_VALID, the request without PASID without; both LAST_PAGE"
+    );
+    assert!(
+        s.fake.responses.lock().unwrap().is_empty(),
+        "nothing answered yet"
+    );
+    let response = vsva_iommufd::abi::IommuHwptPageResponse {
+        cookie: records[0].cookie,
+        code: vsva_iommufd::abi::PageResponseCode::SUCCESS,
+    };
+    assert_eq!(file.write(response.as_bytes(), 0), Ok(8));
+    assert_eq!(
+        *s.fake.responses.lock().unwrap(),
+        vec![(s.rid, Some(5), 1, vsva_iommu::ResponseCode::Success)]
+    );
+    // Detaching answers what is left INVALID.
+    f.fd.detach(dev, None).unwrap();
+    assert_eq!(
+        s.fake.responses.lock().unwrap().last(),
+        Some(&(s.rid, None, 2, vsva_iommu::ResponseCode::InvalidRequest))
+    );
+}

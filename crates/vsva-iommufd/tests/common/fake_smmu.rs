@@ -37,6 +37,9 @@ pub const STE_ABORT: u64 = 1;
 /// Event record DW1 bit 39: the fault was in stage 2.
 pub const EVT_S2: u64 = 1 << 39;
 
+/// A page response the fake sent: device, PASID, group index, code.
+pub type Response = (Rid, Option<u32>, u16, ResponseCode);
+
 #[derive(Default)]
 pub struct FakeSmmu {
     frames: Mutex<Option<Arc<FrameAllocator>>>,
@@ -48,6 +51,10 @@ pub struct FakeSmmu {
     pub commands: Mutex<Vec<[u64; 2]>>,
     /// Faults the hardware recorded, taken by `take_faults`.
     pub faults: Mutex<Vec<UnrecoverableFault>>,
+    /// Page requests (stalls or PRI) the hardware queued, taken by `take_page_requests`.
+    pub requests: Mutex<Vec<PageRequest>>,
+    /// Page responses sent: device, PASID, group index, code.
+    pub responses: Mutex<Vec<Response>>,
 }
 
 impl FakeSmmu {
@@ -107,15 +114,19 @@ impl IommuOps for FakeSmmu {
         Ok(())
     }
     fn take_page_requests(&self) -> Vec<PageRequest> {
-        Vec::new()
+        std::mem::take(&mut *self.requests.lock().unwrap())
     }
     fn page_response(
         &self,
-        _: Rid,
-        _: Option<Pasid>,
-        _: u16,
-        _: ResponseCode,
+        dev: Rid,
+        pasid: Option<Pasid>,
+        prgi: u16,
+        code: ResponseCode,
     ) -> vsva_iommu::Result<()> {
+        self.responses
+            .lock()
+            .unwrap()
+            .push((dev, pasid.map(|p| p.raw()), prgi, code));
         Ok(())
     }
     fn take_faults(&self) -> Vec<UnrecoverableFault> {
