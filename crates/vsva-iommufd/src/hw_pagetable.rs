@@ -9,7 +9,9 @@
 //! * A **nested HWPT** ([`HwptNested`]) is a user-managed first stage (a guest's page table,
 //!   described by the driver's data type) over a paging HWPT allocated with
 //!   `IOMMU_HWPT_ALLOC_NEST_PARENT`; it holds that parent. Its caches are invalidated by
-//!   `IOMMU_HWPT_INVALIDATE`.
+//!   `IOMMU_HWPT_INVALIDATE`. One allocated on a vIOMMU (SMMUv3: a guest stream table
+//!   entry) holds the vIOMMU instead, whose parent it nests on, and is invalidated through
+//!   the vIOMMU ([`viommu`](crate::viommu)).
 //!
 //! Both kinds are attached to devices through [`HwptRef`]. Dirty tracking
 //! (`IOMMU_HWPT_SET_DIRTY_TRACKING`) is here; reading the dirty bitmap is in

@@ -21,7 +21,7 @@
 //!
 //! After a successful [`decode`] the argument holds at least `min(size, sizeof)` bytes, so the
 //! response cannot fault; where Linux responds before publishing a new object (IOAS_ALLOC,
-//! HWPT_ALLOC, FAULT_QUEUE_ALLOC), vsva publishes first without anything becoming observable
+//! HWPT_ALLOC, FAULT_QUEUE_ALLOC, VEVENTQ_ALLOC), vsva publishes first without anything becoming observable
 //! out of order.
 //!
 //! `IOMMU_HW_QUEUE_ALLOC` makes no objects (no vIOMMU vsva makes has hardware queues): it
