@@ -3,7 +3,7 @@
 //! served as the fault queue's is ([`crate::shim`]): `read` returns whole events
 //! (`iommufd_veventq_fops_read()`), the kernel's own `poll`/`select`/`epoll` see the
 //! descriptor readable exactly while something is queued (a byte on the socket pair, sent by
-//! the queue's waker), `write` is `EINVAL` (no write operation), `pread`/`pwrite` `ESPIPE`,
+//! the queue's waker) and never writable (its send buffer is kept full), `write` is `EINVAL` (no write operation), `pread`/`pwrite` `ESPIPE`,
 //! `ioctl` `ENOTTY`, and the last `close` releases the file, after which the queue may be
 //! destroyed.
 
@@ -65,6 +65,9 @@ pub fn give_fd(ictx: &Arc<Iommufd>, bytes: &mut [u8]) -> Result<(), Errno> {
     );
     match installed {
         Ok(fd) => {
+            // A vEVENTQ never polls writable (`iommufd_eventq_fops_poll()` sets EPOLLOUT for
+            // fault queues only); a socket would.
+            sys::fill_send_buffer(fd);
             bytes[FD].copy_from_slice(&fd.to_le_bytes());
             Ok(())
         }
