@@ -3,9 +3,9 @@
 //! served as the fault queue's is ([`crate::shim`]): `read` returns whole events
 //! (`iommufd_veventq_fops_read()`), the kernel's own `poll`/`select`/`epoll` see the
 //! descriptor readable exactly while something is queued (a byte on the socket pair, sent by
-//! the queue's waker) and never writable (its send buffer is kept full), `write` is `EINVAL` (no write operation), `pread`/`pwrite` `ESPIPE`,
-//! `ioctl` `ENOTTY`, and the last `close` releases the file, after which the queue may be
-//! destroyed.
+//! the queue's waker) and never writable (its send buffer is kept full), `write` is `EINVAL`
+//! (no write operation), `pread`/`pwrite` `ESPIPE`, `ioctl` `ENOTTY`, and the last `close`
+//! releases the file, after which the queue may be destroyed.
 
 use std::sync::Arc;
 

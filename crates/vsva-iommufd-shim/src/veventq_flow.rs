@@ -2,9 +2,9 @@
 //! VT-d driver has no vIOMMU operations, so the context's core-managed vIOMMU is turned on
 //! and the queue made on it — no event ever reaches it, which is what Linux would do with a
 //! queue of a type the vIOMMU does not report. What is checked is the descriptor: a real,
-//! close-on-exec socket the kernel's `poll` sees neither readable nor writable, `read` 0, `write` `EINVAL`,
-//! `pread` `ESPIPE`, `ioctl` `ENOTTY`, the queue busy while the descriptor is open and
-//! destroyable once it is closed.
+//! close-on-exec socket the kernel's `poll` sees neither readable nor writable, `read` 0,
+//! `write` `EINVAL`, `pread` `ESPIPE`, `ioctl` `ENOTTY`, the queue busy while the descriptor
+//! is open and destroyable once it is closed.
 
 use vsva_iommufd::abi::ioctl::{
     IOMMU_DESTROY, IOMMU_HWPT_ALLOC, IOMMU_IOAS_ALLOC, IOMMU_VEVENTQ_ALLOC, IOMMU_VIOMMU_ALLOC,

@@ -599,14 +599,16 @@ impl Iommufd {
             .map_err(Errno::from)
     }
 
-    /// `IOMMU_HWPT_INVALIDATE` (`iommufd_hwpt_invalidate()`) on a nested HWPT or a vIOMMU: handles the
-    /// `cmd.entry_num` entries of `cmd.entry_len` bytes at `cmd.data_uptr` in order and sets
-    /// `cmd.entry_num` to the number handled — on errors too, so the caller (as Linux does)
-    /// returns the struct either way. `entry_num` 0 only probes the data type.
+    /// `IOMMU_HWPT_INVALIDATE` (`iommufd_hwpt_invalidate()`) on a nested HWPT or a vIOMMU:
+    /// handles the `cmd.entry_num` entries of `cmd.entry_len` bytes at `cmd.data_uptr` in
+    /// order and sets `cmd.entry_num` to the number handled — on errors too, so the caller
+    /// (as Linux does) returns the struct either way. `entry_num` 0 only probes the data type.
     ///
-    /// The driver decodes the entries and invalidates what they name
-    /// ([`NestedDomain::cache_invalidate_user`], Linux `cache_invalidate_user`), through
-    /// [`NestedDomain::invalidate`].
+    /// The driver decodes the entries and invalidates what they name: for a nested HWPT
+    /// [`NestedDomain::cache_invalidate_user`] (Linux `cache_invalidate_user`), through
+    /// [`NestedDomain::invalidate`]; for a vIOMMU
+    /// [`vsva_iommu::IommuOps::viommu_cache_invalidate`] (Linux `cache_invalidate` of
+    /// `iommufd_viommu_ops`), given the vIOMMU as [`vsva_iommu::ViommuContext`].
     ///
     /// # Errors
     /// In order: `EOPNOTSUPP` for a non-zero `__reserved`; `EINVAL` if `entry_num` is non-zero
