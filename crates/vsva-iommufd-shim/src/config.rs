@@ -13,9 +13,10 @@
 //!   "emulated": [ {} ]
 //! }
 //! ```
-//! Every field is optional; `endpoints[i]` is `/dev/vfio/devices/vfio<i>`, and
-//! `emulated[j]`, an emulated copy engine bound through an iommufd access
-//! ([`crate::mdev`]), is `/dev/vfio/devices/vfio<endpoints.len() + j>`.
+//! Every field is optional; the IOMMU is VT-d unless `VSVA_SHIM_IOMMU=smmuv3` chooses Arm
+//! SMMUv3 ([`crate::host`], which ignores `vtd`); `endpoints[i]` is
+//! `/dev/vfio/devices/vfio<i>`, and `emulated[j]`, an emulated copy engine bound through an
+//! iommufd access ([`crate::mdev`]), is `/dev/vfio/devices/vfio<endpoints.len() + j>`.
 
 use serde::Deserialize;
 use vsva_mem::Rid;

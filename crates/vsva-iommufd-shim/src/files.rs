@@ -1,13 +1,13 @@
 //! The shim's open files and how a descriptor is recognised as one of them.
 //!
-//! Every file the shim opens — an iommufd, a VFIO device, a fault queue — is a real
+//! Every file the shim opens — an iommufd, a VFIO device, a fault queue, a vEVENTQ — is a real
 //! descriptor: one end of a `socketpair(AF_UNIX, SOCK_STREAM)`, whose other end (the *peer*)
 //! the shim keeps. A socket has an inode of its own, so the file is named by the
 //! `(st_dev, st_ino)` that `fstat()` gives for any descriptor of it, however the program
 //! duplicated, inherited or received it. The peer serves twice:
 //! * it sees `POLLHUP` once every descriptor of the program's end is closed, which is when
 //!   the shim releases the file (Linux's `release` file operation);
-//! * for a fault queue, a byte written to it makes the program's end readable, so the
+//! * for a fault queue or a vEVENTQ, a byte written to it makes the program's end readable, so the
 //!   kernel's own `poll`, `select` and `epoll` report the queue readable.
 //!
 //! Recognising a descriptor must cost nearly nothing on the path every other descriptor
@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use libc::c_int;
-use vsva_iommufd::{FaultFile, Iommufd, VfioDeviceFile};
+use vsva_iommufd::{FaultFile, Iommufd, VeventqFile, VfioDeviceFile};
 
 use crate::sys;
 
@@ -90,6 +90,16 @@ pub struct FaultEntry {
     pub file: Arc<FaultFile>,
 }
 
+/// An open vEVENTQ file.
+pub struct VeventqEntry {
+    /// The context that made it.
+    pub ictx: Arc<Iommufd>,
+    /// Its number in the context ([`Iommufd::veventq_file`]).
+    pub number: u32,
+    /// The model's file.
+    pub file: Arc<VeventqFile>,
+}
+
 /// An open VFIO device cdev.
 pub struct VfioEntry {
     /// The model's file.
@@ -136,6 +146,8 @@ pub enum Kind {
     Vfio(VfioEntry),
     /// A fault queue's file, from `IOMMU_FAULT_QUEUE_ALLOC`.
     Fault(FaultEntry),
+    /// A vIOMMU event queue's file, from `IOMMU_VEVENTQ_ALLOC`.
+    Veventq(VeventqEntry),
 }
 
 /// One open shim file.
@@ -148,19 +160,28 @@ pub struct OpenFile {
 
 impl OpenFile {
     fn answers_poll(&self) -> bool {
-        !matches!(self.kind, Kind::Fault(_))
+        !matches!(self.kind, Kind::Fault(_) | Kind::Veventq(_))
     }
 }
 
 impl Drop for OpenFile {
-    /// The file's `release`: a fault file leaves its context (the object may then be
-    /// destroyed); an iommufd or VFIO file goes with its last reference.
+    /// The file's `release`: a fault or vEVENTQ file leaves its context (the object may then
+    /// be destroyed); an iommufd or VFIO file goes with its last reference.
     fn drop(&mut self) {
-        if let Kind::Fault(entry) = &self.kind {
-            entry.file.set_waker(None);
-            if let Err(errno) = entry.ictx.close_fault_file(entry.number) {
-                tracing::error!(%errno, "closing a fault file");
+        match &self.kind {
+            Kind::Fault(entry) => {
+                entry.file.set_waker(None);
+                if let Err(errno) = entry.ictx.close_fault_file(entry.number) {
+                    tracing::error!(%errno, "closing a fault file");
+                }
             }
+            Kind::Veventq(entry) => {
+                entry.file.set_waker(None);
+                if let Err(errno) = entry.ictx.close_veventq_file(entry.number) {
+                    tracing::error!(%errno, "closing a vEVENTQ file");
+                }
+            }
+            Kind::Iommufd(_) | Kind::Vfio(_) => {}
         }
     }
 }

@@ -1,7 +1,7 @@
 //! `libvsva_iommufd_shim.so`: run an unmodified program against vsva's iommufd model with
 //! `LD_PRELOAD`. `open("/dev/iommu")` returns a descriptor served by a
 //! [`vsva_iommufd::Iommufd`] context; `open("/dev/vfio/devices/vfioN")` one
-//! served by the VFIO cdev front end of the N-th demo endpoint of a modelled host (VT-d,
+//! served by the VFIO cdev front end of the N-th demo endpoint of a modelled host (VT-d or SMMUv3,
 //! the IOMMU core, demo PCIe devices with PASID/ATS/PRI) or, after the endpoints, of an
 //! emulated device that reaches memory through an iommufd access. Every other descriptor
 //! and path goes straight to the kernel.
@@ -12,6 +12,7 @@
 //! * [`shim`] — what they do with the shim's files: ioctl arguments read and written with
 //!   `process_vm_readv` / `process_vm_writev` (a bad pointer is `EFAULT`), fault queues as
 //!   real pollable descriptors;
+//! * [`veventq`] — vIOMMU event queues (`IOMMU_VEVENTQ_ALLOC`) as real pollable descriptors;
 //! * [`files`] — the shim's descriptors (socket pairs, named by inode) and their release;
 //! * [`regions`] — the VFIO device's regions (BAR 0, configuration space) and how the
 //!   demo endpoint runs when the program touches them;
@@ -20,7 +21,8 @@
 //! * [`program`] — the program's memory as the contexts' address space: pinned ranges are
 //!   moved onto memfds shared with the model's physical memory;
 //! * [`mapfile`] — `IOMMU_IOAS_MAP_FILE`'s memfds;
-//! * [`config`] — the modelled machine, from `VSVA_SHIM_CONFIG`;
+//! * [`config`] — the modelled machine, from `VSVA_SHIM_CONFIG`; [`host`] — its IOMMU, VT-d
+//!   or (`VSVA_SHIM_IOMMU=smmuv3`) Arm SMMUv3;
 //! * [`maps`] — `/proc/self/maps`; [`sys`] — raw system calls.
 //!
 //! See README.md, "/dev/iommu from C", for use and the differences from Linux.
@@ -38,6 +40,7 @@ pub mod config;
 #[cfg(test)]
 mod fault_flow;
 pub mod files;
+pub mod host;
 #[cfg(not(test))]
 pub mod interpose;
 pub mod mapfile;
@@ -47,3 +50,6 @@ pub mod program;
 pub mod regions;
 pub mod shim;
 pub mod sys;
+pub mod veventq;
+#[cfg(test)]
+mod veventq_flow;

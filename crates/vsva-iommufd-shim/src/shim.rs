@@ -8,9 +8,8 @@ use std::sync::{Arc, OnceLock};
 use libc::c_int;
 use vsva_demo::DemoDevice;
 use vsva_demo::enable_sva_capabilities;
-use vsva_host::Platform;
 use vsva_iommu::DeviceCaps;
-use vsva_iommufd::abi::ioctl::IOMMU_FAULT_QUEUE_ALLOC;
+use vsva_iommufd::abi::ioctl::{IOMMU_FAULT_QUEUE_ALLOC, IOMMU_VEVENTQ_ALLOC};
 use vsva_iommufd::abi::{Command, Errno, IommuDestroy};
 use vsva_iommufd::{DeviceInfo, Iommufd, PollFlags, VfioDevice};
 use vsva_iommufd::{PGFAULT_SIZE, RESPONSE_SIZE};
@@ -18,17 +17,19 @@ use vsva_mem::{PhysMem, PhysMemory, SegmentedMemory};
 
 use crate::config::{ShimConfig, parse_rid};
 use crate::files::{self, FaultEntry, Kind, OpenFile, VfioEntry};
+use crate::host::{IommuModel, ShimHost};
 use crate::mapfile::MemfdResolver;
 use crate::mdev::CopyEngine;
 use crate::program::{Locked, OwnMemory, ProgramMemory};
 use crate::regions::{self, Dir, PciFunction, UserBuf};
 use crate::sys;
 
-/// The modelled machine: the host platform (memory, VT-d, IOMMU core, demo endpoints), the
-/// program's memory, one VFIO device per endpoint, then one per emulated device.
+/// The modelled machine: the host platform (memory, VT-d or SMMUv3, IOMMU core, demo
+/// endpoints), the program's memory, one VFIO device per endpoint, then one per emulated
+/// device.
 pub struct Machine {
     /// The host.
-    pub platform: Platform,
+    pub platform: ShimHost,
     /// Its physical memory: RAM, then the program's pinned memory and mapped files.
     pub mem: Arc<SegmentedMemory>,
     /// The program as the contexts' address space.
@@ -64,18 +65,17 @@ impl Function<'_> {
 }
 
 impl Machine {
-    /// Builds the machine `cfg` describes.
+    /// Builds the machine `cfg` describes, with the IOMMU `model` names.
     ///
     /// # Errors
     /// A message if memory cannot be mapped or a device cannot be added.
-    pub fn build(cfg: &ShimConfig) -> Result<Machine, String> {
+    pub fn build(cfg: &ShimConfig, model: IommuModel) -> Result<Machine, String> {
         cfg.check()?;
         let ram: Arc<dyn PhysMem> =
             Arc::new(PhysMemory::new(cfg.ram_bytes()).map_err(|e| e.to_string())?);
         let mem = Arc::new(SegmentedMemory::new(ram, cfg.window_bytes()));
         let phys: Arc<dyn PhysMem> = mem.clone();
-        let platform = Platform::with_memory(phys.clone(), cfg.ram_bytes(), cfg.vtd_config())
-            .map_err(|e| e.to_string())?;
+        let platform = ShimHost::build(model, phys.clone(), cfg)?;
         let mut devices = Vec::new();
         let mut endpoints = Vec::new();
         for ep in &cfg.endpoints {
@@ -92,7 +92,8 @@ impl Machine {
                 ep.pasid_bits.max(1),
             );
             // The host's IOMMU driver enables PASID, ATS and PRI of a capable endpoint (Linux
-            // `intel_iommu_probe_device()` and the IOPF enable of an attach); the program
+            // `intel_iommu_probe_device()` / `arm_smmu_probe_device()` and the IOPF enable of
+            // an attach); the program
             // sees them enabled and cannot change them ([`crate::regions`]).
             if ep.pasid_bits > 0 && ep.ats && ep.pri {
                 enable_sva_capabilities(&*endpoint, false)
@@ -100,7 +101,7 @@ impl Machine {
             }
             endpoints.push(endpoint);
             platform
-                .iommu
+                .iommu()
                 .add_device(rid, caps, ep.pri_capacity)
                 .map_err(|e| format!("{}: {e}", ep.rid))?;
             devices.push(VfioDevice::new(DeviceInfo::new(rid, caps)));
@@ -138,7 +139,7 @@ impl Machine {
 
     /// Runs every endpoint with a command in flight until it completes, fails or waits for
     /// a page, servicing the page requests it raises: the host's page-request handler drains
-    /// the VT-d page request queue into the IOMMU core, which queues the faults of a HWPT
+    /// the IOMMU's page request queue into the IOMMU core, which queues the faults of a HWPT
     /// with a fault queue on iommufd's fault file ([`Platform::run_device`]). An idle
     /// endpoint returns at once.
     pub fn run_endpoints(&self) {
@@ -156,13 +157,17 @@ impl Machine {
 
 static MACHINE: OnceLock<Result<Machine, String>> = OnceLock::new();
 
-/// The machine, built at first use from `VSVA_SHIM_CONFIG`.
+/// The machine, built at first use from `VSVA_SHIM_CONFIG` and `VSVA_SHIM_IOMMU`
+/// ([`crate::host`]).
 ///
 /// # Errors
 /// `ENODEV` if it cannot be built (the reason is printed once on standard error).
 pub fn machine() -> Result<&'static Machine, i32> {
     let built = MACHINE.get_or_init(|| {
-        let built = ShimConfig::from_env().and_then(|cfg| Machine::build(&cfg));
+        let built = ShimConfig::from_env().and_then(|cfg| {
+            let model = IommuModel::from_env()?;
+            Machine::build(&cfg, model)
+        });
         if let Err(why) = &built {
             eprintln!("vsva-iommufd-shim: cannot model /dev/iommu: {why}");
         }
@@ -215,7 +220,7 @@ fn open_shim(which: ShimPath, flags: c_int) -> Result<c_int, i32> {
     let nonblock = flags & libc::O_NONBLOCK != 0;
     match which {
         ShimPath::Iommu => {
-            let ictx = Arc::new(Iommufd::new(m.program.clone(), m.platform.iommu.clone()));
+            let ictx = Arc::new(Iommufd::new(m.program.clone(), m.platform.iommu().clone()));
             ictx.set_file_resolver(Some(m.resolver.clone()));
             files::install(|_| Kind::Iommufd(ictx), cloexec, nonblock)
         }
@@ -357,8 +362,8 @@ pub fn ioctl(file: &OpenFile, request: u64, addr: u64) -> Result<c_int, Errno> {
             arg.write_back()?;
             result.map(|()| 0)
         }
-        // The fault queue file has no ioctl (`iommufd_fault_fops`).
-        Kind::Fault(_) => Err(Errno::ENOTTY),
+        // The event queue files have no ioctl (`INIT_EVENTQ_FOPS`).
+        Kind::Fault(_) | Kind::Veventq(_) => Err(Errno::ENOTTY),
     }
 }
 
@@ -407,6 +412,9 @@ fn iommufd_ioctl(ictx: &Arc<Iommufd>, number: u32, addr: u64) -> Result<c_int, E
     let result = ictx.ioctl(u64::from(number), &mut arg.bytes, &OwnMemory);
     if result.is_ok() && number == IOMMU_FAULT_QUEUE_ALLOC {
         give_fault_fd(ictx, &mut arg.bytes)?;
+    }
+    if result.is_ok() && number == IOMMU_VEVENTQ_ALLOC {
+        crate::veventq::give_fd(ictx, &mut arg.bytes)?;
     }
     arg.write_back()?;
     result.map(|()| 0)
@@ -476,6 +484,10 @@ pub fn read(file: &OpenFile, fd: c_int, buf: u64, count: usize) -> Result<usize,
     let entry = match &file.kind {
         Kind::Fault(entry) => entry,
         Kind::Vfio(entry) => return vfio_rw_at_pos(entry, buf, count, Dir::Read),
+        Kind::Veventq(entry) => {
+            access_ok(buf, count)?;
+            return crate::veventq::read(file, entry, fd, buf, count);
+        }
         // iommufd has no `read` (`vfs_read()`: no `FMODE_CAN_READ`).
         Kind::Iommufd(_) => return Err(Errno::EINVAL),
     };
@@ -522,7 +534,8 @@ pub fn write(file: &OpenFile, buf: u64, count: usize) -> Result<usize, Errno> {
     let entry = match &file.kind {
         Kind::Fault(entry) => entry,
         Kind::Vfio(entry) => return vfio_rw_at_pos(entry, buf, count, Dir::Write),
-        Kind::Iommufd(_) => return Err(Errno::EINVAL),
+        // No `write` operation (`vfs_write()`: no `FMODE_CAN_WRITE`).
+        Kind::Iommufd(_) | Kind::Veventq(_) => return Err(Errno::EINVAL),
     };
     access_ok(buf, count)?;
     if count % RESPONSE_SIZE != 0 {
@@ -578,7 +591,7 @@ fn positioned(
         return Err(Errno::EINVAL);
     }
     match &file.kind {
-        Kind::Fault(_) => Err(Errno::ESPIPE),
+        Kind::Fault(_) | Kind::Veventq(_) => Err(Errno::ESPIPE),
         Kind::Iommufd(_) => Err(Errno::EINVAL),
         Kind::Vfio(entry) => {
             check_mode(entry, dir)?;
@@ -676,10 +689,10 @@ impl UserBuf for ProgramBuf {
 /// The events a `poll` of `fd` reports when the shim answers for it: iommufd and VFIO device
 /// files have no `poll` operation, so Linux reports them always ready
 /// (`DEFAULT_POLLMASK`). `None` for other descriptors (fault files included: the kernel's
-/// answer for their socket is the right one).
+/// answer for their socket is the right one, and so it is for vEVENTQ files).
 pub fn poll_mask(fd: c_int) -> Option<i16> {
     let file = files::lookup(fd)?;
-    if matches!(file.kind, Kind::Fault(_)) {
+    if matches!(file.kind, Kind::Fault(_) | Kind::Veventq(_)) {
         return None;
     }
     Some(libc::POLLIN | libc::POLLOUT | libc::POLLRDNORM | libc::POLLWRNORM)

@@ -171,6 +171,44 @@ pub fn send_byte(fd: c_int) {
     }
 }
 
+/// Makes socket `fd` stop polling writable: its send buffer shrunk to the kernel's minimum,
+/// then filled with bytes nobody reads (a stream socket is writable while its unread sent
+/// bytes stay below a quarter of the buffer, `unix_writable()`). Errors are ignored: the
+/// socket then only polls writable as before.
+pub fn fill_send_buffer(fd: c_int) {
+    let zero: c_int = 0;
+    // SAFETY: the option value is a readable `int` of the length given.
+    unsafe {
+        libc::syscall(
+            libc::SYS_setsockopt,
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_SNDBUF,
+            &zero as *const c_int,
+            size_of::<c_int>(),
+        );
+    }
+    let junk = [0u8; 4096];
+    // Bounded: the minimum buffer is a few KiB; a kernel that kept accepting is given up on.
+    for _ in 0..1024 {
+        // SAFETY: `junk` is readable for its length; no address is given.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_sendto,
+                fd,
+                junk.as_ptr(),
+                junk.len(),
+                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+                std::ptr::null::<c_void>(),
+                0,
+            )
+        };
+        if rc <= 0 {
+            break;
+        }
+    }
+}
+
 /// Receives and discards whatever is queued on `fd`, without blocking.
 pub fn drain(fd: c_int) {
     let mut buf = [0u8; 64];

@@ -8,6 +8,9 @@
 //! fault from its fault queue. A third (`tests/c/vfio_mdev.c`) drives the emulated copy engine
 //! as a VMM drives a mediated device: bound as an iommufd access, attached to an IOAS only,
 //! DMA by copy and by pinned pages that an `IOMMU_IOAS_UNMAP` makes its driver give back.
+//! A fourth (`tests/c/smmuv3_nesting.c`, on the SMMUv3 host: `VSVA_SHIM_IOMMU=smmuv3`) is a
+//! VMM's SMMUv3 nesting set-up: hw_info IDRs, nest parent, vIOMMU, vDEVICE, nested HWPTs
+//! from guest STEs, raw-command invalidation and a vEVENTQ descriptor.
 //!
 //! The library is built with the test's own profile by invoking cargo (a test cannot depend
 //! on a cdylib). Without a C compiler the test prints `SKIP` and passes.
@@ -72,6 +75,11 @@ fn have_cc() -> bool {
 /// Compiles `tests/c/<name>.c` strictly and runs it under the shim with the default machine;
 /// the program must print its closing `all N checks passed` line and no `FAIL`.
 fn compile_and_run(lib: &Path, name: &str) {
+    compile_and_run_on(lib, name, "vtd");
+}
+
+/// As [`compile_and_run`], on the host `VSVA_SHIM_IOMMU=iommu` names.
+fn compile_and_run_on(lib: &Path, name: &str, iommu: &str) {
     let src = format!("{}/tests/c/{name}.c", env!("CARGO_MANIFEST_DIR"));
     let exe = profile_dir().join(format!("vsva-{name}"));
     let cc = Command::new("cc")
@@ -96,6 +104,7 @@ fn compile_and_run(lib: &Path, name: &str) {
     let run = Command::new(&exe)
         .env("LD_PRELOAD", lib)
         .env_remove("VSVA_SHIM_CONFIG")
+        .env("VSVA_SHIM_IOMMU", iommu)
         .output()
         .expect("run the C program");
     let stdout = String::from_utf8_lossy(&run.stdout);
@@ -135,6 +144,16 @@ fn c_driver_runs_the_emulated_device_through_an_access() {
         return;
     }
     compile_and_run(&build_library(), "vfio_mdev");
+}
+
+#[test]
+#[ignore = "needs the SMMUv3 driver's nest parents and ARM_SMMUV3 vIOMMU operations (issue 15)"]
+fn c_vmm_drives_smmuv3_nesting_through_the_shim() {
+    if !have_cc() {
+        println!("SKIP c_vmm_drives_smmuv3_nesting_through_the_shim: no C compiler (cc)");
+        return;
+    }
+    compile_and_run_on(&build_library(), "smmuv3_nesting", "smmuv3");
 }
 
 #[test]

@@ -23,6 +23,7 @@
 //! The IOMMU core has no atomic replace: a replace detaches the old domain and attaches the
 //! new one, re-attaching the old one if that fails; in between the device's DMA is blocked.
 
+use vsva_iommu::NestedS1;
 use vsva_mem::Pasid;
 
 use crate::abi::Errno;
@@ -80,6 +81,31 @@ fn core_pasid(dev: &Device, pasid: u32) -> Result<Pasid, Errno> {
     Pasid::new(pasid).map_err(|_| Errno::EINVAL)
 }
 
+/// `arm_smmu_attach_dev_nested()`'s checks of a vIOMMU's nested HWPT, at attach after
+/// iommufd's own: the device must be behind the vIOMMU's IOMMU (`EINVAL`; a context's devices
+/// share one IOMMU in vsva, so this holds by construction), and a guest stream table entry
+/// that translates (Cfg = S1) needs the device to have a vDEVICE on that vIOMMU, whose virtual
+/// ID its events will carry (`arm_smmu_attach_prepare_vmaster()` →
+/// `iommufd_viommu_get_vdev_id()`: `ENOENT`); abort and bypass entries need none.
+fn check_vmaster(dev: &Device, hwpt: &HwptRef) -> Result<(), Errno> {
+    let HwptRef::Nested(nested) = hwpt else {
+        return Ok(());
+    };
+    let Some(viommu) = nested.viommu() else {
+        return Ok(());
+    };
+    if !std::sync::Arc::ptr_eq(viommu.iommu(), dev.iommu()) {
+        return Err(Errno::EINVAL);
+    }
+    if let NestedS1::StreamEntry {
+        translates: true, ..
+    } = nested.domain().s1()
+    {
+        viommu.virt_id_of(dev.rid()).ok_or(Errno::ENOENT)?;
+    }
+    Ok(())
+}
+
 /// Reserves `dev`'s reserved regions in the IOAS of `hwpt`.
 fn reserve_regions(dev: &Device, hwpt: &HwptRef) -> Result<(), Errno> {
     let regions = dev.iommu().ops().reserved_regions(dev.rid());
@@ -110,7 +136,9 @@ impl Iommufd {
     /// `EINVAL` if the HWPT is not PASID-compatible — a PASID needs a HWPT allocated with
     /// `IOMMU_HWPT_ALLOC_PASID`, and so do the requests without PASID while a PASID is
     /// attached (`iommufd_hwpt_pasid_compat()`) — or the PASID is beyond the device's width;
-    /// the IOMMU core's error (`ENODEV` for a device it does not know, `EBUSY` for a PASID
+    /// `ENOENT` for a nested HWPT of a vIOMMU whose guest stream table entry translates when
+    /// the device has no vDEVICE on that vIOMMU (`arm_smmu_attach_prepare_vmaster()`); the
+    /// IOMMU core's error (`ENODEV` for a device it does not know, `EBUSY` for a PASID
     /// something else uses). For an IOAS, a new automatic HWPT can also fail as
     /// [`hwpt_alloc`](Self::hwpt_alloc) of a paging HWPT can; a PASID cannot be attached to
     /// an IOAS (`EINVAL`: automatic HWPTs are not PASID-compatible, as in Linux).
@@ -282,6 +310,7 @@ impl Iommufd {
         }
         let attached = pasid_compat(&st, pasid, hwpt)
             .and_then(|()| core_pasid(dev, pasid))
+            .and_then(|core| check_vmaster(dev, hwpt).map(|()| core))
             .and_then(|core| hwpt.core_attach(self.iommu(), dev.id(), dev.rid(), core));
         if let Err(errno) = attached {
             if resv {
@@ -315,6 +344,7 @@ impl Iommufd {
         }
         let replaced = pasid_compat(&st, pasid, hwpt)
             .and_then(|()| core_pasid(dev, pasid))
+            .and_then(|core| check_vmaster(dev, hwpt).map(|()| core))
             .and_then(|core| self.core_replace(dev, core, &old, hwpt));
         if let Err(errno) = replaced {
             if moves {

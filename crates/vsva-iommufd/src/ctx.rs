@@ -17,7 +17,8 @@
 //!    publish and remove them;
 //! 3. a device's attachment lock;
 //! 4. an IOAS's address-space lock, then the IOMMU core's own locks;
-//! 5. a fault queue's lock, never held while calling the IOMMU core.
+//! 5. a fault queue's lock, never held while calling the IOMMU core; a vIOMMU's vEVENTQ
+//!    table lock, then a vEVENTQ's lock ([`veventq`](crate::veventq)).
 //!
 //! Objects are dropped (destroyed) after the state lock is released, so an object's destroy
 //! work may take the locks below it freely.
@@ -30,11 +31,12 @@ use vsva_iommu::Iommu;
 
 use crate::abi::{Errno, IommuDestroy, IommuOption, OptionId, OptionOp, check_zero};
 use crate::device::Device;
-use crate::fault::FaultFile;
+use crate::fault::{FIRST_FAULT_FD, FaultFile, LAST_FAULT_FD};
 use crate::file::FileResolver;
 use crate::ioas::Ioas;
 use crate::object::{Held, IommufdObject, Object, ObjectTable, ObjectType};
 use crate::pages::AddressSpace;
+use crate::veventq::VeventqFile;
 
 /// How pinned pages are charged against RLIMIT_MEMLOCK (`IOMMU_OPTION_RLIMIT_MODE`; Linux's
 /// `IOPT_PAGES_ACCOUNT_USER` / `IOPT_PAGES_ACCOUNT_MM` of `io_pagetable.h`).
@@ -67,6 +69,41 @@ pub(crate) struct State {
     /// The open fault queue files, by number ([`fault`](crate::fault)); each holds its fault
     /// object.
     pub(crate) fault_files: BTreeMap<u32, Arc<FaultFile>>,
+    /// The open vEVENTQ files, by number ([`veventq`](crate::veventq)), in the same number
+    /// space; each holds its queue.
+    pub(crate) veventq_files: BTreeMap<u32, Arc<VeventqFile>>,
+}
+
+impl State {
+    /// The lowest file number from [`FIRST_FAULT_FD`] that no fault or vEVENTQ file has, as
+    /// `get_unused_fd_flags()` hands out the lowest free descriptor.
+    ///
+    /// # Errors
+    /// `EMFILE` when every number up to [`LAST_FAULT_FD`] is taken.
+    pub(crate) fn free_file_number(&self) -> Result<u32, Errno> {
+        let mut fd = FIRST_FAULT_FD;
+        let mut taken: Vec<u32> = self
+            .fault_files
+            .range(FIRST_FAULT_FD..)
+            .map(|(&fd, _)| fd)
+            .chain(
+                self.veventq_files
+                    .range(FIRST_FAULT_FD..)
+                    .map(|(&fd, _)| fd),
+            )
+            .collect();
+        taken.sort_unstable();
+        for number in taken {
+            if number != fd {
+                break;
+            }
+            fd += 1;
+        }
+        if fd > LAST_FAULT_FD {
+            return Err(Errno::EMFILE);
+        }
+        Ok(fd)
+    }
 }
 
 /// One open `/dev/iommu`: the iommufd context.
@@ -320,6 +357,7 @@ impl Drop for Iommufd {
         let state = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
         // The files close first, so their fault objects can go as leaves.
         state.fault_files.clear();
+        state.veventq_files.clear();
         state.vfio_ioas = None;
         state.objects.destroy_all();
     }

@@ -22,7 +22,8 @@
 //! # Files
 //! Linux returns a real file descriptor; vsva's context keeps a table of open fault files
 //! keyed by a context-local number — the lowest free one from [`FIRST_FAULT_FD`], as
-//! `get_unused_fd_flags()` hands out the lowest free descriptor — which the `/dev/iommu` shim
+//! `get_unused_fd_flags()` hands out the lowest free descriptor, the vEVENTQ files
+//! ([`veventq`](crate::veventq)) sharing the numbers — which the `/dev/iommu` shim
 //! maps to a descriptor of its own ([`Iommufd::fault_file`], [`Iommufd::close_fault_file`]).
 //! As in Linux, the open file counts as a user of the object (`iommufd_eventq_init()` takes a
 //! `users` reference that `iommufd_eventq_fops_release()` drops): `IOMMU_DESTROY` of a fault
@@ -480,16 +481,7 @@ impl Iommufd {
     /// Takes the lowest free file number for `file`.
     fn install_fault_file(&self, file: Arc<FaultFile>) -> Result<u32, Errno> {
         let mut state = self.state();
-        let mut fd = FIRST_FAULT_FD;
-        for &taken in state.fault_files.range(FIRST_FAULT_FD..).map(|(fd, _)| fd) {
-            if taken != fd {
-                break;
-            }
-            fd += 1;
-        }
-        if fd > LAST_FAULT_FD {
-            return Err(Errno::EMFILE);
-        }
+        let fd = state.free_file_number()?;
         state.fault_files.insert(fd, file);
         Ok(fd)
     }

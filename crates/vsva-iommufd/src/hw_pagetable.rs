@@ -9,7 +9,9 @@
 //! * A **nested HWPT** ([`HwptNested`]) is a user-managed first stage (a guest's page table,
 //!   described by the driver's data type) over a paging HWPT allocated with
 //!   `IOMMU_HWPT_ALLOC_NEST_PARENT`; it holds that parent. Its caches are invalidated by
-//!   `IOMMU_HWPT_INVALIDATE`.
+//!   `IOMMU_HWPT_INVALIDATE`. One allocated on a vIOMMU (SMMUv3: a guest stream table
+//!   entry) holds the vIOMMU instead, whose parent it nests on, and is invalidated through
+//!   the vIOMMU ([`viommu`](crate::viommu)).
 //!
 //! Both kinds are attached to devices through [`HwptRef`]. Dirty tracking
 //! (`IOMMU_HWPT_SET_DIRTY_TRACKING`) is here; reading the dirty bitmap is in
@@ -35,6 +37,7 @@ use crate::fault::{Fault, FaultHandler};
 use crate::ioas::Ioas;
 use crate::object::{Held, IommufdObject, Object, ObjectHeader, ObjectType};
 use crate::user_memory::{UserArray, UserBuffer, UserMemory};
+use crate::viommu::Viommu;
 
 /// A paging HWPT: an I/O page table of the IOMMU's own format, filled from its IOAS.
 pub struct HwptPaging {
@@ -209,12 +212,37 @@ impl IoDomain for HwptIoDomain {
 pub struct HwptNested {
     header: ObjectHeader,
     parent: Held<HwptPaging>,
+    /// The vIOMMU it was allocated on (`hwpt_nested->viommu`), whose nesting parent `parent`
+    /// is.
+    viommu: Option<Held<Viommu>>,
     domain: Arc<NestedDomain>,
     pasid_compat: bool,
     fault: Option<Held<Fault>>,
 }
 
 impl HwptNested {
+    /// A nested HWPT allocated on `viommu`, over its nesting parent.
+    pub(crate) fn on_viommu(
+        id: u32,
+        viommu: Held<Viommu>,
+        domain: Arc<NestedDomain>,
+        fault: Option<Held<Fault>>,
+    ) -> Arc<HwptNested> {
+        Arc::new(HwptNested {
+            header: ObjectHeader::new(id),
+            parent: viommu.hwpt_held().clone(),
+            viommu: Some(viommu),
+            domain,
+            pasid_compat: false,
+            fault,
+        })
+    }
+
+    /// The vIOMMU it was allocated on, if any.
+    pub fn viommu(&self) -> Option<&Viommu> {
+        self.viommu.as_deref()
+    }
+
     /// The HWPT's object ID.
     pub fn id(&self) -> u32 {
         self.header.id()
@@ -435,8 +463,9 @@ impl Iommufd {
     ///    the data; and the core's `EINVAL` for a misaligned or out-of-range root;
     /// 7. for a vIOMMU (`iommufd_viommu_alloc_hwpt_nested()`): `EINVAL` if the device is
     ///    behind another IOMMU; then `EOPNOTSUPP` for flags other than `FAULT_ID_VALID`, for
-    ///    no data, and for a vIOMMU without driver operations — which every vIOMMU vsva can
-    ///    make is, so no HWPT is ever allocated on one;
+    ///    no data, and for the core-managed vIOMMU (no driver operations); then the driver's
+    ///    errors ([`vsva_iommu::IommuOps::viommu_alloc_domain_nested`]; see
+    ///    [`viommu`](crate::viommu));
     /// 8. with `FAULT_ID_VALID`, `ENOENT` if `fault_id` is not a fault queue
     ///    (`iommufd_get_fault()`); the HWPT is not kept. Otherwise the HWPT holds the queue
     ///    (its `IOMMU_DESTROY` is `EBUSY` until the HWPT goes) and its attachments' page
@@ -465,10 +494,7 @@ impl Iommufd {
                 if !Arc::ptr_eq(viommu.iommu(), dev.iommu()) {
                     return Err(Errno::EINVAL);
                 }
-                // `iommufd_viommu_alloc_hwpt_nested()`: flags other than FAULT_ID_VALID, no
-                // data, or a vIOMMU without `alloc_domain_nested` — every vIOMMU here, as
-                // the core-managed one has no operations — are all EOPNOTSUPP.
-                return Err(Errno::EOPNOTSUPP);
+                self.viommu_alloc_hwpt_nested(viommu, cmd, mem)?
             }
             _ => return Err(Errno::EINVAL),
         };
@@ -532,6 +558,7 @@ impl Iommufd {
             Ok(Object::HwptNested(Arc::new(HwptNested {
                 header: ObjectHeader::new(id),
                 parent,
+                viommu: None,
                 domain,
                 pasid_compat: flags.contains(HwptAllocFlags::PASID),
                 fault,
@@ -572,20 +599,24 @@ impl Iommufd {
             .map_err(Errno::from)
     }
 
-    /// `IOMMU_HWPT_INVALIDATE` (`iommufd_hwpt_invalidate()`) on a nested HWPT: handles the
-    /// `cmd.entry_num` entries of `cmd.entry_len` bytes at `cmd.data_uptr` in order and sets
-    /// `cmd.entry_num` to the number handled — on errors too, so the caller (as Linux does)
-    /// returns the struct either way. `entry_num` 0 only probes the data type.
+    /// `IOMMU_HWPT_INVALIDATE` (`iommufd_hwpt_invalidate()`) on a nested HWPT or a vIOMMU:
+    /// handles the `cmd.entry_num` entries of `cmd.entry_len` bytes at `cmd.data_uptr` in
+    /// order and sets `cmd.entry_num` to the number handled — on errors too, so the caller
+    /// (as Linux does) returns the struct either way. `entry_num` 0 only probes the data type.
     ///
-    /// The driver decodes the entries and invalidates what they name
-    /// ([`NestedDomain::cache_invalidate_user`], Linux `cache_invalidate_user`), through
-    /// [`NestedDomain::invalidate`].
+    /// The driver decodes the entries and invalidates what they name: for a nested HWPT
+    /// [`NestedDomain::cache_invalidate_user`] (Linux `cache_invalidate_user`), through
+    /// [`NestedDomain::invalidate`]; for a vIOMMU
+    /// [`vsva_iommu::IommuOps::viommu_cache_invalidate`] (Linux `cache_invalidate` of
+    /// `iommufd_viommu_ops`), given the vIOMMU as [`vsva_iommu::ViommuContext`].
     ///
     /// # Errors
     /// In order: `EOPNOTSUPP` for a non-zero `__reserved`; `EINVAL` if `entry_num` is non-zero
     /// with a zero `data_uptr` or `entry_len`; `ENOENT` if `hwpt_id` is no object, `EINVAL` if
-    /// it is neither a nested HWPT nor a vIOMMU, `EOPNOTSUPP` for a vIOMMU (none has a
-    /// `cache_invalidate` operation: the core-managed one has none); then the driver's: for a
+    /// it is neither a nested HWPT nor a vIOMMU, `EOPNOTSUPP` for the core-managed vIOMMU (no
+    /// `cache_invalidate`); then the driver's — [`NestedDomain::cache_invalidate_user`] for a
+    /// nested HWPT, [`vsva_iommu::IommuOps::viommu_cache_invalidate`] (Linux
+    /// `viommu->ops->cache_invalidate`, SMMUv3 raw commands) for a driver vIOMMU: for a
     /// data type it does not know, then per entry, reading it as
     /// [`copy_bytes_from_user_at`](crate::user_memory::copy_bytes_from_user_at) does, and its
     /// checks of the entry. Processing stops at the first bad entry.
@@ -610,21 +641,33 @@ impl Iommufd {
         if cmd.entry_num != 0 && (cmd.data_uptr == 0 || cmd.entry_len == 0) {
             return Err(Errno::EINVAL);
         }
-        let kind = self.state().objects.kind(cmd.hwpt_id);
-        let hwpt = match kind {
-            None => return Err(Errno::ENOENT),
-            Some(ObjectType::HwptNested) => self.get_hwpt_nested(cmd.hwpt_id)?,
-            // A vIOMMU without `cache_invalidate`: the core-managed one has no operations.
-            Some(ObjectType::Viommu) => return Err(Errno::EOPNOTSUPP),
-            Some(_) => return Err(Errno::EINVAL),
-        };
-        let outcome = hwpt.domain().cache_invalidate_user(&UserArray {
+        let entries = UserArray {
             mem,
             data_type: cmd.data_type.0,
             uptr: cmd.data_uptr,
             entry_len: cmd.entry_len,
             entry_num: cmd.entry_num,
-        });
+        };
+        let kind = self.state().objects.kind(cmd.hwpt_id);
+        let outcome = match kind {
+            None => return Err(Errno::ENOENT),
+            Some(ObjectType::HwptNested) => {
+                let hwpt = self.get_hwpt_nested(cmd.hwpt_id)?;
+                hwpt.domain().cache_invalidate_user(&entries)
+            }
+            Some(ObjectType::Viommu) => {
+                let viommu = self.get_viommu(cmd.hwpt_id)?;
+                // The core-managed vIOMMU has no `cache_invalidate`.
+                if !viommu.has_driver_ops() {
+                    return Err(Errno::EOPNOTSUPP);
+                }
+                viommu
+                    .iommu()
+                    .ops()
+                    .viommu_cache_invalidate(&*viommu, &entries)
+            }
+            Some(_) => return Err(Errno::EINVAL),
+        };
         *done = outcome.consumed;
         outcome.result
     }

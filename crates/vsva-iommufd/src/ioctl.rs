@@ -21,12 +21,12 @@
 //!
 //! After a successful [`decode`] the argument holds at least `min(size, sizeof)` bytes, so the
 //! response cannot fault; where Linux responds before publishing a new object (IOAS_ALLOC,
-//! HWPT_ALLOC, FAULT_QUEUE_ALLOC), vsva publishes first without anything becoming observable
+//! HWPT_ALLOC, FAULT_QUEUE_ALLOC, VEVENTQ_ALLOC), vsva publishes first without anything becoming observable
 //! out of order.
 //!
-//! `IOMMU_VEVENTQ_ALLOC` and `IOMMU_HW_QUEUE_ALLOC` make no objects (no vIOMMU vsva makes
-//! has events or hardware queues): they check their arguments in Linux's order and end in
-//! `EOPNOTSUPP` (see [`veventq_alloc`](Iommufd::veventq_alloc)).
+//! `IOMMU_HW_QUEUE_ALLOC` makes no objects (no vIOMMU vsva makes has hardware queues): it
+//! checks its arguments in Linux's order and ends in `EOPNOTSUPP` (see
+//! [`hw_queue_alloc`](Iommufd::hw_queue_alloc)).
 
 use zerocopy::{Immutable, IntoBytes};
 
@@ -151,7 +151,10 @@ impl Iommufd {
                 self.vdevice_alloc(&mut cmd)?;
                 respond(&cmd, arg)
             }
-            Request::VeventqAlloc(cmd) => self.veventq_alloc(&cmd),
+            Request::VeventqAlloc(mut cmd) => {
+                self.veventq_alloc(&mut cmd)?;
+                respond(&cmd, arg)
+            }
             Request::HwQueueAlloc(cmd) => self.hw_queue_alloc(&cmd),
             // Filtered out above: these are issued on a VFIO device file.
             Request::VfioDeviceBindIommufd(_)

@@ -16,8 +16,10 @@
 //!   `IOMMU_HWPT_INVALIDATE` (`hw_pagetable.c`); `dirty` — `IOMMU_HWPT_GET_DIRTY_BITMAP`.
 //! * `fault` — fault queues: `IOMMU_FAULT_QUEUE_ALLOC`, the fault file's read, write and
 //!   poll, and the answers owed when attachments or queues go (`eventq.c`).
-//! * `viommu` — vIOMMUs and `IOMMU_VIOMMU_ALLOC` (`viommu.c`); `vdevice` — vDEVICEs and
-//!   `IOMMU_VDEVICE_ALLOC`.
+//! * `viommu` — vIOMMUs and `IOMMU_VIOMMU_ALLOC` (`viommu.c`), nested HWPTs and invalidation
+//!   through a vIOMMU's driver; `vdevice` — vDEVICEs and `IOMMU_VDEVICE_ALLOC`; `veventq` —
+//!   vIOMMU event queues, `IOMMU_VEVENTQ_ALLOC` and their file's read and poll (`eventq.c`),
+//!   fed by the vDEVICEs' event handlers (`iommufd_viommu_report_event()`).
 //! * `access` — accesses: emulated devices pinning and copying through an IOAS
 //!   (`iommufd_access_*()` of `device.c`).
 //! * `attach` — attaching devices and PASIDs to IOASes and HWPTs (`device.c`).
@@ -52,6 +54,7 @@ mod object;
 mod pages;
 mod user_memory;
 mod vdevice;
+mod veventq;
 mod vfio_cdev;
 mod vfio_compat;
 mod viommu;
@@ -60,7 +63,7 @@ pub use access::{Access, AccessOps};
 pub use ctx::{AccountMode, Iommufd};
 pub use device::{Device, DeviceInfo};
 pub use domain::{IoDomain, IoProt};
-pub use fault::{Fault, FaultFile, PollFlags};
+pub use fault::{Fault, FaultFile, PollFlags, Waker};
 pub use fault::{PGFAULT_SIZE, RESPONSE_SIZE};
 pub use file::FileResolver;
 pub use hw_pagetable::{HwptNested, HwptPaging, HwptRef};
@@ -70,6 +73,7 @@ pub use object::{Held, IommufdObject, Object, ObjectType};
 pub use pages::{AddressSpace, RwBuf};
 pub use user_memory::{ProcessMemory, UserMemory};
 pub use vdevice::Vdevice;
+pub use veventq::{VEVENT_HEADER_SIZE, Veventq, VeventqFile};
 pub use vfio_cdev::EmulatedDriver;
 pub use vfio_cdev::{VfioDevice, VfioDeviceFile};
 pub use viommu::Viommu;

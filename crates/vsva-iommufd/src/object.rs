@@ -34,6 +34,7 @@ use crate::fault::Fault;
 use crate::hw_pagetable::{HwptNested, HwptPaging};
 use crate::ioas::Ioas;
 use crate::vdevice::Vdevice;
+use crate::veventq::Veventq;
 use crate::viommu::Viommu;
 
 /// The largest object ID (`xa_limit_31b`: IDs fit a non-negative `int`).
@@ -111,7 +112,8 @@ pub trait IommufdObject: Send + Sync + Sized + 'static {
 /// Each holds its dependencies as [`Held`] references — a paging HWPT its IOAS, a nested HWPT
 /// its parent, an attached device its HWPTs, a HWPT its fault queue — which keeps each of
 /// them from being destroyed first; a vIOMMU holds its nesting parent, a vDEVICE its vIOMMU
-/// and device, an access its IOAS.
+/// and device, a vEVENTQ its vIOMMU, a nested HWPT allocated on a vIOMMU that vIOMMU, an
+/// access its IOAS.
 #[derive(Clone)]
 #[non_exhaustive]
 pub enum Object {
@@ -129,6 +131,8 @@ pub enum Object {
     Viommu(Arc<Viommu>),
     /// A device's ID on a vIOMMU.
     Vdevice(Arc<Vdevice>),
+    /// A vIOMMU event queue.
+    Veventq(Arc<Veventq>),
     /// An emulated device's access to an IOAS.
     Access(Arc<Access>),
     /// The unit tests' stand-in for an object of a second kind.
@@ -147,6 +151,7 @@ impl Object {
             Object::Fault(_) => ObjectType::Fault,
             Object::Viommu(_) => ObjectType::Viommu,
             Object::Vdevice(_) => ObjectType::Vdevice,
+            Object::Veventq(_) => ObjectType::Veventq,
             Object::Access(_) => ObjectType::Access,
             #[cfg(test)]
             Object::Selftest(_) => ObjectType::Selftest,
@@ -163,6 +168,7 @@ impl Object {
             Object::Fault(fault) => fault.header(),
             Object::Viommu(viommu) => viommu.header(),
             Object::Vdevice(vdev) => vdev.header(),
+            Object::Veventq(veventq) => veventq.header(),
             Object::Access(access) => access.header(),
             #[cfg(test)]
             Object::Selftest(object) => object.header(),

@@ -11,6 +11,10 @@
 //!   naming nothing (`ENOENT`), until the context is closed (`iommufd_device_pre_destroy()`,
 //!   `iommufd_object_tombstone_user()`); a device being unbound gets no new vDEVICE
 //!   (`ENOENT`, `idev->destroying`).
+//!
+//! While it lives, a vDEVICE's device has an event handler in the IOMMU core that reports the
+//! device's faults the driver makes guest events of to the vIOMMU's vEVENTQ
+//! ([`veventq`](crate::veventq)); it is removed when the vDEVICE goes.
 
 use std::sync::Arc;
 
@@ -18,7 +22,8 @@ use crate::abi::{Errno, IommuVdeviceAlloc};
 use crate::ctx::Iommufd;
 use crate::device::Device;
 use crate::object::{Held, IommufdObject, Object, ObjectHeader, ObjectType};
-use crate::viommu::Viommu;
+use crate::veventq::event_handler;
+use crate::viommu::{VdevEntry, Viommu};
 
 /// A virtual device: a bound device's ID on a vIOMMU.
 pub struct Vdevice {
@@ -70,10 +75,12 @@ impl Drop for Vdevice {
     /// device are released with the `Held`s.
     fn drop(&mut self) {
         let mut vdevs = self.viommu.vdevs();
-        if vdevs.get(&self.virt_id) == Some(&self.id()) {
+        if vdevs.get(&self.virt_id).is_some_and(|e| e.id == self.id()) {
             vdevs.remove(&self.virt_id);
         }
         drop(vdevs);
+        // A device the core no longer knows has no handler left to remove.
+        let _ = self.dev.iommu().set_event_handler(self.dev.rid(), None);
         self.dev.set_vdevice(None);
     }
 }
@@ -109,6 +116,9 @@ impl Iommufd {
     /// 3. `ENOENT` if the device is being unbound;
     /// 4. `EEXIST` if the device has a vDEVICE already, then if `virt_id` is taken on the
     ///    vIOMMU.
+    ///
+    /// On a driver vIOMMU the device's faults are then offered to the vIOMMU's vEVENTQs
+    /// ([`veventq`](crate::veventq)).
     pub fn vdevice_alloc(&self, cmd: &mut IommuVdeviceAlloc) -> Result<(), Errno> {
         let viommu = self.get_viommu(cmd.viommu_id)?;
         let dev = self.get_device(cmd.dev_id)?;
@@ -128,8 +138,16 @@ impl Iommufd {
             return Err(Errno::EEXIST);
         }
         cmd.out_vdevice_id = self.create(|id| {
-            viommu.vdevs().insert(virt_id, id);
+            let rid = dev.rid();
+            viommu.vdevs().insert(virt_id, VdevEntry { id, rid });
             dev.set_vdevice(Some(id));
+            if viommu.has_driver_ops() {
+                let handler = event_handler(dev.iommu().ops().clone(), viommu.events(), virt_id);
+                if let Err(e) = dev.iommu().set_event_handler(rid, Some(handler)) {
+                    // A device the core does not know yet raises no faults.
+                    tracing::debug!(%rid, %e, "vDEVICE without an event handler");
+                }
+            }
             Ok(Object::Vdevice(Arc::new(Vdevice {
                 header: ObjectHeader::new(id),
                 viommu,

@@ -2,15 +2,26 @@
 //! `drivers/iommu/iommufd/viommu.c`).
 //!
 //! A vIOMMU is a VM's slice of one physical IOMMU: it holds a nesting-parent paging HWPT (the
-//! VM's second stage) and remembers the IOMMU of the device it was created for, and the
-//! vDEVICEs ([`vdevice`](crate::vdevice)) that give devices guest-visible IDs on it.
+//! VM's second stage) and remembers the IOMMU of the device it was created for, the vDEVICEs
+//! ([`vdevice`](crate::vdevice)) that give devices guest-visible IDs on it, and its event
+//! queues ([`veventq`](crate::veventq)).
+//!
+//! What a driver reads of a vIOMMU ([`vsva_iommu::ViommuContext`], implemented by [`Viommu`])
+//! is its nesting parent's domain ID (SMMUv3: the VMID) and its vDEVICEs' devices by virtual ID
+//! (`iommufd_viommu_find_dev()`). A driver vIOMMU (type other than `DEFAULT`) has the driver's
+//! operations: nested HWPTs allocated on it (`IOMMU_HWPT_ALLOC` with the vIOMMU as `pt_id`,
+//! [`Iommufd::hwpt_alloc`]) and invalidations through it (`IOMMU_HWPT_INVALIDATE` with the
+//! vIOMMU as `hwpt_id`) are decoded by the driver
+//! ([`vsva_iommu::IommuOps::viommu_alloc_domain_nested`],
+//! [`vsva_iommu::IommuOps::viommu_cache_invalidate`]).
 //!
 //! # Which types exist
 //! A driver type exists if the IOMMU's driver supports it
-//! ([`vsva_iommu::IommuOps::viommu_type`], Linux `get_viommu_size` / `viommu_init`); a driver
-//! without vIOMMU operations (as Linux's driver of the IOMMU vsva models) makes every
-//! `IOMMU_VIOMMU_ALLOC` fail with `EOPNOTSUPP`, and `IOMMU_VIOMMU_TYPE_DEFAULT` is refused before
-//! anything is looked up. That is what a context does by default.
+//! ([`vsva_iommu::IommuOps::viommu_type`], Linux `get_viommu_size` / `viommu_init`; vsva's
+//! SMMUv3 driver has `IOMMU_VIOMMU_TYPE_ARM_SMMUV3`); a driver without vIOMMU operations (as
+//! Linux's VT-d driver) makes every `IOMMU_VIOMMU_ALLOC` fail with `EOPNOTSUPP`, and
+//! `IOMMU_VIOMMU_TYPE_DEFAULT` is refused before anything is looked up. That is what a context
+//! does by default.
 //!
 //! The core-managed vIOMMU of `IOMMU_VIOMMU_TYPE_DEFAULT` — a vIOMMU with no driver
 //! operations, only the core's bookkeeping — existed in the posted vIOMMU series ("iommufd:
@@ -25,15 +36,27 @@ use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use vsva_iommu::Iommu;
+use vsva_iommu::{Iommu, ViommuContext};
+use vsva_mem::Rid;
 
 use crate::abi::{
-    Errno, HwQueueType, IommuHwQueueAlloc, IommuVeventqAlloc, IommuViommuAlloc, VeventqType,
+    Errno, HwQueueType, HwptAllocFlags, IommuHwQueueAlloc, IommuHwptAlloc, IommuViommuAlloc,
     ViommuType, check_zero,
 };
 use crate::ctx::Iommufd;
-use crate::hw_pagetable::HwptPaging;
+use crate::hw_pagetable::{HwptNested, HwptPaging};
 use crate::object::{Held, IommufdObject, Object, ObjectHeader, ObjectType};
+use crate::user_memory::{UserBuffer, UserMemory};
+use crate::veventq::ViommuEvents;
+
+/// A vDEVICE as its vIOMMU's table keeps it (`viommu->vdevs`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct VdevEntry {
+    /// The vDEVICE's object ID.
+    pub(crate) id: u32,
+    /// Its device's requester ID (`vdev->idev->dev`).
+    pub(crate) rid: Rid,
+}
 
 /// A virtual IOMMU.
 pub struct Viommu {
@@ -41,8 +64,10 @@ pub struct Viommu {
     type_: ViommuType,
     hwpt: Held<HwptPaging>,
     iommu: Arc<Iommu>,
-    /// The vDEVICEs by virtual ID (`viommu->vdevs`): object IDs.
-    vdevs: Mutex<BTreeMap<u64, u32>>,
+    /// The vDEVICEs by virtual ID (`viommu->vdevs`).
+    vdevs: Mutex<BTreeMap<u64, VdevEntry>>,
+    /// Its vEVENTQs (`viommu->veventqs`), shared with the event handlers of its vDEVICEs.
+    events: Arc<ViommuEvents>,
 }
 
 impl Viommu {
@@ -61,6 +86,10 @@ impl Viommu {
         &self.hwpt
     }
 
+    pub(crate) fn hwpt_held(&self) -> &Held<HwptPaging> {
+        &self.hwpt
+    }
+
     /// The physical IOMMU it is a slice of (`viommu->iommu_dev`).
     pub fn iommu(&self) -> &Arc<Iommu> {
         &self.iommu
@@ -68,11 +97,43 @@ impl Viommu {
 
     /// The vDEVICEs on it: virtual ID to object ID, in virtual ID order.
     pub fn vdevices(&self) -> Vec<(u64, u32)> {
-        self.vdevs().iter().map(|(&v, &id)| (v, id)).collect()
+        self.vdevs().iter().map(|(&v, e)| (v, e.id)).collect()
     }
 
-    pub(crate) fn vdevs(&self) -> MutexGuard<'_, BTreeMap<u64, u32>> {
+    /// Whether it has driver operations (Linux `viommu->ops`): every type but the
+    /// core-managed `DEFAULT`.
+    pub fn has_driver_ops(&self) -> bool {
+        self.type_ != ViommuType::DEFAULT
+    }
+
+    /// The virtual ID of device `rid` on it, if a vDEVICE gives it one
+    /// (`iommufd_viommu_get_vdev_id()`).
+    pub fn virt_id_of(&self, rid: Rid) -> Option<u64> {
+        self.vdevs()
+            .iter()
+            .find(|(_, e)| e.rid == rid)
+            .map(|(&v, _)| v)
+    }
+
+    pub(crate) fn vdevs(&self) -> MutexGuard<'_, BTreeMap<u64, VdevEntry>> {
         self.vdevs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn events(&self) -> &Arc<ViommuEvents> {
+        &self.events
+    }
+}
+
+impl ViommuContext for Viommu {
+    /// The nesting parent's domain ID (SMMUv3: the VMID, `arm_vsmmu::vmid` taken from the
+    /// stage-2 parent at `arm_vsmmu_init()`).
+    fn parent_did(&self) -> u16 {
+        self.hwpt.domain().did()
+    }
+
+    /// `iommufd_viommu_find_dev()`: the device of the vDEVICE with virtual ID `virt_id`.
+    fn find_device(&self, virt_id: u64) -> Option<Rid> {
+        self.vdevs().get(&virt_id).map(|e| e.rid)
     }
 }
 
@@ -161,34 +222,60 @@ impl Iommufd {
                 hwpt,
                 iommu,
                 vdevs: Mutex::new(BTreeMap::new()),
+                events: Arc::new(ViommuEvents::default()),
             })))
         })?;
         Ok(())
     }
 
-    /// `IOMMU_VEVENTQ_ALLOC` (`iommufd_veventq_alloc()` of `eventq.c`), as far as vsva goes:
-    /// Linux's checks in its order, then `EOPNOTSUPP` where Linux would create the queue.
-    /// vsva has no vEVENTQ objects: the only event records Linux defines are those of
-    /// IOMMUs vsva does not model (faults of a guest's DMA reach it
-    /// through the fault queue or, in vsva-vmm, the guest's fault log). With a driver without
-    /// vIOMMU operations and the core-managed type off, no vIOMMU exists, so a well-formed request ends at `ENOENT`, as on Linux.
+    /// The vIOMMU branch of [`hwpt_alloc`](Self::hwpt_alloc)
+    /// (`iommufd_viommu_alloc_hwpt_nested()`): a nested HWPT whose first stage the vIOMMU's
+    /// driver decodes from the user data ([`vsva_iommu::IommuOps::viommu_alloc_domain_nested`],
+    /// given the vIOMMU as [`ViommuContext`]), over the vIOMMU's nesting parent. The HWPT
+    /// holds the vIOMMU. With `IOMMU_HWPT_FAULT_ID_VALID` it gets the fault queue
+    /// `cmd.fault_id` as other nested HWPTs do (vsva's extension for SMMUv3: the stalls and PRI
+    /// page requests of its attachments go there).
     ///
     /// # Errors
-    /// 1. `EOPNOTSUPP` for non-zero `flags` or `__reserved`, or type `DEFAULT`;
-    /// 2. `EINVAL` for a depth of 0;
-    /// 3. `ENOENT` if `viommu_id` is not a vIOMMU;
-    /// 4. `EOPNOTSUPP` (a difference from Linux, which would create the queue).
-    pub fn veventq_alloc(&self, cmd: &IommuVeventqAlloc) -> Result<(), Errno> {
-        check_zero(&cmd.flags)?;
-        check_zero(&cmd.__reserved)?;
-        if cmd.type_ == VeventqType::DEFAULT {
+    /// In order: `EOPNOTSUPP` for flags other than `FAULT_ID_VALID` (Linux's core also lets
+    /// `IOMMU_HWPT_ALLOC_PASID` through to the driver, whose SMMUv3 refuses every flag with
+    /// `EOPNOTSUPP` before reading the data: the same answer), for no data, for the
+    /// core-managed vIOMMU; the driver's errors, with `FAULT_ID_VALID` already taken out of
+    /// the flags it sees; the core's allocation error; `ENOENT` if `fault_id` is not a fault
+    /// queue.
+    pub(crate) fn viommu_alloc_hwpt_nested(
+        &self,
+        viommu: Held<Viommu>,
+        cmd: &IommuHwptAlloc,
+        mem: &dyn UserMemory,
+    ) -> Result<u32, Errno> {
+        if cmd.flags & !HwptAllocFlags::FAULT_ID_VALID.bits() != 0 {
             return Err(Errno::EOPNOTSUPP);
         }
-        if cmd.veventq_depth == 0 {
-            return Err(Errno::EINVAL);
+        if cmd.data_len == 0 || !viommu.has_driver_ops() {
+            return Err(Errno::EOPNOTSUPP);
         }
-        let _viommu = self.get_viommu(cmd.viommu_id)?;
-        Err(Errno::EOPNOTSUPP)
+        let data = UserBuffer {
+            mem,
+            data_type: cmd.data_type.0,
+            uptr: cmd.data_uptr,
+            len: u64::from(cmd.data_len),
+        };
+        self.create(|id| {
+            let iommu = viommu.iommu().clone();
+            let s1 = iommu.ops().viommu_alloc_domain_nested(&*viommu, &data)?;
+            let domain = iommu
+                .alloc_nested_domain(viommu.hwpt().domain(), s1)
+                .map_err(Errno::from)?;
+            let fault = if cmd.flags & HwptAllocFlags::FAULT_ID_VALID.bits() != 0 {
+                Some(self.get_fault(cmd.fault_id)?)
+            } else {
+                None
+            };
+            Ok(Object::HwptNested(HwptNested::on_viommu(
+                id, viommu, domain, fault,
+            )))
+        })
     }
 
     /// `IOMMU_HW_QUEUE_ALLOC` (`iommufd_hw_queue_alloc_ioctl()` of `viommu.c`): a queue the

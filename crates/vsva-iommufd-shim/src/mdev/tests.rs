@@ -69,7 +69,7 @@ fn destroy(ictx: &Iommufd, id: u32) -> Result<(), Errno> {
 
 fn rig(pages: u64) -> Rig {
     let m = shim::machine().expect("the default machine builds");
-    let ictx = Arc::new(Iommufd::new(m.program.clone(), m.platform.iommu.clone()));
+    let ictx = Arc::new(Iommufd::new(m.program.clone(), m.platform.iommu().clone()));
     let mut alloc = IommuIoasAlloc {
         size: 12,
         ..Default::default()

@@ -21,6 +21,11 @@
 #define IOMMU_HWPT_ALLOC IOMMUFD_CMD(9)
 #define IOMMU_FAULT_QUEUE_ALLOC IOMMUFD_CMD(14)
 #define IOMMU_IOAS_MAP_FILE IOMMUFD_CMD(15)
+#define IOMMU_GET_HW_INFO IOMMUFD_CMD(10)
+#define IOMMU_HWPT_INVALIDATE IOMMUFD_CMD(13)
+#define IOMMU_VIOMMU_ALLOC IOMMUFD_CMD(16)
+#define IOMMU_VDEVICE_ALLOC IOMMUFD_CMD(17)
+#define IOMMU_VEVENTQ_ALLOC IOMMUFD_CMD(19)
 
 struct iommu_destroy { uint32_t size; uint32_t id; };
 struct iommu_ioas_alloc { uint32_t size; uint32_t flags; uint32_t out_ioas_id; };
@@ -59,6 +64,48 @@ struct iommu_hwpt_pgfault {
 	uint32_t __reserved; uint64_t addr; uint32_t length; uint32_t cookie;
 };
 struct iommu_hwpt_page_response { uint32_t cookie; uint32_t code; };
+
+/* SMMUv3 nesting */
+enum { IOMMU_HW_INFO_TYPE_ARM_SMMUV3 = 2 };
+struct iommu_hw_info {
+	uint32_t size; uint32_t flags; uint32_t dev_id; uint32_t data_len; uint64_t data_uptr;
+	uint32_t out_data_type; uint8_t out_max_pasid_log2; uint8_t __reserved[3];
+	uint64_t out_capabilities;
+};
+struct iommu_hw_info_arm_smmuv3 {
+	uint32_t flags; uint32_t __reserved; uint32_t idr[6]; uint32_t iidr; uint32_t aidr;
+};
+enum { IOMMU_HWPT_DATA_ARM_SMMUV3 = 2 };
+struct iommu_hwpt_arm_smmuv3 { uint64_t ste[2]; };
+enum { IOMMU_VIOMMU_TYPE_DEFAULT = 0, IOMMU_VIOMMU_TYPE_ARM_SMMUV3 = 1 };
+struct iommu_viommu_alloc {
+	uint32_t size; uint32_t flags; uint32_t type; uint32_t dev_id; uint32_t hwpt_id;
+	uint32_t out_viommu_id; uint32_t data_len; uint32_t __reserved; uint64_t data_uptr;
+};
+struct iommu_vdevice_alloc {
+	uint32_t size; uint32_t viommu_id; uint32_t dev_id; uint32_t out_vdevice_id;
+	uint64_t virt_id;
+};
+enum { IOMMU_VIOMMU_INVALIDATE_DATA_ARM_SMMUV3 = 1 };
+struct iommu_viommu_arm_smmuv3_invalidate { uint64_t cmd[2]; };
+struct iommu_hwpt_invalidate {
+	uint32_t size; uint32_t hwpt_id; uint64_t data_uptr; uint32_t data_type;
+	uint32_t entry_len; uint32_t entry_num; uint32_t __reserved;
+};
+enum { IOMMU_VEVENTQ_TYPE_ARM_SMMUV3 = 1 };
+struct iommu_veventq_alloc {
+	uint32_t size; uint32_t flags; uint32_t viommu_id; uint32_t type; uint32_t veventq_depth;
+	uint32_t out_veventq_id; uint32_t out_veventq_fd; uint32_t __reserved;
+};
+struct iommufd_vevent_header { uint32_t flags; uint32_t sequence; };
+struct iommu_vevent_arm_smmuv3 { uint64_t evt[4]; };
+_Static_assert(sizeof(struct iommu_hw_info) == 40, "iommu_hw_info");
+_Static_assert(sizeof(struct iommu_hw_info_arm_smmuv3) == 40, "iommu_hw_info_arm_smmuv3");
+_Static_assert(sizeof(struct iommu_viommu_alloc) == 40, "iommu_viommu_alloc");
+_Static_assert(sizeof(struct iommu_vdevice_alloc) == 24, "iommu_vdevice_alloc");
+_Static_assert(sizeof(struct iommu_hwpt_invalidate) == 32, "iommu_hwpt_invalidate");
+_Static_assert(sizeof(struct iommu_veventq_alloc) == 32, "iommu_veventq_alloc");
+_Static_assert(sizeof(struct iommufd_vevent_header) == 8, "iommufd_vevent_header");
 
 /* include/uapi/linux/vfio.h */
 #define VFIO_TYPE ';'

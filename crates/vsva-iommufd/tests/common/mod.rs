@@ -5,6 +5,8 @@
 
 #![allow(dead_code)]
 
+pub mod fake_smmu;
+
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
