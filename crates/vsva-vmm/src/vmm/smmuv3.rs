@@ -149,12 +149,18 @@ impl Vmm {
             .upgrade()
     }
 
-    /// Tears the SMMUv3 objects down at shutdown (the devices are gone, so are their
-    /// vDEVICEs): the vEVENTQ, then the vIOMMU.
+    /// Tears the SMMUv3 objects down at shutdown, after every nested HWPT went and before
+    /// the devices are unbound: the vDEVICEs, the vEVENTQ, then the vIOMMU.
     pub(crate) fn destroy_smmu(&self) {
         let mut smmu = self.smmu();
-        smmu.streams.clear();
-        let ids = smmu.veventq.take().map(|(id, _)| id).into_iter().chain(smmu.viommu.take());
+        let vdevices: Vec<u32> = std::mem::take(&mut smmu.streams)
+            .into_values()
+            .map(|s| s.vdevice)
+            .collect();
+        let ids = vdevices
+            .into_iter()
+            .chain(smmu.veventq.take().map(|(id, _)| id))
+            .chain(smmu.viommu.take());
         for id in ids {
             if let Err(e) = self.uapi.destroy(id) {
                 tracing::warn!(id, %e, "destroy at shutdown failed");
