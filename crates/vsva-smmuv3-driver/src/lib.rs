@@ -27,6 +27,7 @@ mod driver;
 mod faults;
 mod iommufd;
 mod master;
+mod nested;
 mod ops;
 pub mod tables;
 pub mod uapi;
@@ -37,4 +38,5 @@ pub use driver::{
     Smmuv3Driver, StallStats,
 };
 pub use faults::{Decoded, decode_event, decode_page_request, pri_resp};
-pub use master::{MAX_TLBI_OPS, Refusal, Target, atc_inv, tlbi_range};
+pub use master::{MAX_TLBI_OPS, Refusal, Target, atc_inv, tlbi_range, tlbi_s2_range};
+pub use nested::{convert_user_cmd, validate_vste};

@@ -34,6 +34,24 @@ pub enum Target {
         /// Hardware dirty state (dirty tracking).
         dirty: bool,
     },
+    /// A stage-2 domain (a nest parent) at the RID: a stage-2 STE under `vmid`.
+    S2 {
+        /// S2VMID.
+        vmid: u16,
+        /// The stage-2 table (the driver's nest-parent format).
+        ttb: u64,
+    },
+    /// A nested domain at the RID: the guest's STE words over the stage 2 of `vmid`.
+    Nested {
+        /// The nest parent's VMID.
+        vmid: u16,
+        /// The nest parent's table.
+        ttb: u64,
+        /// The guest's STE words as `arm_smmu_validate_vste` left them.
+        ste: [u64; 2],
+        /// The guest asked for ATS (its EATS).
+        ats: bool,
+    },
 }
 
 /// Why a change of a master was refused before anything was written.
@@ -43,8 +61,15 @@ pub enum Refusal {
     NoMaster,
     /// The SubstreamID does not fit the master's CD table (Linux: EINVAL).
     SsidTooWide,
-    /// The SMMU cannot do this for a SubstreamID (identity on a PASID).
+    /// The SMMU cannot do this for a SubstreamID (identity or a nested domain on a PASID).
     Unsupported,
+    /// Not a stage-1 attachment where one is needed: a stage-2 domain at a PASID, or a PASID
+    /// while the RID is a stage-2 or nested domain (Linux: EINVAL).
+    NotStage1,
+    /// The master has PASIDs in use (Linux `arm_smmu_ssids_in_use`: EBUSY).
+    Busy,
+    /// The domain ID does not fit the SMMU's VMIDs (8 bits without IDR0.VMID16: ENOSPC).
+    NoVmid,
 }
 
 /// Writes `target` over the entry at `at` the way Linux's `arm_smmu_write_entry` does:
@@ -146,28 +171,54 @@ const RANGE_NUM_MAX: u64 = 31;
 /// TLBI_NH_ASID once that would exceed [`MAX_TLBI_OPS`] commands, or for ranges beyond the
 /// 48-bit input space.
 pub fn tlbi_range(asid: u16, addr: u64, len: u64, ril: bool) -> Vec<Command> {
+    tlbi_ranges(
+        addr,
+        len,
+        ril,
+        Command::TlbiNhAsid { vmid: 0, asid },
+        |range| Command::TlbiNhVa {
+            vmid: 0,
+            asid,
+            range,
+        },
+    )
+}
+
+/// The stage-2 TLB invalidation of IPAs `[addr, addr + len)` in `vmid` (Linux
+/// `arm_smmu_tlb_inv_range_domain` for a stage-2 domain): TLBI_S2_IPA as [`tlbi_range`]
+/// builds TLBI_NH_VA, or one TLBI_S12_VMALL where that would issue one TLBI_NH_ASID.
+pub fn tlbi_s2_range(vmid: u16, addr: u64, len: u64, ril: bool) -> Vec<Command> {
+    tlbi_ranges(addr, len, ril, Command::TlbiS12Vmall { vmid }, |range| {
+        Command::TlbiS2Ipa { vmid, range }
+    })
+}
+
+fn tlbi_ranges(
+    addr: u64,
+    len: u64,
+    ril: bool,
+    whole: Command,
+    one: impl Fn(TlbiRange) -> Command,
+) -> Vec<Command> {
     let start = addr & !0xfff;
     let end = addr.saturating_add(len).saturating_add(0xfff) & !0xfff;
     let pages = (end - start) >> 12;
     if pages == 0 {
         return Vec::new();
     }
-    let whole = Command::TlbiNhAsid { vmid: 0, asid };
     if end > 1 << 48 || (!ril && pages >= MAX_TLBI_OPS) {
         return vec![whole];
     }
     let mut out = Vec::new();
-    let va = |a: u64, num: u8, scale: u8, tg: u8| Command::TlbiNhVa {
-        vmid: 0,
-        asid,
-        range: TlbiRange {
+    let va = |a: u64, num: u8, scale: u8, tg: u8| {
+        one(TlbiRange {
             addr: a,
             leaf: false,
             ttl: 0,
             tg,
             num,
             scale,
-        },
+        })
     };
     if !ril {
         for p in 0..pages {
@@ -240,18 +291,33 @@ impl Smmuv3Driver {
             return Ok(());
         };
         let cd_in_use = m.rid == RidDomain::S1 || m.s1.keys().any(|&s| s != 0);
-        let target = if cd_in_use {
-            let dss = match m.rid {
-                RidDomain::S1 => s1dss::SSID0,
-                RidDomain::Identity => s1dss::BYPASS,
-                RidDomain::Blocked => s1dss::TERMINATE,
-            };
-            let stall_disable = f.stall && !f.stall_force && !m.opts.stall;
-            tables::cdtable_ste(&m.cd, dss, m.opts.ats, stall_disable)
-        } else if m.rid == RidDomain::Identity {
-            tables::bypass_ste()
-        } else {
-            tables::abort_ste()
+        let stall_disable = f.stall && !f.stall_force && !m.opts.stall;
+        let target = match m.rid {
+            RidDomain::S2 { vmid, ttb } => {
+                tables::s2_ste(&self.s2_cfg(vmid, ttb), m.opts.ats, m.opts.stall)
+            }
+            RidDomain::Nested {
+                vmid,
+                ttb,
+                ste,
+                ats,
+            } => tables::nested_ste(
+                &self.s2_cfg(vmid, ttb),
+                ste,
+                ats && m.opts.ats,
+                m.opts.stall,
+                stall_disable,
+            ),
+            rid if cd_in_use => {
+                let dss = match rid {
+                    RidDomain::S1 => s1dss::SSID0,
+                    RidDomain::Identity => s1dss::BYPASS,
+                    _ => s1dss::TERMINATE,
+                };
+                tables::cdtable_ste(&m.cd, dss, m.opts.ats, stall_disable)
+            }
+            RidDomain::Identity => tables::bypass_ste(),
+            _ => tables::abort_ste(),
         };
         let at = st.strtab.ste_slot(&mut st.carver, self.mem.as_ref(), sid)?;
         let mem = self.mem.clone();
@@ -317,8 +383,94 @@ impl Smmuv3Driver {
         target: Target,
     ) -> Result<std::result::Result<(), Refusal>> {
         let sid = rid.raw() as u32;
-        let f = self.features;
         self.with_state(|st| {
+            let before = st.masters.get(&sid).map(|m| m.rid);
+            let r = self.set_target_locked(st, sid, ssid, target);
+            let after = st.masters.get(&sid).map(|m| m.rid);
+            self.account_vmid(st, sid, before, after)?;
+            r
+        })
+    }
+
+    /// Counts the masters of each VMID as the RID's STE changes; when a master leaves a
+    /// stage-2 or nested STE its ATC goes (a nested translation's entries are the guest's to
+    /// invalidate only while the guest owns it), and when the last one leaves a VMID, the
+    /// VMID's TLB entries go with TLBI_S12_VMALL (Linux `arm_smmu_tlb_inv_vmid` when the
+    /// stage-2 domain is freed) before another domain may get it.
+    fn account_vmid(
+        &self,
+        st: &mut State,
+        sid: u32,
+        before: Option<RidDomain>,
+        after: Option<RidDomain>,
+    ) -> Result<()> {
+        if before == after {
+            return Ok(());
+        }
+        let (old, new) = (before.and_then(|r| r.vmid()), after.and_then(|r| r.vmid()));
+        if let Some(v) = new.filter(|&v| Some(v) != old) {
+            *st.vmids.entry(v).or_insert(0) += 1;
+        }
+        if old.is_some() && st.masters.get(&sid).is_some_and(|m| m.opts.ats) {
+            self.issue(st, &[atc_inv(sid, 0, 0, 0)])?;
+        }
+        if let Some(v) = old.filter(|&v| Some(v) != new) {
+            let left = st.vmids.get_mut(&v).map(|n| {
+                *n -= 1;
+                *n
+            });
+            if left == Some(0) {
+                st.vmids.remove(&v);
+                self.issue(st, &[Command::TlbiS12Vmall { vmid: v }])?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Points the RID at a stage-2 or nested STE (`next`): only for SubstreamID 0 (a
+    /// stage-2 domain at a PASID is EINVAL as Linux's `arm_smmu_s1_set_dev_pasid` says; a
+    /// nested domain has no PASID attachment), and only while no PASID has a CD (Linux
+    /// `arm_smmu_attach_dev` / `arm_smmu_attach_dev_nested`: EBUSY).
+    fn set_rid_ste(
+        &self,
+        st: &mut State,
+        sid: u32,
+        ssid: u32,
+        next: RidDomain,
+    ) -> Result<std::result::Result<(), Refusal>> {
+        if ssid != 0 {
+            return Ok(Err(match next {
+                RidDomain::S2 { .. } => Refusal::NotStage1,
+                _ => Refusal::Unsupported,
+            }));
+        }
+        if next
+            .vmid()
+            .is_some_and(|v| !self.features.vmid16 && v > 0xff)
+        {
+            return Ok(Err(Refusal::NoVmid));
+        }
+        if st
+            .masters
+            .get(&sid)
+            .is_some_and(|m| m.s1.keys().any(|&s| s != 0))
+        {
+            return Ok(Err(Refusal::Busy));
+        }
+        self.detach_s1(st, sid, 0, next)?;
+        self.set_rid(st, sid, next)?;
+        Ok(Ok(()))
+    }
+
+    fn set_target_locked(
+        &self,
+        st: &mut State,
+        sid: u32,
+        ssid: u32,
+        target: Target,
+    ) -> Result<std::result::Result<(), Refusal>> {
+        let f = self.features;
+        {
             if let Err(r) = self.check_ssid(st, sid, ssid) {
                 return Ok(Err(r));
             }
@@ -336,6 +488,23 @@ impl Smmuv3Driver {
                     self.detach_s1(st, sid, 0, RidDomain::Identity)?;
                     self.set_rid(st, sid, RidDomain::Identity)?;
                 }
+                Target::S2 { vmid, ttb } => {
+                    return self.set_rid_ste(st, sid, ssid, RidDomain::S2 { vmid, ttb });
+                }
+                Target::Nested {
+                    vmid,
+                    ttb,
+                    ste,
+                    ats,
+                } => {
+                    let next = RidDomain::Nested {
+                        vmid,
+                        ttb,
+                        ste,
+                        ats,
+                    };
+                    return self.set_rid_ste(st, sid, ssid, next);
+                }
                 Target::S1 {
                     did,
                     root,
@@ -343,6 +512,11 @@ impl Smmuv3Driver {
                     sva,
                     dirty,
                 } => {
+                    // Linux `arm_smmu_set_pasid`: a PASID needs the CD table in the STE, or
+                    // a RID that is identity or blocked (EINVAL).
+                    if ssid != 0 && st.masters.get(&sid).is_some_and(|m| m.rid.vmid().is_some()) {
+                        return Ok(Err(Refusal::NotStage1));
+                    }
                     let bits = if f.asid16 { 16 } else { 8 };
                     let asid = st.asids.get(did, bits)?;
                     let stall = st.masters.get(&sid).is_some_and(|m| m.opts.stall);
@@ -391,7 +565,7 @@ impl Smmuv3Driver {
                 }
             }
             Ok(Ok(()))
-        })
+        }
     }
 
     fn set_rid(&self, st: &mut State, sid: u32, rid: RidDomain) -> Result<()> {
@@ -472,6 +646,13 @@ impl Smmuv3Driver {
     /// `arm_smmu_tlb_inv_range_asid` then `arm_smmu_atc_inv_domain`). Nothing for a
     /// SubstreamID without a CD.
     ///
+    /// A RID with a stage-2 STE (a nest parent): TLBI_S2_IPA of the IPAs in its VMID, then
+    /// TLBI_NH_ALL of the VMID (the nested stage-1 entries that combined the old stage 2),
+    /// then ATC_INV of the range (Linux `arm_smmu_tlb_inv_range_domain` for a nest parent).
+    /// A RID with a nested STE (the core flushes a nest parent's nested domains whole):
+    /// TLBI_S12_VMALL of its VMID, then ATC_INV of everything (Linux's
+    /// `nested_ats_flush`: the guest's IOVAs that reached the changed IPAs are unknown).
+    ///
     /// # Errors
     /// A command the SMMU refused (e.g. an ATC invalidation the device did not complete).
     pub fn flush_range(&self, rid: Rid, ssid: u32, addr: u64, len: u64) -> Result<()> {
@@ -484,10 +665,37 @@ impl Smmuv3Driver {
             let Some(m) = st.masters.get(&sid) else {
                 return Ok(());
             };
+            let ats = m.opts.ats;
+            match m.rid {
+                RidDomain::S2 { vmid, .. } if ssid == 0 => {
+                    let cmds = tlbi_s2_range(vmid, addr, len, ril);
+                    let whole = matches!(cmds.as_slice(), [Command::TlbiS12Vmall { .. }]);
+                    self.issue(st, &cmds)?;
+                    if !whole {
+                        self.issue(st, &[Command::TlbiNhAll { vmid }])?;
+                    }
+                    if ats {
+                        let c = if whole {
+                            atc_inv(sid, 0, 0, 0)
+                        } else {
+                            atc_inv(sid, 0, addr, len)
+                        };
+                        self.issue(st, &[c])?;
+                    }
+                    return Ok(());
+                }
+                RidDomain::Nested { vmid, .. } if ssid == 0 => {
+                    self.issue(st, &[Command::TlbiS12Vmall { vmid }])?;
+                    if ats {
+                        self.issue(st, &[atc_inv(sid, 0, 0, 0)])?;
+                    }
+                    return Ok(());
+                }
+                _ => {}
+            }
             let Some(a) = m.s1.get(&ssid).copied() else {
                 return Ok(());
             };
-            let ats = m.opts.ats;
             let cmds = tlbi_range(a.asid, addr, len, ril);
             let whole = matches!(cmds.as_slice(), [Command::TlbiNhAsid { .. }]);
             self.issue(st, &cmds)?;
