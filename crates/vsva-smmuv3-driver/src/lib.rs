@@ -25,6 +25,7 @@
 mod cmdq;
 mod driver;
 mod faults;
+mod inval;
 mod iommufd;
 mod master;
 mod nested;
@@ -38,5 +39,6 @@ pub use driver::{
     Smmuv3Driver, StallStats,
 };
 pub use faults::{Decoded, decode_event, decode_page_request, pri_resp};
-pub use master::{MAX_TLBI_OPS, Refusal, Target, atc_inv, tlbi_range, tlbi_s2_range};
+pub use inval::{MAX_TLBI_OPS, atc_inv, tlbi_range, tlbi_s2_range};
+pub use master::{Refusal, Target};
 pub use nested::{convert_user_cmd, validate_vste};
