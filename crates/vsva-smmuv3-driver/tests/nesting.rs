@@ -323,3 +323,103 @@ fn stage_1_events_of_a_nested_master_carry_the_vsid_and_stage_2_ones_stay_the_ho
         .unwrap();
     assert_eq!(r.driver.viommu_event(s1f, VSID), None);
 }
+
+#[test]
+fn a_guest_stage_2_stall_is_terminated_and_kept_by_the_host() {
+    let r = rig();
+    assert!(r.driver.set_dma_can_stall(rid(DEV)));
+    let n = nesting(&r, rid(DEV), caps(), true, 0, None);
+    // The guest maps an IOVA to an IPA its VM does not have: a stage-2 fault, which stalls
+    // (S2S) but is no page fault the guest can fix.
+    n.s1.map(&n.guest, 0x7100_0000, IPA_BASE + 64 * MIB);
+    let Err(Blocked::Stalled(tag)) = dma(&r, Some(SSID), 0x7100_0000, Access::READ, true) else {
+        panic!("the stage-2 fault stalls")
+    };
+    assert_eq!(r.driver.take_page_requests(), vec![], "not the guest's");
+    assert_eq!(r.unit.poll_stalled(tag), Some(Err(Blocked::Abort)));
+    let faults = r.driver.take_faults();
+    assert_eq!(faults.len(), 1);
+    assert_eq!(faults[0].reason, id::F_TRANSLATION);
+    assert_eq!(faults[0].raw[1] >> 39 & 1, 1, "S2");
+    assert_eq!(r.driver.viommu_event(&faults[0], VSID), None);
+}
+
+#[test]
+fn a_guest_with_ats_and_pri_gets_its_page_requests_and_atc_invalidations() {
+    struct Keep(Mutex<Vec<FaultGroup>>);
+    impl IopfHandler for Keep {
+        fn handle(&self, group: FaultGroup) {
+            self.0.lock().unwrap().push(group);
+        }
+    }
+    let r = rig();
+    let pri = DeviceCaps {
+        pasid_bits: 8,
+        ats: true,
+        pri: true,
+    };
+    let keep = Arc::new(Keep(Mutex::new(Vec::new())));
+    let n = nesting(&r, rid(DEV), pri, false, 1, Some(keep.clone()));
+    let Ok(StreamConfig::Translate(tc)) = r.unit.stream_config(DEV as u32, Some(SSID)) else {
+        panic!()
+    };
+    assert_eq!(tc.eats, 1, "full ATS, as the guest's EATS asked");
+    // A PRI page request with the guest's SubstreamID reaches the nested domain's handler;
+    // the answer is a PRG Response with that PASID.
+    r.unit.page_request(&vsva_pcie::PageRequest {
+        rid: rid(DEV),
+        pasid: Some(pasid(SSID)),
+        addr: 0x7000_0000,
+        read: true,
+        write: false,
+        exec: false,
+        privileged: false,
+        last: true,
+        prgi: 9,
+    });
+    assert_eq!(n.iommu.handle_page_requests(), 1);
+    let g = keep.0.lock().unwrap()[0].clone();
+    assert_eq!((g.pasid, g.prgi), (Some(pasid(SSID)), 9));
+    assert!(n.iommu.respond(rid(DEV), g.pasid, 9, ResponseCode::Success));
+    assert_eq!(
+        r.endpoints.responses.lock().unwrap().last(),
+        Some(&(rid(DEV), Some(pasid(SSID)), ResponseCode::Success, 9))
+    );
+    // The guest's ATC_INV reaches the device under its physical StreamID.
+    let atc = Command::AtcInv {
+        sid: VSID as u32,
+        ssid: Some(SSID),
+        global: false,
+        size: 0,
+        addr: IOVA,
+    };
+    let out = r.driver.viommu_cache_invalidate(
+        &n.ctx,
+        &Entries {
+            ty: vsva_smmuv3_driver::uapi::VIOMMU_INVALIDATE_DATA_ARM_SMMUV3,
+            entries: vec![atc.encode().iter().flat_map(|w| w.to_le_bytes()).collect()],
+        },
+    );
+    assert_eq!((out.consumed, out.result), (1, Ok(())));
+    let inv = r
+        .endpoints
+        .invalidations
+        .lock()
+        .unwrap()
+        .last()
+        .copied()
+        .unwrap();
+    assert_eq!(
+        (inv.sid, inv.pasid, inv.addr, inv.len),
+        (rid(DEV), Some(pasid(SSID)), IOVA, 4096)
+    );
+    // A change of the stage 2 empties the device's ATC: every PASID, the whole space.
+    let before = r.endpoints.invalidations.lock().unwrap().len();
+    n.parent.unmap(BUF_IPA, 0x1000);
+    let invs = r.endpoints.invalidations.lock().unwrap().clone();
+    assert!(
+        invs[before..]
+            .iter()
+            .any(|i| i.sid == rid(DEV) && i.pasid.is_none())
+    );
+}
