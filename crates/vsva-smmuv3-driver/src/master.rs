@@ -73,15 +73,19 @@ pub enum Refusal {
     NoVmid,
 }
 
+/// What the SMMU reads of an entry in its state (Linux `get_used`).
+type UsedBits = fn(&[u64; 8]) -> [u64; 8];
+
 /// Writes `target` over the entry at `at` the way Linux's `arm_smmu_write_entry` does:
 /// when only one 64-bit word of what the SMMU reads changes, a hitless update (the unused
 /// bits first, then that word); otherwise V = 0 first, then the other words, then word 0.
+/// `safe` bits used by both entries may change at any step (Linux `get_update_safe`).
 /// `sync` runs after each step that changed memory (CMD_CFGI_* + CMD_SYNC).
 fn write_entry(
     mem: &dyn vsva_mem::PhysMem,
     at: u64,
     target: &[u64; 8],
-    used: fn(&[u64; 8]) -> [u64; 8],
+    (used, safe): (UsedBits, [u64; 8]),
     v_bit: u64,
     mut sync: impl FnMut() -> Result<()>,
 ) -> Result<()> {
@@ -89,11 +93,12 @@ fn write_entry(
     for (i, w) in cur.iter_mut().enumerate() {
         *w = mem.load_u64(at + 8 * i as u64)?;
     }
-    let cur_used = used(&cur);
+    let mut cur_used = used(&cur);
     let target_used = used(target);
     let mut unused_update = [0u64; 8];
     let mut diff = 0u8;
     for i in 0..8 {
+        cur_used[i] &= !(safe[i] & target_used[i] & cur_used[i]);
         unused_update[i] = (cur[i] & cur_used[i]) | (target[i] & !cur_used[i]);
         if (unused_update[i] & target_used[i]) != target[i] {
             diff |= 1 << i;
@@ -219,7 +224,14 @@ impl Smmuv3Driver {
         let mem = self.mem.clone();
         let mut sync = || self.issue(st, &[Command::CfgiSte { sid, leaf: true }]);
         debug_assert_eq!(STE_BYTES, 64);
-        write_entry(mem.as_ref(), at, &target.words, ste_used, STE_V, &mut sync)
+        write_entry(
+            mem.as_ref(),
+            at,
+            &target.words,
+            (ste_used, tables::ste_update_safe()),
+            STE_V,
+            &mut sync,
+        )
     }
 
     /// Writes the CD of `ssid` (None: clears it), with CMD_CFGI_CD + CMD_SYNC per step
@@ -257,7 +269,14 @@ impl Smmuv3Driver {
                 }],
             )
         };
-        write_entry(mem.as_ref(), at, &target, cd_used, CD_V, &mut sync)
+        write_entry(
+            mem.as_ref(),
+            at,
+            &target,
+            (cd_used, [0; 8]),
+            CD_V,
+            &mut sync,
+        )
     }
 
     fn check_ssid(&self, st: &State, sid: u32, ssid: u32) -> std::result::Result<(), Refusal> {
@@ -594,7 +613,7 @@ mod tests {
             seen.borrow_mut().push(w);
             Ok(())
         };
-        write_entry(&mem, AT, &target.words, cd_used, CD_V, snapshot).unwrap();
+        write_entry(&mem, AT, &target.words, (cd_used, [0; 8]), CD_V, snapshot).unwrap();
         seen.into_inner()
     }
 
@@ -647,5 +666,61 @@ mod tests {
         let s = steps(&a, &Cd::default());
         assert_eq!(s[0][0] & CD_V, 0);
         assert_eq!(s.last().unwrap(), &[0; 8]);
+    }
+
+    /// Writes STE `target` over `current`; what memory held at each sync.
+    fn ste_steps(current: &Ste, target: &Ste) -> Vec<[u64; 8]> {
+        let mem = PhysMemory::new(1 << 20).unwrap();
+        for (i, w) in current.words.iter().enumerate() {
+            mem.store_u64(AT + 8 * i as u64, *w).unwrap();
+        }
+        let seen = RefCell::new(Vec::new());
+        let snapshot = || {
+            let mut w = [0u64; 8];
+            for (i, x) in w.iter_mut().enumerate() {
+                *x = mem.load_u64(AT + 8 * i as u64).unwrap();
+            }
+            seen.borrow_mut().push(w);
+            Ok(())
+        };
+        write_entry(
+            &mem,
+            AT,
+            &target.words,
+            (ste_used, tables::ste_update_safe()),
+            STE_V,
+            snapshot,
+        )
+        .unwrap();
+        seen.into_inner()
+    }
+
+    #[test]
+    fn a_stage_2_ste_becomes_nested_and_back_without_an_invalid_step() {
+        let s2 = tables::S2Cfg {
+            vmid: 3,
+            ttb: 0x10_0000,
+            t0sz: 16,
+            sl0: 2,
+            ps: 5,
+            coherent: true,
+            fwb: true,
+            shcfg_incoming: false,
+        };
+        let guest = [1 | 5 << 1 | 0x4000_0000 | 4 << 59, 1 << 2 | 1 << 4 | 3 << 6];
+        let (a, b) = (
+            tables::s2_ste(&s2, false, false),
+            tables::nested_ste(&s2, guest, false, false, true),
+        );
+        for (from, to) in [(a, b), (b, a)] {
+            let s = ste_steps(&from, &to);
+            // Config is the one used field that changes (MEV may change at any step, Linux
+            // `arm_smmu_get_ste_update_safe`): V stays 1 throughout.
+            assert!(s.iter().all(|w| w[0] & STE_V != 0), "{s:x?}");
+            assert_eq!(s.last(), Some(&to.words));
+        }
+        // Another VMID (a used stage-2 field) beside Config: through V = 0.
+        let c = tables::nested_ste(&tables::S2Cfg { vmid: 4, ..s2 }, guest, false, false, true);
+        assert_eq!(ste_steps(&a, &c)[0][0] & STE_V, 0);
     }
 }

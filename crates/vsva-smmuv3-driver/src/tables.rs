@@ -335,9 +335,8 @@ pub fn cd_used(cd: &Cd) -> [u64; 8] {
 
 /// Bits of an STE the SMMU reads in its current state (Linux `arm_smmu_get_ste_used`): V;
 /// Config once valid; the stage-1 fields (and S2VMID, which tags stage-1 TLB entries) when
-/// stage 1 translates; the stage-2 fields when stage 2 does; SHCFG where it applies (bypass,
-/// S1DSS = bypass, stage 2). MEV is left out: it only changes how many events are recorded,
-/// so it may change at any step (Linux `arm_smmu_get_ste_update_safe`).
+/// stage 1 translates; the stage-2 fields and MEV when stage 2 does; SHCFG where it applies
+/// (bypass, S1DSS = bypass, stage 2).
 pub fn ste_used(ste: &Ste) -> [u64; 8] {
     let (w0, w1) = (ste.w0(), ste.w1());
     let mut used = [0u64; 8];
@@ -369,7 +368,12 @@ pub fn ste_used(ste: &Ste) -> [u64; 8] {
         }
     }
     if cfg & 0b100 != 0 && cfg & 0b10 != 0 {
-        used[1] |= Ste1::new().with_s2fwb(true).with_eats(3).into_bits() | shcfg;
+        used[1] |= Ste1::new()
+            .with_s2fwb(true)
+            .with_eats(3)
+            .with_mev(true)
+            .into_bits()
+            | shcfg;
         used[2] |= Ste2::new()
             .with_s2vmid(u16::MAX)
             .with_s2t0sz(0x3f)
@@ -391,6 +395,13 @@ pub fn ste_used(ste: &Ste) -> [u64; 8] {
         used[1] |= shcfg;
     }
     used
+}
+
+/// STE bits that may change at any step of an update when both entries use them (Linux
+/// `arm_smmu_get_ste_update_safe`): MEV only changes how many events are recorded, and the
+/// SMMU may act as if it were set.
+pub fn ste_update_safe() -> [u64; 8] {
+    [0, Ste1::new().with_mev(true).into_bits(), 0, 0, 0, 0, 0, 0]
 }
 
 /// STE word 0 fields a guest may set in a nested STE (Linux `STRTAB_STE_0_NESTING_ALLOWED`):
