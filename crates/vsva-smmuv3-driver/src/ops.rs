@@ -6,7 +6,7 @@
 //! | `set_pasid` | Blocked: CD cleared / RID aborts; Identity: RID bypasses; Paging, Sva: a stage-1 CD; a nest parent (RID only): a stage-2 STE under VMID = did; Nested with a guest STE (RID only): the nested STE (`arm_smmu_make_nested_domain_ste`) |
 //! | `clear_pasid` | the CD cleared (SVA: EPD0 first), TLBI by ASID, ATC_INV; a stage-2 or nested RID aborts, its VMID's TLB entries go with its last master |
 //! | `flush` | TLBI_NH_VA (range or per page) or TLBI_NH_ASID, then ATC_INV for ATS masters; stage 2: TLBI_S2_IPA + TLBI_NH_ALL of the VMID; nested: TLBI_S12_VMALL + ATC_INV of everything |
-//! | `take_faults` / `take_page_requests` / `page_response` | event and PRI queues, CMD_RESUME / CMD_PRI_RESP (a nested master's with the guest's SubstreamID as PASID) |
+//! | `take_faults` / `take_page_requests` / `page_response` | event and PRI queues, CMD_RESUME / CMD_PRI_RESP (a nested master's with the guest's SubstreamID as PASID; its stage-2 stalls terminated and kept as the host's faults) |
 //! | `hw_info` | IDR0–5, IIDR, AIDR as read (`arm_smmu_hw_info`) |
 //! | `nesting` / `nest_parent_read_only` / `dev_tlb_invalidation` | as Linux decides them (below) |
 //! | `alloc_io_pgtable_nest_parent` | io-pgtable-arm `ARM_64_LPAE_S2`: IAS = OAS |
@@ -296,6 +296,7 @@ impl IommuOps for Smmuv3Driver {
         // io-pgtable-arm's ARM_64_LPAE_S2 as arm_smmu_domain_finalise sets it up for a
         // stage-2 domain: IAS and OAS from the IDRs.
         if !self.features().nesting {
+            // EOPNOTSUPP as Linux; no device is involved in allocating a domain.
             return Err(IommuError::DeviceUnsupported {
                 dev: Rid::from_raw(0),
                 what: "a nest parent without stage 2",
