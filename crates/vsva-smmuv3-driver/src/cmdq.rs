@@ -99,10 +99,26 @@ impl CommandQueue {
         mem: &dyn PhysMem,
         cmds: &[Command],
     ) -> Result<()> {
+        let raw: Vec<[u64; 2]> = cmds.iter().map(Command::encode).collect();
+        self.issue_raw(mmio, mem, &raw)
+    }
+
+    /// Issues commands as their raw doublewords (a guest's, Linux
+    /// `arm_vsmmu_cache_invalidate`), each batch followed by a CMD_SYNC, as
+    /// [`issue`](Self::issue) does.
+    ///
+    /// # Errors
+    /// As [`issue`](Self::issue); the first error, after every batch has been issued.
+    pub(crate) fn issue_raw(
+        &mut self,
+        mmio: &dyn Mmio,
+        mem: &dyn PhysMem,
+        cmds: &[[u64; 2]],
+    ) -> Result<()> {
         // A batch and its sync never fill more than half the queue.
         let batch = BATCH.min((1usize << self.log2) / 2 - 1).max(1);
         let mut first_err = None;
-        let mut chunks: Vec<&[Command]> = cmds.chunks(batch).collect();
+        let mut chunks: Vec<&[[u64; 2]]> = cmds.chunks(batch).collect();
         if chunks.is_empty() {
             chunks.push(&[]);
         }
@@ -125,20 +141,21 @@ impl CommandQueue {
         mem: &dyn PhysMem,
         cmds: &[Command],
     ) -> Result<()> {
-        self.issue_batch(mmio, mem, cmds, false)
+        let raw: Vec<[u64; 2]> = cmds.iter().map(Command::encode).collect();
+        self.issue_batch(mmio, mem, &raw, false)
     }
 
     fn issue_batch(
         &mut self,
         mmio: &dyn Mmio,
         mem: &dyn PhysMem,
-        cmds: &[Command],
+        cmds: &[[u64; 2]],
         sync: bool,
     ) -> Result<()> {
         let m = self.wrap_mask();
         let mut p = self.prod;
         for c in cmds {
-            self.write_slot(mem, p, c.encode())?;
+            self.write_slot(mem, p, *c)?;
             p = (p + 1) & m;
         }
         let sync_at = p;

@@ -99,6 +99,12 @@ pub struct Features {
     /// Both stages (IDR0.S1P and IDR0.S2P): Linux `arm_smmu_device_hw_probe` sets
     /// `ARM_SMMU_FEAT_NESTING`, which nesting-parent domains need.
     pub nesting: bool,
+    /// 16-bit VMIDs (IDR0.VMID16; else 8).
+    pub vmid16: bool,
+    /// Stage 2 forced write-back (IDR3.FWB: Linux `ARM_SMMU_FEAT_S2FWB`).
+    pub s2fwb: bool,
+    /// STE.SHCFG and friends override attributes (IDR1.ATTR_TYPES_OVR).
+    pub attr_types_ovr: bool,
     /// HTTU access flag (IDR0.HTTU >= 1).
     pub ha: bool,
     /// HTTU dirty state (IDR0.HTTU = 2).
@@ -162,6 +168,29 @@ pub(crate) enum RidDomain {
     Blocked,
     Identity,
     S1,
+    /// A stage-2 STE (a nest parent attached directly).
+    S2 {
+        vmid: u16,
+        ttb: u64,
+    },
+    /// A nested STE over a stage 2: the guest's words as validated, and whether it asked
+    /// for ATS.
+    Nested {
+        vmid: u16,
+        ttb: u64,
+        ste: [u64; 2],
+        ats: bool,
+    },
+}
+
+impl RidDomain {
+    /// The VMID the STE carries, for stage-2 and nested STEs.
+    pub(crate) fn vmid(&self) -> Option<u16> {
+        match *self {
+            RidDomain::S2 { vmid, .. } | RidDomain::Nested { vmid, .. } => Some(vmid),
+            _ => None,
+        }
+    }
 }
 
 /// A stage-1 attachment of one SubstreamID.
@@ -224,6 +253,10 @@ pub(crate) struct State {
     pub priq: Option<OutQueue>,
     pub masters: HashMap<u32, Master>,
     pub asids: Asids,
+    /// VMIDs of stage-2 and nested STEs, with how many masters use each: the last one
+    /// leaving invalidates the VMID's TLB entries (Linux `arm_smmu_tlb_inv_vmid` when the
+    /// domain goes).
+    pub vmids: HashMap<u16, u32>,
     /// Stalled transactions reported and not yet resumed: (StreamID, STAG).
     pub stalls: HashSet<(u32, u16)>,
     /// Decoded events not yet taken, by kind.
@@ -321,6 +354,9 @@ impl Smmuv3Driver {
             asid16: idr0.asid16(),
             // the probe refused a unit without stage 1
             nesting: idr0.s2p(),
+            vmid16: idr0.vmid16(),
+            s2fwb: idr3.fwb(),
+            attr_types_ovr: idr1.attr_types_ovr(),
             ha: idr0.httu() >= 1,
             hd: idr0.httu() == 2,
             msi: idr0.msi(),
@@ -569,6 +605,7 @@ impl Smmuv3Driver {
             priq,
             masters: HashMap::new(),
             asids: Asids::default(),
+            vmids: HashMap::new(),
             stalls: HashSet::new(),
             faults: Vec::new(),
             requests: Vec::new(),
@@ -599,6 +636,15 @@ impl Smmuv3Driver {
     ) -> Result<()> {
         st.cmdq
             .issue_nosync(self.mmio.as_ref(), self.mem.as_ref(), cmds)
+    }
+
+    /// Issues raw commands and a CMD_SYNC per batch (a guest's, converted).
+    ///
+    /// # Errors
+    /// As the command queue reports.
+    pub(crate) fn issue_raw(&self, st: &mut State, cmds: &[[u64; 2]]) -> Result<()> {
+        st.cmdq
+            .issue_raw(self.mmio.as_ref(), self.mem.as_ref(), cmds)
     }
 
     /// Issues commands as given and a CMD_SYNC (for tests and tools: e.g. a command the

@@ -20,7 +20,7 @@ use vsva_smmuv3::spec::cmd::{Command, PriResp, ResumeAction};
 use vsva_smmuv3::spec::event::{EventRecord, PriEntry, id};
 use vsva_smmuv3::spec::registers::queue;
 
-use crate::driver::{DriverError, Result, Smmuv3Driver, State};
+use crate::driver::{DriverError, Result, RidDomain, Smmuv3Driver, State};
 use vsva_pcie::Mmio;
 
 /// An output queue (event or PRI queue) as the driver consumes it.
@@ -172,12 +172,49 @@ impl Smmuv3Driver {
                 Some(Decoded::Stall(r)) => {
                     self.stall_events
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if self.guests_stage2_stall(st, &rec, &r) {
+                        continue;
+                    }
                     st.stalls.insert((rec.sid(), r.prgi));
                     st.requests.push(r);
                 }
                 None => tracing::warn!(sid = rec.sid(), "event for a StreamID beyond 16 bits"),
             }
         }
+    }
+
+    /// A stage-2 stall (dword 1 S2) of a master whose RID is a guest's nested STE: the guest
+    /// cannot fix its stage 2 and the core would hand the stall to the guest's nested domain,
+    /// so the driver terminates it (CMD_RESUME, abort) and keeps it as the host's fault, as
+    /// it keeps a guest's stage-2 events ([`IommuOps::viommu_event`](vsva_iommu::IommuOps)).
+    /// Linux reports every stall to `iommu_report_device_fault()`; its nested domains take no
+    /// page faults, so the question does not arise there.
+    fn guests_stage2_stall(&self, st: &mut State, rec: &EventRecord, r: &PageRequest) -> bool {
+        let nested = st
+            .masters
+            .get(&rec.sid())
+            .is_some_and(|m| matches!(m.rid, RidDomain::Nested { .. }));
+        if rec.words[1] & crate::nested::EVT_S2 == 0 || !nested {
+            return false;
+        }
+        let resume = Command::Resume {
+            sid: rec.sid(),
+            stag: r.prgi,
+            action: ResumeAction::Abort,
+        };
+        if self.issue_nosync(st, &[resume]).is_ok() {
+            self.resumes
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        st.faults.push(UnrecoverableFault {
+            dev: r.rid,
+            pasid: r.pasid,
+            addr: r.addr,
+            reason: rec.kind(),
+            write: r.write,
+            raw: rec.words,
+        });
+        true
     }
 
     /// Takes the unrecoverable faults the event queue reported.

@@ -3,20 +3,23 @@
 //! | core call | what the driver does |
 //! |---|---|
 //! | `attach_device` | a master: CD table, aborting STE (StreamID = Requester ID); stall as firmware said (`set_dma_can_stall`) |
-//! | `set_pasid` | Blocked: CD cleared / RID aborts; Identity: RID bypasses; Paging, Sva: a stage-1 CD |
-//! | `clear_pasid` | the CD cleared (SVA: EPD0 first), TLBI by ASID, ATC_INV |
-//! | `flush` | TLBI_NH_VA (range or per page) or TLBI_NH_ASID, then ATC_INV for ATS masters |
-//! | `take_faults` / `take_page_requests` / `page_response` | event and PRI queues, CMD_RESUME / CMD_PRI_RESP |
-//!
+//! | `set_pasid` | Blocked: CD cleared / RID aborts; Identity: RID bypasses; Paging, Sva: a stage-1 CD; a nest parent (RID only): a stage-2 STE under VMID = did; Nested with a guest STE (RID only): the nested STE (`arm_smmu_make_nested_domain_ste`) |
+//! | `clear_pasid` | the CD cleared (SVA: EPD0 first), TLBI by ASID, ATC_INV; a stage-2 or nested RID aborts, its VMID's TLB entries go with its last master |
+//! | `flush` | TLBI_NH_VA (range or per page) or TLBI_NH_ASID, then ATC_INV for ATS masters; stage 2: TLBI_S2_IPA + TLBI_NH_ALL of the VMID; nested: TLBI_S12_VMALL + ATC_INV of everything |
+//! | `take_faults` / `take_page_requests` / `page_response` | event and PRI queues, CMD_RESUME / CMD_PRI_RESP (a nested master's with the guest's SubstreamID as PASID; its stage-2 stalls terminated and kept as the host's faults) |
 //! | `hw_info` | IDR0–5, IIDR, AIDR as read (`arm_smmu_hw_info`) |
 //! | `nesting` / `nest_parent_read_only` / `dev_tlb_invalidation` | as Linux decides them (below) |
-//!
-//! Nested domains and user invalidation (issue 15) keep the interface's defaults
-//! (`EOPNOTSUPP`).
+//! | `alloc_io_pgtable_nest_parent` | io-pgtable-arm `ARM_64_LPAE_S2`: IAS = OAS |
+//! | `viommu_type` | `IOMMU_VIOMMU_TYPE_ARM_SMMUV3` with both stages and S2FWB (`arm_smmu_get_viommu_size`) |
+//! | `viommu_alloc_domain_nested` | `struct iommu_hwpt_arm_smmuv3` checked (`arm_smmu_validate_vste`) |
+//! | `viommu_cache_invalidate` | raw commands, VMID forced, vSID → SID, issued with CMD_SYNCs (`arm_vsmmu_cache_invalidate`) |
+//! | `viommu_event` | a nested master's stage-1 and configuration events with the vSID (`arm_vmaster_report_event`) |
+//! | `user_pasid_table` | true: a nested master's SubstreamIDs are the guest's |
 
 use vsva_iommu::{
-    DeviceCaps, DomainSpec, FormatTable, HwInfo, IoPgtable, IommuError, IommuOps, PageRequest,
-    ResponseCode, UnrecoverableFault,
+    DeviceCaps, DomainSpec, FormatTable, HwInfo, InvalidateOutcome, IoPgtable, IommuError,
+    IommuOps, NestedS1, PageRequest, ResponseCode, UnrecoverableFault, UserData, UserDataArray,
+    ViommuContext, VirtualEvent,
 };
 use vsva_mem::{Errno, PageSize, Pasid, Rid};
 use vsva_pgtable::arm::ArmS1;
@@ -26,6 +29,7 @@ use vsva_smmuv3::spec::registers::pa_bits;
 
 use crate::driver::{MSI_IOVA, MasterOptions, Smmuv3Driver};
 use crate::master::{Refusal, Target};
+use crate::uapi::VIOMMU_TYPE_ARM_SMMUV3;
 
 fn err(e: crate::driver::DriverError) -> IommuError {
     IommuError::driver(e)
@@ -37,16 +41,30 @@ fn t0sz(levels: u8) -> Option<u8> {
 }
 
 impl Smmuv3Driver {
-    fn refusal(&self, dev: Rid, r: Refusal) -> IommuError {
+    fn refusal(&self, dev: Rid, pasid: Pasid, r: Refusal) -> IommuError {
         match r {
             Refusal::NoMaster => IommuError::NoDevice(dev),
             // Linux: a PASID at or beyond the master's width is EINVAL.
             Refusal::SsidTooWide => IommuError::Invalid("PASID beyond the SubstreamID width"),
             Refusal::Unsupported => IommuError::DeviceUnsupported {
                 dev,
-                what: "identity translation of a PASID",
+                what: "identity or nested translation of a PASID",
             },
+            Refusal::NotStage1 => IommuError::Invalid(
+                "a stage-2 domain at a PASID, or a PASID under a stage-2 or nested RID",
+            ),
+            Refusal::Busy => IommuError::PasidBusy { dev, pasid },
+            Refusal::NoVmid => IommuError::NoDomainId,
         }
+    }
+
+    /// Checks that a nest parent's `levels` are those of the driver's stage-2 format.
+    fn s2_levels_ok(&self, levels: u8) -> vsva_iommu::Result<()> {
+        let fmt = self.s2_format();
+        if levels != 2 + fmt.sl0 {
+            return Err(IommuError::Invalid("stage-2 levels"));
+        }
+        Ok(())
     }
 }
 
@@ -107,22 +125,57 @@ impl IommuOps for Smmuv3Driver {
                     });
                 }
             },
-            DomainSpec::Paging { .. } | DomainSpec::Nested { .. } => {
-                return Err(IommuError::DeviceUnsupported {
-                    dev,
-                    what: "nested translation on SMMUv3",
-                });
+            DomainSpec::Paging {
+                root,
+                levels,
+                dirty_tracking,
+                nest_parent: true,
+            } => {
+                // Linux refuses dirty tracking on a stage-2 domain (EOPNOTSUPP).
+                if dirty_tracking {
+                    return Err(IommuError::DeviceUnsupported {
+                        dev,
+                        what: "dirty tracking of a stage-2 domain",
+                    });
+                }
+                self.s2_levels_ok(levels)?;
+                Target::S2 {
+                    vmid: did,
+                    ttb: root,
+                }
             }
+            DomainSpec::Nested {
+                s1,
+                s2_root,
+                s2_levels,
+                parent_did,
+            } => match s1 {
+                NestedS1::StreamEntry { ste, ats, .. } => {
+                    self.s2_levels_ok(s2_levels)?;
+                    Target::Nested {
+                        vmid: parent_did,
+                        ttb: s2_root,
+                        ste,
+                        ats,
+                    }
+                }
+                NestedS1::Table { .. } => {
+                    return Err(IommuError::DeviceUnsupported {
+                        dev,
+                        what: "a per-PASID first-stage table on SMMUv3",
+                    });
+                }
+            },
         };
         self.set_target(dev, pasid.raw(), target)
             .map_err(err)?
-            .map_err(|r| self.refusal(dev, r))
+            .map_err(|r| self.refusal(dev, pasid, r))
     }
 
     fn clear_pasid(&self, dev: Rid, pasid: Pasid) -> vsva_iommu::Result<()> {
         self.clear_target(dev, pasid.raw())
             .map_err(err)?
-            .map_err(|r| self.refusal(dev, r))
+            .map_err(|r| self.refusal(dev, pasid, r))
     }
 
     fn flush(
@@ -172,10 +225,37 @@ impl IommuOps for Smmuv3Driver {
     fn nesting(&self) -> bool {
         // `arm_smmu_domain_alloc_paging_flags()` refuses IOMMU_HWPT_ALLOC_NEST_PARENT with
         // EOPNOTSUPP without ARM_SMMU_FEAT_NESTING (both stages, `arm_smmu_device_hw_probe()`).
-        // A nest parent is a stage-2 domain there, and accepted only without other flags;
-        // vsva's paging domains are stage 1 and nested domains on SMMUv3 are issue 15's, so
-        // the driver offers no nest parent yet (EOPNOTSUPP, as an SMMU without S2P).
-        false
+        self.features().nesting
+    }
+
+    fn viommu_type(&self, viommu_type: u32) -> bool {
+        viommu_type == VIOMMU_TYPE_ARM_SMMUV3 && self.viommu_supported()
+    }
+
+    fn user_pasid_table(&self) -> bool {
+        // Linux sets `iommu_ops::user_pasid_table`: a nested STE points at the guest's CD
+        // table, so every SubstreamID of the master is the guest's.
+        true
+    }
+
+    fn viommu_alloc_domain_nested(
+        &self,
+        _viommu: &dyn ViommuContext,
+        data: &dyn UserData,
+    ) -> Result<NestedS1, Errno> {
+        crate::nested::alloc_domain_nested(data)
+    }
+
+    fn viommu_cache_invalidate(
+        &self,
+        viommu: &dyn ViommuContext,
+        entries: &dyn UserDataArray,
+    ) -> InvalidateOutcome {
+        self.viommu_invalidate(viommu, entries)
+    }
+
+    fn viommu_event(&self, fault: &UnrecoverableFault, virt_id: u64) -> Option<VirtualEvent> {
+        self.vmaster_event(fault, virt_id)
     }
 
     fn nest_parent_read_only(&self) -> bool {
@@ -210,6 +290,22 @@ impl IommuOps for Smmuv3Driver {
             table,
             (1u64 << 48) - 1,
         ))))
+    }
+
+    fn alloc_io_pgtable_nest_parent(&self) -> vsva_iommu::Result<Box<dyn IoPgtable>> {
+        // io-pgtable-arm's ARM_64_LPAE_S2 as arm_smmu_domain_finalise sets it up for a
+        // stage-2 domain: IAS and OAS from the IDRs.
+        if !self.features().nesting {
+            // EOPNOTSUPP as Linux; no device is involved in allocating a domain.
+            return Err(IommuError::DeviceUnsupported {
+                dev: Rid::from_raw(0),
+                what: "a nest parent without stage 2",
+            });
+        }
+        let table = PageTable::new(self.s2_format(), self.frames.clone())
+            .map_err(|_| IommuError::NoMemory)?;
+        let last = (1u64 << self.s2_ipa_bits()) - 1;
+        Ok(Box::new(FormatTable::new(table, last)))
     }
 }
 

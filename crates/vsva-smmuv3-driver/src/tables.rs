@@ -8,7 +8,7 @@ use std::sync::Arc;
 use vsva_mem::{FrameAllocator, PageSize, PhysMem};
 use vsva_smmuv3::spec::cd::{CD_BYTES, Cd, Cd0, CdTtb, L1CD_BYTES, L1Cd};
 use vsva_smmuv3::spec::ste::{
-    L1STD_BYTES, L1Std, STE_BYTES, Ste, Ste0, Ste1, Ste2, Ste3, config, eats, s1fmt, strw,
+    L1STD_BYTES, L1Std, STE_BYTES, Ste, Ste0, Ste1, Ste2, Ste3, config, eats, s1dss, s1fmt, strw,
 };
 
 use crate::driver::{DriverError, Result};
@@ -333,19 +333,180 @@ pub fn cd_used(cd: &Cd) -> [u64; 8] {
     used
 }
 
-/// Bits of an STE the SMMU reads in its current state (Linux `arm_smmu_get_ste_used`, to
-/// the precision this driver needs): V and Config always; everything else once the STE
-/// translates or bypasses.
+/// Bits of an STE the SMMU reads in its current state (Linux `arm_smmu_get_ste_used`): V;
+/// Config once valid; the stage-1 fields (and S2VMID, which tags stage-1 TLB entries) when
+/// stage 1 translates; the stage-2 fields and MEV when stage 2 does; SHCFG where it applies
+/// (bypass, S1DSS = bypass, stage 2).
 pub fn ste_used(ste: &Ste) -> [u64; 8] {
-    let w0 = ste.w0();
-    let v_cfg = Ste0::new().with_v(true).with_config(7).into_bits();
+    let (w0, w1) = (ste.w0(), ste.w1());
+    let mut used = [0u64; 8];
+    used[0] = Ste0::new().with_v(true).into_bits();
     if !w0.v() {
-        return [Ste0::new().with_v(true).into_bits(), 0, 0, 0, 0, 0, 0, 0];
+        return used;
     }
-    if w0.config() == config::ABORT {
-        return [v_cfg, 0, 0, 0, 0, 0, 0, 0];
+    used[0] |= Ste0::new().with_config(7).into_bits();
+    let cfg = w0.config();
+    let shcfg = Ste1::new().with_shcfg(3).into_bits();
+    if cfg & 0b100 != 0 && cfg & 1 != 0 {
+        used[0] |= Ste0::new()
+            .with_s1fmt(3)
+            .with_s1contextptr((1 << 46) - 1)
+            .with_s1cdmax(0x1f)
+            .into_bits();
+        used[1] |= Ste1::new()
+            .with_s1dss(3)
+            .with_s1cir(3)
+            .with_s1cor(3)
+            .with_s1csh(3)
+            .with_s1stalld(true)
+            .with_strw(3)
+            .with_eats(3)
+            .into_bits();
+        used[2] |= Ste2::new().with_s2vmid(u16::MAX).into_bits();
+        if w1.s1dss() == s1dss::BYPASS {
+            used[1] |= shcfg;
+        }
     }
-    [u64::MAX; 8]
+    if cfg & 0b100 != 0 && cfg & 0b10 != 0 {
+        used[1] |= Ste1::new()
+            .with_s2fwb(true)
+            .with_eats(3)
+            .with_mev(true)
+            .into_bits()
+            | shcfg;
+        used[2] |= Ste2::new()
+            .with_s2vmid(u16::MAX)
+            .with_s2t0sz(0x3f)
+            .with_s2sl0(3)
+            .with_s2ir0(3)
+            .with_s2or0(3)
+            .with_s2sh0(3)
+            .with_s2tg(3)
+            .with_s2ps(7)
+            .with_s2aa64(true)
+            .with_s2endi(true)
+            .with_s2ptw(true)
+            .with_s2s(true)
+            .with_s2r(true)
+            .into_bits();
+        used[3] |= Ste3::new().with_s2ttb((1 << 48) - 1).into_bits();
+    }
+    if cfg == config::BYPASS {
+        used[1] |= shcfg;
+    }
+    used
+}
+
+/// STE bits that may change at any step of an update when both entries use them (Linux
+/// `arm_smmu_get_ste_update_safe`): MEV only changes how many events are recorded, and the
+/// SMMU may act as if it were set.
+pub fn ste_update_safe() -> [u64; 8] {
+    [0, Ste1::new().with_mev(true).into_bits(), 0, 0, 0, 0, 0, 0]
+}
+
+/// STE word 0 fields a guest may set in a nested STE (Linux `STRTAB_STE_0_NESTING_ALLOWED`):
+/// V, Config, S1Fmt, S1ContextPtr, S1CDMax.
+pub fn ste0_nesting_allowed() -> u64 {
+    Ste0::new()
+        .with_v(true)
+        .with_config(7)
+        .with_s1fmt(3)
+        .with_s1contextptr((1 << 46) - 1)
+        .with_s1cdmax(0x1f)
+        .into_bits()
+}
+
+/// STE word 1 fields a guest may set in a nested STE (Linux `STRTAB_STE_1_NESTING_ALLOWED`):
+/// S1DSS, S1CIR, S1COR, S1CSH, S1STALLD, EATS.
+pub fn ste1_nesting_allowed() -> u64 {
+    Ste1::new()
+        .with_s1dss(3)
+        .with_s1cir(3)
+        .with_s1cor(3)
+        .with_s1csh(3)
+        .with_s1stalld(true)
+        .with_eats(3)
+        .into_bits()
+}
+
+/// A stage-2 domain as its STEs describe it: the VMID, and the table with the VTCR fields
+/// io-pgtable-arm's `ARM_64_LPAE_S2` gives it (Linux `arm_smmu_domain_finalise_s2`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct S2Cfg {
+    /// S2VMID.
+    pub vmid: u16,
+    /// S2TTB: the start-level table (concatenated tables aligned to their size).
+    pub ttb: u64,
+    /// S2T0SZ: 64 minus the IPA size.
+    pub t0sz: u8,
+    /// S2SL0 (4 KiB granule: 0 starts at level 2, 1 at level 1, 2 at level 0).
+    pub sl0: u8,
+    /// S2PS (OAS encoding).
+    pub ps: u8,
+    /// Coherent walks (IDR0.COHACC): Inner Shareable write-back tables, else Outer
+    /// Shareable non-cacheable.
+    pub coherent: bool,
+    /// S2FWB (IDR3.FWB: Linux sets `IO_PGTABLE_QUIRK_ARM_S2FWB` whenever it can).
+    pub fwb: bool,
+    /// SHCFG = use incoming (IDR1.ATTR_TYPES_OVR, Linux `ARM_SMMU_FEAT_ATTR_TYPES_OVR`).
+    pub shcfg_incoming: bool,
+}
+
+/// A stage-2-only STE (Linux `arm_smmu_make_s2_domain_ste`): Config S2_TRANS; EATS full ATS
+/// with `ats`; S2FWB, SHCFG as the SMMU allows; S2VMID, the VTCR fields, S2AA64, S2PTW,
+/// S2R, and S2S for a master that stalls; S2TTB.
+pub fn s2_ste(s: &S2Cfg, ats: bool, stall: bool) -> Ste {
+    let (sh, rgn) = if s.coherent { (3, 1) } else { (2, 0) };
+    Ste::from_words(
+        Ste0::new().with_v(true).with_config(config::S2_TRANS),
+        Ste1::new()
+            .with_eats(if ats { eats::TRANS } else { eats::ABORT })
+            .with_s2fwb(s.fwb)
+            .with_shcfg(if s.shcfg_incoming { 1 } else { 0 }),
+        Ste2::new()
+            .with_s2vmid(s.vmid)
+            .with_s2t0sz(s.t0sz)
+            .with_s2sl0(s.sl0)
+            .with_s2ir0(rgn)
+            .with_s2or0(rgn)
+            .with_s2sh0(sh)
+            .with_s2tg(0)
+            .with_s2ps(s.ps)
+            .with_s2aa64(true)
+            .with_s2ptw(true)
+            .with_s2s(stall)
+            .with_s2r(true),
+        Ste3::new().with_s2ttb(s.ttb >> 4),
+    )
+}
+
+/// The STE of a nested domain (Linux `arm_smmu_make_nested_domain_ste`) from the guest's
+/// words as validated: V = 0 or Config abort → an aborting STE; bypass → the stage-2 STE;
+/// stage 1 → the stage-2 STE with Config nested, the guest's stage-1 fields over it and MEV
+/// (Linux `arm_smmu_make_nested_cd_table_ste`). `stall_disable` sets S1STALLD for a master
+/// that cannot stall on an SMMU that can, as [`cdtable_ste`] does: the guest's CD.S is then
+/// ILLEGAL (C_BAD_CD, §5.4.2) rather than a stall the master cannot take.
+pub fn nested_ste(s2: &S2Cfg, guest: [u64; 2], ats: bool, stall: bool, stall_disable: bool) -> Ste {
+    let g0 = Ste0::from_bits(guest[0]);
+    let cfg = if g0.v() { g0.config() } else { config::ABORT };
+    match cfg {
+        config::S1_TRANS => {
+            let mut ste = s2_ste(s2, ats, stall);
+            let cfg_mask = Ste0::new().with_config(7).into_bits();
+            ste.words[0] = Ste0::new()
+                .with_v(true)
+                .with_config(config::NESTED)
+                .into_bits()
+                | (guest[0] & !cfg_mask);
+            ste.words[1] |= guest[1] | Ste1::new().with_mev(true).into_bits();
+            if stall_disable {
+                ste.words[1] |= Ste1::new().with_s1stalld(true).into_bits();
+            }
+            ste
+        }
+        config::BYPASS => s2_ste(s2, ats, stall),
+        _ => abort_ste(),
+    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! The SMMUv3 parts of the iommufd uAPI (Linux `include/uapi/linux/iommufd.h`), which the
-//! driver writes itself, as Linux's `arm-smmu-v3-iommufd.c` includes the header: the data of
-//! `IOMMU_GET_HW_INFO`.
+//! driver reads and writes itself, as Linux's `arm-smmu-v3-iommufd.c` includes the header:
+//! the data of `IOMMU_GET_HW_INFO`, of a nested HWPT (the guest's STE words), of a vIOMMU
+//! invalidation (raw commands) and of a vEVENTQ record, with their type values.
 //!
 //! iommufd keeps its own copies in its ABI layer; the driver does not depend on iommufd, which
 //! sits above the IOMMU core. Both are pinned to the kernel's layout by tests against
@@ -35,3 +36,52 @@ pub struct IommuHwInfoArmSmmuv3 {
 }
 
 const _: () = assert!(size_of::<IommuHwInfoArmSmmuv3>() == 40);
+
+/// `IOMMU_VIOMMU_TYPE_ARM_SMMUV3` (`enum iommu_viommu_type`).
+pub const VIOMMU_TYPE_ARM_SMMUV3: u32 = 1;
+/// `IOMMU_HWPT_DATA_ARM_SMMUV3` (`enum iommu_hwpt_data_type`): [`IommuHwptArmSmmuv3`].
+pub const HWPT_DATA_ARM_SMMUV3: u32 = 2;
+/// `IOMMU_VIOMMU_INVALIDATE_DATA_ARM_SMMUV3` (`enum iommu_hwpt_invalidate_data_type`):
+/// [`IommuViommuArmSmmuv3Invalidate`].
+pub const VIOMMU_INVALIDATE_DATA_ARM_SMMUV3: u32 = 1;
+/// `IOMMU_VEVENTQ_TYPE_ARM_SMMUV3` (`enum iommu_veventq_type`): [`IommuVeventArmSmmuv3`].
+pub const VEVENTQ_TYPE_ARM_SMMUV3: u32 = 1;
+
+/// `struct iommu_hwpt_arm_smmuv3`: STE doublewords 0 and 1 of the guest's stream table
+/// entry (little-endian). Only V, Cfg, S1Fmt, S1ContextPtr, S1CDMax (word 0) and S1DSS,
+/// S1CIR, S1COR, S1CSH, S1STALLD, EATS (word 1) may be set.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+#[repr(C)]
+pub struct IommuHwptArmSmmuv3 {
+    /// STE words 0 and 1.
+    pub ste: [u64; 2],
+}
+
+/// `struct iommu_viommu_arm_smmuv3_invalidate`: one 128-bit command for the SMMU's command
+/// queue (little-endian), of CMDQ_OP_TLBI_NSNH_ALL, TLBI_NH_VA, TLBI_NH_VAA, TLBI_NH_ALL,
+/// TLBI_NH_ASID, ATC_INV, CFGI_CD or CFGI_CD_ALL.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+#[repr(C)]
+pub struct IommuViommuArmSmmuv3Invalidate {
+    /// The command's two doublewords.
+    pub cmd: [u64; 2],
+}
+
+/// `struct iommu_vevent_arm_smmuv3`: a 256-bit event record (little-endian, IHI 0070 §7.3)
+/// whose StreamID is the device's virtual ID.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+#[repr(C)]
+pub struct IommuVeventArmSmmuv3 {
+    /// The record's four doublewords.
+    pub evt: [u64; 4],
+}
+
+const _: () = assert!(size_of::<IommuHwptArmSmmuv3>() == 16);
+const _: () = assert!(size_of::<IommuViommuArmSmmuv3Invalidate>() == 16);
+const _: () = assert!(size_of::<IommuVeventArmSmmuv3>() == 32);

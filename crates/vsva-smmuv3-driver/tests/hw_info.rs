@@ -242,11 +242,19 @@ fn the_idrs_follow_the_configuration() {
 }
 
 #[test]
-fn no_nest_parent_until_nested_domains_exist() {
+fn a_nest_parent_needs_both_stages() {
     // Linux offers one with ARM_SMMU_FEAT_NESTING (IDR0.S1P and S2P), as a stage-2 domain;
-    // vsva's SMMUv3 paging domains are stage 1 and its nested domains are issue 15's, so
-    // NEST_PARENT is refused (EOPNOTSUPP) even with both stages, and plain paging works.
+    // `arm_smmu_domain_alloc_paging_flags()` refuses NEST_PARENT with EOPNOTSUPP otherwise.
     let f = open(Smmuv3Config::default(), false);
+    assert!(f.hwpt_paging(HwptAllocFlags::NEST_PARENT).is_ok());
+    assert!(f.hwpt_paging(HwptAllocFlags::empty()).is_ok());
+    let f = open(
+        Smmuv3Config {
+            stage2: false,
+            ..Smmuv3Config::default()
+        },
+        false,
+    );
     assert_eq!(
         f.hwpt_paging(HwptAllocFlags::NEST_PARENT),
         Err(Errno::EOPNOTSUPP)

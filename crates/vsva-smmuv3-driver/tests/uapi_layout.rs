@@ -7,7 +7,9 @@ use std::mem::{align_of, offset_of, size_of};
 use iommufd_bindings as linux;
 use vsva_iommufd::abi::{HwInfoType, IommuHwInfoArmSmmuv3 as Iommufds};
 use vsva_smmuv3_driver::uapi::{
-    HW_INFO_TYPE_ARM_SMMUV3, HW_INFO_TYPE_DEFAULT, IommuHwInfoArmSmmuv3,
+    HW_INFO_TYPE_ARM_SMMUV3, HW_INFO_TYPE_DEFAULT, HWPT_DATA_ARM_SMMUV3, IommuHwInfoArmSmmuv3,
+    IommuHwptArmSmmuv3, IommuVeventArmSmmuv3, IommuViommuArmSmmuv3Invalidate,
+    VEVENTQ_TYPE_ARM_SMMUV3, VIOMMU_INVALIDATE_DATA_ARM_SMMUV3, VIOMMU_TYPE_ARM_SMMUV3,
 };
 
 macro_rules! same_layout {
@@ -51,4 +53,38 @@ fn the_hw_info_types_have_the_kernel_values() {
         linux::iommu_hw_info_type_IOMMU_HW_INFO_TYPE_ARM_SMMUV3
     );
     assert_eq!(HW_INFO_TYPE_ARM_SMMUV3, HwInfoType::ARM_SMMUV3.0);
+}
+
+#[test]
+fn the_nesting_structs_have_the_kernel_layout() {
+    same_layout!(IommuHwptArmSmmuv3, linux::iommu_hwpt_arm_smmuv3, [ste]);
+    same_layout!(
+        IommuViommuArmSmmuv3Invalidate,
+        linux::iommu_viommu_arm_smmuv3_invalidate,
+        [cmd]
+    );
+    same_layout!(IommuVeventArmSmmuv3, linux::iommu_vevent_arm_smmuv3, [evt]);
+    assert_eq!(size_of::<IommuHwptArmSmmuv3>(), 16);
+    assert_eq!(size_of::<IommuViommuArmSmmuv3Invalidate>(), 16);
+    assert_eq!(size_of::<IommuVeventArmSmmuv3>(), 32);
+}
+
+#[test]
+fn the_nesting_types_have_the_kernel_values() {
+    assert_eq!(
+        VIOMMU_TYPE_ARM_SMMUV3,
+        linux::iommu_viommu_type_IOMMU_VIOMMU_TYPE_ARM_SMMUV3
+    );
+    assert_eq!(
+        HWPT_DATA_ARM_SMMUV3,
+        linux::iommu_hwpt_data_type_IOMMU_HWPT_DATA_ARM_SMMUV3
+    );
+    assert_eq!(
+        VIOMMU_INVALIDATE_DATA_ARM_SMMUV3,
+        linux::iommu_hwpt_invalidate_data_type_IOMMU_VIOMMU_INVALIDATE_DATA_ARM_SMMUV3
+    );
+    assert_eq!(
+        VEVENTQ_TYPE_ARM_SMMUV3,
+        linux::iommu_veventq_type_IOMMU_VEVENTQ_TYPE_ARM_SMMUV3
+    );
 }

@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod guest;
+
 use std::sync::{Arc, Mutex};
 use vsva_pcie::Mmio;
 
