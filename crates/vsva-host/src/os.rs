@@ -39,14 +39,36 @@ impl<K: IommuKind> Os<K> {
         unit: &Arc<K::Unit>,
         ram: u64,
     ) -> Result<Self, PlatformError> {
-        let driver_frames = Arc::new(FrameAllocator::new(mem.clone(), MIB, 256 * MIB));
+        Self::boot_with_holes(mem, unit, ram, &[])
+    }
+
+    /// [`boot`](Self::boot) on a machine whose firmware says `holes` (`[start, end)`) of
+    /// `[0, ram)` are not RAM: nothing is allocated there (a guest's physical map, where the
+    /// VMM could not make those addresses reachable by DMA — the host's reserved regions).
+    ///
+    /// # Errors
+    /// As [`boot`](Self::boot).
+    pub fn boot_with_holes(
+        mem: Arc<dyn PhysMem>,
+        unit: &Arc<K::Unit>,
+        ram: u64,
+        holes: &[(u64, u64)],
+    ) -> Result<Self, PlatformError> {
+        let driver_frames = Arc::new(FrameAllocator::with_holes(
+            mem.clone(),
+            MIB,
+            256 * MIB,
+            holes,
+        ));
         let driver = K::probe(unit, mem.clone(), driver_frames).map_err(PlatformError::Driver)?;
         let iommu = Iommu::new(driver.clone());
+        let mut process_holes = holes.to_vec();
+        process_holes.push(INTERRUPT_WINDOW);
         let frames = Arc::new(FrameAllocator::with_holes(
             mem,
             256 * MIB,
             ram,
-            &[INTERRUPT_WINDOW],
+            &process_holes,
         ));
         let mm = MemoryManager::with_paging(frames, Self::cpu_paging());
         Ok(Os { driver, iommu, mm })

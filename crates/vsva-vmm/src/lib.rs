@@ -29,6 +29,6 @@ pub use assigned::AssignedDevice;
 pub use guest_ram::{GuestRam, GuestRamError};
 pub use uapi::{Smmuv3HwInfo, Uapi, VtdHwInfo};
 pub use viommu::Relay;
-pub use vsmmu::{SmmuRelay, guest_smmu_config};
 pub use vm::{BOOT_DEVICE, GuestKind, Smmuv3Vm, Vm, VmError, VtdVm, guest_unit_config};
 pub use vmm::{BLOCKED_HOST_PASID, Counters, CountersSnapshot, VmConfig, Vmm, VmmError};
+pub use vsmmu::{SmmuRelay, guest_smmu_config};

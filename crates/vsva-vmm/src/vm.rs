@@ -35,6 +35,8 @@ pub const BOOT_DEVICE: Rid = match Rid::from_bdf(0, 3, 0) {
 /// PRI requests and ATC entries of the devices the VM plugs in itself.
 const BOOT_PRI: u32 = 32;
 const BOOT_ATC: usize = 256;
+/// Stalled transactions the host takes at once from a platform device the VM plugs in.
+const PLATFORM_STALLS: u32 = 32;
 
 /// VM errors.
 #[derive(Debug, thiserror::Error)]
@@ -136,7 +138,7 @@ impl<K: GuestKind> Vm<K> {
     fn boot_guest(vmm: &Arc<Vmm>) -> Result<(Arc<K::Unit>, Os<K>), VmError> {
         let unit = K::connect(vmm)?;
         let ram: Arc<dyn PhysMem> = vmm.ram().clone();
-        let os = Os::<K>::boot(ram, &unit, vmm.ram_size())?;
+        let os = Os::<K>::boot_with_holes(ram, &unit, vmm.ram_size(), vmm.ram_holes())?;
         Ok((unit, os))
     }
 
@@ -249,7 +251,7 @@ impl<K: GuestKind> Machine for Vm<K> {
             Some(c) => c,
             None => {
                 self.vmm
-                    .assign_platform(stream, pasid_bits)
+                    .assign_platform(stream, pasid_bits, PLATFORM_STALLS)
                     .map_err(|e| e.to_string())?;
                 self.vmm
                     .claim(stream)

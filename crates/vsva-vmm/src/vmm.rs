@@ -30,12 +30,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
 
-use vsva_demo::{Endpoint, Machine};
+use vsva_demo::{Endpoint, Machine, MsiWindow};
 use vsva_iommu::DeviceCaps;
 use vsva_iommu::UnrecoverableFault;
 use vsva_iommufd::abi::Errno;
 use vsva_iommufd::{DeviceInfo, FaultFile, Iommufd, VfioDevice, VfioDeviceFile};
-use vsva_mem::{PhysMem, Rid};
+use vsva_mem::{PhysMem, Rid, Va};
 use vsva_mm::{MapFlags, Process, Prot};
 use vsva_vtd::Vtd;
 
@@ -262,6 +262,9 @@ pub struct Vmm {
     fault_id: u32,
     fault: Arc<FaultFile>,
     ram: Arc<GuestRam>,
+    /// Ranges `[start, end)` of guest-physical memory the guest's firmware map says are not
+    /// RAM (no DMA can reach them).
+    holes: Vec<(u64, u64)>,
     /// The VMM's own pins of guest RAM (the CPU view), dropped at shutdown.
     ram_pins: Mutex<Vec<vsva_mm::Pinned>>,
     state: Mutex<State>,
@@ -316,7 +319,25 @@ impl Vmm {
         let fd = Arc::new(Iommufd::new(process.clone(), host.iommu().clone()));
         let uapi = Uapi::new(fd.clone(), process.clone())?;
         let ioas = uapi.ioas_alloc()?;
-        uapi.ioas_map(ioas, ram_va, cfg.ram, 0)?;
+        // The guest's physical map leaves out what the host's IOMMU reserves in every DMA
+        // domain (an SMMUv3 host's software MSI window: attaching a device to an IOAS mapping
+        // it would be EADDRINUSE, `iopt_table_enforce_dev_resv_regions()`); QEMU's Arm `virt`
+        // machine keeps RAM clear of it the same way. Guest RAM there is not RAM to the guest.
+        let holes = match host.msi_window() {
+            MsiWindow::Reserved {
+                window: (start, last),
+            } if start < cfg.ram => {
+                vec![(start, (last + 1).min(cfg.ram))]
+            }
+            _ => Vec::new(),
+        };
+        let mut at = 0;
+        for &(start, end) in holes.iter().chain([&(cfg.ram, cfg.ram)]) {
+            if start > at {
+                uapi.ioas_map(ioas, Va::new(ram_va.raw() + at), start - at, at)?;
+            }
+            at = end;
+        }
         let (fault_id, fault_fd) = uapi.fault_alloc()?;
         let fault = fd.fault_file(fault_fd)?;
         Ok(Arc::new_cyclic(|me| Vmm {
@@ -329,6 +350,7 @@ impl Vmm {
             fault,
             ram,
             ram_pins: Mutex::new(runs),
+            holes,
             state: Mutex::new(State::default()),
             unit: RwLock::new(Weak::new()),
             smmu_unit: RwLock::new(Weak::new()),
@@ -351,6 +373,11 @@ impl Vmm {
     /// Guest RAM.
     pub fn ram(&self) -> &Arc<GuestRam> {
         &self.ram
+    }
+
+    /// What the guest's firmware map leaves out of RAM: `[start, end)` ranges.
+    pub fn ram_holes(&self) -> &[(u64, u64)] {
+        &self.holes
     }
 
     /// The iommufd.
@@ -401,18 +428,26 @@ impl Vmm {
     /// Plugs a platform demo device with `pasid_bits`-bit SubstreamIDs into the host at
     /// StreamID `stream`'s place on the VM's bus — described to the host's IOMMU driver as
     /// able to stall (`dma-can-stall`) — and assigns it to the VM as [`assign`](Self::assign)
-    /// does (a vfio-platform device). Its faults reach the guest as stall events.
+    /// does (a vfio-platform device), the host core taking up to `max_stalls` of its stalled
+    /// transactions at once. Its faults reach the guest as stall events.
     ///
     /// # Errors
     /// [`VmmError`]; `EEXIST` if a device is already assigned at `stream`; the host's refusal
     /// when its IOMMU cannot stall.
-    pub fn assign_platform(&self, stream: Rid, pasid_bits: u8) -> Result<u32, VmmError> {
+    pub fn assign_platform(
+        &self,
+        stream: Rid,
+        pasid_bits: u8,
+        max_stalls: u32,
+    ) -> Result<u32, VmmError> {
         let caps = DeviceCaps {
             pasid_bits,
             ats: false,
             pri: false,
         };
-        self.plug(stream, caps, 0, true, |host_rid| {
+        // The host core holds at most `max_stalls` of its stalled transactions at once (its
+        // page-request limit, as the host's own driver of the device sets it).
+        self.plug(stream, caps, max_stalls, true, |host_rid| {
             self.host.add_platform_device(host_rid, pasid_bits)
         })
     }

@@ -187,7 +187,10 @@ fn smmuv3_guest(r: &mut Report, prefix: &str) -> Result<()> {
     }
     let c = vm.vmm().counters();
     r.count(&counter("nested_binds"), c.nested_binds);
-    r.count(&counter("invalidations_propagated"), c.invalidations_propagated);
+    r.count(
+        &counter("invalidations_propagated"),
+        c.invalidations_propagated,
+    );
     r.count(&counter("faults_to_guest"), c.faults_to_guest);
     r.count(&counter("page_responses_relayed"), c.page_responses_relayed);
     r.count(&counter("faults_reported"), c.faults_reported);
@@ -281,7 +284,11 @@ pub fn run(iommu: Option<HostIommu>, viommu: Option<GuestIommu>, vm_only: bool) 
         };
         let from = r.checks.len();
         smmuv3_guest(&mut r, guest_prefix)?;
-        run_line(&mut r, "SMMUv3 guest (virtual SMMUv3 on host nesting)", from);
+        run_line(
+            &mut r,
+            "SMMUv3 guest (virtual SMMUv3 on host nesting)",
+            from,
+        );
     }
     Ok(r)
 }

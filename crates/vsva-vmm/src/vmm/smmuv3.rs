@@ -130,7 +130,9 @@ impl Vmm {
         let Some(viommu) = smmu.viommu else {
             return Ok(());
         };
-        let vdevice = self.uapi.vdevice_alloc(viommu, dev_id, u64::from(rid.raw()))?;
+        let vdevice = self
+            .uapi
+            .vdevice_alloc(viommu, dev_id, u64::from(rid.raw()))?;
         smmu.streams.insert(
             rid.raw(),
             Stream {

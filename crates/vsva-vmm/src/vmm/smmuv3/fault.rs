@@ -11,7 +11,7 @@
 //!   StreamID already put back) go into the guest's event queue as they are.
 
 use vsva_iommufd::abi::{
-    IommufdVeventHeader, IommuHwptPgfault, IommuVeventArmSmmuv3, PageResponseCode, PgfaultFlags,
+    IommuHwptPgfault, IommuVeventArmSmmuv3, IommufdVeventHeader, PageResponseCode, PgfaultFlags,
     PgfaultPerm, VeventqFlags,
 };
 use vsva_mem::{Pasid, Rid};

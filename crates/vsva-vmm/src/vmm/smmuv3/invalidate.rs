@@ -30,7 +30,11 @@ pub(crate) fn atc_inv(inv: &AtsInvalidation) -> Command {
     let size = if inv.len == u64::MAX || inv.len == 0 {
         52
     } else {
-        (inv.len.next_power_of_two().trailing_zeros().saturating_sub(12) as u8).min(52)
+        (inv.len
+            .next_power_of_two()
+            .trailing_zeros()
+            .saturating_sub(12) as u8)
+            .min(52)
     };
     Command::AtcInv {
         sid: u32::from(inv.sid.raw()),

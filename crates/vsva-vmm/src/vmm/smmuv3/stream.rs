@@ -181,7 +181,11 @@ mod tests {
         assert_eq!(v0, g0, "word 0 has only allowed fields set");
         assert_eq!(v1, g1 & !((1 << 19) | (0b11 << 30)));
         assert!(translates([v0, v1]));
-        assert_eq!(vste(g0 & !1, g1), [0, 0], "an invalid STE is an invalid vSTE");
+        assert_eq!(
+            vste(g0 & !1, g1),
+            [0, 0],
+            "an invalid STE is an invalid vSTE"
+        );
         assert!(!translates(plain(config::BYPASS)));
         assert_eq!(plain(config::ABORT), [1, 0]);
         assert_eq!(plain(config::BYPASS), [0b1001, 0]);
