@@ -151,7 +151,9 @@ const METRICS: &[(&str, Measure)] = &[
     ("smmuv3_nested_walk_ns", smmuv3_nested),
     ("sva_dma_copy_gbps", |e, _| sva_copy::<VtdKind>(e)),
     ("iopf_roundtrip_us", |e, _| iopf_roundtrip::<VtdKind>(e)),
-    ("vsva_iopf_roundtrip_us", |e, _| vsva_iopf_roundtrip(e)),
+    ("vsva_iopf_roundtrip_us", |e, _| {
+        vsva_iopf_roundtrip::<VtdKind>(e)
+    }),
     ("invalidation_us", |e, _| invalidation::<VtdKind>(e)),
     // the same on an Arm64 host behind an SMMUv3, against the same baselines
     ("smmuv3_sva_dma_copy_gbps", |e, _| sva_copy::<Smmuv3Kind>(e)),
@@ -160,6 +162,9 @@ const METRICS: &[(&str, Measure)] = &[
     }),
     ("smmuv3_iopf_stall_roundtrip_us", |e, _| {
         smmuv3_iopf_stall_roundtrip(e)
+    }),
+    ("smmuv3_vsva_iopf_roundtrip_us", |e, _| {
+        vsva_iopf_roundtrip::<Smmuv3Kind>(e)
     }),
     ("smmuv3_invalidation_us", |e, _| {
         invalidation::<Smmuv3Kind>(e)

@@ -24,8 +24,9 @@ fn demo_json_reports_every_sva_check_and_the_counters() {
     let v = json(&["demo", "--json"]);
     let checks = v["checks"].as_array().expect("checks array");
     // the VT-d host's twelve, the same twelve inside its guest, then on the SMMUv3 host,
-    // then the platform device's eight on the SMMUv3 host
-    assert_eq!(checks.len(), 44);
+    // then the platform device's eight on the SMMUv3 host, then both devices' twenty inside
+    // the SMMUv3 host's guest
+    assert_eq!(checks.len(), 64);
     for c in checks {
         assert!(c["name"].is_string() && c["detail"].is_string());
         assert_eq!(c["passed"], true, "{c}");
@@ -41,6 +42,11 @@ fn demo_json_reports_every_sva_check_and_the_counters() {
         assert!(names.contains(&in_guest.as_str()), "missing {in_guest:?}");
         let on_smmu = format!("smmuv3: {expected}");
         assert!(names.contains(&on_smmu.as_str()), "missing {on_smmu:?}");
+        let in_smmu_guest = format!("smmuv3 guest: {expected}");
+        assert!(
+            names.contains(&in_smmu_guest.as_str()),
+            "missing {in_smmu_guest:?}"
+        );
     }
     // one line per run
     let runs = v["runs"].as_array().expect("runs array");
@@ -51,7 +57,8 @@ fn demo_json_reports_every_sva_check_and_the_counters() {
             "VT-d host",
             "VT-d guest (virtual VT-d on host nesting)",
             "SMMUv3 host",
-            "SMMUv3 host, platform device with stall"
+            "SMMUv3 host, platform device with stall",
+            "SMMUv3 guest (virtual SMMUv3 on host nesting)"
         ]
     );
     assert!(
@@ -60,7 +67,9 @@ fn demo_json_reports_every_sva_check_and_the_counters() {
             .all(|r| r["passed"] == 12 && r["checks"] == 12)
     );
     assert!(runs[3]["passed"] == 8 && runs[3]["checks"] == 8);
+    assert!(runs[4]["passed"] == 20 && runs[4]["checks"] == 20);
     assert!(names.contains(&"smmuv3: stall: fresh mmap faulted in by the device"));
+    assert!(names.contains(&"smmuv3 guest: stall: fresh mmap faulted in by the device"));
     // the VT-d host says why it has no platform device with stall
     let text = String::from_utf8_lossy(&run(&["demo", "--iommu", "vtd"]).stdout).into_owned();
     assert!(
@@ -97,14 +106,45 @@ fn demo_json_reports_every_sva_check_and_the_counters() {
         v["counters"]["faults_to_guest"],
         v["counters"]["page_responses_relayed"]
     );
+    // the same four flows through the virtual SMMUv3: page requests through the PRI
+    // queues and stalls through the event queues, each answered back to the host
+    for counter in [
+        "nested_binds",
+        "invalidations_propagated",
+        "faults_to_guest",
+        "page_responses_relayed",
+    ] {
+        let k = format!("smmuv3_guest_{counter}");
+        assert!(v["counters"][&k].as_u64().unwrap() > 0, "{k}");
+    }
+    assert_eq!(
+        v["counters"]["smmuv3_guest_faults_to_guest"],
+        v["counters"]["smmuv3_guest_page_responses_relayed"]
+    );
 }
 
 #[test]
 fn demo_vm_runs_only_the_guest() {
     let v = json(&["demo", "--vm", "--json"]);
     let checks = v["checks"].as_array().expect("checks array");
-    assert_eq!(checks.len(), 12);
+    // the VT-d host's guest, then the SMMUv3 host's (both devices)
+    assert_eq!(checks.len(), 32);
     assert!(checks.iter().all(|c| c["passed"] == true));
+    let runs = v["runs"].as_array().expect("runs array");
+    assert_eq!(runs.len(), 2);
+    // one host's guest alone, without prefixes
+    let smmu = json(&["demo", "--iommu", "smmuv3", "--vm", "--json"]);
+    let checks = smmu["checks"].as_array().expect("checks array");
+    assert_eq!(checks.len(), 20);
+    assert!(checks.iter().all(|c| c["passed"] == true));
+    let names: Vec<&str> = checks.iter().filter_map(|c| c["name"].as_str()).collect();
+    assert!(names.contains(&"stall: fork: child binds its own PASID, no shared data"));
+    assert!(
+        smmu["counters"]["smmuv3_guest_nested_binds"]
+            .as_u64()
+            .unwrap()
+            >= 2
+    );
     assert!(
         v["counters"]["nested_binds"].as_u64().unwrap() >= 2,
         "parent and forked child"
@@ -116,8 +156,9 @@ fn demo_vm_runs_only_the_guest() {
 fn demo_on_the_smmuv3_host_alone() {
     let v = json(&["demo", "--iommu", "smmuv3", "--json"]);
     let checks = v["checks"].as_array().expect("checks array");
-    // twelve on the PCIe device, eight on the platform device with stall
-    assert_eq!(checks.len(), 20);
+    // twelve on the PCIe device, eight on the platform device with stall, then the same
+    // twenty in the guest
+    assert_eq!(checks.len(), 40);
     assert!(checks.iter().all(|c| c["passed"] == true));
     let names: Vec<&str> = checks.iter().filter_map(|c| c["name"].as_str()).collect();
     // no host prefix when one host runs alone
@@ -152,13 +193,13 @@ fn demo_on_the_smmuv3_host_alone() {
     assert_eq!(n("stall_events"), n("platform_stalls"));
     // the SMMU wrote each of them (no other event on these runs)
     assert_eq!(n("events"), n("stall_events"));
-    // no guest on an SMMUv3 host yet
-    let out = run(&["demo", "--iommu", "smmuv3", "--vm"]);
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("virtual SMMUv3"));
+    assert!(names.contains(&"guest: stall: fresh mmap faulted in by the device"));
     // each host offers its own vIOMMU; the ones not built yet say which issue builds them
     for (args, says) in [
-        (&["--viommu", "smmuv3"][..], "issue 15"),
+        (
+            &["--iommu", "vtd", "--viommu", "smmuv3"][..],
+            "not a virtual SMMUv3",
+        ),
         (&["--viommu", "virtio-iommu"][..], "issue 16"),
         (
             &["--iommu", "smmuv3", "--viommu", "vtd"][..],
@@ -179,7 +220,7 @@ fn demo_text_report_has_a_line_per_check_then_counters() {
     let out = run(&["demo"]);
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("== checks: 44 of 44 passed"));
+    assert!(text.contains("== checks: 64 of 64 passed"));
     assert!(text.contains("PASS SMMUv3 host"));
     assert!(text.contains("PASS SMMUv3 host, platform device with stall"));
     assert!(text.contains("vSVA demo"));

@@ -8,13 +8,12 @@ use std::time::Instant;
 use anyhow::{Result, ensure};
 use vsva_demo::regs::{self, Op};
 use vsva_demo::{Command, DemoDriver};
-use vsva_host::{Host, IommuKind, Platform, Smmuv3Kind};
+use vsva_host::{Host, IommuKind, Smmuv3Kind};
 use vsva_mem::{Access, PhysMem, PhysMemory, Rid, Va};
 use vsva_mm::{MapFlags, Prot};
 use vsva_smmuv3::Smmuv3Config;
-use vsva_vtd::VtdConfig;
 
-use super::{Effort, Metric, median, ratio_metric, rig, rig_on};
+use super::{Effort, Metric, median, ratio_metric, rig_on};
 
 /// One sample of the I/O page-fault round trip on `machine` (a host or a guest): the device
 /// writes `pages` fresh pages of `proc_` under `ctx`, each a page request resolved by the
@@ -117,15 +116,19 @@ pub(super) fn smmuv3_iopf_stall_roundtrip(e: Effort) -> Result<Metric> {
     Ok(m)
 }
 
-/// The I/O page-fault round trip inside a guest — device page request, host PRQ, iommufd
-/// fault queue, VMM, guest vIOMMU PRQ, guest IOPF and memory manager, guest page response,
-/// fault-queue write, host page response, device retry — against the same round trip on the
-/// host, sampled alternately in the same run.
-pub(super) fn vsva_iopf_roundtrip(e: Effort) -> Result<Metric> {
+/// The I/O page-fault round trip inside a guest — device page request, host PRQ (PRI queue),
+/// iommufd fault queue, VMM, guest vIOMMU PRQ (PRI queue), guest IOPF and memory manager,
+/// guest page response (CMD_PRI_RESP), fault-queue write, host page response, device retry —
+/// against the same round trip on the host, sampled alternately in the same run; `K` is the
+/// host's IOMMU and the guest's vIOMMU.
+pub(super) fn vsva_iopf_roundtrip<K: vsva_vmm::GuestKind>(e: Effort) -> Result<Metric>
+where
+    K::Config: Default,
+{
     let pages = iopf_pages(e);
-    let host_rig = rig(256)?;
-    let host = Arc::new(Platform::new(16 << 30, VtdConfig::default())?);
-    let vm = vsva_vmm::VtdVm::boot(host, vsva_vmm::VmConfig::default())?;
+    let host_rig = rig_on::<K>(256)?;
+    let host = Arc::new(Host::<K>::new(16 << 30, K::Config::default())?);
+    let vm = vsva_vmm::Vm::<K>::boot(host, vsva_vmm::VmConfig::default())?;
     let dev = vsva_demo::Machine::add_device(&vm, Rid::from_bdf(0, 3, 0)?, 64, 256)
         .map_err(|e| anyhow::anyhow!(e))?;
     let drv = DemoDriver::probe(&vm, dev, false)?;
