@@ -147,7 +147,6 @@ fn c_driver_runs_the_emulated_device_through_an_access() {
 }
 
 #[test]
-#[ignore = "needs the SMMUv3 driver's nest parents and ARM_SMMUV3 vIOMMU operations (issue 15)"]
 fn c_vmm_drives_smmuv3_nesting_through_the_shim() {
     if !have_cc() {
         println!("SKIP c_vmm_drives_smmuv3_nesting_through_the_shim: no C compiler (cc)");
