@@ -642,13 +642,26 @@ impl Iommu {
             .devices
             .get_mut(&dev)
             .and_then(|d| d.pasids.remove(&pasid.raw()));
+        // A nested domain on the RID of a device whose PASID table is the user's took the
+        // page requests of every PASID (Linux `find_fault_handler()`); while it was attached
+        // no PASID had an attachment of its own (the driver refuses both at once: SMMUv3
+        // `arm_smmu_ssids_in_use()`), so every pending group of the device was its.
+        let user_table = pasid.raw() == 0
+            && self.ops.user_pasid_table()
+            && matches!(
+                removed,
+                Some(Attachment::Domain {
+                    owner: Owner::Nested(_),
+                    ..
+                })
+            );
         if let Some(Attachment::Domain { did, owner, .. }) = removed {
             owner.remove(dev, pasid);
             if matches!(owner, Owner::Attachment) {
                 self.dids.release(did);
             }
         }
-        self.abort_faults(dev, Some(pasid), false);
+        self.abort_faults(dev, Some(pasid), user_table);
         Ok(())
     }
 

@@ -89,14 +89,16 @@ struct Queued {
     dev_id: u32,
     /// The HWPT whose attachment routed it (the attach handle's domain).
     hwpt_id: u32,
+    /// The PASID of that attachment (0 for the RID's). Usually the group's own; a group of a
+    /// PASID the user's PASID table translates (SMMUv3 nesting) came through the RID's.
+    attach_pasid: Pasid,
 }
 
 impl Queued {
     /// Whether it came through the attachment of (`rid`, `pasid`) to HWPT `hwpt_id` — Linux
     /// compares `group->attach_handle` with the handle going away.
     fn through(&self, rid: Rid, pasid: Pasid, hwpt_id: u32) -> bool {
-        let group_pasid = self.group.pasid.map_or(0, |p| p.raw());
-        self.group.dev == rid && group_pasid == pasid.raw() && self.hwpt_id == hwpt_id
+        self.group.dev == rid && self.attach_pasid == pasid && self.hwpt_id == hwpt_id
     }
 }
 
@@ -437,6 +439,8 @@ pub(crate) struct FaultHandler {
     pub(crate) fault: Arc<Fault>,
     pub(crate) dev_id: u32,
     pub(crate) hwpt_id: u32,
+    /// The attachment's PASID (its attach handle's).
+    pub(crate) pasid: Pasid,
 }
 
 impl IopfHandler for FaultHandler {
@@ -445,6 +449,7 @@ impl IopfHandler for FaultHandler {
             group,
             dev_id: self.dev_id,
             hwpt_id: self.hwpt_id,
+            attach_pasid: self.pasid,
         });
     }
 }

@@ -364,6 +364,7 @@ impl HwptRef {
                 fault: fault.clone(),
                 dev_id,
                 hwpt_id: self.id(),
+                pasid,
             }) as Arc<dyn IopfHandler>
         });
         iommu

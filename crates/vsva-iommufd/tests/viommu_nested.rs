@@ -452,3 +452,67 @@ fn page_requests_of_any_ssid_reach_the_nested_hwpts_fault_queue() {
         Some(&(s.rid, None, 2, vsva_iommu::ResponseCode::InvalidRequest))
     );
 }
+
+#[test]
+fn replacing_the_nested_hwpt_answers_the_groups_of_every_ssid_it_took() {
+    // `iommufd_auto_response_faults()` answers the groups that came through the attach
+    // handle going away. A group of SubstreamID 7 came through the RID's nested attachment
+    // (the guest's CD table translates SSID 7), so replacing that attachment — what a VMM
+    // does when the guest rewrites its STE — answers it INVALID, read or not, and the
+    // device waits for nothing.
+    let s = smmu();
+    let (f, dev, viommu) = (&s.f, s.dev_id, s.viommu);
+    vdevice_alloc(f, viommu, dev, 0x42).unwrap();
+    let mut alloc = IommuFaultAlloc {
+        size: 16,
+        ..Default::default()
+    };
+    f.call(IOMMU_FAULT_QUEUE_ALLOC, &mut alloc).unwrap();
+    let fault = alloc.out_fault_id;
+    let nested = |f: &Fixture| {
+        f.hwpt_alloc_with_fault(dev, viommu, FAULT_ID_VALID, SMMU, &ste(STE_S1), fault)
+            .unwrap()
+    };
+    let (first, second) = (nested(f), nested(f));
+    f.fd.attach(dev, first, None).unwrap();
+    let request = |pasid: u32, prgi: u16| vsva_iommu::PageRequest {
+        rid: s.rid,
+        pasid: Some(vsva_mem::Pasid::new(pasid).unwrap()),
+        addr: 0x7000_0000,
+        read: true,
+        write: false,
+        exec: false,
+        privileged: false,
+        last: true,
+        prgi,
+    };
+    s.fake
+        .requests
+        .lock()
+        .unwrap()
+        .extend([request(7, 3), request(9, 4)]);
+    assert_eq!(f.fd.iommu().handle_page_requests(), 2);
+    // SSID 7's group is read (awaiting the VMM's answer), SSID 9's still queued.
+    let file = f.fd.fault_file(alloc.out_fault_fd).unwrap();
+    let mut one = [0u8; 40];
+    assert_eq!(file.read(&mut one, 0), Ok(40));
+    let read: vsva_iommufd::abi::IommuHwptPgfault =
+        zerocopy::FromBytes::read_from_bytes(&one[..]).unwrap();
+    assert_eq!((read.pasid, read.grpid), (7, 3));
+    f.fd.replace(dev, second, None).unwrap();
+    let mut answered = s.fake.responses.lock().unwrap().clone();
+    answered.sort_by_key(|&(_, pasid, prgi, _)| (pasid, prgi));
+    let invalid = vsva_iommu::ResponseCode::InvalidRequest;
+    assert_eq!(
+        answered,
+        vec![(s.rid, Some(7), 3, invalid), (s.rid, Some(9), 4, invalid)]
+    );
+    // Neither is on the queue any more: nothing to read, and the late answer is refused.
+    assert_eq!(file.read(&mut one, 0), Ok(0));
+    let late = vsva_iommufd::abi::IommuHwptPageResponse {
+        cookie: read.cookie,
+        code: vsva_iommufd::abi::PageResponseCode::SUCCESS,
+    };
+    assert_eq!(file.write(late.as_bytes(), 0), Err(Errno::EINVAL));
+    assert_eq!(s.fake.responses.lock().unwrap().len(), 2);
+}

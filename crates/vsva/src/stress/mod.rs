@@ -154,11 +154,15 @@ const SCENARIOS: &[(&str, Build)] = &[
     ("detach", || {
         iommufd::build::<VtdKind>(iommufd::Kind::Detach)
     }),
-    ("guest_te_clear", || guest::build(guest::Kind::TeClear)),
-    ("guest_pasid_inval", || {
-        guest::build(guest::Kind::PasidInval)
+    ("guest_te_clear", || {
+        guest::build::<VtdKind>(guest::Kind::TranslationOff)
     }),
-    ("guest_munmap", || guest::build(guest::Kind::Munmap)),
+    ("guest_pasid_inval", || {
+        guest::build::<VtdKind>(guest::Kind::PasidInval)
+    }),
+    ("guest_munmap", || {
+        guest::build::<VtdKind>(guest::Kind::Munmap)
+    }),
     // the host scenarios again on an Arm64 host behind an SMMUv3
     ("smmuv3_munmap", || {
         host::build::<Smmuv3Kind>(host::Kind::Munmap)
@@ -186,6 +190,16 @@ const SCENARIOS: &[(&str, Build)] = &[
     }),
     ("smmuv3_detach", || {
         iommufd::build::<Smmuv3Kind>(iommufd::Kind::Detach)
+    }),
+    // the guest scenarios through a virtual SMMUv3 on the SMMUv3 host's nesting
+    ("smmuv3_guest_smmuen_clear", || {
+        guest::build::<Smmuv3Kind>(guest::Kind::TranslationOff)
+    }),
+    ("smmuv3_guest_unbind", || {
+        guest::build::<Smmuv3Kind>(guest::Kind::PasidInval)
+    }),
+    ("smmuv3_guest_munmap", || {
+        guest::build::<Smmuv3Kind>(guest::Kind::Munmap)
     }),
 ];
 
