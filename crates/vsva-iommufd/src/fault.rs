@@ -576,6 +576,7 @@ mod tests {
             },
             dev_id: 1,
             hwpt_id: 2,
+            attach_pasid: Pasid::new(0).unwrap(),
         };
         queues.response.insert(1, group(0));
         queues.response.insert(2, group(1));
