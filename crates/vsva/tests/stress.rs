@@ -26,8 +26,16 @@ const SCENARIOS: [&str; 12] = [
 const SMMUV3_ITERATIONS: u64 = 300;
 
 /// On the SMMUv3 host: munmap (frames and leaf tables freed under DMA), unbind (the CD torn
-/// down) and exit (the whole address space freed); the others run in `vsva stress` itself.
-const SMMUV3_SCENARIOS: [&str; 3] = ["smmuv3_munmap", "smmuv3_unbind", "smmuv3_exit"];
+/// down) and exit (the whole address space freed), and in its guest through the virtual
+/// SMMUv3 the guest's unbind (CD cleared, CFGI_CD relayed) and SMMUEN clear; the others run
+/// in `vsva stress` itself.
+const SMMUV3_SCENARIOS: [&str; 5] = [
+    "smmuv3_munmap",
+    "smmuv3_unbind",
+    "smmuv3_exit",
+    "smmuv3_guest_unbind",
+    "smmuv3_guest_smmuen_clear",
+];
 
 fn run(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_vsva"))
