@@ -71,6 +71,8 @@ impl Errno {
     /// Deadlock avoided (`EDEADLK`, spelled `EDEADLOCK` in iommufd): something holding pages
     /// of a range being unmapped does not let go of them.
     pub const EDEADLOCK: Self = Self(35);
+    /// The hardware did not complete in time (an SMMUv3 CMD_SYNC that never finished).
+    pub const ETIMEDOUT: Self = Self(110);
 
     /// The value an ioctl returns for this error (`-errno`).
     pub const fn ioctl_return(self) -> i32 {
@@ -113,6 +115,7 @@ const fn errno_name(errno: i32) -> Option<&'static str> {
         98 => "EADDRINUSE",
         3 => "ESRCH",
         35 => "EDEADLOCK",
+        110 => "ETIMEDOUT",
         _ => return None,
     })
 }
@@ -161,6 +164,7 @@ mod tests {
             (Errno::EADDRINUSE, 98),
             (Errno::ESRCH, 3),
             (Errno::EDEADLOCK, 35),
+            (Errno::ETIMEDOUT, 110),
         ];
         for (errno, value) in table {
             assert_eq!(errno.0, value);

@@ -202,7 +202,7 @@ impl Smmuv3Driver {
                     tracing::warn!(code, opcode, "a guest's command was skipped");
                 }
                 // ETIMEDOUT (vsva-mem names no constant for it).
-                Err(DriverError::SyncTimeout) => result = Err(Errno(110)),
+                Err(DriverError::SyncTimeout) => result = Err(Errno::ETIMEDOUT),
                 Err(e) => result = Err(e.errno()),
             }
         }
