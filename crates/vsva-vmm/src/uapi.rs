@@ -258,14 +258,29 @@ impl Uapi {
         ste: &IommuHwptArmSmmuv3,
         fault_id: u32,
     ) -> Result<u32, Errno> {
-        let (result, cmd) = self.with_data(ste.as_bytes(), |uptr| {
+        let flags = HwptAllocFlags::FAULT_ID_VALID;
+        let data = (HwptDataType::ARM_SMMUV3, ste.as_bytes());
+        self.hwpt_alloc_nested(dev_id, viommu, flags, data, fault_id)
+    }
+
+    /// `IOMMU_HWPT_ALLOC` of a nested HWPT on `pt_id` (a nesting parent or a vIOMMU) from
+    /// driver data `data` (its type and bytes), with `flags` and fault queue `fault_id`.
+    fn hwpt_alloc_nested(
+        &self,
+        dev_id: u32,
+        pt_id: u32,
+        flags: HwptAllocFlags,
+        (data_type, bytes): (HwptDataType, &[u8]),
+        fault_id: u32,
+    ) -> Result<u32, Errno> {
+        let (result, cmd) = self.with_data(bytes, |uptr| {
             let mut cmd = IommuHwptAlloc {
                 size: size_of::<IommuHwptAlloc>() as u32,
-                flags: HwptAllocFlags::FAULT_ID_VALID.bits(),
+                flags: flags.bits(),
                 dev_id,
-                pt_id: viommu,
-                data_type: HwptDataType::ARM_SMMUV3,
-                data_len: size_of::<IommuHwptArmSmmuv3>() as u32,
+                pt_id,
+                data_type,
+                data_len: bytes.len() as u32,
                 data_uptr: uptr,
                 fault_id,
                 ..Default::default()
@@ -287,19 +302,7 @@ impl Uapi {
         viommu: u32,
         cmds: &[IommuViommuArmSmmuv3Invalidate],
     ) -> Result<(u32, Result<(), Errno>), Errno> {
-        self.with_data(cmds.as_bytes(), |uptr| {
-            let mut cmd = IommuHwptInvalidate {
-                size: size_of::<IommuHwptInvalidate>() as u32,
-                hwpt_id: viommu,
-                data_uptr: uptr,
-                data_type: HwptInvalidateDataType::ARM_SMMUV3,
-                entry_len: size_of::<IommuViommuArmSmmuv3Invalidate>() as u32,
-                entry_num: cmds.len() as u32,
-                ..Default::default()
-            };
-            let r = self.call(IOMMU_HWPT_INVALIDATE, &mut cmd);
-            (cmd.entry_num, r)
-        })
+        self.invalidate(viommu, HwptInvalidateDataType::ARM_SMMUV3, cmds)
     }
 
     /// `IOMMU_HWPT_ALLOC` of a paging HWPT on `ioas` that can be a nesting parent and, with
@@ -336,23 +339,9 @@ impl Uapi {
         s1: &IommuHwptVtdS1,
         fault_id: u32,
     ) -> Result<u32, Errno> {
-        let (result, cmd) = self.with_data(s1.as_bytes(), |uptr| {
-            let mut cmd = IommuHwptAlloc {
-                size: size_of::<IommuHwptAlloc>() as u32,
-                flags: (HwptAllocFlags::FAULT_ID_VALID | HwptAllocFlags::PASID).bits(),
-                dev_id,
-                pt_id: parent,
-                data_type: HwptDataType::VTD_S1,
-                data_len: size_of::<IommuHwptVtdS1>() as u32,
-                data_uptr: uptr,
-                fault_id,
-                ..Default::default()
-            };
-            let r = self.call(IOMMU_HWPT_ALLOC, &mut cmd);
-            (r, cmd)
-        })?;
-        result?;
-        Ok(cmd.out_hwpt_id)
+        let flags = HwptAllocFlags::FAULT_ID_VALID | HwptAllocFlags::PASID;
+        let data = (HwptDataType::VTD_S1, s1.as_bytes());
+        self.hwpt_alloc_nested(dev_id, parent, flags, data, fault_id)
     }
 
     /// `IOMMU_HWPT_INVALIDATE` of `entries` on the nested HWPT `hwpt`; returns how many
@@ -365,21 +354,32 @@ impl Uapi {
         hwpt: u32,
         entries: &[IommuHwptVtdS1Invalidate],
     ) -> Result<u32, Errno> {
-        let (result, cmd) = self.with_data(entries.as_bytes(), |uptr| {
+        let (done, result) = self.invalidate(hwpt, HwptInvalidateDataType::VTD_S1, entries)?;
+        result?;
+        Ok(done)
+    }
+
+    /// `IOMMU_HWPT_INVALIDATE` of `entries` of type `data_type` on `id` (a nested HWPT or a
+    /// vIOMMU): how many the kernel handled (written back on errors too) and the result.
+    fn invalidate<T: IntoBytes + Immutable>(
+        &self,
+        id: u32,
+        data_type: HwptInvalidateDataType,
+        entries: &[T],
+    ) -> Result<(u32, Result<(), Errno>), Errno> {
+        self.with_data(entries.as_bytes(), |uptr| {
             let mut cmd = IommuHwptInvalidate {
                 size: size_of::<IommuHwptInvalidate>() as u32,
-                hwpt_id: hwpt,
+                hwpt_id: id,
                 data_uptr: uptr,
-                data_type: HwptInvalidateDataType::VTD_S1,
-                entry_len: size_of::<IommuHwptVtdS1Invalidate>() as u32,
+                data_type,
+                entry_len: size_of::<T>() as u32,
                 entry_num: entries.len() as u32,
                 ..Default::default()
             };
             let r = self.call(IOMMU_HWPT_INVALIDATE, &mut cmd);
-            (r, cmd)
-        })?;
-        result?;
-        Ok(cmd.entry_num)
+            (cmd.entry_num, r)
+        })
     }
 
     /// `IOMMU_DESTROY`.
