@@ -9,9 +9,9 @@
  * table as a Linux guest's arm-smmu-v3 driver would; allocates the nested HWPT of a
  * translating guest STE with a fault queue (vsva's IOMMU_HWPT_FAULT_ID_VALID extension);
  * makes the device DMA under SSID 1 to guest VAs; changes a PTE and invalidates through the
- * vIOMMU (TLBI_NH_VA, ATC_INV); serves a PRI page request from the fault queue; and, run
- * as `smmuv3_nesting events`, reads from the vEVENTQ the C_BAD_CD of an invalidated CD and
- * the C_BAD_SUBSTREAMID of an SSID past S1CDMax. Every errno is Linux's
+ * vIOMMU (TLBI_NH_VA, ATC_INV); serves a PRI page request from the fault queue and denies
+ * another; and, run as `smmuv3_nesting events`, reads from the vEVENTQ the C_BAD_CD of an
+ * invalidated CD and the C_BAD_SUBSTREAMID of an SSID past S1CDMax. Every errno is Linux's
  * (iommufd and arm-smmu-v3-iommufd.c); every table bit is Arm IHI 0070's as Linux's
  * arm-smmu-v3.h names it, or the Arm ARM's VMSAv8-64 descriptor format.
  */
@@ -41,6 +41,8 @@
 #define STE1_S1CSH(s) ((uint64_t)(s) << 6)
 #define STE1_S1STALLD (1ull << 27)
 #define STE1_EATS_TRANS (1ull << 28)
+#define STE1_EATS_S1CHK (2ull << 28)
+#define STE1_SHCFG_INCOMING (1ull << 44)
 #define S1C_CACHE_WBRA 1
 #define SH_ISH 3
 /* CD word 0 (IHI 0070 5.4; Linux CTXDESC_CD_0_*). */
@@ -91,7 +93,7 @@
 #define IDR5_OAS(r) ((r) & 7)
 /* The demo device: PASID_VALID in its PASID register, its ERROR codes. */
 #define PASID_VALID (1ull << 31)
-enum { ERROR_TRANSLATION_REFUSED = 2 };
+enum { ERROR_TRANSLATION_REFUSED = 2, ERROR_PAGE_REQUEST_INVALID = 3 };
 
 /* Guest RAM: 64 KiB at GPA 0 of the IOAS, and where the guest keeps what. */
 #define RAM_LEN 0x10000ull
@@ -107,6 +109,7 @@ enum { ERROR_TRANSLATION_REFUSED = 2 };
 #define GVA_A 0x40000000ull
 #define GVA_B (GVA_A + 0x1000)
 #define GVA_C (GVA_A + 0x2000)
+#define GVA_D (GVA_A + 0x3000) /* never mapped: its page request is answered INVALID */
 #define S1CDMAX 4 /* SSIDs 0..15 */
 #define SSID 1
 #define ASID 7
@@ -420,6 +423,31 @@ static void expect_vevent(int qfd, unsigned id, const char *name, uint32_t ssid,
 }
 
 /*
+ * Then a page request the guest cannot serve (GVA_D is in no VMA of its process): answered
+ * IOMMUFD_PAGE_RESP_INVALID, which the host sends as a PRI response of Invalid Request
+ * (CMD_PRI_RESP DENY); the device's command fails.
+ */
+static void deny_page_request(int ffd)
+{
+	reg_write(REG_COMMAND, OP_FILL);
+	reg_write(REG_DST, GVA_D);
+	reg_write(REG_LEN, 0x100);
+	reg_write(REG_PATTERN, 0x66);
+	reg_write(REG_PASID, SSID | PASID_VALID);
+	reg_write(REG_DOORBELL, 1);
+	CHECK("FILL of GVA_D: the device waits for the page", reg_read(REG_STATUS) == STATUS_BUSY);
+	struct iommu_hwpt_pgfault rec;
+	memset(&rec, 0xee, sizeof(rec));
+	CHECK("read of its fault record", read(ffd, &rec, sizeof(rec)) == sizeof(rec));
+	CHECK("it names PASID 1 and GVA_D's page", rec.pasid == SSID && rec.addr == GVA_D);
+	struct iommu_hwpt_page_response resp = { .cookie = rec.cookie,
+						 .code = IOMMUFD_PAGE_RESP_INVALID };
+	CHECK("write of the INVALID response", write(ffd, &resp, sizeof(resp)) == sizeof(resp));
+	CHECK("the device's command failed: STATUS error", reg_read(REG_STATUS) == STATUS_ERROR);
+	CHECK("... ERROR page request invalid", reg_read(REG_ERROR) == ERROR_PAGE_REQUEST_INVALID);
+}
+
+/*
  * Step 6: the guest invalidates its CD of SSID 1 (V = 0), then CFGI_CD, TLBI_NH_ASID and
  * ATC_INV of the whole SSID (arm_smmu_clear_cd() and the PASID's detach). A DMA under SSID 1
  * then meets an invalid CD: C_BAD_CD (IHI 0070 5.4.2 CdIllegal, 7.3.11), a stage-1
@@ -519,7 +547,15 @@ int main(int argc, char **argv)
 	uint32_t bad;
 	CHECK_ERR("a guest STE with stage-2 Config",
 		  hwpt_alloc(vi, 0, IOMMU_HWPT_DATA_ARM_SMMUV3, &ste, sizeof(ste), 0, &bad), EIO);
+	ste.ste[0] = STE_V | STE_CFG(CFG_S1_TRANS) | (GPA_CDTAB & STE0_S1CTXPTR_MASK);
+	ste.ste[1] = STE1_EATS_S1CHK;
+	CHECK_ERR("a guest STE with split-stage ATS (EATS 0b10)",
+		  hwpt_alloc(vi, 0, IOMMU_HWPT_DATA_ARM_SMMUV3, &ste, sizeof(ste), 0, &bad), EIO);
+	ste.ste[1] = STE1_SHCFG_INCOMING;
+	CHECK_ERR("a guest STE setting SHCFG (not STRTAB_STE_1_NESTING_ALLOWED)",
+		  hwpt_alloc(vi, 0, IOMMU_HWPT_DATA_ARM_SMMUV3, &ste, sizeof(ste), 0, &bad), EIO);
 	ste.ste[0] = STE_V | STE_CFG(CFG_BYPASS);
+	ste.ste[1] = 0;
 	CHECK_ERR("NEST_PARENT on a vIOMMU",
 		  hwpt_alloc(vi, IOMMU_HWPT_ALLOC_NEST_PARENT, IOMMU_HWPT_DATA_ARM_SMMUV3, &ste,
 			     sizeof(ste), 0, &bad), EOPNOTSUPP);
@@ -585,6 +621,7 @@ int main(int argc, char **argv)
 	dma_through_stage1();
 	remap_and_invalidate();
 	serve_page_request(ffd);
+	deny_page_request(ffd);
 	if (events) {
 		bad_cd_event(qfd);
 		bad_substream_event(qfd);
