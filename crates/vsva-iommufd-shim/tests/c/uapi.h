@@ -64,6 +64,12 @@ struct iommu_hwpt_pgfault {
 	uint32_t __reserved; uint64_t addr; uint32_t length; uint32_t cookie;
 };
 struct iommu_hwpt_page_response { uint32_t cookie; uint32_t code; };
+enum { IOMMU_PGFAULT_FLAGS_PASID_VALID = 1, IOMMU_PGFAULT_FLAGS_LAST_PAGE = 2 };
+enum {
+	IOMMU_PGFAULT_PERM_READ = 1, IOMMU_PGFAULT_PERM_WRITE = 2, IOMMU_PGFAULT_PERM_EXEC = 4,
+	IOMMU_PGFAULT_PERM_PRIV = 8,
+};
+enum { IOMMUFD_PAGE_RESP_SUCCESS = 0, IOMMUFD_PAGE_RESP_INVALID = 1 };
 
 /* SMMUv3 nesting */
 enum { IOMMU_HW_INFO_TYPE_ARM_SMMUV3 = 2 };
@@ -98,6 +104,7 @@ struct iommu_veventq_alloc {
 	uint32_t out_veventq_id; uint32_t out_veventq_fd; uint32_t __reserved;
 };
 struct iommufd_vevent_header { uint32_t flags; uint32_t sequence; };
+enum { IOMMU_VEVENTQ_FLAG_LOST_EVENTS = 1 };
 struct iommu_vevent_arm_smmuv3 { uint64_t evt[4]; };
 _Static_assert(sizeof(struct iommu_hw_info) == 40, "iommu_hw_info");
 _Static_assert(sizeof(struct iommu_hw_info_arm_smmuv3) == 40, "iommu_hw_info_arm_smmuv3");
