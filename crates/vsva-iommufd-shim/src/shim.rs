@@ -151,6 +151,10 @@ impl Machine {
     /// Runs one endpoint as [`run_endpoints`](Self::run_endpoints) does.
     pub fn run_endpoint(&self, endpoint: &DemoDevice) {
         let progress = self.platform.run_device(endpoint);
+        // The IOMMU's interrupts the run raised after its last page request: the events its
+        // failed or finished DMA recorded (a guest's C_BAD_CD reaches its vEVENTQ here, as
+        // the event-queue interrupt delivers it on Linux, `arm_vmaster_report_event()`).
+        self.platform.service();
         tracing::trace!(rid = %endpoint.rid(), ?progress, "endpoint ran");
     }
 }

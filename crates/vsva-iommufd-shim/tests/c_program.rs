@@ -176,7 +176,6 @@ fn c_vmm_drives_smmuv3_nesting_through_the_shim() {
 /// while a device waits for a page (`Machine::run_endpoint`), so the event of a command that
 /// fails stays in the SMMU's event queue and never reaches the vEVENTQ.
 #[test]
-#[ignore = "the shim does not service the host's event queue after a command ends"]
 fn c_vmm_reads_smmuv3_guest_events_from_the_veventq() {
     if !have_cc() {
         println!("SKIP c_vmm_reads_smmuv3_guest_events_from_the_veventq: no C compiler (cc)");
