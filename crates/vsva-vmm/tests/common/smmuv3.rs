@@ -18,6 +18,7 @@ use vsva_smmuv3::spec::cmd::{Command as SmmuCommand, SyncCs};
 use vsva_smmuv3::spec::registers::{
     Gerror, QueueBase, StrtabBase, StrtabBaseCfg, cerror, offset, queue,
 };
+use vsva_smmuv3::spec::event::EventRecord;
 use vsva_smmuv3::spec::ste::L1Std;
 use vsva_smmuv3::{Smmuv3, Smmuv3Config};
 use vsva_vmm::{Smmuv3Vm, VmConfig};
@@ -145,7 +146,7 @@ pub fn cfgi_ste(vm: &Smmuv3Vm, rid: Rid) {
         .unwrap();
 }
 
-/// What [`inject_raw`] saw.
+/// What [`put_raw`] saw.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Injected {
     /// Commands the unit stopped at with CERROR_ILL.
@@ -154,34 +155,44 @@ pub struct Injected {
     pub consumed: u32,
 }
 
-/// Puts raw commands on the guest unit's command queue behind its driver's back (a guest
-/// kernel writing its own queue): each chunk written at PROD and PROD moved; a command the
-/// unit stops at (GERROR.CMDQ_ERR, CONS.ERR) is counted, replaced by a CMD_SYNC and the error
-/// acknowledged (as Linux `arm_smmu_cmdq_skip_err` does). Then CMD_SYNCs until PROD has gone
-/// once round the queue and its wrap bit, so that the guest's driver finds PROD where it left
-/// it.
-pub fn inject_raw(vm: &Smmuv3Vm, cmds: &[[u64; 2]]) -> Injected {
+/// The guest unit's command queue: base, log2 of its entries, PROD (with its wrap bit).
+fn cmdq(vm: &Smmuv3Vm) -> (u64, u32, u32) {
     let unit = vm.unit();
-    let ram = vm.vmm().ram();
     let q = QueueBase::from_bits(unit.mmio_read(offset::CMDQ_BASE, 8));
-    let (base, log2) = (q.addr() << 5, u32::from(q.log2size()));
-    let size = 1u32 << log2;
-    let wrap = (2 * size) - 1;
-    let sync = SmmuCommand::Sync {
+    let log2 = u32::from(q.log2size());
+    let prod = unit.mmio_read(offset::CMDQ_PROD, 4) as u32 & ((2 << log2) - 1);
+    (q.addr() << 5, log2, prod)
+}
+
+/// The guest unit's CMDQ_PROD now (index and wrap bit).
+pub fn cmdq_prod(vm: &Smmuv3Vm) -> u32 {
+    cmdq(vm).2
+}
+
+fn sync_cmd() -> [u64; 2] {
+    SmmuCommand::Sync {
         cs: SyncCs::None,
         msh: 0,
         msiattr: 0,
         msidata: 0,
         msiaddr: 0,
     }
-    .encode();
-    let start = unit.mmio_read(offset::CMDQ_PROD, 4) as u32 & wrap;
-    let mut all: Vec<[u64; 2]> = cmds.to_vec();
-    let total = (cmds.len() as u32).div_ceil(2 * size) * 2 * size;
-    all.resize(total.max(2 * size) as usize, sync);
+    .encode()
+}
+
+/// Puts raw commands on the guest unit's command queue behind its driver's back (a guest
+/// kernel writing its own queue), no CMD_SYNC added: each chunk written at PROD and PROD
+/// moved; a command the unit stops at (GERROR.CMDQ_ERR with CONS.ERR = CERROR_ILL, §7.1) is
+/// counted, replaced by a CMD_SYNC and the error acknowledged, as Linux
+/// `arm_smmu_cmdq_skip_err` does. [`realign`] gives the queue back to the driver.
+pub fn put_raw(vm: &Smmuv3Vm, cmds: &[[u64; 2]]) -> Injected {
+    let unit = vm.unit();
+    let ram = vm.vmm().ram();
+    let (base, log2, mut prod) = cmdq(vm);
+    let size = 1u32 << log2;
+    let wrap = (2 * size) - 1;
     let mut out = Injected::default();
-    let mut prod = start;
-    for chunk in all.chunks((size / 2) as usize) {
+    for chunk in cmds.chunks((size / 2) as usize) {
         for c in chunk {
             let at = base + u64::from(prod & (size - 1)) * 16;
             ram.store_u64(at + 8, c[1]).unwrap();
@@ -200,6 +211,7 @@ pub fn inject_raw(vm: &Smmuv3Vm, cmds: &[[u64; 2]]) -> Injected {
             assert_eq!(code, cerror::ILL, "only illegal commands are injected");
             out.illegal += 1;
             let at = base + u64::from(cons & (size - 1)) * 16;
+            let sync = sync_cmd();
             ram.store_u64(at + 8, sync[1]).unwrap();
             ram.store_u64(at, sync[0]).unwrap();
             unit.mmio_write(
@@ -211,7 +223,39 @@ pub fn inject_raw(vm: &Smmuv3Vm, cmds: &[[u64; 2]]) -> Injected {
         let cons = unit.mmio_read(offset::CMDQ_CONS, 4) as u32 & wrap;
         assert_eq!(cons, prod, "the unit consumed the chunk");
     }
-    out.consumed = all.len() as u32 - out.illegal;
-    assert_eq!(prod, start, "PROD back where the driver left it");
+    out.consumed = cmds.len() as u32 - out.illegal;
     out
+}
+
+/// CMD_SYNCs until PROD is at `home` again (once more round the queue and its wrap bit if
+/// need be), where the guest's driver left it.
+pub fn realign(vm: &Smmuv3Vm, home: u32) {
+    let (_, log2, prod) = cmdq(vm);
+    let wrap = (2u32 << log2) - 1;
+    let n = home.wrapping_sub(prod) & wrap;
+    let syncs = vec![sync_cmd(); n as usize];
+    assert_eq!(put_raw(vm, &syncs).illegal, 0);
+    assert_eq!(cmdq_prod(vm), home);
+}
+
+/// [`put_raw`], then [`realign`] (a full turn of the queue: storms included).
+pub fn inject_raw(vm: &Smmuv3Vm, cmds: &[[u64; 2]]) -> Injected {
+    let home = cmdq_prod(vm);
+    let out = put_raw(vm, cmds);
+    realign(vm, home);
+    out
+}
+
+/// The last event record `unit` wrote to its event queue in `mem` (at EVENTQ_PROD - 1).
+pub fn last_event(unit: &Smmuv3, mem: &dyn PhysMem) -> EventRecord {
+    let q = QueueBase::from_bits(unit.mmio_read(offset::EVENTQ_BASE, 8));
+    let size = 1u32 << q.log2size();
+    let prod = unit.mmio_read(offset::EVENTQ_PROD, 4) as u32;
+    let slot = prod.wrapping_sub(1) & (size - 1);
+    let at = (q.addr() << 5) + u64::from(slot) * 32;
+    let mut words = [0u64; 4];
+    for (i, w) in words.iter_mut().enumerate() {
+        *w = mem.load_u64(at + 8 * i as u64).unwrap();
+    }
+    EventRecord { words }
 }
