@@ -1,0 +1,186 @@
+//! Host events of a guest's stage 1 reach the guest through the vIOMMU's vEVENTQ (Linux
+//! `arm_vmaster_report_event()`: an event of a master with a vDEVICE that is not a stage-2
+//! fault, its StreamID replaced by the vSID), as event records in the guest's event queue
+//! (IHI 0070 §7.3); stage-2 faults stay the host's.
+
+#[path = "common/smmuv3.rs"]
+mod smmu;
+
+use smmu::{DEV, bind, guest, host, host_sid, last_event, write_guest_ste};
+use vsva_demo::Machine;
+use vsva_host::Smmuv3Kind;
+use vsva_iommu::DomainSpec;
+use vsva_mem::{PageSize, Pasid, PhysMem};
+use vsva_pgtable::arm::ArmS1;
+use vsva_pgtable::{PageTable, Perm};
+use vsva_smmuv3::spec::cd::{Cd0, L1Cd};
+use vsva_smmuv3::spec::cmd::Command;
+use vsva_smmuv3::spec::event::id;
+use vsva_smmuv3::spec::ste::Ste0;
+use vsva_vmm::GuestKind;
+
+fn pump(vm: &vsva_vmm::Smmuv3Vm) -> usize {
+    <Smmuv3Kind as GuestKind>::pump(vm.vmm())
+}
+
+/// The address of the CD of `ssid` in the guest's CD table of `DEV` (two-level, S1Fmt
+/// 0b10: 1024 CDs per leaf table, or 0b01: 64, §5.4.1; linear with 0b00).
+fn cd_addr(vm: &vsva_vmm::Smmuv3Vm, ssid: u32) -> u64 {
+    let (base, fmt, _) = vm.os().driver.master_tables(DEV).unwrap();
+    let ram = vm.vmm().ram();
+    let split = match fmt {
+        0 => return base + u64::from(ssid) * 64,
+        1 => 6,
+        _ => 10,
+    };
+    let l1 = L1Cd::from_bits(ram.load_u64(base + u64::from(ssid >> split) * 8).unwrap());
+    l1.l2() + u64::from(ssid & ((1 << split) - 1)) * 64
+}
+
+#[test]
+fn a_cd_the_guest_made_invalid_is_c_bad_cd_in_the_guests_event_queue_under_its_vsid() {
+    let host = host();
+    let vm = guest(&host, 1);
+    let b = bind(&vm);
+    let ssid = b.ctx.pasid();
+    let dev = b.drv.device();
+    // The device reaches guest memory under its SSID...
+    let va = 0x4000_0000;
+    b.process
+        .mmap(
+            Some(vsva_mem::Va::new(va)),
+            4096,
+            vsva_mm::Prot::RW,
+            vsva_mm::MapFlags::POPULATE,
+        )
+        .unwrap();
+    assert!(dev.dma_untranslated(Some(ssid), va, true).is_ok());
+    let reported = vm.vmm().counters().faults_reported;
+    // ... until the guest kernel clears the CD's V bit and invalidates it (CFGI_CD, relayed).
+    let at = cd_addr(&vm, ssid.raw());
+    let ram = vm.vmm().ram();
+    let w0 = Cd0::from_bits(ram.load_u64(at).unwrap());
+    assert!(w0.v());
+    ram.store_u64(at, w0.with_v(false).into_bits()).unwrap();
+    vm.os()
+        .driver
+        .issue_commands(&[Command::CfgiCd {
+            sid: u32::from(DEV.raw()),
+            ssid: ssid.raw(),
+            leaf: true,
+        }])
+        .unwrap();
+    let events = vm.unit().stats().events;
+    assert!(dev.dma_untranslated(Some(ssid), va, true).is_err());
+    // The host recorded C_BAD_CD (§7.3.10) on its StreamID; its driver handed it to the
+    // vEVENTQ; the VMM put it into the guest's event queue with the vSID.
+    let hev = last_event(&host.unit, host.mem.as_ref());
+    assert_eq!(
+        (hev.kind(), hev.sid(), hev.ssid()),
+        (id::C_BAD_CD, host_sid(&vm, DEV), Some(ssid.raw()))
+    );
+    host.service();
+    assert_eq!(pump(&vm), 1);
+    assert_eq!(vm.vmm().counters().faults_reported, reported + 1);
+    assert_eq!(vm.unit().stats().events, events + 1);
+    let gev = last_event(vm.unit(), ram.as_ref());
+    assert_eq!(
+        (gev.kind(), gev.sid(), gev.ssid()),
+        (id::C_BAD_CD, u32::from(DEV.raw()), Some(ssid.raw()))
+    );
+    // The guest's driver reads it as its device's fault.
+    let faults = vm.os().iommu.ops().take_faults();
+    assert!(
+        faults
+            .iter()
+            .any(|f| f.dev == DEV && f.pasid == Some(ssid) && f.reason == id::C_BAD_CD),
+        "{faults:?}"
+    );
+}
+
+#[test]
+fn a_recorded_stage1_translation_fault_reaches_the_guest_and_a_stage2_fault_does_not() {
+    let host = host();
+    let vm = guest(&host, 1);
+    let b = bind(&vm);
+    let ssid = b.ctx.pasid();
+    let dev = b.drv.device();
+    let ram = vm.vmm().ram();
+    // The SVA CD records faults (CD.R = 1) and, for a PCIe master, does not stall (the STE
+    // has S1STALLD): a DMA to an address the process never mapped is a stage-1
+    // F_TRANSLATION (§7.3.12) the host terminates and reports.
+    let cd = Cd0::from_bits(ram.load_u64(cd_addr(&vm, ssid.raw())).unwrap());
+    assert!(cd.r() && !cd.s());
+    let reported = vm.vmm().counters().faults_reported;
+    let unmapped = 0x6000_0000;
+    assert!(dev.dma_untranslated(Some(ssid), unmapped, false).is_err());
+    host.service();
+    assert_eq!(pump(&vm), 1);
+    assert_eq!(vm.vmm().counters().faults_reported, reported + 1);
+    let gev = last_event(vm.unit(), ram.as_ref());
+    assert_eq!(
+        (gev.kind(), gev.sid(), gev.ssid()),
+        (id::F_TRANSLATION, u32::from(DEV.raw()), Some(ssid.raw()))
+    );
+    assert_eq!(gev.stag(), None, "not a stall");
+    assert_eq!(gev.words[2] & !0xfff, unmapped, "InputAddr");
+
+    // The stage-1 event has S2 = 0.
+    assert_eq!(gev.words[1] >> 39 & 1, 0);
+
+    // A stage-1 table of the guest (SSID 5) whose leaf points outside guest RAM (IPA
+    // 100 GiB): the host's stage 2 faults (S2 = 1). That is the host's business: nothing
+    // reaches the guest.
+    let frames = vm.os().mm.frames().clone();
+    let table = PageTable::new(ArmS1::with_va_bits(48), frames).unwrap();
+    table
+        .map(0x7000_0000, 100 * smmu::GIB, PageSize::Size4K, Perm::USER_RW)
+        .unwrap();
+    let ssid5 = Pasid::new(5).unwrap();
+    vm.os()
+        .iommu
+        .attach_pasid(
+            DEV,
+            ssid5,
+            &DomainSpec::Sva {
+                root: table.root(),
+                levels: 4,
+                supervisor: false,
+            },
+            None,
+        )
+        .unwrap();
+    let (h_events, g_events) = (host.unit.stats().events, vm.unit().stats().events);
+    assert!(dev.dma_untranslated(Some(ssid5), 0x7000_0000, false).is_err());
+    assert!(host.unit.stats().events > h_events, "the host recorded it");
+    let hev = last_event(&host.unit, host.mem.as_ref());
+    assert_eq!(hev.sid(), host_sid(&vm, DEV));
+    // F_TRANSLATION with S2 (event dword 1 bit 39, bit 103 of the record) and the IPA.
+    assert_eq!(hev.kind(), id::F_TRANSLATION);
+    assert_eq!(hev.words[1] >> 39 & 1, 1, "a stage-2 fault");
+    assert_eq!(hev.words[3] & !0xfff, 100 * smmu::GIB, "the IPA");
+    host.service();
+    assert_eq!(pump(&vm), 0);
+    assert_eq!(vm.vmm().counters().faults_reported, reported + 1);
+    assert_eq!(vm.unit().stats().events, g_events);
+
+    // So is a CD table outside guest RAM (its fetch faults at stage 2, CLASS = CD).
+    let g = vm.unit().guest_ste(u32::from(DEV.raw())).unwrap();
+    let far = Ste0::from_bits(g.words[0])
+        .with_s1contextptr((256 * smmu::GIB) >> 6)
+        .into_bits();
+    write_guest_ste(&vm, DEV, [far, g.words[1]]);
+    let h_events = host.unit.stats().events;
+    assert!(dev.dma_untranslated(Some(ssid), 0x4000_0000, false).is_err());
+    assert!(host.unit.stats().events > h_events);
+    let hev = last_event(&host.unit, host.mem.as_ref());
+    assert_eq!(hev.kind(), id::F_TRANSLATION);
+    assert_eq!(hev.words[1] >> 39 & 1, 1, "S2");
+    assert_eq!(hev.words[1] >> 40 & 3, 0b00, "CLASS = CD");
+    assert_eq!(hev.words[3] & !0xfff, 256 * smmu::GIB, "the IPA of the CD table");
+    host.service();
+    assert_eq!(pump(&vm), 0);
+    assert_eq!(vm.vmm().counters().faults_reported, reported + 1);
+    assert_eq!(vm.unit().stats().events, g_events);
+    let _ = vm.take_faults();
+}
