@@ -189,7 +189,7 @@ impl Vmm {
 
     /// The vEVENTQ's events into the guest's event queue.
     fn pump_events(&self, unit: &Smmuv3) -> usize {
-        let Some(file) = self.smmu().veventq.as_ref().map(|(_, f)| f.clone()) else {
+        let Some(file) = self.smmu().veventq.as_ref().map(|(_, _, f)| f.clone()) else {
             return 0;
         };
         const HEADER: usize = size_of::<IommufdVeventHeader>();
