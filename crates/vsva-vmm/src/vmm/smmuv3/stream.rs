@@ -7,7 +7,7 @@
 //! SMMUEN clear, GBPA's abort or bypass (IHI 0070 §6.3.14); with an STE the guest's unit
 //! cannot use (C_BAD_STE, F_STE_FETCH), an invalid vSTE, which the host turns into an abort.
 
-use vsva_iommufd::abi::{Errno, IommuHwptArmSmmuv3};
+use vsva_iommufd::abi::IommuHwptArmSmmuv3;
 use vsva_mem::Rid;
 use vsva_smmuv3::Smmuv3;
 use vsva_smmuv3::spec::ste::{Ste0, Ste1, config};
@@ -86,17 +86,22 @@ impl Vmm {
         let Some(dev) = st.devices.get(&rid.raw()) else {
             return;
         };
-        let result = (|| -> Result<u32, Errno> {
-            let data = IommuHwptArmSmmuv3 { ste: want };
-            let hwpt = self
-                .uapi
-                .hwpt_nested_smmuv3(dev.dev_id, viommu, &data, self.fault_id)?;
-            if let Err(e) = dev.file.attach(hwpt, None) {
-                let _ = self.uapi.destroy(hwpt);
-                return Err(e);
-            }
-            Ok(hwpt)
-        })();
+        let data = IommuHwptArmSmmuv3 { ste: want };
+        let result = self
+            .uapi
+            .hwpt_nested_smmuv3(dev.dev_id, viommu, &data, self.fault_id)
+            .and_then(|hwpt| {
+                // What the guest owes of the configuration being replaced is answered
+                // INVALID first, as `iommufd_auto_response_faults()` does at a replace:
+                // iommufd matches groups by their PASID, and those of every SSID came
+                // through the RID's attachment (see `abandon_faults`).
+                self.abandon_faults(&mut smmu, Some(rid.raw()));
+                if let Err(e) = dev.file.attach(hwpt, None) {
+                    let _ = self.uapi.destroy(hwpt);
+                    return Err(e);
+                }
+                Ok(hwpt)
+            });
         match result {
             Ok(hwpt) => {
                 if let Some(old) = stream.bound {
@@ -117,8 +122,6 @@ impl Vmm {
                 tracing::warn!(%rid, ?want, %e, "guest STE refused by the host");
             }
         }
-        // Groups of the replaced configuration are answered by iommufd; their cookies go.
-        smmu.pending.retain(|&(sid, _, _), _| sid != rid.raw());
     }
 
     /// Every assigned StreamID again (SMMUEN, GBPA or the stream table changed).
@@ -130,10 +133,13 @@ impl Vmm {
     }
 
     /// Back to the stage 2 for every StreamID and every nested HWPT destroyed (the guest
-    /// rebooted, or the VMM stops).
+    /// rebooted, or the VMM stops): what the guest owed and what the host queued for it is
+    /// answered INVALID, the events queued for it dropped (the guest's SMMU is reset).
     pub(crate) fn unbind_streams(&self) {
         let st = self.state();
         let mut smmu = self.smmu();
+        self.abandon_faults(&mut smmu, None);
+        self.drop_events(&smmu);
         for (&rid, stream) in smmu.streams.iter_mut() {
             let Some(bound) = stream.bound.take() else {
                 continue;
@@ -147,7 +153,6 @@ impl Vmm {
                 tracing::warn!(hwpt = bound.hwpt, %e, "destroy failed");
             }
         }
-        smmu.pending.clear();
     }
 }
 
