@@ -265,3 +265,40 @@ fn smmuen_clear_makes_gbpa_abort_or_bypass_take_effect_on_the_host() {
         .unwrap();
     assert_eq!(b.drv.device().run(), Progress::Idle);
 }
+
+#[test]
+fn a_replaced_hwpt_answers_what_the_guest_owed_under_the_old_ste() {
+    let host = host();
+    let vm = guest(&host, 1);
+    let b = bind(&vm);
+    let buf = b
+        .process
+        .mmap(None, 4096, Prot::RW, MapFlags::empty())
+        .unwrap();
+    // A page request of SSID 1 delivered to the guest, unanswered.
+    b.drv.submit(&b.ctx, &cmd(Op::Fill, 0, buf.raw(), 4096, 5));
+    assert_eq!(b.drv.device().run(), Progress::Waiting);
+    host.service();
+    assert_eq!(
+        <vsva_host::Smmuv3Kind as vsva_vmm::GuestKind>::pump(vm.vmm()),
+        1
+    );
+    let r = vm.os().driver.take_requests();
+    assert_eq!(r.len(), 1);
+    // The guest replaces the STE (a new nested HWPT): the group came through the old one,
+    // which iommufd answers INVALID at the replace (`iommufd_auto_response_faults()`); the
+    // device does not wait for ever.
+    let g = vm.unit().guest_ste(u32::from(DEV.raw())).unwrap();
+    write_guest_ste(&vm, DEV, [g.words[0] & !(0x1f << 59) | 1 << 59, g.words[1]]);
+    assert_eq!(
+        b.drv.device().run(),
+        Progress::Failed(vsva_demo::regs::DeviceError::PageRequestInvalid)
+    );
+    // The guest's late answer is one to nothing.
+    let dropped = vm.vmm().counters().responses_dropped;
+    vm.os()
+        .driver
+        .respond(r[0].rid, r[0].pasid, r[0].prgi, vsva_pcie::ResponseCode::Success)
+        .unwrap();
+    assert_eq!(vm.vmm().counters().responses_dropped, dropped + 1);
+}
