@@ -20,14 +20,20 @@ fn plain(cfg: u8) -> [u64; 2] {
     [Ste0::new().with_v(true).with_config(cfg).into_bits(), 0]
 }
 
-/// The vSTE for the guest's STE words `w0`, `w1`: only the fields nesting carries. Any
-/// configuration other than abort, bypass or stage 1 (the guest's unit offers no stage 2) is
-/// passed as it is, for the host to refuse.
+/// The vSTE for the guest's STE words `w0`, `w1`: only the fields nesting carries, and the
+/// reserved encodings the guest's unit treats as another value as that value (IHI 0070 §5.2:
+/// Config 0b001–0b011 behave as abort, EATS 0b11 without DPT as 0b00), for the host refuses
+/// them (Linux `arm_smmu_validate_vste()`: `EIO`) and the device would keep its old
+/// configuration. Any other configuration than abort, bypass or stage 1 (the guest's unit
+/// offers no stage 2) is passed as it is, for the host to refuse.
 pub(crate) fn vste(w0: u64, w1: u64) -> [u64; 2] {
     let g0 = Ste0::from_bits(w0);
     let g1 = Ste1::from_bits(w1);
     if !g0.v() {
         return [0, 0];
+    }
+    if g0.config() & 0b100 == 0 {
+        return plain(config::ABORT);
     }
     let s0 = Ste0::new()
         .with_v(true)
@@ -41,7 +47,7 @@ pub(crate) fn vste(w0: u64, w1: u64) -> [u64; 2] {
         .with_s1cor(g1.s1cor())
         .with_s1csh(g1.s1csh())
         .with_s1stalld(g1.s1stalld())
-        .with_eats(g1.eats());
+        .with_eats(if g1.eats() == 0b11 { 0 } else { g1.eats() });
     [s0.into_bits(), s1.into_bits()]
 }
 
@@ -191,6 +197,13 @@ mod tests {
             [0, 0],
             "an invalid STE is an invalid vSTE"
         );
+        // Config 0b001..0b011 behave as abort; EATS 0b11 as 0b00 (§5.2).
+        for cfg in [0b001, 0b010, 0b011] {
+            let w0 = Ste0::from_bits(g0).with_config(cfg).into_bits();
+            assert_eq!(vste(w0, g1), plain(config::ABORT));
+        }
+        let dpt = Ste1::from_bits(g1).with_eats(3).into_bits();
+        assert_eq!(Ste1::from_bits(vste(g0, dpt)[1]).eats(), 0);
         assert!(!translates(plain(config::BYPASS)));
         assert_eq!(plain(config::ABORT), [1, 0]);
         assert_eq!(plain(config::BYPASS), [0b1001, 0]);
