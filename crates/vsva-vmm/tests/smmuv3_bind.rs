@@ -186,15 +186,36 @@ fn an_invalid_or_illegal_ste_aborts_the_device_on_the_host() {
     write_guest_ste(&vm, DEV, [s2, good[1]]);
     aborts("Config S2 on a stage-1-only unit");
 
-    // Config abort, asked for.
-    let abort = Ste0::from_bits(good[0]).with_config(config::ABORT).into_bits();
-    write_guest_ste(&vm, DEV, [abort, good[1]]);
-    aborts("Config abort");
+    // Config abort, asked for, and the reserved 0b001..0b011, which behave as abort
+    // (§5.2 STE.Config): the host gets an abort, not a Config it refuses (Linux
+    // `arm_smmu_validate_vste()`: EIO) while the old configuration stays.
+    for cfg in [config::ABORT, 0b001, 0b010, 0b011] {
+        write_guest_ste(&vm, DEV, good);
+        assert!(matches!(
+            host.unit.stream_config(hs, Some(ssid)),
+            Ok(StreamConfig::Translate(_))
+        ));
+        let abort = Ste0::from_bits(good[0]).with_config(cfg).into_bits();
+        write_guest_ste(&vm, DEV, [abort, good[1]]);
+        aborts(&format!("Config {cfg:#05b}"));
+    }
     assert_eq!(
         vm.vmm().counters().bind_errors,
         errors,
         "none of these is a host refusal"
     );
+
+    // EATS 0b11 (reserved; without DPT it behaves as 0b00, no ATS): the host binds the CD
+    // table without ATS rather than refusing the STE.
+    let dpt = Ste1::from_bits(good[1]).with_eats(0b11).into_bits();
+    write_guest_ste(&vm, DEV, [good[0], dpt]);
+    let NestedS1::StreamEntry { ste, ats, translates } = nested(&vm)[0].1 else {
+        panic!()
+    };
+    assert!(translates && !ats);
+    assert_eq!(Ste0::from_bits(ste[0]).s1contextptr(), Ste0::from_bits(good[0]).s1contextptr());
+    assert_eq!(host.unit.guest_ste(hs).unwrap().w1().eats(), eats::ABORT);
+    assert_eq!(vm.vmm().counters().bind_errors, errors);
 
     // Its driver's STE again: translation is back.
     write_guest_ste(&vm, DEV, good);

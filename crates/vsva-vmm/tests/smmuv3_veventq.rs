@@ -13,7 +13,7 @@ use vsva_iommu::DomainSpec;
 use vsva_mem::{PageSize, Pasid, PhysMem};
 use vsva_pgtable::arm::ArmS1;
 use vsva_pgtable::{PageTable, Perm};
-use vsva_smmuv3::spec::cd::{Cd0, L1Cd};
+use vsva_smmuv3::spec::cd::Cd0;
 use vsva_smmuv3::spec::cmd::Command;
 use vsva_smmuv3::spec::event::id;
 use vsva_smmuv3::spec::ste::Ste0;
@@ -23,18 +23,8 @@ fn pump(vm: &vsva_vmm::Smmuv3Vm) -> usize {
     <Smmuv3Kind as GuestKind>::pump(vm.vmm())
 }
 
-/// The address of the CD of `ssid` in the guest's CD table of `DEV` (two-level, S1Fmt
-/// 0b10: 1024 CDs per leaf table, or 0b01: 64, §5.4.1; linear with 0b00).
 fn cd_addr(vm: &vsva_vmm::Smmuv3Vm, ssid: u32) -> u64 {
-    let (base, fmt, _) = vm.os().driver.master_tables(DEV).unwrap();
-    let ram = vm.vmm().ram();
-    let split = match fmt {
-        0 => return base + u64::from(ssid) * 64,
-        1 => 6,
-        _ => 10,
-    };
-    let l1 = L1Cd::from_bits(ram.load_u64(base + u64::from(ssid >> split) * 8).unwrap());
-    l1.l2() + u64::from(ssid & ((1 << split) - 1)) * 64
+    smmu::cd_addr(vm, DEV, ssid).unwrap()
 }
 
 #[test]

@@ -18,6 +18,7 @@ use vsva_smmuv3::spec::cmd::{Command as SmmuCommand, SyncCs};
 use vsva_smmuv3::spec::registers::{
     Gerror, QueueBase, StrtabBase, StrtabBaseCfg, cerror, offset, queue,
 };
+use vsva_smmuv3::spec::cd::L1Cd;
 use vsva_smmuv3::spec::event::EventRecord;
 use vsva_smmuv3::spec::ste::L1Std;
 use vsva_smmuv3::{Smmuv3, Smmuv3Config};
@@ -120,6 +121,22 @@ pub fn ste_addr(unit: &Smmuv3, mem: &dyn PhysMem, sid: u32) -> Option<u64> {
     let split = cfg.split();
     let l1 = L1Std::from_bits(mem.load_u64(base + u64::from(sid >> split) * 8).ok()?);
     (l1.span() != 0).then(|| l1.l2() + u64::from(sid & ((1 << split) - 1)) * 64)
+}
+
+/// The address of the CD of `ssid` in the guest's CD table for `rid` as its driver placed it
+/// (IHI 0070 §5.4.1: S1Fmt 0b00 linear; 0b01 two-level with 64 CDs per leaf; 0b10 with
+/// 1024), `None` if its level-1 descriptor is invalid.
+pub fn cd_addr(vm: &Smmuv3Vm, rid: Rid, ssid: u32) -> Option<u64> {
+    let (base, fmt, _) = vm.os().driver.master_tables(rid)?;
+    let ram = vm.vmm().ram();
+    let split = match fmt {
+        0 => return Some(base + u64::from(ssid) * 64),
+        1 => 6,
+        _ => 10,
+    };
+    let l1 = L1Cd::from_bits(ram.load_u64(base + u64::from(ssid >> split) * 8).ok()?);
+    l1.v()
+        .then(|| l1.l2() + u64::from(ssid & ((1 << split) - 1)) * 64)
 }
 
 /// Writes STE words 0 and 1 of the guest's StreamID `rid` (what a guest kernel can do behind
