@@ -230,7 +230,8 @@ impl Vmm {
         let Some((_, _, file)) = smmu.veventq.as_ref() else {
             return;
         };
-        let mut buf = [0u8; 16 * (size_of::<IommufdVeventHeader>() + size_of::<IommuVeventArmSmmuv3>())];
+        let mut buf =
+            [0u8; 16 * (size_of::<IommufdVeventHeader>() + size_of::<IommuVeventArmSmmuv3>())];
         while let Ok(n) = file.read(&mut buf, 0) {
             if n == 0 {
                 break;
