@@ -42,14 +42,37 @@ fn a_guest_ste_with_stage1_becomes_one_nested_hwpt_carrying_its_cd_table() {
     let hwpts = nested(&vm);
     assert_eq!(hwpts.len(), 1, "{hwpts:?}");
     let (_, s1, attached) = &hwpts[0];
-    assert_eq!(attached.iter().map(|r| u32::from(r.raw())).collect::<Vec<_>>(), [hs]);
-    let NestedS1::StreamEntry { ste, ats, translates } = *s1 else {
+    assert_eq!(
+        attached
+            .iter()
+            .map(|r| u32::from(r.raw()))
+            .collect::<Vec<_>>(),
+        [hs]
+    );
+    let NestedS1::StreamEntry {
+        ste,
+        ats,
+        translates,
+    } = *s1
+    else {
         panic!("an SMMUv3 nested HWPT carries a stream entry: {s1:?}");
     };
     let v0 = Ste0::from_bits(ste[0]);
     assert_eq!(
-        (v0.v(), v0.config(), v0.s1contextptr(), v0.s1fmt(), v0.s1cdmax()),
-        (true, config::S1_TRANS, g0.s1contextptr(), g0.s1fmt(), g0.s1cdmax())
+        (
+            v0.v(),
+            v0.config(),
+            v0.s1contextptr(),
+            v0.s1fmt(),
+            v0.s1cdmax()
+        ),
+        (
+            true,
+            config::S1_TRANS,
+            g0.s1contextptr(),
+            g0.s1fmt(),
+            g0.s1cdmax()
+        )
     );
     assert_eq!(Ste1::from_bits(ste[1]).eats(), 0, "EATS kept apart");
     assert_eq!(Ste1::from_bits(ste[1]).s1dss(), g1.s1dss());
@@ -174,7 +197,10 @@ fn an_invalid_or_illegal_ste_aborts_the_device_on_the_host() {
     // V = 0 (§5.2: an invalid STE is C_BAD_STE to the guest): an invalid vSTE, which the
     // host turns into an abort.
     write_guest_ste(&vm, DEV, [good[0] & !1, good[1]]);
-    let NestedS1::StreamEntry { ste, translates, .. } = nested(&vm)[0].1 else {
+    let NestedS1::StreamEntry {
+        ste, translates, ..
+    } = nested(&vm)[0].1
+    else {
         panic!()
     };
     assert_eq!((ste, translates), ([0, 0], false));
@@ -182,7 +208,9 @@ fn an_invalid_or_illegal_ste_aborts_the_device_on_the_host() {
 
     // Config stage 2 on a unit without stage 2 (IDR0.S2P = 0): ILLEGAL to the guest's unit
     // (C_BAD_STE), so the same abort.
-    let s2 = Ste0::from_bits(good[0]).with_config(config::S2_TRANS).into_bits();
+    let s2 = Ste0::from_bits(good[0])
+        .with_config(config::S2_TRANS)
+        .into_bits();
     write_guest_ste(&vm, DEV, [s2, good[1]]);
     aborts("Config S2 on a stage-1-only unit");
 
@@ -209,11 +237,19 @@ fn an_invalid_or_illegal_ste_aborts_the_device_on_the_host() {
     // table without ATS rather than refusing the STE.
     let dpt = Ste1::from_bits(good[1]).with_eats(0b11).into_bits();
     write_guest_ste(&vm, DEV, [good[0], dpt]);
-    let NestedS1::StreamEntry { ste, ats, translates } = nested(&vm)[0].1 else {
+    let NestedS1::StreamEntry {
+        ste,
+        ats,
+        translates,
+    } = nested(&vm)[0].1
+    else {
         panic!()
     };
     assert!(translates && !ats);
-    assert_eq!(Ste0::from_bits(ste[0]).s1contextptr(), Ste0::from_bits(good[0]).s1contextptr());
+    assert_eq!(
+        Ste0::from_bits(ste[0]).s1contextptr(),
+        Ste0::from_bits(good[0]).s1contextptr()
+    );
     assert_eq!(host.unit.guest_ste(hs).unwrap().w1().eats(), eats::ABORT);
     assert_eq!(vm.vmm().counters().bind_errors, errors);
 
@@ -243,7 +279,10 @@ fn smmuen_clear_makes_gbpa_abort_or_bypass_take_effect_on_the_host() {
     // SMMUEN = 0 with GBPA.ABORT: every transaction of the device aborts on the host.
     unit.mmio_write(offset::CR0, 4, u64::from(cr0 & !Cr0::SMMUEN.bits()));
     assert!(!vm.unit().guest_global().smmuen);
-    assert_eq!(host.unit.guest_ste(hs).unwrap().w0().config(), config::ABORT);
+    assert_eq!(
+        host.unit.guest_ste(hs).unwrap().w0().config(),
+        config::ABORT
+    );
     assert_eq!(
         host.unit.stream_config(hs, Some(b.ctx.pasid().raw())),
         Ok(StreamConfig::Abort)
@@ -264,7 +303,10 @@ fn smmuen_clear_makes_gbpa_abort_or_bypass_take_effect_on_the_host() {
     };
     assert!(t.stage1.is_none() && t.stage2.is_some());
     let dev = b.drv.device();
-    assert!(dev.dma_untranslated(None, 0x1000_0000, false).is_ok(), "GPA in RAM");
+    assert!(
+        dev.dma_untranslated(None, 0x1000_0000, false).is_ok(),
+        "GPA in RAM"
+    );
     assert!(
         dev.dma_untranslated(None, 64 * smmu::GIB, false).is_err(),
         "beyond guest RAM"
@@ -273,10 +315,16 @@ fn smmuen_clear_makes_gbpa_abort_or_bypass_take_effect_on_the_host() {
     // GBPA.ABORT again, then SMMUEN = 1: the guest's STE is back on the host.
     let abort = gbpa.with_abort(true).with_update(true).into_bits();
     unit.mmio_write(offset::GBPA, 4, u64::from(abort));
-    assert_eq!(host.unit.guest_ste(hs).unwrap().w0().config(), config::ABORT);
+    assert_eq!(
+        host.unit.guest_ste(hs).unwrap().w0().config(),
+        config::ABORT
+    );
     unit.mmio_write(offset::CR0, 4, u64::from(cr0));
     assert!(vm.unit().guest_global().smmuen);
-    assert_eq!(host.unit.guest_ste(hs).unwrap().w0().config(), config::NESTED);
+    assert_eq!(
+        host.unit.guest_ste(hs).unwrap().w0().config(),
+        config::NESTED
+    );
     let buf = b
         .process
         .mmap(None, 4096, Prot::RW, MapFlags::empty())
@@ -319,7 +367,12 @@ fn a_replaced_hwpt_answers_what_the_guest_owed_under_the_old_ste() {
     let dropped = vm.vmm().counters().responses_dropped;
     vm.os()
         .driver
-        .respond(r[0].rid, r[0].pasid, r[0].prgi, vsva_pcie::ResponseCode::Success)
+        .respond(
+            r[0].rid,
+            r[0].pasid,
+            r[0].prgi,
+            vsva_pcie::ResponseCode::Success,
+        )
         .unwrap();
     assert_eq!(vm.vmm().counters().responses_dropped, dropped + 1);
 }

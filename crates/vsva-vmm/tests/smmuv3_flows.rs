@@ -40,7 +40,10 @@ fn a_guest_munmap_reaches_the_host_tlb_and_the_devices_atc_before_it_returns() {
     b.drv
         .run(&vm, &b.ctx, &cmd(Op::Fill, 0, buf.raw(), 4 * 4096, 1))
         .unwrap();
-    assert!(host.unit.tlb_entries() > 0, "the host walked the guest's tables");
+    assert!(
+        host.unit.tlb_entries() > 0,
+        "the host walked the guest's tables"
+    );
     let (h_before, d_before, v_before) = (
         host.unit.stats(),
         b.drv.device().stats().atc_invalidations,
@@ -105,7 +108,13 @@ fn a_tlbi_reaches_the_host_before_the_guests_cmd_sync_is_even_on_the_queue() {
     for c in [Command::TlbiS12Vmall { vmid: 1 }, Command::TlbiEl2All] {
         let r = vm.os().driver.issue_commands(&[c]);
         assert!(
-            matches!(r, Err(SmmuError::Command { code: cerror::ILL, .. })),
+            matches!(
+                r,
+                Err(SmmuError::Command {
+                    code: cerror::ILL,
+                    ..
+                })
+            ),
             "{c:?}: {r:?}"
         );
     }
@@ -165,7 +174,13 @@ fn atc_inv_reaches_the_device_and_one_naming_a_foreign_vsid_fails_the_guests_syn
         leaf: true,
     }]);
     assert!(
-        matches!(r, Err(SmmuError::Command { code: cerror::ILL, .. })),
+        matches!(
+            r,
+            Err(SmmuError::Command {
+                code: cerror::ILL,
+                ..
+            })
+        ),
         "{r:?}"
     );
     // The guest's own CFGI_CD goes through.
@@ -220,7 +235,10 @@ fn a_page_request_reaches_the_guests_pri_queue_and_its_pri_resp_the_host() {
     b.drv.wait(&vm).unwrap();
     let mut got = [0u8; 64];
     b.process.read_bytes(buf, &mut got).unwrap();
-    assert!(got.iter().all(|&x| x == 9), "the device's fill reached guest RAM");
+    assert!(
+        got.iter().all(|&x| x == 9),
+        "the device's fill reached guest RAM"
+    );
 
     // The same group answered again, and groups never delivered: dropped and counted, the
     // host's device unaffected.
@@ -311,7 +329,10 @@ fn a_platform_stall_becomes_a_guest_stall_event_with_the_host_stag_and_resume_re
     let reqs = vm.os().driver.take_requests();
     assert_eq!(reqs.len(), 1);
     let r = reqs[0];
-    assert_eq!((r.rid.raw(), r.prgi, r.pasid), (PLATFORM_STREAM, stag, Some(ctx.pasid())));
+    assert_eq!(
+        (r.rid.raw(), r.prgi, r.pasid),
+        (PLATFORM_STREAM, stag, Some(ctx.pasid()))
+    );
 
     // A CMD_RESUME of a STAG never delivered: dropped and counted; the stall stays.
     let dropped = c0.responses_dropped;

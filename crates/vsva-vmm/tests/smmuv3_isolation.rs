@@ -42,8 +42,7 @@ fn expect_device_error(result: Result<u64, DriverError>, what: &str) {
 }
 
 fn fill(vm: &Smmuv3Vm, b: &Bound, va: u64, pattern: u64) -> Result<u64, DriverError> {
-    b.drv
-        .run(vm, &b.ctx, &cmd(Op::Fill, 0, va, 4096, pattern))
+    b.drv.run(vm, &b.ctx, &cmd(Op::Fill, 0, va, 4096, pattern))
 }
 
 fn misbehave(bad: &Smmuv3Vm) {
@@ -243,10 +242,7 @@ fn misbehave(bad: &Smmuv3Vm) {
         })
         .collect();
     bad.os().driver.issue_commands(&storm).unwrap();
-    assert_eq!(
-        bad.vmm().counters().invalidations_propagated,
-        before + 3000
-    );
+    assert_eq!(bad.vmm().counters().invalidations_propagated, before + 3000);
 
     eprintln!("hostile guest: {:?}", bad.vmm().counters());
     // The hostile guest itself still works for honest requests.
@@ -312,7 +308,10 @@ fn a_guest_cannot_answer_or_invalidate_for_another() {
     assert_eq!(pump(&good), 2);
     let reqs = good.os().driver.take_requests();
     assert_eq!(reqs.len(), 2);
-    let stall = *reqs.iter().find(|r| r.rid.raw() == PLATFORM_STREAM).unwrap();
+    let stall = *reqs
+        .iter()
+        .find(|r| r.rid.raw() == PLATFORM_STREAM)
+        .unwrap();
     let pri = *reqs.iter().find(|r| r.rid == DEV).unwrap();
     assert_eq!(host.unit.stats().stalled, 1);
 
@@ -341,7 +340,11 @@ fn a_guest_cannot_answer_or_invalidate_for_another() {
         .unwrap();
     assert_eq!(bad.vmm().counters().responses_dropped, dropped + 3);
     assert_eq!(good.vmm().counters(), good_counters);
-    assert_eq!(host.unit.stats().stalled, 1, "the good guest's stall stands");
+    assert_eq!(
+        host.unit.stats().stalled,
+        1,
+        "the good guest's stall stands"
+    );
     assert_eq!(pdrv.device().run(), Progress::Waiting);
     assert_eq!(gb.drv.device().run(), Progress::Waiting);
 
@@ -351,7 +354,11 @@ fn a_guest_cannot_answer_or_invalidate_for_another() {
     let vmid = host.unit.guest_ste(hs).unwrap().w2().s2vmid();
     assert_ne!(
         vmid,
-        host.unit.guest_ste(host_sid(&bad, DEV)).unwrap().w2().s2vmid()
+        host.unit
+            .guest_ste(host_sid(&bad, DEV))
+            .unwrap()
+            .w2()
+            .s2vmid()
     );
     let asid = good.os().driver.asid_of(DEV, gb.ctx.pasid().raw()).unwrap();
     let entries = host.unit.tlb_entries();
@@ -362,7 +369,11 @@ fn a_guest_cannot_answer_or_invalidate_for_another() {
         Command::TlbiNsnhAll,
     ]);
     assert!(r.is_ok(), "{r:?}");
-    assert_eq!(host.unit.tlb_entries(), entries, "no entry of the good VM dropped");
+    assert_eq!(
+        host.unit.tlb_entries(),
+        entries,
+        "no entry of the good VM dropped"
+    );
 
     // The good guest answers both: they complete.
     gb.process.write_bytes(buf, &[0]).unwrap();

@@ -10,11 +10,11 @@ mod smmu;
 use smmu::{Bound, DEV, GIB, SmmuHost, bind, bind_at, cmd, count, guest, host, host_sid, nested};
 use vsva_demo::regs::{DeviceError, Op};
 use vsva_demo::{DemoDriver, Machine, PLATFORM_STREAM, Progress};
+use vsva_host::Smmuv3Kind;
 use vsva_iommu::NestedS1;
 use vsva_iommufd::ObjectType;
 use vsva_mem::Rid;
 use vsva_mm::{MapFlags, Prot};
-use vsva_host::Smmuv3Kind;
 use vsva_smmuv3::spec::ste::config;
 use vsva_vmm::GuestKind;
 
@@ -34,7 +34,15 @@ fn leave_waiting(host: &SmmuHost, b: &Bound) {
 fn translating(vm: &vsva_vmm::Smmuv3Vm) -> usize {
     nested(vm)
         .iter()
-        .filter(|(_, s1, _)| matches!(s1, NestedS1::StreamEntry { translates: true, .. }))
+        .filter(|(_, s1, _)| {
+            matches!(
+                s1,
+                NestedS1::StreamEntry {
+                    translates: true,
+                    ..
+                }
+            )
+        })
         .count()
 }
 
@@ -56,18 +64,28 @@ fn reboot_releases_every_nested_hwpt_and_answers_what_the_guest_owed() {
     assert_eq!(pdrv.device().run(), Progress::Waiting);
     // A PRI group delivered to the guest and unanswered.
     leave_waiting(&host, &b);
-    assert_eq!(<Smmuv3Kind as GuestKind>::pump(vm.vmm()), 2, "stall and PRI group");
+    assert_eq!(
+        <Smmuv3Kind as GuestKind>::pump(vm.vmm()),
+        2,
+        "stall and PRI group"
+    );
     assert_eq!(vm.os().driver.take_requests().len(), 2);
     assert_eq!(host.unit.stats().stalled, 1);
     assert_eq!(translating(&vm), 2, "both devices' CD tables bound");
-    let (viommu, vdev) = (count(&vm, ObjectType::Viommu), count(&vm, ObjectType::Vdevice));
+    let (viommu, vdev) = (
+        count(&vm, ObjectType::Viommu),
+        count(&vm, ObjectType::Vdevice),
+    );
     assert_eq!((viommu, vdev), (1, 2));
 
     vm.reboot().unwrap();
     // No nested HWPT translates any more (the new guest has not configured its devices:
     // their STEs are invalid, the host aborts them); the host STE is not nested.
     assert_eq!(translating(&vm), 0, "{:?}", nested(&vm));
-    assert_ne!(host.unit.guest_ste(hs).unwrap().w0().config(), config::NESTED);
+    assert_ne!(
+        host.unit.guest_ste(hs).unwrap().w0().config(),
+        config::NESTED
+    );
     // The vIOMMU and vDEVICEs stay: the devices are still the VM's.
     assert_eq!(count(&vm, ObjectType::Viommu), 1);
     assert_eq!(count(&vm, ObjectType::Vdevice), 2);
@@ -132,7 +150,10 @@ fn vmm_exit_destroys_every_object_and_gives_the_host_back_every_page_and_pin() {
         .unwrap_or_else(|e| panic!("{e}"));
     let _ = pdev;
     let hs = host_sid(&vm, Rid::from_bdf(0, 4, 0).unwrap());
-    assert_eq!(host.unit.guest_ste(hs).unwrap().w0().config(), config::NESTED);
+    assert_eq!(
+        host.unit.guest_ste(hs).unwrap().w0().config(),
+        config::NESTED
+    );
     assert!(translating(&vm) >= 1);
     for kind in [ObjectType::Viommu, ObjectType::Veventq] {
         assert_eq!(count(&vm, kind), 1, "{kind:?}");
@@ -156,7 +177,10 @@ fn vmm_exit_destroys_every_object_and_gives_the_host_back_every_page_and_pin() {
         .collect();
     assert!(left.is_empty(), "{left:?}");
     // The host's STE of the device no longer points at the guest's CD table.
-    assert_ne!(host.unit.guest_ste(hs).map(|s| s.w0().config()), Ok(config::NESTED));
+    assert_ne!(
+        host.unit.guest_ste(hs).map(|s| s.w0().config()),
+        Ok(config::NESTED)
+    );
     drop(vmm);
     assert_eq!(
         host.mm.frames().free_bytes(),

@@ -124,7 +124,12 @@ fn a_recorded_stage1_translation_fault_reaches_the_guest_and_a_stage2_fault_does
     let frames = vm.os().mm.frames().clone();
     let table = PageTable::new(ArmS1::with_va_bits(48), frames).unwrap();
     table
-        .map(0x7000_0000, 100 * smmu::GIB, PageSize::Size4K, Perm::USER_RW)
+        .map(
+            0x7000_0000,
+            100 * smmu::GIB,
+            PageSize::Size4K,
+            Perm::USER_RW,
+        )
         .unwrap();
     let ssid5 = Pasid::new(5).unwrap();
     vm.os()
@@ -141,7 +146,10 @@ fn a_recorded_stage1_translation_fault_reaches_the_guest_and_a_stage2_fault_does
         )
         .unwrap();
     let (h_events, g_events) = (host.unit.stats().events, vm.unit().stats().events);
-    assert!(dev.dma_untranslated(Some(ssid5), 0x7000_0000, false).is_err());
+    assert!(
+        dev.dma_untranslated(Some(ssid5), 0x7000_0000, false)
+            .is_err()
+    );
     assert!(host.unit.stats().events > h_events, "the host recorded it");
     let hev = last_event(&host.unit, host.mem.as_ref());
     assert_eq!(hev.sid(), host_sid(&vm, DEV));
@@ -161,13 +169,20 @@ fn a_recorded_stage1_translation_fault_reaches_the_guest_and_a_stage2_fault_does
         .into_bits();
     write_guest_ste(&vm, DEV, [far, g.words[1]]);
     let h_events = host.unit.stats().events;
-    assert!(dev.dma_untranslated(Some(ssid), 0x4000_0000, false).is_err());
+    assert!(
+        dev.dma_untranslated(Some(ssid), 0x4000_0000, false)
+            .is_err()
+    );
     assert!(host.unit.stats().events > h_events);
     let hev = last_event(&host.unit, host.mem.as_ref());
     assert_eq!(hev.kind(), id::F_TRANSLATION);
     assert_eq!(hev.words[1] >> 39 & 1, 1, "S2");
     assert_eq!(hev.words[1] >> 40 & 3, 0b00, "CLASS = CD");
-    assert_eq!(hev.words[3] & !0xfff, 256 * smmu::GIB, "the IPA of the CD table");
+    assert_eq!(
+        hev.words[3] & !0xfff,
+        256 * smmu::GIB,
+        "the IPA of the CD table"
+    );
     host.service();
     assert_eq!(pump(&vm), 0);
     assert_eq!(vm.vmm().counters().faults_reported, reported + 1);

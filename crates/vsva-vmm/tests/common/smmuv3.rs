@@ -14,12 +14,12 @@ use vsva_iommu::NestedS1;
 use vsva_iommufd::{HwptNested, ObjectType};
 use vsva_mem::{PhysMem, Rid};
 use vsva_mm::Process;
+use vsva_smmuv3::spec::cd::L1Cd;
 use vsva_smmuv3::spec::cmd::{Command as SmmuCommand, SyncCs};
+use vsva_smmuv3::spec::event::EventRecord;
 use vsva_smmuv3::spec::registers::{
     Gerror, QueueBase, StrtabBase, StrtabBaseCfg, cerror, offset, queue,
 };
-use vsva_smmuv3::spec::cd::L1Cd;
-use vsva_smmuv3::spec::event::EventRecord;
 use vsva_smmuv3::spec::ste::L1Std;
 use vsva_smmuv3::{Smmuv3, Smmuv3Config};
 use vsva_vmm::{Smmuv3Vm, VmConfig};
