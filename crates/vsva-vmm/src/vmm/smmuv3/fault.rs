@@ -130,17 +130,23 @@ impl Vmm {
     }
 
     /// The guest's CMD_RESUME of `stag` on `vsid` (`retry`: Retry; otherwise Abort or
-    /// Terminate): the host transaction is retried or terminated.
+    /// Terminate): the host transaction is retried or terminated. Only a stream that stalls
+    /// has stalls to resume.
     pub(crate) fn smmu_resume(&self, vsid: u16, stag: u16, retry: bool) {
         let code = if retry {
             PageResponseCode::SUCCESS
         } else {
             PageResponseCode::INVALID
         };
-        self.answer((vsid, None, stag), code);
+        let key = self.stalls(vsid).then_some((vsid, None, stag));
+        self.answer(key, code);
     }
 
-    /// The guest's CMD_PRI_RESP (or its unit's automatic response) for a page request group.
+    /// The guest's CMD_PRI_RESP (or its unit's automatic response) for a page request group
+    /// of a PCIe Function (a CMD_PRI_RESP naming a stream that stalls answers nothing: a
+    /// stall is resumed by CMD_RESUME). A response without PASID answers the group of that
+    /// PRG index whatever its PASID: PRG indexes are the Function's, and the SMMU's own
+    /// Response Failure carries none (§8.1); the Function matches responses by index.
     pub(crate) fn smmu_pri_response(
         &self,
         rid: Rid,
@@ -153,7 +159,27 @@ impl Vmm {
             // iommufd has no FAILURE code: a failure is not retried either.
             _ => PageResponseCode::INVALID,
         };
-        self.answer((rid.raw(), pasid.map(|p| p.raw()), prgi), code);
+        let vsid = rid.raw();
+        let key = if self.stalls(vsid) {
+            None
+        } else {
+            let exact = (vsid, pasid.map(|p| p.raw()), prgi);
+            let smmu = self.smmu();
+            if smmu.pending.contains_key(&exact) || pasid.is_some() {
+                Some(exact)
+            } else {
+                smmu.pending
+                    .keys()
+                    .find(|&&(s, _, i)| s == vsid && i == prgi)
+                    .copied()
+            }
+        };
+        self.answer(key, code);
+    }
+
+    /// Whether guest StreamID `vsid` is a platform master that stalls.
+    fn stalls(&self, vsid: u16) -> bool {
+        self.smmu().streams.get(&vsid).is_some_and(|s| s.stalls)
     }
 
     /// The guest's CMD_STALL_TERM of `vsid` (§4.7.2): every stall of the stream it still
@@ -171,12 +197,12 @@ impl Vmm {
                 .collect()
         };
         for key in keys {
-            self.answer(key, PageResponseCode::INVALID);
+            self.answer(Some(key), PageResponseCode::INVALID);
         }
     }
 
-    fn answer(&self, key: PendingKey, code: PageResponseCode) {
-        let cookie = self.smmu().pending.remove(&key);
+    fn answer(&self, key: Option<PendingKey>, code: PageResponseCode) {
+        let cookie = key.and_then(|key| self.smmu().pending.remove(&key));
         match cookie {
             Some(cookie) => {
                 self.write_response(cookie, code);
