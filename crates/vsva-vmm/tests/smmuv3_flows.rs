@@ -17,9 +17,9 @@ use vsva_host::Smmuv3Kind;
 use vsva_mem::{Rid, Va};
 use vsva_mm::{MapFlags, Prot};
 use vsva_pcie::ResponseCode;
-use vsva_smmuv3::spec::cmd::Command;
+use vsva_smmuv3::spec::cmd::{Command, PriResp};
 use vsva_smmuv3::spec::event::id;
-use vsva_smmuv3::spec::registers::cerror;
+use vsva_smmuv3::spec::registers::{Cr0, cerror, offset};
 use vsva_smmuv3_driver::DriverError as SmmuError;
 use vsva_vmm::GuestKind;
 
@@ -346,6 +346,19 @@ fn a_platform_stall_becomes_a_guest_stall_event_with_the_host_stag_and_resume_re
         .unwrap();
     assert_eq!(vm.vmm().counters().responses_dropped, dropped + 1);
     assert_eq!(host.unit.stats().stalled, 1);
+    // Nor does a CMD_PRI_RESP naming the stalled stream and the STAG as PRG index (§4.7.1:
+    // only CMD_RESUME resumes a stall).
+    vm.os()
+        .driver
+        .issue_commands(&[Command::PriResp {
+            sid: u32::from(PLATFORM_STREAM),
+            ssid: None,
+            prgi: stag & 0x1ff,
+            resp: PriResp::Success,
+        }])
+        .unwrap();
+    assert_eq!(vm.vmm().counters().responses_dropped, dropped + 2);
+    assert_eq!(host.unit.stats().stalled, 1);
 
     // The guest pages it in and resumes (Retry): the host resumes its stall, the command
     // completes.
@@ -362,4 +375,67 @@ fn a_platform_stall_becomes_a_guest_stall_event_with_the_host_stag_and_resume_re
     assert_eq!(host.driver.stall_stats().resumes, host_resumes + 1);
     drv.wait(&vm).unwrap();
     assert_eq!(host.unit.stats().stalled, 0);
+}
+
+/// Clears `bits` of the guest SMMU's CR0 (a guest kernel turning a queue off).
+fn cr0_clear(vm: &vsva_vmm::Smmuv3Vm, bits: Cr0) {
+    let cr0 = vm.unit().mmio_read(offset::CR0, 4) as u32;
+    vm.unit()
+        .mmio_write(offset::CR0, 4, u64::from(cr0 & !bits.bits()));
+    assert_eq!(
+        vm.unit().mmio_read(offset::CR0ACK, 4) as u32 & bits.bits(),
+        0
+    );
+}
+
+#[test]
+fn a_page_request_the_guests_pri_queue_cannot_take_is_answered_by_its_smmu() {
+    let host = host();
+    let vm = guest(&host, 1);
+    let b = bind(&vm);
+    let buf = b
+        .process
+        .mmap(None, 4096, Prot::RW, MapFlags::empty())
+        .unwrap();
+    // PRIQEN = 0: the guest's SMMU answers page requests itself (§8.1: a PRG Response of
+    // Response Failure for a last request it cannot record); the VMM passes that answer to
+    // the host's group, and the device does not wait for ever.
+    cr0_clear(&vm, Cr0::PRIQEN);
+    b.drv.submit(&b.ctx, &cmd(Op::Fill, 0, buf.raw(), 4096, 9));
+    assert_eq!(b.drv.device().run(), Progress::Waiting);
+    host.service();
+    let (c0, g0) = (vm.vmm().counters(), vm.unit().stats());
+    pump(&vm);
+    assert_eq!(vm.unit().stats().page_requests, g0.page_requests);
+    assert_eq!(
+        vm.unit().stats().pri_auto_responses,
+        g0.pri_auto_responses + 1
+    );
+    assert_eq!(
+        vm.vmm().counters().page_responses_relayed,
+        c0.page_responses_relayed + 1
+    );
+    assert!(matches!(b.drv.device().run(), Progress::Failed(_)));
+}
+
+#[test]
+fn a_stall_the_guests_event_queue_cannot_take_is_terminated() {
+    let host = host();
+    let vm = guest(&host, 1);
+    let (drv, process, ctx) = platform(&vm);
+    let buf = process
+        .mmap(None, 4096, Prot::RW, MapFlags::empty())
+        .unwrap();
+    // EVTQEN = 0: the stall event cannot be recorded, so the guest could never resume it;
+    // the VMM terminates it on the host (as an SMMU terminates a stall whose event it could
+    // not record, §3.12.2).
+    cr0_clear(&vm, Cr0::EVTQEN);
+    drv.submit(&ctx, &cmd(Op::Fill, 0, buf.raw(), 4096, 4));
+    assert_eq!(drv.device().run(), Progress::Waiting);
+    host.service();
+    let c0 = vm.vmm().counters();
+    assert_eq!(pump(&vm), 0);
+    assert_eq!(vm.vmm().counters().faults_to_guest, c0.faults_to_guest);
+    assert_eq!(host.unit.stats().stalled, 0, "terminated");
+    assert!(matches!(drv.device().run(), Progress::Failed(_)));
 }
