@@ -9,7 +9,7 @@ mod smmu;
 
 use smmu::{DEV, bind, cfgi_ste, cmd, guest, host, host_sid, nested, write_guest_ste};
 use vsva_demo::regs::Op;
-use vsva_demo::{DriverError, Progress};
+use vsva_demo::{DriverError, Machine, Progress};
 use vsva_iommu::NestedS1;
 use vsva_mem::PhysMem;
 use vsva_mm::{MapFlags, Prot};
@@ -375,4 +375,35 @@ fn a_replaced_hwpt_answers_what_the_guest_owed_under_the_old_ste() {
         )
         .unwrap();
     assert_eq!(vm.vmm().counters().responses_dropped, dropped + 1);
+}
+
+#[test]
+fn smmuen_clear_ends_the_stalls_the_guest_can_no_longer_resume() {
+    let host = host();
+    let vm = guest(&host, 1);
+    let dev = vm
+        .add_platform_device(vsva_mem::Rid::from_raw(vsva_demo::PLATFORM_STREAM), 20)
+        .unwrap();
+    let drv = vsva_demo::DemoDriver::probe_platform(&vm, dev, 20, 32).unwrap();
+    let process = vm.mm().spawn().unwrap();
+    let ctx = drv.open(&vm, &process).unwrap();
+    let buf = process
+        .mmap(None, 4096, Prot::RW, MapFlags::empty())
+        .unwrap();
+    drv.submit(&ctx, &cmd(Op::Fill, 0, buf.raw(), 4096, 1));
+    assert_eq!(drv.device().run(), Progress::Waiting);
+    host.service();
+    assert_eq!(
+        <vsva_host::Smmuv3Kind as vsva_vmm::GuestKind>::pump(vm.vmm()),
+        1
+    );
+    assert_eq!(host.unit.stats().stalled, 1);
+    // SMMUEN = 0 (§6.3.9.1: the SMMU's stalled transactions are terminated when it is
+    // disabled): the guest cannot resume its stall any more, so the host's is ended too,
+    // and the device is aborted as GBPA says.
+    let cr0 = vm.unit().mmio_read(offset::CR0, 4) as u32;
+    vm.unit()
+        .mmio_write(offset::CR0, 4, u64::from(cr0 & !Cr0::SMMUEN.bits()));
+    assert_eq!(host.unit.stats().stalled, 0);
+    assert!(matches!(drv.device().run(), Progress::Failed(_)));
 }
