@@ -283,7 +283,7 @@ fn a_guest_cannot_answer_or_invalidate_for_another() {
     let good = guest(&host, 1);
     let bad = guest(&host, 2);
     let gb = bind(&good);
-    let _bb = bind(&bad);
+    let bb = bind(&bad);
     let pump = |vm: &Smmuv3Vm| <Smmuv3Kind as GuestKind>::pump(vm.vmm());
 
     // The good guest: a PCIe page request and a platform stall delivered to it, unanswered.
@@ -374,6 +374,26 @@ fn a_guest_cannot_answer_or_invalidate_for_another() {
         entries,
         "no entry of the good VM dropped"
     );
+
+    // A fault of the bad guest's device goes to the bad guest's event queue only (each
+    // vIOMMU's vEVENTQ has its own devices' events).
+    let (good_reported, good_events) = (
+        good.vmm().counters().faults_reported,
+        good.unit().stats().events,
+    );
+    let bad_reported = bad.vmm().counters().faults_reported;
+    assert!(
+        bb.drv
+            .device()
+            .dma_untranslated(Some(bb.ctx.pasid()), 0x6000_0000, true)
+            .is_err()
+    );
+    host.service();
+    assert_eq!(pump(&bad), 1);
+    pump(&good);
+    assert_eq!(bad.vmm().counters().faults_reported, bad_reported + 1);
+    assert_eq!(good.vmm().counters().faults_reported, good_reported);
+    assert_eq!(good.unit().stats().events, good_events);
 
     // The good guest answers both: they complete.
     gb.process.write_bytes(buf, &[0]).unwrap();

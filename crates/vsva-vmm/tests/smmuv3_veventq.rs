@@ -189,3 +189,38 @@ fn a_recorded_stage1_translation_fault_reaches_the_guest_and_a_stage2_fault_does
     assert_eq!(vm.unit().stats().events, g_events);
     let _ = vm.take_faults();
 }
+
+#[test]
+fn events_beyond_the_veventq_depth_are_lost_not_wedged() {
+    let host = host();
+    let vm = guest(&host, 1);
+    let b = bind(&vm);
+    let ssid = b.ctx.pasid();
+    let dev = b.drv.device();
+    // 100 stage-1 faults before the VMM reads the vEVENTQ (depth 64): the queue keeps 64
+    // and a lost-events record (IOMMU_VEVENTQ_FLAG_LOST_EVENTS) for the rest.
+    for i in 0..100u64 {
+        assert!(
+            dev.dma_untranslated(Some(ssid), 0x6000_0000 + (i << 12), false)
+                .is_err()
+        );
+        host.service();
+    }
+    let reported = vm.vmm().counters().faults_reported;
+    assert_eq!(pump(&vm), 64);
+    assert_eq!(vm.vmm().counters().faults_reported - reported, 64);
+    assert_eq!(
+        vm.unit().stats().events_lost,
+        0,
+        "the guest's own queue took them all"
+    );
+    // Afterwards the queue works again: the next fault arrives.
+    assert!(
+        dev.dma_untranslated(Some(ssid), 0x7000_0000, false)
+            .is_err()
+    );
+    host.service();
+    assert_eq!(pump(&vm), 1);
+    let gev = last_event(vm.unit(), vm.vmm().ram().as_ref());
+    assert_eq!(gev.words[2] & !0xfff, 0x7000_0000);
+}
