@@ -224,3 +224,52 @@ fn events_beyond_the_veventq_depth_are_lost_not_wedged() {
     let gev = last_event(vm.unit(), vm.vmm().ram().as_ref());
     assert_eq!(gev.words[2] & !0xfff, 0x7000_0000);
 }
+
+#[test]
+fn a_guest_cannot_make_a_device_that_cannot_stall_stall_on_the_host() {
+    let host = host();
+    let vm = guest(&host, 1);
+    let b = bind(&vm);
+    let ssid = b.ctx.pasid();
+    let dev = b.drv.device();
+    let ram = vm.vmm().ram();
+    // The guest clears S1STALLD in its PCIe device's STE and sets S in its CD (§5.4: stall
+    // faults): the host keeps S1STALLD for a master that cannot stall (Linux
+    // `arm_smmu_make_nested_cd_table_ste()` → `arm_smmu_make_cdtable_ste()`), so the CD is
+    // ILLEGAL there (C_BAD_CD, §5.4.2) rather than a stall the device cannot take.
+    let g = vm.unit().guest_ste(u32::from(DEV.raw())).unwrap();
+    let w1 = vsva_smmuv3::spec::ste::Ste1::from_bits(g.words[1])
+        .with_s1stalld(false)
+        .into_bits();
+    smmu::write_guest_ste(&vm, DEV, [g.words[0], w1]);
+    let at = cd_addr(&vm, ssid.raw());
+    let cd = Cd0::from_bits(ram.load_u64(at).unwrap());
+    ram.store_u64(at, cd.with_s(true).into_bits()).unwrap();
+    vm.os()
+        .driver
+        .issue_commands(&[Command::CfgiCd {
+            sid: u32::from(DEV.raw()),
+            ssid: ssid.raw(),
+            leaf: true,
+        }])
+        .unwrap();
+    assert!(
+        host.unit
+            .guest_ste(host_sid(&vm, DEV))
+            .unwrap()
+            .w1()
+            .s1stalld()
+    );
+    assert!(
+        dev.dma_untranslated(Some(ssid), 0x6000_0000, false)
+            .is_err()
+    );
+    assert_eq!(host.unit.stats().stalled, 0, "nothing stalled");
+    host.service();
+    assert_eq!(pump(&vm), 1);
+    let gev = last_event(vm.unit(), ram.as_ref());
+    assert_eq!(
+        (gev.kind(), gev.sid(), gev.ssid()),
+        (id::C_BAD_CD, u32::from(DEV.raw()), Some(ssid.raw()))
+    );
+}
