@@ -69,8 +69,8 @@ pub(crate) type PendingKey = (u16, Option<u32>, u16);
 pub(crate) struct Smmu {
     /// The vIOMMU, once the guest's unit is connected.
     pub(crate) viommu: Option<u32>,
-    /// Its event queue: object ID and file.
-    pub(crate) veventq: Option<(u32, Arc<VeventqFile>)>,
+    /// Its event queue: object ID, file descriptor and file.
+    pub(crate) veventq: Option<(u32, u32, Arc<VeventqFile>)>,
     /// By guest StreamID.
     pub(crate) streams: BTreeMap<u16, Stream>,
     /// Groups and stalls delivered to the guest, with their fault-queue cookies.
@@ -109,7 +109,7 @@ impl Vmm {
         };
         let file = self.uapi.fd().veventq_file(fd)?;
         smmu.viommu = Some(viommu);
-        smmu.veventq = Some((id, file));
+        smmu.veventq = Some((id, fd, file));
         for (&rid, a) in &st.devices {
             let vdevice = self.uapi.vdevice_alloc(viommu, a.dev_id, u64::from(rid))?;
             smmu.streams.insert(
@@ -152,16 +152,25 @@ impl Vmm {
     }
 
     /// Tears the SMMUv3 objects down at shutdown, after every nested HWPT went and before
-    /// the devices are unbound: the vDEVICEs, the vEVENTQ, then the vIOMMU.
+    /// the devices are unbound: the vDEVICEs, the vEVENTQ (its file closed first: an open
+    /// file holds the queue, whose `IOMMU_DESTROY` would be `EBUSY`, and the queue its
+    /// vIOMMU), then the vIOMMU.
     pub(crate) fn destroy_smmu(&self) {
         let mut smmu = self.smmu();
         let vdevices: Vec<u32> = std::mem::take(&mut smmu.streams)
             .into_values()
             .map(|s| s.vdevice)
             .collect();
+        let veventq = smmu.veventq.take().map(|(id, fd, file)| {
+            drop(file);
+            if let Err(e) = self.uapi.fd().close_veventq_file(fd) {
+                tracing::warn!(fd, %e, "close of the vEVENTQ file failed");
+            }
+            id
+        });
         let ids = vdevices
             .into_iter()
-            .chain(smmu.veventq.take().map(|(id, _)| id))
+            .chain(veventq)
             .chain(smmu.viommu.take());
         for id in ids {
             if let Err(e) = self.uapi.destroy(id) {

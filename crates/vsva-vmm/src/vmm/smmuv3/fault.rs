@@ -20,7 +20,9 @@ use vsva_smmuv3::Smmuv3;
 use vsva_smmuv3::spec::event::{Access, EventRecord, WalkFault, class, id};
 use zerocopy::FromBytes;
 
-use super::PendingKey;
+use std::sync::MutexGuard;
+
+use super::{PendingKey, Smmu};
 use crate::vmm::{Counters, Vmm};
 
 /// What a fault-queue record becomes in the guest.
@@ -128,17 +130,23 @@ impl Vmm {
     }
 
     /// The guest's CMD_RESUME of `stag` on `vsid` (`retry`: Retry; otherwise Abort or
-    /// Terminate): the host transaction is retried or terminated.
+    /// Terminate): the host transaction is retried or terminated. Only a stream that stalls
+    /// has stalls to resume.
     pub(crate) fn smmu_resume(&self, vsid: u16, stag: u16, retry: bool) {
         let code = if retry {
             PageResponseCode::SUCCESS
         } else {
             PageResponseCode::INVALID
         };
-        self.answer((vsid, None, stag), code);
+        let key = self.stalls(vsid).then_some((vsid, None, stag));
+        self.answer(key, code);
     }
 
-    /// The guest's CMD_PRI_RESP (or its unit's automatic response) for a page request group.
+    /// The guest's CMD_PRI_RESP (or its unit's automatic response) for a page request group
+    /// of a PCIe Function (a CMD_PRI_RESP naming a stream that stalls answers nothing: a
+    /// stall is resumed by CMD_RESUME). A response without PASID answers the group of that
+    /// PRG index whatever its PASID: PRG indexes are the Function's, and the SMMU's own
+    /// Response Failure carries none (§8.1); the Function matches responses by index.
     pub(crate) fn smmu_pri_response(
         &self,
         rid: Rid,
@@ -151,7 +159,27 @@ impl Vmm {
             // iommufd has no FAILURE code: a failure is not retried either.
             _ => PageResponseCode::INVALID,
         };
-        self.answer((rid.raw(), pasid.map(|p| p.raw()), prgi), code);
+        let vsid = rid.raw();
+        let key = if self.stalls(vsid) {
+            None
+        } else {
+            let exact = (vsid, pasid.map(|p| p.raw()), prgi);
+            let smmu = self.smmu();
+            if smmu.pending.contains_key(&exact) || pasid.is_some() {
+                Some(exact)
+            } else {
+                smmu.pending
+                    .keys()
+                    .find(|&&(s, _, i)| s == vsid && i == prgi)
+                    .copied()
+            }
+        };
+        self.answer(key, code);
+    }
+
+    /// Whether guest StreamID `vsid` is a platform master that stalls.
+    fn stalls(&self, vsid: u16) -> bool {
+        self.smmu().streams.get(&vsid).is_some_and(|s| s.stalls)
     }
 
     /// The guest's CMD_STALL_TERM of `vsid` (§4.7.2): every stall of the stream it still
@@ -169,12 +197,12 @@ impl Vmm {
                 .collect()
         };
         for key in keys {
-            self.answer(key, PageResponseCode::INVALID);
+            self.answer(Some(key), PageResponseCode::INVALID);
         }
     }
 
-    fn answer(&self, key: PendingKey, code: PageResponseCode) {
-        let cookie = self.smmu().pending.remove(&key);
+    fn answer(&self, key: Option<PendingKey>, code: PageResponseCode) {
+        let cookie = key.and_then(|key| self.smmu().pending.remove(&key));
         match cookie {
             Some(cookie) => {
                 self.write_response(cookie, code);
@@ -187,9 +215,59 @@ impl Vmm {
         }
     }
 
+    /// Answers INVALID what the guest can no longer answer, because the configuration it
+    /// came through goes (of guest StreamID `only`, or of every one): the groups and stalls
+    /// delivered to it, and — for every StreamID — the records still on the fault queue.
+    ///
+    /// iommufd answers a detached attachment's groups itself only by their PASID
+    /// (`Fault::auto_respond`, the IOMMU core's `abort_faults`), but a nested SMMUv3 HWPT is
+    /// attached at the RID and receives the groups of every SubstreamID: those of SSID ≠ 0
+    /// would wait for ever. A response iommufd has already given is refused harmlessly.
+    pub(crate) fn abandon_faults(&self, smmu: &mut MutexGuard<'_, Smmu>, only: Option<u16>) {
+        let keys: Vec<PendingKey> = smmu
+            .pending
+            .keys()
+            .filter(|&&(sid, _, _)| only.is_none_or(|o| o == sid))
+            .copied()
+            .collect();
+        for key in keys {
+            if let Some(cookie) = smmu.pending.remove(&key) {
+                self.write_response(cookie, PageResponseCode::INVALID);
+            }
+        }
+        if only.is_some() {
+            return;
+        }
+        loop {
+            let records = self.read_fault_queue();
+            if records.is_empty() {
+                break;
+            }
+            for rec in records {
+                if PgfaultFlags::from_bits_retain(rec.flags).contains(PgfaultFlags::LAST_PAGE) {
+                    self.write_response(rec.cookie, PageResponseCode::INVALID);
+                }
+            }
+        }
+    }
+
+    /// Reads and drops what the vEVENTQ holds (events for a guest that is gone).
+    pub(crate) fn drop_events(&self, smmu: &Smmu) {
+        let Some((_, _, file)) = smmu.veventq.as_ref() else {
+            return;
+        };
+        let mut buf =
+            [0u8; 16 * (size_of::<IommufdVeventHeader>() + size_of::<IommuVeventArmSmmuv3>())];
+        while let Ok(n) = file.read(&mut buf, 0) {
+            if n == 0 {
+                break;
+            }
+        }
+    }
+
     /// The vEVENTQ's events into the guest's event queue.
     fn pump_events(&self, unit: &Smmuv3) -> usize {
-        let Some(file) = self.smmu().veventq.as_ref().map(|(_, f)| f.clone()) else {
+        let Some(file) = self.smmu().veventq.as_ref().map(|(_, _, f)| f.clone()) else {
             return 0;
         };
         const HEADER: usize = size_of::<IommufdVeventHeader>();

@@ -7,7 +7,7 @@
 //! SMMUEN clear, GBPA's abort or bypass (IHI 0070 §6.3.14); with an STE the guest's unit
 //! cannot use (C_BAD_STE, F_STE_FETCH), an invalid vSTE, which the host turns into an abort.
 
-use vsva_iommufd::abi::{Errno, IommuHwptArmSmmuv3};
+use vsva_iommufd::abi::IommuHwptArmSmmuv3;
 use vsva_mem::Rid;
 use vsva_smmuv3::Smmuv3;
 use vsva_smmuv3::spec::ste::{Ste0, Ste1, config};
@@ -20,14 +20,20 @@ fn plain(cfg: u8) -> [u64; 2] {
     [Ste0::new().with_v(true).with_config(cfg).into_bits(), 0]
 }
 
-/// The vSTE for the guest's STE words `w0`, `w1`: only the fields nesting carries. Any
-/// configuration other than abort, bypass or stage 1 (the guest's unit offers no stage 2) is
-/// passed as it is, for the host to refuse.
+/// The vSTE for the guest's STE words `w0`, `w1`: only the fields nesting carries, and the
+/// reserved encodings the guest's unit treats as another value as that value (IHI 0070 §5.2:
+/// Config 0b001–0b011 behave as abort, EATS 0b11 without DPT as 0b00), for the host refuses
+/// them (Linux `arm_smmu_validate_vste()`: `EIO`) and the device would keep its old
+/// configuration. Any other configuration than abort, bypass or stage 1 (the guest's unit
+/// offers no stage 2) is passed as it is, for the host to refuse.
 pub(crate) fn vste(w0: u64, w1: u64) -> [u64; 2] {
     let g0 = Ste0::from_bits(w0);
     let g1 = Ste1::from_bits(w1);
     if !g0.v() {
         return [0, 0];
+    }
+    if g0.config() & 0b100 == 0 {
+        return plain(config::ABORT);
     }
     let s0 = Ste0::new()
         .with_v(true)
@@ -41,7 +47,7 @@ pub(crate) fn vste(w0: u64, w1: u64) -> [u64; 2] {
         .with_s1cor(g1.s1cor())
         .with_s1csh(g1.s1csh())
         .with_s1stalld(g1.s1stalld())
-        .with_eats(g1.eats());
+        .with_eats(if g1.eats() == 0b11 { 0 } else { g1.eats() });
     [s0.into_bits(), s1.into_bits()]
 }
 
@@ -86,17 +92,22 @@ impl Vmm {
         let Some(dev) = st.devices.get(&rid.raw()) else {
             return;
         };
-        let result = (|| -> Result<u32, Errno> {
-            let data = IommuHwptArmSmmuv3 { ste: want };
-            let hwpt = self
-                .uapi
-                .hwpt_nested_smmuv3(dev.dev_id, viommu, &data, self.fault_id)?;
-            if let Err(e) = dev.file.attach(hwpt, None) {
-                let _ = self.uapi.destroy(hwpt);
-                return Err(e);
-            }
-            Ok(hwpt)
-        })();
+        let data = IommuHwptArmSmmuv3 { ste: want };
+        let result = self
+            .uapi
+            .hwpt_nested_smmuv3(dev.dev_id, viommu, &data, self.fault_id)
+            .and_then(|hwpt| {
+                // What the guest owes of the configuration being replaced is answered
+                // INVALID first, as `iommufd_auto_response_faults()` does at a replace:
+                // iommufd matches groups by their PASID, and those of every SSID came
+                // through the RID's attachment (see `abandon_faults`).
+                self.abandon_faults(&mut smmu, Some(rid.raw()));
+                if let Err(e) = dev.file.attach(hwpt, None) {
+                    let _ = self.uapi.destroy(hwpt);
+                    return Err(e);
+                }
+                Ok(hwpt)
+            });
         match result {
             Ok(hwpt) => {
                 if let Some(old) = stream.bound {
@@ -117,8 +128,6 @@ impl Vmm {
                 tracing::warn!(%rid, ?want, %e, "guest STE refused by the host");
             }
         }
-        // Groups of the replaced configuration are answered by iommufd; their cookies go.
-        smmu.pending.retain(|&(sid, _, _), _| sid != rid.raw());
     }
 
     /// Every assigned StreamID again (SMMUEN, GBPA or the stream table changed).
@@ -130,10 +139,13 @@ impl Vmm {
     }
 
     /// Back to the stage 2 for every StreamID and every nested HWPT destroyed (the guest
-    /// rebooted, or the VMM stops).
+    /// rebooted, or the VMM stops): what the guest owed and what the host queued for it is
+    /// answered INVALID, the events queued for it dropped (the guest's SMMU is reset).
     pub(crate) fn unbind_streams(&self) {
         let st = self.state();
         let mut smmu = self.smmu();
+        self.abandon_faults(&mut smmu, None);
+        self.drop_events(&smmu);
         for (&rid, stream) in smmu.streams.iter_mut() {
             let Some(bound) = stream.bound.take() else {
                 continue;
@@ -147,7 +159,6 @@ impl Vmm {
                 tracing::warn!(hwpt = bound.hwpt, %e, "destroy failed");
             }
         }
-        smmu.pending.clear();
     }
 }
 
@@ -186,6 +197,13 @@ mod tests {
             [0, 0],
             "an invalid STE is an invalid vSTE"
         );
+        // Config 0b001..0b011 behave as abort; EATS 0b11 as 0b00 (§5.2).
+        for cfg in [0b001, 0b010, 0b011] {
+            let w0 = Ste0::from_bits(g0).with_config(cfg).into_bits();
+            assert_eq!(vste(w0, g1), plain(config::ABORT));
+        }
+        let dpt = Ste1::from_bits(g1).with_eats(3).into_bits();
+        assert_eq!(Ste1::from_bits(vste(g0, dpt)[1]).eats(), 0);
         assert!(!translates(plain(config::BYPASS)));
         assert_eq!(plain(config::ABORT), [1, 0]);
         assert_eq!(plain(config::BYPASS), [0b1001, 0]);
