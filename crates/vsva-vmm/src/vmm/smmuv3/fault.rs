@@ -20,8 +20,6 @@ use vsva_smmuv3::Smmuv3;
 use vsva_smmuv3::spec::event::{Access, EventRecord, WalkFault, class, id};
 use zerocopy::FromBytes;
 
-use std::sync::MutexGuard;
-
 use super::{PendingKey, Smmu};
 use crate::vmm::{Counters, Vmm};
 
@@ -211,42 +209,6 @@ impl Vmm {
             None => {
                 Counters::bump(&self.counters.responses_dropped);
                 tracing::debug!(?key, "answer to nothing pending dropped");
-            }
-        }
-    }
-
-    /// Answers INVALID what the guest can no longer answer, because the configuration it
-    /// came through goes (of guest StreamID `only`, or of every one): the groups and stalls
-    /// delivered to it, and — for every StreamID — the records still on the fault queue.
-    ///
-    /// iommufd answers a detached attachment's groups itself only by their PASID
-    /// (`Fault::auto_respond`, the IOMMU core's `abort_faults`), but a nested SMMUv3 HWPT is
-    /// attached at the RID and receives the groups of every SubstreamID: those of SSID ≠ 0
-    /// would wait for ever. A response iommufd has already given is refused harmlessly.
-    pub(crate) fn abandon_faults(&self, smmu: &mut MutexGuard<'_, Smmu>, only: Option<u16>) {
-        let keys: Vec<PendingKey> = smmu
-            .pending
-            .keys()
-            .filter(|&&(sid, _, _)| only.is_none_or(|o| o == sid))
-            .copied()
-            .collect();
-        for key in keys {
-            if let Some(cookie) = smmu.pending.remove(&key) {
-                self.write_response(cookie, PageResponseCode::INVALID);
-            }
-        }
-        if only.is_some() {
-            return;
-        }
-        loop {
-            let records = self.read_fault_queue();
-            if records.is_empty() {
-                break;
-            }
-            for rec in records {
-                if PgfaultFlags::from_bits_retain(rec.flags).contains(PgfaultFlags::LAST_PAGE) {
-                    self.write_response(rec.cookie, PageResponseCode::INVALID);
-                }
             }
         }
     }

@@ -7,7 +7,7 @@
 //! SMMUEN clear, GBPA's abort or bypass (IHI 0070 §6.3.14); with an STE the guest's unit
 //! cannot use (C_BAD_STE, F_STE_FETCH), an invalid vSTE, which the host turns into an abort.
 
-use vsva_iommufd::abi::IommuHwptArmSmmuv3;
+use vsva_iommufd::abi::{Errno, IommuHwptArmSmmuv3};
 use vsva_mem::Rid;
 use vsva_smmuv3::Smmuv3;
 use vsva_smmuv3::spec::ste::{Ste0, Ste1, config};
@@ -74,7 +74,9 @@ impl Vmm {
         }
     }
 
-    /// Brings the host in line with the guest's configuration of StreamID `rid`.
+    /// Brings the host in line with the guest's configuration of StreamID `rid`. A vSTE the
+    /// host refuses leaves the device aborting, not on its old configuration: the guest
+    /// asked for something else than what it had.
     pub(crate) fn sync_stream(&self, unit: &Smmuv3, rid: Rid) {
         let want = Self::wanted_vste(unit, rid);
         // Lock order: the VMM's state, then the SMMUv3 state.
@@ -86,46 +88,43 @@ impl Vmm {
         let Some(stream) = smmu.streams.get(&rid.raw()).copied() else {
             return;
         };
-        if stream.bound.map(|b| b.ste) == Some(want) {
-            return;
-        }
         let Some(dev) = st.devices.get(&rid.raw()) else {
             return;
         };
-        let data = IommuHwptArmSmmuv3 { ste: want };
-        let result = self
-            .uapi
-            .hwpt_nested_smmuv3(dev.dev_id, viommu, &data, self.fault_id)
-            .and_then(|hwpt| {
-                // What the guest owes of the configuration being replaced is answered
-                // INVALID first, as `iommufd_auto_response_faults()` does at a replace:
-                // iommufd matches groups by their PASID, and those of every SSID came
-                // through the RID's attachment (see `abandon_faults`).
-                self.abandon_faults(&mut smmu, Some(rid.raw()));
-                if let Err(e) = dev.file.attach(hwpt, None) {
-                    let _ = self.uapi.destroy(hwpt);
-                    return Err(e);
-                }
-                Ok(hwpt)
-            });
-        match result {
-            Ok(hwpt) => {
-                if let Some(old) = stream.bound {
-                    if let Err(e) = self.uapi.destroy(old.hwpt) {
-                        tracing::warn!(hwpt = old.hwpt, %e, "destroy of a replaced HWPT failed");
-                    }
-                }
-                if translates(want) {
-                    Counters::bump(&self.counters.nested_binds);
-                }
-                if let Some(s) = smmu.streams.get_mut(&rid.raw()) {
-                    s.bound = Some(Bound { ste: want, hwpt });
+        let mut install = |ste: [u64; 2]| -> Result<(), Errno> {
+            if stream.bound.map(|b| b.ste) == Some(ste) {
+                return Ok(());
+            }
+            let data = IommuHwptArmSmmuv3 { ste };
+            let hwpt = self
+                .uapi
+                .hwpt_nested_smmuv3(dev.dev_id, viommu, &data, self.fault_id)?;
+            if let Err(e) = dev.file.attach(hwpt, None) {
+                let _ = self.uapi.destroy(hwpt);
+                return Err(e);
+            }
+            if let Some(old) = stream.bound {
+                if let Err(e) = self.uapi.destroy(old.hwpt) {
+                    tracing::warn!(hwpt = old.hwpt, %e, "destroy of a replaced HWPT failed");
                 }
             }
-            Err(e) => {
-                // The old attachment stays: a guest's bad STE changes nothing on the host.
-                Counters::bump(&self.counters.bind_errors);
-                tracing::warn!(%rid, ?want, %e, "guest STE refused by the host");
+            if translates(ste) {
+                Counters::bump(&self.counters.nested_binds);
+            }
+            if let Some(s) = smmu.streams.get_mut(&rid.raw()) {
+                s.bound = Some(Bound { ste, hwpt });
+            }
+            // The replace answered INVALID every group and stall of the old configuration,
+            // of every SubstreamID (`iommufd_auto_response_faults()`: they came through the
+            // RID's attachment); the guest's answers to them go nowhere.
+            smmu.pending.retain(|&(sid, _, _), _| sid != rid.raw());
+            Ok(())
+        };
+        if let Err(e) = install(want) {
+            Counters::bump(&self.counters.bind_errors);
+            tracing::warn!(%rid, ?want, %e, "guest STE refused by the host: the device aborts");
+            if let Err(e) = install(plain(config::ABORT)) {
+                tracing::error!(%rid, %e, "the host refused an aborting STE too");
             }
         }
     }
@@ -140,11 +139,11 @@ impl Vmm {
 
     /// Back to the stage 2 for every StreamID and every nested HWPT destroyed (the guest
     /// rebooted, or the VMM stops): what the guest owed and what the host queued for it is
-    /// answered INVALID, the events queued for it dropped (the guest's SMMU is reset).
+    /// answered INVALID by the replaces, the events queued for it dropped (the guest's SMMU
+    /// is reset).
     pub(crate) fn unbind_streams(&self) {
         let st = self.state();
         let mut smmu = self.smmu();
-        self.abandon_faults(&mut smmu, None);
         self.drop_events(&smmu);
         for (&rid, stream) in smmu.streams.iter_mut() {
             let Some(bound) = stream.bound.take() else {
@@ -159,6 +158,7 @@ impl Vmm {
                 tracing::warn!(hwpt = bound.hwpt, %e, "destroy failed");
             }
         }
+        smmu.pending.clear();
     }
 }
 
