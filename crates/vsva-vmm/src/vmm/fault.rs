@@ -15,6 +15,28 @@ use zerocopy::FromBytes;
 
 use super::{BLOCKED_HOST_PASID, Counters, READ_BATCH, Vmm};
 
+/// The page request fault-queue record `rec` becomes in the guest: from its guest `rid`,
+/// under its guest `pasid`, in group `prgi`.
+pub(super) fn guest_page_request(
+    rec: &IommuHwptPgfault,
+    rid: Rid,
+    pasid: Option<u32>,
+    prgi: u16,
+) -> PageRequest {
+    let perm = PgfaultPerm::from_bits_retain(rec.perm);
+    PageRequest {
+        rid,
+        pasid: pasid.and_then(|p| Pasid::new(p).ok()),
+        addr: rec.addr & !0xfff,
+        read: perm.contains(PgfaultPerm::READ),
+        write: perm.contains(PgfaultPerm::WRITE),
+        exec: perm.contains(PgfaultPerm::EXEC),
+        privileged: perm.contains(PgfaultPerm::PRIV),
+        last: PgfaultFlags::from_bits_retain(rec.flags).contains(PgfaultFlags::LAST_PAGE),
+        prgi,
+    }
+}
+
 impl Vmm {
     /// Reads the fault queue and delivers each page request to the guest's vIOMMU. Groups
     /// of PASIDs the guest no longer has are answered INVALID at once. Returns the number of
@@ -54,18 +76,7 @@ impl Vmm {
                     };
                     let prgi = (rec.grpid & 0x1ff) as u16;
                     st.cookies.insert((rid, pasid, prgi), rec.cookie);
-                    let perm = PgfaultPerm::from_bits_retain(rec.perm);
-                    requests.push(PageRequest {
-                        rid: Rid::from_raw(rid),
-                        pasid: pasid.and_then(|p| Pasid::new(p).ok()),
-                        addr: rec.addr & !0xfff,
-                        read: perm.contains(PgfaultPerm::READ),
-                        write: perm.contains(PgfaultPerm::WRITE),
-                        exec: perm.contains(PgfaultPerm::EXEC),
-                        privileged: perm.contains(PgfaultPerm::PRIV),
-                        last,
-                        prgi,
-                    });
+                    requests.push(guest_page_request(&rec, Rid::from_raw(rid), pasid, prgi));
                 }
             }
             for cookie in refuse {

@@ -21,6 +21,7 @@ use vsva_smmuv3::spec::event::{Access, EventRecord, WalkFault, class, id};
 use zerocopy::FromBytes;
 
 use super::{PendingKey, Smmu};
+use crate::vmm::fault::guest_page_request;
 use crate::vmm::{Counters, Vmm};
 
 /// What a fault-queue record becomes in the guest.
@@ -91,17 +92,7 @@ impl Vmm {
             let prgi = tag & 0x1ff;
             (
                 (vsid, pasid, prgi),
-                Delivery::PageRequest(PageRequest {
-                    rid: Rid::from_raw(vsid),
-                    pasid: pasid.and_then(|p| Pasid::new(p).ok()),
-                    addr: rec.addr & !0xfff,
-                    read: perm.contains(PgfaultPerm::READ),
-                    write: perm.contains(PgfaultPerm::WRITE),
-                    exec: perm.contains(PgfaultPerm::EXEC),
-                    privileged: perm.contains(PgfaultPerm::PRIV),
-                    last,
-                    prgi,
-                }),
+                Delivery::PageRequest(guest_page_request(rec, Rid::from_raw(vsid), pasid, prgi)),
             )
         };
         if last {
