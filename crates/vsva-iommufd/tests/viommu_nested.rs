@@ -42,6 +42,21 @@ struct Smmu {
     viommu: u32,
 }
 
+/// A read (and write if `write`) at 0x7000_0000 by `rid`, the last request of group `prgi`.
+fn page_request(rid: Rid, pasid: Option<u32>, prgi: u16, write: bool) -> vsva_iommu::PageRequest {
+    vsva_iommu::PageRequest {
+        rid,
+        pasid: pasid.map(|p| vsva_mem::Pasid::new(p).unwrap()),
+        addr: 0x7000_0000,
+        read: true,
+        write,
+        exec: false,
+        privileged: false,
+        last: true,
+        prgi,
+    }
+}
+
 /// A context over the fake SMMUv3: a bound device `00:03.0`, an IOAS, a nesting parent and an
 /// ARM_SMMUV3 vIOMMU on it.
 fn smmu() -> Smmu {
@@ -385,17 +400,7 @@ fn page_requests_of_any_ssid_reach_the_nested_hwpts_fault_queue() {
         .hwpt_alloc_with_fault(dev, viommu, FAULT_ID_VALID, SMMU, &ste(STE_S1), fault)
         .unwrap();
     f.fd.attach(dev, hwpt, None).unwrap();
-    let request = |pasid: Option<u32>, prgi: u16| vsva_iommu::PageRequest {
-        rid: s.rid,
-        pasid: pasid.map(|p| vsva_mem::Pasid::new(p).unwrap()),
-        addr: 0x7000_0000,
-        read: true,
-        write: true,
-        exec: false,
-        privileged: false,
-        last: true,
-        prgi,
-    };
+    let request = |pasid, prgi| page_request(s.rid, pasid, prgi, true);
     s.fake
         .requests
         .lock()
@@ -455,17 +460,7 @@ fn replacing_the_nested_hwpt_answers_the_groups_of_every_ssid_it_took() {
     };
     let (first, second) = (nested(f), nested(f));
     f.fd.attach(dev, first, None).unwrap();
-    let request = |pasid: u32, prgi: u16| vsva_iommu::PageRequest {
-        rid: s.rid,
-        pasid: Some(vsva_mem::Pasid::new(pasid).unwrap()),
-        addr: 0x7000_0000,
-        read: true,
-        write: false,
-        exec: false,
-        privileged: false,
-        last: true,
-        prgi,
-    };
+    let request = |pasid, prgi| page_request(s.rid, Some(pasid), prgi, false);
     s.fake
         .requests
         .lock()
