@@ -58,18 +58,18 @@ pub(crate) fn poll(writable: bool, queued: bool) -> PollFlags {
 }
 
 /// An open queue file kept in the context under a file number.
-pub(crate) trait QueueFile: Sized {
+pub(crate) trait NumberedFile: Sized {
     /// The context's open files of this kind, by number.
     fn table(state: &mut State) -> &mut BTreeMap<u32, Arc<Self>>;
 }
 
-impl QueueFile for FaultFile {
+impl NumberedFile for FaultFile {
     fn table(state: &mut State) -> &mut BTreeMap<u32, Arc<Self>> {
         &mut state.fault_files
     }
 }
 
-impl QueueFile for VeventqFile {
+impl NumberedFile for VeventqFile {
     fn table(state: &mut State) -> &mut BTreeMap<u32, Arc<Self>> {
         &mut state.veventq_files
     }
@@ -80,7 +80,7 @@ impl Iommufd {
     ///
     /// # Errors
     /// `EMFILE` when no number is free.
-    pub(crate) fn install_file<F: QueueFile>(&self, file: Arc<F>) -> Result<u32, Errno> {
+    pub(crate) fn install_file<F: NumberedFile>(&self, file: Arc<F>) -> Result<u32, Errno> {
         let mut state = self.state();
         let fd = state.free_file_number()?;
         F::table(&mut state).insert(fd, file);
@@ -91,7 +91,7 @@ impl Iommufd {
     ///
     /// # Errors
     /// `EBADF` if none is.
-    pub(crate) fn open_file<F: QueueFile>(&self, fd: u32) -> Result<Arc<F>, Errno> {
+    pub(crate) fn open_file<F: NumberedFile>(&self, fd: u32) -> Result<Arc<F>, Errno> {
         F::table(&mut self.state())
             .get(&fd)
             .cloned()
@@ -103,7 +103,7 @@ impl Iommufd {
     ///
     /// # Errors
     /// `EBADF` if none is open under `fd`.
-    pub(crate) fn close_file<F: QueueFile>(&self, fd: u32) -> Result<(), Errno> {
+    pub(crate) fn close_file<F: NumberedFile>(&self, fd: u32) -> Result<(), Errno> {
         let file = F::table(&mut self.state())
             .remove(&fd)
             .ok_or(Errno::EBADF)?;
