@@ -9,18 +9,18 @@
 use vsva_demo::regs::{self, Op, Status};
 use vsva_demo::{DemoDevice, Progress};
 use vsva_iommufd::abi::ioctl::{
-    IOMMU_FAULT_QUEUE_ALLOC, IOMMU_HWPT_ALLOC, IOMMU_IOAS_ALLOC, IOMMU_IOAS_MAP,
-    VFIO_DEVICE_ATTACH_IOMMUFD_PT, VFIO_DEVICE_BIND_IOMMUFD,
+    IOMMU_FAULT_QUEUE_ALLOC, IOMMU_HWPT_ALLOC, IOMMU_IOAS_MAP, VFIO_DEVICE_ATTACH_IOMMUFD_PT,
 };
 use vsva_iommufd::abi::{
     HwptAllocFlags, HwptDataType, IoasMapFlags, IommuFaultAlloc, IommuHwptAlloc,
-    IommuHwptPageResponse, IommuHwptPgfault, IommuHwptVtdS1, IommuIoasAlloc, IommuIoasMap,
-    PageResponseCode, VfioAttachFlags, VfioDeviceAttachIommufdPt, VfioDeviceBindIommufd,
+    IommuHwptPageResponse, IommuHwptPgfault, IommuHwptVtdS1, IommuIoasMap, PageResponseCode,
+    VfioAttachFlags, VfioDeviceAttachIommufdPt,
 };
 
-use crate::files::{self, OpenFile};
+use crate::files;
 use crate::shim;
 use crate::sys;
+use crate::testing::{self, call, poll_now};
 
 const PAGE: u64 = 4096;
 const PASID: u32 = 9;
@@ -30,36 +30,12 @@ const GVA: u64 = 0x5000_0000;
 const PML4: u64 = 0x1000;
 const DATA: u64 = 0x8000;
 
-fn call<T>(file: &OpenFile, number: u32, cmd: &mut T) -> Result<(), vsva_iommufd::abi::Errno> {
-    let addr = cmd as *mut T as u64;
-    let result = shim::ioctl(file, u64::from(number), addr).map(drop);
-    // SAFETY: `cmd` is a valid `T` the shim rewrote through process_vm_writev; the volatile
-    // read makes the compiler load what is in memory now.
-    *cmd = unsafe { std::ptr::read_volatile(cmd) };
-    result
-}
-
 fn enable_pasid_ats_pri(dev: &DemoDevice) {
     vsva_demo::enable_sva_capabilities(dev, false).expect("a demo device has PASID, ATS and PRI");
 }
 
 fn readable(fd: i32) -> bool {
-    let mut pfd = libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    let zero = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    let rc = sys::ppoll_raw(
-        &mut pfd as *mut libc::pollfd as u64,
-        1,
-        &zero as *const libc::timespec as u64,
-        0,
-    );
-    rc == 1 && pfd.revents & libc::POLLIN != 0
+    poll_now(fd) & libc::POLLIN != 0
 }
 
 #[test]
@@ -71,12 +47,7 @@ fn a_page_fault_reaches_the_fault_fd_and_the_answer_lets_the_dma_land() {
         .unwrap()
         .unwrap();
     let ictx = files::lookup(fd).unwrap();
-    let mut alloc = IommuIoasAlloc {
-        size: 12,
-        ..Default::default()
-    };
-    call(&ictx, IOMMU_IOAS_ALLOC, &mut alloc).unwrap();
-    let ioas = alloc.out_ioas_id;
+    let ioas = testing::ioas(&ictx);
 
     // Guest RAM: 64 KiB of this program at IOVA (GPA) 0.
     let len = 16 * PAGE;
@@ -100,17 +71,7 @@ fn a_page_fault_reaches_the_fault_fd_and_the_answer_lets_the_dma_land() {
     };
     call(&ictx, IOMMU_IOAS_MAP, &mut map).unwrap();
 
-    let vfio_fd = shim::open(c"/dev/vfio/devices/vfio0", libc::O_RDWR)
-        .unwrap()
-        .unwrap();
-    let vfio = files::lookup(vfio_fd).unwrap();
-    let mut bind = VfioDeviceBindIommufd {
-        argsz: 24,
-        iommufd: fd,
-        ..Default::default()
-    };
-    call(&vfio, VFIO_DEVICE_BIND_IOMMUFD, &mut bind).unwrap();
-    let dev_id = bind.out_devid;
+    let (vfio, dev_id) = testing::bind(c"/dev/vfio/devices/vfio0", fd);
     let pasid_flag = HwptAllocFlags::PASID.bits();
     let mut s2 = IommuHwptAlloc {
         size: 48,

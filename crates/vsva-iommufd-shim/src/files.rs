@@ -80,25 +80,21 @@ impl Drop for Peer {
     }
 }
 
-/// An open fault queue file.
-pub struct FaultEntry {
+/// An open queue file ([`crate::eventq`]).
+pub struct QueueEntry<F> {
     /// The context that made it.
     pub ictx: Arc<Iommufd>,
-    /// Its number in the context ([`Iommufd::fault_file`]).
+    /// Its number in the context ([`Iommufd::fault_file`], [`Iommufd::veventq_file`]).
     pub number: u32,
     /// The model's file.
-    pub file: Arc<FaultFile>,
+    pub file: Arc<F>,
 }
 
+/// An open fault queue file.
+pub type FaultEntry = QueueEntry<FaultFile>;
+
 /// An open vEVENTQ file.
-pub struct VeventqEntry {
-    /// The context that made it.
-    pub ictx: Arc<Iommufd>,
-    /// Its number in the context ([`Iommufd::veventq_file`]).
-    pub number: u32,
-    /// The model's file.
-    pub file: Arc<VeventqFile>,
-}
+pub type VeventqEntry = QueueEntry<VeventqFile>;
 
 /// An open VFIO device cdev.
 pub struct VfioEntry {
@@ -169,18 +165,8 @@ impl Drop for OpenFile {
     /// be destroyed); an iommufd or VFIO file goes with its last reference.
     fn drop(&mut self) {
         match &self.kind {
-            Kind::Fault(entry) => {
-                entry.file.set_waker(None);
-                if let Err(errno) = entry.ictx.close_fault_file(entry.number) {
-                    tracing::error!(%errno, "closing a fault file");
-                }
-            }
-            Kind::Veventq(entry) => {
-                entry.file.set_waker(None);
-                if let Err(errno) = entry.ictx.close_veventq_file(entry.number) {
-                    tracing::error!(%errno, "closing a vEVENTQ file");
-                }
-            }
+            Kind::Fault(entry) => entry.release(),
+            Kind::Veventq(entry) => entry.release(),
             Kind::Iommufd(_) | Kind::Vfio(_) => {}
         }
     }

@@ -10,9 +10,8 @@
 //!   `pread*`, `pwrite*`, `poll`, `ppoll`, `dup*`, `fcntl`, and the `_FORTIFY_SOURCE` forms
 //!   glibc would otherwise serve itself), built only into the library, not the unit tests;
 //! * [`shim`] — what they do with the shim's files: ioctl arguments read and written with
-//!   `process_vm_readv` / `process_vm_writev` (a bad pointer is `EFAULT`), fault queues as
-//!   real pollable descriptors;
-//! * [`veventq`] — vIOMMU event queues (`IOMMU_VEVENTQ_ALLOC`) as real pollable descriptors;
+//!   `process_vm_readv` / `process_vm_writev` (a bad pointer is `EFAULT`);
+//! * [`eventq`] — fault queues and vIOMMU event queues as real pollable descriptors;
 //! * [`files`] — the shim's descriptors (socket pairs, named by inode) and their release;
 //! * [`regions`] — the VFIO device's regions (BAR 0, configuration space) and how the
 //!   demo endpoint runs when the program touches them;
@@ -37,6 +36,7 @@ compile_error!(
 );
 
 pub mod config;
+pub mod eventq;
 #[cfg(test)]
 mod fault_flow;
 pub mod files;
@@ -50,6 +50,7 @@ pub mod program;
 pub mod regions;
 pub mod shim;
 pub mod sys;
-pub mod veventq;
+#[cfg(test)]
+mod testing;
 #[cfg(test)]
 mod veventq_flow;

@@ -10,13 +10,14 @@ use vsva_demo::DemoDevice;
 use vsva_demo::enable_sva_capabilities;
 use vsva_iommu::DeviceCaps;
 use vsva_iommufd::abi::ioctl::{IOMMU_FAULT_QUEUE_ALLOC, IOMMU_VEVENTQ_ALLOC};
-use vsva_iommufd::abi::{Command, Errno, IommuDestroy};
-use vsva_iommufd::{DeviceInfo, Iommufd, PollFlags, VfioDevice};
+use vsva_iommufd::abi::{Command, Errno};
+use vsva_iommufd::{DeviceInfo, FaultFile, Iommufd, VeventqFile, VfioDevice};
 use vsva_iommufd::{PGFAULT_SIZE, RESPONSE_SIZE};
 use vsva_mem::{PhysMem, PhysMemory, SegmentedMemory};
 
 use crate::config::{ShimConfig, parse_rid};
-use crate::files::{self, FaultEntry, Kind, OpenFile, VfioEntry};
+use crate::eventq;
+use crate::files::{self, Kind, OpenFile, VfioEntry};
 use crate::host::{IommuModel, ShimHost};
 use crate::mapfile::MemfdResolver;
 use crate::mdev::CopyEngine;
@@ -415,119 +416,39 @@ fn iommufd_ioctl(ictx: &Arc<Iommufd>, number: u32, addr: u64) -> Result<c_int, E
     let mut arg = Arg::read(number, addr)?;
     let result = ictx.ioctl(u64::from(number), &mut arg.bytes, &OwnMemory);
     if result.is_ok() && number == IOMMU_FAULT_QUEUE_ALLOC {
-        give_fault_fd(ictx, &mut arg.bytes)?;
+        eventq::give_fd::<FaultFile>(ictx, &mut arg.bytes)?;
     }
     if result.is_ok() && number == IOMMU_VEVENTQ_ALLOC {
-        crate::veventq::give_fd(ictx, &mut arg.bytes)?;
+        eventq::give_fd::<VeventqFile>(ictx, &mut arg.bytes)?;
     }
     arg.write_back()?;
     result.map(|()| 0)
-}
-
-/// After `IOMMU_FAULT_QUEUE_ALLOC`: a real descriptor for the context's fault file, written
-/// into `out_fault_fd` (Linux installs the file with `O_CLOEXEC`). If none can be made, the
-/// queue is undone and the call fails as `get_unused_fd_flags()` would.
-fn give_fault_fd(ictx: &Arc<Iommufd>, bytes: &mut [u8]) -> Result<(), Errno> {
-    const FAULT_ID: std::ops::Range<usize> = 8..12;
-    const FAULT_FD: std::ops::Range<usize> = 12..16;
-    let read = |range: std::ops::Range<usize>, bytes: &[u8]| {
-        bytes
-            .get(range)
-            .and_then(|b| b.try_into().ok())
-            .map(u32::from_le_bytes)
-    };
-    let (Some(fault_id), Some(number)) = (read(FAULT_ID, bytes), read(FAULT_FD, bytes)) else {
-        return Err(Errno::EFAULT);
-    };
-    let undo = |errno| {
-        let _ = ictx.close_fault_file(number);
-        let _ = ictx.destroy(&IommuDestroy {
-            size: 8,
-            id: fault_id,
-        });
-        Err(Errno(errno))
-    };
-    let file = match ictx.fault_file(number) {
-        Ok(file) => file,
-        Err(errno) => return undo(errno.0),
-    };
-    let installed = files::install(
-        |peer| {
-            let waker_peer = peer.clone();
-            file.set_waker(Some(Arc::new(move || sys::send_byte(waker_peer.0))));
-            if file.poll().contains(PollFlags::IN) {
-                sys::send_byte(peer.0);
-            }
-            Kind::Fault(FaultEntry {
-                ictx: ictx.clone(),
-                number,
-                file: file.clone(),
-            })
-        },
-        true,
-        false,
-    );
-    match installed {
-        Ok(fd) => {
-            bytes[FAULT_FD].copy_from_slice(&fd.to_le_bytes());
-            Ok(())
-        }
-        Err(errno) => {
-            file.set_waker(None);
-            undo(errno)
-        }
-    }
 }
 
 /// Largest fault-file transfer served in one call (a multiple of both record sizes); a
 /// longer read returns fewer bytes, as reads may.
 pub const FAULT_IO_CAP: usize = PGFAULT_SIZE * RESPONSE_SIZE * 4096;
 
+/// Largest vEVENTQ read served in one call; a longer read returns fewer bytes, as reads may.
+pub const VEVENTQ_IO_CAP: usize = 1 << 20;
+
 /// `read(fd, buf, count)` on a shim file.
 pub fn read(file: &OpenFile, fd: c_int, buf: u64, count: usize) -> Result<usize, Errno> {
-    let entry = match &file.kind {
-        Kind::Fault(entry) => entry,
-        Kind::Vfio(entry) => return vfio_rw_at_pos(entry, buf, count, Dir::Read),
+    match &file.kind {
+        Kind::Fault(entry) => {
+            access_ok(buf, count)?;
+            if count % PGFAULT_SIZE != 0 {
+                return Err(Errno::ESPIPE);
+            }
+            eventq::read(file, entry, fd, buf, count.min(FAULT_IO_CAP))
+        }
         Kind::Veventq(entry) => {
             access_ok(buf, count)?;
-            return crate::veventq::read(file, entry, fd, buf, count);
+            eventq::read(file, entry, fd, buf, count.min(VEVENTQ_IO_CAP))
         }
+        Kind::Vfio(entry) => vfio_rw_at_pos(entry, buf, count, Dir::Read),
         // iommufd has no `read` (`vfs_read()`: no `FMODE_CAN_READ`).
-        Kind::Iommufd(_) => return Err(Errno::EINVAL),
-    };
-    access_ok(buf, count)?;
-    if count % PGFAULT_SIZE != 0 {
-        return Err(Errno::ESPIPE);
-    }
-    let n = count.min(FAULT_IO_CAP);
-    // The records are consumed once read: make sure they can be delivered first, by
-    // rewriting the buffer's own bytes. Linux touches the buffer only to copy a group out, so
-    // a bad buffer with nothing queued reads 0, not EFAULT.
-    let mut out = vec![0u8; n];
-    if sys::vm_read_prefix(buf, &mut out) < n || sys::vm_write_prefix(buf, &out) < n {
-        if !entry.file.poll().contains(PollFlags::IN) {
-            return Ok(0);
-        }
-        return Err(Errno::EFAULT);
-    }
-    let result = entry.file.read(&mut out, 0);
-    if let Ok(done) = result {
-        if sys::vm_write_prefix(buf, &out[..done]) < done {
-            return Err(Errno::EFAULT);
-        }
-    }
-    rearm(file, fd);
-    result
-}
-
-/// Leaves the program's end readable exactly while a group waits: drain, then signal again
-/// if the queue still holds something (a group queued meanwhile signals by itself).
-fn rearm(file: &OpenFile, fd: c_int) {
-    if let Kind::Fault(entry) = &file.kind {
-        sys::drain(fd);
-        if entry.file.poll().contains(PollFlags::IN) {
-            sys::send_byte(file.peer.0);
-        }
+        Kind::Iommufd(_) => Err(Errno::EINVAL),
     }
 }
 

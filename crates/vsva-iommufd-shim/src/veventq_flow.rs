@@ -7,46 +7,17 @@
 //! is open and destroyable once it is closed.
 
 use vsva_iommufd::abi::ioctl::{
-    IOMMU_DESTROY, IOMMU_HWPT_ALLOC, IOMMU_IOAS_ALLOC, IOMMU_VEVENTQ_ALLOC, IOMMU_VIOMMU_ALLOC,
-    VFIO_DEVICE_BIND_IOMMUFD,
+    IOMMU_DESTROY, IOMMU_HWPT_ALLOC, IOMMU_VEVENTQ_ALLOC, IOMMU_VIOMMU_ALLOC,
 };
 use vsva_iommufd::abi::{
-    Errno, HwptAllocFlags, IommuDestroy, IommuHwptAlloc, IommuIoasAlloc, IommuVeventqAlloc,
-    IommuViommuAlloc, VeventqType, VfioDeviceBindIommufd, ViommuType,
+    Errno, HwptAllocFlags, IommuDestroy, IommuHwptAlloc, IommuVeventqAlloc, IommuViommuAlloc,
+    VeventqType, ViommuType,
 };
 
-use crate::files::{self, Kind, OpenFile};
+use crate::files::{self, Kind};
 use crate::shim;
 use crate::sys;
-
-fn call<T>(file: &OpenFile, number: u32, cmd: &mut T) -> Result<(), Errno> {
-    let addr = cmd as *mut T as u64;
-    let result = shim::ioctl(file, u64::from(number), addr).map(drop);
-    // SAFETY: `cmd` is a valid `T` the shim rewrote through process_vm_writev; the volatile
-    // read makes the compiler load what is in memory now.
-    *cmd = unsafe { std::ptr::read_volatile(cmd) };
-    result
-}
-
-/// The events the kernel's `ppoll` reports for `fd` now, of POLLIN and POLLOUT.
-fn poll_now(fd: i32) -> i16 {
-    let mut pfd = libc::pollfd {
-        fd,
-        events: libc::POLLIN | libc::POLLOUT,
-        revents: 0,
-    };
-    let zero = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    let rc = sys::ppoll_raw(
-        &mut pfd as *mut libc::pollfd as u64,
-        1,
-        &zero as *const libc::timespec as u64,
-        0,
-    );
-    if rc == 1 { pfd.revents } else { 0 }
-}
+use crate::testing::{self, call, poll_now};
 
 #[test]
 fn a_veventq_is_a_real_descriptor() {
@@ -57,33 +28,20 @@ fn a_veventq_is_a_real_descriptor() {
         panic!("/dev/iommu is an iommufd");
     };
     context.set_core_viommu(true);
-    let mut ioas = IommuIoasAlloc {
-        size: 12,
-        ..Default::default()
-    };
-    call(&ictx, IOMMU_IOAS_ALLOC, &mut ioas).unwrap();
-    let vfio_fd = shim::open(c"/dev/vfio/devices/vfio1", libc::O_RDWR)
-        .unwrap()
-        .unwrap();
-    let vfio = files::lookup(vfio_fd).unwrap();
-    let mut bind = VfioDeviceBindIommufd {
-        argsz: 24,
-        iommufd: fd,
-        ..Default::default()
-    };
-    call(&vfio, VFIO_DEVICE_BIND_IOMMUFD, &mut bind).unwrap();
+    let ioas = testing::ioas(&ictx);
+    let (vfio, dev_id) = testing::bind(c"/dev/vfio/devices/vfio1", fd);
     let mut s2 = IommuHwptAlloc {
         size: 48,
         flags: HwptAllocFlags::NEST_PARENT.bits(),
-        dev_id: bind.out_devid,
-        pt_id: ioas.out_ioas_id,
+        dev_id,
+        pt_id: ioas,
         ..Default::default()
     };
     call(&ictx, IOMMU_HWPT_ALLOC, &mut s2).unwrap();
     let mut viommu = IommuViommuAlloc {
         size: 40,
         type_: ViommuType::DEFAULT,
-        dev_id: bind.out_devid,
+        dev_id,
         hwpt_id: s2.out_hwpt_id,
         ..Default::default()
     };

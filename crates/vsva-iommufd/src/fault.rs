@@ -42,7 +42,6 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use bitflags::bitflags;
 use vsva_iommu::FaultGroup;
 use vsva_iommu::IopfHandler;
 use vsva_iommu::{Iommu, ResponseCode};
@@ -54,6 +53,7 @@ use crate::abi::{
     PgfaultFlags, PgfaultPerm, check_zero,
 };
 use crate::ctx::Iommufd;
+use crate::eventq::{self, PollFlags, Waker, WakerSlot};
 use crate::object::{Held, IommufdObject, Object, ObjectHeader, ObjectType};
 
 /// Bytes of one fault record (`sizeof(struct iommu_hwpt_pgfault)`).
@@ -68,19 +68,6 @@ pub const FIRST_FAULT_FD: u32 = 3;
 
 /// The last number handed out for a fault file (descriptors are non-negative `int`s).
 pub const LAST_FAULT_FD: u32 = i32::MAX as u32;
-
-bitflags! {
-    /// `poll()` events of a fault file (`include/uapi/linux/eventpoll.h`).
-    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-    pub struct PollFlags: u32 {
-        /// `EPOLLIN`: a group can be read.
-        const IN = 0x001;
-        /// `EPOLLOUT`: responses can be written (always).
-        const OUT = 0x004;
-        /// `EPOLLRDNORM`: as `EPOLLIN`.
-        const RDNORM = 0x040;
-    }
-}
 
 /// A group on a fault queue, with what its records need that the IOMMU core does not know.
 struct Queued {
@@ -127,15 +114,12 @@ impl Queues {
     }
 }
 
-/// Something to call when a group is queued.
-pub type Waker = Arc<dyn Fn() + Send + Sync>;
-
 /// A fault queue object.
 pub struct Fault {
     header: ObjectHeader,
     iommu: Arc<Iommu>,
     queues: Mutex<Queues>,
-    waker: Mutex<Option<Waker>>,
+    waker: WakerSlot,
 }
 
 impl Fault {
@@ -161,10 +145,7 @@ impl Fault {
     /// Queues a complete group (`iommufd_fault_iopf_handler()`), then wakes the reader.
     fn deliver(&self, queued: Queued) {
         self.lock().deliver.push_back(queued);
-        let waker = self.waker.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        if let Some(wake) = waker {
-            wake();
-        }
+        self.waker.wake();
     }
 
     /// Takes off the queue every group that came through the attachment of (`rid`, `pasid`)
@@ -284,11 +265,7 @@ impl Fault {
 
     /// `iommufd_eventq_fops_poll()`.
     fn poll(&self) -> PollFlags {
-        if self.lock().deliver.is_empty() {
-            PollFlags::OUT
-        } else {
-            PollFlags::OUT | PollFlags::IN | PollFlags::RDNORM
-        }
+        eventq::poll(true, !self.lock().deliver.is_empty())
     }
 }
 
@@ -420,7 +397,7 @@ impl FaultFile {
     /// removes it. It is called without the queue lock held, from the thread that services
     /// the IOMMU's page requests.
     pub fn set_waker(&self, waker: Option<Waker>) {
-        *self.fault.waker.lock().unwrap_or_else(|e| e.into_inner()) = waker;
+        self.fault.waker.set(waker);
     }
 }
 
@@ -470,25 +447,17 @@ impl Iommufd {
                 header: ObjectHeader::new(id),
                 iommu: self.iommu().clone(),
                 queues: Mutex::new(Queues::default()),
-                waker: Mutex::new(None),
+                waker: WakerSlot::default(),
             });
             let file = Arc::new(FaultFile {
                 fault: Held::unpublished(&fault),
             });
-            fd = self.install_fault_file(file)?;
+            fd = self.install_file(file)?;
             Ok(Object::Fault(fault))
         })?;
         cmd.out_fault_id = id;
         cmd.out_fault_fd = fd;
         Ok(())
-    }
-
-    /// Takes the lowest free file number for `file`.
-    fn install_fault_file(&self, file: Arc<FaultFile>) -> Result<u32, Errno> {
-        let mut state = self.state();
-        let fd = state.free_file_number()?;
-        state.fault_files.insert(fd, file);
-        Ok(fd)
     }
 
     /// The fault object `id` (`iommufd_get_fault()`).
@@ -504,11 +473,7 @@ impl Iommufd {
     /// # Errors
     /// `EBADF` if no fault file is open under `fd`.
     pub fn fault_file(&self, fd: u32) -> Result<Arc<FaultFile>, Errno> {
-        self.state()
-            .fault_files
-            .get(&fd)
-            .cloned()
-            .ok_or(Errno::EBADF)
+        self.open_file(fd)
     }
 
     /// `close(fd)` of a fault file (`iommufd_eventq_fops_release()`): once the last reference
@@ -518,9 +483,7 @@ impl Iommufd {
     /// # Errors
     /// `EBADF` if no fault file is open under `fd`.
     pub fn close_fault_file(&self, fd: u32) -> Result<(), Errno> {
-        let file = self.state().fault_files.remove(&fd).ok_or(Errno::EBADF)?;
-        drop(file);
-        Ok(())
+        self.close_file::<FaultFile>(fd)
     }
 }
 

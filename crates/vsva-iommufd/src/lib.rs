@@ -14,6 +14,7 @@
 //! * `device` — bound devices and `IOMMU_GET_HW_INFO` (`device.c`).
 //! * `hw_pagetable` — paging and nested HWPTs, `IOMMU_HWPT_ALLOC`, dirty tracking,
 //!   `IOMMU_HWPT_INVALIDATE` (`hw_pagetable.c`); `dirty` — `IOMMU_HWPT_GET_DIRTY_BITMAP`.
+//! * `eventq` — what fault queues and vEVENTQs share: waker, `poll`, the file table.
 //! * `fault` — fault queues: `IOMMU_FAULT_QUEUE_ALLOC`, the fault file's read, write and
 //!   poll, and the answers owed when attachments or queues go (`eventq.c`).
 //! * `viommu` — vIOMMUs and `IOMMU_VIOMMU_ALLOC` (`viommu.c`), nested HWPTs and invalidation
@@ -44,6 +45,7 @@ mod ctx;
 mod device;
 mod dirty;
 mod domain;
+mod eventq;
 mod fault;
 mod file;
 mod hw_pagetable;
@@ -63,7 +65,8 @@ pub use access::{Access, AccessOps};
 pub use ctx::{AccountMode, Iommufd};
 pub use device::{Device, DeviceInfo};
 pub use domain::{IoDomain, IoProt};
-pub use fault::{Fault, FaultFile, PollFlags, Waker};
+pub use eventq::{PollFlags, Waker};
+pub use fault::{Fault, FaultFile};
 pub use fault::{PGFAULT_SIZE, RESPONSE_SIZE};
 pub use file::FileResolver;
 pub use hw_pagetable::{HwptNested, HwptPaging, HwptRef};

@@ -46,7 +46,7 @@ use crate::abi::{
     Errno, IommuVeventqAlloc, IommufdVeventHeader, VeventqFlags, VeventqType, check_zero,
 };
 use crate::ctx::Iommufd;
-use crate::fault::{PollFlags, Waker};
+use crate::eventq::{self, PollFlags, Waker, WakerSlot};
 use crate::object::{Held, IommufdObject, Object, ObjectHeader, ObjectType};
 use crate::viommu::Viommu;
 
@@ -185,7 +185,7 @@ pub struct Veventq {
     type_: VeventqType,
     depth: u32,
     queue: Mutex<Queue>,
-    waker: Mutex<Option<Waker>>,
+    waker: WakerSlot,
 }
 
 impl Veventq {
@@ -222,10 +222,7 @@ impl Veventq {
     /// reader (`iommufd_viommu_report_event()`).
     fn report(&self, data: &[u8]) {
         self.lock().push(self.depth, data);
-        let waker = self.waker.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        if let Some(wake) = waker {
-            wake();
-        }
+        self.waker.wake();
     }
 
     /// `iommufd_veventq_fops_read()`; see [`VeventqFile::read`].
@@ -238,11 +235,7 @@ impl Veventq {
 
     /// `iommufd_eventq_fops_poll()` of a vEVENTQ: no `EPOLLOUT`.
     fn poll(&self) -> PollFlags {
-        if self.lock().deliver.is_empty() {
-            PollFlags::empty()
-        } else {
-            PollFlags::IN | PollFlags::RDNORM
-        }
+        eventq::poll(false, !self.lock().deliver.is_empty())
     }
 }
 
@@ -335,7 +328,7 @@ impl VeventqFile {
     /// Sets what to call each time an entry is queued; `None` removes it. It is called
     /// without the queue lock held, from the thread that handles the IOMMU's faults.
     pub fn set_waker(&self, waker: Option<Waker>) {
-        *self.veventq.waker.lock().unwrap_or_else(|e| e.into_inner()) = waker;
+        self.veventq.waker.set(waker);
     }
 }
 
@@ -389,7 +382,7 @@ impl Iommufd {
                 type_,
                 depth,
                 queue: Mutex::new(Queue::default()),
-                waker: Mutex::new(None),
+                waker: WakerSlot::default(),
             });
             {
                 // Checked again where it is inserted (Linux holds `veventqs_rwsem` for
@@ -404,19 +397,12 @@ impl Iommufd {
             let file = Arc::new(VeventqFile {
                 veventq: Held::unpublished(&veventq),
             });
-            fd = self.install_veventq_file(file)?;
+            fd = self.install_file(file)?;
             Ok(Object::Veventq(veventq))
         })?;
         cmd.out_veventq_id = id;
         cmd.out_veventq_fd = fd;
         Ok(())
-    }
-
-    fn install_veventq_file(&self, file: Arc<VeventqFile>) -> Result<u32, Errno> {
-        let mut state = self.state();
-        let fd = state.free_file_number()?;
-        state.veventq_files.insert(fd, file);
-        Ok(fd)
     }
 
     /// The vEVENTQ `id` (`iommufd_get_veventq()`).
@@ -432,11 +418,7 @@ impl Iommufd {
     /// # Errors
     /// `EBADF` if no vEVENTQ file is open under `fd`.
     pub fn veventq_file(&self, fd: u32) -> Result<Arc<VeventqFile>, Errno> {
-        self.state()
-            .veventq_files
-            .get(&fd)
-            .cloned()
-            .ok_or(Errno::EBADF)
+        self.open_file(fd)
     }
 
     /// `close(fd)` of a vEVENTQ file (`iommufd_eventq_fops_release()`): once the last
@@ -445,9 +427,7 @@ impl Iommufd {
     /// # Errors
     /// `EBADF` if no vEVENTQ file is open under `fd`.
     pub fn close_veventq_file(&self, fd: u32) -> Result<(), Errno> {
-        let file = self.state().veventq_files.remove(&fd).ok_or(Errno::EBADF)?;
-        drop(file);
-        Ok(())
+        self.close_file::<VeventqFile>(fd)
     }
 }
 

@@ -14,10 +14,10 @@ use common::{Fixture, GuestRam, open};
 use vsva_demo::regs::{self, DeviceError, Op};
 use vsva_demo::{DemoDevice, Progress};
 use vsva_iommu::DeviceCaps;
-use vsva_iommufd::abi::ioctl::{IOMMU_FAULT_QUEUE_ALLOC, IOMMU_HWPT_ALLOC};
+use vsva_iommufd::abi::ioctl::IOMMU_HWPT_ALLOC;
 use vsva_iommufd::abi::{
-    Errno, HwptAllocFlags, HwptDataType, IommuFaultAlloc, IommuHwptAlloc, IommuHwptPageResponse,
-    IommuHwptPgfault, IommuHwptVtdS1, PageResponseCode, PgfaultFlags, PgfaultPerm,
+    Errno, HwptAllocFlags, HwptDataType, IommuHwptAlloc, IommuHwptPageResponse, IommuHwptPgfault,
+    IommuHwptVtdS1, PageResponseCode, PgfaultFlags, PgfaultPerm,
 };
 use vsva_iommufd::{FaultFile, ObjectType, PollFlags};
 use vsva_mem::{PageSize, Pasid, PhysMem, Rid};
@@ -59,16 +59,6 @@ fn enable_pasid_ats_pri(dev: &DemoDevice) {
     vsva_demo::enable_sva_capabilities(dev, false).unwrap();
 }
 
-fn fault_alloc(f: &Fixture, flags: u32) -> Result<(u32, u32), Errno> {
-    let mut cmd = IommuFaultAlloc {
-        size: 16,
-        flags,
-        ..Default::default()
-    };
-    f.call(IOMMU_FAULT_QUEUE_ALLOC, &mut cmd)?;
-    Ok((cmd.out_fault_id, cmd.out_fault_fd))
-}
-
 fn guest() -> Guest {
     let f = open();
     let (dev, info) = f.plug_with(
@@ -84,7 +74,7 @@ fn guest() -> Guest {
     let ioas = f.alloc().unwrap();
     let GuestRam { mem, table, .. } = f.guest_ram(ioas);
     let s2 = f.hwpt_paging(dev_id, ioas, NEST_PARENT).unwrap();
-    let (fault_id, fd) = fault_alloc(&f, 0).unwrap();
+    let (fault_id, fd) = f.fault_alloc(0).unwrap();
     let data = IommuHwptVtdS1 {
         flags: 0,
         pgtbl_addr: table.root(),
@@ -409,15 +399,11 @@ fn a_held_or_open_fault_queue_cannot_be_destroyed() {
 fn alloc_checks_and_fault_id_lookups() {
     let f = open();
     let (_, dev_id) = f.plug_and_bind(3);
-    assert_eq!(fault_alloc(&f, 1), Err(Errno::EOPNOTSUPP));
+    assert_eq!(f.fault_alloc(1), Err(Errno::EOPNOTSUPP));
     let ioas = f.alloc().unwrap();
-    let (fault_id, fd) = fault_alloc(&f, 0).unwrap();
+    let (fault_id, fd) = f.fault_alloc(0).unwrap();
     assert_eq!((fault_id, fd), (3, 3));
-    assert_eq!(
-        fault_alloc(&f, 0),
-        Ok((4, 4)),
-        "the next ID and file number"
-    );
+    assert_eq!(f.fault_alloc(0), Ok((4, 4)), "the next ID and file number");
     // A paging HWPT may take a fault queue, unless it is a nesting parent.
     let mut cmd = IommuHwptAlloc {
         size: 48,

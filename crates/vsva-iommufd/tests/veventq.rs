@@ -10,12 +10,10 @@ mod common;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use common::fake_smmu::{FakeSmmu, bind_smmu, open_smmu, vdevice_alloc, viommu_alloc};
+use common::fake_smmu::{FakeSmmu, bind_smmu, open_smmu};
 use common::*;
-use vsva_iommufd::abi::ioctl::IOMMU_VEVENTQ_ALLOC;
 use vsva_iommufd::abi::{
-    Errno, HwptAllocFlags, IommuVeventArmSmmuv3, IommuVeventqAlloc, IommufdVeventHeader,
-    VeventqType, ViommuType,
+    Errno, HwptAllocFlags, IommuVeventArmSmmuv3, IommufdVeventHeader, VeventqType, ViommuType,
 };
 use vsva_iommufd::{ObjectType, PollFlags, VEVENT_HEADER_SIZE};
 use vsva_mem::Rid;
@@ -47,8 +45,10 @@ fn setup() -> Setup {
     let ioas = f.alloc().unwrap();
     let nest_parent = HwptAllocFlags::NEST_PARENT.bits();
     let s2 = f.hwpt_paging(dev_id, ioas, nest_parent).unwrap();
-    let viommu = viommu_alloc(&f, ViommuType::ARM_SMMUV3, dev_id, s2).unwrap();
-    let vdev = vdevice_alloc(&f, viommu, dev_id, VSID).unwrap();
+    let viommu = f
+        .viommu_alloc(0, ViommuType::ARM_SMMUV3, dev_id, s2)
+        .unwrap();
+    let vdev = f.vdevice_alloc(viommu, dev_id, VSID).unwrap();
     let logged = Arc::new(Mutex::new(Vec::new()));
     let sink = logged.clone();
     f.fd.iommu()
@@ -67,27 +67,6 @@ fn setup() -> Setup {
         vdev,
         logged,
     }
-}
-
-fn veventq_alloc(
-    f: &Fixture,
-    flags: u32,
-    viommu_id: u32,
-    type_: VeventqType,
-    depth: u32,
-    rsv: u32,
-) -> Result<(u32, u32), Errno> {
-    let mut cmd = IommuVeventqAlloc {
-        size: 32,
-        flags,
-        viommu_id,
-        type_,
-        veventq_depth: depth,
-        __reserved: rsv,
-        ..Default::default()
-    };
-    f.call(IOMMU_VEVENTQ_ALLOC, &mut cmd)?;
-    Ok((cmd.out_veventq_id, cmd.out_veventq_fd))
 }
 
 impl Setup {
@@ -133,18 +112,18 @@ fn veventq_alloc_checks_in_linux_order_and_holds_its_viommu() {
     let s = setup();
     let f = &s.f;
     let v = s.viommu;
-    assert_eq!(veventq_alloc(f, 1, 99, SMMU, 0, 0), Err(Errno::EOPNOTSUPP));
-    assert_eq!(veventq_alloc(f, 0, 99, SMMU, 0, 1), Err(Errno::EOPNOTSUPP));
+    assert_eq!(f.veventq_alloc(1, 99, SMMU, 0, 0), Err(Errno::EOPNOTSUPP));
+    assert_eq!(f.veventq_alloc(0, 99, SMMU, 0, 1), Err(Errno::EOPNOTSUPP));
     assert_eq!(
-        veventq_alloc(f, 0, 99, VeventqType::DEFAULT, 0, 0),
+        f.veventq_alloc(0, 99, VeventqType::DEFAULT, 0, 0),
         Err(Errno::EOPNOTSUPP)
     );
-    assert_eq!(veventq_alloc(f, 0, 99, SMMU, 0, 0), Err(Errno::EINVAL));
-    assert_eq!(veventq_alloc(f, 0, 99, SMMU, 1, 0), Err(Errno::ENOENT));
-    assert_eq!(veventq_alloc(f, 0, s.s2, SMMU, 1, 0), Err(Errno::ENOENT));
-    assert_eq!(veventq_alloc(f, 0, v, SMMU, 0, 0), Err(Errno::EINVAL));
+    assert_eq!(f.veventq_alloc(0, 99, SMMU, 0, 0), Err(Errno::EINVAL));
+    assert_eq!(f.veventq_alloc(0, 99, SMMU, 1, 0), Err(Errno::ENOENT));
+    assert_eq!(f.veventq_alloc(0, s.s2, SMMU, 1, 0), Err(Errno::ENOENT));
+    assert_eq!(f.veventq_alloc(0, v, SMMU, 0, 0), Err(Errno::EINVAL));
     let objects = f.fd.objects().len();
-    let (id, fd) = veventq_alloc(f, 0, v, SMMU, u32::MAX, 0).unwrap();
+    let (id, fd) = f.veventq_alloc(0, v, SMMU, u32::MAX, 0).unwrap();
     assert_eq!(f.fd.objects().len(), objects + 1);
     assert_eq!(f.fd.objects().last(), Some(&(id, ObjectType::Veventq)));
     assert_eq!(fd, 3, "the lowest free file number");
@@ -155,8 +134,10 @@ fn veventq_alloc_checks_in_linux_order_and_holds_its_viommu() {
     );
     drop(q);
     // One queue per type: the second is EEXIST; another type is fine, on the next number.
-    assert_eq!(veventq_alloc(f, 0, v, SMMU, 8, 0), Err(Errno::EEXIST));
-    let (tegra, tegra_fd) = veventq_alloc(f, 0, v, VeventqType::TEGRA241_CMDQV, 1, 0).unwrap();
+    assert_eq!(f.veventq_alloc(0, v, SMMU, 8, 0), Err(Errno::EEXIST));
+    let (tegra, tegra_fd) = f
+        .veventq_alloc(0, v, VeventqType::TEGRA241_CMDQV, 1, 0)
+        .unwrap();
     assert_eq!(tegra_fd, 4);
     // Destroy order: the queue holds the vIOMMU; the open file holds the queue.
     f.destroy(s.vdev).unwrap();
@@ -172,7 +153,7 @@ fn veventq_alloc_checks_in_linux_order_and_holds_its_viommu() {
     f.destroy(id).unwrap();
     // The type is free again, and so is the number; the ID is the lowest free one, the
     // vDEVICE's.
-    let (again, again_fd) = veventq_alloc(f, 0, v, SMMU, 2, 0).unwrap();
+    let (again, again_fd) = f.veventq_alloc(0, v, SMMU, 2, 0).unwrap();
     assert_eq!((again, again_fd), (s.vdev, 3));
     for (q, fd) in [(again, again_fd), (tegra, tegra_fd)] {
         f.fd.close_veventq_file(fd).unwrap();
@@ -184,7 +165,7 @@ fn veventq_alloc_checks_in_linux_order_and_holds_its_viommu() {
 #[test]
 fn events_read_as_header_then_record_and_are_never_split() {
     let s = setup();
-    let (_, fd) = veventq_alloc(&s.f, 0, s.viommu, SMMU, 8, 0).unwrap();
+    let (_, fd) = s.f.veventq_alloc(0, s.viommu, SMMU, 8, 0).unwrap();
     let file = s.f.fd.veventq_file(fd).unwrap();
     assert_eq!(
         file.poll(),
@@ -220,7 +201,7 @@ fn events_read_as_header_then_record_and_are_never_split() {
 #[test]
 fn a_full_queue_drops_events_behind_one_lost_events_header() {
     let s = setup();
-    let (_, fd) = veventq_alloc(&s.f, 0, s.viommu, SMMU, 2, 0).unwrap();
+    let (_, fd) = s.f.veventq_alloc(0, s.viommu, SMMU, 2, 0).unwrap();
     // Two fit; the third and fourth are lost: one header, with the last lost number.
     s.faults(&[0x1000, 0x2000, 0x3000, 0x4000], false);
     assert!(s.logged.lock().unwrap().is_empty(), "lost events are taken");
@@ -249,7 +230,7 @@ fn a_full_queue_drops_events_behind_one_lost_events_header() {
     );
     // Depth 1 overflowing over and over: still one header, moved to the newest number.
     let s = setup();
-    let (_, fd) = veventq_alloc(&s.f, 0, s.viommu, SMMU, 1, 0).unwrap();
+    let (_, fd) = s.f.veventq_alloc(0, s.viommu, SMMU, 1, 0).unwrap();
     s.faults(&[0x1000; 5], false);
     assert_eq!(s.read(fd, 4096), [event(0, 0x1000), lost(4)].concat());
 }
@@ -262,12 +243,13 @@ fn faults_no_queue_takes_go_to_the_fault_handler() {
     assert_eq!(*s.logged.lock().unwrap(), vec![0x1000]);
     // A queue of another type does not take it either.
     let (_, tegra_fd) =
-        veventq_alloc(&s.f, 0, s.viommu, VeventqType::TEGRA241_CMDQV, 4, 0).unwrap();
+        s.f.veventq_alloc(0, s.viommu, VeventqType::TEGRA241_CMDQV, 4, 0)
+            .unwrap();
     s.faults(&[0x2000], false);
     assert_eq!(*s.logged.lock().unwrap(), vec![0x1000, 0x2000]);
     assert_eq!(s.read(tegra_fd, 4096), Vec::<u8>::new());
     // With an SMMUv3 queue: stage-1 faults are the guest's, stage-2 faults the host's.
-    let (queue, fd) = veventq_alloc(&s.f, 0, s.viommu, SMMU, 4, 0).unwrap();
+    let (queue, fd) = s.f.veventq_alloc(0, s.viommu, SMMU, 4, 0).unwrap();
     s.faults(&[0x3000], false);
     s.faults(&[0x4000], true);
     assert_eq!(*s.logged.lock().unwrap(), vec![0x1000, 0x2000, 0x4000]);
@@ -278,7 +260,7 @@ fn faults_no_queue_takes_go_to_the_fault_handler() {
     assert_eq!(s.logged.lock().unwrap().last(), Some(&0x5000));
     assert_eq!(s.read(fd, 4096), Vec::<u8>::new());
     // A new vDEVICE with another vSID: events carry the new one.
-    vdevice_alloc(&s.f, s.viommu, s.dev_id, 0x77).unwrap();
+    s.f.vdevice_alloc(s.viommu, s.dev_id, 0x77).unwrap();
     s.faults(&[0x6000], false);
     let bytes = s.read(fd, 4096);
     let record = IommuVeventArmSmmuv3::read_from_bytes(&bytes[8..]).unwrap();
@@ -293,7 +275,7 @@ fn faults_no_queue_takes_go_to_the_fault_handler() {
 #[test]
 fn the_waker_is_called_for_each_event_queued() {
     let s = setup();
-    let (_, fd) = veventq_alloc(&s.f, 0, s.viommu, SMMU, 1, 0).unwrap();
+    let (_, fd) = s.f.veventq_alloc(0, s.viommu, SMMU, 1, 0).unwrap();
     let woken = Arc::new(AtomicUsize::new(0));
     let count = woken.clone();
     let file = s.f.fd.veventq_file(fd).unwrap();
@@ -314,7 +296,7 @@ fn the_waker_is_called_for_each_event_queued() {
 #[test]
 fn closing_the_context_with_queues_open_releases_everything() {
     let s = setup();
-    let (_, _fd) = veventq_alloc(&s.f, 0, s.viommu, SMMU, 4, 0).unwrap();
+    let (_, _fd) = s.f.veventq_alloc(0, s.viommu, SMMU, 4, 0).unwrap();
     s.faults(&[0x1000], false);
     let iommu = s.f.fd.iommu().clone();
     let Setup {
@@ -345,18 +327,12 @@ fn files_share_one_number_space_with_fault_queues() {
     let s2 = f
         .hwpt_paging(dev_id, ioas, HwptAllocFlags::NEST_PARENT.bits())
         .unwrap();
-    let viommu = viommu_alloc(&f, ViommuType::ARM_SMMUV3, dev_id, s2).unwrap();
-    let mut fault = vsva_iommufd::abi::IommuFaultAlloc {
-        size: 16,
-        ..Default::default()
-    };
-    f.call(
-        vsva_iommufd::abi::ioctl::IOMMU_FAULT_QUEUE_ALLOC,
-        &mut fault,
-    )
-    .unwrap();
-    assert_eq!(fault.out_fault_fd, 3);
-    let (_, fd) = veventq_alloc(&f, 0, viommu, SMMU, 4, 0).unwrap();
+    let viommu = f
+        .viommu_alloc(0, ViommuType::ARM_SMMUV3, dev_id, s2)
+        .unwrap();
+    let (_, fault_fd) = f.fault_alloc(0).unwrap();
+    assert_eq!(fault_fd, 3);
+    let (_, fd) = f.veventq_alloc(0, viommu, SMMU, 4, 0).unwrap();
     assert_eq!(fd, 4);
     assert_eq!(
         f.fd.fault_file(fd).err(),
@@ -365,6 +341,8 @@ fn files_share_one_number_space_with_fault_queues() {
     );
     assert_eq!(f.fd.veventq_file(3).err(), Some(Errno::EBADF));
     f.fd.close_fault_file(3).unwrap();
-    let (_, next) = veventq_alloc(&f, 0, viommu, VeventqType::TEGRA241_CMDQV, 4, 0).unwrap();
+    let (_, next) = f
+        .veventq_alloc(0, viommu, VeventqType::TEGRA241_CMDQV, 4, 0)
+        .unwrap();
     assert_eq!(next, 3);
 }

@@ -8,48 +8,15 @@ mod common;
 use common::*;
 use vsva_iommufd::ObjectType;
 use vsva_iommufd::abi::ioctl::{
-    IOMMU_HW_QUEUE_ALLOC, IOMMU_HWPT_INVALIDATE, IOMMU_VDEVICE_ALLOC, IOMMU_VEVENTQ_ALLOC,
-    IOMMU_VIOMMU_ALLOC,
+    IOMMU_HW_QUEUE_ALLOC, IOMMU_HWPT_INVALIDATE, IOMMU_VDEVICE_ALLOC, IOMMU_VIOMMU_ALLOC,
 };
 use vsva_iommufd::abi::{
     Errno, HwQueueType, HwptAllocFlags, HwptDataType, HwptInvalidateDataType, IommuHwQueueAlloc,
-    IommuHwptInvalidate, IommuVdeviceAlloc, IommuVeventqAlloc, IommuViommuAlloc, VeventqType,
-    ViommuType,
+    IommuHwptInvalidate, IommuVdeviceAlloc, IommuViommuAlloc, VeventqType, ViommuType,
 };
 use zerocopy::IntoBytes;
 
 const NEST_PARENT: u32 = HwptAllocFlags::NEST_PARENT.bits();
-
-fn viommu_alloc(
-    f: &Fixture,
-    flags: u32,
-    type_: ViommuType,
-    dev_id: u32,
-    hwpt_id: u32,
-) -> Result<u32, Errno> {
-    let mut cmd = IommuViommuAlloc {
-        size: 40,
-        flags,
-        type_,
-        dev_id,
-        hwpt_id,
-        ..Default::default()
-    };
-    f.call(IOMMU_VIOMMU_ALLOC, &mut cmd)?;
-    Ok(cmd.out_viommu_id)
-}
-
-fn vdevice_alloc(f: &Fixture, viommu_id: u32, dev_id: u32, virt_id: u64) -> Result<u32, Errno> {
-    let mut cmd = IommuVdeviceAlloc {
-        size: 24,
-        viommu_id,
-        dev_id,
-        virt_id,
-        ..Default::default()
-    };
-    f.call(IOMMU_VDEVICE_ALLOC, &mut cmd)?;
-    Ok(cmd.out_vdevice_id)
-}
 
 /// A context with the core-managed vIOMMU on, a bound device, an IOAS and a nesting parent.
 fn setup() -> (Fixture, u32, u32, u32) {
@@ -69,20 +36,20 @@ fn mainline_refuses_every_viommu_type_on_vtd() {
     let s2 = f.hwpt_paging(dev_id, ioas, NEST_PARENT).unwrap();
     // DEFAULT is refused before the device is looked up.
     assert_eq!(
-        viommu_alloc(&f, 0, ViommuType::DEFAULT, 99, s2),
+        f.viommu_alloc(0, ViommuType::DEFAULT, 99, s2),
         Err(Errno::EOPNOTSUPP)
     );
     // Other types: the device first, then the Intel driver has no vIOMMU ops.
     assert_eq!(
-        viommu_alloc(&f, 0, ViommuType::ARM_SMMUV3, 99, s2),
+        f.viommu_alloc(0, ViommuType::ARM_SMMUV3, 99, s2),
         Err(Errno::ENOENT)
     );
     assert_eq!(
-        viommu_alloc(&f, 0, ViommuType::ARM_SMMUV3, dev_id, s2),
+        f.viommu_alloc(0, ViommuType::ARM_SMMUV3, dev_id, s2),
         Err(Errno::EOPNOTSUPP)
     );
     assert_eq!(
-        viommu_alloc(&f, 0, ViommuType::TEGRA241_CMDQV, dev_id, s2),
+        f.viommu_alloc(0, ViommuType::TEGRA241_CMDQV, dev_id, s2),
         Err(Errno::EOPNOTSUPP)
     );
 }
@@ -93,33 +60,33 @@ fn viommu_alloc_checks_in_linux_order() {
     let plain = f.hwpt_paging(dev_id, ioas, 0).unwrap();
     let d = ViommuType::DEFAULT;
     // flags first, even with nothing else valid
-    assert_eq!(viommu_alloc(&f, 1, d, 99, 99), Err(Errno::EOPNOTSUPP));
+    assert_eq!(f.viommu_alloc(1, d, 99, 99), Err(Errno::EOPNOTSUPP));
     assert_eq!(
-        viommu_alloc(&f, 1 << 31, d, dev_id, s2),
+        f.viommu_alloc(1 << 31, d, dev_id, s2),
         Err(Errno::EOPNOTSUPP)
     );
     // then the device
-    assert_eq!(viommu_alloc(&f, 0, d, 99, 99), Err(Errno::ENOENT));
+    assert_eq!(f.viommu_alloc(0, d, 99, 99), Err(Errno::ENOENT));
     assert_eq!(
-        viommu_alloc(&f, 0, d, ioas, s2),
+        f.viommu_alloc(0, d, ioas, s2),
         Err(Errno::ENOENT),
         "an IOAS is no device"
     );
     // then the type (no driver vIOMMU ops), before the HWPT
     assert_eq!(
-        viommu_alloc(&f, 0, ViommuType::ARM_SMMUV3, dev_id, 99),
+        f.viommu_alloc(0, ViommuType::ARM_SMMUV3, dev_id, 99),
         Err(Errno::EOPNOTSUPP)
     );
     assert_eq!(
-        viommu_alloc(&f, 0, ViommuType(7), dev_id, 99),
+        f.viommu_alloc(0, ViommuType(7), dev_id, 99),
         Err(Errno::EOPNOTSUPP)
     );
     // then the HWPT: a paging HWPT (ENOENT otherwise), a nesting parent (EINVAL otherwise)
-    assert_eq!(viommu_alloc(&f, 0, d, dev_id, 99), Err(Errno::ENOENT));
-    assert_eq!(viommu_alloc(&f, 0, d, dev_id, ioas), Err(Errno::ENOENT));
-    assert_eq!(viommu_alloc(&f, 0, d, dev_id, plain), Err(Errno::EINVAL));
+    assert_eq!(f.viommu_alloc(0, d, dev_id, 99), Err(Errno::ENOENT));
+    assert_eq!(f.viommu_alloc(0, d, dev_id, ioas), Err(Errno::ENOENT));
+    assert_eq!(f.viommu_alloc(0, d, dev_id, plain), Err(Errno::EINVAL));
     assert_eq!(f.fd.objects().len(), 4, "nothing was left behind");
-    let viommu = viommu_alloc(&f, 0, d, dev_id, s2).unwrap();
+    let viommu = f.viommu_alloc(0, d, dev_id, s2).unwrap();
     assert_eq!(viommu, 5);
     assert_eq!(f.fd.objects().last(), Some(&(viommu, ObjectType::Viommu)));
     assert_eq!(f.fd.get_viommu(viommu).unwrap().hwpt().id(), s2);
@@ -128,11 +95,11 @@ fn viommu_alloc_checks_in_linux_order() {
 #[test]
 fn a_viommu_holds_its_parent_but_not_its_device() {
     let (f, dev_id, ioas, s2) = setup();
-    let viommu = viommu_alloc(&f, 0, ViommuType::DEFAULT, dev_id, s2).unwrap();
+    let viommu = f.viommu_alloc(0, ViommuType::DEFAULT, dev_id, s2).unwrap();
     assert_eq!(f.destroy(s2), Err(Errno::EBUSY));
     assert_eq!(f.destroy(ioas), Err(Errno::EBUSY));
     // Two vIOMMUs may share one parent.
-    let second = viommu_alloc(&f, 0, ViommuType::DEFAULT, dev_id, s2).unwrap();
+    let second = f.viommu_alloc(0, ViommuType::DEFAULT, dev_id, s2).unwrap();
     f.destroy(second).unwrap();
     f.fd.unbind_device(dev_id).unwrap();
     assert!(f.fd.get_viommu(viommu).is_ok(), "the device is not held");
@@ -145,7 +112,7 @@ fn a_viommu_holds_its_parent_but_not_its_device() {
 #[test]
 fn nested_hwpts_and_invalidation_on_a_default_viommu_are_eopnotsupp() {
     let (f, dev_id, _ioas, s2) = setup();
-    let viommu = viommu_alloc(&f, 0, ViommuType::DEFAULT, dev_id, s2).unwrap();
+    let viommu = f.viommu_alloc(0, ViommuType::DEFAULT, dev_id, s2).unwrap();
     let vtd = HwptDataType::VTD_S1;
     // iommufd_viommu_alloc_hwpt_nested(): bad flags, no data, no ops: all EOPNOTSUPP.
     assert_eq!(
@@ -190,41 +157,41 @@ fn nested_hwpts_and_invalidation_on_a_default_viommu_are_eopnotsupp() {
 #[test]
 fn vdevice_alloc_checks_in_linux_order() {
     let (f, dev_id, ioas, s2) = setup();
-    let viommu = viommu_alloc(&f, 0, ViommuType::DEFAULT, dev_id, s2).unwrap();
+    let viommu = f.viommu_alloc(0, ViommuType::DEFAULT, dev_id, s2).unwrap();
     let (_, other) = f.plug_and_bind(4);
     assert_eq!(
-        vdevice_alloc(&f, 99, 99, 1),
+        f.vdevice_alloc(99, 99, 1),
         Err(Errno::ENOENT),
         "the vIOMMU first"
     );
-    assert_eq!(vdevice_alloc(&f, s2, dev_id, 1), Err(Errno::ENOENT));
-    assert_eq!(vdevice_alloc(&f, viommu, 99, 1), Err(Errno::ENOENT));
-    assert_eq!(vdevice_alloc(&f, viommu, ioas, 1), Err(Errno::ENOENT));
-    let vdev = vdevice_alloc(&f, viommu, dev_id, 0x18).unwrap();
+    assert_eq!(f.vdevice_alloc(s2, dev_id, 1), Err(Errno::ENOENT));
+    assert_eq!(f.vdevice_alloc(viommu, 99, 1), Err(Errno::ENOENT));
+    assert_eq!(f.vdevice_alloc(viommu, ioas, 1), Err(Errno::ENOENT));
+    let vdev = f.vdevice_alloc(viommu, dev_id, 0x18).unwrap();
     assert_eq!(f.fd.objects().last(), Some(&(vdev, ObjectType::Vdevice)));
     assert_eq!(f.fd.get_vdevice(vdev).unwrap().virt_id(), 0x18);
     // one per device, whatever the virtual ID
-    assert_eq!(vdevice_alloc(&f, viommu, dev_id, 0x20), Err(Errno::EEXIST));
+    assert_eq!(f.vdevice_alloc(viommu, dev_id, 0x20), Err(Errno::EEXIST));
     // one per virtual ID on a vIOMMU
-    assert_eq!(vdevice_alloc(&f, viommu, other, 0x18), Err(Errno::EEXIST));
-    let second = vdevice_alloc(&f, viommu, other, u64::MAX).unwrap();
+    assert_eq!(f.vdevice_alloc(viommu, other, 0x18), Err(Errno::EEXIST));
+    let second = f.vdevice_alloc(viommu, other, u64::MAX).unwrap();
     assert_eq!(
         f.fd.get_viommu(viommu).unwrap().vdevices(),
         vec![(0x18, vdev), (u64::MAX, second)]
     );
     // The same virtual ID on another vIOMMU is fine, but the device already has one.
-    let viommu2 = viommu_alloc(&f, 0, ViommuType::DEFAULT, dev_id, s2).unwrap();
-    assert_eq!(vdevice_alloc(&f, viommu2, dev_id, 0x18), Err(Errno::EEXIST));
+    let viommu2 = f.viommu_alloc(0, ViommuType::DEFAULT, dev_id, s2).unwrap();
+    assert_eq!(f.vdevice_alloc(viommu2, dev_id, 0x18), Err(Errno::EEXIST));
     f.destroy(vdev).unwrap();
-    let again = vdevice_alloc(&f, viommu2, dev_id, 0x18).unwrap();
+    let again = f.vdevice_alloc(viommu2, dev_id, 0x18).unwrap();
     assert_eq!(again, vdev, "the freed ID is reused");
 }
 
 #[test]
 fn vdevices_hold_the_viommu_and_go_with_their_device() {
     let (f, dev_id, _ioas, s2) = setup();
-    let viommu = viommu_alloc(&f, 0, ViommuType::DEFAULT, dev_id, s2).unwrap();
-    let vdev = vdevice_alloc(&f, viommu, dev_id, 7).unwrap();
+    let viommu = f.viommu_alloc(0, ViommuType::DEFAULT, dev_id, s2).unwrap();
+    let vdev = f.vdevice_alloc(viommu, dev_id, 7).unwrap();
     assert_eq!(f.destroy(viommu), Err(Errno::EBUSY));
     assert_eq!(
         f.destroy(dev_id),
@@ -242,8 +209,8 @@ fn vdevices_hold_the_viommu_and_go_with_their_device() {
     let (_, other) = f.plug_and_bind(4);
     assert_eq!(other, 1);
     assert_eq!(f.alloc().unwrap(), 6, "the tombstone keeps its ID taken");
-    assert_eq!(vdevice_alloc(&f, viommu, 99, 7), Err(Errno::ENOENT));
-    let reused_virt = vdevice_alloc(&f, viommu, other, 7).unwrap();
+    assert_eq!(f.vdevice_alloc(viommu, 99, 7), Err(Errno::ENOENT));
+    let reused_virt = f.vdevice_alloc(viommu, other, 7).unwrap();
     f.destroy(reused_virt).unwrap();
     f.destroy(viommu).unwrap();
     f.destroy(s2).unwrap();
@@ -252,8 +219,8 @@ fn vdevices_hold_the_viommu_and_go_with_their_device() {
 #[test]
 fn closing_with_viommu_objects_destroys_leaves_first() {
     let (f, dev_id, _ioas, s2) = setup();
-    let viommu = viommu_alloc(&f, 0, ViommuType::DEFAULT, dev_id, s2).unwrap();
-    vdevice_alloc(&f, viommu, dev_id, 1).unwrap();
+    let viommu = f.viommu_alloc(0, ViommuType::DEFAULT, dev_id, s2).unwrap();
+    f.vdevice_alloc(viommu, dev_id, 1).unwrap();
     let Fixture { fd, .. } = f;
     let weak = std::sync::Arc::downgrade(&fd);
     drop(fd);
@@ -265,14 +232,14 @@ fn viommu_and_vdevice_bytes_from_the_caller() {
     let (f, dev_id, _ioas, s2) = setup();
     // An unknown type: the device is looked up first, then no driver has it (EOPNOTSUPP).
     let unknown = ViommuType(0x1234);
-    assert_eq!(viommu_alloc(&f, 0, unknown, 99, s2), Err(Errno::ENOENT));
+    assert_eq!(f.viommu_alloc(0, unknown, 99, s2), Err(Errno::ENOENT));
     assert_eq!(
-        viommu_alloc(&f, 0, unknown, dev_id, s2),
+        f.viommu_alloc(0, unknown, dev_id, s2),
         Err(Errno::EOPNOTSUPP)
     );
     // Every flag bit is refused, the top one too.
     assert_eq!(
-        viommu_alloc(&f, 1 << 31, ViommuType::DEFAULT, dev_id, s2),
+        f.viommu_alloc(1 << 31, ViommuType::DEFAULT, dev_id, s2),
         Err(Errno::EOPNOTSUPP)
     );
     // `__reserved` is not checked and the driver data is not read: a pointer to nothing and
@@ -323,31 +290,23 @@ fn viommu_and_vdevice_bytes_from_the_caller() {
 
     // IDs of the wrong kind: a vDEVICE is no vIOMMU, a vIOMMU no device (ENOENT).
     let (_, other) = f.plug_and_bind(4);
-    assert_eq!(vdevice_alloc(&f, vdev, other, 1), Err(Errno::ENOENT));
-    assert_eq!(vdevice_alloc(&f, viommu, viommu, 1), Err(Errno::ENOENT));
-    assert_eq!(vdevice_alloc(&f, viommu, vdev, 1), Err(Errno::ENOENT));
+    assert_eq!(f.vdevice_alloc(vdev, other, 1), Err(Errno::ENOENT));
+    assert_eq!(f.vdevice_alloc(viommu, viommu, 1), Err(Errno::ENOENT));
+    assert_eq!(f.vdevice_alloc(viommu, vdev, 1), Err(Errno::ENOENT));
     // A vDEVICE's tombstone names nothing.
     f.fd.unbind_device(dev_id).unwrap();
-    assert_eq!(vdevice_alloc(&f, vdev, other, 1), Err(Errno::ENOENT));
-    assert_eq!(vdevice_alloc(&f, viommu, vdev, 1), Err(Errno::ENOENT));
-    assert!(vdevice_alloc(&f, viommu, other, 0x18).is_ok());
+    assert_eq!(f.vdevice_alloc(vdev, other, 1), Err(Errno::ENOENT));
+    assert_eq!(f.vdevice_alloc(viommu, vdev, 1), Err(Errno::ENOENT));
+    assert!(f.vdevice_alloc(viommu, other, 0x18).is_ok());
 }
 
 #[test]
 fn veventq_and_hw_queue_alloc_check_in_linux_order() {
     let (f, dev_id, _, s2) = setup();
-    let viommu = viommu_alloc(&f, 0, ViommuType::DEFAULT, dev_id, s2).unwrap();
+    let viommu = f.viommu_alloc(0, ViommuType::DEFAULT, dev_id, s2).unwrap();
     let veventq = |flags: u32, viommu_id: u32, type_: VeventqType, depth: u32, rsv: u32| {
-        let mut cmd = IommuVeventqAlloc {
-            size: 32,
-            flags,
-            viommu_id,
-            type_,
-            veventq_depth: depth,
-            __reserved: rsv,
-            ..Default::default()
-        };
-        f.call(IOMMU_VEVENTQ_ALLOC, &mut cmd)
+        f.veventq_alloc(flags, viommu_id, type_, depth, rsv)
+            .map(drop)
     };
     let smmu = VeventqType::ARM_SMMUV3;
     assert_eq!(

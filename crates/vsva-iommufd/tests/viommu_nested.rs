@@ -8,16 +8,15 @@ mod common;
 
 use common::fake_smmu::{
     CFGI_CD, FakeSmmu, STE_ABORT, STE_BYPASS, STE_S1, TLBI_NH_VA, bind_smmu, open_smmu,
-    vdevice_alloc, viommu_alloc,
 };
 use common::*;
 use std::sync::Arc;
 use vsva_iommu::{DomainSpec, NestedS1};
 use vsva_iommufd::ObjectType;
-use vsva_iommufd::abi::ioctl::{IOMMU_FAULT_QUEUE_ALLOC, IOMMU_HWPT_INVALIDATE};
+use vsva_iommufd::abi::ioctl::IOMMU_HWPT_INVALIDATE;
 use vsva_iommufd::abi::{
-    Errno, HwptAllocFlags, HwptDataType, HwptInvalidateDataType, IommuFaultAlloc,
-    IommuHwptArmSmmuv3, IommuHwptInvalidate, IommuViommuArmSmmuv3Invalidate, ViommuType,
+    Errno, HwptAllocFlags, HwptDataType, HwptInvalidateDataType, IommuHwptArmSmmuv3,
+    IommuHwptInvalidate, IommuViommuArmSmmuv3Invalidate, ViommuType,
 };
 use vsva_mem::Rid;
 use zerocopy::IntoBytes;
@@ -43,6 +42,21 @@ struct Smmu {
     viommu: u32,
 }
 
+/// A read (and write if `write`) at 0x7000_0000 by `rid`, the last request of group `prgi`.
+fn page_request(rid: Rid, pasid: Option<u32>, prgi: u16, write: bool) -> vsva_iommu::PageRequest {
+    vsva_iommu::PageRequest {
+        rid,
+        pasid: pasid.map(|p| vsva_mem::Pasid::new(p).unwrap()),
+        addr: 0x7000_0000,
+        read: true,
+        write,
+        exec: false,
+        privileged: false,
+        last: true,
+        prgi,
+    }
+}
+
 /// A context over the fake SMMUv3: a bound device `00:03.0`, an IOAS, a nesting parent and an
 /// ARM_SMMUV3 vIOMMU on it.
 fn smmu() -> Smmu {
@@ -50,7 +64,9 @@ fn smmu() -> Smmu {
     let (rid, dev_id) = bind_smmu(&f, 3);
     let ioas = f.alloc().unwrap();
     let s2 = f.hwpt_paging(dev_id, ioas, NEST_PARENT).unwrap();
-    let viommu = viommu_alloc(&f, ViommuType::ARM_SMMUV3, dev_id, s2).unwrap();
+    let viommu = f
+        .viommu_alloc(0, ViommuType::ARM_SMMUV3, dev_id, s2)
+        .unwrap();
     Smmu {
         f,
         fake,
@@ -59,15 +75,6 @@ fn smmu() -> Smmu {
         s2,
         viommu,
     }
-}
-
-fn fault_queue(f: &Fixture) -> u32 {
-    let mut cmd = IommuFaultAlloc {
-        size: 16,
-        ..Default::default()
-    };
-    f.call(IOMMU_FAULT_QUEUE_ALLOC, &mut cmd).unwrap();
-    cmd.out_fault_id
 }
 
 #[test]
@@ -164,7 +171,7 @@ fn hwpt_alloc_on_a_viommu_checks_in_linux_order() {
     drop(nested);
 
     // With a fault queue (vsva's extension): the HWPT holds it.
-    let fault = fault_queue(f);
+    let (fault, _) = f.fault_alloc(0).unwrap();
     let with_fault = f
         .hwpt_alloc_with_fault(dev, viommu, FAULT_ID_VALID, SMMU, &good, fault)
         .unwrap();
@@ -190,7 +197,9 @@ fn hwpt_alloc_on_a_viommu_checks_in_linux_order() {
 fn a_core_managed_viommu_has_no_nested_hwpts() {
     let s = smmu();
     s.f.fd.set_core_viommu(true);
-    let default = viommu_alloc(&s.f, ViommuType::DEFAULT, s.dev_id, s.s2).unwrap();
+    let default =
+        s.f.viommu_alloc(0, ViommuType::DEFAULT, s.dev_id, s.s2)
+            .unwrap();
     assert_eq!(
         s.f.hwpt_alloc(s.dev_id, default, 0, SMMU, &ste(STE_S1)),
         Err(Errno::EOPNOTSUPP)
@@ -230,11 +239,13 @@ fn a_translating_ste_attaches_only_with_a_vdevice() {
     assert_eq!(f.fd.get_device(dev).unwrap().attached(), vec![(0, invalid)]);
 
     // A vDEVICE on another vIOMMU does not count.
-    let other = viommu_alloc(f, ViommuType::ARM_SMMUV3, dev, s.s2).unwrap();
-    let vdev = vdevice_alloc(f, other, dev, 0x42).unwrap();
+    let other = f
+        .viommu_alloc(0, ViommuType::ARM_SMMUV3, dev, s.s2)
+        .unwrap();
+    let vdev = f.vdevice_alloc(other, dev, 0x42).unwrap();
     assert_eq!(f.fd.replace(dev, s1, None), Err(Errno::ENOENT));
     f.destroy(vdev).unwrap();
-    vdevice_alloc(f, viommu, dev, 0x42).unwrap();
+    f.vdevice_alloc(viommu, dev, 0x42).unwrap();
     assert_eq!(f.fd.replace(dev, s1, None), Ok(s1));
     let set = s.fake.set.lock().unwrap().clone();
     let Some(&(
@@ -307,7 +318,7 @@ fn invalidation_through_the_viommu_translates_vsids_and_counts_what_it_did() {
     let s = smmu();
     let (f, dev, viommu) = (&s.f, s.dev_id, s.viommu);
     let smmu = HwptInvalidateDataType::ARM_SMMUV3;
-    vdevice_alloc(f, viommu, dev, 0x42).unwrap();
+    f.vdevice_alloc(viommu, dev, 0x42).unwrap();
     let vmid = f.fd.get_hwpt_paging(s.s2).unwrap().domain().did();
     let cfgi_cd = |vsid: u64| [CFGI_CD | (vsid << 32), 7];
     let tlbi = [TLBI_NH_VA | (0x77 << 32) | (9 << 12), 0x1000];
@@ -367,7 +378,7 @@ fn invalidation_through_the_viommu_translates_vsids_and_counts_what_it_did() {
     );
     // The core-managed vIOMMU has no cache_invalidate.
     f.fd.set_core_viommu(true);
-    let default = viommu_alloc(f, ViommuType::DEFAULT, dev, s.s2).unwrap();
+    let default = f.viommu_alloc(0, ViommuType::DEFAULT, dev, s.s2).unwrap();
     assert_eq!(
         invalidate(f, default, smmu, &[tlbi], 16),
         (Err(Errno::EOPNOTSUPP), 0)
@@ -383,41 +394,20 @@ fn page_requests_of_any_ssid_reach_the_nested_hwpts_fault_queue() {
     // `find_fault_handler()` with `user_pasid_table`).
     let s = smmu();
     let (f, dev, viommu) = (&s.f, s.dev_id, s.viommu);
-    vdevice_alloc(f, viommu, dev, 0x42).unwrap();
-    let mut alloc = IommuFaultAlloc {
-        size: 16,
-        ..Default::default()
-    };
-    f.call(IOMMU_FAULT_QUEUE_ALLOC, &mut alloc).unwrap();
+    f.vdevice_alloc(viommu, dev, 0x42).unwrap();
+    let (fault, fault_fd) = f.fault_alloc(0).unwrap();
     let hwpt = f
-        .hwpt_alloc_with_fault(
-            dev,
-            viommu,
-            FAULT_ID_VALID,
-            SMMU,
-            &ste(STE_S1),
-            alloc.out_fault_id,
-        )
+        .hwpt_alloc_with_fault(dev, viommu, FAULT_ID_VALID, SMMU, &ste(STE_S1), fault)
         .unwrap();
     f.fd.attach(dev, hwpt, None).unwrap();
-    let request = |pasid: Option<u32>, prgi: u16| vsva_iommu::PageRequest {
-        rid: s.rid,
-        pasid: pasid.map(|p| vsva_mem::Pasid::new(p).unwrap()),
-        addr: 0x7000_0000,
-        read: true,
-        write: true,
-        exec: false,
-        privileged: false,
-        last: true,
-        prgi,
-    };
+    let request = |pasid, prgi| page_request(s.rid, pasid, prgi, true);
     s.fake
         .requests
         .lock()
         .unwrap()
         .extend([request(Some(5), 1), request(None, 2)]);
     assert_eq!(f.fd.iommu().handle_page_requests(), 2);
-    let file = f.fd.fault_file(alloc.out_fault_fd).unwrap();
+    let file = f.fd.fault_file(fault_fd).unwrap();
     let mut buf = [0u8; 80];
     assert_eq!(file.read(&mut buf, 0), Ok(80));
     let records: Vec<vsva_iommufd::abi::IommuHwptPgfault> = buf
@@ -462,30 +452,15 @@ fn replacing_the_nested_hwpt_answers_the_groups_of_every_ssid_it_took() {
     // device waits for nothing.
     let s = smmu();
     let (f, dev, viommu) = (&s.f, s.dev_id, s.viommu);
-    vdevice_alloc(f, viommu, dev, 0x42).unwrap();
-    let mut alloc = IommuFaultAlloc {
-        size: 16,
-        ..Default::default()
-    };
-    f.call(IOMMU_FAULT_QUEUE_ALLOC, &mut alloc).unwrap();
-    let fault = alloc.out_fault_id;
+    f.vdevice_alloc(viommu, dev, 0x42).unwrap();
+    let (fault, fault_fd) = f.fault_alloc(0).unwrap();
     let nested = |f: &Fixture| {
         f.hwpt_alloc_with_fault(dev, viommu, FAULT_ID_VALID, SMMU, &ste(STE_S1), fault)
             .unwrap()
     };
     let (first, second) = (nested(f), nested(f));
     f.fd.attach(dev, first, None).unwrap();
-    let request = |pasid: u32, prgi: u16| vsva_iommu::PageRequest {
-        rid: s.rid,
-        pasid: Some(vsva_mem::Pasid::new(pasid).unwrap()),
-        addr: 0x7000_0000,
-        read: true,
-        write: false,
-        exec: false,
-        privileged: false,
-        last: true,
-        prgi,
-    };
+    let request = |pasid, prgi| page_request(s.rid, Some(pasid), prgi, false);
     s.fake
         .requests
         .lock()
@@ -493,7 +468,7 @@ fn replacing_the_nested_hwpt_answers_the_groups_of_every_ssid_it_took() {
         .extend([request(7, 3), request(9, 4)]);
     assert_eq!(f.fd.iommu().handle_page_requests(), 2);
     // SSID 7's group is read (awaiting the VMM's answer), SSID 9's still queued.
-    let file = f.fd.fault_file(alloc.out_fault_fd).unwrap();
+    let file = f.fd.fault_file(fault_fd).unwrap();
     let mut one = [0u8; 40];
     assert_eq!(file.read(&mut one, 0), Ok(40));
     let read: vsva_iommufd::abi::IommuHwptPgfault =

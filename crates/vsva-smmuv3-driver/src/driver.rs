@@ -15,6 +15,7 @@ use vsva_smmuv3::spec::registers::{
 
 use crate::cmdq::{CommandQueue, SyncPoll};
 use crate::faults::OutQueue;
+use crate::master::RidSte;
 use crate::tables::{Carver, CdTable, StreamTable};
 
 /// Driver errors.
@@ -168,26 +169,15 @@ pub(crate) enum RidDomain {
     Blocked,
     Identity,
     S1,
-    /// A stage-2 STE (a nest parent attached directly).
-    S2 {
-        vmid: u16,
-        ttb: u64,
-    },
-    /// A nested STE over a stage 2: the guest's words as validated, and whether it asked
-    /// for ATS.
-    Nested {
-        vmid: u16,
-        ttb: u64,
-        ste: [u64; 2],
-        ats: bool,
-    },
+    /// A stage-2 or nested STE.
+    Ste(RidSte),
 }
 
 impl RidDomain {
     /// The VMID the STE carries, for stage-2 and nested STEs.
     pub(crate) fn vmid(&self) -> Option<u16> {
         match *self {
-            RidDomain::S2 { vmid, .. } | RidDomain::Nested { vmid, .. } => Some(vmid),
+            RidDomain::Ste(ste) => Some(ste.vmid()),
             _ => None,
         }
     }

@@ -21,6 +21,7 @@ use vsva_smmuv3::spec::event::{EventRecord, PriEntry, id};
 use vsva_smmuv3::spec::registers::queue;
 
 use crate::driver::{DriverError, Result, RidDomain, Smmuv3Driver, State};
+use crate::master::RidSte;
 use vsva_pcie::Mmio;
 
 /// An output queue (event or PRI queue) as the driver consumes it.
@@ -193,7 +194,7 @@ impl Smmuv3Driver {
         let nested = st
             .masters
             .get(&rec.sid())
-            .is_some_and(|m| matches!(m.rid, RidDomain::Nested { .. }));
+            .is_some_and(|m| matches!(m.rid, RidDomain::Ste(RidSte::Nested { .. })));
         if rec.words[1] & crate::nested::EVT_S2 == 0 || !nested {
             return false;
         }

@@ -7,6 +7,7 @@ use vsva_mem::Rid;
 use vsva_smmuv3::spec::cmd::{Command, TlbiRange};
 
 use crate::driver::{Result, RidDomain, Smmuv3Driver};
+use crate::master::RidSte;
 
 /// The ATC invalidation of `[addr, addr + len)` (`len` 0: everything) for `ssid` (0: the
 /// RID, no PASID — §4.5.1's note on S1DSS = SSID0), as Linux `arm_smmu_atc_inv_to_cmd`.
@@ -140,7 +141,7 @@ impl Smmuv3Driver {
             };
             let ats = m.opts.ats;
             match m.rid {
-                RidDomain::S2 { vmid, .. } if ssid == 0 => {
+                RidDomain::Ste(RidSte::S2 { vmid, .. }) if ssid == 0 => {
                     let cmds = tlbi_s2_range(vmid, addr, len, ril);
                     let whole = matches!(cmds.as_slice(), [Command::TlbiS12Vmall { .. }]);
                     self.issue(st, &cmds)?;
@@ -157,7 +158,7 @@ impl Smmuv3Driver {
                     }
                     return Ok(());
                 }
-                RidDomain::Nested { vmid, .. } if ssid == 0 => {
+                RidDomain::Ste(RidSte::Nested { vmid, .. }) if ssid == 0 => {
                     self.issue(st, &[Command::TlbiS12Vmall { vmid }])?;
                     if ats {
                         self.issue(st, &[atc_inv(sid, 0, 0, 0)])?;

@@ -11,7 +11,7 @@
 //! | [`Smmuv3Driver`] | probe, reset, masters, STEs and CDs, invalidation, events, page requests |
 //! | [`ProbeOptions`], [`SyncPoll`] | MSI doorbell; how CMD_SYNC completion is polled |
 //! | [`Features`] | what the probe read of IDR0/1/3/5 |
-//! | [`MasterOptions`], [`Target`] | a master's PASIDs/ATS/PRI/stall; what a SubstreamID (or the RID: stage 2, nested) translates through |
+//! | [`MasterOptions`], [`Target`], [`RidSte`] | a master's PASIDs/ATS/PRI/stall; what a SubstreamID (or the RID: stage 2, nested) translates through |
 //! | [`tables`] | STE (stage 1, stage 2, nested) and CD values as the driver writes them, MAIRs |
 //! | [`tlbi_range`], [`tlbi_s2_range`], [`atc_inv`] | the invalidation commands of a range flush |
 //! | [`validate_vste`], [`convert_user_cmd`] | a guest's STE words and invalidation commands, as the vIOMMU takes them |
@@ -50,5 +50,5 @@ pub use driver::{
 };
 pub use faults::{Decoded, decode_event, decode_page_request, pri_resp};
 pub use inval::{MAX_TLBI_OPS, atc_inv, tlbi_range, tlbi_s2_range};
-pub use master::{Refusal, Target};
+pub use master::{Refusal, RidSte, Target};
 pub use nested::{convert_user_cmd, validate_vste};

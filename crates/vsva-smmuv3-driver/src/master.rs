@@ -35,14 +35,22 @@ pub enum Target {
         /// Hardware dirty state (dirty tracking).
         dirty: bool,
     },
-    /// A stage-2 domain (a nest parent) at the RID: a stage-2 STE under `vmid`.
+    /// A stage-2 or nested domain at the RID: an STE of its own.
+    Ste(RidSte),
+}
+
+/// An STE with stage 2 that the RID points at (Linux `arm_smmu_make_s2_domain_ste`,
+/// `arm_smmu_make_nested_domain_ste`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RidSte {
+    /// A stage-2 domain (a nest parent): a stage-2 STE under `vmid`.
     S2 {
         /// S2VMID.
         vmid: u16,
         /// The stage-2 table (the driver's nest-parent format).
         ttb: u64,
     },
-    /// A nested domain at the RID: the guest's STE words over the stage 2 of `vmid`.
+    /// A nested domain: the guest's STE words over the stage 2 of `vmid`.
     Nested {
         /// The nest parent's VMID.
         vmid: u16,
@@ -53,6 +61,15 @@ pub enum Target {
         /// The guest asked for ATS (its EATS).
         ats: bool,
     },
+}
+
+impl RidSte {
+    /// The VMID the STE carries.
+    pub fn vmid(&self) -> u16 {
+        match *self {
+            RidSte::S2 { vmid, .. } | RidSte::Nested { vmid, .. } => vmid,
+        }
+    }
 }
 
 /// Why a change of a master was refused before anything was written.
@@ -194,15 +211,15 @@ impl Smmuv3Driver {
         let cd_in_use = m.rid == RidDomain::S1 || m.s1.keys().any(|&s| s != 0);
         let stall_disable = f.stall && !f.stall_force && !m.opts.stall;
         let target = match m.rid {
-            RidDomain::S2 { vmid, ttb } => {
+            RidDomain::Ste(RidSte::S2 { vmid, ttb }) => {
                 tables::s2_ste(&self.s2_cfg(vmid, ttb), m.opts.ats, m.opts.stall)
             }
-            RidDomain::Nested {
+            RidDomain::Ste(RidSte::Nested {
                 vmid,
                 ttb,
                 ste,
                 ats,
-            } => tables::nested_ste(
+            }) => tables::nested_ste(
                 &self.s2_cfg(vmid, ttb),
                 ste,
                 ats && m.opts.ats,
@@ -351,18 +368,15 @@ impl Smmuv3Driver {
         st: &mut State,
         sid: u32,
         ssid: u32,
-        next: RidDomain,
+        next: RidSte,
     ) -> Result<std::result::Result<(), Refusal>> {
         if ssid != 0 {
             return Ok(Err(match next {
-                RidDomain::S2 { .. } => Refusal::NotStage1,
-                _ => Refusal::Unsupported,
+                RidSte::S2 { .. } => Refusal::NotStage1,
+                RidSte::Nested { .. } => Refusal::Unsupported,
             }));
         }
-        if next
-            .vmid()
-            .is_some_and(|v| !self.features.vmid16 && v > 0xff)
-        {
+        if !self.features.vmid16 && next.vmid() > 0xff {
             return Ok(Err(Refusal::NoVmid));
         }
         if st
@@ -372,6 +386,7 @@ impl Smmuv3Driver {
         {
             return Ok(Err(Refusal::Busy));
         }
+        let next = RidDomain::Ste(next);
         self.detach_s1(st, sid, 0, next)?;
         self.set_rid(st, sid, next)?;
         Ok(Ok(()))
@@ -403,23 +418,7 @@ impl Smmuv3Driver {
                     self.detach_s1(st, sid, 0, RidDomain::Identity)?;
                     self.set_rid(st, sid, RidDomain::Identity)?;
                 }
-                Target::S2 { vmid, ttb } => {
-                    return self.set_rid_ste(st, sid, ssid, RidDomain::S2 { vmid, ttb });
-                }
-                Target::Nested {
-                    vmid,
-                    ttb,
-                    ste,
-                    ats,
-                } => {
-                    let next = RidDomain::Nested {
-                        vmid,
-                        ttb,
-                        ste,
-                        ats,
-                    };
-                    return self.set_rid_ste(st, sid, ssid, next);
-                }
+                Target::Ste(next) => return self.set_rid_ste(st, sid, ssid, next),
                 Target::S1 {
                     did,
                     root,
@@ -598,10 +597,16 @@ mod tests {
         })
     }
 
-    /// Writes `target` over `current` and returns what memory held at each sync.
-    fn steps(current: &Cd, target: &Cd) -> Vec<[u64; 8]> {
+    /// Writes entry `target` over `current` as `write_entry` does with `rules` and valid bit
+    /// `v_bit`; returns what memory held at each sync.
+    fn write_steps(
+        current: &[u64; 8],
+        target: &[u64; 8],
+        rules: (UsedBits, [u64; 8]),
+        v_bit: u64,
+    ) -> Vec<[u64; 8]> {
         let mem = PhysMemory::new(1 << 20).unwrap();
-        for (i, w) in current.words.iter().enumerate() {
+        for (i, w) in current.iter().enumerate() {
             mem.store_u64(AT + 8 * i as u64, *w).unwrap();
         }
         let seen = RefCell::new(Vec::new());
@@ -613,8 +618,13 @@ mod tests {
             seen.borrow_mut().push(w);
             Ok(())
         };
-        write_entry(&mem, AT, &target.words, (cd_used, [0; 8]), CD_V, snapshot).unwrap();
+        write_entry(&mem, AT, target, rules, v_bit, snapshot).unwrap();
         seen.into_inner()
+    }
+
+    /// Writes CD `target` over `current`; what memory held at each sync.
+    fn steps(current: &Cd, target: &Cd) -> Vec<[u64; 8]> {
+        write_steps(&current.words, &target.words, (cd_used, [0; 8]), CD_V)
     }
 
     #[test]
@@ -670,29 +680,12 @@ mod tests {
 
     /// Writes STE `target` over `current`; what memory held at each sync.
     fn ste_steps(current: &Ste, target: &Ste) -> Vec<[u64; 8]> {
-        let mem = PhysMemory::new(1 << 20).unwrap();
-        for (i, w) in current.words.iter().enumerate() {
-            mem.store_u64(AT + 8 * i as u64, *w).unwrap();
-        }
-        let seen = RefCell::new(Vec::new());
-        let snapshot = || {
-            let mut w = [0u64; 8];
-            for (i, x) in w.iter_mut().enumerate() {
-                *x = mem.load_u64(AT + 8 * i as u64).unwrap();
-            }
-            seen.borrow_mut().push(w);
-            Ok(())
-        };
-        write_entry(
-            &mem,
-            AT,
+        write_steps(
+            &current.words,
             &target.words,
             (ste_used, tables::ste_update_safe()),
             STE_V,
-            snapshot,
         )
-        .unwrap();
-        seen.into_inner()
     }
 
     #[test]

@@ -17,6 +17,7 @@ use vsva_smmuv3::spec::ste::{Ste0, Ste1, config, eats};
 use zerocopy::IntoBytes;
 
 use crate::driver::{DriverError, RidDomain, Smmuv3Driver};
+use crate::master::RidSte;
 use crate::tables::{self, S2Cfg};
 use crate::uapi::{
     HWPT_DATA_ARM_SMMUV3, IommuHwptArmSmmuv3, IommuVeventArmSmmuv3, IommuViommuArmSmmuv3Invalidate,
@@ -237,7 +238,7 @@ impl Smmuv3Driver {
         let nested = {
             let g = self.lock();
             let m = g.as_ref()?.masters.get(&sid)?;
-            matches!(m.rid, RidDomain::Nested { .. })
+            matches!(m.rid, RidDomain::Ste(RidSte::Nested { .. }))
         };
         if !nested {
             return None;

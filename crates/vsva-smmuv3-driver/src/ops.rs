@@ -28,7 +28,7 @@ use vsva_pgtable::{MapError, PageTable, Perm};
 use vsva_smmuv3::spec::registers::pa_bits;
 
 use crate::driver::{MSI_IOVA, MasterOptions, Smmuv3Driver};
-use crate::master::{Refusal, Target};
+use crate::master::{Refusal, RidSte, Target};
 use crate::uapi::VIOMMU_TYPE_ARM_SMMUV3;
 
 fn err(e: crate::driver::DriverError) -> IommuError {
@@ -139,10 +139,10 @@ impl IommuOps for Smmuv3Driver {
                     });
                 }
                 self.s2_levels_ok(levels)?;
-                Target::S2 {
+                Target::Ste(RidSte::S2 {
                     vmid: did,
                     ttb: root,
-                }
+                })
             }
             DomainSpec::Nested {
                 s1,
@@ -152,12 +152,12 @@ impl IommuOps for Smmuv3Driver {
             } => match s1 {
                 NestedS1::StreamEntry { ste, ats, .. } => {
                     self.s2_levels_ok(s2_levels)?;
-                    Target::Nested {
+                    Target::Ste(RidSte::Nested {
                         vmid: parent_did,
                         ttb: s2_root,
                         ste,
                         ats,
-                    }
+                    })
                 }
                 NestedS1::Table { .. } => {
                     return Err(IommuError::DeviceUnsupported {

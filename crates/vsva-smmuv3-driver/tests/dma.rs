@@ -7,34 +7,14 @@ mod common;
 use std::sync::Arc;
 
 use common::*;
-use vsva_iommu::{DeviceCaps, DomainSpec, Iommu, IommuOps};
+use vsva_iommu::{DomainSpec, Iommu, IommuOps};
 use vsva_mem::{Access, FrameAllocator, PageSize};
 use vsva_pcie::ResponseCode;
 use vsva_pgtable::Perm;
 use vsva_pgtable::arm::ArmS1;
 use vsva_pgtable::table::PageTable;
-use vsva_smmuv3::{Blocked, Transaction};
+use vsva_smmuv3::Blocked;
 use vsva_smmuv3_driver::MasterOptions;
-
-const DEV: u16 = 0x0810;
-
-fn dma(
-    r: &Rig,
-    ssid: Option<u32>,
-    addr: u64,
-    access: Access,
-    stallable: bool,
-) -> Result<u64, Blocked> {
-    r.unit
-        .translate(&Transaction {
-            sid: DEV as u32,
-            ssid,
-            addr,
-            access,
-            stallable,
-        })
-        .map(|t| t.addr)
-}
 
 #[test]
 fn dma_through_a_paging_domain_stops_at_the_unmap() {
@@ -54,11 +34,7 @@ fn dma_through_a_paging_domain_stops_at_the_unmap_with_per_page_tlbis() {
 
 fn unmap_stops_dma(r: Rig) {
     let iommu = Iommu::new(r.driver.clone());
-    let caps = DeviceCaps {
-        pasid_bits: 0,
-        ats: false,
-        pri: false,
-    };
+    let caps = caps(0, false);
     iommu.add_device(rid(DEV), caps, 0).unwrap();
     let domain = iommu.alloc_paging_domain().unwrap();
     iommu
@@ -94,16 +70,7 @@ fn dma_of_a_cleared_pasid_faults_even_after_a_tlb_hit() {
     table
         .map(0x7f00_0000, 0x2100_0000, PageSize::Size4K, Perm::USER_RW)
         .unwrap();
-    r.driver
-        .attach_device(
-            rid(DEV),
-            DeviceCaps {
-                pasid_bits: 8,
-                ats: false,
-                pri: false,
-            },
-        )
-        .unwrap();
+    r.driver.attach_device(rid(DEV), caps(8, false)).unwrap();
     let spec = DomainSpec::Sva {
         root: table.root(),
         levels: 4,

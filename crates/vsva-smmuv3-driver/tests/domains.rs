@@ -3,23 +3,14 @@
 mod common;
 
 use common::*;
-use vsva_iommu::{DeviceCaps, DomainSpec, IommuError, IommuOps};
+use vsva_iommu::{DomainSpec, IommuError, IommuOps};
 use vsva_smmuv3::spec::cd::Cd0;
 use vsva_smmuv3::spec::cmd::Command;
 use vsva_smmuv3::spec::ste::{Ste0, Ste1, s1dss, s1fmt};
 use vsva_smmuv3::{ConfigFault, Granule, Stage1Config, StreamConfig, TranslationConfig};
 use vsva_smmuv3_driver::tables::{IO_PGTABLE_MAIR, MAIR_EL1};
 
-const DEV: u16 = 0x0810;
 const ROOT: u64 = 0x3000_0000;
-
-fn caps(pasid_bits: u8, ats: bool) -> DeviceCaps {
-    DeviceCaps {
-        pasid_bits,
-        ats,
-        pri: ats,
-    }
-}
 
 fn paging(root: u64) -> DomainSpec {
     DomainSpec::Paging {

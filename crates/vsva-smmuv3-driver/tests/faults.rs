@@ -6,23 +6,14 @@ mod common;
 use std::sync::{Arc, Mutex};
 
 use common::*;
-use vsva_iommu::{DeviceCaps, DomainSpec, FaultGroup, Iommu, IommuOps, IopfHandler};
+use vsva_iommu::{DomainSpec, Iommu, IommuOps};
 use vsva_pcie::{PageRequest, PageRequestOutcome, ResponseCode};
 use vsva_smmuv3::spec::cmd::{Command, PriResp, ResumeAction};
 use vsva_smmuv3::spec::event::{Access, EventRecord, WalkFault, id};
 use vsva_smmuv3::spec::registers::{offset, queue};
 use vsva_smmuv3_driver::pri_resp;
 
-const DEV: u16 = 0x0810;
 const ROOT: u64 = 0x3000_0000;
-
-fn pri_caps() -> DeviceCaps {
-    DeviceCaps {
-        pasid_bits: 8,
-        ats: true,
-        pri: true,
-    }
-}
 
 fn sva() -> DomainSpec {
     DomainSpec::Sva {
@@ -102,7 +93,7 @@ fn a_read_permission_fault_without_pasid_is_decoded_as_a_read() {
 #[test]
 fn a_cleared_pasid_beside_a_live_one_faults_with_c_bad_cd() {
     let r = rig();
-    r.driver.attach_device(rid(DEV), pri_caps()).unwrap();
+    r.driver.attach_device(rid(DEV), caps(8, true)).unwrap();
     r.driver.set_pasid(rid(DEV), pasid(1), 3, &sva()).unwrap();
     r.driver.set_pasid(rid(DEV), pasid(2), 4, &sva()).unwrap();
     r.driver.clear_pasid(rid(DEV), pasid(2)).unwrap();
@@ -118,7 +109,7 @@ fn a_cleared_pasid_beside_a_live_one_faults_with_c_bad_cd() {
 #[test]
 fn a_stall_event_becomes_a_page_request_answered_by_resume() {
     let r = rig();
-    r.driver.attach_device(rid(DEV), pri_caps()).unwrap();
+    r.driver.attach_device(rid(DEV), caps(8, true)).unwrap();
     let stalled = WalkFault {
         stag: Some(7),
         ..WalkFault::default()
@@ -174,7 +165,7 @@ fn a_stall_event_becomes_a_page_request_answered_by_resume() {
 #[test]
 fn a_pri_page_request_round_trips_to_a_pri_resp() {
     let r = rig();
-    r.driver.attach_device(rid(DEV), pri_caps()).unwrap();
+    r.driver.attach_device(rid(DEV), caps(8, true)).unwrap();
     assert_eq!(
         r.unit.page_request(&request(0x1a5, true)),
         PageRequestOutcome::Queued
@@ -237,7 +228,7 @@ fn pri_resp_encodes_resp_as_ihi_0070_4_5_2_not_as_linux_names_it() {
 #[test]
 fn every_response_code_reaches_the_device_as_sent() {
     let r = rig();
-    r.driver.attach_device(rid(DEV), pri_caps()).unwrap();
+    r.driver.attach_device(rid(DEV), caps(8, true)).unwrap();
     for (i, code) in [
         ResponseCode::Success,
         ResponseCode::InvalidRequest,
@@ -258,15 +249,9 @@ fn every_response_code_reaches_the_device_as_sent() {
 
 #[test]
 fn a_page_request_group_reaches_the_core_and_its_answer_the_device() {
-    struct Keep(Mutex<Vec<FaultGroup>>);
-    impl IopfHandler for Keep {
-        fn handle(&self, group: FaultGroup) {
-            self.0.lock().unwrap().push(group);
-        }
-    }
     let r = rig();
     let iommu = Iommu::new(r.driver.clone());
-    iommu.add_device(rid(DEV), pri_caps(), 32).unwrap();
+    iommu.add_device(rid(DEV), caps(8, true), 32).unwrap();
     let keep = Arc::new(Keep(Mutex::new(Vec::new())));
     iommu
         .attach_pasid(rid(DEV), pasid(5), &sva(), Some(keep.clone()))

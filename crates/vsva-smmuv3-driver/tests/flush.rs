@@ -4,12 +4,11 @@
 mod common;
 
 use common::*;
-use vsva_iommu::{DeviceCaps, DomainSpec, Iommu, IommuOps};
+use vsva_iommu::{DomainSpec, Iommu, IommuOps};
 use vsva_pgtable::Perm;
 use vsva_smmuv3::spec::cmd::{Command, TlbiRange};
 use vsva_smmuv3::{Smmuv3Config, StreamConfig};
 
-const DEV: u16 = 0x0810;
 const ATS_DEV: u16 = 0x0820;
 const ROOT: u64 = 0x3000_0000;
 
@@ -25,16 +24,7 @@ fn sva() -> DomainSpec {
 fn bound(cfg: Smmuv3Config) -> Rig {
     let r = rig_with(cfg, None);
     for (dev, ats) in [(DEV, false), (ATS_DEV, true)] {
-        r.driver
-            .attach_device(
-                rid(dev),
-                DeviceCaps {
-                    pasid_bits: 8,
-                    ats,
-                    pri: ats,
-                },
-            )
-            .unwrap();
+        r.driver.attach_device(rid(dev), caps(8, ats)).unwrap();
         r.driver.set_pasid(rid(dev), pasid(5), 9, &sva()).unwrap();
     }
     r
@@ -220,16 +210,7 @@ fn a_flush_is_tlbi_then_sync_then_atc_inv_then_sync() {
 #[test]
 fn the_atc_invalidation_of_the_rid_carries_no_substream() {
     let r = rig();
-    r.driver
-        .attach_device(
-            rid(ATS_DEV),
-            DeviceCaps {
-                pasid_bits: 8,
-                ats: true,
-                pri: true,
-            },
-        )
-        .unwrap();
+    r.driver.attach_device(rid(ATS_DEV), caps(8, true)).unwrap();
     r.driver
         .set_pasid(
             rid(ATS_DEV),
@@ -283,11 +264,7 @@ fn a_failed_atc_invalidation_fails_the_flush() {
 fn the_core_maps_through_an_arm_stage_1_table_and_unmaps_with_a_tlbi() {
     let r = rig();
     let iommu = Iommu::new(r.driver.clone());
-    let caps = DeviceCaps {
-        pasid_bits: 0,
-        ats: false,
-        pri: false,
-    };
+    let caps = caps(0, false);
     iommu.add_device(rid(DEV), caps, 0).unwrap();
     let domain = iommu.alloc_paging_domain().unwrap();
     iommu

@@ -8,42 +8,14 @@ use std::sync::{Arc, Mutex};
 
 use common::guest::*;
 use common::*;
-use vsva_iommu::{DeviceCaps, DomainSpec, FaultGroup, IommuError, IommuOps, IopfHandler};
+use vsva_iommu::{DomainSpec, IommuError, IommuOps};
 use vsva_mem::{Access, Errno};
 use vsva_pcie::ResponseCode;
 use vsva_pgtable::Perm;
 use vsva_smmuv3::spec::cmd::Command;
 use vsva_smmuv3::spec::event::id;
-use vsva_smmuv3::{Blocked, ConfigFault, Granule, StreamConfig, Transaction};
+use vsva_smmuv3::{Blocked, ConfigFault, Granule, StreamConfig};
 use vsva_smmuv3_driver::uapi::VEVENTQ_TYPE_ARM_SMMUV3;
-
-const DEV: u16 = 0x0810;
-
-fn caps() -> DeviceCaps {
-    DeviceCaps {
-        pasid_bits: 8,
-        ats: false,
-        pri: false,
-    }
-}
-
-fn dma(
-    r: &Rig,
-    ssid: Option<u32>,
-    addr: u64,
-    access: Access,
-    stallable: bool,
-) -> Result<u64, Blocked> {
-    r.unit
-        .translate(&Transaction {
-            sid: DEV as u32,
-            ssid,
-            addr,
-            access,
-            stallable,
-        })
-        .map(|t| t.addr)
-}
 
 fn parent_root(n: &Nesting) -> u64 {
     match n.parent.spec() {
@@ -56,7 +28,7 @@ fn parent_root(n: &Nesting) -> u64 {
 fn a_nest_parent_on_the_rid_is_a_stage_2_ste_as_linux_makes_it() {
     let r = rig();
     let iommu = vsva_iommu::Iommu::new(r.driver.clone());
-    iommu.add_device(rid(DEV), caps(), 0).unwrap();
+    iommu.add_device(rid(DEV), caps(8, false), 0).unwrap();
     let parent = iommu.alloc_nest_parent_domain().unwrap();
     let DomainSpec::Paging { root, levels, .. } = parent.spec() else {
         panic!()
@@ -119,7 +91,7 @@ fn a_nest_parent_on_the_rid_is_a_stage_2_ste_as_linux_makes_it() {
 fn a_stage_2_domain_is_refused_at_a_pasid_and_beside_pasids_as_linux_refuses_it() {
     let r = rig();
     let iommu = vsva_iommu::Iommu::new(r.driver.clone());
-    iommu.add_device(rid(DEV), caps(), 0).unwrap();
+    iommu.add_device(rid(DEV), caps(8, false), 0).unwrap();
     let parent = iommu.alloc_nest_parent_domain().unwrap();
     let errno = |e: IommuError| e.errno();
     // arm_smmu_s1_set_dev_pasid: a stage-2 domain at a PASID is EINVAL.
@@ -154,7 +126,7 @@ fn a_stage_2_domain_is_refused_at_a_pasid_and_beside_pasids_as_linux_refuses_it(
 #[test]
 fn a_guest_dma_walks_its_cd_table_and_stage_1_through_the_stage_2() {
     let r = rig();
-    let n = nesting(&r, rid(DEV), caps(), false, 0, None);
+    let n = nesting(&r, rid(DEV), caps(8, false), false, 0, None);
     let Ok(StreamConfig::Translate(tc)) = r.unit.stream_config(DEV as u32, Some(SSID)) else {
         panic!("{:?}", r.unit.stream_config(DEV as u32, Some(SSID)))
     };
@@ -198,7 +170,7 @@ fn a_guest_dma_walks_its_cd_table_and_stage_1_through_the_stage_2() {
 #[test]
 fn a_nested_attach_is_refused_while_pasids_are_in_use() {
     let r = rig();
-    let n = nesting(&r, rid(DEV), caps(), false, 0, None);
+    let n = nesting(&r, rid(DEV), caps(8, false), false, 0, None);
     // Back to blocked, a PASID in use, then the nested domain again: EBUSY.
     n.iommu
         .detach_domain(rid(DEV), pasid(0), &n.nested)
@@ -218,7 +190,7 @@ fn a_nested_attach_is_refused_while_pasids_are_in_use() {
 #[test]
 fn a_guest_cd_asking_to_stall_a_master_that_cannot_is_a_bad_cd_the_guest_sees() {
     let r = rig();
-    let n = nesting(&r, rid(DEV), caps(), true, 0, None);
+    let n = nesting(&r, rid(DEV), caps(8, false), true, 0, None);
     // §5.4.2: CD.S = 1 under STE.S1STALLD = 1 is ILLEGAL.
     assert!(matches!(
         r.unit.stream_config(DEV as u32, Some(SSID)),
@@ -237,18 +209,12 @@ fn a_guest_cd_asking_to_stall_a_master_that_cannot_is_a_bad_cd_the_guest_sees() 
 
 #[test]
 fn a_guest_stall_reaches_the_nested_domain_with_the_guest_ssid_and_is_resumed() {
-    struct Keep(Mutex<Vec<FaultGroup>>);
-    impl IopfHandler for Keep {
-        fn handle(&self, group: FaultGroup) {
-            self.0.lock().unwrap().push(group);
-        }
-    }
     let r = rig();
     // Firmware says the master can stall: the nested STE keeps S1STALLD as the guest wrote
     // it (0), so the guest's CD.S = 1 makes its faults stall.
     assert!(r.driver.set_dma_can_stall(rid(DEV)));
     let keep = Arc::new(Keep(Mutex::new(Vec::new())));
-    let n = nesting(&r, rid(DEV), caps(), true, 0, Some(keep.clone()));
+    let n = nesting(&r, rid(DEV), caps(8, false), true, 0, Some(keep.clone()));
     let Ok(StreamConfig::Translate(tc)) = r.unit.stream_config(DEV as u32, Some(SSID)) else {
         panic!()
     };
@@ -287,7 +253,7 @@ fn a_guest_stall_reaches_the_nested_domain_with_the_guest_ssid_and_is_resumed() 
 #[test]
 fn stage_1_events_of_a_nested_master_carry_the_vsid_and_stage_2_ones_stay_the_hosts() {
     let r = rig();
-    let n = nesting(&r, rid(DEV), caps(), false, 0, None);
+    let n = nesting(&r, rid(DEV), caps(8, false), false, 0, None);
     // A guest IOVA its stage 1 does not map: F_TRANSLATION of stage 1.
     assert!(dma(&r, Some(SSID), 0x7000_0000, Access::READ, false).is_err());
     // A guest IOVA mapped to an IPA the stage 2 does not map: F_TRANSLATION of stage 2.
@@ -328,7 +294,7 @@ fn stage_1_events_of_a_nested_master_carry_the_vsid_and_stage_2_ones_stay_the_ho
 fn a_guest_stage_2_stall_is_terminated_and_kept_by_the_host() {
     let r = rig();
     assert!(r.driver.set_dma_can_stall(rid(DEV)));
-    let n = nesting(&r, rid(DEV), caps(), true, 0, None);
+    let n = nesting(&r, rid(DEV), caps(8, false), true, 0, None);
     // The guest maps an IOVA to an IPA its VM does not have: a stage-2 fault, which stalls
     // (S2S) but is no page fault the guest can fix.
     n.s1.map(&n.guest, 0x7100_0000, IPA_BASE + 64 * MIB);
@@ -346,18 +312,8 @@ fn a_guest_stage_2_stall_is_terminated_and_kept_by_the_host() {
 
 #[test]
 fn a_guest_with_ats_and_pri_gets_its_page_requests_and_atc_invalidations() {
-    struct Keep(Mutex<Vec<FaultGroup>>);
-    impl IopfHandler for Keep {
-        fn handle(&self, group: FaultGroup) {
-            self.0.lock().unwrap().push(group);
-        }
-    }
     let r = rig();
-    let pri = DeviceCaps {
-        pasid_bits: 8,
-        ats: true,
-        pri: true,
-    };
+    let pri = caps(8, true);
     let keep = Arc::new(Keep(Mutex::new(Vec::new())));
     let n = nesting(&r, rid(DEV), pri, false, 1, Some(keep.clone()));
     let Ok(StreamConfig::Translate(tc)) = r.unit.stream_config(DEV as u32, Some(SSID)) else {

@@ -14,7 +14,6 @@ use vsva_smmuv3::spec::ste::{Ste0, Ste1, config, eats};
 use vsva_smmuv3_driver::uapi::{VIOMMU_INVALIDATE_DATA_ARM_SMMUV3, VIOMMU_TYPE_ARM_SMMUV3};
 use vsva_smmuv3_driver::{convert_user_cmd, validate_vste};
 
-const DEV: u16 = 0x0810;
 const VMID: u16 = 9;
 
 fn ctx() -> Ctx {
@@ -183,16 +182,7 @@ fn entries(cmds: &[[u64; 2]]) -> Entries {
 #[test]
 fn guest_commands_get_the_vmid_and_the_physical_streamid() {
     let r = rig();
-    r.driver
-        .attach_device(
-            rid(DEV),
-            DeviceCaps {
-                pasid_bits: 8,
-                ats: false,
-                pri: false,
-            },
-        )
-        .unwrap();
+    r.driver.attach_device(rid(DEV), caps(8, false)).unwrap();
     let guest = [
         Command::TlbiNsnhAll,
         Command::TlbiNhVa {

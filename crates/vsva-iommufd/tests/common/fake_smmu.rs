@@ -20,8 +20,6 @@ use vsva_iommu::{
     PageRequest, ResponseCode, UnrecoverableFault, UserData, UserDataArray, ViommuContext,
     VirtualEvent,
 };
-use vsva_iommufd::abi::ioctl::{IOMMU_VDEVICE_ALLOC, IOMMU_VIOMMU_ALLOC};
-use vsva_iommufd::abi::{IommuVdeviceAlloc, IommuViommuAlloc, ViommuType};
 use vsva_mem::{Errno, FrameAllocator, Pasid, PhysMem, PhysMemory, Rid};
 use vsva_pgtable::PageTable;
 use vsva_pgtable::x86::X86Paging;
@@ -271,40 +269,4 @@ pub fn bind_smmu(f: &super::Fixture, dev: u8) -> (Rid, u32) {
         f.fd.bind_device(vsva_iommufd::DeviceInfo::new(rid, caps))
             .unwrap();
     (rid, id)
-}
-
-/// `IOMMU_VIOMMU_ALLOC` of `type_` over `hwpt_id` for `dev_id`; returns the ID.
-pub fn viommu_alloc(
-    f: &super::Fixture,
-    type_: ViommuType,
-    dev_id: u32,
-    hwpt_id: u32,
-) -> Result<u32, Errno> {
-    let mut cmd = IommuViommuAlloc {
-        size: 40,
-        type_,
-        dev_id,
-        hwpt_id,
-        ..Default::default()
-    };
-    f.call(IOMMU_VIOMMU_ALLOC, &mut cmd)?;
-    Ok(cmd.out_viommu_id)
-}
-
-/// `IOMMU_VDEVICE_ALLOC` of `virt_id` for `dev_id` on `viommu_id`; returns the ID.
-pub fn vdevice_alloc(
-    f: &super::Fixture,
-    viommu_id: u32,
-    dev_id: u32,
-    virt_id: u64,
-) -> Result<u32, Errno> {
-    let mut cmd = IommuVdeviceAlloc {
-        size: 24,
-        viommu_id,
-        dev_id,
-        virt_id,
-        ..Default::default()
-    };
-    f.call(IOMMU_VDEVICE_ALLOC, &mut cmd)?;
-    Ok(cmd.out_vdevice_id)
 }

@@ -15,13 +15,15 @@ use vsva_host::Platform;
 use vsva_iommu::DeviceCaps;
 use vsva_iommufd::AddressSpace;
 use vsva_iommufd::abi::ioctl::{
-    IOMMU_DESTROY, IOMMU_HWPT_ALLOC, IOMMU_IOAS_ALLOC, IOMMU_IOAS_ALLOW_IOVAS,
-    IOMMU_IOAS_IOVA_RANGES, IOMMU_IOAS_MAP, IOMMU_IOAS_UNMAP, IOMMU_OPTION, IOMMU_VFIO_IOAS,
+    IOMMU_DESTROY, IOMMU_FAULT_QUEUE_ALLOC, IOMMU_HWPT_ALLOC, IOMMU_IOAS_ALLOC,
+    IOMMU_IOAS_ALLOW_IOVAS, IOMMU_IOAS_IOVA_RANGES, IOMMU_IOAS_MAP, IOMMU_IOAS_UNMAP, IOMMU_OPTION,
+    IOMMU_VDEVICE_ALLOC, IOMMU_VEVENTQ_ALLOC, IOMMU_VFIO_IOAS, IOMMU_VIOMMU_ALLOC,
 };
 use vsva_iommufd::abi::{
-    Errno, HwptDataType, IoasMapFlags, IommuDestroy, IommuHwptAlloc, IommuIoasAlloc,
-    IommuIoasAllowIovas, IommuIoasIovaRanges, IommuIoasMap, IommuIoasUnmap, IommuIovaRange,
-    IommuOption, IommuVfioIoas, OptionId, OptionOp, VfioIoasOp,
+    Errno, HwptDataType, IoasMapFlags, IommuDestroy, IommuFaultAlloc, IommuHwptAlloc,
+    IommuIoasAlloc, IommuIoasAllowIovas, IommuIoasIovaRanges, IommuIoasMap, IommuIoasUnmap,
+    IommuIovaRange, IommuOption, IommuVdeviceAlloc, IommuVeventqAlloc, IommuVfioIoas,
+    IommuViommuAlloc, OptionId, OptionOp, VeventqType, VfioIoasOp, ViommuType,
 };
 use vsva_iommufd::{DeviceInfo, FileResolver, Iommufd, ProcessMemory};
 use vsva_iommufd::{IoDomain, IoProt};
@@ -323,6 +325,73 @@ impl Fixture {
     /// A paging HWPT on `ioas` for `dev_id` with `flags`.
     pub fn hwpt_paging(&self, dev_id: u32, ioas: u32, flags: u32) -> Result<u32, Errno> {
         self.hwpt_alloc(dev_id, ioas, flags, HwptDataType::NONE, &[])
+    }
+
+    /// `IOMMU_FAULT_QUEUE_ALLOC` with `flags`; the object's ID and the file's number.
+    pub fn fault_alloc(&self, flags: u32) -> Result<(u32, u32), Errno> {
+        let mut cmd = IommuFaultAlloc {
+            size: 16,
+            flags,
+            ..Default::default()
+        };
+        self.call(IOMMU_FAULT_QUEUE_ALLOC, &mut cmd)?;
+        Ok((cmd.out_fault_id, cmd.out_fault_fd))
+    }
+
+    /// `IOMMU_VIOMMU_ALLOC` of `type_` with `flags` over `hwpt_id` for `dev_id`; the ID.
+    pub fn viommu_alloc(
+        &self,
+        flags: u32,
+        type_: ViommuType,
+        dev_id: u32,
+        hwpt_id: u32,
+    ) -> Result<u32, Errno> {
+        let mut cmd = IommuViommuAlloc {
+            size: 40,
+            flags,
+            type_,
+            dev_id,
+            hwpt_id,
+            ..Default::default()
+        };
+        self.call(IOMMU_VIOMMU_ALLOC, &mut cmd)?;
+        Ok(cmd.out_viommu_id)
+    }
+
+    /// `IOMMU_VDEVICE_ALLOC` of `virt_id` for `dev_id` on `viommu_id`; the ID.
+    pub fn vdevice_alloc(&self, viommu_id: u32, dev_id: u32, virt_id: u64) -> Result<u32, Errno> {
+        let mut cmd = IommuVdeviceAlloc {
+            size: 24,
+            viommu_id,
+            dev_id,
+            virt_id,
+            ..Default::default()
+        };
+        self.call(IOMMU_VDEVICE_ALLOC, &mut cmd)?;
+        Ok(cmd.out_vdevice_id)
+    }
+
+    /// `IOMMU_VEVENTQ_ALLOC` of `type_` and `depth` on `viommu_id`, with `flags` and
+    /// `__reserved` = `rsv`; the queue's ID and file number.
+    pub fn veventq_alloc(
+        &self,
+        flags: u32,
+        viommu_id: u32,
+        type_: VeventqType,
+        depth: u32,
+        rsv: u32,
+    ) -> Result<(u32, u32), Errno> {
+        let mut cmd = IommuVeventqAlloc {
+            size: 32,
+            flags,
+            viommu_id,
+            type_,
+            veventq_depth: depth,
+            __reserved: rsv,
+            ..Default::default()
+        };
+        self.call(IOMMU_VEVENTQ_ALLOC, &mut cmd)?;
+        Ok((cmd.out_veventq_id, cmd.out_veventq_fd))
     }
 
     /// Guest RAM in `ioas` (see [`GuestRam`]).

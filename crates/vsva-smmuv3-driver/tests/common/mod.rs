@@ -9,14 +9,18 @@ pub mod guest;
 use std::sync::{Arc, Mutex};
 use vsva_pcie::Mmio;
 
-use vsva_mem::{FrameAllocator, Pasid, PhysMem, PhysMemory, Rid};
+use vsva_iommu::{DeviceCaps, FaultGroup, IopfHandler};
+use vsva_mem::{Access, FrameAllocator, Pasid, PhysMem, PhysMemory, Rid};
 use vsva_pcie::MsiSink;
 use vsva_smmuv3::spec::cmd::{Command, ResumeAction, op};
 use vsva_smmuv3::spec::registers::{QueueBase, offset, queue};
-use vsva_smmuv3::{Smmuv3, Smmuv3Config, TranslationHooks};
+use vsva_smmuv3::{Blocked, Smmuv3, Smmuv3Config, Transaction, TranslationHooks};
 use vsva_smmuv3_driver::{ProbeOptions, Smmuv3Driver, SyncPoll};
 
 pub const MIB: u64 = 1 << 20;
+
+/// The master the tests attach: requester ID 08:02.0, StreamID 0x810.
+pub const DEV: u16 = 0x0810;
 
 /// Endpoints that remember the ATS invalidations and page group responses reaching them.
 pub type Endpoints = vsva_pcie::RecordingDevices;
@@ -160,4 +164,41 @@ pub fn rid(raw: u16) -> Rid {
 
 pub fn pasid(p: u32) -> Pasid {
     Pasid::new(p).unwrap()
+}
+
+/// A device with `pasid_bits` of PASID, and ATS and PRI both if `ats`.
+pub fn caps(pasid_bits: u8, ats: bool) -> DeviceCaps {
+    DeviceCaps {
+        pasid_bits,
+        ats,
+        pri: ats,
+    }
+}
+
+/// A transaction of [`DEV`] through the unit: the output address, or how it was blocked.
+pub fn dma(
+    r: &Rig,
+    ssid: Option<u32>,
+    addr: u64,
+    access: Access,
+    stallable: bool,
+) -> Result<u64, Blocked> {
+    r.unit
+        .translate(&Transaction {
+            sid: DEV as u32,
+            ssid,
+            addr,
+            access,
+            stallable,
+        })
+        .map(|t| t.addr)
+}
+
+/// A fault handler that keeps the groups it is given.
+pub struct Keep(pub Mutex<Vec<FaultGroup>>);
+
+impl IopfHandler for Keep {
+    fn handle(&self, group: FaultGroup) {
+        self.0.lock().unwrap().push(group);
+    }
 }
