@@ -141,7 +141,7 @@ impl Machine {
     /// Runs every endpoint with a command in flight until it completes, fails or waits for
     /// a page, servicing the page requests it raises: the host's page-request handler drains
     /// the IOMMU's page request queue into the IOMMU core, which queues the faults of a HWPT
-    /// with a fault queue on iommufd's fault file ([`Platform::run_device`]). An idle
+    /// with a fault queue on iommufd's fault file (`run_device`). An idle
     /// endpoint returns at once.
     pub fn run_endpoints(&self) {
         for endpoint in &self.endpoints {

@@ -164,7 +164,7 @@ impl Iommufd {
     }
 
     /// Sets how the descriptors `IOMMU_IOAS_MAP_FILE` names are resolved (the owner of the
-    /// caller's file table provides it; see [`crate::file`]). Without one, every descriptor is
+    /// caller's file table provides it; see the `file` module). Without one, every descriptor is
     /// `EBADF`.
     pub fn set_file_resolver(&self, resolver: Option<Arc<dyn FileResolver>>) {
         *self.files.lock().unwrap_or_else(|e| e.into_inner()) = resolver;

@@ -234,7 +234,7 @@ impl Iommufd {
     /// `vfio_iommufd_physical_unbind()` detached it): every attachment is taken down (an
     /// automatic HWPT goes with its last device) and the device leaves the object table. Its
     /// vDEVICE, if any, is destroyed first and its ID stays taken
-    /// ([`vdevice`](crate::vdevice)).
+    /// (the `vdevice` module).
     ///
     /// # Errors
     /// `ENOENT` if `dev_id` is not a device bound to this context.

@@ -159,7 +159,7 @@ impl Iommufd {
     ///
     /// # Errors
     /// In order: `EOPNOTSUPP` for unknown flags or a non-zero `__reserved`; `ENOENT` if
-    /// `hwpt_id` is not a paging HWPT; [`check_iova_range`]'s errors against the HWPT's IOAS;
+    /// `hwpt_id` is not a paging HWPT; `check_iova_range`'s errors against the HWPT's IOAS;
     /// `EOPNOTSUPP` if the HWPT was not allocated with `IOMMU_HWPT_ALLOC_DIRTY_TRACKING`;
     /// then `EFAULT` for bitmap memory that cannot be read or written, `EINVAL` at the first
     /// hole in the IOAS's mappings.

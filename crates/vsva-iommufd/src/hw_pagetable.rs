@@ -459,18 +459,18 @@ impl Iommufd {
     ///    driver's ([`vsva_iommu::IommuOps::alloc_domain_nested`], Linux
     ///    `domain_alloc_nested`): `EOPNOTSUPP` without nesting support or for a `data_type` it
     ///    does not know; reading the data as
-    ///    [`copy_bytes_from_user_at`](crate::user_memory::copy_bytes_from_user_at) does
+    ///    `copy_bytes_from_user_at` does
     ///    (`EINVAL` below the driver's minimum, `E2BIG`, `EFAULT`); the driver's checks of
     ///    the data; and the core's `EINVAL` for a misaligned or out-of-range root;
     /// 7. for a vIOMMU (`iommufd_viommu_alloc_hwpt_nested()`): `EINVAL` if the device is
     ///    behind another IOMMU; then `EOPNOTSUPP` for flags other than `FAULT_ID_VALID`, for
     ///    no data, and for the core-managed vIOMMU (no driver operations); then the driver's
     ///    errors ([`vsva_iommu::IommuOps::viommu_alloc_domain_nested`]; see
-    ///    [`viommu`](crate::viommu));
+    ///    the `viommu` module);
     /// 8. with `FAULT_ID_VALID`, `ENOENT` if `fault_id` is not a fault queue
     ///    (`iommufd_get_fault()`); the HWPT is not kept. Otherwise the HWPT holds the queue
     ///    (its `IOMMU_DESTROY` is `EBUSY` until the HWPT goes) and its attachments' page
-    ///    request groups are queued there ([`fault`](crate::fault)). Linux looks the queue up
+    ///    request groups are queued there (the `fault` module). Linux looks the queue up
     ///    after building the HWPT, so every error above comes first.
     pub fn hwpt_alloc(&self, cmd: &mut IommuHwptAlloc, mem: &dyn UserMemory) -> Result<(), Errno> {
         check_zero(&cmd.__reserved)?;
@@ -619,7 +619,7 @@ impl Iommufd {
     /// nested HWPT, [`vsva_iommu::IommuOps::viommu_cache_invalidate`] (Linux
     /// `viommu->ops->cache_invalidate`, SMMUv3 raw commands) for a driver vIOMMU: for a
     /// data type it does not know, then per entry, reading it as
-    /// [`copy_bytes_from_user_at`](crate::user_memory::copy_bytes_from_user_at) does, and its
+    /// `copy_bytes_from_user_at` does, and its
     /// checks of the entry. Processing stops at the first bad entry.
     pub fn hwpt_invalidate(
         &self,

@@ -193,7 +193,7 @@ impl fmt::Debug for Object {
 /// `IOMMU_DESTROY` of it is `EBUSY` (Linux's `users` reference, taken by
 /// `iommufd_get_object()` and by objects that depend on it).
 ///
-/// Only [`ObjectTable::get`] makes one from a published object; [`Clone`] makes another from
+/// Only `ObjectTable::get` makes one from a published object; [`Clone`] makes another from
 /// an existing one.
 pub struct Held<T: IommufdObject> {
     object: Arc<T>,

@@ -71,7 +71,7 @@ impl AddressSpace for Process {
     }
 }
 
-/// The caller's side of an access read or write ([`Pages::rw`]).
+/// The caller's side of an access read or write (`Pages::rw`).
 #[derive(Debug)]
 pub enum RwBuf<'a> {
     /// Read the pages into this buffer.

@@ -118,7 +118,7 @@ impl Iommufd {
     ///    vIOMMU.
     ///
     /// On a driver vIOMMU the device's faults are then offered to the vIOMMU's vEVENTQs
-    /// ([`veventq`](crate::veventq)).
+    /// (the `veventq` module).
     pub fn vdevice_alloc(&self, cmd: &mut IommuVdeviceAlloc) -> Result<(), Errno> {
         let viommu = self.get_viommu(cmd.viommu_id)?;
         let dev = self.get_device(cmd.dev_id)?;
