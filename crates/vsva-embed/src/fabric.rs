@@ -59,7 +59,11 @@ impl PortFabric {
     /// The live ports of `rid`, or `None` when it has none (it is `next`'s).
     fn ports_of(&self, rid: Rid) -> Option<Vec<Arc<Shared>>> {
         let ports = self.ports.read().unwrap_or_else(|e| e.into_inner());
-        let live: Vec<Arc<Shared>> = ports.get(&rid.raw())?.iter().filter_map(Weak::upgrade).collect();
+        let live: Vec<Arc<Shared>> = ports
+            .get(&rid.raw())?
+            .iter()
+            .filter_map(Weak::upgrade)
+            .collect();
         (!live.is_empty()).then_some(live)
     }
 }

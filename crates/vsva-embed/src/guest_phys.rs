@@ -139,7 +139,10 @@ impl<M: GuestMemory + Send + Sync> PhysMem for GuestPhysMem<M> {
     fn zero(&self, pa: u64, len: u64) -> Result<()> {
         check_range(self.size, pa, len)?;
         let n = usize::try_from(len).map_err(|_| MemError::OutOfRange { addr: pa, len })?;
-        if !self.mem.check_range(GuestAddress(pa), n, Permissions::Write) {
+        if !self
+            .mem
+            .check_range(GuestAddress(pa), n, Permissions::Write)
+        {
             return Err(MemError::OutOfRange { addr: pa, len });
         }
         let zeros = [0u8; 4096];
@@ -188,9 +191,13 @@ mod tests {
         let mut c = [0u8; 3];
         m.read(0x2_fff0, &mut c).unwrap();
         assert_eq!(c, [1, 2, 3]);
-        assert_eq!(m.compare_exchange_u64(0x8, 1, 2).unwrap(), Err(0x1122_3344_5566_7788));
         assert_eq!(
-            m.compare_exchange_u64(0x8, 0x1122_3344_5566_7788, 2).unwrap(),
+            m.compare_exchange_u64(0x8, 1, 2).unwrap(),
+            Err(0x1122_3344_5566_7788)
+        );
+        assert_eq!(
+            m.compare_exchange_u64(0x8, 0x1122_3344_5566_7788, 2)
+                .unwrap(),
             Ok(0x1122_3344_5566_7788)
         );
         assert_eq!(m.load_u64(0x8).unwrap(), 2);
@@ -250,11 +257,9 @@ mod tests {
     #[test]
     fn writes_and_atomics_mark_the_dirty_bitmap() {
         use vm_memory::bitmap::{AtomicBitmap, Bitmap};
-        let m = vm_memory::GuestMemoryMmap::<AtomicBitmap>::from_ranges(&[(
-            GuestAddress(0),
-            0x4000,
-        )])
-        .unwrap();
+        let m =
+            vm_memory::GuestMemoryMmap::<AtomicBitmap>::from_ranges(&[(GuestAddress(0), 0x4000)])
+                .unwrap();
         let p = GuestPhysMem::from_backend(m);
         let dirty = |pa: u64| {
             p.inner()
