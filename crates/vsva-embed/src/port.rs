@@ -48,6 +48,12 @@ const PAGE: u64 = 4096;
 /// A point of the protocol where a test may look ([`IommuPort::set_hook`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PortPoint {
+    /// A Translation Completion granting the access arrived and is not cached yet (the port
+    /// holds no lock).
+    CompletionReceived {
+        /// The page asked for.
+        addr: u64,
+    },
     /// An Invalidate Request found an access in progress and waits for it to end.
     InvalidationWaits,
     /// An Invalidate Request emptied its range; its completion is about to be sent.
@@ -314,6 +320,7 @@ impl IommuPort {
                 Ok(c) if permissions_of(&c).allow(access) && !c.is_empty() => c,
                 refused => return self.fault(page, want, refused.is_err()),
             };
+            s.at(PortPoint::CompletionReceived { addr: page });
             let size = c.size.bytes();
             let start = page & !(size - 1);
             let mut tlb = s.write();
