@@ -318,7 +318,8 @@ impl IommuPort {
             bump(&s.counters.translation_requests);
             let c = match s.upstream.ats_translate(s.rid, s.pasid, page, want) {
                 Ok(c) if permissions_of(&c).allow(access) && !c.is_empty() => c,
-                refused => return self.fault(page, want, refused.is_err()),
+                // The fault names the first byte asked for in this page.
+                refused => return self.fault(page.max(base), want, refused.is_err()),
             };
             s.at(PortPoint::CompletionReceived { addr: page });
             let size = c.size.bytes();
@@ -345,12 +346,12 @@ impl IommuPort {
         Ok(())
     }
 
-    /// The IOMMU did not grant `page` for `want`: the access goes out untranslated so the
-    /// IOMMU records its fault. If that succeeds after all (the mapping appeared meanwhile)
-    /// the caller looks up again.
-    fn fault(&self, page: u64, want: Access, ats_refused: bool) -> Result<(), Error> {
+    /// The IOMMU did not grant `addr`'s page for `want`: the access goes out untranslated so
+    /// the IOMMU records its fault. If that succeeds after all (the mapping appeared
+    /// meanwhile) the caller looks up again.
+    fn fault(&self, addr: u64, want: Access, ats_refused: bool) -> Result<(), Error> {
         let s = &self.shared;
-        match s.upstream.dma_untranslated(s.rid, s.pasid, page, want) {
+        match s.upstream.dma_untranslated(s.rid, s.pasid, addr, want) {
             Ok(_) if ats_refused => Err(Error::IommuMisconfigured {
                 reason: format!(
                     "the IOMMU translates {:?} but refuses its Translation Requests: \
@@ -362,7 +363,7 @@ impl IommuPort {
             Err(_) => {
                 bump(&s.counters.faults);
                 Err(Error::CannotResolve {
-                    iova_range: range(page, PAGE),
+                    iova_range: range(addr, PAGE - (addr & (PAGE - 1))),
                     reason: format!(
                         "the IOMMU faulted the {} (recorded in its fault log)",
                         if want.is_write() { "write" } else { "read" }

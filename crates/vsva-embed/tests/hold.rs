@@ -34,7 +34,9 @@ impl Config for Smmuv3Kind {
 fn an_unmap_waits_for_an_access_parked_inside_translate_with<K: Config>() {
     let g = Guest::<K>::boot(K::config());
     let (domain, port) = g.plug();
-    g.ram.write_slice(b"payload!", GuestAddress(g.page(0))).unwrap();
+    g.ram
+        .write_slice(b"payload!", GuestAddress(g.page(0)))
+        .unwrap();
     domain.map(IOVA, g.page(0), 4096, Perm::RW, false).unwrap();
 
     let (waits_tx, waits_rx) = channel();
@@ -72,7 +74,11 @@ fn an_unmap_waits_for_an_access_parked_inside_translate_with<K: Config>() {
     };
     // The unit's invalidation reached the port and found the access in progress.
     waits_rx.recv().unwrap();
-    assert_eq!(unmapped_rx.try_recv(), Err(TryRecvError::Empty), "unmap returned early");
+    assert_eq!(
+        unmapped_rx.try_recv(),
+        Err(TryRecvError::Empty),
+        "unmap returned early"
+    );
 
     release_tx.send(()).unwrap();
     assert_eq!(&device.join().unwrap().unwrap(), b"payload!");
@@ -151,8 +157,7 @@ fn a_completion_overtaken_by_an_invalidation_is_not_cached<K: Config>() {
     let once = AtomicBool::new(false);
     let d = domain.clone();
     port.set_hook(Arc::new(move |p| {
-        if matches!(p, PortPoint::CompletionReceived { .. }) && !once.swap(true, Ordering::SeqCst)
-        {
+        if matches!(p, PortPoint::CompletionReceived { .. }) && !once.swap(true, Ordering::SeqCst) {
             assert_eq!(d.unmap(IOVA, 4096), 4096);
         }
     }))
