@@ -89,3 +89,101 @@ impl Downstream for PortFabric {
         self.next.page_group_response(rid, pasid, code, prgi);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use vsva_pcie::{NoDevices, RecordingDevices};
+
+    use super::*;
+
+    /// An IOMMU that is never asked anything here.
+    fn upstream() -> Arc<dyn Upstream> {
+        struct Silent(vsva_mem::PhysMemory);
+        impl Upstream for Silent {
+            fn ats_translate(
+                &self,
+                _: Rid,
+                _: Option<Pasid>,
+                _: u64,
+                _: vsva_mem::Access,
+            ) -> Result<vsva_pcie::TranslationCompletion, vsva_pcie::Refused> {
+                Err(vsva_pcie::Refused)
+            }
+            fn page_request(&self, _: &vsva_pcie::PageRequest) -> vsva_pcie::PageRequestOutcome {
+                vsva_pcie::PageRequestOutcome::Dropped
+            }
+            fn dma(
+                &self,
+                _: Rid,
+                _: Option<Pasid>,
+                _: u64,
+                _: vsva_mem::Access,
+            ) -> Result<u64, vsva_pcie::Refused> {
+                Err(vsva_pcie::Refused)
+            }
+            fn dma_untranslated(
+                &self,
+                _: Rid,
+                _: Option<Pasid>,
+                _: u64,
+                _: vsva_mem::Access,
+            ) -> Result<u64, vsva_pcie::Refused> {
+                Err(vsva_pcie::Refused)
+            }
+            fn memory(&self) -> &dyn vsva_mem::PhysMem {
+                &self.0
+            }
+        }
+        Arc::new(Silent(vsva_mem::PhysMemory::new(4096).unwrap()))
+    }
+
+    fn inv(rid: u16) -> AtsInvalidation {
+        AtsInvalidation {
+            sid: Rid::from_raw(rid),
+            pasid: None,
+            addr: 0,
+            len: 4096,
+            global: false,
+        }
+    }
+
+    #[test]
+    fn invalidations_reach_every_port_of_their_requester_and_others_go_on() {
+        let next = Arc::new(RecordingDevices::default());
+        let fabric = PortFabric::new(next.clone());
+        let a = fabric.open(upstream(), Rid::from_raw(0x18), None);
+        let b = fabric.open(
+            upstream(),
+            Rid::from_raw(0x18),
+            Some(Pasid::new(3).unwrap()),
+        );
+        let c = fabric.open(upstream(), Rid::from_raw(0x20), None);
+        assert_eq!(fabric.ats_invalidate(&inv(0x18)), Ok(()));
+        assert_eq!(
+            (
+                a.stats().invalidations,
+                b.stats().invalidations,
+                c.stats().invalidations
+            ),
+            (1, 1, 0)
+        );
+        assert!(next.invalidations.lock().unwrap().is_empty());
+        assert_eq!(fabric.ats_invalidate(&inv(0x28)), Ok(()));
+        assert_eq!(*next.invalidations.lock().unwrap(), vec![inv(0x28)]);
+        fabric.page_group_response(Rid::from_raw(0x18), None, ResponseCode::Success, 7);
+        assert_eq!(next.responses.lock().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_requester_whose_ports_are_all_dropped_is_nexts_again() {
+        let fabric = PortFabric::new(Arc::new(NoDevices));
+        let a = fabric.open(upstream(), Rid::from_raw(0x18), None);
+        assert_eq!(fabric.ats_invalidate(&inv(0x18)), Ok(()));
+        drop(a);
+        assert_eq!(
+            fabric.ats_invalidate(&inv(0x18)),
+            Err(AtsInvalidationError::Timeout),
+            "no Function answers"
+        );
+    }
+}

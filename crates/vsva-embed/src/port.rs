@@ -388,3 +388,6 @@ impl Iommu for IommuPort {
         self.resolve(iova, length, access)
     }
 }
+
+#[cfg(test)]
+mod tests;
