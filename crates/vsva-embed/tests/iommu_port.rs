@@ -241,6 +241,32 @@ fn a_port_of_a_requester_the_guest_never_added_faults<K: Unit>() {
     assert_eq!(f, want);
 }
 
+fn a_pasid_port_translates_through_the_domain_attached_at_its_pasid<K: Unit>() {
+    let g = Guest::<K>::boot(K::config());
+    let (_rid_domain, _) = g.plug();
+    let pasid = vsva_mem::Pasid::new(5).unwrap();
+    let port = g.fabric.open(g.upstream.clone(), DEV, Some(pasid));
+    let domain = g.os.iommu.alloc_paging_domain().unwrap();
+    g.os.iommu.attach_domain(DEV, pasid, &domain, None).unwrap();
+    domain.map(IOVA, g.page(4), 4096, Perm::RW, false).unwrap();
+    let r = translate_all(&port, IOVA + 8, 8, Permissions::Write).unwrap();
+    assert_eq!(r[0].base, GuestAddress(g.page(4) + 8));
+    assert_eq!(
+        translate_all(&port, IOVA, 8, Permissions::Read)
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(port.stats().translation_requests, 1);
+    assert_eq!(domain.unmap(IOVA, 4096), 4096);
+    assert!(port.stats().invalidations >= 1);
+    assert!(translate_all(&port, IOVA, 8, Permissions::Read).is_err());
+    let f = g.faults();
+    assert_eq!(f.len(), 1, "{f:?}");
+    assert_eq!((f[0].dev, f[0].pasid), (DEV, Some(pasid)));
+    assert_eq!(f[0].reason, K::NOT_MAPPED);
+}
+
 macro_rules! on_both {
     ($($name:ident),* $(,)?) => {
         mod vtd {
@@ -258,4 +284,5 @@ on_both!(
     a_range_over_two_pages_fills_both_and_maps_to_both_frames,
     a_wrapping_range_is_refused_without_asking_the_unit,
     a_port_of_a_requester_the_guest_never_added_faults,
+    a_pasid_port_translates_through_the_domain_attached_at_its_pasid,
 );
