@@ -150,6 +150,7 @@ impl VtdConfig {
             device_tlb: self.device_tlb,
             page_requests: self.page_requests,
             rid_priv: false,
+            rid_pasid: self.rid_pasid,
         }
     }
 
@@ -160,6 +161,11 @@ impl VtdConfig {
             execute_requests: self.execute_requests,
             snoop_control: true,
             memory_types: false,
+            second_stage: self.second_stage,
+            ss_ad: self.ss_ad,
+            first_stage: self.first_stage,
+            eafs: self.eafs,
+            supervisor_requests: self.supervisor_requests,
         }
     }
 
