@@ -343,6 +343,55 @@ fn a_first_stage_a_d_update_without_page_walk_snoop_is_sfs9() {
     );
 }
 
+#[test]
+fn nested_walks_without_page_walk_snoop_fault_at_the_first_update_needed() {
+    // §7.1.3: in a nested walk the second stage is walked first, for each first-stage
+    // table: with SSADE its A flags are needed before any first-stage one (SSS.5); without
+    // SSADE the first-stage A/D are (SFS.9). PWSNP = 1 sets them all.
+    use vsva_mem::{FrameAllocator, PhysWindow};
+    let rig = Rig::new(VtdConfig::default());
+    let ram_hpa = 768 * MIB;
+    let ram: Arc<dyn PhysMem> =
+        Arc::new(PhysWindow::new(rig.mem.clone(), ram_hpa, 64 * MIB).unwrap());
+    let ss = PageTable::new(VtdSecondStage::four_level(), rig.frames.clone()).unwrap();
+    for gpa in (0..64 * MIB).step_by(2 << 20) {
+        ss.map(gpa, ram_hpa + gpa, PageSize::Size2M, Perm::RW)
+            .unwrap();
+    }
+    let s1 = PageTable::new(
+        X86Paging::default(),
+        Arc::new(FrameAllocator::new(ram, 8 * MIB, 64 * MIB)),
+    )
+    .unwrap();
+    s1.map(0x7000_0000, 0x10_0000, PageSize::Size4K, Perm::USER_RW)
+        .unwrap();
+    let dev = rid(2, 0, 0);
+    let dir = rig.attach_device(dev);
+    let mut e = pasid_entry(Pgtt::Nested, 3, ss.root(), s1.root());
+    e.q1.set_pwsnp(false);
+    for (ssade, reason) in [
+        (true, FaultReason::SsAdNonSnooped),
+        (false, FaultReason::FsAdNonSnooped),
+    ] {
+        e.q0.set_ssade(ssade);
+        rig.write_pasid(dir, 5, &e);
+        assert_eq!(
+            outcome(&rig, dev, Some(5), 0x7000_0010, R),
+            Fault(reason, true),
+            "SSADE {ssade}"
+        );
+    }
+    assert_eq!(s1.lookup(0x7000_0000).unwrap().entry & (FS_A | FS_D), 0);
+    e.q0.set_ssade(true);
+    e.q1.set_pwsnp(true);
+    rig.write_pasid(dir, 5, &e);
+    assert_eq!(outcome(&rig, dev, Some(5), 0x7000_0010, W), Translated);
+    assert_eq!(
+        s1.lookup(0x7000_0000).unwrap().entry & (FS_A | FS_D),
+        FS_A | FS_D
+    );
+}
+
 /// Memory whose atomic updates never complete: each swap fails (`lose`: as if another agent
 /// always wrote first, leaving the same value; otherwise as memory refusing the write).
 struct NoUpdates {
@@ -427,13 +476,14 @@ fn fields_of_absent_capabilities_are_reserved() {
     // §9.4 / §9.6: with the capability the field works; without it a set field is SCT.3 or
     // SPT.3, whatever the PGTT.
     type Tweak = fn(&mut PasidEntry);
+    type Cut = fn(&mut VtdConfig);
     let pt = |e: &mut PasidEntry| {
         *e = pasid_entry(Pgtt::PassThrough, 1, 0, 0);
         e.q0.set_aw(0);
         e.q2.set_sre(false);
         e.q2.set_fsptptr(0);
     };
-    let cases: [(&str, fn(&mut VtdConfig), Tweak); 7] = [
+    let cases: [(&str, Cut, Tweak); 7] = [
         (
             "SSADE without SSADS",
             |c| c.ss_ad = false,
