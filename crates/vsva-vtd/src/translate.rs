@@ -1,6 +1,10 @@
 //! Address translation by PASID-granular translation type (VT-d 4.1 §3.6 first stage, §3.7
 //! second stage, §3.8 nested, §3.9 pass-through), on vsva-pgtable's walkers, and the mapping
 //! of walk faults to the spec's fault reasons.
+//!
+//! A PASID entry with PWSNP = 0 walks through [`NonSnooped`] memory: a walk that needs to set
+//! A or D faults (SFS.9, or SSS.5 with SSADE) and writes nothing; with PWSNP = 1 an update
+//! that cannot complete is SFS.10 / SSS.6.
 
 use vsva_mem::{Access, MemError, PageSize, PhysMem};
 use vsva_pgtable::nested::Stage2;
