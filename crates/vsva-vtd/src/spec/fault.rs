@@ -1,7 +1,7 @@
 //! Scalable-mode fault reasons (VT-d §7.1.3, the table of non-recoverable fault conditions,
 //! and Appendix A "Non-Recoverable Fault Reason Encodings"; names as Linux's
-//! `dma_remap_sm_fault_reasons[]` decodes them) and the fault record (§11.4.14, Fault
-//! Recording Registers).
+//! `dma_remap_sm_fault_reasons[]` decodes them, codes and condition numbers as VirtualBox's
+//! `VTDADDRFAULT` lists them) and the fault record (§11.4.14, Fault Recording Registers).
 //!
 //! Each reason carries the table's condition code (RTA.n, SRT.n, SCT.n, SPD.n, SPT.n, SFS.n,
 //! SSS.n, SGN.n) and its qualification: a *qualified* fault is not recorded when a context,
@@ -99,7 +99,9 @@ pub enum FaultReason {
     UserSupervisor = 0x81,
     /// SGN.3: execute request without execute permission.
     ExecDenied = 0x82,
-    /// SGN.4: pass-through: the input (a host address) is beyond the host address width.
+    /// SGN.4: an address beyond the host address width; raised for a pass-through input (a
+    /// host address). The table lists further SGN.4 conditions (VirtualBox's
+    /// `VTDADDRFAULT_SGN_4_0..2`); above-HAW bits of table entries are reserved bits instead.
     PassThroughBeyondHaw = 0x83,
     /// SGN.5: second-stage input address beyond min(MGAW, AGAW of the entry's AW).
     SsInputBeyondWidth = 0x84,
@@ -110,10 +112,10 @@ pub enum FaultReason {
     /// SGN.8: untranslated or translation request whose result is in the interrupt range
     /// 0xFEE0_0000..=0xFEEF_FFFF.
     InterruptAddress = 0x87,
-    /// SGN.9 (0x88): a condition of the table's general group for a feature the model does
-    /// not have; never raised.
+    /// SGN.9 (0x88, VirtualBox `VTDADDRFAULT_SGN_9`): a general condition of a feature the
+    /// model does not have; never raised.
     General9 = 0x88,
-    /// SGN.10 (0x89): likewise; never raised.
+    /// SGN.10 (0x89, VirtualBox `VTDADDRFAULT_SGN_10`): likewise; never raised.
     General10 = 0x89,
     /// SFS.9: a first-stage A/D update is needed but page walks do not snoop (PWSNP = 0).
     FsAdNonSnooped = 0x90,
