@@ -96,7 +96,7 @@ impl crate::unit::Vtd {
 
 impl crate::unit::Vtd {
     /// The PASID the guest's context entry of `rid` gives requests without PASID (RID_PASID
-    /// §9.4, or 0 without `ECAP.RPS`, §3.4.3), read from the context entry alone — so it is
+    /// §9.4, or 0 without `ECAP.RPS`, §3.4.3, where the field is reserved), read from the context entry alone — so it is
     /// known even while the PASID entry it names is not present. `None` if translation is
     /// off, the tables are not scalable-mode, or the context entry cannot be read.
     pub fn guest_rid_pasid(&self, rid: vsva_mem::Rid) -> Option<u32> {
@@ -112,11 +112,9 @@ impl crate::unit::Vtd {
         let context =
             crate::lookup::resolve_context(self.config(), self.mem.as_ref(), rt.address(), rid)
                 .ok()?;
-        Some(if self.config().rid_pasid {
-            context.hi.rid_pasid()
-        } else {
-            0
-        })
+        // Without ECAP.RPS the field is reserved (§9.4), so a context entry that passed the
+        // reserved-bit check holds 0 there.
+        Some(context.hi.rid_pasid())
     }
 
     /// The PASIDs whose entries are present in the guest's PASID table of `rid` now, in

@@ -150,6 +150,7 @@ impl VtdConfig {
             device_tlb: self.device_tlb,
             page_requests: self.page_requests,
             rid_priv: false,
+            rid_pasid: self.rid_pasid,
         }
     }
 
@@ -160,6 +161,11 @@ impl VtdConfig {
             execute_requests: self.execute_requests,
             snoop_control: true,
             memory_types: false,
+            second_stage: self.second_stage,
+            ss_ad: self.ss_ad,
+            first_stage: self.first_stage,
+            eafs: self.eafs,
+            supervisor_requests: self.supervisor_requests,
         }
     }
 
@@ -260,6 +266,32 @@ mod tests {
         assert_eq!(e.pss() + 1, 20);
         assert!(e.smts() && e.fsts() && e.ssts() && e.nest() && e.pt() && e.dt() && e.prs());
         assert_eq!(e.iro() as u64 * 16, offset::IVA);
+    }
+
+    #[test]
+    fn a_clamped_guest_finds_the_fields_of_what_the_host_lacks_reserved() {
+        use crate::spec::pasid::PasidEntry;
+        use crate::spec::root_context::ContextEntry;
+        // §9.4 / §9.6: a field whose capability the unit does not report is reserved, so a
+        // guest cannot use SSADE or RID_PASID once clamp_to took SSADS and RPS away.
+        let host = VtdConfig {
+            ss_ad: false,
+            rid_pasid: false,
+            eafs: false,
+            ..VtdConfig::default()
+        };
+        let guest = VtdConfig::default().clamp_to(&host);
+        let mut e = PasidEntry::default();
+        e.q0.set_ssade(true);
+        assert!(e.has_reserved_bits(&guest.pasid_features()));
+        assert!(!e.has_reserved_bits(&VtdConfig::default().pasid_features()));
+        let mut e = PasidEntry::default();
+        e.q2.set_eafe(true);
+        assert!(e.has_reserved_bits(&guest.pasid_features()));
+        let c = ContextEntry::from_qwords([0x1001, 5, 0, 0]);
+        assert!(c.has_reserved_bits(&guest.context_features()));
+        assert!(!c.has_reserved_bits(&VtdConfig::default().context_features()));
+        assert!(!guest.ecap().ssads() && !guest.ecap().rps());
     }
 
     #[test]

@@ -33,7 +33,8 @@
 //! | second stage | 3/4/5 levels, MGAW 57, 2 MiB and 1 GiB pages, A/D |
 //! | first stage | 4/5 levels, 1 GiB pages, EAFE |
 //! | requests | supervisor (SRS); execute requests off by default (ERE/SSEE reserved) |
-//! | fault recording | 8 records at 0x220 |
+//! | page-walk coherency | SMPWCS: walks snoop only with PWSNP = 1; A/D updates need it |
+//! | fault recording | 8 records at 0x220; FPD suppresses the qualified reasons (§7.1.3) |
 //!
 //! The hardware model only: it imports no OS-side crate. Its driver (the OS side, Linux
 //! `drivers/iommu/intel`) is the vsva-vtd-driver crate, which reaches the unit through its

@@ -113,26 +113,28 @@ pub fn resolve(
     if req.kind != RequestKind::Untranslated && !context.lo.dte() {
         return Err(fault(FaultReason::ContextDteClear, fpd));
     }
-    let limit = (context.pasid_dir_entries() * 64).min(cfg.pasid_limit());
+    let dir_limit = context.pasid_dir_entries() * 64;
     let (pasid, privileged) = match req.pasid {
         Some(p) => {
             if !context.lo.paside() {
                 return Err(fault(FaultReason::ContextPasidDisabled, fpd));
             }
-            if p.raw() as u64 >= limit {
+            if p.raw() as u64 >= dir_limit.min(cfg.pasid_limit()) {
                 return Err(fault(FaultReason::ContextPasidTooLarge, fpd));
             }
             (p.raw(), req.access.is_priv())
         }
         None => {
-            // §3.4.3: without RID_PASID support, requests without PASID use PASID 0.
-            let p = if cfg.rid_pasid {
-                context.hi.rid_pasid()
-            } else {
-                0
-            };
-            if p as u64 >= limit {
+            // §9.4: RID_PASID is a field only with ECAP.RPS (reserved, SCT.3, without it, so
+            // it reads 0 here); requests without PASID use it, or PASID 0 (§3.4.3). A value
+            // beyond the PASIDs the unit has is a field error (SCT.9); one the entry's own
+            // directory (PDTS) cannot hold makes the entry invalid (SCT.4).
+            let p = context.hi.rid_pasid();
+            if p as u64 >= cfg.pasid_limit() {
                 return Err(fault(FaultReason::ContextRidPasid, fpd));
+            }
+            if p as u64 >= dir_limit {
+                return Err(fault(FaultReason::ContextInvalid, fpd));
             }
             (p, false)
         }

@@ -1,8 +1,12 @@
 //! Address translation by PASID-granular translation type (VT-d 4.1 §3.6 first stage, §3.7
 //! second stage, §3.8 nested, §3.9 pass-through), on vsva-pgtable's walkers, and the mapping
 //! of walk faults to the spec's fault reasons.
+//!
+//! A PASID entry with PWSNP = 0 walks through [`NonSnooped`] memory: a walk that needs to set
+//! A or D faults (SFS.9, or SSS.5 with SSADE) and writes nothing; with PWSNP = 1 an update
+//! that cannot complete is SFS.10 / SSS.6.
 
-use vsva_mem::{Access, PageSize, PhysMem};
+use vsva_mem::{Access, MemError, PageSize, PhysMem};
 use vsva_pgtable::nested::Stage2;
 use vsva_pgtable::vtd_ss::VtdSecondStage;
 use vsva_pgtable::walk::Direct;
@@ -57,9 +61,21 @@ fn permission_reason(rights: Perm, access: Access, first_stage: bool) -> FaultRe
     }
 }
 
+/// An A/D update the walk could not make: a walk names the entry of an
+/// [`OutsideMemory`](Walk::OutsideMemory) fault only when it had read that entry and then
+/// failed to update it (`Fault::entry` is 0 where nothing was read), and
+/// [`Contention`](Walk::Contention) is a lost race on the update. With `non_snooped` (PWSNP
+/// = 0, [`NonSnooped`]) no update can be made, so every such fault is an update the walk
+/// needed.
+fn ad_update(f: &Fault) -> bool {
+    matches!(f.reason, Walk::Contention) || (f.reason == Walk::OutsideMemory && f.entry != 0)
+}
+
 /// A first-stage walk fault, in VT-d terms (SFS.x, SGN.x).
-fn first_stage_reason(f: &Fault, access: Access, top: u8) -> FaultReason {
+fn first_stage_reason(f: &Fault, access: Access, top: u8, non_snooped: bool) -> FaultReason {
     match f.reason {
+        _ if ad_update(f) && non_snooped => FaultReason::FsAdNonSnooped,
+        _ if ad_update(f) => FaultReason::FsAdUpdateFailed,
         Walk::NotPresent => FaultReason::FsNotPresent,
         Walk::Reserved => FaultReason::FsReserved,
         Walk::AddressWidth => FaultReason::NonCanonical,
@@ -73,11 +89,13 @@ fn first_stage_reason(f: &Fault, access: Access, top: u8) -> FaultReason {
 }
 
 /// A second-stage walk fault of the final output, in VT-d terms (SSS.x, SGN.x).
-fn second_stage_reason(f: &Fault, access: Access, top: u8) -> FaultReason {
+fn second_stage_reason(f: &Fault, access: Access, top: u8, non_snooped: bool) -> FaultReason {
     match f.reason {
+        _ if ad_update(f) && non_snooped => FaultReason::SsAdNonSnooped,
+        _ if ad_update(f) => FaultReason::SsAdUpdateFailed,
         Walk::NotPresent => FaultReason::SsNotPresent,
         Walk::Reserved => FaultReason::SsReserved,
-        Walk::AddressWidth => FaultReason::AddressBeyondWidth,
+        Walk::AddressWidth => FaultReason::SsInputBeyondWidth,
         Walk::Permission => permission_reason(f.rights, access, false),
         Walk::OutsideMemory if f.level == top => FaultReason::SsRootInvalid,
         // AccessFlag and AddressSize are Arm faults, which VT-d tables never give.
@@ -89,8 +107,10 @@ fn second_stage_reason(f: &Fault, access: Access, top: u8) -> FaultReason {
 
 /// A second-stage fault met while fetching a first-stage structure (nested, SFS.5–8);
 /// `fs_root` tells a fetch of the first-stage root table (SFS.6) from a lower one (SFS.7).
-fn nested_table_reason(f: &Fault, fs_root: u64) -> FaultReason {
+fn nested_table_reason(f: &Fault, fs_root: u64, non_snooped: bool) -> FaultReason {
     match f.reason {
+        _ if ad_update(f) && non_snooped => FaultReason::SsAdNonSnooped,
+        _ if ad_update(f) => FaultReason::SsAdUpdateFailed,
         Walk::AddressWidth => FaultReason::NestedBeyondWidth,
         // Reading worked only if R was there: a permission fault with R is the A/D write.
         Walk::Permission if f.rights.contains(Perm::READ) => FaultReason::NestedEntryWrite,
@@ -102,6 +122,44 @@ fn nested_table_reason(f: &Fault, fs_root: u64) -> FaultReason {
         Walk::OutsideMemory | Walk::Contention | Walk::AccessFlag | Walk::AddressSize => {
             FaultReason::SsAccess
         }
+    }
+}
+
+/// Paging structures as a walk that does not snoop sees them (PASID entry PWSNP = 0, §9.6):
+/// readable, but never updated in place — VT-d §3.6.2/§3.7.2 make a needed A/D update under
+/// PWSNP = 0 a fault (SFS.9, SSS.5) rather than a non-coherent write. Every atomic update
+/// is refused, and the walker reports the entry it could not update.
+pub(crate) struct NonSnooped<'a>(pub &'a dyn PhysMem);
+
+impl PhysMem for NonSnooped<'_> {
+    fn size(&self) -> u64 {
+        self.0.size()
+    }
+    fn load_u64(&self, pa: u64) -> Result<u64, MemError> {
+        self.0.load_u64(pa)
+    }
+    fn store_u64(&self, pa: u64, _val: u64) -> Result<(), MemError> {
+        Err(MemError::OutOfRange { addr: pa, len: 8 })
+    }
+    fn compare_exchange_u64(
+        &self,
+        pa: u64,
+        _current: u64,
+        _new: u64,
+    ) -> Result<Result<u64, u64>, MemError> {
+        Err(MemError::OutOfRange { addr: pa, len: 8 })
+    }
+    fn read(&self, pa: u64, buf: &mut [u8]) -> Result<(), MemError> {
+        self.0.read(pa, buf)
+    }
+    fn write(&self, pa: u64, buf: &[u8]) -> Result<(), MemError> {
+        Err(MemError::OutOfRange {
+            addr: pa,
+            len: buf.len() as u64,
+        })
+    }
+    fn zero(&self, pa: u64, len: u64) -> Result<(), MemError> {
+        Err(MemError::OutOfRange { addr: pa, len })
     }
 }
 
@@ -129,13 +187,16 @@ pub(crate) fn translate(
 ) -> Result<Translated, FaultReason> {
     let e = &r.entry;
     let did = e.q1.did();
+    let non_snooped = !e.q1.pwsnp();
+    let view = NonSnooped(mem);
+    let mem: &dyn PhysMem = if non_snooped { &view } else { mem };
     // The privilege the walk checks is the resolved one (requests without PASID are user).
     let mut access = req.access;
     access.set(Access::PRIV, r.privileged);
     let (addr, size, perm) = match r.pgtt {
         Pgtt::PassThrough => {
             if req.addr >> cfg.haw.min(63) != 0 {
-                return Err(FaultReason::AddressBeyondWidth);
+                return Err(FaultReason::PassThroughBeyondHaw);
             }
             (req.addr, PageSize::Size4K, Perm::all())
         }
@@ -143,13 +204,13 @@ pub(crate) fn translate(
             let f = second_stage_format(cfg, e);
 
             let t = walk(&f, mem, e.ss_root(), req.addr, access, &mut Direct, &mut ())
-                .map_err(|x| second_stage_reason(&x, access, f.levels()))?;
+                .map_err(|x| second_stage_reason(&x, access, f.levels(), non_snooped))?;
             (t.output, t.size, t.rights)
         }
         Pgtt::FirstStage => {
             let f = first_stage_format(cfg, e);
             let t = walk(&f, mem, e.fs_root(), req.addr, access, &mut Direct, &mut ())
-                .map_err(|x| first_stage_reason(&x, access, f.levels()))?;
+                .map_err(|x| first_stage_reason(&x, access, f.levels(), non_snooped))?;
             (t.output, t.size, t.rights)
         }
         Pgtt::Nested => {
@@ -162,13 +223,13 @@ pub(crate) fn translate(
             };
             let first = walk(&s1, mem, e.fs_root(), req.addr, access, &mut s2, &mut ()).map_err(
                 |x| match x.stage {
-                    Stage::First => first_stage_reason(&x, access, s1.levels()),
-                    Stage::Second => nested_table_reason(&x, e.fs_root()),
+                    Stage::First => first_stage_reason(&x, access, s1.levels(), non_snooped),
+                    Stage::Second => nested_table_reason(&x, e.fs_root(), non_snooped),
                 },
             )?;
             let second = s2
                 .translate(first.output, access)
-                .map_err(|x| second_stage_reason(&x, access, s2f.levels()))?;
+                .map_err(|x| second_stage_reason(&x, access, s2f.levels(), non_snooped))?;
             (
                 second.output,
                 first.size.min(second.size),

@@ -337,13 +337,17 @@ impl Vtd {
         match off {
             // RTADDR: RTA and TTM writable; bits 9:0 reserved.
             offset::RTADDR => r.rtaddr = merge(r.rtaddr, !0x3ff),
-            // IQT: bits 18:4.
+            // IQT (§11.4.9.2): QT is bits 18:4; bits 63:19 and 3:0 are reserved and a write
+            // setting them is masked (RsvdZ), not an IQE. Bit 4 with 256-bit descriptors is
+            // part of QT and gives IQE when the queue is processed (`process_queue`).
             offset::IQT => {
                 r.iqt = merge(r.iqt, 0x7fff0);
                 self.process_queue(st);
             }
-            // IQA: base, DW, QS (bits 10:3 reserved).
-            offset::IQA => r.iqa = merge(r.iqa, !0x7f8),
+            // IQA (§11.4.9.3): base, DW, QS. Bits 10:3 are reserved and bits 63:HAW of the
+            // base not implemented: a write with them set is masked, not an error (only the
+            // queue's use raises IQE: a tail beyond it, or DW = 0 in scalable mode).
+            offset::IQA => r.iqa = merge(r.iqa, !0x7f8 & !(u64::MAX << self.cfg.haw.min(63))),
             // PQH: bits 18:5, written by software as it consumes page requests.
             offset::PQH => r.pqh = merge(r.pqh, 0x7ffe0),
             // PQT: hardware advances it; software resets it when setting the queue up.
@@ -500,7 +504,8 @@ impl Vtd {
             };
         }
         let rec = FaultRecord {
-            addr: req.addr,
+            // §11.4.14: FI holds bits 63:12 of the address, with bits 63:MGAW reserved (0).
+            addr: req.addr & !(u64::MAX << self.cfg.mgaw.min(63)),
             sid: req.rid.raw(),
             pasid: req.pasid.map(|p| p.raw()),
             privileged: req.access.is_priv(),

@@ -112,7 +112,8 @@ fn guest_rid_pasid_comes_from_the_context_entry_alone() {
         FaultReason::PasidDirNotPresent
     );
     assert_eq!(rig.vtd.guest_rid_pasid(dev), Some(7));
-    // a unit without RID_PASID support (ECAP.RPS clear) uses PASID 0 (§3.4.3)
+    // a unit without RID_PASID support (ECAP.RPS clear) uses PASID 0 (§3.4.3), and the field
+    // is reserved there (§9.4): a context entry setting it is SCT.3 and names no PASID
     let plain = common::Rig::new(VtdConfig {
         rid_pasid: false,
         ..VtdConfig::default()
@@ -121,17 +122,22 @@ fn guest_rid_pasid_comes_from_the_context_entry_alone() {
         .frames
         .alloc_zeroed(vsva_mem::PageSize::Size2M)
         .unwrap();
-    plain.write_context(
-        dev,
-        &ContextEntry {
-            lo: ContextLo::new()
-                .with_p(true)
-                .with_paside(true)
-                .with_pasiddirptr(dir >> 12),
-            hi: ContextHi::new().with_rid_pasid(7),
-            reserved: [0, 0],
-        },
+    let mut context = ContextEntry {
+        lo: ContextLo::new()
+            .with_p(true)
+            .with_paside(true)
+            .with_pasiddirptr(dir >> 12),
+        hi: ContextHi::new().with_rid_pasid(7),
+        reserved: [0, 0],
+    };
+    plain.write_context(dev, &context);
+    assert_eq!(plain.vtd.guest_rid_pasid(dev), None);
+    assert_eq!(
+        plain.vtd.guest_pasid_entry(dev, None).unwrap_err().reason,
+        FaultReason::ContextReserved
     );
+    context.hi = ContextHi::new();
+    plain.write_context(dev, &context);
     assert_eq!(plain.vtd.guest_rid_pasid(dev), Some(0));
 }
 

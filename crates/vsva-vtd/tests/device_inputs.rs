@@ -113,11 +113,11 @@ fn requests_at_the_edges_of_the_address_space_translate_or_fault() {
     );
     assert_eq!(
         dma(Some(2), u64::MAX, Access::READ).unwrap_err().reason,
-        Some(FaultReason::AddressBeyondWidth)
+        Some(FaultReason::SsInputBeyondWidth)
     );
     assert_eq!(
         dma(Some(4), u64::MAX, Access::READ).unwrap_err().reason,
-        Some(FaultReason::AddressBeyondWidth)
+        Some(FaultReason::PassThroughBeyondHaw)
     );
     assert_eq!(
         dma(None, 0xfee0_0000, Access::WRITE).unwrap_err().reason,

@@ -123,9 +123,10 @@ fn context_entry_faults_and_every_reserved_bit() {
         Some(FaultReason::ContextPasidTooLarge)
     );
     assert_eq!(reason(&rig, dev, Some(0x41)), None);
-    // RID_PASID beyond the directory: SCT.9
+    // RID_PASID beyond the directory PDTS sizes: the entry is invalid, SCT.4 (§7.1.3; SCT.9 is
+    // a RID_PASID beyond the unit's PASID width, tests/fault_rules.rs)
     rig.mem.store_u64(at + 8, 0x10000).unwrap();
-    assert_eq!(reason(&rig, dev, None), Some(FaultReason::ContextRidPasid));
+    assert_eq!(reason(&rig, dev, None), Some(FaultReason::ContextInvalid));
     restore();
     // a context table outside memory
     let half = rig.root;

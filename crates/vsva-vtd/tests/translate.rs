@@ -40,8 +40,9 @@ fn pass_through_returns_the_input() {
     assert_eq!(t.addr, 0x1234_5678);
     assert_eq!(t.did, 1);
     // beyond the host address width (46 bits)
+    // beyond the host address width (46 bits): SGN.4 (§7.1.3), not the second stage's SGN.5
     let f = rig.dma(dev, None, 1 << 46, R).unwrap_err();
-    assert_eq!(f.reason, Some(FaultReason::AddressBeyondWidth));
+    assert_eq!(f.reason, Some(FaultReason::PassThroughBeyondHaw));
     // the interrupt range is not DMA-able
     let f = rig.dma(dev, None, 0xfee0_0000, W).unwrap_err();
     assert_eq!(f.reason, Some(FaultReason::InterruptAddress));
@@ -74,7 +75,7 @@ fn second_stage_translates_iovas() {
     );
     assert_eq!(
         rig.dma(dev, None, 1 << 48, R).unwrap_err().reason,
-        Some(FaultReason::AddressBeyondWidth)
+        Some(FaultReason::SsInputBeyondWidth)
     );
 }
 

@@ -1,17 +1,25 @@
-//! Scalable-mode fault reasons (VT-d 4.1 §7.1.3 and Appendix A "Non-Recoverable Fault Reason
-//! Encodings"; values as Linux's `dma_remap_sm_fault_reasons[]` decodes them) and the fault
-//! record (§11.4.14, Fault Recording Registers).
+//! Scalable-mode fault reasons (VT-d §7.1.3, the table of non-recoverable fault conditions,
+//! and Appendix A "Non-Recoverable Fault Reason Encodings"; names as Linux's
+//! `dma_remap_sm_fault_reasons[]` decodes them, codes and condition numbers as VirtualBox's
+//! `VTDADDRFAULT` lists them) and the fault record (§11.4.14, Fault Recording Registers).
+//!
+//! Each reason carries the table's condition code (RTA.n, SRT.n, SCT.n, SPD.n, SPT.n, SFS.n,
+//! SSS.n, SGN.n) and its qualification: a *qualified* fault is not recorded when a context,
+//! PASID-directory or PASID-table entry used on the way (present or not) has FPD set.
 
 /// A non-recoverable fault reason, with the spec's condition code in each doc comment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u8)]
 pub enum FaultReason {
-    /// RTA.1: invalid root-table address (reserved TTM, scalable mode unsupported).
+    /// RTA.1: invalid root-table address or mode (reserved TTM, scalable mode unsupported).
     RootTableAddress = 0x30,
     /// RTA.2: request with PASID while RTADDR.TTM is legacy.
     LegacyModeWithPasid = 0x31,
     /// RTA.3: page request while RTADDR.TTM is legacy.
     LegacyModePageRequest = 0x32,
+    /// RTA.4: request blocked by abort-DMA mode (RTADDR.TTM = 11b with ECAP.ADMS). Never
+    /// raised: the model does not advertise ADMS, so TTM 11b is an invalid mode (RTA.1).
+    AbortDmaMode = 0x33,
     /// SRT.1: error accessing the root entry.
     RootAccess = 0x38,
     /// SRT.2: present bit of the root-entry half is clear.
@@ -22,9 +30,10 @@ pub enum FaultReason {
     ContextAccess = 0x40,
     /// SCT.2: context entry not present.
     ContextNotPresent = 0x41,
-    /// SCT.3: reserved bit set in the context entry.
+    /// SCT.3: reserved bit set in the context entry (including fields of capabilities the
+    /// unit does not report: DTE without DT, PRE without PRS, RID_PASID without RPS).
     ContextReserved = 0x42,
-    /// SCT.4: invalid context entry.
+    /// SCT.4: invalid context entry (RID_PASID beyond the PASID directory PDTS sizes).
     ContextInvalid = 0x43,
     /// SCT.5: translation or translated request while DTE is clear.
     ContextDteClear = 0x44,
@@ -34,7 +43,7 @@ pub enum FaultReason {
     ContextPasidTooLarge = 0x46,
     /// SCT.8: page request while PRE is clear.
     ContextPreClear = 0x47,
-    /// SCT.9: RID_PASID field error.
+    /// SCT.9: RID_PASID field error: a value beyond the PASIDs the unit supports (ECAP.PSS).
     ContextRidPasid = 0x48,
     /// SPD.1: error accessing the PASID-directory entry.
     PasidDirAccess = 0x50,
@@ -46,7 +55,8 @@ pub enum FaultReason {
     PasidAccess = 0x58,
     /// SPT.2: PASID-table entry not present.
     PasidNotPresent = 0x59,
-    /// SPT.3: reserved bit set in the PASID-table entry.
+    /// SPT.3: reserved bit set in the PASID-table entry (including fields of capabilities the
+    /// unit does not report: SSADE without SSADS, AW/SSPTPTR/SSADE without SSTS, ...).
     PasidReserved = 0x5a,
     /// SPT.4: invalid PASID-table entry (PGTT, AW or FSPM the hardware does not support).
     PasidInvalid = 0x5b,
@@ -78,16 +88,23 @@ pub enum FaultReason {
     SsReserved = 0x7a,
     /// SSS.4: invalid second-stage root (SSPTPTR).
     SsRootInvalid = 0x7b,
+    /// SSS.5: a second-stage A/D update is needed (SSADE = 1) but page walks do not snoop
+    /// (PWSNP = 0).
+    SsAdNonSnooped = 0x7c,
+    /// SSS.6: a needed second-stage A/D update could not be made.
+    SsAdUpdateFailed = 0x7d,
     /// SGN.1: first-stage input address not canonical.
     NonCanonical = 0x80,
     /// SGN.2: user request to a supervisor page (U/S = 0 in the first stage).
     UserSupervisor = 0x81,
     /// SGN.3: execute request without execute permission.
     ExecDenied = 0x82,
-    /// SGN.4: input address beyond the hardware's address width.
-    AddressBeyondWidth = 0x83,
-    /// SGN.5: second-stage output beyond the host address width.
-    OutputBeyondWidth = 0x84,
+    /// SGN.4: an address beyond the host address width; raised for a pass-through input (a
+    /// host address). The table lists further SGN.4 conditions (VirtualBox's
+    /// `VTDADDRFAULT_SGN_4_0..2`); above-HAW bits of table entries are reserved bits instead.
+    PassThroughBeyondHaw = 0x83,
+    /// SGN.5: second-stage input address beyond min(MGAW, AGAW of the entry's AW).
+    SsInputBeyondWidth = 0x84,
     /// SGN.6: write request without write permission.
     WriteDenied = 0x85,
     /// SGN.7: read request without read permission.
@@ -95,16 +112,26 @@ pub enum FaultReason {
     /// SGN.8: untranslated or translation request whose result is in the interrupt range
     /// 0xFEE0_0000..=0xFEEF_FFFF.
     InterruptAddress = 0x87,
+    /// SGN.9 (0x88, VirtualBox `VTDADDRFAULT_SGN_9`): a general condition of a feature the
+    /// model does not have; never raised.
+    General9 = 0x88,
+    /// SGN.10 (0x89, VirtualBox `VTDADDRFAULT_SGN_10`): likewise; never raised.
+    General10 = 0x89,
+    /// SFS.9: a first-stage A/D update is needed but page walks do not snoop (PWSNP = 0).
+    FsAdNonSnooped = 0x90,
+    /// SFS.10: a needed first-stage A/D update could not be made.
+    FsAdUpdateFailed = 0x91,
 }
 
 impl FaultReason {
-    /// Every reason the spec defines, in code order.
-    pub const ALL: [FaultReason; 44] = {
+    /// Every scalable-mode reason the spec defines, in code order.
+    pub const ALL: [FaultReason; 51] = {
         use FaultReason::*;
         [
             RootTableAddress,
             LegacyModeWithPasid,
             LegacyModePageRequest,
+            AbortDmaMode,
             RootAccess,
             RootNotPresent,
             RootReserved,
@@ -138,14 +165,20 @@ impl FaultReason {
             SsNotPresent,
             SsReserved,
             SsRootInvalid,
+            SsAdNonSnooped,
+            SsAdUpdateFailed,
             NonCanonical,
             UserSupervisor,
             ExecDenied,
-            AddressBeyondWidth,
-            OutputBeyondWidth,
+            PassThroughBeyondHaw,
+            SsInputBeyondWidth,
             WriteDenied,
             ReadDenied,
             InterruptAddress,
+            General9,
+            General10,
+            FsAdNonSnooped,
+            FsAdUpdateFailed,
         ]
     };
 
@@ -159,36 +192,46 @@ impl FaultReason {
         Self::ALL.into_iter().find(|r| r.code() == code)
     }
 
+    /// The table's condition code ("SCT.3", "SSS.5").
+    pub fn mnemonic(self) -> String {
+        let code = self.code();
+        let (group, first) = match code {
+            0x30..=0x37 => ("RTA", 0x30),
+            0x38..=0x3f => ("SRT", 0x38),
+            0x40..=0x4f => ("SCT", 0x40),
+            0x50..=0x57 => ("SPD", 0x50),
+            0x58..=0x6f => ("SPT", 0x58),
+            0x70..=0x77 => ("SFS", 0x70),
+            0x78..=0x7f => ("SSS", 0x78),
+            0x90..=0x9f => ("SFS", 0x90 - 8),
+            _ => ("SGN", 0x80),
+        };
+        format!("{group}.{}", code - first + 1)
+    }
+
     /// May a set FPD (fault processing disable) bit suppress recording this fault?
     ///
-    /// The spec's table of qualified faults (§7.1.3, Table 26) was not available; following
-    /// QEMU's `vtd_qualified_faults[]` and OpenVMM, translation-time conditions a driver can
-    /// legitimately leave (an entry not present, a permission missing) are qualified, while
-    /// access errors, reserved bits and root-level faults always record.
+    /// §7.1.3's table marks every condition met in or below an entry that holds FPD as
+    /// qualified: the context entry's own faults (not present, reserved, invalid, request
+    /// checks), those of the PASID directory and table entries, every first- and second-stage
+    /// walk fault (including access errors, reserved bits and A/D updates) and the general
+    /// ones (SGN.x). Unqualified, always recorded: faults before any FPD is known (RTA.x,
+    /// SRT.x, SCT.1) and the errors accessing a PASID-directory or PASID-table entry (SPD.1,
+    /// SPT.1).
     pub const fn is_qualified(self) -> bool {
         use FaultReason::*;
-        matches!(
+        !matches!(
             self,
-            ContextNotPresent
-                | ContextDteClear
-                | ContextPasidDisabled
-                | ContextPasidTooLarge
-                | ContextPreClear
-                | PasidDirNotPresent
-                | PasidNotPresent
-                | PasidInvalid
-                | PasidEreClear
-                | PasidSreClear
-                | FsNotPresent
-                | NestedEntryWrite
-                | SsNotPresent
-                | NonCanonical
-                | UserSupervisor
-                | ExecDenied
-                | AddressBeyondWidth
-                | WriteDenied
-                | ReadDenied
-                | InterruptAddress
+            RootTableAddress
+                | LegacyModeWithPasid
+                | LegacyModePageRequest
+                | AbortDmaMode
+                | RootAccess
+                | RootNotPresent
+                | RootReserved
+                | ContextAccess
+                | PasidDirAccess
+                | PasidAccess
         )
     }
 }
@@ -281,8 +324,60 @@ mod tests {
         assert_eq!(FaultReason::SsReserved.code(), 0x7a);
         assert_eq!(FaultReason::InterruptAddress.code(), 0x87);
         assert!(FaultReason::PasidNotPresent.is_qualified());
-        assert!(!FaultReason::PasidReserved.is_qualified());
         assert!(!FaultReason::RootNotPresent.is_qualified());
+    }
+
+    #[test]
+    fn the_reasons_the_list_lacked_have_their_codes_and_mnemonics() {
+        // §7.1.3 / Appendix A: SSS.5-6, SGN.9-10, SFS.9-10 and RTA.4.
+        for (code, mnemonic) in [
+            (0x33, "RTA.4"),
+            (0x7c, "SSS.5"),
+            (0x7d, "SSS.6"),
+            (0x88, "SGN.9"),
+            (0x89, "SGN.10"),
+            (0x90, "SFS.9"),
+            (0x91, "SFS.10"),
+            (0x42, "SCT.3"),
+            (0x5b, "SPT.4"),
+            (0x84, "SGN.5"),
+        ] {
+            let r = FaultReason::from_code(code).unwrap_or_else(|| panic!("{code:#x}"));
+            assert_eq!(r.mnemonic(), mnemonic, "{code:#x}");
+        }
+        assert_eq!(FaultReason::ALL.len(), 51);
+        assert!(
+            FaultReason::ALL
+                .windows(2)
+                .all(|w| w[0].code() < w[1].code())
+        );
+    }
+
+    #[test]
+    fn qualification_follows_the_spec_table() {
+        // §7.1.3: only the faults met before any FPD is read (RTA.x, SRT.x, SCT.1) and the
+        // errors accessing a PASID-directory or PASID-table entry (SPD.1, SPT.1) are
+        // unqualified.
+        let unqualified = [0x30, 0x31, 0x32, 0x33, 0x38, 0x39, 0x3a, 0x40, 0x50, 0x58];
+        for r in FaultReason::ALL {
+            assert_eq!(
+                r.is_qualified(),
+                !unqualified.contains(&r.code()),
+                "{} ({:#x})",
+                r.mnemonic(),
+                r.code()
+            );
+        }
+        // The classes issue 18 names: reserved bits of lookup structures, first-stage and
+        // second-stage walk faults are all qualified.
+        for code in [
+            0x42, 0x52, 0x5a, 0x70, 0x72, 0x73, 0x78, 0x7a, 0x7b, 0x7c, 0x7d, 0x90,
+        ] {
+            assert!(
+                FaultReason::from_code(code).unwrap().is_qualified(),
+                "{code:#x}"
+            );
+        }
     }
 
     #[test]

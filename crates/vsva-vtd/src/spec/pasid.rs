@@ -192,6 +192,16 @@ pub struct PasidFeatures {
     pub snoop_control: bool,
     /// ECAP.MTS: CD, EMTE and PAT are fields.
     pub memory_types: bool,
+    /// ECAP.SSTS: the second-stage fields (AW, SSEE, SSADE, SSPTPTR) exist.
+    pub second_stage: bool,
+    /// ECAP.SSADS: SSADE is a field.
+    pub ss_ad: bool,
+    /// ECAP.FSTS: the first-stage fields (FSPM, WPE, EAFE, FSPTPTR) exist.
+    pub first_stage: bool,
+    /// ECAP.EAFS: EAFE is a field.
+    pub eafs: bool,
+    /// ECAP.SRS: SRE is a field.
+    pub supervisor_requests: bool,
 }
 
 impl PasidEntry {
@@ -201,6 +211,11 @@ impl PasidEntry {
     pub const Q1_RESERVED: u64 = 0xf87f_0000;
     /// Reserved bits of qword 2 always: 139:136.
     pub const Q2_RESERVED: u64 = 0xf00;
+    /// The second-stage fields of qword 0: AW (4:2), SSEE (5), SSADE (9), SSPTPTR (63:12).
+    pub const Q0_SECOND_STAGE: u64 = 0xffff_ffff_ffff_f000 | 1 << 9 | 1 << 5 | 0x1c;
+    /// The first-stage fields of qword 2: FSPM (131:130), WPE (132), EAFE (135), FSPTPTR
+    /// (191:140).
+    pub const Q2_FIRST_STAGE: u64 = 0xffff_ffff_ffff_f000 | 1 << 7 | 1 << 4 | 0xc;
 
     /// Decodes eight qwords.
     pub fn from_qwords(q: [u64; 8]) -> PasidEntry {
@@ -272,6 +287,23 @@ impl PasidEntry {
         if !f.memory_types {
             q1 |= 1 << 25 | 1 << 26 | 0xffff_ffff_0000_0000;
         }
+        // §9.6: a field of a capability the unit does not report is reserved, whatever the
+        // PGTT (so AW of a pass-through entry, ignored with SSTS, is reserved without it).
+        if !f.second_stage {
+            q0 |= Self::Q0_SECOND_STAGE;
+        }
+        if !f.ss_ad {
+            q0 |= 1 << 9;
+        }
+        if !f.first_stage {
+            q2 |= Self::Q2_FIRST_STAGE;
+        }
+        if !f.eafs {
+            q2 |= 1 << 7;
+        }
+        if !f.supervisor_requests {
+            q2 |= 1;
+        }
         self.q0.into_bits() & q0 != 0
             || self.q1.into_bits() & q1 != 0
             || self.q2.into_bits() & q2 != 0
@@ -288,6 +320,11 @@ mod tests {
         execute_requests: false,
         snoop_control: true,
         memory_types: false,
+        second_stage: true,
+        ss_ad: true,
+        first_stage: true,
+        eafs: true,
+        supervisor_requests: true,
     };
 
     #[test]

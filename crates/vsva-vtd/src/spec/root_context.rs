@@ -121,6 +121,8 @@ pub struct ContextFeatures {
     pub page_requests: bool,
     /// ECAP.RPRIVS: RID_PRIV is a field.
     pub rid_priv: bool,
+    /// ECAP.RPS: RID_PASID is a field.
+    pub rid_pasid: bool,
 }
 
 impl ContextEntry {
@@ -171,6 +173,9 @@ impl ContextEntry {
         if !f.rid_priv {
             hi_rsvd |= 1 << 20;
         }
+        if !f.rid_pasid {
+            hi_rsvd |= 0xf_ffff;
+        }
         self.lo.into_bits() & lo_rsvd != 0
             || self.hi.into_bits() & hi_rsvd != 0
             || self.reserved != [0, 0]
@@ -186,6 +191,7 @@ mod tests {
         device_tlb: true,
         page_requests: true,
         rid_priv: true,
+        rid_pasid: true,
     };
 
     #[test]
@@ -254,5 +260,18 @@ mod tests {
             assert!(e.has_reserved_bits(&none), "bit {bit} without the feature");
         }
         assert!(ContextEntry::from_qwords([0x1001, 1 << 20, 0, 0]).has_reserved_bits(&none));
+        // §9.4: RID_PASID (bits 83:64) is reserved without ECAP.RPS.
+        let no_rps = ContextFeatures {
+            rid_pasid: false,
+            ..ALL
+        };
+        for bit in 0..20 {
+            let e = ContextEntry::from_qwords([0x1001, 1 << bit, 0, 0]);
+            assert!(
+                e.has_reserved_bits(&no_rps),
+                "RID_PASID bit {bit} without RPS"
+            );
+            assert!(!e.has_reserved_bits(&ALL), "RID_PASID bit {bit} with RPS");
+        }
     }
 }

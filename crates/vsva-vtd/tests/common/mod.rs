@@ -201,7 +201,8 @@ impl Rig {
     }
 }
 
-/// A PASID entry of `pgtt` with DID `did`, SS root `ss` (4-level), FS root `fs` (4-level).
+/// A PASID entry of `pgtt` with DID `did`, SS root `ss` (4-level), FS root `fs` (4-level),
+/// walks snooped (PWSNP, as Linux sets it when ECAP.SMPWC is reported).
 pub fn pasid_entry(pgtt: Pgtt, did: u16, ss: u64, fs: u64) -> PasidEntry {
     PasidEntry {
         q0: PasidQ0::new()
@@ -209,7 +210,7 @@ pub fn pasid_entry(pgtt: Pgtt, did: u16, ss: u64, fs: u64) -> PasidEntry {
             .with_aw(2)
             .with_pgtt(pgtt.field())
             .with_ssptptr(ss >> 12),
-        q1: PasidQ1::new().with_did(did),
+        q1: PasidQ1::new().with_did(did).with_pwsnp(true),
         q2: PasidQ2::new().with_sre(true).with_fsptptr(fs >> 12),
         rest: [0; 5],
     }
