@@ -323,15 +323,25 @@ fn check(cfg: &ConfigSpace, m: &Model) {
         assert_eq!(cfg.read(at, 4), 0, "unimplemented {at:#x} reads 0");
     }
     for sz in [0, 3, 5, 8, u32::MAX] {
-        assert_eq!(cfg.read(PASID_CAP_OFFSET.into(), sz), 0, "size {sz} reads 0");
+        assert_eq!(
+            cfg.read(PASID_CAP_OFFSET.into(), sz),
+            0,
+            "size {sz} reads 0"
+        );
     }
     // The capability list, as software walks it (§7.6.3).
     assert_eq!(
         cfg.find_ext_capability(EXT_CAP_ID_PASID),
         Some(PASID_CAP_OFFSET)
     );
-    assert_eq!(cfg.find_ext_capability(EXT_CAP_ID_ATS), Some(ATS_CAP_OFFSET));
-    assert_eq!(cfg.find_ext_capability(EXT_CAP_ID_PRI), Some(PRI_CAP_OFFSET));
+    assert_eq!(
+        cfg.find_ext_capability(EXT_CAP_ID_ATS),
+        Some(ATS_CAP_OFFSET)
+    );
+    assert_eq!(
+        cfg.find_ext_capability(EXT_CAP_ID_PRI),
+        Some(PRI_CAP_OFFSET)
+    );
     // Accessors against the registers.
     let pasid_ctrl = m.get16(PASID + 6);
     assert_eq!(cfg.pasid_enabled(), pasid_ctrl & 1 != 0);
