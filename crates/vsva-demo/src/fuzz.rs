@@ -235,6 +235,12 @@ fn answer(iommu: &FuzzIommu, how: u8) {
                 pa_page: u64::from(how >> 5) % PAGES,
                 write: pr.write || how & 8 != 0,
             };
+            // A grant replaced goes through its invalidation first, as a real IOMMU's
+            // change of a present mapping does.
+            let old = iommu.state().map.get(&(p.raw(), page)).copied();
+            if old.is_some_and(|o| o != g) {
+                iommu.revoke(p.raw(), page, false);
+            }
             iommu.state().map.insert((p.raw(), page), g);
         } else {
             code = ResponseCode::InvalidRequest;

@@ -91,3 +91,16 @@ fn a_pri_reset_while_a_command_waits_fails_the_command() {
     let s = run(&d);
     assert_eq!((s.done, s.failed, s.page_requests), (0, 1, 1), "{s:?}");
 }
+
+#[test]
+fn a_grant_replaced_by_a_page_response_is_invalidated_first() {
+    // Found by the cargo-fuzz target (a harness bug, not the device's): the harness replaced
+    // a read-only grant the device had cached with a writable one elsewhere without an ATS
+    // invalidation, and then blamed the device for using its cached translation.
+    let d = [
+        0x2c, 0xcc, 0x68, 0xc3, 0xe3, 0xe3, 0xe3, 0xe3, 0x81, 0xa2, 0x01, 0x04, 0x2c, 0x9d, 0x81,
+        0xa2, 0x01, 0x04, 0x2c, 0x9d, 0x2c,
+    ];
+    let s = run(&d);
+    assert_eq!((s.done, s.failed), (1, 0), "{s:?}");
+}
