@@ -561,6 +561,12 @@ impl DemoDevice {
                 ResponseCode::InvalidRequest => cmd.failed = Some(DeviceError::PageRequestInvalid),
                 ResponseCode::ResponseFailure => cmd.failed = Some(DeviceError::PriFailure),
             }
+        } else if cmd.waiting.is_some() && st.pri.is_failed() {
+            // A Response Failure for another group stopped the interface and discarded every
+            // outstanding request (PCIe Base 6.0 §10.4.2.1), this command's with them: its
+            // response will never be taken.
+            cmd.waiting = None;
+            cmd.failed = Some(DeviceError::PriFailure);
         }
     }
 
