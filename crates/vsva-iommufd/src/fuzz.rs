@@ -292,13 +292,27 @@ fn world(host: &Host, buffer: &[u8]) -> World {
 /// # Panics
 /// When an invariant breaks (the fuzzer reports it).
 pub fn run(host: &Host, data: &[u8]) -> Summary {
+    run_with(host, data, false)
+}
+
+/// As [`run`], with every ioctl on a VFIO device file (bind, attach, detach, on the
+/// physical and the emulated device) among the fault-file, pin and copy steps: the VFIO cdev
+/// surface (the cargo-fuzz target `vfio_cdev`).
+///
+/// # Panics
+/// As [`run`].
+pub fn run_vfio(host: &Host, data: &[u8]) -> Summary {
+    run_with(host, data, true)
+}
+
+fn run_with(host: &Host, data: &[u8], vfio_only: bool) -> Summary {
     let (buffer, steps) = data.split_at(data.len().min(64));
     let w = world(host, &[&[0u8; 0x300][..], buffer].concat());
     let mut b = Bytes(steps);
     let mut s = Summary::default();
     while let Some(op) = b.u8() {
         s.ops += 1;
-        if w.step(op, &mut b, &mut s).is_none() {
+        if w.step(op, vfio_only, &mut b, &mut s).is_none() {
             break;
         }
         w.check(host);
@@ -309,11 +323,11 @@ pub fn run(host: &Host, data: &[u8]) -> Summary {
 
 impl World {
     /// One step; `None` when the stream ran out.
-    fn step(&self, op: u8, b: &mut Bytes<'_>, s: &mut Summary) -> Option<()> {
+    fn step(&self, op: u8, vfio_only: bool, b: &mut Bytes<'_>, s: &mut Summary) -> Option<()> {
         match op % 16 {
             0..=8 => {
                 let (c, v, size, raw) = (b.u8()?, b.u8()?, b.u8()?, b.u32()?);
-                let vfio = op % 16 >= 6;
+                let vfio = vfio_only || op % 16 >= 6;
                 let commands: Vec<Command> = Command::ALL
                     .iter()
                     .copied()

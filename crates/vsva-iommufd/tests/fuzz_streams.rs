@@ -9,7 +9,7 @@ use std::sync::Arc;
 use vsva_host::Platform;
 use vsva_iommu::DeviceCaps;
 use vsva_iommufd::DeviceInfo;
-use vsva_iommufd::fuzz::{Host, Summary, run};
+use vsva_iommufd::fuzz::{Host, Summary, run, run_vfio};
 use vsva_mem::Rid;
 use vsva_vtd::VtdConfig;
 
@@ -67,4 +67,19 @@ fn random_ioctl_streams_never_panic_nor_leak() {
     assert!(total.failed > 4000, "{total:?}");
     assert!(total.pins > 80, "{total:?}");
     let _ = Arc::strong_count(&host.iommu);
+}
+
+#[test]
+fn random_vfio_cdev_streams_never_panic_nor_leak() {
+    let (_platform, host) = host();
+    let mut total = Summary::default();
+    for seed in 0..600 {
+        let s = run_vfio(&host, &stream(seed ^ 0x5f5f, 64 + 160));
+        total.ok += s.ok;
+        total.failed += s.failed;
+        total.pins += s.pins;
+    }
+    assert!(total.ok > 100, "{total:?}");
+    assert!(total.failed > 1000, "{total:?}");
+    assert!(total.pins > 30, "{total:?}");
 }
