@@ -1,12 +1,13 @@
-//! A byte-stream interpreter for fuzzing the guest-facing surface of the virtual VT-d: the
-//! guest's register writes, its writes of table entries and queue descriptors into guest RAM,
-//! invalidation descriptors the VMM relays (PASID-cache invalidations become host binds),
-//! the assigned device's commands and DMAs, and the interrupt handlers that pump page requests
-//! between host and guest. Used by the cargo-fuzz target `vmm_vtd` in `fuzz/` and by a seeded
-//! test.
+//! A byte-stream interpreter for fuzzing the guest-facing surface of a vIOMMU — the virtual
+//! VT-d ([`vtd`]) and the virtual SMMUv3 ([`smmuv3`]): the guest's register writes, its writes
+//! of table entries and queue entries into guest RAM, the invalidations and commands the VMM
+//! relays (VT-d PASID-cache invalidations become host binds; SMMUv3 CFGI/TLBI/ATC commands
+//! become vIOMMU invalidations), guest-driver binds, the assigned device's commands and DMAs,
+//! and the interrupt handlers that pump page requests and events between host and guest.
+//! Used by the cargo-fuzz targets `vmm_vtd` and `vmm_smmuv3` in `fuzz/` and by seeded tests.
 //!
-//! A [`Bench`] is built once (a host with a VT-d unit, a guest with 2 GiB and a virtual VT-d,
-//! a host-only canary device with its own paging domain, an unassigned host device); each
+//! A [`Bench`] is built once (a host, a guest with 2 GiB and its vIOMMU, a host-only canary
+//! device with its own paging domain, an unassigned host device); each
 //! [`Bench::run`] plays one stream on the running guest, checks, then reboots the guest (the
 //! vIOMMU reset releases what the stream made). Checks:
 //! * after every step: no panic; a DMA of the assigned device that the host lets through
@@ -19,54 +20,58 @@
 //!   guest (driver probed, a process bound, a page filled and read back), so a stream that
 //!   broke the host for later guests fails the next run.
 
+mod smmuv3;
+mod vtd;
+
 use std::sync::Arc;
 
-use vsva_demo::regs;
-use vsva_demo::regs::Op;
+use vsva_demo::regs::{self, Op};
 use vsva_demo::{Command, DemoDriver, Endpoint, Machine, Progress};
-use vsva_host::Platform;
+use vsva_host::{Host, Smmuv3Kind, VtdKind};
 use vsva_iommu::{DeviceCaps, PagingDomain};
 use vsva_iommufd::ObjectType;
 use vsva_mem::{Pasid, PhysMem, Rid};
 use vsva_mm::{MapFlags, Prot};
 use vsva_pgtable::Perm;
-use vsva_vtd::VtdConfig;
-use vsva_vtd::spec::registers::{Iqa, offset};
-use vsva_vtd_driver::Domain;
 
-use crate::vm::{BOOT_DEVICE, VmError, VtdVm};
+use crate::vm::{BOOT_DEVICE, GuestKind, Vm, VmError};
 use crate::vmm::VmConfig;
 
 const GIB: u64 = 1 << 30;
 /// Guest RAM.
 const RAM: u64 = 2 * GIB;
-/// The canary's IOVA and the host page behind it.
+/// The canary's IOVA.
 const CANARY_IOVA: u64 = 0x10_0000;
 /// The guest-physical window most memory writes go to (where the guest OS keeps its tables).
 const LOW: u64 = 64 << 20;
 
-/// Registers worth hitting more often than random offsets.
-const REGISTERS: [u64; 18] = [
-    offset::GCMD,
-    offset::RTADDR,
-    offset::FSTS,
-    offset::FECTL,
-    offset::IQT,
-    offset::IQA,
-    offset::ICS,
-    offset::IECTL,
-    offset::PQH,
-    offset::PQT,
-    offset::PQA,
-    offset::PRS,
-    offset::PECTL,
-    offset::FRCD0 + 8,
-    offset::FRCD0 + 12,
-    offset::CCMD,
-    offset::IOTLB,
-    offset::IQH,
-];
+/// What the harness needs of a vIOMMU kind beyond [`GuestKind`]: its guest-facing surface.
+pub trait Surface: GuestKind + Sized {
+    /// The host unit's configuration.
+    fn host_config() -> Self::Config;
+    /// Registers worth hitting more often than random offsets.
+    const REGISTERS: &'static [u64];
+    /// Registers that hold guest-physical pointers (kept inside [`LOW`] mostly).
+    const POINTERS: &'static [u64];
+    /// Size of the register window.
+    const WINDOW: u64;
+    /// A guest register read.
+    fn mmio_read(unit: &Self::Unit, off: u64, size: u8) -> u64;
+    /// A guest register write.
+    fn mmio_write(unit: &Self::Unit, off: u64, size: u8, value: u64);
+    /// Where the guest's structures are now (tables, queues), by the registers.
+    fn bases(unit: &Self::Unit) -> [u64; 3];
+    /// Four words on the guest's invalidation or command queue, and the producer index moved.
+    fn queue(unit: &Self::Unit, ram: &dyn PhysMem, words: [u64; 4]);
+    /// The guest kernel's own driver binds `pasid` of the boot device to a first stage at
+    /// `root` (any value) with the stream's `bits`.
+    fn bind(vm: &Vm<Self>, pasid: Pasid, root: u64, bits: u8);
+}
 
+/// A host with a VT-d unit and a guest with a virtual VT-d.
+pub type VtdBench = Bench<VtdKind>;
+/// A host with an SMMUv3 and a guest with a virtual SMMUv3.
+pub type Smmuv3Bench = Bench<Smmuv3Kind>;
 /// What a run did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Summary {
@@ -103,9 +108,9 @@ impl Bytes<'_> {
 }
 
 /// A host, a VM on it, and the host's own devices the stream must not reach.
-pub struct Bench {
-    host: Arc<Platform>,
-    vm: VtdVm,
+pub struct Bench<K: Surface> {
+    host: Arc<Host<K>>,
+    vm: Vm<K>,
     canary: Arc<vsva_demo::DemoDevice>,
     canary_pa: u64,
     _canary_domain: Arc<PagingDomain>,
@@ -113,7 +118,7 @@ pub struct Bench {
     baseline: Vec<(u32, ObjectType)>,
 }
 
-impl Bench {
+impl<K: Surface> Bench<K> {
     /// Builds the host, boots the guest, plugs the canary.
     ///
     /// # Errors
@@ -121,9 +126,9 @@ impl Bench {
     ///
     /// # Panics
     /// When the host cannot be built (not the stream's fault).
-    pub fn new() -> Result<Bench, VmError> {
-        let host = Arc::new(Platform::new(8 * GIB, VtdConfig::default()).expect("a host"));
-        let vm = VtdVm::boot(
+    pub fn new() -> Result<Bench<K>, VmError> {
+        let host = Arc::new(Host::<K>::new(8 * GIB, K::host_config()).expect("a host"));
+        let vm = Vm::<K>::boot(
             host.clone(),
             VmConfig {
                 ram: RAM,
@@ -241,32 +246,29 @@ impl Bench {
             0 | 1 => {
                 let sel = b.u16()?;
                 let off = if sel & 1 == 0 {
-                    REGISTERS[usize::from(sel >> 1) % REGISTERS.len()]
+                    K::REGISTERS[usize::from(sel >> 1) % K::REGISTERS.len()]
                 } else {
-                    u64::from(sel >> 1) % offset::WINDOW
+                    u64::from(sel >> 1) % K::WINDOW
                 };
                 let size = if op & 0x10 != 0 { 8 } else { 4 };
                 if op % 8 == 0 {
                     let v = b.u64()?;
-                    let v = if matches!(off, offset::RTADDR | offset::IQA | offset::PQA)
-                        && op & 0x20 == 0
-                    {
+                    let v = if K::POINTERS.contains(&off) && op & 0x20 == 0 {
                         (v % LOW) | (v & 0xfff)
                     } else {
                         v
                     };
-                    unit.mmio_write(off, size, v);
+                    K::mmio_write(unit, off, size, v);
                 } else {
-                    let _ = unit.mmio_read(off, size);
+                    let _ = K::mmio_read(unit, off, size);
                 }
             }
             2 | 3 => {
                 let (base, at, v) = (b.u8()?, b.u16()?, b.u64()?);
+                let bases = K::bases(unit);
                 let base = match base % 4 {
-                    0 => unit.mmio_read(offset::RTADDR, 8) & !0xfff,
-                    1 => Iqa::from_bits(unit.mmio_read(offset::IQA, 8)).iqa() << 12,
-                    2 => unit.mmio_read(offset::PQA, 8) & !0xfff,
-                    _ => ((v >> 40) % LOW) & !0xfff,
+                    3 => ((v >> 40) % LOW) & !0xfff,
+                    i => bases[usize::from(i)],
                 };
                 let v = match op >> 6 {
                     0 => (v % LOW) | (v & 0xfff),
@@ -276,17 +278,8 @@ impl Bench {
                 let _ = ram.store_u64(base.wrapping_add(u64::from(at) & !7), v);
             }
             4 => {
-                // A descriptor at the queue's tail, then the tail moved past it: what the
-                // guest's driver does for every invalidation the VMM relays.
                 let q = [b.u64()?, b.u64()?, b.u64()?, b.u64()?];
-                let iqa = Iqa::from_bits(unit.mmio_read(offset::IQA, 8));
-                let tail = unit.mmio_read(offset::IQT, 8);
-                let base = iqa.iqa() << 12;
-                for (i, w) in q.iter().enumerate() {
-                    let _ = ram.store_u64(base.wrapping_add(tail + 8 * i as u64), *w);
-                }
-                let size = 4096u64 << iqa.qs().min(7);
-                unit.mmio_write(offset::IQT, 8, (tail + 32) % size);
+                K::queue(unit, ram.as_ref(), q);
             }
             5 => {
                 // The device's registers as the guest driver programs them, and a run.
@@ -328,23 +321,11 @@ impl Bench {
                 }
             }
             _ if op & 0x80 != 0 => {
-                // The guest kernel binds a PASID to a first-stage table through its own
-                // driver (PASID entry, then PASID-cache invalidation: the VMM binds on the
-                // host), with any root, inside guest RAM or past it.
+                // The guest kernel binds a PASID through its own driver, with any table root,
+                // inside guest RAM or past it.
                 let (p, root, bits) = (b.u8()?, b.u32()?, b.u8()?);
-                let domain = Domain::FirstStage {
-                    did: 0x300 + u16::from(p),
-                    root: (u64::from(root) << 12) % (2 * RAM),
-                    levels: if bits & 1 == 0 { 4 } else { 5 },
-                    supervisor: bits & 2 != 0,
-                    write_protect: bits & 4 != 0,
-                };
                 if let Ok(pasid) = Pasid::new(u32::from(p % 8) + 1) {
-                    let _ = self
-                        .vm
-                        .os()
-                        .driver
-                        .attach_pasid(BOOT_DEVICE, pasid, &domain);
+                    K::bind(&self.vm, pasid, (u64::from(root) << 12) % (2 * RAM), bits);
                 }
             }
             _ => {
@@ -376,15 +357,10 @@ impl Bench {
             "an unassigned host device got an attachment"
         );
         for (_, kind) in self.vm.vmm().iommufd().objects() {
+            // A VMM makes devices, IOASes, HWPTs, fault queues and (SMMUv3) vIOMMUs with
+            // their vDEVICEs and vEVENTQs — never accesses or hardware queues.
             assert!(
-                matches!(
-                    kind,
-                    ObjectType::Device
-                        | ObjectType::HwptPaging
-                        | ObjectType::HwptNested
-                        | ObjectType::Ioas
-                        | ObjectType::Fault
-                ),
+                !matches!(kind, ObjectType::Access | ObjectType::HwQueue),
                 "the VMM's context holds a {kind:?}"
             );
         }

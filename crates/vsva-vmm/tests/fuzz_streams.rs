@@ -5,7 +5,7 @@
 //! in guest RAM, and the vIOMMU reset gives back every host object. One VM serves every
 //! stream.
 
-use vsva_vmm::fuzz::{Bench, Summary};
+use vsva_vmm::fuzz::{Smmuv3Bench, Summary, VtdBench};
 
 /// splitmix64: the seeded streams are the same on every run.
 fn stream(seed: u64, len: usize) -> Vec<u8> {
@@ -22,8 +22,8 @@ fn stream(seed: u64, len: usize) -> Vec<u8> {
 }
 
 #[test]
-fn random_guest_programming_never_reaches_the_host() {
-    let mut bench = Bench::new().unwrap();
+fn random_guest_programming_of_a_virtual_vtd_never_reaches_the_host() {
+    let mut bench = VtdBench::new().unwrap();
     let mut total = Summary::default();
     for seed in 0..600 {
         let s = bench.run(&stream(seed, 200));
@@ -36,4 +36,20 @@ fn random_guest_programming_never_reaches_the_host() {
     assert!(total.dmas > 20, "{total:?}");
     assert!(total.commands > 20, "{total:?}");
     assert!(total.bindings > 600, "{total:?}");
+}
+
+#[test]
+fn random_guest_programming_of_a_virtual_smmuv3_never_reaches_the_host() {
+    let mut bench = Smmuv3Bench::new().unwrap();
+    let mut total = Summary::default();
+    for seed in 0..300 {
+        let s = bench.run(&stream(seed ^ 0xa5a5, 200));
+        total.ops += s.ops;
+        total.dmas += s.dmas;
+        total.commands += s.commands;
+        total.bindings += s.bindings;
+    }
+    assert!(total.ops > 4500, "{total:?}");
+    assert!(total.dmas > 10, "{total:?}");
+    assert!(total.commands > 10, "{total:?}");
 }
