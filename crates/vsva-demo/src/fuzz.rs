@@ -6,7 +6,7 @@
 //! Response Failure, unsolicited). Used by the cargo-fuzz target `demo_device` in `fuzz/`
 //! and by a seeded test.
 //!
-//! The device sits on a small machine ([`FuzzIommu`](iommu::FuzzIommu)) whose memory panics
+//! The device sits on a small machine ([`FuzzIommu`]) whose memory panics
 //! on any access to a page not granted at that moment. After every step [`run`] checks:
 //! * every translated DMA and every memory access is to a page the IOMMU grants the
 //!   command's PASID at that moment, with write permission for writes — also after a

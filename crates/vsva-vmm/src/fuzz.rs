@@ -1,5 +1,5 @@
 //! A byte-stream interpreter for fuzzing the guest-facing surface of a vIOMMU — the virtual
-//! VT-d ([`vtd`]) and the virtual SMMUv3 ([`smmuv3`]): the guest's register writes, its writes
+//! VT-d (`vtd`) and the virtual SMMUv3 (`smmuv3`): the guest's register writes, its writes
 //! of table entries and queue entries into guest RAM, the invalidations and commands the VMM
 //! relays (VT-d PASID-cache invalidations become host binds; SMMUv3 CFGI/TLBI/ATC commands
 //! become vIOMMU invalidations), guest-driver binds, the assigned device's commands and DMAs,
@@ -51,7 +51,7 @@ pub trait Surface: GuestKind + Sized {
     fn host_config() -> Self::Config;
     /// Registers worth hitting more often than random offsets.
     const REGISTERS: &'static [u64];
-    /// Registers that hold guest-physical pointers (kept inside [`LOW`] mostly).
+    /// Registers that hold guest-physical pointers (kept inside the low 64 MiB mostly).
     const POINTERS: &'static [u64];
     /// Size of the register window.
     const WINDOW: u64;
