@@ -263,9 +263,18 @@ impl DemoDevice {
     /// Configuration write.
     pub fn config_write(&self, off: u32, size: u32, value: u32) {
         let mut st = self.lock();
+        let epoch = st.cfg.pri_epoch();
         st.cfg.write(off, size, value);
         let st = &mut *st;
         st.pri.sync(&mut st.cfg);
+        if st.cfg.pri_epoch() != epoch
+            && let Some(cmd) = st.cmd.as_mut().filter(|c| c.waiting.is_some())
+        {
+            // A Reset (or a new Enable) discarded the outstanding page request (PCIe Base 6.0
+            // §10.5.2.2): its response will never be taken, so the command cannot go on.
+            cmd.waiting = None;
+            cmd.failed = Some(DeviceError::PriFailure);
+        }
         if !st.cfg.ats_enabled() {
             self.atc.clear();
         }
@@ -465,6 +474,10 @@ impl DemoDevice {
     /// page request if the completion does not grant it (the command then waits).
     fn translate(&self, st: &mut State, cmd: &mut Command, side: &mut Side) -> Step<()> {
         let (pasid, addr, access) = (Some(cmd.job.pasid), side.va, side.access);
+        if !st.cfg.ats_enabled() {
+            // Software disabled ATS (before the doorbell or since): no Translation Request.
+            return Step::Fail(DeviceError::AtsDisabled);
+        }
         st.stats.ats_translations += 1;
         let ticket = self.atc.ticket();
         let Ok(c) = self.up.ats_translate(self.rid, pasid, addr, access) else {
@@ -548,6 +561,12 @@ impl DemoDevice {
                 ResponseCode::InvalidRequest => cmd.failed = Some(DeviceError::PageRequestInvalid),
                 ResponseCode::ResponseFailure => cmd.failed = Some(DeviceError::PriFailure),
             }
+        } else if cmd.waiting.is_some() && st.pri.is_failed() {
+            // A Response Failure for another group stopped the interface and discarded every
+            // outstanding request (PCIe Base 6.0 §10.4.2.1), this command's with them: its
+            // response will never be taken.
+            cmd.waiting = None;
+            cmd.failed = Some(DeviceError::PriFailure);
         }
     }
 

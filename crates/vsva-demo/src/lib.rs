@@ -9,6 +9,7 @@
 //! | `platform` | the platform device: the same engine on an SoC interconnect, with SubstreamIDs and stall instead of ATS and PRI |
 //! | `machine` | what the driver and program run on: a [`Machine`] (host or guest) and its [`Endpoint`]s |
 //! | `driver` | the OS driver: enables PASID/ATS/PRI, binds a process, submits commands |
+//! | [`fuzz`] | a byte-stream interpreter driving the device's registers on a small machine that checks every DMA against what its IOMMU granted (the cargo-fuzz target `demo_device` and a seeded test run it) |
 //! | `program` | the userspace program: the checks of the SVA demo ([`run_program`]) |
 //!
 //! It names no IOMMU vendor: a host that wires it to one is vsva-host (VT-d and SMMUv3).
@@ -25,6 +26,7 @@ mod device;
 mod driver;
 mod engine;
 mod fabric;
+pub mod fuzz;
 mod machine;
 mod platform;
 mod program;

@@ -115,6 +115,11 @@ pub enum DeviceError {
     /// fixed) — the platform device's answer to an invalid access.
     #[error("stalled transaction aborted")]
     StallAborted = 8,
+    /// ATS Enable is clear: the device may not send Translation Requests (PCIe Base 6.0
+    /// §10.5.1.3; QEMU's `pci_ats_request_translation()` refuses with EPERM), and it has no
+    /// other way to reach memory by virtual address.
+    #[error("ATS not enabled")]
+    AtsDisabled = 9,
 }
 
 impl DeviceError {
@@ -130,6 +135,7 @@ impl DeviceError {
             PrivilegedDisabled,
             StillNotAccessible,
             StallAborted,
+            AtsDisabled,
         ]
         .into_iter()
         .find(|e| *e as u64 == v)

@@ -20,6 +20,8 @@
 //! * [`program`] — the program's memory as the contexts' address space: pinned ranges are
 //!   moved onto memfds shared with the model's physical memory;
 //! * [`mapfile`] — `IOMMU_IOAS_MAP_FILE`'s memfds;
+//! * [`fuzz`] — a byte-stream interpreter of the entry points on the shim's files (bad
+//!   paths, flags, request numbers, sizes, pointers, descriptors), run by a seeded test;
 //! * [`config`] — the modelled machine, from `VSVA_SHIM_CONFIG`; [`host`] — its IOMMU, VT-d
 //!   or (`VSVA_SHIM_IOMMU=smmuv3`) Arm SMMUv3;
 //! * [`maps`] — `/proc/self/maps`; [`sys`] — raw system calls.
@@ -40,6 +42,7 @@ pub mod eventq;
 #[cfg(test)]
 mod fault_flow;
 pub mod files;
+pub mod fuzz;
 pub mod host;
 #[cfg(not(test))]
 pub mod interpose;

@@ -27,6 +27,8 @@
 //! * `vfio_cdev` — the VFIO device cdev ioctls that bind and attach a device
 //!   (`drivers/vfio/device_cdev.c`).
 //! * `vfio_compat` — `IOMMU_VFIO_IOAS` (`vfio_compat.c`).
+//! * [`fuzz`] — a byte-stream interpreter of ioctls on one context and its VFIO device files,
+//!   with the leak checks at close (the cargo-fuzz target `iommufd_ctx` and a seeded test).
 //! * `file` — [`FileResolver`]: how the descriptor of `IOMMU_IOAS_MAP_FILE` becomes memory.
 //! * `ioctl` — [`Iommufd::ioctl`]: request number and argument bytes to a command and back.
 //! * `user_memory` — [`UserMemory`], the caller's memory behind pointers in an argument.
@@ -48,6 +50,7 @@ mod domain;
 mod eventq;
 mod fault;
 mod file;
+pub mod fuzz;
 mod hw_pagetable;
 mod io_pagetable;
 mod ioas;

@@ -16,6 +16,8 @@
 //! * [`transaction`] — the transactions every Function and every IOMMU share: memory
 //!   requests (Requester ID, PASID prefix, AT field), Translation Completions, Invalidate
 //!   Requests, Page Requests.
+//! * [`fuzz`] — a byte-stream interpreter that drives a configuration space against a model
+//!   of its register tables (the cargo-fuzz target `pcie_config` and a seeded test run it).
 //! * [`mmio`] — the register window a driver reaches a device through ([`Mmio`]).
 //! * [`msi`] — Message Signalled Interrupts as IOMMU models raise them ([`MsiSink`]).
 //! * [`port`] — the two directions: [`Upstream`] (what a Function sends to its IOMMU, which
@@ -45,6 +47,7 @@ compile_error!("vsva models little-endian hardware and only builds on little-end
 
 pub mod atc;
 pub mod config;
+pub mod fuzz;
 pub mod mmio;
 pub mod msi;
 pub mod ordering;

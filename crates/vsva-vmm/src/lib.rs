@@ -10,6 +10,7 @@
 //! | `viommu` | the guest virtual VT-d's backend: what the guest's VT-d programming turns into on the host |
 //! | `vsmmu` | the guest virtual SMMUv3's backend, and the guest SMMUv3 built from the host's IDRs |
 //! | `assigned` | an assigned device as the guest sees it (PASID register virtualized) |
+//! | [`fuzz`] | a byte-stream interpreter of the guest's programming of its virtual VT-d or virtual SMMUv3, with the host's isolation checks (the cargo-fuzz targets `vmm_vtd` and `vmm_smmuv3`, seeded tests) |
 //! | `vm` | a VM: VMM + vIOMMU + guest OS, runnable as a demo [`Machine`](vsva_demo::Machine) |
 //!
 //! The guest OS is the host's code: the same IOMMU driver, IOMMU core, memory manager, demo
@@ -18,6 +19,7 @@
 #![forbid(unsafe_code)]
 
 mod assigned;
+pub mod fuzz;
 mod guest_ram;
 mod uapi;
 mod viommu;

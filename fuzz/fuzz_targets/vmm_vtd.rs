@@ -1,0 +1,25 @@
+//! Coverage-guided fuzzing of the guest-facing surface of the virtual VT-d: guest register
+//! writes, table entries and invalidation descriptors in guest RAM, guest-driver binds with
+//! any table root, the assigned device's commands and DMAs, with the host's isolation checks
+//! (`vsva_vmm::fuzz::VtdBench`). One VM serves every input; each input ends with a guest reboot
+//! and the next begins with a known-good DMA through the fresh guest.
+//!
+//! Run: `cargo fuzz run vmm_vtd` from the repository root (cargo-fuzz needs a nightly
+//! compiler, or `RUSTC_BOOTSTRAP=1` with the stable one).
+
+#![no_main]
+
+use std::cell::RefCell;
+
+use libfuzzer_sys::fuzz_target;
+use vsva_vmm::fuzz::VtdBench;
+
+thread_local! {
+    static BENCH: RefCell<VtdBench> = RefCell::new(VtdBench::new().expect("a VM"));
+}
+
+fuzz_target!(|data: &[u8]| {
+    BENCH.with(|b| {
+        b.borrow_mut().run(data);
+    });
+});
