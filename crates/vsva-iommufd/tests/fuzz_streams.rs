@@ -85,10 +85,6 @@ fn random_vfio_cdev_streams_never_panic_nor_leak() {
 }
 
 #[test]
-#[ignore = "found by fuzzing: a dropped paging domain never frees its page-table frames \
-            (vsva-iommu PagingDomain::drop releases only its DID, the PageTable is never \
-            destroyed), so a host serving many iommufd contexts runs out of driver frames: \
-            the iommufd_ctx target's HWPT_ALLOC failed with ENOMEM after 63k inputs"]
 fn a_host_can_allocate_paging_domains_forever_when_each_is_dropped() {
     let (platform, _host) = host();
     // The driver's table frames are [1 MiB, 256 MiB): 65 280 frames. Each paging domain
