@@ -462,6 +462,10 @@ impl Iommu {
     }
 
     fn alloc_paging(&self, nest_parent: bool) -> Result<Arc<PagingDomain>> {
+        // the domain itself (`kzalloc` in the driver's `domain_alloc_paging`)
+        if vsva_mem::fail_nth::should_fail() {
+            return Err(IommuError::NoMemory);
+        }
         let table = if nest_parent {
             self.ops.alloc_io_pgtable_nest_parent()?
         } else {
@@ -536,6 +540,9 @@ impl Iommu {
                 return Err(IommuError::Invalid("first-stage root"));
             }
         }
+        if vsva_mem::fail_nth::should_fail() {
+            return Err(IommuError::NoMemory);
+        }
         let did = self.dids.alloc()?;
         Ok(NestedDomain::new(
             self.ops.clone(),
@@ -579,6 +586,10 @@ impl Iommu {
             if d.pasids.contains_key(&pasid.raw()) {
                 return Err(IommuError::PasidBusy { dev, pasid });
             }
+        }
+        // the attachment's entry (`xa_insert()` into the group's PASID array)
+        if vsva_mem::fail_nth::should_fail() {
+            return Err(IommuError::NoMemory);
         }
         let did = match domain_did {
             Some(did) => did,
@@ -782,6 +793,21 @@ impl Iommu {
             }
         }
         faults.len()
+    }
+
+    /// Domain IDs in use: one per live domain and per attachment without a domain of its
+    /// own (an SVA address space). What a leak check compares before and after.
+    pub fn domain_ids_in_use(&self) -> usize {
+        self.dids.in_use()
+    }
+
+    /// Devices and PASIDs attached to something (a domain or an address space).
+    pub fn attachments_in_use(&self) -> usize {
+        lock(&self.state)
+            .devices
+            .values()
+            .map(|d| d.pasids.len())
+            .sum()
     }
 
     /// The PASID `dev` uses for `process`, if bound.
