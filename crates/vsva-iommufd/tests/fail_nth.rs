@@ -133,6 +133,15 @@ impl Machine {
         Machine::new::<VtdKind>(Default::default(), &[(3, caps), (4, caps)])
     }
 
+    fn smmuv3() -> Machine {
+        let caps = DeviceCaps {
+            pasid_bits: 20,
+            ats: false,
+            pri: false,
+        };
+        Machine::new::<Smmuv3Kind>(Default::default(), &[(3, caps), (4, caps)])
+    }
+
     fn usage(&self) -> Usage {
         Usage {
             driver_free: self.driver_frames.free_bytes(),
@@ -312,6 +321,42 @@ impl Ctx {
         Ok(cmd.out_fault_id)
     }
 
+    fn viommu_alloc(&self, dev_id: u32, hwpt_id: u32) -> Result<u32, Errno> {
+        let mut cmd = IommuViommuAlloc {
+            size: 40,
+            type_: ViommuType::ARM_SMMUV3,
+            dev_id,
+            hwpt_id,
+            ..Default::default()
+        };
+        self.call(IOMMU_VIOMMU_ALLOC, &mut cmd)?;
+        Ok(cmd.out_viommu_id)
+    }
+
+    fn vdevice_alloc(&self, viommu_id: u32, dev_id: u32, virt_id: u64) -> Result<u32, Errno> {
+        let mut cmd = IommuVdeviceAlloc {
+            size: 24,
+            viommu_id,
+            dev_id,
+            virt_id,
+            ..Default::default()
+        };
+        self.call(IOMMU_VDEVICE_ALLOC, &mut cmd)?;
+        Ok(cmd.out_vdevice_id)
+    }
+
+    fn veventq_alloc(&self, viommu_id: u32) -> Result<u32, Errno> {
+        let mut cmd = IommuVeventqAlloc {
+            size: 32,
+            viommu_id,
+            type_: VeventqType::ARM_SMMUV3,
+            veventq_depth: 16,
+            ..Default::default()
+        };
+        self.call(IOMMU_VEVENTQ_ALLOC, &mut cmd)?;
+        Ok(cmd.out_veventq_id)
+    }
+
     /// Closes the context: the emulated drivers destroy their accesses, then the file goes.
     fn close(mut self) {
         for access in std::mem::take(&mut self.accesses) {
@@ -372,16 +417,58 @@ fn sweep(m: &Machine, setup: Sequence, swept: Sequence) -> u64 {
             assert_eq!(result, Ok(()), "N = {n}: nothing failed, yet the sequence did");
             ctx.close();
             assert_eq!(m.usage(), baseline, "after the complete run");
+            eprintln!("swept {} allocation points", n - 1);
             return n - 1;
         }
         match result {
-            Err((_, Errno::ENOMEM)) => {}
+            Err((step, Errno::ENOMEM)) => eprintln!("N = {n}: {step}"),
             other => panic!("N = {n}: the injected failure gave {other:?}, not ENOMEM"),
         }
         ctx.close();
         assert_eq!(m.usage(), baseline, "N = {n}: {result:?} left this behind");
         run_whole();
         assert_eq!(m.usage(), baseline, "N = {n}: the run after it left this behind");
+    }
+    panic!("more than {MAX_N} allocation points");
+}
+
+/// As [`sweep`], on a fresh machine for every N, so the driver's structures allocated at a
+/// device's first attach (a VT-d context and PASID table, an SMMUv3 stream table level 2) are
+/// swept too. After the failure and close, a complete run must leave the machine as a
+/// complete run leaves a fresh one.
+fn sweep_fresh(make: fn() -> Machine, setup: Sequence, swept: Sequence) -> u64 {
+    let run_whole = |m: &Machine| {
+        let mut ctx = m.open();
+        setup(m, &mut ctx).unwrap();
+        swept(m, &mut ctx).unwrap();
+        ctx.close();
+    };
+    let reference = {
+        let m = make();
+        run_whole(&m);
+        m.usage()
+    };
+    for n in 1..=MAX_N {
+        let m = make();
+        let mut ctx = m.open();
+        setup(&m, &mut ctx).unwrap();
+        fail_nth::arm(n);
+        let result = swept(&m, &mut ctx);
+        let outcome = fail_nth::disarm();
+        if !outcome.fired {
+            assert_eq!(result, Ok(()), "N = {n}: nothing failed, yet the sequence did");
+            ctx.close();
+            assert_eq!(m.usage(), reference, "after the complete run");
+            eprintln!("swept {} allocation points", n - 1);
+            return n - 1;
+        }
+        match result {
+            Err((step, Errno::ENOMEM)) => eprintln!("N = {n}: {step}"),
+            other => panic!("N = {n}: the injected failure gave {other:?}, not ENOMEM"),
+        }
+        ctx.close();
+        run_whole(&m);
+        assert_eq!(m.usage(), reference, "N = {n}: {result:?} left this behind");
     }
     panic!("more than {MAX_N} allocation points");
 }
@@ -518,6 +605,51 @@ fn fault_queue(m: &Machine, ctx: &mut Ctx) -> Result<(), StepError> {
     ctx.step(m, "DESTROY nested", |c| c.destroy(c.ids.hwpt[2]))
 }
 
+/// viommu.c and eventq.c on the SMMUv3 host: a nesting parent, a vIOMMU, a vDEVICE, a
+/// vEVENTQ, a fault queue, a nested HWPT on the vIOMMU reporting to it; attach, replace,
+/// detach. (The vEVENTQ and fault queue stay: their open files hold them until close.)
+fn viommu_vdevice_veventq(m: &Machine, ctx: &mut Ctx) -> Result<(), StepError> {
+    let ste = Some((HwptDataType::ARM_SMMUV3, m.smmu_ste, 16));
+    ctx.step(m, "IOAS_ALLOC", |c| Ok(c.ids.ioas[0] = c.ioas_alloc()?))?;
+    ctx.step(m, "IOAS_MAP", |c| {
+        c.map(c.ids.ioas[0], FIXED_RW, m.buf, BUF_LEN, IOVA)?;
+        Ok(())
+    })?;
+    ctx.step(m, "HWPT_ALLOC nest parent", |c| {
+        c.ids.hwpt[1] = c.hwpt_alloc(c.ids.dev[0], c.ids.ioas[0], NEST_PARENT, None, 0)?;
+        Ok(())
+    })?;
+    ctx.step(m, "VIOMMU_ALLOC", |c| {
+        c.ids.viommu = c.viommu_alloc(c.ids.dev[0], c.ids.hwpt[1])?;
+        Ok(())
+    })?;
+    ctx.step(m, "VDEVICE_ALLOC", |c| {
+        c.ids.vdevice = c.vdevice_alloc(c.ids.viommu, c.ids.dev[0], 0x3)?;
+        Ok(())
+    })?;
+    ctx.step(m, "VEVENTQ_ALLOC", |c| {
+        c.ids.veventq = c.veventq_alloc(c.ids.viommu)?;
+        Ok(())
+    })?;
+    ctx.step(m, "FAULT_QUEUE_ALLOC", |c| Ok(c.ids.fault = c.fault_alloc()?))?;
+    ctx.step(m, "HWPT_ALLOC nested on the vIOMMU", |c| {
+        c.ids.hwpt[2] =
+            c.hwpt_alloc(c.ids.dev[0], c.ids.viommu, FAULT_ID_VALID, ste, c.ids.fault)?;
+        Ok(())
+    })?;
+    ctx.step(m, "ATTACH nested", |c| {
+        c.fd.attach(c.ids.dev[0], c.ids.hwpt[2], None)?;
+        Ok(())
+    })?;
+    ctx.step(m, "REPLACE nest parent", |c| {
+        c.fd.replace(c.ids.dev[0], c.ids.hwpt[1], None)?;
+        Ok(())
+    })?;
+    ctx.step(m, "DETACH", |c| c.fd.detach(c.ids.dev[0], None))?;
+    ctx.step(m, "DESTROY nested", |c| c.destroy(c.ids.hwpt[2]))?;
+    ctx.step(m, "DESTROY vDEVICE", |c| c.destroy(c.ids.vdevice))
+}
+
 /// An IOAS with the buffer mapped at [`IOVA`], before the sweep starts (as Linux's
 /// `access_pin` maps before `fail_nth_enable()`).
 fn mapped_ioas(m: &Machine, ctx: &mut Ctx) -> Result<(), StepError> {
@@ -603,6 +735,25 @@ fn fault_queue_fails_cleanly_at_every_allocation() {
     let m = Machine::vtd();
     let points = sweep(&m, bind_first, fault_queue);
     assert!(points >= 5, "{points}");
+}
+
+#[test]
+fn viommu_vdevice_veventq_fail_cleanly_at_every_allocation() {
+    let m = Machine::smmuv3();
+    let points = sweep(&m, bind_first, viommu_vdevice_veventq);
+    assert!(points >= 10, "{points}");
+}
+
+#[test]
+fn first_attach_on_vtd_fails_cleanly_at_every_allocation() {
+    let points = sweep_fresh(Machine::vtd, bind_first, hwpt_paging_nested);
+    assert!(points >= 10, "{points}");
+}
+
+#[test]
+fn first_attach_on_smmuv3_fails_cleanly_at_every_allocation() {
+    let points = sweep_fresh(Machine::smmuv3, bind_first, viommu_vdevice_veventq);
+    assert!(points >= 10, "{points}");
 }
 
 #[test]
