@@ -747,6 +747,12 @@ impl Iommu {
                     }
                     continue;
                 }
+                // The group (`iopf_group_alloc()`): without it the group is answered
+                // Response Failure, as Linux's `abort_group` is.
+                Reported::Complete(g) if vsva_mem::fail_nth::should_fail() => {
+                    self.respond_group(&g, ResponseCode::ResponseFailure);
+                    continue;
+                }
                 Reported::Complete(g) => g,
             };
             done += 1;
