@@ -30,7 +30,9 @@ use vsva_iommufd::abi::{
     IommuIoasMap, IommuIoasUnmap, IommuVdeviceAlloc, IommuVeventqAlloc, IommuViommuAlloc,
     VeventqType, ViommuType,
 };
-use vsva_iommufd::{Access, AccessOps, DeviceInfo, Held, Iommufd, ProcessMemory, RwBuf};
+use vsva_iommufd::{
+    Access, AccessOps, DeviceInfo, Held, Ioas, Iommufd, ProcessMemory, RwBuf,
+};
 use vsva_mem::fail_nth;
 use vsva_mem::{FrameAllocator, PhysMem, PhysMemory, Rid, Va};
 use vsva_mm::{MapFlags, MemoryManager, Process, Prot};
@@ -204,8 +206,12 @@ type StepError = (&'static str, Errno);
 #[derive(Debug, PartialEq)]
 struct Between {
     objects: Vec<(u32, vsva_iommufd::ObjectType)>,
+    /// Per IOAS: its usable IOVA ranges (reservations cut them), alignment and area count.
+    ioas: Vec<(u32, Vec<(u64, u64)>, u64, usize)>,
     pinned_pages: usize,
     locked_pages: u64,
+    domain_ids: usize,
+    attachments: usize,
 }
 
 impl Ctx {
@@ -228,8 +234,19 @@ impl Ctx {
     ) -> Result<(), StepError> {
         let between = |ctx: &Ctx| Between {
             objects: ctx.fd.objects(),
+            ioas: ctx
+                .fd
+                .all::<Ioas>()
+                .iter()
+                .map(|ioas| {
+                    let iopt = ioas.iopt();
+                    (ioas.id(), iopt.iova_ranges().0, iopt.alignment(), iopt.areas().len())
+                })
+                .collect(),
             pinned_pages: m.mm.pinned_pages(),
             locked_pages: m.p.locked_pages(),
+            domain_ids: m.iommu.domain_ids_in_use(),
+            attachments: m.iommu.attachments_in_use(),
         };
         let before = between(self);
         f(self).map_err(|errno| {
@@ -650,6 +667,27 @@ fn viommu_vdevice_veventq(m: &Machine, ctx: &mut Ctx) -> Result<(), StepError> {
     ctx.step(m, "DESTROY vDEVICE", |c| c.destroy(c.ids.vdevice))
 }
 
+/// device.c: bind, attach to an IOAS with a mapping, replace with another IOAS, unbind while
+/// attached.
+fn device_bind_attach_unbind(m: &Machine, ctx: &mut Ctx) -> Result<(), StepError> {
+    ctx.step(m, "bind", |c| Ok(c.ids.dev[0] = c.fd.bind_device(m.devices[0])?))?;
+    ctx.step(m, "IOAS_ALLOC", |c| Ok(c.ids.ioas[0] = c.ioas_alloc()?))?;
+    ctx.step(m, "IOAS_MAP", |c| {
+        c.map(c.ids.ioas[0], FIXED_RW, m.buf, 4 * PAGE, IOVA)?;
+        Ok(())
+    })?;
+    ctx.step(m, "ATTACH ioas", |c| {
+        c.fd.attach(c.ids.dev[0], c.ids.ioas[0], None)?;
+        Ok(())
+    })?;
+    ctx.step(m, "IOAS_ALLOC 2", |c| Ok(c.ids.ioas[1] = c.ioas_alloc()?))?;
+    ctx.step(m, "REPLACE with ioas 2", |c| {
+        c.fd.replace(c.ids.dev[0], c.ids.ioas[1], None)?;
+        Ok(())
+    })?;
+    ctx.step(m, "unbind", |c| c.fd.unbind_device(c.ids.dev[0]))
+}
+
 /// An IOAS with the buffer mapped at [`IOVA`], before the sweep starts (as Linux's
 /// `access_pin` maps before `fail_nth_enable()`).
 fn mapped_ioas(m: &Machine, ctx: &mut Ctx) -> Result<(), StepError> {
@@ -754,6 +792,13 @@ fn first_attach_on_vtd_fails_cleanly_at_every_allocation() {
 fn first_attach_on_smmuv3_fails_cleanly_at_every_allocation() {
     let points = sweep_fresh(Machine::smmuv3, bind_first, viommu_vdevice_veventq);
     assert!(points >= 10, "{points}");
+}
+
+#[test]
+fn device_bind_attach_unbind_fails_cleanly_at_every_allocation() {
+    let m = Machine::vtd();
+    let points = sweep(&m, nothing, device_bind_attach_unbind);
+    assert!(points >= 5, "{points}");
 }
 
 #[test]
