@@ -61,6 +61,8 @@ struct Machine {
     p: Arc<Process>,
     /// [`BUF_LEN`] bytes of the process, populated.
     buf: u64,
+    /// A buffer [`sweep_faulting`] maps unpopulated for each run.
+    lazy_buf: std::cell::Cell<u64>,
     /// Argument buffers of the process (nested HWPT data), written before the sweep.
     vtd_s1: u64,
     smmu_ste: u64,
@@ -120,6 +122,7 @@ impl Machine {
             mm,
             p,
             buf,
+            lazy_buf: Default::default(),
             vtd_s1,
             smmu_ste,
             devices,
@@ -490,6 +493,61 @@ fn sweep_fresh(make: fn() -> Machine, setup: Sequence, swept: Sequence) -> u64 {
     panic!("more than {MAX_N} allocation points");
 }
 
+/// As [`sweep`], with the user buffer mapped but not populated before each run and unmapped
+/// after it: pinning faults the pages in (the memory manager's page and page-table
+/// allocations), and once the context is closed and the buffer unmapped every frame of the
+/// process must be free again (a page still pinned or referenced would stay allocated).
+fn sweep_faulting(setup: Sequence, swept: Sequence) -> u64 {
+    let m = Machine::vtd();
+    let run = |n: Option<u64>| {
+        let buf = m
+            .p
+            .mmap(None, BUF_LEN, Prot::RW, MapFlags::empty())
+            .unwrap();
+        m.lazy_buf.set(buf.raw());
+        let mut ctx = m.open();
+        setup(&m, &mut ctx).unwrap();
+        fail_nth::arm(n.unwrap_or(0));
+        let result = swept(&m, &mut ctx);
+        let outcome = fail_nth::disarm();
+        ctx.close();
+        m.p.munmap(buf, BUF_LEN).unwrap();
+        (result, outcome)
+    };
+    assert_eq!(run(None).0, Ok(()));
+    let baseline = m.usage();
+    for n in 1..=MAX_N {
+        let (result, outcome) = run(Some(n));
+        if !outcome.fired {
+            assert_eq!(result, Ok(()), "N = {n}: nothing failed, yet the sequence did");
+            assert_eq!(m.usage(), baseline, "after the complete run");
+            eprintln!("swept {} allocation points", n - 1);
+            return n - 1;
+        }
+        match result {
+            Err((step, Errno::ENOMEM)) => eprintln!("N = {n}: {step}"),
+            other => panic!("N = {n}: the injected failure gave {other:?}, not ENOMEM"),
+        }
+        assert_eq!(m.usage(), baseline, "N = {n}: {result:?} left this behind");
+        assert_eq!(run(None).0, Ok(()), "N = {n}: the run after it");
+        assert_eq!(m.usage(), baseline, "N = {n}: the run after it left this behind");
+    }
+    panic!("more than {MAX_N} allocation points");
+}
+
+/// A domain filled from memory that is not there yet: the map faults every page in.
+fn map_faulting_pages(m: &Machine, ctx: &mut Ctx) -> Result<(), StepError> {
+    ctx.step(m, "IOAS_ALLOC", |c| Ok(c.ids.ioas[0] = c.ioas_alloc()?))?;
+    ctx.step(m, "ATTACH ioas", |c| {
+        c.fd.attach(c.ids.dev[0], c.ids.ioas[0], None)?;
+        Ok(())
+    })?;
+    ctx.step(m, "IOAS_MAP faulting", |c| {
+        c.map(c.ids.ioas[0], FIXED_RW, m.lazy_buf.get(), BUF_LEN, IOVA)?;
+        Ok(())
+    })
+}
+
 fn nothing(_: &Machine, _: &mut Ctx) -> Result<(), StepError> {
     Ok(())
 }
@@ -799,6 +857,12 @@ fn device_bind_attach_unbind_fails_cleanly_at_every_allocation() {
     let m = Machine::vtd();
     let points = sweep(&m, nothing, device_bind_attach_unbind);
     assert!(points >= 5, "{points}");
+}
+
+#[test]
+fn pinning_pages_not_yet_faulted_in_fails_cleanly_at_every_allocation() {
+    let points = sweep_faulting(bind_first, map_faulting_pages);
+    assert!(points >= 64, "{points}");
 }
 
 #[test]
