@@ -45,7 +45,11 @@ impl DomainIds {
 
     /// How many IDs are in use.
     pub fn in_use(&self) -> usize {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner()).used.len()
+        self.inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .used
+            .len()
     }
 
     /// Gives `did` back.

@@ -551,7 +551,11 @@ fn sva_bind_fails_cleanly_at_every_allocation() {
             break;
         }
         // ENOMEM, and no PASID, domain ID or attachment is left
-        assert_eq!(result.map(|_| ()).unwrap_err().errno(), Errno::ENOMEM, "N = {n}");
+        assert_eq!(
+            result.map(|_| ()).unwrap_err().errno(),
+            Errno::ENOMEM,
+            "N = {n}"
+        );
         assert_eq!(iommu.pasid_of(&p), None, "N = {n}");
         assert_eq!(iommu.domain_ids_in_use(), 0, "N = {n}");
         assert_eq!(iommu.attachments_in_use(), 0, "N = {n}");
