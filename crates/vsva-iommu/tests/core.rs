@@ -570,3 +570,30 @@ fn sva_bind_fails_cleanly_at_every_allocation() {
     assert_eq!(iommu.pasid_of(&p), None);
     assert_eq!(iommu.domain_ids_in_use(), 0);
 }
+
+#[test]
+fn an_io_page_table_frees_every_table_frame_when_it_goes() {
+    use vsva_iommu::{FormatTable, IoPgtable};
+    use vsva_mem::PageSize;
+    use vsva_pgtable::{PageTable, Perm};
+
+    let mem: Arc<dyn PhysMem> = Arc::new(PhysMemory::new(64 << 20).unwrap());
+    let frames = Arc::new(FrameAllocator::new(mem, 0, 64 << 20));
+    let free = frames.free_bytes();
+    let table = FormatTable::new(
+        PageTable::new(X86Paging::default(), frames.clone()).unwrap(),
+        (1 << 48) - 1,
+    );
+    // two leaves far apart: a root, and two paths of three tables below it
+    table
+        .map(0x1000, 0x20_0000, PageSize::Size4K, Perm::RW)
+        .unwrap();
+    table
+        .map(0x7f00_0000_0000, 0x20_1000, PageSize::Size4K, Perm::RW)
+        .unwrap();
+    assert_eq!(frames.allocated_frames(), 7);
+    // Linux `free_io_pgtable_ops()` when the domain is freed
+    drop(table);
+    assert_eq!(frames.allocated_frames(), 0);
+    assert_eq!(frames.free_bytes(), free);
+}
