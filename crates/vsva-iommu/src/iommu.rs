@@ -359,6 +359,10 @@ impl Iommu {
         if lock(&self.state).devices.contains_key(&dev) {
             return Err(IommuError::DeviceExists(dev));
         }
+        // the device's IOMMU data (`iommu_probe_device()`'s `dev_iommu_get()`)
+        if vsva_mem::fail_nth::should_fail() {
+            return Err(IommuError::NoMemory);
+        }
         self.ops.attach_device(dev, caps)?;
         lock(&self.state).devices.insert(
             dev,

@@ -21,8 +21,10 @@ use std::sync::Arc;
 
 use machine::*;
 use sweep::{sweep, sweep_faulting, sweep_fresh};
+use vsva_iommu::DeviceCaps;
 use vsva_iommufd::RwBuf;
-use vsva_iommufd::abi::HwptDataType;
+use vsva_iommufd::abi::{Errno, HwptDataType};
+use vsva_mem::{Rid, fail_nth};
 
 /// A domain filled from memory that is not there yet: the map faults every page in.
 fn map_faulting_pages(m: &Machine, ctx: &mut Ctx) -> Result<(), StepError> {
@@ -400,6 +402,59 @@ fn device_bind_attach_unbind_fails_cleanly_at_every_allocation() {
 fn pinning_pages_not_yet_faulted_in_fails_cleanly_at_every_allocation() {
     let points = sweep_faulting(bind_first, map_faulting_pages);
     assert!(points >= 64, "{points}");
+}
+
+/// The IOMMU core's device probe (`iommu_probe_device()`) and the driver's per-device
+/// structures (a VT-d context table for a new bus and the device's PASID directory, an SMMUv3
+/// stream table entry and CD table), on a fresh machine for every N: a failed probe returns
+/// `ENOMEM` and leaves the device unknown, and probing again leaves the machine as a
+/// successful first probe does. Returns the allocation points passed.
+fn probe_sweep(make: fn() -> Machine) -> u64 {
+    let rid = Rid::from_bdf(1, 0, 0).unwrap();
+    let caps = DeviceCaps {
+        pasid_bits: 20,
+        ats: false,
+        pri: false,
+    };
+    let reference = {
+        let m = make();
+        m.iommu.add_device(rid, caps, 32).unwrap();
+        m.usage()
+    };
+    for n in 1..=MAX_N {
+        let m = make();
+        fail_nth::arm(n);
+        let result = m.iommu.add_device(rid, caps, 32);
+        if !fail_nth::disarm().fired {
+            result.unwrap();
+            assert_eq!(m.usage(), reference);
+            eprintln!("swept {} allocation points", n - 1);
+            return n - 1;
+        }
+        assert_eq!(result.map_err(|e| e.errno()), Err(Errno::ENOMEM), "N = {n}");
+        assert_eq!(m.iommu.device_caps(rid), None, "N = {n}");
+        m.iommu.add_device(rid, caps, 32).unwrap();
+        assert_eq!(
+            m.usage(),
+            reference,
+            "N = {n}: the failed probe left this behind"
+        );
+    }
+    panic!("more than {MAX_N} allocation points");
+}
+
+#[test]
+fn device_probe_on_vtd_fails_cleanly_at_every_allocation() {
+    let points = probe_sweep(Machine::vtd);
+    assert!(points >= 2, "{points}");
+}
+
+#[test]
+fn device_probe_on_smmuv3_fails_cleanly_at_every_allocation() {
+    // the core's only: the driver sets up the stream's entry in tables it allocated when it
+    // probed the unit
+    let points = probe_sweep(Machine::smmuv3);
+    assert!(points >= 1, "{points}");
 }
 
 #[test]
