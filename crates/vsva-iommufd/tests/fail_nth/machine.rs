@@ -7,15 +7,18 @@ use vsva_host::{IommuKind, Os, Smmuv3Kind, VtdKind};
 use vsva_iommu::{DeviceCaps, Iommu};
 use vsva_iommufd::abi::ioctl::{
     IOMMU_DESTROY, IOMMU_FAULT_QUEUE_ALLOC, IOMMU_HWPT_ALLOC, IOMMU_IOAS_ALLOC, IOMMU_IOAS_COPY,
-    IOMMU_IOAS_MAP, IOMMU_IOAS_UNMAP, IOMMU_VDEVICE_ALLOC, IOMMU_VEVENTQ_ALLOC, IOMMU_VIOMMU_ALLOC,
+    IOMMU_IOAS_MAP, IOMMU_IOAS_MAP_FILE, IOMMU_IOAS_UNMAP, IOMMU_VDEVICE_ALLOC,
+    IOMMU_VEVENTQ_ALLOC, IOMMU_VIOMMU_ALLOC,
 };
 use vsva_iommufd::abi::{
     Errno, HwptAllocFlags, HwptDataType, IoasMapFlags, IommuDestroy, IommuFaultAlloc,
     IommuHwptAlloc, IommuHwptArmSmmuv3, IommuHwptVtdS1, IommuIoasAlloc, IommuIoasCopy,
-    IommuIoasMap, IommuIoasUnmap, IommuVdeviceAlloc, IommuVeventqAlloc, IommuViommuAlloc,
-    VeventqType, ViommuType,
+    IommuIoasMap, IommuIoasMapFile, IommuIoasUnmap, IommuVdeviceAlloc, IommuVeventqAlloc,
+    IommuViommuAlloc, VeventqType, ViommuType,
 };
-use vsva_iommufd::{Access, AccessOps, DeviceInfo, Held, Ioas, Iommufd, ProcessMemory};
+use vsva_iommufd::{
+    Access, AccessOps, AddressSpace, DeviceInfo, FileResolver, Held, Ioas, Iommufd, ProcessMemory,
+};
 use vsva_mem::{FrameAllocator, PhysMem, PhysMemory, Rid, Va};
 use vsva_mm::{MapFlags, MemoryManager, Process, Prot};
 use vsva_pcie::MsiLog;
@@ -50,6 +53,28 @@ pub struct Machine {
     pub smmu_ste: u64,
     /// Devices under the IOMMU, by device number.
     pub devices: Vec<DeviceInfo>,
+    /// A "memfd" (another process's memory, offsets being its addresses) and where its
+    /// [`BUF_LEN`] populated bytes are.
+    pub file: Arc<Process>,
+    pub file_buf: u64,
+}
+
+/// Descriptor 3 is the machine's "memfd".
+pub struct MemfdResolver(pub Arc<Process>);
+
+impl FileResolver for MemfdResolver {
+    fn resolve(
+        &self,
+        fd: i32,
+        _start: u64,
+        _length: u64,
+        _writable: bool,
+    ) -> Result<Arc<dyn AddressSpace>, Errno> {
+        match fd {
+            3 => Ok(self.0.clone()),
+            _ => Err(Errno::EBADF),
+        }
+    }
 }
 
 impl Machine {
@@ -96,7 +121,14 @@ impl Machine {
                 DeviceInfo::new(rid, caps)
             })
             .collect();
+        let file = mm.spawn().unwrap();
+        let file_buf = file
+            .mmap(None, BUF_LEN, Prot::RW, MapFlags::POPULATE)
+            .unwrap()
+            .raw();
         Machine {
+            file,
+            file_buf,
             driver_frames,
             iommu,
             mm,
@@ -139,8 +171,10 @@ impl Machine {
     }
 
     pub fn open(&self) -> Ctx {
+        let fd = Arc::new(Iommufd::new(self.p.clone(), self.iommu.clone()));
+        fd.set_file_resolver(Some(Arc::new(MemfdResolver(self.file.clone()))));
         Ctx {
-            fd: Arc::new(Iommufd::new(self.p.clone(), self.iommu.clone())),
+            fd,
             mem: ProcessMemory::new(self.p.clone()),
             accesses: Vec::new(),
             ids: Default::default(),
@@ -278,6 +312,19 @@ impl Ctx {
         };
         self.call(IOMMU_IOAS_MAP, &mut cmd)?;
         Ok(cmd.iova)
+    }
+
+    pub fn map_file(&self, ioas_id: u32, start: u64, length: u64, iova: u64) -> Result<(), Errno> {
+        let mut cmd = IommuIoasMapFile {
+            size: 40,
+            flags: FIXED_RW,
+            ioas_id,
+            fd: 3,
+            start,
+            length,
+            iova,
+        };
+        self.call(IOMMU_IOAS_MAP_FILE, &mut cmd)
     }
 
     pub fn unmap(&self, ioas_id: u32, iova: u64, length: u64) -> Result<(), Errno> {

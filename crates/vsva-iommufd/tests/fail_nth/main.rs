@@ -280,6 +280,28 @@ fn device_bind_attach_unbind(m: &Machine, ctx: &mut Ctx) -> Result<(), StepError
     ctx.step(m, "unbind", |c| c.fd.unbind_device(c.ids.dev[0]))
 }
 
+/// iopt_map_file_pages(): a memfd mapped into an IOAS with a domain (pinned from the file,
+/// charged to the context's process), the domain detached and attached again.
+fn map_file_domain(m: &Machine, ctx: &mut Ctx) -> Result<(), StepError> {
+    ctx.step(m, "IOAS_ALLOC", |c| {
+        c.ids.ioas[0] = c.ioas_alloc()?;
+        Ok(())
+    })?;
+    ctx.step(m, "ATTACH ioas", |c| {
+        c.fd.attach(c.ids.dev[0], c.ids.ioas[0], None)?;
+        Ok(())
+    })?;
+    ctx.step(m, "IOAS_MAP_FILE", |c| {
+        c.map_file(c.ids.ioas[0], m.file_buf, BUF_LEN, IOVA)
+    })?;
+    ctx.step(m, "DETACH", |c| c.fd.detach(c.ids.dev[0], None))?;
+    ctx.step(m, "ATTACH again", |c| {
+        c.fd.attach(c.ids.dev[0], c.ids.ioas[0], None)?;
+        Ok(())
+    })?;
+    ctx.step(m, "IOAS_UNMAP", |c| c.unmap(c.ids.ioas[0], IOVA, BUF_LEN))
+}
+
 /// An IOAS with the buffer mapped at [`IOVA`], before the sweep starts (as Linux's
 /// `access_pin` maps before `fail_nth_enable()`).
 fn mapped_ioas(m: &Machine, ctx: &mut Ctx) -> Result<(), StepError> {
@@ -356,6 +378,13 @@ fn map_with_two_domains_fails_cleanly_at_every_allocation() {
     let m = Machine::vtd();
     let points = sweep(&m, bind_both, map_two_domains);
     assert!(points >= 10, "{points}");
+}
+
+#[test]
+fn map_file_with_a_domain_fails_cleanly_at_every_allocation() {
+    let m = Machine::vtd();
+    let points = sweep(&m, bind_first, map_file_domain);
+    assert!(points >= 64, "{points}");
 }
 
 #[test]
