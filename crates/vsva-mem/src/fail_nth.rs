@@ -14,8 +14,8 @@
 //! |---|---|
 //! | vsva-mem | `FrameAllocator::alloc`: every page-table, structure and process frame |
 //! | vsva-mm | each run `pin_pages` pins (GUP's page batch); `account_locked`; ASIDs |
-//! | vsva-iommu | a paging or nested domain; a domain ID (`ida_alloc`); a PASID; an attachment (`xa_insert`); an SVA binding; a page-request group (`iopf_group_alloc`) |
-//! | vsva-iommufd | every object (`iommufd_object_alloc`); a fault or vEVENTQ file; `Pages` (`iopt_alloc_pages`); an area; an IOVA reservation; an access's list entry; a vDEVICE's vIOMMU entry; a vEVENT |
+//! | vsva-iommu | a paging or nested domain; a domain ID (`ida_alloc`); a PASID; a device probe; an attachment (`xa_insert`); an SVA binding; a page-request group (`iopf_group_alloc`) |
+//! | vsva-iommufd | every object (`iommufd_object_alloc`); a fault or vEVENTQ file; `Pages` (`iopt_alloc_pages`); an area; an IOVA reservation; an access's list entry; a vDEVICE's vIOMMU entry; a dirty bitmap walk; a vEVENT |
 //!
 //! `crates/vsva-iommufd/tests/fail_nth/` sweeps them over iommufd call sequences.
 

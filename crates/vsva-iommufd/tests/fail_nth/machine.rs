@@ -6,15 +6,16 @@ use vsva_demo::Fabric;
 use vsva_host::{IommuKind, Os, Smmuv3Kind, VtdKind};
 use vsva_iommu::{DeviceCaps, Iommu};
 use vsva_iommufd::abi::ioctl::{
-    IOMMU_DESTROY, IOMMU_FAULT_QUEUE_ALLOC, IOMMU_HWPT_ALLOC, IOMMU_IOAS_ALLOC, IOMMU_IOAS_COPY,
-    IOMMU_IOAS_MAP, IOMMU_IOAS_MAP_FILE, IOMMU_IOAS_UNMAP, IOMMU_VDEVICE_ALLOC,
-    IOMMU_VEVENTQ_ALLOC, IOMMU_VIOMMU_ALLOC,
+    IOMMU_DESTROY, IOMMU_FAULT_QUEUE_ALLOC, IOMMU_HWPT_ALLOC, IOMMU_HWPT_GET_DIRTY_BITMAP,
+    IOMMU_HWPT_SET_DIRTY_TRACKING, IOMMU_IOAS_ALLOC, IOMMU_IOAS_COPY, IOMMU_IOAS_MAP,
+    IOMMU_IOAS_MAP_FILE, IOMMU_IOAS_UNMAP, IOMMU_VDEVICE_ALLOC, IOMMU_VEVENTQ_ALLOC,
+    IOMMU_VIOMMU_ALLOC,
 };
 use vsva_iommufd::abi::{
     Errno, HwptAllocFlags, HwptDataType, IoasMapFlags, IommuDestroy, IommuFaultAlloc,
-    IommuHwptAlloc, IommuHwptArmSmmuv3, IommuHwptVtdS1, IommuIoasAlloc, IommuIoasCopy,
-    IommuIoasMap, IommuIoasMapFile, IommuIoasUnmap, IommuVdeviceAlloc, IommuVeventqAlloc,
-    IommuViommuAlloc, VeventqType, ViommuType,
+    IommuHwptAlloc, IommuHwptArmSmmuv3, IommuHwptGetDirtyBitmap, IommuHwptSetDirtyTracking,
+    IommuHwptVtdS1, IommuIoasAlloc, IommuIoasCopy, IommuIoasMap, IommuIoasMapFile, IommuIoasUnmap,
+    IommuVdeviceAlloc, IommuVeventqAlloc, IommuViommuAlloc, VeventqType, ViommuType,
 };
 use vsva_iommufd::{
     Access, AccessOps, AddressSpace, DeviceInfo, FileResolver, Held, Ioas, Iommufd, ProcessMemory,
@@ -51,6 +52,8 @@ pub struct Machine {
     /// Argument buffers of the process (nested HWPT data), written before the sweep.
     pub vtd_s1: u64,
     pub smmu_ste: u64,
+    /// A page for dirty bitmaps.
+    pub bitmap: u64,
     /// Devices under the IOMMU, by device number.
     pub devices: Vec<DeviceInfo>,
     /// A "memfd" (another process's memory, offsets being its addresses) and where its
@@ -106,6 +109,7 @@ impl Machine {
             __reserved: 0,
         };
         p.write_bytes(Va::new(vtd_s1), s1.as_bytes()).unwrap();
+        let bitmap = populate(PAGE);
         let smmu_ste = populate(PAGE);
         // STE.V, Config = bypass (IHI 0070 §5.2): a guest STE the driver takes without a CD
         // table.
@@ -137,6 +141,7 @@ impl Machine {
             lazy_buf: Default::default(),
             vtd_s1,
             smmu_ste,
+            bitmap,
             devices,
         }
     }
@@ -325,6 +330,37 @@ impl Ctx {
             iova,
         };
         self.call(IOMMU_IOAS_MAP_FILE, &mut cmd)
+    }
+
+    pub fn set_dirty_tracking(&self, hwpt_id: u32, on: bool) -> Result<(), Errno> {
+        let mut cmd = IommuHwptSetDirtyTracking {
+            size: 16,
+            flags: u32::from(on),
+            hwpt_id,
+            __reserved: 0,
+        };
+        self.call(IOMMU_HWPT_SET_DIRTY_TRACKING, &mut cmd)
+    }
+
+    /// `IOMMU_HWPT_GET_DIRTY_BITMAP` of `[iova, iova + length)` in 4 KiB units into `data`.
+    pub fn dirty_bitmap(
+        &self,
+        hwpt_id: u32,
+        iova: u64,
+        length: u64,
+        data: u64,
+    ) -> Result<(), Errno> {
+        let mut cmd = IommuHwptGetDirtyBitmap {
+            size: 48,
+            hwpt_id,
+            flags: 0,
+            __reserved: 0,
+            iova,
+            length,
+            page_size: PAGE,
+            data,
+        };
+        self.call(IOMMU_HWPT_GET_DIRTY_BITMAP, &mut cmd)
     }
 
     pub fn unmap(&self, ioas_id: u32, iova: u64, length: u64) -> Result<(), Errno> {

@@ -23,7 +23,7 @@ use machine::*;
 use sweep::{sweep, sweep_faulting, sweep_fresh};
 use vsva_iommu::DeviceCaps;
 use vsva_iommufd::RwBuf;
-use vsva_iommufd::abi::{Errno, HwptDataType};
+use vsva_iommufd::abi::{Errno, HwptAllocFlags, HwptDataType};
 use vsva_mem::{Rid, fail_nth};
 
 /// A domain filled from memory that is not there yet: the map faults every page in.
@@ -302,6 +302,36 @@ fn map_file_domain(m: &Machine, ctx: &mut Ctx) -> Result<(), StepError> {
     ctx.step(m, "IOAS_UNMAP", |c| c.unmap(c.ids.ioas[0], IOVA, BUF_LEN))
 }
 
+/// dirty.c: a dirty-tracking HWPT attached, tracking on, the bitmap read (and cleared), off.
+fn dirty_tracking(m: &Machine, ctx: &mut Ctx) -> Result<(), StepError> {
+    let dirty = HwptAllocFlags::DIRTY_TRACKING.bits();
+    ctx.step(m, "IOAS_ALLOC", |c| {
+        c.ids.ioas[0] = c.ioas_alloc()?;
+        Ok(())
+    })?;
+    ctx.step(m, "IOAS_MAP", |c| {
+        c.map(c.ids.ioas[0], FIXED_RW, m.buf, 8 * PAGE, IOVA)?;
+        Ok(())
+    })?;
+    ctx.step(m, "HWPT_ALLOC dirty tracking", |c| {
+        c.ids.hwpt[0] = c.hwpt_alloc(c.ids.dev[0], c.ids.ioas[0], dirty, None, 0)?;
+        Ok(())
+    })?;
+    ctx.step(m, "ATTACH", |c| {
+        c.fd.attach(c.ids.dev[0], c.ids.hwpt[0], None)?;
+        Ok(())
+    })?;
+    ctx.step(m, "SET_DIRTY_TRACKING on", |c| {
+        c.set_dirty_tracking(c.ids.hwpt[0], true)
+    })?;
+    ctx.step(m, "GET_DIRTY_BITMAP", |c| {
+        c.dirty_bitmap(c.ids.hwpt[0], IOVA, 8 * PAGE, m.bitmap)
+    })?;
+    ctx.step(m, "SET_DIRTY_TRACKING off", |c| {
+        c.set_dirty_tracking(c.ids.hwpt[0], false)
+    })
+}
+
 /// An IOAS with the buffer mapped at [`IOVA`], before the sweep starts (as Linux's
 /// `access_pin` maps before `fail_nth_enable()`).
 fn mapped_ioas(m: &Machine, ctx: &mut Ctx) -> Result<(), StepError> {
@@ -385,6 +415,13 @@ fn map_file_with_a_domain_fails_cleanly_at_every_allocation() {
     let m = Machine::vtd();
     let points = sweep(&m, bind_first, map_file_domain);
     assert!(points >= 64, "{points}");
+}
+
+#[test]
+fn dirty_tracking_fails_cleanly_at_every_allocation() {
+    let m = Machine::vtd();
+    let points = sweep(&m, bind_first, dirty_tracking);
+    assert!(points >= 5, "{points}");
 }
 
 #[test]
