@@ -26,8 +26,12 @@ impl DomainIds {
     /// A free domain ID.
     ///
     /// # Errors
-    /// [`IommuError::NoDomainId`] when all 65535 are in use.
+    /// [`IommuError::NoDomainId`] when all 65535 are in use; [`IommuError::NoMemory`] when
+    /// [`vsva_mem::fail_nth`] fails it (`ida_alloc_range()` allocating a node).
     pub fn alloc(&self) -> Result<u16> {
+        if vsva_mem::fail_nth::should_fail() {
+            return Err(IommuError::NoMemory);
+        }
         let mut ids = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let start = ids.next.max(1);
         let free = (start..=u16::MAX)
@@ -37,6 +41,15 @@ impl DomainIds {
         ids.used.insert(free);
         ids.next = free.wrapping_add(1);
         Ok(free)
+    }
+
+    /// How many IDs are in use.
+    pub fn in_use(&self) -> usize {
+        self.inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .used
+            .len()
     }
 
     /// Gives `did` back.

@@ -58,16 +58,38 @@ pub trait IoPgtable: Send + Sync {
     ) -> std::result::Result<usize, MapError>;
 }
 
-/// A [`PageTable`] of any format with the last address its hardware translates.
+/// A [`PageTable`] of any format with the last address its hardware translates. Dropping it
+/// frees every table frame (Linux `free_io_pgtable_ops()` when the domain is freed); the
+/// owner has detached every device first.
 pub struct FormatTable<F: Format> {
-    table: PageTable<F>,
+    /// `None` only while being dropped.
+    table: Option<PageTable<F>>,
     last_iova: u64,
 }
 
 impl<F: Format> FormatTable<F> {
     /// Wraps `table`, which translates up to `last_iova`.
     pub fn new(table: PageTable<F>, last_iova: u64) -> FormatTable<F> {
-        FormatTable { table, last_iova }
+        FormatTable {
+            table: Some(table),
+            last_iova,
+        }
+    }
+
+    fn table(&self) -> &PageTable<F> {
+        self.table
+            .as_ref()
+            .expect("the table is only taken when the wrapper is dropped")
+    }
+}
+
+impl<F: Format> Drop for FormatTable<F> {
+    fn drop(&mut self) {
+        if let Some(table) = self.table.take() {
+            if let Err(e) = table.destroy() {
+                tracing::error!(%e, "freeing an I/O page table");
+            }
+        }
     }
 }
 
@@ -84,16 +106,16 @@ impl<F: Format> Drop for FormatTable<F> {
 
 impl<F: Format + Send + Sync> IoPgtable for FormatTable<F> {
     fn root(&self) -> u64 {
-        self.table.root()
+        self.table().root()
     }
     fn levels(&self) -> u8 {
-        self.table.format().levels()
+        self.table().format().levels()
     }
     fn last_iova(&self) -> u64 {
         self.last_iova
     }
     fn supports(&self, size: PageSize) -> bool {
-        self.table.format().supports(size)
+        self.table().format().supports(size)
     }
     fn map(
         &self,
@@ -102,13 +124,13 @@ impl<F: Format + Send + Sync> IoPgtable for FormatTable<F> {
         size: PageSize,
         perm: Perm,
     ) -> std::result::Result<(), MapError> {
-        self.table.map(iova, pa, size, perm)
+        self.table().map(iova, pa, size, perm)
     }
     fn unmap(&self, iova: u64, len: u64) -> std::result::Result<Unmapped, MapError> {
-        self.table.unmap(iova, len)
+        self.table().unmap(iova, len)
     }
     fn free_tables(&self, tables: &[u64]) {
-        if let Err(e) = self.table.free_tables(tables) {
+        if let Err(e) = self.table().free_tables(tables) {
             tracing::error!(%e, "freeing I/O page-table pages");
         }
     }
@@ -119,7 +141,7 @@ impl<F: Format + Send + Sync> IoPgtable for FormatTable<F> {
         clear: bool,
         f: &mut dyn FnMut(u64, PageSize),
     ) -> std::result::Result<usize, MapError> {
-        self.table.read_and_clear_dirty(iova, len, clear, f)
+        self.table().read_and_clear_dirty(iova, len, clear, f)
     }
 }
 

@@ -359,6 +359,10 @@ impl Iommu {
         if lock(&self.state).devices.contains_key(&dev) {
             return Err(IommuError::DeviceExists(dev));
         }
+        // the device's IOMMU data (`iommu_probe_device()`'s `dev_iommu_get()`)
+        if vsva_mem::fail_nth::should_fail() {
+            return Err(IommuError::NoMemory);
+        }
         self.ops.attach_device(dev, caps)?;
         lock(&self.state).devices.insert(
             dev,
@@ -462,6 +466,10 @@ impl Iommu {
     }
 
     fn alloc_paging(&self, nest_parent: bool) -> Result<Arc<PagingDomain>> {
+        // the domain itself (`kzalloc` in the driver's `domain_alloc_paging`)
+        if vsva_mem::fail_nth::should_fail() {
+            return Err(IommuError::NoMemory);
+        }
         let table = if nest_parent {
             self.ops.alloc_io_pgtable_nest_parent()?
         } else {
@@ -536,6 +544,9 @@ impl Iommu {
                 return Err(IommuError::Invalid("first-stage root"));
             }
         }
+        if vsva_mem::fail_nth::should_fail() {
+            return Err(IommuError::NoMemory);
+        }
         let did = self.dids.alloc()?;
         Ok(NestedDomain::new(
             self.ops.clone(),
@@ -579,6 +590,10 @@ impl Iommu {
             if d.pasids.contains_key(&pasid.raw()) {
                 return Err(IommuError::PasidBusy { dev, pasid });
             }
+        }
+        // the attachment's entry (`xa_insert()` into the group's PASID array)
+        if vsva_mem::fail_nth::should_fail() {
+            return Err(IommuError::NoMemory);
         }
         let did = match domain_did {
             Some(did) => did,
@@ -736,6 +751,12 @@ impl Iommu {
                     }
                     continue;
                 }
+                // The group (`iopf_group_alloc()`): without it the group is answered
+                // Response Failure, as Linux's `abort_group` is.
+                Reported::Complete(g) if vsva_mem::fail_nth::should_fail() => {
+                    self.respond_group(&g, ResponseCode::ResponseFailure);
+                    continue;
+                }
                 Reported::Complete(g) => g,
             };
             done += 1;
@@ -782,6 +803,21 @@ impl Iommu {
             }
         }
         faults.len()
+    }
+
+    /// Domain IDs in use: one per live domain and per attachment without a domain of its
+    /// own (an SVA address space). What a leak check compares before and after.
+    pub fn domain_ids_in_use(&self) -> usize {
+        self.dids.in_use()
+    }
+
+    /// Devices and PASIDs attached to something (a domain or an address space).
+    pub fn attachments_in_use(&self) -> usize {
+        lock(&self.state)
+            .devices
+            .values()
+            .map(|d| d.pasids.len())
+            .sum()
     }
 
     /// The PASID `dev` uses for `process`, if bound.

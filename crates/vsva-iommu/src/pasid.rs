@@ -37,7 +37,8 @@ impl PasidAllocator {
     ///
     /// # Errors
     /// [`IommuError::NoPasid`] when the space is exhausted; [`IommuError::PasidOverflow`] when
-    /// `mm`'s PASID does not fit `dev_bits` (the caller fills in the device).
+    /// `mm`'s PASID does not fit `dev_bits` (the caller fills in the device);
+    /// [`IommuError::NoMemory`] when [`vsva_mem::fail_nth`] fails a new allocation.
     pub fn get_or_alloc(&mut self, mm: Pid, dev_bits: u8) -> Result<Pasid> {
         let limit = 1u32 << dev_bits.min(20);
         if let Some(&p) = self.by_mm.get(&mm) {
@@ -48,6 +49,9 @@ impl PasidAllocator {
                 });
             }
             return Ok(p);
+        }
+        if vsva_mem::fail_nth::should_fail() {
+            return Err(IommuError::NoMemory);
         }
         let end = self.end.min(limit);
         let found = (self.hint.max(self.min)..end)

@@ -492,3 +492,108 @@ fn device_caps_are_what_the_device_was_added_with() {
     iommu.remove_device(dev(3)).unwrap();
     assert_eq!(iommu.device_caps(dev(3)), None);
 }
+
+#[test]
+fn a_page_request_group_that_cannot_be_allocated_is_answered_response_failure() {
+    let (iommu, rec, mm) = setup();
+    iommu.add_device(dev(3), SVA, 32).unwrap();
+    let p = mm.spawn().unwrap();
+    let h = iommu.sva_bind(dev(3), &p).unwrap();
+    let va = p.mmap(None, 4096, Prot::RW, MapFlags::empty()).unwrap();
+    rec.take();
+    *rec.requests.lock().unwrap() = vec![
+        pr(dev(3), h.pasid, va.raw(), true, true, 4),
+        pr(dev(3), h.pasid, va.raw(), true, true, 5),
+    ];
+    // the first group's allocation fails (Linux `iommu_report_device_fault()` then
+    // `iopf_group_response(abort_group, IOMMU_PAGE_RESP_FAILURE)`); the second is served
+    vsva_mem::fail_nth::arm(1);
+    assert_eq!(iommu.handle_page_requests(), 1);
+    assert!(vsva_mem::fail_nth::disarm().fired);
+    let p_ = Some(h.pasid.raw());
+    assert_eq!(
+        rec.responses(),
+        vec![
+            Call::Respond(dev(3), p_, 4, ResponseCode::ResponseFailure),
+            Call::Respond(dev(3), p_, 5, ResponseCode::Success),
+        ]
+    );
+    // nothing is left owed for the failed group
+    assert!(!iommu.respond(dev(3), Some(h.pasid), 4, ResponseCode::Success));
+}
+
+#[test]
+fn sva_bind_fails_cleanly_at_every_allocation() {
+    let (iommu, _rec, mm) = setup();
+    iommu.add_device(dev(3), SVA, 32).unwrap();
+    iommu.add_device(dev(4), SVA, 32).unwrap();
+    let p = mm.spawn().unwrap();
+    let bind_both = || -> Result<_, IommuError> {
+        let a = iommu.sva_bind(dev(3), &p)?;
+        match iommu.sva_bind(dev(4), &p) {
+            Ok(b) => Ok((a, b)),
+            Err(e) => {
+                iommu.sva_unbind(a).unwrap();
+                Err(e)
+            }
+        }
+    };
+    let mut points = 0;
+    for n in 1..100 {
+        vsva_mem::fail_nth::arm(n);
+        let result = bind_both();
+        let outcome = vsva_mem::fail_nth::disarm();
+        if !outcome.fired {
+            let (a, b) = result.unwrap();
+            iommu.sva_unbind(a).unwrap();
+            iommu.sva_unbind(b).unwrap();
+            points = n - 1;
+            break;
+        }
+        // ENOMEM, and no PASID, domain ID or attachment is left
+        assert_eq!(
+            result.map(|_| ()).unwrap_err().errno(),
+            Errno::ENOMEM,
+            "N = {n}"
+        );
+        assert_eq!(iommu.pasid_of(&p), None, "N = {n}");
+        assert_eq!(iommu.domain_ids_in_use(), 0, "N = {n}");
+        assert_eq!(iommu.attachments_in_use(), 0, "N = {n}");
+        // still usable
+        let (a, b) = bind_both().unwrap();
+        iommu.sva_unbind(a).unwrap();
+        iommu.sva_unbind(b).unwrap();
+    }
+    // the address space's PASID, the first binding and the address space's domain ID; the
+    // second binding
+    assert_eq!(points, 4);
+    assert_eq!(iommu.pasid_of(&p), None);
+    assert_eq!(iommu.domain_ids_in_use(), 0);
+}
+
+#[test]
+fn an_io_page_table_frees_every_table_frame_when_it_goes() {
+    use vsva_iommu::{FormatTable, IoPgtable};
+    use vsva_mem::PageSize;
+    use vsva_pgtable::{PageTable, Perm};
+
+    let mem: Arc<dyn PhysMem> = Arc::new(PhysMemory::new(64 << 20).unwrap());
+    let frames = Arc::new(FrameAllocator::new(mem, 0, 64 << 20));
+    let free = frames.free_bytes();
+    let table = FormatTable::new(
+        PageTable::new(X86Paging::default(), frames.clone()).unwrap(),
+        (1 << 48) - 1,
+    );
+    // two leaves far apart: a root, and two paths of three tables below it
+    table
+        .map(0x1000, 0x20_0000, PageSize::Size4K, Perm::RW)
+        .unwrap();
+    table
+        .map(0x7f00_0000_0000, 0x20_1000, PageSize::Size4K, Perm::RW)
+        .unwrap();
+    assert_eq!(frames.allocated_frames(), 7);
+    // Linux `free_io_pgtable_ops()` when the domain is freed
+    drop(table);
+    assert_eq!(frames.allocated_frames(), 0);
+    assert_eq!(frames.free_bytes(), free);
+}

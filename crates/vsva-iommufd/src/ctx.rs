@@ -247,11 +247,14 @@ impl Iommufd {
     /// or `iommufd_object_abort()`). `build` runs without the state lock. Returns the ID.
     ///
     /// # Errors
-    /// `EBUSY` when no ID is free; `build`'s error, after which the ID is free again.
+    /// `ENOMEM` when [`vsva_mem::fail_nth`] fails the object's allocation; `EBUSY` when no
+    /// ID is free; `build`'s error, after which the ID is free again.
     pub(crate) fn create(
         &self,
         build: impl FnOnce(u32) -> Result<Object, Errno>,
     ) -> Result<u32, Errno> {
+        // the object itself (`__iommufd_object_alloc()`'s `kzalloc`)
+        vsva_mem::fail_nth::check()?;
         let id = self.state().objects.reserve()?;
         match build(id) {
             Ok(object) => {

@@ -161,7 +161,7 @@ impl Iommufd {
     /// In order: `EOPNOTSUPP` for unknown flags or a non-zero `__reserved`; `ENOENT` if
     /// `hwpt_id` is not a paging HWPT; `check_iova_range`'s errors against the HWPT's IOAS;
     /// `EOPNOTSUPP` if the HWPT was not allocated with `IOMMU_HWPT_ALLOC_DIRTY_TRACKING`;
-    /// then `EFAULT` for bitmap memory that cannot be read or written, `EINVAL` at the first
+    /// `ENOMEM` when [`vsva_mem::fail_nth`] fails the bitmap's allocation; then `EFAULT` for bitmap memory that cannot be read or written, `EINVAL` at the first
     /// hole in the IOAS's mappings.
     pub fn hwpt_get_dirty_bitmap(
         &self,
@@ -176,6 +176,8 @@ impl Iommufd {
         if !hwpt.dirty_ops() {
             return Err(Errno::EOPNOTSUPP);
         }
+        // the walk's bitmap window (`iova_bitmap_alloc()`), before anything is read or cleared
+        vsva_mem::fail_nth::check()?;
         let clear = !flags.contains(GetDirtyBitmapFlags::NO_CLEAR);
         let mut bitmap = Bitmap {
             mem,

@@ -79,8 +79,10 @@ impl Iommufd {
     /// Keeps `file` under the lowest free file number, and returns the number.
     ///
     /// # Errors
-    /// `EMFILE` when no number is free.
+    /// `ENOMEM` when [`vsva_mem::fail_nth`] fails the file's allocation
+    /// (`anon_inode_getfile()`); `EMFILE` when no number is free.
     pub(crate) fn install_file<F: NumberedFile>(&self, file: Arc<F>) -> Result<u32, Errno> {
+        vsva_mem::fail_nth::check()?;
         let mut state = self.state();
         let fd = state.free_file_number()?;
         F::table(&mut state).insert(fd, file);

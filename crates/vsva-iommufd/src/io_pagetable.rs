@@ -371,6 +371,8 @@ impl IoPageTable {
             return Err(Errno::EINVAL);
         }
         let last = iova.checked_add(length - 1).ok_or(Errno::EOVERFLOW)?;
+        // the area (`iopt_alloc_area()`)
+        vsva_mem::fail_nth::check()?;
         let area = Area {
             iova,
             last,

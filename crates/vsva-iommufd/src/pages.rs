@@ -165,7 +165,7 @@ impl Pages {
     ///
     /// # Errors
     /// `EINVAL` for a zero length or one too large to round up to pages; `EOVERFLOW` if the
-    /// range wraps.
+    /// range wraps; `ENOMEM` when [`vsva_mem::fail_nth`] fails the allocation.
     pub fn new(
         process: Arc<dyn AddressSpace>,
         uptr: u64,
@@ -209,6 +209,7 @@ impl Pages {
         if npages.checked_mul(PAGE).is_none() {
             return Err(Errno::EINVAL);
         }
+        vsva_mem::fail_nth::check()?;
         Ok(Arc::new(Pages {
             process,
             owner: Mutex::new(owner),

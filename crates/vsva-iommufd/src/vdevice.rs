@@ -139,6 +139,8 @@ impl Iommufd {
         }
         cmd.out_vdevice_id = self.create(|id| {
             let rid = dev.rid();
+            // the vIOMMU's table entry (`xa_cmpxchg()`)
+            vsva_mem::fail_nth::check()?;
             viommu.vdevs().insert(virt_id, VdevEntry { id, rid });
             dev.set_vdevice(Some(id));
             if viommu.has_driver_ops() {

@@ -133,9 +133,11 @@ fn next_sequence(sequence: u32) -> u32 {
 impl Queue {
     /// `iommufd_vevent_handler()` after `iommufd_viommu_report_event()`: `data` at the tail,
     /// or, with `depth` events queued already, the lost-events header; either replaces a
-    /// lost-events header at the tail and takes the next sequence number.
+    /// lost-events header at the tail and takes the next sequence number. An event that
+    /// cannot be allocated ([`vsva_mem::fail_nth`]; Linux's `GFP_ATOMIC` `kzalloc()`) is lost
+    /// as one that does not fit.
     fn push(&mut self, depth: u32, data: &[u8]) {
-        let (flags, data) = if self.num_events == depth {
+        let (flags, data) = if self.num_events == depth || vsva_mem::fail_nth::should_fail() {
             (VeventqFlags::LOST_EVENTS.bits(), Vec::new())
         } else {
             self.num_events += 1;
@@ -456,5 +458,30 @@ mod tests {
         assert_eq!(&buf[8..12], &[0xaa; 4]);
         assert_eq!(&buf[12..20], &[1, 0, 0, 0, 1, 0, 0, 0]);
         assert_eq!((q.num_events, q.deliver.len()), (0, 0));
+    }
+
+    #[test]
+    fn an_event_that_cannot_be_allocated_is_lost() {
+        let mut q = Queue::default();
+        vsva_mem::fail_nth::arm(2);
+        q.push(4, &[0xaa; 4]);
+        q.push(4, &[0xbb; 4]);
+        assert!(vsva_mem::fail_nth::disarm().fired);
+        let mut buf = [0u8; 64];
+        // sequence 0 the record; 1 the lost-events header (flags bit 0), no data
+        assert_eq!(q.read(&mut buf), 12 + 8);
+        assert_eq!(&buf[..8], &[0, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(&buf[8..12], &[0xaa; 4]);
+        assert_eq!(&buf[12..20], &[1, 0, 0, 0, 1, 0, 0, 0]);
+        // a lost event before an unread header is replaced by the next record, as in
+        // `iommufd_vevent_handler()`: the reader sees the gap in the sequence numbers
+        vsva_mem::fail_nth::arm(1);
+        q.push(4, &[0xcc; 4]);
+        assert!(vsva_mem::fail_nth::disarm().fired);
+        q.push(4, &[0xdd; 4]);
+        assert_eq!(q.read(&mut buf), 12);
+        assert_eq!(&buf[..8], &[0, 0, 0, 0, 3, 0, 0, 0]);
+        assert_eq!(&buf[8..12], &[0xdd; 4]);
+        assert_eq!(q.num_events, 0);
     }
 }

@@ -175,8 +175,12 @@ impl FrameAllocator {
     /// Allocates a naturally aligned frame of `size`. Its contents are whatever was there.
     ///
     /// # Errors
-    /// [`FrameError::OutOfMemory`] when no block of that size is free.
+    /// [`FrameError::OutOfMemory`] when no block of that size is free, or when
+    /// [`fail_nth`](crate::fail_nth) makes this allocation fail.
     pub fn alloc(&self, size: PageSize) -> Result<u64, FrameError> {
+        if crate::fail_nth::should_fail() {
+            return Err(FrameError::OutOfMemory { size });
+        }
         self.lock()
             .alloc(order_of(size))
             .ok_or(FrameError::OutOfMemory { size })

@@ -8,6 +8,9 @@
 //! * [`phys`] — physical memory: the [`PhysMem`] trait the page-table walkers read through,
 //!   and [`PhysMemory`], a large sparse space backed by rust-vmm's `vm-memory`.
 //! * [`frame`] — a buddy frame allocator for 4 KiB, 2 MiB and 1 GiB frames.
+//! * [`fail_nth`] — allocation-failure injection: a per-thread countdown a test arms so that
+//!   the Nth allocation from then on fails with `ENOMEM` (Linux's `fail-nth`); every fallible
+//!   allocation of the frame allocator, the memory manager, the IOMMU core and iommufd checks it.
 //!
 //! Physical addresses inside [`PhysMem`] and [`FrameAllocator`] are plain `u64`: the same
 //! memory type serves as host memory (HPAs) and, later, as a guest's memory (GPAs), and the
@@ -19,6 +22,7 @@ compile_error!("vsva models little-endian hardware and only builds on little-end
 pub mod access;
 pub mod addr;
 pub mod errno;
+pub mod fail_nth;
 pub mod frame;
 pub mod gated;
 pub mod pasid;

@@ -141,6 +141,9 @@ impl MemoryManager {
         if !matches!(self.paging, CpuPaging::Arm64(_)) {
             return Ok(0);
         }
+        if vsva_mem::fail_nth::should_fail() {
+            return Err(MmError::OutOfMemory);
+        }
         lock(&self.asids).alloc().ok_or(MmError::OutOfMemory)
     }
 
@@ -198,6 +201,11 @@ impl MemoryManager {
     /// How many mappings the page at `pa` has.
     pub fn page_refs(&self, pa: u64) -> u32 {
         lock(&self.refs).get(&pa).copied().unwrap_or(0)
+    }
+
+    /// How many pages are pinned (by anyone).
+    pub fn pinned_pages(&self) -> usize {
+        lock(&self.pins).len()
     }
 
     /// How many pins the page at `pa` has.

@@ -61,6 +61,10 @@ impl Process {
         let mut at = start;
         let result = (|| -> Result<()> {
             while at < end {
+                // one page-list allocation per run (`pin_user_pages()`'s batch)
+                if vsva_mem::fail_nth::should_fail() {
+                    return Err(MmError::OutOfMemory);
+                }
                 let pt = space.pt.as_ref().ok_or(MmError::Exited)?;
                 let vma = *space
                     .vmas
@@ -158,9 +162,12 @@ impl Process {
     /// Charges `pages` of locked memory against RLIMIT_MEMLOCK.
     ///
     /// # Errors
-    /// [`MmError::MemlockLimit`] (ENOMEM) if the charge would pass the limit; nothing is
-    /// charged then.
+    /// [`MmError::MemlockLimit`] (ENOMEM) if the charge would pass the limit,
+    /// [`MmError::OutOfMemory`] when [`vsva_mem::fail_nth`] fails it; nothing is charged then.
     pub fn account_locked(&self, pages: u64) -> Result<()> {
+        if vsva_mem::fail_nth::should_fail() {
+            return Err(MmError::OutOfMemory);
+        }
         let limit = self.memlock_limit() / PageSize::Size4K.bytes();
         self.pinned_vm
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |locked| {

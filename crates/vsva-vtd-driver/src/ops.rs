@@ -11,8 +11,13 @@ use vsva_pgtable::vtd_ss::VtdSecondStage;
 
 use crate::driver::{DeviceOptions, Domain, DriverError, VtdDriver};
 
+/// A driver error as the core reports it: no memory for a structure is `ENOMEM`, as the
+/// Intel driver's `-ENOMEM` from `intel_pasid_alloc_table()` and friends; the rest `EIO`.
 fn err(e: DriverError) -> IommuError {
-    IommuError::driver(e)
+    match e {
+        DriverError::OutOfMemory => IommuError::NoMemory,
+        e => IommuError::driver(e),
+    }
 }
 
 impl IommuOps for VtdDriver {

@@ -109,6 +109,13 @@ impl Iommu {
                 }
                 return Err(IommuError::PasidBusy { dev, pasid });
             }
+            // the binding (`iommu_sva_bind_device()`'s handle)
+            if vsva_mem::fail_nth::should_fail() {
+                if new_mm {
+                    st.pasids.release(pid);
+                }
+                return Err(IommuError::NoMemory);
+            }
             let did = match st.mms.get(&pid) {
                 Some(m) => m.did,
                 None => match self.dids.alloc() {

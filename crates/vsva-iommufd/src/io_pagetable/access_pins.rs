@@ -21,6 +21,8 @@ impl IoPageTable {
     /// (`iopt_check_iova_alignment()`); `EBUSY` if 65536 accesses are attached
     /// (`xa_limit_16b`).
     pub fn add_access(&self, access: Weak<dyn IoptAccess>, alignment: u64) -> Result<u32, Errno> {
+        // the list entry (`xa_alloc()`)
+        vsva_mem::fail_nth::check()?;
         let mut st = self.lock();
         let id = (0..=u32::from(u16::MAX))
             .find(|i| !st.accesses.contains_key(i))

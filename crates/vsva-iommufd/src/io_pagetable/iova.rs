@@ -152,7 +152,8 @@ impl IoPageTable {
     /// or of the same owner, may overlap.
     ///
     /// # Errors
-    /// `EADDRINUSE` if an area or an allowed range overlaps it; `EINVAL` if `start > last`.
+    /// `EADDRINUSE` if an area or an allowed range overlaps it; `EINVAL` if `start > last`;
+    /// `ENOMEM` when [`vsva_mem::fail_nth`] fails the allocation.
     pub fn reserve(&self, start: u64, last: u64, owner: ReservedBy) -> Result<(), Errno> {
         let mut st = self.lock();
         Self::reserve_locked(&mut st, start, last, owner)
@@ -171,6 +172,8 @@ impl IoPageTable {
         if st.area_hit(start, last) || allowed_hit {
             return Err(EADDRINUSE);
         }
+        // the interval-tree node (`iopt_reserve_iova()`'s `kzalloc`)
+        vsva_mem::fail_nth::check()?;
         let at = st.reserved.partition_point(|r| r.start <= start);
         st.reserved.insert(at, Reserved { start, last, owner });
         Ok(())
