@@ -93,17 +93,6 @@ impl<F: Format> Drop for FormatTable<F> {
     }
 }
 
-/// A domain's table goes with it (Linux `iommu_domain_free()` → `free_io_pgtable_ops()`):
-/// the domain is dropped once nothing is attached to it, after the detach flushed every
-/// cache that held its entries.
-impl<F: Format> Drop for FormatTable<F> {
-    fn drop(&mut self) {
-        if let Err(e) = self.table.free_all() {
-            tracing::error!(%e, "freeing a domain's I/O page table");
-        }
-    }
-}
-
 impl<F: Format + Send + Sync> IoPgtable for FormatTable<F> {
     fn root(&self) -> u64 {
         self.table().root()

@@ -657,16 +657,6 @@ impl<F: Format> PageTable<F> {
     /// # Errors
     /// [`MapError::Frames`] if the allocator does not know a table frame.
     pub fn destroy(self) -> Result<()> {
-        self.free_all()
-    }
-
-    /// Frees every table frame (not the pages leaves point to), root included, leaving the
-    /// table unusable: for an owner that is going away and holds the table by reference
-    /// (Linux `free_io_pgtable_ops()`).
-    ///
-    /// # Errors
-    /// [`MapError::Frames`] if the allocator does not know a table frame.
-    pub fn free_all(&self) -> Result<()> {
         self.free_subtree(self.root, self.format.levels())
     }
 
